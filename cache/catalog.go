@@ -1,0 +1,446 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/golang-lru/v2/expirable"
+	"go.uber.org/zap"
+	"golang.org/x/sync/singleflight"
+)
+
+// Config tunes a Catalog. The zero value gives the defaults.
+type Config struct {
+	TTL          time.Duration // freshness of listings and metadata (default 24h, as DIGITS)
+	NegativeTTL  time.Duration // how long a failure is remembered (default 10s)
+	ListTimeout  time.Duration // bound on discovering one store (default 20s)
+	ModelTimeout time.Duration // bound on resolving one model (default 60s)
+	Prefetch     int           // models resolved in parallel after a listing (default 16)
+	JobsDir      string        // job_dir written into status.pickle (DIGITS recomputes it)
+	// Reserved names are used by the store directory itself; models with
+	// these names are refused.
+	Reserved []string
+	Logger   *zap.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.TTL <= 0 {
+		c.TTL = 24 * time.Hour
+	}
+	if c.NegativeTTL <= 0 {
+		c.NegativeTTL = 10 * time.Second
+	}
+	if c.ListTimeout <= 0 {
+		c.ListTimeout = 20 * time.Second
+	}
+	if c.ModelTimeout <= 0 {
+		c.ModelTimeout = 60 * time.Second
+	}
+	if c.Prefetch <= 0 {
+		c.Prefetch = 16
+	}
+	if c.JobsDir == "" {
+		c.JobsDir = "/var/lib/digits/jobs"
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	return c
+}
+
+// maxModels bounds the metadata LRU (entries, not bytes: a Model is small,
+// its info.json capped by MaxSmallFile).
+const maxModels = 200_000
+
+type modelKey struct {
+	store int
+	name  string
+}
+
+// Catalog caches the listings and model metadata of a fixed set of stores.
+type Catalog struct {
+	// Read only after NewCatalog.
+	cfg     Config
+	log     *zap.Logger
+	stores  []*Store
+	content Content
+	ctx     context.Context // daemon context for shared fetches
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+
+	// Safe for concurrent use on their own.
+	listings   *expirable.LRU[int, *StoreListing]
+	listErrs   *expirable.LRU[int, error]
+	models     *expirable.LRU[modelKey, *Model]
+	modelErrs  *expirable.LRU[modelKey, error]
+	fetches    singleflight.Group
+	prefetches chan struct{} // semaphore shared by all prefetching
+
+	mu sync.Mutex // protects the fields below
+	// Last good results, kept across expiry and refresh: served while a
+	// store is failing, and used as validators for conditional requests.
+	lastListing map[int]*StoreListing
+	lastModel   map[modelKey]*Model
+	refreshed   map[int]time.Time // key -1 is the whole mount
+	generation  map[int]uint64    // bumped by Refresh, so in-flight results of an older generation are not cached
+}
+
+// NewCatalog builds the catalog of stores (named, in mount order). content
+// serves file bodies.
+func NewCatalog(stores []*Store, content Content, cfg Config) *Catalog {
+	cfg = cfg.withDefaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &Catalog{
+		cfg:         cfg,
+		log:         cfg.Logger,
+		stores:      stores,
+		content:     content,
+		ctx:         ctx,
+		cancel:      cancel,
+		listings:    expirable.NewLRU[int, *StoreListing](0, nil, cfg.TTL),
+		listErrs:    expirable.NewLRU[int, error](0, nil, cfg.NegativeTTL),
+		models:      expirable.NewLRU[modelKey, *Model](maxModels, nil, cfg.TTL),
+		modelErrs:   expirable.NewLRU[modelKey, error](maxModels, nil, cfg.NegativeTTL),
+		prefetches:  make(chan struct{}, cfg.Prefetch),
+		lastListing: map[int]*StoreListing{},
+		lastModel:   map[modelKey]*Model{},
+		refreshed:   map[int]time.Time{},
+		generation:  map[int]uint64{},
+	}
+	now := time.Now()
+	c.refreshed[-1] = now
+	for i, s := range stores {
+		s.idx = i
+		c.refreshed[i] = now
+	}
+	return c
+}
+
+// Stores returns the configured stores in mount order.
+func (c *Catalog) Stores() []*Store { return c.stores }
+
+// Content returns the file body cache.
+func (c *Catalog) Content() Content { return c.content }
+
+// Close stops all fetches and waits for them.
+func (c *Catalog) Close() {
+	c.cancel()
+	c.wg.Wait()
+}
+
+// wait runs fn once per key on the catalog's context (shared by all
+// callers) and waits for its result or for ctx to end.
+func wait[T any](c *Catalog, ctx context.Context, key string, fn func(context.Context) (T, error)) (T, error) {
+	ch := c.fetches.DoChan(key, func() (any, error) {
+		c.wg.Add(1)
+		defer c.wg.Done()
+		return fn(c.ctx)
+	})
+	var zero T
+	select {
+	case <-ctx.Done():
+		return zero, ctx.Err()
+	case r := <-ch:
+		if r.Err != nil {
+			return zero, r.Err
+		}
+		return r.Val.(T), nil
+	}
+}
+
+// Listing returns the store's model list, fetching it when not fresh. A
+// failed fetch falls back to the last good listing (with Stale set).
+func (c *Catalog) Listing(ctx context.Context, st *Store) (*StoreListing, error) {
+	if l, ok := c.listings.Get(st.idx); ok {
+		return l, nil
+	}
+	if err, ok := c.listErrs.Get(st.idx); ok {
+		return c.staleListing(st, err)
+	}
+	return wait(c, ctx, "L"+strconv.Itoa(st.idx), func(ctx context.Context) (*StoreListing, error) {
+		return c.fetchListing(ctx, st)
+	})
+}
+
+// CachedListing returns the listing without fetching.
+func (c *Catalog) CachedListing(st *Store) (*StoreListing, bool) {
+	if l, ok := c.listings.Get(st.idx); ok {
+		return l, true
+	}
+	return nil, false
+}
+
+func (c *Catalog) staleListing(st *Store, err error) (*StoreListing, error) {
+	c.mu.Lock()
+	last := c.lastListing[st.idx]
+	c.mu.Unlock()
+	if last == nil {
+		return nil, err
+	}
+	stale := *last
+	stale.Stale = err
+	return &stale, nil
+}
+
+func (c *Catalog) gen(idx int) uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.generation[idx]
+}
+
+func (c *Catalog) fetchListing(ctx context.Context, st *Store) (*StoreListing, error) {
+	gen := c.gen(st.idx)
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.ListTimeout)
+	defer cancel()
+	start := time.Now()
+	rl, err := st.Remote.ListModels(ctx)
+	if err != nil {
+		if c.ctx.Err() == nil {
+			c.listErrs.Add(st.idx, err)
+		}
+		l, serr := c.staleListing(st, err)
+		if serr == nil {
+			c.log.Warn("listing failed, serving the last good one", zap.String("store", st.Name), zap.Error(err))
+			return l, nil
+		}
+		c.log.Error("listing failed", zap.String("store", st.Name), zap.Error(err))
+		return nil, err
+	}
+	reserved := make(map[string]bool, len(c.cfg.Reserved))
+	for _, r := range c.cfg.Reserved {
+		reserved[r] = true
+	}
+	l := &StoreListing{Msg: rl.Msg, Fetched: time.Now()}
+	for _, m := range rl.Models {
+		if reserved[m] {
+			rl.Rejected = append(rl.Rejected, fmt.Sprintf("%q: name is used by modelstorefs itself", m))
+			continue
+		}
+		l.Models = append(l.Models, m)
+	}
+	sort.Strings(l.Models)
+	for _, r := range rl.Rejected {
+		c.log.Warn("model name refused", zap.String("store", st.Name), zap.String("reason", r))
+	}
+	c.log.Info("listed store", zap.String("store", st.Name), zap.String("source", rl.Source),
+		zap.Int("models", len(l.Models)), zap.Duration("took", time.Since(start)))
+
+	c.mu.Lock()
+	if c.generation[st.idx] == gen {
+		c.listings.Add(st.idx, l)
+		c.lastListing[st.idx] = l
+		for k := range c.lastModel {
+			if k.store == st.idx && !l.Has(k.name) {
+				delete(c.lastModel, k)
+			}
+		}
+	}
+	c.mu.Unlock()
+	c.startPrefetch(st, l)
+	return l, nil
+}
+
+// startPrefetch resolves every model of a fresh listing in the background,
+// so that grep over all info.json files and models.tsv come from memory.
+func (c *Catalog) startPrefetch(st *Store, l *StoreListing) {
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		var wg sync.WaitGroup
+		for _, name := range l.Models {
+			select {
+			case c.prefetches <- struct{}{}:
+			case <-c.ctx.Done():
+				wg.Wait()
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-c.prefetches }()
+				// Errors are logged by resolveModel and cached briefly.
+				_, _ = c.Model(c.ctx, st, name)
+			}()
+		}
+		wg.Wait()
+	}()
+}
+
+// Model returns a resolved model folder, fetching it when not fresh. The
+// model must be in the store's listing, else the error wraps ErrNotFound.
+func (c *Catalog) Model(ctx context.Context, st *Store, name string) (*Model, error) {
+	key := modelKey{st.idx, name}
+	if m, ok := c.models.Get(key); ok {
+		return m, nil
+	}
+	if err, ok := c.modelErrs.Get(key); ok {
+		return nil, err
+	}
+	return wait(c, ctx, modelFetchKey(st, name), func(ctx context.Context) (*Model, error) {
+		return c.fetchModel(ctx, st, name)
+	})
+}
+
+// CachedModel returns a fresh model without fetching.
+func (c *Catalog) CachedModel(st *Store, name string) (*Model, bool) {
+	return c.models.Get(modelKey{st.idx, name})
+}
+
+// ErrNotFound is returned for names that are not in a listing.
+var ErrNotFound = errors.New("no such model")
+
+func (c *Catalog) fetchModel(ctx context.Context, st *Store, name string) (*Model, error) {
+	l, err := c.Listing(ctx, st)
+	if err != nil {
+		return nil, err
+	}
+	if !l.Has(name) {
+		return nil, fmt.Errorf("%s/%s: %w", st.Name, name, ErrNotFound)
+	}
+	gen := c.gen(st.idx)
+	key := modelKey{st.idx, name}
+	c.mu.Lock()
+	prev := c.lastModel[key]
+	c.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.ModelTimeout)
+	defer cancel()
+	m, err := c.resolveModel(ctx, st, name, prev)
+	if err != nil {
+		if c.ctx.Err() == nil {
+			c.modelErrs.Add(key, err)
+			c.log.Error("model metadata failed", zap.String("store", st.Name), zap.String("model", name), zap.Error(err))
+		}
+		if prev != nil {
+			return prev, nil // stale-while-error
+		}
+		return nil, err
+	}
+	for _, p := range m.Problems {
+		c.log.Debug("model problem", zap.String("store", st.Name), zap.String("model", name), zap.String("problem", p))
+	}
+	c.mu.Lock()
+	if c.generation[st.idx] == gen {
+		c.models.Add(key, m)
+		c.lastModel[key] = m
+	}
+	c.mu.Unlock()
+	return m, nil
+}
+
+// Models resolves every model of the store (in parallel, bounded) and
+// returns those that resolved, sorted by name.
+func (c *Catalog) Models(ctx context.Context, st *Store) ([]*Model, error) {
+	l, err := c.Listing(ctx, st)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*Model, len(l.Models))
+	sem := make(chan struct{}, c.cfg.Prefetch)
+	var wg sync.WaitGroup
+	for i, name := range l.Models {
+		if m, ok := c.CachedModel(st, name); ok {
+			out[i] = m
+			continue
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			wg.Wait()
+			return nil, ctx.Err()
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if m, err := c.Model(ctx, st, name); err == nil {
+				out[i] = m
+			}
+		}()
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	res := out[:0]
+	for _, m := range out {
+		if m != nil {
+			res = append(res, m)
+		}
+	}
+	return res, nil
+}
+
+// Refresh drops the cached listings and metadata of one store (nil: all
+// stores). The last good results are kept as validators, so unchanged
+// files are revalidated with conditional requests instead of refetched.
+func (c *Catalog) Refresh(st *Store) {
+	now := time.Now()
+	c.mu.Lock()
+	for _, s := range c.stores {
+		if st != nil && s != st {
+			continue
+		}
+		c.generation[s.idx]++
+		c.refreshed[s.idx] = now
+		c.listings.Remove(s.idx)
+		c.listErrs.Remove(s.idx)
+	}
+	if st == nil {
+		c.refreshed[-1] = now
+	}
+	c.mu.Unlock()
+	for _, k := range c.models.Keys() {
+		if st == nil || k.store == st.idx {
+			c.models.Remove(k)
+		}
+	}
+	for _, k := range c.modelErrs.Keys() {
+		if st == nil || k.store == st.idx {
+			c.modelErrs.Remove(k)
+		}
+	}
+	// A refresh must not join a fetch that started before it.
+	for _, s := range c.stores {
+		if st != nil && s != st {
+			continue
+		}
+		c.fetches.Forget("L" + strconv.Itoa(s.idx))
+		c.mu.Lock()
+		last := c.lastListing[s.idx]
+		c.mu.Unlock()
+		if last != nil {
+			for _, name := range last.Models {
+				c.fetches.Forget(modelFetchKey(s, name))
+			}
+		}
+	}
+	c.log.Info("refresh", zap.String("scope", scopeName(st)))
+}
+
+func scopeName(st *Store) string {
+	if st == nil {
+		return "all stores"
+	}
+	return st.Name
+}
+
+// LastRefresh returns when the scope (nil: the whole mount) was last
+// refreshed (or mounted).
+func (c *Catalog) LastRefresh(st *Store) time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st == nil {
+		return c.refreshed[-1]
+	}
+	return c.refreshed[st.idx]
+}
+
+func modelFetchKey(st *Store, name string) string {
+	return "M" + strconv.Itoa(st.idx) + "/" + name
+}

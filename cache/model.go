@@ -1,0 +1,103 @@
+package cache
+
+import (
+	"sort"
+	"time"
+
+	"github.com/modelstorefs/modelstorefs/digits"
+	"github.com/modelstorefs/modelstorefs/remote"
+)
+
+// Store is one configured model store.
+type Store struct {
+	Name   string // directory name in the mounted tree
+	Remote *remote.Store
+	idx    int
+}
+
+// StoreListing is a store's model list as last fetched.
+type StoreListing struct {
+	Msg     string
+	Models  []string // sorted
+	Fetched time.Time
+	// Stale is set when this is the last good listing served because a
+	// newer fetch failed.
+	Stale error
+}
+
+// Has reports whether the listing names a model (binary search).
+func (l *StoreListing) Has(name string) bool {
+	i := sort.SearchStrings(l.Models, name)
+	return i < len(l.Models) && l.Models[i] == name
+}
+
+// FileKind tells how a File's bytes are produced.
+type FileKind int
+
+const (
+	// KindData files are held in memory (info.json, status.pickle, error.txt).
+	KindData FileKind = iota
+	// KindRemote files are fetched from the store on first read.
+	KindRemote
+	// KindSymlink entries point to another file of the same folder.
+	KindSymlink
+)
+
+// File is one entry of a model folder.
+type File struct {
+	Name    string
+	Kind    FileKind
+	Data    []byte      // KindData
+	Target  string      // KindSymlink: relative target
+	Remote  string      // KindRemote: file name below the model folder on the store
+	Meta    remote.Meta // KindRemote: size and validators; KindData: Size = len(Data)
+	ModTime time.Time
+}
+
+// Size is the file's length in bytes.
+func (f *File) Size() int64 {
+	switch f.Kind {
+	case KindData:
+		return int64(len(f.Data))
+	case KindSymlink:
+		return int64(len(f.Target))
+	}
+	return f.Meta.Size
+}
+
+// Model is a resolved model folder: what the store has and how the mounted
+// folder presents it.
+type Model struct {
+	Store *Store
+	Name  string
+	Info  *digits.Info // nil when info.json is missing or not JSON
+	Aux   *digits.Aux  // nil when absent or invalid
+	Files []File       // sorted by Name
+	// Problems lists, one line each, why the model cannot be imported or
+	// what was left out; they make up error.txt.
+	Problems   []string
+	Importable bool
+	Fetched    time.Time
+}
+
+// File returns the entry called name.
+func (m *Model) File(name string) (*File, bool) {
+	i := sort.Search(len(m.Files), func(i int) bool { return m.Files[i].Name >= name })
+	if i < len(m.Files) && m.Files[i].Name == name {
+		return &m.Files[i], true
+	}
+	return nil, false
+}
+
+// file returns the entry with the given remote name, for revalidation.
+func (m *Model) remoteFile(remoteName string) *File {
+	if m == nil {
+		return nil
+	}
+	for i := range m.Files {
+		if m.Files[i].Kind == KindRemote && m.Files[i].Remote == remoteName {
+			return &m.Files[i]
+		}
+	}
+	return nil
+}

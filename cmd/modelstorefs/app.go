@@ -1,0 +1,179 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+)
+
+// newApp builds the command line. stopSignals is called once the first
+// SIGINT/SIGTERM is handled, so that a second one kills the process.
+func newApp(stopSignals context.CancelFunc) *cli.App {
+	return &cli.App{
+		Name:    "modelstorefs",
+		Usage:   "mount NVIDIA DIGITS Model Stores as a read-only filesystem",
+		Version: version,
+		Description: `Each store becomes a directory, each model a folder that is a complete
+DIGITS Pretrained Model job: copying it into the DIGITS jobs directory is the import.
+
+Examples:
+   export DIGITS_MODEL_STORE_URL='http://host/store1,http://host2/team'
+   modelstorefs mount /mnt/models
+   ls /mnt/models/*/ ; grep -i mnist /mnt/models/models.tsv
+   cp -r /mnt/models/host_store1/lenet "$DIGITS_JOBS_DIR"/   # then restart DIGITS
+   touch /mnt/models/.refresh                            # "Update model list"
+   modelstorefs unmount /mnt/models`,
+		HideHelpCommand: true,
+		Commands: []*cli.Command{
+			mountCommand(stopSignals),
+			unmountCommand(),
+		},
+	}
+}
+
+func mountCommand(stopSignals context.CancelFunc) *cli.Command {
+	return &cli.Command{
+		Name:      "mount",
+		Usage:     "mount the stores on MOUNTPOINT and serve until unmounted or interrupted",
+		ArgsUsage: "MOUNTPOINT",
+		Description: `Runs in the foreground. Logs one line when the mount is ready; on SIGINT or
+SIGTERM it unmounts (lazily if files are still open) and exits 0.
+
+Stores come from --store (repeatable, comma-separated lists accepted) or else
+DIGITS_MODEL_STORE_URL. An entry NAME=URL names the store's directory.`,
+		Flags: []cli.Flag{
+			&cli.StringSliceFlag{Name: "store", Aliases: []string{"s"}, Usage: "store `URL` or NAME=URL", EnvVars: []string{"DIGITS_MODEL_STORE_URL"}},
+			&cli.StringFlag{Name: "cache-dir", Usage: "on-disk cache `DIR` (default $XDG_CACHE_HOME/modelstorefs or ~/.cache/modelstorefs)"},
+			&cli.StringFlag{Name: "cache-size", Value: "10GiB", Usage: "bound on the on-disk cache (`SIZE`, e.g. 500MiB, 20G)"},
+			&cli.DurationFlag{Name: "ttl", Value: 24 * time.Hour, Usage: "how long listings and metadata stay fresh"},
+			&cli.StringFlag{Name: "jobs-dir", Value: "/var/lib/digits/jobs", EnvVars: []string{"DIGITS_JOBS_DIR"}, Usage: "DIGITS jobs `DIR` written into status.pickle (DIGITS rewrites it on load)"},
+			&cli.BoolFlag{Name: "allow-other", Usage: "let other users access the mount (needs user_allow_other in /etc/fuse.conf unless root)"},
+			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
+			&cli.StringFlag{Name: "log-format", Value: "console", Usage: "console or json"},
+			&cli.BoolFlag{Name: "debug-fuse", Usage: "log every FUSE operation"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return fmt.Errorf("mount: expected one MOUNTPOINT, got %d arguments", c.NArg())
+			}
+			cfg, err := mountConfigFrom(c)
+			if err != nil {
+				return err
+			}
+			return runMount(c.Context, cfg, stopSignals)
+		},
+	}
+}
+
+func unmountCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "unmount",
+		Aliases:   []string{"umount"},
+		Usage:     "unmount MOUNTPOINT (lazily if busy or dead)",
+		ArgsUsage: "MOUNTPOINT",
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return fmt.Errorf("unmount: expected one MOUNTPOINT, got %d arguments", c.NArg())
+			}
+			return runUnmount(c.Args().First(), c.App.Writer)
+		},
+	}
+}
+
+// mountConfig is everything mount needs, validated.
+type mountConfig struct {
+	Mountpoint string
+	Stores     []storeSpec
+	CacheDir   string
+	CacheSize  int64
+	TTL        time.Duration
+	JobsDir    string
+	AllowOther bool
+	LogLevel   string
+	LogFormat  string
+	DebugFuse  bool
+}
+
+func mountConfigFrom(c *cli.Context) (mountConfig, error) {
+	cfg := mountConfig{
+		TTL:        c.Duration("ttl"),
+		JobsDir:    c.String("jobs-dir"),
+		AllowOther: c.Bool("allow-other"),
+		LogLevel:   c.String("log-level"),
+		LogFormat:  c.String("log-format"),
+		DebugFuse:  c.Bool("debug-fuse"),
+	}
+	mp, err := filepath.Abs(c.Args().First())
+	if err != nil {
+		return cfg, fmt.Errorf("mountpoint: %w", err)
+	}
+	cfg.Mountpoint = mp
+	if cfg.Stores, err = parseStores(c.StringSlice("store")); err != nil {
+		return cfg, err
+	}
+	if cfg.CacheSize, err = parseSize(c.String("cache-size")); err != nil {
+		return cfg, fmt.Errorf("--cache-size: %w", err)
+	}
+	if cfg.TTL <= 0 {
+		return cfg, fmt.Errorf("--ttl must be positive, got %s", cfg.TTL)
+	}
+	cfg.CacheDir = c.String("cache-dir")
+	if cfg.CacheDir == "" {
+		if cfg.CacheDir, err = defaultCacheDir(); err != nil {
+			return cfg, err
+		}
+	}
+	if cfg.CacheDir, err = filepath.Abs(cfg.CacheDir); err != nil {
+		return cfg, fmt.Errorf("--cache-dir: %w", err)
+	}
+	if within(cfg.CacheDir, cfg.Mountpoint) {
+		return cfg, fmt.Errorf("--cache-dir %s is inside the mountpoint %s: that would deadlock", cfg.CacheDir, cfg.Mountpoint)
+	}
+	return cfg, nil
+}
+
+func defaultCacheDir() (string, error) {
+	if x := os.Getenv("XDG_CACHE_HOME"); x != "" {
+		return filepath.Join(x, "modelstorefs"), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("no --cache-dir and no home directory: %w", err)
+	}
+	return filepath.Join(home, ".cache", "modelstorefs"), nil
+}
+
+// within reports whether path is dir or below it.
+func within(path, dir string) bool {
+	rel, err := filepath.Rel(dir, path)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
+}
+
+// parseSize reads sizes like 1048576, 500M, 500MiB, 10G, 1.5TB (binary units).
+func parseSize(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	upper := strings.ToUpper(t)
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KIB", 1 << 10}, {"MIB", 1 << 20}, {"GIB", 1 << 30}, {"TIB", 1 << 40},
+		{"KB", 1 << 10}, {"MB", 1 << 20}, {"GB", 1 << 30}, {"TB", 1 << 40},
+		{"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"T", 1 << 40}, {"B", 1}} {
+		if strings.HasSuffix(upper, u.suffix) {
+			t, mult = strings.TrimSpace(t[:len(t)-len(u.suffix)]), u.mult
+			break
+		}
+	}
+	f, err := strconv.ParseFloat(t, 64)
+	if err != nil || f <= 0 {
+		return 0, fmt.Errorf("%q is not a positive size", s)
+	}
+	return int64(f * float64(mult)), nil
+}

@@ -1,0 +1,127 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"syscall"
+
+	"go.uber.org/zap"
+
+	"github.com/modelstorefs/modelstorefs/cache"
+	"github.com/modelstorefs/modelstorefs/fs"
+	"github.com/modelstorefs/modelstorefs/remote"
+)
+
+// runMount mounts, serves until a signal or an external unmount, then
+// tears everything down in order and returns.
+func runMount(ctx context.Context, cfg mountConfig, stopSignals context.CancelFunc) error {
+	log, err := newLogger(cfg.LogLevel, cfg.LogFormat)
+	if err != nil {
+		return err
+	}
+	defer syncLogger(log)
+
+	if err := checkMountpoint(cfg.Mountpoint, log); err != nil {
+		return err
+	}
+
+	stores := make([]*cache.Store, len(cfg.Stores))
+	for i, s := range cfg.Stores {
+		rs, err := remote.NewStore(s.URL, remote.Options{UserAgent: "modelstorefs/" + version})
+		if err != nil {
+			return err
+		}
+		stores[i] = &cache.Store{Name: s.Name, Remote: rs}
+	}
+	content, err := cache.NewDiskContent(cache.DiskConfig{
+		Dir: cfg.CacheDir, MaxBytes: cfg.CacheSize, Logger: log.Named("content"),
+	})
+	if err != nil {
+		return err
+	}
+	defer content.Close()
+	catalog := cache.NewCatalog(stores, content, cache.Config{
+		TTL: cfg.TTL, JobsDir: cfg.JobsDir, Reserved: fs.ReservedStoreNames, Logger: log.Named("catalog"),
+	})
+	defer catalog.Close()
+	fsys := fs.New(fs.Options{Catalog: catalog, Logger: log.Named("fs")})
+	defer fsys.Close()
+
+	server, err := fs.Mount(cfg.Mountpoint, fsys, fs.MountOptions{AllowOther: cfg.AllowOther, Debug: cfg.DebugFuse})
+	if err != nil {
+		return err
+	}
+	names := make([]string, len(stores))
+	for i, s := range cfg.Stores {
+		names[i] = s.Name + "=" + stores[i].Remote.Base().Redacted()
+	}
+	log.Info("mounted", zap.String("mountpoint", cfg.Mountpoint), zap.Strings("stores", names),
+		zap.String("cache_dir", cfg.CacheDir), zap.String("version", version))
+
+	served := make(chan struct{})
+	go func() {
+		server.Wait()
+		close(served)
+	}()
+	select {
+	case <-served:
+		log.Info("unmounted from outside", zap.String("mountpoint", cfg.Mountpoint))
+		return nil
+	case <-ctx.Done():
+	}
+	stopSignals() // a second signal now kills the process
+	log.Info("signal received, unmounting", zap.String("mountpoint", cfg.Mountpoint))
+	lazy, err := fs.Unmount(server, cfg.Mountpoint)
+	if err != nil {
+		return err
+	}
+	if lazy {
+		log.Warn("files still open: unmounted lazily", zap.String("mountpoint", cfg.Mountpoint))
+	}
+	<-served
+	log.Info("unmounted", zap.String("mountpoint", cfg.Mountpoint))
+	return nil
+}
+
+// checkMountpoint makes sure dir is a directory we can mount on. A dead
+// FUSE mount left by a killed daemon ("transport endpoint is not
+// connected") is detached first.
+func checkMountpoint(dir string, log *zap.Logger) error {
+	fi, err := os.Stat(dir)
+	if errors.Is(err, syscall.ENOTCONN) {
+		log.Warn("stale mount found (transport endpoint is not connected): detaching it", zap.String("mountpoint", dir))
+		if lerr := fs.LazyUnmount(dir); lerr != nil {
+			return fmt.Errorf("%s is a dead mount and detaching it failed (%v); run: modelstorefs unmount %s", dir, lerr, dir)
+		}
+		fi, err = os.Stat(dir)
+	}
+	if err != nil {
+		return fmt.Errorf("mountpoint: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("mountpoint %s is not a directory", dir)
+	}
+	return nil
+}
+
+// runUnmount detaches the mount at dir: a clean unmount, or a lazy one when
+// it is busy or dead.
+func runUnmount(dir string, out io.Writer) error {
+	err := syscall.Unmount(dir, 0)
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, syscall.EINVAL) {
+		if _, serr := os.Stat(dir); serr == nil {
+			return fmt.Errorf("%s is not a mountpoint", dir)
+		}
+	}
+	if lerr := fs.LazyUnmount(dir); lerr != nil {
+		return fmt.Errorf("unmount %s: %w (lazy: %v)", dir, err, lerr)
+	}
+	fmt.Fprintf(out, "%s was busy or dead (%v): detached lazily\n", dir, err)
+	return nil
+}

@@ -1,0 +1,105 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+
+	"github.com/modelstorefs/modelstorefs/fs"
+	"github.com/modelstorefs/modelstorefs/remote"
+)
+
+// storeSpec is one configured store: its directory name and base URL.
+type storeSpec struct {
+	Name string
+	URL  string
+}
+
+// parseStores turns --store values or DIGITS_MODEL_STORE_URL entries into
+// named stores. Each value may hold several comma-separated entries; spaces
+// are trimmed and empty entries ignored. An entry is URL or name=URL.
+// Derived names never collide: duplicates get _2, _3, ...
+func parseStores(values []string) ([]storeSpec, error) {
+	var specs []storeSpec
+	taken := map[string]bool{}
+	for _, r := range fs.ReservedStoreNames {
+		taken[r] = true
+	}
+	for _, v := range values {
+		for _, entry := range strings.Split(v, ",") {
+			entry = strings.TrimSpace(entry)
+			if entry == "" {
+				continue
+			}
+			name, rawURL := "", entry
+			if eq := strings.Index(entry, "="); eq > 0 && eq < strings.Index(entry, "://") {
+				name, rawURL = strings.TrimSpace(entry[:eq]), strings.TrimSpace(entry[eq+1:])
+				if err := remote.ValidName(name); err != nil {
+					return nil, fmt.Errorf("store %q: bad name %q: %w", entry, name, err)
+				}
+				if taken[name] {
+					return nil, fmt.Errorf("store %q: the name %q is already used", entry, name)
+				}
+				taken[name] = true
+			}
+			u, err := remote.ParseBaseURL(rawURL)
+			if err != nil {
+				return nil, err
+			}
+			specs = append(specs, storeSpec{Name: name, URL: u.String()})
+		}
+	}
+	if len(specs) == 0 {
+		return nil, errors.New("no model store given: set DIGITS_MODEL_STORE_URL or pass --store URL")
+	}
+	// Derived names come second, so an explicit name always wins.
+	for i := range specs {
+		if specs[i].Name != "" {
+			continue
+		}
+		u, _ := url.Parse(specs[i].URL)
+		base := storeDirName(u)
+		name := base
+		for n := 2; taken[name]; n++ {
+			name = fmt.Sprintf("%s_%d", base, n)
+		}
+		taken[name] = true
+		specs[i].Name = name
+	}
+	return specs, nil
+}
+
+// storeDirName derives a directory name from a store URL: host, "_port"
+// when not the scheme's default, then the path with "/" as "_".
+// http://127.0.0.1:8001/team/ -> 127.0.0.1_8001_team.
+func storeDirName(u *url.URL) string {
+	host, port, err := net.SplitHostPort(u.Host)
+	if err != nil {
+		host, port = u.Host, ""
+	}
+	host = strings.Trim(host, "[]") // IPv6 literal
+	parts := []string{host}
+	if port != "" && !(u.Scheme == "http" && port == "80") && !(u.Scheme == "https" && port == "443") {
+		parts = append(parts, port)
+	}
+	for _, seg := range strings.Split(strings.Trim(u.Path, "/"), "/") {
+		if seg != "" {
+			parts = append(parts, seg)
+		}
+	}
+	name := strings.Map(func(r rune) rune {
+		if r == '/' || r == '\\' || r == ':' || r < 0x20 || r == 0x7f {
+			return '_'
+		}
+		return r
+	}, strings.Join(parts, "_"))
+	if len(name) > remote.MaxNameLen {
+		name = name[:remote.MaxNameLen]
+	}
+	if remote.ValidName(name) != nil {
+		name = "store"
+	}
+	return name
+}

@@ -1,0 +1,296 @@
+package digits
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// ErrNotImportable is wrapped by every error saying that a store model cannot
+// become a DIGITS Pretrained Model job (missing or malformed required keys,
+// unknown framework, unsafe required file names).
+var ErrNotImportable = errors.New("not importable")
+
+// info.json keys.
+const (
+	KeyName            = "name"
+	KeyFramework       = "framework"
+	KeyUsername        = "username"
+	KeyNote            = "note"
+	KeyLicense         = "license"
+	KeySnapshotFile    = "snapshot file"
+	KeyModelFile       = "model file"
+	KeyNetworkFile     = "network file"
+	KeyLabelsFile      = "labels file"
+	KeyPythonLayerFile = "python layer file"
+	KeyCreationTime    = "creation time"
+	KeyImageDimensions = "image dimensions"
+)
+
+// ExtraKeys are the info.json keys naming further files of a model that
+// DIGITS ignores on import but that are worth keeping in the job folder.
+// Sorted, so that iterating over them is deterministic.
+var ExtraKeys = []string{"deploy file", "mean file", "solver file", "train_val file"}
+
+// Frameworks DIGITS 6.x can import ("framework" values, lowercase).
+const (
+	Caffe      = "caffe"
+	Torch      = "torch"
+	Tensorflow = "tensorflow"
+)
+
+// KnownFramework reports whether fw (already lowercased) is one DIGITS can import.
+func KnownFramework(fw string) bool {
+	return fw == Caffe || fw == Torch || fw == Tensorflow
+}
+
+// Info is the parsed part of a store model's info.json that matters for import and listing.
+type Info struct {
+	Name, Framework string // Framework lowercased (and trimmed)
+	Username        string // "" when absent
+	Note, License   string // curator fields, "" when absent
+	// Remote names ("" when absent); ModelFile falls back to "network file".
+	SnapshotFile, ModelFile, LabelsFile, PythonLayerFile string
+	// "deploy file", "mean file", "solver file", "train_val file" -> remote name, when present.
+	Extra map[string]string
+	// Parsed "creation time" ("2017-01-24 10:10:10.123456", also without
+	// fraction), read as UTC since DIGITS writes a naive local time; zero if
+	// absent or unparsable.
+	CreationTime time.Time
+	ImageDims    []int // "image dimensions" if a list of ints
+}
+
+// creationTimeLayouts are tried in order. Go's parser accepts a fractional
+// second after the seconds field even when the layout has none.
+var creationTimeLayouts = []string{
+	"2006-01-02 15:04:05",
+	"2006-01-02T15:04:05",
+	time.RFC3339Nano,
+}
+
+// ParseCreationTime parses a DIGITS "creation time" value (str(datetime),
+// e.g. "2017-01-24 10:10:10.123456" or "2017-01-24 10:10:10"). Values
+// without a zone are read as UTC.
+func ParseCreationTime(s string) (time.Time, bool) {
+	s = strings.TrimSpace(s)
+	for _, layout := range creationTimeLayouts {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t, true
+		}
+	}
+	return time.Time{}, false
+}
+
+// jsonType names the JSON type of a raw value, for error messages.
+func jsonType(raw json.RawMessage) string {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return "empty"
+	}
+	switch raw[0] {
+	case '"':
+		return "a string"
+	case '{':
+		return "an object"
+	case '[':
+		return "a list"
+	case 't', 'f':
+		return "a boolean"
+	case 'n':
+		return "null"
+	default:
+		return "a number"
+	}
+}
+
+func isNull(raw json.RawMessage) bool {
+	return string(bytes.TrimSpace(raw)) == "null"
+}
+
+// decodeObject unmarshals a JSON object into its raw members.
+func decodeObject(data []byte, file string) (map[string]json.RawMessage, error) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(data, &m); err != nil {
+		var ute *json.UnmarshalTypeError
+		if errors.As(err, &ute) {
+			return nil, fmt.Errorf("%s is %s, want a JSON object", file, ute.Value)
+		}
+		return nil, fmt.Errorf("%s is not valid JSON: %v", file, err)
+	}
+	if m == nil { // the document was "null"
+		return nil, fmt.Errorf("%s is null, want a JSON object", file)
+	}
+	return m, nil
+}
+
+// stringField reads key from m. present is false when the key is absent or
+// null; err names the key when it holds something other than a string.
+func stringField(m map[string]json.RawMessage, file, key string) (s string, present bool, err error) {
+	raw, ok := m[key]
+	if !ok || isNull(raw) {
+		return "", false, nil
+	}
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", false, fmt.Errorf("%s %q is %s, want a string", file, key, jsonType(raw))
+	}
+	return s, true, nil
+}
+
+// intList reads a JSON list of integers; ok is false for anything else.
+func intList(raw json.RawMessage) ([]int, bool) {
+	var items []json.RawMessage
+	if jsonType(raw) != "a list" {
+		return nil, false
+	}
+	if err := json.Unmarshal(raw, &items); err != nil {
+		return nil, false
+	}
+	out := make([]int, 0, len(items))
+	for _, it := range items {
+		if jsonType(it) != "a number" {
+			return nil, false
+		}
+		v, err := json.Number(bytes.TrimSpace(it)).Int64()
+		if err != nil || int64(int(v)) != v {
+			return nil, false
+		}
+		out = append(out, int(v))
+	}
+	return out, true
+}
+
+// ParseInfo parses info.json. It never panics on hostile input; wrong types
+// are errors naming the key.
+//
+// Invalid JSON, or JSON that is not an object, gives an error wrapping
+// ErrNotImportable and a nil *Info. Otherwise the returned *Info is never
+// nil: when a required key ("name", "framework", "snapshot file", "model
+// file"/"network file") is missing, empty or has the wrong type, when the
+// framework is not caffe/torch/tensorflow, or when any other key ParseInfo
+// reads has the wrong type, the error wraps ErrNotImportable, its message
+// lists every problem, and the *Info carries whatever fields were readable,
+// for listing. A null value counts as absent. "creation time" and "image
+// dimensions" are informational: a value that cannot be used is ignored.
+func ParseInfo(data []byte) (*Info, error) {
+	const file = "info.json"
+	m, err := decodeObject(data, file)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNotImportable, err)
+	}
+	info := &Info{}
+	var problems []string
+	get := func(key string, required bool) string {
+		s, present, err := stringField(m, file, key)
+		switch {
+		case err != nil:
+			problems = append(problems, err.Error())
+		case required && !present:
+			problems = append(problems, fmt.Sprintf("%s has no %q", file, key))
+		case required && strings.TrimSpace(s) == "":
+			problems = append(problems, fmt.Sprintf("%s %q is empty", file, key))
+		}
+		return s
+	}
+
+	info.Name = get(KeyName, true)
+	rawFw := get(KeyFramework, true)
+	info.Framework = strings.ToLower(strings.TrimSpace(rawFw))
+	if info.Framework != "" && !KnownFramework(info.Framework) {
+		problems = append(problems, fmt.Sprintf("%s %q is %q, want one of caffe, torch, tensorflow", file, KeyFramework, rawFw))
+	}
+	info.SnapshotFile = get(KeySnapshotFile, true)
+
+	// "model file" wins when present (as in DIGITS); "network file" is the
+	// DIGITS 4.x name of the same thing.
+	mf, mfPresent, mfErr := stringField(m, file, KeyModelFile)
+	nf, nfPresent, nfErr := stringField(m, file, KeyNetworkFile)
+	switch {
+	case mfErr != nil:
+		problems = append(problems, mfErr.Error())
+	case mfPresent:
+		info.ModelFile = mf
+		if strings.TrimSpace(mf) == "" {
+			problems = append(problems, fmt.Sprintf("%s %q is empty", file, KeyModelFile))
+		}
+	case nfErr != nil:
+		problems = append(problems, nfErr.Error())
+	case nfPresent:
+		info.ModelFile = nf
+		if strings.TrimSpace(nf) == "" {
+			problems = append(problems, fmt.Sprintf("%s %q is empty", file, KeyNetworkFile))
+		}
+	default:
+		problems = append(problems, fmt.Sprintf("%s has no %q (nor %q)", file, KeyModelFile, KeyNetworkFile))
+	}
+
+	info.LabelsFile = get(KeyLabelsFile, false)
+	info.PythonLayerFile = get(KeyPythonLayerFile, false)
+	info.Username = get(KeyUsername, false)
+	info.Note = get(KeyNote, false)
+	info.License = get(KeyLicense, false)
+	for _, key := range ExtraKeys {
+		s, present, err := stringField(m, file, key)
+		if err != nil {
+			problems = append(problems, err.Error())
+			continue
+		}
+		if present {
+			if info.Extra == nil {
+				info.Extra = make(map[string]string)
+			}
+			info.Extra[key] = s
+		}
+	}
+
+	if s, present, err := stringField(m, file, KeyCreationTime); err == nil && present {
+		if t, ok := ParseCreationTime(s); ok {
+			info.CreationTime = t
+		}
+	}
+	if raw, ok := m[KeyImageDimensions]; ok {
+		if dims, ok := intList(raw); ok {
+			info.ImageDims = dims
+		}
+	}
+
+	if len(problems) > 0 {
+		return info, fmt.Errorf("%w: %s", ErrNotImportable, strings.Join(problems, "; "))
+	}
+	return info, nil
+}
+
+// Aux is aux.json.
+type Aux struct{ License, Logo, Dataset string }
+
+// ParseAux parses aux.json ({"license", "logo", "dataset"}, all optional
+// strings; null counts as absent; other keys are ignored). Invalid JSON gives
+// a nil *Aux. A key of the wrong type gives an error naming it, together with
+// an *Aux holding the readable fields. The logo is a remote file name: check
+// it with SafeRelName before use.
+func ParseAux(data []byte) (*Aux, error) {
+	const file = "aux.json"
+	m, err := decodeObject(data, file)
+	if err != nil {
+		return nil, err
+	}
+	aux := &Aux{}
+	var problems []string
+	for _, f := range []struct {
+		key string
+		dst *string
+	}{{"license", &aux.License}, {"logo", &aux.Logo}, {"dataset", &aux.Dataset}} {
+		s, _, err := stringField(m, file, f.key)
+		if err != nil {
+			problems = append(problems, err.Error())
+			continue
+		}
+		*f.dst = s
+	}
+	if len(problems) > 0 {
+		return aux, errors.New(strings.Join(problems, "; "))
+	}
+	return aux, nil
+}

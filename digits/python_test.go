@@ -1,0 +1,527 @@
+package digits
+
+// Load tests: real Python 2.7 (pickle and cPickle) and Python 3 unpickle
+// the synthesized status.pickle against stand-in modules that mirror the
+// DIGITS classes (old-style digits.status.Status in Python 2, new-style
+// job and task classes with DIGITS's __getstate__/__setstate__), then
+// re-pickle the job the way DIGITS's load_past_jobs does with job.save().
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+)
+
+// stubModules mirror the attributes and (get|set)state behaviour described
+// in reference section 3 (digits/status.py, job.py, task.py,
+// pretrained_model/job.py, pretrained_model/tasks/*.py).
+var stubModules = map[string]string{
+	"digits/__init__.py": "",
+	"digits/status.py": `
+class Status():
+    # Declared like DIGITS: an old-style class in Python 2.
+    INIT = 'I'
+    WAIT = 'W'
+    RUN = 'R'
+    DONE = 'D'
+    ABORT = 'A'
+    ERROR = 'E'
+
+    def __init__(self, val):
+        self.set_dict(val)
+
+    def __str__(self):
+        return self.val
+
+    def __getstate__(self):
+        return self.val
+
+    def __setstate__(self, state):
+        self.set_dict(state)
+
+    def set_dict(self, val):
+        self.val = val
+        names = {'I': ('Initialized', 'warning'), 'W': ('Waiting', 'warning'),
+                 'R': ('Running', 'info'), 'D': ('Done', 'success'),
+                 'A': ('Aborted', 'warning'), 'E': ('Error', 'danger')}
+        self.name, self.css = names.get(val, ('?', 'default'))
+
+    def is_running(self):
+        return self.val in (self.INIT, self.WAIT, self.RUN)
+
+
+class StatusCls(object):
+    @property
+    def status(self):
+        if len(self.status_history) > 0:
+            return self.status_history[-1][0]
+        return Status.INIT
+`,
+	"digits/job.py": `
+from .status import StatusCls
+
+class Job(StatusCls):
+    def __getstate__(self):
+        d = self.__dict__.copy()
+        for k in ('_dir', 'event', 'persistent', '_state_keys'):
+            d.pop(k, None)
+        return d
+
+    def __setstate__(self, state):
+        self._state_keys = sorted(state.keys())
+        self.__dict__.update(state)
+        if 'username' not in self.__dict__:
+            self.username = None
+        if 'group' not in self.__dict__:
+            self.group = ''
+        self._dir = None
+        self.persistent = True
+
+    def id(self):
+        return self._id
+
+    def name(self):
+        return self._name
+`,
+	"digits/task.py": `
+from .status import StatusCls
+
+class Task(StatusCls):
+    def __getstate__(self):
+        d = self.__dict__.copy()
+        for k in ('aborted', 'logger', 'p', '_state_keys'):
+            d.pop(k, None)
+        return d
+
+    def __setstate__(self, state):
+        self.__dict__ = state
+        self._state_keys = sorted(state.keys())
+        self.aborted = None
+        self.set_logger()
+
+    def set_logger(self):
+        # DIGITS: JobIdLoggerAdapter(..., {'job_id': self.job_id})
+        self.logger = 'job %s' % self.job_id
+`,
+	"digits/pretrained_model/__init__.py": "",
+	"digits/pretrained_model/job.py": `
+from ..job import Job
+
+class PretrainedModelJob(Job):
+    def __getstate__(self):
+        fields_to_save = ['_id', '_name', 'username', 'tasks', 'status_history', 'framework', 'image_info']
+        full_state = self.__dict__.copy()
+        state_to_save = {}
+        for field in fields_to_save:
+            state_to_save[field] = full_state[field]
+        return state_to_save
+`,
+	"digits/pretrained_model/tasks/__init__.py": "",
+	"digits/pretrained_model/tasks/upload_pretrained.py": `
+from ...task import Task
+
+class UploadPretrainedModelTask(Task):
+    pass
+`,
+	"digits/pretrained_model/tasks/caffe_upload.py": `
+from .upload_pretrained import UploadPretrainedModelTask
+
+class CaffeUploadTask(UploadPretrainedModelTask):
+    pass
+`,
+	"digits/pretrained_model/tasks/torch_upload.py": `
+from .upload_pretrained import UploadPretrainedModelTask
+
+class TorchUploadTask(UploadPretrainedModelTask):
+    pass
+`,
+	"digits/pretrained_model/tasks/tensorflow_upload.py": `
+from .upload_pretrained import UploadPretrainedModelTask
+
+class TensorflowUploadTask(UploadPretrainedModelTask):
+    pass
+`,
+}
+
+// loadScript loads every pickle named on the command line with every
+// loader of the running Python and prints a JSON description.
+const loadScript = `
+from __future__ import print_function
+import io, json, pickle, pickletools, sys, traceback
+PY2 = sys.version_info[0] == 2
+if PY2:
+    import cPickle
+    loaders = [('pickle', pickle.load), ('cPickle', cPickle.load)]
+else:
+    loaders = [('pickle', pickle.load), ('pickle._Unpickler', lambda f: pickle._Unpickler(f).load())]
+
+def tname(v):
+    return type(v).__name__
+
+def hist(h):
+    return [{'val': s.val, 'name': s.name, 'running': s.is_running(), 'type': tname(s),
+             'class': s.__class__.__module__ + '.' + s.__class__.__name__,
+             'time': t, 'time_type': tname(t)} for s, t in h]
+
+def describe(job):
+    task = job.tasks[0]
+    d = {
+        'job_class': type(job).__module__ + '.' + type(job).__name__,
+        'job_state_keys': job._state_keys,
+        'job_status': job.status.name, 'job_running': job.status.is_running(),
+        'id': job._id, 'id_type': tname(job._id),
+        'name': job._name, 'name_type': tname(job._name),
+        'username': job.username, 'username_type': tname(job.username),
+        'framework': job.framework, 'framework_type': tname(job.framework),
+        'image_info': job.image_info,
+        'image_info_types': dict((k, tname(v)) for k, v in job.image_info.items()),
+        'image_info_same': job.image_info is task.image_info,
+        'job_history': hist(job.status_history),
+        'persistent': job.persistent,
+        'ntasks': len(job.tasks),
+        'task_class': type(task).__module__ + '.' + type(task).__name__,
+        'task_state_keys': task._state_keys,
+        'task_status': task.status.name, 'task_running': task.status.is_running(),
+        'job_id': task.job_id, 'job_id_type': tname(task.job_id),
+        'job_dir': task.job_dir, 'weights_path': task.weights_path,
+        'model_def_path': task.model_def_path, 'labels_path': task.labels_path,
+        'path_type': tname(task.weights_path),
+        'progress': task.progress, 'progress_type': tname(task.progress),
+        'pickver_task': task.pickver_task,
+        'task_framework': task.framework,
+        'task_nones': [k for k in ('parents', 'exception', 'traceback', 'framework', 'gpu', 'current_resources')
+                       if getattr(task, k, 'missing') is None],
+        'task_history': hist(task.status_history),
+        'logger': task.logger,
+    }
+    # What DIGITS's load_past_jobs does next: job.save(), i.e. pickle.dump with
+    # the default protocol, then a later load.
+    again = pickle.loads(pickle.dumps(job))
+    d['resave'] = [again._id, again.status.name, again.tasks[0].status.name, again._state_keys]
+    return d
+
+class Null(object):
+    def write(self, s):
+        pass
+
+out = {'python': sys.version.split()[0]}
+for path in sys.argv[1:]:
+    res = {}
+    with open(path, 'rb') as f:
+        data = f.read()
+    try:
+        pickletools.dis(data, out=Null())
+        res['dis_ok'] = True
+        res['proto_max'] = max(op.proto for op, arg, pos in pickletools.genops(data))
+    except Exception:
+        res['dis_ok'] = traceback.format_exc()
+    for name, load in loaders:
+        try:
+            res[name] = describe(load(io.BytesIO(data)))
+        except Exception:
+            res[name] = {'error': traceback.format_exc()}
+    out[path] = res
+print(json.dumps(out))
+`
+
+// pythonInterpreter returns the first interpreter found, or "".
+func pythonInterpreter(candidates ...string) string {
+	for _, c := range candidates {
+		if filepath.IsAbs(c) {
+			if fi, err := os.Stat(c); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
+				return c
+			}
+			continue
+		}
+		if p, err := exec.LookPath(c); err == nil {
+			return p
+		}
+	}
+	return ""
+}
+
+// pyHist is one decoded status_history entry.
+type pyHist struct {
+	Val      string  `json:"val"`
+	Name     string  `json:"name"`
+	Running  bool    `json:"running"`
+	Type     string  `json:"type"`
+	Class    string  `json:"class"`
+	Time     float64 `json:"time"`
+	TimeType string  `json:"time_type"`
+}
+
+// pyDesc is what loadScript prints for one loaded pickle.
+type pyDesc struct {
+	Error          string            `json:"error"`
+	JobClass       string            `json:"job_class"`
+	JobStateKeys   []string          `json:"job_state_keys"`
+	JobStatus      string            `json:"job_status"`
+	JobRunning     bool              `json:"job_running"`
+	ID             string            `json:"id"`
+	IDType         string            `json:"id_type"`
+	Name           string            `json:"name"`
+	NameType       string            `json:"name_type"`
+	Username       *string           `json:"username"`
+	UsernameType   string            `json:"username_type"`
+	Framework      string            `json:"framework"`
+	FrameworkType  string            `json:"framework_type"`
+	ImageInfo      map[string]any    `json:"image_info"`
+	ImageInfoTypes map[string]string `json:"image_info_types"`
+	ImageInfoSame  bool              `json:"image_info_same"`
+	JobHistory     []pyHist          `json:"job_history"`
+	Persistent     bool              `json:"persistent"`
+	NTasks         int               `json:"ntasks"`
+	TaskClass      string            `json:"task_class"`
+	TaskStateKeys  []string          `json:"task_state_keys"`
+	TaskStatus     string            `json:"task_status"`
+	TaskRunning    bool              `json:"task_running"`
+	JobID          string            `json:"job_id"`
+	JobIDType      string            `json:"job_id_type"`
+	JobDir         string            `json:"job_dir"`
+	WeightsPath    string            `json:"weights_path"`
+	ModelDefPath   string            `json:"model_def_path"`
+	LabelsPath     *string           `json:"labels_path"`
+	PathType       string            `json:"path_type"`
+	Progress       float64           `json:"progress"`
+	ProgressType   string            `json:"progress_type"`
+	PickverTask    int               `json:"pickver_task"`
+	TaskFramework  *string           `json:"task_framework"`
+	TaskNones      []string          `json:"task_nones"`
+	TaskHistory    []pyHist          `json:"task_history"`
+	Logger         string            `json:"logger"`
+	Resave         []any             `json:"resave"`
+}
+
+type loadCase struct {
+	id       string
+	info     *Info
+	labels   bool
+	taskPath string
+	weights  string
+	modelDef string
+}
+
+func loadCases(t *testing.T) []loadCase {
+	lenet, err := ParseInfo([]byte(lenetInfoJSON))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []loadCase{
+		{"lenet", lenet, true, "digits.pretrained_model.tasks.caffe_upload.CaffeUploadTask", "model.caffemodel", "original.prototxt"},
+		{"alexnet", &Info{Name: "AlexNet", Framework: Torch, SnapshotFile: "s.t7", ModelFile: "model.lua"}, false,
+			"digits.pretrained_model.tasks.torch_upload.TorchUploadTask", "_Model.t7", "original.lua"},
+		{"inception", &Info{Name: "Inception v3", Framework: Tensorflow, SnapshotFile: "snapshot_1.ckpt", ModelFile: "network.py", LabelsFile: "l.txt", Username: "tf"}, true,
+			"digits.pretrained_model.tasks.tensorflow_upload.TensorflowUploadTask", "snapshot.ckpt", "network.py"},
+		{"réseau-日本", &Info{Name: "Réseau ü 日本語 🚀", Framework: Caffe, SnapshotFile: "w", ModelFile: "m", Username: "jürgen"}, false,
+			"digits.pretrained_model.tasks.caffe_upload.CaffeUploadTask", "model.caffemodel", "original.prototxt"},
+		{"long", &Info{Name: strings.Repeat("N", 300), Framework: Caffe, SnapshotFile: "w", ModelFile: "m", Username: strings.Repeat("u", 256)}, false,
+			"digits.pretrained_model.tasks.caffe_upload.CaffeUploadTask", "model.caffemodel", "original.prototxt"},
+	}
+}
+
+func TestPythonLoad(t *testing.T) {
+	interpreters := []struct {
+		name    string
+		py2     bool
+		path    string
+		loaders []string
+	}{
+		{"python2.7", true, pythonInterpreter("/root/.pyenv/versions/2.7.18/bin/python", "python2.7", "python2"), []string{"pickle", "cPickle"}},
+		{"python3", false, pythonInterpreter("/root/.pyenv/versions/3.11.7/bin/python3", "python3"), []string{"pickle", "pickle._Unpickler"}},
+	}
+
+	dir := t.TempDir()
+	for name, src := range stubModules {
+		p := filepath.Join(dir, "stubs", filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	script := filepath.Join(dir, "load.py")
+	if err := os.WriteFile(script, []byte(loadScript), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2017, 1, 24, 10, 10, 10, 123456000, time.UTC)
+	want0 := 1485252610.123456
+	cases := loadCases(t)
+	args := []string{script}
+	for i, c := range cases {
+		files, _, err := Layout(c.info)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := mustPickle(t, NewJob(c.id, c.info, files, "/jobs", t0))
+		p := filepath.Join(dir, "case"+string(rune('0'+i))+".pickle")
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, p)
+	}
+
+	for _, py := range interpreters {
+		t.Run(py.name, func(t *testing.T) {
+			if py.path == "" {
+				t.Skipf("%s interpreter not found", py.name)
+			}
+			cmd := exec.Command(py.path, args...)
+			cmd.Dir = dir
+			cmd.Env = append(os.Environ(), "PYTHONPATH="+filepath.Join(dir, "stubs"), "PYTHONDONTWRITEBYTECODE=1", "PYTHONIOENCODING=utf-8")
+			out, err := cmd.Output()
+			if err != nil {
+				stderr := ""
+				if ee, ok := err.(*exec.ExitError); ok {
+					stderr = string(ee.Stderr)
+				}
+				t.Fatalf("%s: %v\n%s%s", py.path, err, out, stderr)
+			}
+			var res map[string]json.RawMessage
+			if err := json.Unmarshal(out, &res); err != nil {
+				t.Fatalf("output: %v\n%s", err, out)
+			}
+			var version string
+			_ = json.Unmarshal(res["python"], &version)
+			t.Logf("%s is Python %s", py.path, version)
+
+			for i, c := range cases {
+				var perLoader map[string]json.RawMessage
+				if err := json.Unmarshal(res[args[i+1]], &perLoader); err != nil {
+					t.Fatalf("%s: %v", c.id, err)
+				}
+				if string(perLoader["dis_ok"]) != "true" || string(perLoader["proto_max"]) != "2" {
+					t.Errorf("%s: pickletools: dis_ok=%s proto_max=%s", c.id, perLoader["dis_ok"], perLoader["proto_max"])
+				}
+				for _, loader := range py.loaders {
+					var d pyDesc
+					if err := json.Unmarshal(perLoader[loader], &d); err != nil {
+						t.Fatalf("%s %s: %v: %s", c.id, loader, err, perLoader[loader])
+					}
+					if d.Error != "" {
+						t.Errorf("%s %s: load failed:\n%s", c.id, loader, d.Error)
+						continue
+					}
+					checkLoaded(t, c.id+" "+loader, py.py2, c, d, want0)
+				}
+			}
+		})
+	}
+}
+
+func checkLoaded(t *testing.T, what string, py2 bool, c loadCase, d pyDesc, want0 float64) {
+	t.Helper()
+	// Python 2 type names: ASCII SHORT_BINSTRING -> str, BINUNICODE -> unicode.
+	str, uni := "str", "str"
+	if py2 {
+		uni = "unicode"
+	}
+	textType := func(s string) string {
+		if len(s) < 256 && isASCII(s) {
+			return str
+		}
+		return uni
+	}
+	errorf := func(format string, args ...any) { t.Errorf(what+": "+format, args...) }
+
+	if d.JobClass != "digits.pretrained_model.job.PretrainedModelJob" {
+		errorf("job class %s", d.JobClass)
+	}
+	wantJobKeys := strings.Split(jobKeys, ",")
+	if !reflect.DeepEqual(d.JobStateKeys, wantJobKeys) {
+		errorf("job state keys %v, want %v", d.JobStateKeys, wantJobKeys)
+	}
+	if d.JobStatus != "Done" || d.JobRunning || d.TaskStatus != "Done" || d.TaskRunning {
+		errorf("status job %s running=%v, task %s running=%v", d.JobStatus, d.JobRunning, d.TaskStatus, d.TaskRunning)
+	}
+	if d.ID != c.id || d.IDType != textType(c.id) || d.JobID != c.id || d.JobIDType != d.IDType {
+		errorf("_id %q (%s), job_id %q (%s)", d.ID, d.IDType, d.JobID, d.JobIDType)
+	}
+	if d.Name != c.info.Name || d.NameType != uni {
+		errorf("_name %.40q (%s)", d.Name, d.NameType)
+	}
+	if c.info.Username == "" {
+		if d.Username != nil || d.UsernameType != "NoneType" {
+			errorf("username %v (%s), want None", d.Username, d.UsernameType)
+		}
+	} else if d.Username == nil || *d.Username != c.info.Username || d.UsernameType != textType(c.info.Username) {
+		errorf("username %v (%s)", d.Username, d.UsernameType)
+	}
+	if d.Framework != c.info.Framework || d.FrameworkType != str {
+		errorf("framework %q (%s)", d.Framework, d.FrameworkType)
+	}
+	wantII := map[string]any{"image_type": "3", "resize_mode": "Squash", "width": 224.0, "height": 224.0}
+	wantIIT := map[string]string{"image_type": str, "resize_mode": str, "width": "int", "height": "int"}
+	if !reflect.DeepEqual(d.ImageInfo, wantII) || !reflect.DeepEqual(d.ImageInfoTypes, wantIIT) {
+		errorf("image_info %v %v", d.ImageInfo, d.ImageInfoTypes)
+	}
+	if !d.ImageInfoSame {
+		errorf("job.image_info is not task.image_info")
+	}
+	statusType := "Status"
+	if py2 {
+		statusType = "instance" // old-style class instance
+	}
+	checkHist := func(name string, h []pyHist, vals string, offsets []float64) {
+		var got []string
+		for i, e := range h {
+			got = append(got, e.Val)
+			wantName := map[string]string{"I": "Initialized", "R": "Running", "D": "Done"}[e.Val]
+			if e.Name != wantName || e.Class != "digits.status.Status" || e.Type != statusType || e.TimeType != "float" {
+				errorf("%s[%d] = %+v", name, i, e)
+			}
+			if i < len(offsets) && e.Time != want0+offsets[i] {
+				errorf("%s[%d] time %v, want %v", name, i, e.Time, want0+offsets[i])
+			}
+		}
+		if strings.Join(got, ",") != vals {
+			errorf("%s %v, want %s", name, got, vals)
+		}
+	}
+	checkHist("job history", d.JobHistory, "I,R,D", []float64{0, 1, 2})
+	checkHist("task history", d.TaskHistory, "I,D", []float64{0, 1.5})
+	if !d.Persistent || d.NTasks != 1 {
+		errorf("persistent %v ntasks %d", d.Persistent, d.NTasks)
+	}
+	if d.TaskClass != c.taskPath {
+		errorf("task class %s, want %s", d.TaskClass, c.taskPath)
+	}
+	wantTaskKeys := strings.Split(taskKeys, ",")
+	sort.Strings(wantTaskKeys)
+	if !reflect.DeepEqual(d.TaskStateKeys, wantTaskKeys) {
+		errorf("task state keys %v, want %v", d.TaskStateKeys, wantTaskKeys)
+	}
+	jobDir := "/jobs/" + c.id
+	if d.JobDir != jobDir || d.WeightsPath != jobDir+"/"+c.weights || d.ModelDefPath != jobDir+"/"+c.modelDef || d.PathType != uni {
+		errorf("paths %q %q %q (%s)", d.JobDir, d.WeightsPath, d.ModelDefPath, d.PathType)
+	}
+	if c.labels {
+		if d.LabelsPath == nil || *d.LabelsPath != jobDir+"/labels.txt" {
+			errorf("labels_path %v", d.LabelsPath)
+		}
+	} else if d.LabelsPath != nil {
+		errorf("labels_path %q, want None", *d.LabelsPath)
+	}
+	if d.Progress != 1.0 || d.ProgressType != "float" || d.PickverTask != 1 || d.TaskFramework != nil {
+		errorf("progress %v (%s) pickver %d framework %v", d.Progress, d.ProgressType, d.PickverTask, d.TaskFramework)
+	}
+	if len(d.TaskNones) != 6 {
+		errorf("None task keys %v, want 6", d.TaskNones)
+	}
+	if d.Logger != "job "+c.id {
+		errorf("logger %q", d.Logger)
+	}
+	wantResave := []any{c.id, "Done", "Done", strings.Split(jobKeys, ",")}
+	resave, _ := json.Marshal(d.Resave)
+	wantJSON, _ := json.Marshal(wantResave)
+	if string(resave) != string(wantJSON) {
+		errorf("re-save and reload gave %s, want %s", resave, wantJSON)
+	}
+}

@@ -1,0 +1,208 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"syscall"
+
+	fusefs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/modelstorefs/modelstorefs/cache"
+)
+
+// rootDir is the mountpoint: one directory per store, .refresh, models.tsv.
+type rootDir struct {
+	readOnly
+	fsys *FS
+}
+
+func (d *rootDir) entries() []entry {
+	f := d.fsys
+	es := []entry{
+		f.refreshEntry(nil),
+		f.tableEntry(nil),
+	}
+	for _, st := range f.cat.Stores() {
+		es = append(es, entry{
+			name: st.Name, mode: dirMode, ino: inodeNumber("", st.Name),
+			node: func() fusefs.InodeEmbedder { return &storeDir{fsys: f, st: st} },
+		})
+	}
+	sort.Slice(es, func(i, j int) bool { return es[i].name < es[j].name })
+	return es
+}
+
+func (d *rootDir) Getattr(_ context.Context, _ fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	d.fsys.setAttr(&out.Attr, dirMode, 0, d.fsys.mounted)
+	return 0
+}
+
+func (d *rootDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
+	e, ok := findEntry(d.entries(), name)
+	if !ok {
+		return nil, syscall.ENOENT
+	}
+	return d.fsys.lookupEntry(ctx, d.EmbeddedInode(), e, out), 0
+}
+
+func (d *rootDir) Readdir(context.Context) (fusefs.DirStream, syscall.Errno) {
+	return dirStream(d.entries()), 0
+}
+
+// storeDir is one store: its models plus .refresh, models.tsv, welcome.txt,
+// and error.txt while the store cannot be listed.
+type storeDir struct {
+	readOnly
+	fsys *FS
+	st   *cache.Store
+}
+
+// special returns the store's own entries for a listing result.
+func (d *storeDir) special(l *cache.StoreListing, err error) []entry {
+	f := d.fsys
+	es := []entry{f.refreshEntry(d.st)}
+	if err != nil {
+		msg := fmt.Sprintf("The store %s (%s) cannot be listed:\n%v\nTouch %s to try again.\n",
+			d.st.Name, d.st.Remote.Base(), err, RefreshName)
+		return append(es, f.dataEntry([]byte(msg), f.mounted, d.st.Name, ErrorName))
+	}
+	es = append(es,
+		f.tableEntry(d.st),
+		f.dataEntry([]byte(l.Msg+"\n"), l.Fetched, d.st.Name, WelcomeName))
+	if l.Stale != nil {
+		msg := fmt.Sprintf("The store %s (%s) is failing; this is the listing of %s.\n%v\n",
+			d.st.Name, d.st.Remote.Base(), l.Fetched.Format("2006-01-02 15:04:05 MST"), l.Stale)
+		es = append(es, f.dataEntry([]byte(msg), l.Fetched, d.st.Name, ErrorName))
+	}
+	return es
+}
+
+func (d *storeDir) modelEntry(name string) entry {
+	f, st := d.fsys, d.st
+	return entry{
+		name: name, mode: dirMode, ino: inodeNumber("", st.Name, name),
+		node: func() fusefs.InodeEmbedder { return &modelDir{fsys: f, st: st, name: name} },
+	}
+}
+
+func (d *storeDir) Getattr(_ context.Context, _ fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	d.fsys.setAttr(&out.Attr, dirMode, 0, d.fsys.mounted)
+	return 0
+}
+
+func (d *storeDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
+	if name == RefreshName {
+		return d.fsys.lookupEntry(ctx, d.EmbeddedInode(), d.fsys.refreshEntry(d.st), out), 0
+	}
+	l, err := d.fsys.cat.Listing(ctx, d.st)
+	if ctx.Err() != nil {
+		return nil, syscall.EINTR
+	}
+	if e, ok := findEntry(d.special(l, err), name); ok {
+		return d.fsys.lookupEntry(ctx, d.EmbeddedInode(), e, out), 0
+	}
+	if err != nil || !l.Has(name) {
+		return nil, syscall.ENOENT
+	}
+	return d.fsys.lookupEntry(ctx, d.EmbeddedInode(), d.modelEntry(name), out), 0
+}
+
+func (d *storeDir) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno) {
+	l, err := d.fsys.cat.Listing(ctx, d.st)
+	if ctx.Err() != nil {
+		return nil, syscall.EINTR
+	}
+	es := d.special(l, err)
+	if err == nil {
+		for _, m := range l.Models {
+			es = append(es, d.modelEntry(m))
+		}
+	}
+	sort.Slice(es, func(i, j int) bool { return es[i].name < es[j].name })
+	return dirStream(es), 0
+}
+
+// modelDir is one model folder. A model whose metadata cannot be fetched
+// shows only error.txt, saying why.
+type modelDir struct {
+	readOnly
+	fsys *FS
+	st   *cache.Store
+	name string
+}
+
+func (d *modelDir) fileEntry(file *cache.File) entry {
+	f, st, model := d.fsys, d.st, d.name
+	e := entry{
+		name: file.Name, ino: inodeNumber(fileVersion(file), st.Name, model, file.Name),
+		size: file.Size(), mtime: file.ModTime,
+	}
+	switch file.Kind {
+	case cache.KindSymlink:
+		e.mode = linkMode
+		target := file.Target
+		e.node = func() fusefs.InodeEmbedder { return &symlink{fsys: f, target: target, mtime: e.mtime} }
+	case cache.KindRemote:
+		e.mode = fileMode
+		ref := cache.Ref{Store: st, Model: model, Name: file.Remote, Meta: file.Meta}
+		e.node = func() fusefs.InodeEmbedder { return &remoteFile{fsys: f, ref: ref, mtime: e.mtime} }
+	default:
+		e.mode = fileMode
+		data := file.Data
+		e.node = func() fusefs.InodeEmbedder { return &dataFile{fsys: f, data: data, mtime: e.mtime} }
+	}
+	return e
+}
+
+// errorEntry is the folder's only entry when its metadata failed.
+func (d *modelDir) errorEntry(err error) entry {
+	msg := fmt.Sprintf("%s: the model's files cannot be listed:\n%v\n", d.name, err)
+	return d.fsys.dataEntry([]byte(msg), d.fsys.mounted, d.st.Name, d.name, ErrorName)
+}
+
+func (d *modelDir) Getattr(_ context.Context, _ fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	d.fsys.setAttr(&out.Attr, dirMode, 0, d.fsys.mounted)
+	return 0
+}
+
+func (d *modelDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
+	m, err := d.fsys.cat.Model(ctx, d.st, d.name)
+	if ctx.Err() != nil {
+		return nil, syscall.EINTR
+	}
+	if errors.Is(err, cache.ErrNotFound) {
+		return nil, syscall.ENOENT
+	}
+	if err != nil {
+		if e := d.errorEntry(err); name == e.name {
+			return d.fsys.lookupEntry(ctx, d.EmbeddedInode(), e, out), 0
+		}
+		return nil, syscall.ENOENT
+	}
+	file, ok := m.File(name)
+	if !ok {
+		return nil, syscall.ENOENT
+	}
+	return d.fsys.lookupEntry(ctx, d.EmbeddedInode(), d.fileEntry(file), out), 0
+}
+
+func (d *modelDir) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno) {
+	m, err := d.fsys.cat.Model(ctx, d.st, d.name)
+	if ctx.Err() != nil {
+		return nil, syscall.EINTR
+	}
+	if errors.Is(err, cache.ErrNotFound) {
+		return dirStream(nil), 0
+	}
+	if err != nil {
+		return dirStream([]entry{d.errorEntry(err)}), 0
+	}
+	es := make([]entry, len(m.Files))
+	for i := range m.Files {
+		es[i] = d.fileEntry(&m.Files[i])
+	}
+	return dirStream(es), 0
+}

@@ -1,0 +1,157 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	"io"
+	"syscall"
+	"time"
+
+	fusefs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"go.uber.org/zap"
+
+	"github.com/modelstorefs/modelstorefs/cache"
+)
+
+// dataEntry is a file held in memory (welcome.txt, error.txt).
+func (f *FS) dataEntry(data []byte, mtime time.Time, path ...string) entry {
+	file := cache.File{Kind: cache.KindData, Data: data}
+	return entry{
+		name: path[len(path)-1], mode: fileMode, size: int64(len(data)), mtime: mtime,
+		ino:  inodeNumber(fileVersion(&file), path...),
+		node: func() fusefs.InodeEmbedder { return &dataFile{fsys: f, data: data, mtime: mtime} },
+	}
+}
+
+// readOnlyOpen refuses any open that could write.
+func readOnlyOpen(flags uint32) syscall.Errno {
+	if flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&syscall.O_TRUNC != 0 {
+		return syscall.EROFS
+	}
+	return 0
+}
+
+// dataFile serves bytes held in memory. Its inode number includes a hash of
+// the bytes, so the kernel may keep its pages across opens.
+type dataFile struct {
+	readOnly
+	fsys  *FS
+	data  []byte
+	mtime time.Time
+}
+
+func (n *dataFile) Getattr(_ context.Context, _ fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	n.fsys.setAttr(&out.Attr, fileMode, int64(len(n.data)), n.mtime)
+	return 0
+}
+
+func (n *dataFile) Open(_ context.Context, flags uint32) (fusefs.FileHandle, uint32, syscall.Errno) {
+	if errno := readOnlyOpen(flags); errno != 0 {
+		return nil, 0, errno
+	}
+	return nil, fuse.FOPEN_KEEP_CACHE, 0
+}
+
+func (n *dataFile) Read(_ context.Context, _ fusefs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	return fuse.ReadResultData(sliceAt(n.data, off, len(dest))), 0
+}
+
+// sliceAt returns up to n bytes of data from off.
+func sliceAt(data []byte, off int64, n int) []byte {
+	if off >= int64(len(data)) || off < 0 {
+		return nil
+	}
+	return data[off:min(off+int64(n), int64(len(data)))]
+}
+
+// remoteFile is a file of the store, read through the catalog's Content.
+// Its inode number includes the version (validators and size), so pages
+// kept across opens are never stale.
+type remoteFile struct {
+	readOnly
+	fsys  *FS
+	ref   cache.Ref
+	mtime time.Time
+}
+
+func (n *remoteFile) Getattr(_ context.Context, _ fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	n.fsys.setAttr(&out.Attr, fileMode, n.ref.Meta.Size, n.mtime)
+	return 0
+}
+
+func (n *remoteFile) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, uint32, syscall.Errno) {
+	if errno := readOnlyOpen(flags); errno != 0 {
+		return nil, 0, errno
+	}
+	h, err := n.fsys.cat.Content().Open(ctx, n.ref)
+	if err != nil {
+		return nil, 0, n.fsys.toErrno("open", err, zap.String("url", n.ref.URL()))
+	}
+	return &contentHandle{fsys: n.fsys, h: h, ref: n.ref}, fuse.FOPEN_KEEP_CACHE, 0
+}
+
+// contentHandle reads an opened remote file.
+type contentHandle struct {
+	fsys *FS
+	h    cache.Handle
+	ref  cache.Ref
+}
+
+func (c *contentHandle) Read(_ context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	if fd := c.h.Fd(); fd >= 0 {
+		// Splice straight from the cache file; short only at EOF.
+		return fuse.ReadResultFd(uintptr(fd), off, len(dest)), 0
+	}
+	n, err := readFull(c.h, dest, off)
+	if err != nil {
+		return nil, c.fsys.toErrno("read", err, zap.String("url", c.ref.URL()), zap.Int64("offset", off))
+	}
+	return fuse.ReadResultData(dest[:n]), 0
+}
+
+// readFull fills dest from off unless EOF comes first: the kernel treats a
+// short read as EOF.
+func readFull(r interface {
+	ReadAt([]byte, int64) (int, error)
+}, dest []byte, off int64) (int, error) {
+	n := 0
+	for n < len(dest) {
+		m, err := r.ReadAt(dest[n:], off+int64(n))
+		n += m
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return n, nil
+			}
+			return n, err
+		}
+		if m == 0 {
+			break
+		}
+	}
+	return n, nil
+}
+
+func (c *contentHandle) Release(context.Context) syscall.Errno {
+	if err := c.h.Close(); err != nil {
+		return c.fsys.toErrno("release", err, zap.String("url", c.ref.URL()))
+	}
+	return 0
+}
+
+// symlink keeps a remote file name visible, pointing at its job name.
+type symlink struct {
+	readOnly
+	fsys   *FS
+	target string
+	mtime  time.Time
+}
+
+func (n *symlink) Getattr(_ context.Context, _ fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	n.fsys.setAttr(&out.Attr, linkMode, int64(len(n.target)), n.mtime)
+	return 0
+}
+
+func (n *symlink) Readlink(context.Context) ([]byte, syscall.Errno) {
+	return []byte(n.target), 0
+}

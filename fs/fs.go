@@ -1,0 +1,162 @@
+package fs
+
+import (
+	"context"
+	"syscall"
+	"time"
+
+	fusefs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"go.uber.org/zap"
+
+	"github.com/modelstorefs/modelstorefs/cache"
+)
+
+// Names the tree uses itself, at the root and in every store directory.
+const (
+	RefreshName = ".refresh"
+	TableName   = "models.tsv"
+	WelcomeName = "welcome.txt"
+	ErrorName   = "error.txt"
+)
+
+// ReservedStoreNames are names a store directory uses for itself; the
+// catalog refuses models called so.
+var ReservedStoreNames = []string{RefreshName, TableName, WelcomeName, ErrorName}
+
+// Options configure the filesystem.
+type Options struct {
+	Catalog *cache.Catalog
+	Logger  *zap.Logger
+	// NotifyWait bounds how long a refresh waits for the kernel to drop
+	// its cached entries before returning (default 2s).
+	NotifyWait time.Duration
+}
+
+// FS is the mounted tree's shared state.
+type FS struct {
+	cat     *cache.Catalog
+	log     *zap.Logger
+	mounted time.Time
+	inval   *invalidator
+	uid     uint32
+	gid     uint32
+}
+
+// New returns the filesystem; Root gives its root node. Close stops its
+// goroutine.
+func New(o Options) *FS {
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	if o.NotifyWait <= 0 {
+		o.NotifyWait = 2 * time.Second
+	}
+	return &FS{
+		cat:     o.Catalog,
+		log:     o.Logger,
+		mounted: time.Now(),
+		inval:   newInvalidator(o.Logger, o.NotifyWait),
+		uid:     uint32(syscall.Getuid()),
+		gid:     uint32(syscall.Getgid()),
+	}
+}
+
+// Root returns the root directory node.
+func (f *FS) Root() fusefs.InodeEmbedder { return &rootDir{fsys: f} }
+
+// Close stops the kernel notifier.
+func (f *FS) Close() { f.inval.close() }
+
+// setAttr fills the attributes every node shares.
+func (f *FS) setAttr(a *fuse.Attr, mode uint32, size int64, mtime time.Time) {
+	a.Mode = mode
+	a.Size = uint64(max(size, 0))
+	a.Blocks = (a.Size + 511) / 512
+	a.Blksize = 1 << 20
+	a.Nlink = 1
+	if mode&syscall.S_IFDIR != 0 {
+		a.Nlink = 2
+	}
+	a.Owner = fuse.Owner{Uid: f.uid, Gid: f.gid}
+	if mtime.IsZero() {
+		mtime = f.mounted
+	}
+	a.SetTimes(nil, &mtime, &mtime)
+}
+
+// Modes of the tree: read-only, but for the .refresh gesture.
+const (
+	dirMode     = syscall.S_IFDIR | 0o555
+	fileMode    = syscall.S_IFREG | 0o444
+	linkMode    = syscall.S_IFLNK | 0o777
+	refreshMode = syscall.S_IFREG | 0o644
+)
+
+// readOnly gives every node EROFS on all write paths. Nodes embed it
+// instead of fusefs.Inode.
+type readOnly struct{ fusefs.Inode }
+
+func (*readOnly) Setattr(context.Context, fusefs.FileHandle, *fuse.SetAttrIn, *fuse.AttrOut) syscall.Errno {
+	return syscall.EROFS
+}
+func (*readOnly) Setxattr(context.Context, string, []byte, uint32) syscall.Errno {
+	return syscall.EROFS
+}
+func (*readOnly) Removexattr(context.Context, string) syscall.Errno { return syscall.EROFS }
+func (*readOnly) Create(context.Context, string, uint32, uint32, *fuse.EntryOut) (*fusefs.Inode, fusefs.FileHandle, uint32, syscall.Errno) {
+	return nil, nil, 0, syscall.EROFS
+}
+func (*readOnly) Mkdir(context.Context, string, uint32, *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
+	return nil, syscall.EROFS
+}
+func (*readOnly) Mknod(context.Context, string, uint32, uint32, *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
+	return nil, syscall.EROFS
+}
+func (*readOnly) Link(context.Context, fusefs.InodeEmbedder, string, *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
+	return nil, syscall.EROFS
+}
+func (*readOnly) Symlink(context.Context, string, string, *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
+	return nil, syscall.EROFS
+}
+func (*readOnly) Unlink(context.Context, string) syscall.Errno { return syscall.EROFS }
+func (*readOnly) Rmdir(context.Context, string) syscall.Errno  { return syscall.EROFS }
+func (*readOnly) Rename(context.Context, string, fusefs.InodeEmbedder, string, uint32) syscall.Errno {
+	return syscall.EROFS
+}
+
+// entry is one child of a directory, for Lookup and Readdir alike.
+type entry struct {
+	name  string
+	mode  uint32
+	ino   uint64
+	size  int64
+	mtime time.Time
+	node  func() fusefs.InodeEmbedder
+}
+
+// lookupEntry answers a Lookup with e.
+func (f *FS) lookupEntry(ctx context.Context, parent *fusefs.Inode, e entry, out *fuse.EntryOut) *fusefs.Inode {
+	f.setAttr(&out.Attr, e.mode, e.size, e.mtime)
+	out.Ino = e.ino
+	return parent.NewInode(ctx, e.node(), fusefs.StableAttr{Mode: e.mode, Ino: e.ino})
+}
+
+// dirStream lists entries (already sorted) for Readdir.
+func dirStream(entries []entry) fusefs.DirStream {
+	list := make([]fuse.DirEntry, len(entries))
+	for i, e := range entries {
+		list[i] = fuse.DirEntry{Name: e.name, Mode: e.mode, Ino: e.ino}
+	}
+	return fusefs.NewListDirStream(list)
+}
+
+// findEntry returns the entry called name.
+func findEntry(entries []entry, name string) (entry, bool) {
+	for _, e := range entries {
+		if e.name == name {
+			return e, true
+		}
+	}
+	return entry{}, false
+}

@@ -1,0 +1,39 @@
+package fs
+
+import (
+	"hash/fnv"
+	"strconv"
+
+	"github.com/modelstorefs/modelstorefs/cache"
+)
+
+// inodeNumber derives a stable inode number from a node's path and content
+// version, so that the same file keeps its number across lookups and
+// remounts, while new content gets a new inode (and never stale page cache).
+func inodeNumber(version string, path ...string) uint64 {
+	h := fnv.New64a()
+	for _, p := range path {
+		h.Write([]byte(p))
+		h.Write([]byte{0})
+	}
+	h.Write([]byte(version))
+	n := h.Sum64()
+	// 0 means "automatic" to go-fuse, 1 is the root, ^0 is invalid.
+	if n <= 1 || n == ^uint64(0) {
+		n = 2
+	}
+	return n
+}
+
+// fileVersion is what makes two versions of a model file differ.
+func fileVersion(f *cache.File) string {
+	switch f.Kind {
+	case cache.KindRemote:
+		return "r" + f.Meta.ETag + "\x00" + f.Meta.LastModified + "\x00" + strconv.FormatInt(f.Meta.Size, 10)
+	case cache.KindSymlink:
+		return "l" + f.Target
+	}
+	h := fnv.New64a()
+	h.Write(f.Data)
+	return "d" + strconv.FormatUint(h.Sum64(), 16)
+}

@@ -1,0 +1,89 @@
+package fs
+
+import (
+	"errors"
+	"sync"
+	"syscall"
+	"time"
+
+	fusefs "github.com/hanwen/go-fuse/v2/fs"
+	"go.uber.org/zap"
+)
+
+// invalidator sends kernel cache notifications from its own goroutine: a
+// notification is a synchronous write to /dev/fuse that can deadlock when
+// sent from inside a handler of a related operation.
+type invalidator struct {
+	log  *zap.Logger
+	wait time.Duration
+	jobs chan invalJob
+	done chan struct{}
+
+	mu     sync.Mutex // protects closed and sending on jobs
+	closed bool
+}
+
+type invalJob struct {
+	dir  *fusefs.Inode
+	done chan struct{}
+}
+
+func newInvalidator(log *zap.Logger, wait time.Duration) *invalidator {
+	iv := &invalidator{log: log, wait: wait, jobs: make(chan invalJob, 64), done: make(chan struct{})}
+	go iv.run()
+	return iv
+}
+
+func (iv *invalidator) run() {
+	defer close(iv.done)
+	for job := range iv.jobs {
+		for name := range job.dir.Children() {
+			errno := job.dir.NotifyEntry(name)
+			// ENOENT: the kernel had no such entry cached, which is fine.
+			// ENOSYS: not mounted (yet, or any more).
+			if errno != 0 && !errors.Is(errno, syscall.ENOENT) && !errors.Is(errno, syscall.ENOSYS) {
+				iv.log.Debug("entry invalidation failed", zap.String("name", name), zap.Error(errno))
+			}
+		}
+		close(job.done)
+	}
+}
+
+// forgetChildren has the kernel drop its cached entries below dir (their
+// subtrees go with them), and waits for that a bounded time: long enough
+// that the next command sees fresh entries, short enough that a kernel
+// waiting on the caller can never deadlock us.
+func (iv *invalidator) forgetChildren(dir *fusefs.Inode) {
+	job := invalJob{dir: dir, done: make(chan struct{})}
+	iv.mu.Lock()
+	if iv.closed {
+		iv.mu.Unlock()
+		return
+	}
+	select {
+	case iv.jobs <- job:
+		iv.mu.Unlock()
+	default:
+		// A burst of refreshes: the kernel's short entry timeout covers it.
+		iv.mu.Unlock()
+		return
+	}
+	t := time.NewTimer(iv.wait)
+	defer t.Stop()
+	select {
+	case <-job.done:
+	case <-t.C:
+		iv.log.Debug("kernel entry invalidation still running")
+	}
+}
+
+// close stops the goroutine after the queued jobs.
+func (iv *invalidator) close() {
+	iv.mu.Lock()
+	if !iv.closed {
+		iv.closed = true
+		close(iv.jobs)
+	}
+	iv.mu.Unlock()
+	<-iv.done
+}

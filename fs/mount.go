@@ -1,0 +1,100 @@
+package fs
+
+import (
+	"fmt"
+	"os/exec"
+	"syscall"
+	"time"
+
+	fusefs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"go.uber.org/zap"
+)
+
+// MountOptions are the user's mount choices.
+type MountOptions struct {
+	AllowOther bool // let other users see the mount (needs user_allow_other when not root)
+	Debug      bool // log every FUSE operation
+}
+
+// Kernel cache lifetimes. Lookups are cheap (answered from memory), so the
+// kernel keeps entries only briefly; .refresh also invalidates them at once.
+var (
+	entryTimeout = time.Second
+	attrTimeout  = time.Second
+)
+
+// Mount mounts f on dir and returns the running server. The mount is not
+// marked "ro" for the kernel: read-only is enforced by the daemon, so that
+// touch .refresh reaches it.
+func Mount(dir string, f *FS, mo MountOptions) (*fuse.Server, error) {
+	stdlog := zap.NewStdLog(f.log.Named("fuse"))
+	opts := &fusefs.Options{
+		EntryTimeout:   &entryTimeout,
+		AttrTimeout:    &attrTimeout,
+		RootStableAttr: &fusefs.StableAttr{Ino: 1},
+		UID:            f.uid,
+		GID:            f.gid,
+		Logger:         stdlog,
+		MountOptions: fuse.MountOptions{
+			FsName:       "modelstorefs",
+			Name:         "modelstorefs",
+			AllowOther:   mo.AllowOther,
+			DirectMount:  true, // mount(2) as root, fusermount otherwise
+			MaxWrite:     1 << 20,
+			MaxReadAhead: 1 << 20,
+			Debug:        mo.Debug,
+			Logger:       stdlog,
+			PanicHandler: f.panicked,
+		},
+	}
+	if mo.AllowOther {
+		// Let the kernel check the 0444/0555 modes for other users.
+		opts.MountOptions.Options = append(opts.MountOptions.Options, "default_permissions")
+	}
+	server, err := fusefs.Mount(dir, f.Root(), opts)
+	if err != nil {
+		return nil, fmt.Errorf("mount %s: %w", dir, err)
+	}
+	return server, nil
+}
+
+// panicked turns a bug in a handler into EIO and one log line.
+func (f *FS) panicked(v any) fuse.Status {
+	f.log.Error("BUG: FUSE handler panicked", zap.Any("panic", v), zap.Stack("stack"))
+	return fuse.EIO
+}
+
+// Unmount detaches the filesystem at dir; lazy reports whether it had to
+// fall back to a lazy unmount (files still open).
+func Unmount(server *fuse.Server, dir string) (lazy bool, err error) {
+	if server != nil {
+		if err = server.Unmount(); err == nil {
+			return false, nil
+		}
+	}
+	if lerr := LazyUnmount(dir); lerr != nil {
+		if err == nil {
+			err = lerr
+		}
+		return false, fmt.Errorf("unmount %s: %w (lazy unmount: %v)", dir, err, lerr)
+	}
+	return true, nil
+}
+
+// LazyUnmount detaches a (possibly dead) mount: umount2(MNT_DETACH) as
+// root, else fusermount3/fusermount -u -z.
+func LazyUnmount(dir string) error {
+	if err := syscall.Unmount(dir, syscall.MNT_DETACH); err == nil {
+		return nil
+	}
+	var lastErr error
+	for _, tool := range []string{"fusermount3", "fusermount"} {
+		out, err := exec.Command(tool, "-u", "-z", dir).CombinedOutput()
+		if err == nil {
+			return nil
+		}
+		lastErr = fmt.Errorf("%s: %w: %s", tool, err, out)
+	}
+	return lastErr
+}

@@ -1,0 +1,105 @@
+package fs
+
+import (
+	"context"
+	"fmt"
+	"syscall"
+	"time"
+
+	fusefs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/modelstorefs/modelstorefs/cache"
+)
+
+// refreshEntry is the .refresh file of a scope (nil: the whole mount).
+func (f *FS) refreshEntry(st *cache.Store) entry {
+	path := []string{RefreshName}
+	if st != nil {
+		path = []string{st.Name, RefreshName}
+	}
+	n := &refreshFile{fsys: f, st: st}
+	return entry{
+		name: RefreshName, mode: refreshMode, ino: inodeNumber("", path...),
+		size: int64(len(n.status())), mtime: f.cat.LastRefresh(st),
+		node: func() fusefs.InodeEmbedder { return n },
+	}
+}
+
+// refreshFile is the "Update model list" gesture: opening it for writing,
+// truncating it or setting its times drops the cached listings of its
+// scope. Reading it never refreshes; it tells when the scope was last
+// refreshed.
+type refreshFile struct {
+	readOnly
+	fsys *FS
+	st   *cache.Store // nil: every store
+}
+
+func (n *refreshFile) status() string {
+	scope := "all stores"
+	if n.st != nil {
+		scope = "store " + n.st.Name
+	}
+	return fmt.Sprintf("%s: last refreshed %s\n", scope, n.fsys.cat.LastRefresh(n.st).Format(time.RFC3339))
+}
+
+func (n *refreshFile) Getattr(_ context.Context, _ fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	n.fsys.setAttr(&out.Attr, refreshMode, int64(len(n.status())), n.fsys.cat.LastRefresh(n.st))
+	return 0
+}
+
+func (n *refreshFile) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, uint32, syscall.Errno) {
+	if flags&syscall.O_ACCMODE == syscall.O_RDONLY && flags&syscall.O_TRUNC == 0 {
+		return &refreshHandle{data: []byte(n.status())}, fuse.FOPEN_DIRECT_IO, 0
+	}
+	n.refresh()
+	return &refreshHandle{write: true}, fuse.FOPEN_DIRECT_IO, 0
+}
+
+// Setattr accepts what touch and ": >" do. Through a handle opened for
+// writing the refresh already happened at open; by path (touch -c, or
+// truncate) it happens now.
+func (n *refreshFile) Setattr(_ context.Context, fh fusefs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	if in.Valid&^(fuse.FATTR_ATIME|fuse.FATTR_MTIME|fuse.FATTR_ATIME_NOW|fuse.FATTR_MTIME_NOW|fuse.FATTR_SIZE|fuse.FATTR_FH|fuse.FATTR_CTIME|fuse.FATTR_LOCKOWNER) != 0 {
+		return syscall.EROFS
+	}
+	if h, ok := fh.(*refreshHandle); !ok || !h.write {
+		n.refresh()
+	}
+	n.fsys.setAttr(&out.Attr, refreshMode, int64(len(n.status())), n.fsys.cat.LastRefresh(n.st))
+	return 0
+}
+
+// refresh drops the scope's caches, then has the kernel forget the
+// scope's entries (from the notifier goroutine, waiting a bounded time).
+func (n *refreshFile) refresh() {
+	n.fsys.cat.Refresh(n.st)
+	dir := n.Root()
+	if n.st != nil {
+		dir = dir.GetChild(n.st.Name)
+	}
+	if dir != nil {
+		n.fsys.inval.forgetChildren(dir)
+	}
+}
+
+// refreshHandle is an open .refresh: a status line to read, or a sink that
+// accepts and ignores writes (echo > .refresh).
+type refreshHandle struct {
+	write bool
+	data  []byte
+}
+
+func (h *refreshHandle) Read(_ context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	return fuse.ReadResultData(sliceAt(h.data, off, len(dest))), 0
+}
+
+func (h *refreshHandle) Write(_ context.Context, data []byte, _ int64) (uint32, syscall.Errno) {
+	if !h.write {
+		return 0, syscall.EBADF
+	}
+	return uint32(len(data)), 0
+}
+
+func (h *refreshHandle) Flush(context.Context) syscall.Errno { return 0 }

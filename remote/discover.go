@@ -1,0 +1,136 @@
+package remote
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+)
+
+// Listing is a store's model list as discovered.
+type Listing struct {
+	Msg      string   // master.json "msg", or a default greeting
+	Models   []string // model folder names, validated, in store order, no duplicates
+	Rejected []string // "name: reason" for every name that was refused
+	Source   string   // "master.json" or "listing"
+}
+
+// Limits on what discovery will read; larger bodies are refused.
+const (
+	MaxMasterJSON = 16 << 20
+	MaxListing    = 16 << 20
+)
+
+// ListModels discovers the store's models: GET master.json; when that is not
+// a 200 with a valid JSON object, GET the base and parse the HTML directory
+// listing. A store that cannot be reached is an error; a store whose listing
+// names no models is an empty Listing.
+func (s *Store) ListModels(ctx context.Context) (*Listing, error) {
+	body, _, err := s.Fetch(ctx, nil, MaxMasterJSON, "master.json")
+	switch {
+	case err == nil:
+		if l, perr := parseMaster(body); perr == nil {
+			return l, nil
+		}
+		// Invalid master.json: fall through to the listing, like a 404.
+	case errors.Is(err, ErrNotFound), isClientError(err):
+	default:
+		return nil, fmt.Errorf("list models: %w", err)
+	}
+	u := s.base.String()
+	body, _, err = s.fetchURL(ctx, u, nil, MaxListing)
+	if err != nil {
+		return nil, fmt.Errorf("list models: no usable master.json, and the listing failed: %w", err)
+	}
+	names, err := ParseListing(bytes.NewReader(body), s.base)
+	if err != nil {
+		return nil, fmt.Errorf("list models: parse listing of %s: %w", u, err)
+	}
+	l := &Listing{Msg: "Thanks for visiting " + u, Source: "listing"}
+	l.add(names)
+	return l, nil
+}
+
+// isClientError reports a 4xx answer (for master.json: the store has none).
+func isClientError(err error) bool {
+	var se *StatusError
+	return errors.As(err, &se) && se.Code >= 400 && se.Code < 500
+}
+
+// parseMaster decodes {"msg": "...", "children": ["a", "b"]}. A missing
+// "msg" is tolerated; "children" must be a list. Entries that are not valid
+// names are rejected one by one, not the whole file.
+func parseMaster(body []byte) (*Listing, error) {
+	var raw struct {
+		Msg      json.RawMessage   `json:"msg"`
+		Children []json.RawMessage `json:"children"`
+	}
+	if err := json.Unmarshal(body, &raw); err != nil {
+		return nil, fmt.Errorf("master.json: %w", err)
+	}
+	if raw.Children == nil {
+		return nil, errors.New(`master.json: no "children" list`)
+	}
+	l := &Listing{Source: "master.json"}
+	if len(raw.Msg) > 0 {
+		if err := json.Unmarshal(raw.Msg, &l.Msg); err != nil {
+			l.Msg = ""
+		}
+	}
+	names := make([]string, 0, len(raw.Children))
+	for _, c := range raw.Children {
+		var name string
+		if err := json.Unmarshal(c, &name); err != nil {
+			l.Rejected = append(l.Rejected, fmt.Sprintf("%.40s: not a string", c))
+			continue
+		}
+		// DIGITS joins "children" entries as paths; "lenet/" means lenet.
+		names = append(names, strings.TrimSuffix(name, "/"))
+	}
+	l.add(names)
+	return l, nil
+}
+
+func (l *Listing) add(names []string) {
+	seen := make(map[string]bool, len(names))
+	for _, n := range names {
+		if err := ValidName(n); err != nil {
+			l.Rejected = append(l.Rejected, fmt.Sprintf("%q: %v", n, err))
+			continue
+		}
+		if seen[n] {
+			continue
+		}
+		seen[n] = true
+		l.Models = append(l.Models, n)
+	}
+}
+
+// MaxNameLen is the longest file name Linux accepts.
+const MaxNameLen = 255
+
+// ValidName reports why name cannot be one path segment of the mounted tree
+// (a model folder or a file in it), or nil when it can.
+func ValidName(name string) error {
+	switch {
+	case name == "":
+		return errors.New("empty name")
+	case name == "." || name == "..":
+		return errors.New("refers to a directory itself")
+	case len(name) > MaxNameLen:
+		return fmt.Errorf("name is %d bytes, over %d", len(name), MaxNameLen)
+	case !utf8.ValidString(name):
+		return errors.New("not valid UTF-8")
+	case strings.ContainsAny(name, "/\\"):
+		return errors.New("contains a path separator")
+	}
+	for _, r := range name {
+		if r < 0x20 || r == 0x7f {
+			return errors.New("contains a control character")
+		}
+	}
+	return nil
+}

@@ -1,0 +1,31 @@
+package remote
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+)
+
+// ErrNotFound is wrapped by errors for a 404 or 410 answer.
+var ErrNotFound = errors.New("not found")
+
+// StatusError is an unexpected HTTP status for a URL.
+type StatusError struct {
+	Method string
+	URL    string
+	Code   int
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("%s %s: HTTP %d %s", e.Method, e.URL, e.Code, http.StatusText(e.Code))
+}
+
+// Is makes errors.Is(err, ErrNotFound) true for 404 and 410.
+func (e *StatusError) Is(target error) bool {
+	return target == ErrNotFound && (e.Code == http.StatusNotFound || e.Code == http.StatusGone)
+}
+
+// temporary reports whether a retry may give another answer.
+func (e *StatusError) temporary() bool {
+	return e.Code >= 500 || e.Code == http.StatusTooManyRequests || e.Code == http.StatusRequestTimeout
+}
