@@ -85,7 +85,11 @@ func FuzzStatusPickle(f *testing.F) {
 		j.ImageInfo = ImageInfo{ImageType: imageType, ResizeMode: resize, Width: w, Height: h}
 		b, err := StatusPickle(j)
 		if err != nil {
-			if KnownFramework(j.Framework) && SafeRelName(id) == nil && utf8.ValidString(name+user+dir+imageType+resize) {
+			valid := KnownFramework(j.Framework) && SafeRelName(id) == nil
+			for _, s := range []string{name, user, dir, imageType, resize} {
+				valid = valid && utf8.ValidString(s)
+			}
+			if valid {
 				t.Fatalf("StatusPickle refused a valid job: %v", err)
 			}
 			return

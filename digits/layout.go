@@ -181,12 +181,11 @@ func Layout(info *Info) (files []JobFile, dropped []string, err error) {
 		}
 		files = append(files, JobFile{JobName: jobName, RemoteName: remote, Required: required})
 	}
-	modelKey := KeyModelFile
 
 	switch info.Framework {
 	case Caffe:
 		add(KeySnapshotFile, CaffeWeights, info.SnapshotFile, true)
-		add(modelKey, CaffeModelDef, info.ModelFile, true)
+		add(KeyModelFile, CaffeModelDef, info.ModelFile, true)
 		add(KeyLabelsFile, LabelsFile, info.LabelsFile, false)
 		pl := CaffePythonLayer
 		if strings.HasSuffix(info.PythonLayerFile, ".pyc") {
@@ -195,7 +194,7 @@ func Layout(info *Info) (files []JobFile, dropped []string, err error) {
 		add(KeyPythonLayerFile, pl, info.PythonLayerFile, false)
 	case Torch:
 		add(KeySnapshotFile, TorchWeights, info.SnapshotFile, true)
-		add(modelKey, TorchModelDef, info.ModelFile, true)
+		add(KeyModelFile, TorchModelDef, info.ModelFile, true)
 		add(KeyLabelsFile, LabelsFile, info.LabelsFile, false)
 	case Tensorflow:
 		prefix := info.SnapshotFile
@@ -214,7 +213,7 @@ func Layout(info *Info) (files []JobFile, dropped []string, err error) {
 				add(KeySnapshotFile, TensorflowWeights+suf, prefix+suf, true)
 			}
 		}
-		add(modelKey, TensorflowModelDef, info.ModelFile, true)
+		add(KeyModelFile, TensorflowModelDef, info.ModelFile, true)
 		add(KeyLabelsFile, LabelsFile, info.LabelsFile, false)
 	case "":
 		problems = append(problems, fmt.Sprintf("info.json has no %q", KeyFramework))

@@ -3,6 +3,7 @@ package fs
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -34,6 +35,10 @@ type refreshFile struct {
 	readOnly
 	fsys *FS
 	st   *cache.Store // nil: every store
+	// writers counts open write handles: the kernel follows a write-open
+	// with a SETATTR (size 0 for ": >", times for touch) that belongs to
+	// the same gesture and must not refresh again.
+	writers atomic.Int32
 }
 
 func (n *refreshFile) status() string {
@@ -54,17 +59,18 @@ func (n *refreshFile) Open(ctx context.Context, flags uint32) (fusefs.FileHandle
 		return &refreshHandle{data: []byte(n.status())}, fuse.FOPEN_DIRECT_IO, 0
 	}
 	n.refresh()
-	return &refreshHandle{write: true}, fuse.FOPEN_DIRECT_IO, 0
+	n.writers.Add(1)
+	return &refreshHandle{write: true, release: func() { n.writers.Add(-1) }}, fuse.FOPEN_DIRECT_IO, 0
 }
 
-// Setattr accepts what touch and ": >" do. Through a handle opened for
-// writing the refresh already happened at open; by path (touch -c, or
-// truncate) it happens now.
+// Setattr accepts what touch and ": >" do. While a handle is open for
+// writing the refresh already happened at open; otherwise (utimes by path)
+// it happens now.
 func (n *refreshFile) Setattr(_ context.Context, fh fusefs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
 	if in.Valid&^(fuse.FATTR_ATIME|fuse.FATTR_MTIME|fuse.FATTR_ATIME_NOW|fuse.FATTR_MTIME_NOW|fuse.FATTR_SIZE|fuse.FATTR_FH|fuse.FATTR_CTIME|fuse.FATTR_LOCKOWNER) != 0 {
 		return syscall.EROFS
 	}
-	if h, ok := fh.(*refreshHandle); !ok || !h.write {
+	if n.writers.Load() == 0 {
 		n.refresh()
 	}
 	n.fsys.setAttr(&out.Attr, refreshMode, int64(len(n.status())), n.fsys.cat.LastRefresh(n.st))
@@ -87,8 +93,17 @@ func (n *refreshFile) refresh() {
 // refreshHandle is an open .refresh: a status line to read, or a sink that
 // accepts and ignores writes (echo > .refresh).
 type refreshHandle struct {
-	write bool
-	data  []byte
+	write   bool
+	data    []byte
+	release func() // nil, or called once on release
+}
+
+func (h *refreshHandle) Release(context.Context) syscall.Errno {
+	if h.release != nil {
+		h.release()
+		h.release = nil
+	}
+	return 0
 }
 
 func (h *refreshHandle) Read(_ context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"syscall"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -79,12 +80,24 @@ func runMount(ctx context.Context, cfg mountConfig, stopSignals context.CancelFu
 		return err
 	}
 	if lazy {
-		log.Warn("files still open: unmounted lazily", zap.String("mountpoint", cfg.Mountpoint))
+		// Detached: open files keep working until closed, for a while.
+		log.Warn("files still open: unmounted lazily; serving them a little longer", zap.String("mountpoint", cfg.Mountpoint),
+			zap.Duration("grace", lazyGrace))
+		select {
+		case <-served:
+		case <-time.After(lazyGrace):
+			log.Warn("files still open after the grace period: they will get errors", zap.String("mountpoint", cfg.Mountpoint))
+		}
+	} else {
+		<-served
 	}
-	<-served
 	log.Info("unmounted", zap.String("mountpoint", cfg.Mountpoint))
 	return nil
 }
+
+// lazyGrace is how long a lazily unmounted filesystem keeps serving files
+// that are still open, before the daemon exits anyway.
+const lazyGrace = 5 * time.Second
 
 // checkMountpoint makes sure dir is a directory we can mount on. A dead
 // FUSE mount left by a killed daemon ("transport endpoint is not
