@@ -83,7 +83,7 @@ func (d *storeDir) special(l *cache.StoreListing, err error) []entry {
 func (d *storeDir) modelEntry(name string) entry {
 	f, st := d.fsys, d.st
 	return entry{
-		name: name, mode: dirMode, ino: inodeNumber("", st.Name, name),
+		name: name, mode: modelDirMode, ino: inodeNumber("", st.Name, name),
 		node: func() fusefs.InodeEmbedder { return &modelDir{fsys: f, st: st, name: name} },
 	}
 }
@@ -164,7 +164,7 @@ func (d *modelDir) errorEntry(err error) entry {
 }
 
 func (d *modelDir) Getattr(_ context.Context, _ fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	d.fsys.setAttr(&out.Attr, dirMode, 0, d.fsys.mounted)
+	d.fsys.setAttr(&out.Attr, modelDirMode, 0, d.fsys.mounted)
 	return 0
 }
 

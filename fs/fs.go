@@ -87,10 +87,14 @@ func (f *FS) setAttr(a *fuse.Attr, mode uint32, size int64, mtime time.Time) {
 
 // Modes of the tree: read-only, but for the .refresh gesture.
 const (
-	dirMode     = syscall.S_IFDIR | 0o555
-	fileMode    = syscall.S_IFREG | 0o444
-	linkMode    = syscall.S_IFLNK | 0o777
-	refreshMode = syscall.S_IFREG | 0o644
+	dirMode = syscall.S_IFDIR | 0o555
+	// A model folder shows 0755 although it is read-only here: cp -r
+	// copies the mode, and DIGITS must be able to rewrite status.pickle
+	// (status.pickle.tmp, then rename) in the copied job folder.
+	modelDirMode = syscall.S_IFDIR | 0o755
+	fileMode     = syscall.S_IFREG | 0o444
+	linkMode     = syscall.S_IFLNK | 0o777
+	refreshMode  = syscall.S_IFREG | 0o644
 )
 
 // readOnly gives every node EROFS on all write paths. Nodes embed it

@@ -142,6 +142,10 @@ func TestCopyIsImport(t *testing.T) {
 		t.Fatalf("cp -r: %v %s", err, out)
 	}
 	job := filepath.Join(jobs, "lenet")
+	// DIGITS rewrites status.pickle (tmp file + rename) when it loads the job.
+	if fi, err := os.Stat(job); err != nil || fi.Mode().Perm()&0o200 == 0 {
+		t.Errorf("copied job folder must be writable by its owner: %v %v", fi.Mode(), err)
+	}
 	for _, name := range []string{"model.caffemodel", "original.prototxt", "labels.txt", "status.pickle"} {
 		if _, err := os.Stat(filepath.Join(job, name)); err != nil {
 			t.Errorf("job folder lacks %s: %v", name, err)

@@ -1,0 +1,565 @@
+// Package remotetest is an in-memory DIGITS model store for tests: an
+// httptest server serving a mutable map of files below a base path, with
+// strong ETags, Last-Modified, HEAD, Range and conditional requests, an
+// optional generated master.json or python http.server-like HTML listing,
+// failure injection, gates that hold requests, and per-path request
+// counters.
+package remotetest
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"html"
+	"io/fs"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Options configure a Server. The zero value serves the files as they are,
+// below "/", with HEAD, ETag and Last-Modified, and nothing generated.
+type Options struct {
+	// Prefix is the base path of the store ("/team/"); default "/".
+	Prefix string
+	// Master generates master.json ({"msg", "children"}) from the top-level
+	// directories when no file "master.json" is set.
+	Master bool
+	// Msg is the "msg" of the generated master.json.
+	Msg string
+	// Listing serves a python http.server-like HTML listing for directory
+	// paths ("" and "name/") that are not files themselves.
+	Listing bool
+	// NoHead answers HEAD with 405 Method Not Allowed (SetHead changes it).
+	NoHead bool
+	// NoETag and NoLastModified leave out those validators.
+	NoETag, NoLastModified bool
+	// Chunked sends bodies without Content-Length (HEAD included).
+	Chunked bool
+}
+
+// File is one served file.
+type File struct {
+	Data    []byte
+	ModTime time.Time // Last-Modified; zero: the time it was set
+}
+
+// Request is one request the server answered.
+type Request struct {
+	Method          string
+	Path            string // below the prefix, unescaped ("" is the base)
+	IfNoneMatch     string
+	IfModifiedSince string
+	Range           string
+	Status          int
+}
+
+// Server is an in-memory model store. Its methods are safe for concurrent
+// use, also while requests are being served.
+type Server struct {
+	// URL is the store's base URL, ending in "/".
+	URL string
+
+	ts     *httptest.Server
+	prefix string
+
+	mu       sync.Mutex // protects the fields below
+	opt      Options
+	files    map[string]File
+	status   map[string]int // forced status per path
+	statAll  int            // forced status for every path, 0: none
+	truncate map[string]int64
+	gates    map[string]*Gate
+	counts   map[string]map[string]int // path -> method -> requests
+	log      []Request
+}
+
+// New starts a store serving files (path below the prefix -> bytes, e.g.
+// "lenet/info.json"). The map is copied.
+func New(files map[string][]byte, opt Options) *Server {
+	prefix := "/" + strings.Trim(opt.Prefix, "/") + "/"
+	if prefix == "//" {
+		prefix = "/"
+	}
+	s := &Server{
+		prefix:   prefix,
+		opt:      opt,
+		files:    map[string]File{},
+		status:   map[string]int{},
+		truncate: map[string]int64{},
+		gates:    map[string]*Gate{},
+		counts:   map[string]map[string]int{},
+	}
+	now := time.Now()
+	for p, d := range files {
+		s.files[p] = File{Data: bytes.Clone(d), ModTime: now}
+	}
+	s.ts = httptest.NewServer(http.HandlerFunc(s.serve))
+	s.URL = s.ts.URL + prefix
+	return s
+}
+
+// LoadDir reads every regular file below dir into a map for New, keyed by
+// slash-separated relative paths.
+func LoadDir(dir string) (map[string][]byte, error) {
+	files := map[string][]byte{}
+	err := filepath.WalkDir(dir, func(p string, de fs.DirEntry, err error) error {
+		if err != nil || !de.Type().IsRegular() {
+			return err
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		files[filepath.ToSlash(rel)] = data
+		return nil
+	})
+	return files, err
+}
+
+// MasterJSON returns a master.json body.
+func MasterJSON(msg string, children ...string) []byte {
+	if children == nil {
+		children = []string{}
+	}
+	b, err := json.Marshal(struct {
+		Msg      string   `json:"msg"`
+		Children []string `json:"children"`
+	}{msg, children})
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// Close releases every gate, drops client connections and stops the server.
+func (s *Server) Close() {
+	s.mu.Lock()
+	gates := make([]*Gate, 0, len(s.gates))
+	for _, g := range s.gates {
+		gates = append(gates, g)
+	}
+	s.mu.Unlock()
+	for _, g := range gates {
+		g.Release()
+	}
+	s.ts.CloseClientConnections()
+	s.ts.Close()
+}
+
+// Client returns an HTTP client for the server.
+func (s *Server) Client() *http.Client { return s.ts.Client() }
+
+// Set adds or replaces a file; its Last-Modified becomes now.
+func (s *Server) Set(path string, data []byte) {
+	s.SetFile(path, File{Data: data})
+}
+
+// SetFile adds or replaces a file.
+func (s *Server) SetFile(path string, f File) {
+	if f.ModTime.IsZero() {
+		f.ModTime = time.Now()
+	}
+	f.Data = bytes.Clone(f.Data)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.files[path] = f
+}
+
+// Remove deletes a file and reports whether it was there.
+func (s *Server) Remove(path string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.files[path]
+	delete(s.files, path)
+	return ok
+}
+
+// RemoveDir deletes every file below dir ("lenet") and returns how many.
+func (s *Server) RemoveDir(dir string) int {
+	dir = strings.TrimSuffix(dir, "/") + "/"
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for p := range s.files {
+		if strings.HasPrefix(p, dir) {
+			delete(s.files, p)
+			n++
+		}
+	}
+	return n
+}
+
+// Data returns a copy of a file's bytes.
+func (s *Server) Data(path string) ([]byte, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f, ok := s.files[path]
+	return bytes.Clone(f.Data), ok
+}
+
+// ETag returns the strong ETag the server sends for a file ("" if absent).
+func (s *Server) ETag(path string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f, ok := s.files[path]
+	if !ok {
+		return ""
+	}
+	return etag(f.Data)
+}
+
+// SetHead allows or refuses (405) HEAD requests.
+func (s *Server) SetHead(allowed bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.opt.NoHead = !allowed
+}
+
+// SetStatus makes every request for path answer code (0 clears).
+func (s *Server) SetStatus(path string, code int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if code == 0 {
+		delete(s.status, path)
+	} else {
+		s.status[path] = code
+	}
+}
+
+// SetStatusAll makes every request answer code (0 clears): a failing store.
+func (s *Server) SetStatusAll(code int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.statAll = code
+}
+
+// Truncate makes GETs of path declare the full length but send only the
+// first n body bytes, then drop the connection (n < 0 clears).
+func (s *Server) Truncate(path string, n int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n < 0 {
+		delete(s.truncate, path)
+	} else {
+		s.truncate[path] = n
+	}
+}
+
+// Gate holds the requests for one path until released.
+type Gate struct {
+	arrived     chan struct{}
+	arriveOnce  sync.Once
+	release     chan struct{}
+	releaseOnce sync.Once
+}
+
+// Arrived is closed when the first request reaches the gate.
+func (g *Gate) Arrived() <-chan struct{} { return g.arrived }
+
+// Release lets held and future requests through.
+func (g *Gate) Release() { g.releaseOnce.Do(func() { close(g.release) }) }
+
+// wait blocks until the gate is released or the request is abandoned.
+func (g *Gate) wait(r *http.Request) {
+	g.arriveOnce.Do(func() { close(g.arrived) })
+	select {
+	case <-g.release:
+	case <-r.Context().Done():
+	}
+}
+
+// Hold makes every request for path (any method) wait until the returned
+// gate is released (or the client goes away). Close releases all gates.
+func (s *Server) Hold(path string) *Gate {
+	g := &Gate{arrived: make(chan struct{}), release: make(chan struct{})}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if old := s.gates[path]; old != nil {
+		old.Release()
+	}
+	s.gates[path] = g
+	return g
+}
+
+// Count returns how many requests with method ("" for any) were made for
+// path ("" is the base).
+func (s *Server) Count(method, path string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if method != "" {
+		return s.counts[path][method]
+	}
+	n := 0
+	for _, c := range s.counts[path] {
+		n += c
+	}
+	return n
+}
+
+// Total returns how many requests were made, for any path.
+func (s *Server) Total() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, m := range s.counts {
+		for _, c := range m {
+			n += c
+		}
+	}
+	return n
+}
+
+// Requests returns the answered requests in order (the optional filter
+// keeps those for one path).
+func (s *Server) Requests(path ...string) []Request {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Request
+	for _, r := range s.log {
+		if len(path) == 0 || r.Path == path[0] {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// ResetCounts forgets the counters and the request log.
+func (s *Server) ResetCounts() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.counts = map[string]map[string]int{}
+	s.log = nil
+}
+
+func etag(data []byte) string {
+	sum := sha256.Sum256(data)
+	return `"` + hex.EncodeToString(sum[:12]) + `"`
+}
+
+// recorder captures the status and applies truncation and chunking.
+type recorder struct {
+	http.ResponseWriter
+	status  int
+	chunked bool
+	limit   int64 // body bytes to send before aborting; -1: no limit
+	written int64
+}
+
+func (w *recorder) WriteHeader(code int) {
+	if w.status != 0 {
+		return
+	}
+	w.status = code
+	if w.chunked {
+		w.Header().Del("Content-Length")
+	}
+	w.ResponseWriter.WriteHeader(code)
+	if w.chunked {
+		// Flushing before any body forces chunked encoding (else a small
+		// body gets a computed Content-Length).
+		http.NewResponseController(w.ResponseWriter).Flush()
+	}
+}
+
+func (w *recorder) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.limit >= 0 && w.written+int64(len(p)) > w.limit {
+		n, _ := w.ResponseWriter.Write(p[:w.limit-w.written])
+		w.written += int64(n)
+		http.NewResponseController(w.ResponseWriter).Flush()
+		panic(http.ErrAbortHandler) // closes the connection mid-body
+	}
+	n, err := w.ResponseWriter.Write(p)
+	w.written += int64(n)
+	return n, err
+}
+
+func (s *Server) serve(rw http.ResponseWriter, r *http.Request) {
+	path, inStore := strings.CutPrefix(r.URL.Path, s.prefix)
+	if !inStore {
+		path = r.URL.Path // counted under the full path
+	}
+	w := &recorder{ResponseWriter: rw, limit: -1}
+	defer func() {
+		status := w.status
+		if status == 0 {
+			status = http.StatusOK
+		}
+		s.mu.Lock()
+		if s.counts[path] == nil {
+			s.counts[path] = map[string]int{}
+		}
+		s.counts[path][r.Method]++
+		s.log = append(s.log, Request{
+			Method:          r.Method,
+			Path:            path,
+			IfNoneMatch:     r.Header.Get("If-None-Match"),
+			IfModifiedSince: r.Header.Get("If-Modified-Since"),
+			Range:           r.Header.Get("Range"),
+			Status:          status,
+		})
+		s.mu.Unlock()
+	}()
+
+	s.mu.Lock()
+	gate := s.gates[path]
+	s.mu.Unlock()
+	if gate != nil {
+		gate.wait(r)
+		if r.Context().Err() != nil {
+			w.status = 499 // client went away
+			return
+		}
+	}
+
+	s.mu.Lock()
+	opt := s.opt
+	forced := s.statAll
+	if c, ok := s.status[path]; ok && forced == 0 {
+		forced = c
+	}
+	f, isFile := s.files[path]
+	limit, truncated := s.truncate[path]
+	s.mu.Unlock()
+
+	switch {
+	case !inStore:
+		http.NotFound(w, r)
+		return
+	case forced != 0:
+		http.Error(w, http.StatusText(forced), forced)
+		return
+	case r.Method != http.MethodGet && r.Method != http.MethodHead:
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	case r.Method == http.MethodHead && opt.NoHead:
+		w.Header().Set("Allow", "GET")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	w.chunked = opt.Chunked
+	if truncated && r.Method == http.MethodGet {
+		w.limit = limit
+	}
+
+	switch {
+	case isFile:
+		s.serveBytes(w, r, path, f.Data, f.ModTime, opt)
+	case path == "master.json" && opt.Master:
+		s.serveBytes(w, r, path, MasterJSON(opt.Msg, s.dirs("")...), time.Time{}, opt)
+	case opt.Listing && (path == "" || strings.HasSuffix(path, "/")) && s.isDir(path):
+		body := s.listing(path)
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		if !opt.Chunked {
+			w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+		}
+		w.WriteHeader(http.StatusOK)
+		if r.Method == http.MethodGet {
+			_, _ = w.Write(body)
+		}
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+func (s *Server) serveBytes(w *recorder, r *http.Request, path string, data []byte, mod time.Time, opt Options) {
+	if !opt.NoETag {
+		w.Header().Set("ETag", etag(data))
+	}
+	if opt.NoLastModified {
+		mod = time.Time{}
+	}
+	// ServeContent answers Range, If-None-Match, If-Modified-Since, If-Range
+	// and HEAD.
+	http.ServeContent(w, r, path, mod, bytes.NewReader(data))
+}
+
+// isDir reports whether some file lies below dir ("" or "name/").
+func (s *Server) isDir(dir string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for p := range s.files {
+		if strings.HasPrefix(p, dir) {
+			return true
+		}
+	}
+	return false
+}
+
+// dirs returns the directories directly below dir, sorted.
+func (s *Server) dirs(dir string) []string {
+	var out []string
+	for _, n := range s.entries(dir) {
+		if strings.HasSuffix(n, "/") {
+			out = append(out, strings.TrimSuffix(n, "/"))
+		}
+	}
+	return out
+}
+
+// entries returns the names directly below dir (directories with a
+// trailing "/"), sorted case-insensitively as python's http.server does.
+func (s *Server) entries(dir string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	seen := map[string]bool{}
+	for p := range s.files {
+		rest, ok := strings.CutPrefix(p, dir)
+		if !ok || rest == "" {
+			continue
+		}
+		if i := strings.IndexByte(rest, '/'); i >= 0 {
+			rest = rest[:i+1]
+		}
+		seen[rest] = true
+	}
+	names := make([]string, 0, len(seen))
+	for n := range seen {
+		names = append(names, n)
+	}
+	sort.Slice(names, func(i, j int) bool {
+		a, b := strings.ToLower(names[i]), strings.ToLower(names[j])
+		if a != b {
+			return a < b
+		}
+		return names[i] < names[j]
+	})
+	return names
+}
+
+// listing renders dir like python3 -m http.server.
+func (s *Server) listing(dir string) []byte {
+	names := s.entries(dir)
+	title := html.EscapeString("Directory listing for " + s.prefix + dir)
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "<!DOCTYPE HTML>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>%s</title>\n</head>\n<body>\n<h1>%s</h1>\n<hr>\n<ul>\n", title, title)
+	for _, n := range names {
+		isDir := strings.HasSuffix(n, "/")
+		base := strings.TrimSuffix(n, "/")
+		href := url.PathEscape(base)
+		text := html.EscapeString(base)
+		if isDir {
+			href += "/"
+			text += "/"
+		}
+		fmt.Fprintf(&b, "<li><a href=\"%s\">%s</a></li>\n", html.EscapeString(href), text)
+	}
+	b.WriteString("</ul>\n<hr>\n</body>\n</html>\n")
+	return b.Bytes()
+}
