@@ -34,7 +34,7 @@ var wantLenet = []string{
 // root: names, byte-exact content, sizes, the symlink, error.txt.
 func checkSampleStore(t *testing.T, root, src string) {
 	t.Helper()
-	if got, want := listDir(t, root), []string{".refresh", "alexnet-torch", "broken", "lenet", "models.tsv", "welcome.txt"}; !slices.Equal(got, want) {
+	if got, want := listDir(t, root), []string{".refresh", "alexnet-torch", "broken", "inception-tf", "lenet", "models.tsv", "welcome.txt"}; !slices.Equal(got, want) {
 		t.Fatalf("store dir = %q, want %q", got, want)
 	}
 	lenet := filepath.Join(root, "lenet")

@@ -1,0 +1,3 @@
+from model import Tower
+class UserModel(Tower):
+    pass
