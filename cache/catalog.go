@@ -112,6 +112,9 @@ func NewCatalog(stores []*Store, content Content, cfg Config) *Catalog {
 		refreshed:   map[int]time.Time{},
 		generation:  map[int]uint64{},
 	}
+	if n, ok := content.(interface{ OnChange(func(Ref)) }); ok {
+		n.OnChange(c.fileChanged)
+	}
 	now := time.Now()
 	c.refreshed[-1] = now
 	for i, s := range stores {
@@ -443,4 +446,13 @@ func (c *Catalog) LastRefresh(st *Store) time.Time {
 
 func modelFetchKey(st *Store, name string) string {
 	return "M" + strconv.Itoa(st.idx) + "/" + name
+}
+
+// fileChanged drops a model whose file turned out to have changed on the
+// server, so the next lookup fetches fresh metadata (and a new inode).
+func (c *Catalog) fileChanged(ref Ref) {
+	c.log.Warn("file changed on the server; dropping its model's metadata",
+		zap.String("store", ref.Store.Name), zap.String("model", ref.Model), zap.String("file", ref.Name))
+	c.models.Remove(modelKey{ref.Store.idx, ref.Model})
+	c.fetches.Forget(modelFetchKey(ref.Store, ref.Model))
 }

@@ -89,6 +89,7 @@ type Store struct {
 	hc       *http.Client
 	opt      Options
 	requests atomic.Int64
+	ranges   atomic.Int32 // RangeUnknown, RangeYes or RangeNo
 }
 
 // Meta is what the server says about a file without its body.

@@ -51,6 +51,7 @@ DIGITS_MODEL_STORE_URL. An entry NAME=URL names the store's directory.`,
 			&cli.StringSliceFlag{Name: "store", Aliases: []string{"s"}, Usage: "store `URL` or NAME=URL", EnvVars: []string{"DIGITS_MODEL_STORE_URL"}},
 			&cli.StringFlag{Name: "cache-dir", Usage: "on-disk cache `DIR` (default $XDG_CACHE_HOME/modelstorefs or ~/.cache/modelstorefs)"},
 			&cli.StringFlag{Name: "cache-size", Value: "10GiB", Usage: "bound on the on-disk cache (`SIZE`, e.g. 500MiB, 20G)"},
+			&cli.StringFlag{Name: "cache-min-free", Value: "1GiB", Usage: "keep at least `SIZE` free on the cache's filesystem (0: no floor)"},
 			&cli.DurationFlag{Name: "ttl", Value: 24 * time.Hour, Usage: "how long listings and metadata stay fresh"},
 			&cli.StringFlag{Name: "jobs-dir", Value: "/var/lib/digits/jobs", EnvVars: []string{"DIGITS_JOBS_DIR"}, Usage: "DIGITS jobs `DIR` written into status.pickle (DIGITS rewrites it on load)"},
 			&cli.BoolFlag{Name: "allow-other", Usage: "let other users access the mount (needs user_allow_other in /etc/fuse.conf unless root)"},
@@ -92,12 +93,14 @@ type mountConfig struct {
 	Stores     []storeSpec
 	CacheDir   string
 	CacheSize  int64
-	TTL        time.Duration
-	JobsDir    string
-	AllowOther bool
-	LogLevel   string
-	LogFormat  string
-	DebugFuse  bool
+	// CacheMinFree is the free-space floor; -1 means none.
+	CacheMinFree int64
+	TTL          time.Duration
+	JobsDir      string
+	AllowOther   bool
+	LogLevel     string
+	LogFormat    string
+	DebugFuse    bool
 }
 
 func mountConfigFrom(c *cli.Context) (mountConfig, error) {
@@ -119,6 +122,11 @@ func mountConfigFrom(c *cli.Context) (mountConfig, error) {
 	}
 	if cfg.CacheSize, err = parseSize(c.String("cache-size")); err != nil {
 		return cfg, fmt.Errorf("--cache-size: %w", err)
+	}
+	if v := c.String("cache-min-free"); strings.TrimSpace(v) == "0" {
+		cfg.CacheMinFree = -1
+	} else if cfg.CacheMinFree, err = parseSize(v); err != nil {
+		return cfg, fmt.Errorf("--cache-min-free: %w", err)
 	}
 	if cfg.TTL <= 0 {
 		return cfg, fmt.Errorf("--ttl must be positive, got %s", cfg.TTL)

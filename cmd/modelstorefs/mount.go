@@ -37,8 +37,8 @@ func runMount(ctx context.Context, cfg mountConfig, stopSignals context.CancelFu
 		}
 		stores[i] = &cache.Store{Name: s.Name, Remote: rs}
 	}
-	content, err := cache.NewDiskContent(cache.DiskConfig{
-		Dir: cfg.CacheDir, MaxBytes: cfg.CacheSize, Logger: log.Named("content"),
+	content, err := cache.NewStreamContent(cache.StreamConfig{
+		Dir: cfg.CacheDir, MaxBytes: cfg.CacheSize, MinFree: cfg.CacheMinFree, Logger: log.Named("content"),
 	})
 	if err != nil {
 		return err

@@ -1,0 +1,425 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/modelstorefs/modelstorefs/remote"
+)
+
+// Chunk states of a download.
+const (
+	chunkMissing uint8 = iota
+	chunkFetching
+	chunkDone
+)
+
+// copyBuffer bounds the memory one fetch uses, whatever the file size.
+const copyBuffer = 1 << 20
+
+// download is one file being fetched into its cache file. Workers claim
+// chunks (those readers wait for first, then those after the latest read,
+// then the rest), fetch them with validated ranged GETs and mark them done;
+// readers wait for their chunks and read the cache file. A server that
+// ignores Range gets one stream from offset 0 instead.
+type download struct {
+	// Read only.
+	s     *StreamContent
+	ref   Ref
+	e     *entry
+	f     *os.File
+	size  int64
+	chunk int64
+	n     int // chunks
+	log   *zap.Logger
+
+	mu           sync.Mutex // protects the fields below
+	state        []uint8
+	waiting      map[int]int   // chunk -> readers waiting for it
+	next         int           // first chunk after the latest read
+	changed      chan struct{} // closed and replaced on every change
+	err          error         // terminal failure
+	complete     bool
+	finished     bool // run has returned
+	handles      int  // open streamHandles
+	streaming    bool // a whole-body stream owns the download
+	scaled       bool // the extra workers were started
+	lastProgress time.Time
+	spawn        func() // starts one more worker
+}
+
+func newDownload(s *StreamContent, ref Ref, f *os.File, e *entry) *download {
+	chunk := s.cfg.ChunkSize
+	n := int((ref.Meta.Size + chunk - 1) / chunk)
+	return &download{
+		s: s, ref: ref, e: e, f: f, size: ref.Meta.Size, chunk: chunk, n: n,
+		log:     s.log.With(zap.String("url", ref.URL())),
+		state:   make([]uint8, n),
+		waiting: map[int]int{},
+		changed: make(chan struct{}),
+	}
+}
+
+// broadcastLocked wakes every waiter.
+func (d *download) broadcastLocked() {
+	close(d.changed)
+	d.changed = make(chan struct{})
+}
+
+// run fetches the whole file with as many workers as the server allows,
+// then commits it (or removes it) and tells the content cache.
+func (d *download) run(ctx context.Context) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	start := time.Now()
+	var wg sync.WaitGroup
+	d.mu.Lock()
+	d.lastProgress = start
+	d.spawn = func() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d.worker(ctx, cancel)
+		}()
+	}
+	// One worker learns whether the server honours Range; it starts the
+	// others after its first 206.
+	d.spawn()
+	d.mu.Unlock()
+	wg.Wait()
+
+	d.mu.Lock()
+	err := d.err
+	if err == nil && !d.allDoneLocked() {
+		err = fmt.Errorf("download of %s ended incomplete", d.ref.URL())
+	}
+	d.mu.Unlock()
+	if err == nil {
+		err = d.f.Sync()
+	}
+	// Commit before waking readers, so a reopen finds the complete file.
+	d.s.finish(d.e, err)
+	d.mu.Lock()
+	d.finished = true
+	if err != nil && d.err == nil {
+		d.err = err
+	}
+	d.complete = err == nil
+	d.broadcastLocked()
+	closeNow := d.handles == 0
+	d.mu.Unlock()
+	if closeNow {
+		d.f.Close()
+	}
+	if err != nil {
+		if errors.Is(err, remote.ErrChanged) && d.s.onChange != nil {
+			d.s.onChange(d.ref)
+		}
+		if !errors.Is(err, context.Canceled) {
+			d.log.Error("download failed", zap.Error(err))
+		}
+		return
+	}
+	d.log.Debug("downloaded", zap.Int64("bytes", d.size), zap.Duration("took", time.Since(start)))
+}
+
+func (d *download) allDoneLocked() bool {
+	for _, st := range d.state {
+		if st != chunkDone {
+			return false
+		}
+	}
+	return true
+}
+
+// worker claims and fetches chunks until none is left or the download
+// fails for good.
+func (d *download) worker(ctx context.Context, cancel context.CancelFunc) {
+	backoff := 250 * time.Millisecond
+	for {
+		k, ok := d.claim()
+		if !ok {
+			return
+		}
+		err := d.fetch(ctx, k)
+		if err == nil || errors.Is(err, errStreamTaken) {
+			backoff = 250 * time.Millisecond
+			continue
+		}
+		if d.fail(k, err) {
+			cancel()
+			return
+		}
+		d.log.Warn("fetch failed, retrying", zap.Int("chunk", k), zap.Error(err))
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+// claim picks the next chunk to fetch: one a reader waits for, else the
+// first missing one after the latest read, else the first missing one.
+func (d *download) claim() (int, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.err != nil || d.streaming {
+		return 0, false
+	}
+	best := -1
+	for k, c := range d.waiting {
+		if c > 0 && d.state[k] == chunkMissing && (best < 0 || k < best) {
+			best = k
+		}
+	}
+	if best < 0 {
+		for k := d.next; k < d.n; k++ {
+			if d.state[k] == chunkMissing {
+				best = k
+				break
+			}
+		}
+	}
+	if best < 0 {
+		for k := 0; k < d.n; k++ {
+			if d.state[k] == chunkMissing {
+				best = k
+				break
+			}
+		}
+	}
+	if best < 0 {
+		return 0, false
+	}
+	d.state[best] = chunkFetching
+	return best, true
+}
+
+// fail records a failed fetch of chunk k; it reports whether the whole
+// download has failed (changed file, gone file, shutdown, or no progress
+// for the retry window).
+func (d *download) fail(k int, err error) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.state[k] == chunkFetching {
+		d.state[k] = chunkMissing
+	}
+	terminal := errors.Is(err, context.Canceled) || errors.Is(err, remote.ErrChanged) ||
+		errors.Is(err, remote.ErrNotFound) || time.Since(d.lastProgress) > d.s.cfg.RetryWindow
+	if terminal && d.err == nil {
+		d.err = err
+		d.broadcastLocked()
+	}
+	return terminal
+}
+
+// doneLocked marks chunks [from, to) fetched.
+func (d *download) doneLocked(from, to int) {
+	for k := from; k < to; k++ {
+		d.state[k] = chunkDone
+	}
+	d.lastProgress = time.Now()
+	d.broadcastLocked()
+}
+
+var errStreamTaken = errors.New("another worker streams this file")
+
+// fetch gets chunk k with a ranged GET into the cache file.
+func (d *download) fetch(ctx context.Context, k int) error {
+	off := int64(k) * d.chunk
+	n := min(d.chunk, d.size-off)
+	body, err := d.ref.Store.Remote.GetRange(ctx, d.ref.Meta, off, n, d.ref.Model, d.ref.Name)
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+	if body.Whole {
+		return d.stream(ctx, k, body)
+	}
+	if _, err := copyAt(d.f, body, off); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	d.doneLocked(k, k+1)
+	if !d.scaled {
+		// The server honours Range: more connections for the rest.
+		d.scaled = true
+		for range min(d.s.cfg.Parallel, d.n) - 1 {
+			d.spawn()
+		}
+	}
+	d.mu.Unlock()
+	return nil
+}
+
+// stream writes a whole-file body (the server ignored Range) from offset
+// 0, marking chunks done as they land. Only one worker streams.
+func (d *download) stream(ctx context.Context, claimed int, body *remote.Body) error {
+	d.mu.Lock()
+	if d.streaming {
+		if d.state[claimed] == chunkFetching {
+			d.state[claimed] = chunkMissing
+		}
+		d.mu.Unlock()
+		return errStreamTaken
+	}
+	d.streaming = true
+	d.mu.Unlock()
+	defer func() {
+		d.mu.Lock()
+		d.streaming = false
+		d.mu.Unlock()
+	}()
+	for k := 0; k < d.n; k++ {
+		off := int64(k) * d.chunk
+		n := min(d.chunk, d.size-off)
+		d.mu.Lock()
+		done := d.state[k] == chunkDone
+		d.mu.Unlock()
+		var err error
+		if done {
+			_, err = io.CopyN(io.Discard, body, n)
+		} else {
+			_, err = copyAt(d.f, io.LimitReader(body, n), off)
+		}
+		if err != nil {
+			if k != claimed {
+				d.mu.Lock()
+				if d.state[claimed] == chunkFetching {
+					d.state[claimed] = chunkMissing
+				}
+				d.mu.Unlock()
+			}
+			return fmt.Errorf("streaming %s at %d: %w", d.ref.URL(), off, err)
+		}
+		d.mu.Lock()
+		if d.state[k] != chunkDone {
+			d.doneLocked(k, k+1)
+		}
+		d.mu.Unlock()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	// Drain: the exact-length body reports a server that sent more.
+	if _, err := io.Copy(io.Discard, body); err != nil {
+		return err
+	}
+	return nil
+}
+
+// copyAt writes r into f at off, checking that r supplies exactly what it
+// promised (the Body does).
+func copyAt(f *os.File, r io.Reader, off int64) (int64, error) {
+	buf := make([]byte, copyBuffer)
+	var total int64
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			if _, werr := f.WriteAt(buf[:n], off+total); werr != nil {
+				return total, fmt.Errorf("cache write: %w", werr)
+			}
+			total += int64(n)
+		}
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+// readAt waits until the bytes [off, off+len(p)) are in the cache file (or
+// the download failed, or ctx ended) and reads them.
+func (d *download) readAt(ctx context.Context, p []byte, off int64) (int, error) {
+	if off >= d.size {
+		return 0, io.EOF
+	}
+	end := min(off+int64(len(p)), d.size)
+	if err := d.wait(ctx, int(off/d.chunk), int((end-1)/d.chunk)); err != nil {
+		return 0, err
+	}
+	n, err := d.f.ReadAt(p[:end-off], off)
+	if err == nil && end < off+int64(len(p)) {
+		err = io.EOF
+	}
+	return n, err
+}
+
+// wait blocks until chunks first..last are done. Waiting chunks are
+// fetched first, and the chunks after them next (read-ahead).
+func (d *download) wait(ctx context.Context, first, last int) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.next = last + 1
+	if d.complete || d.rangeDoneLocked(first, last) {
+		return nil
+	}
+	for k := first; k <= last; k++ {
+		d.waiting[k]++
+	}
+	defer func() { // runs before the Unlock above
+		for k := first; k <= last; k++ {
+			if d.waiting[k]--; d.waiting[k] <= 0 {
+				delete(d.waiting, k)
+			}
+		}
+	}()
+	for !d.complete && !d.rangeDoneLocked(first, last) {
+		if d.err != nil {
+			return d.err
+		}
+		ch := d.changed
+		d.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			d.mu.Lock()
+			return ctx.Err()
+		case <-ch:
+		}
+		d.mu.Lock()
+	}
+	return nil
+}
+
+func (d *download) rangeDoneLocked(first, last int) bool {
+	for k := first; k <= last; k++ {
+		if d.state[k] != chunkDone {
+			return false
+		}
+	}
+	return true
+}
+
+func (d *download) isComplete() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.complete
+}
+
+// addHandle and dropHandle count readers; the file is closed when the
+// download is over and nobody reads.
+func (d *download) addHandle() {
+	d.mu.Lock()
+	d.handles++
+	d.mu.Unlock()
+}
+
+func (d *download) dropHandle() {
+	d.mu.Lock()
+	d.handles--
+	closeNow := d.handles == 0 && d.finished
+	d.mu.Unlock()
+	if closeNow {
+		d.f.Close()
+	}
+}

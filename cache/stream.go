@@ -1,0 +1,441 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// StreamConfig tunes a StreamContent. The zero value gives the defaults.
+type StreamConfig struct {
+	Dir       string // cache root (created)
+	MaxBytes  int64  // bound on complete and reserved bytes (default 10 GiB)
+	MinFree   int64  // keep this much of the cache's filesystem free (default 1 GiB)
+	ChunkSize int64  // unit of download and of waiting (default 8 MiB)
+	Parallel  int    // ranged GETs in flight per file (default 4)
+	// RetryWindow is how long a download may fail without progress before
+	// its readers get an error (default 30s).
+	RetryWindow time.Duration
+	Logger      *zap.Logger
+}
+
+func (c StreamConfig) withDefaults() StreamConfig {
+	if c.MaxBytes <= 0 {
+		c.MaxBytes = 10 << 30
+	}
+	if c.MinFree < 0 {
+		c.MinFree = 0
+	} else if c.MinFree == 0 {
+		c.MinFree = 1 << 30
+	}
+	if c.ChunkSize <= 0 {
+		c.ChunkSize = 8 << 20
+	}
+	if c.Parallel <= 0 {
+		c.Parallel = 4
+	}
+	if c.RetryWindow <= 0 {
+		c.RetryWindow = 30 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	return c
+}
+
+// StreamContent is the read engine: the first open of a file starts one
+// download into the on-disk cache (several ranged GETs in parallel where
+// the server honours Range, one stream where it does not), and readers are
+// answered as soon as their bytes are on disk. Complete files are kept
+// across restarts, keyed by URL, validators and size; nothing partial is
+// ever taken as complete. Least recently used files not in use are evicted
+// to stay within MaxBytes and above the free-space floor; when no room can
+// be made, reads go straight to the network.
+type StreamContent struct {
+	// Read only.
+	cfg      StreamConfig
+	log      *zap.Logger
+	objects  string
+	partial  string
+	ctx      context.Context // downloads run on it, never on a reader's
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	statfs   func(path string) (free int64, err error)
+	onChange func(Ref) // told when a file changed on the server
+
+	mu      sync.Mutex // protects the fields below
+	entries map[string]*entry
+	total   int64 // bytes of complete files plus reservations
+}
+
+// entry is one cached file version, complete or being downloaded.
+type entry struct {
+	key      string
+	path     string
+	size     int64
+	lastUse  time.Time
+	opens    int
+	complete bool
+	dl       *download // while downloading
+}
+
+// NewStreamContent opens (or creates) the cache under cfg.Dir. Complete
+// files from earlier runs are indexed; partial ones are removed, since a
+// half-written file can never be trusted.
+func NewStreamContent(cfg StreamConfig) (*StreamContent, error) {
+	cfg = cfg.withDefaults()
+	root := filepath.Join(cfg.Dir, "v2")
+	s := &StreamContent{
+		cfg:     cfg,
+		log:     cfg.Logger,
+		objects: filepath.Join(root, "objects"),
+		partial: filepath.Join(root, "partial"),
+		statfs:  freeBytes,
+		entries: map[string]*entry{},
+	}
+	if err := os.RemoveAll(s.partial); err != nil {
+		return nil, fmt.Errorf("cache dir: clearing partial downloads: %w", err)
+	}
+	for _, dir := range []string{s.objects, s.partial} {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("cache dir: %w", err)
+		}
+	}
+	err := filepath.WalkDir(s.objects, func(p string, de fs.DirEntry, err error) error {
+		if err != nil || de.IsDir() {
+			return err
+		}
+		info, err := de.Info()
+		if err != nil {
+			return err
+		}
+		s.entries[de.Name()] = &entry{key: de.Name(), path: p, size: info.Size(), lastUse: info.ModTime(), complete: true}
+		s.total += info.Size()
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cache dir: indexing: %w", err)
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.mu.Lock()
+	s.evictLocked(0)
+	s.mu.Unlock()
+	return s, nil
+}
+
+// OnChange registers a function told when a download finds that a file
+// changed on the server (the catalog then drops the stale metadata).
+func (s *StreamContent) OnChange(fn func(Ref)) { s.onChange = fn }
+
+// Close stops all downloads and waits for them.
+func (s *StreamContent) Close() error {
+	s.cancel()
+	s.wg.Wait()
+	return nil
+}
+
+// Usage returns the bytes held (complete plus reserved) and the bound.
+func (s *StreamContent) Usage() (used, limit int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.total, s.cfg.MaxBytes
+}
+
+// Open implements Content. It never waits for the download: reads do.
+func (s *StreamContent) Open(ctx context.Context, ref Ref) (Handle, error) {
+	if ref.Meta.Size < 0 {
+		return s.openUnsized(ctx, ref)
+	}
+	key := ref.key()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e, ok := s.entries[key]; ok {
+		if e.complete {
+			f, err := os.Open(e.path)
+			if err == nil {
+				s.touchLocked(e)
+				return &fileHandle{f: f, size: e.size, release: s.releaser(e)}, nil
+			}
+			// Removed behind our back: forget it, download again.
+			s.total -= e.size
+			delete(s.entries, key)
+		} else {
+			s.touchLocked(e)
+			return newStreamHandle(e.dl, s.releaser(e)), nil
+		}
+	}
+	e, err := s.startLocked(ref, key)
+	if err != nil {
+		s.log.Warn("not caching: reading straight from the store", zap.String("url", ref.URL()), zap.Error(err))
+		return &directHandle{ref: ref}, nil
+	}
+	s.touchLocked(e)
+	return newStreamHandle(e.dl, s.releaser(e)), nil
+}
+
+// openUnsized serves a file whose size the server never told: it is
+// downloaded whole first, which also tells its size.
+func (s *StreamContent) openUnsized(ctx context.Context, ref Ref) (Handle, error) {
+	tmp, err := os.CreateTemp(s.partial, "unsized-*")
+	if err != nil {
+		return nil, fmt.Errorf("cache: %w", err)
+	}
+	os.Remove(tmp.Name()) // anonymous: gone when closed
+	n, err := ref.Store.Remote.Download(ctx, tmp, ref.Meta, ref.Model, ref.Name)
+	if err != nil {
+		tmp.Close()
+		return nil, err
+	}
+	return &fileHandle{f: tmp, size: n, release: func() {}}, nil
+}
+
+func (s *StreamContent) touchLocked(e *entry) {
+	e.opens++
+	e.lastUse = time.Now()
+	if e.complete {
+		// The mtime records use across restarts; failure only costs LRU accuracy.
+		_ = os.Chtimes(e.path, e.lastUse, e.lastUse)
+	}
+}
+
+func (s *StreamContent) releaser(e *entry) func() {
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		e.opens--
+		s.evictLocked(0)
+	}
+}
+
+// startLocked reserves room for ref and starts its download.
+func (s *StreamContent) startLocked(ref Ref, key string) (*entry, error) {
+	size := ref.Meta.Size
+	if size > s.cfg.MaxBytes {
+		return nil, fmt.Errorf("file of %d bytes is larger than the cache (%d)", size, s.cfg.MaxBytes)
+	}
+	if !s.evictLocked(size) {
+		return nil, errors.New("cache full of files in use")
+	}
+	if free, err := s.statfs(s.partial); err == nil && free-size < s.cfg.MinFree {
+		s.evictForDiskLocked(size + s.cfg.MinFree - free)
+		if free, err = s.statfs(s.partial); err == nil && free-size < s.cfg.MinFree {
+			return nil, fmt.Errorf("only %d bytes free on the cache's filesystem (floor %d)", free, s.cfg.MinFree)
+		}
+	}
+	path := filepath.Join(s.partial, key)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("cache: %w", err)
+	}
+	// Reserve the blocks now, so a full disk shows here and not mid-file.
+	for attempt := 0; size > 0; attempt++ {
+		err = syscall.Fallocate(int(f.Fd()), 0, 0, size)
+		if err == nil || errors.Is(err, syscall.EOPNOTSUPP) {
+			err = f.Truncate(size)
+			break
+		}
+		if !errors.Is(err, syscall.ENOSPC) || attempt > 0 || !s.evictForDiskLocked(size) {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		os.Remove(path)
+		return nil, fmt.Errorf("cache: reserving %d bytes: %w", size, err)
+	}
+	e := &entry{key: key, path: path, size: size}
+	e.dl = newDownload(s, ref, f, e)
+	s.entries[key] = e
+	s.total += size
+	e.opens++ // the download's own reference, dropped when it ends
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		e.dl.run(s.ctx)
+	}()
+	return e, nil
+}
+
+// finish records the end of a download: complete (renamed into place) or
+// failed (removed).
+func (s *StreamContent) finish(e *entry, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e.opens--
+	if err == nil {
+		final := filepath.Join(s.objects, e.key)
+		if rerr := os.Rename(e.path, final); rerr != nil {
+			err = fmt.Errorf("cache: %w", rerr)
+		} else {
+			syncDir(s.objects)
+			e.path, e.complete, e.dl = final, true, nil
+			s.evictLocked(0)
+			return
+		}
+	}
+	os.Remove(e.path)
+	s.total -= e.size
+	if s.entries[e.key] == e {
+		delete(s.entries, e.key)
+	}
+}
+
+// evictLocked removes least recently used complete files not in use until
+// extra more bytes fit; it reports whether they do.
+func (s *StreamContent) evictLocked(extra int64) bool {
+	if s.total+extra <= s.cfg.MaxBytes {
+		return true
+	}
+	for _, e := range s.evictable() {
+		if s.total+extra <= s.cfg.MaxBytes {
+			break
+		}
+		s.removeLocked(e)
+	}
+	return s.total+extra <= s.cfg.MaxBytes
+}
+
+// evictForDiskLocked frees at least need bytes of disk, if it can.
+func (s *StreamContent) evictForDiskLocked(need int64) bool {
+	var freed int64
+	for _, e := range s.evictable() {
+		if freed >= need {
+			break
+		}
+		if s.removeLocked(e) {
+			freed += e.size
+		}
+	}
+	return freed >= need
+}
+
+func (s *StreamContent) evictable() []*entry {
+	var es []*entry
+	for _, e := range s.entries {
+		if e.complete && e.opens == 0 {
+			es = append(es, e)
+		}
+	}
+	sort.Slice(es, func(i, j int) bool { return es[i].lastUse.Before(es[j].lastUse) })
+	return es
+}
+
+func (s *StreamContent) removeLocked(e *entry) bool {
+	if err := os.Remove(e.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		s.log.Warn("cache eviction failed", zap.String("path", e.path), zap.Error(err))
+		return false
+	}
+	s.total -= e.size
+	delete(s.entries, e.key)
+	return true
+}
+
+func freeBytes(path string) (int64, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(path, &st); err != nil {
+		return 0, err
+	}
+	return int64(st.Bavail) * int64(st.Bsize), nil
+}
+
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+}
+
+// fileHandle reads a complete file.
+type fileHandle struct {
+	f       *os.File
+	size    int64
+	release func()
+	once    sync.Once
+}
+
+func (h *fileHandle) ReadAt(_ context.Context, p []byte, off int64) (int, error) {
+	return h.f.ReadAt(p, off)
+}
+func (h *fileHandle) Size() int64 { return h.size }
+func (h *fileHandle) Fd() int     { return int(h.f.Fd()) }
+func (h *fileHandle) Close() error {
+	err := h.f.Close()
+	h.once.Do(h.release)
+	return err
+}
+
+// streamHandle reads a file while it downloads.
+type streamHandle struct {
+	d       *download
+	release func()
+	once    sync.Once
+}
+
+func (h *streamHandle) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	return h.d.readAt(ctx, p, off)
+}
+func (h *streamHandle) Size() int64 { return h.d.size }
+
+// Fd is the cache file once complete (the rename keeps the descriptor).
+func (h *streamHandle) Fd() int {
+	if h.d.isComplete() {
+		return int(h.d.f.Fd())
+	}
+	return -1
+}
+func (h *streamHandle) Close() error {
+	h.once.Do(func() {
+		h.d.dropHandle()
+		h.release()
+	})
+	return nil
+}
+
+func newStreamHandle(d *download, release func()) *streamHandle {
+	d.addHandle()
+	return &streamHandle{d: d, release: release}
+}
+
+// directHandle reads straight from the store, caching nothing: used when
+// the cache has no room.
+type directHandle struct{ ref Ref }
+
+func (h *directHandle) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	size := h.ref.Meta.Size
+	if off >= size {
+		return 0, io.EOF
+	}
+	n := min(int64(len(p)), size-off)
+	body, err := h.ref.Store.Remote.GetRange(ctx, h.ref.Meta, off, n, h.ref.Model, h.ref.Name)
+	if err != nil {
+		return 0, err
+	}
+	defer body.Close()
+	if body.Whole && off > 0 {
+		// No Range support: skip to off in the whole body.
+		if _, err := io.CopyN(io.Discard, body, off); err != nil {
+			return 0, err
+		}
+	}
+	m, err := io.ReadFull(body, p[:n])
+	if err != nil {
+		return m, err
+	}
+	if int64(m) < int64(len(p)) {
+		return m, io.EOF
+	}
+	return m, nil
+}
+func (h *directHandle) Size() int64  { return h.ref.Meta.Size }
+func (h *directHandle) Fd() int      { return -1 }
+func (h *directHandle) Close() error { return nil }
