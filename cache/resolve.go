@@ -64,13 +64,13 @@ func (c *Catalog) resolveModel(ctx context.Context, st *Store, name string, prev
 		info, err := digits.ParseInfo(infoFile.Data)
 		m.Info = info
 		if err != nil {
-			blockers = append(blockers, "info.json: "+err.Error())
+			blockers = append(blockers, importProblem(err))
 		} else {
 			var dropped []string
 			layout, dropped, err = digits.Layout(info)
 			notes = append(notes, dropped...)
 			if err != nil {
-				blockers = append(blockers, "info.json: "+err.Error())
+				blockers = append(blockers, importProblem(err))
 				layout = nil
 			}
 			for _, f := range layout {
@@ -162,6 +162,12 @@ func (c *Catalog) resolveModel(ctx context.Context, st *Store, name string, prev
 	}
 	sort.Slice(m.Files, func(i, j int) bool { return m.Files[i].Name < m.Files[j].Name })
 	return m, nil
+}
+
+// importProblem words a digits error for error.txt: the messages already
+// name info.json and the key, so the "not importable" prefix goes.
+func importProblem(err error) string {
+	return strings.TrimPrefix(err.Error(), digits.ErrNotImportable.Error()+": ")
 }
 
 func fileNamed(files []File, name string) (*File, bool) {

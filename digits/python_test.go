@@ -18,136 +18,13 @@ import (
 	"time"
 )
 
-// stubModules mirror the attributes and (get|set)state behaviour described
-// in reference section 3 (digits/status.py, job.py, task.py,
-// pretrained_model/job.py, pretrained_model/tasks/*.py).
-var stubModules = map[string]string{
-	"digits/__init__.py": "",
-	"digits/status.py": `
-class Status():
-    # Declared like DIGITS: an old-style class in Python 2.
-    INIT = 'I'
-    WAIT = 'W'
-    RUN = 'R'
-    DONE = 'D'
-    ABORT = 'A'
-    ERROR = 'E'
-
-    def __init__(self, val):
-        self.set_dict(val)
-
-    def __str__(self):
-        return self.val
-
-    def __getstate__(self):
-        return self.val
-
-    def __setstate__(self, state):
-        self.set_dict(state)
-
-    def set_dict(self, val):
-        self.val = val
-        names = {'I': ('Initialized', 'warning'), 'W': ('Waiting', 'warning'),
-                 'R': ('Running', 'info'), 'D': ('Done', 'success'),
-                 'A': ('Aborted', 'warning'), 'E': ('Error', 'danger')}
-        self.name, self.css = names.get(val, ('?', 'default'))
-
-    def is_running(self):
-        return self.val in (self.INIT, self.WAIT, self.RUN)
-
-
-class StatusCls(object):
-    @property
-    def status(self):
-        if len(self.status_history) > 0:
-            return self.status_history[-1][0]
-        return Status.INIT
-`,
-	"digits/job.py": `
-from .status import StatusCls
-
-class Job(StatusCls):
-    def __getstate__(self):
-        d = self.__dict__.copy()
-        for k in ('_dir', 'event', 'persistent', '_state_keys'):
-            d.pop(k, None)
-        return d
-
-    def __setstate__(self, state):
-        self._state_keys = sorted(state.keys())
-        self.__dict__.update(state)
-        if 'username' not in self.__dict__:
-            self.username = None
-        if 'group' not in self.__dict__:
-            self.group = ''
-        self._dir = None
-        self.persistent = True
-
-    def id(self):
-        return self._id
-
-    def name(self):
-        return self._name
-`,
-	"digits/task.py": `
-from .status import StatusCls
-
-class Task(StatusCls):
-    def __getstate__(self):
-        d = self.__dict__.copy()
-        for k in ('aborted', 'logger', 'p', '_state_keys'):
-            d.pop(k, None)
-        return d
-
-    def __setstate__(self, state):
-        self.__dict__ = state
-        self._state_keys = sorted(state.keys())
-        self.aborted = None
-        self.set_logger()
-
-    def set_logger(self):
-        # DIGITS: JobIdLoggerAdapter(..., {'job_id': self.job_id})
-        self.logger = 'job %s' % self.job_id
-`,
-	"digits/pretrained_model/__init__.py": "",
-	"digits/pretrained_model/job.py": `
-from ..job import Job
-
-class PretrainedModelJob(Job):
-    def __getstate__(self):
-        fields_to_save = ['_id', '_name', 'username', 'tasks', 'status_history', 'framework', 'image_info']
-        full_state = self.__dict__.copy()
-        state_to_save = {}
-        for field in fields_to_save:
-            state_to_save[field] = full_state[field]
-        return state_to_save
-`,
-	"digits/pretrained_model/tasks/__init__.py": "",
-	"digits/pretrained_model/tasks/upload_pretrained.py": `
-from ...task import Task
-
-class UploadPretrainedModelTask(Task):
-    pass
-`,
-	"digits/pretrained_model/tasks/caffe_upload.py": `
-from .upload_pretrained import UploadPretrainedModelTask
-
-class CaffeUploadTask(UploadPretrainedModelTask):
-    pass
-`,
-	"digits/pretrained_model/tasks/torch_upload.py": `
-from .upload_pretrained import UploadPretrainedModelTask
-
-class TorchUploadTask(UploadPretrainedModelTask):
-    pass
-`,
-	"digits/pretrained_model/tasks/tensorflow_upload.py": `
-from .upload_pretrained import UploadPretrainedModelTask
-
-class TensorflowUploadTask(UploadPretrainedModelTask):
-    pass
-`,
-}
+// stubDir holds stand-in modules digits.status, digits.job, digits.task,
+// digits.pretrained_model.job and digits.pretrained_model.tasks.* that
+// mirror the attributes and (get|set)state behaviour described in
+// reference section 3 (an old-style Status in Python 2, new-style job and
+// task classes). The integration tests load copied job folders with them
+// too (integration/testdata/load_jobs.py).
+const stubDir = "testdata/digitsstub"
 
 // loadScript loads every pickle named on the command line with every
 // loader of the running Python and prints a JSON description.
@@ -173,7 +50,7 @@ def describe(job):
     task = job.tasks[0]
     d = {
         'job_class': type(job).__module__ + '.' + type(job).__name__,
-        'job_state_keys': job._state_keys,
+        'job_state_keys': job._stub_state_keys,
         'job_status': job.status.name, 'job_running': job.status.is_running(),
         'id': job._id, 'id_type': tname(job._id),
         'name': job._name, 'name_type': tname(job._name),
@@ -186,7 +63,7 @@ def describe(job):
         'persistent': job.persistent,
         'ntasks': len(job.tasks),
         'task_class': type(task).__module__ + '.' + type(task).__name__,
-        'task_state_keys': task._state_keys,
+        'task_state_keys': task._stub_state_keys,
         'task_status': task.status.name, 'task_running': task.status.is_running(),
         'job_id': task.job_id, 'job_id_type': tname(task.job_id),
         'job_dir': task.job_dir, 'weights_path': task.weights_path,
@@ -203,7 +80,7 @@ def describe(job):
     # What DIGITS's load_past_jobs does next: job.save(), i.e. pickle.dump with
     # the default protocol, then a later load.
     again = pickle.loads(pickle.dumps(job))
-    d['resave'] = [again._id, again.status.name, again.tasks[0].status.name, again._state_keys]
+    d['resave'] = [again._id, again.status.name, again.tasks[0].status.name, again._stub_state_keys]
     return d
 
 class Null(object):
@@ -337,16 +214,14 @@ func TestPythonLoad(t *testing.T) {
 		{"python3", false, pythonInterpreter("/root/.pyenv/versions/3.11.7/bin/python3", "python3"), []string{"pickle", "pickle._Unpickler"}},
 	}
 
-	dir := t.TempDir()
-	for name, src := range stubModules {
-		p := filepath.Join(dir, "stubs", filepath.FromSlash(name))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(src), 0o644); err != nil {
-			t.Fatal(err)
-		}
+	stubs, err := filepath.Abs(stubDir)
+	if err != nil {
+		t.Fatal(err)
 	}
+	if _, err := os.Stat(filepath.Join(stubs, "digits", "status.py")); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
 	script := filepath.Join(dir, "load.py")
 	if err := os.WriteFile(script, []byte(loadScript), 0o644); err != nil {
 		t.Fatal(err)
@@ -375,7 +250,7 @@ func TestPythonLoad(t *testing.T) {
 			}
 			cmd := exec.Command(py.path, args...)
 			cmd.Dir = dir
-			cmd.Env = append(os.Environ(), "PYTHONPATH="+filepath.Join(dir, "stubs"), "PYTHONDONTWRITEBYTECODE=1", "PYTHONIOENCODING=utf-8")
+			cmd.Env = append(os.Environ(), "PYTHONPATH="+stubs, "PYTHONDONTWRITEBYTECODE=1", "PYTHONIOENCODING=utf-8")
 			out, err := cmd.Output()
 			if err != nil {
 				stderr := ""

@@ -90,6 +90,10 @@ type Store struct {
 	opt      Options
 	requests atomic.Int64
 	ranges   atomic.Int32 // RangeUnknown, RangeYes or RangeNo
+	// auth holds the base URL's credentials, taken out of every URL (so
+	// they never reach a log line) and sent only with requests to the
+	// base's own host (Go's client drops them on a cross-host redirect).
+	auth *url.Userinfo
 }
 
 // Meta is what the server says about a file without its body.
@@ -138,7 +142,9 @@ func NewStore(base string, opt Options) (*Store, error) {
 		rt = NewTransport(opt)
 	}
 	hc := &http.Client{Transport: rt, CheckRedirect: checkRedirect}
-	return &Store{base: u, hc: hc, opt: opt}, nil
+	auth := u.User
+	u.User = nil
+	return &Store{base: u, hc: hc, opt: opt, auth: auth}, nil
 }
 
 // ParseBaseURL validates a store URL: http or https, a host, no query or
@@ -154,7 +160,7 @@ func ParseBaseURL(s string) (*url.URL, error) {
 	if u.Host == "" {
 		return nil, fmt.Errorf("store URL %q: no host", s)
 	}
-	if u.RawQuery != "" || u.Fragment != "" {
+	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.HasSuffix(s, "#") {
 		return nil, fmt.Errorf("store URL %q: must not have a query or fragment", s)
 	}
 	if !strings.HasSuffix(u.Path, "/") {
@@ -166,13 +172,16 @@ func ParseBaseURL(s string) (*url.URL, error) {
 	return u, nil
 }
 
+// errRedirect marks a redirect that was refused; it is never retried.
+var errRedirect = errors.New("redirect refused")
+
 // checkRedirect follows at most 5 redirects and only to http or https.
 func checkRedirect(req *http.Request, via []*http.Request) error {
 	if len(via) >= 5 {
-		return fmt.Errorf("stopped after %d redirects", len(via))
+		return fmt.Errorf("%w: stopped after %d redirects", errRedirect, len(via))
 	}
 	if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
-		return fmt.Errorf("refusing redirect to %q scheme", req.URL.Scheme)
+		return fmt.Errorf("%w: to %q scheme", errRedirect, req.URL.Scheme)
 	}
 	return nil
 }
@@ -246,12 +255,8 @@ func retryable(err error) bool {
 	if errors.As(err, &se) {
 		return se.temporary()
 	}
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		// Redirect policy refusals are final; transport failures are not.
-		return !strings.Contains(ue.Err.Error(), "redirect")
-	}
-	return true
+	// Redirect policy refusals are final; transport failures are not.
+	return !errors.Is(err, errRedirect)
 }
 
 func (s *Store) once(ctx context.Context, r request) (*http.Response, error) {
@@ -265,10 +270,17 @@ func (s *Store) once(ctx context.Context, r request) (*http.Response, error) {
 		req.Header[k] = v
 	}
 	req.Header.Set("User-Agent", s.opt.UserAgent)
+	if s.auth != nil {
+		pw, _ := s.auth.Password()
+		req.SetBasicAuth(s.auth.Username(), pw)
+	}
 	s.requests.Add(1)
 	resp, err := s.hc.Do(req)
 	if err != nil {
 		cancel()
+		if errors.Is(err, errRedirect) {
+			return nil, fmt.Errorf("%s %s: %w", r.method, r.url, err)
+		}
 		return nil, err // *url.Error already names method and URL
 	}
 	if resp.StatusCode/100 == 2 || resp.StatusCode == http.StatusNotModified {
@@ -362,13 +374,30 @@ func (s *Store) Fetch(ctx context.Context, prev *Meta, limit int64, segments ...
 	return s.fetchURL(ctx, s.URL(segments...), prev, limit)
 }
 
+// fetchURL GETs u whole; a body cut short (reset, stall) is fetched again,
+// a bounded number of times.
 func (s *Store) fetchURL(ctx context.Context, u string, prev *Meta, limit int64) ([]byte, Meta, error) {
+	for attempt := 0; ; attempt++ {
+		body, m, err := s.fetchOnce(ctx, u, prev, limit)
+		if !errors.Is(err, errBody) || attempt >= s.opt.Retries || ctx.Err() != nil {
+			return body, m, err
+		}
+	}
+}
+
+// errBody marks a failure while reading a body, after good headers.
+var errBody = errors.New("reading body")
+
+func (s *Store) fetchOnce(ctx context.Context, u string, prev *Meta, limit int64) ([]byte, Meta, error) {
 	resp, err := s.do(ctx, request{method: http.MethodGet, url: u, header: conditional(prev)})
 	if err != nil {
 		return nil, Meta{}, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode == http.StatusNotModified {
+		if prev == nil { // a 304 nobody asked for
+			return nil, Meta{}, &StatusError{Method: http.MethodGet, URL: u, Code: resp.StatusCode}
+		}
 		return nil, *prev, fmt.Errorf("GET %s: %w", u, ErrNotModified)
 	}
 	if resp.ContentLength > limit {
@@ -376,14 +405,14 @@ func (s *Store) fetchURL(ctx context.Context, u string, prev *Meta, limit int64)
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	if err != nil {
-		return nil, Meta{}, fmt.Errorf("GET %s: reading body: %w", u, err)
+		return nil, Meta{}, fmt.Errorf("GET %s: %w: %w", u, errBody, err)
 	}
 	if int64(len(body)) > limit {
 		return nil, Meta{}, fmt.Errorf("GET %s: %w (limit %d bytes)", u, ErrTooLarge, limit)
 	}
 	m := metaOf(resp)
 	if m.Size >= 0 && m.Size != int64(len(body)) {
-		return nil, Meta{}, fmt.Errorf("GET %s: got %d bytes, Content-Length said %d", u, len(body), m.Size)
+		return nil, Meta{}, fmt.Errorf("GET %s: %w: got %d bytes, Content-Length said %d", u, errBody, len(body), m.Size)
 	}
 	m.Size = int64(len(body))
 	return body, m, nil
@@ -403,6 +432,9 @@ func (s *Store) Stat(ctx context.Context, prev *Meta, segments ...string) (Meta,
 	default:
 		resp.Body.Close()
 		if resp.StatusCode == http.StatusNotModified {
+			if prev == nil {
+				return Meta{}, &StatusError{Method: http.MethodHead, URL: u, Code: resp.StatusCode}
+			}
 			return *prev, fmt.Errorf("HEAD %s: %w", u, ErrNotModified)
 		}
 		if resp.ContentLength >= 0 {
@@ -415,6 +447,9 @@ func (s *Store) Stat(ctx context.Context, prev *Meta, segments ...string) (Meta,
 	}
 	resp.Body.Close() // abort: only the headers were wanted
 	if resp.StatusCode == http.StatusNotModified {
+		if prev == nil {
+			return Meta{}, &StatusError{Method: http.MethodGet, URL: u, Code: resp.StatusCode}
+		}
 		return *prev, fmt.Errorf("GET %s: %w", u, ErrNotModified)
 	}
 	return metaOf(resp), nil

@@ -54,10 +54,11 @@ func (s *Store) ListModels(ctx context.Context) (*Listing, error) {
 	return l, nil
 }
 
-// isClientError reports a 4xx answer (for master.json: the store has none).
+// isClientError reports a 4xx answer that means "no master.json here"
+// (not 408 or 429, which mean "ask again later").
 func isClientError(err error) bool {
 	var se *StatusError
-	return errors.As(err, &se) && se.Code >= 400 && se.Code < 500
+	return errors.As(err, &se) && se.Code >= 400 && se.Code < 500 && !se.temporary()
 }
 
 // parseMaster decodes {"msg": "...", "children": ["a", "b"]}. A missing

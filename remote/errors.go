@@ -27,5 +27,9 @@ func (e *StatusError) Is(target error) bool {
 
 // temporary reports whether a retry may give another answer.
 func (e *StatusError) temporary() bool {
+	switch e.Code {
+	case http.StatusNotImplemented, http.StatusHTTPVersionNotSupported:
+		return false // the same request will be refused again
+	}
 	return e.Code >= 500 || e.Code == http.StatusTooManyRequests || e.Code == http.StatusRequestTimeout
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -180,8 +181,9 @@ func parseSize(s string) (int64, error) {
 		}
 	}
 	f, err := strconv.ParseFloat(t, 64)
-	if err != nil || f <= 0 {
+	bytes := f * float64(mult)
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || bytes < 1 || bytes >= math.MaxInt64 {
 		return 0, fmt.Errorf("%q is not a positive size", s)
 	}
-	return int64(f * float64(mult)), nil
+	return int64(bytes), nil
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/url"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/modelstorefs/modelstorefs/fs"
 	"github.com/modelstorefs/modelstorefs/remote"
@@ -63,7 +64,8 @@ func parseStores(values []string) ([]storeSpec, error) {
 		base := storeDirName(u)
 		name := base
 		for n := 2; taken[name]; n++ {
-			name = fmt.Sprintf("%s_%d", base, n)
+			suffix := fmt.Sprintf("_%d", n)
+			name = truncateName(base, remote.MaxNameLen-len(suffix)) + suffix
 		}
 		taken[name] = true
 		specs[i].Name = name
@@ -95,11 +97,20 @@ func storeDirName(u *url.URL) string {
 		}
 		return r
 	}, strings.Join(parts, "_"))
-	if len(name) > remote.MaxNameLen {
-		name = name[:remote.MaxNameLen]
-	}
+	name = truncateName(name, remote.MaxNameLen)
 	if remote.ValidName(name) != nil {
 		name = "store"
 	}
 	return name
+}
+
+// truncateName cuts s to at most n bytes without splitting a character.
+func truncateName(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }

@@ -22,6 +22,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -264,16 +265,22 @@ type Gate struct {
 	arriveOnce  sync.Once
 	release     chan struct{}
 	releaseOnce sync.Once
+	waiting     atomic.Int32
 }
 
 // Arrived is closed when the first request reaches the gate.
 func (g *Gate) Arrived() <-chan struct{} { return g.arrived }
+
+// Waiting returns how many requests are being held right now.
+func (g *Gate) Waiting() int { return int(g.waiting.Load()) }
 
 // Release lets held and future requests through.
 func (g *Gate) Release() { g.releaseOnce.Do(func() { close(g.release) }) }
 
 // wait blocks until the gate is released or the request is abandoned.
 func (g *Gate) wait(r *http.Request) {
+	g.waiting.Add(1)
+	defer g.waiting.Add(-1)
 	g.arriveOnce.Do(func() { close(g.arrived) })
 	select {
 	case <-g.release:

@@ -1,0 +1,315 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/urfave/cli/v2"
+)
+
+// runApp runs the real command line with args (without the program name)
+// and returns its output and error. The context ends after 3s: should a
+// test ever reach a real mount, runMount unmounts and returns then.
+func runApp(t *testing.T, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	app := newApp(func() {})
+	app.Writer, app.ErrWriter = &out, &errOut
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	start := time.Now()
+	err = app.RunContext(ctx, append([]string{"modelstorefs"}, args...))
+	if time.Since(start) > 2*time.Second {
+		t.Errorf("modelstorefs %q took %v: it must fail before mounting", args, time.Since(start))
+	}
+	return out.String(), errOut.String(), err
+}
+
+// noStoreEnv makes sure DIGITS_MODEL_STORE_URL and friends from the
+// environment of the test run do not leak in.
+func noStoreEnv(t *testing.T) {
+	t.Helper()
+	for _, k := range []string{"DIGITS_MODEL_STORE_URL", "DIGITS_JOBS_DIR"} {
+		t.Setenv(k, "")
+		os.Unsetenv(k)
+	}
+}
+
+// isMounted reports whether dir is a mountpoint according to the kernel.
+func isMounted(t *testing.T, dir string) bool {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && f[4] == dir {
+			return true
+		}
+	}
+	return false
+}
+
+func TestVersion(t *testing.T) {
+	out, _, err := runApp(t, "--version")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "modelstorefs") || !strings.Contains(out, version) {
+		t.Errorf("--version printed %q", out)
+	}
+}
+
+func TestHelp(t *testing.T) {
+	out, _, err := runApp(t, "--help")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Examples:", "DIGITS_MODEL_STORE_URL", "modelstorefs mount /mnt/models", "mount", "unmount", ".refresh"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("--help does not mention %q:\n%s", want, out)
+		}
+	}
+
+	out, _, err = runApp(t, "mount", "--help")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"MOUNTPOINT", "--store", "DIGITS_MODEL_STORE_URL", "--cache-dir", "--cache-size", "--ttl", "--allow-other", "--log-level", "--log-format"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("mount --help does not mention %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestMountUsageErrors(t *testing.T) {
+	noStoreEnv(t)
+	dir := t.TempDir()
+	tests := []struct {
+		name    string
+		args    []string
+		mention []string
+	}{
+		{"no mountpoint", []string{"mount", "--store", "http://127.0.0.1:1/"}, []string{"MOUNTPOINT", "0"}},
+		{"two mountpoints", []string{"mount", "--store", "http://127.0.0.1:1/", dir, dir}, []string{"MOUNTPOINT", "2"}},
+		{"ftp store", []string{"mount", "--store", "ftp://x", dir}, []string{"ftp://x", "http or https"}},
+		{"file store in a list", []string{"mount", "--store", "http://127.0.0.1:1/,file:///srv", dir}, []string{"file:///srv", "http or https"}},
+		{"no store at all", []string{"mount", dir}, []string{"DIGITS_MODEL_STORE_URL", "--store"}},
+		{"reserved store name", []string{"mount", "--store", ".refresh=http://x", dir}, []string{".refresh"}},
+		{"bad cache size", []string{"mount", "--store", "http://127.0.0.1:1/", "--cache-size", "lots", dir}, []string{"--cache-size", "lots"}},
+		{"zero cache size", []string{"mount", "--store", "http://127.0.0.1:1/", "--cache-size", "0", dir}, []string{"--cache-size"}},
+		{"zero ttl", []string{"mount", "--store", "http://127.0.0.1:1/", "--ttl", "0s", dir}, []string{"--ttl"}},
+		{"negative ttl", []string{"mount", "--store", "http://127.0.0.1:1/", "--ttl", "-1h", dir}, []string{"--ttl"}},
+		{"cache inside the mountpoint", []string{"mount", "--store", "http://127.0.0.1:1/", "--cache-dir", filepath.Join(dir, "cache"), dir}, []string{"inside the mountpoint"}},
+		{"cache is the mountpoint", []string{"mount", "--store", "http://127.0.0.1:1/", "--cache-dir", dir, dir}, []string{"inside the mountpoint"}},
+		{"unmount without a mountpoint", []string{"unmount"}, []string{"MOUNTPOINT"}},
+		{"umount with two", []string{"umount", dir, dir}, []string{"MOUNTPOINT"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := runApp(t, tc.args...)
+			if err == nil {
+				t.Fatalf("modelstorefs %q succeeded", tc.args)
+			}
+			for _, m := range tc.mention {
+				if !strings.Contains(err.Error(), m) {
+					t.Errorf("modelstorefs %q: error %q does not mention %q", tc.args, err, m)
+				}
+			}
+			if isMounted(t, dir) {
+				t.Fatalf("modelstorefs %q mounted %s", tc.args, dir)
+			}
+		})
+	}
+}
+
+func TestMountBadStoreFromEnv(t *testing.T) {
+	noStoreEnv(t)
+	dir := t.TempDir()
+	for _, v := range []string{"ftp://x", "http://127.0.0.1:8000, ftp://x", "127.0.0.1:8000", " , "} {
+		t.Setenv("DIGITS_MODEL_STORE_URL", v)
+		if _, _, err := runApp(t, "mount", dir); err == nil {
+			t.Errorf("DIGITS_MODEL_STORE_URL=%q: mount succeeded", v)
+		}
+		if isMounted(t, dir) {
+			t.Fatalf("DIGITS_MODEL_STORE_URL=%q: %s got mounted", v, dir)
+		}
+	}
+}
+
+func TestUnmountNotAMountpoint(t *testing.T) {
+	dir := t.TempDir()
+	_, _, err := runApp(t, "unmount", dir)
+	if err == nil {
+		t.Fatalf("unmount of a plain directory succeeded")
+	}
+	if !strings.Contains(err.Error(), dir) {
+		t.Errorf("error %q does not name the directory", err)
+	}
+}
+
+// configFrom runs the real mount command's flags with an Action that only
+// computes the mount configuration: nothing is mounted.
+func configFrom(t *testing.T, args ...string) (mountConfig, error) {
+	t.Helper()
+	cmd := mountCommand(func() {})
+	var (
+		cfg    mountConfig
+		cfgErr error
+		called bool
+	)
+	cmd.Action = func(c *cli.Context) error {
+		called = true
+		cfg, cfgErr = mountConfigFrom(c)
+		return nil
+	}
+	app := &cli.App{Name: "modelstorefs", Commands: []*cli.Command{cmd}, Writer: io.Discard, ErrWriter: io.Discard}
+	if err := app.Run(append([]string{"modelstorefs", "mount"}, args...)); err != nil {
+		t.Fatalf("mount %q: %v", args, err)
+	}
+	if !called {
+		t.Fatalf("mount %q: the action did not run", args)
+	}
+	return cfg, cfgErr
+}
+
+func TestMountConfigFromEnv(t *testing.T) {
+	noStoreEnv(t)
+	t.Setenv("DIGITS_MODEL_STORE_URL", " http://127.0.0.1:8000, ,http://127.0.0.1:8001/team,")
+	cache := t.TempDir()
+	t.Setenv("XDG_CACHE_HOME", cache)
+	mnt := t.TempDir()
+	cfg, err := configFrom(t, mnt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []storeSpec{{"127.0.0.1_8000", "http://127.0.0.1:8000/"}, {"127.0.0.1_8001_team", "http://127.0.0.1:8001/team/"}}
+	if !slices.Equal(cfg.Stores, want) {
+		t.Errorf("Stores %q, want %q", cfg.Stores, want)
+	}
+	if cfg.Mountpoint != mnt {
+		t.Errorf("Mountpoint %q, want %q", cfg.Mountpoint, mnt)
+	}
+	if cfg.CacheDir != filepath.Join(cache, "modelstorefs") {
+		t.Errorf("CacheDir %q, want $XDG_CACHE_HOME/modelstorefs", cfg.CacheDir)
+	}
+	if cfg.CacheSize != 10<<30 || cfg.TTL != 24*time.Hour || cfg.LogLevel != "info" || cfg.LogFormat != "console" ||
+		cfg.AllowOther || cfg.DebugFuse || cfg.JobsDir != "/var/lib/digits/jobs" {
+		t.Errorf("defaults: %+v", cfg)
+	}
+}
+
+func TestMountConfigNamedStoresFromEnv(t *testing.T) {
+	noStoreEnv(t)
+	t.Setenv("DIGITS_MODEL_STORE_URL", "public=http://127.0.0.1:8000,team = http://127.0.0.1:8001/team")
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	cfg, err := configFrom(t, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []storeSpec{{"public", "http://127.0.0.1:8000/"}, {"team", "http://127.0.0.1:8001/team/"}}
+	if !slices.Equal(cfg.Stores, want) {
+		t.Errorf("Stores %q, want %q", cfg.Stores, want)
+	}
+}
+
+func TestMountConfigStoreFlag(t *testing.T) {
+	noStoreEnv(t)
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	t.Setenv("DIGITS_MODEL_STORE_URL", "ftp://ignored-when-store-is-given")
+	cfg, err := configFrom(t, "--store", "http://a/,http://b/", "--store", "c=http://c/x", "--store", " http://a/ ", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []storeSpec{{"a", "http://a/"}, {"b", "http://b/"}, {"c", "http://c/x/"}, {"a_2", "http://a/"}}
+	if !slices.Equal(cfg.Stores, want) {
+		t.Errorf("Stores %q, want %q", cfg.Stores, want)
+	}
+
+	// The short form (urfave/cli refuses mixing -s and --store in one run).
+	cfg, err = configFrom(t, "-s", "http://a/", "-s", "b=http://b/", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = []storeSpec{{"a", "http://a/"}, {"b", "http://b/"}}
+	if !slices.Equal(cfg.Stores, want) {
+		t.Errorf("-s: Stores %q, want %q", cfg.Stores, want)
+	}
+}
+
+func TestMountConfigFlags(t *testing.T) {
+	noStoreEnv(t)
+	home := t.TempDir()
+	t.Setenv("XDG_CACHE_HOME", "")
+	t.Setenv("HOME", home)
+	t.Setenv("DIGITS_JOBS_DIR", "/srv/digits/jobs")
+	t.Setenv("DIGITS_MODEL_STORE_URL", "http://127.0.0.1:8000")
+
+	t.Run("defaults without XDG_CACHE_HOME", func(t *testing.T) {
+		cfg, err := configFrom(t, t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := filepath.Join(home, ".cache", "modelstorefs"); cfg.CacheDir != want {
+			t.Errorf("CacheDir %q, want %q", cfg.CacheDir, want)
+		}
+		if cfg.JobsDir != "/srv/digits/jobs" {
+			t.Errorf("JobsDir %q, want DIGITS_JOBS_DIR", cfg.JobsDir)
+		}
+	})
+	t.Run("every flag", func(t *testing.T) {
+		mnt := t.TempDir()
+		cacheDir := filepath.Join(t.TempDir(), "c")
+		cfg, err := configFrom(t, "--cache-dir", cacheDir, "--cache-size", "500MiB", "--ttl", "90m",
+			"--jobs-dir", "/jobs", "--allow-other", "--log-level", "debug", "--log-format", "json", "--debug-fuse", mnt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := mountConfig{
+			Mountpoint: mnt,
+			Stores:     []storeSpec{{"127.0.0.1_8000", "http://127.0.0.1:8000/"}},
+			CacheDir:   cacheDir,
+			CacheSize:  500 << 20,
+			TTL:        90 * time.Minute,
+			JobsDir:    "/jobs",
+			AllowOther: true,
+			LogLevel:   "debug",
+			LogFormat:  "json",
+			DebugFuse:  true,
+		}
+		if cfg.Mountpoint != want.Mountpoint || !slices.Equal(cfg.Stores, want.Stores) || cfg.CacheDir != want.CacheDir ||
+			cfg.CacheSize != want.CacheSize || cfg.TTL != want.TTL || cfg.JobsDir != want.JobsDir ||
+			cfg.AllowOther != want.AllowOther || cfg.LogLevel != want.LogLevel || cfg.LogFormat != want.LogFormat ||
+			cfg.DebugFuse != want.DebugFuse {
+			t.Errorf("config\n  %+v\nwant\n  %+v", cfg, want)
+		}
+	})
+	t.Run("relative paths made absolute", func(t *testing.T) {
+		wd := t.TempDir()
+		t.Chdir(wd)
+		cfg, err := configFrom(t, "--cache-dir", "cache", "mnt")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.Mountpoint != filepath.Join(wd, "mnt") || cfg.CacheDir != filepath.Join(wd, "cache") {
+			t.Errorf("Mountpoint %q, CacheDir %q, want both under %s", cfg.Mountpoint, cfg.CacheDir, wd)
+		}
+	})
+	t.Run("cache next to the mountpoint", func(t *testing.T) {
+		dir := t.TempDir()
+		if _, err := configFrom(t, "--cache-dir", filepath.Join(dir, "mnt-cache"), filepath.Join(dir, "mnt")); err != nil {
+			t.Errorf("a cache dir beside the mountpoint was refused: %v", err)
+		}
+	})
+	t.Run("default cache inside the mountpoint", func(t *testing.T) {
+		if _, err := configFrom(t, home); err == nil || !strings.Contains(err.Error(), "inside the mountpoint") {
+			t.Errorf("mounting on $HOME with the default cache in $HOME/.cache: %v, want an error", err)
+		}
+	})
+}

@@ -1,0 +1,347 @@
+package remote
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+)
+
+// pythonListing is what python3 -m http.server serves for a store directory
+// at /team/ (same shape as testdata/listings/python3-http-server.html).
+const pythonListing = `<!DOCTYPE HTML>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>Directory listing for /team/</title>
+</head>
+<body>
+<h1>Directory listing for /team/</h1>
+<hr>
+<ul>
+<li><a href="../">../</a></li>
+<li><a href="100%25pure/">100%pure/</a></li>
+<li><a href="a%20model%20with%20spaces/">a model with spaces/</a></li>
+<li><a href="alexnet/">alexnet/</a></li>
+<li><a href="caff%C3%A9/">caffé/</a></li>
+<li><a href="lenet/">lenet/</a></li>
+<li><a href="line%0Abreak/">line
+break/</a></li>
+<li><a href="master.json.bak">master.json.bak</a></li>
+<li><a href="?C=N;O=D">Name</a></li>
+</ul>
+<hr>
+</body>
+</html>
+`
+
+var pythonListingModels = []string{"100%pure", "a model with spaces", "alexnet", "caffé", "lenet"}
+
+// discoveryStore serves master.json with the given handler and pythonListing
+// at the base. It counts the requests for the listing.
+func discoveryStore(t *testing.T, master http.HandlerFunc) (*Store, *atomic.Int64) {
+	t.Helper()
+	s, mux := newTestStore(t, fastOptions())
+	var listingHits atomic.Int64
+	mux.HandleFunc("/team/master.json", master)
+	mux.HandleFunc("/team/{$}", func(w http.ResponseWriter, r *http.Request) {
+		listingHits.Add(1)
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		io.WriteString(w, pythonListing)
+	})
+	return s, &listingHits
+}
+
+func serveJSON(body string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, body)
+	}
+}
+
+func TestListModelsMasterJSON(t *testing.T) {
+	long := strings.Repeat("x", 300)
+	tests := []struct {
+		name     string
+		body     string
+		msg      string
+		models   []string
+		rejected []string // each Rejected entry must contain the matching string
+	}{
+		{
+			name:   "plain",
+			body:   `{"msg": "Welcome to the team store", "children": ["lenet", "alexnet"]}`,
+			msg:    "Welcome to the team store",
+			models: []string{"lenet", "alexnet"},
+		},
+		{
+			name:   "trailing slashes",
+			body:   `{"msg": "m", "children": ["lenet/", "alexnet"]}`,
+			msg:    "m",
+			models: []string{"lenet", "alexnet"},
+		},
+		{
+			name:   "duplicates",
+			body:   `{"children": ["b", "a", "b", "a/", "c", "a"]}`,
+			models: []string{"b", "a", "c"},
+		},
+		{
+			name:     "not strings",
+			body:     `{"msg": "m", "children": ["lenet", 3, {"name": "x"}, ["y"], true, "alexnet"]}`,
+			msg:      "m",
+			models:   []string{"lenet", "alexnet"},
+			rejected: []string{"3", "name", "y", "true"},
+		},
+		{
+			name:     "null child",
+			body:     `{"children": [null, "lenet"]}`,
+			models:   []string{"lenet"},
+			rejected: []string{""},
+		},
+		{
+			name: "hostile names",
+			body: `{"children": ["..", ".", "a/b", "", "/", "../etc", "a\\b", "nul\u0000byte", "new\nline", "` +
+				long + `", "ok", "..hidden-but-fine", "with space"]}`,
+			models:   []string{"ok", "..hidden-but-fine", "with space"},
+			rejected: []string{"..", ".", "a/b", "empty", "empty", "../etc", `a\\b`, "nul", "new", "300 bytes"},
+		},
+		{
+			name:   "empty children",
+			body:   `{"msg": "nothing yet", "children": []}`,
+			msg:    "nothing yet",
+			models: nil,
+		},
+		{
+			name:   "msg not a string",
+			body:   `{"msg": 42, "children": ["lenet"]}`,
+			models: []string{"lenet"},
+		},
+		{
+			name:   "unknown fields",
+			body:   `{"msg": "m", "version": 2, "children": ["lenet"], "extra": {"a": 1}}`,
+			msg:    "m",
+			models: []string{"lenet"},
+		},
+		{
+			name:   "unicode",
+			body:   `{"children": ["caffé", "模型", "100%pure"]}`,
+			models: []string{"caffé", "模型", "100%pure"},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s, listingHits := discoveryStore(t, serveJSON(tc.body))
+			l, err := s.ListModels(testContext(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if l.Source != "master.json" {
+				t.Errorf("Source %q, want master.json", l.Source)
+			}
+			if listingHits.Load() != 0 {
+				t.Errorf("the HTML listing was fetched although master.json is valid")
+			}
+			if l.Msg != tc.msg {
+				t.Errorf("Msg %q, want %q", l.Msg, tc.msg)
+			}
+			if !slices.Equal(l.Models, tc.models) {
+				t.Errorf("Models %q, want %q", l.Models, tc.models)
+			}
+			if len(l.Rejected) != len(tc.rejected) {
+				t.Fatalf("Rejected %q, want %d entries like %q", l.Rejected, len(tc.rejected), tc.rejected)
+			}
+			for i, r := range l.Rejected {
+				if !strings.Contains(r, tc.rejected[i]) || !strings.Contains(r, ": ") {
+					t.Errorf("Rejected[%d] = %q, want a \"name: reason\" mentioning %q", i, r, tc.rejected[i])
+				}
+			}
+			for _, m := range l.Models {
+				if err := ValidName(m); err != nil {
+					t.Errorf("model %q is not a valid name: %v", m, err)
+				}
+			}
+			if s.Requests() != 1 {
+				t.Errorf("Requests() = %d, want 1", s.Requests())
+			}
+		})
+	}
+}
+
+func TestListModelsFallsBackToListing(t *testing.T) {
+	tests := []struct {
+		name   string
+		master http.HandlerFunc
+	}{
+		{"404", http.NotFound},
+		{"403", func(w http.ResponseWriter, r *http.Request) { http.Error(w, "forbidden", http.StatusForbidden) }},
+		{"410", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusGone) }},
+		{"invalid JSON", serveJSON(`{"msg": "x", "children": ["lenet"`)},
+		{"HTML error page with 200", serveJSON("<html><body>Not here</body></html>")},
+		{"children is a string", serveJSON(`{"msg": "x", "children": "x"}`)},
+		{"children is an object", serveJSON(`{"msg": "x", "children": {"lenet": 1}}`)},
+		{"children is null", serveJSON(`{"msg": "x", "children": null}`)},
+		{"no children", serveJSON(`{"msg": "x"}`)},
+		{"a JSON list", serveJSON(`["lenet"]`)},
+		{"a JSON string", serveJSON(`"lenet"`)},
+		{"empty body", serveJSON(``)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s, listingHits := discoveryStore(t, tc.master)
+			l, err := s.ListModels(testContext(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if l.Source != "listing" || listingHits.Load() != 1 {
+				t.Errorf("Source %q after %d listing requests, want the listing", l.Source, listingHits.Load())
+			}
+			if want := "Thanks for visiting " + s.Base().String(); l.Msg != want {
+				t.Errorf("Msg %q, want %q", l.Msg, want)
+			}
+			if !slices.Equal(l.Models, pythonListingModels) {
+				t.Errorf("Models %q, want %q", l.Models, pythonListingModels)
+			}
+			// "line\nbreak/" is a child directory link; its name is refused.
+			if len(l.Rejected) != 1 || !strings.Contains(l.Rejected[0], "control character") {
+				t.Errorf("Rejected %q, want the name with a newline", l.Rejected)
+			}
+		})
+	}
+}
+
+func TestListModelsErrors(t *testing.T) {
+	t.Run("master.json 500", func(t *testing.T) {
+		var hits atomic.Int64
+		s, listingHits := discoveryStore(t, func(w http.ResponseWriter, r *http.Request) {
+			hits.Add(1)
+			http.Error(w, "boom", http.StatusInternalServerError)
+		})
+		l, err := s.ListModels(testContext(t))
+		if err == nil {
+			t.Fatalf("ListModels = %+v, want an error: a failing store must not look like one without master.json", l)
+		}
+		if listingHits.Load() != 0 {
+			t.Errorf("the listing was fetched after master.json failed with 500")
+		}
+		var se *StatusError
+		if !errors.As(err, &se) || se.Code != 500 || se.URL != s.URL("master.json") {
+			t.Errorf("error %v, want a *StatusError 500 for %s", err, s.URL("master.json"))
+		}
+		if hits.Load() != 4 {
+			t.Errorf("master.json requested %d times, want 4 (3 retries)", hits.Load())
+		}
+	})
+	t.Run("server down", func(t *testing.T) {
+		_, srv := newTestServer(t)
+		srv.Close()
+		s, err := NewStore(srv.URL+basePath, fastOptions())
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := s.ListModels(testContext(t))
+		if err == nil {
+			t.Fatalf("ListModels of a closed port = %+v", l)
+		}
+		if !strings.Contains(err.Error(), s.URL("master.json")) {
+			t.Errorf("error %q does not name the URL", err)
+		}
+	})
+	for _, code := range []int{http.StatusNotFound, http.StatusForbidden, http.StatusInternalServerError} {
+		t.Run(fmt.Sprintf("listing %d", code), func(t *testing.T) {
+			s, mux := newTestStore(t, fastOptions())
+			mux.HandleFunc("/team/master.json", http.NotFound)
+			mux.HandleFunc("/team/{$}", func(w http.ResponseWriter, r *http.Request) {
+				http.Error(w, http.StatusText(code), code)
+			})
+			l, err := s.ListModels(testContext(t))
+			if err == nil {
+				t.Fatalf("ListModels = %+v, want an error", l)
+			}
+			var se *StatusError
+			if !errors.As(err, &se) || se.Code != code || se.URL != s.Base().String() {
+				t.Errorf("error %v, want a *StatusError %d for %s", err, code, s.Base())
+			}
+		})
+	}
+	t.Run("listing too large", func(t *testing.T) {
+		s, mux := newTestStore(t, fastOptions())
+		mux.HandleFunc("/team/master.json", http.NotFound)
+		mux.HandleFunc("/team/{$}", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Length", fmt.Sprint(MaxListing+1))
+			// No body: the length alone must be refused.
+		})
+		if _, err := s.ListModels(testContext(t)); !errors.Is(err, ErrTooLarge) {
+			t.Errorf("ListModels error %v, want ErrTooLarge", err)
+		}
+	})
+}
+
+// A 304 for master.json that nobody asked for is a broken server, not a
+// reason to crash.
+func TestListModelsUnsolicited304(t *testing.T) {
+	s, _ := discoveryStore(t, func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusNotModified)
+	})
+	var l *Listing
+	err, p := catchPanic(func() error {
+		var err error
+		l, err = s.ListModels(testContext(t))
+		return err
+	})
+	if p != nil {
+		t.Errorf("ListModels panics when master.json is answered 304 (Fetch dereferences its nil prev): %v", p)
+	}
+	if err == nil && l.Source != "listing" {
+		t.Errorf("ListModels = %+v, %v", l, err)
+	}
+}
+
+func TestValidName(t *testing.T) {
+	tests := []struct {
+		name string
+		ok   bool
+	}{
+		{"lenet", true},
+		{"a model with spaces", true},
+		{"100%pure", true},
+		{"caffé", true},
+		{"模型", true},
+		{".hidden", true},
+		{"..a", true},
+		{"a..", true},
+		{"...", true},
+		{"a:b", true},
+		{"master.json", true},
+		{strings.Repeat("x", 255), true},
+		{strings.Repeat("é", 127), true}, // 254 bytes
+		{"", false},
+		{".", false},
+		{"..", false},
+		{"/", false},
+		{"a/b", false},
+		{"lenet/", false},
+		{"../etc", false},
+		{`a\b`, false},
+		{"a\x00b", false},
+		{"a\nb", false},
+		{"a\rb", false},
+		{"a\tb", false},
+		{"a\x1bb", false},
+		{"a\x7fb", false},
+		{"\xff\xfe", false},
+		{"caf\xe9", false},
+		{strings.Repeat("x", 256), false},
+		{strings.Repeat("x", 300), false},
+		{strings.Repeat("é", 128), false}, // 256 bytes
+	}
+	for _, tc := range tests {
+		err := ValidName(tc.name)
+		if (err == nil) != tc.ok {
+			t.Errorf("ValidName(%.40q) = %v, want ok %v", tc.name, err, tc.ok)
+		}
+	}
+}
