@@ -50,5 +50,9 @@ type Handle interface {
 	// Fd is an OS file descriptor holding the complete bytes, or -1 while
 	// the file is incomplete.
 	Fd() int
+	// Ready waits, like ReadAt, until n bytes at off are in the cache file
+	// and returns that file's descriptor, so the caller can splice from it
+	// without a copy through this process; -1 when the handle has no file.
+	Ready(ctx context.Context, off, n int64) (int, error)
 	Close() error
 }

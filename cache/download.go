@@ -355,6 +355,18 @@ func (d *download) readAt(ctx context.Context, p []byte, off int64) (int, error)
 	return n, err
 }
 
+// ready waits until [off, off+n) is downloaded and returns the cache
+// file's descriptor.
+func (d *download) ready(ctx context.Context, off, n int64) (int, error) {
+	if off < d.size && n > 0 {
+		end := min(off+n, d.size)
+		if err := d.wait(ctx, int(off/d.chunk), int((end-1)/d.chunk)); err != nil {
+			return -1, err
+		}
+	}
+	return int(d.f.Fd()), nil
+}
+
 // wait blocks until chunks first..last are done. Waiting chunks are
 // fetched first, and the chunks after them next (read-ahead).
 func (d *download) wait(ctx context.Context, first, last int) error {

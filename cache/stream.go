@@ -367,6 +367,9 @@ func (h *fileHandle) ReadAt(_ context.Context, p []byte, off int64) (int, error)
 	return h.f.ReadAt(p, off)
 }
 func (h *fileHandle) Size() int64 { return h.size }
+func (h *fileHandle) Ready(context.Context, int64, int64) (int, error) {
+	return int(h.f.Fd()), nil
+}
 func (h *fileHandle) Fd() int     { return int(h.f.Fd()) }
 func (h *fileHandle) Close() error {
 	err := h.f.Close()
@@ -385,6 +388,9 @@ func (h *streamHandle) ReadAt(ctx context.Context, p []byte, off int64) (int, er
 	return h.d.readAt(ctx, p, off)
 }
 func (h *streamHandle) Size() int64 { return h.d.size }
+func (h *streamHandle) Ready(ctx context.Context, off, n int64) (int, error) {
+	return h.d.ready(ctx, off, n)
+}
 
 // Fd is the cache file once complete (the rename keeps the descriptor).
 func (h *streamHandle) Fd() int {
@@ -438,4 +444,7 @@ func (h *directHandle) ReadAt(ctx context.Context, p []byte, off int64) (int, er
 }
 func (h *directHandle) Size() int64  { return h.ref.Meta.Size }
 func (h *directHandle) Fd() int      { return -1 }
+func (h *directHandle) Ready(context.Context, int64, int64) (int, error) {
+	return -1, nil
+}
 func (h *directHandle) Close() error { return nil }

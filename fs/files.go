@@ -107,8 +107,13 @@ func (c *contentHandle) PassthroughFd() (int, bool) {
 }
 
 func (c *contentHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	if fd := c.h.Fd(); fd >= 0 {
-		// Complete: splice from the cache file; short only at EOF.
+	fd, err := c.h.Ready(ctx, off, int64(len(dest)))
+	if err != nil {
+		return nil, c.fsys.toErrno("read", err, zap.String("url", c.ref.URL()), zap.Int64("offset", off))
+	}
+	if fd >= 0 {
+		// The bytes are in the cache file: splice them, no copy through
+		// this process. Short only at EOF.
 		return fuse.ReadResultFd(uintptr(fd), off, len(dest)), 0
 	}
 	n, err := c.h.ReadAt(ctx, dest, off)
