@@ -42,7 +42,7 @@ func (c Config) withDefaults() Config {
 		c.ModelTimeout = 60 * time.Second
 	}
 	if c.Prefetch <= 0 {
-		c.Prefetch = 16
+		c.Prefetch = 32
 	}
 	if c.JobsDir == "" {
 		c.JobsDir = "/var/lib/digits/jobs"
@@ -87,7 +87,8 @@ type Catalog struct {
 	lastListing map[int]*StoreListing
 	lastModel   map[modelKey]*Model
 	refreshed   map[int]time.Time // key -1 is the whole mount
-	generation  map[int]uint64    // bumped by Refresh, so in-flight results of an older generation are not cached
+	closed      bool
+	generation  map[int]uint64 // bumped by Refresh, so in-flight results of an older generation are not cached
 }
 
 // NewCatalog builds the catalog of stores (named, in mount order). content
@@ -132,23 +133,46 @@ func (c *Catalog) Content() Content { return c.content }
 
 // Close stops all fetches and waits for them.
 func (c *Catalog) Close() {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
 	c.cancel()
 	c.wg.Wait()
+}
+
+// ErrClosed is returned for fetches asked for after Close.
+var ErrClosed = errors.New("catalog closed")
+
+// track registers one unit of background work with Close, unless closed.
+func (c *Catalog) track() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return false
+	}
+	c.wg.Add(1)
+	return true
 }
 
 // wait runs fn once per key on the catalog's context (shared by all
 // callers) and waits for its result or for ctx to end.
 func wait[T any](c *Catalog, ctx context.Context, key string, fn func(context.Context) (T, error)) (T, error) {
-	ch := c.fetches.DoChan(key, func() (any, error) {
-		c.wg.Add(1)
-		defer c.wg.Done()
-		return fn(c.ctx)
-	})
 	var zero T
+	// Each waiter is tracked until the shared fetch it joined has ended,
+	// so Close waits for every fetch.
+	if !c.track() {
+		return zero, ErrClosed
+	}
+	ch := c.fetches.DoChan(key, func() (any, error) { return fn(c.ctx) })
 	select {
 	case <-ctx.Done():
+		go func() {
+			<-ch
+			c.wg.Done()
+		}()
 		return zero, ctx.Err()
 	case r := <-ch:
+		c.wg.Done()
 		if r.Err != nil {
 			return zero, r.Err
 		}
@@ -251,7 +275,9 @@ func (c *Catalog) fetchListing(ctx context.Context, st *Store) (*StoreListing, e
 // startPrefetch resolves every model of a fresh listing in the background,
 // so that grep over all info.json files and models.tsv come from memory.
 func (c *Catalog) startPrefetch(st *Store, l *StoreListing) {
-	c.wg.Add(1)
+	if !c.track() {
+		return
+	}
 	go func() {
 		defer c.wg.Done()
 		var wg sync.WaitGroup
@@ -282,6 +308,12 @@ func (c *Catalog) Model(ctx context.Context, st *Store, name string) (*Model, er
 		return m, nil
 	}
 	if err, ok := c.modelErrs.Get(key); ok {
+		c.mu.Lock()
+		last := c.lastModel[key]
+		c.mu.Unlock()
+		if last != nil {
+			return last, nil // stale-while-error
+		}
 		return nil, err
 	}
 	return wait(c, ctx, modelFetchKey(st, name), func(ctx context.Context) (*Model, error) {

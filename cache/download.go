@@ -104,6 +104,10 @@ func (d *download) run(ctx context.Context) {
 	if err == nil {
 		err = d.f.Sync()
 	}
+	if errors.Is(err, remote.ErrChanged) && d.s.onChange != nil {
+		// Before readers wake: a reader that retries must find fresh metadata.
+		d.s.onChange(d.ref)
+	}
 	// Commit before waking readers, so a reopen finds the complete file.
 	d.s.finish(d.e, err)
 	d.mu.Lock()
@@ -119,9 +123,6 @@ func (d *download) run(ctx context.Context) {
 		d.f.Close()
 	}
 	if err != nil {
-		if errors.Is(err, remote.ErrChanged) && d.s.onChange != nil {
-			d.s.onChange(d.ref)
-		}
 		if !errors.Is(err, context.Canceled) {
 			d.log.Error("download failed", zap.Error(err))
 		}

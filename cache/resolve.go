@@ -20,7 +20,7 @@ import (
 const MaxSmallFile = 4 << 20
 
 // statParallel bounds the HEAD requests of one model.
-const statParallel = 4
+const statParallel = 8
 
 // Names in a model folder that modelstorefs produces itself.
 const (
@@ -45,16 +45,24 @@ func (c *Catalog) resolveModel(ctx context.Context, st *Store, name string, prev
 	m := &Model{Store: st, Name: name, Fetched: time.Now()}
 	var blockers, notes []string
 
+	// info.json and aux.json in parallel: one round trip, not two.
+	var auxFile *File
+	var auxErr error
+	auxDone := make(chan struct{})
+	go func() {
+		defer close(auxDone)
+		auxFile, auxErr = c.smallFile(ctx, st, name, AuxName, prev)
+	}()
 	infoFile, err := c.smallFile(ctx, st, name, InfoName, prev)
+	<-auxDone
 	switch {
 	case errors.Is(err, remote.ErrNotFound):
 		blockers = append(blockers, "the store has no info.json for this model")
 	case err != nil:
 		return nil, err
 	}
-	auxFile, err := c.smallFile(ctx, st, name, AuxName, prev)
-	if err != nil && !errors.Is(err, remote.ErrNotFound) {
-		return nil, err
+	if auxErr != nil && !errors.Is(auxErr, remote.ErrNotFound) {
+		return nil, auxErr
 	}
 
 	var cands []candidate

@@ -76,6 +76,7 @@ type StreamContent struct {
 	mu      sync.Mutex // protects the fields below
 	entries map[string]*entry
 	total   int64 // bytes of complete files plus reservations
+	closed  bool
 }
 
 // entry is one cached file version, complete or being downloaded.
@@ -139,6 +140,9 @@ func (s *StreamContent) OnChange(fn func(Ref)) { s.onChange = fn }
 
 // Close stops all downloads and waits for them.
 func (s *StreamContent) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
 	s.cancel()
 	s.wg.Wait()
 	return nil
@@ -174,6 +178,9 @@ func (s *StreamContent) Open(ctx context.Context, ref Ref) (Handle, error) {
 			return newStreamHandle(e.dl, s.releaser(e)), nil
 		}
 	}
+	if s.closed {
+		return nil, errors.New("cache closed")
+	}
 	e, err := s.startLocked(ref, key)
 	if err != nil {
 		s.log.Warn("not caching: reading straight from the store", zap.String("url", ref.URL()), zap.Error(err))
@@ -184,19 +191,39 @@ func (s *StreamContent) Open(ctx context.Context, ref Ref) (Handle, error) {
 }
 
 // openUnsized serves a file whose size the server never told: it is
-// downloaded whole first, which also tells its size.
+// downloaded whole first, which tells its size, and kept in the cache under
+// that size, where the later opens with the learned size find it.
 func (s *StreamContent) openUnsized(ctx context.Context, ref Ref) (Handle, error) {
 	tmp, err := os.CreateTemp(s.partial, "unsized-*")
 	if err != nil {
 		return nil, fmt.Errorf("cache: %w", err)
 	}
-	os.Remove(tmp.Name()) // anonymous: gone when closed
+	defer os.Remove(tmp.Name()) // no-op after the rename
 	n, err := ref.Store.Remote.Download(ctx, tmp, ref.Meta, ref.Model, ref.Name)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil {
-		tmp.Close()
 		return nil, err
 	}
-	return &fileHandle{f: tmp, size: n, release: func() {}}, nil
+	ref.Meta.Size = n
+	key := ref.key()
+	s.mu.Lock()
+	if _, ok := s.entries[key]; !ok {
+		final := filepath.Join(s.objects, key)
+		if err := os.Rename(tmp.Name(), final); err != nil {
+			s.mu.Unlock()
+			return nil, fmt.Errorf("cache: %w", err)
+		}
+		s.entries[key] = &entry{key: key, path: final, size: n, lastUse: time.Now(), complete: true}
+		s.total += n
+		s.evictLocked(0)
+	}
+	s.mu.Unlock()
+	return s.Open(ctx, ref)
 }
 
 func (s *StreamContent) touchLocked(e *entry) {
@@ -370,7 +397,7 @@ func (h *fileHandle) Size() int64 { return h.size }
 func (h *fileHandle) Ready(context.Context, int64, int64) (int, error) {
 	return int(h.f.Fd()), nil
 }
-func (h *fileHandle) Fd() int     { return int(h.f.Fd()) }
+func (h *fileHandle) Fd() int { return int(h.f.Fd()) }
 func (h *fileHandle) Close() error {
 	err := h.f.Close()
 	h.once.Do(h.release)
@@ -442,8 +469,8 @@ func (h *directHandle) ReadAt(ctx context.Context, p []byte, off int64) (int, er
 	}
 	return m, nil
 }
-func (h *directHandle) Size() int64  { return h.ref.Meta.Size }
-func (h *directHandle) Fd() int      { return -1 }
+func (h *directHandle) Size() int64 { return h.ref.Meta.Size }
+func (h *directHandle) Fd() int     { return -1 }
 func (h *directHandle) Ready(context.Context, int64, int64) (int, error) {
 	return -1, nil
 }

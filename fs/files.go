@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"sync"
 	"syscall"
 	"time"
 
@@ -73,6 +74,12 @@ type remoteFile struct {
 	fsys  *FS
 	ref   cache.Ref
 	mtime time.Time
+
+	// The kernel fails opens (EIO) that mix page-cache and passthrough
+	// mode on one inode, so the mode is chosen once per node: passthrough
+	// if the file is complete in the cache at its first open.
+	modeOnce    sync.Once
+	passthrough bool
 }
 
 func (n *remoteFile) Getattr(_ context.Context, _ fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
@@ -88,22 +95,27 @@ func (n *remoteFile) Open(ctx context.Context, flags uint32) (fusefs.FileHandle,
 	if err != nil {
 		return nil, 0, n.fsys.toErrno("open", err, zap.String("url", n.ref.URL()))
 	}
-	return &contentHandle{fsys: n.fsys, h: h, ref: n.ref}, fuse.FOPEN_KEEP_CACHE, 0
+	n.modeOnce.Do(func() { n.passthrough = h.Fd() >= 0 })
+	c := &contentHandle{fsys: n.fsys, h: h, ref: n.ref, passthrough: n.passthrough && h.Fd() >= 0}
+	return c, fuse.FOPEN_KEEP_CACHE, 0
 }
 
 // contentHandle reads an opened remote file.
 type contentHandle struct {
-	fsys *FS
-	h    cache.Handle
-	ref  cache.Ref
+	fsys        *FS
+	h           cache.Handle
+	ref         cache.Ref
+	passthrough bool
 }
 
 // PassthroughFd lets the kernel read a file that is complete in the cache
 // straight from the cache file (FUSE passthrough, Linux 6.9+, as root),
 // bypassing this process entirely.
 func (c *contentHandle) PassthroughFd() (int, bool) {
-	fd := c.h.Fd()
-	return fd, fd >= 0
+	if !c.passthrough {
+		return -1, false
+	}
+	return c.h.Fd(), true
 }
 
 func (c *contentHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {

@@ -45,6 +45,9 @@ type Options struct {
 	NoETag, NoLastModified bool
 	// Chunked sends bodies without Content-Length (HEAD included).
 	Chunked bool
+	// NoRange ignores Range and If-Range headers: every GET gets the
+	// whole file with 200.
+	NoRange bool
 }
 
 // File is one served file.
@@ -491,6 +494,12 @@ func (s *Server) serveBytes(w *recorder, r *http.Request, path string, data []by
 	}
 	if opt.NoLastModified {
 		mod = time.Time{}
+	}
+	if opt.NoRange {
+		r.Header.Del("Range")
+		r.Header.Del("If-Range")
+	} else {
+		w.Header().Set("Accept-Ranges", "bytes")
 	}
 	// ServeContent answers Range, If-None-Match, If-Modified-Since, If-Range
 	// and HEAD.

@@ -190,6 +190,13 @@ func TestServerTruncateAndChunked(t *testing.T) {
 		t.Fatalf("truncated: Content-Length %d, read %d bytes, err %v", resp.ContentLength, len(body), err)
 	}
 
+	nr := New(map[string][]byte{"f": []byte("0123456789")}, Options{NoRange: true})
+	defer nr.Close()
+	resp, body = do(t, nr, "GET", "f", map[string]string{"Range": "bytes=2-3"})
+	if resp.StatusCode != 200 || string(body) != "0123456789" {
+		t.Errorf("NoRange: %d %q", resp.StatusCode, body)
+	}
+
 	c := New(map[string][]byte{"f": []byte("small")}, Options{Chunked: true})
 	defer c.Close()
 	for _, m := range []string{"GET", "HEAD"} {

@@ -1,0 +1,676 @@
+package cache
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/modelstorefs/modelstorefs/remote"
+	"github.com/modelstorefs/modelstorefs/remote/remotetest"
+)
+
+// blob returns n deterministic bytes that differ per seed.
+func blob(seed, n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i*7 + seed*31 + i>>8)
+	}
+	return b
+}
+
+// newStream opens a content cache for a test; MinFree is off (test disks
+// may be small), RetryWindow short so failing downloads fail fast.
+func newStream(t *testing.T, cfg StreamConfig) *StreamContent {
+	t.Helper()
+	if cfg.Dir == "" {
+		cfg.Dir = t.TempDir()
+	}
+	if cfg.MinFree == 0 {
+		cfg.MinFree = -1
+	}
+	if cfg.RetryWindow == 0 {
+		cfg.RetryWindow = 300 * time.Millisecond
+	}
+	s, err := NewStreamContent(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// refFor stats model/name on the store, as the catalog does.
+func refFor(t *testing.T, st *Store, model, name string) Ref {
+	t.Helper()
+	meta, err := st.Remote.Stat(testCtx(t), nil, model, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Ref{Store: st, Model: model, Name: name, Meta: meta}
+}
+
+func objects(t *testing.T, s *StreamContent) map[string]int64  { return dirFiles(t, s.objects) }
+func partials(t *testing.T, s *StreamContent) map[string]int64 { return dirFiles(t, s.partial) }
+
+// committed reports whether ref's file is complete in the cache.
+func committed(s *StreamContent, ref Ref) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.entries[ref.key()]
+	return ok && e.complete
+}
+
+// openRead opens ref and reads it whole.
+func openRead(t *testing.T, s *StreamContent, ref Ref) []byte {
+	t.Helper()
+	h, err := s.Open(testCtx(t), ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if h.Size() != ref.Meta.Size {
+		t.Fatalf("Size %d, want %d", h.Size(), ref.Meta.Size)
+	}
+	return readAll(t, h)
+}
+
+func TestContentSharedDownload(t *testing.T) {
+	const size = 300 << 10
+	tests := []struct {
+		name     string
+		chunk    int64
+		wantGETs int
+	}{
+		{"one chunk", 1 << 20, 1},
+		{"ranged chunks", 64 << 10, (size + 64<<10 - 1) / (64 << 10)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			data := blob(1, size)
+			srv := newServer(t, map[string][]byte{"m/w.bin": data}, remotetest.Options{})
+			st := newTestStore(t, srv.URL)
+			dir := t.TempDir()
+			s := newStream(t, StreamConfig{Dir: dir, ChunkSize: tt.chunk})
+			ref := refFor(t, st, "m", "w.bin")
+			ctx := testCtx(t)
+
+			gate := srv.Hold("m/w.bin")
+			const openers = 20
+			var wg sync.WaitGroup
+			got := make([][]byte, openers)
+			errs := make([]error, openers)
+			for i := range openers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					h, err := s.Open(ctx, ref)
+					if err != nil {
+						errs[i] = err
+						return
+					}
+					defer h.Close()
+					buf := make([]byte, h.Size())
+					n, err := h.ReadAt(ctx, buf, 0)
+					if err != nil || n != size {
+						errs[i] = fmt.Errorf("ReadAt: %d bytes, %v", n, err)
+						return
+					}
+					got[i] = buf
+				}()
+			}
+			select {
+			case <-gate.Arrived():
+			case <-ctx.Done():
+				t.Fatal("no download started")
+			}
+			time.Sleep(50 * time.Millisecond) // every opener joins the download
+			gate.Release()
+			wg.Wait()
+			for i := range openers {
+				if errs[i] != nil {
+					t.Fatalf("opener %d: %v", i, errs[i])
+				}
+				if !bytes.Equal(got[i], data) {
+					t.Fatalf("opener %d read other bytes", i)
+				}
+			}
+			if n := srv.Count("GET", "m/w.bin"); n != tt.wantGETs {
+				t.Errorf("%d GETs for %d concurrent openers, want %d", n, openers, tt.wantGETs)
+			}
+			waitFor(t, "commit", func() bool { return committed(s, ref) })
+			if p := partials(t, s); len(p) != 0 {
+				t.Errorf("left in partial: %v", p)
+			}
+			if o := objects(t, s); len(o) != 1 || sumSizes(o) != size {
+				t.Errorf("objects %v, want one of %d bytes", o, size)
+			}
+
+			// A second open is a cache hit, with the complete file's fd.
+			total := srv.Total()
+			h, err := s.Open(ctx, ref)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if h.Fd() < 0 {
+				t.Error("complete file has no fd")
+			}
+			if !bytes.Equal(readAll(t, h), data) {
+				t.Error("cache hit read other bytes")
+			}
+			h.Close()
+			if srv.Total() != total {
+				t.Errorf("cache hit made %d requests", srv.Total()-total)
+			}
+
+			// The cache survives a restart.
+			s.Close()
+			s2 := newStream(t, StreamConfig{Dir: dir, ChunkSize: tt.chunk})
+			if !bytes.Equal(openRead(t, s2, ref), data) {
+				t.Error("persisted file read other bytes")
+			}
+			if srv.Total() != total {
+				t.Errorf("reopened cache made %d requests", srv.Total()-total)
+			}
+
+			// Another version of the same URL is another object.
+			srv.Set("m/w.bin", blob(2, 1000))
+			ref2 := refFor(t, st, "m", "w.bin")
+			if !bytes.Equal(openRead(t, s2, ref2), blob(2, 1000)) {
+				t.Error("new version read other bytes")
+			}
+			waitFor(t, "commit", func() bool { return committed(s2, ref2) })
+			if n := len(objects(t, s2)); n != 2 {
+				t.Errorf("%d objects, want 2 versions", n)
+			}
+		})
+	}
+}
+
+func TestContentPartialReads(t *testing.T) {
+	data := blob(7, 200<<10)
+	srv := newServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
+	st := newTestStore(t, srv.URL)
+	s := newStream(t, StreamConfig{ChunkSize: 16 << 10})
+	ref := refFor(t, st, "m", "f")
+	h, err := s.Open(testCtx(t), ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	for _, c := range []struct{ off, n int64 }{
+		{150 << 10, 1000}, {0, 10}, {16<<10 - 5, 10}, {int64(len(data)) - 7, 7}, {5, 100 << 10},
+	} {
+		buf := make([]byte, c.n)
+		n, err := h.ReadAt(testCtx(t), buf, c.off)
+		if err != nil || int64(n) != c.n || !bytes.Equal(buf, data[c.off:c.off+c.n]) {
+			t.Errorf("ReadAt(%d, %d): %d bytes, %v", c.off, c.n, n, err)
+		}
+	}
+	// Past the end: short read with io.EOF, never a short read without it.
+	buf := make([]byte, 100)
+	n, err := h.ReadAt(testCtx(t), buf, int64(len(data))-10)
+	if n != 10 || err == nil || !bytes.Equal(buf[:10], data[len(data)-10:]) {
+		t.Errorf("read over the end: %d bytes, %v", n, err)
+	}
+	waitFor(t, "commit", func() bool { return committed(s, ref) })
+	for _, r := range srv.Requests("m/f") {
+		if r.Method == http.MethodGet && r.Range == "" {
+			t.Errorf("unranged GET with chunked downloads: %+v", r)
+		}
+	}
+}
+
+func TestContentRemovedObjectIsFetchedAgain(t *testing.T) {
+	data := blob(3, 5000)
+	srv := newServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
+	st := newTestStore(t, srv.URL)
+	s := newStream(t, StreamConfig{})
+	ref := refFor(t, st, "m", "f")
+	for i := range 2 {
+		if !bytes.Equal(openRead(t, s, ref), data) {
+			t.Fatalf("round %d: other bytes", i)
+		}
+		waitFor(t, "commit", func() bool { return committed(s, ref) })
+		for p := range objects(t, s) {
+			if err := os.Remove(p); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if n := srv.Count("GET", "m/f"); n != 2 {
+		t.Errorf("%d GETs, want 2 (the object was removed behind the cache's back)", n)
+	}
+}
+
+func TestContentRejectsBadDownloads(t *testing.T) {
+	data := blob(4, 64<<10)
+	tests := []struct {
+		name     string
+		chunk    int64
+		setup    func(srv *remotetest.Server)
+		meta     func(m remote.Meta) remote.Meta
+		wantIs   error // nil: any error
+		changed  bool  // OnChange is told
+		maxGETs  int   // 0: any number (retried within RetryWindow)
+		wantGETs int   // exact, when maxGETs is 0 and this is set
+	}{
+		{"store serves fewer bytes than Meta.Size", 0, nil,
+			func(m remote.Meta) remote.Meta { m.Size += 10; return m }, remote.ErrChanged, true, 1, 0},
+		{"store serves more bytes than Meta.Size", 0, nil,
+			func(m remote.Meta) remote.Meta { m.Size -= 10; return m }, remote.ErrChanged, true, 1, 0},
+		{"ranged: total size differs from Meta.Size", 16 << 10, nil,
+			func(m remote.Meta) remote.Meta { m.Size -= 10; return m }, remote.ErrChanged, true, 0, 0},
+		{"other ETag", 0, nil,
+			func(m remote.Meta) remote.Meta { m.ETag = `"other"`; return m }, remote.ErrChanged, true, 1, 0},
+		{"body cut short of Content-Length", 0,
+			func(srv *remotetest.Server) { srv.Truncate("m/f", 1000) }, nil, nil, false, 0, 0},
+		{"file gone", 0, func(srv *remotetest.Server) { srv.Remove("m/f") }, nil, remote.ErrNotFound, false, 1, 0},
+		{"server error", 0, func(srv *remotetest.Server) { srv.SetStatus("m/f", http.StatusInternalServerError) },
+			nil, nil, false, 0, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := newServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
+			st := newTestStore(t, srv.URL)
+			s := newStream(t, StreamConfig{ChunkSize: tt.chunk})
+			var mu sync.Mutex
+			var told []Ref
+			s.OnChange(func(r Ref) {
+				mu.Lock()
+				told = append(told, r)
+				mu.Unlock()
+			})
+			ref := refFor(t, st, "m", "f")
+			if tt.meta != nil {
+				ref.Meta = tt.meta(ref.Meta)
+			}
+			if tt.setup != nil {
+				tt.setup(srv)
+			}
+			start := time.Now()
+			h, err := s.Open(testCtx(t), ref)
+			if err == nil {
+				buf := make([]byte, h.Size())
+				_, err = h.ReadAt(testCtx(t), buf, 0)
+				h.Close()
+			}
+			if err == nil {
+				t.Fatal("read succeeded")
+			}
+			if d := time.Since(start); d > 3*time.Second {
+				t.Errorf("took %v to fail", d)
+			}
+			if tt.wantIs != nil && !errors.Is(err, tt.wantIs) {
+				t.Errorf("err = %v, want %v", err, tt.wantIs)
+			}
+			waitFor(t, "the failed download to clean up", func() bool {
+				return len(partials(t, s)) == 0
+			})
+			if o := objects(t, s); len(o) != 0 {
+				t.Errorf("a bad download was kept: %v", o)
+			}
+			if used, _ := s.Usage(); used != 0 {
+				t.Errorf("Usage %d bytes after a failed download", used)
+			}
+			n := srv.Count("GET", "m/f")
+			if tt.maxGETs > 0 && n > tt.maxGETs {
+				t.Errorf("%d GETs, want at most %d (the failure is final)", n, tt.maxGETs)
+			}
+			toldCount := func() int {
+				mu.Lock()
+				defer mu.Unlock()
+				return len(told)
+			}
+			if tt.changed {
+				// Told after the readers are woken: wait for it.
+				waitFor(t, "OnChange", func() bool { return toldCount() > 0 })
+				mu.Lock()
+				if told[0].Name != "f" || told[0].Meta != ref.Meta {
+					t.Errorf("OnChange told %+v, want the ref read", told[0])
+				}
+				mu.Unlock()
+			} else if n := toldCount(); n != 0 {
+				t.Errorf("OnChange told %d times for a file that did not change", n)
+			}
+
+			// Nothing is poisoned: once the store is right, the file opens.
+			srv.Truncate("m/f", -1)
+			srv.SetStatus("m/f", 0)
+			srv.Set("m/f", data)
+			good := refFor(t, st, "m", "f")
+			if !bytes.Equal(openRead(t, s, good), data) {
+				t.Error("other bytes")
+			}
+		})
+	}
+}
+
+func TestContentClearsPartialAtStart(t *testing.T) {
+	dir := t.TempDir()
+	first := newStream(t, StreamConfig{Dir: dir})
+	partial := first.partial
+	first.Close()
+	if err := os.MkdirAll(filepath.Join(partial, "sub"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{filepath.Join(partial, "0123456789abcdef"), filepath.Join(partial, "sub", "x")} {
+		if err := os.WriteFile(p, []byte("partial download"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := newStream(t, StreamConfig{Dir: dir})
+	entries, err := os.ReadDir(partial)
+	if err != nil {
+		t.Fatalf("partial dir not recreated: %v", err)
+	}
+	if len(entries) != 0 {
+		t.Errorf("leftovers in partial: %v", entries)
+	}
+	if used, _ := s.Usage(); used != 0 {
+		t.Errorf("leftovers counted: %d bytes", used)
+	}
+}
+
+func TestContentEviction(t *testing.T) {
+	const size, maxBytes = 1000, 2500
+	files := map[string][]byte{}
+	for i := range 6 {
+		files[fmt.Sprintf("m/f%d", i)] = blob(10+i, size)
+	}
+	srv := newServer(t, files, remotetest.Options{})
+	st := newTestStore(t, srv.URL)
+	dir := t.TempDir()
+	s := newStream(t, StreamConfig{Dir: dir, MaxBytes: maxBytes})
+	ctx := testCtx(t)
+	ref := func(i int) Ref { return refFor(t, st, "m", fmt.Sprintf("f%d", i)) }
+	check := func(when string) {
+		t.Helper()
+		if total := sumSizes(objects(t, s)) + sumSizes(partials(t, s)); total > maxBytes {
+			t.Errorf("%s: %d bytes on disk, MaxBytes %d", when, total, maxBytes)
+		}
+		if used, limit := s.Usage(); used > maxBytes || limit != maxBytes {
+			t.Errorf("%s: Usage %d/%d, MaxBytes %d", when, used, limit, maxBytes)
+		}
+	}
+
+	// f0 stays open while the others come and go.
+	ref0 := ref(0)
+	h0, err := s.Open(ctx, ref0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(readAll(t, h0), files["m/f0"]) {
+		t.Fatal("f0: other bytes")
+	}
+	waitFor(t, "f0 committed", func() bool { return committed(s, ref0) })
+	for i := 1; i <= 5; i++ {
+		r := ref(i)
+		if !bytes.Equal(openRead(t, s, r), files[fmt.Sprintf("m/f%d", i)]) {
+			t.Fatalf("f%d: other bytes", i)
+		}
+		waitFor(t, fmt.Sprintf("f%d committed", i), func() bool { return committed(s, r) })
+		check(fmt.Sprintf("after f%d", i))
+		s.mu.Lock()
+		e, ok := s.entries[ref0.key()]
+		s.mu.Unlock()
+		if !ok {
+			t.Fatalf("after f%d: the open f0 was evicted", i)
+		}
+		if _, err := os.Stat(e.path); err != nil {
+			t.Fatalf("after f%d: the open f0's file is gone: %v", i, err)
+		}
+	}
+	if !bytes.Equal(readAll(t, h0), files["m/f0"]) {
+		t.Error("open f0 reads other bytes")
+	}
+	h0.Close()
+	check("after closing f0")
+
+	// Least recently used goes first: f5 (just used) is still there, f1
+	// (oldest) is not.
+	before := srv.Count("GET", "m/f5")
+	openRead(t, s, ref(5))
+	if srv.Count("GET", "m/f5") != before {
+		t.Error("the most recently used file was evicted")
+	}
+	before = srv.Count("GET", "m/f1")
+	r1 := ref(1)
+	openRead(t, s, r1)
+	if srv.Count("GET", "m/f1") != before+1 {
+		t.Error("the least recently used file was kept")
+	}
+	waitFor(t, "f1 committed", func() bool { return committed(s, r1) })
+	check("at the end")
+
+	// A restart with a smaller limit evicts down to it.
+	s.Close()
+	s2 := newStream(t, StreamConfig{Dir: dir, MaxBytes: size})
+	if total := sumSizes(objects(t, s2)); total > size {
+		t.Errorf("after restart with MaxBytes %d: %d bytes on disk", size, total)
+	}
+}
+
+func TestContentLargerThanCacheReadsDirect(t *testing.T) {
+	data := blob(8, 10000)
+	srv := newServer(t, map[string][]byte{"m/big": data}, remotetest.Options{})
+	st := newTestStore(t, srv.URL)
+	s := newStream(t, StreamConfig{MaxBytes: 4096})
+	ref := refFor(t, st, "m", "big")
+	h, err := s.Open(testCtx(t), ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	buf := make([]byte, 3000)
+	n, err := h.ReadAt(testCtx(t), buf, 5000)
+	if err != nil || n != 3000 || !bytes.Equal(buf, data[5000:8000]) {
+		t.Fatalf("direct read: %d bytes, %v", n, err)
+	}
+	if !bytes.Equal(readAll(t, h), data) {
+		t.Error("direct full read differs")
+	}
+	if o, p := objects(t, s), partials(t, s); len(o)+len(p) != 0 {
+		t.Errorf("a file larger than the cache was stored: %v %v", o, p)
+	}
+}
+
+func TestContentCancelledRead(t *testing.T) {
+	data := blob(5, 100<<10)
+	srv := newServer(t, map[string][]byte{"m/a": data, "m/b": data}, remotetest.Options{})
+	st := newTestStore(t, srv.URL)
+	s := newStream(t, StreamConfig{})
+
+	t.Run("another reader still gets the file", func(t *testing.T) {
+		ref := refFor(t, st, "m", "a")
+		gate := srv.Hold("m/a")
+		h, err := s.Open(testCtx(t), ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer h.Close()
+		patient := make(chan error, 1)
+		buf := make([]byte, len(data))
+		go func() {
+			_, err := h.ReadAt(testCtx(t), buf, 0)
+			patient <- err
+		}()
+		select {
+		case <-gate.Arrived():
+		case <-time.After(3 * time.Second):
+			t.Fatal("no download")
+		}
+		h2, err := s.Open(testCtx(t), ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		impatient := make(chan error, 1)
+		go func() {
+			_, err := h2.ReadAt(ctx, make([]byte, 10), 0)
+			impatient <- err
+		}()
+		time.Sleep(20 * time.Millisecond)
+		cancel()
+		select {
+		case err := <-impatient:
+			if !errors.Is(err, context.Canceled) {
+				t.Errorf("cancelled read: %v, want context.Canceled", err)
+			}
+		case <-time.After(time.Second):
+			t.Fatal("cancelled read did not return")
+		}
+		h2.Close()
+		gate.Release()
+		if err := <-patient; err != nil {
+			t.Fatalf("patient read: %v", err)
+		}
+		if !bytes.Equal(buf, data) {
+			t.Error("other bytes")
+		}
+		if n := srv.Count("GET", "m/a"); n != 1 {
+			t.Errorf("%d GETs, want 1", n)
+		}
+	})
+
+	t.Run("the download completes without readers", func(t *testing.T) {
+		ref := refFor(t, st, "m", "b")
+		gate := srv.Hold("m/b")
+		h, err := s.Open(testCtx(t), ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		errc := make(chan error, 1)
+		go func() {
+			_, err := h.ReadAt(ctx, make([]byte, 10), 0)
+			errc <- err
+		}()
+		select {
+		case <-gate.Arrived():
+		case <-time.After(3 * time.Second):
+			t.Fatal("no download")
+		}
+		cancel()
+		if err := <-errc; !errors.Is(err, context.Canceled) {
+			t.Errorf("cancelled read: %v", err)
+		}
+		h.Close()
+		gate.Release()
+		waitFor(t, "the download to land", func() bool { return committed(s, ref) })
+		if !bytes.Equal(openRead(t, s, ref), data) {
+			t.Error("other bytes")
+		}
+		if n := srv.Count("GET", "m/b"); n != 1 {
+			t.Errorf("%d GETs, want 1", n)
+		}
+	})
+}
+
+func TestContentCloseWaitsForDownloads(t *testing.T) {
+	srv := newServer(t, map[string][]byte{"m/f": blob(6, 100<<10)}, remotetest.Options{})
+	st := newTestStore(t, srv.URL)
+	s := newStream(t, StreamConfig{})
+	ref := refFor(t, st, "m", "f")
+	gate := srv.Hold("m/f")
+	defer gate.Release()
+	h, err := s.Open(testCtx(t), ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	errc := make(chan error, 1)
+	go func() {
+		_, err := h.ReadAt(context.Background(), make([]byte, 100), 0)
+		errc <- err
+	}()
+	select {
+	case <-gate.Arrived():
+	case <-time.After(3 * time.Second):
+		t.Fatal("no download")
+	}
+	closed := make(chan struct{})
+	go func() {
+		s.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(3 * time.Second):
+		t.Fatal("Close did not stop a stuck download")
+	}
+	// Close returned: the download has ended and cleaned up after itself.
+	if p := partials(t, s); len(p) != 0 {
+		t.Errorf("Close returned while the partial file exists: %v", p)
+	}
+	if o := objects(t, s); len(o) != 0 {
+		t.Errorf("an aborted download was kept: %v", o)
+	}
+	select {
+	case err := <-errc:
+		if err == nil {
+			t.Error("read of an aborted download succeeded")
+		}
+	case <-time.After(time.Second):
+		t.Fatal("reader still waiting after Close")
+	}
+}
+
+// TestContentServerWithoutRange: a store that ignores Range gets one whole
+// stream, and readers of any offset are served from it.
+func TestContentServerWithoutRange(t *testing.T) {
+	data := blob(9, 200<<10)
+	srv := newServer(t, map[string][]byte{"m/f": data}, remotetest.Options{NoRange: true})
+	st := newTestStore(t, srv.URL)
+	s := newStream(t, StreamConfig{ChunkSize: 16 << 10, Parallel: 4})
+	ref := refFor(t, st, "m", "f")
+	h, err := s.Open(testCtx(t), ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	// Read the end first: the bytes before it must not land there.
+	buf := make([]byte, 1000)
+	n, err := h.ReadAt(testCtx(t), buf, int64(len(data))-1000)
+	if err != nil || n != 1000 || !bytes.Equal(buf, data[len(data)-1000:]) {
+		t.Fatalf("tail read: %d bytes, %v", n, err)
+	}
+	if !bytes.Equal(readAll(t, h), data) {
+		t.Fatal("full read differs")
+	}
+	waitFor(t, "commit", func() bool { return committed(s, ref) })
+	if n := srv.Count("GET", "m/f"); n > 2 {
+		t.Errorf("%d whole-file GETs for one file", n)
+	}
+}
+
+func TestContentEmptyFile(t *testing.T) {
+	srv := newServer(t, map[string][]byte{"m/empty": {}}, remotetest.Options{})
+	st := newTestStore(t, srv.URL)
+	s := newStream(t, StreamConfig{})
+	ref := refFor(t, st, "m", "empty")
+	if ref.Meta.Size != 0 {
+		t.Fatalf("Stat size %d", ref.Meta.Size)
+	}
+	for i := range 2 {
+		h, err := s.Open(testCtx(t), ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := h.ReadAt(testCtx(t), make([]byte, 10), 0)
+		h.Close()
+		if n != 0 || err == nil {
+			t.Errorf("round %d: read %d bytes, err %v; want 0 and io.EOF", i, n, err)
+		}
+		waitFor(t, "commit", func() bool { return committed(s, ref) })
+	}
+	if n := srv.Count("GET", "m/empty"); n > 1 {
+		t.Errorf("%d GETs for an empty file", n)
+	}
+}

@@ -1,0 +1,223 @@
+package cache
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/modelstorefs/modelstorefs/remote"
+	"github.com/modelstorefs/modelstorefs/remote/remotetest"
+)
+
+// sampleDir is the bundled sample store: master.json, lenet (caffe),
+// alexnet-torch (torch), broken (invalid info.json).
+const sampleDir = "../integration/testdata/store"
+
+// reserved are the names the fs package keeps for itself in a store folder.
+var reserved = []string{".refresh", "models.tsv", "welcome.txt", "error.txt"}
+
+// sampleFiles returns the sample store's files; withMaster false leaves out
+// master.json (for generated master.json or HTML listings).
+func sampleFiles(t *testing.T, withMaster bool) map[string][]byte {
+	t.Helper()
+	files, err := remotetest.LoadDir(sampleDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := files["lenet/info.json"]; !ok {
+		t.Fatalf("sample store %s has no lenet/info.json", sampleDir)
+	}
+	if !withMaster {
+		delete(files, "master.json")
+	}
+	return files
+}
+
+// sampleModels returns the sample store's model names (master.json
+// "children"), sorted.
+func sampleModels(t *testing.T) []string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(sampleDir, "master.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m struct{ Children []string }
+	if err := json.Unmarshal(data, &m); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(m.Children)
+	if !slices.Contains(m.Children, "lenet") || !slices.Contains(m.Children, "broken") {
+		t.Fatalf("sample store lacks lenet or broken: %q", m.Children)
+	}
+	return m.Children
+}
+
+func newServer(t *testing.T, files map[string][]byte, opt remotetest.Options) *remotetest.Server {
+	t.Helper()
+	s := remotetest.New(files, opt)
+	t.Cleanup(s.Close)
+	return s
+}
+
+// fastRemote keeps failing tests fast: no retries, short timeouts.
+var fastRemote = remote.Options{
+	Retries:        -1,
+	ConnectTimeout: time.Second,
+	HeaderTimeout:  2 * time.Second,
+	StallTimeout:   2 * time.Second,
+}
+
+func newTestStore(t *testing.T, url string) *Store {
+	t.Helper()
+	rs, err := remote.NewStore(url, fastRemote)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Store{Name: "test", Remote: rs}
+}
+
+// env is one store, its catalog and its disk content cache.
+type env struct {
+	srv     *remotetest.Server
+	st      *Store
+	cat     *Catalog
+	content *StreamContent
+	dir     string
+}
+
+func newEnv(t *testing.T, srv *remotetest.Server, cfg Config) *env {
+	t.Helper()
+	dir := t.TempDir()
+	content, err := NewStreamContent(StreamConfig{Dir: dir, MinFree: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := newTestStore(t, srv.URL)
+	if cfg.Reserved == nil {
+		cfg.Reserved = reserved
+	}
+	cat := NewCatalog([]*Store{st}, content, cfg)
+	e := &env{srv: srv, st: st, cat: cat, content: content, dir: dir}
+	t.Cleanup(func() {
+		e.quiesce()
+		cat.Close()
+		content.Close()
+	})
+	return e
+}
+
+// quiesce lets the background prefetch of the current listing finish before
+// Close. Closing a Catalog while a prefetch is running is racy (see
+// TestCloseDuringPrefetch: Catalog.wait calls wg.Add inside the singleflight
+// goroutine), so the tests that are not about that avoid it.
+func (e *env) quiesce() {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if _, ok := e.cat.CachedListing(e.st); ok {
+		_, _ = e.cat.Models(ctx, e.st)
+	}
+	idleSince := time.Now()
+	for ctx.Err() == nil && time.Since(idleSince) < 20*time.Millisecond {
+		if len(e.cat.prefetches) != 0 {
+			idleSince = time.Now()
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// testCtx bounds a test's calls.
+func testCtx(t *testing.T) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// waitFor polls cond until it holds, failing the test after 3 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// waitPrefetched waits until every named model is cached (the prefetch that
+// follows a listing is done with them).
+func (e *env) waitPrefetched(t *testing.T, names ...string) {
+	t.Helper()
+	waitFor(t, "prefetch", func() bool {
+		for _, n := range names {
+			if _, ok := e.cat.CachedModel(e.st, n); !ok {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func fileNames(m *Model) []string {
+	out := make([]string, len(m.Files))
+	for i, f := range m.Files {
+		out[i] = f.Name
+	}
+	return out
+}
+
+// readAll reads a whole handle with one ReadAt (handles never read short).
+func readAll(t *testing.T, h Handle) []byte {
+	t.Helper()
+	buf := make([]byte, h.Size())
+	n, err := h.ReadAt(testCtx(t), buf, 0)
+	if err != nil && err != io.EOF {
+		t.Fatalf("ReadAt: %v", err)
+	}
+	return buf[:n]
+}
+
+// dirFiles lists the regular files below dir with their sizes.
+func dirFiles(t *testing.T, dir string) map[string]int64 {
+	t.Helper()
+	out := map[string]int64{}
+	err := filepath.WalkDir(dir, func(p string, de fs.DirEntry, err error) error {
+		if err != nil {
+			if os.IsNotExist(err) {
+				return nil
+			}
+			return err
+		}
+		if de.IsDir() {
+			return nil
+		}
+		info, err := de.Info()
+		if err != nil {
+			if os.IsNotExist(err) { // removed while walking
+				return nil
+			}
+			return err
+		}
+		out[p] = info.Size()
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func sumSizes(m map[string]int64) int64 {
+	var n int64
+	for _, s := range m {
+		n += s
+	}
+	return n
+}
