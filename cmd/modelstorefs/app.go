@@ -55,6 +55,8 @@ DIGITS_MODEL_STORE_URL. An entry NAME=URL names the store's directory.`,
 			&cli.StringFlag{Name: "cache-min-free", Value: "1GiB", Usage: "keep at least `SIZE` free on the cache's filesystem (0: no floor)"},
 			&cli.DurationFlag{Name: "ttl", Value: 24 * time.Hour, Usage: "how long listings and metadata stay fresh"},
 			&cli.StringFlag{Name: "jobs-dir", Value: "/var/lib/digits/jobs", EnvVars: []string{"DIGITS_JOBS_DIR"}, Usage: "DIGITS jobs `DIR` written into status.pickle (DIGITS rewrites it on load)"},
+			&cli.DurationFlag{Name: "retry-window", Value: 30 * time.Second, Usage: "how long reads wait for a failing store to come back before EIO"},
+			&cli.StringFlag{Name: "ca-cert", Usage: "PEM `FILE` of CA certificates to trust for https stores (private CA), instead of the system's"},
 			&cli.BoolFlag{Name: "allow-other", Usage: "let other users access the mount (needs user_allow_other in /etc/fuse.conf unless root)"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 			&cli.StringFlag{Name: "log-format", Value: "console", Usage: "console or json"},
@@ -97,6 +99,8 @@ type mountConfig struct {
 	// CacheMinFree is the free-space floor; -1 means none.
 	CacheMinFree int64
 	TTL          time.Duration
+	RetryWindow  time.Duration
+	CACert       string
 	JobsDir      string
 	AllowOther   bool
 	LogLevel     string
@@ -106,12 +110,14 @@ type mountConfig struct {
 
 func mountConfigFrom(c *cli.Context) (mountConfig, error) {
 	cfg := mountConfig{
-		TTL:        c.Duration("ttl"),
-		JobsDir:    c.String("jobs-dir"),
-		AllowOther: c.Bool("allow-other"),
-		LogLevel:   c.String("log-level"),
-		LogFormat:  c.String("log-format"),
-		DebugFuse:  c.Bool("debug-fuse"),
+		TTL:         c.Duration("ttl"),
+		RetryWindow: c.Duration("retry-window"),
+		CACert:      c.String("ca-cert"),
+		JobsDir:     c.String("jobs-dir"),
+		AllowOther:  c.Bool("allow-other"),
+		LogLevel:    c.String("log-level"),
+		LogFormat:   c.String("log-format"),
+		DebugFuse:   c.Bool("debug-fuse"),
 	}
 	mp, err := filepath.Abs(c.Args().First())
 	if err != nil {
@@ -120,6 +126,12 @@ func mountConfigFrom(c *cli.Context) (mountConfig, error) {
 	cfg.Mountpoint = mp
 	if cfg.Stores, err = parseStores(c.StringSlice("store")); err != nil {
 		return cfg, err
+	}
+	if cfg.Stores, err = withNetrc(cfg.Stores); err != nil {
+		return cfg, err
+	}
+	if cfg.RetryWindow <= 0 {
+		return cfg, fmt.Errorf("--retry-window must be positive, got %s", cfg.RetryWindow)
 	}
 	if cfg.CacheSize, err = parseSize(c.String("cache-size")); err != nil {
 		return cfg, fmt.Errorf("--cache-size: %w", err)

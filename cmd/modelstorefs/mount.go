@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -29,16 +30,28 @@ func runMount(ctx context.Context, cfg mountConfig, stopSignals context.CancelFu
 		return err
 	}
 
+	ropts := remote.Options{UserAgent: "modelstorefs/" + version}
+	if cfg.CACert != "" {
+		pem, err := os.ReadFile(cfg.CACert)
+		if err != nil {
+			return fmt.Errorf("--ca-cert: %w", err)
+		}
+		ropts.RootCAs = x509.NewCertPool()
+		if !ropts.RootCAs.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("--ca-cert %s: no PEM certificate found", cfg.CACert)
+		}
+	}
 	stores := make([]*cache.Store, len(cfg.Stores))
 	for i, s := range cfg.Stores {
-		rs, err := remote.NewStore(s.URL, remote.Options{UserAgent: "modelstorefs/" + version})
+		rs, err := remote.NewStore(s.URL, ropts)
 		if err != nil {
 			return err
 		}
 		stores[i] = &cache.Store{Name: s.Name, Remote: rs}
 	}
 	content, err := cache.NewStreamContent(cache.StreamConfig{
-		Dir: cfg.CacheDir, MaxBytes: cfg.CacheSize, MinFree: cfg.CacheMinFree, Logger: log.Named("content"),
+		Dir: cfg.CacheDir, MaxBytes: cfg.CacheSize, MinFree: cfg.CacheMinFree, RetryWindow: cfg.RetryWindow,
+		Logger: log.Named("content"),
 	})
 	if err != nil {
 		return err
