@@ -21,9 +21,6 @@ const (
 	chunkDone
 )
 
-// copyBuffer bounds the memory one fetch uses, whatever the file size.
-const copyBuffer = 1 << 20
-
 // download is one file being fetched into its cache file. Workers claim
 // chunks (those readers wait for first, then those after the latest read,
 // then the rest), fetch them with validated ranged GETs and mark them done;
@@ -245,8 +242,12 @@ func (d *download) fetch(ctx context.Context, k int) error {
 	if body.Whole {
 		return d.stream(ctx, k, body)
 	}
-	if _, err := copyAt(d.f, body, off); err != nil {
+	if err := body.CopyTo(d.f, off, n); err != nil {
 		return err
+	}
+	// Reading past the announced end tells a server that sent too much.
+	if m, err := body.Read(make([]byte, 1)); m > 0 || (err != nil && err != io.EOF) {
+		return fmt.Errorf("GET %s: more bytes than the range asked for: %v", d.ref.URL(), err)
 	}
 	d.mu.Lock()
 	d.doneLocked(k, k+1)
@@ -289,7 +290,7 @@ func (d *download) stream(ctx context.Context, claimed int, body *remote.Body) e
 		if done {
 			_, err = io.CopyN(io.Discard, body, n)
 		} else {
-			_, err = copyAt(d.f, io.LimitReader(body, n), off)
+			err = body.CopyTo(d.f, off, n)
 		}
 		if err != nil {
 			if k != claimed {
@@ -315,28 +316,6 @@ func (d *download) stream(ctx context.Context, claimed int, body *remote.Body) e
 		return err
 	}
 	return nil
-}
-
-// copyAt writes r into f at off, checking that r supplies exactly what it
-// promised (the Body does).
-func copyAt(f *os.File, r io.Reader, off int64) (int64, error) {
-	buf := make([]byte, copyBuffer)
-	var total int64
-	for {
-		n, err := r.Read(buf)
-		if n > 0 {
-			if _, werr := f.WriteAt(buf[:n], off+total); werr != nil {
-				return total, fmt.Errorf("cache write: %w", werr)
-			}
-			total += int64(n)
-		}
-		if err == io.EOF {
-			return total, nil
-		}
-		if err != nil {
-			return total, err
-		}
-	}
 }
 
 // readAt waits until the bytes [off, off+len(p)) are in the cache file (or

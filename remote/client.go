@@ -100,6 +100,8 @@ type Store struct {
 	// they never reach a log line) and sent only with requests to the
 	// base's own host (Go's client drops them on a cross-host redirect).
 	auth *url.Userinfo
+	fast bool          // ranged GETs may take the zero-copy path
+	idle chan *rawConn // its idle connections
 }
 
 // Meta is what the server says about a file without its body.
@@ -150,7 +152,9 @@ func NewStore(base string, opt Options) (*Store, error) {
 	hc := &http.Client{Transport: rt, CheckRedirect: checkRedirect}
 	auth := u.User
 	u.User = nil
-	return &Store{base: u, hc: hc, opt: opt, auth: auth}, nil
+	s := &Store{base: u, hc: hc, opt: opt, auth: auth, idle: make(chan *rawConn, maxIdleRaw)}
+	s.fast = s.fastPathOK()
+	return s, nil
 }
 
 // ParseBaseURL validates a store URL: http or https, a host, no query or

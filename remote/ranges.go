@@ -2,9 +2,11 @@ package remote
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 )
@@ -30,6 +32,7 @@ type Body struct {
 	// Len is how many bytes the body holds; reading more or fewer is an
 	// error from Read.
 	Len int64
+	raw *rawBody // set on the zero-copy path
 }
 
 // GetRange GETs n bytes at off of the file version want (n <= 0: to the
@@ -55,9 +58,23 @@ func (s *Store) GetRange(ctx context.Context, want Meta, off, n int64, segments 
 			h.Set("If-Range", v)
 		}
 	}
-	resp, err := s.do(ctx, request{method: http.MethodGet, url: u, header: h})
+	var (
+		resp *http.Response
+		rc   *rawConn
+		err  = errNoFastPath
+	)
+	if s.fast {
+		resp, rc, err = s.getRangeRaw(ctx, u, h)
+	}
+	if errors.Is(err, errNoFastPath) {
+		resp, err = s.do(ctx, request{method: http.MethodGet, url: u, header: h})
+	}
 	if err != nil {
 		return nil, err
+	}
+	if rc != nil {
+		// From here on the raw body owns the connection.
+		resp.Body = &rawBody{s: s, rc: rc, ctx: ctx, left: resp.ContentLength, url: u, stall: s.opt.StallTimeout}
 	}
 	got := metaOf(resp)
 	fail := func(format string, args ...any) (*Body, error) {
@@ -90,7 +107,7 @@ func (s *Store) GetRange(ctx context.Context, want Meta, off, n int64, segments 
 			return fail("Content-Length %d does not match Content-Range %d-%d", resp.ContentLength, start, end)
 		}
 		s.ranges.Store(RangeYes)
-		return &Body{ReadCloser: exactBody(resp.Body, length, u), Off: off, Len: length}, nil
+		return newBody(resp.Body, length, u, off, false), nil
 	case http.StatusOK:
 		if !want.SameVersion(got) {
 			resp.Body.Close()
@@ -107,11 +124,50 @@ func (s *Store) GetRange(ctx context.Context, want Meta, off, n int64, segments 
 		if length < 0 {
 			return &Body{ReadCloser: resp.Body, Whole: true, Len: -1}, nil
 		}
-		return &Body{ReadCloser: exactBody(resp.Body, length, u), Whole: true, Len: length}, nil
+		if resp.ContentLength >= 0 && resp.ContentLength != length {
+			return fail("Content-Length %d, want %d", resp.ContentLength, length)
+		}
+		return newBody(resp.Body, length, u, 0, true), nil
 	default:
 		return fail("unexpected HTTP %d", resp.StatusCode)
 	}
 }
+
+func newBody(rc io.ReadCloser, length int64, u string, off int64, whole bool) *Body {
+	b := &Body{Off: off, Whole: whole, Len: length}
+	if raw, ok := rc.(*rawBody); ok {
+		b.ReadCloser, b.raw = raw, raw
+	} else {
+		b.ReadCloser = exactBody(rc, length, u)
+	}
+	return b
+}
+
+// CopyTo moves the next n bytes of the body into f at offset off: spliced
+// from the socket on the zero-copy path, copied through a bounded buffer
+// otherwise. Fewer than n bytes is an error.
+func (b *Body) CopyTo(f *os.File, off, n int64) error {
+	if b.raw != nil {
+		return b.raw.spliceTo(f.Name(), off, n)
+	}
+	buf := make([]byte, min(n, copyBuffer))
+	for n > 0 {
+		m, err := io.ReadFull(b, buf[:min(n, int64(len(buf)))])
+		if m > 0 {
+			if _, werr := f.WriteAt(buf[:m], off); werr != nil {
+				return fmt.Errorf("cache write: %w", werr)
+			}
+			off, n = off+int64(m), n-int64(m)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// copyBuffer bounds the memory one copy uses, whatever the file size.
+const copyBuffer = 1 << 20
 
 // ifRange picks the validator for If-Range: a strong ETag, else the date.
 func ifRange(m Meta) string {

@@ -61,6 +61,9 @@ DIGITS_MODEL_STORE_URL. An entry NAME=URL names the store's directory.`,
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 			&cli.StringFlag{Name: "log-format", Value: "console", Usage: "console or json"},
 			&cli.BoolFlag{Name: "debug-fuse", Usage: "log every FUSE operation"},
+			// Read-engine tuning, for benchmarks.
+			&cli.StringFlag{Name: "chunk-size", Value: "8MiB", Hidden: true},
+			&cli.IntFlag{Name: "read-parallel", Value: 4, Hidden: true},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
@@ -100,6 +103,8 @@ type mountConfig struct {
 	CacheMinFree int64
 	TTL          time.Duration
 	RetryWindow  time.Duration
+	ChunkSize    int64
+	ReadParallel int
 	CACert       string
 	JobsDir      string
 	AllowOther   bool
@@ -129,6 +134,12 @@ func mountConfigFrom(c *cli.Context) (mountConfig, error) {
 	}
 	if cfg.Stores, err = withNetrc(cfg.Stores); err != nil {
 		return cfg, err
+	}
+	if cfg.ChunkSize, err = parseSize(c.String("chunk-size")); err != nil {
+		return cfg, fmt.Errorf("--chunk-size: %w", err)
+	}
+	if cfg.ReadParallel = c.Int("read-parallel"); cfg.ReadParallel < 1 {
+		return cfg, fmt.Errorf("--read-parallel must be at least 1")
 	}
 	if cfg.RetryWindow <= 0 {
 		return cfg, fmt.Errorf("--retry-window must be positive, got %s", cfg.RetryWindow)

@@ -51,7 +51,7 @@ func runMount(ctx context.Context, cfg mountConfig, stopSignals context.CancelFu
 	}
 	content, err := cache.NewStreamContent(cache.StreamConfig{
 		Dir: cfg.CacheDir, MaxBytes: cfg.CacheSize, MinFree: cfg.CacheMinFree, RetryWindow: cfg.RetryWindow,
-		Logger: log.Named("content"),
+		ChunkSize: cfg.ChunkSize, Parallel: cfg.ReadParallel, Logger: log.Named("content"),
 	})
 	if err != nil {
 		return err

@@ -1,0 +1,230 @@
+package remote
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"time"
+)
+
+// The zero-copy path: ranged GETs of plain-http stores (no proxy) are sent
+// on connections of our own, so that the body can be spliced from the
+// socket straight into the cache file without passing through this
+// process's memory. On this kind of machine that is the difference between
+// about 1 GB/s and 2.5 GB/s on loopback. Anything unusual (a redirect,
+// chunked encoding, a proxy, TLS) takes the net/http path instead.
+
+// rawConn is one keep-alive connection of the zero-copy path.
+type rawConn struct {
+	c  net.Conn
+	br *bufio.Reader
+}
+
+// errNoFastPath sends a request down the net/http path.
+var errNoFastPath = errors.New("zero-copy path not applicable")
+
+// maxIdleRaw bounds the idle connections kept per store.
+const maxIdleRaw = 16
+
+func (s *Store) fastPathOK() bool {
+	if s.base.Scheme != "http" || s.opt.Transport != nil {
+		return false
+	}
+	req := &http.Request{URL: s.base}
+	proxy, err := http.ProxyFromEnvironment(req)
+	return err == nil && proxy == nil
+}
+
+func (s *Store) getRaw(ctx context.Context) (*rawConn, error) {
+	select {
+	case rc := <-s.idle:
+		return rc, nil
+	default:
+	}
+	d := net.Dialer{Timeout: s.opt.ConnectTimeout, KeepAlive: 30 * time.Second}
+	host := s.base.Host
+	if s.base.Port() == "" {
+		host = net.JoinHostPort(s.base.Hostname(), "80")
+	}
+	c, err := d.DialContext(ctx, "tcp", host)
+	if err != nil {
+		return nil, err
+	}
+	return &rawConn{c: c, br: bufio.NewReaderSize(c, 64<<10)}, nil
+}
+
+func (s *Store) putRaw(rc *rawConn) {
+	_ = rc.c.SetDeadline(time.Time{})
+	select {
+	case s.idle <- rc:
+	default:
+		rc.c.Close()
+	}
+}
+
+// getRangeRaw is GetRange on the zero-copy path. It returns errNoFastPath
+// when the answer needs the net/http path (the connection is then closed).
+func (s *Store) getRangeRaw(ctx context.Context, u string, h http.Header) (*http.Response, *rawConn, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	for k, v := range h {
+		req.Header[k] = v
+	}
+	req.Header.Set("User-Agent", s.opt.UserAgent)
+	if s.auth != nil {
+		pw, _ := s.auth.Password()
+		req.SetBasicAuth(s.auth.Username(), pw)
+	}
+	// A reused idle connection may have been closed by the server: one
+	// retry on a fresh one.
+	for attempt := 0; ; attempt++ {
+		rc, err := s.getRaw(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		s.requests.Add(1)
+		_ = rc.c.SetDeadline(time.Now().Add(s.opt.HeaderTimeout))
+		stop := context.AfterFunc(ctx, func() { _ = rc.c.SetDeadline(time.Unix(1, 0)) })
+		err = req.Write(rc.c)
+		var resp *http.Response
+		if err == nil {
+			resp, err = http.ReadResponse(rc.br, req)
+		}
+		if !stop() {
+			err = ctx.Err()
+		}
+		if err != nil {
+			rc.c.Close()
+			if attempt == 0 && ctx.Err() == nil {
+				continue
+			}
+			return nil, nil, err
+		}
+		if se := (&StatusError{Method: http.MethodGet, URL: u, Code: resp.StatusCode}); resp.StatusCode >= 400 && !se.temporary() {
+			// Final (404, 403...): no need to ask again on the net/http
+			// path. Temporary ones go there, for its retries.
+			resp.Body.Close()
+			rc.c.Close()
+			return nil, nil, se
+		}
+		if resp.StatusCode != http.StatusPartialContent && resp.StatusCode != http.StatusOK ||
+			len(resp.TransferEncoding) > 0 || resp.ContentLength < 0 || resp.Close {
+			resp.Body.Close()
+			rc.c.Close()
+			return nil, nil, errNoFastPath
+		}
+		return resp, rc, nil
+	}
+}
+
+// rawBody reads a response body of known length from a raw connection,
+// by Read or by splicing into a file. Each step is bounded by the stall
+// timeout; the connection goes back to the pool when the body was read to
+// its end.
+type rawBody struct {
+	s     *Store
+	rc    *rawConn
+	ctx   context.Context
+	left  int64
+	url   string
+	err   error
+	stall time.Duration
+}
+
+// guard arms the stall deadline and ctx cancellation for one step.
+func (b *rawBody) guard() func() bool {
+	_ = b.rc.c.SetReadDeadline(time.Now().Add(b.stall))
+	return context.AfterFunc(b.ctx, func() { _ = b.rc.c.SetReadDeadline(time.Unix(1, 0)) })
+}
+
+func (b *rawBody) fail(err error) error {
+	if b.ctx.Err() != nil {
+		err = b.ctx.Err()
+	} else if errors.Is(err, os.ErrDeadlineExceeded) {
+		err = fmt.Errorf("body stalled for %s: %w", b.stall, err)
+	}
+	b.err = fmt.Errorf("GET %s: %w", b.url, err)
+	return b.err
+}
+
+func (b *rawBody) Read(p []byte) (int, error) {
+	if b.err != nil {
+		return 0, b.err
+	}
+	if b.left <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	stop := b.guard()
+	n, err := b.rc.br.Read(p)
+	stop()
+	b.left -= int64(n)
+	if err == io.EOF && b.left > 0 {
+		err = io.ErrUnexpectedEOF
+	}
+	if err != nil && err != io.EOF {
+		return n, b.fail(err)
+	}
+	return n, nil
+}
+
+// spliceTo moves the next n bytes into the file at path, offset off.
+func (b *rawBody) spliceTo(path string, off, n int64) error {
+	if b.err != nil {
+		return b.err
+	}
+	if n > b.left {
+		return fmt.Errorf("GET %s: asked %d bytes, %d left in the body", b.url, n, b.left)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return fmt.Errorf("cache write: %w", err)
+	}
+	defer f.Close()
+	// What bufio already holds goes first, then the socket is spliced.
+	if buffered := min(int64(b.rc.br.Buffered()), n); buffered > 0 {
+		head, _ := b.rc.br.Peek(int(buffered))
+		if _, err := f.WriteAt(head, off); err != nil {
+			return fmt.Errorf("cache write: %w", err)
+		}
+		_, _ = b.rc.br.Discard(int(buffered))
+		off, n, b.left = off+buffered, n-buffered, b.left-buffered
+	}
+	if _, err := f.Seek(off, io.SeekStart); err != nil {
+		return fmt.Errorf("cache write: %w", err)
+	}
+	const piece = 8 << 20 // the stall deadline is re-armed per piece
+	for n > 0 {
+		step := min(n, piece)
+		stop := b.guard()
+		m, err := f.ReadFrom(io.LimitReader(b.rc.c, step))
+		stop()
+		n, b.left = n-m, b.left-m
+		if err == nil && m < step {
+			err = io.ErrUnexpectedEOF
+		}
+		if err != nil {
+			return b.fail(err)
+		}
+	}
+	return nil
+}
+
+func (b *rawBody) Close() error {
+	if b.err == nil && b.left == 0 {
+		b.s.putRaw(b.rc)
+	} else {
+		b.rc.c.Close()
+	}
+	b.err = errors.New("body closed")
+	return nil
+}
