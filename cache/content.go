@@ -36,6 +36,10 @@ type Content interface {
 	// Open returns a reader of the file's bytes. It waits at most until ctx
 	// ends (the download itself goes on for other readers).
 	Open(ctx context.Context, ref Ref) (Handle, error)
+	// Cached returns how many bytes of ref are in the cache now.
+	Cached(ref Ref) int64
+	// Stats returns the cache's counters.
+	Stats() ContentStats
 	// Close stops all downloads and waits for them.
 	Close() error
 }

@@ -392,6 +392,19 @@ func (d *download) rangeDoneLocked(first, last int) bool {
 	return true
 }
 
+// present returns how many bytes are downloaded.
+func (d *download) present() int64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var n int64
+	for k, st := range d.state {
+		if st == chunkDone {
+			n += min(d.chunk, d.size-int64(k)*d.chunk)
+		}
+	}
+	return n
+}
+
 func (d *download) isComplete() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()

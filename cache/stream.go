@@ -77,6 +77,49 @@ type StreamContent struct {
 	entries map[string]*entry
 	total   int64 // bytes of complete files plus reservations
 	closed  bool
+	stats   ContentStats
+}
+
+// ContentStats counts what the content cache did.
+type ContentStats struct {
+	Hits      int64 `json:"hits"`       // opens of a file complete in the cache
+	Joins     int64 `json:"joins"`      // opens that joined a running download
+	Misses    int64 `json:"misses"`     // opens that started a download
+	Direct    int64 `json:"direct"`     // opens served straight from the store (no room)
+	InFlight  int   `json:"in_flight"`  // downloads running now
+	Files     int   `json:"files"`      // complete files in the cache
+	UsedBytes int64 `json:"used_bytes"` // complete plus reserved
+	MaxBytes  int64 `json:"max_bytes"`
+}
+
+// Stats returns the current counters.
+func (s *StreamContent) Stats() ContentStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.stats
+	for _, e := range s.entries {
+		if e.complete {
+			st.Files++
+		} else {
+			st.InFlight++
+		}
+	}
+	st.UsedBytes, st.MaxBytes = s.total, s.cfg.MaxBytes
+	return st
+}
+
+// Cached returns how many bytes of ref are in the cache now.
+func (s *StreamContent) Cached(ref Ref) int64 {
+	s.mu.Lock()
+	e, ok := s.entries[ref.key()]
+	s.mu.Unlock()
+	switch {
+	case !ok:
+		return 0
+	case e.complete:
+		return e.size
+	}
+	return e.dl.present()
 }
 
 // entry is one cached file version, complete or being downloaded.
@@ -168,6 +211,7 @@ func (s *StreamContent) Open(ctx context.Context, ref Ref) (Handle, error) {
 			f, err := os.Open(e.path)
 			if err == nil {
 				s.touchLocked(e)
+				s.stats.Hits++
 				return &fileHandle{f: f, size: e.size, release: s.releaser(e)}, nil
 			}
 			// Removed behind our back: forget it, download again.
@@ -175,6 +219,7 @@ func (s *StreamContent) Open(ctx context.Context, ref Ref) (Handle, error) {
 			delete(s.entries, key)
 		} else {
 			s.touchLocked(e)
+			s.stats.Joins++
 			return newStreamHandle(e.dl, s.releaser(e)), nil
 		}
 	}
@@ -184,8 +229,10 @@ func (s *StreamContent) Open(ctx context.Context, ref Ref) (Handle, error) {
 	e, err := s.startLocked(ref, key)
 	if err != nil {
 		s.log.Warn("not caching: reading straight from the store", zap.String("url", ref.URL()), zap.Error(err))
+		s.stats.Direct++
 		return &directHandle{ref: ref}, nil
 	}
+	s.stats.Misses++
 	s.touchLocked(e)
 	return newStreamHandle(e.dl, s.releaser(e)), nil
 }

@@ -24,6 +24,7 @@ func (d *rootDir) entries() []entry {
 	es := []entry{
 		f.refreshEntry(nil),
 		f.tableEntry(nil),
+		f.statsEntry(),
 	}
 	for _, st := range f.cat.Stores() {
 		es = append(es, entry{

@@ -36,5 +36,24 @@ func (f *FS) toErrno(op string, err error, fields ...zap.Field) syscall.Errno {
 		errno = syscall.EIO
 	}
 	f.log.Warn(op+" failed", append(fields, zap.Error(err), zap.String("errno", errno.Error()))...)
+	f.errMu.Lock()
+	f.errs[errnoName(errno)]++
+	f.errMu.Unlock()
 	return errno
+}
+
+func errnoName(e syscall.Errno) string {
+	switch e {
+	case syscall.EIO:
+		return "EIO"
+	case syscall.EACCES:
+		return "EACCES"
+	case syscall.ENOENT:
+		return "ENOENT"
+	case syscall.EINTR:
+		return "EINTR"
+	case syscall.ENOSPC:
+		return "ENOSPC"
+	}
+	return e.Error()
 }

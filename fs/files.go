@@ -126,12 +126,14 @@ func (c *contentHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.
 	if fd >= 0 {
 		// The bytes are in the cache file: splice them, no copy through
 		// this process. Short only at EOF.
+		c.fsys.served.Add(max(0, min(int64(len(dest)), c.h.Size()-off)))
 		return fuse.ReadResultFd(uintptr(fd), off, len(dest)), 0
 	}
 	n, err := c.h.ReadAt(ctx, dest, off)
 	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, c.fsys.toErrno("read", err, zap.String("url", c.ref.URL()), zap.Int64("offset", off))
 	}
+	c.fsys.served.Add(int64(n))
 	return fuse.ReadResultData(dest[:n]), 0
 }
 

@@ -2,6 +2,8 @@ package fs
 
 import (
 	"context"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -18,11 +20,12 @@ const (
 	TableName   = "models.tsv"
 	WelcomeName = "welcome.txt"
 	ErrorName   = "error.txt"
+	StatsName   = ".stats"
 )
 
 // ReservedStoreNames are names a store directory uses for itself; the
 // catalog refuses models called so.
-var ReservedStoreNames = []string{RefreshName, TableName, WelcomeName, ErrorName}
+var ReservedStoreNames = []string{RefreshName, TableName, WelcomeName, ErrorName, StatsName}
 
 // Options configure the filesystem.
 type Options struct {
@@ -41,6 +44,10 @@ type FS struct {
 	inval   *invalidator
 	uid     uint32
 	gid     uint32
+
+	served atomic.Int64 // bytes returned to readers
+	errMu  sync.Mutex
+	errs   map[string]int64 // errno name -> count, for .stats
 }
 
 // New returns the filesystem; Root gives its root node. Close stops its
@@ -59,6 +66,7 @@ func New(o Options) *FS {
 		inval:   newInvalidator(o.Logger, o.NotifyWait),
 		uid:     uint32(syscall.Getuid()),
 		gid:     uint32(syscall.Getgid()),
+		errs:    map[string]int64{},
 	}
 }
 

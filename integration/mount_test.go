@@ -235,7 +235,7 @@ func TestStoreDown(t *testing.T) {
 	up := startGoStore(t, src, "/")
 	down := "http://127.0.0.1:" + itoa(freePort(t)) + "/team"
 	m := startMount(t, []string{down, up.base})
-	want := []string{".refresh", storeName(up.base), storeName(down), "models.tsv"}
+	want := []string{".refresh", ".stats", storeName(up.base), storeName(down), "models.tsv"}
 	slices.Sort(want)
 	if got := listDir(t, m.dir); !slices.Equal(got, want) {
 		t.Errorf("root = %q, want %q", got, want)

@@ -95,6 +95,7 @@ type Store struct {
 	hc       *http.Client
 	opt      Options
 	requests atomic.Int64
+	bytes    atomic.Int64 // body bytes received
 	ranges   atomic.Int32 // RangeUnknown, RangeYes or RangeNo
 	// auth holds the base URL's credentials, taken out of every URL (so
 	// they never reach a log line) and sent only with requests to the
@@ -202,6 +203,9 @@ func (s *Store) Base() *url.URL { u := *s.base; return &u }
 // Requests returns how many HTTP requests (attempts) this Store has sent.
 func (s *Store) Requests() int64 { return s.requests.Load() }
 
+// BytesReceived returns how many body bytes this Store has received.
+func (s *Store) BytesReceived() int64 { return s.bytes.Load() }
+
 // URL returns the URL of a path below the base, one escaped segment per
 // element: URL("my model", "info.json") -> base + "my%20model/info.json".
 // Segments never contain "/" (callers validate names), so the result always
@@ -294,7 +298,7 @@ func (s *Store) once(ctx context.Context, r request) (*http.Response, error) {
 		return nil, err // *url.Error already names method and URL
 	}
 	if resp.StatusCode/100 == 2 || resp.StatusCode == http.StatusNotModified {
-		resp.Body = newStallGuard(resp.Body, s.opt.StallTimeout, cancel)
+		resp.Body = newStallGuard(resp.Body, s.opt.StallTimeout, cancel, &s.bytes)
 		return resp, nil
 	}
 	// Drain a little so the connection can be reused, then report.
@@ -324,14 +328,15 @@ func parseRetryAfter(v string) time.Duration {
 // stallGuard cancels a request whose body makes no progress for a while.
 type stallGuard struct {
 	rc      io.ReadCloser
+	counter *atomic.Int64
 	d       time.Duration
 	timer   *time.Timer
 	cancel  context.CancelFunc
 	stalled atomic.Bool
 }
 
-func newStallGuard(rc io.ReadCloser, d time.Duration, cancel context.CancelFunc) *stallGuard {
-	g := &stallGuard{rc: rc, d: d, cancel: cancel}
+func newStallGuard(rc io.ReadCloser, d time.Duration, cancel context.CancelFunc, counter *atomic.Int64) *stallGuard {
+	g := &stallGuard{rc: rc, d: d, cancel: cancel, counter: counter}
 	g.timer = time.AfterFunc(d, func() { g.stalled.Store(true); cancel() })
 	return g
 }
@@ -340,6 +345,7 @@ func (g *stallGuard) Read(p []byte) (int, error) {
 	n, err := g.rc.Read(p)
 	if n > 0 {
 		g.timer.Reset(g.d)
+		g.counter.Add(int64(n))
 	}
 	if err != nil && err != io.EOF && g.stalled.Load() {
 		err = fmt.Errorf("body stalled for %s: %w", g.d, err)

@@ -168,6 +168,7 @@ func (b *rawBody) Read(p []byte) (int, error) {
 	n, err := b.rc.br.Read(p)
 	stop()
 	b.left -= int64(n)
+	b.s.bytes.Add(int64(n))
 	if err == io.EOF && b.left > 0 {
 		err = io.ErrUnexpectedEOF
 	}
@@ -197,6 +198,7 @@ func (b *rawBody) spliceTo(path string, off, n int64) error {
 			return fmt.Errorf("cache write: %w", err)
 		}
 		_, _ = b.rc.br.Discard(int(buffered))
+		b.s.bytes.Add(buffered)
 		off, n, b.left = off+buffered, n-buffered, b.left-buffered
 	}
 	if _, err := f.Seek(off, io.SeekStart); err != nil {
@@ -208,6 +210,7 @@ func (b *rawBody) spliceTo(path string, off, n int64) error {
 		stop := b.guard()
 		m, err := f.ReadFrom(io.LimitReader(b.rc.c, step))
 		stop()
+		b.s.bytes.Add(m)
 		n, b.left = n-m, b.left-m
 		if err == nil && m < step {
 			err = io.ErrUnexpectedEOF

@@ -1,0 +1,86 @@
+package fs
+
+import (
+	"context"
+	"encoding/json"
+	"syscall"
+	"time"
+
+	fusefs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/modelstorefs/modelstorefs/cache"
+)
+
+// Stats is what /.stats shows: JSON, built at open.
+type Stats struct {
+	Mounted time.Time          `json:"mounted"`
+	Stores  []StoreStats       `json:"stores"`
+	Content cache.ContentStats `json:"content"`
+	// BytesServed counts bytes returned to readers through the daemon
+	// (not those the kernel reads itself through passthrough).
+	BytesServed int64            `json:"bytes_served"`
+	Errors      map[string]int64 `json:"errors"` // by errno, as returned to readers
+}
+
+// StoreStats are one store's counters.
+type StoreStats struct {
+	Name          string    `json:"name"`
+	URL           string    `json:"url"`
+	Requests      int64     `json:"requests"`
+	BytesReceived int64     `json:"bytes_received"`
+	Models        int       `json:"models"` // -1 until listed
+	LastRefresh   time.Time `json:"last_refresh"`
+}
+
+// Stats collects the counters now.
+func (f *FS) Stats() Stats {
+	st := Stats{Mounted: f.mounted, Content: f.cat.Content().Stats(), BytesServed: f.served.Load(), Errors: map[string]int64{}}
+	for _, s := range f.cat.Stores() {
+		models := -1
+		if l, ok := f.cat.CachedListing(s); ok {
+			models = len(l.Models)
+		}
+		st.Stores = append(st.Stores, StoreStats{
+			Name: s.Name, URL: s.Remote.Base().String(), Requests: s.Remote.Requests(),
+			BytesReceived: s.Remote.BytesReceived(), Models: models, LastRefresh: f.cat.LastRefresh(s),
+		})
+	}
+	f.errMu.Lock()
+	for k, v := range f.errs {
+		st.Errors[k] = v
+	}
+	f.errMu.Unlock()
+	return st
+}
+
+func (f *FS) statsEntry() entry {
+	n := &statsFile{fsys: f}
+	return entry{
+		name: StatsName, mode: fileMode, ino: inodeNumber("", StatsName), mtime: f.mounted,
+		node: func() fusefs.InodeEmbedder { return n },
+	}
+}
+
+// statsFile is /.stats: a snapshot of the counters taken at each open,
+// served with direct I/O.
+type statsFile struct {
+	readOnly
+	fsys *FS
+}
+
+func (n *statsFile) Getattr(_ context.Context, _ fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	n.fsys.setAttr(&out.Attr, fileMode, 0, time.Now())
+	return 0
+}
+
+func (n *statsFile) Open(_ context.Context, flags uint32) (fusefs.FileHandle, uint32, syscall.Errno) {
+	if errno := readOnlyOpen(flags); errno != 0 {
+		return nil, 0, errno
+	}
+	data, err := json.MarshalIndent(n.fsys.Stats(), "", "  ")
+	if err != nil {
+		return nil, 0, n.fsys.toErrno("stats", err)
+	}
+	return &refreshHandle{data: append(data, '\n')}, fuse.FOPEN_DIRECT_IO, 0
+}

@@ -1,0 +1,63 @@
+package fs
+
+import (
+	"context"
+	"sort"
+	"strconv"
+	"syscall"
+)
+
+// xattrPrefix names modelstorefs's extended attributes (getfattr -d).
+const xattrPrefix = "user.modelstore."
+
+// xattrs are a remote file's attributes: where it comes from, its version,
+// and how much of it is cached.
+func (n *remoteFile) xattrs() map[string]string {
+	a := map[string]string{
+		"url":    n.ref.URL(),
+		"store":  n.ref.Store.Name,
+		"cached": strconv.FormatInt(n.fsys.cat.Content().Cached(n.ref), 10),
+	}
+	if n.ref.Meta.ETag != "" {
+		a["etag"] = n.ref.Meta.ETag
+	}
+	if n.ref.Meta.LastModified != "" {
+		a["last_modified"] = n.ref.Meta.LastModified
+	}
+	return a
+}
+
+func (n *remoteFile) Getxattr(_ context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	if len(attr) <= len(xattrPrefix) || attr[:len(xattrPrefix)] != xattrPrefix {
+		return 0, syscall.ENODATA
+	}
+	v, ok := n.xattrs()[attr[len(xattrPrefix):]]
+	if !ok {
+		return 0, syscall.ENODATA
+	}
+	return xattrReply([]byte(v), dest)
+}
+
+func (n *remoteFile) Listxattr(_ context.Context, dest []byte) (uint32, syscall.Errno) {
+	var names []string
+	for k := range n.xattrs() {
+		names = append(names, xattrPrefix+k)
+	}
+	sort.Strings(names)
+	var list []byte
+	for _, name := range names {
+		list = append(append(list, name...), 0)
+	}
+	return xattrReply(list, dest)
+}
+
+// xattrReply follows getxattr(2): an empty buffer asks for the size.
+func xattrReply(v, dest []byte) (uint32, syscall.Errno) {
+	if len(dest) == 0 {
+		return uint32(len(v)), 0
+	}
+	if len(dest) < len(v) {
+		return uint32(len(v)), syscall.ERANGE
+	}
+	return uint32(copy(dest, v)), 0
+}
