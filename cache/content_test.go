@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -354,27 +355,50 @@ func TestContentRejectsBadDownloads(t *testing.T) {
 
 func TestContentClearsPartialAtStart(t *testing.T) {
 	dir := t.TempDir()
+	root := filepath.Join(dir, "v2", "partial")
 	first := newStream(t, StreamConfig{Dir: dir})
-	partial := first.partial
 	first.Close()
-	if err := os.MkdirAll(filepath.Join(partial, "sub"), 0o700); err != nil {
+	// Leftovers of a crashed process: a download directory without a live
+	// lock, a stray file, an orphan lock.
+	if err := os.MkdirAll(filepath.Join(root, "p-dead", "sub"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range []string{filepath.Join(partial, "0123456789abcdef"), filepath.Join(partial, "sub", "x")} {
+	for _, p := range []string{
+		filepath.Join(root, "p-dead", "0123456789abcdef"), filepath.Join(root, "p-dead", "sub", "x"),
+		filepath.Join(root, "p-dead.lock"), filepath.Join(root, "stray"), filepath.Join(root, "orphan.lock"),
+	} {
 		if err := os.WriteFile(p, []byte("partial download"), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
 	s := newStream(t, StreamConfig{Dir: dir})
-	entries, err := os.ReadDir(partial)
+	entries, err := os.ReadDir(root)
 	if err != nil {
-		t.Fatalf("partial dir not recreated: %v", err)
+		t.Fatal(err)
 	}
-	if len(entries) != 0 {
-		t.Errorf("leftovers in partial: %v", entries)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	want := []string{filepath.Base(s.partial), filepath.Base(s.partial) + ".lock"}
+	if !slices.Equal(names, want) {
+		t.Errorf("partial dir holds %q, want only this process's %q", names, want)
 	}
 	if used, _ := s.Usage(); used != 0 {
 		t.Errorf("leftovers counted: %d bytes", used)
+	}
+
+	// A second process sharing the cache leaves the first one's downloads alone.
+	marker := filepath.Join(s.partial, "in-progress")
+	if err := os.WriteFile(marker, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	second := newStream(t, StreamConfig{Dir: dir})
+	if _, err := os.Stat(marker); err != nil {
+		t.Errorf("a live process's partial download was removed: %v", err)
+	}
+	if second.partial == s.partial {
+		t.Error("two processes share one partial directory")
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -71,6 +72,7 @@ type StreamContent struct {
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	statfs   func(path string) (free int64, err error)
+	lock     *os.File  // held while this process uses its partial directory
 	onChange func(Ref) // told when a file changed on the server
 
 	mu      sync.Mutex // protects the fields below
@@ -147,15 +149,27 @@ func NewStreamContent(cfg StreamConfig) (*StreamContent, error) {
 		statfs:  freeBytes,
 		entries: map[string]*entry{},
 	}
-	if err := os.RemoveAll(s.partial); err != nil {
-		return nil, fmt.Errorf("cache dir: clearing partial downloads: %w", err)
-	}
 	for _, dir := range []string{s.objects, s.partial} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("cache dir: %w", err)
 		}
 	}
-	err := filepath.WalkDir(s.objects, func(p string, de fs.DirEntry, err error) error {
+	// Several processes (a mount, an import) may share the cache: each
+	// downloads into a directory of its own, held by a lock, and clears
+	// only what no live process holds.
+	if err := clearStalePartials(s.partial); err != nil {
+		return nil, fmt.Errorf("cache dir: clearing partial downloads: %w", err)
+	}
+	mine, err := os.MkdirTemp(s.partial, "p-")
+	if err != nil {
+		return nil, fmt.Errorf("cache dir: %w", err)
+	}
+	if s.lock, err = lockFile(mine + ".lock"); err != nil {
+		os.Remove(mine)
+		return nil, fmt.Errorf("cache dir: %w", err)
+	}
+	s.partial = mine
+	err = filepath.WalkDir(s.objects, func(p string, de fs.DirEntry, err error) error {
 		if err != nil || de.IsDir() {
 			return err
 		}
@@ -188,6 +202,54 @@ func (s *StreamContent) Close() error {
 	s.mu.Unlock()
 	s.cancel()
 	s.wg.Wait()
+	os.RemoveAll(s.partial)
+	os.Remove(s.lock.Name())
+	s.lock.Close()
+	return nil
+}
+
+// lockFile creates path and holds an exclusive lock on it.
+func lockFile(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("locking %s: %w", path, err)
+	}
+	return f, nil
+}
+
+// clearStalePartials removes partial downloads of processes that are gone
+// (their lock is free) and anything else left in dir.
+func clearStalePartials(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		name := filepath.Join(dir, e.Name())
+		if !e.IsDir() {
+			if strings.HasSuffix(name, ".lock") {
+				if _, err := os.Stat(strings.TrimSuffix(name, ".lock")); err == nil {
+					continue // handled with its directory
+				}
+			}
+			os.Remove(name)
+			continue
+		}
+		l, err := lockFile(name + ".lock")
+		if err != nil {
+			continue // a live process downloads there
+		}
+		err = os.RemoveAll(name)
+		os.Remove(l.Name())
+		l.Close()
+		if err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
