@@ -34,6 +34,7 @@ Examples:
 		Commands: []*cli.Command{
 			mountCommand(stopSignals),
 			unmountCommand(),
+			importCommand(),
 		},
 	}
 }
@@ -48,23 +49,11 @@ SIGTERM it unmounts (lazily if files are still open) and exits 0.
 
 Stores come from --store (repeatable, comma-separated lists accepted) or else
 DIGITS_MODEL_STORE_URL. An entry NAME=URL names the store's directory.`,
-		Flags: []cli.Flag{
-			&cli.StringSliceFlag{Name: "store", Aliases: []string{"s"}, Usage: "store `URL` or NAME=URL", EnvVars: []string{"DIGITS_MODEL_STORE_URL"}},
-			&cli.StringFlag{Name: "cache-dir", Usage: "on-disk cache `DIR` (default $XDG_CACHE_HOME/modelstorefs or ~/.cache/modelstorefs)"},
-			&cli.StringFlag{Name: "cache-size", Value: "10GiB", Usage: "bound on the on-disk cache (`SIZE`, e.g. 500MiB, 20G)"},
-			&cli.StringFlag{Name: "cache-min-free", Value: "1GiB", Usage: "keep at least `SIZE` free on the cache's filesystem (0: no floor)"},
-			&cli.DurationFlag{Name: "ttl", Value: 24 * time.Hour, Usage: "how long listings and metadata stay fresh"},
+		Flags: append(storeFlags(),
 			&cli.StringFlag{Name: "jobs-dir", Value: "/var/lib/digits/jobs", EnvVars: []string{"DIGITS_JOBS_DIR"}, Usage: "DIGITS jobs `DIR` written into status.pickle (DIGITS rewrites it on load)"},
-			&cli.DurationFlag{Name: "retry-window", Value: 30 * time.Second, Usage: "how long reads wait for a failing store to come back before EIO"},
-			&cli.StringFlag{Name: "ca-cert", Usage: "PEM `FILE` of CA certificates to trust for https stores (private CA), instead of the system's"},
 			&cli.BoolFlag{Name: "allow-other", Usage: "let other users access the mount (needs user_allow_other in /etc/fuse.conf unless root)"},
-			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
-			&cli.StringFlag{Name: "log-format", Value: "console", Usage: "console or json"},
 			&cli.BoolFlag{Name: "debug-fuse", Usage: "log every FUSE operation"},
-			// Read-engine tuning, for benchmarks.
-			&cli.StringFlag{Name: "chunk-size", Value: "8MiB", Hidden: true},
-			&cli.IntFlag{Name: "read-parallel", Value: 4, Hidden: true},
-		},
+		),
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return fmt.Errorf("mount: expected one MOUNTPOINT, got %d arguments", c.NArg())
@@ -93,12 +82,29 @@ func unmountCommand() *cli.Command {
 	}
 }
 
-// mountConfig is everything mount needs, validated.
-type mountConfig struct {
-	Mountpoint string
-	Stores     []storeSpec
-	CacheDir   string
-	CacheSize  int64
+// storeFlags are the flags of every command that reads stores.
+func storeFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringSliceFlag{Name: "store", Aliases: []string{"s"}, Usage: "store `URL` or NAME=URL", EnvVars: []string{"DIGITS_MODEL_STORE_URL"}},
+		&cli.StringFlag{Name: "cache-dir", Usage: "on-disk cache `DIR` (default $XDG_CACHE_HOME/modelstorefs or ~/.cache/modelstorefs)"},
+		&cli.StringFlag{Name: "cache-size", Value: "10GiB", Usage: "bound on the on-disk cache (`SIZE`, e.g. 500MiB, 20G)"},
+		&cli.StringFlag{Name: "cache-min-free", Value: "1GiB", Usage: "keep at least `SIZE` free on the cache's filesystem (0: no floor)"},
+		&cli.DurationFlag{Name: "ttl", Value: 24 * time.Hour, Usage: "how long listings and metadata stay fresh"},
+		&cli.DurationFlag{Name: "retry-window", Value: 30 * time.Second, Usage: "how long reads wait for a failing store to come back before EIO"},
+		&cli.StringFlag{Name: "ca-cert", Usage: "PEM `FILE` of CA certificates to trust for https stores (private CA), instead of the system's"},
+		&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
+		&cli.StringFlag{Name: "log-format", Value: "console", Usage: "console or json"},
+		// Read-engine tuning, for benchmarks.
+		&cli.StringFlag{Name: "chunk-size", Value: "8MiB", Hidden: true},
+		&cli.IntFlag{Name: "read-parallel", Value: 4, Hidden: true},
+	}
+}
+
+// storeConfig is what every command reading stores needs, validated.
+type storeConfig struct {
+	Stores    []storeSpec
+	CacheDir  string
+	CacheSize int64
 	// CacheMinFree is the free-space floor; -1 means none.
 	CacheMinFree int64
 	TTL          time.Duration
@@ -106,29 +112,28 @@ type mountConfig struct {
 	ChunkSize    int64
 	ReadParallel int
 	CACert       string
-	JobsDir      string
-	AllowOther   bool
 	LogLevel     string
 	LogFormat    string
-	DebugFuse    bool
 }
 
-func mountConfigFrom(c *cli.Context) (mountConfig, error) {
-	cfg := mountConfig{
+// mountConfig is everything mount needs, validated.
+type mountConfig struct {
+	storeConfig
+	Mountpoint string
+	JobsDir    string
+	AllowOther bool
+	DebugFuse  bool
+}
+
+func storeConfigFrom(c *cli.Context) (storeConfig, error) {
+	cfg := storeConfig{
 		TTL:         c.Duration("ttl"),
 		RetryWindow: c.Duration("retry-window"),
 		CACert:      c.String("ca-cert"),
-		JobsDir:     c.String("jobs-dir"),
-		AllowOther:  c.Bool("allow-other"),
 		LogLevel:    c.String("log-level"),
 		LogFormat:   c.String("log-format"),
-		DebugFuse:   c.Bool("debug-fuse"),
 	}
-	mp, err := filepath.Abs(c.Args().First())
-	if err != nil {
-		return cfg, fmt.Errorf("mountpoint: %w", err)
-	}
-	cfg.Mountpoint = mp
+	var err error
 	if cfg.Stores, err = parseStores(c.StringSlice("store")); err != nil {
 		return cfg, err
 	}
@@ -163,6 +168,23 @@ func mountConfigFrom(c *cli.Context) (mountConfig, error) {
 	}
 	if cfg.CacheDir, err = filepath.Abs(cfg.CacheDir); err != nil {
 		return cfg, fmt.Errorf("--cache-dir: %w", err)
+	}
+	return cfg, nil
+}
+
+func mountConfigFrom(c *cli.Context) (mountConfig, error) {
+	sc, err := storeConfigFrom(c)
+	cfg := mountConfig{
+		storeConfig: sc,
+		JobsDir:     c.String("jobs-dir"),
+		AllowOther:  c.Bool("allow-other"),
+		DebugFuse:   c.Bool("debug-fuse"),
+	}
+	if err != nil {
+		return cfg, err
+	}
+	if cfg.Mountpoint, err = filepath.Abs(c.Args().First()); err != nil {
+		return cfg, fmt.Errorf("mountpoint: %w", err)
 	}
 	if within(cfg.CacheDir, cfg.Mountpoint) {
 		return cfg, fmt.Errorf("--cache-dir %s is inside the mountpoint %s: that would deadlock", cfg.CacheDir, cfg.Mountpoint)

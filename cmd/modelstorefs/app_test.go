@@ -272,15 +272,17 @@ func TestMountConfigFlags(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := mountConfig{
+			storeConfig: storeConfig{
+				Stores:    []storeSpec{{"127.0.0.1_8000", "http://127.0.0.1:8000/"}},
+				CacheDir:  cacheDir,
+				CacheSize: 500 << 20,
+				TTL:       90 * time.Minute,
+				LogLevel:  "debug",
+				LogFormat: "json",
+			},
 			Mountpoint: mnt,
-			Stores:     []storeSpec{{"127.0.0.1_8000", "http://127.0.0.1:8000/"}},
-			CacheDir:   cacheDir,
-			CacheSize:  500 << 20,
-			TTL:        90 * time.Minute,
 			JobsDir:    "/jobs",
 			AllowOther: true,
-			LogLevel:   "debug",
-			LogFormat:  "json",
 			DebugFuse:  true,
 		}
 		if cfg.Mountpoint != want.Mountpoint || !slices.Equal(cfg.Stores, want.Stores) || cfg.CacheDir != want.CacheDir ||

@@ -30,37 +30,12 @@ func runMount(ctx context.Context, cfg mountConfig, stopSignals context.CancelFu
 		return err
 	}
 
-	ropts := remote.Options{UserAgent: "modelstorefs/" + version}
-	if cfg.CACert != "" {
-		pem, err := os.ReadFile(cfg.CACert)
-		if err != nil {
-			return fmt.Errorf("--ca-cert: %w", err)
-		}
-		ropts.RootCAs = x509.NewCertPool()
-		if !ropts.RootCAs.AppendCertsFromPEM(pem) {
-			return fmt.Errorf("--ca-cert %s: no PEM certificate found", cfg.CACert)
-		}
-	}
-	stores := make([]*cache.Store, len(cfg.Stores))
-	for i, s := range cfg.Stores {
-		rs, err := remote.NewStore(s.URL, ropts)
-		if err != nil {
-			return err
-		}
-		stores[i] = &cache.Store{Name: s.Name, Remote: rs}
-	}
-	content, err := cache.NewStreamContent(cache.StreamConfig{
-		Dir: cfg.CacheDir, MaxBytes: cfg.CacheSize, MinFree: cfg.CacheMinFree, RetryWindow: cfg.RetryWindow,
-		ChunkSize: cfg.ChunkSize, Parallel: cfg.ReadParallel, Logger: log.Named("content"),
-	})
+	catalog, closeCatalog, err := openCatalog(cfg.storeConfig, cfg.JobsDir, log)
 	if err != nil {
 		return err
 	}
-	defer content.Close()
-	catalog := cache.NewCatalog(stores, content, cache.Config{
-		TTL: cfg.TTL, JobsDir: cfg.JobsDir, Reserved: fs.ReservedStoreNames, Logger: log.Named("catalog"),
-	})
-	defer catalog.Close()
+	defer closeCatalog()
+	stores := catalog.Stores()
 	fsys := fs.New(fs.Options{Catalog: catalog, Logger: log.Named("fs")})
 	defer fsys.Close()
 
@@ -70,7 +45,7 @@ func runMount(ctx context.Context, cfg mountConfig, stopSignals context.CancelFu
 	}
 	names := make([]string, len(stores))
 	for i, s := range cfg.Stores {
-		names[i] = s.Name + "=" + stores[i].Remote.Base().Redacted()
+		names[i] = s.Name + "=" + stores[i].Remote.Base().String()
 	}
 	log.Info("mounted", zap.String("mountpoint", cfg.Mountpoint), zap.Strings("stores", names),
 		zap.String("cache_dir", cfg.CacheDir), zap.String("version", version))
@@ -111,6 +86,44 @@ func runMount(ctx context.Context, cfg mountConfig, stopSignals context.CancelFu
 // lazyGrace is how long a lazily unmounted filesystem keeps serving files
 // that are still open, before the daemon exits anyway.
 const lazyGrace = 5 * time.Second
+
+// openCatalog builds the stores' clients, the content cache and the
+// catalog; the returned function closes them in order.
+func openCatalog(cfg storeConfig, jobsDir string, log *zap.Logger) (*cache.Catalog, func(), error) {
+	ropts := remote.Options{UserAgent: "modelstorefs/" + version}
+	if cfg.CACert != "" {
+		pem, err := os.ReadFile(cfg.CACert)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--ca-cert: %w", err)
+		}
+		ropts.RootCAs = x509.NewCertPool()
+		if !ropts.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, nil, fmt.Errorf("--ca-cert %s: no PEM certificate found", cfg.CACert)
+		}
+	}
+	stores := make([]*cache.Store, len(cfg.Stores))
+	for i, s := range cfg.Stores {
+		rs, err := remote.NewStore(s.URL, ropts)
+		if err != nil {
+			return nil, nil, err
+		}
+		stores[i] = &cache.Store{Name: s.Name, Remote: rs}
+	}
+	content, err := cache.NewStreamContent(cache.StreamConfig{
+		Dir: cfg.CacheDir, MaxBytes: cfg.CacheSize, MinFree: cfg.CacheMinFree, RetryWindow: cfg.RetryWindow,
+		ChunkSize: cfg.ChunkSize, Parallel: cfg.ReadParallel, Logger: log.Named("content"),
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	catalog := cache.NewCatalog(stores, content, cache.Config{
+		TTL: cfg.TTL, JobsDir: jobsDir, Reserved: fs.ReservedStoreNames, Logger: log.Named("catalog"),
+	})
+	return catalog, func() {
+		catalog.Close()
+		content.Close()
+	}, nil
+}
 
 // checkMountpoint makes sure dir is a directory we can mount on. A dead
 // FUSE mount left by a killed daemon ("transport endpoint is not

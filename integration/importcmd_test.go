@@ -1,0 +1,142 @@
+package integration
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// runBinary runs modelstorefs with args, bounded in time.
+func runBinary(t *testing.T, env []string, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// TestImportCommand: `modelstorefs import` writes a DIGITS job named like
+// DIGITS names jobs, whose status.pickle carries that id, for every
+// framework; a model that cannot be imported fails with exit 1.
+func TestImportCommand(t *testing.T) {
+	src := copyStore(t)
+	s := startGoStore(t, src, "/")
+	jobs, cacheDir := t.TempDir(), t.TempDir()
+	env := []string{"DIGITS_MODEL_STORE_URL=" + s.base, "DIGITS_JOBS_DIR=" + jobs}
+	idPattern := regexp.MustCompile(`^\d{8}-\d{6}-[0-9a-f]{4}$`)
+	for _, model := range []string{"lenet", "alexnet-torch", "inception-tf"} {
+		out, err := runBinary(t, env, "import", "--cache-dir", cacheDir, storeName(s.base)+"/"+model)
+		if err != nil || !strings.Contains(out, "Restart DIGITS") {
+			t.Fatalf("import %s: %v\n%s", model, err, out)
+		}
+	}
+	entries, err := os.ReadDir(jobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 3 {
+		t.Fatalf("jobs dir holds %d entries, want 3 jobs: %v", len(entries), entries)
+	}
+	for _, e := range entries {
+		if !idPattern.MatchString(e.Name()) || !e.IsDir() {
+			t.Errorf("job directory %q is not named like a DIGITS job", e.Name())
+		}
+	}
+	for _, py := range pythons(t) {
+		out := runLoader(t, py, jobs)
+		if n := strings.Count(out, "OK "); n != 3 {
+			t.Errorf("%s: %d jobs loaded OK, want 3:\n%s", py, n, out)
+		}
+	}
+	// --name renames the job; the broken model is refused.
+	out, err := runBinary(t, env, "import", "--cache-dir", cacheDir, "--name", "My LeNet", storeName(s.base)+"/lenet")
+	if err != nil {
+		t.Fatalf("import --name: %v\n%s", err, out)
+	}
+	out, err = runBinary(t, env, "import", "--cache-dir", cacheDir, storeName(s.base)+"/broken")
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(out, "cannot be imported") {
+		t.Errorf("import of broken: %v\n%s", err, out)
+	}
+	if entries, _ := os.ReadDir(jobs); len(entries) != 4 {
+		t.Errorf("jobs dir holds %d entries after the refused import, want 4", len(entries))
+	}
+}
+
+// TestImportInterrupted: SIGINT during an import leaves nothing in the
+// jobs directory.
+func TestImportInterrupted(t *testing.T) {
+	src := copyStore(t)
+	big := make([]byte, 32<<20)
+	for i := range big {
+		big[i] = byte(i * 7)
+	}
+	if err := os.WriteFile(filepath.Join(src, "lenet", "snapshot_iter_28140.caffemodel"), big, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// A slow store: 1 MiB every 50 ms.
+	files := http.FileServer(http.Dir(src))
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		files.ServeHTTP(&throttled{ResponseWriter: w}, r)
+	}))
+	t.Cleanup(s.Close)
+	base := s.URL + "/"
+	jobs := t.TempDir()
+	cmd := exec.Command(binary, "import", "--cache-dir", t.TempDir(), "--jobs-dir", jobs, storeName(base)+"/lenet")
+	cmd.Env = append(os.Environ(), "DIGITS_MODEL_STORE_URL="+base)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	// Interrupt once the import has started writing.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		entries, _ := os.ReadDir(jobs)
+		if len(entries) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatal("import never started writing")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	_ = cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("import did not stop after SIGINT")
+	}
+	if entries, _ := os.ReadDir(jobs); len(entries) != 0 {
+		t.Errorf("interrupted import left %v in the jobs dir", entries)
+	}
+}
+
+// throttled slows a response body down to about 20 MiB/s.
+type throttled struct{ http.ResponseWriter }
+
+func (w *throttled) Write(p []byte) (int, error) {
+	n := 0
+	for len(p) > 0 {
+		k := min(len(p), 1<<20)
+		m, err := w.ResponseWriter.Write(p[:k])
+		n += m
+		if err != nil {
+			return n, err
+		}
+		p = p[k:]
+		time.Sleep(50 * time.Millisecond)
+	}
+	return n, nil
+}

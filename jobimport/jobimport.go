@@ -1,0 +1,210 @@
+// Package jobimport writes a store model into a new DIGITS job directory,
+// as DIGITS' own "Import" button does, without a mount: the job-named
+// files, the other files of the folder, and a status.pickle whose id is the
+// new directory's name. The job appears atomically: it is assembled in a
+// temporary directory inside the jobs directory and renamed at the end, so
+// DIGITS never sees half a job, and an interrupted import leaves nothing.
+package jobimport
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/modelstorefs/modelstorefs/cache"
+	"github.com/modelstorefs/modelstorefs/digits"
+)
+
+// Options tune an import.
+type Options struct {
+	JobsDir string // DIGITS jobs directory (must exist)
+	Name    string // job name; "" keeps info.json "name"
+	// Progress, if set, is called as bytes arrive (done of total).
+	Progress func(done, total int64)
+	Now      func() time.Time // clock for the job id (tests)
+}
+
+// Result describes the new job.
+type Result struct {
+	ID    string // job id = directory name
+	Dir   string // the job directory
+	Bytes int64  // bytes of the files written
+}
+
+// ErrNotImportable is returned for models the store cannot give DIGITS.
+var ErrNotImportable = errors.New("model cannot be imported")
+
+// Import resolves model in store st and writes it as a new job.
+func Import(ctx context.Context, cat *cache.Catalog, st *cache.Store, model string, opt Options) (*Result, error) {
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	if fi, err := os.Stat(opt.JobsDir); err != nil || !fi.IsDir() {
+		return nil, fmt.Errorf("jobs directory %s: not a directory (%v)", opt.JobsDir, err)
+	}
+	m, err := cat.Model(ctx, st, model)
+	if err != nil {
+		return nil, err
+	}
+	if !m.Importable {
+		return nil, fmt.Errorf("%s/%s: %w:\n  %s", st.Name, model, ErrNotImportable, strings.Join(m.Problems, "\n  "))
+	}
+	id, err := newJobID(opt.JobsDir, opt.Now())
+	if err != nil {
+		return nil, err
+	}
+	tmp, err := os.MkdirTemp(opt.JobsDir, ".modelstorefs-import-")
+	if err != nil {
+		return nil, fmt.Errorf("jobs directory: %w", err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			os.RemoveAll(tmp)
+		}
+	}()
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return nil, err
+	}
+
+	var total, done int64
+	for _, f := range m.Files {
+		if f.Kind == cache.KindRemote {
+			total += f.Size()
+		}
+	}
+	progress := func(n int64) {
+		done += n
+		if opt.Progress != nil {
+			opt.Progress(done, total)
+		}
+	}
+	progress(0)
+	final := filepath.Join(opt.JobsDir, id)
+	for i := range m.Files {
+		f := &m.Files[i]
+		path := filepath.Join(tmp, f.Name)
+		switch {
+		case f.Name == cache.PickleName:
+			// Written below, with the new id.
+		case f.Kind == cache.KindSymlink:
+			err = os.Symlink(f.Target, path)
+		case f.Kind == cache.KindData:
+			err = writeFile(path, f.Data)
+		default:
+			ref := cache.Ref{Store: st, Model: model, Name: f.Remote, Meta: f.Meta}
+			err = copyRemote(ctx, cat.Content(), ref, path, progress)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", f.Name, err)
+		}
+	}
+	pickle, err := jobPickle(m, id, final, opt)
+	if err != nil {
+		return nil, err
+	}
+	if err := writeFile(filepath.Join(tmp, cache.PickleName), pickle); err != nil {
+		return nil, err
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		return nil, fmt.Errorf("jobs directory: %w", err)
+	}
+	ok = true
+	return &Result{ID: id, Dir: final, Bytes: done}, nil
+}
+
+// jobPickle builds status.pickle for the new id from the model's layout.
+func jobPickle(m *cache.Model, id, dir string, opt Options) ([]byte, error) {
+	layout, _, err := digits.Layout(m.Info)
+	if err != nil {
+		return nil, err
+	}
+	var present []digits.JobFile
+	for _, jf := range layout {
+		if _, ok := m.File(jf.JobName); ok {
+			present = append(present, jf)
+		}
+	}
+	job := digits.NewJob(id, m.Info, present, filepath.Dir(dir), opt.Now())
+	if opt.Name != "" {
+		job.Name = opt.Name
+	}
+	return digits.StatusPickle(job)
+}
+
+// newJobID names a job as DIGITS does: local time and 4 hex digits,
+// e.g. 20170124-101010-ab12; never one that exists.
+func newJobID(jobsDir string, now time.Time) (string, error) {
+	for range 16 {
+		var b [2]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return "", err
+		}
+		id := now.Format("20060102-150405") + "-" + hex.EncodeToString(b[:])
+		if _, err := os.Lstat(filepath.Join(jobsDir, id)); errors.Is(err, os.ErrNotExist) {
+			return id, nil
+		}
+	}
+	return "", errors.New("no free job id")
+}
+
+func writeFile(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// copyRemote copies a remote file through the content cache into path.
+func copyRemote(ctx context.Context, content cache.Content, ref cache.Ref, path string, progress func(int64)) error {
+	h, err := content.Open(ctx, ref)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	out, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	buf := make([]byte, 1<<20)
+	var off int64
+	for off < h.Size() {
+		n, err := h.ReadAt(ctx, buf[:min(int64(len(buf)), h.Size()-off)], off)
+		if n > 0 {
+			if _, werr := out.Write(buf[:n]); werr != nil {
+				out.Close()
+				return werr
+			}
+			off += int64(n)
+			progress(int64(n))
+		}
+		if err != nil && !(errors.Is(err, io.EOF) && off == h.Size()) {
+			out.Close()
+			return err
+		}
+		if n == 0 && err == nil {
+			out.Close()
+			return io.ErrUnexpectedEOF
+		}
+	}
+	if err := out.Sync(); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
