@@ -101,3 +101,37 @@ func (m *Model) remoteFile(remoteName string) *File {
 	}
 	return nil
 }
+
+// Summary is a model's line in the store table (models.tsv, modelstorefs
+// ls): the columns of DIGITS' store page.
+type Summary struct {
+	Store       string `json:"store"`
+	Model       string `json:"model"`
+	Name        string `json:"name"`
+	Framework   string `json:"framework"`
+	Dataset     string `json:"dataset"`
+	License     string `json:"license"`
+	Contributor string `json:"contributor"`
+	Note        string `json:"note"`
+	Importable  bool   `json:"importable"`
+}
+
+// Summary returns the model's table line.
+func (m *Model) Summary() Summary {
+	s := Summary{Store: m.Store.Name, Model: m.Name, Importable: m.Importable}
+	if m.Info != nil {
+		s.Name, s.Framework, s.Contributor, s.Note, s.License = m.Info.Name, m.Info.Framework, m.Info.Username, m.Info.Note, m.Info.License
+	}
+	if m.Aux != nil {
+		s.Dataset = m.Aux.Dataset
+		if m.Aux.License != "" {
+			s.License = m.Aux.License
+		}
+	}
+	return s
+}
+
+// Fields returns the summary's columns in table order.
+func (s Summary) Fields() []string {
+	return []string{s.Store, s.Model, s.Name, s.Framework, s.Dataset, s.License, s.Contributor, s.Note}
+}

@@ -72,18 +72,8 @@ func (n *tableFile) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, 
 	return &refreshHandle{data: data}, fuse.FOPEN_DIRECT_IO, 0
 }
 
-func writeRow(b *strings.Builder, st *cache.Store, m *cache.Model) {
-	var name, framework, dataset, license, contributor, note string
-	if m.Info != nil {
-		name, framework, contributor, note, license = m.Info.Name, m.Info.Framework, m.Info.Username, m.Info.Note, m.Info.License
-	}
-	if m.Aux != nil {
-		dataset = m.Aux.Dataset
-		if m.Aux.License != "" {
-			license = m.Aux.License
-		}
-	}
-	for i, field := range []string{st.Name, m.Name, name, framework, dataset, license, contributor, note} {
+func writeRow(b *strings.Builder, _ *cache.Store, m *cache.Model) {
+	for i, field := range m.Summary().Fields() {
 		if i > 0 {
 			b.WriteByte('\t')
 		}

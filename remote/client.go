@@ -103,6 +103,38 @@ type Store struct {
 	auth *url.Userinfo
 	fast bool          // ranged GETs may take the zero-copy path
 	idle chan *rawConn // its idle connections
+
+	// A server without keep-alive (python's http.server speaks HTTP/1.0)
+	// takes a new connection per request, and its listen backlog is small
+	// (5): a burst of connects overflows it and costs a 1 s SYN retry
+	// each. Once such a server is seen, its requests go a few at a time.
+	oneShot  atomic.Bool
+	oneSlots chan struct{}
+}
+
+// oneShotParallel bounds the requests in flight to a server that closes
+// every connection.
+const oneShotParallel = 4
+
+// noteKeepAlive records a server that closes connections after a response.
+func (s *Store) noteKeepAlive(resp *http.Response) {
+	if resp.Close || !resp.ProtoAtLeast(1, 1) {
+		s.oneShot.Store(true)
+	}
+}
+
+// acquireConn takes a request slot when the server needs pacing; the
+// returned function gives it back.
+func (s *Store) acquireConn(ctx context.Context) func() {
+	if !s.oneShot.Load() {
+		return func() {}
+	}
+	select {
+	case s.oneSlots <- struct{}{}:
+		return func() { <-s.oneSlots }
+	case <-ctx.Done():
+		return func() {}
+	}
 }
 
 // Meta is what the server says about a file without its body.
@@ -153,7 +185,8 @@ func NewStore(base string, opt Options) (*Store, error) {
 	hc := &http.Client{Transport: rt, CheckRedirect: checkRedirect}
 	auth := u.User
 	u.User = nil
-	s := &Store{base: u, hc: hc, opt: opt, auth: auth, idle: make(chan *rawConn, maxIdleRaw)}
+	s := &Store{base: u, hc: hc, opt: opt, auth: auth, idle: make(chan *rawConn, maxIdleRaw),
+		oneSlots: make(chan struct{}, oneShotParallel)}
 	s.fast = s.fastPathOK()
 	return s, nil
 }
@@ -289,7 +322,9 @@ func (s *Store) once(ctx context.Context, r request) (*http.Response, error) {
 		req.SetBasicAuth(s.auth.Username(), pw)
 	}
 	s.requests.Add(1)
+	release := s.acquireConn(ctx)
 	resp, err := s.hc.Do(req)
+	release() // paces connection setup, not the body
 	if err != nil {
 		cancel()
 		if errors.Is(err, errRedirect) {
@@ -297,6 +332,7 @@ func (s *Store) once(ctx context.Context, r request) (*http.Response, error) {
 		}
 		return nil, err // *url.Error already names method and URL
 	}
+	s.noteKeepAlive(resp)
 	if resp.StatusCode/100 == 2 || resp.StatusCode == http.StatusNotModified {
 		resp.Body = newStallGuard(resp.Body, s.opt.StallTimeout, cancel, &s.bytes)
 		return resp, nil

@@ -74,7 +74,7 @@ func (s *Store) GetRange(ctx context.Context, want Meta, off, n int64, segments 
 	}
 	if rc != nil {
 		// From here on the raw body owns the connection.
-		resp.Body = &rawBody{s: s, rc: rc, ctx: ctx, left: resp.ContentLength, url: u, stall: s.opt.StallTimeout}
+		resp.Body = &rawBody{s: s, rc: rc, ctx: ctx, left: resp.ContentLength, url: u, stall: s.opt.StallTimeout, lastOnConn: resp.Close}
 	}
 	got := metaOf(resp)
 	fail := func(format string, args ...any) (*Body, error) {

@@ -82,6 +82,8 @@ func (s *Store) getRangeRaw(ctx context.Context, u string, h http.Header) (*http
 		pw, _ := s.auth.Password()
 		req.SetBasicAuth(s.auth.Username(), pw)
 	}
+	release := s.acquireConn(ctx)
+	defer release()
 	// A reused idle connection may have been closed by the server: one
 	// retry on a fresh one.
 	for attempt := 0; ; attempt++ {
@@ -115,11 +117,12 @@ func (s *Store) getRangeRaw(ctx context.Context, u string, h http.Header) (*http
 			return nil, nil, se
 		}
 		if resp.StatusCode != http.StatusPartialContent && resp.StatusCode != http.StatusOK ||
-			len(resp.TransferEncoding) > 0 || resp.ContentLength < 0 || resp.Close {
+			len(resp.TransferEncoding) > 0 || resp.ContentLength < 0 {
 			resp.Body.Close()
 			rc.c.Close()
 			return nil, nil, errNoFastPath
 		}
+		s.noteKeepAlive(resp)
 		return resp, rc, nil
 	}
 }
@@ -136,6 +139,8 @@ type rawBody struct {
 	url   string
 	err   error
 	stall time.Duration
+	// lastOnConn: the server closes the connection after this response.
+	lastOnConn bool
 }
 
 // guard arms the stall deadline and ctx cancellation for one step.
@@ -223,7 +228,7 @@ func (b *rawBody) spliceTo(path string, off, n int64) error {
 }
 
 func (b *rawBody) Close() error {
-	if b.err == nil && b.left == 0 {
+	if b.err == nil && b.left == 0 && !b.lastOnConn {
 		b.s.putRaw(b.rc)
 	} else {
 		b.rc.c.Close()

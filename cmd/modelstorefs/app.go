@@ -35,6 +35,7 @@ Examples:
 			mountCommand(stopSignals),
 			unmountCommand(),
 			importCommand(),
+			lsCommand(),
 		},
 	}
 }

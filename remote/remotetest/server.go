@@ -2,8 +2,8 @@
 // httptest server serving a mutable map of files below a base path, with
 // strong ETags, Last-Modified, HEAD, Range and conditional requests, an
 // optional generated master.json or python http.server-like HTML listing,
-// failure injection, gates that hold requests, and per-path request
-// counters.
+// failure injection, gates that hold requests, interceptors that answer
+// in the server's place, and per-path request counters.
 package remotetest
 
 import (
@@ -82,6 +82,7 @@ type Server struct {
 	statAll  int            // forced status for every path, 0: none
 	truncate map[string]int64
 	gates    map[string]*Gate
+	icepts   map[string]Interceptor
 	counts   map[string]map[string]int // path -> method -> requests
 	log      []Request
 }
@@ -100,6 +101,7 @@ func New(files map[string][]byte, opt Options) *Server {
 		status:   map[string]int{},
 		truncate: map[string]int64{},
 		gates:    map[string]*Gate{},
+		icepts:   map[string]Interceptor{},
 		counts:   map[string]map[string]int{},
 	}
 	now := time.Now()
@@ -304,6 +306,24 @@ func (s *Server) Hold(path string) *Gate {
 	return g
 }
 
+// Interceptor answers a request for a path in place of the server, or hands
+// it (possibly changed, or with a wrapped writer) to serve, which answers it
+// as usual: files, Range, validators, forced statuses, truncation. It is how
+// a test makes a server lie, slow down or change a file at a precise moment.
+type Interceptor func(w http.ResponseWriter, r *http.Request, serve http.HandlerFunc)
+
+// Intercept routes every request for path through fn (nil removes it). It
+// runs after the path's gate; its requests are counted and logged as any.
+func (s *Server) Intercept(path string, fn Interceptor) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if fn == nil {
+		delete(s.icepts, path)
+	} else {
+		s.icepts[path] = fn
+	}
+}
+
 // Count returns how many requests with method ("" for any) were made for
 // path ("" is the base).
 func (s *Server) Count(method, path string) int {
@@ -384,6 +404,10 @@ func (w *recorder) WriteHeader(code int) {
 	}
 }
 
+// Unwrap lets http.ResponseController reach the connection through a
+// recorder (an Interceptor may wrap one in another).
+func (w *recorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
 func (w *recorder) Write(p []byte) (int, error) {
 	if w.status == 0 {
 		w.WriteHeader(http.StatusOK)
@@ -405,6 +429,8 @@ func (s *Server) serve(rw http.ResponseWriter, r *http.Request) {
 		path = r.URL.Path // counted under the full path
 	}
 	w := &recorder{ResponseWriter: rw, limit: -1}
+	// Logged as the client sent them (NoRange and interceptors may drop them).
+	sentRange, sentIfNoneMatch, sentIfModifiedSince := r.Header.Get("Range"), r.Header.Get("If-None-Match"), r.Header.Get("If-Modified-Since")
 	defer func() {
 		status := w.status
 		if status == 0 {
@@ -418,9 +444,9 @@ func (s *Server) serve(rw http.ResponseWriter, r *http.Request) {
 		s.log = append(s.log, Request{
 			Method:          r.Method,
 			Path:            path,
-			IfNoneMatch:     r.Header.Get("If-None-Match"),
-			IfModifiedSince: r.Header.Get("If-Modified-Since"),
-			Range:           r.Header.Get("Range"),
+			IfNoneMatch:     sentIfNoneMatch,
+			IfModifiedSince: sentIfModifiedSince,
+			Range:           sentRange,
 			Status:          status,
 		})
 		s.mu.Unlock()
@@ -437,6 +463,22 @@ func (s *Server) serve(rw http.ResponseWriter, r *http.Request) {
 		}
 	}
 
+	s.mu.Lock()
+	icept := s.icepts[path]
+	s.mu.Unlock()
+	if icept != nil {
+		icept(w, r, func(rw http.ResponseWriter, r *http.Request) { s.answer(rw, r, path, inStore) })
+		return
+	}
+	s.answer(w, r, path, inStore)
+}
+
+// answer serves one request for path as the options and faults say.
+func (s *Server) answer(rw http.ResponseWriter, r *http.Request, path string, inStore bool) {
+	w, ok := rw.(*recorder)
+	if !ok {
+		w = &recorder{ResponseWriter: rw, limit: -1}
+	}
 	s.mu.Lock()
 	opt := s.opt
 	forced := s.statAll
