@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -139,4 +140,41 @@ func (w *throttled) Write(p []byte) (int, error) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return n, nil
+}
+
+// TestLsCommand: ls prints the store page as a table or JSON, filters
+// case-insensitively, and answers a second time from the cache dir without
+// asking the store.
+func TestLsCommand(t *testing.T) {
+	src := copyStore(t)
+	s := startGoStore(t, src, "/team/")
+	cacheDir := t.TempDir()
+	env := []string{"DIGITS_MODEL_STORE_URL=" + s.base}
+	out, err := runBinary(t, env, "ls", "--cache-dir", cacheDir)
+	if err != nil {
+		t.Fatalf("ls: %v\n%s", err, out)
+	}
+	for _, want := range []string{"STORE", "lenet", "LeNet (MNIST)", "alexnet-torch", "inception-tf", "broken"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("ls output lacks %q:\n%s", want, out)
+		}
+	}
+	lists := s.count("GET /team/master.json")
+	out, err = runBinary(t, env, "ls", "--cache-dir", cacheDir, "--filter", "mnist", "--json")
+	if err != nil {
+		t.Fatalf("ls --json: %v\n%s", err, out)
+	}
+	var rows []struct{ Model, Framework, Dataset string }
+	if err := json.Unmarshal([]byte(out), &rows); err != nil || len(rows) != 1 || rows[0].Model != "lenet" || rows[0].Dataset != "MNIST" {
+		t.Errorf("ls --filter mnist --json = %v (%v)\n%s", rows, err, out)
+	}
+	if n := s.count("GET /team/master.json"); n != lists {
+		t.Errorf("a warm ls asked the store again (%d -> %d master.json GETs)", lists, n)
+	}
+	if _, err := runBinary(t, env, "ls", "--cache-dir", cacheDir, "--refresh"); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.count("GET /team/master.json"); n != lists+1 {
+		t.Errorf("ls --refresh did not fetch the list again (%d -> %d)", lists, n)
+	}
 }
