@@ -7,7 +7,8 @@ store=$(realpath "$(dirname "$0")/../integration/testdata/store")
 work=$(mktemp -d)
 mnt="$work/models"
 mkdir -p "$mnt"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=18480
+while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done # first free port
 url="http://127.0.0.1:$port"
 server="" daemon=""
 
@@ -21,12 +22,9 @@ trap cleanup EXIT
 
 show() { printf '\n$ %s\n' "$*"; "$@"; }
 
-python3 -m http.server --bind 127.0.0.1 --directory "$store" "$port" >"$work/http.log" 2>&1 &
+"$bin" serve --addr "127.0.0.1:$port" "$store" >"$work/http.log" 2>&1 &
 server=$!
-for _ in $(seq 100); do python3 - "$port" <<'PY' 2>/dev/null && break || sleep 0.1
-import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1)
-PY
-done
+for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
 
 echo "Sample store served at $url; mounting on $mnt"
 DIGITS_MODEL_STORE_URL="$url" "$bin" mount --cache-dir "$work/cache" "$mnt" 2>"$work/daemon.log" &
@@ -46,6 +44,7 @@ show cmp "$store_dir/lenet/model.caffemodel" "$store/lenet/snapshot_iter_28140.c
 echo "(cmp: identical)"
 show cp -r "$store_dir/lenet" "$work/job"
 show ls -l "$work/job"
+show "$bin" check "$store" || true
 
 kill -TERM "$daemon"
 wait "$daemon" && echo && echo "modelstorefs exited 0 after SIGTERM; the daemon's log:"

@@ -30,12 +30,16 @@ Examples:
    cp -r /mnt/models/host_store1/lenet "$DIGITS_JOBS_DIR"/   # then restart DIGITS
    touch /mnt/models/.refresh                            # "Update model list"
    modelstorefs unmount /mnt/models`,
-		HideHelpCommand: true,
+		HideHelpCommand:      true,
+		EnableBashCompletion: true,
 		Commands: []*cli.Command{
 			mountCommand(stopSignals),
 			unmountCommand(),
 			importCommand(),
 			lsCommand(),
+			serveCommand(),
+			checkCommand(),
+			completionCommand(),
 		},
 	}
 }

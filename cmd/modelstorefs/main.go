@@ -15,6 +15,13 @@ import (
 var version = "dev"
 
 func main() {
+	if isHelperInvocation(os.Args) {
+		if err := runHelper(os.Args); err != nil {
+			fmt.Fprintln(os.Stderr, "modelstorefs:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	err := newApp(stop).RunContext(ctx, os.Args)
 	stop()

@@ -49,6 +49,9 @@ func runMount(ctx context.Context, cfg mountConfig, stopSignals context.CancelFu
 	}
 	log.Info("mounted", zap.String("mountpoint", cfg.Mountpoint), zap.Strings("stores", names),
 		zap.String("cache_dir", cfg.CacheDir), zap.String("version", version))
+	if err := sdNotify("READY=1\nSTATUS=mounted on " + cfg.Mountpoint); err != nil {
+		log.Warn("systemd notification failed", zap.Error(err))
+	}
 
 	served := make(chan struct{})
 	go func() {
@@ -62,6 +65,7 @@ func runMount(ctx context.Context, cfg mountConfig, stopSignals context.CancelFu
 	case <-ctx.Done():
 	}
 	stopSignals() // a second signal now kills the process
+	_ = sdNotify("STOPPING=1")
 	log.Info("signal received, unmounting", zap.String("mountpoint", cfg.Mountpoint))
 	lazy, err := fs.Unmount(server, cfg.Mountpoint)
 	if err != nil {

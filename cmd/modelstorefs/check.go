@@ -1,0 +1,98 @@
+package main
+
+import (
+	"crypto/x509"
+	"fmt"
+	"os"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/modelstorefs/modelstorefs/check"
+	"github.com/modelstorefs/modelstorefs/remote"
+)
+
+func checkCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "check",
+		Usage:     "validate a model store (directory or URL) as DIGITS and modelstorefs read it",
+		ArgsUsage: "DIR|URL",
+		Description: `Reads the store as the mount does (master.json or the directory listing,
+every model's info.json and aux.json, the size of every file they name) and
+prints one line per problem, "MODEL: error|warning: MESSAGE", then a summary
+line "N models, M importable, K problems". A directory is checked as
+'modelstorefs serve' would publish it.
+
+Errors: a model that cannot be imported (no or invalid info.json, a required
+key missing, unknown framework, weights or model definition absent or
+empty, a TensorFlow checkpoint part missing, an aux.json that is not JSON),
+or a master.json DIGITS cannot read. Warnings: optional files named but
+absent or empty (labels, mean, deploy...), a license without license.txt,
+a missing logo, model folders master.json leaves out.
+
+Exit status: 0 when there is no error, 1 otherwise (or when the store
+cannot be read at all).
+
+Examples:
+   modelstorefs check ./mystore
+   modelstorefs check http://127.0.0.1:8000/
+   modelstorefs check https://user:password@models.example.com/team/`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "ca-cert", Usage: "PEM `FILE` of CA certificates to trust for https stores (private CA), instead of the system's"},
+			&cli.IntFlag{Name: "jobs", Value: 8, Usage: "check `N` models at once"},
+			&cli.StringFlag{Name: "log-level", Value: "warn", Usage: "debug, info, warn or error"},
+			&cli.StringFlag{Name: "log-format", Value: "console", Usage: "console or json"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return fmt.Errorf("check: expected one DIR or URL, got %d arguments", c.NArg())
+			}
+			target := c.Args().First()
+			log, err := newLogger(c.String("log-level"), c.String("log-format"))
+			if err != nil {
+				return err
+			}
+			defer syncLogger(log)
+			ropts := remote.Options{UserAgent: "modelstorefs/" + version}
+			if f := c.String("ca-cert"); f != "" {
+				if ropts.RootCAs, err = loadCACert(f); err != nil {
+					return err
+				}
+			}
+			if check.IsURL(target) {
+				specs, err := withNetrc([]storeSpec{{URL: target}})
+				if err != nil {
+					return err
+				}
+				target = specs[0].URL
+			}
+			rep, err := check.Store(c.Context, target,
+				check.WithRemoteOptions(ropts), check.WithLogger(log), check.WithParallel(c.Int("jobs")))
+			if err != nil {
+				return err
+			}
+			if err := rep.Write(c.App.Writer); err != nil {
+				return err
+			}
+			if rep.Failed() {
+				if bad := len(rep.Models) - rep.Importable(); bad > 0 {
+					return fmt.Errorf("check: %d of %d models cannot be imported", bad, len(rep.Models))
+				}
+				return fmt.Errorf("check: the store has errors (see above)")
+			}
+			return nil
+		},
+	}
+}
+
+// loadCACert reads a PEM file of CA certificates.
+func loadCACert(file string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("--ca-cert: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("--ca-cert %s: no PEM certificate found", file)
+	}
+	return pool, nil
+}
