@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -177,4 +178,66 @@ func TestLsCommand(t *testing.T) {
 	if n := s.count("GET /team/master.json"); n != lists+1 {
 		t.Errorf("ls --refresh did not fetch the list again (%d -> %d)", lists, n)
 	}
+}
+
+// TestMountHelper: invoked as mount(8) runs an fstab entry (directly, and as
+// mount.fuse.modelstorefs), the binary returns once the mount is up and
+// leaves the daemon running; modelstorefs unmount stops it.
+func TestMountHelper(t *testing.T) {
+	src := copyStore(t)
+	s := startGoStore(t, src, "/")
+	link := filepath.Join(t.TempDir(), "mount.fuse.modelstorefs")
+	if err := os.Symlink(binary, link); err != nil {
+		t.Fatal(err)
+	}
+	for _, prog := range []string{binary, link} {
+		mnt, cacheDir := t.TempDir(), t.TempDir()
+		t.Cleanup(func() {
+			if isMounted(mnt) {
+				_ = syscall.Unmount(mnt, syscall.MNT_DETACH)
+			}
+		})
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		out, err := exec.CommandContext(ctx, prog, s.base, mnt, "-o",
+			"ro,allow_other,cache_dir="+cacheDir+",ttl=1h,dev,suid,noatime").CombinedOutput()
+		cancel()
+		if err != nil {
+			t.Fatalf("%s as mount helper: %v\n%s", filepath.Base(prog), err, out)
+		}
+		if !isMounted(mnt) {
+			t.Fatalf("%s returned but %s is not mounted", filepath.Base(prog), mnt)
+		}
+		if got := listDir(t, filepath.Join(mnt, storeName(s.base))); !slices.Contains(got, "lenet") {
+			t.Errorf("helper mount shows %q", got)
+		}
+		if logs, err := os.ReadFile(filepath.Join(cacheDir, "modelstorefs.log")); err != nil || !strings.Contains(string(logs), "mounted") {
+			t.Errorf("daemon log in the cache dir: %v\n%s", err, logs)
+		}
+		if out, err := runBinary(t, nil, "unmount", mnt); err != nil {
+			t.Fatalf("unmount: %v\n%s", err, out)
+		}
+		deadline := time.Now().Add(15 * time.Second)
+		for daemonRunning(mnt) {
+			if time.Now().After(deadline) {
+				t.Fatalf("daemon for %s still running after unmount", mnt)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}
+
+// daemonRunning reports whether a process has mnt on its command line.
+func daemonRunning(mnt string) bool {
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(data), "\x00")
+		if len(args) > 1 && strings.HasSuffix(args[0], "modelstorefs") && slices.Contains(args, mnt) && slices.Contains(args, "mount") {
+			return true
+		}
+	}
+	return false
 }
