@@ -48,6 +48,7 @@ type download struct {
 	handles      int  // open streamHandles
 	streaming    bool // a whole-body stream owns the download
 	scaled       bool // the extra workers were started
+	workers      int  // running workers
 	lastProgress time.Time
 	spawn        func() // starts one more worker
 }
@@ -79,11 +80,17 @@ func (d *download) run(ctx context.Context) {
 	var wg sync.WaitGroup
 	d.mu.Lock()
 	d.lastProgress = start
+	// spawn runs with d.mu held. workers > 0 means wg is above zero, so a
+	// later spawn (from wait) can never race with wg.Wait returning.
 	d.spawn = func() {
+		d.workers++
 		wg.Add(1)
 		go func() {
-			defer wg.Done()
 			d.worker(ctx, cancel)
+			d.mu.Lock()
+			d.workers--
+			d.mu.Unlock()
+			wg.Done()
 		}()
 	}
 	// One worker learns whether the server honours Range; it starts the
@@ -359,6 +366,11 @@ func (d *download) wait(ctx context.Context, first, last int) error {
 	for k := first; k <= last; k++ {
 		d.waiting[k]++
 	}
+	// A read far from where the workers are, while all of them are busy,
+	// gets a worker of its own (bounded) instead of queueing behind them.
+	if d.scaled && !d.streaming && d.workers > 0 && d.workers < 2*d.s.cfg.Parallel && d.missingInLocked(first, last) {
+		d.spawn()
+	}
 	defer func() { // runs before the Unlock above
 		for k := first; k <= last; k++ {
 			if d.waiting[k]--; d.waiting[k] <= 0 {
@@ -381,6 +393,16 @@ func (d *download) wait(ctx context.Context, first, last int) error {
 		d.mu.Lock()
 	}
 	return nil
+}
+
+// missingInLocked reports whether a chunk of first..last is unclaimed.
+func (d *download) missingInLocked(first, last int) bool {
+	for k := first; k <= last; k++ {
+		if d.state[k] == chunkMissing {
+			return true
+		}
+	}
+	return false
 }
 
 func (d *download) rangeDoneLocked(first, last int) bool {

@@ -340,6 +340,13 @@ func TestRefreshRevalidates(t *testing.T) {
 		t.Fatal("cached content differs")
 	}
 	h.Close()
+	// The reader is answered as soon as the bytes are on disk, which can be
+	// before the server's handler has returned and logged the GET.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if rs := srv.Requests("lenet/" + w.Remote); len(rs) > 0 && rs[len(rs)-1].Method == http.MethodGet || time.Now().After(deadline) {
+			break
+		}
+	}
 
 	t.Run("unchanged: conditional requests only", func(t *testing.T) {
 		srv.ResetCounts()

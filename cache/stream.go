@@ -160,12 +160,17 @@ func NewStreamContent(cfg StreamConfig) (*StreamContent, error) {
 	if err := clearStalePartials(s.partial); err != nil {
 		return nil, fmt.Errorf("cache dir: clearing partial downloads: %w", err)
 	}
-	mine, err := os.MkdirTemp(s.partial, "p-")
+	// The lock comes first, then the directory: a cleaner never sees a
+	// live process's directory without its held lock.
+	lock, err := createLocked(s.partial)
 	if err != nil {
 		return nil, fmt.Errorf("cache dir: %w", err)
 	}
-	if s.lock, err = lockFile(mine + ".lock"); err != nil {
-		os.Remove(mine)
+	s.lock = lock
+	mine := strings.TrimSuffix(lock.Name(), ".lock")
+	if err := os.Mkdir(mine, 0o700); err != nil {
+		lock.Close()
+		os.Remove(lock.Name())
 		return nil, fmt.Errorf("cache dir: %w", err)
 	}
 	s.partial = mine
@@ -208,21 +213,32 @@ func (s *StreamContent) Close() error {
 	return nil
 }
 
-// lockFile creates path and holds an exclusive lock on it.
-func lockFile(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+// createLocked creates a new lock file p-*.lock in dir and locks it.
+func createLocked(dir string) (*os.File, error) {
+	f, err := os.CreateTemp(dir, "p-*.lock")
 	if err != nil {
 		return nil, err
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("locking %s: %w", path, err)
+		os.Remove(f.Name())
+		return nil, fmt.Errorf("locking %s: %w", f.Name(), err)
 	}
 	return f, nil
 }
 
-// clearStalePartials removes partial downloads of processes that are gone
-// (their lock is free) and anything else left in dir.
+// lockedByOther reports whether a live process holds the lock file path.
+func lockedByOther(path string) bool {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return false
+	}
+	defer f.Close() // drops our probe lock, if we got it
+	return syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil
+}
+
+// clearStalePartials removes the partial downloads of processes that are
+// gone (their lock is free) and anything else left in dir.
 func clearStalePartials(dir string) error {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -230,24 +246,24 @@ func clearStalePartials(dir string) error {
 	}
 	for _, e := range entries {
 		name := filepath.Join(dir, e.Name())
-		if !e.IsDir() {
-			if strings.HasSuffix(name, ".lock") {
-				if _, err := os.Stat(strings.TrimSuffix(name, ".lock")); err == nil {
-					continue // handled with its directory
-				}
+		switch {
+		case strings.HasSuffix(name, ".lock") && !e.IsDir():
+			if lockedByOther(name) {
+				continue
+			}
+			if err := os.RemoveAll(strings.TrimSuffix(name, ".lock")); err != nil {
+				return err
 			}
 			os.Remove(name)
-			continue
-		}
-		l, err := lockFile(name + ".lock")
-		if err != nil {
-			continue // a live process downloads there
-		}
-		err = os.RemoveAll(name)
-		os.Remove(l.Name())
-		l.Close()
-		if err != nil {
-			return err
+		case e.IsDir():
+			if _, err := os.Stat(name + ".lock"); err == nil {
+				continue // judged by its lock
+			}
+			if err := os.RemoveAll(name); err != nil {
+				return err
+			}
+		default:
+			os.Remove(name)
 		}
 	}
 	return nil
@@ -427,24 +443,34 @@ func (s *StreamContent) finish(e *entry, err error) {
 }
 
 // evictLocked removes least recently used complete files not in use until
-// extra more bytes fit; it reports whether they do.
+// extra more bytes fit; it reports whether they do. When even evicting
+// every unused file would not make room, it evicts nothing.
 func (s *StreamContent) evictLocked(extra int64) bool {
-	if s.total+extra <= s.cfg.MaxBytes {
+	need := s.total + extra - s.cfg.MaxBytes
+	if need <= 0 {
 		return true
 	}
-	for _, e := range s.evictable() {
-		if s.total+extra <= s.cfg.MaxBytes {
-			break
-		}
-		s.removeLocked(e)
-	}
-	return s.total+extra <= s.cfg.MaxBytes
+	return s.evictBytesLocked(need)
 }
 
 // evictForDiskLocked frees at least need bytes of disk, if it can.
 func (s *StreamContent) evictForDiskLocked(need int64) bool {
+	return s.evictBytesLocked(need)
+}
+
+// evictBytesLocked removes least recently used unused files totalling at
+// least need bytes, or nothing when they cannot add up to that.
+func (s *StreamContent) evictBytesLocked(need int64) bool {
+	candidates := s.evictable()
+	var possible int64
+	for _, e := range candidates {
+		possible += e.size
+	}
+	if possible < need {
+		return false
+	}
 	var freed int64
-	for _, e := range s.evictable() {
+	for _, e := range candidates {
 		if freed >= need {
 			break
 		}

@@ -87,13 +87,13 @@ func (s *Store) GetRange(ctx context.Context, want Meta, off, n int64, segments 
 		if err != nil {
 			return fail("bad Content-Range: %v", err)
 		}
-		if want.ETag != "" && got.ETag != "" && got.ETag != want.ETag {
+		// The part must come from the version asked for: same ETag, or
+		// the same date when there is no ETag, and the same total size
+		// (a server may ignore If-Range).
+		if part := (Meta{Size: total, ETag: got.ETag, LastModified: got.LastModified}); !want.SameVersion(part) {
 			resp.Body.Close()
-			return nil, fmt.Errorf("GET %s: %w (ETag %s, want %s)", u, ErrChanged, got.ETag, want.ETag)
-		}
-		if total >= 0 && want.Size >= 0 && total != want.Size {
-			resp.Body.Close()
-			return nil, fmt.Errorf("GET %s: %w (size %d, want %d)", u, ErrChanged, total, want.Size)
+			return nil, fmt.Errorf("GET %s: %w (got %s/%q/%q, want %s/%q/%q)", u, ErrChanged,
+				sizeString(total), got.ETag, got.LastModified, sizeString(want.Size), want.ETag, want.LastModified)
 		}
 		wantEnd := off + n - 1
 		if n <= 0 {
