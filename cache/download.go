@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -77,6 +78,13 @@ func (d *download) run(ctx context.Context) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	start := time.Now()
+	if err := d.reserve(); err != nil {
+		d.mu.Lock()
+		d.err = err
+		d.mu.Unlock()
+		d.end(err, start)
+		return
+	}
 	var wg sync.WaitGroup
 	d.mu.Lock()
 	d.lastProgress = start
@@ -108,6 +116,31 @@ func (d *download) run(ctx context.Context) {
 	if err == nil {
 		err = d.f.Sync()
 	}
+	d.end(err, start)
+}
+
+// errNoSpace: the cache's disk is full; readers go to the network.
+var errNoSpace = errors.New("no room in the cache")
+
+// reserve allocates the file's blocks, so a full disk shows now and not in
+// the middle of the file; on ENOSPC unused files are evicted once.
+func (d *download) reserve() error {
+	for attempt := 0; d.size > 0; attempt++ {
+		err := syscall.Fallocate(int(d.f.Fd()), 0, 0, d.size)
+		switch {
+		case err == nil || errors.Is(err, syscall.EOPNOTSUPP):
+			return nil
+		case !errors.Is(err, syscall.ENOSPC):
+			return fmt.Errorf("cache: reserving %d bytes: %w", d.size, err)
+		case attempt > 0 || !d.s.reserveDisk(d.size):
+			return fmt.Errorf("%w: reserving %d bytes: %w", errNoSpace, d.size, err)
+		}
+	}
+	return nil
+}
+
+// end commits or removes the file, wakes the readers and logs.
+func (d *download) end(err error, start time.Time) {
 	if errors.Is(err, remote.ErrChanged) && d.s.onChange != nil {
 		// Before readers wake: a reader that retries must find fresh metadata.
 		d.s.onChange(d.ref)
@@ -126,13 +159,14 @@ func (d *download) run(ctx context.Context) {
 	if closeNow {
 		d.f.Close()
 	}
-	if err != nil {
-		if !errors.Is(err, context.Canceled) {
-			d.log.Error("download failed", zap.Error(err))
-		}
-		return
+	switch {
+	case errors.Is(err, errNoSpace):
+		d.log.Warn("cache full: reading straight from the store", zap.Error(err))
+	case err != nil && !errors.Is(err, context.Canceled):
+		d.log.Error("download failed", zap.Error(err))
+	case err == nil:
+		d.log.Debug("downloaded", zap.Int64("bytes", d.size), zap.Duration("took", time.Since(start)))
 	}
-	d.log.Debug("downloaded", zap.Int64("bytes", d.size), zap.Duration("took", time.Since(start)))
 }
 
 func (d *download) allDoneLocked() bool {
@@ -217,7 +251,10 @@ func (d *download) fail(k int, err error) bool {
 	if d.state[k] == chunkFetching {
 		d.state[k] = chunkMissing
 	}
-	terminal := errors.Is(err, context.Canceled) || errors.Is(err, remote.ErrChanged) ||
+	if errors.Is(err, syscall.ENOSPC) && !errors.Is(err, errNoSpace) {
+		err = fmt.Errorf("%w: %w", errNoSpace, err)
+	}
+	terminal := errors.Is(err, context.Canceled) || errors.Is(err, remote.ErrChanged) || errors.Is(err, errNoSpace) ||
 		errors.Is(err, remote.ErrNotFound) || time.Since(d.lastProgress) > d.s.cfg.RetryWindow
 	if terminal && d.err == nil {
 		d.err = err

@@ -389,21 +389,12 @@ func (s *StreamContent) startLocked(ref Ref, key string) (*entry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cache: %w", err)
 	}
-	// Reserve the blocks now, so a full disk shows here and not mid-file.
-	for attempt := 0; size > 0; attempt++ {
-		err = syscall.Fallocate(int(f.Fd()), 0, 0, size)
-		if err == nil || errors.Is(err, syscall.EOPNOTSUPP) {
-			err = f.Truncate(size)
-			break
-		}
-		if !errors.Is(err, syscall.ENOSPC) || attempt > 0 || !s.evictForDiskLocked(size) {
-			break
-		}
-	}
-	if err != nil {
+	// Sparse for now; the download reserves the blocks (fallocate) before
+	// its first byte, outside this lock: on tmpfs that zeroes the file.
+	if err := f.Truncate(size); err != nil {
 		f.Close()
 		os.Remove(path)
-		return nil, fmt.Errorf("cache: reserving %d bytes: %w", size, err)
+		return nil, fmt.Errorf("cache: %w", err)
 	}
 	e := &entry{key: key, path: path, size: size}
 	e.dl = newDownload(s, ref, f, e)
@@ -546,12 +537,29 @@ type streamHandle struct {
 	once    sync.Once
 }
 
+// A download that found no room leaves its readers to the network.
 func (h *streamHandle) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
-	return h.d.readAt(ctx, p, off)
+	n, err := h.d.readAt(ctx, p, off)
+	if errors.Is(err, errNoSpace) {
+		return (&directHandle{ref: h.d.ref}).ReadAt(ctx, p, off)
+	}
+	return n, err
 }
 func (h *streamHandle) Size() int64 { return h.d.size }
 func (h *streamHandle) Ready(ctx context.Context, off, n int64) (int, error) {
-	return h.d.ready(ctx, off, n)
+	fd, err := h.d.ready(ctx, off, n)
+	if errors.Is(err, errNoSpace) {
+		return -1, nil // ReadAt serves it from the network
+	}
+	return fd, err
+}
+
+// reserveDisk makes room for n more bytes on the cache's disk by evicting
+// unused files; it reports whether it freed any.
+func (s *StreamContent) reserveDisk(n int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.evictForDiskLocked(n)
 }
 
 // Fd is the cache file once complete (the rename keeps the descriptor).

@@ -1,0 +1,41 @@
+package cache
+
+import (
+	"bytes"
+	"os"
+	"syscall"
+	"testing"
+
+	"github.com/modelstorefs/modelstorefs/remote/remotetest"
+)
+
+// TestStreamENOSPCAtReserve: the free-space check passes but the disk is
+// full when the download reserves its blocks (another process filled it):
+// unused files are evicted once, and when that is not enough the readers
+// get their bytes straight from the store, never EIO.
+func TestStreamENOSPCAtReserve(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount a small tmpfs")
+	}
+	dir := t.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=1m"); err != nil {
+		t.Skip("cannot mount tmpfs:", err)
+	}
+	t.Cleanup(func() { _ = syscall.Unmount(dir, syscall.MNT_DETACH) })
+
+	data := blob(5, 3<<20) // three times the disk
+	srv := newServer(t, map[string][]byte{"m/big": data}, remotetest.Options{Master: true})
+	st := newTestStore(t, srv.URL)
+	s := newStream(t, StreamConfig{Dir: dir, ChunkSize: 256 << 10})
+	s.statfs = func(string) (int64, error) { return 1 << 40, nil } // the check is fooled
+	ref := refFor(t, st, "m", "big")
+	if got := openRead(t, s, ref); !bytes.Equal(got, data) {
+		t.Fatal("wrong bytes from a full cache disk")
+	}
+	if committed(s, ref) {
+		t.Error("a file that did not fit was committed")
+	}
+	if used, _ := s.Usage(); used != 0 {
+		t.Errorf("reservation of the failed download kept: %d bytes", used)
+	}
+}
