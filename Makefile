@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 BIN     := bin/modelstorefs
 
-.PHONY: all build install test unit integration bench demo vet fmt fmt-check clean
+.PHONY: all build install test unit integration bench demo vet fmt fmt-check clean fuzz
 
 all: build
 
@@ -15,9 +15,21 @@ build:
 install:
 	$(GO) install -trimpath -ldflags '$(LDFLAGS)' ./cmd/modelstorefs
 
-# The whole suite: vet, formatting, unit tests and real FUSE mounts, with -race.
+# The whole suite: vet, formatting, unit tests and real FUSE mounts, with
+# -race, then every fuzz target for a short, bounded time.
 test: vet fmt-check
 	$(GO) test -race -count=1 -timeout 20m ./...
+	$(MAKE) fuzz
+
+# Each fuzz target for FUZZTIME (seed corpora are checked in under testdata/fuzz).
+FUZZTIME ?= 5s
+FUZZ_TARGETS := remote:FuzzParseListing remote:FuzzParseMaster remote:FuzzValidName \
+	digits:FuzzParseInfo digits:FuzzParseAux digits:FuzzStatusPickle cmd/modelstorefs:FuzzStoreDirName
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $${t#*:} ($(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) ./$${t%%:*} >/dev/null; \
+	done; echo "fuzz: all targets passed"
 
 # Unit tests only (no mounts).
 unit:

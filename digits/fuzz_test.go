@@ -136,3 +136,24 @@ func checkPickle(t *testing.T, b []byte, j Job) {
 		t.Fatalf("task history %s", v)
 	}
 }
+
+// FuzzParseAux: aux.json never panics; a logo it returns is used only after
+// SafeRelName, which must refuse anything that is not one plain segment.
+func FuzzParseAux(f *testing.F) {
+	for _, seed := range []string{
+		`{"license": "3-clause BSD license", "logo": "logo.png", "dataset": "MNIST"}`,
+		`{"logo": "../../etc/passwd"}`, `{"logo": 5}`, `{"license": ["x"]}`, `[]`, `null`, ``,
+		`{"logo": "http://other-host/x.png"}`, `{"logo": "/etc/passwd"}`,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		aux, err := ParseAux(data)
+		if err != nil || aux == nil || aux.Logo == "" {
+			return
+		}
+		if SafeRelName(aux.Logo) == nil && (strings.ContainsAny(aux.Logo, "/\\\x00") || aux.Logo == "." || aux.Logo == "..") {
+			t.Fatalf("unsafe logo %q accepted", aux.Logo)
+		}
+	})
+}

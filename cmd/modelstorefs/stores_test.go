@@ -298,3 +298,22 @@ func TestWithin(t *testing.T) {
 		}
 	}
 }
+
+// FuzzStoreDirName: whatever the URL, the derived directory name is one
+// valid path segment.
+func FuzzStoreDirName(f *testing.F) {
+	for _, seed := range []string{"http://127.0.0.1:8000", "http://h/a/b/../c", "https://[::1]:443/x%2Fy", "http://h/%00", "http://u:p@h:80/"} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		specs, err := parseStores([]string{raw})
+		if err != nil {
+			return
+		}
+		for _, s := range specs {
+			if err := remote.ValidName(s.Name); err != nil {
+				t.Fatalf("%q gave the name %q: %v", raw, s.Name, err)
+			}
+		}
+	})
+}
