@@ -251,6 +251,9 @@ func (c *Catalog) fetchListing(ctx context.Context, st *Store) (*StoreListing, e
 		l.Models = append(l.Models, m)
 	}
 	sort.Strings(l.Models)
+	if rl.Fallback != "" {
+		c.log.Warn("master.json unusable, used the directory listing", zap.String("store", st.Name), zap.String("why", rl.Fallback))
+	}
 	for _, r := range rl.Rejected {
 		c.log.Warn("model name refused", zap.String("store", st.Name), zap.String("reason", r))
 	}

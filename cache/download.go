@@ -50,6 +50,7 @@ type download struct {
 	streaming    bool // a whole-body stream owns the download
 	scaled       bool // the extra workers were started
 	workers      int  // running workers
+	failures     int  // failed fetches since the last progress
 	lastProgress time.Time
 	spawn        func() // starts one more worker
 }
@@ -254,8 +255,11 @@ func (d *download) fail(k int, err error) bool {
 	if errors.Is(err, syscall.ENOSPC) && !errors.Is(err, errNoSpace) {
 		err = fmt.Errorf("%w: %w", errNoSpace, err)
 	}
+	// A failing server gets the retry window, and at least one retry:
+	// a single stall can last as long as the window itself.
+	d.failures++
 	terminal := errors.Is(err, context.Canceled) || errors.Is(err, remote.ErrChanged) || errors.Is(err, errNoSpace) ||
-		errors.Is(err, remote.ErrNotFound) || time.Since(d.lastProgress) > d.s.cfg.RetryWindow
+		errors.Is(err, remote.ErrNotFound) || (d.failures > 1 && time.Since(d.lastProgress) > d.s.cfg.RetryWindow)
 	if terminal && d.err == nil {
 		d.err = err
 		d.broadcastLocked()
@@ -269,6 +273,7 @@ func (d *download) doneLocked(from, to int) {
 		d.state[k] = chunkDone
 	}
 	d.lastProgress = time.Now()
+	d.failures = 0
 	d.broadcastLocked()
 }
 

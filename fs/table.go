@@ -3,8 +3,10 @@ package fs
 import (
 	"context"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	fusefs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -12,6 +14,9 @@ import (
 
 	"github.com/modelstorefs/modelstorefs/cache"
 )
+
+// rootTableWait bounds how long the root models.tsv waits for a store.
+const rootTableWait = 5 * time.Second
 
 // tableHeader names the models.tsv columns.
 const tableHeader = "store\tmodel\tname\tframework\tdataset\tlicense\tcontributor\tnote\n"
@@ -48,22 +53,43 @@ func (n *tableFile) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, 
 	if errno := readOnlyOpen(flags); errno != 0 {
 		return nil, 0, errno
 	}
+	// Stores are listed in parallel. At the root, a store that has not
+	// answered within rootTableWait is left out (and logged), so one dead
+	// store never holds up the table of the others.
+	stores := n.fsys.cat.Stores()
+	if n.st != nil {
+		stores = []*cache.Store{n.st}
+	}
+	rows := make([][]*cache.Model, len(stores))
+	var wg sync.WaitGroup
+	for i, st := range stores {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sctx := ctx
+			if n.st == nil {
+				var cancel context.CancelFunc
+				sctx, cancel = context.WithTimeout(ctx, rootTableWait)
+				defer cancel()
+			}
+			models, err := n.fsys.cat.Models(sctx, st)
+			if err != nil {
+				if ctx.Err() == nil {
+					n.fsys.log.Warn("models.tsv: store left out", zap.String("store", st.Name), zap.Error(err))
+				}
+				return
+			}
+			rows[i] = models
+		}()
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		return nil, 0, syscall.EINTR
+	}
 	var b strings.Builder
 	b.WriteString(tableHeader)
-	for _, st := range n.fsys.cat.Stores() {
-		if n.st != nil && st != n.st {
-			continue
-		}
-		models, err := n.fsys.cat.Models(ctx, st)
-		if ctx.Err() != nil {
-			return nil, 0, syscall.EINTR
-		}
-		if err != nil {
-			// A failing store must not hide the others: it is left out.
-			n.fsys.log.Warn("models.tsv: store left out", zap.String("store", st.Name), zap.Error(err))
-			continue
-		}
-		for _, m := range models {
+	for i, st := range stores {
+		for _, m := range rows[i] {
 			writeRow(&b, st, m)
 		}
 	}

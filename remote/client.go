@@ -271,13 +271,13 @@ func (s *Store) do(ctx context.Context, r request) (*http.Response, error) {
 		if ctx.Err() != nil || attempt >= s.opt.Retries || !retryable(err) {
 			return nil, err
 		}
-		wait := delay
+		// Jitter on the exponential step keeps many clients apart; a
+		// server's Retry-After is honoured as given (up to MaxBackoff).
+		wait := delay/2 + time.Duration(rand.Int64N(int64(delay/2)+1))
 		var se *retryAfterError
 		if errors.As(err, &se) && se.after > 0 {
 			wait = min(se.after, s.opt.MaxBackoff)
 		}
-		// Full jitter on the exponential step keeps many clients apart.
-		wait = wait/2 + time.Duration(rand.Int64N(int64(wait/2)+1))
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():

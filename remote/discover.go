@@ -16,6 +16,8 @@ type Listing struct {
 	Models   []string // model folder names, validated, in store order, no duplicates
 	Rejected []string // "name: reason" for every name that was refused
 	Source   string   // "master.json" or "listing"
+	// Fallback says why master.json was not used, when it was there.
+	Fallback string
 }
 
 // Limits on what discovery will read; larger bodies are refused.
@@ -30,12 +32,15 @@ const (
 // names no models is an empty Listing.
 func (s *Store) ListModels(ctx context.Context) (*Listing, error) {
 	body, _, err := s.Fetch(ctx, nil, MaxMasterJSON, "master.json")
+	var fallback string
 	switch {
 	case err == nil:
-		if l, perr := parseMaster(body); perr == nil {
+		l, perr := parseMaster(body)
+		if perr == nil {
 			return l, nil
 		}
 		// Invalid master.json: fall through to the listing, like a 404.
+		fallback = perr.Error()
 	case errors.Is(err, ErrNotFound), isClientError(err):
 	default:
 		return nil, fmt.Errorf("list models: %w", err)
@@ -43,13 +48,16 @@ func (s *Store) ListModels(ctx context.Context) (*Listing, error) {
 	u := s.base.String()
 	body, _, err = s.fetchURL(ctx, u, nil, MaxListing)
 	if err != nil {
-		return nil, fmt.Errorf("list models: no usable master.json, and the listing failed: %w", err)
+		if fallback != "" {
+			return nil, fmt.Errorf("list models: %s, and the listing failed: %w", fallback, err)
+		}
+		return nil, fmt.Errorf("list models: no master.json, and the listing failed: %w", err)
 	}
 	names, err := ParseListing(bytes.NewReader(body), s.base)
 	if err != nil {
 		return nil, fmt.Errorf("list models: parse listing of %s: %w", u, err)
 	}
-	l := &Listing{Msg: "Thanks for visiting " + u, Source: "listing"}
+	l := &Listing{Msg: "Thanks for visiting " + u, Source: "listing", Fallback: fallback}
 	l.add(names)
 	return l, nil
 }
@@ -84,6 +92,12 @@ func parseMaster(body []byte) (*Listing, error) {
 	names := make([]string, 0, len(raw.Children))
 	for _, c := range raw.Children {
 		var name string
+		if !utf8.Valid(c) {
+			// encoding/json would turn the bad bytes into U+FFFD, a name
+			// the store does not have.
+			l.Rejected = append(l.Rejected, fmt.Sprintf("%q: not valid UTF-8", c))
+			continue
+		}
 		if err := json.Unmarshal(c, &name); err != nil {
 			l.Rejected = append(l.Rejected, fmt.Sprintf("%.40s: not a string", c))
 			continue

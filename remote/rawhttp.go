@@ -109,12 +109,25 @@ func (s *Store) getRangeRaw(ctx context.Context, u string, h http.Header) (*http
 			}
 			return nil, nil, err
 		}
-		if se := (&StatusError{Method: http.MethodGet, URL: u, Code: resp.StatusCode}); resp.StatusCode >= 400 && !se.temporary() {
-			// Final (404, 403...): no need to ask again on the net/http
-			// path. Temporary ones go there, for its retries.
+		if se := (&StatusError{Method: http.MethodGet, URL: u, Code: resp.StatusCode}); resp.StatusCode >= 400 {
+			// Final ones (404, 403...) are final on any path. Temporary
+			// ones go to the net/http path for its retries, after the
+			// server's Retry-After if it gave one.
 			resp.Body.Close()
 			rc.c.Close()
-			return nil, nil, se
+			if !se.temporary() {
+				return nil, nil, se
+			}
+			if after := parseRetryAfter(resp.Header.Get("Retry-After")); after > 0 {
+				t := time.NewTimer(min(after, s.opt.MaxBackoff))
+				select {
+				case <-ctx.Done():
+					t.Stop()
+					return nil, nil, ctx.Err()
+				case <-t.C:
+				}
+			}
+			return nil, nil, errNoFastPath
 		}
 		if resp.StatusCode != http.StatusPartialContent && resp.StatusCode != http.StatusOK ||
 			len(resp.TransferEncoding) > 0 || resp.ContentLength < 0 {

@@ -94,7 +94,13 @@ const lazyGrace = 5 * time.Second
 // openCatalog builds the stores' clients, the content cache and the
 // catalog; the returned function closes them in order.
 func openCatalog(cfg storeConfig, jobsDir string, log *zap.Logger) (*cache.Catalog, func(), error) {
-	ropts := remote.Options{UserAgent: "modelstorefs/" + version}
+	// Per-request bounds follow the retry window, so that a stalled or
+	// silent request leaves room for retries within it.
+	ropts := remote.Options{
+		UserAgent:     "modelstorefs/" + version,
+		StallTimeout:  clamp(cfg.RetryWindow/3, 2*time.Second, 30*time.Second),
+		HeaderTimeout: clamp(cfg.RetryWindow/2, 5*time.Second, 30*time.Second),
+	}
 	if cfg.CACert != "" {
 		pem, err := os.ReadFile(cfg.CACert)
 		if err != nil {
@@ -168,3 +174,5 @@ func runUnmount(dir string, out io.Writer) error {
 	fmt.Fprintf(out, "%s was busy or dead (%v): detached lazily\n", dir, err)
 	return nil
 }
+
+func clamp(d, lo, hi time.Duration) time.Duration { return max(lo, min(d, hi)) }
