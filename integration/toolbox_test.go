@@ -1,13 +1,21 @@
 package integration
 
 import (
+	"bytes"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // TestStatsAndXattrs: /.stats counts what was fetched and served, and every
@@ -69,5 +77,144 @@ func TestStatsAndXattrs(t *testing.T) {
 	}
 	if _, err := os.OpenFile(filepath.Join(m.dir, ".stats"), os.O_WRONLY, 0); !errors.Is(err, syscall.EROFS) {
 		t.Errorf("write-open of .stats: %v, want EROFS", err)
+	}
+}
+
+// TestServeAndCheckCommands runs `modelstorefs serve` and `modelstorefs
+// check` as a user would: serve answers Range and conditional requests and
+// refuses a symlink out of its directory; check exits 1 on the sample store
+// (one broken model) and 0 once the broken model is gone.
+func TestServeAndCheckCommands(t *testing.T) {
+	src := copyStore(t)
+	outside := filepath.Join(t.TempDir(), "secret.txt")
+	if err := os.WriteFile(outside, []byte("secret"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, filepath.Join(src, "lenet", "escape.txt")); err != nil {
+		t.Fatal(err)
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	cmd := exec.Command(binary, "serve", "--addr", addr, src)
+	logs := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("serve exit after SIGTERM: %v\n%s", err, logs)
+			}
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			t.Error("serve did not stop on SIGTERM")
+		}
+	})
+	base := "http://" + addr + "/"
+	var resp *http.Response
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if resp, err = http.Get(base + "master.json"); err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("serve not answering: %v\n%s", err, logs)
+	}
+	resp.Body.Close()
+
+	weights, _ := os.ReadFile(filepath.Join(src, "lenet", "snapshot_iter_28140.caffemodel"))
+	req, _ := http.NewRequest(http.MethodGet, base+"lenet/snapshot_iter_28140.caffemodel", nil)
+	req.Header.Set("Range", "bytes=100-199")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	part, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusPartialContent || !bytes.Equal(part, weights[100:200]) {
+		t.Errorf("Range: %s, %d bytes", resp.Status, len(part))
+	}
+	req.Header.Del("Range")
+	req.Header.Set("If-None-Match", resp.Header.Get("ETag"))
+	if resp, err = http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusNotModified {
+		t.Errorf("If-None-Match: %v %v", resp.Status, err)
+	}
+	resp.Body.Close()
+	if resp, err = http.Get(base + "lenet/escape.txt"); err != nil || resp.StatusCode < 400 {
+		t.Errorf("symlink out of the store: %v %v", resp.Status, err)
+	} else {
+		body, _ := io.ReadAll(resp.Body)
+		if bytes.Contains(body, []byte("secret")) {
+			t.Error("serve leaked a file outside its directory")
+		}
+	}
+	resp.Body.Close()
+
+	// check, against the served URL and the directory.
+	for _, target := range []string{base, src} {
+		out, err := runBinary(t, nil, "check", target)
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(out, "broken: error") {
+			t.Errorf("check %s: %v\n%s", target, err, out)
+		}
+	}
+	if err := os.RemoveAll(filepath.Join(src, "broken")); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(src, "master.json"), `{"msg": "ok", "children": ["lenet", "alexnet-torch", "inception-tf"]}`)
+	if out, err := runBinary(t, nil, "check", src); err != nil {
+		t.Errorf("check of a good store: %v\n%s", err, out)
+	}
+}
+
+// TestCompletionScripts: the completion scripts are valid for their shell.
+func TestCompletionScripts(t *testing.T) {
+	out, err := runBinary(t, nil, "completion", "bash")
+	if err != nil || !strings.Contains(out, "complete ") {
+		t.Fatalf("completion bash: %v\n%s", err, out)
+	}
+	if bash, err := exec.LookPath("bash"); err == nil {
+		check := exec.Command(bash, "-n")
+		check.Stdin = strings.NewReader(out)
+		if msg, err := check.CombinedOutput(); err != nil {
+			t.Errorf("bash -n: %v\n%s", err, msg)
+		}
+	}
+	if out, err := runBinary(t, nil, "--generate-bash-completion"); err != nil || !strings.Contains(out, "mount") || !strings.Contains(out, "import") {
+		t.Errorf("--generate-bash-completion: %v\n%s", err, out)
+	}
+	for _, sh := range []string{"zsh", "fish"} {
+		if out, err := runBinary(t, nil, "completion", sh); err != nil || !strings.Contains(out, "modelstorefs") {
+			t.Errorf("completion %s: %v\n%s", sh, err, out)
+		}
+	}
+}
+
+// TestPrivateCA: an https store signed by a private CA works with --ca-cert
+// and is refused (certificate error in error.txt) without it.
+func TestPrivateCA(t *testing.T) {
+	src := copyStore(t)
+	srv := httptest.NewTLSServer(http.FileServer(http.Dir(src)))
+	t.Cleanup(srv.Close)
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	pemData := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	if err := os.WriteFile(caFile, pemData, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	url := srv.URL + "/"
+	name := strings.NewReplacer(":", "_", "/", "_").Replace(strings.Trim(strings.TrimPrefix(url, "https://"), "/"))
+
+	m := startMount(t, []string{url}, "--ca-cert", caFile)
+	if got := readFile(t, filepath.Join(m.dir, name, "lenet", "info.json")); !bytes.Contains(got, []byte("LeNet")) {
+		t.Errorf("info.json over TLS: %q", got)
+	}
+	refused := startMount(t, []string{url}, "--retry-window", "2s")
+	msg := readFile(t, filepath.Join(refused.dir, name, "error.txt"))
+	if !bytes.Contains(msg, []byte("certificate")) {
+		t.Errorf("without --ca-cert: error.txt %q", msg)
 	}
 }
