@@ -114,14 +114,24 @@ func (s *StreamContent) Stats() ContentStats {
 func (s *StreamContent) Cached(ref Ref) int64 {
 	s.mu.Lock()
 	e, ok := s.entries[ref.key()]
+	var (
+		complete bool
+		size     int64
+		dl       *download
+	)
+	if ok {
+		complete, size, dl = e.complete, e.size, e.dl
+	}
 	s.mu.Unlock()
 	switch {
 	case !ok:
 		return 0
-	case e.complete:
-		return e.size
+	case complete:
+		return size
+	case dl != nil:
+		return dl.present()
 	}
-	return e.dl.present()
+	return 0
 }
 
 // entry is one cached file version, complete or being downloaded.

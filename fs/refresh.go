@@ -70,6 +70,9 @@ func (n *refreshFile) Setattr(_ context.Context, fh fusefs.FileHandle, in *fuse.
 	if in.Valid&^(fuse.FATTR_ATIME|fuse.FATTR_MTIME|fuse.FATTR_ATIME_NOW|fuse.FATTR_MTIME_NOW|fuse.FATTR_SIZE|fuse.FATTR_FH|fuse.FATTR_CTIME|fuse.FATTR_LOCKOWNER) != 0 {
 		return syscall.EROFS
 	}
+	if in.Valid&fuse.FATTR_SIZE != 0 && in.Size != 0 {
+		return syscall.EROFS // truncating to zero is the gesture; other sizes are writes
+	}
 	if n.writers.Load() == 0 {
 		n.refresh()
 	}

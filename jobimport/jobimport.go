@@ -3,7 +3,8 @@
 // files, the other files of the folder, and a status.pickle whose id is the
 // new directory's name. The job appears atomically: it is assembled in a
 // temporary directory inside the jobs directory and renamed at the end, so
-// DIGITS never sees half a job, and an interrupted import leaves nothing.
+// DIGITS never sees half a job; an interrupted import removes it, and what a
+// killed one left is removed by the next import.
 package jobimport
 
 import (
@@ -17,6 +18,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/modelstorefs/modelstorefs/cache"
 	"github.com/modelstorefs/modelstorefs/digits"
@@ -56,11 +59,8 @@ func Import(ctx context.Context, cat *cache.Catalog, st *cache.Store, model stri
 	if !m.Importable {
 		return nil, fmt.Errorf("%s/%s: %w:\n  %s", st.Name, model, ErrNotImportable, strings.Join(m.Problems, "\n  "))
 	}
-	id, err := newJobID(opt.JobsDir, opt.Now())
-	if err != nil {
-		return nil, err
-	}
-	tmp, err := os.MkdirTemp(opt.JobsDir, ".modelstorefs-import-")
+	clearStaleImports(opt.JobsDir)
+	tmp, err := os.MkdirTemp(opt.JobsDir, tmpPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("jobs directory: %w", err)
 	}
@@ -70,6 +70,13 @@ func Import(ctx context.Context, cat *cache.Catalog, st *cache.Store, model stri
 			os.RemoveAll(tmp)
 		}
 	}()
+	// Held while importing: a later import clears only unlocked leftovers
+	// (of an import that was killed).
+	lock, err := lockDir(tmp)
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Close()
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		return nil, err
 	}
@@ -87,7 +94,6 @@ func Import(ctx context.Context, cat *cache.Catalog, st *cache.Store, model stri
 		}
 	}
 	progress(0)
-	final := filepath.Join(opt.JobsDir, id)
 	for i := range m.Files {
 		f := &m.Files[i]
 		path := filepath.Join(tmp, f.Name)
@@ -106,18 +112,61 @@ func Import(ctx context.Context, cat *cache.Catalog, st *cache.Store, model stri
 			return nil, fmt.Errorf("%s: %w", f.Name, err)
 		}
 	}
-	pickle, err := jobPickle(m, id, final, opt)
+	// The id is taken by a rename that never replaces an existing job.
+	for range 16 {
+		id, err := newJobID(opt.JobsDir, opt.Now())
+		if err != nil {
+			return nil, err
+		}
+		final := filepath.Join(opt.JobsDir, id)
+		pickle, err := jobPickle(m, id, final, opt)
+		if err != nil {
+			return nil, err
+		}
+		path := filepath.Join(tmp, cache.PickleName)
+		os.Remove(path)
+		if err := writeFile(path, pickle); err != nil {
+			return nil, err
+		}
+		err = unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, final, unix.RENAME_NOREPLACE)
+		if errors.Is(err, unix.EEXIST) || errors.Is(err, unix.ENOTEMPTY) {
+			continue // another job took the id in the meantime
+		}
+		if err != nil {
+			return nil, fmt.Errorf("jobs directory: %w", err)
+		}
+		ok = true
+		return &Result{ID: id, Dir: final, Bytes: done}, nil
+	}
+	return nil, errors.New("jobs directory: no free job id")
+}
+
+// tmpPrefix names the directories imports assemble jobs in.
+const tmpPrefix = ".modelstorefs-import-"
+
+// lockDir holds an exclusive lock on directory dir until closed.
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.Open(dir)
 	if err != nil {
 		return nil, err
 	}
-	if err := writeFile(filepath.Join(tmp, cache.PickleName), pickle); err != nil {
-		return nil, err
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("locking %s: %w", dir, err)
 	}
-	if err := os.Rename(tmp, final); err != nil {
-		return nil, fmt.Errorf("jobs directory: %w", err)
+	return f, nil
+}
+
+// clearStaleImports removes what killed imports left in jobsDir: their
+// directories are no longer locked.
+func clearStaleImports(jobsDir string) {
+	dirs, _ := filepath.Glob(filepath.Join(jobsDir, tmpPrefix+"*"))
+	for _, dir := range dirs {
+		if l, err := lockDir(dir); err == nil {
+			os.RemoveAll(dir)
+			l.Close()
+		}
 	}
-	ok = true
-	return &Result{ID: id, Dir: final, Bytes: done}, nil
 }
 
 // jobPickle builds status.pickle for the new id from the model's layout.

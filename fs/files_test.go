@@ -1,0 +1,290 @@
+package fs
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"syscall"
+	"testing"
+
+	fusefs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+func TestDataFileRead(t *testing.T) {
+	e := newEnv(t)
+	md := e.modelNode(t, "lenet")
+	info := lookupNode[*dataFile](t, md, "info.json")
+	want := sampleFiles(t)["lenet/info.json"]
+
+	fh, flags := openFile(t, info, syscall.O_RDONLY)
+	if fh != nil {
+		t.Errorf("Open returned handle %T; reads go to the node", fh)
+	}
+	if flags&fuse.FOPEN_KEEP_CACHE == 0 {
+		t.Errorf("Open flags %#x: in-memory data files keep the page cache", flags)
+	}
+	if a := getattr(t, info); a.Size != uint64(len(want)) {
+		t.Errorf("Getattr size %d, want %d", a.Size, len(want))
+	}
+
+	n := int64(len(want))
+	tests := []struct {
+		name string
+		off  int64
+		size int
+		want []byte
+	}{
+		{"whole", 0, len(want) + 100, want},
+		{"exact", 0, len(want), want},
+		{"head", 0, 10, want[:10]},
+		{"middle", 17, 33, want[17:50]},
+		{"tail", n - 5, 100, want[n-5:]},
+		{"last byte", n - 1, 1, want[n-1:]},
+		{"at EOF", n, 10, nil},
+		{"past EOF", n + 1000, 10, nil},
+		{"negative", -1, 10, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dest := make([]byte, tt.size)
+			rr, errno := info.Read(testCtx(t), nil, dest, tt.off)
+			got := readResult(t, rr, errno, tt.size)
+			if !bytes.Equal(got, tt.want) {
+				t.Errorf("Read(%d, %d) = %q, want %q", tt.off, tt.size, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestRemoteFileRead(t *testing.T) {
+	e := newEnv(t)
+	md := e.modelNode(t, "lenet")
+	rf := lookupNode[*remoteFile](t, md, lenetJobWeights)
+	want := sampleFiles(t)["lenet/"+lenetWeights]
+	n := int64(len(want))
+
+	if a := getattr(t, rf); a.Size != uint64(n) || a.Mode != syscall.S_IFREG|0o444 || a.Blocks != uint64((n+511)/512) {
+		t.Errorf("Getattr size %d mode %o blocks %d; want %d bytes", a.Size, a.Mode, a.Blocks, n)
+	}
+	fh, flags := openFile(t, rf, syscall.O_RDONLY)
+	defer release(t, fh)
+	if flags&fuse.FOPEN_KEEP_CACHE == 0 {
+		t.Errorf("Open flags %#x: versioned remote files keep the page cache", flags)
+	}
+	if got := readAllHandle(t, fh); !bytes.Equal(got, want) {
+		t.Fatalf("read %d bytes, differ from the store's %d", len(got), len(want))
+	}
+
+	tests := []struct {
+		name string
+		off  int64
+		size int
+		want []byte
+	}{
+		{"head", 0, 100, want[:100]},
+		{"unaligned", 12345, 7777, want[12345 : 12345+7777]},
+		{"tail", n - 10, 4096, want[n-10:]},
+		{"at EOF", n, 4096, nil},
+		{"past EOF", n + 4096, 4096, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := readHandle(t, fh, tt.off, tt.size); !bytes.Equal(got, tt.want) {
+				t.Errorf("Read(%d, %d): %d bytes, want %d (equal: %v)", tt.off, tt.size, len(got), len(tt.want), bytes.Equal(got, tt.want))
+			}
+		})
+	}
+	if gets := e.srv().Count("GET", "lenet/"+lenetWeights); gets != 1 {
+		t.Errorf("weights fetched with %d GETs, want 1 (one chunk)", gets)
+	}
+
+	// A second open reads from the complete cache file.
+	fh2, _ := openFile(t, rf, syscall.O_RDONLY)
+	defer release(t, fh2)
+	if got := readHandle(t, fh2, 1000, 2000); !bytes.Equal(got, want[1000:3000]) {
+		t.Errorf("second open read differs")
+	}
+	if gets := e.srv().Count("GET", "lenet/"+lenetWeights); gets != 1 {
+		t.Errorf("weights fetched again for the second open: %d GETs", gets)
+	}
+	if served := e.fsys.Stats().BytesServed; served < n {
+		t.Errorf("BytesServed %d, at least %d were read", served, n)
+	}
+}
+
+// TestRemoteFileReadErrors: failures of the store reach the reader as
+// errnos, interruptions as EINTR.
+func TestRemoteFileReadErrors(t *testing.T) {
+	tests := []struct {
+		name  string
+		code  int
+		errno syscall.Errno
+	}{
+		{"gone", http.StatusNotFound, syscall.ENOENT},
+		{"forbidden", http.StatusForbidden, syscall.EACCES},
+		{"server error", http.StatusInternalServerError, syscall.EIO},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			md := e.modelNode(t, "lenet")
+			rf := lookupNode[*remoteFile](t, md, lenetJobWeights)
+			e.srv().SetStatus("lenet/"+lenetWeights, tt.code)
+			fh, _, errno := rf.Open(testCtx(t), syscall.O_RDONLY)
+			if errno != 0 {
+				t.Fatalf("Open = %v: opens do not wait for the download", errno)
+			}
+			defer release(t, fh)
+			_, errno = fh.(fusefs.FileReader).Read(testCtx(t), make([]byte, 4096), 0)
+			if errno != tt.errno {
+				t.Errorf("Read = %v, want %v", errno, tt.errno)
+			}
+		})
+	}
+}
+
+func TestRemoteFileReadInterrupted(t *testing.T) {
+	e := newEnv(t)
+	md := e.modelNode(t, "lenet")
+	rf := lookupNode[*remoteFile](t, md, lenetJobWeights)
+	e.quiesce()
+	gate := e.srv().Hold("lenet/" + lenetWeights)
+	defer gate.Release()
+	fh, _ := openFile(t, rf, syscall.O_RDONLY)
+	defer release(t, fh)
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-gate.Arrived()
+		cancel()
+	}()
+	if _, errno := fh.(fusefs.FileReader).Read(ctx, make([]byte, 4096), 0); errno != syscall.EINTR {
+		t.Errorf("interrupted Read = %v, want EINTR", errno)
+	}
+	if n := e.fsys.Stats().Errors["EINTR"]; n != 0 {
+		t.Errorf("interruptions counted as errors: %d", n)
+	}
+	// The shared download goes on: a later read gets the bytes.
+	gate.Release()
+	want := sampleFiles(t)["lenet/"+lenetWeights]
+	if got := readHandle(t, fh, 0, 100); !bytes.Equal(got, want[:100]) {
+		t.Errorf("read after the interruption differs")
+	}
+}
+
+func TestReadOnlyNodes(t *testing.T) {
+	e := newEnv(t)
+	sd := e.storeNode(t, "sample")
+	md := lookupNode[*modelDir](t, sd, "lenet")
+	nodes := map[string]fusefs.InodeEmbedder{
+		"root":         e.root,
+		"store":        sd,
+		"model":        md,
+		"data file":    lookupNode[*dataFile](t, md, "info.json"),
+		"remote file":  lookupNode[*remoteFile](t, md, lenetJobWeights),
+		"symlink":      lookupNode[*symlink](t, md, lenetWeights),
+		"welcome.txt":  lookupNode[*dataFile](t, sd, WelcomeName),
+		"models.tsv":   lookupNode[*tableFile](t, sd, TableName),
+		".stats":       lookupNode[*statsFile](t, e.root, StatsName),
+		"root .refres": lookupNode[*refreshFile](t, e.root, RefreshName),
+	}
+	ctx := testCtx(t)
+	for name, n := range nodes {
+		t.Run(name, func(t *testing.T) {
+			var out fuse.EntryOut
+			if _, isRefresh := n.(*refreshFile); !isRefresh {
+				s := n.(fusefs.NodeSetattrer)
+				in := &fuse.SetAttrIn{SetAttrInCommon: fuse.SetAttrInCommon{Valid: fuse.FATTR_MODE, Mode: 0o777}}
+				if errno := s.Setattr(ctx, nil, in, &fuse.AttrOut{}); errno != syscall.EROFS {
+					t.Errorf("Setattr(mode) = %v, want EROFS", errno)
+				}
+				in = &fuse.SetAttrIn{SetAttrInCommon: fuse.SetAttrInCommon{Valid: fuse.FATTR_MTIME, Mtime: 1}}
+				if errno := s.Setattr(ctx, nil, in, &fuse.AttrOut{}); errno != syscall.EROFS {
+					t.Errorf("Setattr(mtime) = %v, want EROFS", errno)
+				}
+			}
+			if _, _, _, errno := n.(fusefs.NodeCreater).Create(ctx, "x", syscall.O_WRONLY, 0o644, &out); errno != syscall.EROFS {
+				t.Errorf("Create = %v, want EROFS", errno)
+			}
+			if _, errno := n.(fusefs.NodeMkdirer).Mkdir(ctx, "x", 0o755, &out); errno != syscall.EROFS {
+				t.Errorf("Mkdir = %v, want EROFS", errno)
+			}
+			if _, errno := n.(fusefs.NodeMknoder).Mknod(ctx, "x", syscall.S_IFIFO|0o644, 0, &out); errno != syscall.EROFS {
+				t.Errorf("Mknod = %v, want EROFS", errno)
+			}
+			if _, errno := n.(fusefs.NodeSymlinker).Symlink(ctx, "t", "x", &out); errno != syscall.EROFS {
+				t.Errorf("Symlink = %v, want EROFS", errno)
+			}
+			if _, errno := n.(fusefs.NodeLinker).Link(ctx, n, "x", &out); errno != syscall.EROFS {
+				t.Errorf("Link = %v, want EROFS", errno)
+			}
+			if errno := n.(fusefs.NodeUnlinker).Unlink(ctx, "info.json"); errno != syscall.EROFS {
+				t.Errorf("Unlink = %v, want EROFS", errno)
+			}
+			if errno := n.(fusefs.NodeRmdirer).Rmdir(ctx, "lenet"); errno != syscall.EROFS {
+				t.Errorf("Rmdir = %v, want EROFS", errno)
+			}
+			if errno := n.(fusefs.NodeRenamer).Rename(ctx, "a", n, "b", 0); errno != syscall.EROFS {
+				t.Errorf("Rename = %v, want EROFS", errno)
+			}
+			if errno := n.(fusefs.NodeSetxattrer).Setxattr(ctx, "user.x", []byte("v"), 0); errno != syscall.EROFS {
+				t.Errorf("Setxattr = %v, want EROFS", errno)
+			}
+			if errno := n.(fusefs.NodeRemovexattrer).Removexattr(ctx, "user.x"); errno != syscall.EROFS {
+				t.Errorf("Removexattr = %v, want EROFS", errno)
+			}
+		})
+	}
+	// Nothing changed in the catalog: the model is still there.
+	if got := entryNames(readdir(t, md)); len(got) != len(lenetFiles) {
+		t.Errorf("lenet entries after the write attempts: %q", got)
+	}
+}
+
+func TestReadOnlyOpen(t *testing.T) {
+	e := newEnv(t)
+	sd := e.storeNode(t, "sample")
+	md := lookupNode[*modelDir](t, sd, "lenet")
+	nodes := map[string]fusefs.NodeOpener{
+		"data file":        lookupNode[*dataFile](t, md, "info.json"),
+		"remote file":      lookupNode[*remoteFile](t, md, lenetJobWeights),
+		"welcome.txt":      lookupNode[*dataFile](t, sd, WelcomeName),
+		"store models.tsv": lookupNode[*tableFile](t, sd, TableName),
+		"root models.tsv":  lookupNode[*tableFile](t, e.root, TableName),
+		".stats":           lookupNode[*statsFile](t, e.root, StatsName),
+	}
+	flags := []struct {
+		name  string
+		flags uint32
+		errno syscall.Errno
+	}{
+		{"O_RDONLY", syscall.O_RDONLY, 0},
+		{"O_RDONLY|O_NONBLOCK", syscall.O_RDONLY | syscall.O_NONBLOCK, 0},
+		{"O_WRONLY", syscall.O_WRONLY, syscall.EROFS},
+		{"O_RDWR", syscall.O_RDWR, syscall.EROFS},
+		{"O_RDONLY|O_TRUNC", syscall.O_RDONLY | syscall.O_TRUNC, syscall.EROFS},
+		{"O_WRONLY|O_APPEND", syscall.O_WRONLY | syscall.O_APPEND, syscall.EROFS},
+		{"O_WRONLY|O_CREAT|O_TRUNC", syscall.O_WRONLY | syscall.O_CREAT | syscall.O_TRUNC, syscall.EROFS},
+	}
+	for name, n := range nodes {
+		for _, fl := range flags {
+			t.Run(name+"/"+fl.name, func(t *testing.T) {
+				fh, _, errno := n.Open(testCtx(t), fl.flags)
+				if errno != fl.errno {
+					t.Errorf("Open(%s) = %v, want %v", fl.name, errno, fl.errno)
+				}
+				if errno != 0 && fh != nil {
+					t.Errorf("Open(%s) failed but returned a handle", fl.name)
+				}
+				if fh != nil {
+					if w, ok := fh.(fusefs.FileWriter); ok {
+						if _, errno := w.Write(testCtx(t), []byte("x"), 0); errno == 0 {
+							t.Errorf("Write on a read-only handle succeeded")
+						}
+					}
+					release(t, fh)
+				}
+			})
+		}
+	}
+}

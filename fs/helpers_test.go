@@ -1,0 +1,380 @@
+package fs
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	fusefs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/modelstorefs/modelstorefs/cache"
+	"github.com/modelstorefs/modelstorefs/remote"
+	"github.com/modelstorefs/modelstorefs/remote/remotetest"
+)
+
+// sampleDir is the bundled sample store: master.json ("modelstorefs sample
+// store"), lenet (caffe), alexnet-torch (torch), inception-tf (tensorflow)
+// and broken (invalid info.json).
+const sampleDir = "../integration/testdata/store"
+
+// sampleModels are the sample store's models, sorted.
+var sampleModels = []string{"alexnet-torch", "broken", "inception-tf", "lenet"}
+
+// lenetFiles is the lenet folder as the catalog resolves it: DIGITS job
+// names, info.json, aux.json with its license and logo, status.pickle, and
+// the weights' remote name as a symlink to model.caffemodel.
+var lenetFiles = []string{
+	"aux.json", "deploy.prototxt", "info.json", "labels.txt", "license.txt", "logo.png",
+	"mean.binaryproto", "model.caffemodel", "original.prototxt",
+	"snapshot_iter_28140.caffemodel", "status.pickle",
+}
+
+// lenetWeights is the remote name of lenet's weights (a symlink in the
+// folder) and lenetJobWeights its DIGITS job name (a remote file).
+const (
+	lenetWeights    = "snapshot_iter_28140.caffemodel"
+	lenetJobWeights = "model.caffemodel"
+)
+
+// fastRemote keeps failing tests fast: no retries, short timeouts.
+var fastRemote = remote.Options{
+	Retries:        -1,
+	ConnectTimeout: time.Second,
+	HeaderTimeout:  2 * time.Second,
+	StallTimeout:   2 * time.Second,
+}
+
+func sampleFiles(t *testing.T) map[string][]byte {
+	t.Helper()
+	files, err := remotetest.LoadDir(sampleDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := files["lenet/info.json"]; !ok {
+		t.Fatalf("sample store %s has no lenet/info.json", sampleDir)
+	}
+	return files
+}
+
+// storeSpec is one store of a test filesystem.
+type storeSpec struct {
+	name  string
+	files map[string][]byte // nil: the sample store
+	opt   remotetest.Options
+}
+
+// env is a filesystem over remotetest stores, its root attached to a
+// go-fuse bridge without a kernel mount.
+type env struct {
+	t       *testing.T
+	srvs    []*remotetest.Server // per store, in mount order
+	stores  []*cache.Store
+	cat     *cache.Catalog
+	content *cache.StreamContent
+	fsys    *FS
+	root    *rootDir
+	notes   *notifyRecorder
+	logs    *observer.ObservedLogs
+}
+
+// newEnv builds an FS over one store per spec (default: one store "sample"
+// holding the sample files).
+func newEnv(t *testing.T, specs ...storeSpec) *env {
+	t.Helper()
+	if len(specs) == 0 {
+		specs = []storeSpec{{name: "sample"}}
+	}
+	e := &env{t: t, notes: &notifyRecorder{}}
+	for _, sp := range specs {
+		files := sp.files
+		if files == nil {
+			files = sampleFiles(t)
+		}
+		srv := remotetest.New(files, sp.opt)
+		t.Cleanup(srv.Close)
+		rs, err := remote.NewStore(srv.URL, fastRemote)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.srvs = append(e.srvs, srv)
+		e.stores = append(e.stores, &cache.Store{Name: sp.name, Remote: rs})
+	}
+	content, err := cache.NewStreamContent(cache.StreamConfig{Dir: t.TempDir(), MinFree: -1, RetryWindow: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.content = content
+	e.cat = cache.NewCatalog(e.stores, content, cache.Config{Reserved: ReservedStoreNames, JobsDir: "/jobs"})
+	core, logs := observer.New(zapcore.WarnLevel)
+	e.logs = logs
+	e.fsys = New(Options{Catalog: e.cat, Logger: zap.New(core), NotifyWait: time.Second})
+	e.root = e.fsys.Root().(*rootDir)
+	fusefs.NewNodeFS(e.root, &fusefs.Options{RootStableAttr: &fusefs.StableAttr{Ino: 1}, ServerCallbacks: e.notes})
+	t.Cleanup(func() {
+		e.quiesce()
+		e.fsys.Close()
+		e.cat.Close()
+		content.Close()
+	})
+	return e
+}
+
+// quiesce lets background prefetches end before the catalog is closed
+// (closing a Catalog during a prefetch is racy, see cache/helpers_test.go):
+// it resolves every listed model, then waits until no store sees requests.
+func (e *env) quiesce() {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	for _, st := range e.stores {
+		if _, ok := e.cat.CachedListing(st); ok {
+			_, _ = e.cat.Models(ctx, st)
+		}
+	}
+	total := func() int {
+		n := 0
+		for _, s := range e.srvs {
+			n += s.Total()
+		}
+		return n
+	}
+	last, since := total(), time.Now()
+	for ctx.Err() == nil && time.Since(since) < 30*time.Millisecond {
+		time.Sleep(2 * time.Millisecond)
+		if n := total(); n != last {
+			last, since = n, time.Now()
+		}
+	}
+}
+
+// srv returns the sample store's server (the first store).
+func (e *env) srv() *remotetest.Server { return e.srvs[0] }
+
+// st returns the first store.
+func (e *env) st() *cache.Store { return e.stores[0] }
+
+// notifyRecorder stands in for the kernel: it records entry notifications.
+type notifyRecorder struct {
+	mu      sync.Mutex
+	entries []notified
+}
+
+type notified struct {
+	parent uint64
+	name   string
+}
+
+func (r *notifyRecorder) EntryNotify(parent uint64, name string) fuse.Status {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.entries = append(r.entries, notified{parent, name})
+	return fuse.OK
+}
+
+// since returns the notifications from the from-th on: the parents' node
+// IDs (the root's is 1; go-fuse allocates the others), and the names, sorted.
+func (r *notifyRecorder) since(from int) (parents map[uint64]bool, names []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	parents = map[uint64]bool{}
+	for _, n := range r.entries[from:] {
+		parents[n.parent] = true
+		names = append(names, n.name)
+	}
+	slices.Sort(names)
+	return parents, names
+}
+
+func (r *notifyRecorder) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.entries)
+}
+
+func (*notifyRecorder) DeleteNotify(uint64, uint64, string) fuse.Status { return fuse.OK }
+func (*notifyRecorder) InodeNotify(uint64, int64, int64) fuse.Status    { return fuse.OK }
+func (*notifyRecorder) InodeRetrieveCache(uint64, int64, []byte) (int, fuse.Status) {
+	return 0, fuse.ENOSYS
+}
+func (*notifyRecorder) InodeNotifyStoreCache(uint64, int64, []byte) fuse.Status { return fuse.OK }
+
+// testCtx bounds a test's calls.
+func testCtx(t *testing.T) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// lookup calls Lookup on dir and fails the test unless it succeeds.
+func lookup(t *testing.T, dir fusefs.NodeLookuper, name string) (*fusefs.Inode, fuse.EntryOut) {
+	t.Helper()
+	var out fuse.EntryOut
+	ch, errno := dir.Lookup(testCtx(t), name, &out)
+	if errno != 0 {
+		t.Fatalf("Lookup(%q): %v", name, errno)
+	}
+	if ch == nil {
+		t.Fatalf("Lookup(%q): nil inode", name)
+	}
+	return ch, out
+}
+
+// lookupNode is lookup returning the child's node.
+func lookupNode[T fusefs.InodeEmbedder](t *testing.T, dir fusefs.NodeLookuper, name string) T {
+	t.Helper()
+	ch, _ := lookup(t, dir, name)
+	n, ok := ch.Operations().(T)
+	if !ok {
+		t.Fatalf("Lookup(%q): node %T", name, ch.Operations())
+	}
+	return n
+}
+
+// readdir lists dir completely.
+func readdir(t *testing.T, dir fusefs.NodeReaddirer) []fuse.DirEntry {
+	t.Helper()
+	ds, errno := dir.Readdir(testCtx(t))
+	if errno != 0 {
+		t.Fatalf("Readdir: %v", errno)
+	}
+	defer ds.Close()
+	var out []fuse.DirEntry
+	for ds.HasNext() {
+		de, errno := ds.Next()
+		if errno != 0 {
+			t.Fatalf("Readdir: Next: %v", errno)
+		}
+		out = append(out, de)
+	}
+	return out
+}
+
+func entryNames(des []fuse.DirEntry) []string {
+	out := make([]string, len(des))
+	for i, de := range des {
+		out[i] = de.Name
+	}
+	return out
+}
+
+// checkEntriesMatchLookup checks that every Readdir entry of dir has the
+// inode number and mode its Lookup returns.
+func checkEntriesMatchLookup(t *testing.T, dir interface {
+	fusefs.NodeLookuper
+	fusefs.NodeReaddirer
+}) {
+	t.Helper()
+	for _, de := range readdir(t, dir) {
+		ch, out := lookup(t, dir, de.Name)
+		if de.Ino != out.Attr.Ino || de.Ino != ch.StableAttr().Ino {
+			t.Errorf("%s: Readdir Ino %d, Lookup out.Ino %d, inode %d", de.Name, de.Ino, out.Attr.Ino, ch.StableAttr().Ino)
+		}
+		if de.Mode != out.Attr.Mode {
+			t.Errorf("%s: Readdir Mode %o, Lookup Mode %o", de.Name, de.Mode, out.Attr.Mode)
+		}
+		if ch.StableAttr().Mode != de.Mode&syscall.S_IFMT {
+			t.Errorf("%s: inode type %o, Readdir Mode %o", de.Name, ch.StableAttr().Mode, de.Mode)
+		}
+	}
+}
+
+// readResult returns the bytes of a Read's result, failing the test on
+// an error.
+func readResult(t *testing.T, rr fuse.ReadResult, errno syscall.Errno, size int) []byte {
+	t.Helper()
+	if errno != 0 {
+		t.Fatalf("Read: %v", errno)
+	}
+	b, st := rr.Bytes(make([]byte, size))
+	if !st.Ok() {
+		t.Fatalf("Read: ReadResult.Bytes: %v", st)
+	}
+	rr.Done()
+	return slices.Clone(b)
+}
+
+// readHandle reads size bytes at off from an open file handle.
+func readHandle(t *testing.T, fh fusefs.FileHandle, off int64, size int) []byte {
+	t.Helper()
+	r, ok := fh.(fusefs.FileReader)
+	if !ok {
+		t.Fatalf("handle %T is not a FileReader", fh)
+	}
+	dest := make([]byte, size)
+	rr, errno := r.Read(testCtx(t), dest, off)
+	return readResult(t, rr, errno, size)
+}
+
+// readAllHandle reads a handle from 0 in 4 KiB pieces until a short read.
+func readAllHandle(t *testing.T, fh fusefs.FileHandle) []byte {
+	t.Helper()
+	var out []byte
+	for {
+		b := readHandle(t, fh, int64(len(out)), 4096)
+		out = append(out, b...)
+		if len(b) < 4096 {
+			return out
+		}
+	}
+}
+
+// openFile opens a node read-only and fails the test on error.
+func openFile(t *testing.T, n fusefs.NodeOpener, flags uint32) (fusefs.FileHandle, uint32) {
+	t.Helper()
+	fh, fl, errno := n.Open(testCtx(t), flags)
+	if errno != 0 {
+		t.Fatalf("Open(%#o): %v", flags, errno)
+	}
+	return fh, fl
+}
+
+// release releases a handle that has a Release method.
+func release(t *testing.T, fh fusefs.FileHandle) {
+	t.Helper()
+	if r, ok := fh.(fusefs.FileReleaser); ok {
+		if errno := r.Release(context.Background()); errno != 0 {
+			t.Errorf("Release: %v", errno)
+		}
+	}
+}
+
+// getattr returns a node's attributes.
+func getattr(t *testing.T, n fusefs.NodeGetattrer) fuse.Attr {
+	t.Helper()
+	var out fuse.AttrOut
+	if errno := n.Getattr(testCtx(t), nil, &out); errno != 0 {
+		t.Fatalf("Getattr: %v", errno)
+	}
+	return out.Attr
+}
+
+// storeNode looks up a store directory below the root.
+func (e *env) storeNode(t *testing.T, name string) *storeDir {
+	t.Helper()
+	return lookupNode[*storeDir](t, e.root, name)
+}
+
+// modelNode looks up a model folder of the first store.
+func (e *env) modelNode(t *testing.T, model string) *modelDir {
+	t.Helper()
+	return lookupNode[*modelDir](t, e.storeNode(t, e.st().Name), model)
+}
+
+// waitFor polls cond until it holds, failing the test after 3 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
