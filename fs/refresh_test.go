@@ -205,12 +205,12 @@ func TestRefreshSetattr(t *testing.T) {
 		}
 	}
 	// Truncating to another size than 0 is a write, not the gesture.
-	before := e.cat.LastRefresh(e.st())
-	in := fuse.SetAttrIn{SetAttrInCommon: fuse.SetAttrInCommon{Valid: fuse.FATTR_SIZE, Size: 100}}
-	if errno := rf.Setattr(testCtx(t), nil, &in, &fuse.AttrOut{}); errno != syscall.EROFS {
+	beforeTrunc := e.cat.LastRefresh(e.st())
+	trunc := fuse.SetAttrIn{SetAttrInCommon: fuse.SetAttrInCommon{Valid: fuse.FATTR_SIZE, Size: 100}}
+	if errno := rf.Setattr(testCtx(t), nil, &trunc, &fuse.AttrOut{}); errno != syscall.EROFS {
 		t.Errorf("truncate -s 100 .refresh = %v, want EROFS", errno)
 	}
-	if !e.cat.LastRefresh(e.st()).Equal(before) {
+	if !e.cat.LastRefresh(e.st()).Equal(beforeTrunc) {
 		t.Error("truncate -s 100 refreshed")
 	}
 }
