@@ -456,6 +456,13 @@ func (d *download) rangeDoneLocked(first, last int) bool {
 	return true
 }
 
+// failed reports whether the download has failed for good.
+func (d *download) failed() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.err != nil
+}
+
 // present returns how many bytes are downloaded.
 func (d *download) present() int64 {
 	d.mu.Lock()

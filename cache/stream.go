@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -80,6 +81,7 @@ type StreamContent struct {
 	total   int64 // bytes of complete files plus reservations
 	closed  bool
 	stats   ContentStats
+	seq     uint64 // numbers partial files
 }
 
 // ContentStats counts what the content cache did.
@@ -143,6 +145,7 @@ type entry struct {
 	opens    int
 	complete bool
 	dl       *download // while downloading
+	detached bool      // a failed download replaced before it ended
 }
 
 // NewStreamContent opens (or creates) the cache under cfg.Dir. Complete
@@ -305,6 +308,11 @@ func (s *StreamContent) Open(ctx context.Context, ref Ref) (Handle, error) {
 			// Removed behind our back: forget it, download again.
 			s.total -= e.size
 			delete(s.entries, key)
+		} else if e.dl.failed() {
+			// Failed, not yet cleaned up: never join it; start afresh.
+			e.detached = true
+			s.total -= e.size
+			delete(s.entries, key)
 		} else {
 			s.touchLocked(e)
 			s.stats.Joins++
@@ -394,7 +402,9 @@ func (s *StreamContent) startLocked(ref Ref, key string) (*entry, error) {
 			return nil, fmt.Errorf("only %d bytes free on the cache's filesystem (floor %d)", free, s.cfg.MinFree)
 		}
 	}
-	path := filepath.Join(s.partial, key)
+	// Unique per download: a failed one may still be cleaning up its file.
+	s.seq++
+	path := filepath.Join(s.partial, key+"."+strconv.FormatUint(s.seq, 10))
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("cache: %w", err)
@@ -437,6 +447,9 @@ func (s *StreamContent) finish(e *entry, err error) {
 		}
 	}
 	os.Remove(e.path)
+	if e.detached {
+		return // already out of the index and the total
+	}
 	s.total -= e.size
 	if s.entries[e.key] == e {
 		delete(s.entries, e.key)
