@@ -64,9 +64,16 @@ func TestStatsAndXattrs(t *testing.T) {
 			Used   int64 `json:"used_bytes"`
 		} `json:"content"`
 	}
-	raw := readFile(t, filepath.Join(m.dir, ".stats"))
-	if err := json.Unmarshal(raw, &st); err != nil {
-		t.Fatalf(".stats is not JSON: %v\n%s", err, raw)
+	// Readers are answered before the download is committed (synced and
+	// renamed), so wait for the file to count as complete.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		raw := readFile(t, filepath.Join(m.dir, ".stats"))
+		if err := json.Unmarshal(raw, &st); err != nil {
+			t.Fatalf(".stats is not JSON: %v\n%s", err, raw)
+		}
+		if st.Content.Files >= 1 || time.Now().After(deadline) {
+			break
+		}
 	}
 	if len(st.Stores) != 1 || st.Stores[0].Models != 4 || st.Stores[0].Requests == 0 ||
 		st.Stores[0].BytesReceived < int64(len(data)) {
