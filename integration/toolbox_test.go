@@ -225,3 +225,40 @@ func TestPrivateCA(t *testing.T) {
 		t.Errorf("without --ca-cert: error.txt %q", msg)
 	}
 }
+
+// TestMmap: a model file can be mapped into memory, both while it is being
+// downloaded (page-cache mode) and once complete (passthrough on a fresh
+// mount over the same cache).
+func TestMmap(t *testing.T) {
+	src := copyStore(t)
+	s := startGoStore(t, src, "/")
+	cacheDir := t.TempDir()
+	want, _ := os.ReadFile(filepath.Join(src, "lenet", "snapshot_iter_28140.caffemodel"))
+	for _, round := range []string{"cold", "complete in the cache"} {
+		m := startMount(t, []string{s.base}, "--cache-dir", cacheDir)
+		path := filepath.Join(m.dir, storeName(s.base), "lenet", "model.caffemodel")
+		err := withTimeout(t, 30*time.Second, "mmap "+round, func() error {
+			f, err := os.Open(path)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			data, err := syscall.Mmap(int(f.Fd()), 0, len(want), syscall.PROT_READ, syscall.MAP_SHARED)
+			if err != nil {
+				return err
+			}
+			defer syscall.Munmap(data)
+			if !bytes.Equal(data, want) {
+				t.Errorf("%s: mapped bytes differ", round)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Errorf("%s: %v", round, err)
+		}
+		m.stop(t)
+	}
+	if n := s.count("GET /lenet/snapshot_iter_28140.caffemodel"); n != 1 {
+		t.Errorf("weights fetched %d times, want once (the second mount reads the cache)", n)
+	}
+}
