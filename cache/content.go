@@ -33,8 +33,9 @@ func (r Ref) key() string {
 // Content serves file bodies. It is the one seam between the filesystem and
 // however bytes get from the store to the reader.
 type Content interface {
-	// Open returns a reader of the file's bytes. It waits at most until ctx
-	// ends (the download itself goes on for other readers).
+	// Open returns a reader of the file's bytes, starting their download if
+	// needed; reads wait for bytes not yet there, each at most until its
+	// own ctx ends (the download goes on for the other readers).
 	Open(ctx context.Context, ref Ref) (Handle, error)
 	// Cached returns how many bytes of ref are in the cache now.
 	Cached(ref Ref) int64
