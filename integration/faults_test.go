@@ -367,11 +367,18 @@ func fltCheckMemory(t *testing.T, m *mount) string {
 }
 
 // fltLogCount counts the daemon's log lines containing every one of subs.
-// The daemon's stderr reaches m.logs through a pipe, so it waits a moment
-// for a first match.
+// The daemon's stderr reaches m.logs through a pipe, so it waits for the
+// lines to arrive.
 func fltLogCount(m *mount, subs ...string) int {
-	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if n := fltLogCountNow(m, subs...); n > 0 || time.Now().After(deadline) {
+	// Wait for a first match, then until the count holds still for 200 ms
+	// (a burst of lines arrives over a few reads of the pipe).
+	last, since := -1, time.Now()
+	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		n := fltLogCountNow(m, subs...)
+		if n != last {
+			last, since = n, time.Now()
+		}
+		if (n > 0 && time.Since(since) >= 200*time.Millisecond) || time.Now().After(deadline) {
 			return n
 		}
 	}
