@@ -20,8 +20,10 @@ type Config struct {
 	NegativeTTL  time.Duration // how long a failure is remembered (default 10s)
 	ListTimeout  time.Duration // bound on discovering one store (default 20s)
 	ModelTimeout time.Duration // bound on resolving one model (default 60s)
-	Prefetch     int           // models resolved in parallel after a listing (default 16)
+	Prefetch     int           // models resolved in parallel after a listing (default 32)
 	JobsDir      string        // job_dir written into status.pickle (DIGITS recomputes it)
+	// MetaDir, when set, keeps the last good metadata on disk (metaStore).
+	MetaDir string
 	// Reserved names are used by the store directory itself; models with
 	// these names are refused.
 	Reserved []string
@@ -35,6 +37,8 @@ func (c Config) withDefaults() Config {
 	if c.NegativeTTL <= 0 {
 		c.NegativeTTL = 10 * time.Second
 	}
+	// expirable LRUs tick at TTL/100 and panic on a zero interval.
+	c.TTL, c.NegativeTTL = max(c.TTL, time.Millisecond), max(c.NegativeTTL, time.Millisecond)
 	if c.ListTimeout <= 0 {
 		c.ListTimeout = 20 * time.Second
 	}
@@ -67,6 +71,7 @@ type Catalog struct {
 	// Read only after NewCatalog.
 	cfg     Config
 	log     *zap.Logger
+	meta    *metaStore
 	stores  []*Store
 	content Content
 	ctx     context.Context // daemon context for shared fetches
@@ -99,6 +104,7 @@ func NewCatalog(stores []*Store, content Content, cfg Config) *Catalog {
 	c := &Catalog{
 		cfg:         cfg,
 		log:         cfg.Logger,
+		meta:        &metaStore{dir: cfg.MetaDir, log: cfg.Logger},
 		stores:      stores,
 		content:     content,
 		ctx:         ctx,
@@ -202,10 +208,46 @@ func (c *Catalog) CachedListing(st *Store) (*StoreListing, bool) {
 	return nil, false
 }
 
-func (c *Catalog) staleListing(st *Store, err error) (*StoreListing, error) {
+// lastGoodListing returns the last good listing, from memory or, after a
+// restart, from disk.
+func (c *Catalog) lastGoodListing(st *Store) *StoreListing {
 	c.mu.Lock()
-	last := c.lastListing[st.idx]
+	last, ok := c.lastListing[st.idx]
 	c.mu.Unlock()
+	if ok {
+		return last
+	}
+	last = c.meta.loadListing(st)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cur, ok := c.lastListing[st.idx]; ok {
+		return cur
+	}
+	c.lastListing[st.idx] = last // nil too: look on disk once
+	return last
+}
+
+// lastGoodModel is lastGoodListing for a model.
+func (c *Catalog) lastGoodModel(st *Store, name string) *Model {
+	key := modelKey{st.idx, name}
+	c.mu.Lock()
+	last, ok := c.lastModel[key]
+	c.mu.Unlock()
+	if ok {
+		return last
+	}
+	last = c.meta.loadModel(st, name)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cur, ok := c.lastModel[key]; ok {
+		return cur
+	}
+	c.lastModel[key] = last
+	return last
+}
+
+func (c *Catalog) staleListing(st *Store, err error) (*StoreListing, error) {
+	last := c.lastGoodListing(st)
 	if last == nil {
 		return nil, err
 	}
@@ -261,7 +303,8 @@ func (c *Catalog) fetchListing(ctx context.Context, st *Store) (*StoreListing, e
 		zap.Int("models", len(l.Models)), zap.Duration("took", time.Since(start)))
 
 	c.mu.Lock()
-	if c.generation[st.idx] == gen {
+	current := c.generation[st.idx] == gen
+	if current {
 		c.listings.Add(st.idx, l)
 		c.lastListing[st.idx] = l
 		for k := range c.lastModel {
@@ -271,6 +314,9 @@ func (c *Catalog) fetchListing(ctx context.Context, st *Store) (*StoreListing, e
 		}
 	}
 	c.mu.Unlock()
+	if current {
+		c.meta.saveListing(st, l)
+	}
 	c.startPrefetch(st, l)
 	return l, nil
 }
@@ -311,10 +357,7 @@ func (c *Catalog) Model(ctx context.Context, st *Store, name string) (*Model, er
 		return m, nil
 	}
 	if err, ok := c.modelErrs.Get(key); ok {
-		c.mu.Lock()
-		last := c.lastModel[key]
-		c.mu.Unlock()
-		if last != nil {
+		if last := c.lastGoodModel(st, name); last != nil {
 			return last, nil // stale-while-error
 		}
 		return nil, err
@@ -342,9 +385,7 @@ func (c *Catalog) fetchModel(ctx context.Context, st *Store, name string) (*Mode
 	}
 	gen := c.gen(st.idx)
 	key := modelKey{st.idx, name}
-	c.mu.Lock()
-	prev := c.lastModel[key]
-	c.mu.Unlock()
+	prev := c.lastGoodModel(st, name)
 
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.ModelTimeout)
 	defer cancel()
@@ -363,11 +404,15 @@ func (c *Catalog) fetchModel(ctx context.Context, st *Store, name string) (*Mode
 		c.log.Debug("model problem", zap.String("store", st.Name), zap.String("model", name), zap.String("problem", p))
 	}
 	c.mu.Lock()
-	if c.generation[st.idx] == gen {
+	current := c.generation[st.idx] == gen
+	if current {
 		c.models.Add(key, m)
 		c.lastModel[key] = m
 	}
 	c.mu.Unlock()
+	if current {
+		c.meta.saveModel(st, m)
+	}
 	return m, nil
 }
 

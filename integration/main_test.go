@@ -258,6 +258,9 @@ func startGoStore(t *testing.T, dir, prefix string) *goStore {
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		s.hits[r.Method+" "+r.URL.Path]++
+		if r.Header.Get("If-None-Match") != "" || r.Header.Get("If-Modified-Since") != "" {
+			s.hits["COND "+r.Method+" "+r.URL.Path]++
+		}
 		s.mu.Unlock()
 		if s.down.Load() {
 			http.Error(w, "down for the test", http.StatusServiceUnavailable)

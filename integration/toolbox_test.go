@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -260,5 +261,62 @@ func TestMmap(t *testing.T) {
 	}
 	if n := s.count("GET /lenet/snapshot_iter_28140.caffemodel"); n != 1 {
 		t.Errorf("weights fetched %d times, want once (the second mount reads the cache)", n)
+	}
+}
+
+// TestRestartWhileStoreDown: metadata is kept in the cache dir, so a
+// daemon started while its store is down still shows the store (stale, with
+// error.txt saying so) and serves the files already cached; once the store
+// is back, a restart revalidates with conditional requests.
+func TestRestartWhileStoreDown(t *testing.T) {
+	src := copyStore(t)
+	s := startGoStore(t, src, "/")
+	cacheDir := t.TempDir()
+	want := readFile(t, filepath.Join(src, "lenet", "snapshot_iter_28140.caffemodel"))
+
+	m := startMount(t, []string{s.base}, "--cache-dir", cacheDir)
+	root := filepath.Join(m.dir, storeName(s.base))
+	listDir(t, filepath.Join(root, "lenet"))
+	readFile(t, filepath.Join(root, "lenet", "model.caffemodel"))
+	// Wait until every model is resolved (prefetch) and the file committed.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		var st struct {
+			Content struct{ Files int } `json:"content"`
+		}
+		_ = json.Unmarshal(readFile(t, filepath.Join(m.dir, ".stats")), &st)
+		if st.Content.Files >= 1 || time.Now().After(deadline) {
+			break
+		}
+	}
+	m.stop(t)
+
+	s.down.Store(true)
+	m = startMount(t, []string{s.base}, "--cache-dir", cacheDir, "--retry-window", "2s")
+	root = filepath.Join(m.dir, storeName(s.base))
+	got := listDir(t, root)
+	for _, name := range []string{"lenet", "alexnet-torch", "error.txt"} {
+		if !slices.Contains(got, name) {
+			t.Errorf("store down after a restart: %q lacks %s", got, name)
+		}
+	}
+	if data := readFile(t, filepath.Join(root, "lenet", "model.caffemodel")); !bytes.Equal(data, want) {
+		t.Error("cached weights not served while the store is down")
+	}
+	if msg := readFile(t, filepath.Join(root, "error.txt")); !bytes.Contains(msg, []byte("failing")) {
+		t.Errorf("error.txt = %q", msg)
+	}
+	m.stop(t)
+
+	s.down.Store(false)
+	before, beforeCond := s.count("GET /lenet/info.json"), s.count("COND GET /lenet/info.json")
+	m = startMount(t, []string{s.base}, "--cache-dir", cacheDir)
+	root = filepath.Join(m.dir, storeName(s.base))
+	if got := readFile(t, filepath.Join(root, "lenet", "info.json")); !bytes.Contains(got, []byte("LeNet")) {
+		t.Errorf("info.json after the store came back: %q", got)
+	}
+	// The GET of info.json was conditional (the kept metadata supplies the
+	// validators and, on 304, the bytes).
+	if n, c := s.count("GET /lenet/info.json"), s.count("COND GET /lenet/info.json"); n != before+1 || c != beforeCond+1 {
+		t.Errorf("info.json GETs after restart: %d (%d conditional), want %d (%d)", n, c, before+1, beforeCond+1)
 	}
 }

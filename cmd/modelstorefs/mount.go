@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -128,6 +129,7 @@ func openCatalog(cfg storeConfig, jobsDir string, log *zap.Logger) (*cache.Catal
 	}
 	catalog := cache.NewCatalog(stores, content, cache.Config{
 		TTL: cfg.TTL, JobsDir: jobsDir, Reserved: fs.ReservedStoreNames, Logger: log.Named("catalog"),
+		MetaDir: filepath.Join(cfg.CacheDir, "meta"),
 	})
 	return catalog, func() {
 		catalog.Close()
