@@ -2,6 +2,7 @@ package cache
 
 import (
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/modelstorefs/modelstorefs/digits"
@@ -131,7 +132,17 @@ func (m *Model) Summary() Summary {
 	return s
 }
 
-// Fields returns the summary's columns in table order.
+// Fields returns the summary's columns in table order, each on one line:
+// tabs and line breaks (store content) become spaces.
 func (s Summary) Fields() []string {
-	return []string{s.Store, s.Model, s.Name, s.Framework, s.Dataset, s.License, s.Contributor, s.Note}
+	fields := []string{s.Store, s.Model, s.Name, s.Framework, s.Dataset, s.License, s.Contributor, s.Note}
+	for i, f := range fields {
+		fields[i] = strings.Map(func(r rune) rune {
+			if r == '\t' || r == '\n' || r == '\r' {
+				return ' '
+			}
+			return r
+		}, f)
+	}
+	return fields
 }

@@ -103,17 +103,7 @@ func writeRow(b *strings.Builder, _ *cache.Store, m *cache.Model) {
 		if i > 0 {
 			b.WriteByte('\t')
 		}
-		b.WriteString(cleanField(field))
+		b.WriteString(field)
 	}
 	b.WriteByte('\n')
-}
-
-// cleanField keeps one row per line: tabs and line breaks become spaces.
-func cleanField(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r == '\t' || r == '\n' || r == '\r' {
-			return ' '
-		}
-		return r
-	}, s)
 }

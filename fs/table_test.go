@@ -1,6 +1,7 @@
 package fs
 
 import (
+	"github.com/modelstorefs/modelstorefs/cache"
 	"net/http"
 	"strings"
 	"syscall"
@@ -104,8 +105,8 @@ func TestCleanField(t *testing.T) {
 		{"zoë\tü", "zoë ü"},
 	}
 	for _, tt := range tests {
-		if got := cleanField(tt.in); got != tt.want {
-			t.Errorf("cleanField(%q) = %q, want %q", tt.in, got, tt.want)
+		if got := (cache.Summary{Note: tt.in}).Fields()[7]; got != tt.want {
+			t.Errorf("Fields() of a note %q = %q, want %q", tt.in, got, tt.want)
 		}
 	}
 }

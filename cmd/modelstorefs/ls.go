@@ -184,13 +184,7 @@ func writeTable(w io.Writer, rows []cache.Summary) {
 	for _, r := range rows {
 		fields := r.Fields()
 		for i, f := range fields {
-			fields[i] = strings.Map(func(r rune) rune {
-				if r == '\t' || r == '\n' || r == '\r' {
-					return ' '
-				}
-				return r
-			}, f)
-			if fields[i] == "" {
+			if f == "" {
 				fields[i] = "-"
 			}
 		}
