@@ -431,16 +431,20 @@ func (s *Server) serve(rw http.ResponseWriter, r *http.Request) {
 	w := &recorder{ResponseWriter: rw, limit: -1}
 	// Logged as the client sent them (NoRange and interceptors may drop them).
 	sentRange, sentIfNoneMatch, sentIfModifiedSince := r.Header.Get("Range"), r.Header.Get("If-None-Match"), r.Header.Get("If-Modified-Since")
+	// Counted on arrival (a client may have its answer before the handler
+	// returns); logged with the status when the handler is done.
+	s.mu.Lock()
+	if s.counts[path] == nil {
+		s.counts[path] = map[string]int{}
+	}
+	s.counts[path][r.Method]++
+	s.mu.Unlock()
 	defer func() {
 		status := w.status
 		if status == 0 {
 			status = http.StatusOK
 		}
 		s.mu.Lock()
-		if s.counts[path] == nil {
-			s.counts[path] = map[string]int{}
-		}
-		s.counts[path][r.Method]++
 		s.log = append(s.log, Request{
 			Method:          r.Method,
 			Path:            path,
