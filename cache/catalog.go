@@ -1,9 +1,11 @@
 package cache
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -410,7 +412,8 @@ func (c *Catalog) fetchModel(ctx context.Context, st *Store, name string) (*Mode
 		c.lastModel[key] = m
 	}
 	c.mu.Unlock()
-	if current {
+	// A revalidated, unchanged model is already on disk.
+	if current && (prev == nil || !sameModel(prev, m)) {
 		c.meta.saveModel(st, m)
 	}
 	return m, nil
@@ -535,4 +538,13 @@ func (c *Catalog) fileChanged(ref Ref) {
 		zap.String("store", ref.Store.Name), zap.String("model", ref.Model), zap.String("file", ref.Name))
 	c.models.Remove(modelKey{ref.Store.idx, ref.Model})
 	c.fetches.Forget(modelFetchKey(ref.Store, ref.Model))
+}
+
+// sameModel reports whether two resolutions of a model show the same folder.
+func sameModel(a, b *Model) bool {
+	return a.Importable == b.Importable && slices.Equal(a.Problems, b.Problems) &&
+		slices.EqualFunc(a.Files, b.Files, func(x, y File) bool {
+			return x.Name == y.Name && x.Kind == y.Kind && x.Target == y.Target && x.Remote == y.Remote &&
+				x.Meta == y.Meta && x.ModTime.Equal(y.ModTime) && bytes.Equal(x.Data, y.Data)
+		})
 }

@@ -140,42 +140,11 @@ func (w *engThrottled) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-// engMount runs "modelstorefs mount" on mnt with the given cache dir and
-// waits until the mount answers (a stale mount left on mnt by a killed
-// daemon does not count). Cleanup stops it.
+// engMount runs "modelstorefs mount" on mnt with the given cache dir (see
+// mountWith).
 func engMount(t *testing.T, mnt, cacheDir string, stores []string, extra ...string) *mount {
 	t.Helper()
-	m := &mount{dir: mnt, logs: &syncBuffer{}, done: make(chan struct{})}
-	args := append([]string{"mount", "--cache-dir", cacheDir, "--log-level", "debug"}, extra...)
-	args = append(args, mnt)
-	m.cmd = exec.Command(binary, args...)
-	m.cmd.Env = append(os.Environ(), "DIGITS_MODEL_STORE_URL="+strings.Join(stores, ","))
-	m.cmd.Stdout, m.cmd.Stderr = m.logs, m.logs
-	if err := m.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		m.err = m.cmd.Wait()
-		close(m.done)
-	}()
-	t.Cleanup(func() { m.stop(t) })
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if isMounted(mnt) && strings.Contains(m.logs.String(), "mounted") {
-			if _, err := os.Stat(mnt); err == nil {
-				return m
-			}
-		}
-		select {
-		case <-m.done:
-			t.Fatalf("modelstorefs exited before mounting: %v\n%s", m.err, m.logs)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("mount not up after 20s\n%s", m.logs)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return mountWith(t, binary, mnt, cacheDir, stores, extra...)
 }
 
 // engSHA reads a file (through the mount) and returns its sha256.

@@ -210,6 +210,9 @@ func fltRead(p string, timeout time.Duration) fltResult {
 
 // fltErrno names the errno in err ("EIO"), or the error itself.
 func fltErrno(err error) string {
+	if err == nil {
+		return "no error"
+	}
 	var errno syscall.Errno
 	if errors.As(err, &errno) {
 		for name, e := range map[string]syscall.Errno{"EIO": syscall.EIO, "ENOENT": syscall.ENOENT, "ENOTCONN": syscall.ENOTCONN,
@@ -307,33 +310,7 @@ func fltMountAt(t *testing.T, dir, cache string, stores []string, extra ...strin
 // fltMountWith is fltMountAt with another build of modelstorefs.
 func fltMountWith(t *testing.T, bin, dir, cache string, stores []string, extra ...string) *mount {
 	t.Helper()
-	m := &mount{dir: dir, logs: &syncBuffer{}, done: make(chan struct{})}
-	args := append([]string{"mount", "--cache-dir", cache, "--log-level", "debug"}, extra...)
-	args = append(args, dir)
-	m.cmd = exec.Command(bin, args...)
-	m.cmd.Env = append(os.Environ(), "DIGITS_MODEL_STORE_URL="+strings.Join(stores, ","))
-	m.cmd.Stdout, m.cmd.Stderr = m.logs, m.logs
-	if err := m.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		m.err = m.cmd.Wait()
-		close(m.done)
-	}()
-	t.Cleanup(func() { m.stop(t) })
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(m.logs.String(), "\tmounted\t") {
-		select {
-		case <-m.done:
-			t.Fatalf("modelstorefs exited before mounting: %v\n%s", m.err, m.logs)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("mount not up after 20s\n%s", m.logs)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return m
+	return mountWith(t, bin, dir, cache, stores, extra...)
 }
 
 // fltVmHWM is a process's peak resident memory in bytes.

@@ -106,15 +106,26 @@ type mount struct {
 	err  error // exit status, valid after done
 }
 
-// startMount runs "modelstorefs mount" with the given stores and waits
-// until the mount is up. Cleanup stops it (SIGTERM, then kill and a lazy
-// unmount as a last resort), also when the test fails.
+// startMount runs "modelstorefs mount" with the given stores on a fresh
+// mountpoint and cache dir (extra flags may override the cache dir) and
+// waits until the mount is up. Cleanup stops it (SIGTERM, then kill and a
+// lazy unmount as a last resort), also when the test fails.
 func startMount(t *testing.T, stores []string, extra ...string) *mount {
 	t.Helper()
-	m := &mount{dir: t.TempDir(), logs: &syncBuffer{}, done: make(chan struct{})}
-	args := append([]string{"mount", "--cache-dir", t.TempDir(), "--log-level", "debug"}, extra...)
-	args = append(args, m.dir)
-	m.cmd = exec.Command(binary, args...)
+	return mountWith(t, binary, t.TempDir(), t.TempDir(), stores, extra...)
+}
+
+// mountWith is startMount with a given binary, mountpoint and cache dir.
+// Readiness is the daemon's "mounted" log line, so a stale mount left on
+// dir by a killed daemon does not count. (No stat of dir here: it would put
+// the root's attributes in the kernel's cache, which tests of dead mounts
+// must not find.)
+func mountWith(t *testing.T, bin, dir, cacheDir string, stores []string, extra ...string) *mount {
+	t.Helper()
+	m := &mount{dir: dir, logs: &syncBuffer{}, done: make(chan struct{})}
+	args := append([]string{"mount", "--cache-dir", cacheDir, "--log-level", "debug"}, extra...)
+	args = append(args, dir)
+	m.cmd = exec.Command(bin, args...)
 	m.cmd.Env = append(os.Environ(), "DIGITS_MODEL_STORE_URL="+strings.Join(stores, ","))
 	m.cmd.Stdout, m.cmd.Stderr = m.logs, m.logs
 	if err := m.cmd.Start(); err != nil {
@@ -126,7 +137,10 @@ func startMount(t *testing.T, stores []string, extra ...string) *mount {
 	}()
 	t.Cleanup(func() { m.stop(t) })
 	deadline := time.Now().Add(20 * time.Second)
-	for !isMounted(m.dir) {
+	for {
+		if strings.Contains(m.logs.String(), "\tmounted\t") && isMounted(dir) {
+			return m
+		}
 		select {
 		case <-m.done:
 			t.Fatalf("modelstorefs exited before mounting: %v\n%s", m.err, m.logs)
@@ -137,7 +151,6 @@ func startMount(t *testing.T, stores []string, extra ...string) *mount {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return m
 }
 
 // stop sends SIGTERM and waits; anything left is killed and lazily
