@@ -96,6 +96,9 @@ type Catalog struct {
 	refreshed   map[int]time.Time // key -1 is the whole mount
 	closed      bool
 	generation  map[int]uint64 // bumped by Refresh, so in-flight results of an older generation are not cached
+
+	inodeKeyOnce sync.Once
+	inodeKey     []byte
 }
 
 // NewCatalog builds the catalog of stores (named, in mount order). content

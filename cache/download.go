@@ -163,7 +163,7 @@ func (d *download) end(err error, start time.Time) {
 	switch {
 	case errors.Is(err, errNoSpace):
 		d.log.Warn("cache full: reading straight from the store", zap.Error(err))
-	case err != nil && !errors.Is(err, context.Canceled):
+	case err != nil && d.s.ctx.Err() == nil:
 		d.log.Error("download failed", zap.Error(err))
 	case err == nil:
 		d.log.Debug("downloaded", zap.Int64("bytes", d.size), zap.Duration("took", time.Since(start)))
@@ -193,7 +193,7 @@ func (d *download) worker(ctx context.Context, cancel context.CancelFunc) {
 			backoff = 250 * time.Millisecond
 			continue
 		}
-		if d.fail(k, err) {
+		if d.fail(ctx, k, err) {
 			cancel()
 			return
 		}
@@ -245,8 +245,10 @@ func (d *download) claim() (int, bool) {
 
 // fail records a failed fetch of chunk k; it reports whether the whole
 // download has failed (changed file, gone file, shutdown, or no progress
-// for the retry window).
-func (d *download) fail(k int, err error) bool {
+// for the retry window). Only the download's own context ending is a
+// shutdown: an error that merely wraps context.Canceled (a request the
+// HTTP layer cancelled itself) is a failure like any other, retried.
+func (d *download) fail(ctx context.Context, k int, err error) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.state[k] == chunkFetching {
@@ -258,7 +260,7 @@ func (d *download) fail(k int, err error) bool {
 	// A failing server gets the retry window, and at least one retry:
 	// a single stall can last as long as the window itself.
 	d.failures++
-	terminal := errors.Is(err, context.Canceled) || errors.Is(err, remote.ErrChanged) || errors.Is(err, errNoSpace) ||
+	terminal := ctx.Err() != nil || errors.Is(err, remote.ErrChanged) || errors.Is(err, errNoSpace) ||
 		errors.Is(err, remote.ErrNotFound) || (d.failures > 1 && time.Since(d.lastProgress) > d.s.cfg.RetryWindow)
 	if terminal && d.err == nil {
 		d.err = err
@@ -279,11 +281,32 @@ func (d *download) doneLocked(from, to int) {
 
 var errStreamTaken = errors.New("another worker streams this file")
 
+// getRange is a validated ranged GET of the file. When the server says the
+// file changed, it first asks whether the store merely changes its ETag on
+// every request; if so (logged once per store), the GET is sent again,
+// now as one whole stream checked by size and date.
+func (d *download) getRange(ctx context.Context, off, n int64) (*remote.Body, error) {
+	rs := d.ref.Store.Remote
+	body, err := rs.GetRange(ctx, d.ref.Meta, off, n, d.ref.Model, d.ref.Name)
+	if !errors.Is(err, remote.ErrChanged) {
+		return body, err
+	}
+	marked, perr := rs.ProbeUnstableETag(ctx, d.ref.Meta, d.ref.Model, d.ref.Name)
+	if perr != nil || (!marked && !rs.ETagUnstable()) {
+		return nil, err
+	}
+	if marked {
+		d.log.Warn("the store sends a new ETag on every request: its files are read as one whole stream each, checked by size and date",
+			zap.String("store", d.ref.Store.Name))
+	}
+	return rs.GetRange(ctx, d.ref.Meta, off, n, d.ref.Model, d.ref.Name)
+}
+
 // fetch gets chunk k with a ranged GET into the cache file.
 func (d *download) fetch(ctx context.Context, k int) error {
 	off := int64(k) * d.chunk
 	n := min(d.chunk, d.size-off)
-	body, err := d.ref.Store.Remote.GetRange(ctx, d.ref.Meta, off, n, d.ref.Model, d.ref.Name)
+	body, err := d.getRange(ctx, off, n)
 	if err != nil {
 		return err
 	}

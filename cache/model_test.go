@@ -476,39 +476,93 @@ func TestRefreshRevalidates(t *testing.T) {
 	})
 }
 
-// TestChunkedSizeThenRead: a store that sends no Content-Length makes the
-// catalog download a file to learn its size; reading it afterwards must be
-// served from the content cache, not downloaded a second time.
+// TestChunkedSizeThenRead: a store that sends no Content-Length. With
+// Range support the size is learned from a one-byte ranged GET (no
+// download while listing); without it the catalog downloads the file,
+// within the cache's bounds, and reading it afterwards is served from the
+// content cache, not downloaded a second time.
 func TestChunkedSizeThenRead(t *testing.T) {
-	srv := newServer(t, sampleFiles(t, true), remotetest.Options{Chunked: true})
-	e := newEnv(t, srv, Config{})
-	ctx := testCtx(t)
-	m, err := e.cat.Model(ctx, e.st, "lenet")
+	for _, tc := range []struct {
+		name           string
+		opt            remotetest.Options
+		wantFullBefore int // GETs without a honoured Range before the read
+	}{
+		{"range", remotetest.Options{Chunked: true}, 0},
+		// The one-byte probe (answered whole, aborted after the headers),
+		// then the download that learns the size.
+		{"no range", remotetest.Options{Chunked: true, NoRange: true}, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := newServer(t, sampleFiles(t, true), tc.opt)
+			e := newEnv(t, srv, Config{})
+			ctx := testCtx(t)
+			m, err := e.cat.Model(ctx, e.st, "lenet")
+			if err != nil {
+				t.Fatal(err)
+			}
+			w, _ := m.File("model.caffemodel")
+			path := "lenet/" + w.Remote
+			want, _ := srv.Data(path)
+			if w.Size() != int64(len(want)) {
+				t.Fatalf("size %d, want %d", w.Size(), len(want))
+			}
+			full := func() int {
+				n := 0
+				for _, r := range srv.Requests(path) {
+					if r.Method == "GET" && (r.Range == "" || tc.opt.NoRange) {
+						n++
+					}
+				}
+				return n
+			}
+			if n := full(); n != tc.wantFullBefore {
+				t.Errorf("%d whole-file GETs while resolving, want %d", n, tc.wantFullBefore)
+			}
+			before := srv.Count("GET", path)
+			// As the fs package opens a file: the resolved Meta.
+			h, err := e.content.Open(ctx, Ref{Store: e.st, Model: "lenet", Name: w.Remote, Meta: w.Meta})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer h.Close()
+			if got := readAll(t, h); !bytes.Equal(got, want) {
+				t.Fatal("content differs")
+			}
+			if n := srv.Count("GET", path); tc.opt.NoRange && n != before {
+				t.Errorf("the file downloaded to learn its size was downloaded again (%d GETs before the read, %d after)", before, n)
+			}
+		})
+	}
+}
+
+// TestUnsizedWithinBounds: a file without length or Range support that is
+// larger than the cache is never written past the cache's bound: its
+// model lists it as a problem, nothing is left in the cache.
+func TestUnsizedWithinBounds(t *testing.T) {
+	files := sampleFiles(t, true)
+	srv := newServer(t, files, remotetest.Options{Chunked: true, NoRange: true})
+	content, err := NewStreamContent(StreamConfig{Dir: t.TempDir(), MaxBytes: 4 << 10, MinFree: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, _ := m.File("model.caffemodel")
-	want, _ := srv.Data("lenet/" + w.Remote)
-	if w.Size() != int64(len(want)) {
-		t.Fatalf("size %d, want %d", w.Size(), len(want))
-	}
-	before := srv.Count("GET", "lenet/"+w.Remote)
-	// As the fs package opens a file: the resolved Meta.
-	h, err := e.content.Open(ctx, Ref{Store: e.st, Model: "lenet", Name: w.Remote, Meta: w.Meta})
+	st := newTestStore(t, srv.URL)
+	cat := NewCatalog([]*Store{st}, content, Config{Reserved: reserved, Prefetch: 1})
+	t.Cleanup(func() {
+		cat.Close()
+		content.Close()
+	})
+	m, err := cat.Model(testCtx(t), st, "lenet")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer h.Close()
-	if got := readAll(t, h); !bytes.Equal(got, want) {
-		t.Fatal("content differs")
+	if m.Importable {
+		t.Error("model importable without its weights")
 	}
-	if n := srv.Count("GET", "lenet/"+w.Remote); n != before {
-		t.Errorf("cache/resolve.go:295-304 (statFile): with no Content-Length, statFile opens the file "+
-			"with Meta.Size = -1 to learn its size; StreamContent.openUnsized downloads it whole into an "+
-			"anonymous temp file that is dropped on Close, so the fs's later open (with the learned size, "+
-			"another cache key) downloads the whole file again (%d GETs before the read, %d after). Fix: "+
-			"keep what was downloaded, e.g. have openUnsized commit the file as a complete object under the "+
-			"key of the learned size (Meta with Size = n), so the second open is a cache hit.", before, n)
+	if !slices.ContainsFunc(m.Problems, func(p string) bool { return strings.Contains(p, "no size") }) {
+		t.Errorf("problems %q: want one saying the store gives no size", m.Problems)
+	}
+	if used, _ := content.Usage(); used > 4<<10 {
+		t.Errorf("cache holds %d bytes, bound 4 KiB", used)
 	}
 }
 

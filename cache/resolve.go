@@ -266,6 +266,8 @@ func (c *Catalog) statAll(ctx context.Context, st *Store, model string, cands []
 			case err == nil:
 				metas[rn] = meta
 			case errors.Is(err, remote.ErrNotFound):
+			case errors.Is(err, ErrUnsizedTooLarge):
+				notes = append(notes, fmt.Sprintf("%s: %v", rn, ErrUnsizedTooLarge))
 			case errors.As(err, &se) && se.Code >= 400 && se.Code < 500:
 				notes = append(notes, fmt.Sprintf("%s: the store answered HTTP %d %s", rn, se.Code, http.StatusText(se.Code)))
 			default:
@@ -293,8 +295,9 @@ func (c *Catalog) statFile(ctx context.Context, st *Store, model, rn string, pre
 		return meta, err
 	}
 	if meta.Size < 0 {
-		// No length in the headers (chunked answers): fetch the file into
-		// the content cache to learn its true size before anyone stats it.
+		// No length in the headers and no Range (chunked answers): fetch
+		// the file into the content cache, within its bounds, to learn its
+		// true size before anyone stats it.
 		h, err := c.content.Open(ctx, Ref{Store: st, Model: model, Name: rn, Meta: meta})
 		if err != nil {
 			return meta, err

@@ -333,21 +333,29 @@ func (s *StreamContent) Open(ctx context.Context, ref Ref) (Handle, error) {
 	return newStreamHandle(e.dl, s.releaser(e)), nil
 }
 
-// openUnsized serves a file whose size the server never told: it is
-// downloaded whole first, which tells its size, and kept in the cache under
-// that size, where the later opens with the learned size find it.
+// openUnsized serves a file whose size the server never told (no
+// Content-Length, no Range): it is downloaded whole first, which tells its
+// size, and kept in the cache under that size, where the later opens with
+// the learned size find it. Its bytes are reserved against the cache's
+// bounds as they arrive: a file that outgrows the room is abandoned with
+// ErrUnsizedTooLarge, never written past --cache-size or --cache-min-free.
 func (s *StreamContent) openUnsized(ctx context.Context, ref Ref) (Handle, error) {
 	tmp, err := os.CreateTemp(s.partial, "unsized-*")
 	if err != nil {
 		return nil, fmt.Errorf("cache: %w", err)
 	}
 	defer os.Remove(tmp.Name()) // no-op after the rename
-	n, err := ref.Store.Remote.Download(ctx, tmp, ref.Meta, ref.Model, ref.Name)
+	w := &reservingWriter{s: s, f: tmp}
+	defer w.release()
+	n, err := ref.Store.Remote.Download(ctx, w, ref.Meta, ref.Model, ref.Name)
 	if err == nil {
 		err = tmp.Sync()
 	}
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
+	}
+	if errors.Is(err, errNoSpace) {
+		return nil, fmt.Errorf("%s: %w: %w", ref.URL(), ErrUnsizedTooLarge, err)
 	}
 	if err != nil {
 		return nil, err
@@ -362,11 +370,72 @@ func (s *StreamContent) openUnsized(ctx context.Context, ref Ref) (Handle, error
 			return nil, fmt.Errorf("cache: %w", err)
 		}
 		s.entries[key] = &entry{key: key, path: final, size: n, lastUse: time.Now(), complete: true}
-		s.total += n
+		s.total += n - w.held // the reservation becomes the entry's size
+		w.held = 0
 		s.evictLocked(0)
 	}
 	s.mu.Unlock()
 	return s.Open(ctx, ref)
+}
+
+// ErrUnsizedTooLarge: a file whose size the server does not tell grew past
+// the room the cache has; it was not kept.
+var ErrUnsizedTooLarge = errors.New("the store gives no size for this file (no Content-Length, no Range) and it does not fit in the cache")
+
+// reservingWriter writes a download of unknown length into a cache file,
+// reserving room (evicting unused files, keeping the free-space floor)
+// ahead of the bytes, a step at a time.
+type reservingWriter struct {
+	s       *StreamContent
+	f       *os.File
+	written int64
+	held    int64 // bytes reserved in s.total
+}
+
+// reserveStep is how far ahead of the bytes room is reserved.
+const reserveStep = 1 << 20
+
+func (w *reservingWriter) Write(p []byte) (int, error) {
+	if need := w.written + int64(len(p)) - w.held; need > 0 {
+		// A step ahead when there is room for it, else just what is needed.
+		if err := w.grow(max(need, reserveStep)); err != nil {
+			if err = w.grow(need); err != nil {
+				return 0, err
+			}
+		}
+	}
+	n, err := w.f.Write(p)
+	w.written += int64(n)
+	return n, err
+}
+
+func (w *reservingWriter) grow(n int64) error {
+	s := w.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.evictLocked(n) {
+		return fmt.Errorf("%w: %d bytes held, bound %d", errNoSpace, s.total, s.cfg.MaxBytes)
+	}
+	if free, err := s.statfs(s.partial); err == nil && free-n < s.cfg.MinFree {
+		s.evictForDiskLocked(n + s.cfg.MinFree - free)
+		if free, err = s.statfs(s.partial); err == nil && free-n < s.cfg.MinFree {
+			return fmt.Errorf("%w: only %d bytes free on the cache's filesystem (floor %d)", errNoSpace, free, s.cfg.MinFree)
+		}
+	}
+	s.total += n
+	w.held += n
+	return nil
+}
+
+// release gives back what is still reserved.
+func (w *reservingWriter) release() {
+	if w.held == 0 {
+		return
+	}
+	w.s.mu.Lock()
+	w.s.total -= w.held
+	w.held = 0
+	w.s.mu.Unlock()
 }
 
 func (s *StreamContent) touchLocked(e *entry) {

@@ -28,7 +28,7 @@ func (d *rootDir) entries() []entry {
 	}
 	for _, st := range f.cat.Stores() {
 		es = append(es, entry{
-			name: st.Name, mode: dirMode, ino: inodeNumber("", st.Name),
+			name: st.Name, mode: dirMode, ino: f.inodeNumber("", st.Name),
 			node: func() fusefs.InodeEmbedder { return &storeDir{fsys: f, st: st} },
 		})
 	}
@@ -84,7 +84,7 @@ func (d *storeDir) special(l *cache.StoreListing, err error) []entry {
 func (d *storeDir) modelEntry(name string) entry {
 	f, st := d.fsys, d.st
 	return entry{
-		name: name, mode: modelDirMode, ino: inodeNumber("", st.Name, name),
+		name: name, mode: modelDirMode, ino: f.inodeNumber("", st.Name, name),
 		node: func() fusefs.InodeEmbedder { return &modelDir{fsys: f, st: st, name: name} },
 	}
 }
@@ -138,7 +138,7 @@ type modelDir struct {
 func (d *modelDir) fileEntry(file *cache.File) entry {
 	f, st, model := d.fsys, d.st, d.name
 	e := entry{
-		name: file.Name, ino: inodeNumber(fileVersion(file), st.Name, model, file.Name),
+		name: file.Name, ino: f.inodeNumber(fileVersion(file), st.Name, model, file.Name),
 		size: file.Size(), mtime: file.ModTime,
 	}
 	switch file.Kind {

@@ -13,9 +13,17 @@ import (
 )
 
 // toErrno is the one place that turns errors into errnos. It logs the
-// error (once: callers only return the errno) unless it is a plain
-// interruption or absence.
-func (f *FS) toErrno(op string, err error, fields ...zap.Field) syscall.Errno {
+// error (once: callers only return the errno) unless it is an interruption
+// or an absence.
+//
+// EINTR is returned only when ctx, the FUSE request's own context, has
+// ended: the kernel and the reader asked to stop. An error that merely
+// wraps context.Canceled (a request the HTTP layer cancelled itself, a
+// download stopped by a stall guard) is a failure, EIO: answering it with
+// EINTR would make the kernel and the reader retry the read forever.
+// Likewise a network errno (ECONNREFUSED, ECONNRESET, ...) never reaches a
+// reader: read(2) callers expect EIO; the log says why.
+func (f *FS) toErrno(ctx context.Context, op string, err error, fields ...zap.Field) syscall.Errno {
 	if err == nil {
 		return 0
 	}
@@ -24,14 +32,14 @@ func (f *FS) toErrno(op string, err error, fields ...zap.Field) syscall.Errno {
 		se    *remote.StatusError
 	)
 	switch {
-	case errors.Is(err, context.Canceled):
+	case ctx != nil && ctx.Err() != nil:
 		// The FUSE request was interrupted; the shared fetch goes on.
 		return syscall.EINTR
 	case errors.Is(err, cache.ErrNotFound), errors.Is(err, remote.ErrNotFound):
 		return syscall.ENOENT
 	case errors.As(err, &se) && (se.Code == http.StatusUnauthorized || se.Code == http.StatusForbidden):
 		errno = syscall.EACCES
-	case errors.As(err, &errno):
+	case errors.As(err, &errno) && passedThrough[errno]:
 	default:
 		errno = syscall.EIO
 	}
@@ -40,6 +48,12 @@ func (f *FS) toErrno(op string, err error, fields ...zap.Field) syscall.Errno {
 	f.errs[errnoName(errno)]++
 	f.errMu.Unlock()
 	return errno
+}
+
+// passedThrough are the errnos a filesystem caller can act on; any other
+// errno found in an error becomes EIO.
+var passedThrough = map[syscall.Errno]bool{
+	syscall.ENOENT: true, syscall.EACCES: true, syscall.EPERM: true, syscall.EROFS: true,
 }
 
 func errnoName(e syscall.Errno) string {

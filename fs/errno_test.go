@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"os"
 	"syscall"
 	"testing"
 
@@ -27,8 +29,10 @@ func TestToErrno(t *testing.T) {
 		counted string // key in Stats().Errors; "" when not counted (nor logged)
 	}{
 		{"nil", nil, 0, ""},
-		{"canceled", context.Canceled, syscall.EINTR, ""},
-		{"wrapped canceled", fmt.Errorf("GET x: %w", context.Canceled), syscall.EINTR, ""},
+		// Not interrupted (the request's ctx is live): a cancellation
+		// inside the HTTP layer is a failure, never EINTR (issue 13.1).
+		{"canceled", context.Canceled, syscall.EIO, "EIO"},
+		{"wrapped canceled", fmt.Errorf("GET x: %w", context.Canceled), syscall.EIO, "EIO"},
 		{"cache not found", fmt.Errorf("s/m: %w", cache.ErrNotFound), syscall.ENOENT, ""},
 		{"remote not found", fmt.Errorf("x: %w", remote.ErrNotFound), syscall.ENOENT, ""},
 		{"404", status(http.StatusNotFound), syscall.ENOENT, ""},
@@ -39,14 +43,17 @@ func TestToErrno(t *testing.T) {
 		{"400", status(http.StatusBadRequest), syscall.EIO, "EIO"},
 		{"plain", errors.New("boom"), syscall.EIO, "EIO"},
 		{"deadline", context.DeadlineExceeded, syscall.EIO, "EIO"},
-		{"errno", fmt.Errorf("write cache: %w", syscall.ENOSPC), syscall.ENOSPC, "ENOSPC"},
+		{"errno", fmt.Errorf("write cache: %w", syscall.ENOSPC), syscall.EIO, "EIO"},
+		{"refused", &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}, syscall.EIO, "EIO"},
+		{"reset", fmt.Errorf("GET x: %w", syscall.ECONNRESET), syscall.EIO, "EIO"},
+		{"permission", fmt.Errorf("open: %w", syscall.EACCES), syscall.EACCES, "EACCES"},
 		{"closed", cache.ErrClosed, syscall.EIO, "EIO"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			core, logs := observer.New(zapcore.DebugLevel)
 			f := &FS{log: zap.New(core), errs: map[string]int64{}}
-			if got := f.toErrno("read", tt.err, zap.String("url", "u")); got != tt.want {
+			if got := f.toErrno(context.Background(), "read", tt.err, zap.String("url", "u")); got != tt.want {
 				t.Errorf("toErrno(%v) = %v, want %v", tt.err, got, tt.want)
 			}
 			f.errMu.Lock()
@@ -80,8 +87,11 @@ func TestToErrno(t *testing.T) {
 // errno name, and accumulate.
 func TestToErrnoCountsInStats(t *testing.T) {
 	e := newEnv(t)
-	for _, err := range []error{errors.New("a"), errors.New("b"), &remote.StatusError{Code: 403}, context.Canceled, remote.ErrNotFound} {
-		e.fsys.toErrno("op", err)
+	interrupted, cancel := context.WithCancel(context.Background())
+	cancel()
+	e.fsys.toErrno(interrupted, "op", errors.New("interrupted")) // EINTR: not counted
+	for _, err := range []error{errors.New("a"), errors.New("b"), &remote.StatusError{Code: 403}, remote.ErrNotFound} {
+		e.fsys.toErrno(context.Background(), "op", err)
 	}
 	got := e.fsys.Stats().Errors
 	if len(got) != 2 || got["EIO"] != 2 || got["EACCES"] != 1 {
@@ -89,6 +99,23 @@ func TestToErrnoCountsInStats(t *testing.T) {
 	}
 	if n := e.logs.FilterMessage("op failed").Len(); n != 3 {
 		t.Errorf("logged %d failures, want 3", n)
+	}
+}
+
+// TestToErrnoInterrupted: EINTR only when the FUSE request itself ended,
+// whatever the error; not logged, not counted.
+func TestToErrnoInterrupted(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	core, logs := observer.New(zapcore.DebugLevel)
+	f := &FS{log: zap.New(core), errs: map[string]int64{}}
+	for _, err := range []error{context.Canceled, errors.New("GET x: body stalled"), syscall.ECONNREFUSED} {
+		if got := f.toErrno(ctx, "read", err); got != syscall.EINTR {
+			t.Errorf("toErrno(interrupted, %v) = %v, want EINTR", err, got)
+		}
+	}
+	if logs.Len() != 0 || len(f.errs) != 0 {
+		t.Errorf("interruptions logged (%d) or counted (%v)", logs.Len(), f.errs)
 	}
 }
 

@@ -20,7 +20,7 @@ func (f *FS) dataEntry(data []byte, mtime time.Time, path ...string) entry {
 	file := cache.File{Kind: cache.KindData, Data: data}
 	return entry{
 		name: path[len(path)-1], mode: fileMode, size: int64(len(data)), mtime: mtime,
-		ino:  inodeNumber(fileVersion(&file), path...),
+		ino:  f.inodeNumber(fileVersion(&file), path...),
 		node: func() fusefs.InodeEmbedder { return &dataFile{fsys: f, data: data, mtime: mtime} },
 	}
 }
@@ -93,7 +93,7 @@ func (n *remoteFile) Open(ctx context.Context, flags uint32) (fusefs.FileHandle,
 	}
 	h, err := n.fsys.cat.Content().Open(ctx, n.ref)
 	if err != nil {
-		return nil, 0, n.fsys.toErrno("open", err, zap.String("url", n.ref.URL()))
+		return nil, 0, n.fsys.toErrno(ctx, "open", err, zap.String("url", n.ref.URL()))
 	}
 	n.modeOnce.Do(func() { n.passthrough = h.Fd() >= 0 })
 	c := &contentHandle{fsys: n.fsys, h: h, ref: n.ref, passthrough: n.passthrough && h.Fd() >= 0}
@@ -119,9 +119,10 @@ func (c *contentHandle) PassthroughFd() (int, bool) {
 }
 
 func (c *contentHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	c.fsys.reads.Add(1)
 	fd, err := c.h.Ready(ctx, off, int64(len(dest)))
 	if err != nil {
-		return nil, c.fsys.toErrno("read", err, zap.String("url", c.ref.URL()), zap.Int64("offset", off))
+		return nil, c.fsys.toErrno(ctx, "read", err, zap.String("url", c.ref.URL()), zap.Int64("offset", off))
 	}
 	if fd >= 0 {
 		// The bytes are in the cache file: splice them, no copy through
@@ -131,15 +132,15 @@ func (c *contentHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.
 	}
 	n, err := c.h.ReadAt(ctx, dest, off)
 	if err != nil && !errors.Is(err, io.EOF) {
-		return nil, c.fsys.toErrno("read", err, zap.String("url", c.ref.URL()), zap.Int64("offset", off))
+		return nil, c.fsys.toErrno(ctx, "read", err, zap.String("url", c.ref.URL()), zap.Int64("offset", off))
 	}
 	c.fsys.served.Add(int64(n))
 	return fuse.ReadResultData(dest[:n]), 0
 }
 
-func (c *contentHandle) Release(context.Context) syscall.Errno {
+func (c *contentHandle) Release(ctx context.Context) syscall.Errno {
 	if err := c.h.Close(); err != nil {
-		return c.fsys.toErrno("release", err, zap.String("url", c.ref.URL()))
+		return c.fsys.toErrno(ctx, "release", err, zap.String("url", c.ref.URL()))
 	}
 	return 0
 }

@@ -45,7 +45,10 @@ type FS struct {
 	uid     uint32
 	gid     uint32
 
+	inoKey []byte // keys inode numbers (see inodeNumber)
+
 	served atomic.Int64 // bytes returned to readers
+	reads  atomic.Int64 // FUSE READ requests answered by the daemon
 	errMu  sync.Mutex
 	errs   map[string]int64 // errno name -> count, for .stats
 }
@@ -67,6 +70,7 @@ func New(o Options) *FS {
 		uid:     uint32(syscall.Getuid()),
 		gid:     uint32(syscall.Getgid()),
 		errs:    map[string]int64{},
+		inoKey:  o.Catalog.InodeKey(),
 	}
 }
 

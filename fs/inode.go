@@ -1,6 +1,9 @@
 package fs
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/binary"
 	"hash/fnv"
 	"strconv"
 
@@ -9,15 +12,23 @@ import (
 
 // inodeNumber derives a stable inode number from a node's path and content
 // version, so that the same file keeps its number across lookups and
-// remounts, while new content gets a new inode (and never stale page cache).
-func inodeNumber(version string, path ...string) uint64 {
-	h := fnv.New64a()
+// remounts (on one cache dir), while new content gets a new inode (and
+// never stale page cache). The path and version come from the store, and
+// go-fuse reuses the node of an existing number: the hash is keyed (HMAC
+// with the cache dir's secret key), so no store can craft two paths with
+// one number.
+func (f *FS) inodeNumber(version string, path ...string) uint64 {
+	return keyedInode(f.inoKey, version, path...)
+}
+
+func keyedInode(key []byte, version string, path ...string) uint64 {
+	h := hmac.New(sha256.New, key)
 	for _, p := range path {
 		h.Write([]byte(p))
 		h.Write([]byte{0})
 	}
 	h.Write([]byte(version))
-	n := h.Sum64()
+	n := binary.LittleEndian.Uint64(h.Sum(nil))
 	// 0 means "automatic" to go-fuse, 1 is the root, ^0 is invalid.
 	if n <= 1 || n == ^uint64(0) {
 		n = 2

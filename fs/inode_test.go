@@ -20,12 +20,12 @@ func TestInodeNumberDeterministic(t *testing.T) {
 		{"lmodel.caffemodel", []string{"sample", "lenet", "snapshot_iter_28140.caffemodel"}},
 	}
 	for _, tt := range tests {
-		a, b := inodeNumber(tt.version, tt.path...), inodeNumber(tt.version, tt.path...)
+		a, b := keyedInode(testInoKey, tt.version, tt.path...), keyedInode(testInoKey, tt.version, tt.path...)
 		if a != b {
-			t.Errorf("inodeNumber(%q, %q) = %d, then %d", tt.version, tt.path, a, b)
+			t.Errorf("keyedInode(%q, %q) = %d, then %d", tt.version, tt.path, a, b)
 		}
 		if a <= 1 || a == ^uint64(0) {
-			t.Errorf("inodeNumber(%q, %q) = %d, a reserved number", tt.version, tt.path, a)
+			t.Errorf("keyedInode(%q, %q) = %d, a reserved number", tt.version, tt.path, a)
 		}
 	}
 }
@@ -36,7 +36,7 @@ func TestInodeNumberNeverReserved(t *testing.T) {
 	seen := map[uint64]string{}
 	for i := range 20000 {
 		key := fmt.Sprintf("m%d", i)
-		n := inodeNumber(fmt.Sprint(i%7), "store", key)
+		n := keyedInode(testInoKey, fmt.Sprint(i%7), "store", key)
 		if n == 0 || n == 1 || n == ^uint64(0) {
 			t.Fatalf("inodeNumber for %s = %d", key, n)
 		}
@@ -53,13 +53,13 @@ func TestInodeNumberDiffers(t *testing.T) {
 		a, b   func() uint64
 		reason string
 	}{
-		{"file name", func() uint64 { return inodeNumber("v", "s", "m", "a") }, func() uint64 { return inodeNumber("v", "s", "m", "b") }, "different files"},
-		{"model", func() uint64 { return inodeNumber("v", "s", "m1", "a") }, func() uint64 { return inodeNumber("v", "s", "m2", "a") }, "same file name in two models"},
-		{"store", func() uint64 { return inodeNumber("", "s1", "m") }, func() uint64 { return inodeNumber("", "s2", "m") }, "same model in two stores"},
-		{"version", func() uint64 { return inodeNumber("v1", "s", "m", "a") }, func() uint64 { return inodeNumber("v2", "s", "m", "a") }, "two versions of a file"},
-		{"segmenting", func() uint64 { return inodeNumber("", "ab", "c") }, func() uint64 { return inodeNumber("", "a", "bc") }, "paths joined differently"},
-		{"depth", func() uint64 { return inodeNumber("", "s", RefreshName) }, func() uint64 { return inodeNumber("", RefreshName) }, "store .refresh vs root .refresh"},
-		{"table", func() uint64 { return inodeNumber("", "s", TableName) }, func() uint64 { return inodeNumber("", TableName) }, "store models.tsv vs root models.tsv"},
+		{"file name", func() uint64 { return keyedInode(testInoKey, "v", "s", "m", "a") }, func() uint64 { return keyedInode(testInoKey, "v", "s", "m", "b") }, "different files"},
+		{"model", func() uint64 { return keyedInode(testInoKey, "v", "s", "m1", "a") }, func() uint64 { return keyedInode(testInoKey, "v", "s", "m2", "a") }, "same file name in two models"},
+		{"store", func() uint64 { return keyedInode(testInoKey, "", "s1", "m") }, func() uint64 { return keyedInode(testInoKey, "", "s2", "m") }, "same model in two stores"},
+		{"version", func() uint64 { return keyedInode(testInoKey, "v1", "s", "m", "a") }, func() uint64 { return keyedInode(testInoKey, "v2", "s", "m", "a") }, "two versions of a file"},
+		{"segmenting", func() uint64 { return keyedInode(testInoKey, "", "ab", "c") }, func() uint64 { return keyedInode(testInoKey, "", "a", "bc") }, "paths joined differently"},
+		{"depth", func() uint64 { return keyedInode(testInoKey, "", "s", RefreshName) }, func() uint64 { return keyedInode(testInoKey, "", RefreshName) }, "store .refresh vs root .refresh"},
+		{"table", func() uint64 { return keyedInode(testInoKey, "", "s", TableName) }, func() uint64 { return keyedInode(testInoKey, "", TableName) }, "store models.tsv vs root models.tsv"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -100,11 +100,38 @@ func TestFileVersion(t *testing.T) {
 			if (va == vb) != tt.same {
 				t.Errorf("fileVersion %q vs %q: same = %v, want %v", va, vb, va == vb, tt.same)
 			}
-			ia := inodeNumber(va, "s", "m", "f")
-			ib := inodeNumber(vb, "s", "m", "f")
+			ia := keyedInode(testInoKey, va, "s", "m", "f")
+			ib := keyedInode(testInoKey, vb, "s", "m", "f")
 			if (ia == ib) != tt.same {
 				t.Errorf("inodes %d vs %d: same = %v, want %v", ia, ib, ia == ib, tt.same)
 			}
 		})
+	}
+}
+
+var testInoKey = []byte("a test key of thirty-two bytes..")
+
+// TestInodeNumberKeyed: numbers depend on the key (a store cannot compute
+// them), and the key is kept in the metadata dir, so a second catalog on
+// the same cache dir numbers every node alike.
+func TestInodeNumberKeyed(t *testing.T) {
+	other := []byte("another key of thirty-two bytes.")
+	if keyedInode(testInoKey, "v", "s", "m", "f") == keyedInode(other, "v", "s", "m", "f") {
+		t.Error("two keys gave one inode number")
+	}
+	meta := t.TempDir()
+	newCat := func() *cache.Catalog {
+		c := cache.NewCatalog(nil, nil, cache.Config{MetaDir: meta})
+		t.Cleanup(c.Close)
+		return c
+	}
+	a, b := newCat().InodeKey(), newCat().InodeKey()
+	if len(a) != 32 || string(a) != string(b) {
+		t.Errorf("keys %x and %x: want one 32-byte key kept across catalogs", a, b)
+	}
+	if c := cache.NewCatalog(nil, nil, cache.Config{}); string(c.InodeKey()) == string(a) {
+		t.Error("a catalog without a metadata dir reused the kept key")
+	} else {
+		c.Close()
 	}
 }

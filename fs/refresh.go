@@ -21,7 +21,7 @@ func (f *FS) refreshEntry(st *cache.Store) entry {
 	}
 	n := &refreshFile{fsys: f, st: st}
 	return entry{
-		name: RefreshName, mode: refreshMode, ino: inodeNumber("", path...),
+		name: RefreshName, mode: refreshMode, ino: f.inodeNumber("", path...),
 		size: int64(len(n.status())), mtime: f.cat.LastRefresh(st),
 		node: func() fusefs.InodeEmbedder { return n },
 	}

@@ -19,8 +19,11 @@ type Stats struct {
 	Content cache.ContentStats `json:"content"`
 	// BytesServed counts bytes returned to readers through the daemon
 	// (not those the kernel reads itself through passthrough).
-	BytesServed int64            `json:"bytes_served"`
-	Errors      map[string]int64 `json:"errors"` // by errno, as returned to readers
+	BytesServed int64 `json:"bytes_served"`
+	// ReadRequests counts the FUSE READ requests the daemon answered (a
+	// reader looping on an error shows here).
+	ReadRequests int64            `json:"read_requests"`
+	Errors       map[string]int64 `json:"errors"` // by errno, as returned to readers
 }
 
 // StoreStats are one store's counters.
@@ -35,7 +38,7 @@ type StoreStats struct {
 
 // Stats collects the counters now.
 func (f *FS) Stats() Stats {
-	st := Stats{Mounted: f.mounted, Content: f.cat.Content().Stats(), BytesServed: f.served.Load(), Errors: map[string]int64{}}
+	st := Stats{Mounted: f.mounted, Content: f.cat.Content().Stats(), BytesServed: f.served.Load(), ReadRequests: f.reads.Load(), Errors: map[string]int64{}}
 	for _, s := range f.cat.Stores() {
 		models := -1
 		if l, ok := f.cat.CachedListing(s); ok {
@@ -57,7 +60,7 @@ func (f *FS) Stats() Stats {
 func (f *FS) statsEntry() entry {
 	n := &statsFile{fsys: f}
 	return entry{
-		name: StatsName, mode: fileMode, ino: inodeNumber("", StatsName), mtime: f.mounted,
+		name: StatsName, mode: fileMode, ino: f.inodeNumber("", StatsName), mtime: f.mounted,
 		node: func() fusefs.InodeEmbedder { return n },
 	}
 }
@@ -74,13 +77,13 @@ func (n *statsFile) Getattr(_ context.Context, _ fusefs.FileHandle, out *fuse.At
 	return 0
 }
 
-func (n *statsFile) Open(_ context.Context, flags uint32) (fusefs.FileHandle, uint32, syscall.Errno) {
+func (n *statsFile) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, uint32, syscall.Errno) {
 	if errno := readOnlyOpen(flags); errno != 0 {
 		return nil, 0, errno
 	}
 	data, err := json.MarshalIndent(n.fsys.Stats(), "", "  ")
 	if err != nil {
-		return nil, 0, n.fsys.toErrno("stats", err)
+		return nil, 0, n.fsys.toErrno(ctx, "stats", err)
 	}
 	return &refreshHandle{data: append(data, '\n')}, fuse.FOPEN_DIRECT_IO, 0
 }

@@ -29,7 +29,7 @@ func (f *FS) tableEntry(st *cache.Store) entry {
 	}
 	n := &tableFile{fsys: f, st: st}
 	return entry{
-		name: TableName, mode: fileMode, ino: inodeNumber("", path...), mtime: f.mounted,
+		name: TableName, mode: fileMode, ino: f.inodeNumber("", path...), mtime: f.mounted,
 		node: func() fusefs.InodeEmbedder { return n },
 	}
 }

@@ -98,9 +98,12 @@ type Store struct {
 	bytes    atomic.Int64 // body bytes received
 	ranges   atomic.Int32 // RangeUnknown, RangeYes or RangeNo
 	// auth holds the base URL's credentials, taken out of every URL (so
-	// they never reach a log line) and sent only with requests to the
-	// base's own host (Go's client drops them on a cross-host redirect).
+	// they never reach a log line). They are added by originAuth, below
+	// the redirect logic, and only to requests for the base's exact origin.
 	auth *url.Userinfo
+	// etagUnstable: the store sends a new ETag on every request for the
+	// same bytes; versions are then judged by size and date only.
+	etagUnstable atomic.Bool
 	fast bool          // ranged GETs may take the zero-copy path
 	idle chan *rawConn // its idle connections
 
@@ -182,9 +185,12 @@ func NewStore(base string, opt Options) (*Store, error) {
 	if rt == nil {
 		rt = NewTransport(opt)
 	}
-	hc := &http.Client{Transport: rt, CheckRedirect: checkRedirect}
 	auth := u.User
 	u.User = nil
+	if auth != nil {
+		rt = &originAuth{next: rt, origin: originOf(u), auth: auth}
+	}
+	hc := &http.Client{Transport: rt, CheckRedirect: checkRedirect}
 	s := &Store{base: u, hc: hc, opt: opt, auth: auth, idle: make(chan *rawConn, maxIdleRaw),
 		oneSlots: make(chan struct{}, oneShotParallel)}
 	s.fast = s.fastPathOK()
@@ -317,10 +323,6 @@ func (s *Store) once(ctx context.Context, r request) (*http.Response, error) {
 		req.Header[k] = v
 	}
 	req.Header.Set("User-Agent", s.opt.UserAgent)
-	if s.auth != nil {
-		pw, _ := s.auth.Password()
-		req.SetBasicAuth(s.auth.Username(), pw)
-	}
 	s.requests.Add(1)
 	release := s.acquireConn(ctx)
 	resp, err := s.hc.Do(req)
@@ -384,7 +386,9 @@ func (g *stallGuard) Read(p []byte) (int, error) {
 		g.counter.Add(int64(n))
 	}
 	if err != nil && err != io.EOF && g.stalled.Load() {
-		err = fmt.Errorf("body stalled for %s: %w", g.d, err)
+		// The cancellation was ours, not the caller's: report a stall, not
+		// a context.Canceled that callers take for an interrupted reader.
+		err = fmt.Errorf("%w: no data for %s (%v)", ErrStalled, g.d, err)
 	}
 	return n, err
 }
@@ -470,9 +474,12 @@ func (s *Store) fetchOnce(ctx context.Context, u string, prev *Meta, limit int64
 	return body, m, nil
 }
 
-// Stat learns a file's size and validators with HEAD, or with a GET aborted
-// after the headers when the server refuses HEAD or gives no length. With
-// prev set, the request is conditional (ErrNotModified when unchanged).
+// Stat learns a file's size and validators with HEAD. When the server
+// refuses HEAD or gives no length, it asks for the first byte (a ranged
+// GET): a 206 tells the total size in Content-Range, and a 200 with a
+// length tells it too. The body is never read: a file of unknown length is
+// never downloaded to learn its size here (Size is then -1). With prev
+// set, the request is conditional (ErrNotModified when unchanged).
 func (s *Store) Stat(ctx context.Context, prev *Meta, segments ...string) (Meta, error) {
 	u := s.URL(segments...)
 	resp, err := s.do(ctx, request{method: http.MethodHead, url: u, header: conditional(prev)})
@@ -493,7 +500,14 @@ func (s *Store) Stat(ctx context.Context, prev *Meta, segments ...string) (Meta,
 			return metaOf(resp), nil
 		}
 	}
-	resp, err = s.do(ctx, request{method: http.MethodGet, url: u, header: conditional(prev)})
+	h := conditional(prev)
+	h.Set("Range", "bytes=0-0")
+	resp, err = s.do(ctx, request{method: http.MethodGet, url: u, header: h})
+	if errors.As(err, &se) && se.Code == http.StatusRequestedRangeNotSatisfiable {
+		// Only an empty file has no first byte.
+		h.Del("Range")
+		resp, err = s.do(ctx, request{method: http.MethodGet, url: u, header: h})
+	}
 	if err != nil {
 		return Meta{}, err
 	}
@@ -504,7 +518,14 @@ func (s *Store) Stat(ctx context.Context, prev *Meta, segments ...string) (Meta,
 		}
 		return *prev, fmt.Errorf("GET %s: %w", u, ErrNotModified)
 	}
-	return metaOf(resp), nil
+	m := metaOf(resp)
+	if resp.StatusCode == http.StatusPartialContent {
+		m.Size = -1
+		if _, _, total, err := parseContentRange(resp.Header.Get("Content-Range")); err == nil {
+			m.Size = total
+		}
+	}
+	return m, nil
 }
 
 // ErrChanged means the file on the server is not the version asked for.
@@ -521,7 +542,7 @@ func (s *Store) Download(ctx context.Context, w io.Writer, want Meta, segments .
 	}
 	defer resp.Body.Close()
 	got := metaOf(resp)
-	if !want.SameVersion(got) {
+	if !s.sameVersion(want, got) {
 		return 0, fmt.Errorf("GET %s: %w (want %s/%q, got %s/%q)", u, ErrChanged,
 			sizeString(want.Size), want.ETag, sizeString(got.Size), got.ETag)
 	}

@@ -33,3 +33,8 @@ func (e *StatusError) temporary() bool {
 	}
 	return e.Code >= 500 || e.Code == http.StatusTooManyRequests || e.Code == http.StatusRequestTimeout
 }
+
+// ErrStalled is wrapped by errors for a body that made no progress within
+// the stall timeout. It never wraps context.Canceled: the request was
+// cancelled by the guard, not by the caller.
+var ErrStalled = errors.New("body stalled")

@@ -69,16 +69,18 @@ func (s *Store) putRaw(rc *rawConn) {
 
 // getRangeRaw is GetRange on the zero-copy path. It returns errNoFastPath
 // when the answer needs the net/http path (the connection is then closed).
-func (s *Store) getRangeRaw(ctx context.Context, u string, h http.Header) (*http.Response, *rawConn, error) {
+// The returned response's body owns the connection: a *rawBody when the
+// length is known, else a guarded reader of the chunked body.
+func (s *Store) getRangeRaw(ctx context.Context, u string, h http.Header) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	for k, v := range h {
 		req.Header[k] = v
 	}
 	req.Header.Set("User-Agent", s.opt.UserAgent)
-	if s.auth != nil {
+	if s.auth != nil { // this path only ever talks to the base's own origin
 		pw, _ := s.auth.Password()
 		req.SetBasicAuth(s.auth.Username(), pw)
 	}
@@ -89,7 +91,7 @@ func (s *Store) getRangeRaw(ctx context.Context, u string, h http.Header) (*http
 	for attempt := 0; ; attempt++ {
 		rc, err := s.getRaw(ctx)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		s.requests.Add(1)
 		_ = rc.c.SetDeadline(time.Now().Add(s.opt.HeaderTimeout))
@@ -107,36 +109,49 @@ func (s *Store) getRangeRaw(ctx context.Context, u string, h http.Header) (*http
 			if attempt == 0 && ctx.Err() == nil {
 				continue
 			}
-			return nil, nil, err
+			return nil, err
+		}
+		// From here on every early return closes the connection before
+		// the body: net/http's Close drains a body it did not see the end
+		// of, which on a short or endless body waits for the deadline.
+		discard := func() {
+			rc.c.Close()
+			resp.Body.Close()
 		}
 		if se := (&StatusError{Method: http.MethodGet, URL: u, Code: resp.StatusCode}); resp.StatusCode >= 400 {
 			// Final ones (404, 403...) are final on any path. Temporary
 			// ones go to the net/http path for its retries, after the
 			// server's Retry-After if it gave one.
-			resp.Body.Close()
-			rc.c.Close()
+			discard()
 			if !se.temporary() {
-				return nil, nil, se
+				return nil, se
 			}
 			if after := parseRetryAfter(resp.Header.Get("Retry-After")); after > 0 {
 				t := time.NewTimer(min(after, s.opt.MaxBackoff))
 				select {
 				case <-ctx.Done():
 					t.Stop()
-					return nil, nil, ctx.Err()
+					return nil, ctx.Err()
 				case <-t.C:
 				}
 			}
-			return nil, nil, errNoFastPath
+			return nil, errNoFastPath
 		}
-		if resp.StatusCode != http.StatusPartialContent && resp.StatusCode != http.StatusOK ||
-			len(resp.TransferEncoding) > 0 || resp.ContentLength < 0 {
-			resp.Body.Close()
-			rc.c.Close()
-			return nil, nil, errNoFastPath
+		if resp.StatusCode != http.StatusPartialContent && resp.StatusCode != http.StatusOK {
+			discard() // redirects and the like: the net/http path knows them
+			return nil, errNoFastPath
 		}
 		s.noteKeepAlive(resp)
-		return resp, rc, nil
+		if len(resp.TransferEncoding) > 0 || resp.ContentLength < 0 {
+			// Chunked (or delimited by close): read through net/http's
+			// decoder, each read bounded by the stall timeout, and never
+			// reuse the connection. Fetching it again on the other path
+			// would cost a second GET of the same bytes.
+			resp.Body = &rawStream{s: s, rc: rc, body: resp.Body, ctx: ctx, url: u, stall: s.opt.StallTimeout}
+			return resp, nil
+		}
+		resp.Body = &rawBody{s: s, rc: rc, ctx: ctx, left: resp.ContentLength, url: u, stall: s.opt.StallTimeout, lastOnConn: resp.Close}
+		return resp, nil
 	}
 }
 
@@ -166,7 +181,7 @@ func (b *rawBody) fail(err error) error {
 	if b.ctx.Err() != nil {
 		err = b.ctx.Err()
 	} else if errors.Is(err, os.ErrDeadlineExceeded) {
-		err = fmt.Errorf("body stalled for %s: %w", b.stall, err)
+		err = fmt.Errorf("%w: no data for %s", ErrStalled, b.stall)
 	}
 	b.err = fmt.Errorf("GET %s: %w", b.url, err)
 	return b.err
@@ -246,6 +261,48 @@ func (b *rawBody) Close() error {
 	} else {
 		b.rc.c.Close()
 	}
+	b.err = errors.New("body closed")
+	return nil
+}
+
+// rawStream reads a body of unknown length (chunked) from a raw
+// connection, each read bounded by the stall timeout. The connection is
+// closed, never reused, when the body is closed.
+type rawStream struct {
+	s     *Store
+	rc    *rawConn
+	body  io.ReadCloser
+	ctx   context.Context
+	url   string
+	stall time.Duration
+	err   error
+}
+
+func (b *rawStream) Read(p []byte) (int, error) {
+	if b.err != nil {
+		return 0, b.err
+	}
+	_ = b.rc.c.SetReadDeadline(time.Now().Add(b.stall))
+	stop := context.AfterFunc(b.ctx, func() { _ = b.rc.c.SetReadDeadline(time.Unix(1, 0)) })
+	n, err := b.body.Read(p)
+	stop()
+	b.s.bytes.Add(int64(n))
+	if err != nil && err != io.EOF {
+		switch {
+		case b.ctx.Err() != nil:
+			err = b.ctx.Err()
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			err = fmt.Errorf("%w: no data for %s", ErrStalled, b.stall)
+		}
+		b.err = fmt.Errorf("GET %s: %w", b.url, err)
+		return n, b.err
+	}
+	return n, err
+}
+
+func (b *rawStream) Close() error {
+	b.rc.c.Close() // first: the body's Close would drain it
+	b.body.Close()
 	b.err = errors.New("body closed")
 	return nil
 }

@@ -1,0 +1,44 @@
+package remote
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+// originAuth adds a store's credentials to requests for the store's exact
+// origin (scheme, host and port), and to no other. It sits below the HTTP
+// client's redirect logic, so a redirect to another port, to plain http on
+// the same host, or to another host never carries them, whatever Go's
+// client would copy (it keeps Authorization for the same host name, with
+// any scheme or port: curl's CVE-2022-27774).
+type originAuth struct {
+	next   http.RoundTripper
+	origin string
+	auth   *url.Userinfo
+}
+
+func (a *originAuth) RoundTrip(req *http.Request) (*http.Response, error) {
+	if originOf(req.URL) != a.origin {
+		if req.Header.Get("Authorization") == "" {
+			return a.next.RoundTrip(req)
+		}
+		req = req.Clone(req.Context())
+		req.Header.Del("Authorization")
+		return a.next.RoundTrip(req)
+	}
+	req = req.Clone(req.Context()) // a RoundTripper must not change its request
+	pw, _ := a.auth.Password()
+	req.SetBasicAuth(a.auth.Username(), pw)
+	return a.next.RoundTrip(req)
+}
+
+// originOf is "scheme://host:port" with the default port made explicit and
+// the host in lower case.
+func originOf(u *url.URL) string {
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[strings.ToLower(u.Scheme)]
+	}
+	return strings.ToLower(u.Scheme) + "://" + strings.ToLower(u.Hostname()) + ":" + port
+}
