@@ -104,8 +104,8 @@ type Store struct {
 	// etagUnstable: the store sends a new ETag on every request for the
 	// same bytes; versions are then judged by size and date only.
 	etagUnstable atomic.Bool
-	fast bool          // ranged GETs may take the zero-copy path
-	idle chan *rawConn // its idle connections
+	fast         bool          // ranged GETs may take the zero-copy path
+	idle         chan *rawConn // its idle connections
 
 	// A server without keep-alive (python's http.server speaks HTTP/1.0)
 	// takes a new connection per request, and its listen backlog is small
