@@ -109,7 +109,7 @@ func NewCatalog(stores []*Store, content Content, cfg Config) *Catalog {
 	c := &Catalog{
 		cfg:         cfg,
 		log:         cfg.Logger,
-		meta:        &metaStore{dir: cfg.MetaDir, log: cfg.Logger},
+		meta:        &metaStore{dir: cfg.MetaDir, log: cfg.Logger, maxBytes: defaultMetaBytes, used: -1},
 		stores:      stores,
 		content:     content,
 		ctx:         ctx,

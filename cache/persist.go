@@ -4,8 +4,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -18,9 +20,57 @@ import (
 // (stale, with error.txt saying so) and serves the files already in the
 // content cache, and so that a restart revalidates with conditional
 // requests instead of fetching everything again.
+//
+// Its bytes are bounded (maxBytes, counted in disk blocks): a store of a
+// hundred thousand entries must not fill the disk with small files. Past
+// the bound, new models are simply not kept; they are fetched again after
+// a restart.
 type metaStore struct {
-	dir string // "" disables
-	log *zap.Logger
+	dir      string // "" disables
+	log      *zap.Logger
+	maxBytes int64
+
+	mu     sync.Mutex
+	used   int64 // disk bytes under dir; -1 until counted
+	warned bool
+}
+
+// defaultMetaBytes bounds the kept metadata.
+const defaultMetaBytes = 64 << 20
+
+// diskBytes rounds a file size up to whole 4 KiB blocks, as it lands on disk.
+func diskBytes(n int64) int64 { return (n + 4095) &^ 4095 }
+
+// reserve accounts for replacing the file at path (old size, if any) by
+// one of n bytes; it reports whether that fits in the bound.
+func (p *metaStore) reserve(path string, n int64) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.used < 0 {
+		p.used = 0
+		_ = filepath.WalkDir(p.dir, func(_ string, d fs.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				if info, err := d.Info(); err == nil {
+					p.used += diskBytes(info.Size())
+				}
+			}
+			return nil
+		})
+	}
+	var old int64
+	if info, err := os.Stat(path); err == nil {
+		old = diskBytes(info.Size())
+	}
+	grow := diskBytes(n) - old
+	if grow > 0 && p.used+grow > p.maxBytes {
+		if !p.warned {
+			p.warned = true
+			p.log.Warn("kept metadata reached its bound: more models are not kept on disk", zap.String("dir", p.dir), zap.Int64("bytes", p.maxBytes))
+		}
+		return false
+	}
+	p.used += grow
+	return true
 }
 
 type savedListing struct {
@@ -58,6 +108,9 @@ func (p *metaStore) modelPath(st *Store, name string) string {
 // write stores v at path atomically; failures only cost the fallback.
 func (p *metaStore) write(path string, v any) {
 	data, err := json.Marshal(v)
+	if err == nil && !p.reserve(path, int64(len(data))) {
+		return
+	}
 	if err == nil {
 		err = os.MkdirAll(filepath.Dir(path), 0o700)
 	}

@@ -107,7 +107,7 @@ func fltBuildPlain(t *testing.T) string {
 }
 
 func fltCases() []fltCase {
-	return []fltCase{
+	return append([]fltCase{
 		{"reset", "connection reset mid-body (weights 2x, info.json 1x)", false, fltRowReset},
 		{"truncated", "truncated body, correct Content-Length (weights 2x, info.json 1x)", false, fltRowTruncated},
 		{"lying-length", "truncated body, lying Content-Length/Content-Range (weights 3x)", false, fltRowLying},
@@ -136,7 +136,7 @@ func fltCases() []fltCase {
 		{"kill9", "kill -9 during a download, then mount on the same mountpoint", false, fltRowKill9},
 		{"unmount-dead", "modelstorefs unmount of a dead mount", false, fltRowUnmountDead},
 		{"sigterm", "SIGTERM", false, fltRowSigterm},
-	}
+	}, fltHostileCases()...)
 }
 
 // fltReport prints the table (and writes it to $FAULTS_OUT).
@@ -282,6 +282,9 @@ func fltFinish(t *testing.T, r *fltRow, m *mount) {
 	r.alive = fltAlive(m)
 	if r.alive != "yes" {
 		t.Errorf("daemon not alive after the fault: %s", r.alive)
+	} else {
+		fltCheckReads(t, r, m)
+		fltCheckCacheBound(t, r, m)
 	}
 	logs := m.logs.String()
 	if strings.Contains(logs, "panicked") || strings.Contains(logs, "panic:") {

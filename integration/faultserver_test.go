@@ -11,7 +11,9 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
+	"encoding/pem"
 	"fmt"
 	"html"
 	"io"
@@ -23,6 +25,7 @@ import (
 	"net/url"
 	"os"
 	"path"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -109,6 +112,7 @@ type fltServer struct {
 	conns    map[net.Conn]bool // hijacked connections, closed on down
 	down     bool
 	quit     chan struct{} // closed when the test ends
+	tls      *tls.Config   // set: the server speaks https (fltNewTLSServer)
 }
 
 // fltNewServer serves files (paths below base, e.g. "lenet/info.json") on
@@ -136,9 +140,48 @@ func fltNewServer(t *testing.T, host, base string, files map[string][]byte) *flt
 	return s
 }
 
+// fltNewTLSServer is fltNewServer speaking https on 127.0.0.1, with a
+// certificate of its own; caFile is the PEM file to give --ca-cert.
+func fltNewTLSServer(t *testing.T, base string, files map[string][]byte) (srv *fltServer, caFile string) {
+	t.Helper()
+	// httptest makes the certificate (for 127.0.0.1); the fault server
+	// keeps its own listener, so it can go down and come back.
+	ts := httptest.NewUnstartedServer(http.NotFoundHandler())
+	ts.StartTLS()
+	cfg := ts.TLS.Clone()
+	caFile = filepath.Join(t.TempDir(), "ca.pem")
+	pemData := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ts.Certificate().Raw})
+	ts.Close()
+	if err := os.WriteFile(caFile, pemData, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &fltServer{
+		t: t, addr: ln.Addr().String(), base: base,
+		files: map[string]*fltFile{}, faults: map[string][]*fltFault{},
+		handlers: map[string]http.HandlerFunc{}, conns: map[net.Conn]bool{},
+		quit: make(chan struct{}), tls: cfg,
+	}
+	for p, data := range files {
+		s.files[base+p] = fltNewFile(data, fltModTime)
+	}
+	s.serve(ln)
+	t.Cleanup(func() {
+		close(s.quit)
+		s.setDown(true)
+	})
+	return s, caFile
+}
+
 // url is the store's URL, with userinfo if given ("user:password").
 func (s *fltServer) url(userinfo ...string) string {
 	u := "http://"
+	if s.tls != nil {
+		u = "https://"
+	}
 	if len(userinfo) > 0 {
 		u += userinfo[0] + "@"
 	}
@@ -146,6 +189,9 @@ func (s *fltServer) url(userinfo ...string) string {
 }
 
 func (s *fltServer) serve(ln net.Listener) {
+	if s.tls != nil {
+		ln = tls.NewListener(ln, s.tls)
+	}
 	srv := &http.Server{Handler: s, ReadHeaderTimeout: 30 * time.Second, ErrorLog: log.New(io.Discard, "", 0)}
 	s.mu.Lock()
 	s.srv, s.down = srv, false

@@ -1,0 +1,436 @@
+package integration
+
+// The second fault matrix (issue 13): hostile and unlucky stores beyond
+// transport faults. Each row states the server's behaviour and asserts what
+// the reader must see (correct bytes, or EIO within --retry-window), that
+// the daemon stays alive and says why in its log, and that no credential
+// or unbounded write escapes. fltFinish adds two checks to every row of
+// both matrices: FUSE READ requests stay proportional to the bytes served
+// (a reader looping on EINTR fails its row) and the cache dir stays within
+// its bound.
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func fltHostileCases() []fltCase {
+	return []fltCase{
+		{"https-stall", "https store: first ranged GET stalls after half its bytes (--retry-window 5s)", true, fltRowHTTPSStall},
+		{"chunked-short-206", "206 with a chunked body that ends 100 bytes short, every time (--retry-window 5s)", true, fltRowChunkedShort},
+		{"unsized-no-range", "no Content-Length anywhere, no Range: 30 MiB weights, --cache-size 20MiB", false, fltRowUnsizedNoRange},
+		{"unsized-range", "HEAD 405, chunked GETs that honour Range", false, fltRowUnsizedRange},
+		{"redirect-downgrade", "https store with credentials redirects to http on the same host, another port", false, fltRowRedirectDowngrade},
+		{"unstable-etag", "ETag changes on every request, same bytes and Last-Modified", false, fltRowUnstableETag},
+		{"refused-read", "store refuses connections once listed (--retry-window 3s)", false, fltRowRefusedRead},
+		{"inode-keyed", "inode numbers: keyed per cache dir", false, fltRowInodeKeyed},
+	}
+}
+
+// ---- matrix-wide checks ----
+
+// fltStats reads the mount's /.stats.
+func fltStats(m *mount) (map[string]any, error) {
+	res := fltRead(filepath.Join(m.dir, ".stats"), 15*time.Second)
+	if res.err != nil {
+		return nil, res.err
+	}
+	var st map[string]any
+	err := json.Unmarshal(res.data, &st)
+	return st, err
+}
+
+// fltCheckReads asserts that the daemon answered a bounded number of FUSE
+// READ requests per byte it served: a reader looping on an error (EINTR
+// answered again and again) sends tens of thousands of READs for nothing.
+func fltCheckReads(t *testing.T, r *fltRow, m *mount) {
+	t.Helper()
+	st, err := fltStats(m)
+	if err != nil {
+		t.Errorf(".stats: %v", err)
+		return
+	}
+	reads, _ := st["read_requests"].(float64)
+	served, _ := st["bytes_served"].(float64)
+	// A READ asks for at most 128 KiB; small files and errors cost one
+	// each. 256 requests plus one per KiB is far above any honest reader
+	// and far below a spinning one.
+	if limit := 256 + served/1024; reads > limit {
+		fltBug(t, r, "%d FUSE READ requests for %d bytes served (limit %d): a reader is spinning", int64(reads), int64(served), int64(limit))
+	}
+}
+
+// fltCacheDir is the mount's --cache-dir.
+func fltCacheDir(m *mount) string {
+	for i, a := range m.cmd.Args {
+		if a == "--cache-dir" && i+1 < len(m.cmd.Args) {
+			return m.cmd.Args[i+1]
+		}
+	}
+	return ""
+}
+
+// fltDirBytes is the disk space the files below dir take.
+func fltDirBytes(dir string) int64 {
+	var n int64
+	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		var st syscall.Stat_t
+		if syscall.Lstat(p, &st) == nil {
+			n += st.Blocks * 512
+		}
+		return nil
+	})
+	return n
+}
+
+// fltCheckCacheBound asserts the cache dir holds no more than --cache-size
+// (when the row set one; else 256 MiB, far above any row's store) plus
+// 2 MiB of metadata.
+func fltCheckCacheBound(t *testing.T, r *fltRow, m *mount) {
+	t.Helper()
+	limit := int64(256 << 20)
+	for i, a := range m.cmd.Args {
+		if a == "--cache-size" && i+1 < len(m.cmd.Args) {
+			if n, err := fltParseMiB(m.cmd.Args[i+1]); err == nil {
+				limit = n
+			}
+		}
+	}
+	if used := fltDirBytes(fltCacheDir(m)); used > limit+2<<20 {
+		fltBug(t, r, "the cache dir holds %d bytes, bound %d", used, limit)
+	}
+}
+
+// fltParseMiB reads "20MiB".
+func fltParseMiB(s string) (int64, error) {
+	n, err := strconv.ParseInt(strings.TrimSuffix(s, "MiB"), 10, 64)
+	return n << 20, err
+}
+
+// ---- helpers ----
+
+// fltRawAnswer hijacks the connection and writes text as the whole answer,
+// then closes (or, with hold, keeps it open and silent until the test ends).
+func fltRawAnswer(srv *fltServer, w http.ResponseWriter, text string, hold bool) {
+	conn, bufrw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		srv.t.Errorf("hijack: %v", err)
+		return
+	}
+	defer conn.Close()
+	bufrw.WriteString(text)
+	if bufrw.Flush() != nil || !hold {
+		return
+	}
+	go func() { <-srv.quit; conn.Close() }()
+	_, _ = io.Copy(io.Discard, bufio.NewReader(conn))
+}
+
+// fltReadPrefix reads the first n bytes of a file through the mount, as
+// head -c does, giving up (not failing) after timeout.
+func fltReadPrefix(p string, n int, timeout time.Duration) fltResult {
+	start := time.Now()
+	ch := make(chan fltResult, 1)
+	go func() {
+		f, err := os.Open(p)
+		if err != nil {
+			ch <- fltResult{err: err}
+			return
+		}
+		defer f.Close()
+		buf := make([]byte, n)
+		m, err := io.ReadFull(f, buf)
+		ch <- fltResult{data: buf[:m], err: err}
+	}()
+	select {
+	case r := <-ch:
+		r.took = time.Since(start)
+		return r
+	case <-time.After(timeout):
+		return fltResult{err: fmt.Errorf("%s: still blocked after %s", p, timeout), took: timeout, hung: true}
+	}
+}
+
+// fltExpectBytesOrEIO accepts correct bytes, or EIO within limit; it fills
+// r.saw and r.bytes.
+func fltExpectBytesOrEIO(t *testing.T, r *fltRow, res fltResult, want []byte, limit time.Duration) {
+	t.Helper()
+	switch {
+	case res.err == nil:
+		v, ok := fltVerify(res.data, want)
+		r.bytes = v
+		r.saw = "correct bytes in " + fltSecs(res.took)
+		if !ok {
+			t.Errorf("read: %s", v)
+		}
+	case errors.Is(res.err, syscall.EIO) && res.took <= limit:
+		r.bytes = "n/a (EIO)"
+		r.saw = "EIO after " + fltSecs(res.took)
+	default:
+		r.saw = fmt.Sprintf("%s after %s", fltErrno(res.err), fltSecs(res.took))
+		fltBug(t, r, "read: %v after %s; want the bytes, or EIO within %s", res.err, res.took, limit)
+	}
+}
+
+// ---- rows ----
+
+func fltRowHTTPSStall(t *testing.T, r *fltRow) {
+	var m *mount
+	defer func() { fltFinish(t, r, m) }()
+	files := fltStoreFiles(t, 4<<20)
+	srv, ca := fltNewTLSServer(t, "/store/", files)
+	srv.fault(fltWeights, fltFault{kind: fltStall, method: "GET", times: 1, cut: 0.5})
+	m = startMount(t, fltStores(srv), "--ca-cert", ca, "--chunk-size", "1MiB", "--retry-window", "5s")
+	res := fltRead(fltWeightsPath(m), 60*time.Second)
+	fltExpectBytesOrEIO(t, r, res, files[fltWeights], 5*time.Second+20*time.Second)
+	f, n := fltFaulted(srv, fltWeights)
+	if n := fltLogCount(m, "stalled"); n == 0 {
+		t.Errorf("the stall was not logged")
+	}
+	r.recovery = fmt.Sprintf("%d stalled GET given up and retried (%d GETs), logged", f, n)
+}
+
+func fltRowChunkedShort(t *testing.T, r *fltRow) {
+	var m *mount
+	defer func() { fltFinish(t, r, m) }()
+	srv, want := fltStdServer(t, 4<<20)
+	short := func(w http.ResponseWriter, req *http.Request) {
+		var start, end int64
+		if _, err := fmt.Sscanf(req.Header.Get("Range"), "bytes=%d-%d", &start, &end); err != nil || req.Method != http.MethodGet {
+			srv.answer(w, req, nil)
+			return
+		}
+		srv.mu.Lock()
+		f := srv.files[req.URL.Path]
+		srv.mu.Unlock()
+		part := f.data[start : end+1]
+		half := part[:len(part)/2]
+		fltRawAnswer(srv, w, fmt.Sprintf("HTTP/1.1 206 Partial Content\r\nTransfer-Encoding: chunked\r\nETag: %s\r\nLast-Modified: %s\r\nContent-Range: bytes %d-%d/%d\r\n\r\n%x\r\n%s",
+			f.etag, f.mod.UTC().Format(http.TimeFormat), start, end, len(f.data), len(half)+100, half), false)
+	}
+	srv.handle(srv.base+fltWeights, short)
+	m = startMount(t, fltStores(srv), "--chunk-size", "1MiB", "--retry-window", "5s")
+	res := fltReadPrefix(fltWeightsPath(m), 100, 60*time.Second)
+	if res.err == nil {
+		fltBug(t, r, "read %d bytes from answers that were all short", len(res.data))
+	}
+	fltExpectBytesOrEIO(t, r, res, want[:100], 5*time.Second+20*time.Second)
+	if n := fltLogCount(m, "download failed"); n == 0 {
+		t.Errorf("the failure was not logged")
+	}
+	_, gets := fltFaulted(srv, fltWeights)
+	srv.handle(srv.base+fltWeights, nil)
+	again := fltRead(fltWeightsPath(m), 60*time.Second)
+	if again.err != nil {
+		t.Errorf("re-read with a healthy server: %v", again.err)
+		r.recovery = "re-read: " + fltErrno(again.err)
+		return
+	}
+	v, _ := fltVerify(again.data, want)
+	r.recovery = fmt.Sprintf("%d short answers, each fetched once; re-read once healthy: %s", gets, v)
+}
+
+// fltChunkedWriter drops Content-Length so that the answer goes chunked.
+type fltChunkedWriter struct{ http.ResponseWriter }
+
+func (w fltChunkedWriter) WriteHeader(code int) {
+	w.Header().Del("Content-Length")
+	w.ResponseWriter.WriteHeader(code)
+	_ = http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+func (w fltChunkedWriter) Write(p []byte) (int, error) { return w.ResponseWriter.Write(p) }
+
+func fltRowUnsizedNoRange(t *testing.T, r *fltRow) {
+	var m *mount
+	defer func() { fltFinish(t, r, m) }()
+	srv, _ := fltStdServer(t, 30<<20)
+	var bodies atomic.Int64
+	srv.handle(srv.base+fltWeights, func(w http.ResponseWriter, req *http.Request) {
+		srv.mu.Lock()
+		f := srv.files[req.URL.Path]
+		srv.mu.Unlock()
+		w.Header().Set("ETag", f.etag)
+		cw := fltChunkedWriter{w}
+		cw.WriteHeader(http.StatusOK)
+		if req.Method == http.MethodGet {
+			n, _ := cw.Write(f.data)
+			bodies.Add(int64(n))
+		}
+	})
+	m = startMount(t, fltStores(srv), "--cache-size", "20MiB")
+	names, err := fltLs(filepath.Join(m.dir, "s", "big"), 60*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	used := fltDirBytes(fltCacheDir(m))
+	r.saw = fmt.Sprintf("ls -la: %s; cache dir %d MiB", strings.Join(names, " "), used>>20)
+	r.bytes = "-"
+	msg, err := os.ReadFile(filepath.Join(m.dir, "s", "big", "error.txt"))
+	if err != nil || !strings.Contains(string(msg), "no size") {
+		t.Errorf("error.txt %q (%v): want it to say the store gives no size", msg, err)
+	}
+	if used > 21<<20 {
+		fltBug(t, r, "the cache dir grew to %d bytes with --cache-size 20MiB", used)
+	}
+	r.recovery = fmt.Sprintf("size-learning download stopped at the cache bound (%d MiB received); error.txt says why", bodies.Load()>>20)
+}
+
+func fltRowUnsizedRange(t *testing.T, r *fltRow) {
+	var m *mount
+	defer func() { fltFinish(t, r, m) }()
+	srv, want := fltStdServer(t, 4<<20)
+	srv.handle(srv.base+fltWeights, func(w http.ResponseWriter, req *http.Request) {
+		if req.Method == http.MethodHead {
+			http.Error(w, "no HEAD here", http.StatusMethodNotAllowed)
+			return
+		}
+		srv.answer(fltChunkedWriter{w}, req, nil)
+	})
+	m = startMount(t, fltStores(srv), "--chunk-size", "1MiB")
+	var st syscall.Stat_t
+	if err := syscall.Stat(fltWeightsPath(m), &st); err != nil || st.Size != int64(len(want)) {
+		t.Errorf("stat: size %d (%v), want %d", st.Size, err, len(want))
+	}
+	res := fltRead(fltWeightsPath(m), 60*time.Second)
+	fltExpectBytes(t, r, res, want, "weights")
+	r.saw = fmt.Sprintf("size %d from a one-byte ranged GET; read in %s", st.Size, fltSecs(res.took))
+	_, gets := fltFaulted(srv, fltWeights)
+	r.recovery = fmt.Sprintf("no download to learn the size (%d GETs in all)", gets)
+}
+
+func fltRowRedirectDowngrade(t *testing.T, r *fltRow) {
+	var m *mount
+	defer func() { fltFinish(t, r, m) }()
+	files := fltStoreFiles(t, 4<<20)
+	srv, ca := fltNewTLSServer(t, "/store/", files)
+	plain := fltNewServer(t, "127.0.0.1", "/store/", files)
+	srv.fault(fltWeights, fltFault{kind: fltRedirect, method: "GET", times: -1, location: plain.url() + fltWeights})
+	srv.fault("lenet/info.json", fltFault{kind: fltRedirect, times: -1, location: plain.url() + "lenet/info.json"})
+	m = startMount(t, fltStores(srv, "alice:s3cret"), "--ca-cert", ca, "--chunk-size", "1MiB")
+	res := fltRead(fltWeightsPath(m), 60*time.Second)
+	info := fltRead(filepath.Join(m.dir, "s", "lenet", "info.json"), 30*time.Second)
+	leaked, reached := 0, 0
+	for _, q := range plain.requests() {
+		reached++
+		if q.auth {
+			leaked++
+		}
+	}
+	withAuth := 0
+	for _, q := range srv.requests() {
+		if q.auth {
+			withAuth++
+		}
+	}
+	r.saw = fmt.Sprintf("weights %s, info.json %s", fltErrno(res.err), fltErrno(info.err))
+	if res.err == nil {
+		r.bytes, _ = fltVerify(res.data, files[fltWeights])
+	}
+	if leaked > 0 {
+		fltBug(t, r, "%d of %d requests to the http origin carried the credentials", leaked, reached)
+	}
+	if reached == 0 || withAuth == 0 {
+		t.Errorf("the redirect was not followed (%d) or the store never got credentials (%d)", reached, withAuth)
+	}
+	r.recovery = fmt.Sprintf("%d requests followed to http://%s, none with credentials; %d to the https store with them", reached, plain.addr, withAuth)
+}
+
+func fltRowUnstableETag(t *testing.T, r *fltRow) {
+	var m *mount
+	defer func() { fltFinish(t, r, m) }()
+	srv, want := fltStdServer(t, 4<<20)
+	var n atomic.Int64
+	srv.handle(srv.base+fltWeights, func(w http.ResponseWriter, req *http.Request) {
+		srv.mu.Lock()
+		f := *srv.files[req.URL.Path]
+		srv.mu.Unlock()
+		f.etag = fmt.Sprintf(`"dyn-%d"`, n.Add(1))
+		srv.answer(w, req, &f)
+	})
+	m = startMount(t, fltStores(srv), "--chunk-size", "1MiB", "--retry-window", "5s")
+	res := fltRead(fltWeightsPath(m), 60*time.Second)
+	fltExpectBytes(t, r, res, want, "weights")
+	r.saw = "correct bytes in " + fltSecs(res.took)
+	if res.err != nil {
+		r.saw = fltErrno(res.err) + " after " + fltSecs(res.took)
+	}
+	warns := fltLogCount(m, "WARN", "new ETag on every request", `"store": "s"`)
+	if warns != 1 {
+		t.Errorf("%d WARN lines naming the store, want 1", warns)
+	}
+	fltTouch(t, filepath.Join(m.dir, ".refresh"))
+	again := fltRead(fltWeightsPath(m), 60*time.Second)
+	if again.err != nil {
+		t.Errorf("after .refresh: %v", again.err)
+	}
+	r.recovery = fmt.Sprintf("recognised, %d WARN line; read whole, checked by size and date; after .refresh: %s", warns, fltErrno(again.err))
+}
+
+func fltRowRefusedRead(t *testing.T, r *fltRow) {
+	var m *mount
+	defer func() { fltFinish(t, r, m) }()
+	srv, _ := fltStdServer(t, 4<<20)
+	m = startMount(t, fltStores(srv), "--retry-window", "3s")
+	if _, err := fltLs(filepath.Join(m.dir, "s", "big"), 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	srv.setDown(true)
+	res := fltRead(fltWeightsPath(m), 60*time.Second)
+	r.saw = fmt.Sprintf("%s after %s", fltErrno(res.err), fltSecs(res.took))
+	r.bytes = "n/a"
+	if !errors.Is(res.err, syscall.EIO) {
+		fltBug(t, r, "read of a refusing store: %v, want EIO", res.err)
+	}
+	srv.setDown(false)
+	r.recovery = "EIO (the log names the refused connection)"
+	if n := fltLogCount(m, "connection refused"); n == 0 {
+		t.Errorf("the log does not name the refused connection")
+	}
+}
+
+func fltRowInodeKeyed(t *testing.T, r *fltRow) {
+	var m *mount
+	defer func() { fltFinish(t, r, m) }()
+	srv, _ := fltStdServer(t, 1<<20)
+	ino := func(mt *mount) uint64 {
+		var st syscall.Stat_t
+		if err := syscall.Stat(fltWeightsPath(mt), &st); err != nil {
+			t.Fatalf("stat: %v", err)
+		}
+		return st.Ino
+	}
+	cacheA := t.TempDir()
+	a := fltMountAt(t, t.TempDir(), cacheA, fltStores(srv))
+	inoA := ino(a)
+	a.stop(t)
+	m = fltMountAt(t, t.TempDir(), cacheA, fltStores(srv))
+	again := ino(m)
+	other := startMount(t, fltStores(srv))
+	inoB := ino(other)
+	r.saw = fmt.Sprintf("same cache dir: %x then %x; another cache dir: %x", inoA, again, inoB)
+	r.bytes = "-"
+	if inoA != again {
+		t.Errorf("inode changed across a remount on one cache dir: %x, %x", inoA, again)
+	}
+	if inoA == inoB {
+		t.Errorf("two cache dirs (two keys) gave one inode number %x", inoA)
+	}
+	r.recovery = "numbers are HMACs keyed per cache dir: stable across remounts, not computable by a store"
+}
