@@ -47,17 +47,28 @@ type Content interface {
 
 // Handle reads one opened file.
 type Handle interface {
-	// ReadAt fills p from off unless the file ends first (then io.EOF); it
-	// waits for bytes still downloading at most until ctx ends.
+	// Read answers a read of p at off in one call, waiting for bytes still
+	// on their way at most until ctx ends: either the bytes (in Data, a
+	// prefix of p) or, when they are in a file, that file's descriptor and
+	// range (Fd >= 0), for the caller to splice without a copy through this
+	// process. io.EOF when the file ends before p is full.
+	Read(ctx context.Context, p []byte, off int64) (ReadResult, error)
+	// ReadAt fills p from off unless the file ends first (then io.EOF), as
+	// Read does but always copying into p.
 	ReadAt(ctx context.Context, p []byte, off int64) (int, error)
 	// Size is the file's length.
 	Size() int64
 	// Fd is an OS file descriptor holding the complete bytes, or -1 while
 	// the file is incomplete.
 	Fd() int
-	// Ready waits, like ReadAt, until n bytes at off are in the cache file
-	// and returns that file's descriptor, so the caller can splice from it
-	// without a copy through this process; -1 when the handle has no file.
-	Ready(ctx context.Context, off, n int64) (int, error)
 	Close() error
+}
+
+// ReadResult is the answer to Handle.Read: Data, or N bytes at Off of the
+// file Fd (when Fd >= 0).
+type ReadResult struct {
+	Data []byte
+	Fd   int
+	Off  int64
+	N    int
 }

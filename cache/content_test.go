@@ -90,6 +90,7 @@ func TestContentSharedDownload(t *testing.T) {
 		wantGETs int
 	}{
 		{"one chunk", 1 << 20, 1},
+		// One stream, or a few that never overlap: at most one per chunk.
 		{"ranged chunks", 64 << 10, (size + 64<<10 - 1) / (64 << 10)},
 	}
 	for _, tt := range tests {
@@ -142,8 +143,8 @@ func TestContentSharedDownload(t *testing.T) {
 					t.Fatalf("opener %d read other bytes", i)
 				}
 			}
-			if n := srv.Count("GET", "m/w.bin"); n != tt.wantGETs {
-				t.Errorf("%d GETs for %d concurrent openers, want %d", n, openers, tt.wantGETs)
+			if n := srv.Count("GET", "m/w.bin"); n == 0 || n > tt.wantGETs {
+				t.Errorf("%d GETs for %d concurrent openers, want 1 to %d", n, openers, tt.wantGETs)
 			}
 			waitFor(t, "commit", func() bool { return committed(s, ref) })
 			if p := partials(t, s); len(p) != 0 {

@@ -1,5 +1,52 @@
 package cache
 
+// The byte engine: how one file's bytes get from the store to its readers
+// and into the cache file.
+//
+// A file is cut into chunks (ChunkSize, 8 MiB by default). A chunk is
+//
+//	missing  -> fetching -> inMemory -> onDisk
+//	   ^           |            |
+//	   +-----------+------------+  (a failed fetch; a buffer reclaimed
+//	                                before the writer reached it)
+//
+// Bytes arrive from the network into a memory buffer of the chunk, a piece
+// at a time, and readers are answered from that buffer as soon as their
+// bytes are there: a reader never waits for a whole chunk, nor for the
+// cache disk. A full buffer goes to the write-behind queue; one writer per
+// cache writes chunks into the cache file and marks them onDisk, after
+// which readers read (or the kernel splices) from the file. When all chunks
+// are on disk the file is synced and renamed into place (atomic commit:
+// nothing partial is ever taken as complete).
+//
+// Memory. All buffers come from one daemon-wide budget (BufferBudget,
+// 256 MiB by default). A fetch a reader waits for always gets a buffer:
+// when the budget is spent, buffers queued for writing but not yet written
+// are reclaimed first (their chunks go back to missing and are fetched
+// again later: the cache copy is finished later, never the reader).
+// Background fetches (read-ahead beyond the reader's window, completing the
+// cache copy) only start when the budget has room. If the cache file cannot
+// be written (ENOSPC, EIO, no room at all), the download gives up its cache
+// copy and goes on serving its readers from memory, keeping a small window
+// of chunks around the latest read.
+//
+// Connections (policy). A file starts with one sequential stream: a ranged
+// GET from the first chunk wanted to the end of the run of missing chunks.
+// A stream goes on chunk after chunk until it meets a chunk that is not
+// missing. After the first 206 the controller adds a stream at a time,
+// starting in the middle of the largest missing run (or where a reader
+// waits), and measures the download's throughput over a window: a stream
+// that raised it by 10% stays and another is tried; one that did not is
+// dropped and the count is remembered for the store, whose next files
+// start there. Caps: Parallel streams per file, StoreParallel per store. A
+// reader far from every stream gets a stream of its own at its offset. A
+// server that ignores Range gets one whole-file stream.
+//
+// Lock order: StreamContent.mu, then download.mu, then the leaves
+// (StreamContent.poolMu, StreamContent.wmu, StreamContent.polMu), none of
+// which is held while taking another lock. No lock is held across network
+// or disk I/O.
+
 import (
 	"context"
 	"errors"
@@ -15,112 +62,163 @@ import (
 	"github.com/modelstorefs/modelstorefs/remote"
 )
 
-// Chunk states of a download.
+// Chunk states.
 const (
 	chunkMissing uint8 = iota
 	chunkFetching
-	chunkDone
+	chunkInMemory
+	chunkOnDisk
 )
 
-// download is one file being fetched into its cache file. Workers claim
-// chunks (those readers wait for first, then those after the latest read,
-// then the rest), fetch them with validated ranged GETs and mark them done;
-// readers wait for their chunks and read the cache file. A server that
-// ignores Range gets one stream from offset 0 instead.
+// readerWindow is how many chunks past the latest read are fetched ahead
+// with a reader's priority.
+const readerWindow = 2
+
+// piece is how much is read from the network between wake-ups of readers.
+const piece = 256 << 10
+
+// chunkState is one chunk's state; buf holds its bytes while it is fetching or
+// in memory (filled of them valid).
+type chunkState struct {
+	state   uint8
+	buf     []byte
+	filled  int64
+	queued  bool // in the write-behind queue
+	writing bool // the writer is writing it: the buffer may not go
+	waiting int  // readers waiting for it
+}
+
+// download is one file being fetched.
 type download struct {
 	// Read only.
 	s     *StreamContent
 	ref   Ref
-	e     *entry
-	f     *os.File
+	e     *entry   // nil when the file is not cached at all
+	f     *os.File // the cache file; nil when not cached
 	size  int64
 	chunk int64
-	n     int // chunks
+	n     int
 	log   *zap.Logger
 
-	mu           sync.Mutex // protects the fields below
-	state        []uint8
-	waiting      map[int]int   // chunk -> readers waiting for it
-	next         int           // first chunk after the latest read
-	changed      chan struct{} // closed and replaced on every change
-	err          error         // terminal failure
-	complete     bool
-	finished     bool // run has returned
-	handles      int  // open streamHandles
-	streaming    bool // a whole-body stream owns the download
-	scaled       bool // the extra workers were started
-	workers      int  // running workers
-	failures     int  // failed fetches since the last progress
-	lastProgress time.Time
-	spawn        func() // starts one more worker
+	mu        sync.Mutex // protects the fields below
+	chunks    []chunkState
+	next      int           // first chunk after the latest read
+	changed   chan struct{} // closed and replaced on every change
+	err       error         // terminal failure
+	noCache   error         // why the cache copy was given up (nil: still caching)
+	complete  bool
+	finished  bool // run has returned
+	handles   int
+	whole     bool // the server ignores Range: one whole-file stream
+	streaming bool // the whole-file stream is running
+	ranged    bool // a 206 was seen: more streams may be added
+	workers   int
+	starting  int // workers started that have not picked their work yet
+	stop      int // workers asked to stop at their next chunk boundary
+	failures  int
+	progress  time.Time
+	spawn     func() // starts a worker; only with workers > 0 or from run
+	ctl       controller
+	bytesIn   int64 // bytes received, for the controller
 }
 
 func newDownload(s *StreamContent, ref Ref, f *os.File, e *entry) *download {
 	chunk := s.cfg.ChunkSize
 	n := int((ref.Meta.Size + chunk - 1) / chunk)
-	return &download{
+	d := &download{
 		s: s, ref: ref, e: e, f: f, size: ref.Meta.Size, chunk: chunk, n: n,
 		log:     s.log.With(zap.String("url", ref.URL())),
-		state:   make([]uint8, n),
-		waiting: map[int]int{},
+		chunks:  make([]chunkState, n),
 		changed: make(chan struct{}),
 	}
+	if f == nil {
+		d.noCache = errNotCaching
+	}
+	return d
 }
 
-// broadcastLocked wakes every waiter.
+// errNotCaching: a download that never had a cache file.
+var errNotCaching = errors.New("not caching this file")
+
 func (d *download) broadcastLocked() {
 	close(d.changed)
 	d.changed = make(chan struct{})
 }
 
-// run fetches the whole file with as many workers as the server allows,
-// then commits it (or removes it) and tells the content cache.
+func (d *download) chunkLen(k int) int64 { return min(d.chunk, d.size-int64(k)*d.chunk) }
+
+// run owns the download's workers. It starts one, then waits: whenever no
+// worker runs it decides whether the download is over (all on disk,
+// failed, or given up with nobody reading) or starts one for the work that
+// appeared (a reader's demand, budget freed for background fetches).
 func (d *download) run(ctx context.Context) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	start := time.Now()
-	if err := d.reserve(); err != nil {
-		d.mu.Lock()
-		d.err = err
-		d.mu.Unlock()
-		d.end(err, start)
-		return
+	if d.f != nil {
+		if err := d.reserve(); err != nil {
+			d.giveUpCache(err)
+		}
 	}
 	var wg sync.WaitGroup
 	d.mu.Lock()
-	d.lastProgress = start
-	// spawn runs with d.mu held. workers > 0 means wg is above zero, so a
-	// later spawn (from wait) can never race with wg.Wait returning.
+	d.progress = start
 	d.spawn = func() {
 		d.workers++
+		d.starting++
 		wg.Add(1)
 		go func() {
+			defer wg.Done()
 			d.worker(ctx, cancel)
 			d.mu.Lock()
 			d.workers--
+			if d.workers == 0 {
+				d.broadcastLocked() // run decides what next
+			}
 			d.mu.Unlock()
-			wg.Done()
 		}()
 	}
-	// One worker learns whether the server honours Range; it starts the
-	// others after its first 206.
 	d.spawn()
+	for {
+		ch := d.changed
+		idle := d.workers == 0
+		d.mu.Unlock()
+		if idle {
+			wg.Wait()
+		}
+		select {
+		case <-ch:
+		case <-d.s.budgetFreed():
+		case <-ctx.Done():
+		}
+		d.mu.Lock()
+		if d.workers > 0 {
+			continue
+		}
+		if ctx.Err() != nil && d.err == nil {
+			d.err = ctx.Err()
+		}
+		if d.err != nil || d.allOnDiskLocked() || (d.noCache != nil && d.handles == 0) {
+			break
+		}
+		if _, _, ok := d.pickLocked(); ok {
+			d.spawn()
+		}
+	}
+	err := d.err
+	noCache := d.noCache
 	d.mu.Unlock()
 	wg.Wait()
-
-	d.mu.Lock()
-	err := d.err
-	if err == nil && !d.allDoneLocked() {
-		err = fmt.Errorf("download of %s ended incomplete", d.ref.URL())
+	if err == nil && noCache != nil {
+		err = noCache
 	}
-	d.mu.Unlock()
 	if err == nil {
 		err = d.f.Sync()
 	}
 	d.end(err, start)
 }
 
-// errNoSpace: the cache's disk is full; readers go to the network.
+// errNoSpace: the cache's disk is full; the cache copy is given up.
 var errNoSpace = errors.New("no room in the cache")
 
 // reserve allocates the file's blocks, so a full disk shows now and not in
@@ -140,6 +238,31 @@ func (d *download) reserve() error {
 	return nil
 }
 
+// giveUpCache stops writing the cache copy (the disk failed or has no
+// room): readers go on from memory, the file is never committed.
+func (d *download) giveUpCache(why error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.giveUpCacheLocked(why)
+}
+
+func (d *download) giveUpCacheLocked(why error) {
+	if d.noCache != nil {
+		return
+	}
+	d.noCache = why
+	d.log.Warn("not caching this file: reading from the store into memory", zap.Error(why))
+	for k := range d.chunks {
+		c := &d.chunks[k]
+		c.queued = false
+		if c.state == chunkOnDisk {
+			// The file stays readable while the download lives.
+			continue
+		}
+	}
+	d.broadcastLocked()
+}
+
 // end commits or removes the file, wakes the readers and logs.
 func (d *download) end(err error, start time.Time) {
 	if errors.Is(err, remote.ErrChanged) && d.s.onChange != nil {
@@ -147,22 +270,27 @@ func (d *download) end(err error, start time.Time) {
 		d.s.onChange(d.ref)
 	}
 	// Commit before waking readers, so a reopen finds the complete file.
-	d.s.finish(d.e, err)
+	if d.e != nil {
+		d.s.finish(d.e, err)
+	}
 	d.mu.Lock()
 	d.finished = true
 	if err != nil && d.err == nil {
 		d.err = err
 	}
 	d.complete = err == nil
+	for k := range d.chunks {
+		d.releaseLocked(k)
+	}
 	d.broadcastLocked()
-	closeNow := d.handles == 0
+	closeNow := d.handles == 0 && d.f != nil
 	d.mu.Unlock()
 	if closeNow {
 		d.f.Close()
 	}
 	switch {
-	case errors.Is(err, errNoSpace):
-		d.log.Warn("cache full: reading straight from the store", zap.Error(err))
+	case d.noCache != nil && !errors.Is(err, remote.ErrChanged) && d.s.ctx.Err() == nil:
+		d.log.Debug("uncached read over", zap.NamedError("why", d.noCache))
 	case err != nil && d.s.ctx.Err() == nil:
 		d.log.Error("download failed", zap.Error(err))
 	case err == nil:
@@ -170,30 +298,114 @@ func (d *download) end(err error, start time.Time) {
 	}
 }
 
-func (d *download) allDoneLocked() bool {
-	for _, st := range d.state {
-		if st != chunkDone {
+func (d *download) allOnDiskLocked() bool {
+	for k := range d.chunks {
+		if d.chunks[k].state != chunkOnDisk {
 			return false
 		}
 	}
 	return true
 }
 
-// worker claims and fetches chunks until none is left or the download
-// fails for good.
+// releaseLocked gives chunk k's buffer back, unless the writer holds it.
+func (d *download) releaseLocked(k int) {
+	c := &d.chunks[k]
+	if c.buf == nil || c.writing {
+		return
+	}
+	d.s.freeBuf(c.buf)
+	c.buf, c.filled, c.queued = nil, 0, false
+}
+
+// pickLocked chooses where a new stream starts, and whether it is for a
+// reader (which always gets a buffer) or background work (only within the
+// budget): a chunk a reader waits for, else the reader's window, else the
+// middle of the largest missing run that no stream is heading into.
+func (d *download) pickLocked() (start int, forReader, ok bool) {
+	if d.err != nil || d.streaming || d.finished {
+		return 0, false, false
+	}
+	for k := range d.chunks {
+		if c := &d.chunks[k]; c.waiting > 0 && c.state == chunkMissing && !d.headedIntoLocked(k) {
+			return k, true, true
+		}
+	}
+	for k := d.next; k < min(d.next+readerWindow, d.n); k++ {
+		if d.chunks[k].state == chunkMissing && !d.headedIntoLocked(k) {
+			return k, true, true
+		}
+	}
+	if d.noCache != nil {
+		return 0, false, false // nothing to keep: fetch only what readers need
+	}
+	best, bestLen := -1, 0
+	for k := 0; k < d.n; {
+		if d.chunks[k].state != chunkMissing {
+			k++
+			continue
+		}
+		end := k
+		for end < d.n && d.chunks[end].state == chunkMissing {
+			end++
+		}
+		at, length := k, end-k
+		if d.headedIntoLocked(k) {
+			at, length = k+(end-k)/2, (end-k)/2
+		}
+		// Runs after the reader come first: that is where it goes next.
+		if length > bestLen || (length == bestLen && length > 0 && k >= d.next && best < d.next) {
+			best, bestLen = at, length
+		}
+		k = end
+	}
+	if bestLen == 0 {
+		return 0, false, false
+	}
+	return best, false, true
+}
+
+// headedIntoLocked reports whether a stream is about to reach chunk k (the
+// chunk before it is being fetched).
+func (d *download) headedIntoLocked(k int) bool {
+	return k > 0 && d.chunks[k-1].state == chunkFetching
+}
+
+// worker runs streams until there is nothing it should fetch.
 func (d *download) worker(ctx context.Context, cancel context.CancelFunc) {
 	backoff := 250 * time.Millisecond
-	for {
-		k, ok := d.claim()
+	for first := true; ; first = false {
+		d.mu.Lock()
+		if first {
+			d.starting--
+		}
+		if d.stop > 0 {
+			d.stop--
+			d.mu.Unlock()
+			return
+		}
+		k, forReader, ok := d.pickLocked()
+		if ok {
+			d.chunks[k].state = chunkFetching
+		}
+		d.mu.Unlock()
 		if !ok {
 			return
 		}
-		err := d.fetch(ctx, k)
-		if err == nil || errors.Is(err, errStreamTaken) {
+		buf := d.s.allocBuf(d.chunk, forReader)
+		if buf == nil {
+			d.mu.Lock()
+			d.chunks[k].state = chunkMissing
+			d.mu.Unlock()
+			return // run starts us again when the budget has room
+		}
+		release := d.s.storeSlot(d.ref.Store)
+		err := d.streamFrom(ctx, k, buf)
+		release()
+		if err == nil {
 			backoff = 250 * time.Millisecond
 			continue
 		}
-		if d.fail(ctx, k, err) {
+		if d.fail(ctx, err) {
 			cancel()
 			return
 		}
@@ -206,80 +418,25 @@ func (d *download) worker(ctx context.Context, cancel context.CancelFunc) {
 	}
 }
 
-// claim picks the next chunk to fetch: one a reader waits for, else the
-// first missing one after the latest read, else the first missing one.
-func (d *download) claim() (int, bool) {
+// fail records a failed fetch; it reports whether the whole download has
+// failed (changed file, gone file, shutdown, or no progress for the retry
+// window). Only the download's own context ending is a shutdown: an error
+// that merely wraps context.Canceled (a request the HTTP layer cancelled
+// itself) is a failure like any other, retried.
+func (d *download) fail(ctx context.Context, err error) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.err != nil || d.streaming {
-		return 0, false
-	}
-	best := -1
-	for k, c := range d.waiting {
-		if c > 0 && d.state[k] == chunkMissing && (best < 0 || k < best) {
-			best = k
-		}
-	}
-	if best < 0 {
-		for k := d.next; k < d.n; k++ {
-			if d.state[k] == chunkMissing {
-				best = k
-				break
-			}
-		}
-	}
-	if best < 0 {
-		for k := 0; k < d.n; k++ {
-			if d.state[k] == chunkMissing {
-				best = k
-				break
-			}
-		}
-	}
-	if best < 0 {
-		return 0, false
-	}
-	d.state[best] = chunkFetching
-	return best, true
-}
-
-// fail records a failed fetch of chunk k; it reports whether the whole
-// download has failed (changed file, gone file, shutdown, or no progress
-// for the retry window). Only the download's own context ending is a
-// shutdown: an error that merely wraps context.Canceled (a request the
-// HTTP layer cancelled itself) is a failure like any other, retried.
-func (d *download) fail(ctx context.Context, k int, err error) bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.state[k] == chunkFetching {
-		d.state[k] = chunkMissing
-	}
-	if errors.Is(err, syscall.ENOSPC) && !errors.Is(err, errNoSpace) {
-		err = fmt.Errorf("%w: %w", errNoSpace, err)
-	}
-	// A failing server gets the retry window, and at least one retry:
-	// a single stall can last as long as the window itself.
 	d.failures++
-	terminal := ctx.Err() != nil || errors.Is(err, remote.ErrChanged) || errors.Is(err, errNoSpace) ||
-		errors.Is(err, remote.ErrNotFound) || (d.failures > 1 && time.Since(d.lastProgress) > d.s.cfg.RetryWindow)
+	// A failing server gets the retry window, and at least one retry: a
+	// single stall can last as long as the window itself.
+	terminal := ctx.Err() != nil || errors.Is(err, remote.ErrChanged) ||
+		errors.Is(err, remote.ErrNotFound) || (d.failures > 1 && time.Since(d.progress) > d.s.cfg.RetryWindow)
 	if terminal && d.err == nil {
 		d.err = err
 		d.broadcastLocked()
 	}
 	return terminal
 }
-
-// doneLocked marks chunks [from, to) fetched.
-func (d *download) doneLocked(from, to int) {
-	for k := from; k < to; k++ {
-		d.state[k] = chunkDone
-	}
-	d.lastProgress = time.Now()
-	d.failures = 0
-	d.broadcastLocked()
-}
-
-var errStreamTaken = errors.New("another worker streams this file")
 
 // getRange is a validated ranged GET of the file. When the server says the
 // file changed, it first asks whether the store merely changes its ETag on
@@ -302,177 +459,372 @@ func (d *download) getRange(ctx context.Context, off, n int64) (*remote.Body, er
 	return rs.GetRange(ctx, d.ref.Meta, off, n, d.ref.Model, d.ref.Name)
 }
 
-// fetch gets chunk k with a ranged GET into the cache file.
-func (d *download) fetch(ctx context.Context, k int) error {
+// streamFrom fetches chunk k (already marked fetching, with buf) and goes
+// on with the chunks after it in the same GET while they are missing.
+func (d *download) streamFrom(ctx context.Context, k int, buf []byte) error {
+	d.mu.Lock()
+	end := k + 1
+	for end < d.n && d.chunks[end].state == chunkMissing {
+		end++
+	}
+	d.chunks[k].buf = buf[:d.chunkLen(k)]
+	d.mu.Unlock()
 	off := int64(k) * d.chunk
-	n := min(d.chunk, d.size-off)
-	body, err := d.getRange(ctx, off, n)
+	body, err := d.getRange(ctx, off, min(int64(end)*d.chunk, d.size)-off)
 	if err != nil {
+		d.abandon(k)
 		return err
 	}
 	defer body.Close()
 	if body.Whole {
-		return d.stream(ctx, k, body)
-	}
-	if err := body.CopyTo(d.f, off, n); err != nil {
-		return err
-	}
-	// Reading past the announced end tells a server that sent too much.
-	if m, err := body.Read(make([]byte, 1)); m > 0 || (err != nil && err != io.EOF) {
-		return fmt.Errorf("GET %s: more bytes than the range asked for: %v", d.ref.URL(), err)
+		return d.streamWhole(ctx, k, body)
 	}
 	d.mu.Lock()
-	d.doneLocked(k, k+1)
-	if !d.scaled {
-		// The server honours Range: more connections for the rest.
-		d.scaled = true
-		for range min(d.s.cfg.Parallel, d.n) - 1 {
-			d.spawn()
-		}
+	if !d.ranged {
+		d.ranged = true
+		d.ctl.start(d)
 	}
 	d.mu.Unlock()
+	for j := k; j < end; j++ {
+		if j > k && !d.continueInto(j) {
+			return nil
+		}
+		last := j == end-1
+		if err := d.fill(ctx, j, body, last); err != nil {
+			d.abandon(j)
+			return err
+		}
+	}
 	return nil
 }
 
-// stream writes a whole-file body (the server ignored Range) from offset
-// 0, marking chunks done as they land. Only one worker streams.
-func (d *download) stream(ctx context.Context, claimed int, body *remote.Body) error {
+// errLongBody: a body went on past the range it announced.
+var errLongBody = errors.New("more bytes than the range asked for")
+
+// continueInto claims chunk j for the stream that just filled j-1: only
+// if it is still missing, no worker was asked to stop, and a buffer is
+// there for it (for the reader, or within the budget).
+func (d *download) continueInto(j int) bool {
 	d.mu.Lock()
-	if d.streaming {
-		if d.state[claimed] == chunkFetching {
-			d.state[claimed] = chunkMissing
-		}
+	if d.chunks[j].state != chunkMissing || d.err != nil || d.stop > 0 {
 		d.mu.Unlock()
-		return errStreamTaken
+		return false
 	}
-	d.streaming = true
+	forReader := d.chunks[j].waiting > 0 || j < d.next+readerWindow
+	if d.noCache != nil && !forReader {
+		d.mu.Unlock()
+		return false
+	}
+	d.chunks[j].state = chunkFetching
 	d.mu.Unlock()
-	defer func() {
+	buf := d.s.allocBuf(d.chunk, forReader)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if buf == nil {
+		d.chunks[j].state = chunkMissing
+		return false
+	}
+	d.chunks[j].buf = buf[:d.chunkLen(j)]
+	return true
+}
+
+// fill reads chunk j from body into its buffer, a piece at a time, waking
+// readers after each piece; a full chunk goes to the write-behind queue.
+//
+// With last set the body must end with the chunk: a server that sends
+// more lied about what it sent, and the chunk is not kept (nor, so, the
+// file committed).
+func (d *download) fill(ctx context.Context, j int, body io.Reader, last bool) error {
+	d.mu.Lock()
+	buf := d.chunks[j].buf
+	d.mu.Unlock()
+	var got int64
+	for got < int64(len(buf)) {
+		m, err := io.ReadFull(body, buf[got:min(got+piece, int64(len(buf)))])
+		got += int64(m)
 		d.mu.Lock()
-		d.streaming = false
-		d.mu.Unlock()
-	}()
-	for k := 0; k < d.n; k++ {
-		off := int64(k) * d.chunk
-		n := min(d.chunk, d.size-off)
-		d.mu.Lock()
-		done := d.state[k] == chunkDone
-		d.mu.Unlock()
-		var err error
-		if done {
-			_, err = io.CopyN(io.Discard, body, n)
-		} else {
-			err = body.CopyTo(d.f, off, n)
+		// The last piece of a stream's last chunk shows only once the body
+		// is known to end there (below).
+		if !last || got < int64(len(buf)) {
+			d.chunks[j].filled = got
 		}
+		d.bytesIn += int64(m)
+		d.ctl.observe(d)
+		d.broadcastLocked()
+		d.mu.Unlock()
 		if err != nil {
-			if k != claimed {
-				d.mu.Lock()
-				if d.state[claimed] == chunkFetching {
-					d.state[claimed] = chunkMissing
-				}
-				d.mu.Unlock()
-			}
-			return fmt.Errorf("streaming %s at %d: %w", d.ref.URL(), off, err)
+			return fmt.Errorf("GET %s at %d: %w", d.ref.URL(), int64(j)*d.chunk+got, err)
 		}
-		d.mu.Lock()
-		if d.state[k] != chunkDone {
-			d.doneLocked(k, k+1)
-		}
-		d.mu.Unlock()
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 	}
-	// Drain: the exact-length body reports a server that sent more.
-	if _, err := io.Copy(io.Discard, body); err != nil {
-		return err
+	if last {
+		if m, err := body.Read(make([]byte, 1)); m > 0 || (err != nil && err != io.EOF) {
+			return fmt.Errorf("GET %s: %w (%v)", d.ref.URL(), errLongBody, err)
+		}
+	}
+	d.mu.Lock()
+	c := &d.chunks[j]
+	c.state, c.filled = chunkInMemory, got
+	// Progress is a chunk completed: a server that sends the same first
+	// bytes again and again makes none, and meets the retry window.
+	d.progress, d.failures = time.Now(), 0
+	queue := d.noCache == nil
+	c.queued = queue
+	d.dropBehindLocked()
+	d.broadcastLocked()
+	d.mu.Unlock()
+	if queue {
+		d.s.queueWrite(d, j)
 	}
 	return nil
 }
 
-// readAt waits until the bytes [off, off+len(p)) are in the cache file (or
-// the download failed, or ctx ended) and reads them.
-func (d *download) readAt(ctx context.Context, p []byte, off int64) (int, error) {
-	if off >= d.size {
-		return 0, io.EOF
+// dropBehindLocked frees, in a download that does not cache, the buffers
+// of chunks well behind the latest read (a reader seeking back far gets
+// them fetched again).
+func (d *download) dropBehindLocked() {
+	if d.noCache == nil {
+		return
 	}
-	end := min(off+int64(len(p)), d.size)
-	if err := d.wait(ctx, int(off/d.chunk), int((end-1)/d.chunk)); err != nil {
-		return 0, err
-	}
-	n, err := d.f.ReadAt(p[:end-off], off)
-	if err == nil && end < off+int64(len(p)) {
-		err = io.EOF
-	}
-	return n, err
-}
-
-// ready waits until [off, off+n) is downloaded and returns the cache
-// file's descriptor.
-func (d *download) ready(ctx context.Context, off, n int64) (int, error) {
-	if off < d.size && n > 0 {
-		end := min(off+n, d.size)
-		if err := d.wait(ctx, int(off/d.chunk), int((end-1)/d.chunk)); err != nil {
-			return -1, err
+	for k := range d.chunks {
+		c := &d.chunks[k]
+		if c.state == chunkInMemory && c.waiting == 0 && (k < d.next-2 || k >= d.next+readerWindow+2) {
+			d.releaseLocked(k)
+			c.state = chunkMissing
 		}
 	}
-	return int(d.f.Fd()), nil
 }
 
-// wait blocks until chunks first..last are done. Waiting chunks are
-// fetched first, and the chunks after them next (read-ahead).
-func (d *download) wait(ctx context.Context, first, last int) error {
+// abandon puts a chunk whose fetch failed back to missing.
+func (d *download) abandon(k int) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.next = last + 1
-	if d.complete || d.rangeDoneLocked(first, last) {
+	c := &d.chunks[k]
+	if c.state == chunkFetching {
+		c.state = chunkMissing
+		d.releaseLocked(k)
+	}
+	d.broadcastLocked()
+}
+
+// written is the writer's report on chunk k.
+func (d *download) written(k int, err error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	c := &d.chunks[k]
+	c.writing = false
+	if err != nil {
+		if c.state == chunkInMemory {
+			c.queued = false
+		}
+		d.giveUpCacheLocked(fmt.Errorf("cache write: %w", err))
+		d.dropBehindLocked()
+		return
+	}
+	c.state, c.queued = chunkOnDisk, false
+	d.releaseLocked(k)
+	d.broadcastLocked()
+}
+
+// takeForWrite marks chunk k as being written and returns its bytes, or
+// nil when the chunk no longer needs writing.
+func (d *download) takeForWrite(k int) []byte {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	c := &d.chunks[k]
+	if c.state != chunkInMemory || !c.queued || d.noCache != nil || d.err != nil {
+		c.queued = false
 		return nil
 	}
-	for k := first; k <= last; k++ {
-		d.waiting[k]++
+	c.writing = true
+	return c.buf
+}
+
+// reclaim takes back a queued, unwritten buffer nobody waits for: the
+// chunk goes back to missing and is fetched again later. It reports
+// whether it freed one.
+func (d *download) reclaim(k int) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	c := &d.chunks[k]
+	if c.state != chunkInMemory || !c.queued || c.writing || c.waiting > 0 || (k >= d.next-1 && k < d.next+readerWindow) {
+		return false
 	}
-	// A read far from where the workers are, while all of them are busy,
-	// gets a worker of its own (bounded) instead of queueing behind them.
-	if d.scaled && !d.streaming && d.workers > 0 && d.workers < 2*d.s.cfg.Parallel && d.missingInLocked(first, last) {
-		d.spawn()
+	d.releaseLocked(k)
+	c.state = chunkMissing
+	return true
+}
+
+// streamWhole reads a whole-file body (the server ignored Range) from
+// offset 0, filling chunks as they come. Only one whole stream runs.
+func (d *download) streamWhole(ctx context.Context, claimed int, body *remote.Body) error {
+	d.mu.Lock()
+	d.whole = true
+	if d.streaming {
+		d.mu.Unlock()
+		d.abandon(claimed)
+		return nil
 	}
-	defer func() { // runs before the Unlock above
-		for k := first; k <= last; k++ {
-			if d.waiting[k]--; d.waiting[k] <= 0 {
-				delete(d.waiting, k)
+	d.streaming = true
+	if claimed != 0 {
+		// The buffer was taken for another chunk: the stream starts at 0.
+		d.chunks[claimed].state = chunkMissing
+		d.releaseLocked(claimed)
+	}
+	d.mu.Unlock()
+	defer func() {
+		d.mu.Lock()
+		d.streaming = false
+		d.broadcastLocked()
+		d.mu.Unlock()
+	}()
+	for k := 0; k < d.n; k++ {
+		n := d.chunkLen(k)
+		d.mu.Lock()
+		st := d.chunks[k].state
+		take := st == chunkMissing || (k == 0 && st == chunkFetching)
+		forReader := d.chunks[k].waiting > 0 || k < d.next+readerWindow
+		if take && d.noCache != nil && !forReader && k > d.next+readerWindow+2 {
+			take = false // nothing to keep it for: skip over it
+		}
+		if take {
+			d.chunks[k].state = chunkFetching
+		}
+		d.mu.Unlock()
+		if !take {
+			if _, err := io.CopyN(io.Discard, body, n); err != nil {
+				return fmt.Errorf("streaming %s at %d: %w", d.ref.URL(), int64(k)*d.chunk, err)
 			}
+			continue
+		}
+		d.mu.Lock()
+		buf := d.chunks[k].buf
+		d.mu.Unlock()
+		if buf == nil {
+			if buf = d.s.allocBuf(d.chunk, true); buf == nil {
+				buf = make([]byte, d.chunk) // never nil for a reader
+			}
+			d.mu.Lock()
+			d.chunks[k].buf = buf[:n]
+			d.mu.Unlock()
+		}
+		if err := d.fill(ctx, k, body, false); err != nil {
+			d.abandon(k)
+			return fmt.Errorf("streaming: %w", err)
+		}
+	}
+	// Drain: the exact-length body reports a server that sent more.
+	_, err := io.Copy(io.Discard, body)
+	return err
+}
+
+// read answers a reader: p from off, waiting (at most until ctx ends) for
+// bytes still on their way. It returns the bytes, or, when they are all on
+// disk, the cache file's descriptor so the caller can splice.
+func (d *download) read(ctx context.Context, p []byte, off int64) (ReadResult, error) {
+	if off >= d.size {
+		return ReadResult{Fd: -1}, io.EOF
+	}
+	end := min(off+int64(len(p)), d.size)
+	first, last := int(off/d.chunk), int((end-1)/d.chunk)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if first >= d.next-1 || last+1 > d.next {
+		d.next = last + 1
+	}
+	for k := first; k <= last; k++ {
+		d.chunks[k].waiting++
+	}
+	defer func() {
+		for k := first; k <= last; k++ {
+			d.chunks[k].waiting--
 		}
 	}()
-	for !d.complete && !d.rangeDoneLocked(first, last) {
-		if d.err != nil {
-			return d.err
+	for {
+		if d.complete || d.rangeOnDiskLocked(first, last) {
+			return ReadResult{Fd: int(d.f.Fd()), Off: off, N: int(end - off)}, eofIf(end < off+int64(len(p)))
 		}
+		if n, ok := d.copyLocked(p[:end-off], off); ok {
+			return ReadResult{Data: p[:n], Fd: -1}, eofIf(end < off+int64(len(p)))
+		}
+		if d.err != nil {
+			return ReadResult{Fd: -1}, d.err
+		}
+		d.demandLocked()
 		ch := d.changed
 		d.mu.Unlock()
 		select {
 		case <-ctx.Done():
 			d.mu.Lock()
-			return ctx.Err()
+			return ReadResult{Fd: -1}, ctx.Err()
 		case <-ch:
 		}
 		d.mu.Lock()
 	}
+}
+
+func eofIf(short bool) error {
+	if short {
+		return io.EOF
+	}
 	return nil
 }
 
-// missingInLocked reports whether a chunk of first..last is unclaimed.
-func (d *download) missingInLocked(first, last int) bool {
-	for k := first; k <= last; k++ {
-		if d.state[k] == chunkMissing {
-			return true
+// copyLocked copies [off, off+len(p)) into p if every byte is there (in a
+// buffer or on disk).
+func (d *download) copyLocked(p []byte, off int64) (int, bool) {
+	end := off + int64(len(p))
+	for at := off; at < end; {
+		k := int(at / d.chunk)
+		c := &d.chunks[k]
+		stop := min(end, int64(k+1)*d.chunk)
+		switch {
+		case c.state == chunkOnDisk:
+		case c.buf != nil && c.filled >= stop-int64(k)*d.chunk:
+		default:
+			return 0, false
 		}
+		at = stop
 	}
-	return false
+	for at := off; at < end; {
+		k := int(at / d.chunk)
+		c := &d.chunks[k]
+		in := at - int64(k)*d.chunk
+		stop := min(end, int64(k+1)*d.chunk)
+		dst := p[at-off : stop-off]
+		if c.buf != nil && c.filled >= stop-int64(k)*d.chunk {
+			copy(dst, c.buf[in:])
+		} else if _, err := d.f.ReadAt(dst, at); err != nil {
+			return 0, false
+		}
+		at = stop
+	}
+	return len(p), true
 }
 
-func (d *download) rangeDoneLocked(first, last int) bool {
+// demandLocked makes sure someone fetches what a waiting reader needs:
+// a new stream when no worker would reach it soon.
+func (d *download) demandLocked() {
+	_, forReader, ok := d.pickLocked()
+	if !ok || !forReader || d.starting > 0 {
+		return
+	}
+	switch {
+	case d.workers == 0:
+		d.broadcastLocked() // run starts one
+	case d.ranged && !d.whole && d.workers < 2*d.s.cfg.Parallel:
+		d.spawn() // a reader far from every stream gets its own
+	}
+}
+
+func (d *download) rangeOnDiskLocked(first, last int) bool {
+	if d.f == nil {
+		return false
+	}
 	for k := first; k <= last; k++ {
-		if d.state[k] != chunkDone {
+		if d.chunks[k].state != chunkOnDisk {
 			return false
 		}
 	}
@@ -483,17 +835,17 @@ func (d *download) rangeDoneLocked(first, last int) bool {
 func (d *download) failed() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.err != nil
+	return d.err != nil || d.noCache != nil
 }
 
-// present returns how many bytes are downloaded.
+// present returns how many bytes are on disk.
 func (d *download) present() int64 {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var n int64
-	for k, st := range d.state {
-		if st == chunkDone {
-			n += min(d.chunk, d.size-int64(k)*d.chunk)
+	for k := range d.chunks {
+		if d.chunks[k].state == chunkOnDisk {
+			n += d.chunkLen(k)
 		}
 	}
 	return n
@@ -516,7 +868,8 @@ func (d *download) addHandle() {
 func (d *download) dropHandle() {
 	d.mu.Lock()
 	d.handles--
-	closeNow := d.handles == 0 && d.finished
+	closeNow := d.handles == 0 && d.finished && d.f != nil
+	d.broadcastLocked() // a download that does not cache ends with its last reader
 	d.mu.Unlock()
 	if closeNow {
 		d.f.Close()

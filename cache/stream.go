@@ -23,8 +23,15 @@ type StreamConfig struct {
 	Dir       string // cache root (created)
 	MaxBytes  int64  // bound on complete and reserved bytes (default 10 GiB)
 	MinFree   int64  // keep this much of the cache's filesystem free (default 1 GiB)
-	ChunkSize int64  // unit of download and of waiting (default 8 MiB)
-	Parallel  int    // ranged GETs in flight per file (default 4)
+	ChunkSize int64  // unit of download, of buffers and of cache writes (default 8 MiB)
+	// Parallel caps the streams (ranged GETs) of one file (default 16);
+	// StoreParallel caps those of one store (default 32). How many are
+	// used below the caps is measured (see download.go).
+	Parallel      int
+	StoreParallel int
+	// BufferBudget bounds the memory of all downloads' buffers, and so how
+	// far cache writes may fall behind the network (default 256 MiB).
+	BufferBudget int64
 	// RetryWindow is how long a download may fail without progress before
 	// its readers get an error (default 30s).
 	RetryWindow time.Duration
@@ -44,8 +51,15 @@ func (c StreamConfig) withDefaults() StreamConfig {
 		c.ChunkSize = 8 << 20
 	}
 	if c.Parallel <= 0 {
-		c.Parallel = 4
+		c.Parallel = 16
 	}
+	if c.StoreParallel <= 0 {
+		c.StoreParallel = 32
+	}
+	if c.BufferBudget <= 0 {
+		c.BufferBudget = 256 << 20
+	}
+	c.BufferBudget = max(c.BufferBudget, 4*c.ChunkSize)
 	if c.RetryWindow <= 0 {
 		c.RetryWindow = 30 * time.Second
 	}
@@ -75,6 +89,22 @@ type StreamContent struct {
 	statfs   func(path string) (free int64, err error)
 	lock     *os.File  // held while this process uses its partial directory
 	onChange func(Ref) // told when a file changed on the server
+
+	// Buffers (leaf lock).
+	poolMu   sync.Mutex
+	memUsed  int64
+	freeBufs [][]byte
+	freed    chan struct{} // closed and replaced when buffer memory is freed
+
+	// Write-behind queue (leaf lock); one writer goroutine drains it.
+	wmu    sync.Mutex
+	wqueue []writeJob
+	wready chan struct{} // has a value when the queue is not empty
+
+	// Per-store connection policy (leaf lock).
+	polMu     sync.Mutex
+	storeConn map[*Store]int // streams running
+	storeBest map[*Store]int // what worked last
 
 	mu      sync.Mutex // protects the fields below
 	entries map[string]*entry
@@ -161,6 +191,11 @@ func NewStreamContent(cfg StreamConfig) (*StreamContent, error) {
 		partial: filepath.Join(root, "partial"),
 		statfs:  freeBytes,
 		entries: map[string]*entry{},
+		freed:   make(chan struct{}),
+		wready:  make(chan struct{}, 1),
+
+		storeConn: map[*Store]int{},
+		storeBest: map[*Store]int{},
 	}
 	for _, dir := range []string{s.objects, s.partial} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -206,6 +241,11 @@ func NewStreamContent(cfg StreamConfig) (*StreamContent, error) {
 	s.mu.Lock()
 	s.evictLocked(0)
 	s.mu.Unlock()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.writer()
+	}()
 	return s, nil
 }
 
@@ -324,13 +364,20 @@ func (s *StreamContent) Open(ctx context.Context, ref Ref) (Handle, error) {
 	}
 	e, err := s.startLocked(ref, key)
 	if err != nil {
-		s.log.Warn("not caching: reading straight from the store", zap.String("url", ref.URL()), zap.Error(err))
+		s.log.Warn("not caching: reading from the store into memory", zap.String("url", ref.URL()), zap.Error(err))
 		s.stats.Direct++
-		return &directHandle{ref: ref}, nil
+		d := newDownload(s, ref, nil, nil)
+		d.handles = 1 // the opener's, before run can see none
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			d.run(s.ctx)
+		}()
+		return &streamHandle{d: d, release: func() {}}, nil
 	}
 	s.stats.Misses++
 	s.touchLocked(e)
-	return newStreamHandle(e.dl, s.releaser(e)), nil
+	return &streamHandle{d: e.dl, release: s.releaser(e)}, nil // startLocked counted its handle
 }
 
 // openUnsized serves a file whose size the server never told (no
@@ -487,6 +534,7 @@ func (s *StreamContent) startLocked(ref Ref, key string) (*entry, error) {
 	}
 	e := &entry{key: key, path: path, size: size}
 	e.dl = newDownload(s, ref, f, e)
+	e.dl.handles = 1 // the opener's, before run can see none
 	s.entries[key] = e
 	s.total += size
 	e.opens++ // the download's own reference, dropped when it ends
@@ -608,14 +656,18 @@ type fileHandle struct {
 	once    sync.Once
 }
 
+func (h *fileHandle) Read(_ context.Context, p []byte, off int64) (ReadResult, error) {
+	if off >= h.size {
+		return ReadResult{Fd: -1}, io.EOF
+	}
+	n := min(int64(len(p)), h.size-off)
+	return ReadResult{Fd: int(h.f.Fd()), Off: off, N: int(n)}, eofIf(n < int64(len(p)))
+}
 func (h *fileHandle) ReadAt(_ context.Context, p []byte, off int64) (int, error) {
 	return h.f.ReadAt(p, off)
 }
 func (h *fileHandle) Size() int64 { return h.size }
-func (h *fileHandle) Ready(context.Context, int64, int64) (int, error) {
-	return int(h.f.Fd()), nil
-}
-func (h *fileHandle) Fd() int { return int(h.f.Fd()) }
+func (h *fileHandle) Fd() int     { return int(h.f.Fd()) }
 func (h *fileHandle) Close() error {
 	err := h.f.Close()
 	h.once.Do(h.release)
@@ -629,22 +681,22 @@ type streamHandle struct {
 	once    sync.Once
 }
 
-// A download that found no room leaves its readers to the network.
+func (h *streamHandle) Read(ctx context.Context, p []byte, off int64) (ReadResult, error) {
+	return h.d.read(ctx, p, off)
+}
+
 func (h *streamHandle) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
-	n, err := h.d.readAt(ctx, p, off)
-	if errors.Is(err, errNoSpace) {
-		return (&directHandle{ref: h.d.ref}).ReadAt(ctx, p, off)
+	r, err := h.d.read(ctx, p, off)
+	if r.Fd < 0 {
+		return len(r.Data), err
+	}
+	n, rerr := h.d.f.ReadAt(p[:r.N], r.Off)
+	if rerr != nil && rerr != io.EOF {
+		return n, rerr
 	}
 	return n, err
 }
 func (h *streamHandle) Size() int64 { return h.d.size }
-func (h *streamHandle) Ready(ctx context.Context, off, n int64) (int, error) {
-	fd, err := h.d.ready(ctx, off, n)
-	if errors.Is(err, errNoSpace) {
-		return -1, nil // ReadAt serves it from the network
-	}
-	return fd, err
-}
 
 // reserveDisk makes room for n more bytes on the cache's disk by evicting
 // unused files; it reports whether it freed any.
@@ -673,40 +725,3 @@ func newStreamHandle(d *download, release func()) *streamHandle {
 	d.addHandle()
 	return &streamHandle{d: d, release: release}
 }
-
-// directHandle reads straight from the store, caching nothing: used when
-// the cache has no room.
-type directHandle struct{ ref Ref }
-
-func (h *directHandle) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
-	size := h.ref.Meta.Size
-	if off >= size {
-		return 0, io.EOF
-	}
-	n := min(int64(len(p)), size-off)
-	body, err := h.ref.Store.Remote.GetRange(ctx, h.ref.Meta, off, n, h.ref.Model, h.ref.Name)
-	if err != nil {
-		return 0, err
-	}
-	defer body.Close()
-	if body.Whole && off > 0 {
-		// No Range support: skip to off in the whole body.
-		if _, err := io.CopyN(io.Discard, body, off); err != nil {
-			return 0, err
-		}
-	}
-	m, err := io.ReadFull(body, p[:n])
-	if err != nil {
-		return m, err
-	}
-	if int64(m) < int64(len(p)) {
-		return m, io.EOF
-	}
-	return m, nil
-}
-func (h *directHandle) Size() int64 { return h.ref.Meta.Size }
-func (h *directHandle) Fd() int     { return -1 }
-func (h *directHandle) Ready(context.Context, int64, int64) (int, error) {
-	return -1, nil
-}
-func (h *directHandle) Close() error { return nil }

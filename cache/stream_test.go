@@ -80,6 +80,9 @@ func parseRange(r *http.Request) (start, end int64, ok bool) {
 	a, b, _ := strings.Cut(v, "-")
 	start, err1 := strconv.ParseInt(a, 10, 64)
 	end, err2 := strconv.ParseInt(b, 10, 64)
+	if b == "" {
+		end, err2 = -1, nil
+	}
 	return start, end, err1 == nil && err2 == nil
 }
 
@@ -162,19 +165,24 @@ func TestStreamLyingServer(t *testing.T) {
 			s, e := start+1, min(end+1, size-1)
 			answer206(w, etag, fmt.Sprintf("bytes %d-%d/%d", s, e, size), int(e-s+1), data[s:e+1])
 		}},
-		{name: "Content-Range of the first chunk, always", lie: func(w http.ResponseWriter, etag string, start, end int64) {
+		{name: "Content-Range of another span", lie: func(w http.ResponseWriter, etag string, start, end int64) {
+			if start == 0 { // the span of the first bytes, one short
+				answer206(w, etag, fmt.Sprintf("bytes 0-%d/%d", end-1, size), int(end), data[:end])
+				return
+			}
 			answer206(w, etag, fmt.Sprintf("bytes 0-%d/%d", end-start, size), int(end-start+1), data[:end-start+1])
 		}},
 		{name: "Content-Range longer than asked", lie: func(w http.ResponseWriter, etag string, start, end int64) {
-			e := min(end+100, size-1)
-			answer206(w, etag, fmt.Sprintf("bytes %d-%d/%d", start, e, size), int(e-start+1), data[start:e+1])
+			e := end + 100 // past the end of the file, when the asked span ends there
+			body := append(bytes.Clone(data[start:min(e+1, size)]), make([]byte, max(0, e+1-size))...)
+			answer206(w, etag, fmt.Sprintf("bytes %d-%d/%d", start, e, size), len(body), body)
 		}},
 		{name: "Content-Range of another total size", is: remote.ErrChanged, lie: func(w http.ResponseWriter, etag string, start, end int64) {
 			answer206(w, etag, fmt.Sprintf("bytes %d-%d/%d", start, end, size*2), int(end-start+1), data[start:end+1])
 		}},
 		{name: "Content-Length disagrees with Content-Range", lie: func(w http.ResponseWriter, etag string, start, end int64) {
-			e := min(end+10, size-1)
-			answer206(w, etag, fmt.Sprintf("bytes %d-%d/%d", start, end, size), int(e-start+1), data[start:e+1])
+			body := append(bytes.Clone(data[start:end+1]), "ten bytes!"...)
+			answer206(w, etag, fmt.Sprintf("bytes %d-%d/%d", start, end, size), len(body), body)
 		}},
 		{name: "short body, connection dropped", lie: func(w http.ResponseWriter, etag string, start, end int64) {
 			answer206(w, etag, fmt.Sprintf("bytes %d-%d/%d", start, end, size), int(end-start+1), data[start:start+(end-start)/2])
@@ -186,7 +194,11 @@ func TestStreamLyingServer(t *testing.T) {
 			answer206(w, etag, fmt.Sprintf("bytes %d-%d/%d", start, end, size), -1, append(bytes.Clone(data[start:end+1]), "trailing junk"...))
 		}},
 		{name: "whole file with 206", lie: func(w http.ResponseWriter, etag string, start, end int64) {
-			answer206(w, etag, fmt.Sprintf("bytes %d-%d/%d", start, end, size), -1, data)
+			body := data
+			if start == 0 && end == size-1 { // the whole file was asked: then twice
+				body = append(bytes.Clone(data), data...)
+			}
+			answer206(w, etag, fmt.Sprintf("bytes %d-%d/%d", start, end, size), -1, body)
 		}},
 	}
 	for _, tt := range tests {
@@ -323,10 +335,12 @@ func TestStreamContentChanged(t *testing.T) {
 				if first.CompareAndSwap(false, true) {
 					// The file changes now; this answer is still the old one.
 					srv.SetFile("m/f", remotetest.File{Data: updated, ModTime: oldMod.Add(time.Hour)})
+					// It is cut after one chunk: the rest must come from
+					// another GET, which meets the new version.
 					if ref.Meta.ETag != "" {
 						w.Header().Set("ETag", ref.Meta.ETag)
 					}
-					http.ServeContent(w, r, "", oldMod, bytes.NewReader(old))
+					http.ServeContent(&cutWriter{ResponseWriter: w, left: chunk}, r, "", oldMod, bytes.NewReader(old))
 					return
 				}
 				if tt.ignoreIfRange {
@@ -401,8 +415,9 @@ func TestStreamContentChanged(t *testing.T) {
 }
 
 // TestStreamTwoReaders: a sequential reader, a random reader and a splice
-// reader (Ready + pread on the fd) of one file share one download with
-// exactly one GET per chunk, and all get the right bytes.
+// reader (Read + pread on the fd) of one file share one download: streams
+// that each start at a chunk no other stream started at, never more GETs
+// than chunks, and all get the right bytes.
 func TestStreamTwoReaders(t *testing.T) {
 	const size, chunk = 1 << 20, 64 << 10
 	const chunks = size / chunk
@@ -472,18 +487,20 @@ func TestStreamTwoReaders(t *testing.T) {
 		return nil
 	})
 	reader("splice", func(h Handle) error {
-		// What the FUSE side does: wait with Ready, then read the cache
-		// file's descriptor directly.
+		// What the FUSE side does: one Read, then either the bytes or a
+		// splice of the cache file's descriptor.
 		for _, k := range rand.New(rand.NewPCG(5, 1)).Perm(chunks) {
 			off := int64(k)*chunk + 100
 			buf := make([]byte, chunk)
-			fd, err := h.Ready(ctx, off, int64(len(buf)))
-			if err != nil {
+			r, err := h.Read(ctx, buf, off)
+			if err != nil && !errors.Is(err, io.EOF) {
 				return err
 			}
-			n, err := syscall.Pread(fd, buf, off)
-			if err != nil {
-				return err
+			n := len(r.Data)
+			if r.Fd >= 0 {
+				if n, err = syscall.Pread(r.Fd, buf[:r.N], r.Off); err != nil {
+					return err
+				}
 			}
 			if off+int64(len(buf)) <= size && n != len(buf) {
 				return fmt.Errorf("pread at %d: %d bytes", off, n)
@@ -501,24 +518,34 @@ func TestStreamTwoReaders(t *testing.T) {
 	}
 	waitFor(t, "commit", func() bool { return committed(s, ref) })
 	checkObjects(t, s, data)
-	seen := map[string]int{}
-	for _, r := range srv.Requests("m/f") {
+	checkStreams(t, srv, "m/f", chunk, chunks)
+}
+
+// checkStreams asserts the GETs of path were ranged streams, each starting
+// at a chunk boundary no other started at (nothing fetched twice), at most
+// one per chunk.
+func checkStreams(t *testing.T, srv *remotetest.Server, path string, chunk, chunks int64) {
+	t.Helper()
+	starts := map[int64]int{}
+	gets := 0
+	for _, r := range srv.Requests(path) {
 		if r.Method != http.MethodGet {
 			continue
 		}
-		seen[r.Range]++
-		if r.Status != http.StatusPartialContent {
-			t.Errorf("GET %q answered %d", r.Range, r.Status)
+		gets++
+		start, _, ok := parseRange(&http.Request{Header: http.Header{"Range": {r.Range}}})
+		if !ok || start%chunk != 0 || r.Status != http.StatusPartialContent {
+			t.Errorf("GET %q answered %d: want a 206 stream from a chunk boundary", r.Range, r.Status)
+		}
+		starts[start]++
+	}
+	for start, n := range starts {
+		if n > 1 {
+			t.Errorf("a stream from chunk %d was started %d times", start/chunk, n)
 		}
 	}
-	if len(seen) != chunks {
-		t.Errorf("%d distinct ranges fetched, want %d (one per chunk): %v", len(seen), chunks, seen)
-	}
-	for k := range chunks {
-		rng := fmt.Sprintf("bytes=%d-%d", k*chunk, (k+1)*chunk-1)
-		if seen[rng] != 1 {
-			t.Errorf("chunk %d (%s) fetched %d times, want once", k, rng, seen[rng])
-		}
+	if gets == 0 || int64(gets) > chunks {
+		t.Errorf("%d GETs for %d chunks", gets, chunks)
 	}
 }
 
@@ -639,7 +666,7 @@ func TestStreamReaderFarAhead(t *testing.T) {
 		waitFor(t, "the reader to wait for the last chunk", func() bool {
 			d.mu.Lock()
 			defer d.mu.Unlock()
-			return d.waiting[last] > 0 || answered.Load()
+			return d.chunks[last].waiting > 0 || answered.Load()
 		})
 		hold.allow(0) // the first GET shows that the server honours Range
 		select {
@@ -651,7 +678,7 @@ func TestStreamReaderFarAhead(t *testing.T) {
 			t.Fatal("the reader far ahead was not answered while the chunks before it were held")
 		}
 		d.mu.Lock()
-		between := d.rangeDoneLocked(1, last-1)
+		between := d.rangeOnDiskLocked(1, last-1)
 		d.mu.Unlock()
 		if between {
 			t.Fatal("the chunks before the reader were downloaded: the test proves nothing")
@@ -664,14 +691,23 @@ func TestStreamReaderFarAhead(t *testing.T) {
 		checkObjects(t, s, data)
 	})
 
-	t.Run("every worker busy with a held chunk", func(t *testing.T) {
+	t.Run("every stream stalled", func(t *testing.T) {
+		// The first stream's body stops after its first chunk and waits;
+		// a reader of the tail must get a stream of its own.
 		srv := newServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
-		hold := newChunkHolder(chunk, 0, last)
-		t.Cleanup(hold.allowAll)
-		srv.Intercept("m/f", hold.intercept)
+		release := make(chan struct{})
+		var once sync.Once
+		t.Cleanup(func() { once.Do(func() { close(release) }) })
+		var stalled atomic.Int32
+		srv.Intercept("m/f", func(w http.ResponseWriter, r *http.Request, serve http.HandlerFunc) {
+			if start, _, ok := parseRange(r); ok && start == 0 {
+				serve(&stallWriter{ResponseWriter: w, left: chunk, release: release, stalled: &stalled}, r)
+				return
+			}
+			serve(w, r)
+		})
 		st := storeWithTimeouts(t, srv.URL)
-		const parallel = 2
-		s := newStream(t, StreamConfig{ChunkSize: chunk, Parallel: parallel})
+		s := newStream(t, StreamConfig{ChunkSize: chunk, Parallel: 2})
 		ref := refFor(t, st, "m", "f")
 		h, err := s.Open(testCtx(t), ref)
 		if err != nil {
@@ -681,22 +717,45 @@ func TestStreamReaderFarAhead(t *testing.T) {
 		if _, err := h.ReadAt(testCtx(t), make([]byte, 10), 0); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, "every worker to wait on a held chunk", func() bool { return hold.held.Load() == parallel })
+		waitFor(t, "the first stream to stall", func() bool { return stalled.Load() > 0 })
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
-		err = readTail(ctx, h)
-		if errors.Is(err, context.DeadlineExceeded) {
-			t.Errorf("cache/download.go: a reader far ahead of the download waits until a worker is free "+
-				"(claim() only reorders chunks); with every one of the %d workers on a slow or stalled chunk it is not answered "+
-				"(the issue asks that random reads far ahead fetch their range directly): %v", parallel, err)
+		if err := readTail(ctx, h); err != nil {
+			t.Fatalf("a reader far ahead of a stalled stream: %v", err)
 		}
-		if err != nil {
-			t.Fatal(err)
+		once.Do(func() { close(release) })
+		if !bytes.Equal(readAll(t, h), data) {
+			t.Fatal("full read differs")
 		}
-		hold.allowAll()
 		waitFor(t, "commit", func() bool { return committed(s, ref) })
 		checkObjects(t, s, data)
 	})
+}
+
+// stallWriter sends left body bytes, then waits for release.
+type stallWriter struct {
+	http.ResponseWriter
+	left    int
+	release chan struct{}
+	stalled *atomic.Int32
+}
+
+func (w *stallWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w *stallWriter) Write(p []byte) (int, error) {
+	if w.left >= 0 && len(p) > w.left {
+		n, _ := w.ResponseWriter.Write(p[:w.left])
+		_ = http.NewResponseController(w.ResponseWriter).Flush()
+		w.left = -1
+		w.stalled.Add(1)
+		<-w.release
+		m, err := w.ResponseWriter.Write(p[n:])
+		return n + m, err
+	}
+	if w.left >= 0 {
+		w.left -= len(p)
+	}
+	return w.ResponseWriter.Write(p)
 }
 
 // TestStreamRangelessServer: a server that ignores Range is read with one
@@ -810,11 +869,11 @@ func TestStreamInterruptedReader(t *testing.T) {
 	case <-time.After(3 * time.Second):
 		t.Fatal("interrupted read did not return")
 	}
-	// Also Ready, as the FUSE side waits.
+	// Also Read, as the FUSE side waits.
 	ctx2, cancel2 := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel2()
-	if fd, err := h.Ready(ctx2, 900<<10, 1000); !errors.Is(err, context.DeadlineExceeded) || fd >= 0 {
-		t.Errorf("Ready past its deadline: %d, %v", fd, err)
+	if r, err := h.Read(ctx2, make([]byte, 1000), 900<<10); !errors.Is(err, context.DeadlineExceeded) || r.Fd >= 0 {
+		t.Errorf("Read past its deadline: %+v, %v", r, err)
 	}
 	h.Close()
 	if committed(s, ref) {
@@ -827,9 +886,8 @@ func TestStreamInterruptedReader(t *testing.T) {
 	}
 	waitFor(t, "commit", func() bool { return committed(s, ref) })
 	checkObjects(t, s, data)
-	if n := srv.Count(http.MethodGet, "m/f"); n != size/chunk {
-		t.Errorf("%d GETs, want %d (one per chunk: the download was not restarted)", n, size/chunk)
-	}
+	// One download in all: no chunk fetched twice.
+	checkStreams(t, srv, "m/f", chunk, size/chunk)
 }
 
 // TestStreamFullDisk: when the cache's filesystem has no room (statfs
@@ -841,14 +899,14 @@ func TestStreamFullDisk(t *testing.T) {
 	data := blob(81, size)
 	check := func(t *testing.T, h Handle) {
 		t.Helper()
-		if _, ok := h.(*directHandle); !ok {
-			t.Fatalf("handle %T, want a direct read from the store", h)
+		if sh, ok := h.(*streamHandle); !ok || sh.d.f != nil {
+			t.Fatalf("handle %T, want a read from the store into memory, no cache file", h)
 		}
 		if h.Fd() >= 0 || h.Size() != size {
 			t.Errorf("Fd %d Size %d", h.Fd(), h.Size())
 		}
-		if fd, err := h.Ready(testCtx(t), 0, 10); fd >= 0 || err != nil {
-			t.Errorf("Ready: %d, %v; want -1 (read through ReadAt)", fd, err)
+		if r, err := h.Read(testCtx(t), make([]byte, 10), 0); r.Fd >= 0 || err != nil {
+			t.Errorf("Read: %+v, %v; want bytes, no descriptor", r, err)
 		}
 		for _, c := range []struct{ off, n int64 }{{size - 1000, 1000}, {0, 10}, {chunk - 3, 100}, {5, size - 5}, {0, size}} {
 			buf := make([]byte, c.n)
@@ -986,8 +1044,8 @@ func TestStreamLargerThanCache(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer h.Close()
-			if _, ok := h.(*directHandle); !ok {
-				t.Fatalf("handle %T, want direct", h)
+			if !uncached(h) {
+				t.Fatalf("handle %T, want one reading the store into memory", h)
 			}
 			// Backwards, in pieces that cross every boundary.
 			buf := make([]byte, 48<<10+7)
@@ -1044,7 +1102,7 @@ func TestStreamEvictionKeepsOpenFiles(t *testing.T) {
 			t.Fatalf("%s: other bytes", name)
 		}
 	}
-	isDirect := func(h Handle) bool { _, ok := h.(*directHandle); return ok }
+	isDirect := uncached
 
 	// a complete and open; b has no room.
 	hA := open("a")
@@ -1157,7 +1215,7 @@ func TestStreamEvictsOnlyWhenItMakesRoom(t *testing.T) {
 		if !bytes.Equal(readAll(t, hC), files["m/c"]) {
 			t.Fatal("c differs")
 		}
-		_, direct := hC.(*directHandle)
+		direct := uncached(hC)
 		hC.Close()
 		if !direct {
 			t.Fatalf("c: %T, want direct", hC)
@@ -1183,7 +1241,7 @@ func TestStreamEvictsOnlyWhenItMakesRoom(t *testing.T) {
 		if !bytes.Equal(readAll(t, h), files["m/big"]) {
 			t.Fatal("big differs")
 		}
-		_, direct := h.(*directHandle)
+		direct := uncached(h)
 		h.Close()
 		if !direct {
 			t.Fatalf("big: %T, want direct", h)
@@ -1192,4 +1250,11 @@ func TestStreamEvictsOnlyWhenItMakesRoom(t *testing.T) {
 			bug(t, "a", "evictForDiskLocked (via startLocked)")
 		}
 	})
+}
+
+// uncached reports whether h reads the store into memory without a cache
+// file (no room in the cache).
+func uncached(h Handle) bool {
+	sh, ok := h.(*streamHandle)
+	return ok && sh.d.f == nil
 }

@@ -120,22 +120,18 @@ func (c *contentHandle) PassthroughFd() (int, bool) {
 
 func (c *contentHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	c.fsys.reads.Add(1)
-	fd, err := c.h.Ready(ctx, off, int64(len(dest)))
-	if err != nil {
-		return nil, c.fsys.toErrno(ctx, "read", err, zap.String("url", c.ref.URL()), zap.Int64("offset", off))
-	}
-	if fd >= 0 {
-		// The bytes are in the cache file: splice them, no copy through
-		// this process. Short only at EOF.
-		c.fsys.served.Add(max(0, min(int64(len(dest)), c.h.Size()-off)))
-		return fuse.ReadResultFd(uintptr(fd), off, len(dest)), 0
-	}
-	n, err := c.h.ReadAt(ctx, dest, off)
+	r, err := c.h.Read(ctx, dest, off)
 	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, c.fsys.toErrno(ctx, "read", err, zap.String("url", c.ref.URL()), zap.Int64("offset", off))
 	}
-	c.fsys.served.Add(int64(n))
-	return fuse.ReadResultData(dest[:n]), 0
+	if r.Fd >= 0 {
+		// The bytes are in the cache file: splice them, no copy through
+		// this process. Short only at EOF.
+		c.fsys.served.Add(int64(r.N))
+		return fuse.ReadResultFd(uintptr(r.Fd), r.Off, r.N), 0
+	}
+	c.fsys.served.Add(int64(len(r.Data)))
+	return fuse.ReadResultData(r.Data), 0
 }
 
 func (c *contentHandle) Release(ctx context.Context) syscall.Errno {

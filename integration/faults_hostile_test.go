@@ -200,10 +200,13 @@ func fltRowHTTPSStall(t *testing.T, r *fltRow) {
 	res := fltRead(fltWeightsPath(m), 60*time.Second)
 	fltExpectBytesOrEIO(t, r, res, files[fltWeights], 5*time.Second+20*time.Second)
 	f, n := fltFaulted(srv, fltWeights)
-	if n := fltLogCount(m, "stalled"); n == 0 {
-		t.Errorf("the stall was not logged")
+	// A second stream may take over the rest of the file before the first
+	// one reaches its stalled half; when it did not, the stall shows.
+	logged := fltLogCount(m, "stalled")
+	if res.took > 2*time.Second && logged == 0 {
+		t.Errorf("the read waited %s, and the stall was not logged", res.took)
 	}
-	r.recovery = fmt.Sprintf("%d stalled GET given up and retried (%d GETs), logged", f, n)
+	r.recovery = fmt.Sprintf("%d stalled GET (%d GETs in all); %d log lines name the stall", f, n, logged)
 }
 
 func fltRowChunkedShort(t *testing.T, r *fltRow) {
@@ -226,13 +229,19 @@ func fltRowChunkedShort(t *testing.T, r *fltRow) {
 	}
 	srv.handle(srv.base+fltWeights, short)
 	m = startMount(t, fltStores(srv), "--chunk-size", "1MiB", "--retry-window", "5s")
+	// The first bytes of each answer are right: a reader may get them
+	// (they are served as they arrive), or EIO once the window is over.
 	res := fltReadPrefix(fltWeightsPath(m), 100, 60*time.Second)
-	if res.err == nil {
-		fltBug(t, r, "read %d bytes from answers that were all short", len(res.data))
-	}
 	fltExpectBytesOrEIO(t, r, res, want[:100], 5*time.Second+20*time.Second)
-	if n := fltLogCount(m, "download failed"); n == 0 {
-		t.Errorf("the failure was not logged")
+	whole := fltRead(fltWeightsPath(m), 60*time.Second)
+	if whole.err == nil {
+		fltBug(t, r, "read the whole file from answers that were all short")
+	} else if !errors.Is(whole.err, syscall.EIO) || whole.took > 5*time.Second+20*time.Second {
+		fltBug(t, r, "whole read: %v after %s, want EIO within the retry window", whole.err, whole.took)
+	}
+	r.saw += "; whole file: " + fltErrno(whole.err) + " after " + fltSecs(whole.took)
+	if n := fltLogCount(m, "fetch failed"); n == 0 {
+		t.Errorf("the short answers were not logged")
 	}
 	_, gets := fltFaulted(srv, fltWeights)
 	srv.handle(srv.base+fltWeights, nil)
@@ -243,7 +252,7 @@ func fltRowChunkedShort(t *testing.T, r *fltRow) {
 		return
 	}
 	v, _ := fltVerify(again.data, want)
-	r.recovery = fmt.Sprintf("%d short answers, each fetched once; re-read once healthy: %s", gets, v)
+	r.recovery = fmt.Sprintf("%d short answers refused; re-read once healthy: %s", gets, v)
 }
 
 // fltChunkedWriter drops Content-Length so that the answer goes chunked.

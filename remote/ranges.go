@@ -47,7 +47,9 @@ func (s *Store) GetRange(ctx context.Context, want Meta, off, n int64, segments 
 		n = want.Size - off
 	}
 	h := http.Header{}
-	ranged := off > 0 || (want.Size >= 0 && n < want.Size) || want.Size < 0
+	// A whole file is asked as a range too: the 206 (or a 200) tells
+	// whether the server honours Range, so that more streams can follow.
+	ranged := want.Size != 0
 	// A store whose ETags change on every request cannot prove that two
 	// ranges come from one version: it gets one whole stream, checked by
 	// size and date.

@@ -1,0 +1,238 @@
+package cache
+
+import (
+	"time"
+)
+
+// The byte engine's shared mechanisms (see download.go for the design):
+// the buffer budget, the write-behind queue and its writer, and the
+// per-store connection policy.
+
+// ---- buffers ----
+
+// keptFree is how many free buffers are kept for reuse.
+const keptFree = 4
+
+// allocBuf returns a buffer of size bytes. Background work gets one only
+// within the budget (nil otherwise); a reader's always gets one: buffers
+// queued for writing are reclaimed first (their chunks are fetched again
+// later), and the budget may be exceeded by what readers hold.
+func (s *StreamContent) allocBuf(size int64, forReader bool) []byte {
+	if b := s.takeBuf(size, false); b != nil || !forReader {
+		return b
+	}
+	s.reclaimQueued(size)
+	return s.takeBuf(size, true)
+}
+
+func (s *StreamContent) takeBuf(size int64, force bool) []byte {
+	s.poolMu.Lock()
+	defer s.poolMu.Unlock()
+	if !force && s.memUsed+size > s.cfg.BufferBudget {
+		return nil
+	}
+	s.memUsed += size
+	if n := len(s.freeBufs); n > 0 && int64(cap(s.freeBufs[n-1])) == size {
+		b := s.freeBufs[n-1]
+		s.freeBufs = s.freeBufs[:n-1]
+		return b[:size]
+	}
+	return make([]byte, size)
+}
+
+// freeBuf gives a buffer back and wakes downloads waiting for room.
+func (s *StreamContent) freeBuf(b []byte) {
+	s.poolMu.Lock()
+	defer s.poolMu.Unlock()
+	s.memUsed -= int64(cap(b))
+	if len(s.freeBufs) < keptFree && int64(cap(b)) == s.cfg.ChunkSize {
+		s.freeBufs = append(s.freeBufs, b)
+	}
+	close(s.freed)
+	s.freed = make(chan struct{})
+}
+
+// budgetFreed is closed the next time buffer memory is freed.
+func (s *StreamContent) budgetFreed() <-chan struct{} {
+	s.poolMu.Lock()
+	defer s.poolMu.Unlock()
+	return s.freed
+}
+
+// bufferBytes is the memory held in buffers now.
+func (s *StreamContent) bufferBytes() int64 {
+	s.poolMu.Lock()
+	defer s.poolMu.Unlock()
+	return s.memUsed
+}
+
+// reclaimQueued frees at least size bytes of buffers queued for writing
+// and not yet written, newest first (the writer reaches them last).
+func (s *StreamContent) reclaimQueued(size int64) {
+	s.wmu.Lock()
+	jobs := append([]writeJob(nil), s.wqueue...)
+	s.wmu.Unlock()
+	var freed int64
+	for i := len(jobs) - 1; i >= 0 && freed < size; i-- {
+		if jobs[i].d.reclaim(jobs[i].k) {
+			freed += jobs[i].d.chunk
+		}
+	}
+}
+
+// ---- write-behind ----
+
+// writeJob is a chunk in memory waiting for the cache file.
+type writeJob struct {
+	d *download
+	k int
+}
+
+func (s *StreamContent) queueWrite(d *download, k int) {
+	s.wmu.Lock()
+	s.wqueue = append(s.wqueue, writeJob{d, k})
+	s.wmu.Unlock()
+	select {
+	case s.wready <- struct{}{}:
+	default:
+	}
+}
+
+// writer writes queued chunks into their cache files, in order, until the
+// cache closes. It is the only goroutine that waits on the cache disk.
+func (s *StreamContent) writer() {
+	for {
+		s.wmu.Lock()
+		var job writeJob
+		ok := len(s.wqueue) > 0
+		if ok {
+			job = s.wqueue[0]
+			s.wqueue[0] = writeJob{}
+			s.wqueue = s.wqueue[1:]
+		}
+		s.wmu.Unlock()
+		if !ok {
+			select {
+			case <-s.wready:
+				continue
+			case <-s.ctx.Done():
+				return
+			}
+		}
+		buf := job.d.takeForWrite(job.k)
+		if buf == nil {
+			continue // reclaimed, given up, or failed meanwhile
+		}
+		_, err := job.d.f.WriteAt(buf, int64(job.k)*job.d.chunk)
+		job.d.written(job.k, err)
+	}
+}
+
+// ---- connection policy ----
+
+// storeSlot counts a stream of store; the returned function ends it.
+func (s *StreamContent) storeSlot(st *Store) func() {
+	s.polMu.Lock()
+	s.storeConn[st]++
+	s.polMu.Unlock()
+	return func() {
+		s.polMu.Lock()
+		s.storeConn[st]--
+		s.polMu.Unlock()
+	}
+}
+
+// storeRoom reports whether the store may have one more stream.
+func (s *StreamContent) storeRoom(st *Store) bool {
+	s.polMu.Lock()
+	defer s.polMu.Unlock()
+	return s.storeConn[st] < s.cfg.StoreParallel
+}
+
+func (s *StreamContent) remembered(st *Store) int {
+	s.polMu.Lock()
+	defer s.polMu.Unlock()
+	return s.storeBest[st]
+}
+
+func (s *StreamContent) remember(st *Store, n int) {
+	s.polMu.Lock()
+	defer s.polMu.Unlock()
+	s.storeBest[st] = n
+}
+
+// controller decides how many streams one download runs: it adds one at a
+// time while each raises the measured throughput by gain, and drops the
+// last one that did not (see download.go). All its methods run with the
+// download's lock held.
+type controller struct {
+	probing  bool
+	target   int // streams wanted
+	winStart time.Time
+	winBytes int64
+	best     float64 // bytes/s with target-1 streams (0: not measured yet)
+}
+
+const (
+	ctlWindow = 300 * time.Millisecond // measurement window
+	ctlGain   = 1.10                   // what a new stream must add
+)
+
+// start runs at the download's first 206: from here on, streams may be
+// added. A store that was measured before starts at what worked.
+func (c *controller) start(d *download) {
+	c.target, c.probing = 1, true
+	c.winStart, c.winBytes = time.Now(), d.bytesIn
+	if n := d.s.remembered(d.ref.Store); n > 1 {
+		c.probing = false
+		for c.target < n && c.add(d) {
+		}
+	}
+}
+
+// add starts one more stream if the caps and the work allow.
+func (c *controller) add(d *download) bool {
+	if c.target >= d.s.cfg.Parallel || d.noCache != nil || !d.s.storeRoom(d.ref.Store) {
+		return false
+	}
+	if _, _, ok := d.pickLocked(); !ok {
+		return false
+	}
+	c.target++
+	d.spawn()
+	return true
+}
+
+// observe runs after each piece received; it closes a window every
+// ctlWindow and decides.
+func (c *controller) observe(d *download) {
+	if !c.probing {
+		return
+	}
+	now := time.Now()
+	dt := now.Sub(c.winStart)
+	if dt < ctlWindow {
+		return
+	}
+	rate := float64(d.bytesIn-c.winBytes) / dt.Seconds()
+	c.winStart, c.winBytes = now, d.bytesIn
+	switch {
+	case c.best == 0 || rate > c.best*ctlGain:
+		c.best = max(c.best, rate)
+		if !c.add(d) {
+			c.settle(d)
+		}
+	default:
+		// The last stream did not pay: stop it at its next chunk.
+		if c.target > 1 {
+			c.target--
+			d.stop++
+		}
+		c.settle(d)
+	}
+}
+
+func (c *controller) settle(d *download) {
+	c.probing = false
+	d.s.remember(d.ref.Store, c.target)
+}
