@@ -33,12 +33,12 @@ package cache
 // Connections (policy). A file starts with one sequential stream: a ranged
 // GET from the first chunk wanted to the end of the run of missing chunks.
 // A stream goes on chunk after chunk until it meets a chunk that is not
-// missing. After the first 206 the controller adds a stream at a time,
-// starting in the middle of the largest missing run (or where a reader
-// waits), and measures the download's throughput over a window: a stream
-// that raised it by 10% stays and another is tried; one that did not is
-// dropped and the count is remembered for the store, whose next files
-// start there. Caps: Parallel streams per file, StoreParallel per store. A
+// missing. After the first 206 the controller (engine.go) measures the
+// download's throughput over a window and doubles the streams, each new
+// one starting in the middle of the largest missing run, for as long as a
+// doubling raises the throughput by 10%; the streams of a step that did
+// not are stopped at their next chunk, and the count is remembered for the
+// store, whose next files start there. Caps: Parallel streams per file, StoreParallel per store. A
 // reader far from every stream gets a stream of its own at its offset. A
 // server that ignores Range gets one whole-file stream.
 //
@@ -207,6 +207,9 @@ func (d *download) run(ctx context.Context) {
 	}
 	err := d.err
 	noCache := d.noCache
+	if d.ranged {
+		d.ctl.end(d)
+	}
 	d.mu.Unlock()
 	wg.Wait()
 	if err == nil && noCache != nil {
@@ -326,12 +329,12 @@ func (d *download) pickLocked() (start int, forReader, ok bool) {
 		return 0, false, false
 	}
 	for k := range d.chunks {
-		if c := &d.chunks[k]; c.waiting > 0 && c.state == chunkMissing && !d.headedIntoLocked(k) {
+		if c := &d.chunks[k]; c.waiting > 0 && c.state == chunkMissing && !d.streamNearLocked(k) {
 			return k, true, true
 		}
 	}
 	for k := d.next; k < min(d.next+readerWindow, d.n); k++ {
-		if d.chunks[k].state == chunkMissing && !d.headedIntoLocked(k) {
+		if d.chunks[k].state == chunkMissing && !d.streamNearLocked(k) {
 			return k, true, true
 		}
 	}
@@ -362,6 +365,17 @@ func (d *download) pickLocked() (start int, forReader, ok bool) {
 		return 0, false, false
 	}
 	return best, false, true
+}
+
+// streamNearLocked reports whether a stream will reach chunk k soon: one
+// is fetching a chunk just before it.
+func (d *download) streamNearLocked(k int) bool {
+	for j := max(0, k-readerWindow); j < k; j++ {
+		if d.chunks[j].state == chunkFetching {
+			return true
+		}
+	}
+	return false
 }
 
 // headedIntoLocked reports whether a stream is about to reach chunk k (the

@@ -1,7 +1,10 @@
 package cache
 
 import (
+	"os"
 	"time"
+
+	"go.uber.org/zap"
 )
 
 // The byte engine's shared mechanisms (see download.go for the design):
@@ -123,7 +126,11 @@ func (s *StreamContent) writer() {
 		if buf == nil {
 			continue // reclaimed, given up, or failed meanwhile
 		}
-		_, err := job.d.f.WriteAt(buf, int64(job.k)*job.d.chunk)
+		write := s.writeAt
+		if write == nil {
+			write = (*os.File).WriteAt
+		}
+		_, err := write(job.d.f, buf, int64(job.k)*job.d.chunk)
 		job.d.written(job.k, err)
 	}
 }
@@ -161,9 +168,9 @@ func (s *StreamContent) remember(st *Store, n int) {
 	s.storeBest[st] = n
 }
 
-// controller decides how many streams one download runs: it adds one at a
-// time while each raises the measured throughput by gain, and drops the
-// last one that did not (see download.go). All its methods run with the
+// controller decides how many streams one download runs: it doubles them
+// while each step raises the measured throughput by ctlGain, and drops the
+// last step when it did not (see download.go). All its methods run with the
 // download's lock held.
 type controller struct {
 	probing  bool
@@ -171,6 +178,8 @@ type controller struct {
 	winStart time.Time
 	winBytes int64
 	best     float64 // bytes/s with target-1 streams (0: not measured yet)
+	warming  bool    // the window after an addition: the new streams are still connecting
+	added    int     // streams added by the last step
 }
 
 const (
@@ -183,14 +192,14 @@ const (
 func (c *controller) start(d *download) {
 	c.target, c.probing = 1, true
 	c.winStart, c.winBytes = time.Now(), d.bytesIn
-	if n := d.s.remembered(d.ref.Store); n > 1 {
-		c.probing = false
-		for c.target < n && c.add(d) {
-		}
+	// From what worked last for the store; probing goes on from there.
+	for n := d.s.remembered(d.ref.Store); c.target < n && c.add(d); {
 	}
+	c.warming = c.target > 1
 }
 
-// add starts one more stream if the caps and the work allow.
+// add starts one more stream if the caps and the work allow; the window
+// after it is not judged (the stream is still connecting).
 func (c *controller) add(d *download) bool {
 	if c.target >= d.s.cfg.Parallel || d.noCache != nil || !d.s.storeRoom(d.ref.Store) {
 		return false
@@ -199,6 +208,7 @@ func (c *controller) add(d *download) bool {
 		return false
 	}
 	c.target++
+	c.warming = true
 	d.spawn()
 	return true
 }
@@ -216,18 +226,39 @@ func (c *controller) observe(d *download) {
 	}
 	rate := float64(d.bytesIn-c.winBytes) / dt.Seconds()
 	c.winStart, c.winBytes = now, d.bytesIn
+	if c.warming {
+		c.warming = false
+		return
+	}
 	switch {
 	case c.best == 0 || rate > c.best*ctlGain:
+		d.log.Debug("streams pay", zap.Int("streams", c.target), zap.Float64("MBps", rate/1e6), zap.Float64("before_MBps", c.best/1e6))
 		c.best = max(c.best, rate)
-		if !c.add(d) {
+		// As many again (slow start): a long link needs many streams, and
+		// each step costs two windows.
+		c.added = 0
+		for range c.target {
+			if !c.add(d) {
+				break
+			}
+			c.added++
+		}
+		if c.added == 0 {
 			c.settle(d)
 		}
 	default:
-		// The last stream did not pay: stop it at its next chunk.
-		if c.target > 1 {
-			c.target--
-			d.stop++
-		}
+		// The last step did not pay: stop its streams at their next chunk.
+		d.log.Debug("the last streams did not pay", zap.Int("streams", c.target), zap.Float64("MBps", rate/1e6), zap.Float64("before_MBps", c.best/1e6))
+		c.target -= c.added
+		d.stop += c.added
+		c.settle(d)
+	}
+}
+
+// end runs when the download's streams are over: a probe cut short by the
+// end of the file still tells what worked.
+func (c *controller) end(d *download) {
+	if c.probing {
 		c.settle(d)
 	}
 }

@@ -35,6 +35,8 @@ func TestStreamENOSPCAtReserve(t *testing.T) {
 	if committed(s, ref) {
 		t.Error("a file that did not fit was committed")
 	}
+	// The download ends with its last reader.
+	waitIdle(t, s)
 	if used, _ := s.Usage(); used != 0 {
 		t.Errorf("reservation of the failed download kept: %d bytes", used)
 	}

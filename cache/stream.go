@@ -87,8 +87,9 @@ type StreamContent struct {
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	statfs   func(path string) (free int64, err error)
-	lock     *os.File  // held while this process uses its partial directory
-	onChange func(Ref) // told when a file changed on the server
+	lock     *os.File                                           // held while this process uses its partial directory
+	onChange func(Ref)                                          // told when a file changed on the server
+	writeAt  func(f *os.File, b []byte, off int64) (int, error) // the writer's write (tests replace it)
 
 	// Buffers (leaf lock).
 	poolMu   sync.Mutex

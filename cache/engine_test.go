@@ -1,0 +1,349 @@
+package cache
+
+// The byte engine's own mechanisms (issue 9): readers never wait for the
+// cache disk, the buffer budget holds, a failing cache writer costs the
+// cache copy and never the reader, and streams are added where they pay.
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/modelstorefs/modelstorefs/remote/remotetest"
+)
+
+// gatedWriter holds every cache write until released (a disk that does
+// not keep up), or fails them with err from chunk failAt on.
+type gatedWriter struct {
+	release chan struct{}
+	once    sync.Once
+	writes  atomic.Int32
+	failAt  int64 // offset from which writes fail (-1: never)
+	err     error
+}
+
+func newGatedWriter(held bool) *gatedWriter {
+	g := &gatedWriter{release: make(chan struct{}), failAt: -1}
+	if !held {
+		g.open()
+	}
+	return g
+}
+
+func (g *gatedWriter) open() { g.once.Do(func() { close(g.release) }) }
+
+func (g *gatedWriter) write(f *os.File, b []byte, off int64) (int, error) {
+	<-g.release
+	g.writes.Add(1)
+	if g.failAt >= 0 && off >= g.failAt {
+		return 0, g.err
+	}
+	return f.WriteAt(b, off)
+}
+
+// TestReaderNeverWaitsForTheDisk: with every cache write held, a cold
+// reader still gets the whole file; the cache copy is finished once the
+// disk catches up.
+func TestReaderNeverWaitsForTheDisk(t *testing.T) {
+	const size, chunk = 2 << 20, 128 << 10
+	data := blob(101, size)
+	srv := newServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
+	st := newTestStore(t, srv.URL)
+	s := newStream(t, StreamConfig{ChunkSize: chunk})
+	g := newGatedWriter(true)
+	t.Cleanup(g.open)
+	s.writeAt = g.write
+	ref := refFor(t, st, "m", "f")
+	h, err := s.Open(testCtx(t), ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := readAll(t, h)
+	h.Close()
+	if !bytes.Equal(got, data) {
+		t.Fatal("read differs")
+	}
+	if n := g.writes.Load(); n != 0 {
+		t.Fatalf("%d cache writes done while held", n)
+	}
+	if committed(s, ref) {
+		t.Fatal("committed before any write")
+	}
+	g.open()
+	waitFor(t, "commit once the disk catches up", func() bool { return committed(s, ref) })
+	checkObjects(t, s, data)
+}
+
+// TestBufferBudget: with a budget of 4 chunks and the disk held, a reader
+// of a 32-chunk file gets every byte, the buffers stay near the budget
+// (reclaimed chunks are fetched again), and the cache copy is finished
+// later, right.
+func TestBufferBudget(t *testing.T) {
+	const size, chunk = 4 << 20, 128 << 10
+	data := blob(102, size)
+	srv := newServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
+	st := newTestStore(t, srv.URL)
+	s := newStream(t, StreamConfig{ChunkSize: chunk, BufferBudget: 4 * chunk})
+	g := newGatedWriter(true)
+	t.Cleanup(g.open)
+	s.writeAt = g.write
+	var peak atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			peak.Store(max(peak.Load(), s.bufferBytes()))
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Millisecond):
+			}
+		}
+	}()
+	ref := refFor(t, st, "m", "f")
+	h, err := s.Open(testCtx(t), ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// As the kernel reads: 128 KiB at a time.
+	got := make([]byte, 0, size)
+	buf := make([]byte, 128<<10)
+	for off := int64(0); off < size; off += int64(len(buf)) {
+		n, err := h.ReadAt(testCtx(t), buf, off)
+		if err != nil {
+			t.Fatalf("read at %d: %v", off, err)
+		}
+		got = append(got, buf[:n]...)
+	}
+	h.Close()
+	close(stop)
+	wg.Wait()
+	if !bytes.Equal(got, data) {
+		t.Fatal("read differs")
+	}
+	// The budget, plus what readers and streams in flight may hold.
+	if p := peak.Load(); p > 4*chunk+4*chunk {
+		t.Errorf("buffers peaked at %d bytes, budget %d", p, 4*chunk)
+	}
+	g.open()
+	waitFor(t, "commit once the disk catches up", func() bool { return committed(s, ref) })
+	checkObjects(t, s, data)
+	if used := s.bufferBytes(); used != 0 {
+		t.Errorf("%d bytes of buffers left after the download", used)
+	}
+	if n := srv.Count(http.MethodGet, "m/f"); n < 2 {
+		t.Errorf("%d GET: the chunks reclaimed from the write queue were never fetched again", n)
+	}
+}
+
+// TestCacheWriteFails: the cache disk fails mid-file (ENOSPC, EIO); the
+// reader goes on with right bytes, nothing is committed, nothing stays
+// reserved, and a reader that seeks back behind the memory window gets
+// its bytes fetched again.
+func TestCacheWriteFails(t *testing.T) {
+	const size, chunk = 2 << 20, 128 << 10
+	data := blob(103, size)
+	for _, errno := range []syscall.Errno{syscall.ENOSPC, syscall.EIO} {
+		t.Run(errno.Error(), func(t *testing.T) {
+			srv := newServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
+			st := newTestStore(t, srv.URL)
+			s := newStream(t, StreamConfig{ChunkSize: chunk})
+			g := newGatedWriter(false)
+			g.failAt, g.err = 3*chunk, errno
+			s.writeAt = g.write
+			ref := refFor(t, st, "m", "f")
+			h, err := s.Open(testCtx(t), ref)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := readAll(t, h); !bytes.Equal(got, data) {
+				t.Fatal("read differs")
+			}
+			// Back to the start, and a piece in the middle.
+			for _, off := range []int64{0, 5 * chunk, 100} {
+				buf := make([]byte, 1000)
+				n, err := h.ReadAt(testCtx(t), buf, off)
+				if err != nil || n != len(buf) || !bytes.Equal(buf, data[off:off+1000]) {
+					t.Fatalf("read back at %d: %d, %v", off, n, err)
+				}
+			}
+			h.Close()
+			waitIdle(t, s)
+			if committed(s, ref) || len(objects(t, s)) != 0 {
+				t.Fatal("committed a file whose cache writes failed")
+			}
+			if used, _ := s.Usage(); used != 0 {
+				t.Errorf("Usage %d after the cache copy was given up", used)
+			}
+			// A new open tries to cache again, and does.
+			g.failAt = -1
+			if !bytes.Equal(openRead(t, s, ref), data) {
+				t.Fatal("reopened read differs")
+			}
+			waitFor(t, "commit", func() bool { return committed(s, ref) })
+			checkObjects(t, s, data)
+		})
+	}
+}
+
+// TestTwoReadersDifferentSpeeds: a fast and a slow reader on one cold
+// file share the download and both get right bytes.
+func TestTwoReadersDifferentSpeeds(t *testing.T) {
+	const size, chunk = 2 << 20, 128 << 10
+	data := blob(104, size)
+	srv := newServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
+	st := newTestStore(t, srv.URL)
+	s := newStream(t, StreamConfig{ChunkSize: chunk})
+	ref := refFor(t, st, "m", "f")
+	ctx := testCtx(t)
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	for _, pause := range []time.Duration{0, 2 * time.Millisecond} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			h, err := s.Open(ctx, ref)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer h.Close()
+			buf := make([]byte, 64<<10)
+			for off := int64(0); off < size; off += int64(len(buf)) {
+				n, err := h.ReadAt(ctx, buf, off)
+				if err != nil || !bytes.Equal(buf[:n], data[off:off+int64(n)]) {
+					errs <- fmt.Errorf("reader (pause %v) at %d: %d, %v", pause, off, n, err)
+					return
+				}
+				time.Sleep(pause)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	waitFor(t, "commit", func() bool { return committed(s, ref) })
+	checkObjects(t, s, data)
+	checkStreams(t, srv, "m/f", chunk, size/chunk)
+}
+
+// cappedListener caps every accepted connection at rate bytes/s written.
+type cappedListener struct {
+	net.Listener
+	rate  int64
+	conns atomic.Int32 // open now
+	peak  atomic.Int32
+}
+
+func (l *cappedListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	n := l.conns.Add(1)
+	for p := l.peak.Load(); n > p && !l.peak.CompareAndSwap(p, n); p = l.peak.Load() {
+	}
+	return &cappedConn{Conn: c, l: l}, nil
+}
+
+type cappedConn struct {
+	net.Conn
+	l      *cappedListener
+	closed atomic.Bool
+}
+
+func (c *cappedConn) Write(p []byte) (int, error) {
+	const piece = 16 << 10
+	n := 0
+	for len(p) > 0 {
+		k := min(len(p), piece)
+		m, err := c.Conn.Write(p[:k])
+		n += m
+		if err != nil {
+			return n, err
+		}
+		p = p[k:]
+		time.Sleep(time.Duration(int64(k) * int64(time.Second) / c.l.rate))
+	}
+	return n, nil
+}
+
+func (c *cappedConn) Close() error {
+	if c.closed.CompareAndSwap(false, true) {
+		c.l.conns.Add(-1)
+	}
+	return c.Conn.Close()
+}
+
+// TestStreamsGrowOnACappedStore: when every connection is capped (a long
+// link), the download opens more streams, because each one pays; the
+// count is remembered for the store. Right bytes throughout.
+func TestStreamsGrowOnACappedStore(t *testing.T) {
+	const size, chunk = 8 << 20, 256 << 10
+	data := blob(105, size)
+	srv := remotetest.New(map[string][]byte{"m/f": data}, remotetest.Options{})
+	t.Cleanup(srv.Close)
+	// A second server on a capped listener, serving the same files.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	capped := &cappedListener{Listener: ln, rate: 4 << 20}
+	origin, err := url.Parse(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := &http.Server{Handler: httputil.NewSingleHostReverseProxy(origin), ErrorLog: log.New(io.Discard, "", 0)}
+	go func() { _ = proxy.Serve(capped) }()
+	t.Cleanup(func() { proxy.Close() })
+	st := newTestStore(t, "http://"+ln.Addr().String()+"/")
+	s := newStream(t, StreamConfig{ChunkSize: chunk, RetryWindow: 10 * time.Second, Logger: zaptest.NewLogger(t, zaptest.Level(zap.DebugLevel))})
+	ref := refFor(t, st, "m", "f")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	h, err := s.Open(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One sequential reader, as cat: the streams are the controller's.
+	got := make([]byte, 0, size)
+	buf := make([]byte, 128<<10)
+	for off := int64(0); off < size; off += int64(len(buf)) {
+		n, err := h.ReadAt(ctx, buf, off)
+		if err != nil {
+			t.Fatalf("read at %d: %v", off, err)
+		}
+		got = append(got, buf[:n]...)
+	}
+	h.Close()
+	if !bytes.Equal(got, data) {
+		t.Fatal("read differs")
+	}
+	if p := capped.peak.Load(); p < 3 {
+		t.Errorf("at most %d connections at once on a store capped per connection: streams were not added", p)
+	}
+	if r := s.remembered(st); r < 2 {
+		t.Errorf("remembered %d streams for the store, want more than one", r)
+	}
+	waitFor(t, "commit", func() bool { return committed(s, ref) })
+	checkObjects(t, s, data)
+}
