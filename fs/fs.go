@@ -34,6 +34,9 @@ type Options struct {
 	// NotifyWait bounds how long a refresh waits for the kernel to drop
 	// its cached entries before returning (default 2s).
 	NotifyWait time.Duration
+	// OnRead, when set, is told how long each read of a store file took
+	// (metrics); it must be quick and safe for concurrent use.
+	OnRead func(d time.Duration)
 }
 
 // FS is the mounted tree's shared state.
@@ -48,6 +51,9 @@ type FS struct {
 	served atomic.Int64 // bytes returned to readers
 	errMu  sync.Mutex
 	errs   map[string]int64 // errno name -> count, for .stats
+
+	onRead      func(time.Duration)
+	passthrough atomic.Int64 // estimated bytes the kernel read itself
 }
 
 // New returns the filesystem; Root gives its root node. Close stops its
@@ -67,6 +73,7 @@ func New(o Options) *FS {
 		uid:     uint32(syscall.Getuid()),
 		gid:     uint32(syscall.Getgid()),
 		errs:    map[string]int64{},
+		onRead:  o.OnRead,
 	}
 }
 

@@ -21,6 +21,9 @@ type Stats struct {
 	// (not those the kernel reads itself through passthrough).
 	BytesServed int64            `json:"bytes_served"`
 	Errors      map[string]int64 `json:"errors"` // by errno, as returned to readers
+	// BytesPassthrough estimates the bytes the kernel read itself from
+	// cache files (FUSE passthrough): each such open counts the file's size.
+	BytesPassthrough int64 `json:"bytes_passthrough_estimate"`
 }
 
 // StoreStats are one store's counters.
@@ -35,7 +38,8 @@ type StoreStats struct {
 
 // Stats collects the counters now.
 func (f *FS) Stats() Stats {
-	st := Stats{Mounted: f.mounted, Content: f.cat.Content().Stats(), BytesServed: f.served.Load(), Errors: map[string]int64{}}
+	st := Stats{Mounted: f.mounted, Content: f.cat.Content().Stats(), BytesServed: f.served.Load(), Errors: map[string]int64{},
+		BytesPassthrough: f.passthrough.Load()}
 	for _, s := range f.cat.Stores() {
 		models := -1
 		if l, ok := f.cat.CachedListing(s); ok {
