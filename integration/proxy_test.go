@@ -438,7 +438,8 @@ func (vs *viaStore) requests() []string {
 
 // TestForwardProxy: with HTTP_PROXY set, a node reaches a store by a name
 // only the proxy can resolve, so every byte it reads came through squid;
-// a second node's read of the same model is answered from squid's cache.
+// a second node's read of the same model is answered from squid's cache,
+// and a third one's too after the store has stopped.
 func TestForwardProxy(t *testing.T) {
 	// Go never proxies localhost or a loopback address, so the store is
 	// named modelstore.test (a reserved name that resolves nowhere) and
@@ -503,6 +504,28 @@ func TestForwardProxy(t *testing.T) {
 		t.Errorf("squid's access log does not show the weights:\n%s", logData)
 	}
 	t.Logf("two nodes through squid: the store saw %d requests, all via squid, and sent the weights once", len(seen))
+
+	// The store goes away: a third node, with an empty cache, still
+	// gets the listing and the model from squid.
+	vs.CloseClientConnections()
+	vs.Close()
+	m := mountWith(t, wrapper, t.TempDir(), t.TempDir(), []string{storeURL})
+	root := filepath.Join(m.dir, storeName(storeURL))
+	if got := listDir(t, root); !slices.Contains(got, "lenet") || slices.Contains(got, "error.txt") {
+		t.Errorf("store down, fresh node through squid: store = %q", got)
+	} else if got := readFile(t, filepath.Join(root, "lenet", "model.caffemodel")); string(got) != string(want) {
+		t.Errorf("store down, fresh node through squid: weights differ (%d bytes, want %d)", len(got), len(want))
+	}
+	if logData, err = os.ReadFile(proxy.accessLog); err != nil {
+		t.Fatal(err)
+	}
+	statuses := map[string]int{}
+	for _, line := range strings.Split(string(logData), "\n") {
+		if f := strings.Fields(line); len(f) > 3 {
+			statuses[f[3]]++
+		}
+	}
+	t.Logf("store down: a fresh node read the model through squid; squid's statuses over the test: %v", statuses)
 	if t.Failed() {
 		t.Logf("store's requests:\n%s\nsquid's access log:\n%s", strings.Join(seen, "\n"), logData)
 	}
