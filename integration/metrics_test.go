@@ -1,17 +1,21 @@
 package integration
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -165,8 +169,47 @@ func TestMetrics(t *testing.T) {
 		t.Errorf("store_up of a store answering 503 = %v, want 0", v)
 	}
 
+	// The client library's linter (naming conventions, units, help).
+	mfs := make([]*dto.MetricFamily, 0, len(fams))
+	for name, f := range fams {
+		if strings.HasPrefix(name, "modelstorefs_") {
+			mfs = append(mfs, f)
+		}
+	}
+	problems, err := promlint.NewWithMetricFamilies(mfs).Lint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
+	}
+
 	// .stats stays, with the same counters.
 	if st := readFile(t, filepath.Join(m.dir, ".stats")); !strings.Contains(string(st), `"bytes_passthrough_estimate"`) || !strings.Contains(string(st), `"evictions"`) {
 		t.Errorf(".stats lacks the new counters:\n%s", st)
+	}
+}
+
+// TestMetricsAddrBusy: a metrics address that cannot be listened on stops
+// the mount with a message naming the flag, before anything is mounted.
+func TestMetricsAddrBusy(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	s := startGoStore(t, copyStore(t), "/")
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, "mount", "--cache-dir", t.TempDir(), "--metrics-addr", l.Addr().String(), dir)
+	cmd.Env = append(os.Environ(), "DIGITS_MODEL_STORE_URL="+s.base)
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "--metrics-addr") || !strings.Contains(string(out), "address already in use") {
+		t.Errorf("mount with a busy --metrics-addr: %v\n%s", err, out)
+	}
+	if isMounted(dir) {
+		t.Errorf("%s mounted although the metrics address was busy", dir)
+		_ = syscall.Unmount(dir, syscall.MNT_DETACH)
 	}
 }
