@@ -70,8 +70,9 @@ type daemon struct {
 	done chan struct{}
 }
 
-// startDaemon runs argv in its own process group and stops it (SIGTERM,
-// then SIGKILL to the group) when the test ends.
+// startDaemon runs argv in its own process group and stops it when the
+// test ends: SIGTERM (nginx and squid then stop their workers and
+// helpers), and SIGKILL to the group if it is still there 20s later.
 func startDaemon(t *testing.T, name, addr string, argv ...string) *daemon {
 	t.Helper()
 	d := &daemon{name: name, logs: &syncBuffer{}, done: make(chan struct{})}
@@ -114,12 +115,12 @@ func (d *daemon) stop(t *testing.T) {
 		case <-d.done:
 		case <-time.After(20 * time.Second):
 			t.Errorf("%s did not exit within 20s of SIGTERM", d.name)
+			// Not reaped yet, so the group is still ours: the
+			// master and its workers.
 			_ = syscall.Kill(-d.cmd.Process.Pid, syscall.SIGKILL)
 			<-d.done
 		}
 	}
-	// Workers left behind by a dying master go with their group.
-	_ = syscall.Kill(-d.cmd.Process.Pid, syscall.SIGKILL)
 	if t.Failed() {
 		t.Logf("%s output:\n%s", d.name, d.logs)
 	}
