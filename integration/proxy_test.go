@@ -212,6 +212,53 @@ func proxyGet(t *testing.T, url string) (int, string) {
 	return resp.StatusCode, resp.Header.Get("X-Cache-Status")
 }
 
+// readAtOnce reads rel on every mount at the same time, checks each
+// reader's sha256 and returns the time until all were done.
+func readAtOnce(t *testing.T, mounts []*mount, rel, want string) time.Duration {
+	t.Helper()
+	start := time.Now()
+	type result struct {
+		node int
+		sum  string
+		took time.Duration
+		err  error
+	}
+	results := make(chan result, len(mounts))
+	for i, m := range mounts {
+		go func() {
+			t0 := time.Now()
+			sum, err := sha256File(filepath.Join(m.dir, rel))
+			results <- result{i, sum, time.Since(t0), err}
+		}()
+	}
+	timeout := time.After(5 * time.Minute)
+	for range mounts {
+		select {
+		case r := <-results:
+			if r.err != nil || r.sum != want {
+				t.Errorf("node %d: sha256 %s, err %v; want %s", r.node, r.sum, r.err, want)
+				continue
+			}
+			t.Logf("node %d read %s in %s", r.node, rel, r.took.Round(time.Millisecond))
+		case <-timeout:
+			t.Fatalf("readers still running after 5 minutes")
+		}
+	}
+	return time.Since(start)
+}
+
+// behindProxy returns a modelstorefs that runs with HTTP_PROXY=proxyURL
+// (and no NO_PROXY), as a node configured by its systemd unit would.
+func behindProxy(t *testing.T, proxyURL string) string {
+	t.Helper()
+	wrapper := filepath.Join(t.TempDir(), "modelstorefs-behind-proxy")
+	writeFile(t, wrapper, fmt.Sprintf("#!/bin/sh\nexport HTTP_PROXY=%s NO_PROXY= no_proxy= http_proxy=\nexec %s \"$@\"\n", proxyURL, binary))
+	if err := os.Chmod(wrapper, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return wrapper
+}
+
 // sha256File reads path whole and returns its sha256.
 func sha256File(path string) (string, error) {
 	f, err := os.Open(path)
@@ -242,39 +289,7 @@ func TestReverseProxyManyNodes(t *testing.T) {
 	for i := range mounts {
 		mounts[i] = startMount(t, []string{nginx.url})
 	}
-	start := time.Now()
-	type result struct {
-		node int
-		sum  string
-		took time.Duration
-		err  error
-	}
-	results := make(chan result, nodes)
-	var wg sync.WaitGroup
-	for i, m := range mounts {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			t0 := time.Now()
-			sum, err := sha256File(filepath.Join(m.dir, store, "big", "model.caffemodel"))
-			results <- result{i, sum, time.Since(t0), err}
-		}()
-	}
-	timeout := time.After(5 * time.Minute)
-	for range nodes {
-		select {
-		case r := <-results:
-			if r.err != nil || r.sum != sums["big"] {
-				t.Errorf("node %d: sha256 %s, err %v; want %s", r.node, r.sum, r.err, sums["big"])
-				continue
-			}
-			t.Logf("node %d read 256 MiB in %s (%.0f MB/s)", r.node, r.took.Round(time.Millisecond), float64(size)/r.took.Seconds()/1e6)
-		case <-timeout:
-			t.Fatalf("readers still running after 5 minutes")
-		}
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
+	elapsed := readAtOnce(t, mounts, filepath.Join(store, "big", "model.caffemodel"), sums["big"])
 	sent := origin.sent.Load()
 	t.Logf("%d nodes x 256 MiB in %s: origin sent %d bytes (%.3fx the file), nodes received %.0f MB in all; nginx cache statuses %v",
 		nodes, elapsed.Round(time.Millisecond), sent, float64(sent)/size, float64(nodes*size)/1e6, nginx.cacheStatuses(t))
@@ -455,13 +470,7 @@ func TestForwardProxy(t *testing.T) {
 	_, port, _ := net.SplitHostPort(strings.TrimPrefix(vs.URL, "http://"))
 	storeURL := "http://" + host + ":" + port + "/"
 
-	// The daemon gets the proxy from its environment, as a node would
-	// from its systemd unit.
-	wrapper := filepath.Join(t.TempDir(), "modelstorefs-behind-proxy")
-	writeFile(t, wrapper, fmt.Sprintf("#!/bin/sh\nexport HTTP_PROXY=%s NO_PROXY= no_proxy= http_proxy=\nexec %s \"$@\"\n", proxy.url, binary))
-	if err := os.Chmod(wrapper, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	wrapper := behindProxy(t, proxy.url)
 	const weights = "lenet/snapshot_iter_28140.caffemodel"
 	want, err := os.ReadFile(filepath.Join(src, weights))
 	if err != nil {
@@ -529,5 +538,29 @@ func TestForwardProxy(t *testing.T) {
 	t.Logf("store down: a fresh node read the model through squid; squid's statuses over the test: %v", statuses)
 	if t.Failed() {
 		t.Logf("store's requests:\n%s\nsquid's access log:\n%s", strings.Join(seen, "\n"), logData)
+	}
+}
+
+// TestForwardProxyManyNodes: four nodes read the same 256 MiB model at
+// once through squid; the origin sends it about once.
+func TestForwardProxyManyNodes(t *testing.T) {
+	const size = 256 << 20
+	const host = "modelstore.test"
+	dir, sums := engStoreDir(t, map[string]int{"big": size})
+	origin := engStartStore(t, dir)
+	proxy := startSquid(t, host)
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(origin.URL, "http://"))
+	storeURL := "http://" + host + ":" + port + "/"
+	wrapper := behindProxy(t, proxy.url)
+	mounts := make([]*mount, 4)
+	for i := range mounts {
+		mounts[i] = mountWith(t, wrapper, t.TempDir(), t.TempDir(), []string{storeURL})
+	}
+	elapsed := readAtOnce(t, mounts, filepath.Join(storeName(storeURL), "big", "model.caffemodel"), sums["big"])
+	sent := origin.sent.Load()
+	t.Logf("%d nodes x 256 MiB through squid in %s: origin sent %d bytes (%.3fx the file)",
+		len(mounts), elapsed.Round(time.Millisecond), sent, float64(sent)/size)
+	if limit := int64(size * 11 / 10); sent > limit {
+		t.Errorf("origin sent %d bytes for %d nodes, want at most %d (1.1x the file)", sent, len(mounts), limit)
 	}
 }
