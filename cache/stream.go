@@ -125,6 +125,10 @@ type ContentStats struct {
 	Files     int   `json:"files"`      // complete files in the cache
 	UsedBytes int64 `json:"used_bytes"` // complete plus reserved
 	MaxBytes  int64 `json:"max_bytes"`
+
+	// Files removed to make room, and their bytes.
+	Evictions    int64 `json:"evictions"`
+	EvictedBytes int64 `json:"evicted_bytes"`
 }
 
 // Stats returns the current counters.
@@ -631,6 +635,8 @@ func (s *StreamContent) removeLocked(e *entry) bool {
 	}
 	s.total -= e.size
 	delete(s.entries, e.key)
+	s.stats.Evictions++
+	s.stats.EvictedBytes += e.size
 	return true
 }
 

@@ -97,6 +97,9 @@ func (n *remoteFile) Open(ctx context.Context, flags uint32) (fusefs.FileHandle,
 	}
 	n.modeOnce.Do(func() { n.passthrough = h.Fd() >= 0 })
 	c := &contentHandle{fsys: n.fsys, h: h, ref: n.ref, passthrough: n.passthrough && h.Fd() >= 0}
+	if c.passthrough {
+		n.fsys.passthrough.Add(h.Size()) // the kernel reads it without us: assume all of it
+	}
 	return c, fuse.FOPEN_KEEP_CACHE, 0
 }
 
@@ -119,6 +122,7 @@ func (c *contentHandle) PassthroughFd() (int, bool) {
 }
 
 func (c *contentHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	defer c.fsys.observeRead(time.Now())
 	c.fsys.reads.Add(1)
 	r, err := c.h.Read(ctx, dest, off)
 	if err != nil && !errors.Is(err, io.EOF) {

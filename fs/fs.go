@@ -34,6 +34,9 @@ type Options struct {
 	// NotifyWait bounds how long a refresh waits for the kernel to drop
 	// its cached entries before returning (default 2s).
 	NotifyWait time.Duration
+	// OnRead, when set, is told how long each read of a store file took
+	// (metrics); it must be quick and safe for concurrent use.
+	OnRead func(d time.Duration)
 }
 
 // FS is the mounted tree's shared state.
@@ -51,6 +54,9 @@ type FS struct {
 	reads  atomic.Int64 // FUSE READ requests answered by the daemon
 	errMu  sync.Mutex
 	errs   map[string]int64 // errno name -> count, for .stats
+
+	onRead      func(time.Duration)
+	passthrough atomic.Int64 // estimated bytes the kernel read itself
 }
 
 // New returns the filesystem; Root gives its root node. Close stops its
@@ -71,6 +77,7 @@ func New(o Options) *FS {
 		gid:     uint32(syscall.Getgid()),
 		errs:    map[string]int64{},
 		inoKey:  o.Catalog.InodeKey(),
+		onRead:  o.OnRead,
 	}
 }
 

@@ -24,6 +24,9 @@ type Stats struct {
 	// reader looping on an error shows here).
 	ReadRequests int64            `json:"read_requests"`
 	Errors       map[string]int64 `json:"errors"` // by errno, as returned to readers
+	// BytesPassthrough estimates the bytes the kernel read itself from
+	// cache files (FUSE passthrough): each such open counts the file's size.
+	BytesPassthrough int64 `json:"bytes_passthrough_estimate"`
 }
 
 // StoreStats are one store's counters.
@@ -38,7 +41,8 @@ type StoreStats struct {
 
 // Stats collects the counters now.
 func (f *FS) Stats() Stats {
-	st := Stats{Mounted: f.mounted, Content: f.cat.Content().Stats(), BytesServed: f.served.Load(), ReadRequests: f.reads.Load(), Errors: map[string]int64{}}
+	st := Stats{Mounted: f.mounted, Content: f.cat.Content().Stats(), BytesServed: f.served.Load(), ReadRequests: f.reads.Load(),
+		Errors: map[string]int64{}, BytesPassthrough: f.passthrough.Load()}
 	for _, s := range f.cat.Stores() {
 		models := -1
 		if l, ok := f.cat.CachedListing(s); ok {

@@ -113,6 +113,8 @@ type Store struct {
 	// each. Once such a server is seen, its requests go a few at a time.
 	oneShot  atomic.Bool
 	oneSlots chan struct{}
+
+	outcomes outcomes // by method and status class, for metrics
 }
 
 // oneShotParallel bounds the requests in flight to a server that closes
@@ -327,6 +329,7 @@ func (s *Store) once(ctx context.Context, r request) (*http.Response, error) {
 	release := s.acquireConn(ctx)
 	resp, err := s.hc.Do(req)
 	release() // paces connection setup, not the body
+	s.noteOutcome(ctx, r.method, resp, err)
 	if err != nil {
 		cancel()
 		if errors.Is(err, errRedirect) {

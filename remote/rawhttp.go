@@ -104,6 +104,7 @@ func (s *Store) getRangeRaw(ctx context.Context, u string, h http.Header) (*http
 		if !stop() {
 			err = ctx.Err()
 		}
+		s.noteOutcome(ctx, http.MethodGet, resp, err)
 		if err != nil {
 			rc.c.Close()
 			if attempt == 0 && ctx.Err() == nil {

@@ -58,6 +58,7 @@ DIGITS_MODEL_STORE_URL. An entry NAME=URL names the store's directory.`,
 			&cli.StringFlag{Name: "jobs-dir", Value: "/var/lib/digits/jobs", EnvVars: []string{"DIGITS_JOBS_DIR"}, Usage: "DIGITS jobs `DIR` written into status.pickle (DIGITS rewrites it on load)"},
 			&cli.BoolFlag{Name: "allow-other", Usage: "let other users access the mount (needs user_allow_other in /etc/fuse.conf unless root)"},
 			&cli.BoolFlag{Name: "debug-fuse", Usage: "log every FUSE operation"},
+			&cli.StringFlag{Name: "metrics-addr", Usage: "serve Prometheus metrics at http://`HOST:PORT`/metrics"},
 		),
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
@@ -128,6 +129,8 @@ type mountConfig struct {
 	JobsDir    string
 	AllowOther bool
 	DebugFuse  bool
+	// MetricsAddr is where Prometheus metrics are served; "" for nowhere.
+	MetricsAddr string
 }
 
 func storeConfigFrom(c *cli.Context) (storeConfig, error) {
@@ -184,6 +187,7 @@ func mountConfigFrom(c *cli.Context) (mountConfig, error) {
 		JobsDir:     c.String("jobs-dir"),
 		AllowOther:  c.Bool("allow-other"),
 		DebugFuse:   c.Bool("debug-fuse"),
+		MetricsAddr: c.String("metrics-addr"),
 	}
 	if err != nil {
 		return cfg, err

@@ -27,6 +27,7 @@ var helperOptions = map[string]string{
 	"cache_dir": "--cache-dir", "cache_size": "--cache-size", "cache_min_free": "--cache-min-free",
 	"ttl": "--ttl", "retry_window": "--retry-window", "jobs_dir": "--jobs-dir", "ca_cert": "--ca-cert",
 	"log_level": "--log-level", "log_format": "--log-format", "store": "--store",
+	"metrics_addr": "--metrics-addr",
 }
 
 // ignoredOptions are generic mount options that mean nothing here (the

@@ -15,6 +15,7 @@ import (
 
 	"github.com/modelstorefs/modelstorefs/cache"
 	"github.com/modelstorefs/modelstorefs/fs"
+	"github.com/modelstorefs/modelstorefs/metrics"
 	"github.com/modelstorefs/modelstorefs/remote"
 )
 
@@ -37,8 +38,17 @@ func runMount(ctx context.Context, cfg mountConfig, stopSignals context.CancelFu
 	}
 	defer closeCatalog()
 	stores := catalog.Stores()
-	fsys := fs.New(fs.Options{Catalog: catalog, Logger: log.Named("fs")})
+	mx := metrics.New()
+	fsys := fs.New(fs.Options{Catalog: catalog, Logger: log.Named("fs"), OnRead: mx.ObserveRead})
 	defer fsys.Close()
+	if cfg.MetricsAddr != "" {
+		ms, err := metrics.Serve(cfg.MetricsAddr, mx.Registry(fsys, stores), log.Named("metrics"))
+		if err != nil {
+			return err
+		}
+		defer ms.Close()
+		log.Info("serving metrics", zap.String("url", "http://"+ms.Addr().String()+"/metrics"))
+	}
 
 	server, err := fs.Mount(cfg.Mountpoint, fsys, fs.MountOptions{AllowOther: cfg.AllowOther, Debug: cfg.DebugFuse})
 	if err != nil {
