@@ -16,8 +16,12 @@ import (
 // newApp builds the command line. stopSignals is called once the first
 // SIGINT/SIGTERM is handled, so that a second one kills the process.
 func newApp(stopSignals context.CancelFunc) *cli.App {
+	cli.VersionPrinter = func(c *cli.Context) { printVersion(c.App.Writer) }
 	return &cli.App{
-		Name:    "modelstorefs",
+		Writer:       os.Stdout,
+		ErrWriter:    os.Stderr,
+		OnUsageError: onUsageError,
+		Name:         "modelstorefs",
 		Usage:   "mount NVIDIA DIGITS Model Stores as a read-only filesystem",
 		Version: version,
 		Description: `Each store becomes a directory, each model a folder that is a complete
@@ -40,6 +44,7 @@ Examples:
 			serveCommand(),
 			checkCommand(),
 			completionCommand(),
+			versionCommand(),
 		},
 	}
 }
@@ -52,13 +57,27 @@ func mountCommand(stopSignals context.CancelFunc) *cli.Command {
 		Description: `Runs in the foreground. Logs one line when the mount is ready; on SIGINT or
 SIGTERM it unmounts (lazily if files are still open) and exits 0.
 
-Stores come from --store (repeatable, comma-separated lists accepted) or else
-DIGITS_MODEL_STORE_URL. An entry NAME=URL names the store's directory.`,
+With --daemon it returns once the mount is up and the daemon runs on in the
+background, logging to --log-file (default CACHE_DIR/modelstorefs.log).
+
+Stores come from --store (repeatable, comma-separated lists accepted),
+--store-file, or else DIGITS_MODEL_STORE_URL. An entry NAME=URL names the
+store's directory. Flags may come before or after MOUNTPOINT; -o takes the
+options of an /etc/fstab line (allow_other,cache_size=20GiB,ttl=1h,...).
+
+A password in a --store URL can be read by other users in ps: put it in
+~/.netrc (or $NETRC), or give the stores in --store-file or
+DIGITS_MODEL_STORE_URL.`,
 		Flags: append(storeFlags(),
 			&cli.StringFlag{Name: "jobs-dir", Value: "/var/lib/digits/jobs", EnvVars: []string{"DIGITS_JOBS_DIR"}, Usage: "DIGITS jobs `DIR` written into status.pickle (DIGITS rewrites it on load)"},
 			&cli.BoolFlag{Name: "allow-other", Usage: "let other users access the mount (needs user_allow_other in /etc/fuse.conf unless root)"},
+			&cli.BoolFlag{Name: "allow-non-empty", Usage: "mount over a directory that is not empty (hiding its files while mounted)"},
+			&cli.BoolFlag{Name: "daemon", Usage: "detach once mounted; the daemon logs to --log-file"},
+			&cli.StringFlag{Name: "log-file", Usage: "write the log to `FILE` instead of stderr (with --daemon: default CACHE_DIR/modelstorefs.log)"},
+			&cli.StringSliceFlag{Name: "o", Usage: "mount `OPTIONS` as in /etc/fstab: allow_other, nonempty, cache_dir=, cache_size=, ttl=, log_file=, ..."},
 			&cli.BoolFlag{Name: "debug-fuse", Usage: "log every FUSE operation"},
 		),
+		OnUsageError: onUsageError,
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return fmt.Errorf("mount: expected one MOUNTPOINT, got %d arguments", c.NArg())
@@ -66,6 +85,9 @@ DIGITS_MODEL_STORE_URL. An entry NAME=URL names the store's directory.`,
 			cfg, err := mountConfigFrom(c)
 			if err != nil {
 				return err
+			}
+			if c.Bool("daemon") {
+				return runDaemon(c, cfg)
 			}
 			return runMount(c.Context, cfg, stopSignals)
 		},
@@ -78,6 +100,7 @@ func unmountCommand() *cli.Command {
 		Aliases:   []string{"umount"},
 		Usage:     "unmount MOUNTPOINT (lazily if busy or dead)",
 		ArgsUsage: "MOUNTPOINT",
+		OnUsageError: onUsageError,
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return fmt.Errorf("unmount: expected one MOUNTPOINT, got %d arguments", c.NArg())
@@ -90,7 +113,8 @@ func unmountCommand() *cli.Command {
 // storeFlags are the flags of every command that reads stores.
 func storeFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringSliceFlag{Name: "store", Aliases: []string{"s"}, Usage: "store `URL` or NAME=URL", EnvVars: []string{"DIGITS_MODEL_STORE_URL"}},
+		&cli.StringSliceFlag{Name: "store", Aliases: []string{"s"}, Usage: "store `URL` or NAME=URL", EnvVars: []string{storeEnv}},
+		&cli.StringFlag{Name: "store-file", Usage: "read stores from `FILE`, one URL or NAME=URL a line (# comments): keeps passwords out of ps"},
 		&cli.StringFlag{Name: "cache-dir", Usage: "on-disk cache `DIR` (default $XDG_CACHE_HOME/modelstorefs or ~/.cache/modelstorefs)"},
 		&cli.StringFlag{Name: "cache-size", Value: "10GiB", Usage: "bound on the on-disk cache (`SIZE`, e.g. 500MiB, 20G)"},
 		&cli.StringFlag{Name: "cache-min-free", Value: "1GiB", Usage: "keep at least `SIZE` free on the cache's filesystem (0: no floor)"},
@@ -124,10 +148,12 @@ type storeConfig struct {
 // mountConfig is everything mount needs, validated.
 type mountConfig struct {
 	storeConfig
-	Mountpoint string
-	JobsDir    string
-	AllowOther bool
-	DebugFuse  bool
+	Mountpoint    string
+	JobsDir       string
+	AllowOther    bool
+	AllowNonEmpty bool
+	DebugFuse     bool
+	LogFile       string
 }
 
 func storeConfigFrom(c *cli.Context) (storeConfig, error) {
@@ -138,8 +164,16 @@ func storeConfigFrom(c *cli.Context) (storeConfig, error) {
 		LogLevel:    c.String("log-level"),
 		LogFormat:   c.String("log-format"),
 	}
-	var err error
-	if cfg.Stores, err = parseStores(c.StringSlice("store")); err != nil {
+	logger, err := newLogger(cfg.LogLevel, cfg.LogFormat) // refuse bad names before anything else
+	if err != nil {
+		return cfg, err
+	}
+	_ = logger.Sync()
+	values, err := storeValues(c)
+	if err != nil {
+		return cfg, err
+	}
+	if cfg.Stores, err = parseStores(values); err != nil {
 		return cfg, err
 	}
 	if cfg.Stores, err = withNetrc(cfg.Stores); err != nil {
@@ -182,11 +216,17 @@ func mountConfigFrom(c *cli.Context) (mountConfig, error) {
 	cfg := mountConfig{
 		storeConfig: sc,
 		JobsDir:     c.String("jobs-dir"),
-		AllowOther:  c.Bool("allow-other"),
-		DebugFuse:   c.Bool("debug-fuse"),
+		AllowOther:    c.Bool("allow-other"),
+		AllowNonEmpty: c.Bool("allow-non-empty"),
+		DebugFuse:     c.Bool("debug-fuse"),
 	}
 	if err != nil {
 		return cfg, err
+	}
+	if f := c.String("log-file"); f != "" {
+		if cfg.LogFile, err = filepath.Abs(f); err != nil {
+			return cfg, fmt.Errorf("--log-file: %w", err)
+		}
 	}
 	if cfg.Mountpoint, err = filepath.Abs(c.Args().First()); err != nil {
 		return cfg, fmt.Errorf("mountpoint: %w", err)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"syscall"
 
 	"go.uber.org/zap"
@@ -12,9 +13,18 @@ import (
 
 // newLogger builds the process's one root logger, writing to stderr.
 func newLogger(level, format string) (*zap.Logger, error) {
+	return newLoggerTo(level, format, "")
+}
+
+// logLevels are the names --log-level takes.
+const logLevels = "debug, info, warn or error"
+
+// newLoggerTo is newLogger writing to file (appended, created 0600) instead
+// of stderr when file is not "".
+func newLoggerTo(level, format, file string) (*zap.Logger, error) {
 	lvl, err := zapcore.ParseLevel(level)
-	if err != nil {
-		return nil, fmt.Errorf("--log-level: %w", err)
+	if err != nil || lvl < zapcore.DebugLevel || lvl > zapcore.ErrorLevel {
+		return nil, fmt.Errorf("--log-level: %q is not a level; use %s", level, logLevels)
 	}
 	var cfg zap.Config
 	switch format {
@@ -34,7 +44,23 @@ func newLogger(level, format string) (*zap.Logger, error) {
 	cfg.OutputPaths = []string{"stderr"}
 	cfg.ErrorOutputPaths = []string{"stderr"}
 	cfg.Sampling = nil
-	return cfg.Build()
+	if file == "" {
+		return cfg.Build()
+	}
+	if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
+		return nil, fmt.Errorf("--log-file: %w", err)
+	}
+	f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("--log-file: %w", err)
+	}
+	var enc zapcore.Encoder
+	if format == "json" {
+		enc = zapcore.NewJSONEncoder(cfg.EncoderConfig)
+	} else {
+		enc = zapcore.NewConsoleEncoder(cfg.EncoderConfig)
+	}
+	return zap.New(zapcore.NewCore(enc, zapcore.Lock(f), cfg.Level), zap.ErrorOutput(zapcore.Lock(os.Stderr))), nil
 }
 
 // syncLogger flushes, ignoring the EINVAL/ENOTTY a console stderr gives.

@@ -6,11 +6,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	iofs "io/fs"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 
+	"github.com/moby/sys/mountinfo"
 	"go.uber.org/zap"
 
 	"github.com/modelstorefs/modelstorefs/cache"
@@ -21,13 +27,16 @@ import (
 // runMount mounts, serves until a signal or an external unmount, then
 // tears everything down in order and returns.
 func runMount(ctx context.Context, cfg mountConfig, stopSignals context.CancelFunc) error {
-	log, err := newLogger(cfg.LogLevel, cfg.LogFormat)
+	log, err := newLoggerTo(cfg.LogLevel, cfg.LogFormat, cfg.LogFile)
 	if err != nil {
 		return err
 	}
 	defer syncLogger(log)
 
-	if err := checkMountpoint(cfg.Mountpoint, log); err != nil {
+	if err := checkMountpoint(cfg.Mountpoint, cfg.AllowNonEmpty, log); err != nil {
+		return err
+	}
+	if err := checkFUSEAccess(cfg.AllowOther); err != nil {
 		return err
 	}
 
@@ -40,14 +49,23 @@ func runMount(ctx context.Context, cfg mountConfig, stopSignals context.CancelFu
 	fsys := fs.New(fs.Options{Catalog: catalog, Logger: log.Named("fs")})
 	defer fsys.Close()
 
-	server, err := fs.Mount(cfg.Mountpoint, fsys, fs.MountOptions{AllowOther: cfg.AllowOther, Debug: cfg.DebugFuse})
-	if err != nil {
-		return err
-	}
-	names := make([]string, len(stores))
+	names, urls := make([]string, len(stores)), make([]string, len(stores))
 	for i, s := range cfg.Stores {
-		names[i] = s.Name + "=" + stores[i].Remote.Base().String()
+		urls[i] = stores[i].Remote.Base().String() // never with credentials
+		names[i] = s.Name + "=" + urls[i]
 	}
+	server, err := fs.Mount(cfg.Mountpoint, fsys, fs.MountOptions{
+		AllowOther: cfg.AllowOther, Debug: cfg.DebugFuse, Source: strings.Join(urls, ","),
+	})
+	if err != nil {
+		return mountFailed(err)
+	}
+	probeCtx, stopProbes := context.WithCancel(ctx)
+	probes := probeStores(probeCtx, cfg.storeConfig, stores, log)
+	defer func() {
+		stopProbes()
+		probes.Wait()
+	}()
 	log.Info("mounted", zap.String("mountpoint", cfg.Mountpoint), zap.Strings("stores", names),
 		zap.String("cache_dir", cfg.CacheDir), zap.String("version", version))
 	if err := sdNotify("READY=1\nSTATUS=mounted on " + cfg.Mountpoint); err != nil {
@@ -137,10 +155,12 @@ func openCatalog(cfg storeConfig, jobsDir string, log *zap.Logger) (*cache.Catal
 	}, nil
 }
 
-// checkMountpoint makes sure dir is a directory we can mount on. A dead
-// FUSE mount left by a killed daemon ("transport endpoint is not
-// connected") is detached first.
-func checkMountpoint(dir string, log *zap.Logger) error {
+// checkMountpoint makes sure dir is a directory we can mount on: not a
+// modelstorefs mount already (a second one would stack silently) and, unless
+// allowNonEmpty, empty (a mount would hide its files). A dead FUSE mount
+// left by a killed daemon ("transport endpoint is not connected") is
+// detached first.
+func checkMountpoint(dir string, allowNonEmpty bool, log *zap.Logger) error {
 	fi, err := os.Stat(dir)
 	if errors.Is(err, syscall.ENOTCONN) {
 		log.Warn("stale mount found (transport endpoint is not connected): detaching it", zap.String("mountpoint", dir))
@@ -155,25 +175,184 @@ func checkMountpoint(dir string, log *zap.Logger) error {
 	if !fi.IsDir() {
 		return fmt.Errorf("mountpoint %s is not a directory", dir)
 	}
+	if info := mountAt(dir); info != nil && isOurs(info) {
+		return fmt.Errorf("%s is already a modelstorefs mount (of %s); unmount it first: modelstorefs unmount %s", dir, info.Source, dir)
+	}
+	if allowNonEmpty {
+		return nil
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("mountpoint: %w", err)
+	}
+	names, _ := d.Readdirnames(1)
+	d.Close()
+	if len(names) > 0 {
+		return fmt.Errorf("mountpoint %s is not empty: the mount would hide its files; use an empty directory, or --allow-non-empty (-o nonempty)", dir)
+	}
 	return nil
+}
+
+// mountAt returns the mount table's entry for dir, or nil.
+func mountAt(dir string) *mountinfo.Info {
+	infos, err := mountinfo.GetMounts(mountinfo.SingleEntryFilter(dir))
+	if err != nil || len(infos) == 0 {
+		return nil
+	}
+	return infos[len(infos)-1] // the topmost
+}
+
+// isOurs reports whether a mount is a modelstorefs FUSE filesystem.
+func isOurs(m *mountinfo.Info) bool { return m.FSType == "fuse.modelstorefs" }
+
+// checkFUSEAccess explains up front what a non-root mount lacks, instead of
+// go-fuse's "fusermount exited with code 256".
+func checkFUSEAccess(allowOther bool) error {
+	f, err := os.OpenFile("/dev/fuse", os.O_RDWR, 0)
+	switch {
+	case errors.Is(err, iofs.ErrNotExist):
+		return errors.New("/dev/fuse does not exist: load the fuse kernel module (modprobe fuse), or in a container pass the device (--device /dev/fuse)")
+	case err != nil:
+		return fmt.Errorf("cannot open /dev/fuse (%w): check its permissions (ls -l /dev/fuse should show crw-rw-rw-), "+
+			"that the fuse3 package is installed, and that you may use FUSE; or mount as root", err)
+	}
+	f.Close()
+	if os.Geteuid() == 0 {
+		return nil // mount(2) directly
+	}
+	if _, err := fusermountBinary(); err != nil {
+		return errors.New("mounting as a user other than root needs fusermount3: install the fuse3 package (apt-get install fuse3), or run as root")
+	}
+	if allowOther && !userAllowOther() {
+		return errors.New("--allow-other as a user other than root needs user_allow_other in /etc/fuse.conf (or run as root)")
+	}
+	return nil
+}
+
+// fusermountBinary finds fusermount3 or fusermount as go-fuse does (PATH,
+// then /bin).
+func fusermountBinary() (string, error) {
+	var err error
+	for _, name := range []string{"fusermount3", "fusermount"} {
+		for _, p := range []string{name, "/bin/" + name} {
+			var path string
+			if path, err = exec.LookPath(p); err == nil {
+				return path, nil
+			}
+		}
+	}
+	return "", err
+}
+
+// userAllowOther reports whether /etc/fuse.conf allows allow_other.
+func userAllowOther() bool {
+	data, err := os.ReadFile("/etc/fuse.conf")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.TrimSpace(line) == "user_allow_other" {
+			return true
+		}
+	}
+	return false
+}
+
+// mountFailed adds what to check to a failed mount by fusermount.
+func mountFailed(err error) error {
+	if strings.Contains(err.Error(), "fusermount") {
+		return fmt.Errorf("%w\nfusermount3 refused the mount: check that you own the mountpoint, the permissions of /dev/fuse, "+
+			"the fuse3 package, and user_allow_other in /etc/fuse.conf for --allow-other; or mount as root", err)
+	}
+	return err
+}
+
+// probeStores asks every store once, in the background, whether it answers
+// at all, and logs one WARN line per store that does not, with the reason:
+// a typo or a wrong port should not wait for someone to read error.txt.
+// The probe is a HEAD of the base URL (a GET of its headers when HEAD is
+// refused) with a separate client that does not retry; a 404 there is fine
+// if master.json exists. The returned group ends when ctx does.
+func probeStores(ctx context.Context, cfg storeConfig, stores []*cache.Store, log *zap.Logger) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	ropts := remote.Options{UserAgent: "modelstorefs/" + version, Retries: -1,
+		StallTimeout: 10 * time.Second, HeaderTimeout: 10 * time.Second}
+	if cfg.CACert != "" {
+		pool, err := loadCACert(cfg.CACert)
+		if err != nil {
+			return &wg // openCatalog read it already
+		}
+		ropts.RootCAs = pool
+	}
+	for i, spec := range cfg.Stores {
+		probe, err := remote.NewStore(spec.URL, ropts)
+		if err != nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+			defer cancel()
+			_, err := probe.Stat(ctx, nil)
+			var se *remote.StatusError
+			if errors.As(err, &se) && se.Code == http.StatusNotFound || errors.As(err, &se) && se.Code == http.StatusForbidden {
+				_, err = probe.Stat(ctx, nil, "master.json")
+			}
+			if err == nil || ctx.Err() != nil && errors.Is(err, context.Canceled) {
+				return
+			}
+			log.Warn("store unreachable at mount time; mounting anyway (its directory shows error.txt until it answers)",
+				zap.String("store", stores[i].Name), zap.String("url", stores[i].Remote.Base().String()), zap.Error(err))
+		}()
+	}
+	return &wg
 }
 
 // runUnmount detaches the mount at dir: a clean unmount, or a lazy one when
 // it is busy or dead.
 func runUnmount(dir string, out io.Writer) error {
-	err := syscall.Unmount(dir, 0)
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	_, serr := os.Stat(dir)
+	if serr == nil && mountAt(dir) == nil {
+		return fmt.Errorf("%s is not a mountpoint", dir)
+	}
+	err = cleanUnmount(dir)
 	if err == nil {
 		return nil
-	}
-	if errors.Is(err, syscall.EINVAL) {
-		if _, serr := os.Stat(dir); serr == nil {
-			return fmt.Errorf("%s is not a mountpoint", dir)
-		}
 	}
 	if lerr := fs.LazyUnmount(dir); lerr != nil {
 		return fmt.Errorf("unmount %s: %w (lazy: %v)", dir, err, lerr)
 	}
-	fmt.Fprintf(out, "%s was busy or dead (%v): detached lazily\n", dir, err)
+	why := "was busy or dead"
+	switch {
+	case errors.Is(serr, syscall.ENOTCONN):
+		why = "was dead (its daemon is gone)"
+	case errors.Is(err, syscall.EBUSY) || strings.Contains(err.Error(), "busy"):
+		why = "was busy (files still open)"
+	}
+	fmt.Fprintf(out, "%s %s: detached lazily\n", dir, why)
+	return nil
+}
+
+// cleanUnmount unmounts dir if nothing uses it: umount2 as root, else
+// fusermount -u, which lets a user unmount their own FUSE mounts.
+func cleanUnmount(dir string) error {
+	err := syscall.Unmount(dir, 0)
+	if err == nil || os.Geteuid() == 0 || !errors.Is(err, syscall.EPERM) {
+		return err
+	}
+	bin, lerr := fusermountBinary()
+	if lerr != nil {
+		return err
+	}
+	msg, ferr := exec.Command(bin, "-u", dir).CombinedOutput()
+	if ferr != nil {
+		return fmt.Errorf("%s -u: %w: %s", filepath.Base(bin), ferr, strings.TrimSpace(string(msg)))
+	}
 	return nil
 }
 
