@@ -22,8 +22,8 @@ func newApp(stopSignals context.CancelFunc) *cli.App {
 		ErrWriter:    os.Stderr,
 		OnUsageError: onUsageError,
 		Name:         "modelstorefs",
-		Usage:   "mount NVIDIA DIGITS Model Stores as a read-only filesystem",
-		Version: version,
+		Usage:        "mount NVIDIA DIGITS Model Stores as a read-only filesystem",
+		Version:      version,
 		Description: `Each store becomes a directory, each model a folder that is a complete
 DIGITS Pretrained Model job: copying it into the DIGITS jobs directory is the import.
 
@@ -96,10 +96,10 @@ DIGITS_MODEL_STORE_URL.`,
 
 func unmountCommand() *cli.Command {
 	return &cli.Command{
-		Name:      "unmount",
-		Aliases:   []string{"umount"},
-		Usage:     "unmount MOUNTPOINT (lazily if busy or dead)",
-		ArgsUsage: "MOUNTPOINT",
+		Name:         "unmount",
+		Aliases:      []string{"umount"},
+		Usage:        "unmount MOUNTPOINT (lazily if busy or dead)",
+		ArgsUsage:    "MOUNTPOINT",
 		OnUsageError: onUsageError,
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
@@ -214,8 +214,8 @@ func storeConfigFrom(c *cli.Context) (storeConfig, error) {
 func mountConfigFrom(c *cli.Context) (mountConfig, error) {
 	sc, err := storeConfigFrom(c)
 	cfg := mountConfig{
-		storeConfig: sc,
-		JobsDir:     c.String("jobs-dir"),
+		storeConfig:   sc,
+		JobsDir:       c.String("jobs-dir"),
 		AllowOther:    c.Bool("allow-other"),
 		AllowNonEmpty: c.Bool("allow-non-empty"),
 		DebugFuse:     c.Bool("debug-fuse"),
