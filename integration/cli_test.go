@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -348,4 +349,62 @@ for i in $(seq 200); do [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || break; sl
 			}
 		}
 	})
+}
+
+// TestBashCompletion drives the real bash completion function against the
+// binary: mount <TAB> completes directories (no "help h"), ls --<TAB>
+// offers ls's flags without hidden ones, import <TAB> offers STORE/MODEL
+// from the listing ls kept.
+func TestBashCompletion(t *testing.T) {
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skip("bash is needed")
+	}
+	s := startGoStore(t, copyStore(t), "/")
+	cacheHome, work := t.TempDir(), t.TempDir()
+	if err := os.Mkdir(filepath.Join(work, "models-dir"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"XDG_CACHE_HOME=" + cacheHome, "DIGITS_MODEL_STORE_URL=" + s.base}
+	if out, code := runExit(t, env, "ls"); code != 0 {
+		t.Fatalf("ls: exit %d\n%s", code, out)
+	}
+	complete := func(words ...string) []string {
+		t.Helper()
+		script := `source <("$BIN" completion bash) || exit 1
+COMP_WORDS=("$BIN" "$@"); COMP_CWORD=$#; _modelstorefs; printf '%s\n' "${COMPREPLY[@]}"`
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, bash, append([]string{"-c", script, "bash"}, words...)...)
+		cmd.Dir = work
+		cmd.Env = append(os.Environ(), append(env, "BIN="+binary)...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("completing %q: %v\n%s", words, err, out)
+		}
+		return strings.Fields(string(out))
+	}
+	cases := []struct {
+		words         []string
+		want, without []string
+	}{
+		{[]string{"mount", ""}, []string{"models-dir"}, []string{"help", "h"}},
+		{[]string{"import", ""}, []string{storeName(s.base) + "/lenet", storeName(s.base) + "/alexnet-torch"}, []string{"help", "h", storeName(s.base) + "/broken"}},
+		{[]string{"ls", "--"}, []string{"--filter", "--json", "--refresh", "--store", "--store-file"}, []string{"--chunk-size", "--read-parallel"}},
+		{[]string{"mount", "--log-level", ""}, []string{"debug", "info", "warn", "error"}, nil},
+		{[]string{"ver"}, []string{"version"}, nil},
+	}
+	for _, c := range cases {
+		got := complete(c.words...)
+		for _, w := range c.want {
+			if !slices.Contains(got, w) {
+				t.Errorf("completing %q: %q missing from %q", c.words, w, got)
+			}
+		}
+		for _, w := range c.without {
+			if slices.Contains(got, w) {
+				t.Errorf("completing %q offers %q: %q", c.words, w, got)
+			}
+		}
+	}
 }

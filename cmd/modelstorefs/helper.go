@@ -64,7 +64,7 @@ func isHelperInvocation(args []string) bool {
 	if strings.HasPrefix(filepath.Base(args[0]), "mount.") {
 		return true
 	}
-	if len(args) < 3 || strings.HasPrefix(args[1], "-") {
+	if len(args) < 3 || strings.HasPrefix(args[1], "-") || args[len(args)-1] == "--"+completionFlag {
 		return false
 	}
 	switch args[1] {

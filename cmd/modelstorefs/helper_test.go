@@ -18,6 +18,8 @@ func TestIsHelperInvocation(t *testing.T) {
 		{[]string{"modelstorefs", "--version"}, false},
 		{[]string{"modelstorefs", "import", "s/m"}, false},
 		{[]string{"modelstorefs"}, false},
+		{[]string{"modelstorefs", "version"}, false},
+		{[]string{"modelstorefs", "ver", "--generate-bash-completion"}, false},
 	}
 	for _, c := range cases {
 		if got := isHelperInvocation(c.args); got != c.want {

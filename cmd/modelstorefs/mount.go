@@ -214,7 +214,7 @@ func checkFUSEAccess(allowOther bool) error {
 		return errors.New("/dev/fuse does not exist: load the fuse kernel module (modprobe fuse), or in a container pass the device (--device /dev/fuse)")
 	case err != nil:
 		return fmt.Errorf("cannot open /dev/fuse (%w): check its permissions (ls -l /dev/fuse should show crw-rw-rw-), "+
-			"that the fuse3 package is installed, and that you may use FUSE; or mount as root", err)
+			"that the fuse3 package is installed, and for --allow-other user_allow_other in /etc/fuse.conf; or mount as root", err)
 	}
 	f.Close()
 	if os.Geteuid() == 0 {
