@@ -255,6 +255,12 @@ func within(path, dir string) bool {
 }
 
 // parseSize reads sizes like 1048576, 500M, 500MiB, 10G, 1.5TB (binary units).
+//
+// This stays ours rather than go-humanize's ParseBytes, which reads K/M/G
+// and KB/MB/GB as powers of 1000 and "1,5G" as 15 GB (a thousands
+// separator): cache flags follow rclone (--vfs-cache-max-size 10G is 10 GiB),
+// and an ambiguous comma, NaN/Inf or a fraction of a byte is refused.
+// Sizes are printed with go-humanize (IBytes).
 func parseSize(s string) (int64, error) {
 	t := strings.TrimSpace(s)
 	upper := strings.ToUpper(t)
