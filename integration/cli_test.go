@@ -57,6 +57,8 @@ func TestCLIMessages(t *testing.T) {
 		{"--version", []string{"--version"}, 0, []string{"modelstorefs ", "go: go1.", "go-fuse: v2."}, false},
 		{"unknown flag", []string{"mount", mnt, "--cache-sise", "1G"}, 1,
 			[]string{"modelstorefs: mount: unknown flag --cache-sise; see 'modelstorefs mount --help'"}, true},
+		{"unknown command", []string{"mnt"}, 1, []string{`modelstorefs: unknown command "mnt"; see 'modelstorefs --help'`}, true},
+		{"help COMMAND", []string{"help", "check"}, 0, []string{"modelstorefs check - validate a model store"}, false},
 		{"unknown global flag", []string{"--verbose", "ls"}, 1, []string{"unknown flag --verbose; see 'modelstorefs --help'"}, true},
 		{"--ttl without unit", []string{"mount", "--store", s.base, "--ttl", "5", mnt}, 1,
 			[]string{`--ttl: "5" is not a duration`, "24h"}, true},

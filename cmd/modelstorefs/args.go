@@ -44,13 +44,22 @@ func normalizeArgs(app *cli.App, args []string) (normalizedArgs, error) {
 	if i == len(args) {
 		return out, nil
 	}
-	cmd := app.Command(args[i])
-	out.args = append(out.args, args[i])
-	i++
-	if cmd == nil {
-		out.args = append(out.args, args[i:]...)
+	if args[i] == "help" || args[i] == "h" { // urfave/cli's hidden help command finds no topic
+		if i+1 < len(args) {
+			if app.Command(args[i+1]) == nil {
+				return out, &usageError{fmt.Sprintf("unknown command %q; see 'modelstorefs --help'", args[i+1])}
+			}
+			out.args = append(out.args, args[i+1])
+		}
+		out.args = append(out.args, "--help")
 		return out, nil
 	}
+	cmd := app.Command(args[i])
+	if cmd == nil {
+		return out, &usageError{fmt.Sprintf("unknown command %q; see 'modelstorefs --help'", args[i])}
+	}
+	out.args = append(out.args, args[i])
+	i++
 	var flags, positional []string
 	for ; i < len(args); i++ {
 		a := args[i]

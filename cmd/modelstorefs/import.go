@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -42,7 +41,7 @@ Example:
 			switch {
 			case err == nil:
 				return nil
-			case c.Context.Err() != nil && errors.Is(err, context.Canceled):
+			case c.Context.Err() != nil: // SIGINT/SIGTERM; the job was assembled aside and removed
 				return errors.New("import: interrupted, nothing written")
 			case errors.Is(err, cache.ErrNotFound):
 				return fmt.Errorf("import: %w (list the models with: modelstorefs ls)", err)
