@@ -191,6 +191,9 @@ func TestMountDaemonOptionsAndSource(t *testing.T) {
 			} else {
 				f := filepath.Join(t.TempDir(), "stores")
 				writeFile(t, f, "# the team's store\n"+withPassword+"\n")
+				if err := os.Chmod(f, 0o600); err != nil {
+					t.Fatal(err)
+				}
 				args = append(args, "--store-file", f)
 			}
 			out, code := runExit(t, nil, args...)
@@ -203,7 +206,7 @@ func TestMountDaemonOptionsAndSource(t *testing.T) {
 				t.Fatalf("mount --daemon: exit %d\n%s", code, out)
 			}
 			warned := strings.Count(out, "the --store URL carries a password")
-			if via == "argv" && warned != 1 || via != "argv" && warned != 0 {
+			if via == "argv" && warned != 1 || via != "argv" && strings.Contains(out, "warning") {
 				t.Errorf("password warnings: %d (via %s)\n%s", warned, via, out)
 			}
 			if !isMounted(mnt) {

@@ -110,19 +110,19 @@ func normalizeArgs(app *cli.App, args []string) (normalizedArgs, error) {
 			i++
 			value = args[i]
 		}
-		if canonical == "--store" && hasPassword(value) {
+		flags = append(flags, canonical, value)
+	}
+	for j := 0; j+1 < len(flags); j++ {
+		if flags[j] == "--store" && hasPassword(flags[j+1]) { // from --store, -s or -o store=
 			out.warnings = append(out.warnings, "warning: the --store URL carries a password, which other users can read "+
 				"in ps; put it in ~/.netrc, or pass the stores with --store-file or DIGITS_MODEL_STORE_URL instead")
+			break
 		}
-		flags = append(flags, canonical, value)
 	}
 	out.args = append(out.args, flags...)
 	if len(positional) > 0 {
 		out.args = append(out.args, "--")
 		out.args = append(out.args, positional...)
-	}
-	if len(out.warnings) > 1 {
-		out.warnings = out.warnings[:1] // once
 	}
 	return out, nil
 }

@@ -33,6 +33,8 @@ func TestNormalizeArgs(t *testing.T) {
 			[]string{"check", "--", "-odd-dir"}, false, ""},
 		{"a password warns", []string{"mount", "-s", "http://u:secret@a/", "/m"},
 			[]string{"mount", "--store", "http://u:secret@a/", "--", "/m"}, true, ""},
+		{"a password in -o store= warns once", []string{"mount", "-o", "store=http://u:pw@a/", "-s", "http://v:pw@b/", "/m"},
+			[]string{"mount", "--store", "http://u:pw@a/", "--store", "http://v:pw@b/", "--", "/m"}, true, ""},
 		{"a user without password does not", []string{"ls", "-s", "n=http://u@a/"},
 			[]string{"ls", "--store", "n=http://u@a/"}, false, ""},
 		{"help COMMAND", []string{"help", "mount"}, []string{"mount", "--help"}, false, ""},

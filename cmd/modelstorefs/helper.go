@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 )
@@ -137,6 +138,10 @@ func runHelper(args []string) error {
 	env := map[string]string{}
 	if h.stores != "" {
 		env[storeEnv] = h.stores
+	}
+	if hasPassword(h.stores) {
+		fmt.Fprintln(os.Stderr, "modelstorefs: warning: the mount source carries a password, which every user can read in "+
+			"/etc/fstab and in ps while mounting; put it in root's ~/.netrc, or in a store_file= only root can read")
 	}
 	return runMain(mountArgs, env)
 }

@@ -104,6 +104,10 @@ func storeValues(c *cli.Context) ([]string, error) {
 	if len(values) == n {
 		return nil, fmt.Errorf("--store-file %s names no store", file)
 	}
+	if fi, err := os.Stat(file); err == nil && fi.Mode().Perm()&0o044 != 0 && hasPassword(strings.Join(values[n:], ",")) {
+		fmt.Fprintf(c.App.ErrWriter, "modelstorefs: warning: --store-file %s holds a password and other users may read it (mode %v): chmod 600 it\n",
+			file, fi.Mode().Perm())
+	}
 	return values, nil
 }
 
