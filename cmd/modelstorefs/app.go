@@ -164,11 +164,9 @@ func storeConfigFrom(c *cli.Context) (storeConfig, error) {
 		LogLevel:    c.String("log-level"),
 		LogFormat:   c.String("log-format"),
 	}
-	logger, err := newLogger(cfg.LogLevel, cfg.LogFormat) // refuse bad names before anything else
-	if err != nil {
+	if err := checkLogFlags(cfg.LogLevel, cfg.LogFormat); err != nil { // before anything else
 		return cfg, err
 	}
-	_ = logger.Sync()
 	values, err := storeValues(c)
 	if err != nil {
 		return cfg, err

@@ -19,13 +19,26 @@ func newLogger(level, format string) (*zap.Logger, error) {
 // logLevels are the names --log-level takes.
 const logLevels = "debug, info, warn or error"
 
+// checkLogFlags refuses a --log-level or --log-format we do not have,
+// saying which we do.
+func checkLogFlags(level, format string) error {
+	lvl, err := zapcore.ParseLevel(level)
+	if err != nil || lvl < zapcore.DebugLevel || lvl > zapcore.ErrorLevel {
+		return fmt.Errorf("--log-level: %q is not a level; use %s", level, logLevels)
+	}
+	if format != "console" && format != "json" {
+		return fmt.Errorf("--log-format: %q is not console or json", format)
+	}
+	return nil
+}
+
 // newLoggerTo is newLogger writing to file (appended, created 0600) instead
 // of stderr when file is not "".
 func newLoggerTo(level, format, file string) (*zap.Logger, error) {
-	lvl, err := zapcore.ParseLevel(level)
-	if err != nil || lvl < zapcore.DebugLevel || lvl > zapcore.ErrorLevel {
-		return nil, fmt.Errorf("--log-level: %q is not a level; use %s", level, logLevels)
+	if err := checkLogFlags(level, format); err != nil {
+		return nil, err
 	}
+	lvl, _ := zapcore.ParseLevel(level)
 	var cfg zap.Config
 	switch format {
 	case "console":
@@ -37,8 +50,6 @@ func newLoggerTo(level, format, file string) (*zap.Logger, error) {
 	case "json":
 		cfg = zap.NewProductionConfig()
 		cfg.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
-	default:
-		return nil, fmt.Errorf("--log-format: %q is not console or json", format)
 	}
 	cfg.Level = zap.NewAtomicLevelAt(lvl)
 	cfg.OutputPaths = []string{"stderr"}
