@@ -83,6 +83,8 @@ func TestCLIMessages(t *testing.T) {
 		{"ls with flags after", []string{"ls", "--store", s.base, "--cache-dir", cacheDir, "-s", "other=" + closed, "--filter", "lenet"}, 0,
 			[]string{store + "  lenet", "store other:"}, false},
 		{"check DIR with flags after", []string{"check", src, "--jobs", "2"}, 1, []string{"models,", "importable"}, false},
+		{"serve DIR with flags after", []string{"serve", src, "--addr", "127.0.0.1:0", "--log-level", "loud"}, 1,
+			[]string{`--log-level: "loud" is not a level`}, true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -186,8 +188,10 @@ func TestMountDaemonOptionsAndSource(t *testing.T) {
 		t.Run(via, func(t *testing.T) {
 			mnt, cacheDir := t.TempDir(), t.TempDir()
 			args := []string{"mount", mnt, "--daemon", "-o", "cache_dir=" + cacheDir + ",ttl=1h,ro,noatime"}
+			logFile := filepath.Join(cacheDir, "modelstorefs.log")
 			if via == "argv" {
-				args = append(args, "--store", withPassword)
+				logFile = filepath.Join(t.TempDir(), "own.log")
+				args = append(args, "--store", withPassword, "--log-file", logFile)
 			} else {
 				f := filepath.Join(t.TempDir(), "stores")
 				writeFile(t, f, "# the team's store\n"+withPassword+"\n")
@@ -228,9 +232,9 @@ func TestMountDaemonOptionsAndSource(t *testing.T) {
 			if st.Atim != st.Mtim || st.Mtim.Sec < 86400 {
 				t.Errorf("stat: atime %v, mtime %v: want atime = mtime, not 1970", st.Atim, st.Mtim)
 			}
-			if logs, err := os.ReadFile(filepath.Join(cacheDir, "modelstorefs.log")); err != nil || !strings.Contains(string(logs), "\tmounted\t") ||
+			if logs, err := os.ReadFile(logFile); err != nil || !strings.Contains(string(logs), "\tmounted\t") ||
 				strings.Contains(string(logs), "s3cret") {
-				t.Errorf("daemon log (-o cache_dir): %v\n%s", err, logs)
+				t.Errorf("daemon log %s: %v\n%s", logFile, err, logs)
 			}
 			if out, code := runExit(t, nil, "unmount", mnt); code != 0 || out != "" {
 				t.Errorf("unmount of an idle mount: exit %d, said %q", code, out)
