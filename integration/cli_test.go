@@ -184,15 +184,18 @@ func countWith(lines []string, subs ...string) int {
 func TestMountDaemonOptionsAndSource(t *testing.T) {
 	s := startGoStore(t, copyStore(t), "/")
 	withPassword := strings.Replace(s.base, "http://", "http://alice:s3cret-pw@", 1)
-	for _, via := range []string{"store-file", "argv"} {
+	for _, via := range []string{"store-file", "argv", "fstab helper"} {
 		t.Run(via, func(t *testing.T) {
 			mnt, cacheDir := t.TempDir(), t.TempDir()
 			args := []string{"mount", mnt, "--daemon", "-o", "cache_dir=" + cacheDir + ",ttl=1h,ro,noatime"}
 			logFile := filepath.Join(cacheDir, "modelstorefs.log")
-			if via == "argv" {
+			switch via {
+			case "fstab helper": // as mount(8) runs it; the daemon gets the source in its environment
+				args = []string{withPassword, mnt, "-o", "cache_dir=" + cacheDir + ",ttl=1h,ro,noatime"}
+			case "argv":
 				logFile = filepath.Join(t.TempDir(), "own.log")
 				args = append(args, "--store", withPassword, "--log-file", logFile)
-			} else {
+			default:
 				f := filepath.Join(t.TempDir(), "stores")
 				writeFile(t, f, "# the team's store\n"+withPassword+"\n")
 				if err := os.Chmod(f, 0o600); err != nil {
@@ -209,9 +212,10 @@ func TestMountDaemonOptionsAndSource(t *testing.T) {
 			if code != 0 || !strings.Contains(out, "mounted on "+mnt) {
 				t.Fatalf("mount --daemon: exit %d\n%s", code, out)
 			}
-			warned := strings.Count(out, "the --store URL carries a password")
-			if via == "argv" && warned != 1 || via != "argv" && strings.Contains(out, "warning") {
-				t.Errorf("password warnings: %d (via %s)\n%s", warned, via, out)
+			wantWarning := map[string]string{"argv": "the --store URL carries a password", "fstab helper": "the mount source carries a password"}[via]
+			if wantWarning == "" && strings.Contains(out, "warning") || wantWarning != "" && strings.Count(out, "warning") != 1 ||
+				!strings.Contains(out, wantWarning) {
+				t.Errorf("password warnings (via %s), want %q once:\n%s", via, wantWarning, out)
 			}
 			if !isMounted(mnt) {
 				t.Fatal("mount --daemon returned but nothing is mounted")
