@@ -421,3 +421,21 @@ COMP_WORDS=("$BIN" "$@"); COMP_CWORD=$#; _modelstorefs; printf '%s\n' "${COMPREP
 		}
 	}
 }
+
+// TestMountAllowNonEmpty: --allow-non-empty (-o nonempty) mounts over a
+// directory with files, which come back after the unmount.
+func TestMountAllowNonEmpty(t *testing.T) {
+	s := startGoStore(t, copyStore(t), "/")
+	for _, flag := range [][]string{{"--allow-non-empty"}, {"-o", "nonempty"}} {
+		dir := t.TempDir()
+		writeFile(t, filepath.Join(dir, "keep.txt"), "mine")
+		m := mountWith(t, binary, dir, t.TempDir(), []string{s.base}, flag...)
+		if got := listDir(t, dir); !slices.Contains(got, storeName(s.base)) || slices.Contains(got, "keep.txt") {
+			t.Errorf("%q: mounted dir shows %q", flag, got)
+		}
+		m.stop(t)
+		if data, err := os.ReadFile(filepath.Join(dir, "keep.txt")); err != nil || string(data) != "mine" {
+			t.Errorf("%q: the hidden file after unmount: %q, %v", flag, data, err)
+		}
+	}
+}
