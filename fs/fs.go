@@ -101,7 +101,9 @@ func (f *FS) setAttr(a *fuse.Attr, mode uint32, size int64, mtime time.Time) {
 	if mtime.IsZero() {
 		mtime = f.mounted
 	}
-	a.SetTimes(nil, &mtime, &mtime)
+	// atime is the mtime too: nothing here tracks access, and 1970 would
+	// puzzle find -atime and backup tools.
+	a.SetTimes(&mtime, &mtime, &mtime)
 }
 
 // Modes of the tree: read-only, but for the .refresh gesture.

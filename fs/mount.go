@@ -3,6 +3,7 @@ package fs
 import (
 	"fmt"
 	"os/exec"
+	"strings"
 	"syscall"
 	"time"
 
@@ -15,6 +16,10 @@ import (
 type MountOptions struct {
 	AllowOther bool // let other users see the mount (needs user_allow_other when not root)
 	Debug      bool // log every FUSE operation
+	// Source is what mount tables (findmnt, /proc/mounts) show as the
+	// mount's SOURCE: the store URLs, without credentials. Default
+	// "modelstorefs".
+	Source string
 }
 
 // Kernel cache lifetimes. Lookups are cheap (answered from memory), so the
@@ -37,7 +42,7 @@ func Mount(dir string, f *FS, mo MountOptions) (*fuse.Server, error) {
 		GID:            f.gid,
 		Logger:         stdlog,
 		MountOptions: fuse.MountOptions{
-			FsName:       "modelstorefs",
+			FsName:       fsName(mo.Source),
 			Name:         "modelstorefs",
 			AllowOther:   mo.AllowOther,
 			DirectMount:  true, // mount(2) as root, fusermount otherwise
@@ -57,6 +62,25 @@ func Mount(dir string, f *FS, mo MountOptions) (*fuse.Server, error) {
 		return nil, fmt.Errorf("mount %s: %w", dir, err)
 	}
 	return server, nil
+}
+
+// fsName makes source fit a mount table's SOURCE column: no blanks or
+// control characters (go-fuse escapes commas for fusermount), bounded.
+func fsName(source string) string {
+	if source == "" {
+		return "modelstorefs"
+	}
+	source = strings.Map(func(r rune) rune {
+		if r <= ' ' || r == 0x7f {
+			return '_'
+		}
+		return r
+	}, source)
+	const maxLen = 512
+	if len(source) > maxLen {
+		source = source[:maxLen]
+	}
+	return source
 }
 
 // panicked turns a bug in a handler into EIO and one log line.

@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -95,6 +96,8 @@ func TestImportInterrupted(t *testing.T) {
 	jobs := t.TempDir()
 	cmd := exec.Command(binary, "import", "--cache-dir", t.TempDir(), "--jobs-dir", jobs, storeName(base)+"/lenet")
 	cmd.Env = append(os.Environ(), "DIGITS_MODEL_STORE_URL="+base)
+	output := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = output, output
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +118,13 @@ func TestImportInterrupted(t *testing.T) {
 	}
 	_ = cmd.Process.Signal(syscall.SIGINT)
 	select {
-	case <-done:
+	case err := <-done:
+		// One line saying what happened, not "context canceled".
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(output.String(), "modelstorefs: import: interrupted, nothing written\n") ||
+			strings.Contains(output.String(), "context canceled") {
+			t.Errorf("interrupted import: %v\n%s", err, output)
+		}
 	case <-time.After(20 * time.Second):
 		cmd.Process.Kill()
 		t.Fatal("import did not stop after SIGINT")

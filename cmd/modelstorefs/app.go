@@ -16,10 +16,14 @@ import (
 // newApp builds the command line. stopSignals is called once the first
 // SIGINT/SIGTERM is handled, so that a second one kills the process.
 func newApp(stopSignals context.CancelFunc) *cli.App {
+	cli.VersionPrinter = func(c *cli.Context) { printVersion(c.App.Writer) }
 	return &cli.App{
-		Name:    "modelstorefs",
-		Usage:   "mount NVIDIA DIGITS Model Stores as a read-only filesystem",
-		Version: version,
+		Writer:       os.Stdout,
+		ErrWriter:    os.Stderr,
+		OnUsageError: onUsageError,
+		Name:         "modelstorefs",
+		Usage:        "mount NVIDIA DIGITS Model Stores as a read-only filesystem",
+		Version:      version,
 		Description: `Each store becomes a directory, each model a folder that is a complete
 DIGITS Pretrained Model job: copying it into the DIGITS jobs directory is the import.
 
@@ -40,6 +44,7 @@ Examples:
 			serveCommand(),
 			checkCommand(),
 			completionCommand(),
+			versionCommand(),
 		},
 	}
 }
@@ -52,14 +57,28 @@ func mountCommand(stopSignals context.CancelFunc) *cli.Command {
 		Description: `Runs in the foreground. Logs one line when the mount is ready; on SIGINT or
 SIGTERM it unmounts (lazily if files are still open) and exits 0.
 
-Stores come from --store (repeatable, comma-separated lists accepted) or else
-DIGITS_MODEL_STORE_URL. An entry NAME=URL names the store's directory.`,
+With --daemon it returns once the mount is up and the daemon runs on in the
+background, logging to --log-file (default CACHE_DIR/modelstorefs.log).
+
+Stores come from --store (repeatable, comma-separated lists accepted),
+--store-file, or else DIGITS_MODEL_STORE_URL. An entry NAME=URL names the
+store's directory. Flags may come before or after MOUNTPOINT; -o takes the
+options of an /etc/fstab line (allow_other,cache_size=20GiB,ttl=1h,...).
+
+A password in a --store URL can be read by other users in ps: put it in
+~/.netrc (or $NETRC), or give the stores in --store-file or
+DIGITS_MODEL_STORE_URL.`,
 		Flags: append(storeFlags(),
 			&cli.StringFlag{Name: "jobs-dir", Value: "/var/lib/digits/jobs", EnvVars: []string{"DIGITS_JOBS_DIR"}, Usage: "DIGITS jobs `DIR` written into status.pickle (DIGITS rewrites it on load)"},
 			&cli.BoolFlag{Name: "allow-other", Usage: "let other users access the mount (needs user_allow_other in /etc/fuse.conf unless root)"},
+			&cli.BoolFlag{Name: "allow-non-empty", Usage: "mount over a directory that is not empty (hiding its files while mounted)"},
+			&cli.BoolFlag{Name: "daemon", Usage: "detach once mounted; the daemon logs to --log-file"},
+			&cli.StringFlag{Name: "log-file", Usage: "write the log to `FILE` instead of stderr (with --daemon: default CACHE_DIR/modelstorefs.log)"},
+			&cli.StringSliceFlag{Name: "o", Usage: "mount `OPTIONS` as in /etc/fstab: allow_other, nonempty, cache_dir=, cache_size=, ttl=, log_file=, ..."},
 			&cli.BoolFlag{Name: "debug-fuse", Usage: "log every FUSE operation"},
 			&cli.StringFlag{Name: "metrics-addr", Usage: "serve Prometheus metrics at http://`HOST:PORT`/metrics"},
 		),
+		OnUsageError: onUsageError,
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return fmt.Errorf("mount: expected one MOUNTPOINT, got %d arguments", c.NArg())
@@ -68,6 +87,9 @@ DIGITS_MODEL_STORE_URL. An entry NAME=URL names the store's directory.`,
 			if err != nil {
 				return err
 			}
+			if c.Bool("daemon") {
+				return runDaemon(c, cfg)
+			}
 			return runMount(c.Context, cfg, stopSignals)
 		},
 	}
@@ -75,10 +97,11 @@ DIGITS_MODEL_STORE_URL. An entry NAME=URL names the store's directory.`,
 
 func unmountCommand() *cli.Command {
 	return &cli.Command{
-		Name:      "unmount",
-		Aliases:   []string{"umount"},
-		Usage:     "unmount MOUNTPOINT (lazily if busy or dead)",
-		ArgsUsage: "MOUNTPOINT",
+		Name:         "unmount",
+		Aliases:      []string{"umount"},
+		Usage:        "unmount MOUNTPOINT (lazily if busy or dead)",
+		ArgsUsage:    "MOUNTPOINT",
+		OnUsageError: onUsageError,
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return fmt.Errorf("unmount: expected one MOUNTPOINT, got %d arguments", c.NArg())
@@ -91,7 +114,8 @@ func unmountCommand() *cli.Command {
 // storeFlags are the flags of every command that reads stores.
 func storeFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringSliceFlag{Name: "store", Aliases: []string{"s"}, Usage: "store `URL` or NAME=URL", EnvVars: []string{"DIGITS_MODEL_STORE_URL"}},
+		&cli.StringSliceFlag{Name: "store", Aliases: []string{"s"}, Usage: "store `URL` or NAME=URL", EnvVars: []string{storeEnv}},
+		&cli.StringFlag{Name: "store-file", Usage: "read stores from `FILE`, one URL or NAME=URL a line (# comments): keeps passwords out of ps"},
 		&cli.StringFlag{Name: "cache-dir", Usage: "on-disk cache `DIR` (default $XDG_CACHE_HOME/modelstorefs or ~/.cache/modelstorefs)"},
 		&cli.StringFlag{Name: "cache-size", Value: "10GiB", Usage: "bound on the on-disk cache (`SIZE`, e.g. 500MiB, 20G)"},
 		&cli.StringFlag{Name: "cache-min-free", Value: "1GiB", Usage: "keep at least `SIZE` free on the cache's filesystem (0: no floor)"},
@@ -100,9 +124,10 @@ func storeFlags() []cli.Flag {
 		&cli.StringFlag{Name: "ca-cert", Usage: "PEM `FILE` of CA certificates to trust for https stores (private CA), instead of the system's"},
 		&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 		&cli.StringFlag{Name: "log-format", Value: "console", Usage: "console or json"},
+		&cli.StringFlag{Name: "buffer-size", Value: "256MiB", Usage: "memory for downloads in flight: how far cache writes may fall behind readers (`SIZE`)"},
 		// Read-engine tuning, for benchmarks.
 		&cli.StringFlag{Name: "chunk-size", Value: "8MiB", Hidden: true},
-		&cli.IntFlag{Name: "read-parallel", Value: 4, Hidden: true},
+		&cli.IntFlag{Name: "read-parallel", Value: 16, Hidden: true},
 	}
 }
 
@@ -117,6 +142,7 @@ type storeConfig struct {
 	RetryWindow  time.Duration
 	ChunkSize    int64
 	ReadParallel int
+	BufferSize   int64
 	CACert       string
 	LogLevel     string
 	LogFormat    string
@@ -125,10 +151,12 @@ type storeConfig struct {
 // mountConfig is everything mount needs, validated.
 type mountConfig struct {
 	storeConfig
-	Mountpoint string
-	JobsDir    string
-	AllowOther bool
-	DebugFuse  bool
+	Mountpoint    string
+	JobsDir       string
+	AllowOther    bool
+	AllowNonEmpty bool
+	DebugFuse     bool
+	LogFile       string
 	// MetricsAddr is where Prometheus metrics are served; "" for nowhere.
 	MetricsAddr string
 }
@@ -141,8 +169,14 @@ func storeConfigFrom(c *cli.Context) (storeConfig, error) {
 		LogLevel:    c.String("log-level"),
 		LogFormat:   c.String("log-format"),
 	}
-	var err error
-	if cfg.Stores, err = parseStores(c.StringSlice("store")); err != nil {
+	if err := checkLogFlags(cfg.LogLevel, cfg.LogFormat); err != nil { // before anything else
+		return cfg, err
+	}
+	values, err := storeValues(c)
+	if err != nil {
+		return cfg, err
+	}
+	if cfg.Stores, err = parseStores(values); err != nil {
 		return cfg, err
 	}
 	if cfg.Stores, err = withNetrc(cfg.Stores); err != nil {
@@ -150,6 +184,9 @@ func storeConfigFrom(c *cli.Context) (storeConfig, error) {
 	}
 	if cfg.ChunkSize, err = parseSize(c.String("chunk-size")); err != nil {
 		return cfg, fmt.Errorf("--chunk-size: %w", err)
+	}
+	if cfg.BufferSize, err = parseSize(c.String("buffer-size")); err != nil {
+		return cfg, fmt.Errorf("--buffer-size: %w", err)
 	}
 	if cfg.ReadParallel = c.Int("read-parallel"); cfg.ReadParallel < 1 {
 		return cfg, fmt.Errorf("--read-parallel must be at least 1")
@@ -183,14 +220,20 @@ func storeConfigFrom(c *cli.Context) (storeConfig, error) {
 func mountConfigFrom(c *cli.Context) (mountConfig, error) {
 	sc, err := storeConfigFrom(c)
 	cfg := mountConfig{
-		storeConfig: sc,
-		JobsDir:     c.String("jobs-dir"),
-		AllowOther:  c.Bool("allow-other"),
-		DebugFuse:   c.Bool("debug-fuse"),
-		MetricsAddr: c.String("metrics-addr"),
+		storeConfig:   sc,
+		JobsDir:       c.String("jobs-dir"),
+		AllowOther:    c.Bool("allow-other"),
+		AllowNonEmpty: c.Bool("allow-non-empty"),
+		DebugFuse:     c.Bool("debug-fuse"),
+		MetricsAddr:   c.String("metrics-addr"),
 	}
 	if err != nil {
 		return cfg, err
+	}
+	if f := c.String("log-file"); f != "" {
+		if cfg.LogFile, err = filepath.Abs(f); err != nil {
+			return cfg, fmt.Errorf("--log-file: %w", err)
+		}
 	}
 	if cfg.Mountpoint, err = filepath.Abs(c.Args().First()); err != nil {
 		return cfg, fmt.Errorf("mountpoint: %w", err)
@@ -219,6 +262,12 @@ func within(path, dir string) bool {
 }
 
 // parseSize reads sizes like 1048576, 500M, 500MiB, 10G, 1.5TB (binary units).
+//
+// This stays ours rather than go-humanize's ParseBytes, which reads K/M/G
+// and KB/MB/GB as powers of 1000 and "1,5G" as 15 GB (a thousands
+// separator): cache flags follow rclone (--vfs-cache-max-size 10G is 10 GiB),
+// and an ambiguous comma, NaN/Inf or a fraction of a byte is refused.
+// Sizes are printed with go-humanize (IBytes).
 func parseSize(s string) (int64, error) {
 	t := strings.TrimSpace(s)
 	upper := strings.ToUpper(t)

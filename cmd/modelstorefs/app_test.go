@@ -25,7 +25,7 @@ func runApp(t *testing.T, args ...string) (stdout, stderr string, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	start := time.Now()
-	err = app.RunContext(ctx, append([]string{"modelstorefs"}, args...))
+	err = run(ctx, app, append([]string{"modelstorefs"}, args...))
 	if time.Since(start) > 2*time.Second {
 		t.Errorf("modelstorefs %q took %v: it must fail before mounting", args, time.Since(start))
 	}
@@ -170,7 +170,7 @@ func configFrom(t *testing.T, args ...string) (mountConfig, error) {
 		return nil
 	}
 	app := &cli.App{Name: "modelstorefs", Commands: []*cli.Command{cmd}, Writer: io.Discard, ErrWriter: io.Discard}
-	if err := app.Run(append([]string{"modelstorefs", "mount"}, args...)); err != nil {
+	if err := run(context.Background(), app, append([]string{"modelstorefs", "mount"}, args...)); err != nil {
 		t.Fatalf("mount %q: %v", args, err)
 	}
 	if !called {
@@ -232,8 +232,8 @@ func TestMountConfigStoreFlag(t *testing.T) {
 		t.Errorf("Stores %q, want %q", cfg.Stores, want)
 	}
 
-	// The short form (urfave/cli refuses mixing -s and --store in one run).
-	cfg, err = configFrom(t, "-s", "http://a/", "-s", "b=http://b/", t.TempDir())
+	// The short form, mixed with the long one, and after the mountpoint.
+	cfg, err = configFrom(t, "-s", "http://a/", t.TempDir(), "--store", "b=http://b/")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -314,4 +314,28 @@ func TestMountConfigFlags(t *testing.T) {
 			t.Errorf("mounting on $HOME with the default cache in $HOME/.cache: %v, want an error", err)
 		}
 	})
+}
+
+func TestMountConfigFlagsAnywhere(t *testing.T) {
+	noStoreEnv(t)
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	mnt, cacheDir := t.TempDir(), t.TempDir()
+	storeFile := filepath.Join(t.TempDir(), "stores")
+	if err := os.WriteFile(storeFile, []byte("# team stores\nteam=http://u:pw@127.0.0.1:8001/team\n\nhttp://127.0.0.1:8002\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("DIGITS_MODEL_STORE_URL", "http://replaced-by-the-store-file/")
+	cfg, err := configFrom(t, mnt, "--store-file", storeFile, "-o", "allow_other,nonempty,cache_size=2GiB,ttl=2h",
+		"--cache-dir="+cacheDir, "--log-level", "debug", "--allow-other=false")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []storeSpec{{"team", "http://u:pw@127.0.0.1:8001/team/"}, {"127.0.0.1_8002", "http://127.0.0.1:8002/"}}
+	if !slices.Equal(cfg.Stores, want) {
+		t.Errorf("Stores %q, want %q", cfg.Stores, want)
+	}
+	if cfg.Mountpoint != mnt || cfg.CacheDir != cacheDir || cfg.CacheSize != 2<<30 || cfg.TTL != 2*time.Hour ||
+		!cfg.AllowNonEmpty || cfg.AllowOther || cfg.LogLevel != "debug" {
+		t.Errorf("config %+v", cfg)
+	}
 }

@@ -4,6 +4,8 @@ import (
 	"crypto/x509"
 	"fmt"
 	"os"
+	"regexp"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -42,11 +44,15 @@ Examples:
 			&cli.StringFlag{Name: "log-level", Value: "warn", Usage: "debug, info, warn or error"},
 			&cli.StringFlag{Name: "log-format", Value: "console", Usage: "console or json"},
 		},
+		OnUsageError: onUsageError,
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return fmt.Errorf("check: expected one DIR or URL, got %d arguments", c.NArg())
 			}
 			target := c.Args().First()
+			if err := checkTarget(target); err != nil {
+				return err
+			}
 			log, err := newLogger(c.String("log-level"), c.String("log-format"))
 			if err != nil {
 				return err
@@ -83,6 +89,31 @@ Examples:
 		},
 	}
 }
+
+// checkTarget refuses what is neither an http(s) URL nor a directory with
+// a message saying which was meant: "ftp://x/" is a URL of the wrong kind,
+// and "127.0.0.1:8000" a URL without its scheme, not a missing directory.
+func checkTarget(target string) error {
+	if check.IsURL(target) {
+		return nil
+	}
+	if scheme, _, ok := strings.Cut(target, "://"); ok {
+		return fmt.Errorf("check: %s: only http:// and https:// stores can be checked, not %s://", target, scheme)
+	}
+	fi, err := os.Stat(target)
+	switch {
+	case err == nil && fi.IsDir():
+		return nil
+	case err == nil:
+		return fmt.Errorf("check: %s is a file; give the store's directory or its http(s) URL", target)
+	case hostPort.MatchString(target):
+		return fmt.Errorf("check: %s is not a directory; for a store on the network write the URL: http://%s", target, target)
+	}
+	return fmt.Errorf("check: %w; give the store's directory or its http(s) URL", err)
+}
+
+// hostPort matches "host:port" and "host:port/path".
+var hostPort = regexp.MustCompile(`^[A-Za-z0-9.\-\[\]:]+:[0-9]+(/.*)?$`)
 
 // loadCACert reads a PEM file of CA certificates.
 func loadCACert(file string) (*x509.CertPool, error) {

@@ -1,15 +1,10 @@
 package main
 
 import (
-	"bufio"
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
-	"time"
 )
 
 // mount(8) runs a FUSE filesystem from /etc/fstab as
@@ -20,18 +15,25 @@ import (
 // through mount.fuse3), or as /sbin/mount.fuse.modelstorefs with the same
 // arguments, and expects it to return once the filesystem is mounted.
 // SOURCE is the store list (comma-separated; "modelstorefs" or "none" for
-// $DIGITS_MODEL_STORE_URL); OPTIONS map to the mount flags.
+// $DIGITS_MODEL_STORE_URL); OPTIONS map to the mount flags, and "modelstorefs
+// mount -o OPTIONS" takes the same ones.
 
-// helperOptions maps fstab options to mount flags.
-var helperOptions = map[string]string{
-	"cache_dir": "--cache-dir", "cache_size": "--cache-size", "cache_min_free": "--cache-min-free",
+// valueOptions maps fstab options with a value to mount flags.
+var valueOptions = map[string]string{
+	"cache_dir": "--cache-dir", "cache_size": "--cache-size", "cache_min_free": "--cache-min-free", "buffer_size": "--buffer-size",
 	"ttl": "--ttl", "retry_window": "--retry-window", "jobs_dir": "--jobs-dir", "ca_cert": "--ca-cert",
-	"log_level": "--log-level", "log_format": "--log-format", "store": "--store",
-	"metrics_addr": "--metrics-addr",
+	"log_level": "--log-level", "log_format": "--log-format", "store": "--store", "store_file": "--store-file",
+	"log_file": "--log-file", "metrics_addr": "--metrics-addr",
+}
+
+// switchOptions maps fstab options without a value to mount flags
+// ("nonempty" is libfuse's name for the same thing).
+var switchOptions = map[string]string{
+	"allow_other": "--allow-other", "allow_non_empty": "--allow-non-empty", "nonempty": "--allow-non-empty",
 }
 
 // ignoredOptions are generic mount options that mean nothing here (the
-// mount is read-only whatever ro/rw say).
+// mount is read-only whatever ro/rw say; "foreground" is the helper's).
 var ignoredOptions = map[string]bool{
 	"ro": true, "rw": true, "defaults": true, "auto": true, "noauto": true, "user": true, "users": true,
 	"nouser": true, "owner": true, "group": true, "_netdev": true, "nofail": true, "exec": true, "noexec": true,
@@ -39,13 +41,23 @@ var ignoredOptions = map[string]bool{
 	"nodiratime": true, "sync": true, "async": true, "silent": true, "loud": true, "foreground": true,
 }
 
-// helperInvocation is a parsed mount(8)-style command line.
-type helperInvocation struct {
-	mountArgs  []string // arguments of "modelstorefs mount", MOUNTPOINT last
-	mountpoint string
-	foreground bool
-	logFile    string
-	cacheDir   string
+// optionFlags translates fstab-style options into mount flags.
+func optionFlags(opts []string) ([]string, error) {
+	var flags []string
+	for _, o := range opts {
+		key, value, hasValue := strings.Cut(strings.TrimSpace(o), "=")
+		switch {
+		case key == "":
+		case switchOptions[key] != "" && !hasValue:
+			flags = append(flags, switchOptions[key])
+		case valueOptions[key] != "" && hasValue:
+			flags = append(flags, valueOptions[key], value)
+		case ignoredOptions[key] || strings.HasPrefix(key, "x-") || key == "comment":
+		default:
+			return nil, fmt.Errorf("unknown mount option %q (see 'modelstorefs mount --help')", o)
+		}
+	}
+	return flags, nil
 }
 
 // isHelperInvocation reports whether args (os.Args) are mount(8)'s.
@@ -53,17 +65,26 @@ func isHelperInvocation(args []string) bool {
 	if strings.HasPrefix(filepath.Base(args[0]), "mount.") {
 		return true
 	}
-	if len(args) < 3 || strings.HasPrefix(args[1], "-") {
+	if len(args) < 3 || strings.HasPrefix(args[1], "-") || args[len(args)-1] == "--"+completionFlag {
 		return false
 	}
 	switch args[1] {
-	case "mount", "unmount", "umount", "import", "ls", "serve", "check", "completion", "help", "h":
+	case "mount", "unmount", "umount", "import", "ls", "serve", "check", "completion", "version", "help", "h":
 		return false
 	}
 	return true
 }
 
-// parseHelperArgs translates mount(8)'s arguments.
+// helperInvocation is a parsed mount(8)-style command line.
+type helperInvocation struct {
+	mountArgs  []string // arguments of "modelstorefs mount", MOUNTPOINT last
+	stores     string   // SOURCE: the store list, or "" for $DIGITS_MODEL_STORE_URL
+	foreground bool
+}
+
+// parseHelperArgs translates mount(8)'s arguments. The stores are kept out
+// of the mount arguments: the daemon gets them in its environment, where
+// other users cannot read a password in them (they can read argv in ps).
 func parseHelperArgs(args []string) (*helperInvocation, error) {
 	var positional, opts []string
 	for i := 1; i < len(args); i++ {
@@ -84,124 +105,43 @@ func parseHelperArgs(args []string) (*helperInvocation, error) {
 		return nil, fmt.Errorf("usage as a mount helper: modelstorefs SOURCE MOUNTPOINT [-o OPTIONS], got %q", args[1:])
 	}
 	source, mnt := strings.TrimPrefix(positional[0], "modelstorefs#"), positional[1]
-	h := &helperInvocation{mountpoint: mnt}
-	if source != "modelstorefs" && source != "none" && source != "" {
-		h.mountArgs = append(h.mountArgs, "--store", source)
+	h := &helperInvocation{}
+	if source != "modelstorefs" && source != "none" {
+		h.stores = source
 	}
 	for _, o := range opts {
-		key, value, hasValue := strings.Cut(strings.TrimSpace(o), "=")
-		switch {
-		case key == "":
-		case key == "allow_other":
-			h.mountArgs = append(h.mountArgs, "--allow-other")
-		case key == "foreground":
+		if strings.TrimSpace(o) == "foreground" {
 			h.foreground = true
-		case key == "log_file" && hasValue:
-			h.logFile = value
-		case helperOptions[key] != "" && hasValue:
-			h.mountArgs = append(h.mountArgs, helperOptions[key], value)
-			if key == "cache_dir" {
-				h.cacheDir = value
-			}
-		case ignoredOptions[key] || strings.HasPrefix(key, "x-") || key == "comment":
-		default:
-			return nil, fmt.Errorf("unknown mount option %q", o)
 		}
 	}
-	h.mountArgs = append(h.mountArgs, mnt)
+	flags, err := optionFlags(opts)
+	if err != nil {
+		return nil, err
+	}
+	h.mountArgs = append(flags, mnt)
 	return h, nil
 }
 
-// runHelper mounts as mount(8) expects: a daemon in the background, and
-// this process returns once the filesystem is up (or the daemon failed).
+// runHelper mounts as mount(8) expects: "modelstorefs mount --daemon", which
+// returns once the filesystem is up (or the daemon failed); with
+// "foreground", the mount in this process.
 func runHelper(args []string) error {
 	h, err := parseHelperArgs(args)
 	if err != nil {
 		return err
 	}
-	self, err := os.Executable()
-	if err != nil {
-		return err
+	mountArgs := []string{args[0], "mount"}
+	if !h.foreground {
+		mountArgs = append(mountArgs, "--daemon")
 	}
-	if h.foreground {
-		cmd := exec.Command(self, append([]string{"mount"}, h.mountArgs...)...)
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-		return cmd.Run()
+	mountArgs = append(mountArgs, h.mountArgs...)
+	env := map[string]string{}
+	if h.stores != "" {
+		env[storeEnv] = h.stores
 	}
-	if h.logFile == "" {
-		dir := h.cacheDir
-		if dir == "" {
-			if dir, err = defaultCacheDir(); err != nil {
-				return err
-			}
-		}
-		h.logFile = filepath.Join(dir, "modelstorefs.log")
+	if hasPassword(h.stores) {
+		fmt.Fprintln(os.Stderr, "modelstorefs: warning: the mount source carries a password, which every user can read in "+
+			"/etc/fstab and in ps while mounting; put it in root's ~/.netrc, or in a store_file= only root can read")
 	}
-	if err := os.MkdirAll(filepath.Dir(h.logFile), 0o700); err != nil {
-		return err
-	}
-	logf, err := os.OpenFile(h.logFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
-	if err != nil {
-		return err
-	}
-	defer logf.Close()
-	start, _ := logf.Seek(0, 2)
-	cmd := exec.Command(self, append([]string{"mount"}, h.mountArgs...)...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // outlive mount(8) and its terminal
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	mnt, _ := filepath.Abs(h.mountpoint)
-	deadline := time.After(60 * time.Second)
-	for {
-		if mountedHere(mnt) {
-			return nil // the daemon runs on, detached
-		}
-		select {
-		case err := <-exited:
-			return fmt.Errorf("the daemon exited (%v) before mounting; its log (%s):\n%s", err, h.logFile, tail(h.logFile, start))
-		case <-deadline:
-			_ = cmd.Process.Kill()
-			return fmt.Errorf("not mounted after 60s; see %s", h.logFile)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
-
-// mountedHere reports whether dir is a modelstorefs mount.
-func mountedHere(dir string) bool {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) > 4 && fields[4] == dir && strings.Contains(sc.Text(), "modelstorefs") {
-			return true
-		}
-	}
-	return false
-}
-
-// tail returns what was appended to a log file since offset.
-func tail(path string, offset int64) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	if _, err := f.Seek(offset, 0); err != nil {
-		return ""
-	}
-	buf := make([]byte, 8<<10)
-	n, err := f.Read(buf)
-	if err != nil && !errors.Is(err, os.ErrClosed) {
-		return string(buf[:n])
-	}
-	return string(buf[:n])
+	return runMain(mountArgs, env)
 }

@@ -18,6 +18,8 @@ func TestIsHelperInvocation(t *testing.T) {
 		{[]string{"modelstorefs", "--version"}, false},
 		{[]string{"modelstorefs", "import", "s/m"}, false},
 		{[]string{"modelstorefs"}, false},
+		{[]string{"modelstorefs", "version"}, false},
+		{[]string{"modelstorefs", "ver", "--generate-bash-completion"}, false},
 	}
 	for _, c := range cases {
 		if got := isHelperInvocation(c.args); got != c.want {
@@ -28,25 +30,26 @@ func TestIsHelperInvocation(t *testing.T) {
 
 func TestParseHelperArgs(t *testing.T) {
 	cases := []struct {
-		name    string
-		args    []string
-		want    []string
-		fg      bool
-		logFile string
-		err     string
+		name   string
+		args   []string
+		want   []string
+		stores string
+		fg     bool
+		err    string
 	}{
 		{
 			name: "fstab line as mount.fuse3 passes it",
 			args: []string{"modelstorefs", "http://a:8000,http://b/team", "/mnt/models", "-o", "ro,allow_other,cache_dir=/var/cache/m,ttl=1h,dev,suid"},
-			want: []string{"--store", "http://a:8000,http://b/team", "--allow-other", "--cache-dir", "/var/cache/m", "--ttl", "1h", "/mnt/models"},
+			want: []string{"--allow-other", "--cache-dir", "/var/cache/m", "--ttl", "1h", "/mnt/models"}, stores: "http://a:8000,http://b/team",
 		},
 		{
 			name: "modelstorefs#SOURCE and every option",
-			args: []string{"mount.fuse.modelstorefs", "modelstorefs#http://a", "/m", "-o",
-				"cache_size=5G,cache_min_free=0,retry_window=1m,jobs_dir=/jobs,ca_cert=/ca.pem,log_level=debug,log_format=json,store=http://c,log_file=/tmp/l,x-systemd.automount,_netdev,nofail,noatime"},
-			want: []string{"--store", "http://a", "--cache-size", "5G", "--cache-min-free", "0", "--retry-window", "1m",
-				"--jobs-dir", "/jobs", "--ca-cert", "/ca.pem", "--log-level", "debug", "--log-format", "json", "--store", "http://c", "/m"},
-			logFile: "/tmp/l",
+			args: []string{"mount.fuse.modelstorefs", "modelstorefs#http://u:pw@a", "/m", "-o",
+				"cache_size=5G,cache_min_free=0,retry_window=1m,jobs_dir=/jobs,ca_cert=/ca.pem,log_level=debug,log_format=json,store=http://c,log_file=/tmp/l,nonempty,x-systemd.automount,_netdev,nofail,noatime"},
+			want: []string{"--cache-size", "5G", "--cache-min-free", "0", "--retry-window", "1m",
+				"--jobs-dir", "/jobs", "--ca-cert", "/ca.pem", "--log-level", "debug", "--log-format", "json", "--store", "http://c",
+				"--log-file", "/tmp/l", "--allow-non-empty", "/m"},
+			stores: "http://u:pw@a",
 		},
 		{
 			name: "stores from the environment, -o glued, foreground",
@@ -68,9 +71,24 @@ func TestParseHelperArgs(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !slices.Equal(h.mountArgs, c.want) || h.foreground != c.fg || h.logFile != c.logFile {
-				t.Errorf("got %q fg=%v log=%q\nwant %q fg=%v log=%q", h.mountArgs, h.foreground, h.logFile, c.want, c.fg, c.logFile)
+			if !slices.Equal(h.mountArgs, c.want) || h.foreground != c.fg || h.stores != c.stores {
+				t.Errorf("got %q fg=%v stores=%q\nwant %q fg=%v stores=%q", h.mountArgs, h.foreground, h.stores, c.want, c.fg, c.stores)
+			}
+			for _, a := range h.mountArgs {
+				if strings.Contains(a, "pw@") {
+					t.Errorf("the password reached the daemon's argv: %q", h.mountArgs)
+				}
 			}
 		})
+	}
+}
+
+func TestDaemonArgs(t *testing.T) {
+	child, stores := daemonArgs([]string{"mount", "--daemon", "--store", "http://u:pw@a/", "--cache-dir", "/c", "--store", "b=http://b/", "--", "/mnt"})
+	if want := []string{"mount", "--cache-dir", "/c", "--", "/mnt"}; !slices.Equal(child, want) {
+		t.Errorf("daemon argv %q, want %q", child, want)
+	}
+	if want := []string{"http://u:pw@a/", "b=http://b/"}; !slices.Equal(stores, want) {
+		t.Errorf("daemon stores %q, want %q", stores, want)
 	}
 }

@@ -8,7 +8,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dustin/go-humanize"
+	"github.com/schollz/progressbar/v3"
 	"github.com/urfave/cli/v2"
+	"golang.org/x/term"
 
 	"github.com/modelstorefs/modelstorefs/cache"
 	"github.com/modelstorefs/modelstorefs/jobimport"
@@ -32,52 +35,67 @@ Example:
 			&cli.StringFlag{Name: "jobs-dir", EnvVars: []string{"DIGITS_JOBS_DIR"}, Usage: "the DIGITS jobs `DIR`"},
 			&cli.StringFlag{Name: "name", Usage: "job `NAME` (default: the model's info.json name)"},
 		),
+		OnUsageError: onUsageError,
 		Action: func(c *cli.Context) error {
-			if c.NArg() != 1 {
-				return fmt.Errorf("import: expected one STORE/MODEL, got %d arguments", c.NArg())
+			err := runImport(c)
+			switch {
+			case err == nil:
+				return nil
+			case c.Context.Err() != nil: // SIGINT/SIGTERM; the job was assembled aside and removed
+				return errors.New("import: interrupted, nothing written")
+			case errors.Is(err, cache.ErrNotFound):
+				return fmt.Errorf("import: %w (list the models with: modelstorefs ls)", err)
 			}
-			jobsDir := c.String("jobs-dir")
-			if jobsDir == "" {
-				return errors.New("import: --jobs-dir (or DIGITS_JOBS_DIR) is required")
-			}
-			storeName, model, ok := strings.Cut(strings.Trim(c.Args().First(), "/"), "/")
-			if !ok || model == "" || strings.Contains(model, "/") {
-				return fmt.Errorf("import: %q is not STORE/MODEL", c.Args().First())
-			}
-			cfg, err := storeConfigFrom(c)
-			if err != nil {
-				return err
-			}
-			if !c.IsSet("log-level") {
-				cfg.LogLevel = "warn" // a command, not a daemon: only problems
-			}
-			log, err := newLogger(cfg.LogLevel, cfg.LogFormat)
-			if err != nil {
-				return err
-			}
-			defer syncLogger(log)
-			catalog, closeCatalog, err := openCatalog(cfg, jobsDir, log)
-			if err != nil {
-				return err
-			}
-			defer closeCatalog()
-			st, err := findStore(catalog, storeName)
-			if err != nil {
-				return err
-			}
-			bar := newProgress(c.App.ErrWriter, model)
-			res, err := jobimport.Import(c.Context, catalog, st, model, jobimport.Options{
-				JobsDir: jobsDir, Name: c.String("name"), Progress: bar.update,
-			})
-			bar.finish(err == nil)
-			if err != nil {
-				return fmt.Errorf("import: %w", err)
-			}
-			fmt.Fprintf(c.App.Writer, "Imported %s/%s as job %s\n  %s\nRestart DIGITS to see it under Pretrained Models.\n",
-				storeName, model, res.ID, res.Dir)
-			return nil
+			return fmt.Errorf("import: %w", err)
 		},
 	}
+}
+
+// runImport is the import command; its errors get the "import:" prefix.
+func runImport(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return fmt.Errorf("expected one STORE/MODEL, got %d arguments", c.NArg())
+	}
+	jobsDir := c.String("jobs-dir")
+	if jobsDir == "" {
+		return errors.New("--jobs-dir (or DIGITS_JOBS_DIR) is required")
+	}
+	storeName, model, ok := strings.Cut(strings.Trim(c.Args().First(), "/"), "/")
+	if !ok || model == "" || strings.Contains(model, "/") {
+		return fmt.Errorf("%q is not STORE/MODEL (list them with: modelstorefs ls)", c.Args().First())
+	}
+	cfg, err := storeConfigFrom(c)
+	if err != nil {
+		return err
+	}
+	if !c.IsSet("log-level") {
+		cfg.LogLevel = "warn" // a command, not a daemon: only problems
+	}
+	log, err := newLogger(cfg.LogLevel, cfg.LogFormat)
+	if err != nil {
+		return err
+	}
+	defer syncLogger(log)
+	catalog, closeCatalog, err := openCatalog(cfg, jobsDir, log)
+	if err != nil {
+		return err
+	}
+	defer closeCatalog()
+	st, err := findStore(catalog, storeName)
+	if err != nil {
+		return err
+	}
+	bar := newProgress(c.App.ErrWriter, model)
+	res, err := jobimport.Import(c.Context, catalog, st, model, jobimport.Options{
+		JobsDir: jobsDir, Name: c.String("name"), Progress: bar.update,
+	})
+	bar.finish()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.App.Writer, "Imported %s/%s as job %s\n  %s\nRestart DIGITS to see it under Pretrained Models.\n",
+		storeName, model, res.ID, res.Dir)
+	return nil
 }
 
 // findStore returns the configured store with that directory name.
@@ -92,40 +110,41 @@ func findStore(cat *cache.Catalog, name string) (*cache.Store, error) {
 	return nil, fmt.Errorf("no store named %q (stores: %s)", name, strings.Join(names, ", "))
 }
 
-// progress reports bytes, rate and ETA: one redrawn line on a terminal,
-// plain lines every 10% otherwise.
+// progress reports bytes, rate and ETA: a bar redrawn in place on a
+// terminal (schollz/progressbar: terminal width, throttled redraw), plain
+// lines every 10% otherwise (logs, pipes).
 type progress struct {
-	w        io.Writer
-	label    string
-	tty      bool
-	start    time.Time
-	last     time.Time
-	lastTen  int64
-	done     int64
-	total    int64
-	drawn    bool
-	interval time.Duration
+	w       io.Writer
+	label   string
+	bar     *progressbar.ProgressBar // nil when w is not a terminal
+	start   time.Time
+	lastTen int64
 }
 
 func newProgress(w io.Writer, label string) *progress {
-	tty := false
-	if f, ok := w.(*os.File); ok {
-		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
-			tty = true
-		}
+	p := &progress{w: w, label: label, start: time.Now(), lastTen: -1}
+	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		p.bar = progressbar.NewOptions64(-1,
+			progressbar.OptionSetWriter(w),
+			progressbar.OptionSetDescription(label),
+			progressbar.OptionShowBytes(true),
+			progressbar.OptionShowCount(),
+			progressbar.OptionShowTotalBytes(true),
+			progressbar.OptionSetPredictTime(true),
+			progressbar.OptionFullWidth(),
+			progressbar.OptionThrottle(100*time.Millisecond),
+			progressbar.OptionOnCompletion(func() { fmt.Fprintln(w) }),
+		)
 	}
-	return &progress{w: w, label: label, tty: tty, start: time.Now(), lastTen: -1, interval: 100 * time.Millisecond}
+	return p
 }
 
 func (p *progress) update(done, total int64) {
-	p.done, p.total = done, total
-	now := time.Now()
-	if p.tty {
-		if now.Sub(p.last) >= p.interval || done == total {
-			p.last = now
-			fmt.Fprintf(p.w, "\r%s", p.line())
-			p.drawn = true
+	if p.bar != nil {
+		if total > 0 && p.bar.GetMax64() != total {
+			p.bar.ChangeMax64(total)
 		}
+		_ = p.bar.Set64(done)
 		return
 	}
 	if total <= 0 {
@@ -133,43 +152,15 @@ func (p *progress) update(done, total int64) {
 	}
 	if tenth := done * 10 / total; tenth != p.lastTen {
 		p.lastTen = tenth
-		fmt.Fprintln(p.w, p.line())
+		rate := float64(done) / max(time.Since(p.start).Seconds(), 1e-3)
+		fmt.Fprintf(p.w, "%s: %3d%%  %s / %s  %s/s\n", p.label, done*100/total,
+			humanize.IBytes(uint64(done)), humanize.IBytes(uint64(total)), humanize.IBytes(uint64(rate)))
 	}
 }
 
-func (p *progress) line() string {
-	elapsed := time.Since(p.start).Seconds()
-	rate := 0.0
-	if elapsed > 0 {
-		rate = float64(p.done) / elapsed
-	}
-	eta := "?"
-	if rate > 0 && p.total >= p.done {
-		eta = time.Duration(float64(p.total-p.done) / rate * float64(time.Second)).Round(time.Second).String()
-	}
-	pct := 100.0
-	if p.total > 0 {
-		pct = float64(p.done) * 100 / float64(p.total)
-	}
-	return fmt.Sprintf("%s: %5.1f%%  %s / %s  %s/s  ETA %s", p.label, pct, humanBytes(p.done), humanBytes(p.total), humanBytes(int64(rate)), eta)
-}
-
-func (p *progress) finish(ok bool) {
-	if p.tty && p.drawn {
+func (p *progress) finish() {
+	if p.bar != nil && !p.bar.IsFinished() {
+		_ = p.bar.Exit()
 		fmt.Fprintln(p.w)
 	}
-}
-
-// humanBytes prints a size with a binary unit.
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -22,13 +24,16 @@ import (
 // runMount mounts, serves until a signal or an external unmount, then
 // tears everything down in order and returns.
 func runMount(ctx context.Context, cfg mountConfig, stopSignals context.CancelFunc) error {
-	log, err := newLogger(cfg.LogLevel, cfg.LogFormat)
+	log, err := newLoggerTo(cfg.LogLevel, cfg.LogFormat, cfg.LogFile)
 	if err != nil {
 		return err
 	}
 	defer syncLogger(log)
 
-	if err := checkMountpoint(cfg.Mountpoint, log); err != nil {
+	if err := checkMountpoint(cfg.Mountpoint, cfg.AllowNonEmpty, log); err != nil {
+		return err
+	}
+	if err := checkFUSEAccess(cfg.AllowOther); err != nil {
 		return err
 	}
 
@@ -50,14 +55,23 @@ func runMount(ctx context.Context, cfg mountConfig, stopSignals context.CancelFu
 		log.Info("serving metrics", zap.String("url", "http://"+ms.Addr().String()+"/metrics"))
 	}
 
-	server, err := fs.Mount(cfg.Mountpoint, fsys, fs.MountOptions{AllowOther: cfg.AllowOther, Debug: cfg.DebugFuse})
-	if err != nil {
-		return err
-	}
-	names := make([]string, len(stores))
+	names, urls := make([]string, len(stores)), make([]string, len(stores))
 	for i, s := range cfg.Stores {
-		names[i] = s.Name + "=" + stores[i].Remote.Base().String()
+		urls[i] = stores[i].Remote.Base().String() // never with credentials
+		names[i] = s.Name + "=" + urls[i]
 	}
+	server, err := fs.Mount(cfg.Mountpoint, fsys, fs.MountOptions{
+		AllowOther: cfg.AllowOther, Debug: cfg.DebugFuse, Source: strings.Join(urls, ","),
+	})
+	if err != nil {
+		return mountFailed(err)
+	}
+	probeCtx, stopProbes := context.WithCancel(ctx)
+	probes := probeStores(probeCtx, cfg.storeConfig, stores, log)
+	defer func() {
+		stopProbes()
+		probes.Wait()
+	}()
 	log.Info("mounted", zap.String("mountpoint", cfg.Mountpoint), zap.Strings("stores", names),
 		zap.String("cache_dir", cfg.CacheDir), zap.String("version", version))
 	if err := sdNotify("READY=1\nSTATUS=mounted on " + cfg.Mountpoint); err != nil {
@@ -132,7 +146,7 @@ func openCatalog(cfg storeConfig, jobsDir string, log *zap.Logger) (*cache.Catal
 	}
 	content, err := cache.NewStreamContent(cache.StreamConfig{
 		Dir: cfg.CacheDir, MaxBytes: cfg.CacheSize, MinFree: cfg.CacheMinFree, RetryWindow: cfg.RetryWindow,
-		ChunkSize: cfg.ChunkSize, Parallel: cfg.ReadParallel, Logger: log.Named("content"),
+		ChunkSize: cfg.ChunkSize, Parallel: cfg.ReadParallel, BufferBudget: cfg.BufferSize, Logger: log.Named("content"),
 	})
 	if err != nil {
 		return nil, nil, err
@@ -147,43 +161,50 @@ func openCatalog(cfg storeConfig, jobsDir string, log *zap.Logger) (*cache.Catal
 	}, nil
 }
 
-// checkMountpoint makes sure dir is a directory we can mount on. A dead
-// FUSE mount left by a killed daemon ("transport endpoint is not
-// connected") is detached first.
-func checkMountpoint(dir string, log *zap.Logger) error {
-	fi, err := os.Stat(dir)
-	if errors.Is(err, syscall.ENOTCONN) {
-		log.Warn("stale mount found (transport endpoint is not connected): detaching it", zap.String("mountpoint", dir))
-		if lerr := fs.LazyUnmount(dir); lerr != nil {
-			return fmt.Errorf("%s is a dead mount and detaching it failed (%v); run: modelstorefs unmount %s", dir, lerr, dir)
-		}
-		fi, err = os.Stat(dir)
-	}
-	if err != nil {
-		return fmt.Errorf("mountpoint: %w", err)
-	}
-	if !fi.IsDir() {
-		return fmt.Errorf("mountpoint %s is not a directory", dir)
-	}
-	return nil
-}
-
 // runUnmount detaches the mount at dir: a clean unmount, or a lazy one when
 // it is busy or dead.
 func runUnmount(dir string, out io.Writer) error {
-	err := syscall.Unmount(dir, 0)
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	_, serr := os.Stat(dir)
+	if serr == nil && mountAt(dir) == nil {
+		return fmt.Errorf("%s is not a mountpoint", dir)
+	}
+	err = cleanUnmount(dir)
 	if err == nil {
 		return nil
-	}
-	if errors.Is(err, syscall.EINVAL) {
-		if _, serr := os.Stat(dir); serr == nil {
-			return fmt.Errorf("%s is not a mountpoint", dir)
-		}
 	}
 	if lerr := fs.LazyUnmount(dir); lerr != nil {
 		return fmt.Errorf("unmount %s: %w (lazy: %v)", dir, err, lerr)
 	}
-	fmt.Fprintf(out, "%s was busy or dead (%v): detached lazily\n", dir, err)
+	why := "was busy or dead"
+	switch {
+	case errors.Is(serr, syscall.ENOTCONN):
+		why = "was dead (its daemon is gone)"
+	case errors.Is(err, syscall.EBUSY) || strings.Contains(err.Error(), "busy"):
+		why = "was busy (files still open)"
+	}
+	fmt.Fprintf(out, "%s %s: detached lazily\n", dir, why)
+	return nil
+}
+
+// cleanUnmount unmounts dir if nothing uses it: umount2 as root, else
+// fusermount -u, which lets a user unmount their own FUSE mounts.
+func cleanUnmount(dir string) error {
+	err := syscall.Unmount(dir, 0)
+	if err == nil || os.Geteuid() == 0 || !errors.Is(err, syscall.EPERM) {
+		return err
+	}
+	bin, lerr := fusermountBinary()
+	if lerr != nil {
+		return err
+	}
+	msg, ferr := exec.Command(bin, "-u", dir).CombinedOutput()
+	if ferr != nil {
+		return fmt.Errorf("%s -u: %w: %s", filepath.Base(bin), ferr, strings.TrimSpace(string(msg)))
+	}
 	return nil
 }
 

@@ -16,6 +16,13 @@ type netrcEntry struct{ login, password string }
 
 // parseNetrc reads the machine/default entries of a .netrc file (macdef
 // bodies are skipped). Keys are host names; "" holds the default entry.
+// The first entry for a host wins, as in curl and ftp(1). Tokens may be
+// double-quoted with \" \\ \n \r \t escapes (curl 7.84+), so passwords can
+// hold spaces and '#'.
+//
+// This stays ours: no maintained Go library parses .netrc (Go's own parser
+// is internal to cmd/go; github.com/jdx/go-netrc, the one published fork,
+// has one release, no quoting, and shells out to gpg for *.gpg paths).
 func parseNetrc(data string) map[string]netrcEntry {
 	entries := map[string]netrcEntry{}
 	var (
@@ -38,11 +45,9 @@ func parseNetrc(data string) map[string]netrcEntry {
 			inMacro = strings.TrimSpace(line) != ""
 			continue
 		}
-		fields := strings.Fields(line)
+		fields := netrcFields(line)
 		for i := 0; i < len(fields); i++ {
 			switch tok := fields[i]; {
-			case strings.HasPrefix(tok, "#"):
-				i = len(fields)
 			case tok == "machine" && i+1 < len(fields):
 				flush()
 				host, current = fields[i+1], &netrcEntry{}
@@ -105,4 +110,54 @@ func withNetrc(specs []storeSpec) ([]storeSpec, error) {
 		}
 	}
 	return out, nil
+}
+
+// netrcFields splits a line into tokens: blank-separated, or double-quoted
+// with backslash escapes. An unquoted '#' starting a token starts a
+// comment.
+func netrcFields(line string) []string {
+	var (
+		fields []string
+		cur    strings.Builder
+		in     bool // inside a token
+		quoted bool
+	)
+	for i := 0; i < len(line); i++ {
+		c := line[i]
+		switch {
+		case quoted && c == '\\' && i+1 < len(line):
+			i++
+			switch e := line[i]; e {
+			case 'n':
+				cur.WriteByte('\n')
+			case 'r':
+				cur.WriteByte('\r')
+			case 't':
+				cur.WriteByte('\t')
+			default:
+				cur.WriteByte(e)
+			}
+		case quoted && c == '"':
+			quoted = false
+		case quoted:
+			cur.WriteByte(c)
+		case c == ' ' || c == '\t' || c == '\r' || c == '\n':
+			if in {
+				fields = append(fields, cur.String())
+				cur.Reset()
+				in = false
+			}
+		case c == '"' && !in:
+			in, quoted = true, true
+		case c == '#' && !in: // a comment runs to the end of the line
+			return fields
+		default:
+			in = true
+			cur.WriteByte(c)
+		}
+	}
+	if in {
+		fields = append(fields, cur.String())
+	}
+	return fields
 }

@@ -37,6 +37,25 @@ machine store.example login mallory password ignored
 	}
 }
 
+func TestParseNetrcQuoted(t *testing.T) {
+	got := parseNetrc(`machine q.example login "al ice" password "pa ss\"word#1\\" # comment
+machine plain.example login bob password has#hash
+machine "quoted.example" login "" password x
+machine hash.example login "#dan" password "#pw" # login ignored
+`)
+	want := map[string]netrcEntry{
+		"q.example":      {"al ice", `pa ss"word#1\`},
+		"plain.example":  {"bob", "has#hash"},
+		"quoted.example": {"", "x"},
+		"hash.example":   {"#dan", "#pw"},
+	}
+	for host, e := range want {
+		if got[host] != e {
+			t.Errorf("%q: %q, want %q", host, got[host], e)
+		}
+	}
+}
+
 func TestWithNetrc(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "netrc")
 	if err := os.WriteFile(path, []byte("machine 127.0.0.1 login alice password s3cret\n"), 0o600); err != nil {

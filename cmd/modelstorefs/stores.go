@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/urfave/cli/v2"
 
 	"github.com/modelstorefs/modelstorefs/fs"
 	"github.com/modelstorefs/modelstorefs/remote"
@@ -45,6 +48,9 @@ func parseStores(values []string) ([]storeSpec, error) {
 				}
 				taken[name] = true
 			}
+			if !strings.Contains(rawURL, "://") {
+				return nil, fmt.Errorf("store %q: a store URL needs http:// or https://, e.g. http://%s", entry, rawURL)
+			}
 			u, err := remote.ParseBaseURL(rawURL)
 			if err != nil {
 				return nil, err
@@ -71,6 +77,56 @@ func parseStores(values []string) ([]storeSpec, error) {
 		specs[i].Name = name
 	}
 	return specs, nil
+}
+
+// storeValues returns the --store values (or DIGITS_MODEL_STORE_URL's) and
+// the lines of --store-file, which replaces the environment variable unless
+// --store was given too.
+func storeValues(c *cli.Context) ([]string, error) {
+	values := c.StringSlice("store")
+	file := c.String("store-file")
+	if file == "" {
+		return values, nil
+	}
+	if !storeFlagGiven(c) {
+		values = nil
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("--store-file: %w", err)
+	}
+	n := len(values)
+	for _, line := range strings.Split(string(data), "\n") {
+		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+			values = append(values, line)
+		}
+	}
+	if len(values) == n {
+		return nil, fmt.Errorf("--store-file %s names no store", file)
+	}
+	if fi, err := os.Stat(file); err == nil && fi.Mode().Perm()&0o044 != 0 && hasPassword(strings.Join(values[n:], ",")) {
+		fmt.Fprintf(c.App.ErrWriter, "modelstorefs: warning: --store-file %s holds a password and other users may read it (mode %v): chmod 600 it\n",
+			file, fi.Mode().Perm())
+	}
+	return values, nil
+}
+
+// storeFlagGiven reports whether --store is on the command line (not only
+// in the environment).
+func storeFlagGiven(c *cli.Context) bool {
+	args, ok := c.App.Metadata[argsKey].([]string)
+	if !ok {
+		return c.IsSet("store") && os.Getenv(storeEnv) == ""
+	}
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if a == "--store" {
+			return true
+		}
+	}
+	return false
 }
 
 // storeDirName derives a directory name from a store URL: host, "_port"

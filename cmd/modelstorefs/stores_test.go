@@ -70,7 +70,7 @@ func TestParseStoresErrors(t *testing.T) {
 		{"file", []string{"http://ok/,file:///srv/store"}, []string{"file:///srv/store", "http or https"}},
 		{"named ftp", []string{"s=ftp://x/"}, []string{"ftp://x/", "http or https"}},
 		{"no scheme", []string{"127.0.0.1:8000/store"}, nil},
-		{"host only", []string{"example.com"}, []string{"http or https"}},
+		{"host only", []string{"example.com"}, []string{"needs http:// or https://", "http://example.com"}},
 		{"query", []string{"http://h/s?x=1"}, []string{"query"}},
 		{"explicit names collide", []string{"a=http://x/,a=http://y/"}, []string{`"a"`, "already used"}},
 		{"explicit names collide across values", []string{"a=http://x/", "a=http://y/"}, []string{"already used"}},

@@ -1,0 +1,193 @@
+package main
+
+import (
+	"fmt"
+	"net/url"
+	"regexp"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+)
+
+// urfave/cli, like Go's flag package, stops at the first positional
+// argument, refuses a flag given by its name and its alias, and answers an
+// unknown flag with the whole help text. rclone and gcsfuse accept flags
+// anywhere, so the command line is put in that order before urfave/cli sees
+// it: the command, its flags by their primary names, then "--" and the
+// positional arguments.
+
+// usageError is a mistake on the command line; main prints it as one line.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+// normalizedArgs is a command line put in the order urfave/cli reads.
+type normalizedArgs struct {
+	args []string
+	// warnings are printed once on stderr (a password on the command line).
+	warnings []string
+}
+
+// normalizeArgs reorders args (os.Args) for app. Anything after "--" is
+// positional.
+func normalizeArgs(app *cli.App, args []string) (normalizedArgs, error) {
+	out := normalizedArgs{args: []string{args[0]}}
+	i := 1
+	// Global flags (--help, --version) come before the command.
+	for ; i < len(args) && strings.HasPrefix(args[i], "-"); i++ {
+		name := flagName(args[i])
+		if lookupFlag(app.Flags, name) == nil && name != "help" && name != "h" && name != "version" && name != "v" {
+			return out, &usageError{fmt.Sprintf("unknown flag %s; see 'modelstorefs --help'", args[i])}
+		}
+		out.args = append(out.args, args[i])
+	}
+	if i == len(args) {
+		return out, nil
+	}
+	if args[i] == "help" || args[i] == "h" { // urfave/cli's hidden help command finds no topic
+		if i+1 < len(args) {
+			if app.Command(args[i+1]) == nil {
+				return out, &usageError{fmt.Sprintf("unknown command %q; see 'modelstorefs --help'", args[i+1])}
+			}
+			out.args = append(out.args, args[i+1])
+		}
+		out.args = append(out.args, "--help")
+		return out, nil
+	}
+	cmd := app.Command(args[i])
+	if cmd == nil {
+		return out, &usageError{fmt.Sprintf("unknown command %q; see 'modelstorefs --help'", args[i])}
+	}
+	out.args = append(out.args, args[i])
+	i++
+	var flags, positional []string
+	for ; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			positional = append(positional, args[i+1:]...)
+			break
+		}
+		if !strings.HasPrefix(a, "-") || a == "-" {
+			positional = append(positional, a)
+			continue
+		}
+		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if name == "help" || name == "h" {
+			flags = append(flags, "--help")
+			continue
+		}
+		if name == "o" && cmd.Name == "mount" { // fstab-style options, as the mount helper takes them
+			if !hasValue {
+				if i+1 >= len(args) {
+					return out, &usageError{"mount: -o needs OPTIONS, e.g. -o allow_other,cache_size=20GiB"}
+				}
+				i++
+				value = args[i]
+			}
+			more, err := optionFlags(strings.Split(value, ","))
+			if err != nil {
+				return out, &usageError{"mount: " + err.Error()}
+			}
+			flags = append(flags, more...)
+			continue
+		}
+		f := lookupFlag(cmd.Flags, name)
+		if f == nil {
+			return out, &usageError{fmt.Sprintf("%s: unknown flag %s; see 'modelstorefs %s --help'", cmd.Name, a, cmd.Name)}
+		}
+		canonical := "--" + f.Names()[0]
+		if _, isBool := f.(*cli.BoolFlag); isBool {
+			if hasValue {
+				canonical += "=" + value
+			}
+			flags = append(flags, canonical)
+			continue
+		}
+		if !hasValue {
+			if i+1 >= len(args) {
+				return out, &usageError{fmt.Sprintf("%s: flag %s needs a value; see 'modelstorefs %s --help'", cmd.Name, a, cmd.Name)}
+			}
+			i++
+			value = args[i]
+		}
+		flags = append(flags, canonical, value)
+	}
+	for j := 0; j+1 < len(flags); j++ {
+		if flags[j] == "--store" && hasPassword(flags[j+1]) { // from --store, -s or -o store=
+			out.warnings = append(out.warnings, "warning: the --store URL carries a password, which other users can read "+
+				"in ps; put it in ~/.netrc, or pass the stores with --store-file or DIGITS_MODEL_STORE_URL instead")
+			break
+		}
+	}
+	out.args = append(out.args, flags...)
+	if len(positional) > 0 {
+		out.args = append(out.args, "--")
+		out.args = append(out.args, positional...)
+	}
+	return out, nil
+}
+
+// flagName is the name in "--name=value", "-name" or "--name".
+func flagName(arg string) string {
+	name, _, _ := strings.Cut(strings.TrimLeft(arg, "-"), "=")
+	return name
+}
+
+func lookupFlag(flags []cli.Flag, name string) cli.Flag {
+	for _, f := range flags {
+		for _, n := range f.Names() {
+			if n == name {
+				return f
+			}
+		}
+	}
+	return nil
+}
+
+// hasPassword reports whether a --store value (a comma-separated list of
+// URL or NAME=URL entries) has a URL with a password in it.
+func hasPassword(value string) bool {
+	for _, entry := range strings.Split(value, ",") {
+		entry = strings.TrimSpace(entry)
+		if eq := strings.Index(entry, "="); eq > 0 && eq < strings.Index(entry, "://") {
+			entry = entry[eq+1:]
+		}
+		if u, err := url.Parse(entry); err == nil && u.User != nil {
+			if _, ok := u.User.Password(); ok {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+var invalidValue = regexp.MustCompile(`^invalid value "(.*)" for flag -+([^:]+): `)
+
+// onUsageError turns urfave/cli's parse errors into one line saying what
+// the flag wants, instead of the whole help text.
+func onUsageError(c *cli.Context, err error, _ bool) error {
+	where := "modelstorefs"
+	if c.Command != nil && c.Command.Name != "" {
+		where += " " + c.Command.Name
+	}
+	msg := err.Error()
+	if m := invalidValue.FindStringSubmatch(msg); m != nil {
+		value, name := m[1], m[2]
+		var f cli.Flag
+		if c.Command != nil {
+			f = lookupFlag(c.Command.Flags, name)
+		}
+		switch f.(type) {
+		case *cli.DurationFlag:
+			return &usageError{fmt.Sprintf("--%s: %q is not a duration: give a number and a unit, like 24h, 90m or 30s", name, value)}
+		case *cli.IntFlag:
+			return &usageError{fmt.Sprintf("--%s: %q is not a whole number", name, value)}
+		case *cli.BoolFlag:
+			return &usageError{fmt.Sprintf("--%s takes no value (or =true/=false), got %q", name, value)}
+		}
+	}
+	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: "); ok {
+		return &usageError{fmt.Sprintf("unknown flag %s; see '%s --help'", name, where)}
+	}
+	return &usageError{fmt.Sprintf("%s; see '%s --help'", msg, where)}
+}

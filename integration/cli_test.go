@@ -1,0 +1,441 @@
+package integration
+
+// The command line as a new user meets it (issue 11, part 3): every
+// message through the built binary, asserting its text and exit status.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// runExit runs the binary with args and env and returns its combined
+// output and exit status (-1: it did not exit normally).
+func runExit(t *testing.T, env []string, args ...string) (string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd.Env = append(os.Environ(), "DIGITS_MODEL_STORE_URL=", "DIGITS_JOBS_DIR=")
+	cmd.Env = append(cmd.Env, env...)
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return string(out), 0
+	case errors.As(err, &ee) && ee.Exited():
+		return string(out), ee.ExitCode()
+	}
+	t.Fatalf("modelstorefs %q: %v\n%s", args, err, out)
+	return "", -1
+}
+
+func TestCLIMessages(t *testing.T) {
+	src := copyStore(t)
+	s := startGoStore(t, src, "/")
+	store := storeName(s.base)
+	mnt, cacheDir, jobs := t.TempDir(), t.TempDir(), t.TempDir()
+	closed := fmt.Sprintf("http://127.0.0.1:%d/", freePort(t))
+	nonEmpty := t.TempDir()
+	writeFile(t, filepath.Join(nonEmpty, "keep.txt"), "mine")
+	cases := []struct {
+		name    string
+		args    []string
+		code    int
+		want    []string
+		oneLine bool
+	}{
+		{"version command", []string{"version"}, 0, []string{"modelstorefs ", "go: go1.", "go-fuse: v2."}, false},
+		{"--version", []string{"--version"}, 0, []string{"modelstorefs ", "go: go1.", "go-fuse: v2."}, false},
+		{"unknown flag", []string{"mount", mnt, "--cache-sise", "1G"}, 1,
+			[]string{"modelstorefs: mount: unknown flag --cache-sise; see 'modelstorefs mount --help'"}, true},
+		{"unknown command", []string{"mnt"}, 1, []string{`modelstorefs: unknown command "mnt"; see 'modelstorefs --help'`}, true},
+		{"help COMMAND", []string{"help", "check"}, 0, []string{"modelstorefs check - validate a model store"}, false},
+		{"unknown global flag", []string{"--verbose", "ls"}, 1, []string{"unknown flag --verbose; see 'modelstorefs --help'"}, true},
+		{"--ttl without unit", []string{"mount", "--store", s.base, "--ttl", "5", mnt}, 1,
+			[]string{`--ttl: "5" is not a duration`, "24h"}, true},
+		{"unknown log level", []string{"mount", mnt, "--store", s.base, "--log-level", "verbose"}, 1,
+			[]string{`--log-level: "verbose" is not a level; use debug, info, warn or error`}, true},
+		{"store URL without scheme", []string{"mount", mnt, "--store", "127.0.0.1:18601"}, 1,
+			[]string{"a store URL needs http:// or https://, e.g. http://127.0.0.1:18601"}, true},
+		{"check host:port", []string{"check", "127.0.0.1:18601"}, 1,
+			[]string{"check: 127.0.0.1:18601 is not a directory; for a store on the network write the URL: http://127.0.0.1:18601"}, true},
+		{"check ftp URL", []string{"check", "ftp://x/"}, 1, []string{"only http:// and https:// stores can be checked, not ftp://"}, true},
+		{"mount over a non-empty dir", []string{"mount", nonEmpty, "--store", s.base, "--cache-dir", cacheDir}, 1,
+			[]string{"is not empty", "--allow-non-empty"}, true},
+		{"import: no such store", []string{"import", "nostore/lenet", "--store", s.base, "--cache-dir", cacheDir, "--jobs-dir", jobs}, 1,
+			[]string{"modelstorefs: import: no store named \"nostore\""}, true},
+		{"import: no such model", []string{"import", store + "/nosuch", "--store", s.base, "--cache-dir", cacheDir, "--jobs-dir", jobs}, 1,
+			[]string{"modelstorefs: import: ", "no such model", "(list the models with: modelstorefs ls)"}, true},
+		{"import: not STORE/MODEL", []string{"import", "lenet", "--jobs-dir", jobs, "--store", s.base}, 1,
+			[]string{"modelstorefs: import: \"lenet\" is not STORE/MODEL"}, true},
+		// Flags after the positional argument, and --store mixed with -s.
+		{"flags anywhere, --store and -s", []string{"import", store + "/lenet", "--store", s.base, "-s", "other=" + s.base,
+			"--cache-dir", cacheDir, "--jobs-dir", jobs}, 0, []string{"Imported " + store + "/lenet as job"}, false},
+		{"ls with flags after", []string{"ls", "--store", s.base, "--cache-dir", cacheDir, "-s", "other=" + closed, "--filter", "lenet"}, 0,
+			[]string{store + "  lenet", "store other:"}, false},
+		{"check DIR with flags after", []string{"check", src, "--jobs", "2"}, 1, []string{"models,", "importable"}, false},
+		{"serve DIR with flags after", []string{"serve", src, "--addr", "127.0.0.1:0", "--log-level", "loud"}, 1,
+			[]string{`--log-level: "loud" is not a level`}, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			out, code := runExit(t, nil, c.args...)
+			if code != c.code {
+				t.Errorf("exit status %d, want %d\n%s", code, c.code, out)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("output does not say %q:\n%s", w, out)
+				}
+			}
+			if c.oneLine && strings.Count(strings.TrimSpace(out), "\n") != 0 {
+				t.Errorf("want one line, got:\n%s", out)
+			}
+		})
+	}
+}
+
+// TestMountRefusesStacking: a second mount on a modelstorefs mountpoint
+// is refused (it used to stack silently); the first keeps working.
+func TestMountRefusesStacking(t *testing.T) {
+	s := startGoStore(t, copyStore(t), "/")
+	m := startMount(t, []string{s.base})
+	out, code := runExit(t, nil, "mount", m.dir, "--store", s.base, "--cache-dir", t.TempDir())
+	if code != 1 || !strings.Contains(out, m.dir+" is already a modelstorefs mount (of "+s.base+"); unmount it first: modelstorefs unmount "+m.dir) {
+		t.Errorf("second mount: exit %d\n%s", code, out)
+	}
+	if got := listDir(t, filepath.Join(m.dir, storeName(s.base))); len(got) == 0 {
+		t.Errorf("first mount broken after the refused one")
+	}
+}
+
+// TestMountWarnsUnreachableStores: a store that cannot be reached at mount
+// time (wrong port; https to an http server) still mounts, and the log
+// says why, once per store, right away.
+func TestMountWarnsUnreachableStores(t *testing.T) {
+	s := startGoStore(t, copyStore(t), "/")
+	closed := fmt.Sprintf("http://127.0.0.1:%d/", freePort(t))
+	tlsToPlain := "https://" + strings.TrimPrefix(s.base, "http://")
+	m := startMount(t, []string{s.base, "closed=" + closed, "tls=" + tlsToPlain})
+	want := map[string]string{"closed": "connection refused", "tls": "TLS handshake with 127.0.0.1"}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		lines := warnLines(m.logs.String())
+		done := true
+		for store, why := range want {
+			if n := countWith(lines, `"store": "`+store+`"`, why); n != 1 {
+				done = false
+				if time.Now().After(deadline) {
+					t.Errorf("store %s: %d WARN lines saying %q, want 1:\n%s", store, n, why, m.logs)
+				}
+			}
+		}
+		if n := countWith(lines, `"store": "`+storeName(s.base)+`"`); n != 0 {
+			t.Errorf("the good store was reported unreachable:\n%s", m.logs)
+		}
+		if done || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := listDir(t, filepath.Join(m.dir, storeName(s.base))); len(got) == 0 {
+		t.Errorf("good store not listed next to the unreachable ones")
+	}
+}
+
+func warnLines(logs string) []string {
+	var out []string
+	for _, l := range strings.Split(logs, "\n") {
+		if strings.Contains(l, "\tWARN\t") && strings.Contains(l, "store unreachable at mount time") {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+func countWith(lines []string, subs ...string) int {
+	n := 0
+	for _, l := range lines {
+		all := true
+		for _, s := range subs {
+			all = all && strings.Contains(l, s)
+		}
+		if all {
+			n++
+		}
+	}
+	return n
+}
+
+// TestMountDaemonOptionsAndSource: mount --daemon returns once mounted;
+// -o takes fstab options; --store-file keeps the password out of every
+// process's argv; findmnt shows the store URL without credentials as
+// SOURCE; stat's atime is the file's mtime; a password on the command line
+// warns once.
+func TestMountDaemonOptionsAndSource(t *testing.T) {
+	s := startGoStore(t, copyStore(t), "/")
+	withPassword := strings.Replace(s.base, "http://", "http://alice:s3cret-pw@", 1)
+	for _, via := range []string{"store-file", "argv", "fstab helper"} {
+		t.Run(via, func(t *testing.T) {
+			mnt, cacheDir := t.TempDir(), t.TempDir()
+			args := []string{"mount", mnt, "--daemon", "-o", "cache_dir=" + cacheDir + ",ttl=1h,ro,noatime"}
+			logFile := filepath.Join(cacheDir, "modelstorefs.log")
+			switch via {
+			case "fstab helper": // as mount(8) runs it; the daemon gets the source in its environment
+				args = []string{withPassword, mnt, "-o", "cache_dir=" + cacheDir + ",ttl=1h,ro,noatime"}
+			case "argv":
+				logFile = filepath.Join(t.TempDir(), "own.log")
+				args = append(args, "--store", withPassword, "--log-file", logFile)
+			default:
+				f := filepath.Join(t.TempDir(), "stores")
+				writeFile(t, f, "# the team's store\n"+withPassword+"\n")
+				if err := os.Chmod(f, 0o600); err != nil {
+					t.Fatal(err)
+				}
+				args = append(args, "--store-file", f)
+			}
+			out, code := runExit(t, nil, args...)
+			t.Cleanup(func() {
+				if isMounted(mnt) {
+					_, _ = runExit(t, nil, "unmount", mnt)
+				}
+			})
+			if code != 0 || !strings.Contains(out, "mounted on "+mnt) {
+				t.Fatalf("mount --daemon: exit %d\n%s", code, out)
+			}
+			wantWarning := map[string]string{"argv": "the --store URL carries a password", "fstab helper": "the mount source carries a password"}[via]
+			if wantWarning == "" && strings.Contains(out, "warning") || wantWarning != "" && strings.Count(out, "warning") != 1 ||
+				!strings.Contains(out, wantWarning) {
+				t.Errorf("password warnings (via %s), want %q once:\n%s", via, wantWarning, out)
+			}
+			if !isMounted(mnt) {
+				t.Fatal("mount --daemon returned but nothing is mounted")
+			}
+			if src, err := exec.Command("findmnt", "-n", "-o", "SOURCE", mnt).Output(); err != nil || strings.TrimSpace(string(src)) != s.base {
+				t.Errorf("findmnt SOURCE = %q (%v), want %q", src, err, s.base)
+			}
+			for _, p := range processesWith(mnt) {
+				if strings.Contains(p, "s3cret") {
+					t.Errorf("a process shows the password in its argv: %q", p)
+				}
+			}
+			info := filepath.Join(mnt, storeName(s.base), "lenet", "info.json")
+			var st syscall.Stat_t
+			if err := withTimeout(t, 30*time.Second, "stat", func() error { return syscall.Stat(info, &st) }); err != nil {
+				t.Fatal(err)
+			}
+			if st.Atim != st.Mtim || st.Mtim.Sec < 86400 {
+				t.Errorf("stat: atime %v, mtime %v: want atime = mtime, not 1970", st.Atim, st.Mtim)
+			}
+			if logs, err := os.ReadFile(logFile); err != nil || !strings.Contains(string(logs), "\tmounted\t") ||
+				strings.Contains(string(logs), "s3cret") {
+				t.Errorf("daemon log %s: %v\n%s", logFile, err, logs)
+			}
+			if out, code := runExit(t, nil, "unmount", mnt); code != 0 || out != "" {
+				t.Errorf("unmount of an idle mount: exit %d, said %q", code, out)
+			}
+			waitNoDaemon(t, mnt)
+		})
+	}
+}
+
+// processesWith returns the command lines (NULs as spaces) naming s.
+func processesWith(s string) []string {
+	var out []string
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		data, err := os.ReadFile(p)
+		if err == nil && strings.Contains(string(data), s) {
+			out = append(out, strings.ReplaceAll(string(data), "\x00", " "))
+		}
+	}
+	return out
+}
+
+func waitNoDaemon(t *testing.T, mnt string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for daemonRunning(mnt) {
+		if time.Now().After(deadline) {
+			t.Fatalf("daemon for %s still running after unmount", mnt)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// asNobody runs script in a private mount namespace, where setup (as root)
+// may bind files over /dev/fuse or fusermount3 without touching the host's,
+// then "$MSFS ARGS" runs as nobody. It returns the combined output.
+func asNobody(t *testing.T, setup, script string) string {
+	t.Helper()
+	for _, tool := range []string{"unshare", "setpriv", "mknod"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s (util-linux, coreutils) is needed: %v", tool, err)
+		}
+	}
+	// A copy of the binary nobody may run.
+	dir, err := os.MkdirTemp("", "msfs-nobody-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "modelstorefs")
+	data, err := os.ReadFile(binary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	full := "set -u\nNOBODY='setpriv --reuid=65534 --regid=65534 --clear-groups -- env HOME=/nonexistent'\nMSFS=" + bin + "\nW=" + dir + "\n" + setup + "\n" + script
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "unshare", "-m", "--propagation", "private", "sh", "-c", full).CombinedOutput()
+	if ctx.Err() != nil {
+		t.Fatalf("script did not finish: %v\n%s", err, out)
+	}
+	return string(out)
+}
+
+// A /dev/fuse that nobody may open, in the private namespace: a tmpfs
+// (device nodes allowed) with a node of the same device.
+const openFuse = `mkdir $W/dev && mount -t tmpfs -o mode=755 none $W/dev && mknod -m 666 $W/dev/fuse c 10 229 && mount --bind $W/dev/fuse /dev/fuse`
+
+func TestNonRootMessages(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to set up the namespace")
+	}
+	s := startGoStore(t, copyStore(t), "/")
+	prep := `mkdir -m 777 $W/mnt $W/cache && chown 65534 $W/mnt $W/cache`
+	run := `$NOBODY $MSFS mount $W/mnt --store ` + s.base + ` --cache-dir $W/cache; echo "exit=$?"`
+
+	t.Run("no access to /dev/fuse", func(t *testing.T) {
+		out := asNobody(t, prep+` && touch $W/nofuse && chmod 600 $W/nofuse && mount --bind $W/nofuse /dev/fuse`, run)
+		for _, w := range []string{"cannot open /dev/fuse", "permission denied", "permissions", "fuse3 package", "user_allow_other", "exit=1"} {
+			if !strings.Contains(out, w) {
+				t.Errorf("output does not say %q:\n%s", w, out)
+			}
+		}
+	})
+	t.Run("no fusermount", func(t *testing.T) {
+		hide := `touch $W/none && for f in /usr/bin/fusermount3 /usr/bin/fusermount /bin/fusermount3 /bin/fusermount; do [ -e $f ] && mount --bind $W/none $f; done; true`
+		out := asNobody(t, prep+` && `+openFuse+` && `+hide, run)
+		for _, w := range []string{"needs fusermount3: install the fuse3 package (apt-get install fuse3), or run as root", "exit=1"} {
+			if !strings.Contains(out, w) {
+				t.Errorf("output does not say %q:\n%s", w, out)
+			}
+		}
+	})
+	t.Run("unmount of a healthy idle mount", func(t *testing.T) {
+		if _, err := exec.LookPath("fusermount3"); err != nil {
+			t.Skip("fusermount3 (package fuse3) is needed")
+		}
+		// The daemon lives in the namespace; should the unmount fail, it is
+		// stopped by its pid (printed by mount --daemon).
+		out := asNobody(t, prep+` && `+openFuse, `out=$($NOBODY $MSFS mount $W/mnt --daemon --store `+s.base+` --cache-dir $W/cache 2>&1); echo "$out"; echo "mount-exit=$?"
+pid=$(echo "$out" | sed -n 's/.*daemon pid \([0-9]*\).*/\1/p')
+$NOBODY ls $W/mnt >/dev/null
+$NOBODY $MSFS unmount $W/mnt; echo "unmount-exit=$?"
+for i in $(seq 200); do grep -qs " $W/mnt " /proc/mounts || break; sleep 0.05; done
+grep -qs " $W/mnt " /proc/mounts && { echo STILL-MOUNTED; umount -l $W/mnt; }
+for i in $(seq 200); do [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+[ -n "$pid" ] && kill "$pid" 2>/dev/null && echo DAEMON-LINGERED; true`)
+		t.Logf("as nobody:\n%s", out)
+		if !strings.Contains(out, "mount-exit=0") || !strings.Contains(out, "unmount-exit=0") {
+			t.Errorf("mount and unmount as nobody:\n%s", out)
+		}
+		for _, bad := range []string{"busy or dead", "lazily", "STILL-MOUNTED", "DAEMON-LINGERED"} {
+			if strings.Contains(out, bad) {
+				t.Errorf("unmount of an idle mount says %q:\n%s", bad, out)
+			}
+		}
+	})
+}
+
+// TestBashCompletion drives the real bash completion function against the
+// binary: mount <TAB> completes directories (no "help h"), ls --<TAB>
+// offers ls's flags without hidden ones, import <TAB> offers STORE/MODEL
+// from the listing ls kept.
+func TestBashCompletion(t *testing.T) {
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skip("bash is needed")
+	}
+	s := startGoStore(t, copyStore(t), "/")
+	cacheHome, work := t.TempDir(), t.TempDir()
+	if err := os.Mkdir(filepath.Join(work, "models-dir"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"XDG_CACHE_HOME=" + cacheHome, "DIGITS_MODEL_STORE_URL=" + s.base}
+	if out, code := runExit(t, env, "ls"); code != 0 {
+		t.Fatalf("ls: exit %d\n%s", code, out)
+	}
+	complete := func(words ...string) []string {
+		t.Helper()
+		script := `source <("$BIN" completion bash) || exit 1
+COMP_WORDS=("$BIN" "$@"); COMP_CWORD=$#; _modelstorefs; printf '%s\n' "${COMPREPLY[@]}"`
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, bash, append([]string{"-c", script, "bash"}, words...)...)
+		cmd.Dir = work
+		cmd.Env = append(os.Environ(), append(env, "BIN="+binary)...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("completing %q: %v\n%s", words, err, out)
+		}
+		return strings.Fields(string(out))
+	}
+	cases := []struct {
+		words         []string
+		want, without []string
+	}{
+		{[]string{"mount", ""}, []string{"models-dir"}, []string{"help", "h"}},
+		{[]string{"import", ""}, []string{storeName(s.base) + "/lenet", storeName(s.base) + "/alexnet-torch"}, []string{"help", "h", storeName(s.base) + "/broken"}},
+		{[]string{"ls", "--"}, []string{"--filter", "--json", "--refresh", "--store", "--store-file"}, []string{"--chunk-size", "--read-parallel"}},
+		{[]string{"mount", "--log-level", ""}, []string{"debug", "info", "warn", "error"}, nil},
+		{[]string{"ver"}, []string{"version"}, nil},
+	}
+	for _, c := range cases {
+		got := complete(c.words...)
+		for _, w := range c.want {
+			if !slices.Contains(got, w) {
+				t.Errorf("completing %q: %q missing from %q", c.words, w, got)
+			}
+		}
+		for _, w := range c.without {
+			if slices.Contains(got, w) {
+				t.Errorf("completing %q offers %q: %q", c.words, w, got)
+			}
+		}
+	}
+}
+
+// TestMountAllowNonEmpty: --allow-non-empty (-o nonempty) mounts over a
+// directory with files, which come back after the unmount.
+func TestMountAllowNonEmpty(t *testing.T) {
+	s := startGoStore(t, copyStore(t), "/")
+	for _, flag := range [][]string{{"--allow-non-empty"}, {"-o", "nonempty"}} {
+		dir := t.TempDir()
+		writeFile(t, filepath.Join(dir, "keep.txt"), "mine")
+		m := mountWith(t, binary, dir, t.TempDir(), []string{s.base}, flag...)
+		if got := listDir(t, dir); !slices.Contains(got, storeName(s.base)) || slices.Contains(got, "keep.txt") {
+			t.Errorf("%q: mounted dir shows %q", flag, got)
+		}
+		m.stop(t)
+		if data, err := os.ReadFile(filepath.Join(dir, "keep.txt")); err != nil || string(data) != "mine" {
+			t.Errorf("%q: the hidden file after unmount: %q, %v", flag, data, err)
+		}
+	}
+}
