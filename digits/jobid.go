@@ -39,7 +39,8 @@ func idHash(r ModelRef, round int) string {
 // choice is also another's keeps it when its (store URL, model) sorts first;
 // the others draw again, deterministically, from their hash with a round
 // number. The result depends only on the set of refs, not on their order.
-func JobIDSuffixes(refs []ModelRef) map[ModelRef]string {
+// redrawn lists the models that did not get their first choice.
+func JobIDSuffixes(refs []ModelRef) (suffixes map[ModelRef]string, redrawn []ModelRef) {
 	sorted := append([]ModelRef(nil), refs...)
 	sort.Slice(sorted, func(i, j int) bool {
 		if sorted[i].StoreURL != sorted[j].StoreURL {
@@ -81,7 +82,7 @@ func JobIDSuffixes(refs []ModelRef) map[ModelRef]string {
 			}
 		}
 	}
-	return out
+	return out, losers
 }
 
 // JobID is the job id of a model created at created (UTC) with the given
