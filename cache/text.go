@@ -20,7 +20,7 @@ import (
 func CleanLine(s string) string { return clean(s, false) }
 
 // CleanText is CleanLine for several lines: "\n" and "\t" are kept, "\r\n"
-// becomes "\n", other control characters are escaped.
+// and a lone "\r" become "\n", other control characters are escaped.
 func CleanText(s string) string { return clean(s, true) }
 
 func clean(s string, multiline bool) string {
@@ -38,9 +38,15 @@ func clean(s string, multiline bool) string {
 			if !multiline {
 				b.WriteByte(' ')
 			}
-		case r == '\n' || r == '\t' || r == '\r':
+		case r == '\n' || r == '\t':
 			if multiline {
 				b.WriteRune(r)
+			} else {
+				b.WriteByte(' ')
+			}
+		case r == '\r': // a lone CR would overwrite the line on a terminal
+			if multiline {
+				b.WriteByte('\n')
 			} else {
 				b.WriteByte(' ')
 			}
