@@ -7,12 +7,14 @@
 // own client (package remote) and its parsers (package digits), so a model
 // judged importable here is one the mount shows with a status.pickle.
 //
-// Severity "error" means a model cannot be imported (by the mount, or by
-// DIGITS' own store page: some defects, such as an aux.json that is not
-// JSON, make DIGITS fail the whole store), or that the store as a whole
-// cannot be read by DIGITS. "warning" is everything else worth fixing:
-// optional files named but absent or empty, a license without
-// license.txt, a missing logo, master.json gaps.
+// Whether a model can be imported is digits.Judge's verdict, the one the
+// mount (status.pickle), ls and import follow. Severity "error" on a model
+// means that verdict is no; on the store as a whole it means DIGITS' own
+// store page cannot list it (a master.json without "msg", an aux.json that
+// is not JSON: the model itself still imports). "warning" is everything
+// else worth fixing: optional files named but absent or empty, a license
+// without license.txt, a missing logo, an aux.json that could not be read
+// for now, master.json gaps.
 package check
 
 import (

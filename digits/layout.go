@@ -154,10 +154,11 @@ func truncateForMessage(s string) string {
 // already used in the list, either as a job name or as a remote name (which
 // the mount shows as a symlink to the job-named file).
 //
-// Remote names are validated with SafeRelName: an unsafe required name is an
-// error wrapping ErrNotImportable; an unsafe optional one is left out and
-// described in dropped (for logging and error.txt), as is an extra file
-// hidden by a job file of the same name but a different remote file.
+// Remote names are validated with SafeRelName: an unsafe required name is a
+// Blocker problem (the error is a Problems wrapping ErrNotImportable); an
+// unsafe optional one is left out and described in dropped (a Warning with
+// LeftOut set), as is, without LeftOut, an extra file hidden by a job file of
+// the same name but a different remote file.
 func Layout(info *Info) (files []JobFile, dropped []*Problem, err error) {
 	if info == nil {
 		return nil, nil, Problems{{Severity: Blocker, File: "info.json", Msg: "no info.json"}}
