@@ -246,3 +246,16 @@ func TestJobIDCollisions(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkJobIDSuffixes10k: the table of a mount with 10,000 models,
+// computed again whenever a listing changes.
+func BenchmarkJobIDSuffixes10k(b *testing.B) {
+	var refs []ModelRef
+	for i := range 10000 {
+		refs = append(refs, ModelRef{fmt.Sprintf("http://store%d:8000", i%4), fmt.Sprintf("model-%05d", i)})
+	}
+	b.ResetTimer()
+	for range b.N {
+		JobIDSuffixes(refs)
+	}
+}
