@@ -265,3 +265,64 @@ func checkErrorTxt(t *testing.T, dir string, entries []string, importable bool) 
 		}
 	}
 }
+
+// TestStoreTextHarmless: NUL, ESC and other control characters in
+// master.json "msg" and info.json "name"/"note" never reach models.tsv (grep
+// would call it binary), welcome.txt, error.txt or the output of `ls`
+// (escape sequences that move the cursor or set the terminal title).
+func TestStoreTextHarmless(t *testing.T) {
+	src := t.TempDir()
+	if err := os.CopyFS(filepath.Join(src, "evil"), os.DirFS(filepath.Join("testdata", "store", "lenet"))); err != nil {
+		t.Fatal(err)
+	}
+	info := string(readFile(t, filepath.Join(src, "evil", "info.json")))
+	info = strings.Replace(info, `"name": "LeNet (MNIST)"`, `"name": "Le\u0000Net\u001b]0;pwned\u0007", "note": "\u001b[2J\u001b[H\u009b31mred\r\ncr"`, 1)
+	if !strings.Contains(info, "pwned") {
+		t.Fatalf("sample info.json changed: %s", info)
+	}
+	info = strings.Replace(info, `"note": "LeNet-5`, `"x-note": "LeNet-5`, 1)
+	writeFile(t, filepath.Join(src, "evil", "info.json"), info)
+	writeFile(t, filepath.Join(src, "evil", "aux.json"), `{"dataset": "MN\u001b[1mIST", "license": 5}`)
+	writeFile(t, filepath.Join(src, "master.json"), `{"msg": "Hi\u0000\u001b]0;title\u0007\nline 2\u001b[2J", "children": ["evil"]}`)
+	s := startGoStore(t, src, "/")
+	m := startMount(t, []string{s.base})
+	root := filepath.Join(m.dir, storeName(s.base))
+
+	harmless := func(what, text, allowed string) {
+		t.Helper()
+		for _, r := range text {
+			if (r < 0x20 || (r >= 0x7f && r < 0xa0)) && !strings.ContainsRune(allowed, r) {
+				t.Errorf("%s holds control character %U: %q", what, r, text)
+				return
+			}
+		}
+	}
+	tsv := string(readFile(t, filepath.Join(root, "models.tsv")))
+	harmless("models.tsv", tsv, "\t\n")
+	if !strings.Contains(tsv, `Le\x00Net\x1b]0;pwned\x07`) {
+		t.Errorf("models.tsv does not show the escaped name: %q", tsv)
+	}
+	if rows := tableRows(t, []byte(tsv)); rows["evil"]["importable"] != "yes" {
+		t.Errorf("models.tsv: evil %v", rows["evil"])
+	}
+	welcome := string(readFile(t, filepath.Join(root, "welcome.txt")))
+	harmless("welcome.txt", welcome, "\n\t")
+	if !strings.Contains(welcome, "\nline 2") {
+		t.Errorf("welcome.txt lost its lines: %q", welcome)
+	}
+	harmless("error.txt", string(readFile(t, filepath.Join(root, "evil", "error.txt"))), "\n\t")
+
+	env := []string{"DIGITS_MODEL_STORE_URL=" + s.base}
+	for _, args := range [][]string{{"ls"}, {"ls", "--json"}, {"ls", "--filter", "net"}} {
+		out, err := runBinary(t, env, append(args, "--cache-dir", t.TempDir())...)
+		if err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+		harmless(strings.Join(args, " "), out, "\n")
+		if !strings.Contains(out, "evil") {
+			t.Errorf("%v lacks the model:\n%s", args, out)
+		}
+	}
+	out, _ := runBinary(t, nil, "check", s.base)
+	harmless("check", out, "\n")
+}
