@@ -9,9 +9,11 @@
 //
 // Whether a model can be imported is digits.Judge's verdict, the one the
 // mount (status.pickle), ls and import follow. Severity "error" on a model
-// means that verdict is no; on the store as a whole it means DIGITS' own
-// store page cannot list it (a master.json without "msg", an aux.json that
-// is not JSON: the model itself still imports). "warning" is everything
+// means that verdict is no; on the store as a whole it means the store
+// cannot be read. "digits-error", a store-level severity of its own, means
+// DIGITS' own store page fails on the store while modelstorefs reads it (a
+// master.json without "msg", an aux.json that is not JSON: the model itself
+// still imports). "warning" is everything
 // else worth fixing: optional files named but absent or empty, a license
 // without license.txt, a missing logo, an aux.json that could not be read
 // for now, master.json gaps.
@@ -48,6 +50,11 @@ const (
 	Error Severity = "error"
 	// Warning: the model can be imported, but something is missing or odd.
 	Warning Severity = "warning"
+	// DIGITSError: a store-level defect that makes DIGITS' own store page
+	// fail (HTTP 500, no model listed), while modelstorefs reads the store
+	// and its models keep their own verdict (a master.json without "msg",
+	// an aux.json that is not JSON).
+	DIGITSError Severity = "digits-error"
 )
 
 // Problem is one finding.
@@ -92,10 +99,11 @@ func (r Report) Importable() int {
 }
 
 // Failed reports whether any problem is an error: a model that cannot be
-// imported, or a store DIGITS cannot list.
+// imported, a store that cannot be read, or a store DIGITS' own page
+// cannot list.
 func (r Report) Failed() bool {
 	for _, p := range r.Problems {
-		if p.Severity == Error {
+		if p.Severity == Error || p.Severity == DIGITSError {
 			return true
 		}
 	}
@@ -125,7 +133,11 @@ func plural(n int, word string) string {
 func (r Report) Summary() string {
 	s := fmt.Sprintf("%s, %d importable, %s", plural(len(r.Models), "model"), r.Importable(), plural(len(r.Problems), "problem"))
 	if len(r.Problems) > 0 {
-		s += fmt.Sprintf(" (%s, %s)", plural(r.Count(Error), "error"), plural(r.Count(Warning), "warning"))
+		digitsErrors := ""
+		if n := r.Count(DIGITSError); n > 0 {
+			digitsErrors = ", " + plural(n, "digits-error")
+		}
+		s += fmt.Sprintf(" (%s%s, %s)", plural(r.Count(Error), "error"), digitsErrors, plural(r.Count(Warning), "warning"))
 	}
 	return s
 }
@@ -351,17 +363,17 @@ func (c *checker) checkMaster(ctx context.Context, listing *remote.Listing) {
 		if json.Valid(body) {
 			why = "is not a JSON object"
 		}
-		c.store(Error, "master.json %s: DIGITS cannot list this store (HTTP 500); modelstorefs falls back to the directory listing", why)
+		c.store(DIGITSError, "master.json %s: DIGITS cannot list this store (HTTP 500); modelstorefs falls back to the directory listing", why)
 		return
 	}
 	if _, ok := m["msg"]; !ok {
-		c.store(Error, `master.json has no "msg": DIGITS cannot list this store (KeyError, HTTP 500)`)
+		c.store(DIGITSError, `master.json has no "msg": DIGITS cannot list this store (KeyError, HTTP 500)`)
 	}
 	var children []json.RawMessage
 	if raw, ok := m["children"]; !ok {
-		c.store(Error, `master.json has no "children": DIGITS cannot list this store (KeyError, HTTP 500); modelstorefs falls back to the directory listing`)
+		c.store(DIGITSError, `master.json has no "children": DIGITS cannot list this store (KeyError, HTTP 500); modelstorefs falls back to the directory listing`)
 	} else if err := json.Unmarshal(raw, &children); err != nil || children == nil {
-		c.store(Error, `master.json "children" is not a list: DIGITS cannot list this store; modelstorefs falls back to the directory listing`)
+		c.store(DIGITSError, `master.json "children" is not a list: DIGITS cannot list this store; modelstorefs falls back to the directory listing`)
 	}
 
 	if c.dir == "" {
@@ -452,7 +464,7 @@ func (c *checker) checkModel(ctx context.Context, name string) (probs, store []P
 			m.add(sev, "%s: DIGITS cannot list any model of this store (HTTP 500)", p.Msg)
 		case digits.CodeAuxNotJSON:
 			m.add(sev, "%s", p.Msg)
-			m.store = append(m.store, Problem{Severity: Error, Message: fmt.Sprintf(
+			m.store = append(m.store, Problem{Severity: DIGITSError, Message: fmt.Sprintf(
 				"model %s: %s: DIGITS' own store page fails on it (HTTP 500) and lists no model of this store; the model itself can be imported (modelstorefs ignores the file)",
 				name, strings.TrimSuffix(p.Msg, ": modelstorefs ignores aux.json (license, logo, dataset)"))})
 		default:
