@@ -10,6 +10,7 @@ package integration
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +19,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/modelstorefs/modelstorefs/digits"
 )
 
 // mountedID matches the id of a mounted folder's status.pickle: DIGITS'
@@ -215,5 +218,63 @@ job.save()
 	lines := runStart(t, py, jobs, "réseau")
 	if !slices.Contains(lines, "DELETE-ERROR réseau: UnicodeEncodeError") {
 		t.Errorf("deleting a job with a non-ASCII id: %q, want a UnicodeEncodeError as in DIGITS", lines)
+	}
+}
+
+// TestJobIDCollision: two models of the same creation time whose first
+// choice of id suffix is the same (found by trying names) get two ids in
+// the mount; the one whose name sorts first keeps its first choice; DIGITS
+// lists both copies.
+func TestJobIDCollision(t *testing.T) {
+	src := t.TempDir()
+	s := startGoStore(t, src, "/")
+	storeURL := strings.TrimSuffix(s.base, "/")
+	var refs []digits.ModelRef
+	for i := range 2000 {
+		refs = append(refs, digits.ModelRef{StoreURL: storeURL, Model: fmt.Sprintf("net%04d", i)})
+	}
+	first, redrawn := digits.JobIDSuffixes(refs)
+	if len(redrawn) == 0 {
+		t.Fatal("no colliding names among 2000")
+	}
+	loser := redrawn[0]
+	var winner digits.ModelRef
+	for _, r := range refs {
+		alone, _ := digits.JobIDSuffixes([]digits.ModelRef{r})
+		lone, _ := digits.JobIDSuffixes([]digits.ModelRef{loser})
+		if r != loser && alone[r] == lone[loser] {
+			winner = r
+			break
+		}
+	}
+	if winner.Model == "" || winner.Model > loser.Model {
+		t.Fatalf("collision of %v with %v (suffixes %v)", loser, winner, first[loser])
+	}
+	for _, name := range []string{winner.Model, loser.Model} {
+		if err := os.CopyFS(filepath.Join(src, name), os.DirFS(filepath.Join("testdata", "store", "lenet"))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeFile(t, filepath.Join(src, "master.json"), `{"msg": "c", "children": ["`+winner.Model+`", "`+loser.Model+`"]}`)
+	m := startMount(t, []string{s.base})
+	root := filepath.Join(m.dir, storeName(s.base))
+	idW := pickleID(t, readFile(t, filepath.Join(root, winner.Model, "status.pickle")))
+	idL := pickleID(t, readFile(t, filepath.Join(root, loser.Model, "status.pickle")))
+	lone, _ := digits.JobIDSuffixes([]digits.ModelRef{winner})
+	if idW == idL || !strings.HasSuffix(idW, "-"+lone[winner]) || !mountedID.MatchString(idL) {
+		t.Errorf("%s: %s, %s: %s; want distinct ids, %s keeping -%s", winner.Model, idW, loser.Model, idL, winner.Model, lone[winner])
+	}
+	if !strings.Contains(m.logs.String(), "job id collision") {
+		t.Error("the collision was not logged")
+	}
+	jobs := writableTempDir(t)
+	for _, name := range []string{winner.Model, loser.Model} {
+		if out, err := runCmd(t, "cp", "-r", filepath.Join(root, name), filepath.Join(jobs, name)); err != nil {
+			t.Fatalf("cp: %v %s", err, out)
+		}
+	}
+	lines := runStart(t, pythons(t)[0], jobs)
+	if n := len(slices.DeleteFunc(lines, func(l string) bool { return !strings.HasPrefix(l, "JOB ") })); n != 2 {
+		t.Errorf("DIGITS lists %d of the 2 colliding models: %q", n, lines)
 	}
 }
