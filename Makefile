@@ -29,7 +29,8 @@ FUZZ_TARGETS := remote:FuzzParseListing remote:FuzzParseMaster remote:FuzzValidN
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		echo "fuzz $${t#*:} ($(FUZZTIME))"; \
-		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) ./$${t%%:*} >/dev/null; \
+		out=$$($(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) ./$${t%%:*} 2>&1) || \
+			{ echo "$$out" | grep -v '^fuzz: elapsed' | tail -40; exit 1; }; \
 	done; echo "fuzz: all targets passed"
 
 # Unit tests only (no mounts).
