@@ -24,11 +24,13 @@ test: vet fmt-check
 # Each fuzz target for FUZZTIME (seed corpora are checked in under testdata/fuzz).
 FUZZTIME ?= 5s
 FUZZ_TARGETS := remote:FuzzParseListing remote:FuzzParseMaster remote:FuzzValidName \
-	digits:FuzzParseInfo digits:FuzzParseAux digits:FuzzStatusPickle cmd/modelstorefs:FuzzStoreDirName
+	digits:FuzzParseInfo digits:FuzzParseAux digits:FuzzStatusPickle cmd/modelstorefs:FuzzStoreDirName \
+	cache:FuzzSummary fs:FuzzStoreText cmd/modelstorefs:FuzzLsTable
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		echo "fuzz $${t#*:} ($(FUZZTIME))"; \
-		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) ./$${t%%:*} >/dev/null; \
+		out=$$($(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) ./$${t%%:*} 2>&1) || \
+			{ echo "$$out" | grep -v '^fuzz: elapsed' | tail -40; exit 1; }; \
 	done; echo "fuzz: all targets passed"
 
 # Unit tests only (no mounts).

@@ -96,6 +96,7 @@ type Catalog struct {
 	refreshed   map[int]time.Time // key -1 is the whole mount
 	closed      bool
 	generation  map[int]uint64 // bumped by Refresh, so in-flight results of an older generation are not cached
+	ids         jobIDs         // job id suffixes of the known listings
 
 	inodeKeyOnce sync.Once
 	inodeKey     []byte
@@ -358,7 +359,7 @@ func (c *Catalog) startPrefetch(st *Store, l *StoreListing) {
 // model must be in the store's listing, else the error wraps ErrNotFound.
 func (c *Catalog) Model(ctx context.Context, st *Store, name string) (*Model, error) {
 	key := modelKey{st.idx, name}
-	if m, ok := c.models.Get(key); ok {
+	if m, ok := c.CachedModel(st, name); ok {
 		return m, nil
 	}
 	if err, ok := c.modelErrs.Get(key); ok {
@@ -372,9 +373,15 @@ func (c *Catalog) Model(ctx context.Context, st *Store, name string) (*Model, er
 	})
 }
 
-// CachedModel returns a fresh model without fetching.
+// CachedModel returns a fresh model without fetching. A model whose
+// aux.json failed is fresh only for NegativeTTL: then aux.json is asked for
+// again.
 func (c *Catalog) CachedModel(st *Store, name string) (*Model, bool) {
-	return c.models.Get(modelKey{st.idx, name})
+	m, ok := c.models.Get(modelKey{st.idx, name})
+	if ok && m.AuxUnknown && time.Since(m.Fetched) >= c.cfg.NegativeTTL {
+		return nil, false
+	}
+	return m, ok
 }
 
 // ErrNotFound is returned for names that are not in a listing.

@@ -2,7 +2,6 @@ package cache
 
 import (
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/modelstorefs/modelstorefs/digits"
@@ -78,6 +77,10 @@ type Model struct {
 	// what was left out; they make up error.txt.
 	Problems   []string
 	Importable bool
+	// AuxUnknown: aux.json failed for now (not absent): the license, logo
+	// and dataset are unknown, and the model is resolved again after
+	// NegativeTTL.
+	AuxUnknown bool
 	Fetched    time.Time
 }
 
@@ -104,7 +107,7 @@ func (m *Model) remoteFile(remoteName string) *File {
 }
 
 // Summary is a model's line in the store table (models.tsv, modelstorefs
-// ls): the columns of DIGITS' store page.
+// ls): the columns of DIGITS' store page, and whether DIGITS can import it.
 type Summary struct {
 	Store       string `json:"store"`
 	Model       string `json:"model"`
@@ -115,11 +118,20 @@ type Summary struct {
 	Contributor string `json:"contributor"`
 	Note        string `json:"note"`
 	Importable  bool   `json:"importable"`
+	// AuxUnknown: aux.json could not be read for now, so the dataset (and
+	// the license, unless info.json has one) are unknown, not empty.
+	AuxUnknown bool `json:"aux_unknown,omitempty"`
 }
 
-// Summary returns the model's table line.
+// Unknown is shown in a table for a value not known for now.
+const Unknown = "?"
+
+// TableHeader names the table columns, in Fields order.
+var TableHeader = []string{"store", "model", "name", "framework", "dataset", "license", "contributor", "note", "importable"}
+
+// Summary returns the model's table line, its text made harmless.
 func (m *Model) Summary() Summary {
-	s := Summary{Store: m.Store.Name, Model: m.Name, Importable: m.Importable}
+	s := Summary{Store: m.Store.Name, Model: m.Name, Importable: m.Importable, AuxUnknown: m.AuxUnknown}
 	if m.Info != nil {
 		s.Name, s.Framework, s.Contributor, s.Note, s.License = m.Info.Name, m.Info.Framework, m.Info.Username, m.Info.Note, m.Info.License
 	}
@@ -129,20 +141,38 @@ func (m *Model) Summary() Summary {
 			s.License = m.Aux.License
 		}
 	}
+	return s.Clean()
+}
+
+// Clean returns s with every text field made one harmless line (CleanLine).
+func (s Summary) Clean() Summary {
+	for _, f := range []*string{&s.Store, &s.Model, &s.Name, &s.Framework, &s.Dataset, &s.License, &s.Contributor, &s.Note} {
+		*f = CleanLine(*f)
+	}
 	return s
 }
 
-// Fields returns the summary's columns in table order, each on one line:
-// tabs and line breaks (store content) become spaces.
+// Fields returns the summary's columns in table order (TableHeader), each
+// one harmless line: tabs, line breaks and other control characters (store
+// content) never reach the table. Values unknown for now are Unknown;
+// importable is "yes" or "no".
 func (s Summary) Fields() []string {
-	fields := []string{s.Store, s.Model, s.Name, s.Framework, s.Dataset, s.License, s.Contributor, s.Note}
+	dataset, license := s.Dataset, s.License
+	if s.AuxUnknown {
+		if dataset == "" {
+			dataset = Unknown
+		}
+		if license == "" {
+			license = Unknown
+		}
+	}
+	importable := "no"
+	if s.Importable {
+		importable = "yes"
+	}
+	fields := []string{s.Store, s.Model, s.Name, s.Framework, dataset, license, s.Contributor, s.Note, importable}
 	for i, f := range fields {
-		fields[i] = strings.Map(func(r rune) rune {
-			if r == '\t' || r == '\n' || r == '\r' {
-				return ' '
-			}
-			return r
-		}, f)
+		fields[i] = CleanLine(f)
 	}
 	return fields
 }

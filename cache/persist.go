@@ -85,6 +85,7 @@ type savedModel struct {
 	Files      []File    `json:"files"`
 	Problems   []string  `json:"problems"`
 	Importable bool      `json:"importable"`
+	AuxUnknown bool      `json:"aux_unknown,omitempty"`
 	Fetched    time.Time `json:"fetched"`
 }
 
@@ -159,7 +160,7 @@ func (p *metaStore) saveModel(st *Store, m *Model) {
 	if p.dir == "" {
 		return
 	}
-	p.write(p.modelPath(st, m.Name), savedModel{Name: m.Name, Files: m.Files, Problems: m.Problems, Importable: m.Importable, Fetched: m.Fetched})
+	p.write(p.modelPath(st, m.Name), savedModel{Name: m.Name, Files: m.Files, Problems: m.Problems, Importable: m.Importable, AuxUnknown: m.AuxUnknown, Fetched: m.Fetched})
 }
 
 // loadModel rebuilds a saved model; Info and Aux are parsed again from the
@@ -169,7 +170,7 @@ func (p *metaStore) loadModel(st *Store, name string) *Model {
 	if p.dir == "" || !p.read(p.modelPath(st, name), &s) || s.Name != name {
 		return nil
 	}
-	m := &Model{Store: st, Name: name, Files: s.Files, Problems: s.Problems, Importable: s.Importable, Fetched: s.Fetched}
+	m := &Model{Store: st, Name: name, Files: s.Files, Problems: s.Problems, Importable: s.Importable, AuxUnknown: s.AuxUnknown, Fetched: s.Fetched}
 	if f, ok := m.File(InfoName); ok && f.Kind == KindData {
 		m.Info, _ = digits.ParseInfo(f.Data)
 	}

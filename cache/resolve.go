@@ -30,20 +30,14 @@ const (
 	PickleName = "status.pickle"
 )
 
-// candidate is a file the model folder should show if the store has it.
-type candidate struct {
-	jobName, remoteName string
-	required            bool
-	role                string // for messages: "snapshot file", "logo", ...
-}
-
-// resolveModel fetches a model's info.json and aux.json, works out its
-// folder (DIGITS job names, remote-name symlinks, extras) and learns the
-// size and validators of every file with bounded-parallel HEADs. prev, the
-// last good result, supplies validators for conditional requests.
+// resolveModel fetches a model's info.json and aux.json, asks the store
+// about every file they name (size and validators, bounded-parallel HEADs)
+// and lets digits.Judge decide the folder and whether DIGITS can import it:
+// the one verdict that status.pickle, error.txt, models.tsv, ls, check and
+// import all follow. prev, the last good result, supplies validators for
+// conditional requests.
 func (c *Catalog) resolveModel(ctx context.Context, st *Store, name string, prev *Model) (*Model, error) {
 	m := &Model{Store: st, Name: name, Fetched: time.Now()}
-	var blockers, notes []string
 
 	// info.json and aux.json in parallel: one round trip, not two.
 	var auxFile *File
@@ -55,136 +49,115 @@ func (c *Catalog) resolveModel(ctx context.Context, st *Store, name string, prev
 	}()
 	infoFile, err := c.smallFile(ctx, st, name, InfoName, prev)
 	<-auxDone
+	var in digits.Input
 	switch {
 	case errors.Is(err, remote.ErrNotFound):
-		blockers = append(blockers, "the store has no info.json for this model")
 	case err != nil:
 		return nil, err
+	default:
+		in.Info = digits.Answer{Found: true, Data: infoFile.Data, Size: int64(len(infoFile.Data))}
 	}
-	if auxErr != nil && !errors.Is(auxErr, remote.ErrNotFound) {
+	switch {
+	case auxErr == nil:
+		in.Aux = digits.Answer{Found: true, Data: auxFile.Data, Size: int64(len(auxFile.Data))}
+	case errors.Is(auxErr, remote.ErrNotFound):
+	case ctx.Err() != nil:
 		return nil, auxErr
-	}
-
-	var cands []candidate
-	var layout []digits.JobFile
-	if infoFile != nil {
-		m.Files = append(m.Files, *infoFile)
-		info, err := digits.ParseInfo(infoFile.Data)
-		m.Info = info
-		if err != nil {
-			blockers = append(blockers, importProblem(err))
+	default:
+		// aux.json is optional (DIGITS ignores a failed one): the model is
+		// shown and importable. Its fields come from the last good aux.json,
+		// else they are unknown until it is asked for again; a failure is
+		// never taken for "no aux.json".
+		if f, ok := prev.dataFile(AuxName); ok {
+			auxFile = f
+			in.Aux = digits.Answer{Found: true, Data: f.Data, Size: int64(len(f.Data))}
+			c.log.Warn("aux.json failed, using the last good one", zap.String("store", st.Name), zap.String("model", name), zap.Error(auxErr))
 		} else {
-			var dropped []string
-			layout, dropped, err = digits.Layout(info)
-			notes = append(notes, dropped...)
-			if err != nil {
-				blockers = append(blockers, importProblem(err))
-				layout = nil
-			}
-			for _, f := range layout {
-				cands = append(cands, candidate{f.JobName, f.RemoteName, f.Required, "file " + f.RemoteName})
-			}
-		}
-	}
-	if auxFile != nil {
-		m.Files = append(m.Files, *auxFile)
-		aux, err := digits.ParseAux(auxFile.Data)
-		if err != nil {
-			notes = append(notes, "aux.json: "+err.Error())
-		} else {
-			m.Aux = aux
-			if aux.License != "" {
-				cands = append(cands, candidate{"license.txt", "license.txt", false, "license.txt"})
-			}
-			if aux.Logo != "" {
-				if err := digits.SafeRelName(aux.Logo); err != nil {
-					notes = append(notes, fmt.Sprintf("aux.json logo %q refused: %v", aux.Logo, err))
-				} else {
-					cands = append(cands, candidate{aux.Logo, aux.Logo, false, "logo"})
-				}
-			}
+			in.Aux = digits.Answer{Err: auxErr}
+			c.log.Warn("aux.json failed: license, logo and dataset unknown for now", zap.String("store", st.Name), zap.String("model", name),
+				zap.Duration("retry_in", c.cfg.NegativeTTL), zap.Error(auxErr))
 		}
 	}
 
-	metas, statNotes, err := c.statAll(ctx, st, name, cands, prev)
+	metas, answers, err := c.statAll(ctx, st, name, digits.Wanted(in.Info, in.Aux), prev)
 	if err != nil {
 		return nil, err
 	}
-	notes = append(notes, statNotes...)
+	in.Files = answers
+	v := digits.Judge(in)
+	m.Info, m.Aux, m.AuxUnknown, m.Importable = v.Info, v.Aux, v.AuxUnknown, v.Importable
 
-	taken := map[string]bool{InfoName: true, AuxName: true, ErrorName: true, PickleName: true}
-	var present []digits.JobFile
-	for _, cd := range cands {
-		meta, ok := metas[cd.remoteName]
-		if !ok {
-			if cd.required {
-				blockers = append(blockers, fmt.Sprintf("%s is not on the store (needed as %s)", cd.remoteName, cd.jobName))
-			}
-			continue
+	for _, e := range v.Entries {
+		switch {
+		case e.Name == InfoName:
+			m.Files = append(m.Files, *infoFile)
+		case e.Name == AuxName:
+			m.Files = append(m.Files, *auxFile)
+		case e.Target != "":
+			meta := metas[e.Name]
+			m.Files = append(m.Files, File{Name: e.Name, Kind: KindSymlink, Target: e.Target, ModTime: meta.ModTime()})
+		default:
+			meta := metas[e.Remote]
+			m.Files = append(m.Files, File{Name: e.Name, Kind: KindRemote, Remote: e.Remote, Meta: meta, ModTime: meta.ModTime()})
 		}
-		if taken[cd.jobName] {
-			notes = append(notes, fmt.Sprintf("%s %q left out: the name is already used in this folder", cd.role, cd.jobName))
-			continue
-		}
-		taken[cd.jobName] = true
-		m.Files = append(m.Files, File{Name: cd.jobName, Kind: KindRemote, Remote: cd.remoteName, Meta: meta, ModTime: meta.ModTime()})
-		for _, f := range layout {
-			if f.JobName == cd.jobName {
-				present = append(present, f)
-			}
-		}
-	}
-	// Remote names kept as relative symlinks, so cp -r copies each byte once.
-	for _, cd := range cands {
-		if _, ok := metas[cd.remoteName]; !ok || cd.remoteName == cd.jobName || taken[cd.remoteName] {
-			continue
-		}
-		if f, ok := fileNamed(m.Files, cd.jobName); !ok || f.Remote != cd.remoteName {
-			continue
-		}
-		taken[cd.remoteName] = true
-		m.Files = append(m.Files, File{Name: cd.remoteName, Kind: KindSymlink, Target: cd.jobName, ModTime: metas[cd.remoteName].ModTime()})
 	}
 
 	t0 := modelTime(m, infoFile)
-	m.Importable = len(blockers) == 0 && m.Info != nil && layout != nil
 	if m.Importable {
-		job := digits.NewJob(name, m.Info, present, c.cfg.JobsDir, t0)
+		id := digits.JobID(t0, c.jobIDSuffix(st, name))
+		job := digits.NewJobIn(id, strings.TrimRight(c.cfg.JobsDir, "/")+"/"+name, m.Info, v.Layout, t0)
 		pickle, err := digits.StatusPickle(job)
 		if err != nil {
-			blockers = append(blockers, "status.pickle: "+err.Error())
+			// Judge accepted the model, so this is a bug of ours: say so.
+			v.Problems = append(v.Problems, &digits.Problem{Severity: digits.Blocker, File: PickleName, Msg: err.Error()})
 			m.Importable = false
 		} else {
 			m.Files = append(m.Files, File{Name: PickleName, Kind: KindData, Data: pickle, ModTime: t0})
 		}
 	}
-	m.Problems = append(blockers, notes...)
-	if len(m.Problems) > 0 {
-		m.Files = append(m.Files, File{Name: ErrorName, Kind: KindData, Data: errorText(m, blockers, notes), ModTime: t0})
+	// error.txt holds the problems of the model as the folder shows it; an
+	// optional file the store does not have (an extra info.json names, a
+	// logo) is check's business, not worth an error.txt in every copy.
+	var shown []*digits.Problem
+	for _, p := range v.Problems {
+		if p.Severity == digits.Warning && p.Code == digits.CodeMissing {
+			c.log.Debug("optional model file not on the store", zap.String("store", st.Name), zap.String("model", name), zap.String("why", p.Msg))
+			continue
+		}
+		shown = append(shown, p)
+		m.Problems = append(m.Problems, p.Msg)
+	}
+	if len(shown) > 0 {
+		m.Files = append(m.Files, File{Name: ErrorName, Kind: KindData, Data: errorText(name, shown), ModTime: t0})
+		var blockers []string
+		for _, p := range shown {
+			switch {
+			case p.Severity == digits.Blocker:
+				blockers = append(blockers, p.Msg)
+			case p.LeftOut:
+				c.log.Warn("model file left out", zap.String("store", st.Name), zap.String("model", name), zap.String("why", p.Msg))
+			default:
+				c.log.Warn("model warning", zap.String("store", st.Name), zap.String("model", name), zap.String("why", p.Msg))
+			}
+		}
 		if len(blockers) > 0 {
 			c.log.Warn("model cannot be imported", zap.String("store", st.Name), zap.String("model", name), zap.Strings("why", blockers))
-		}
-		for _, n := range notes {
-			c.log.Warn("model file left out", zap.String("store", st.Name), zap.String("model", name), zap.String("why", n))
 		}
 	}
 	sort.Slice(m.Files, func(i, j int) bool { return m.Files[i].Name < m.Files[j].Name })
 	return m, nil
 }
 
-// importProblem words a digits error for error.txt: the messages already
-// name info.json and the key, so the "not importable" prefix goes.
-func importProblem(err error) string {
-	return strings.TrimPrefix(err.Error(), digits.ErrNotImportable.Error()+": ")
-}
-
-func fileNamed(files []File, name string) (*File, bool) {
-	for i := range files {
-		if files[i].Name == name {
-			return &files[i], true
-		}
+// dataFile returns the in-memory file called name of a (possibly nil) model.
+func (m *Model) dataFile(name string) (*File, bool) {
+	if m == nil {
+		return nil, false
 	}
-	return nil, false
+	f, ok := m.File(name)
+	if !ok || f.Kind != KindData {
+		return nil, false
+	}
+	return f, true
 }
 
 // modelTime is the deterministic time of a model's synthesized files: the
@@ -199,20 +172,34 @@ func modelTime(m *Model, infoFile *File) time.Time {
 	return time.Unix(0, 0).UTC()
 }
 
-func errorText(m *Model, blockers, notes []string) []byte {
+// errorText is error.txt: why the model cannot be imported, the store
+// files the folder leaves out (never one it shows), then other warnings.
+// Store text is made harmless (no control characters).
+func errorText(model string, problems []*digits.Problem) []byte {
+	var blockers, leftOut, other []string
+	for _, p := range problems {
+		switch {
+		case p.Severity == digits.Blocker:
+			blockers = append(blockers, p.Msg)
+		case p.LeftOut:
+			leftOut = append(leftOut, p.Msg)
+		default:
+			other = append(other, p.Msg)
+		}
+	}
 	var b strings.Builder
-	if len(blockers) > 0 {
-		fmt.Fprintf(&b, "%s cannot be imported into DIGITS:\n", m.Name)
-		for _, p := range blockers {
-			fmt.Fprintf(&b, "- %s\n", p)
+	section := func(title string, lines []string) {
+		if len(lines) == 0 {
+			return
+		}
+		fmt.Fprintf(&b, "%s%s\n", model, title)
+		for _, l := range lines {
+			fmt.Fprintf(&b, "- %s\n", CleanLine(l))
 		}
 	}
-	if len(notes) > 0 {
-		fmt.Fprintf(&b, "%s: files left out of this folder:\n", m.Name)
-		for _, p := range notes {
-			fmt.Fprintf(&b, "- %s\n", p)
-		}
-	}
+	section(" cannot be imported into DIGITS:", blockers)
+	section(": files left out of this folder:", leftOut)
+	section(": warnings:", other)
 	return []byte(b.String())
 }
 
@@ -232,30 +219,27 @@ func (c *Catalog) smallFile(ctx context.Context, st *Store, model, name string, 
 	if err != nil {
 		return nil, err
 	}
-	return &File{Name: name, Kind: KindData, Data: data, Meta: meta, ModTime: meta.ModTime()}, nil
+	// Remote names the store file, for the user.modelstore.* xattrs.
+	return &File{Name: name, Kind: KindData, Remote: name, Data: data, Meta: meta, ModTime: meta.ModTime()}, nil
 }
 
-// statAll learns size and validators of every candidate's remote file.
-// Files the store does not have are absent from the result; a failure other
-// than "not there" fails the whole model (it is retried later).
-func (c *Catalog) statAll(ctx context.Context, st *Store, model string, cands []candidate, prev *Model) (map[string]remote.Meta, []string, error) {
+// statAll learns size and validators of the named remote files. The
+// answers say, per file, whether the store has it and how big it is, or
+// that it refused it (HTTP 4xx other than 404); any other failure fails the
+// whole model (it is retried later).
+func (c *Catalog) statAll(ctx context.Context, st *Store, model string, names []string, prev *Model) (map[string]remote.Meta, map[string]digits.Answer, error) {
 	var (
 		mu       sync.Mutex
 		metas    = map[string]remote.Meta{}
-		notes    []string
+		answers  = map[string]digits.Answer{}
 		firstErr error
 		wg       sync.WaitGroup
 		sem      = make(chan struct{}, statParallel)
-		seen     = map[string]bool{}
 	)
-	for _, cd := range cands {
-		if seen[cd.remoteName] {
-			continue
-		}
-		seen[cd.remoteName] = true
+	for _, rn := range names {
 		wg.Add(1)
 		sem <- struct{}{}
-		go func(rn string) {
+		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
 			meta, err := c.statFile(ctx, st, model, rn, prev)
@@ -265,21 +249,21 @@ func (c *Catalog) statAll(ctx context.Context, st *Store, model string, cands []
 			switch {
 			case err == nil:
 				metas[rn] = meta
+				answers[rn] = digits.Answer{Found: true, Size: meta.Size}
 			case errors.Is(err, remote.ErrNotFound):
 			case errors.Is(err, ErrUnsizedTooLarge):
-				notes = append(notes, fmt.Sprintf("%s: %v", rn, ErrUnsizedTooLarge))
+				answers[rn] = digits.Answer{Err: ErrUnsizedTooLarge}
 			case errors.As(err, &se) && se.Code >= 400 && se.Code < 500:
-				notes = append(notes, fmt.Sprintf("%s: the store answered HTTP %d %s", rn, se.Code, http.StatusText(se.Code)))
+				answers[rn] = digits.Answer{Err: fmt.Errorf("the store answered HTTP %d %s", se.Code, http.StatusText(se.Code))}
 			default:
 				if firstErr == nil {
 					firstErr = err
 				}
 			}
-		}(cd.remoteName)
+		}()
 	}
 	wg.Wait()
-	sort.Strings(notes)
-	return metas, notes, firstErr
+	return metas, answers, firstErr
 }
 
 func (c *Catalog) statFile(ctx context.Context, st *Store, model, rn string, prev *Model) (remote.Meta, error) {

@@ -7,12 +7,16 @@
 // own client (package remote) and its parsers (package digits), so a model
 // judged importable here is one the mount shows with a status.pickle.
 //
-// Severity "error" means a model cannot be imported (by the mount, or by
-// DIGITS' own store page: some defects, such as an aux.json that is not
-// JSON, make DIGITS fail the whole store), or that the store as a whole
-// cannot be read by DIGITS. "warning" is everything else worth fixing:
-// optional files named but absent or empty, a license without
-// license.txt, a missing logo, master.json gaps.
+// Whether a model can be imported is digits.Judge's verdict, the one the
+// mount (status.pickle), ls and import follow. Severity "error" on a model
+// means that verdict is no; on the store as a whole it means the store
+// cannot be read. "digits-error", a store-level severity of its own, means
+// DIGITS' own store page fails on the store while modelstorefs reads it (a
+// master.json without "msg", an aux.json that is not JSON: the model itself
+// still imports). "warning" is everything
+// else worth fixing: optional files named but absent or empty, a license
+// without license.txt, a missing logo, an aux.json that could not be read
+// for now, master.json gaps.
 package check
 
 import (
@@ -46,6 +50,11 @@ const (
 	Error Severity = "error"
 	// Warning: the model can be imported, but something is missing or odd.
 	Warning Severity = "warning"
+	// DIGITSError: a store-level defect that makes DIGITS' own store page
+	// fail (HTTP 500, no model listed), while modelstorefs reads the store
+	// and its models keep their own verdict (a master.json without "msg",
+	// an aux.json that is not JSON).
+	DIGITSError Severity = "digits-error"
 )
 
 // Problem is one finding.
@@ -57,8 +66,10 @@ type Problem struct {
 
 // ModelResult is the verdict on one model of the listing.
 type ModelResult struct {
-	Name       string
-	Importable bool // no problem of severity Error
+	Name string
+	// Importable is digits.Judge's verdict, the one the mount, ls and
+	// import follow: the model has no problem of severity Error.
+	Importable bool
 }
 
 // Report is the result of checking one store.
@@ -88,10 +99,11 @@ func (r Report) Importable() int {
 }
 
 // Failed reports whether any problem is an error: a model that cannot be
-// imported, or a store DIGITS cannot list.
+// imported, a store that cannot be read, or a store DIGITS' own page
+// cannot list.
 func (r Report) Failed() bool {
 	for _, p := range r.Problems {
-		if p.Severity == Error {
+		if p.Severity == Error || p.Severity == DIGITSError {
 			return true
 		}
 	}
@@ -121,7 +133,11 @@ func plural(n int, word string) string {
 func (r Report) Summary() string {
 	s := fmt.Sprintf("%s, %d importable, %s", plural(len(r.Models), "model"), r.Importable(), plural(len(r.Problems), "problem"))
 	if len(r.Problems) > 0 {
-		s += fmt.Sprintf(" (%s, %s)", plural(r.Count(Error), "error"), plural(r.Count(Warning), "warning"))
+		digitsErrors := ""
+		if n := r.Count(DIGITSError); n > 0 {
+			digitsErrors = ", " + plural(n, "digits-error")
+		}
+		s += fmt.Sprintf(" (%s%s, %s)", plural(r.Count(Error), "error"), digitsErrors, plural(r.Count(Warning), "warning"))
 	}
 	return s
 }
@@ -136,14 +152,8 @@ func (r Report) Line(p Problem) string {
 	return fmt.Sprintf("%s: %s: %s", who, p.Severity, oneLine(p.Message))
 }
 
-func oneLine(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r == '\n' || r == '\r' {
-			return ' '
-		}
-		return r
-	}, s)
-}
+// oneLine makes a message one harmless line: messages quote store text.
+func oneLine(s string) string { return cache.CleanLine(s) }
 
 // Write prints one line per problem, then the summary line.
 func (r Report) Write(w io.Writer) error {
@@ -295,7 +305,11 @@ func (c *checker) run(ctx context.Context) error {
 		c.store(Error, "no models found (%s)", listing.Source)
 	}
 
-	results := make([][]Problem, len(listing.Models))
+	type result struct {
+		probs, store []Problem
+		ok           bool
+	}
+	results := make([]result, len(listing.Models))
 	sem := make(chan struct{}, c.cfg.parallel)
 	var wg sync.WaitGroup
 	for i, name := range listing.Models {
@@ -304,23 +318,26 @@ func (c *checker) run(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			results[i] = c.checkModel(ctx, name)
+			r := &results[i]
+			r.probs, r.store, r.ok = c.checkModel(ctx, name)
 		}()
 	}
 	wg.Wait()
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("check %s: %w", c.rep.Target, err)
 	}
+	// Store-level problems found through models come before the models'.
+	for _, r := range results {
+		for _, p := range r.store {
+			c.store(p.Severity, "%s", p.Message)
+		}
+	}
 	for i, name := range listing.Models {
-		ok := true
-		for _, p := range results[i] {
-			if p.Severity == Error {
-				ok = false
-			}
+		for _, p := range results[i].probs {
 			p.Message = c.clean(p.Message)
 			c.rep.Problems = append(c.rep.Problems, p)
 		}
-		c.rep.Models = append(c.rep.Models, ModelResult{Name: name, Importable: ok})
+		c.rep.Models = append(c.rep.Models, ModelResult{Name: name, Importable: results[i].ok})
 	}
 	return nil
 }
@@ -346,17 +363,17 @@ func (c *checker) checkMaster(ctx context.Context, listing *remote.Listing) {
 		if json.Valid(body) {
 			why = "is not a JSON object"
 		}
-		c.store(Error, "master.json %s: DIGITS cannot list this store (HTTP 500); modelstorefs falls back to the directory listing", why)
+		c.store(DIGITSError, "master.json %s: DIGITS cannot list this store (HTTP 500); modelstorefs falls back to the directory listing", why)
 		return
 	}
 	if _, ok := m["msg"]; !ok {
-		c.store(Error, `master.json has no "msg": DIGITS cannot list this store (KeyError, HTTP 500)`)
+		c.store(DIGITSError, `master.json has no "msg": DIGITS cannot list this store (KeyError, HTTP 500)`)
 	}
 	var children []json.RawMessage
 	if raw, ok := m["children"]; !ok {
-		c.store(Error, `master.json has no "children": DIGITS cannot list this store (KeyError, HTTP 500); modelstorefs falls back to the directory listing`)
+		c.store(DIGITSError, `master.json has no "children": DIGITS cannot list this store (KeyError, HTTP 500); modelstorefs falls back to the directory listing`)
 	} else if err := json.Unmarshal(raw, &children); err != nil || children == nil {
-		c.store(Error, `master.json "children" is not a list: DIGITS cannot list this store; modelstorefs falls back to the directory listing`)
+		c.store(DIGITSError, `master.json "children" is not a list: DIGITS cannot list this store; modelstorefs falls back to the directory listing`)
 	}
 
 	if c.dir == "" {
@@ -387,11 +404,8 @@ type modelCheck struct {
 	c     *checker
 	name  string
 	probs []Problem
+	store []Problem // store-level problems found through this model
 	stats map[string]fileState
-}
-
-func (m *modelCheck) add(sev Severity, format string, args ...any) {
-	m.probs = append(m.probs, Problem{Model: m.name, Severity: sev, Message: fmt.Sprintf(format, args...)})
 }
 
 // fileState is what the store says about one file of a model.
@@ -400,90 +414,72 @@ type fileState struct {
 	err            error // neither present nor absent: the answer failed
 }
 
-// checkModel judges one model as cache.resolveModel does, and also
-// reports what the mount silently leaves out.
-func (c *checker) checkModel(ctx context.Context, name string) []Problem {
+// answer fetches info.json or aux.json as the mount does.
+func (m *modelCheck) answer(ctx context.Context, file string) digits.Answer {
+	data, _, err := m.c.st.Fetch(ctx, nil, cache.MaxSmallFile, m.name, file)
+	switch {
+	case errors.Is(err, remote.ErrNotFound):
+		return digits.Answer{}
+	case err != nil:
+		return digits.Answer{Err: err}
+	}
+	return digits.Answer{Found: true, Data: data, Size: int64(len(data))}
+}
+
+const leftOutSuffix = ": left out of the folder"
+
+// checkModel asks the store what the mount asks and lets digits.Judge
+// decide, so a model is importable here exactly when the mount gives it a
+// status.pickle, ls says so and import takes it. The verdict's problems
+// are the model's lines; the defects that break DIGITS' own store page
+// (an info.json or aux.json that is not JSON) are also reported for the
+// store.
+func (c *checker) checkModel(ctx context.Context, name string) (probs, store []Problem, importable bool) {
 	m := &modelCheck{c: c, name: name, stats: map[string]fileState{}}
 	c.cfg.log.Debug("checking model", zap.String("model", name))
 
-	// info.json: required.
-	var info *digits.Info
-	data, _, err := c.st.Fetch(ctx, nil, cache.MaxSmallFile, name, cache.InfoName)
-	switch {
-	case errors.Is(err, remote.ErrNotFound):
-		m.add(Error, "the store has no info.json for this model")
-	case err != nil:
-		m.add(Error, "info.json: %v", err)
-	default:
-		var perr error
-		info, perr = digits.ParseInfo(data)
+	var in digits.Input
+	in.Info = m.answer(ctx, cache.InfoName)
+	in.Aux = m.answer(ctx, cache.AuxName)
+	in.Files = map[string]digits.Answer{}
+	for _, rn := range digits.Wanted(in.Info, in.Aux) {
+		s := m.stat(ctx, rn)
 		switch {
-		case perr != nil && !json.Valid(data):
-			m.add(Error, "%s: DIGITS cannot list any model of this store (HTTP 500)", splitProblems(perr)[0])
-		case perr != nil:
-			for _, p := range splitProblems(perr) {
-				m.add(Error, "%s", p)
-			}
-		}
-		m.checkFramework(data)
-		// Layout's verdict counts only when ParseInfo had none (it would
-		// repeat the same problems); the files are checked either way.
-		files, dropped, lerr := digits.Layout(info)
-		if info != nil && perr == nil && lerr != nil {
-			for _, p := range splitProblems(lerr) {
-				m.add(Error, "%s", p)
-			}
-		}
-		for _, d := range dropped {
-			m.add(Warning, "%s: left out of the folder", d)
-		}
-		if lerr == nil {
-			m.checkFiles(ctx, info, files)
+		case s.err != nil:
+			in.Files[rn] = digits.Answer{Err: errors.New(failure(s.err))}
+		case s.empty:
+			in.Files[rn] = digits.Answer{Found: true, Size: 0}
+		case s.present:
+			in.Files[rn] = digits.Answer{Found: true, Size: -1}
 		}
 	}
-
-	// aux.json: optional.
-	data, _, err = c.st.Fetch(ctx, nil, cache.MaxSmallFile, name, cache.AuxName)
-	switch {
-	case errors.Is(err, remote.ErrNotFound):
-	case err != nil:
-		// The mount cannot resolve the model while aux.json fails.
-		m.add(Error, "aux.json: %v", err)
-	default:
-		m.checkAux(ctx, data)
+	v := digits.Judge(in)
+	for _, p := range v.Problems {
+		sev := Warning
+		if p.Severity == digits.Blocker {
+			sev = Error
+		}
+		switch p.Code {
+		case digits.CodeInfoNotJSON:
+			m.add(sev, "%s: DIGITS cannot list any model of this store (HTTP 500)", p.Msg)
+		case digits.CodeAuxNotJSON:
+			m.add(sev, "%s", p.Msg)
+			m.store = append(m.store, Problem{Severity: DIGITSError, Message: fmt.Sprintf(
+				"model %s: %s: DIGITS' own store page fails on it (HTTP 500) and lists no model of this store; the model itself can be imported (modelstorefs ignores the file)",
+				name, strings.TrimSuffix(p.Msg, ": modelstorefs ignores aux.json (license, logo, dataset)"))})
+		default:
+			msg := p.Msg
+			if p.Code == digits.CodeUnsafeName && p.Severity == digits.Warning {
+				msg += leftOutSuffix
+			}
+			m.add(sev, "%s", msg)
+		}
 	}
-	return m.probs
+	return m.probs, m.store, v.Importable
 }
 
-// splitProblems turns a digits error ("not importable: A; B") into its
-// problems. Every digits problem starts with "info.json " or "framework ",
-// so a "; " inside a quoted value does not split it.
-func splitProblems(err error) []string {
-	msg := strings.TrimPrefix(err.Error(), digits.ErrNotImportable.Error()+": ")
-	var out []string
-	for _, part := range strings.Split(msg, "; ") {
-		if len(out) > 0 && !strings.HasPrefix(part, "info.json ") && !strings.HasPrefix(part, "framework ") {
-			out[len(out)-1] += "; " + part
-			continue
-		}
-		out = append(out, part)
-	}
-	return out
-}
-
-// checkFramework warns about a framework DIGITS would keep verbatim: its
-// Pretrained Networks tabs compare it with the lowercase id.
-func (m *modelCheck) checkFramework(data []byte) {
-	var raw struct {
-		Framework *string `json:"framework"`
-	}
-	if json.Unmarshal(data, &raw) != nil || raw.Framework == nil {
-		return
-	}
-	fw := *raw.Framework
-	if low := strings.ToLower(strings.TrimSpace(fw)); low != fw && digits.KnownFramework(low) {
-		m.add(Warning, `info.json "framework" is %q: DIGITS keeps it as written, so the model would not show under its framework in New Model; write %q`, fw, low)
-	}
+func (m *modelCheck) add(sev Severity, format string, args ...any) {
+	m.probs = append(m.probs, Problem{Model: m.name, Severity: sev, Message: fmt.Sprintf(format, args...)})
 }
 
 // stat asks the store about one file of the model, once.
@@ -538,102 +534,4 @@ func failure(err error) string {
 		return fmt.Sprintf("the store answered HTTP %d %s", se.Code, http.StatusText(se.Code))
 	}
 	return err.Error()
-}
-
-// keyOf names the info.json key a job file comes from.
-func keyOf(info *digits.Info, f digits.JobFile) string {
-	switch f.RemoteName {
-	case info.LabelsFile:
-		return digits.KeyLabelsFile
-	case info.PythonLayerFile:
-		return digits.KeyPythonLayerFile
-	}
-	switch f.JobName {
-	case digits.CaffeWeights, digits.TorchWeights:
-		return digits.KeySnapshotFile
-	case digits.CaffeModelDef, digits.TorchModelDef, digits.TensorflowModelDef:
-		return digits.KeyModelFile
-	}
-	if strings.HasPrefix(f.JobName, digits.TensorflowWeights+".") {
-		return digits.KeySnapshotFile
-	}
-	for _, k := range digits.ExtraKeys {
-		if info.Extra[k] == f.RemoteName {
-			return k
-		}
-	}
-	return "file"
-}
-
-// checkFiles checks every file info.json names: required ones must be on
-// the store and non-empty (errors), optional ones should be (warnings).
-func (m *modelCheck) checkFiles(ctx context.Context, info *digits.Info, files []digits.JobFile) {
-	for _, f := range files {
-		key := keyOf(info, f)
-		where := fmt.Sprintf("info.json %q", key)
-		if f.JobName != f.RemoteName {
-			where += ", needed as " + f.JobName
-		}
-		tfHint := ""
-		if info.Framework == digits.Tensorflow && key == digits.KeySnapshotFile {
-			tfHint = "; a TensorFlow checkpoint has three parts: " + strings.Join(digits.TensorflowSuffixes, ", ")
-		}
-		sev := Warning
-		if f.Required {
-			sev = Error
-		}
-		s := m.stat(ctx, f.RemoteName)
-		switch {
-		case s.err != nil:
-			m.add(sev, "%s (%s): %s", f.RemoteName, where, failure(s.err))
-		case !s.present && f.Required:
-			m.add(Error, "%s is not on the store (%s%s)", f.RemoteName, where, tfHint)
-		case !s.present:
-			m.add(Warning, "%s is not on the store (%s): left out of the folder", f.RemoteName, where)
-		case s.empty && f.Required:
-			m.add(Error, "%s is empty (%s%s)", f.RemoteName, where, tfHint)
-		case s.empty:
-			m.add(Warning, "%s is empty (%s)", f.RemoteName, where)
-		}
-	}
-}
-
-// checkAux checks aux.json and what it names: license.txt and the logo,
-// which DIGITS' page shows (the browser loads them) and the mount lists.
-func (m *modelCheck) checkAux(ctx context.Context, data []byte) {
-	aux, err := digits.ParseAux(data)
-	if err != nil {
-		if !json.Valid(data) {
-			m.add(Error, "%v: DIGITS cannot list any model of this store (HTTP 500); modelstorefs ignores the file", err)
-		} else {
-			m.add(Warning, "%v: modelstorefs ignores aux.json (license, logo, dataset)", err)
-		}
-		return
-	}
-	if aux.License != "" {
-		s := m.stat(ctx, "license.txt")
-		switch {
-		case s.err != nil:
-			m.add(Warning, "license.txt (aux.json names the license %q): %s", aux.License, failure(s.err))
-		case !s.present:
-			m.add(Warning, "aux.json names the license %q but license.txt is not on the store", aux.License)
-		case s.empty:
-			m.add(Warning, "license.txt is empty (aux.json names the license %q)", aux.License)
-		}
-	}
-	if aux.Logo != "" {
-		if err := digits.SafeRelName(aux.Logo); err != nil {
-			m.add(Warning, "aux.json logo refused: %v", err)
-			return
-		}
-		s := m.stat(ctx, aux.Logo)
-		switch {
-		case s.err != nil:
-			m.add(Warning, "logo %s (aux.json): %s", aux.Logo, failure(s.err))
-		case !s.present:
-			m.add(Warning, "aux.json names the logo %q but it is not on the store", aux.Logo)
-		case s.empty:
-			m.add(Warning, "logo %s is empty (aux.json)", aux.Logo)
-		}
-	}
 }

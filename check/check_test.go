@@ -116,8 +116,10 @@ var defects = []struct {
 		"info.json": infoJSON(map[string]any{"name": "t", "framework": "torch", "snapshot file": "s.t7", "network file": "model.lua"}),
 		"s.t7":      "w", "model.lua": "m",
 	}, true, nil},
-	{"badaux", map[string]string{"info.json": caffe(nil), "w.caffemodel": "w", "net.prototxt": "n", "aux.json": `{"license": "BSD",`}, false,
-		[]want{{Error, "aux.json is not valid JSON: unexpected end of JSON input: DIGITS cannot list any model of this store (HTTP 500); modelstorefs ignores the file"}}},
+	// aux.json only feeds the license, logo and dataset: the model imports
+	// (as the mount, ls and import say); the store page is a store-level error.
+	{"badaux", map[string]string{"info.json": caffe(nil), "w.caffemodel": "w", "net.prototxt": "n", "aux.json": `{"license": "BSD",`}, true,
+		[]want{{Warning, "aux.json is not valid JSON: unexpected end of JSON input: modelstorefs ignores aux.json"}}},
 	{"typedaux", map[string]string{"info.json": caffe(nil), "w.caffemodel": "w", "net.prototxt": "n", "aux.json": `{"logo": 5}`}, true,
 		[]want{{Warning, `aux.json "logo" is a number, want a string: modelstorefs ignores aux.json`}}},
 	{"nolicense", map[string]string{"info.json": caffe(nil), "w.caffemodel": "w", "net.prototxt": "n", "aux.json": `{"license": "BSD"}`}, true,
@@ -165,8 +167,10 @@ func expectModels(t *testing.T, rep Report) {
 	for _, p := range rep.Problems {
 		byModel[p.Model] = append(byModel[p.Model], p)
 	}
-	if len(byModel[""]) > 0 {
-		t.Errorf("unexpected store problems: %v", byModel[""])
+	// The one store-level problem: badaux's aux.json breaks DIGITS' page.
+	if st := byModel[""]; len(st) != 1 || st[0].Severity != DIGITSError ||
+		!strings.Contains(st[0].Message, "model badaux: aux.json is not valid JSON") || !strings.Contains(st[0].Message, "DIGITS' own store page fails") {
+		t.Errorf("store problems: %v, want one error for badaux's aux.json", st)
 	}
 	if len(rep.Models) != len(defects) {
 		t.Fatalf("%d models, want %d", len(rep.Models), len(defects))
@@ -234,7 +238,8 @@ func TestDefectsDir(t *testing.T) {
 		}
 	}
 	summary := rep.Summary()
-	wantSummary := fmt.Sprintf("%d models, %d importable, %d problems (%d errors, %d warnings)", len(defects), nimp, nerr+nwarn, nerr, nwarn)
+	// and the store-level digits-error for badaux's aux.json
+	wantSummary := fmt.Sprintf("%d models, %d importable, %d problems (%d errors, 1 digits-error, %d warnings)", len(defects), nimp, nerr+nwarn+1, nerr, nwarn)
 	if summary != wantSummary {
 		t.Errorf("summary %q, want %q", summary, wantSummary)
 	}
@@ -346,11 +351,11 @@ func TestStoreLevel(t *testing.T) {
 		{"no master.json", good, "master.json", []string{"lenet"},
 			[]want{{Warning, "no master.json in the directory: `modelstorefs serve` generates one"}}},
 		{"invalid master.json", with(map[string]string{"master.json": `{"children": [`}), "listing", []string{"lenet"},
-			[]want{{Error, "master.json is not valid JSON: DIGITS cannot list this store (HTTP 500); modelstorefs falls back to the directory listing"}}},
+			[]want{{DIGITSError, "master.json is not valid JSON: DIGITS cannot list this store (HTTP 500); modelstorefs falls back to the directory listing"}}},
 		{"no msg", with(map[string]string{"master.json": `{"children": ["lenet"]}`}), "master.json", []string{"lenet"},
-			[]want{{Error, `master.json has no "msg"`}}},
+			[]want{{DIGITSError, `master.json has no "msg"`}}},
 		{"no children", with(map[string]string{"master.json": `{"msg": "x"}`}), "listing", []string{"lenet"},
-			[]want{{Error, `master.json has no "children"`}}},
+			[]want{{DIGITSError, `master.json has no "children"`}}},
 		{"folder not listed", with(map[string]string{"master.json": `{"msg": "x", "children": ["lenet"]}`, "other/info.json": caffe(nil)}), "master.json", []string{"lenet"},
 			[]want{{Warning, `folder "other" has an info.json but master.json does not list it`}}},
 		{"bad child name", with(map[string]string{"master.json": `{"msg": "x", "children": ["lenet", "a/b", ".."]}`}), "master.json", []string{"lenet"},
@@ -395,7 +400,7 @@ func TestStoreLevel(t *testing.T) {
 			}
 			wantFailed := false
 			for _, w := range tc.want {
-				wantFailed = wantFailed || w.sev == Error
+				wantFailed = wantFailed || w.sev == Error || w.sev == DIGITSError
 			}
 			if rep.Failed() != wantFailed {
 				t.Errorf("Failed() = %v", rep.Failed())

@@ -5,10 +5,18 @@
 // (shared/reference/digits-model-store.md, sections 2, 3 and 6):
 //
 //   - ParseInfo and ParseAux read a store model's info.json and aux.json.
-//     They never panic on hostile input; a model that DIGITS could not import
-//     is reported with an error wrapping ErrNotImportable whose message says
-//     exactly what is missing or wrong, while the fields that could be read
-//     are still returned for listing.
+//     They never panic on hostile input; what is missing or wrong comes back
+//     as typed problems (*Problem, in a Problems error: matched with
+//     errors.As or ProblemsOf, never by parsing messages), blockers wrapping
+//     ErrNotImportable, while the fields that could be read are still
+//     returned for listing.
+//   - Wanted and Judge are the one verdict on a model: given what the store
+//     answered (info.json, aux.json, presence and size of every file they
+//     name), Judge returns the folder, the problems and whether DIGITS can
+//     import it. The mount, ls, check and import all follow it.
+//   - JobIDSuffixes and JobID give every configured model an ASCII job id in
+//     DIGITS' shape, stable across mounts and machines, unique across
+//     stores (DIGITS keys jobs by the pickled id, not the folder name).
 //   - Layout maps a model's remote files to the file names a DIGITS upload
 //     task gives them in a job directory (model.caffemodel, original.prototxt,
 //     ...). Every remote name is checked with SafeRelName first.

@@ -85,7 +85,7 @@ func FuzzStatusPickle(f *testing.F) {
 		j.ImageInfo = ImageInfo{ImageType: imageType, ResizeMode: resize, Width: w, Height: h}
 		b, err := StatusPickle(j)
 		if err != nil {
-			valid := KnownFramework(j.Framework) && SafeRelName(id) == nil
+			valid := KnownFramework(j.Framework) && SafeRelName(id) == nil && isASCII(id)
 			for _, s := range []string{name, user, dir, imageType, resize} {
 				valid = valid && utf8.ValidString(s)
 			}

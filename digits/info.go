@@ -178,19 +178,22 @@ func ParseInfo(data []byte) (*Info, error) {
 	const file = "info.json"
 	m, err := decodeObject(data, file)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrNotImportable, err)
+		return nil, Problems{{Severity: Blocker, Code: CodeInfoNotJSON, File: file, Msg: err.Error()}}
 	}
 	info := &Info{}
-	var problems []string
+	var problems Problems
+	add := func(key, msg string) {
+		problems = append(problems, &Problem{Severity: Blocker, File: file, Key: key, Msg: msg})
+	}
 	get := func(key string, required bool) string {
 		s, present, err := stringField(m, file, key)
 		switch {
 		case err != nil:
-			problems = append(problems, err.Error())
+			add(key, err.Error())
 		case required && !present:
-			problems = append(problems, fmt.Sprintf("%s has no %q", file, key))
+			add(key, fmt.Sprintf("%s has no %q", file, key))
 		case required && strings.TrimSpace(s) == "":
-			problems = append(problems, fmt.Sprintf("%s %q is empty", file, key))
+			add(key, fmt.Sprintf("%s %q is empty", file, key))
 		}
 		return s
 	}
@@ -199,7 +202,7 @@ func ParseInfo(data []byte) (*Info, error) {
 	rawFw := get(KeyFramework, true)
 	info.Framework = strings.ToLower(strings.TrimSpace(rawFw))
 	if info.Framework != "" && !KnownFramework(info.Framework) {
-		problems = append(problems, fmt.Sprintf("%s %q is %q, want one of caffe, torch, tensorflow", file, KeyFramework, rawFw))
+		add(KeyFramework, fmt.Sprintf("%s %q is %q, want one of caffe, torch, tensorflow", file, KeyFramework, rawFw))
 	}
 	info.SnapshotFile = get(KeySnapshotFile, true)
 
@@ -209,21 +212,21 @@ func ParseInfo(data []byte) (*Info, error) {
 	nf, nfPresent, nfErr := stringField(m, file, KeyNetworkFile)
 	switch {
 	case mfErr != nil:
-		problems = append(problems, mfErr.Error())
+		add(KeyModelFile, mfErr.Error())
 	case mfPresent:
 		info.ModelFile = mf
 		if strings.TrimSpace(mf) == "" {
-			problems = append(problems, fmt.Sprintf("%s %q is empty", file, KeyModelFile))
+			add(KeyModelFile, fmt.Sprintf("%s %q is empty", file, KeyModelFile))
 		}
 	case nfErr != nil:
-		problems = append(problems, nfErr.Error())
+		add(KeyNetworkFile, nfErr.Error())
 	case nfPresent:
 		info.ModelFile = nf
 		if strings.TrimSpace(nf) == "" {
-			problems = append(problems, fmt.Sprintf("%s %q is empty", file, KeyNetworkFile))
+			add(KeyNetworkFile, fmt.Sprintf("%s %q is empty", file, KeyNetworkFile))
 		}
 	default:
-		problems = append(problems, fmt.Sprintf("%s has no %q (nor %q)", file, KeyModelFile, KeyNetworkFile))
+		add(KeyModelFile, fmt.Sprintf("%s has no %q (nor %q)", file, KeyModelFile, KeyNetworkFile))
 	}
 
 	info.LabelsFile = get(KeyLabelsFile, false)
@@ -234,7 +237,7 @@ func ParseInfo(data []byte) (*Info, error) {
 	for _, key := range ExtraKeys {
 		s, present, err := stringField(m, file, key)
 		if err != nil {
-			problems = append(problems, err.Error())
+			add(key, err.Error())
 			continue
 		}
 		if present {
@@ -255,11 +258,7 @@ func ParseInfo(data []byte) (*Info, error) {
 			info.ImageDims = dims
 		}
 	}
-
-	if len(problems) > 0 {
-		return info, fmt.Errorf("%w: %s", ErrNotImportable, strings.Join(problems, "; "))
-	}
-	return info, nil
+	return info, problems.err()
 }
 
 // Aux is aux.json.
@@ -274,23 +273,20 @@ func ParseAux(data []byte) (*Aux, error) {
 	const file = "aux.json"
 	m, err := decodeObject(data, file)
 	if err != nil {
-		return nil, err
+		return nil, Problems{{Severity: Warning, Code: CodeAuxNotJSON, File: file, Msg: err.Error()}}
 	}
 	aux := &Aux{}
-	var problems []string
+	var problems Problems
 	for _, f := range []struct {
 		key string
 		dst *string
 	}{{"license", &aux.License}, {"logo", &aux.Logo}, {"dataset", &aux.Dataset}} {
 		s, _, err := stringField(m, file, f.key)
 		if err != nil {
-			problems = append(problems, err.Error())
+			problems = append(problems, &Problem{Severity: Warning, File: file, Key: f.key, Msg: err.Error()})
 			continue
 		}
 		*f.dst = s
 	}
-	if len(problems) > 0 {
-		return aux, errors.New(strings.Join(problems, "; "))
-	}
-	return aux, nil
+	return aux, problems.err()
 }

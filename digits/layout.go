@@ -154,28 +154,37 @@ func truncateForMessage(s string) string {
 // already used in the list, either as a job name or as a remote name (which
 // the mount shows as a symlink to the job-named file).
 //
-// Remote names are validated with SafeRelName: an unsafe required name is an
-// error wrapping ErrNotImportable; an unsafe optional one is left out and
-// described in dropped (for logging and error.txt), as is an extra file
-// hidden by a job file of the same name but a different remote file.
-func Layout(info *Info) (files []JobFile, dropped []string, err error) {
+// Remote names are validated with SafeRelName: an unsafe required name is a
+// Blocker problem (the error is a Problems wrapping ErrNotImportable); an
+// unsafe optional one is left out and described in dropped (a Warning with
+// LeftOut set), as is, without LeftOut, an extra file hidden by a job file of
+// the same name but a different remote file.
+func Layout(info *Info) (files []JobFile, dropped []*Problem, err error) {
 	if info == nil {
-		return nil, nil, fmt.Errorf("%w: no info.json", ErrNotImportable)
+		return nil, nil, Problems{{Severity: Blocker, File: "info.json", Msg: "no info.json"}}
 	}
-	var problems []string
+	var problems Problems
+	block := func(key, msg string) {
+		problems = append(problems, &Problem{Severity: Blocker, File: "info.json", Key: key, Msg: msg})
+	}
+	unsafe := func(key, remote string, err error) *Problem {
+		return &Problem{Severity: Blocker, Code: CodeUnsafeName, File: remote, Key: key, LeftOut: true,
+			Msg: fmt.Sprintf("info.json %q: %v", key, err)}
+	}
 	add := func(key, jobName, remote string, required bool) {
 		if remote == "" {
 			if required {
-				problems = append(problems, fmt.Sprintf("info.json has no %q", key))
+				block(key, fmt.Sprintf("info.json has no %q", key))
 			}
 			return
 		}
 		if err := SafeRelName(remote); err != nil {
-			msg := fmt.Sprintf("info.json %q: %v", key, err)
+			p := unsafe(key, remote, err)
 			if required {
-				problems = append(problems, msg)
+				problems = append(problems, p)
 			} else {
-				dropped = append(dropped, msg)
+				p.Severity = Warning
+				dropped = append(dropped, p)
 			}
 			return
 		}
@@ -207,7 +216,7 @@ func Layout(info *Info) (files []JobFile, dropped []string, err error) {
 		if prefix == "" {
 			add(KeySnapshotFile, TensorflowWeights, "", true)
 		} else if err := SafeRelName(prefix); err != nil {
-			problems = append(problems, fmt.Sprintf("info.json %q: %v", KeySnapshotFile, err))
+			problems = append(problems, unsafe(KeySnapshotFile, prefix, err))
 		} else {
 			for _, suf := range TensorflowSuffixes {
 				add(KeySnapshotFile, TensorflowWeights+suf, prefix+suf, true)
@@ -216,12 +225,12 @@ func Layout(info *Info) (files []JobFile, dropped []string, err error) {
 		add(KeyModelFile, TensorflowModelDef, info.ModelFile, true)
 		add(KeyLabelsFile, LabelsFile, info.LabelsFile, false)
 	case "":
-		problems = append(problems, fmt.Sprintf("info.json has no %q", KeyFramework))
+		block(KeyFramework, fmt.Sprintf("info.json has no %q", KeyFramework))
 	default:
-		problems = append(problems, fmt.Sprintf("framework %q is not one of caffe, torch, tensorflow", info.Framework))
+		block(KeyFramework, fmt.Sprintf("framework %q is not one of caffe, torch, tensorflow", info.Framework))
 	}
 	if len(problems) > 0 {
-		return nil, dropped, fmt.Errorf("%w: %s", ErrNotImportable, strings.Join(problems, "; "))
+		return nil, dropped, problems
 	}
 
 	keys := make([]string, 0, len(info.Extra))
@@ -232,12 +241,17 @@ func Layout(info *Info) (files []JobFile, dropped []string, err error) {
 	for _, key := range keys {
 		remote := info.Extra[key]
 		if err := SafeRelName(remote); err != nil {
-			dropped = append(dropped, fmt.Sprintf("info.json %q: %v", key, err))
+			p := unsafe(key, remote, err)
+			p.Severity = Warning
+			dropped = append(dropped, p)
 			continue
 		}
 		if f, clash := nameInUse(files, remote); clash {
 			if f.RemoteName != remote {
-				dropped = append(dropped, fmt.Sprintf("info.json %q: %q is the job file made from %q", key, remote, f.RemoteName))
+				// The folder shows a file of that name (the job file), so
+				// this is not "left out" but "not shown under its name".
+				dropped = append(dropped, &Problem{Severity: Warning, Code: CodeNameTaken, File: remote, Key: key,
+					Msg: fmt.Sprintf("info.json %q: %q is the job file made from %q, not this file", key, remote, f.RemoteName)})
 			}
 			continue
 		}

@@ -145,7 +145,7 @@ func TestLayout(t *testing.T) {
 				t.Fatalf("dropped = %q, want %d entries", dropped, len(tc.wantDropped))
 			}
 			for i, d := range tc.wantDropped {
-				if !strings.Contains(dropped[i], d) {
+				if !strings.Contains(dropped[i].Msg, d) {
 					t.Errorf("dropped[%d] = %q, want it to contain %q", i, dropped[i], d)
 				}
 			}

@@ -237,7 +237,7 @@ func TaskClass(fw string) (module, class string, ok bool) {
 
 // Job describes the synthesized job for status.pickle.
 type Job struct {
-	ID        string // the model folder name (== _id == task job_id)
+	ID        string // _id == task job_id: ASCII (DIGITS' delete_job calls str() on it)
 	Name      string // info.json name
 	Username  string // "" -> None
 	Framework string // caffe|torch|tensorflow
@@ -269,10 +269,16 @@ func DefaultImageInfo() ImageInfo {
 // DefaultImageInfo, as the DIGITS store import writes it (it ignores
 // "image dimensions").
 func NewJob(id string, info *Info, files []JobFile, jobsDir string, t0 time.Time) Job {
+	return NewJobIn(id, strings.TrimRight(jobsDir, "/")+"/"+id, info, files, t0)
+}
+
+// NewJobIn is NewJob for a job directory dir whose name need not be the id
+// (a mounted folder: DIGITS resets the job's directory to the folder it
+// loads the job from, and keys the job by id).
+func NewJobIn(id, dir string, info *Info, files []JobFile, t0 time.Time) Job {
 	if info == nil {
 		info = &Info{}
 	}
-	dir := strings.TrimRight(jobsDir, "/") + "/" + id
 	j := Job{
 		ID:        id,
 		Name:      info.Name,
@@ -320,6 +326,8 @@ func (j Job) validate() error {
 	}
 	if err := SafeRelName(j.ID); err != nil {
 		problems = append(problems, fmt.Sprintf("job id: %v", err))
+	} else if !isASCII(j.ID) {
+		problems = append(problems, fmt.Sprintf("job id %q is not ASCII: DIGITS could never delete the job (str() of the id)", j.ID))
 	}
 	for _, f := range []struct{ what, s string }{
 		{"job dir", j.Dir}, {"weights path", j.Weights}, {"model definition path", j.ModelDef},

@@ -196,7 +196,7 @@ func loadCases(t *testing.T) []loadCase {
 			"digits.pretrained_model.tasks.torch_upload.TorchUploadTask", "_Model.t7", "original.lua"},
 		{"inception", &Info{Name: "Inception v3", Framework: Tensorflow, SnapshotFile: "snapshot_1.ckpt", ModelFile: "network.py", LabelsFile: "l.txt", Username: "tf"}, true,
 			"digits.pretrained_model.tasks.tensorflow_upload.TensorflowUploadTask", "snapshot.ckpt", "network.py"},
-		{"réseau-日本", &Info{Name: "Réseau ü 日本語 🚀", Framework: Caffe, SnapshotFile: "w", ModelFile: "m", Username: "jürgen"}, false,
+		{"20170124-101010-ab12", &Info{Name: "Réseau ü 日本語 🚀", Framework: Caffe, SnapshotFile: "w", ModelFile: "m", Username: "jürgen"}, false,
 			"digits.pretrained_model.tasks.caffe_upload.CaffeUploadTask", "model.caffemodel", "original.prototxt"},
 		{"long", &Info{Name: strings.Repeat("N", 300), Framework: Caffe, SnapshotFile: "w", ModelFile: "m", Username: strings.Repeat("u", 256)}, false,
 			"digits.pretrained_model.tasks.caffe_upload.CaffeUploadTask", "model.caffemodel", "original.prototxt"},

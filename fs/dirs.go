@@ -68,15 +68,15 @@ func (d *storeDir) special(l *cache.StoreListing, err error) []entry {
 	if err != nil {
 		msg := fmt.Sprintf("The store %s (%s) cannot be listed:\n%v\nTouch %s to try again.\n",
 			d.st.Name, d.st.Remote.Base(), err, RefreshName)
-		return append(es, f.dataEntry([]byte(msg), f.mounted, d.st.Name, ErrorName))
+		return append(es, f.dataEntry([]byte(cache.CleanText(msg)), f.mounted, d.st.Name, ErrorName))
 	}
 	es = append(es,
 		f.tableEntry(d.st),
-		f.dataEntry([]byte(l.Msg+"\n"), l.Fetched, d.st.Name, WelcomeName))
+		f.dataEntry(welcomeText(l.Msg), l.Fetched, d.st.Name, WelcomeName))
 	if l.Stale != nil {
 		msg := fmt.Sprintf("The store %s (%s) is failing; this is the listing of %s.\n%v\n",
 			d.st.Name, d.st.Remote.Base(), l.Fetched.Format("2006-01-02 15:04:05 MST"), l.Stale)
-		es = append(es, f.dataEntry([]byte(msg), l.Fetched, d.st.Name, ErrorName))
+		es = append(es, f.dataEntry([]byte(cache.CleanText(msg)), l.Fetched, d.st.Name, ErrorName))
 	}
 	return es
 }
@@ -153,7 +153,11 @@ func (d *modelDir) fileEntry(file *cache.File) entry {
 	default:
 		e.mode = fileMode
 		data := file.Data
-		e.node = func() fusefs.InodeEmbedder { return &dataFile{fsys: f, data: data, mtime: e.mtime} }
+		var ref *cache.Ref
+		if file.Remote != "" { // info.json, aux.json: fetched from the store
+			ref = &cache.Ref{Store: st, Model: model, Name: file.Remote, Meta: file.Meta}
+		}
+		e.node = func() fusefs.InodeEmbedder { return &dataFile{fsys: f, data: data, mtime: e.mtime, ref: ref} }
 	}
 	return e
 }
@@ -161,7 +165,7 @@ func (d *modelDir) fileEntry(file *cache.File) entry {
 // errorEntry is the folder's only entry when its metadata failed.
 func (d *modelDir) errorEntry(err error) entry {
 	msg := fmt.Sprintf("%s: the model's files cannot be listed:\n%v\n", d.name, err)
-	return d.fsys.dataEntry([]byte(msg), d.fsys.mounted, d.st.Name, d.name, ErrorName)
+	return d.fsys.dataEntry([]byte(cache.CleanText(msg)), d.fsys.mounted, d.st.Name, d.name, ErrorName)
 }
 
 func (d *modelDir) Getattr(_ context.Context, _ fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {

@@ -40,6 +40,7 @@ type dataFile struct {
 	fsys  *FS
 	data  []byte
 	mtime time.Time
+	ref   *cache.Ref // set for files fetched from the store (xattrs)
 }
 
 func (n *dataFile) Getattr(_ context.Context, _ fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {

@@ -19,7 +19,7 @@ import (
 const rootTableWait = 5 * time.Second
 
 // tableHeader names the models.tsv columns.
-const tableHeader = "store\tmodel\tname\tframework\tdataset\tlicense\tcontributor\tnote\n"
+var tableHeader = strings.Join(cache.TableHeader, "\t") + "\n"
 
 // tableEntry is the models.tsv of a scope (nil: every store).
 func (f *FS) tableEntry(st *cache.Store) entry {
@@ -98,12 +98,24 @@ func (n *tableFile) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, 
 	return &refreshHandle{data: data}, fuse.FOPEN_DIRECT_IO, 0
 }
 
+// writeRow writes a model's line: Fields is the one place that makes store
+// text harmless (no tabs, line breaks or other control characters).
 func writeRow(b *strings.Builder, _ *cache.Store, m *cache.Model) {
-	for i, field := range m.Summary().Fields() {
+	writeSummary(b, m.Summary())
+}
+
+func writeSummary(b *strings.Builder, s cache.Summary) {
+	for i, field := range s.Fields() {
 		if i > 0 {
 			b.WriteByte('\t')
 		}
 		b.WriteString(field)
 	}
 	b.WriteByte('\n')
+}
+
+// welcomeText is welcome.txt: master.json "msg" (or the default greeting),
+// its lines kept, every other control character made harmless.
+func welcomeText(msg string) []byte {
+	return []byte(cache.CleanText(msg) + "\n")
 }

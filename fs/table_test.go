@@ -15,9 +15,9 @@ import (
 // sampleRows are the sample store's models.tsv lines but broken's (whose
 // info.json is not JSON).
 var sampleRows = map[string]string{
-	"alexnet-torch": "sample\talexnet-torch\tAlexNet (torch)\ttorch\tImageNet subset\t\tana\tsample torch model",
-	"inception-tf":  "sample\tinception-tf\tInception v3 (tensorflow)\ttensorflow\tImageNet\tApache-2.0\tzoë\tsample tensorflow checkpoint",
-	"lenet":         "sample\tlenet\tLeNet (MNIST)\tcaffe\tMNIST\t3-clause BSD license\tluke\tLeNet-5 trained 30 epochs on MNIST (tiny sample weights)",
+	"alexnet-torch": "sample\talexnet-torch\tAlexNet (torch)\ttorch\tImageNet subset\t\tana\tsample torch model\tyes",
+	"inception-tf":  "sample\tinception-tf\tInception v3 (tensorflow)\ttensorflow\tImageNet\tApache-2.0\tzoë\tsample tensorflow checkpoint\tyes",
+	"lenet":         "sample\tlenet\tLeNet (MNIST)\tcaffe\tMNIST\t3-clause BSD license\tluke\tLeNet-5 trained 30 epochs on MNIST (tiny sample weights)\tyes",
 }
 
 // readTable opens a models.tsv node and returns its lines (without the
@@ -50,7 +50,7 @@ func TestTableStore(t *testing.T) {
 	if lines[0]+"\n" != tableHeader {
 		t.Errorf("header %q", lines[0])
 	}
-	if got := strings.Split(lines[0], "\t"); len(got) != 8 || got[0] != "store" || got[1] != "model" || got[7] != "note" {
+	if got := strings.Split(lines[0], "\t"); len(got) != 9 || got[0] != "store" || got[1] != "model" || got[7] != "note" || got[8] != "importable" {
 		t.Errorf("header columns %q", got)
 	}
 	rows := lines[1:]
@@ -59,7 +59,7 @@ func TestTableStore(t *testing.T) {
 	}
 	for i, m := range sampleModels {
 		cols := strings.Split(rows[i], "\t")
-		if len(cols) != 8 {
+		if len(cols) != 9 {
 			t.Errorf("row %d has %d columns: %q", i, len(cols), rows[i])
 			continue
 		}
@@ -83,7 +83,7 @@ func TestTableCleansFields(t *testing.T) {
 	}
 	e := newEnv(t, storeSpec{name: "s", files: files})
 	lines := readTable(t, lookupNode[*tableFile](t, e.storeNode(t, "s"), TableName))
-	want := []string{strings.TrimSuffix(tableHeader, "\n"), "s\ttabby\tTab Name\ttorch\tD S\tL L\ta  b\tline1 line2 "}
+	want := []string{strings.TrimSuffix(tableHeader, "\n"), "s\ttabby\tTab Name\ttorch\tD S\tL L\ta  b\tline1 line2 \tyes"}
 	if len(lines) != len(want) {
 		t.Fatalf("models.tsv lines %q, want %q", lines, want)
 	}
@@ -129,7 +129,7 @@ func TestTableRoot(t *testing.T) {
 	var got []string
 	for _, row := range lines[1:] {
 		cols := strings.Split(row, "\t")
-		if len(cols) != 8 {
+		if len(cols) != 9 {
 			t.Errorf("row with %d columns: %q", len(cols), row)
 			continue
 		}

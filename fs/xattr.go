@@ -5,6 +5,8 @@ import (
 	"sort"
 	"strconv"
 	"syscall"
+
+	"github.com/modelstorefs/modelstorefs/cache"
 )
 
 // xattrPrefix names modelstorefs's extended attributes (getfattr -d).
@@ -13,34 +15,64 @@ const xattrPrefix = "user.modelstore."
 // xattrs are a remote file's attributes: where it comes from, its version,
 // and how much of it is cached.
 func (n *remoteFile) xattrs() map[string]string {
+	return refXattrs(n.ref, n.fsys.cat.Content().Cached(n.ref))
+}
+
+// refXattrs are the attributes of a file fetched from the store; cached
+// is how many of its bytes are held.
+func refXattrs(ref cache.Ref, cached int64) map[string]string {
 	a := map[string]string{
-		"url":    n.ref.URL(),
-		"store":  n.ref.Store.Name,
-		"cached": strconv.FormatInt(n.fsys.cat.Content().Cached(n.ref), 10),
+		"url":    ref.URL(),
+		"store":  ref.Store.Name,
+		"cached": strconv.FormatInt(cached, 10),
 	}
-	if n.ref.Meta.ETag != "" {
-		a["etag"] = n.ref.Meta.ETag
+	if ref.Meta.ETag != "" {
+		a["etag"] = ref.Meta.ETag
 	}
-	if n.ref.Meta.LastModified != "" {
-		a["last_modified"] = n.ref.Meta.LastModified
+	if ref.Meta.LastModified != "" {
+		a["last_modified"] = ref.Meta.LastModified
 	}
 	return a
 }
 
+// xattrs of info.json and aux.json: fetched whole and held in memory.
+func (n *dataFile) xattrs() map[string]string {
+	if n.ref == nil {
+		return nil
+	}
+	return refXattrs(*n.ref, int64(len(n.data)))
+}
+
 func (n *remoteFile) Getxattr(_ context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	return getXattr(n.xattrs(), attr, dest)
+}
+
+func (n *remoteFile) Listxattr(_ context.Context, dest []byte) (uint32, syscall.Errno) {
+	return listXattr(n.xattrs(), dest)
+}
+
+func (n *dataFile) Getxattr(_ context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	return getXattr(n.xattrs(), attr, dest)
+}
+
+func (n *dataFile) Listxattr(_ context.Context, dest []byte) (uint32, syscall.Errno) {
+	return listXattr(n.xattrs(), dest)
+}
+
+func getXattr(attrs map[string]string, attr string, dest []byte) (uint32, syscall.Errno) {
 	if len(attr) <= len(xattrPrefix) || attr[:len(xattrPrefix)] != xattrPrefix {
 		return 0, syscall.ENODATA
 	}
-	v, ok := n.xattrs()[attr[len(xattrPrefix):]]
+	v, ok := attrs[attr[len(xattrPrefix):]]
 	if !ok {
 		return 0, syscall.ENODATA
 	}
 	return xattrReply([]byte(v), dest)
 }
 
-func (n *remoteFile) Listxattr(_ context.Context, dest []byte) (uint32, syscall.Errno) {
+func listXattr(attrs map[string]string, dest []byte) (uint32, syscall.Errno) {
 	var names []string
-	for k := range n.xattrs() {
+	for k := range attrs {
 		names = append(names, xattrPrefix+k)
 	}
 	sort.Strings(names)

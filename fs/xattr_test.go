@@ -146,3 +146,34 @@ func TestXattrReply(t *testing.T) {
 		t.Errorf("empty value: %d, %v", n, errno)
 	}
 }
+
+// TestXattrsSmallFiles: info.json and aux.json, fetched whole and held in
+// memory, carry the same attributes as every other fetched file; error.txt
+// and status.pickle, made here, carry none.
+func TestXattrsSmallFiles(t *testing.T) {
+	e := newEnv(t)
+	model := e.modelNode(t, "lenet")
+	for _, name := range []string{"info.json", "aux.json"} {
+		n := lookupNode[*dataFile](t, model, name)
+		size, errno := n.Getxattr(testCtx(t), xattrPrefix+"url", nil)
+		if errno != 0 {
+			t.Fatalf("%s: Getxattr url: %v", name, errno)
+		}
+		buf := make([]byte, size)
+		got, _ := n.Getxattr(testCtx(t), xattrPrefix+"url", buf)
+		if url := string(buf[:got]); !strings.HasSuffix(url, "/lenet/"+name) {
+			t.Errorf("%s: url %q", name, url)
+		}
+		got, _ = n.Getxattr(testCtx(t), xattrPrefix+"cached", buf[:cap(buf)])
+		if want := strconv.Itoa(len(sampleFiles(t)["lenet/"+name])); string(buf[:got]) != want {
+			t.Errorf("%s: cached %q, want %s (held whole)", name, buf[:got], want)
+		}
+		if l, errno := n.Listxattr(testCtx(t), nil); errno != 0 || l == 0 {
+			t.Errorf("%s: Listxattr = %d, %v", name, l, errno)
+		}
+	}
+	pickle := lookupNode[*dataFile](t, model, "status.pickle")
+	if _, errno := pickle.Getxattr(testCtx(t), xattrPrefix+"url", nil); errno != syscall.ENODATA {
+		t.Errorf("status.pickle has a url xattr: %v", errno)
+	}
+}

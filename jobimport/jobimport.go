@@ -57,7 +57,12 @@ func Import(ctx context.Context, cat *cache.Catalog, st *cache.Store, model stri
 		return nil, err
 	}
 	if !m.Importable {
-		return nil, fmt.Errorf("%s/%s: %w:\n  %s", st.Name, model, ErrNotImportable, strings.Join(m.Problems, "\n  "))
+		// The same verdict as the mount's (no status.pickle) and ls's.
+		why := make([]string, len(m.Problems))
+		for i, p := range m.Problems {
+			why[i] = cache.CleanLine(p)
+		}
+		return nil, fmt.Errorf("%s/%s: %w:\n  %s", st.Name, model, ErrNotImportable, strings.Join(why, "\n  "))
 	}
 	clearStaleImports(opt.JobsDir)
 	tmp, err := os.MkdirTemp(opt.JobsDir, tmpPrefix)

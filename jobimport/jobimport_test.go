@@ -247,9 +247,15 @@ func TestImport(t *testing.T) {
 			if tt.name != "" && bytes.Contains(pickle, pickleUnicode(m.Info.Name)) {
 				t.Errorf("status.pickle still holds info.json's name %q", m.Info.Name)
 			}
-			// The catalog's own pickle (for the mount) is the folder's.
-			if f, _ := m.File(cache.PickleName); !bytes.Contains(f.Data, pickleStr(tt.model)) {
-				t.Errorf("the catalog's status.pickle does not hold %q: the test's pickle encoding is off", tt.model)
+			// The catalog's own pickle (for the mount) has the model's
+			// stable id, never the new job's: each import is a new job.
+			mountID := regexp.MustCompile(`^\d{8}-\d{6}-[0-9a-f]{4}$`)
+			f, _ := m.File(cache.PickleName)
+			if i := bytes.Index(f.Data, []byte("_id")); i < 0 || i+6 > len(f.Data) || f.Data[i+3] != 'U' ||
+				!mountID.Match(f.Data[i+5:i+5+int(f.Data[i+4])]) {
+				t.Errorf("the catalog's status.pickle has no DIGITS-shaped _id: the test's pickle encoding is off")
+			} else if id := f.Data[i+5 : i+5+int(f.Data[i+4])]; string(id) == res.ID {
+				t.Errorf("the import reused the mounted folder's id %s", id)
 			}
 		})
 	}

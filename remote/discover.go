@@ -69,6 +69,10 @@ func isClientError(err error) bool {
 	return errors.As(err, &se) && se.Code >= 400 && se.Code < 500 && !se.temporary()
 }
 
+// ParseMaster is parseMaster, for the renderers' fuzz tests of other
+// packages (welcome.txt, models.tsv).
+func ParseMaster(body []byte) (*Listing, error) { return parseMaster(body) }
+
 // parseMaster decodes {"msg": "...", "children": ["a", "b"]}. A missing
 // "msg" is tolerated; "children" must be a list. Entries that are not valid
 // names are rejected one by one, not the whole file.

@@ -24,7 +24,9 @@ func lsCommand() *cli.Command {
 		Name:  "ls",
 		Usage: "list the models of the stores, as DIGITS' store page does",
 		Description: `One line per model: store, model folder, name, framework, dataset, license,
-contributor, note. The list is kept in the cache directory for --ttl, so a
+contributor, note, and whether DIGITS can import it (the same verdict as the
+mount's status.pickle, check and import; "?" marks a value unknown for now,
+when a model's aux.json could not be read). The list is kept in the cache directory for --ttl, so a
 second ls is instant; --refresh fetches it again ("Update model list").
 
 Examples:
@@ -105,8 +107,12 @@ func listStores(c *cli.Context, cfg storeConfig) ([]cache.Summary, int, error) {
 		for _, m := range models {
 			fresh = append(fresh, m.Summary())
 		}
-		if err := writeSnapshot(snap, spec.URL, fresh); err != nil {
-			log.Warn("could not keep the model list", zap.Error(err))
+		// A list with values unknown for now (aux.json failed) is not
+		// kept: the next ls asks again.
+		if !anyUnknown(fresh) {
+			if err := writeSnapshot(snap, spec.URL, fresh); err != nil {
+				log.Warn("could not keep the model list", zap.Error(err))
+			}
 		}
 		rows = append(rows, fresh...)
 	}
@@ -131,10 +137,22 @@ func readSnapshot(path string, ttl time.Duration) ([]cache.Summary, bool) {
 		return nil, false
 	}
 	var s snapshot
-	if json.Unmarshal(data, &s) != nil || time.Since(s.Fetched) > ttl || time.Since(s.Fetched) < 0 {
+	if json.Unmarshal(data, &s) != nil || time.Since(s.Fetched) > ttl || time.Since(s.Fetched) < 0 || anyUnknown(s.Rows) {
 		return nil, false
 	}
+	for i := range s.Rows {
+		s.Rows[i] = s.Rows[i].Clean()
+	}
 	return s.Rows, true
+}
+
+func anyUnknown(rows []cache.Summary) bool {
+	for _, r := range rows {
+		if r.AuxUnknown {
+			return true
+		}
+	}
+	return false
 }
 
 func writeSnapshot(path, storeURL string, rows []cache.Summary) error {
@@ -178,9 +196,11 @@ func filterRows(rows []cache.Summary, word string) []cache.Summary {
 	return out
 }
 
+// writeTable prints the rows aligned; Fields makes store text harmless
+// (no control characters reach the terminal).
 func writeTable(w io.Writer, rows []cache.Summary) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "STORE\tMODEL\tNAME\tFRAMEWORK\tDATASET\tLICENSE\tCONTRIBUTOR\tNOTE")
+	fmt.Fprintln(tw, strings.ToUpper(strings.Join(cache.TableHeader, "\t")))
 	for _, r := range rows {
 		fields := r.Fields()
 		for i, f := range fields {

@@ -11,7 +11,10 @@ job under Pretrained Models, in state Done, usable from New Model ->
 Pretrained Networks:
 
   - the job and its task are Done and not running,
-  - _id equals the directory name and the task's job_id,
+  - _id is ASCII text (DIGITS' delete_job calls str() on it) and equals
+    the task's job_id; the directory may have any name (Job.load sets the
+    job's directory from it), but no two directories may hold the same _id
+    (DIGITS keys jobs by _id: one would hide the other),
   - framework is lowercase caffe, torch or tensorflow and the task class
     is that framework's upload task,
   - the weights and model-definition files DIGITS opens for that framework
@@ -104,7 +107,12 @@ def check_job(jobs_dir, dir_name):
     check(type(job) is PretrainedModelJob, 'job is a %s, want PretrainedModelJob',
           type(job).__module__ + '.' + type(job).__name__)
     check_history('job', job)
-    check(job.id() == dir_name, '_id %r differs from the directory name %r', job.id(), dir_name)
+    check(isinstance(job.id(), text_types) and job.id(), '_id %r is not text', job.id())
+    try:
+        job.id().encode('ascii')
+    except UnicodeError:
+        raise CheckError('_id %r is not ASCII: DIGITS could not delete the job' % (job.id(),))
+    check(job.dir() == job_dir, 'job.dir() %r is not the folder %r', job.dir(), job_dir)
     check(isinstance(job.name(), text_types) and job.name(), '_name %r', job.name())
 
     fw = job.framework
@@ -118,7 +126,6 @@ def check_job(jobs_dir, dir_name):
     got_cls = type(task).__module__ + '.' + type(task).__name__
     check(got_cls == cls_module + '.' + cls_name, 'task class %s, want %s.%s for %s', got_cls, cls_module, cls_name, fw)
     check_history('task', task)
-    check(task.job_id == dir_name, 'task job_id %r differs from the directory name %r', task.job_id, dir_name)
     check(task.job_id == job.id(), 'task job_id %r differs from _id %r', task.job_id, job.id())
     check(type(task.progress) is float and task.progress == 1.0, 'task progress %r', task.progress)
     check(job.get_progress() == 1.0, 'job progress %r', job.get_progress())
@@ -152,7 +159,7 @@ def check_job(jobs_dir, dir_name):
     check(again.id() == job.id() and again.status.name == 'Done' and again.tasks[0].status.name == 'Done',
           're-saved job does not load back the same')
 
-    return u'OK %s %s %s %s' % (text(dir_name), text(fw), text(job.name()), type(task).__name__)
+    return job.id(), u'OK %s %s %s %s' % (text(dir_name), text(fw), text(job.name()), type(task).__name__)
 
 
 def main(argv):
@@ -167,6 +174,7 @@ def main(argv):
                          'put digits/testdata/digitsstub on PYTHONPATH\n' % e)
         return 2
     failed = 0
+    ids = {}
     for dir_name in sorted(os.listdir(jobs_dir)):
         if not os.path.isdir(os.path.join(jobs_dir, dir_name)):
             continue
@@ -174,7 +182,11 @@ def main(argv):
             out(u'SKIP %s: skipped (no status.pickle)' % text(dir_name))
             continue
         try:
-            line = check_job(jobs_dir, dir_name)
+            job_id, line = check_job(jobs_dir, dir_name)
+            if job_id in ids:
+                raise CheckError('_id %r is also the _id of %s: DIGITS would show only one of them'
+                                 % (job_id, text(ids[job_id])))
+            ids[job_id] = dir_name
         except CheckError as e:
             failed += 1
             line = u'FAIL %s: %s' % (text(dir_name), text(str(e)))

@@ -3,6 +3,7 @@ from __future__ import absolute_import
 
 import os
 import pickle
+import shutil
 
 from .status import Status, StatusCls
 
@@ -88,6 +89,18 @@ class Job(StatusCls):
         if starts and stops:
             return max(stops) - min(starts)
         return 0
+
+    def save(self):
+        """
+        As DIGITS's Job.save(): pickle.dump with the default protocol to
+        status.pickle.tmp in job.dir(), then move it over status.pickle.
+        DIGITS logs and swallows errors here; the stand-in raises them.
+        """
+        tmp = os.path.join(self.dir(), self.SAVE_FILE + '.tmp')
+        with open(tmp, 'wb') as f:
+            pickle.dump(self, f)
+        shutil.move(tmp, os.path.join(self.dir(), self.SAVE_FILE))
+        return True
 
     def save_bytes(self):
         """

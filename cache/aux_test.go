@@ -1,0 +1,60 @@
+package cache
+
+import (
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/modelstorefs/modelstorefs/remote/remotetest"
+)
+
+// TestAuxFailure: a failing aux.json (a proxy's 502) leaves the model
+// shown and importable with its aux fields unknown, not absent; after
+// NegativeTTL aux.json is asked for again. Once known, a later failure
+// keeps the last good aux.json.
+func TestAuxFailure(t *testing.T) {
+	srv := newServer(t, sampleFiles(t, true), remotetest.Options{})
+	srv.SetStatus("lenet/aux.json", http.StatusBadGateway)
+	const negTTL = 200 * time.Millisecond
+	e := newEnv(t, srv, Config{NegativeTTL: negTTL})
+	ctx := testCtx(t)
+
+	m, err := e.cat.Model(ctx, e.st, "lenet")
+	if err != nil {
+		t.Fatalf("lenet with a failing aux.json: %v", err)
+	}
+	if !m.Importable || !m.AuxUnknown || m.Aux != nil {
+		t.Fatalf("importable %v aux unknown %v aux %v, want importable with aux unknown", m.Importable, m.AuxUnknown, m.Aux)
+	}
+	if _, ok := m.File(PickleName); !ok {
+		t.Error("no status.pickle while aux.json fails")
+	}
+	if _, ok := m.File(AuxName); ok {
+		t.Error("aux.json shown while it fails")
+	}
+	s := m.Summary()
+	if f := s.Fields(); f[4] != Unknown || f[8] != "yes" {
+		t.Errorf("table line %q: want dataset %s and importable yes", f, Unknown)
+	}
+	if again, _ := e.cat.Model(ctx, e.st, "lenet"); again != m {
+		t.Error("the model was resolved again inside NegativeTTL")
+	}
+
+	srv.SetStatus("lenet/aux.json", 0)
+	time.Sleep(negTTL + 50*time.Millisecond)
+	m, err = e.cat.Model(ctx, e.st, "lenet")
+	if err != nil || m.AuxUnknown || m.Aux == nil || m.Aux.Dataset != "MNIST" {
+		t.Fatalf("after NegativeTTL with aux.json back: %+v, %v", m, err)
+	}
+	if _, ok := m.File(AuxName); !ok {
+		t.Error("aux.json not shown once it answers")
+	}
+
+	// Fails again after a refresh: the last good aux.json is kept.
+	srv.SetStatus("lenet/aux.json", http.StatusBadGateway)
+	e.cat.Refresh(e.st)
+	m, err = e.cat.Model(ctx, e.st, "lenet")
+	if err != nil || m.AuxUnknown || m.Aux == nil || m.Aux.Dataset != "MNIST" || !m.Importable {
+		t.Fatalf("refresh with aux.json failing again: %+v, %v", m, err)
+	}
+}
