@@ -82,28 +82,23 @@ func newTestStore(t *testing.T, url string) *Store {
 	return &Store{Name: "test", Remote: rs}
 }
 
-// env is one store, its catalog and its disk content cache.
+// env is one store, its catalog and an in-memory content cache.
 type env struct {
 	srv     *remotetest.Server
 	st      *Store
 	cat     *Catalog
-	content *StreamContent
-	dir     string
+	content *memContent
 }
 
 func newEnv(t *testing.T, srv *remotetest.Server, cfg Config) *env {
 	t.Helper()
-	dir := t.TempDir()
-	content, err := NewStreamContent(StreamConfig{Dir: dir, MinFree: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	content := newMemContent()
 	st := newTestStore(t, srv.URL)
 	if cfg.Reserved == nil {
 		cfg.Reserved = reserved
 	}
 	cat := NewCatalog([]*Store{st}, content, cfg)
-	e := &env{srv: srv, st: st, cat: cat, content: content, dir: dir}
+	e := &env{srv: srv, st: st, cat: cat, content: content}
 	t.Cleanup(func() {
 		e.quiesce()
 		cat.Close()

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/modelstorefs/modelstorefs/cache"
+	"github.com/modelstorefs/modelstorefs/engine"
 	"github.com/modelstorefs/modelstorefs/remote"
 	"github.com/modelstorefs/modelstorefs/remote/remotetest"
 )
@@ -77,7 +78,7 @@ type env struct {
 	srvs    []*remotetest.Server // per store, in mount order
 	stores  []*cache.Store
 	cat     *cache.Catalog
-	content *cache.StreamContent
+	content *engine.StreamContent
 	fsys    *FS
 	root    *rootDir
 	notes   *notifyRecorder
@@ -106,7 +107,7 @@ func newEnv(t *testing.T, specs ...storeSpec) *env {
 		e.srvs = append(e.srvs, srv)
 		e.stores = append(e.stores, &cache.Store{Name: sp.name, Remote: rs})
 	}
-	content, err := cache.NewStreamContent(cache.StreamConfig{Dir: t.TempDir(), MinFree: -1, RetryWindow: 300 * time.Millisecond})
+	content, err := engine.NewStreamContent(engine.StreamConfig{Dir: t.TempDir(), MinFree: -1, RetryWindow: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

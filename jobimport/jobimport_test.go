@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/modelstorefs/modelstorefs/cache"
+	"github.com/modelstorefs/modelstorefs/engine"
 	"github.com/modelstorefs/modelstorefs/remote"
 	"github.com/modelstorefs/modelstorefs/remote/remotetest"
 )
@@ -50,7 +51,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	content, err := cache.NewStreamContent(cache.StreamConfig{Dir: t.TempDir(), MinFree: -1})
+	content, err := engine.NewStreamContent(engine.StreamConfig{Dir: t.TempDir(), MinFree: -1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/modelstorefs/modelstorefs/cache"
+	"github.com/modelstorefs/modelstorefs/engine"
 	"github.com/modelstorefs/modelstorefs/fs"
 	"github.com/modelstorefs/modelstorefs/remote"
 )
@@ -34,7 +35,7 @@ func TestCollector(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	content, err := cache.NewStreamContent(cache.StreamConfig{Dir: t.TempDir(), MaxBytes: 1 << 30, MinFree: -1})
+	content, err := engine.NewStreamContent(engine.StreamConfig{Dir: t.TempDir(), MaxBytes: 1 << 30, MinFree: -1})
 	if err != nil {
 		t.Fatal(err)
 	}

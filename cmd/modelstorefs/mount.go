@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/modelstorefs/modelstorefs/cache"
+	"github.com/modelstorefs/modelstorefs/engine"
 	"github.com/modelstorefs/modelstorefs/fs"
 	"github.com/modelstorefs/modelstorefs/metrics"
 	"github.com/modelstorefs/modelstorefs/remote"
@@ -144,7 +145,7 @@ func openCatalog(cfg storeConfig, jobsDir string, log *zap.Logger) (*cache.Catal
 		}
 		stores[i] = &cache.Store{Name: s.Name, Remote: rs}
 	}
-	content, err := cache.NewStreamContent(cache.StreamConfig{
+	content, err := engine.NewStreamContent(engine.StreamConfig{
 		Dir: cfg.CacheDir, MaxBytes: cfg.CacheSize, MinFree: cfg.CacheMinFree, RetryWindow: cfg.RetryWindow,
 		ChunkSize: cfg.ChunkSize, Parallel: cfg.ReadParallel, BufferBudget: cfg.BufferSize, Logger: log.Named("content"),
 	})

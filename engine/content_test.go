@@ -1,4 +1,4 @@
-package cache
+package engine
 
 import (
 	"bytes"
@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelstorefs/modelstorefs/cache"
 	"github.com/modelstorefs/modelstorefs/remote"
 	"github.com/modelstorefs/modelstorefs/remote/remotetest"
 )
@@ -48,28 +49,28 @@ func newStream(t *testing.T, cfg StreamConfig) *StreamContent {
 }
 
 // refFor stats model/name on the store, as the catalog does.
-func refFor(t *testing.T, st *Store, model, name string) Ref {
+func refFor(t *testing.T, st *cache.Store, model, name string) cache.Ref {
 	t.Helper()
 	meta, err := st.Remote.Stat(testCtx(t), nil, model, name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Ref{Store: st, Model: model, Name: name, Meta: meta}
+	return cache.Ref{Store: st, Model: model, Name: name, Meta: meta}
 }
 
 func objects(t *testing.T, s *StreamContent) map[string]int64  { return dirFiles(t, s.objects) }
 func partials(t *testing.T, s *StreamContent) map[string]int64 { return dirFiles(t, s.partial) }
 
 // committed reports whether ref's file is complete in the cache.
-func committed(s *StreamContent, ref Ref) bool {
+func committed(s *StreamContent, ref cache.Ref) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e, ok := s.entries[ref.key()]
+	e, ok := s.entries[ref.Key()]
 	return ok && e.complete
 }
 
 // openRead opens ref and reads it whole.
-func openRead(t *testing.T, s *StreamContent, ref Ref) []byte {
+func openRead(t *testing.T, s *StreamContent, ref cache.Ref) []byte {
 	t.Helper()
 	h, err := s.Open(testCtx(t), ref)
 	if err != nil {
@@ -283,8 +284,8 @@ func TestContentRejectsBadDownloads(t *testing.T) {
 			st := newTestStore(t, srv.URL)
 			s := newStream(t, StreamConfig{ChunkSize: tt.chunk})
 			var mu sync.Mutex
-			var told []Ref
-			s.OnChange(func(r Ref) {
+			var told []cache.Ref
+			s.OnChange(func(r cache.Ref) {
 				mu.Lock()
 				told = append(told, r)
 				mu.Unlock()
@@ -414,7 +415,7 @@ func TestContentEviction(t *testing.T) {
 	dir := t.TempDir()
 	s := newStream(t, StreamConfig{Dir: dir, MaxBytes: maxBytes})
 	ctx := testCtx(t)
-	ref := func(i int) Ref { return refFor(t, st, "m", fmt.Sprintf("f%d", i)) }
+	ref := func(i int) cache.Ref { return refFor(t, st, "m", fmt.Sprintf("f%d", i)) }
 	check := func(when string) {
 		t.Helper()
 		if total := sumSizes(objects(t, s)) + sumSizes(partials(t, s)); total > maxBytes {
@@ -443,7 +444,7 @@ func TestContentEviction(t *testing.T) {
 		waitFor(t, fmt.Sprintf("f%d committed", i), func() bool { return committed(s, r) })
 		check(fmt.Sprintf("after f%d", i))
 		s.mu.Lock()
-		e, ok := s.entries[ref0.key()]
+		e, ok := s.entries[ref0.Key()]
 		s.mu.Unlock()
 		if !ok {
 			t.Fatalf("after f%d: the open f0 was evicted", i)
