@@ -91,6 +91,15 @@ type ReadResult struct {
 	N    int
 }
 
+// Errors of the layers below, named here so that users of the cache (the
+// filesystem) match them without knowing HTTP: errors.Is(err, ErrDenied).
+var (
+	// ErrFileNotFound: the store has no such file (HTTP 404 or 410).
+	ErrFileNotFound = remote.ErrNotFound
+	// ErrDenied: the store refused access (HTTP 401 or 403).
+	ErrDenied = remote.ErrDenied
+)
+
 // ErrUnsizedTooLarge: a file whose size the server does not tell grew past
 // the room the content cache has; it was not kept.
 var ErrUnsizedTooLarge = errors.New("the store gives no size for this file (no Content-Length, no Range) and it does not fit in the cache")

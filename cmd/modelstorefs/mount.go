@@ -58,7 +58,7 @@ func runMount(ctx context.Context, cfg mountConfig, stopSignals context.CancelFu
 
 	names, urls := make([]string, len(stores)), make([]string, len(stores))
 	for i, s := range cfg.Stores {
-		urls[i] = stores[i].Remote.Base().String() // never with credentials
+		urls[i] = stores[i].URL() // never with credentials
 		names[i] = s.Name + "=" + urls[i]
 	}
 	server, err := fs.Mount(cfg.Mountpoint, fsys, fs.MountOptions{
