@@ -23,7 +23,7 @@ test: vet fmt-check
 
 # Each fuzz target for FUZZTIME (seed corpora are checked in under testdata/fuzz).
 FUZZTIME ?= 5s
-FUZZ_TARGETS := remote:FuzzParseListing remote:FuzzParseMaster remote:FuzzValidName \
+FUZZ_TARGETS := remote:FuzzParseListing remote:FuzzParseMaster digits:FuzzValidName \
 	digits:FuzzParseInfo digits:FuzzParseAux digits:FuzzStatusPickle cmd/modelstorefs:FuzzStoreDirName \
 	cache:FuzzSummary fs:FuzzStoreText cmd/modelstorefs:FuzzLsTable
 fuzz:

@@ -60,7 +60,7 @@ func (c Config) withDefaults() Config {
 }
 
 // maxModels bounds the metadata LRU (entries, not bytes: a Model is small,
-// its info.json capped by MaxSmallFile).
+// its info.json capped by digits.MaxSmallFile).
 const maxModels = 200_000
 
 type modelKey struct {

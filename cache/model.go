@@ -163,7 +163,7 @@ func (m *Model) Summary() Summary {
 // Clean returns s with every text field made one harmless line (CleanLine).
 func (s Summary) Clean() Summary {
 	for _, f := range []*string{&s.Store, &s.Model, &s.Name, &s.Framework, &s.Dataset, &s.License, &s.Contributor, &s.Note} {
-		*f = CleanLine(*f)
+		*f = digits.CleanLine(*f)
 	}
 	return s
 }
@@ -188,7 +188,7 @@ func (s Summary) Fields() []string {
 	}
 	fields := []string{s.Store, s.Model, s.Name, s.Framework, dataset, license, s.Contributor, s.Note, importable}
 	for i, f := range fields {
-		fields[i] = CleanLine(f)
+		fields[i] = digits.CleanLine(f)
 	}
 	return fields
 }

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/modelstorefs/modelstorefs/remote/remotetest"
+
+	"github.com/modelstorefs/modelstorefs/digits"
 )
 
 // lenetFiles is the lenet folder: DIGITS job names, the extras info.json
@@ -45,7 +47,7 @@ func checkServed(t *testing.T, srv *remotetest.Server, m *Model, etags bool) {
 				t.Errorf("%s: no ModTime", f.Name)
 			}
 		case KindData:
-			if f.Name == InfoName || f.Name == AuxName {
+			if f.Name == digits.InfoFile || f.Name == digits.AuxFile {
 				want, _ := srv.Data(m.Name + "/" + f.Name)
 				if !bytes.Equal(f.Data, want) {
 					t.Errorf("%s is not byte-exact", f.Name)
@@ -91,7 +93,7 @@ func TestModelLenet(t *testing.T) {
 			if !m.Importable || len(m.Problems) != 0 {
 				t.Errorf("Importable %v, problems %q", m.Importable, m.Problems)
 			}
-			if _, ok := m.File(ErrorName); ok {
+			if _, ok := m.File(digits.ErrorFile); ok {
 				t.Error("an importable model without problems has error.txt")
 			}
 			for _, absent := range []string{"solver.prototxt", "train_val.prototxt"} {
@@ -109,7 +111,7 @@ func TestModelLenet(t *testing.T) {
 			if link.Kind != KindSymlink || link.Target != "model.caffemodel" {
 				t.Errorf("snapshot_iter_28140.caffemodel: kind %v target %q", link.Kind, link.Target)
 			}
-			pickle, _ := m.File(PickleName)
+			pickle, _ := m.File(digits.StatusFile)
 			if pickle.Kind != KindData || len(pickle.Data) < 2 || pickle.Data[0] != 0x80 {
 				t.Errorf("status.pickle: kind %v, %d bytes", pickle.Kind, len(pickle.Data))
 			}
@@ -219,11 +221,11 @@ func TestModelFolders(t *testing.T) {
 			if m.Importable != tt.importable {
 				t.Errorf("Importable = %v, problems %q", m.Importable, m.Problems)
 			}
-			_, hasPickle := m.File(PickleName)
+			_, hasPickle := m.File(digits.StatusFile)
 			if hasPickle != tt.importable {
 				t.Errorf("status.pickle present = %v, importable %v", hasPickle, tt.importable)
 			}
-			ef, hasErr := m.File(ErrorName)
+			ef, hasErr := m.File(digits.ErrorFile)
 			if hasErr != (tt.errorText != nil) || hasErr != (len(m.Problems) > 0) {
 				t.Fatalf("error.txt present = %v, problems %q", hasErr, m.Problems)
 			}
@@ -422,7 +424,7 @@ func TestRefreshRevalidates(t *testing.T) {
 			t.Fatal(err)
 		}
 		e.waitPrefetched(t, names...)
-		f, _ := m.File(InfoName)
+		f, _ := m.File(digits.InfoFile)
 		if !bytes.Equal(f.Data, newInfo) || !strings.Contains(m.Info.Note, "retrained") {
 			t.Errorf("info.json after Refresh: note %q", m.Info.Note)
 		}

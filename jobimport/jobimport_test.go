@@ -18,6 +18,8 @@ import (
 	"github.com/modelstorefs/modelstorefs/engine"
 	"github.com/modelstorefs/modelstorefs/remote"
 	"github.com/modelstorefs/modelstorefs/remote/remotetest"
+
+	"github.com/modelstorefs/modelstorefs/digits"
 )
 
 // sampleDir is the bundled sample store: lenet (caffe), alexnet-torch
@@ -181,7 +183,7 @@ func TestImport(t *testing.T) {
 					continue
 				}
 				switch {
-				case f.Name == cache.PickleName:
+				case f.Name == digits.StatusFile:
 				case f.Kind == cache.KindSymlink:
 					target, err := os.Readlink(path)
 					if fi.Mode()&os.ModeSymlink == 0 || err != nil || target != f.Target {
@@ -226,7 +228,7 @@ func TestImport(t *testing.T) {
 			mu.Unlock()
 
 			// status.pickle names the new job, not the store's folder.
-			pickle, err := os.ReadFile(filepath.Join(res.Dir, cache.PickleName))
+			pickle, err := os.ReadFile(filepath.Join(res.Dir, digits.StatusFile))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -251,7 +253,7 @@ func TestImport(t *testing.T) {
 			// The catalog's own pickle (for the mount) has the model's
 			// stable id, never the new job's: each import is a new job.
 			mountID := regexp.MustCompile(`^\d{8}-\d{6}-[0-9a-f]{4}$`)
-			f, _ := m.File(cache.PickleName)
+			f, _ := m.File(digits.StatusFile)
 			if i := bytes.Index(f.Data, []byte("_id")); i < 0 || i+6 > len(f.Data) || f.Data[i+3] != 'U' ||
 				!mountID.Match(f.Data[i+5:i+5+int(f.Data[i+4])]) {
 				t.Errorf("the catalog's status.pickle has no DIGITS-shaped _id: the test's pickle encoding is off")
