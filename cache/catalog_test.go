@@ -42,7 +42,7 @@ func TestListingSharedFetch(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("master.json was never requested")
 	}
-	time.Sleep(50 * time.Millisecond) // let every caller join
+	waitFor(t, "every caller to join the fetch", func() bool { return e.cat.waiters.Load() == callers })
 	gate.Release()
 	wg.Wait()
 

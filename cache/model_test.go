@@ -492,13 +492,22 @@ func TestModelCancelledCaller(t *testing.T) {
 	case <-time.After(3 * time.Second):
 		t.Fatal("lenet not being fetched")
 	}
+	// Only the stuck fetch of lenet is left waiting for.
+	var others []string
+	for _, n := range sampleModels(t) {
+		if n != "lenet" {
+			others = append(others, n)
+		}
+	}
+	e.waitPrefetched(t, others...)
+	waitFor(t, "the prefetch alone waiting", func() bool { return e.cat.waiters.Load() == 1 })
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() {
 		_, err := e.cat.Model(ctx, e.st, "lenet")
 		errc <- err
 	}()
-	time.Sleep(20 * time.Millisecond)
+	waitFor(t, "the caller to join the fetch", func() bool { return e.cat.waiters.Load() == 2 })
 	cancel()
 	select {
 	case err := <-errc:

@@ -69,6 +69,26 @@ func committed(s *StreamContent, ref cache.Ref) bool {
 	return ok && e.complete
 }
 
+// readersWaiting counts the reads waiting for ref's bytes now.
+func readersWaiting(s *StreamContent, ref cache.Ref) int {
+	s.mu.Lock()
+	var d *download
+	if e, ok := s.entries[ref.Key()]; ok {
+		d = e.dl
+	}
+	s.mu.Unlock()
+	if d == nil {
+		return 0
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n := 0
+	for _, c := range d.chunks {
+		n += c.waiting
+	}
+	return n
+}
+
 // openRead opens ref and reads it whole.
 func openRead(t *testing.T, s *StreamContent, ref cache.Ref) []byte {
 	t.Helper()
@@ -133,7 +153,10 @@ func TestContentSharedDownload(t *testing.T) {
 			case <-ctx.Done():
 				t.Fatal("no download started")
 			}
-			time.Sleep(50 * time.Millisecond) // every opener joins the download
+			waitFor(t, "every opener to join the download", func() bool {
+				st := s.Stats()
+				return st.Misses+st.Joins == openers
+			})
 			gate.Release()
 			wg.Wait()
 			for i := range openers {
@@ -542,7 +565,7 @@ func TestContentCancelledRead(t *testing.T) {
 			_, err := h2.ReadAt(ctx, make([]byte, 10), 0)
 			impatient <- err
 		}()
-		time.Sleep(20 * time.Millisecond)
+		waitFor(t, "both readers waiting", func() bool { return readersWaiting(s, ref) == 2 })
 		cancel()
 		select {
 		case err := <-impatient:

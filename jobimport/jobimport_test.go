@@ -61,29 +61,10 @@ func newEnv(t *testing.T) *env {
 	cat := cache.NewCatalog([]*cache.Store{st}, content, cache.Config{JobsDir: "/var/lib/digits/jobs"})
 	e := &env{srv: srv, st: st, cat: cat, files: files}
 	t.Cleanup(func() {
-		e.quiesce()
 		cat.Close()
 		content.Close()
 	})
 	return e
-}
-
-// quiesce lets the prefetch that follows a listing end (closing a catalog
-// during a prefetch is racy, see cache/helpers_test.go): every model is
-// resolved, then the store sees no requests for a while.
-func (e *env) quiesce() {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	if _, ok := e.cat.CachedListing(e.st); ok {
-		_, _ = e.cat.Models(ctx, e.st)
-	}
-	last, since := e.srv.Total(), time.Now()
-	for ctx.Err() == nil && time.Since(since) < 30*time.Millisecond {
-		time.Sleep(2 * time.Millisecond)
-		if n := e.srv.Total(); n != last {
-			last, since = n, time.Now()
-		}
-	}
 }
 
 func testCtx(t *testing.T) context.Context {
@@ -364,7 +345,6 @@ func TestImportCancelled(t *testing.T) {
 			if _, err := e.cat.Model(testCtx(t), e.st, tt.model); err != nil {
 				t.Fatal(err)
 			}
-			e.quiesce()
 			gate := e.srv.Hold(tt.model + "/" + tt.weights)
 			t.Cleanup(gate.Release) // before the content cache closes
 
@@ -427,7 +407,11 @@ func TestImportFails(t *testing.T) {
 	if _, err := e.cat.Model(testCtx(t), e.st, "lenet"); err != nil {
 		t.Fatal(err)
 	}
-	e.quiesce()
+	// Every model resolved: the prefetch that followed the listing sends no
+	// more requests.
+	if _, err := e.cat.Models(testCtx(t), e.st); err != nil {
+		t.Fatal(err)
+	}
 	// The store now lies: it answers the weights with a 404.
 	e.srv.SetStatus("lenet/snapshot_iter_28140.caffemodel", 404)
 	jobs := t.TempDir()

@@ -148,7 +148,9 @@ func TestServe(t *testing.T) {
 	if _, err := c.Get(base + "/metrics"); err == nil {
 		t.Error("still serving after Close")
 	}
-	if _, err := Serve(s.Addr().String(), reg, zap.NewNop()); err != nil {
-		t.Errorf("address not released after Close: %v", err)
+	again, err := Serve(s.Addr().String(), reg, zap.NewNop())
+	if err != nil {
+		t.Fatalf("address not released after Close: %v", err)
 	}
+	again.Close()
 }
