@@ -19,6 +19,8 @@ install:
 # -race, then every fuzz target for a short, bounded time.
 test: vet fmt-check
 	$(GO) test -race -count=1 -timeout 20m ./...
+	# The byte engine again with every chunk through memory (a busy cache disk).
+	MODELSTOREFS_TEST_ENGINE_MEMORY=1 $(GO) test -race -count=1 ./cache/
 	$(MAKE) fuzz
 
 # Each fuzz target for FUZZTIME (seed corpora are checked in under testdata/fuzz).
