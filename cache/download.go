@@ -116,15 +116,15 @@ type download struct {
 	// (spliced, no copy through this process), and readers splice them
 	// from there as each piece lands. Chosen per chunk while the cache
 	// disk keeps up (see diskBusy); otherwise chunks go through memory.
-	direct bool
-	workers   int
-	starting  int // workers started that have not picked their work yet
-	stop      int // workers asked to stop at their next chunk boundary
-	failures  int
-	progress  time.Time
-	spawn     func() // starts a worker; only with workers > 0 or from run
-	ctl       controller
-	bytesIn   int64 // bytes received, for the controller
+	direct   bool
+	workers  int
+	starting int // workers started that have not picked their work yet
+	stop     int // workers asked to stop at their next chunk boundary
+	failures int
+	progress time.Time
+	spawn    func() // starts a worker; only with workers > 0 or from run
+	ctl      controller
+	bytesIn  int64 // bytes received, for the controller
 }
 
 func newDownload(s *StreamContent, ref Ref, f *os.File, e *entry) *download {
