@@ -43,9 +43,11 @@ func (l *ThrottledListener) Accept() (net.Conn, error) {
 }
 
 // throttledConn paces its writes: each chunk is sent once the time the
-// link needs for it (at th.Rate) has passed since the previous one. Idle
-// time earns no credit beyond the current chunk, as a TCP window after
-// idle restarts small.
+// link needs for it (at th.Rate) has passed since the previous one. A
+// writer that overslept (a loaded machine) catches up by at most
+// throttleBurst bytes, so the rate holds on average without ever exceeding
+// it by more than that; idle time earns no more credit than that either,
+// as a TCP window after idle restarts small.
 type throttledConn struct {
 	net.Conn
 	th Throttle
@@ -55,8 +57,12 @@ type throttledConn struct {
 	replied bool       // the answer to the last request has started
 }
 
-// throttleChunk is how many bytes go out per pacing step.
-const throttleChunk = 16 << 10
+// throttleChunk is how many bytes go out per pacing step; throttleBurst is
+// how far ahead of the pace a connection may get after a late wake-up.
+const (
+	throttleChunk = 32 << 10
+	throttleBurst = 256 << 10
+)
 
 func (c *throttledConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
@@ -84,11 +90,10 @@ func (c *throttledConn) Write(p []byte) (int, error) {
 	written := 0
 	for len(p) > 0 {
 		k := min(len(p), throttleChunk)
-		now := time.Now()
-		if c.next.Before(now) {
-			c.next = now
+		if earliest := time.Now().Add(-c.linkTime(throttleBurst)); c.next.Before(earliest) {
+			c.next = earliest
 		}
-		c.next = c.next.Add(time.Duration(int64(k) * int64(time.Second) / c.th.Rate))
+		c.next = c.next.Add(c.linkTime(k))
 		time.Sleep(time.Until(c.next))
 		n, err := c.Conn.Write(p[:k])
 		written += n
@@ -98,4 +103,9 @@ func (c *throttledConn) Write(p []byte) (int, error) {
 		p = p[k:]
 	}
 	return written, nil
+}
+
+// linkTime is how long n bytes take at th.Rate.
+func (c *throttledConn) linkTime(n int) time.Duration {
+	return time.Duration(int64(n) * int64(time.Second) / c.th.Rate)
 }

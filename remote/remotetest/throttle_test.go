@@ -13,11 +13,11 @@ import (
 // FirstByte for an answer (a lower bound, so a slow machine cannot fail it),
 // bytes arrive intact, and Accepted counts connections, not requests.
 func TestThrottle(t *testing.T) {
-	data := bytes.Repeat([]byte("0123456789abcdef"), 16<<10) // 256 KiB
+	data := bytes.Repeat([]byte("0123456789abcdef"), 64<<10) // 1 MiB
 	ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.ServeContent(w, r, "f", time.Time{}, bytes.NewReader(data))
 	}))
-	th := Throttle{Rate: 1 << 20, FirstByte: 50 * time.Millisecond}
+	th := Throttle{Rate: 4 << 20, FirstByte: 50 * time.Millisecond}
 	l := th.Listen(ts.Listener)
 	ts.Listener = l
 	ts.Start()
@@ -38,8 +38,8 @@ func TestThrottle(t *testing.T) {
 		}
 		return time.Since(start)
 	}
-	// The first chunk goes out without waiting for its link time.
-	least := th.FirstByte + time.Duration(int64(len(data)-throttleChunk)*int64(time.Second)/th.Rate)
+	// At most a burst goes out ahead of the link time.
+	least := th.FirstByte + time.Duration(int64(len(data)-throttleBurst)*int64(time.Second)/th.Rate)
 	for i := range 2 {
 		if d := get(client); d < least {
 			t.Errorf("GET %d took %s, less than %s at %d B/s", i, d, least, th.Rate)
