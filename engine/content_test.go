@@ -44,6 +44,11 @@ func newStream(t *testing.T, cfg StreamConfig) *StreamContent {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Deterministic engine mode: straight into the cache file (a calm
+	// disk), or through memory with writes behind when the environment
+	// says so (make test runs the package both ways).
+	memory := testMemoryMode()
+	s.busyHook = func() bool { return memory }
 	t.Cleanup(func() { s.Close() })
 	return s
 }
@@ -723,3 +728,9 @@ func TestContentEmptyFile(t *testing.T) {
 		t.Errorf("%d GETs for an empty file", n)
 	}
 }
+
+// memoryModeEnv makes the engine tests run every chunk through memory, as
+// on a busy cache disk.
+const memoryModeEnv = "MODELSTOREFS_TEST_ENGINE_MEMORY"
+
+func testMemoryMode() bool { return os.Getenv(memoryModeEnv) != "" }

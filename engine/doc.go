@@ -11,18 +11,28 @@
 // A file is cut into chunks (ChunkSize, 8 MiB by default). A chunk is
 //
 //	missing  -> fetching -> inMemory -> onDisk
-//	   ^           |            |
-//	   +-----------+------------+  (a failed fetch; a buffer reclaimed
-//	                                before the writer reached it)
+//	   ^           |  \            |      ^
+//	   |           |   +-----------|------+  (spliced straight into the file)
+//	   +-----------+---------------+  (a failed fetch; a buffer reclaimed
+//	                                   before the writer reached it)
 //
-// Bytes arrive from the network into a memory buffer of the chunk, a piece
-// at a time, and readers are answered from that buffer as soon as their
-// bytes are there: a reader never waits for a whole chunk, nor for the
-// cache disk. A full buffer goes to the write-behind queue; one writer per
-// cache writes chunks into the cache file and marks them onDisk, after
-// which readers read (or the kernel splices) from the file. When all chunks
-// are on disk the file is synced and renamed into place (atomic commit:
-// nothing partial is ever taken as complete).
+// A chunk takes one of two paths, chosen when its fetch starts:
+//
+//   - Straight into the cache file, while the cache disk keeps up: the
+//     body is spliced from the socket into the file a 1 MiB piece at a
+//     time (no copy through this process), and readers splice each piece
+//     from the file as soon as it has landed. Nothing waits for the disk
+//     here: the pages are in the page cache, and the path is left as soon
+//     as the system has so much dirty data that writes would be throttled
+//     (StreamContent.diskBusy).
+//   - Through memory, when the disk is busy: bytes arrive into a memory
+//     buffer of the chunk and readers are answered from it a 256 KiB piece
+//     at a time; a full buffer goes to the write-behind queue, and one
+//     writer per cache writes chunks into the cache file and marks them
+//     onDisk. A reader never waits for the disk.
+//
+// When all chunks are on disk the file is synced and renamed into place
+// (atomic commit: nothing partial is ever taken as complete).
 //
 // Memory. All buffers come from one daemon-wide budget (BufferBudget,
 // 256 MiB by default). A fetch a reader waits for always gets a buffer:

@@ -69,14 +69,19 @@ type download struct {
 	whole     bool // the server ignores Range: one whole-file stream
 	streaming bool // the whole-file stream is running
 	ranged    bool // a 206 was seen: more streams may be added
-	workers   int
-	starting  int // workers started that have not picked their work yet
-	stop      int // workers asked to stop at their next chunk boundary
-	failures  int
-	progress  time.Time
-	spawn     func() // starts a worker; only with workers > 0 or from run
-	ctl       controller
-	bytesIn   int64 // bytes received, for the controller
+	// direct: bytes go from the socket straight into the cache file
+	// (spliced, no copy through this process), and readers splice them
+	// from there as each piece lands. Chosen per chunk while the cache
+	// disk keeps up (see diskBusy); otherwise chunks go through memory.
+	direct   bool
+	workers  int
+	starting int // workers started that have not picked their work yet
+	stop     int // workers asked to stop at their next chunk boundary
+	failures int
+	progress time.Time
+	spawn    func() // starts a worker; only with workers > 0 or from run
+	ctl      controller
+	bytesIn  int64 // bytes received, for the controller
 }
 
 func newDownload(s *StreamContent, ref cache.Ref, f *os.File, e *entry) *download {
@@ -91,6 +96,7 @@ func newDownload(s *StreamContent, ref cache.Ref, f *os.File, e *entry) *downloa
 	if f == nil {
 		d.noCache = errNotCaching
 	}
+	d.direct = f != nil
 	return d
 }
 
@@ -211,6 +217,7 @@ func (d *download) giveUpCacheLocked(why error) {
 		return
 	}
 	d.noCache = why
+	d.direct = false
 	d.log.Warn("not caching this file: reading from the store into memory", zap.Error(why))
 	for k := range d.chunks {
 		c := &d.chunks[k]
@@ -362,8 +369,8 @@ func (d *download) worker(ctx context.Context, cancel context.CancelFunc) {
 		if !ok {
 			return
 		}
-		buf := d.s.allocBuf(d.chunk, forReader)
-		if buf == nil {
+		buf, ok := d.bufferFor(forReader)
+		if !ok {
 			d.mu.Lock()
 			d.chunks[k].state = chunkMissing
 			d.mu.Unlock()
@@ -438,7 +445,9 @@ func (d *download) streamFrom(ctx context.Context, k int, buf []byte) error {
 	for end < d.n && d.chunks[end].state == chunkMissing {
 		end++
 	}
-	d.chunks[k].buf = buf[:d.chunkLen(k)]
+	if buf != nil {
+		d.chunks[k].buf = buf[:d.chunkLen(k)]
+	}
 	d.mu.Unlock()
 	off := int64(k) * d.chunk
 	body, err := d.getRange(ctx, off, min(int64(end)*d.chunk, d.size)-off)
@@ -488,15 +497,35 @@ func (d *download) continueInto(j int) bool {
 	}
 	d.chunks[j].state = chunkFetching
 	d.mu.Unlock()
-	buf := d.s.allocBuf(d.chunk, forReader)
+	buf, ok := d.bufferFor(forReader)
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if buf == nil {
+	if !ok {
 		d.chunks[j].state = chunkMissing
 		return false
 	}
-	d.chunks[j].buf = buf[:d.chunkLen(j)]
+	if buf != nil {
+		d.chunks[j].buf = buf[:d.chunkLen(j)]
+	}
 	return true
+}
+
+// bufferFor returns the buffer for a chunk about to be fetched: none when
+// it goes straight into the cache file (the disk keeps up), else one from
+// the budget. ok is false when background work finds no room.
+func (d *download) bufferFor(forReader bool) (buf []byte, ok bool) {
+	d.mu.Lock()
+	if d.direct && d.s.diskBusy() {
+		d.direct = false
+		d.log.Info("cache disk busy: this file goes through memory, its cache copy written behind")
+	}
+	direct := d.direct
+	d.mu.Unlock()
+	if direct {
+		return nil, true
+	}
+	buf = d.s.allocBuf(d.chunk, forReader)
+	return buf, buf != nil
 }
 
 // fill reads chunk j from body into its buffer, a piece at a time, waking
@@ -505,10 +534,13 @@ func (d *download) continueInto(j int) bool {
 // With last set the body must end with the chunk: a server that sends
 // more lied about what it sent, and the chunk is not kept (nor, so, the
 // file committed).
-func (d *download) fill(ctx context.Context, j int, body io.Reader, last bool) error {
+func (d *download) fill(ctx context.Context, j int, body *remote.Body, last bool) error {
 	d.mu.Lock()
 	buf := d.chunks[j].buf
 	d.mu.Unlock()
+	if buf == nil {
+		return d.fillDirect(ctx, j, body, last)
+	}
 	var got int64
 	for got < int64(len(buf)) {
 		m, err := io.ReadFull(body, buf[got:min(got+piece, int64(len(buf)))])
@@ -552,6 +584,48 @@ func (d *download) fill(ctx context.Context, j int, body io.Reader, last bool) e
 	return nil
 }
 
+// directPiece is how much is spliced into the cache file between wake-ups
+// of readers.
+const directPiece = 1 << 20
+
+// fillDirect splices chunk j from body into the cache file, a piece at a
+// time, waking readers (who splice from the file) after each piece.
+func (d *download) fillDirect(ctx context.Context, j int, body *remote.Body, last bool) error {
+	n := d.chunkLen(j)
+	off := int64(j) * d.chunk
+	var got int64
+	for got < n {
+		step := min(directPiece, n-got)
+		if err := body.CopyTo(d.f, off+got, step); err != nil {
+			return fmt.Errorf("GET %s at %d: %w", d.ref.URL(), off+got, err)
+		}
+		got += step
+		d.mu.Lock()
+		if !last || got < n {
+			d.chunks[j].filled = got
+		}
+		d.bytesIn += step
+		d.ctl.observe(d)
+		d.broadcastLocked()
+		d.mu.Unlock()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	if last {
+		if m, err := body.Read(make([]byte, 1)); m > 0 || (err != nil && err != io.EOF) {
+			return fmt.Errorf("GET %s: %w (%v)", d.ref.URL(), errLongBody, err)
+		}
+	}
+	d.mu.Lock()
+	c := &d.chunks[j]
+	c.state, c.filled = chunkOnDisk, n
+	d.progress, d.failures = time.Now(), 0
+	d.broadcastLocked()
+	d.mu.Unlock()
+	return nil
+}
+
 // dropBehindLocked frees, in a download that does not cache, the buffers
 // of chunks well behind the latest read (a reader seeking back far gets
 // them fetched again).
@@ -574,7 +648,7 @@ func (d *download) abandon(k int) {
 	defer d.mu.Unlock()
 	c := &d.chunks[k]
 	if c.state == chunkFetching {
-		c.state = chunkMissing
+		c.state, c.filled = chunkMissing, 0
 		d.releaseLocked(k)
 	}
 	d.broadcastLocked()
@@ -674,12 +748,19 @@ func (d *download) streamWhole(ctx context.Context, claimed int, body *remote.Bo
 		buf := d.chunks[k].buf
 		d.mu.Unlock()
 		if buf == nil {
-			if buf = d.s.allocBuf(d.chunk, true); buf == nil {
-				buf = make([]byte, d.chunk) // never nil for a reader
+			if buf, _ = d.bufferFor(true); buf == nil {
+				d.mu.Lock()
+				direct := d.direct
+				d.mu.Unlock()
+				if !direct {
+					buf = make([]byte, d.chunk) // never nil for a reader
+				}
 			}
-			d.mu.Lock()
-			d.chunks[k].buf = buf[:n]
-			d.mu.Unlock()
+			if buf != nil {
+				d.mu.Lock()
+				d.chunks[k].buf = buf[:n]
+				d.mu.Unlock()
+			}
 		}
 		if err := d.fill(ctx, k, body, false); err != nil {
 			d.abandon(k)
@@ -714,7 +795,7 @@ func (d *download) read(ctx context.Context, p []byte, off int64) (cache.ReadRes
 		}
 	}()
 	for {
-		if d.complete || d.rangeOnDiskLocked(first, last) {
+		if d.complete || d.inFileLocked(off, end) {
 			return cache.ReadResult{Fd: int(d.f.Fd()), Off: off, N: int(end - off)}, eofIf(end < off+int64(len(p)))
 		}
 		if n, ok := d.copyLocked(p[:end-off], off); ok {
@@ -753,7 +834,8 @@ func (d *download) copyLocked(p []byte, off int64) (int, bool) {
 		stop := min(end, int64(k+1)*d.chunk)
 		switch {
 		case c.state == chunkOnDisk:
-		case c.buf != nil && c.filled >= stop-int64(k)*d.chunk:
+		case (c.state == chunkFetching || c.state == chunkInMemory) && c.filled >= stop-int64(k)*d.chunk:
+			// In the buffer, or (direct) already in the file.
 		default:
 			return 0, false
 		}
@@ -788,6 +870,24 @@ func (d *download) demandLocked() {
 	case d.ranged && !d.whole && d.workers < 2*d.s.cfg.Parallel:
 		d.spawn() // a reader far from every stream gets its own
 	}
+}
+
+// inFileLocked reports whether [off, end) is in the cache file: chunks on
+// disk, or the spliced part of chunks being fetched straight into it.
+func (d *download) inFileLocked(off, end int64) bool {
+	if d.f == nil {
+		return false
+	}
+	for at := off; at < end; {
+		k := int(at / d.chunk)
+		c := &d.chunks[k]
+		stop := min(end, int64(k+1)*d.chunk)
+		if c.state != chunkOnDisk && !(c.state == chunkFetching && c.buf == nil && c.filled >= stop-int64(k)*d.chunk) {
+			return false
+		}
+		at = stop
+	}
+	return true
 }
 
 func (d *download) rangeOnDiskLocked(first, last int) bool {

@@ -2,6 +2,9 @@ package engine
 
 import (
 	"os"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -268,4 +271,80 @@ func (c *controller) end(d *download) {
 func (c *controller) settle(d *download) {
 	c.probing = false
 	d.s.remember(d.ref.Store, c.target)
+}
+
+// ---- the cache disk ----
+
+// diskBusy reports whether the system has so much dirty data waiting to be
+// written back that writes into the cache file would be throttled (the
+// kernel holds writers in balance_dirty_pages above half-way between the
+// background threshold and the dirty limit): then chunks go through memory
+// and are written behind, so that readers never wait for the disk. The
+// answer is kept for a moment (it reads /proc/meminfo).
+func (s *StreamContent) diskBusy() bool {
+	if s.busyHook != nil {
+		return s.busyHook()
+	}
+	now := time.Now().UnixNano()
+	if last := s.busyAt.Load(); now-last < int64(100*time.Millisecond) {
+		return s.busy.Load()
+	}
+	s.busyAt.Store(now)
+	busy := dirtyBytes() > dirtyThreshold()
+	s.busy.Store(busy)
+	return busy
+}
+
+// dirtyBytes is the data waiting for or under writeback, system-wide.
+func dirtyBytes() int64 {
+	m := meminfo("Dirty", "Writeback")
+	return m["Dirty"] + m["Writeback"]
+}
+
+// dirtyThreshold is half the kernel's background writeback threshold:
+// past it, the disk is busy writing what others wrote.
+func dirtyThreshold() int64 {
+	if b := readInt("/proc/sys/vm/dirty_background_bytes"); b > 0 {
+		return b / 2
+	}
+	ratio := readInt("/proc/sys/vm/dirty_background_ratio")
+	if ratio <= 0 {
+		ratio = 10
+	}
+	avail := meminfo("MemAvailable")["MemAvailable"]
+	if avail <= 0 {
+		return 256 << 20
+	}
+	return max(avail*ratio/100/2, 64<<20)
+}
+
+// meminfo reads the named /proc/meminfo fields, in bytes.
+func meminfo(names ...string) map[string]int64 {
+	out := map[string]int64{}
+	data, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return out
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		name, rest, ok := strings.Cut(line, ":")
+		if !ok || !slices.Contains(names, name) {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) > 0 {
+			if kb, err := strconv.ParseInt(f[0], 10, 64); err == nil {
+				out[name] = kb << 10
+			}
+		}
+	}
+	return out
+}
+
+func readInt(path string) int64 {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64)
+	return n
 }

@@ -68,6 +68,7 @@ func TestReaderNeverWaitsForTheDisk(t *testing.T) {
 	g := newGatedWriter(true)
 	t.Cleanup(g.open)
 	s.writeAt = g.write
+	s.busyHook = func() bool { return true } // a busy disk: through memory
 	ref := refFor(t, st, "m", "f")
 	h, err := s.Open(testCtx(t), ref)
 	if err != nil {
@@ -102,6 +103,7 @@ func TestBufferBudget(t *testing.T) {
 	g := newGatedWriter(true)
 	t.Cleanup(g.open)
 	s.writeAt = g.write
+	s.busyHook = func() bool { return true }
 	var peak atomic.Int64
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -168,6 +170,7 @@ func TestCacheWriteFails(t *testing.T) {
 			g := newGatedWriter(false)
 			g.failAt, g.err = 3*chunk, errno
 			s.writeAt = g.write
+			s.busyHook = func() bool { return true }
 			ref := refFor(t, st, "m", "f")
 			h, err := s.Open(testCtx(t), ref)
 			if err != nil {
@@ -346,4 +349,31 @@ func TestStreamsGrowOnACappedStore(t *testing.T) {
 	}
 	waitFor(t, "commit", func() bool { return committed(s, ref) })
 	checkObjects(t, s, data)
+}
+
+// TestDiskTurnsBusy: a download that starts straight into the cache file
+// goes through memory from the chunk where the disk is found busy; the
+// bytes and the committed file are right either way.
+func TestDiskTurnsBusy(t *testing.T) {
+	const size, chunk = 2 << 20, 128 << 10
+	data := blob(106, size)
+	srv := newServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
+	st := newTestStore(t, srv.URL)
+	s := newStream(t, StreamConfig{ChunkSize: chunk})
+	var asked atomic.Int32
+	s.busyHook = func() bool { return asked.Add(1) > 4 } // busy from the fifth chunk on
+	g := newGatedWriter(false)
+	s.writeAt = g.write
+	ref := refFor(t, st, "m", "f")
+	if got := openRead(t, s, ref); !bytes.Equal(got, data) {
+		t.Fatal("read differs")
+	}
+	waitFor(t, "commit", func() bool { return committed(s, ref) })
+	checkObjects(t, s, data)
+	if g.writes.Load() == 0 {
+		t.Error("no chunk went through memory and the writer after the disk turned busy")
+	}
+	if int(g.writes.Load()) >= size/chunk {
+		t.Errorf("%d chunks written behind: none went straight into the file", g.writes.Load())
+	}
 }

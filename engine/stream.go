@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -92,6 +93,9 @@ type StreamContent struct {
 	lock     *os.File                                           // held while this process uses its partial directory
 	onChange func(cache.Ref)                                    // told when a file changed on the server
 	writeAt  func(f *os.File, b []byte, off int64) (int, error) // the writer's write (tests replace it)
+	busyHook func() bool                                        // diskBusy's answer (tests replace it)
+	busy     atomic.Bool                                        // diskBusy's last answer
+	busyAt   atomic.Int64                                       // and when (UnixNano)
 
 	// Buffers (leaf lock).
 	poolMu   sync.Mutex

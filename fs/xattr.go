@@ -4,6 +4,7 @@ import (
 	"context"
 	"sort"
 	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/modelstorefs/modelstorefs/cache"
@@ -60,6 +61,9 @@ func (n *dataFile) Listxattr(_ context.Context, dest []byte) (uint32, syscall.Er
 }
 
 func getXattr(attrs map[string]string, attr string, dest []byte) (uint32, syscall.Errno) {
+	if errno := xattrNamespace(attr); errno != 0 {
+		return 0, errno
+	}
 	if len(attr) <= len(xattrPrefix) || attr[:len(xattrPrefix)] != xattrPrefix {
 		return 0, syscall.ENODATA
 	}
@@ -92,4 +96,27 @@ func xattrReply(v, dest []byte) (uint32, syscall.Errno) {
 		return uint32(len(v)), syscall.ERANGE
 	}
 	return uint32(copy(dest, v)), 0
+}
+
+// xattrNamespace answers EOPNOTSUPP for names outside "user.": this file
+// system keeps no security.*, system.* (ACLs) or trusted.* attributes. GNU ls
+// -l asks every file for security.selinux and system.posix_acl_access; ENODATA
+// makes it ask again for the next file (one GETXATTR round trip per file),
+// while EOPNOTSUPP makes it remember the device as unsupported and stop.
+// Never ENOSYS: the kernel would then stop sending any getxattr to the mount,
+// user.modelstore.* included.
+func xattrNamespace(attr string) syscall.Errno {
+	if !strings.HasPrefix(attr, "user.") {
+		return syscall.EOPNOTSUPP
+	}
+	return 0
+}
+
+// Getxattr of nodes without attributes of their own (directories, synthesized
+// files): EOPNOTSUPP outside "user.", ENODATA inside.
+func (*readOnly) Getxattr(_ context.Context, attr string, _ []byte) (uint32, syscall.Errno) {
+	if errno := xattrNamespace(attr); errno != 0 {
+		return 0, errno
+	}
+	return 0, syscall.ENODATA
 }

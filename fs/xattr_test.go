@@ -7,6 +7,7 @@ import (
 	"syscall"
 	"testing"
 
+	fusefs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/modelstorefs/modelstorefs/remote/remotetest"
 )
 
@@ -79,12 +80,29 @@ func TestXattrs(t *testing.T) {
 		t.Errorf("Getxattr(url, 3 bytes) = %d, %v; want %d, ERANGE", got, errno, len(url))
 	}
 
-	for _, name := range []string{xattrPrefix + "nope", xattrPrefix, "user.modelstore", "user.other", "security.selinux", "user.modelstore.URL", ""} {
-		if _, errno := rf.Getxattr(testCtx(t), name, make([]byte, 256)); errno != syscall.ENODATA {
-			t.Errorf("Getxattr(%q) = %v, want ENODATA", name, errno)
+	// Unknown names in "user." are ENODATA; other namespaces are not
+	// supported at all (EOPNOTSUPP, so that ls -l stops asking; never ENOSYS).
+	absent := []struct {
+		name  string
+		errno syscall.Errno
+	}{
+		{xattrPrefix + "nope", syscall.ENODATA},
+		{xattrPrefix, syscall.ENODATA},
+		{"user.modelstore", syscall.ENODATA},
+		{"user.other", syscall.ENODATA},
+		{"user.modelstore.URL", syscall.ENODATA},
+		{"security.selinux", syscall.EOPNOTSUPP},
+		{"system.posix_acl_access", syscall.EOPNOTSUPP},
+		{"trusted.x", syscall.EOPNOTSUPP},
+		{"USER.modelstore.url", syscall.EOPNOTSUPP},
+		{"", syscall.EOPNOTSUPP},
+	}
+	for _, a := range absent {
+		if _, errno := rf.Getxattr(testCtx(t), a.name, make([]byte, 256)); errno != a.errno {
+			t.Errorf("Getxattr(%q) = %v, want %v", a.name, errno, a.errno)
 		}
-		if _, errno := rf.Getxattr(testCtx(t), name, nil); errno != syscall.ENODATA {
-			t.Errorf("Getxattr(%q) size query = %v, want ENODATA", name, errno)
+		if _, errno := rf.Getxattr(testCtx(t), a.name, nil); errno != a.errno {
+			t.Errorf("Getxattr(%q) size query = %v, want %v", a.name, errno, a.errno)
 		}
 	}
 
@@ -100,6 +118,22 @@ func TestXattrs(t *testing.T) {
 	})
 	if got, _ := getxattr(t, rf, xattrPrefix+"cached"); got != strconv.Itoa(size) {
 		t.Errorf("cached after a full read = %q, want %d", got, size)
+	}
+}
+
+// TestXattrsOtherNodes: nodes without attributes of their own (here a
+// model directory) answer like files: EOPNOTSUPP outside "user.", ENODATA in it.
+func TestXattrsOtherNodes(t *testing.T) {
+	e := newEnv(t)
+	var dir fusefs.NodeGetxattrer = e.modelNode(t, "lenet")
+	for name, want := range map[string]syscall.Errno{
+		"security.selinux":        syscall.EOPNOTSUPP,
+		"system.posix_acl_access": syscall.EOPNOTSUPP,
+		xattrPrefix + "url":       syscall.ENODATA,
+	} {
+		if _, errno := dir.Getxattr(testCtx(t), name, nil); errno != want {
+			t.Errorf("directory Getxattr(%q) = %v, want %v", name, errno, want)
+		}
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"io/fs"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -37,6 +38,8 @@ func fltHostileCases() []fltCase {
 		{"unstable-etag", "ETag changes on every request, same bytes and Last-Modified", false, fltRowUnstableETag},
 		{"refused-read", "store refuses connections once listed (--retry-window 3s)", false, fltRowRefusedRead},
 		{"inode-keyed", "inode numbers: keyed per cache dir", false, fltRowInodeKeyed},
+		{"control-chars", "NUL, ESC, CSI and BEL in master.json \"msg\", info.json \"name\"/\"note\", aux.json", false, fltRowControlChars},
+		{"password-argv", "store URL with a password: on the command line, and in the environment with --daemon", false, fltRowPasswordArgv},
 	}
 }
 
@@ -442,4 +445,108 @@ func fltRowInodeKeyed(t *testing.T, r *fltRow) {
 		t.Errorf("two cache dirs (two keys) gave one inode number %x", inoA)
 	}
 	r.recovery = "numbers are HMACs keyed per cache dir: stable across remounts, not computable by a store"
+}
+
+// fltHarmless returns the first control character of text outside allowed.
+func fltHarmless(text, allowed string) (rune, bool) {
+	for _, r := range text {
+		if (r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0)) && !strings.ContainsRune(allowed, r) {
+			return r, false
+		}
+	}
+	return 0, true
+}
+
+func fltRowControlChars(t *testing.T, r *fltRow) {
+	var m *mount
+	defer func() { fltFinish(t, r, m) }()
+	files := fltStoreFiles(t, 1<<20)
+	files["master.json"] = []byte(`{"msg": "Hi\u0000\u001b]0;title\u0007\nline 2\u001b[2J\u009b31m", "children": ["lenet", "big"]}`)
+	files["big/info.json"] = []byte(strings.Replace(fltBigInfo, `"name": "Big"`, `"name": "B\u0000ig\u001b]0;pwned\u0007", "note": "\u001b[2J\u001b[H\r\nx"`, 1))
+	files["big/aux.json"] = []byte(`{"dataset": "MN\u001b[1mIST"}`)
+	srv := fltNewServer(t, "127.0.0.1", "/store/", files)
+	m = startMount(t, fltStores(srv))
+	var bad []string
+	for _, c := range []struct{ name, path, allowed string }{
+		{"models.tsv", filepath.Join(m.dir, "s", "models.tsv"), "\t\n"},
+		{"root models.tsv", filepath.Join(m.dir, "models.tsv"), "\t\n"},
+		{"welcome.txt", filepath.Join(m.dir, "s", "welcome.txt"), "\t\n"},
+	} {
+		res := fltRead(c.path, 30*time.Second)
+		if res.err != nil {
+			t.Errorf("%s: %v", c.name, res.err)
+			continue
+		}
+		if ch, ok := fltHarmless(string(res.data), c.allowed); !ok {
+			bad = append(bad, fmt.Sprintf("%s holds %U", c.name, ch))
+		}
+	}
+	out, err := exec.Command(binary, "ls", "--cache-dir", fltCacheDir(m), "--store", srv.url()).CombinedOutput()
+	if err != nil {
+		t.Errorf("modelstorefs ls: %v\n%s", err, out)
+	} else if ch, ok := fltHarmless(string(out), "\t\n"); !ok {
+		bad = append(bad, fmt.Sprintf("modelstorefs ls holds %U", ch))
+	}
+	r.bytes = "-"
+	if len(bad) > 0 {
+		r.saw = strings.Join(bad, "; ")
+		fltBug(t, r, "control characters reach the terminal: %s", r.saw)
+		return
+	}
+	r.saw = "models.tsv, welcome.txt and ls show them escaped (\\x1b...)"
+	r.recovery = "n/a"
+}
+
+func fltRowPasswordArgv(t *testing.T, r *fltRow) {
+	var m *mount
+	defer func() { fltFinish(t, r, m) }()
+	srv, _ := fltStdServer(t, 1<<20)
+	const pw = "s3cretPW"
+	// In the environment (as startMount passes stores), then --daemon.
+	m = startMount(t, fltStores(srv, "alice:"+pw))
+	_ = fltRead(filepath.Join(m.dir, "s", "lenet", "info.json"), 30*time.Second)
+	var leaks []string
+	cmdline := func(pid int) string {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		return string(b)
+	}
+	if strings.Contains(cmdline(m.cmd.Process.Pid), pw) {
+		leaks = append(leaks, "the daemon's argv")
+	}
+	if strings.Contains(m.logs.String(), pw) {
+		leaks = append(leaks, "the log")
+	}
+	if mi, err := os.ReadFile("/proc/self/mountinfo"); err == nil && strings.Contains(string(mi), pw) {
+		leaks = append(leaks, "mountinfo (findmnt SOURCE)")
+	}
+	// On the command line: it works, with one warning.
+	dir := t.TempDir()
+	cmd := exec.Command(binary, "mount", "--daemon", "--cache-dir", t.TempDir(), "--log-file", filepath.Join(t.TempDir(), "log"),
+		"--store", "s="+srv.url("alice:"+pw), dir)
+	cmd.Env = append(os.Environ(), "DIGITS_MODEL_STORE_URL=")
+	out, err := cmd.CombinedOutput()
+	t.Cleanup(func() { _, _ = exec.Command(binary, "unmount", dir).CombinedOutput() })
+	warned := strings.Count(string(out), "carries a password")
+	if err != nil {
+		t.Errorf("mount --daemon --store with a password: %v\n%s", err, out)
+	} else {
+		if warned != 1 {
+			t.Errorf("%d warnings about the password on the command line, want 1:\n%s", warned, out)
+		}
+		// The detached daemon got the stores in its environment.
+		procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+		for _, p := range procs {
+			if b, _ := os.ReadFile(p); strings.Contains(string(b), dir) && strings.Contains(string(b), pw) {
+				leaks = append(leaks, "the detached daemon's argv ("+p+")")
+			}
+		}
+	}
+	r.bytes = "-"
+	if len(leaks) > 0 {
+		r.saw = "password in " + strings.Join(leaks, ", ")
+		fltBug(t, r, "%s", r.saw)
+		return
+	}
+	r.saw = fmt.Sprintf("never in argv, logs or mountinfo; %d warning for the command line", warned)
+	r.recovery = "README: ~/.netrc, --store-file or DIGITS_MODEL_STORE_URL"
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -85,6 +86,61 @@ func TestStatsAndXattrs(t *testing.T) {
 	}
 	if _, err := os.OpenFile(filepath.Join(m.dir, ".stats"), os.O_WRONLY, 0); !errors.Is(err, syscall.EROFS) {
 		t.Errorf("write-open of .stats: %v, want EROFS", err)
+	}
+}
+
+// TestXattrNamespaces: names outside "user." get ENOTSUP (EOPNOTSUPP) on
+// every kind of node, so that GNU ls -l remembers the mount as having no
+// SELinux labels or ACLs instead of sending a GETXATTR for every file; the
+// user.modelstore.* attributes keep working (no ENOSYS, which would turn
+// off getxattr for the whole mount).
+func TestXattrNamespaces(t *testing.T) {
+	src := copyStore(t)
+	s := startGoStore(t, src, "/")
+	m := startMount(t, []string{s.base}, "--debug-fuse")
+	store := filepath.Join(m.dir, storeName(s.base))
+	weights := filepath.Join(store, "lenet", "model.caffemodel")
+	paths := []string{m.dir, store, filepath.Join(store, "lenet"), weights,
+		filepath.Join(store, "lenet", "info.json"), filepath.Join(store, "lenet", "status.pickle"), filepath.Join(m.dir, ".stats")}
+	for _, p := range paths {
+		for _, name := range []string{"security.selinux", "system.posix_acl_access", "trusted.x"} {
+			var err error
+			if werr := withTimeout(t, 10*time.Second, "getxattr "+p, func() error {
+				_, err = syscall.Getxattr(p, name, make([]byte, 256))
+				return nil
+			}); werr != nil {
+				t.Fatal(werr)
+			}
+			if !errors.Is(err, syscall.ENOTSUP) {
+				t.Errorf("getxattr(%s, %s) = %v, want ENOTSUP", p, name, err)
+			}
+		}
+	}
+	buf := make([]byte, 4096)
+	if n, err := syscall.Getxattr(weights, "user.modelstore.url", buf); err != nil || string(buf[:n]) != s.base+"lenet/snapshot_iter_28140.caffemodel" {
+		t.Errorf("user.modelstore.url after the other namespaces = %q, %v", buf[:max(n, 0)], err)
+	}
+	if _, err := syscall.Getxattr(weights, "user.other", buf); !errors.Is(err, syscall.ENODATA) {
+		t.Errorf("user.other = %v, want ENODATA", err)
+	}
+
+	// ls -lR: with GNU ls, which stops asking a device that said ENOTSUP,
+	// the kernel forwards a couple of GETXATTRs for the whole tree, not one
+	// or two per entry (other ls implementations send none).
+	before := strings.Count(m.logs.String(), ": GETXATTR ")
+	var out []byte
+	if err := withTimeout(t, 30*time.Second, "ls -lR", func() (err error) {
+		out, err = exec.Command("ls", "-lR", store).CombinedOutput()
+		return err
+	}); err != nil {
+		t.Fatalf("ls -lR: %v\n%s", err, out)
+	}
+	entries := 0
+	_ = filepath.WalkDir(store, func(string, fs.DirEntry, error) error { entries++; return nil })
+	// The debug log line of a request is written before its answer.
+	got := strings.Count(m.logs.String(), ": GETXATTR ") - before
+	if entries < 10 || got > 4 {
+		t.Errorf("ls -lR of %d entries sent %d GETXATTR requests, want at most 4", entries, got)
 	}
 }
 

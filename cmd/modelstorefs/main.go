@@ -40,6 +40,11 @@ func runMain(args []string, env map[string]string) error {
 			return err
 		}
 	}
+	stopProfile, err := startProfile()
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	return run(ctx, newApp(stop), args)
