@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 BIN     := bin/modelstorefs
 
-.PHONY: all build install test unit integration bench demo vet fmt fmt-check clean fuzz
+.PHONY: all build install test unit integration bench demo vet lint fmt fmt-check clean fuzz
 
 all: build
 
@@ -15,12 +15,13 @@ build:
 install:
 	$(GO) install -trimpath -ldflags '$(LDFLAGS)' ./cmd/modelstorefs
 
-# The whole suite: vet, formatting, unit tests and real FUSE mounts, with
-# -race, then every fuzz target for a short, bounded time.
-test: vet fmt-check
+# The whole suite: vet, formatting, staticcheck, unit tests and real FUSE
+# mounts, with -race (and goleak in every package that starts goroutines),
+# then every fuzz target for a short, bounded time.
+test: vet fmt-check lint
 	$(GO) test -race -count=1 -timeout 20m ./...
 	# The byte engine again with every chunk through memory (a busy cache disk).
-	MODELSTOREFS_TEST_ENGINE_MEMORY=1 $(GO) test -race -count=1 ./cache/
+	MODELSTOREFS_TEST_ENGINE_MEMORY=1 $(GO) test -race -count=1 ./engine/
 	$(MAKE) fuzz
 
 # Each fuzz target for FUZZTIME (seed corpora are checked in under testdata/fuzz).
@@ -63,6 +64,11 @@ demo: build
 
 vet:
 	$(GO) vet ./...
+
+# staticcheck, pinned as a tool in go.mod (go tool fetches it through the
+# module proxy on first use), with its default checks.
+lint:
+	$(GO) tool staticcheck ./...
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -167,42 +166,4 @@ func readAll(t *testing.T, h Handle) []byte {
 		t.Fatalf("ReadAt: %v", err)
 	}
 	return buf[:n]
-}
-
-// dirFiles lists the regular files below dir with their sizes.
-func dirFiles(t *testing.T, dir string) map[string]int64 {
-	t.Helper()
-	out := map[string]int64{}
-	err := filepath.WalkDir(dir, func(p string, de fs.DirEntry, err error) error {
-		if err != nil {
-			if os.IsNotExist(err) {
-				return nil
-			}
-			return err
-		}
-		if de.IsDir() {
-			return nil
-		}
-		info, err := de.Info()
-		if err != nil {
-			if os.IsNotExist(err) { // removed while walking
-				return nil
-			}
-			return err
-		}
-		out[p] = info.Size()
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-func sumSizes(m map[string]int64) int64 {
-	var n int64
-	for _, s := range m {
-		n += s
-	}
-	return n
 }

@@ -110,7 +110,7 @@ func TestUnsizedWithinBounds(t *testing.T) {
 	if !slices.ContainsFunc(m.Problems, func(p string) bool { return strings.Contains(p, "no size") }) {
 		t.Errorf("problems %q: want one saying the store gives no size", m.Problems)
 	}
-	if used, _ := content.Usage(); used > 4<<10 {
+	if used := content.Stats().UsedBytes; used > 4<<10 {
 		t.Errorf("cache holds %d bytes, bound 4 KiB", used)
 	}
 }

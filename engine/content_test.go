@@ -347,7 +347,7 @@ func TestContentRejectsBadDownloads(t *testing.T) {
 			if o := objects(t, s); len(o) != 0 {
 				t.Errorf("a bad download was kept: %v", o)
 			}
-			if used, _ := s.Usage(); used != 0 {
+			if used := s.Stats().UsedBytes; used != 0 {
 				t.Errorf("Usage %d bytes after a failed download", used)
 			}
 			n := srv.Count("GET", "m/f")
@@ -414,7 +414,7 @@ func TestContentClearsPartialAtStart(t *testing.T) {
 	if !slices.Equal(names, want) {
 		t.Errorf("partial dir holds %q, want only this process's %q", names, want)
 	}
-	if used, _ := s.Usage(); used != 0 {
+	if used := s.Stats().UsedBytes; used != 0 {
 		t.Errorf("leftovers counted: %d bytes", used)
 	}
 
@@ -449,8 +449,8 @@ func TestContentEviction(t *testing.T) {
 		if total := sumSizes(objects(t, s)) + sumSizes(partials(t, s)); total > maxBytes {
 			t.Errorf("%s: %d bytes on disk, MaxBytes %d", when, total, maxBytes)
 		}
-		if used, limit := s.Usage(); used > maxBytes || limit != maxBytes {
-			t.Errorf("%s: Usage %d/%d, MaxBytes %d", when, used, limit, maxBytes)
+		if st := s.Stats(); st.UsedBytes > maxBytes || st.MaxBytes != maxBytes {
+			t.Errorf("%s: used %d/%d, MaxBytes %d", when, st.UsedBytes, st.MaxBytes, maxBytes)
 		}
 	}
 

@@ -192,7 +192,7 @@ func TestCacheWriteFails(t *testing.T) {
 			if committed(s, ref) || len(objects(t, s)) != 0 {
 				t.Fatal("committed a file whose cache writes failed")
 			}
-			if used, _ := s.Usage(); used != 0 {
+			if used := s.Stats().UsedBytes; used != 0 {
 				t.Errorf("Usage %d after the cache copy was given up", used)
 			}
 			// A new open tries to cache again, and does.

@@ -37,7 +37,7 @@ func TestStreamENOSPCAtReserve(t *testing.T) {
 	}
 	// The download ends with its last reader.
 	waitIdle(t, s)
-	if used, _ := s.Usage(); used != 0 {
+	if used := s.Stats().UsedBytes; used != 0 {
 		t.Errorf("reservation of the failed download kept: %d bytes", used)
 	}
 }

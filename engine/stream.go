@@ -317,13 +317,6 @@ func clearStalePartials(dir string) error {
 	return nil
 }
 
-// Usage returns the bytes held (complete plus reserved) and the bound.
-func (s *StreamContent) Usage() (used, limit int64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.total, s.cfg.MaxBytes
-}
-
 // Open implements Content. It never waits for the download: reads do.
 func (s *StreamContent) Open(ctx context.Context, ref cache.Ref) (cache.Handle, error) {
 	if ref.Meta.Size < 0 {
@@ -455,7 +448,7 @@ func (w *reservingWriter) grow(n int64) error {
 		return fmt.Errorf("%w: %d bytes held, bound %d", errNoSpace, s.total, s.cfg.MaxBytes)
 	}
 	if free, err := s.statfs(s.partial); err == nil && free-n < s.cfg.MinFree {
-		s.evictForDiskLocked(n + s.cfg.MinFree - free)
+		s.evictBytesLocked(n + s.cfg.MinFree - free)
 		if free, err = s.statfs(s.partial); err == nil && free-n < s.cfg.MinFree {
 			return fmt.Errorf("%w: only %d bytes free on the cache's filesystem (floor %d)", errNoSpace, free, s.cfg.MinFree)
 		}
@@ -504,7 +497,7 @@ func (s *StreamContent) startLocked(ref cache.Ref, key string) (*entry, error) {
 		return nil, errors.New("cache full of files in use")
 	}
 	if free, err := s.statfs(s.partial); err == nil && free-size < s.cfg.MinFree {
-		s.evictForDiskLocked(size + s.cfg.MinFree - free)
+		s.evictBytesLocked(size + s.cfg.MinFree - free)
 		if free, err = s.statfs(s.partial); err == nil && free-size < s.cfg.MinFree {
 			return nil, fmt.Errorf("only %d bytes free on the cache's filesystem (floor %d)", free, s.cfg.MinFree)
 		}
@@ -546,7 +539,7 @@ func (s *StreamContent) finish(e *entry, err error) {
 	if err == nil {
 		final := filepath.Join(s.objects, e.key)
 		if rerr := os.Rename(e.path, final); rerr != nil {
-			err = fmt.Errorf("cache: %w", rerr)
+			s.log.Warn("committing a download failed: the file is not kept", zap.String("path", e.path), zap.Error(rerr))
 		} else {
 			syncDir(s.objects)
 			e.path, e.complete, e.dl = final, true, nil
@@ -572,11 +565,6 @@ func (s *StreamContent) evictLocked(extra int64) bool {
 	if need <= 0 {
 		return true
 	}
-	return s.evictBytesLocked(need)
-}
-
-// evictForDiskLocked frees at least need bytes of disk, if it can.
-func (s *StreamContent) evictForDiskLocked(need int64) bool {
 	return s.evictBytesLocked(need)
 }
 
@@ -696,7 +684,7 @@ func (h *streamHandle) Size() int64 { return h.d.size }
 func (s *StreamContent) reserveDisk(n int64) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.evictForDiskLocked(n)
+	return s.evictBytesLocked(n)
 }
 
 // Fd is the cache file once complete (the rename keeps the descriptor).

@@ -288,7 +288,7 @@ func TestStreamLyingServer(t *testing.T) {
 					if o := objects(t, s); len(o) != 0 {
 						t.Errorf("committed from a lying server: %v", o)
 					}
-					if used, _ := s.Usage(); used != 0 {
+					if used := s.Stats().UsedBytes; used != 0 {
 						t.Errorf("Usage %d after a failed download", used)
 					}
 				}
@@ -393,7 +393,7 @@ func TestStreamContentChanged(t *testing.T) {
 				}
 				t.Fatal(strings.Join(fails, "\n"))
 			}
-			if used, _ := s.Usage(); used != 0 {
+			if used := s.Stats().UsedBytes; used != 0 {
 				t.Errorf("Usage %d after a failed download", used)
 			}
 			if n := served.Load(); n > int32(size/chunk)+4 {
@@ -946,7 +946,7 @@ func TestStreamFullDisk(t *testing.T) {
 			if o, p := objects(t, s), partials(t, s); len(o)+len(p) != 0 {
 				t.Errorf("stored with no room: %v %v", o, p)
 			}
-			if used, _ := s.Usage(); used != 0 {
+			if used := s.Stats().UsedBytes; used != 0 {
 				t.Errorf("Usage %d", used)
 			}
 			// Room again: the next open caches.
@@ -1081,7 +1081,7 @@ func TestStreamEvictionKeepsOpenFiles(t *testing.T) {
 	ctx := testCtx(t)
 	bound := func(when string) {
 		t.Helper()
-		if used, _ := s.Usage(); used > maxBytes {
+		if used := s.Stats().UsedBytes; used > maxBytes {
 			t.Errorf("%s: Usage %d > %d", when, used, maxBytes)
 		}
 		if n := sumSizes(objects(t, s)) + sumSizes(partials(t, s)); n > maxBytes {
@@ -1189,7 +1189,7 @@ func TestStreamEvictsOnlyWhenItMakesRoom(t *testing.T) {
 	files := map[string][]byte{"m/a": blob(111, 6*size), "m/b": blob(112, 3*size), "m/c": blob(113, 6*size), "m/big": blob(114, 30*size)}
 	bug := func(t *testing.T, file, what string) {
 		t.Helper()
-		t.Errorf("cache/stream.go: %s evicts the least recently used unused files one by one and keeps going "+
+		t.Errorf("engine/stream.go: %s evicts the least recently used unused files one by one and keeps going "+
 			"when even evicting all of them cannot make room; the file is then read directly and the evicted ones (here %s) "+
 			"were lost for nothing. Fix: sum the evictable sizes first and evict only if that makes room.", what, file)
 	}
@@ -1248,7 +1248,7 @@ func TestStreamEvictsOnlyWhenItMakesRoom(t *testing.T) {
 			t.Fatalf("big: %T, want direct", h)
 		}
 		if !committed(s, refA) {
-			bug(t, "a", "evictForDiskLocked (via startLocked)")
+			bug(t, "a", "evictBytesLocked (via startLocked)")
 		}
 	})
 }

@@ -56,11 +56,11 @@ func (n *refreshFile) Getattr(_ context.Context, _ fusefs.FileHandle, out *fuse.
 
 func (n *refreshFile) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, uint32, syscall.Errno) {
 	if flags&syscall.O_ACCMODE == syscall.O_RDONLY && flags&syscall.O_TRUNC == 0 {
-		return &refreshHandle{data: []byte(n.status())}, fuse.FOPEN_DIRECT_IO, 0
+		return &memHandle{data: []byte(n.status())}, fuse.FOPEN_DIRECT_IO, 0
 	}
 	n.refresh()
 	n.writers.Add(1)
-	return &refreshHandle{write: true, release: func() { n.writers.Add(-1) }}, fuse.FOPEN_DIRECT_IO, 0
+	return &memHandle{write: true, release: func() { n.writers.Add(-1) }}, fuse.FOPEN_DIRECT_IO, 0
 }
 
 // Setattr accepts what touch and ": >" do. While a handle is open for
@@ -93,15 +93,16 @@ func (n *refreshFile) refresh() {
 	}
 }
 
-// refreshHandle is an open .refresh: a status line to read, or a sink that
-// accepts and ignores writes (echo > .refresh).
-type refreshHandle struct {
+// memHandle is an open file whose bytes are built in memory at open:
+// .refresh (a status line to read, or a sink that accepts and ignores
+// writes: echo > .refresh), models.tsv and .stats.
+type memHandle struct {
 	write   bool
 	data    []byte
 	release func() // nil, or called once on release
 }
 
-func (h *refreshHandle) Release(context.Context) syscall.Errno {
+func (h *memHandle) Release(context.Context) syscall.Errno {
 	if h.release != nil {
 		h.release()
 		h.release = nil
@@ -109,15 +110,15 @@ func (h *refreshHandle) Release(context.Context) syscall.Errno {
 	return 0
 }
 
-func (h *refreshHandle) Read(_ context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+func (h *memHandle) Read(_ context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	return fuse.ReadResultData(sliceAt(h.data, off, len(dest))), 0
 }
 
-func (h *refreshHandle) Write(_ context.Context, data []byte, _ int64) (uint32, syscall.Errno) {
+func (h *memHandle) Write(_ context.Context, data []byte, _ int64) (uint32, syscall.Errno) {
 	if !h.write {
 		return 0, syscall.EBADF
 	}
 	return uint32(len(data)), 0
 }
 
-func (h *refreshHandle) Flush(context.Context) syscall.Errno { return 0 }
+func (h *memHandle) Flush(context.Context) syscall.Errno { return 0 }

@@ -90,5 +90,5 @@ func (n *statsFile) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, 
 	if err != nil {
 		return nil, 0, n.fsys.toErrno(ctx, "stats", err)
 	}
-	return &refreshHandle{data: append(data, '\n')}, fuse.FOPEN_DIRECT_IO, 0
+	return &memHandle{data: append(data, '\n')}, fuse.FOPEN_DIRECT_IO, 0
 }

@@ -88,19 +88,19 @@ func (n *tableFile) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, 
 	}
 	var b strings.Builder
 	b.WriteString(tableHeader)
-	for i, st := range stores {
-		for _, m := range rows[i] {
-			writeRow(&b, st, m)
+	for _, models := range rows {
+		for _, m := range models {
+			writeRow(&b, m)
 		}
 	}
 	data := []byte(b.String())
 	n.lastSize.Store(int64(len(data)))
-	return &refreshHandle{data: data}, fuse.FOPEN_DIRECT_IO, 0
+	return &memHandle{data: data}, fuse.FOPEN_DIRECT_IO, 0
 }
 
 // writeRow writes a model's line: Fields is the one place that makes store
 // text harmless (no tabs, line breaks or other control characters).
-func writeRow(b *strings.Builder, _ *cache.Store, m *cache.Model) {
+func writeRow(b *strings.Builder, m *cache.Model) {
 	writeSummary(b, m.Summary())
 }
 

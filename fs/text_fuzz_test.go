@@ -28,7 +28,7 @@ func FuzzStoreText(f *testing.F) {
 		parsed, _ := digits.ParseInfo(info)
 		m := &cache.Model{Store: &cache.Store{Name: "s"}, Name: "m", Info: parsed}
 		var b strings.Builder
-		writeRow(&b, m.Store, m)
+		writeRow(&b, m)
 		row := b.String()
 		if strings.Count(row, "\n") != 1 || !strings.HasSuffix(row, "\n") ||
 			strings.Count(row, "\t") != len(cache.TableHeader)-1 || digits.HasControl(row, "\n\t") {

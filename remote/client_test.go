@@ -119,10 +119,10 @@ func waitGone(r *http.Request, d time.Duration) bool {
 	}
 }
 
-// catchPanic runs f and returns its error or the value it panicked with.
-func catchPanic(f func() error) (err error, panicked any) {
+// catchPanic runs f and returns the value it panicked with, or its error.
+func catchPanic(f func() error) (panicked any, err error) {
 	defer func() { panicked = recover() }()
-	return f(), nil
+	return nil, f()
 }
 
 func randomBytes(n int) []byte {
@@ -524,7 +524,7 @@ func TestUnsolicited304(t *testing.T) {
 	}
 	for _, c := range calls {
 		t.Run(c.name, func(t *testing.T) {
-			err, p := catchPanic(c.call)
+			p, err := catchPanic(c.call)
 			if p != nil {
 				t.Errorf("%s(prev=nil) panics on a 304 answer (dereferences the nil prev): %v", c.name, p)
 			}

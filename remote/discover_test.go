@@ -289,7 +289,7 @@ func TestListModelsUnsolicited304(t *testing.T) {
 		w.WriteHeader(http.StatusNotModified)
 	})
 	var l *Listing
-	err, p := catchPanic(func() error {
+	p, err := catchPanic(func() error {
 		var err error
 		l, err = s.ListModels(testContext(t))
 		return err

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -68,11 +69,21 @@ func isHelperInvocation(args []string) bool {
 	if len(args) < 3 || strings.HasPrefix(args[1], "-") || args[len(args)-1] == "--"+completionFlag {
 		return false
 	}
-	switch args[1] {
-	case "mount", "unmount", "umount", "import", "ls", "serve", "check", "completion", "version", "help", "h":
-		return false
+	return !isCommand(args[1])
+}
+
+// isCommand reports whether name is one of the app's commands (or an
+// alias), or the help command urfave/cli adds.
+func isCommand(name string) bool {
+	if name == "help" || name == "h" {
+		return true
 	}
-	return true
+	for _, c := range newApp(nil).Commands {
+		if c.Name == name || slices.Contains(c.Aliases, name) {
+			return true
+		}
+	}
+	return false
 }
 
 // helperInvocation is a parsed mount(8)-style command line.
