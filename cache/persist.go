@@ -179,3 +179,28 @@ func (p *metaStore) loadModel(st *Store, name string) *Model {
 	}
 	return m
 }
+
+// KeptSummaries reads the model list kept under metaDir for st, as the
+// mount and `ls` left it (one list per store, whoever fetched it): one
+// summary per kept model of the last good listing, sorted, and when that
+// listing was fetched. It fetches nothing. complete is false when a model
+// of the listing is not kept or has values unknown for now (it failed, or
+// its aux.json could not be read): such a list is to be asked for again.
+func KeptSummaries(metaDir string, st *Store) (rows []Summary, fetched time.Time, complete bool) {
+	p := &metaStore{dir: metaDir, log: zap.NewNop()}
+	l := p.loadListing(st)
+	if l == nil {
+		return nil, time.Time{}, false
+	}
+	complete = true
+	for _, name := range l.Models {
+		m := p.loadModel(st, name)
+		if m == nil {
+			complete = false
+			continue
+		}
+		complete = complete && !m.AuxUnknown
+		rows = append(rows, m.Summary())
+	}
+	return rows, l.Fetched, complete
+}

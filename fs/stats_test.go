@@ -79,6 +79,8 @@ func TestStatsFile(t *testing.T) {
 	data := readAllHandle(t, fh)
 	release(t, fh)
 	e.resolveAll()
+	// The reader had every byte before the cache file was committed.
+	waitFor(t, "the cache file to be committed", func() bool { return e.content.Stats().Files == 1 })
 
 	st = readStats(t, e)
 	s := st.Stores[0]

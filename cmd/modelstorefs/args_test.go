@@ -2,14 +2,11 @@ package main
 
 import (
 	"bytes"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/modelstorefs/modelstorefs/cache"
+	"github.com/modelstorefs/modelstorefs/remote/remotetest"
 )
 
 func TestNormalizeArgs(t *testing.T) {
@@ -86,13 +83,18 @@ func TestCompletion(t *testing.T) {
 	noStoreEnv(t)
 	cacheDir := t.TempDir()
 	t.Setenv("XDG_CACHE_HOME", cacheDir)
-	rows := []cache.Summary{{Store: "s1", Model: "lenet", Importable: true}, {Store: "s1", Model: "broken"}}
-	if err := writeSnapshot(snapshotPath(filepath.Join(cacheDir, "modelstorefs"), "http://127.0.0.1:8000/"), "http://127.0.0.1:8000/", rows); err != nil {
+	// The model list kept by an ls of the sample store (lenet importable,
+	// broken not), which is then stopped.
+	files, err := remotetest.LoadDir("../../integration/testdata/store")
+	if err != nil {
 		t.Fatal(err)
 	}
-	// Kept long ago: completion uses it whatever its age.
-	old := time.Now().Add(-1000 * time.Hour)
-	_ = os.Chtimes(filepath.Join(cacheDir, "modelstorefs", "lists"), old, old)
+	srv := remotetest.New(files, remotetest.Options{})
+	store := "s1=" + srv.URL
+	if _, stderr, err := runApp(t, "ls", "--store", store); err != nil {
+		t.Fatalf("ls: %v\n%s", err, stderr)
+	}
+	srv.Close() // completion asks no store
 
 	cases := []struct {
 		words   []string
@@ -105,8 +107,8 @@ func TestCompletion(t *testing.T) {
 		{[]string{"mount", "/mnt", "--d"}, []string{"--daemon", "--debug-fuse"}, []string{"--cache-dir"}},
 		{[]string{"mount", "--log-level", ""}, []string{"debug", "info", "warn", "error"}, nil},
 		{[]string{"mount", "--cache-dir", ""}, nil, []string{"--cache-dir"}},
-		{[]string{"import", "--store", "http://127.0.0.1:8000", ""}, []string{"s1/lenet"}, []string{"s1/broken", "help"}},
-		{[]string{"import", "--store", "http://127.0.0.1:8000", "s1/l"}, []string{"s1/lenet"}, nil},
+		{[]string{"import", "--store", store, ""}, []string{"s1/lenet"}, []string{"s1/broken", "help"}},
+		{[]string{"import", "--store", store, "s1/l"}, []string{"s1/lenet"}, nil},
 		{[]string{"completion", ""}, []string{"bash", "zsh", "fish"}, nil},
 	}
 	for _, c := range cases {

@@ -4,7 +4,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"math"
 	"sort"
 	"strings"
 
@@ -189,7 +188,7 @@ func keptModels(app *cli.App, cmd *cli.Command, args []string) []string {
 	}
 	var out []string
 	for _, spec := range cfg.Stores {
-		rows, _ := readSnapshot(snapshotPath(cfg.CacheDir, spec.URL), math.MaxInt64)
+		rows, _, _ := keptRows(cfg, spec) // whatever its age
 		for _, r := range rows {
 			if r.Importable {
 				out = append(out, r.Store+"/"+r.Model)

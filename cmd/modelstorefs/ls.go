@@ -1,22 +1,19 @@
 package main
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
-	"go.uber.org/zap"
 
 	"github.com/modelstorefs/modelstorefs/cache"
+	"github.com/modelstorefs/modelstorefs/remote"
 )
 
 func lsCommand() *cli.Command {
@@ -68,8 +65,9 @@ Examples:
 	}
 }
 
-// listStores returns every store's rows, from the cached list when fresh.
-// Stores that fail are reported on stderr and counted.
+// listStores returns every store's rows, from the model list kept in the
+// cache directory (by the mount or an earlier ls) when it is fresh. Stores
+// that fail are reported on stderr and counted.
 func listStores(c *cli.Context, cfg storeConfig) ([]cache.Summary, int, error) {
 	log, err := newLogger(cfg.LogLevel, cfg.LogFormat)
 	if err != nil {
@@ -82,10 +80,9 @@ func listStores(c *cli.Context, cfg storeConfig) ([]cache.Summary, int, error) {
 		cat    *cache.Catalog
 	)
 	for _, spec := range cfg.Stores {
-		snap := snapshotPath(cfg.CacheDir, spec.URL)
 		if !c.Bool("refresh") {
-			if cached, ok := readSnapshot(snap, cfg.TTL); ok {
-				rows = append(rows, cached...)
+			if kept, fetched, ok := keptRows(cfg, spec); ok && time.Since(fetched) <= cfg.TTL && time.Since(fetched) >= 0 {
+				rows = append(rows, kept...)
 				continue
 			}
 		}
@@ -103,80 +100,25 @@ func listStores(c *cli.Context, cfg storeConfig) ([]cache.Summary, int, error) {
 			failed++
 			continue
 		}
-		var fresh []cache.Summary
 		for _, m := range models {
-			fresh = append(fresh, m.Summary())
+			rows = append(rows, m.Summary())
 		}
-		// A list with values unknown for now (aux.json failed) is not
-		// kept: the next ls asks again.
-		if !anyUnknown(fresh) {
-			if err := writeSnapshot(snap, spec.URL, fresh); err != nil {
-				log.Warn("could not keep the model list", zap.Error(err))
-			}
-		}
-		rows = append(rows, fresh...)
 	}
 	return rows, failed, nil
 }
 
-// snapshot is a store's model list kept in the cache directory.
-type snapshot struct {
-	URL     string          `json:"url"`
-	Fetched time.Time       `json:"fetched"`
-	Rows    []cache.Summary `json:"rows"`
-}
-
-func snapshotPath(cacheDir, storeURL string) string {
-	sum := sha256.Sum256([]byte(storeURL))
-	return filepath.Join(cacheDir, "lists", hex.EncodeToString(sum[:8])+".json")
-}
-
-func readSnapshot(path string, ttl time.Duration) ([]cache.Summary, bool) {
-	data, err := os.ReadFile(path)
+// keptRows reads the store's model list kept in the cache directory
+// (cache.KeptSummaries), without asking the store anything.
+func keptRows(cfg storeConfig, spec storeSpec) ([]cache.Summary, time.Time, bool) {
+	rs, err := remote.NewStore(spec.URL, remote.Options{})
 	if err != nil {
-		return nil, false
+		return nil, time.Time{}, false
 	}
-	var s snapshot
-	if json.Unmarshal(data, &s) != nil || time.Since(s.Fetched) > ttl || time.Since(s.Fetched) < 0 || anyUnknown(s.Rows) {
-		return nil, false
-	}
-	for i := range s.Rows {
-		s.Rows[i] = s.Rows[i].Clean()
-	}
-	return s.Rows, true
+	return cache.KeptSummaries(metaDir(cfg.CacheDir), &cache.Store{Name: spec.Name, Remote: rs})
 }
 
-func anyUnknown(rows []cache.Summary) bool {
-	for _, r := range rows {
-		if r.AuxUnknown {
-			return true
-		}
-	}
-	return false
-}
-
-func writeSnapshot(path, storeURL string, rows []cache.Summary) error {
-	data, err := json.Marshal(snapshot{URL: storeURL, Fetched: time.Now(), Rows: rows})
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".list-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
-}
+// metaDir is where the catalog keeps listings and model metadata.
+func metaDir(cacheDir string) string { return filepath.Join(cacheDir, "meta") }
 
 // filterRows keeps rows with word in any column, case-insensitively.
 func filterRows(rows []cache.Summary, word string) []cache.Summary {

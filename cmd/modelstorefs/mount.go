@@ -154,7 +154,7 @@ func openCatalog(cfg storeConfig, jobsDir string, log *zap.Logger) (*cache.Catal
 	}
 	catalog := cache.NewCatalog(stores, content, cache.Config{
 		TTL: cfg.TTL, JobsDir: jobsDir, Reserved: fs.ReservedStoreNames, Logger: log.Named("catalog"),
-		MetaDir: filepath.Join(cfg.CacheDir, "meta"),
+		MetaDir: metaDir(cfg.CacheDir),
 	})
 	return catalog, func() {
 		catalog.Close()
