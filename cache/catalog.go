@@ -33,9 +33,15 @@ type Config struct {
 	Logger   *zap.Logger
 }
 
+// Defaults of Config, named once: the command's flags show them.
+const (
+	DefaultTTL     = 24 * time.Hour
+	DefaultJobsDir = "/var/lib/digits/jobs"
+)
+
 func (c Config) withDefaults() Config {
 	if c.TTL <= 0 {
-		c.TTL = 24 * time.Hour
+		c.TTL = DefaultTTL
 	}
 	if c.NegativeTTL <= 0 {
 		c.NegativeTTL = 10 * time.Second
@@ -52,7 +58,7 @@ func (c Config) withDefaults() Config {
 		c.Prefetch = 32
 	}
 	if c.JobsDir == "" {
-		c.JobsDir = "/var/lib/digits/jobs"
+		c.JobsDir = DefaultJobsDir
 	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()

@@ -19,7 +19,7 @@ func newCatalog(t *testing.T, srv *remotetest.Server, cfg StreamConfig, ccfg cac
 	if cfg.Dir == "" {
 		cfg.Dir = t.TempDir()
 	}
-	cfg.MinFree = -1
+	cfg.MinFree = new(int64(0))
 	content, err := NewStreamContent(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -34,8 +34,8 @@ func newStream(t *testing.T, cfg StreamConfig) *StreamContent {
 	if cfg.Dir == "" {
 		cfg.Dir = t.TempDir()
 	}
-	if cfg.MinFree == 0 {
-		cfg.MinFree = -1
+	if cfg.MinFree == nil {
+		cfg.MinFree = new(int64(0))
 	}
 	if cfg.RetryWindow == 0 {
 		cfg.RetryWindow = 300 * time.Millisecond

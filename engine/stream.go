@@ -21,12 +21,25 @@ import (
 	"github.com/modelstorefs/modelstorefs/cache"
 )
 
+// Defaults of StreamConfig, named once: the command's flags show them.
+const (
+	DefaultMaxBytes      = 10 << 30
+	DefaultMinFree       = 1 << 30
+	DefaultChunkSize     = 8 << 20
+	DefaultParallel      = 16
+	DefaultStoreParallel = 32
+	DefaultBufferBudget  = 256 << 20
+	DefaultRetryWindow   = 30 * time.Second
+)
+
 // StreamConfig tunes a StreamContent. The zero value gives the defaults.
 type StreamConfig struct {
-	Dir       string // cache root (created)
-	MaxBytes  int64  // bound on complete and reserved bytes (default 10 GiB)
-	MinFree   int64  // keep this much of the cache's filesystem free (default 1 GiB)
-	ChunkSize int64  // unit of download, of buffers and of cache writes (default 8 MiB)
+	Dir      string // cache root (created)
+	MaxBytes int64  // bound on complete and reserved bytes (default 10 GiB)
+	// MinFree is how much of the cache's filesystem to keep free: nil for
+	// the default (1 GiB), a pointer to 0 for no floor.
+	MinFree   *int64
+	ChunkSize int64 // unit of download, of buffers and of cache writes (default 8 MiB)
 	// Parallel caps the streams (ranged GETs) of one file (default 16);
 	// StoreParallel caps those of one store (default 32). How many are
 	// used below the caps is measured (see doc.go).
@@ -43,28 +56,27 @@ type StreamConfig struct {
 
 func (c StreamConfig) withDefaults() StreamConfig {
 	if c.MaxBytes <= 0 {
-		c.MaxBytes = 10 << 30
+		c.MaxBytes = DefaultMaxBytes
 	}
-	if c.MinFree < 0 {
-		c.MinFree = 0
-	} else if c.MinFree == 0 {
-		c.MinFree = 1 << 30
+	if c.MinFree == nil {
+		c.MinFree = new(int64(DefaultMinFree))
 	}
+	c.MinFree = new(max(*c.MinFree, 0))
 	if c.ChunkSize <= 0 {
-		c.ChunkSize = 8 << 20
+		c.ChunkSize = DefaultChunkSize
 	}
 	if c.Parallel <= 0 {
-		c.Parallel = 16
+		c.Parallel = DefaultParallel
 	}
 	if c.StoreParallel <= 0 {
-		c.StoreParallel = 32
+		c.StoreParallel = DefaultStoreParallel
 	}
 	if c.BufferBudget <= 0 {
-		c.BufferBudget = 256 << 20
+		c.BufferBudget = DefaultBufferBudget
 	}
 	c.BufferBudget = max(c.BufferBudget, 4*c.ChunkSize)
 	if c.RetryWindow <= 0 {
-		c.RetryWindow = 30 * time.Second
+		c.RetryWindow = DefaultRetryWindow
 	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
@@ -83,6 +95,7 @@ func (c StreamConfig) withDefaults() StreamConfig {
 type StreamContent struct {
 	// Read only.
 	cfg      StreamConfig
+	minFree  int64 // *cfg.MinFree
 	log      *zap.Logger
 	objects  string
 	partial  string
@@ -181,6 +194,7 @@ func NewStreamContent(cfg StreamConfig) (*StreamContent, error) {
 	root := filepath.Join(cfg.Dir, "v2")
 	s := &StreamContent{
 		cfg:     cfg,
+		minFree: *cfg.MinFree,
 		log:     cfg.Logger,
 		objects: filepath.Join(root, "objects"),
 		partial: filepath.Join(root, "partial"),
@@ -447,10 +461,10 @@ func (w *reservingWriter) grow(n int64) error {
 	if !s.evictLocked(n) {
 		return fmt.Errorf("%w: %d bytes held, bound %d", errNoSpace, s.total, s.cfg.MaxBytes)
 	}
-	if free, err := s.statfs(s.partial); err == nil && free-n < s.cfg.MinFree {
-		s.evictBytesLocked(n + s.cfg.MinFree - free)
-		if free, err = s.statfs(s.partial); err == nil && free-n < s.cfg.MinFree {
-			return fmt.Errorf("%w: only %d bytes free on the cache's filesystem (floor %d)", errNoSpace, free, s.cfg.MinFree)
+	if free, err := s.statfs(s.partial); err == nil && free-n < s.minFree {
+		s.evictBytesLocked(n + s.minFree - free)
+		if free, err = s.statfs(s.partial); err == nil && free-n < s.minFree {
+			return fmt.Errorf("%w: only %d bytes free on the cache's filesystem (floor %d)", errNoSpace, free, s.minFree)
 		}
 	}
 	s.total += n
@@ -496,10 +510,10 @@ func (s *StreamContent) startLocked(ref cache.Ref, key string) (*entry, error) {
 	if !s.evictLocked(size) {
 		return nil, errors.New("cache full of files in use")
 	}
-	if free, err := s.statfs(s.partial); err == nil && free-size < s.cfg.MinFree {
-		s.evictBytesLocked(size + s.cfg.MinFree - free)
-		if free, err = s.statfs(s.partial); err == nil && free-size < s.cfg.MinFree {
-			return nil, fmt.Errorf("only %d bytes free on the cache's filesystem (floor %d)", free, s.cfg.MinFree)
+	if free, err := s.statfs(s.partial); err == nil && free-size < s.minFree {
+		s.evictBytesLocked(size + s.minFree - free)
+		if free, err = s.statfs(s.partial); err == nil && free-size < s.minFree {
+			return nil, fmt.Errorf("only %d bytes free on the cache's filesystem (floor %d)", free, s.minFree)
 		}
 	}
 	// Unique per download: a failed one may still be cleaning up its file.

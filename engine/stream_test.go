@@ -930,7 +930,7 @@ func TestStreamFullDisk(t *testing.T) {
 		t.Run(fmt.Sprintf("no room, NoRange %v", noRange), func(t *testing.T) {
 			srv := newServer(t, map[string][]byte{"m/f": data}, remotetest.Options{NoRange: noRange})
 			st := newTestStore(t, srv.URL)
-			s := newStream(t, StreamConfig{ChunkSize: chunk, MinFree: 1 << 20})
+			s := newStream(t, StreamConfig{ChunkSize: chunk, MinFree: new(int64(1 << 20))})
 			var calls atomic.Int32
 			s.statfs = func(string) (int64, error) { calls.Add(1); return 1<<20 + size - 1, nil } // one byte short
 			ref := refFor(t, st, "m", "f")

@@ -107,7 +107,7 @@ func newEnv(t *testing.T, specs ...storeSpec) *env {
 		e.srvs = append(e.srvs, srv)
 		e.stores = append(e.stores, &cache.Store{Name: sp.name, Remote: rs})
 	}
-	content, err := engine.NewStreamContent(engine.StreamConfig{Dir: t.TempDir(), MinFree: -1, RetryWindow: 300 * time.Millisecond})
+	content, err := engine.NewStreamContent(engine.StreamConfig{Dir: t.TempDir(), MinFree: new(int64(0)), RetryWindow: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -53,7 +53,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	content, err := engine.NewStreamContent(engine.StreamConfig{Dir: t.TempDir(), MinFree: -1})
+	content, err := engine.NewStreamContent(engine.StreamConfig{Dir: t.TempDir(), MinFree: new(int64(0))})
 	if err != nil {
 		t.Fatal(err)
 	}

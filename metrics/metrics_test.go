@@ -35,7 +35,7 @@ func TestCollector(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	content, err := engine.NewStreamContent(engine.StreamConfig{Dir: t.TempDir(), MaxBytes: 1 << 30, MinFree: -1})
+	content, err := engine.NewStreamContent(engine.StreamConfig{Dir: t.TempDir(), MaxBytes: 1 << 30, MinFree: new(int64(0))})
 	if err != nil {
 		t.Fatal(err)
 	}

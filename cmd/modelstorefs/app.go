@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"math"
 	"os"
@@ -10,7 +11,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	"github.com/urfave/cli/v2"
+
+	"github.com/modelstorefs/modelstorefs/cache"
+	"github.com/modelstorefs/modelstorefs/engine"
 )
 
 // newApp builds the command line. stopSignals is called once the first
@@ -69,7 +74,7 @@ A password in a --store URL can be read by other users in ps: put it in
 ~/.netrc (or $NETRC), or give the stores in --store-file or
 DIGITS_MODEL_STORE_URL.`,
 		Flags: append(storeFlags(),
-			&cli.StringFlag{Name: "jobs-dir", Value: "/var/lib/digits/jobs", EnvVars: []string{"DIGITS_JOBS_DIR"}, Usage: "DIGITS jobs `DIR` written into status.pickle (DIGITS rewrites it on load)"},
+			&cli.StringFlag{Name: "jobs-dir", Value: cache.DefaultJobsDir, EnvVars: []string{"DIGITS_JOBS_DIR"}, Usage: "DIGITS jobs `DIR` written into status.pickle (DIGITS rewrites it on load)"},
 			&cli.BoolFlag{Name: "allow-other", Usage: "let other users access the mount (needs user_allow_other in /etc/fuse.conf unless root)"},
 			&cli.BoolFlag{Name: "allow-non-empty", Usage: "mount over a directory that is not empty (hiding its files while mounted)"},
 			&cli.BoolFlag{Name: "daemon", Usage: "detach once mounted; the daemon logs to --log-file"},
@@ -117,18 +122,47 @@ func storeFlags() []cli.Flag {
 		&cli.StringSliceFlag{Name: "store", Aliases: []string{"s"}, Usage: "store `URL` or NAME=URL", EnvVars: []string{storeEnv}},
 		&cli.StringFlag{Name: "store-file", Usage: "read stores from `FILE`, one URL or NAME=URL a line (# comments): keeps passwords out of ps"},
 		&cli.StringFlag{Name: "cache-dir", Usage: "on-disk cache `DIR` (default $XDG_CACHE_HOME/modelstorefs or ~/.cache/modelstorefs)"},
-		&cli.StringFlag{Name: "cache-size", Value: "10GiB", Usage: "bound on the on-disk cache (`SIZE`, e.g. 500MiB, 20G)"},
-		&cli.StringFlag{Name: "cache-min-free", Value: "1GiB", Usage: "keep at least `SIZE` free on the cache's filesystem (0: no floor)"},
-		&cli.DurationFlag{Name: "ttl", Value: 24 * time.Hour, Usage: "how long listings and metadata stay fresh"},
-		&cli.DurationFlag{Name: "retry-window", Value: 30 * time.Second, Usage: "how long reads wait for a failing store to come back before EIO"},
-		&cli.StringFlag{Name: "ca-cert", Usage: "PEM `FILE` of CA certificates to trust for https stores (private CA), instead of the system's"},
-		&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
-		&cli.StringFlag{Name: "log-format", Value: "console", Usage: "console or json"},
-		&cli.StringFlag{Name: "buffer-size", Value: "256MiB", Usage: "memory for downloads in flight: how far cache writes may fall behind readers (`SIZE`)"},
+		&cli.StringFlag{Name: "cache-size", Value: sizeValue(engine.DefaultMaxBytes), Usage: "bound on the on-disk cache (`SIZE`, e.g. 500MiB, 20G)"},
+		&cli.StringFlag{Name: "cache-min-free", Value: sizeValue(engine.DefaultMinFree), Usage: "keep at least `SIZE` free on the cache's filesystem (0: no floor)"},
+		&cli.DurationFlag{Name: "ttl", Value: cache.DefaultTTL, Usage: "how long listings and metadata stay fresh"},
+		&cli.DurationFlag{Name: "retry-window", Value: engine.DefaultRetryWindow, Usage: "how long reads wait for a failing store to come back before EIO"},
+		caCertFlag(),
+		logLevelFlag("info", "debug, info, warn or error"),
+		logFormatFlag(),
+		&cli.StringFlag{Name: "buffer-size", Value: sizeValue(engine.DefaultBufferBudget), Usage: "memory for downloads in flight: how far cache writes may fall behind readers (`SIZE`)"},
 		// Read-engine tuning, for benchmarks.
-		&cli.StringFlag{Name: "chunk-size", Value: "8MiB", Hidden: true},
-		&cli.IntFlag{Name: "read-parallel", Value: 16, Hidden: true},
+		&cli.StringFlag{Name: "chunk-size", Value: sizeValue(engine.DefaultChunkSize), Hidden: true},
+		&cli.IntFlag{Name: "read-parallel", Value: engine.DefaultParallel, Hidden: true},
 	}
+}
+
+// Flags of several commands, declared once.
+
+func caCertFlag() cli.Flag {
+	return &cli.StringFlag{Name: "ca-cert", Usage: "PEM `FILE` of CA certificates to trust for https stores (private CA), instead of the system's"}
+}
+
+// logLevelFlag is --log-level; its default differs by command (check is
+// quiet: its report is the output).
+func logLevelFlag(value, usage string) cli.Flag {
+	return &cli.StringFlag{Name: "log-level", Value: value, Usage: usage}
+}
+
+func logFormatFlag() cli.Flag {
+	return &cli.StringFlag{Name: "log-format", Value: "console", Usage: "console or json"}
+}
+
+// loadCACert reads the PEM file of --ca-cert.
+func loadCACert(file string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("--ca-cert: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("--ca-cert %s: no PEM certificate found", file)
+	}
+	return pool, nil
 }
 
 // storeConfig is what every command reading stores needs, validated.
@@ -136,7 +170,7 @@ type storeConfig struct {
 	Stores    []storeSpec
 	CacheDir  string
 	CacheSize int64
-	// CacheMinFree is the free-space floor; -1 means none.
+	// CacheMinFree is the free-space floor; 0 means none.
 	CacheMinFree int64
 	TTL          time.Duration
 	RetryWindow  time.Duration
@@ -198,7 +232,7 @@ func storeConfigFrom(c *cli.Context) (storeConfig, error) {
 		return cfg, fmt.Errorf("--cache-size: %w", err)
 	}
 	if v := c.String("cache-min-free"); strings.TrimSpace(v) == "0" {
-		cfg.CacheMinFree = -1
+		cfg.CacheMinFree = 0
 	} else if cfg.CacheMinFree, err = parseSize(v); err != nil {
 		return cfg, fmt.Errorf("--cache-min-free: %w", err)
 	}
@@ -268,6 +302,11 @@ func within(path, dir string) bool {
 // separator): cache flags follow rclone (--vfs-cache-max-size 10G is 10 GiB),
 // and an ambiguous comma, NaN/Inf or a fraction of a byte is refused.
 // Sizes are printed with go-humanize (IBytes).
+// sizeValue writes a default size as the flags take it: "10GiB".
+func sizeValue(n int64) string {
+	return strings.ReplaceAll(humanize.IBytes(uint64(n)), " ", "")
+}
+
 func parseSize(s string) (int64, error) {
 	t := strings.TrimSpace(s)
 	upper := strings.ToUpper(t)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/x509"
 	"fmt"
 	"os"
 	"regexp"
@@ -42,10 +41,10 @@ Examples:
    modelstorefs check http://127.0.0.1:8000/
    modelstorefs check https://user:password@models.example.com/team/`,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "ca-cert", Usage: "PEM `FILE` of CA certificates to trust for https stores (private CA), instead of the system's"},
+			caCertFlag(),
 			&cli.IntFlag{Name: "jobs", Value: 8, Usage: "check `N` models at once"},
-			&cli.StringFlag{Name: "log-level", Value: "warn", Usage: "debug, info, warn or error"},
-			&cli.StringFlag{Name: "log-format", Value: "console", Usage: "console or json"},
+			logLevelFlag("warn", "debug, info, warn or error"),
+			logFormatFlag(),
 		},
 		OnUsageError: onUsageError,
 		Action: func(c *cli.Context) error {
@@ -131,16 +130,3 @@ func checkTarget(target string) error {
 
 // hostPort matches "host:port" and "host:port/path".
 var hostPort = regexp.MustCompile(`^[A-Za-z0-9.\-\[\]:]+:[0-9]+(/.*)?$`)
-
-// loadCACert reads a PEM file of CA certificates.
-func loadCACert(file string) (*x509.CertPool, error) {
-	pem, err := os.ReadFile(file)
-	if err != nil {
-		return nil, fmt.Errorf("--ca-cert: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("--ca-cert %s: no PEM certificate found", file)
-	}
-	return pool, nil
-}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -128,13 +127,9 @@ func openCatalog(cfg storeConfig, jobsDir string, log *zap.Logger) (*cache.Catal
 		HeaderTimeout: clamp(cfg.RetryWindow/2, 5*time.Second, 30*time.Second),
 	}
 	if cfg.CACert != "" {
-		pem, err := os.ReadFile(cfg.CACert)
-		if err != nil {
-			return nil, nil, fmt.Errorf("--ca-cert: %w", err)
-		}
-		ropts.RootCAs = x509.NewCertPool()
-		if !ropts.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, nil, fmt.Errorf("--ca-cert %s: no PEM certificate found", cfg.CACert)
+		var err error
+		if ropts.RootCAs, err = loadCACert(cfg.CACert); err != nil {
+			return nil, nil, err
 		}
 	}
 	stores := make([]*cache.Store, len(cfg.Stores))
@@ -146,7 +141,7 @@ func openCatalog(cfg storeConfig, jobsDir string, log *zap.Logger) (*cache.Catal
 		stores[i] = &cache.Store{Name: s.Name, Remote: rs}
 	}
 	content, err := engine.NewStreamContent(engine.StreamConfig{
-		Dir: cfg.CacheDir, MaxBytes: cfg.CacheSize, MinFree: cfg.CacheMinFree, RetryWindow: cfg.RetryWindow,
+		Dir: cfg.CacheDir, MaxBytes: cfg.CacheSize, MinFree: new(cfg.CacheMinFree), RetryWindow: cfg.RetryWindow,
 		ChunkSize: cfg.ChunkSize, Parallel: cfg.ReadParallel, BufferBudget: cfg.BufferSize, Logger: log.Named("content"),
 	})
 	if err != nil {

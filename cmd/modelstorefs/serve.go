@@ -32,8 +32,8 @@ Examples:
    modelstorefs check http://127.0.0.1:8000/          # what DIGITS will see`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "addr", Value: "127.0.0.1:8000", Usage: "listen on `HOST:PORT` (port 0: any free port)"},
-			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info (one line per request), warn or error"},
-			&cli.StringFlag{Name: "log-format", Value: "console", Usage: "console or json"},
+			logLevelFlag("info", "debug, info (one line per request), warn or error"),
+			logFormatFlag(),
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
