@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dustin/go-humanize"
 	"github.com/urfave/cli/v2"
 
 	"github.com/modelstorefs/modelstorefs/cache"
@@ -302,9 +301,17 @@ func within(path, dir string) bool {
 // separator): cache flags follow rclone (--vfs-cache-max-size 10G is 10 GiB),
 // and an ambiguous comma, NaN/Inf or a fraction of a byte is refused.
 // Sizes are printed with go-humanize (IBytes).
-// sizeValue writes a default size as the flags take it: "10GiB".
+// sizeValue writes a default size as the flags take it: "10GiB", "1GiB".
 func sizeValue(n int64) string {
-	return strings.ReplaceAll(humanize.IBytes(uint64(n)), " ", "")
+	for _, u := range []struct {
+		unit string
+		size int64
+	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n >= u.size && n%u.size == 0 {
+			return strconv.FormatInt(n/u.size, 10) + u.unit
+		}
+	}
+	return strconv.FormatInt(n, 10) + "B"
 }
 
 func parseSize(s string) (int64, error) {
