@@ -25,24 +25,50 @@ const statParallel = 8
 // the one verdict that status.pickle, error.txt, models.tsv, ls, check and
 // import all follow. prev, the last good result, supplies validators for
 // conditional requests.
+//
+// It is a pipeline: fetch the small files, stat the files they name, judge,
+// then assemble the folder (store files and symlinks, status.pickle,
+// error.txt).
 func (c *Catalog) resolveModel(ctx context.Context, st *Store, name string, prev *Model) (*Model, error) {
 	m := &Model{Store: st, Name: name, Fetched: time.Now()}
+	in, infoFile, auxFile, err := c.fetchSmallFiles(ctx, st, name, prev)
+	if err != nil {
+		return nil, err
+	}
+	metas, answers, err := c.statAll(ctx, st, name, digits.Wanted(in.Info, in.Aux), prev)
+	if err != nil {
+		return nil, err
+	}
+	in.Files = answers
+	v := digits.Judge(in)
+	m.Info, m.Aux, m.AuxUnknown, m.Importable = v.Info, v.Aux, v.AuxUnknown, v.Importable
+	m.Files = folderFiles(v, metas, infoFile, auxFile)
+	t0 := modelTime(m, infoFile)
+	if m.Importable {
+		c.addPickle(m, v, t0)
+	}
+	c.addProblems(m, v, t0)
+	sort.Slice(m.Files, func(i, j int) bool { return m.Files[i].Name < m.Files[j].Name })
+	return m, nil
+}
 
-	// info.json and aux.json in parallel: one round trip, not two.
-	var auxFile *File
+// fetchSmallFiles fetches info.json and aux.json in parallel (one round
+// trip, not two) and says what the store answered, as digits.Judge takes
+// it. A missing info.json is an answer; any other failure of it fails the
+// model (it is retried later). aux.json is optional: see below.
+func (c *Catalog) fetchSmallFiles(ctx context.Context, st *Store, name string, prev *Model) (in digits.Input, infoFile, auxFile *File, err error) {
 	var auxErr error
 	auxDone := make(chan struct{})
 	go func() {
 		defer close(auxDone)
 		auxFile, auxErr = c.smallFile(ctx, st, name, digits.AuxFile, prev)
 	}()
-	infoFile, err := c.smallFile(ctx, st, name, digits.InfoFile, prev)
+	infoFile, err = c.smallFile(ctx, st, name, digits.InfoFile, prev)
 	<-auxDone
-	var in digits.Input
 	switch {
 	case errors.Is(err, remote.ErrNotFound):
 	case err != nil:
-		return nil, err
+		return in, nil, nil, err
 	default:
 		in.Info = digits.Answer{Found: true, Data: infoFile.Data, Size: int64(len(infoFile.Data))}
 	}
@@ -51,7 +77,7 @@ func (c *Catalog) resolveModel(ctx context.Context, st *Store, name string, prev
 		in.Aux = digits.Answer{Found: true, Data: auxFile.Data, Size: int64(len(auxFile.Data))}
 	case errors.Is(auxErr, remote.ErrNotFound):
 	case ctx.Err() != nil:
-		return nil, auxErr
+		return in, nil, nil, auxErr
 	default:
 		// aux.json is optional (DIGITS ignores a failed one): the model is
 		// shown and importable. Its fields come from the last good aux.json,
@@ -67,74 +93,79 @@ func (c *Catalog) resolveModel(ctx context.Context, st *Store, name string, prev
 				zap.Duration("retry_in", c.cfg.NegativeTTL), zap.Error(auxErr))
 		}
 	}
+	return in, infoFile, auxFile, nil
+}
 
-	metas, answers, err := c.statAll(ctx, st, name, digits.Wanted(in.Info, in.Aux), prev)
-	if err != nil {
-		return nil, err
-	}
-	in.Files = answers
-	v := digits.Judge(in)
-	m.Info, m.Aux, m.AuxUnknown, m.Importable = v.Info, v.Aux, v.AuxUnknown, v.Importable
-
+// folderFiles are the folder's entries as the verdict lays them out: the
+// fetched info.json and aux.json, symlinks, and the store's files with
+// their sizes and validators.
+func folderFiles(v *digits.Verdict, metas map[string]remote.Meta, infoFile, auxFile *File) []File {
+	var files []File
 	for _, e := range v.Entries {
 		switch {
 		case e.Name == digits.InfoFile:
-			m.Files = append(m.Files, *infoFile)
+			files = append(files, *infoFile)
 		case e.Name == digits.AuxFile:
-			m.Files = append(m.Files, *auxFile)
+			files = append(files, *auxFile)
 		case e.Target != "":
 			meta := metas[e.Name]
-			m.Files = append(m.Files, File{Name: e.Name, Kind: KindSymlink, Target: e.Target, ModTime: meta.ModTime()})
+			files = append(files, File{Name: e.Name, Kind: KindSymlink, Target: e.Target, ModTime: meta.ModTime()})
 		default:
 			meta := metas[e.Remote]
-			m.Files = append(m.Files, File{Name: e.Name, Kind: KindRemote, Remote: e.Remote, Meta: meta, ModTime: meta.ModTime()})
+			files = append(files, File{Name: e.Name, Kind: KindRemote, Remote: e.Remote, Meta: meta, ModTime: meta.ModTime()})
 		}
 	}
+	return files
+}
 
-	t0 := modelTime(m, infoFile)
-	if m.Importable {
-		id := digits.JobID(t0, c.jobIDSuffix(st, name))
-		job := digits.NewJobIn(id, strings.TrimRight(c.cfg.JobsDir, "/")+"/"+name, m.Info, v.Layout, t0)
-		pickle, err := digits.StatusPickle(job)
-		if err != nil {
-			// Judge accepted the model, so this is a bug of ours: say so.
-			v.Problems = append(v.Problems, &digits.Problem{Severity: digits.Blocker, File: digits.StatusFile, Msg: err.Error()})
-			m.Importable = false
-		} else {
-			m.Files = append(m.Files, File{Name: digits.StatusFile, Kind: KindData, Data: pickle, ModTime: t0})
-		}
+// addPickle adds the status.pickle that makes an importable folder a
+// DIGITS job.
+func (c *Catalog) addPickle(m *Model, v *digits.Verdict, t0 time.Time) {
+	id := digits.JobID(t0, c.jobIDSuffix(m.Store, m.Name))
+	job := digits.NewJobIn(id, strings.TrimRight(c.cfg.JobsDir, "/")+"/"+m.Name, m.Info, v.Layout, t0)
+	pickle, err := digits.StatusPickle(job)
+	if err != nil {
+		// Judge accepted the model, so this is a bug of ours: say so.
+		v.Problems = append(v.Problems, &digits.Problem{Severity: digits.Blocker, File: digits.StatusFile, Msg: err.Error()})
+		m.Importable = false
+		return
 	}
-	// error.txt holds the problems of the model as the folder shows it; an
-	// optional file the store does not have (an extra info.json names, a
-	// logo) is check's business, not worth an error.txt in every copy.
+	m.Files = append(m.Files, File{Name: digits.StatusFile, Kind: KindData, Data: pickle, ModTime: t0})
+}
+
+// addProblems adds error.txt with the problems of the model as the folder
+// shows it, and logs them; an optional file the store does not have (an
+// extra info.json names, a logo) is check's business, not worth an
+// error.txt in every copy.
+func (c *Catalog) addProblems(m *Model, v *digits.Verdict, t0 time.Time) {
+	log := c.log.With(zap.String("store", m.Store.Name), zap.String("model", m.Name))
 	var shown []*digits.Problem
 	for _, p := range v.Problems {
 		if p.Severity == digits.Warning && p.Code == digits.CodeMissing {
-			c.log.Debug("optional model file not on the store", zap.String("store", st.Name), zap.String("model", name), zap.String("why", p.Msg))
+			log.Debug("optional model file not on the store", zap.String("why", p.Msg))
 			continue
 		}
 		shown = append(shown, p)
 		m.Problems = append(m.Problems, p.Msg)
 	}
-	if len(shown) > 0 {
-		m.Files = append(m.Files, File{Name: digits.ErrorFile, Kind: KindData, Data: errorText(name, shown), ModTime: t0})
-		var blockers []string
-		for _, p := range shown {
-			switch {
-			case p.Severity == digits.Blocker:
-				blockers = append(blockers, p.Msg)
-			case p.LeftOut:
-				c.log.Warn("model file left out", zap.String("store", st.Name), zap.String("model", name), zap.String("why", p.Msg))
-			default:
-				c.log.Warn("model warning", zap.String("store", st.Name), zap.String("model", name), zap.String("why", p.Msg))
-			}
-		}
-		if len(blockers) > 0 {
-			c.log.Warn("model cannot be imported", zap.String("store", st.Name), zap.String("model", name), zap.Strings("why", blockers))
+	if len(shown) == 0 {
+		return
+	}
+	m.Files = append(m.Files, File{Name: digits.ErrorFile, Kind: KindData, Data: errorText(m.Name, shown), ModTime: t0})
+	var blockers []string
+	for _, p := range shown {
+		switch {
+		case p.Severity == digits.Blocker:
+			blockers = append(blockers, p.Msg)
+		case p.LeftOut:
+			log.Warn("model file left out", zap.String("why", p.Msg))
+		default:
+			log.Warn("model warning", zap.String("why", p.Msg))
 		}
 	}
-	sort.Slice(m.Files, func(i, j int) bool { return m.Files[i].Name < m.Files[j].Name })
-	return m, nil
+	if len(blockers) > 0 {
+		log.Warn("model cannot be imported", zap.Strings("why", blockers))
+	}
 }
 
 // dataFile returns the in-memory file called name of a (possibly nil) model.
