@@ -8,6 +8,8 @@ import (
 	"github.com/modelstorefs/modelstorefs/remote/remotetest"
 
 	"github.com/modelstorefs/modelstorefs/digits"
+
+	"github.com/modelstorefs/modelstorefs/internal/testutil"
 )
 
 // TestAuxFailure: a failing aux.json (a proxy's 502) leaves the model
@@ -19,7 +21,7 @@ func TestAuxFailure(t *testing.T) {
 	srv.SetStatus("lenet/aux.json", http.StatusBadGateway)
 	const negTTL = 200 * time.Millisecond
 	e := newEnv(t, srv, Config{NegativeTTL: negTTL})
-	ctx := testCtx(t)
+	ctx := testutil.Ctx(t)
 
 	m, err := e.cat.Model(ctx, e.st, "lenet")
 	if err != nil {

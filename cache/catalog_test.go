@@ -17,12 +17,14 @@ import (
 	"github.com/modelstorefs/modelstorefs/remote/remotetest"
 
 	"github.com/modelstorefs/modelstorefs/digits"
+
+	"github.com/modelstorefs/modelstorefs/internal/testutil"
 )
 
 func TestListingSharedFetch(t *testing.T) {
 	srv := newServer(t, sampleFiles(t, true), remotetest.Options{})
 	e := newEnv(t, srv, Config{})
-	ctx := testCtx(t)
+	ctx := testutil.Ctx(t)
 
 	// Hold master.json so that all callers pile up on the one fetch.
 	gate := srv.Hold("master.json")
@@ -42,7 +44,7 @@ func TestListingSharedFetch(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("master.json was never requested")
 	}
-	waitFor(t, "every caller to join the fetch", func() bool { return e.cat.waiters.Load() == callers })
+	testutil.WaitFor(t, "every caller to join the fetch", func() bool { return e.cat.waiters.Load() == callers })
 	gate.Release()
 	wg.Wait()
 
@@ -83,7 +85,7 @@ func TestListingSharedFetch(t *testing.T) {
 func TestListingExpiresAfterTTL(t *testing.T) {
 	srv := newServer(t, sampleFiles(t, true), remotetest.Options{})
 	e := newEnv(t, srv, Config{TTL: 150 * time.Millisecond})
-	ctx := testCtx(t)
+	ctx := testutil.Ctx(t)
 	if _, err := e.cat.Listing(ctx, e.st); err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +138,7 @@ func TestListingSortedAndReserved(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := newServer(t, tt.files, tt.opt)
 			e := newEnv(t, srv, Config{})
-			l, err := e.cat.Listing(testCtx(t), e.st)
+			l, err := e.cat.Listing(testutil.Ctx(t), e.st)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -159,7 +161,7 @@ func TestListingSortedAndReserved(t *testing.T) {
 				t.Errorf("msg %q, want %q", l.Msg, wantMsg)
 			}
 			// A reserved name is refused for Model too.
-			if _, err := e.cat.Model(testCtx(t), e.st, "models.tsv"); !errors.Is(err, ErrNotFound) {
+			if _, err := e.cat.Model(testutil.Ctx(t), e.st, "models.tsv"); !errors.Is(err, ErrNotFound) {
 				t.Errorf("Model(models.tsv): %v, want ErrNotFound", err)
 			}
 		})
@@ -172,7 +174,7 @@ func TestListingStoreDown(t *testing.T) {
 		srv.Close()
 		e := newEnv(t, srv, Config{})
 		start := time.Now()
-		l, err := e.cat.Listing(testCtx(t), e.st)
+		l, err := e.cat.Listing(testutil.Ctx(t), e.st)
 		if err == nil {
 			t.Fatalf("listing of a closed store: %+v", l)
 		}
@@ -189,7 +191,7 @@ func TestListingStoreDown(t *testing.T) {
 		srv.Hold("master.json")
 		e := newEnv(t, srv, Config{ListTimeout: 200 * time.Millisecond})
 		start := time.Now()
-		_, err := e.cat.Listing(testCtx(t), e.st)
+		_, err := e.cat.Listing(testutil.Ctx(t), e.st)
 		if err == nil {
 			t.Fatal("listing of a silent store succeeded")
 		}
@@ -203,7 +205,7 @@ func TestListingStoreDown(t *testing.T) {
 		srv.SetStatusAll(http.StatusInternalServerError)
 		const negTTL = 300 * time.Millisecond
 		e := newEnv(t, srv, Config{NegativeTTL: negTTL})
-		ctx := testCtx(t)
+		ctx := testutil.Ctx(t)
 		start := time.Now()
 		_, err := e.cat.Listing(ctx, e.st)
 		if err == nil {
@@ -244,7 +246,7 @@ func TestListingStoreDown(t *testing.T) {
 func TestListingStaleWhileError(t *testing.T) {
 	srv := newServer(t, sampleFiles(t, true), remotetest.Options{})
 	e := newEnv(t, srv, Config{NegativeTTL: time.Minute})
-	ctx := testCtx(t)
+	ctx := testutil.Ctx(t)
 	good, err := e.cat.Listing(ctx, e.st)
 	if err != nil {
 		t.Fatal(err)
@@ -296,7 +298,7 @@ func TestPrefetchAfterListing(t *testing.T) {
 	files := sampleFiles(t, true)
 	srv := newServer(t, files, remotetest.Options{})
 	e := newEnv(t, srv, Config{})
-	if _, err := e.cat.Listing(testCtx(t), e.st); err != nil {
+	if _, err := e.cat.Listing(testutil.Ctx(t), e.st); err != nil {
 		t.Fatal(err)
 	}
 	// No Model call: the listing alone resolves every model.
@@ -316,7 +318,7 @@ func TestPrefetchAfterListing(t *testing.T) {
 	// Served from memory afterwards.
 	total := srv.Total()
 	for _, m := range sampleModels(t) {
-		if _, err := e.cat.Model(testCtx(t), e.st, m); err != nil {
+		if _, err := e.cat.Model(testutil.Ctx(t), e.st, m); err != nil {
 			t.Fatalf("Model(%s): %v", m, err)
 		}
 	}
@@ -337,7 +339,7 @@ func TestPrefetchIsBounded(t *testing.T) {
 		gates = append(gates, srv.Hold(fmt.Sprintf("m%02d/info.json", i)))
 	}
 	e := newEnv(t, srv, Config{Prefetch: limit})
-	l, err := e.cat.Listing(testCtx(t), e.st)
+	l, err := e.cat.Listing(testutil.Ctx(t), e.st)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -348,7 +350,7 @@ func TestPrefetchIsBounded(t *testing.T) {
 		}
 		return n
 	}
-	waitFor(t, "prefetch to start", func() bool { return waiting() == limit })
+	testutil.WaitFor(t, "prefetch to start", func() bool { return waiting() == limit })
 	time.Sleep(100 * time.Millisecond)
 	if n := waiting(); n != limit {
 		t.Errorf("%d info.json requests in flight, want at most %d", n, limit)
@@ -367,7 +369,7 @@ func TestModelsSorted(t *testing.T) {
 	srv.SetStatus("zfail/info.json", http.StatusInternalServerError)
 	srv.SetStatus("0fail/info.json", http.StatusForbidden)
 	e := newEnv(t, srv, Config{})
-	ms, err := e.cat.Models(testCtx(t), e.st)
+	ms, err := e.cat.Models(testutil.Ctx(t), e.st)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -387,7 +389,7 @@ func TestModelsSorted(t *testing.T) {
 	down := remotetest.New(files, remotetest.Options{Master: true})
 	down.Close()
 	e2 := newEnv(t, down, Config{})
-	if ms, err := e2.cat.Models(testCtx(t), e2.st); err == nil {
+	if ms, err := e2.cat.Models(testutil.Ctx(t), e2.st); err == nil {
 		t.Errorf("Models of a closed store: %d models, no error", len(ms))
 	}
 }
@@ -403,7 +405,7 @@ func TestCloseDuringPrefetch(t *testing.T) {
 	for round := range 60 {
 		st := newTestStore(t, srv.URL)
 		cat := NewCatalog([]*Store{st}, nil, Config{Prefetch: 40})
-		if _, err := cat.Listing(testCtx(t), st); err != nil {
+		if _, err := cat.Listing(testutil.Ctx(t), st); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(time.Duration(round%4) * time.Millisecond)
@@ -428,7 +430,7 @@ func TestCloseStopsStuckPrefetch(t *testing.T) {
 	gate := srv.Hold("lenet/info.json")
 	st := newTestStore(t, srv.URL)
 	cat := NewCatalog([]*Store{st}, nil, Config{})
-	if _, err := cat.Listing(testCtx(t), st); err != nil {
+	if _, err := cat.Listing(testutil.Ctx(t), st); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -437,7 +439,7 @@ func TestCloseStopsStuckPrefetch(t *testing.T) {
 		t.Fatal("prefetch did not start")
 	}
 	// Let the other models resolve, so that only the stuck fetch runs.
-	waitFor(t, "other models", func() bool {
+	testutil.WaitFor(t, "other models", func() bool {
 		_, a := cat.CachedModel(st, "alexnet-torch")
 		_, b := cat.CachedModel(st, "broken")
 		return a && b

@@ -1,7 +1,6 @@
 package cache
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"os"
@@ -12,6 +11,8 @@ import (
 
 	"github.com/modelstorefs/modelstorefs/remote"
 	"github.com/modelstorefs/modelstorefs/remote/remotetest"
+
+	"github.com/modelstorefs/modelstorefs/internal/testutil"
 )
 
 // sampleDir is the bundled sample store: master.json, lenet (caffe),
@@ -110,28 +111,8 @@ func newEnv(t *testing.T, srv *remotetest.Server, cfg Config) *env {
 // more requests (what it still asks for is cached).
 func (e *env) resolveAll(t *testing.T) {
 	t.Helper()
-	if _, err := e.cat.Models(testCtx(t), e.st); err != nil {
+	if _, err := e.cat.Models(testutil.Ctx(t), e.st); err != nil {
 		t.Fatal(err)
-	}
-}
-
-// testCtx bounds a test's calls.
-func testCtx(t *testing.T) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-// waitFor polls cond until it holds, failing the test after 3 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(3 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
 	}
 }
 
@@ -139,7 +120,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // follows a listing is done with them).
 func (e *env) waitPrefetched(t *testing.T, names ...string) {
 	t.Helper()
-	waitFor(t, "prefetch", func() bool {
+	testutil.WaitFor(t, "prefetch", func() bool {
 		for _, n := range names {
 			if _, ok := e.cat.CachedModel(e.st, n); !ok {
 				return false
@@ -161,7 +142,7 @@ func fileNames(m *Model) []string {
 func readAll(t *testing.T, h Handle) []byte {
 	t.Helper()
 	buf := make([]byte, h.Size())
-	n, err := h.ReadAt(testCtx(t), buf, 0)
+	n, err := h.ReadAt(testutil.Ctx(t), buf, 0)
 	if err != nil && err != io.EOF {
 		t.Fatalf("ReadAt: %v", err)
 	}

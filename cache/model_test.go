@@ -13,6 +13,8 @@ import (
 	"github.com/modelstorefs/modelstorefs/remote/remotetest"
 
 	"github.com/modelstorefs/modelstorefs/digits"
+
+	"github.com/modelstorefs/modelstorefs/internal/testutil"
 )
 
 // lenetFiles is the lenet folder: DIGITS job names, the extras info.json
@@ -83,7 +85,7 @@ func TestModelLenet(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := newServer(t, tt.files(t), tt.opt)
 			e := newEnv(t, srv, Config{})
-			m, err := e.cat.Model(testCtx(t), e.st, "lenet")
+			m, err := e.cat.Model(testutil.Ctx(t), e.st, "lenet")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -211,7 +213,7 @@ func TestModelFolders(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.model, func(t *testing.T) {
-			m, err := e.cat.Model(testCtx(t), e.st, tt.model)
+			m, err := e.cat.Model(testutil.Ctx(t), e.st, tt.model)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -244,12 +246,12 @@ func TestModelFolders(t *testing.T) {
 	}
 
 	t.Run("not in the listing", func(t *testing.T) {
-		_, err := e.cat.Model(testCtx(t), e.st, "no-such-model")
+		_, err := e.cat.Model(testutil.Ctx(t), e.st, "no-such-model")
 		if !errors.Is(err, ErrNotFound) {
 			t.Errorf("err = %v, want ErrNotFound", err)
 		}
 		// A file of a model that exists is not a model.
-		if _, err := e.cat.Model(testCtx(t), e.st, "lenet/info.json"); !errors.Is(err, ErrNotFound) {
+		if _, err := e.cat.Model(testutil.Ctx(t), e.st, "lenet/info.json"); !errors.Is(err, ErrNotFound) {
 			t.Errorf("err = %v, want ErrNotFound", err)
 		}
 	})
@@ -261,7 +263,7 @@ func TestModelFetchErrors(t *testing.T) {
 	srv.SetStatus("lenet/mean.binaryproto", http.StatusInternalServerError)
 	srv.SetStatus("alexnet-torch/info.json", http.StatusBadGateway)
 	e := newEnv(t, srv, Config{NegativeTTL: time.Minute})
-	ctx := testCtx(t)
+	ctx := testutil.Ctx(t)
 	// A server error is not "the file is missing": the model fails (to be
 	// retried later) instead of being shown without the file.
 	for _, name := range []string{"lenet", "alexnet-torch"} {
@@ -298,7 +300,7 @@ func TestModelFetchErrors(t *testing.T) {
 func TestModelStaleWhileError(t *testing.T) {
 	srv := newServer(t, sampleFiles(t, true), remotetest.Options{})
 	e := newEnv(t, srv, Config{NegativeTTL: time.Minute})
-	ctx := testCtx(t)
+	ctx := testutil.Ctx(t)
 	good, err := e.cat.Model(ctx, e.st, "lenet")
 	if err != nil {
 		t.Fatal(err)
@@ -323,7 +325,7 @@ func TestRefreshRevalidates(t *testing.T) {
 	files := sampleFiles(t, false)
 	srv := newServer(t, files, remotetest.Options{Master: true})
 	e := newEnv(t, srv, Config{})
-	ctx := testCtx(t)
+	ctx := testutil.Ctx(t)
 	names := sampleModels(t)
 	first, err := e.cat.Model(ctx, e.st, "lenet")
 	if err != nil {
@@ -484,7 +486,7 @@ func TestModelCancelledCaller(t *testing.T) {
 	srv := newServer(t, sampleFiles(t, true), remotetest.Options{})
 	gate := srv.Hold("lenet/info.json")
 	e := newEnv(t, srv, Config{})
-	if _, err := e.cat.Listing(testCtx(t), e.st); err != nil {
+	if _, err := e.cat.Listing(testutil.Ctx(t), e.st); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -500,14 +502,14 @@ func TestModelCancelledCaller(t *testing.T) {
 		}
 	}
 	e.waitPrefetched(t, others...)
-	waitFor(t, "the prefetch alone waiting", func() bool { return e.cat.waiters.Load() == 1 })
+	testutil.WaitFor(t, "the prefetch alone waiting", func() bool { return e.cat.waiters.Load() == 1 })
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() {
 		_, err := e.cat.Model(ctx, e.st, "lenet")
 		errc <- err
 	}()
-	waitFor(t, "the caller to join the fetch", func() bool { return e.cat.waiters.Load() == 2 })
+	testutil.WaitFor(t, "the caller to join the fetch", func() bool { return e.cat.waiters.Load() == 2 })
 	cancel()
 	select {
 	case err := <-errc:
@@ -518,7 +520,7 @@ func TestModelCancelledCaller(t *testing.T) {
 		t.Fatal("cancelled caller still waiting")
 	}
 	gate.Release()
-	m, err := e.cat.Model(testCtx(t), e.st, "lenet")
+	m, err := e.cat.Model(testutil.Ctx(t), e.st, "lenet")
 	if err != nil || !m.Importable {
 		t.Fatalf("after release: %v", err)
 	}
@@ -533,7 +535,7 @@ func TestModelCancelledCaller(t *testing.T) {
 func TestChangedFileDropsModel(t *testing.T) {
 	srv := newServer(t, sampleFiles(t, true), remotetest.Options{})
 	e := newEnv(t, srv, Config{})
-	ctx := testCtx(t)
+	ctx := testutil.Ctx(t)
 	m, err := e.cat.Model(ctx, e.st, "lenet")
 	if err != nil {
 		t.Fatal(err)
@@ -551,7 +553,7 @@ func TestChangedFileDropsModel(t *testing.T) {
 	if err == nil {
 		t.Fatal("reading a file that changed on the server succeeded")
 	}
-	waitFor(t, "the model to be dropped", func() bool {
+	testutil.WaitFor(t, "the model to be dropped", func() bool {
 		_, ok := e.cat.CachedModel(e.st, "lenet")
 		return !ok
 	})

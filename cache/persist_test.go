@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/modelstorefs/modelstorefs/remote/remotetest"
+
+	"github.com/modelstorefs/modelstorefs/internal/testutil"
 )
 
 // TestMetadataKeptAcrossRestart: a catalog started while its store fails
@@ -18,7 +20,7 @@ func TestMetadataKeptAcrossRestart(t *testing.T) {
 	meta := filepath.Join(t.TempDir(), "meta")
 
 	first := newEnv(t, srv, Config{MetaDir: meta})
-	want, err := first.cat.Model(testCtx(t), first.st, "lenet")
+	want, err := first.cat.Model(testutil.Ctx(t), first.st, "lenet")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -26,11 +28,11 @@ func TestMetadataKeptAcrossRestart(t *testing.T) {
 
 	srv.SetStatusAll(http.StatusServiceUnavailable)
 	down := newEnv(t, srv, Config{MetaDir: meta, NegativeTTL: time.Millisecond})
-	l, err := down.cat.Listing(testCtx(t), down.st)
+	l, err := down.cat.Listing(testutil.Ctx(t), down.st)
 	if err != nil || l.Stale == nil || !l.Has("lenet") {
 		t.Fatalf("listing while down after a restart: %+v, %v", l, err)
 	}
-	m, err := down.cat.Model(testCtx(t), down.st, "lenet")
+	m, err := down.cat.Model(testutil.Ctx(t), down.st, "lenet")
 	if err != nil {
 		t.Fatalf("model while down after a restart: %v", err)
 	}
@@ -41,7 +43,7 @@ func TestMetadataKeptAcrossRestart(t *testing.T) {
 	srv.SetStatusAll(0)
 	srv.ResetCounts()
 	back := newEnv(t, srv, Config{MetaDir: meta})
-	if _, err := back.cat.Model(testCtx(t), back.st, "lenet"); err != nil {
+	if _, err := back.cat.Model(testutil.Ctx(t), back.st, "lenet"); err != nil {
 		t.Fatal(err)
 	}
 	for _, r := range srv.Requests("lenet/info.json") {

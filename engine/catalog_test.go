@@ -8,6 +8,8 @@ import (
 
 	"github.com/modelstorefs/modelstorefs/cache"
 	"github.com/modelstorefs/modelstorefs/remote/remotetest"
+
+	"github.com/modelstorefs/modelstorefs/internal/testutil"
 )
 
 // The engine under the catalog: files whose size the store does not tell.
@@ -53,7 +55,7 @@ func TestChunkedSizeThenRead(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := newServer(t, sampleFiles(t), tc.opt)
 			cat, st, content := newCatalog(t, srv, StreamConfig{}, cache.Config{})
-			ctx := testCtx(t)
+			ctx := testutil.Ctx(t)
 			m, err := cat.Model(ctx, st, "lenet")
 			if err != nil {
 				t.Fatal(err)
@@ -100,7 +102,7 @@ func TestUnsizedWithinBounds(t *testing.T) {
 	files := sampleFiles(t)
 	srv := newServer(t, files, remotetest.Options{Chunked: true, NoRange: true})
 	cat, st, content := newCatalog(t, srv, StreamConfig{MaxBytes: 4 << 10}, cache.Config{Prefetch: 1})
-	m, err := cat.Model(testCtx(t), st, "lenet")
+	m, err := cat.Model(testutil.Ctx(t), st, "lenet")
 	if err != nil {
 		t.Fatal(err)
 	}

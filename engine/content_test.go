@@ -16,6 +16,8 @@ import (
 	"github.com/modelstorefs/modelstorefs/cache"
 	"github.com/modelstorefs/modelstorefs/remote"
 	"github.com/modelstorefs/modelstorefs/remote/remotetest"
+
+	"github.com/modelstorefs/modelstorefs/internal/testutil"
 )
 
 // blob returns n deterministic bytes that differ per seed.
@@ -56,7 +58,7 @@ func newStream(t *testing.T, cfg StreamConfig) *StreamContent {
 // refFor stats model/name on the store, as the catalog does.
 func refFor(t *testing.T, st *cache.Store, model, name string) cache.Ref {
 	t.Helper()
-	meta, err := st.Remote.Stat(testCtx(t), nil, model, name)
+	meta, err := st.Remote.Stat(testutil.Ctx(t), nil, model, name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +99,7 @@ func readersWaiting(s *StreamContent, ref cache.Ref) int {
 // openRead opens ref and reads it whole.
 func openRead(t *testing.T, s *StreamContent, ref cache.Ref) []byte {
 	t.Helper()
-	h, err := s.Open(testCtx(t), ref)
+	h, err := s.Open(testutil.Ctx(t), ref)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +129,7 @@ func TestContentSharedDownload(t *testing.T) {
 			dir := t.TempDir()
 			s := newStream(t, StreamConfig{Dir: dir, ChunkSize: tt.chunk})
 			ref := refFor(t, st, "m", "w.bin")
-			ctx := testCtx(t)
+			ctx := testutil.Ctx(t)
 
 			gate := srv.Hold("m/w.bin")
 			const openers = 20
@@ -158,7 +160,7 @@ func TestContentSharedDownload(t *testing.T) {
 			case <-ctx.Done():
 				t.Fatal("no download started")
 			}
-			waitFor(t, "every opener to join the download", func() bool {
+			testutil.WaitFor(t, "every opener to join the download", func() bool {
 				st := s.Stats()
 				return st.Misses+st.Joins == openers
 			})
@@ -175,7 +177,7 @@ func TestContentSharedDownload(t *testing.T) {
 			if n := srv.Count("GET", "m/w.bin"); n == 0 || n > tt.wantGETs {
 				t.Errorf("%d GETs for %d concurrent openers, want 1 to %d", n, openers, tt.wantGETs)
 			}
-			waitFor(t, "commit", func() bool { return committed(s, ref) })
+			testutil.WaitFor(t, "commit", func() bool { return committed(s, ref) })
 			if p := partials(t, s); len(p) != 0 {
 				t.Errorf("left in partial: %v", p)
 			}
@@ -216,7 +218,7 @@ func TestContentSharedDownload(t *testing.T) {
 			if !bytes.Equal(openRead(t, s2, ref2), blob(2, 1000)) {
 				t.Error("new version read other bytes")
 			}
-			waitFor(t, "commit", func() bool { return committed(s2, ref2) })
+			testutil.WaitFor(t, "commit", func() bool { return committed(s2, ref2) })
 			if n := len(objects(t, s2)); n != 2 {
 				t.Errorf("%d objects, want 2 versions", n)
 			}
@@ -230,7 +232,7 @@ func TestContentPartialReads(t *testing.T) {
 	st := newTestStore(t, srv.URL)
 	s := newStream(t, StreamConfig{ChunkSize: 16 << 10})
 	ref := refFor(t, st, "m", "f")
-	h, err := s.Open(testCtx(t), ref)
+	h, err := s.Open(testutil.Ctx(t), ref)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,18 +241,18 @@ func TestContentPartialReads(t *testing.T) {
 		{150 << 10, 1000}, {0, 10}, {16<<10 - 5, 10}, {int64(len(data)) - 7, 7}, {5, 100 << 10},
 	} {
 		buf := make([]byte, c.n)
-		n, err := h.ReadAt(testCtx(t), buf, c.off)
+		n, err := h.ReadAt(testutil.Ctx(t), buf, c.off)
 		if err != nil || int64(n) != c.n || !bytes.Equal(buf, data[c.off:c.off+c.n]) {
 			t.Errorf("ReadAt(%d, %d): %d bytes, %v", c.off, c.n, n, err)
 		}
 	}
 	// Past the end: short read with io.EOF, never a short read without it.
 	buf := make([]byte, 100)
-	n, err := h.ReadAt(testCtx(t), buf, int64(len(data))-10)
+	n, err := h.ReadAt(testutil.Ctx(t), buf, int64(len(data))-10)
 	if n != 10 || err == nil || !bytes.Equal(buf[:10], data[len(data)-10:]) {
 		t.Errorf("read over the end: %d bytes, %v", n, err)
 	}
-	waitFor(t, "commit", func() bool { return committed(s, ref) })
+	testutil.WaitFor(t, "commit", func() bool { return committed(s, ref) })
 	for _, r := range srv.Requests("m/f") {
 		if r.Method == http.MethodGet && r.Range == "" {
 			t.Errorf("unranged GET with chunked downloads: %+v", r)
@@ -268,7 +270,7 @@ func TestContentRemovedObjectIsFetchedAgain(t *testing.T) {
 		if !bytes.Equal(openRead(t, s, ref), data) {
 			t.Fatalf("round %d: other bytes", i)
 		}
-		waitFor(t, "commit", func() bool { return committed(s, ref) })
+		testutil.WaitFor(t, "commit", func() bool { return committed(s, ref) })
 		for p := range objects(t, s) {
 			if err := os.Remove(p); err != nil {
 				t.Fatal(err)
@@ -326,10 +328,10 @@ func TestContentRejectsBadDownloads(t *testing.T) {
 				tt.setup(srv)
 			}
 			start := time.Now()
-			h, err := s.Open(testCtx(t), ref)
+			h, err := s.Open(testutil.Ctx(t), ref)
 			if err == nil {
 				buf := make([]byte, h.Size())
-				_, err = h.ReadAt(testCtx(t), buf, 0)
+				_, err = h.ReadAt(testutil.Ctx(t), buf, 0)
 				h.Close()
 			}
 			if err == nil {
@@ -341,7 +343,7 @@ func TestContentRejectsBadDownloads(t *testing.T) {
 			if tt.wantIs != nil && !errors.Is(err, tt.wantIs) {
 				t.Errorf("err = %v, want %v", err, tt.wantIs)
 			}
-			waitFor(t, "the failed download to clean up", func() bool {
+			testutil.WaitFor(t, "the failed download to clean up", func() bool {
 				return len(partials(t, s)) == 0
 			})
 			if o := objects(t, s); len(o) != 0 {
@@ -361,7 +363,7 @@ func TestContentRejectsBadDownloads(t *testing.T) {
 			}
 			if tt.changed {
 				// Told after the readers are woken: wait for it.
-				waitFor(t, "OnChange", func() bool { return toldCount() > 0 })
+				testutil.WaitFor(t, "OnChange", func() bool { return toldCount() > 0 })
 				mu.Lock()
 				if told[0].Name != "f" || told[0].Meta != ref.Meta {
 					t.Errorf("OnChange told %+v, want the ref read", told[0])
@@ -442,7 +444,7 @@ func TestContentEviction(t *testing.T) {
 	st := newTestStore(t, srv.URL)
 	dir := t.TempDir()
 	s := newStream(t, StreamConfig{Dir: dir, MaxBytes: maxBytes})
-	ctx := testCtx(t)
+	ctx := testutil.Ctx(t)
 	ref := func(i int) cache.Ref { return refFor(t, st, "m", fmt.Sprintf("f%d", i)) }
 	check := func(when string) {
 		t.Helper()
@@ -463,13 +465,13 @@ func TestContentEviction(t *testing.T) {
 	if !bytes.Equal(readAll(t, h0), files["m/f0"]) {
 		t.Fatal("f0: other bytes")
 	}
-	waitFor(t, "f0 committed", func() bool { return committed(s, ref0) })
+	testutil.WaitFor(t, "f0 committed", func() bool { return committed(s, ref0) })
 	for i := 1; i <= 5; i++ {
 		r := ref(i)
 		if !bytes.Equal(openRead(t, s, r), files[fmt.Sprintf("m/f%d", i)]) {
 			t.Fatalf("f%d: other bytes", i)
 		}
-		waitFor(t, fmt.Sprintf("f%d committed", i), func() bool { return committed(s, r) })
+		testutil.WaitFor(t, fmt.Sprintf("f%d committed", i), func() bool { return committed(s, r) })
 		check(fmt.Sprintf("after f%d", i))
 		s.mu.Lock()
 		e, ok := s.entries[ref0.Key()]
@@ -500,7 +502,7 @@ func TestContentEviction(t *testing.T) {
 	if srv.Count("GET", "m/f1") != before+1 {
 		t.Error("the least recently used file was kept")
 	}
-	waitFor(t, "f1 committed", func() bool { return committed(s, r1) })
+	testutil.WaitFor(t, "f1 committed", func() bool { return committed(s, r1) })
 	check("at the end")
 
 	// A restart with a smaller limit evicts down to it.
@@ -517,13 +519,13 @@ func TestContentLargerThanCacheReadsDirect(t *testing.T) {
 	st := newTestStore(t, srv.URL)
 	s := newStream(t, StreamConfig{MaxBytes: 4096})
 	ref := refFor(t, st, "m", "big")
-	h, err := s.Open(testCtx(t), ref)
+	h, err := s.Open(testutil.Ctx(t), ref)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer h.Close()
 	buf := make([]byte, 3000)
-	n, err := h.ReadAt(testCtx(t), buf, 5000)
+	n, err := h.ReadAt(testutil.Ctx(t), buf, 5000)
 	if err != nil || n != 3000 || !bytes.Equal(buf, data[5000:8000]) {
 		t.Fatalf("direct read: %d bytes, %v", n, err)
 	}
@@ -544,7 +546,7 @@ func TestContentCancelledRead(t *testing.T) {
 	t.Run("another reader still gets the file", func(t *testing.T) {
 		ref := refFor(t, st, "m", "a")
 		gate := srv.Hold("m/a")
-		h, err := s.Open(testCtx(t), ref)
+		h, err := s.Open(testutil.Ctx(t), ref)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -552,7 +554,7 @@ func TestContentCancelledRead(t *testing.T) {
 		patient := make(chan error, 1)
 		buf := make([]byte, len(data))
 		go func() {
-			_, err := h.ReadAt(testCtx(t), buf, 0)
+			_, err := h.ReadAt(testutil.Ctx(t), buf, 0)
 			patient <- err
 		}()
 		select {
@@ -560,7 +562,7 @@ func TestContentCancelledRead(t *testing.T) {
 		case <-time.After(3 * time.Second):
 			t.Fatal("no download")
 		}
-		h2, err := s.Open(testCtx(t), ref)
+		h2, err := s.Open(testutil.Ctx(t), ref)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -570,7 +572,7 @@ func TestContentCancelledRead(t *testing.T) {
 			_, err := h2.ReadAt(ctx, make([]byte, 10), 0)
 			impatient <- err
 		}()
-		waitFor(t, "both readers waiting", func() bool { return readersWaiting(s, ref) == 2 })
+		testutil.WaitFor(t, "both readers waiting", func() bool { return readersWaiting(s, ref) == 2 })
 		cancel()
 		select {
 		case err := <-impatient:
@@ -596,7 +598,7 @@ func TestContentCancelledRead(t *testing.T) {
 	t.Run("the download completes without readers", func(t *testing.T) {
 		ref := refFor(t, st, "m", "b")
 		gate := srv.Hold("m/b")
-		h, err := s.Open(testCtx(t), ref)
+		h, err := s.Open(testutil.Ctx(t), ref)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -617,7 +619,7 @@ func TestContentCancelledRead(t *testing.T) {
 		}
 		h.Close()
 		gate.Release()
-		waitFor(t, "the download to land", func() bool { return committed(s, ref) })
+		testutil.WaitFor(t, "the download to land", func() bool { return committed(s, ref) })
 		if !bytes.Equal(openRead(t, s, ref), data) {
 			t.Error("other bytes")
 		}
@@ -634,7 +636,7 @@ func TestContentCloseWaitsForDownloads(t *testing.T) {
 	ref := refFor(t, st, "m", "f")
 	gate := srv.Hold("m/f")
 	defer gate.Release()
-	h, err := s.Open(testCtx(t), ref)
+	h, err := s.Open(testutil.Ctx(t), ref)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -684,21 +686,21 @@ func TestContentServerWithoutRange(t *testing.T) {
 	st := newTestStore(t, srv.URL)
 	s := newStream(t, StreamConfig{ChunkSize: 16 << 10, Parallel: 4})
 	ref := refFor(t, st, "m", "f")
-	h, err := s.Open(testCtx(t), ref)
+	h, err := s.Open(testutil.Ctx(t), ref)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer h.Close()
 	// Read the end first: the bytes before it must not land there.
 	buf := make([]byte, 1000)
-	n, err := h.ReadAt(testCtx(t), buf, int64(len(data))-1000)
+	n, err := h.ReadAt(testutil.Ctx(t), buf, int64(len(data))-1000)
 	if err != nil || n != 1000 || !bytes.Equal(buf, data[len(data)-1000:]) {
 		t.Fatalf("tail read: %d bytes, %v", n, err)
 	}
 	if !bytes.Equal(readAll(t, h), data) {
 		t.Fatal("full read differs")
 	}
-	waitFor(t, "commit", func() bool { return committed(s, ref) })
+	testutil.WaitFor(t, "commit", func() bool { return committed(s, ref) })
 	if n := srv.Count("GET", "m/f"); n > 2 {
 		t.Errorf("%d whole-file GETs for one file", n)
 	}
@@ -713,16 +715,16 @@ func TestContentEmptyFile(t *testing.T) {
 		t.Fatalf("Stat size %d", ref.Meta.Size)
 	}
 	for i := range 2 {
-		h, err := s.Open(testCtx(t), ref)
+		h, err := s.Open(testutil.Ctx(t), ref)
 		if err != nil {
 			t.Fatal(err)
 		}
-		n, err := h.ReadAt(testCtx(t), make([]byte, 10), 0)
+		n, err := h.ReadAt(testutil.Ctx(t), make([]byte, 10), 0)
 		h.Close()
 		if n != 0 || err == nil {
 			t.Errorf("round %d: read %d bytes, err %v; want 0 and io.EOF", i, n, err)
 		}
-		waitFor(t, "commit", func() bool { return committed(s, ref) })
+		testutil.WaitFor(t, "commit", func() bool { return committed(s, ref) })
 	}
 	if n := srv.Count("GET", "m/empty"); n > 1 {
 		t.Errorf("%d GETs for an empty file", n)

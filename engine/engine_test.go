@@ -25,6 +25,8 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/modelstorefs/modelstorefs/remote/remotetest"
+
+	"github.com/modelstorefs/modelstorefs/internal/testutil"
 )
 
 // gatedWriter holds every cache write until released (a disk that does
@@ -70,7 +72,7 @@ func TestReaderNeverWaitsForTheDisk(t *testing.T) {
 	s.writeAt = g.write
 	s.busyHook = func() bool { return true } // a busy disk: through memory
 	ref := refFor(t, st, "m", "f")
-	h, err := s.Open(testCtx(t), ref)
+	h, err := s.Open(testutil.Ctx(t), ref)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +88,7 @@ func TestReaderNeverWaitsForTheDisk(t *testing.T) {
 		t.Fatal("committed before any write")
 	}
 	g.open()
-	waitFor(t, "commit once the disk catches up", func() bool { return committed(s, ref) })
+	testutil.WaitFor(t, "commit once the disk catches up", func() bool { return committed(s, ref) })
 	checkObjects(t, s, data)
 }
 
@@ -120,7 +122,7 @@ func TestBufferBudget(t *testing.T) {
 		}
 	}()
 	ref := refFor(t, st, "m", "f")
-	h, err := s.Open(testCtx(t), ref)
+	h, err := s.Open(testutil.Ctx(t), ref)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +130,7 @@ func TestBufferBudget(t *testing.T) {
 	got := make([]byte, 0, size)
 	buf := make([]byte, 128<<10)
 	for off := int64(0); off < size; off += int64(len(buf)) {
-		n, err := h.ReadAt(testCtx(t), buf, off)
+		n, err := h.ReadAt(testutil.Ctx(t), buf, off)
 		if err != nil {
 			t.Fatalf("read at %d: %v", off, err)
 		}
@@ -145,7 +147,7 @@ func TestBufferBudget(t *testing.T) {
 		t.Errorf("buffers peaked at %d bytes, budget %d", p, 4*chunk)
 	}
 	g.open()
-	waitFor(t, "commit once the disk catches up", func() bool { return committed(s, ref) })
+	testutil.WaitFor(t, "commit once the disk catches up", func() bool { return committed(s, ref) })
 	checkObjects(t, s, data)
 	if used := s.bufferBytes(); used != 0 {
 		t.Errorf("%d bytes of buffers left after the download", used)
@@ -172,7 +174,7 @@ func TestCacheWriteFails(t *testing.T) {
 			s.writeAt = g.write
 			s.busyHook = func() bool { return true }
 			ref := refFor(t, st, "m", "f")
-			h, err := s.Open(testCtx(t), ref)
+			h, err := s.Open(testutil.Ctx(t), ref)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -182,7 +184,7 @@ func TestCacheWriteFails(t *testing.T) {
 			// Back to the start, and a piece in the middle.
 			for _, off := range []int64{0, 5 * chunk, 100} {
 				buf := make([]byte, 1000)
-				n, err := h.ReadAt(testCtx(t), buf, off)
+				n, err := h.ReadAt(testutil.Ctx(t), buf, off)
 				if err != nil || n != len(buf) || !bytes.Equal(buf, data[off:off+1000]) {
 					t.Fatalf("read back at %d: %d, %v", off, n, err)
 				}
@@ -200,7 +202,7 @@ func TestCacheWriteFails(t *testing.T) {
 			if !bytes.Equal(openRead(t, s, ref), data) {
 				t.Fatal("reopened read differs")
 			}
-			waitFor(t, "commit", func() bool { return committed(s, ref) })
+			testutil.WaitFor(t, "commit", func() bool { return committed(s, ref) })
 			checkObjects(t, s, data)
 		})
 	}
@@ -215,7 +217,7 @@ func TestTwoReadersDifferentSpeeds(t *testing.T) {
 	st := newTestStore(t, srv.URL)
 	s := newStream(t, StreamConfig{ChunkSize: chunk})
 	ref := refFor(t, st, "m", "f")
-	ctx := testCtx(t)
+	ctx := testutil.Ctx(t)
 	var wg sync.WaitGroup
 	errs := make(chan error, 2)
 	for _, pause := range []time.Duration{0, 2 * time.Millisecond} {
@@ -244,7 +246,7 @@ func TestTwoReadersDifferentSpeeds(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	waitFor(t, "commit", func() bool { return committed(s, ref) })
+	testutil.WaitFor(t, "commit", func() bool { return committed(s, ref) })
 	checkObjects(t, s, data)
 	checkStreams(t, srv, "m/f", chunk, size/chunk)
 }
@@ -347,7 +349,7 @@ func TestStreamsGrowOnACappedStore(t *testing.T) {
 	if r := s.remembered(st); r < 2 {
 		t.Errorf("remembered %d streams for the store, want more than one", r)
 	}
-	waitFor(t, "commit", func() bool { return committed(s, ref) })
+	testutil.WaitFor(t, "commit", func() bool { return committed(s, ref) })
 	checkObjects(t, s, data)
 }
 
@@ -368,7 +370,7 @@ func TestDiskTurnsBusy(t *testing.T) {
 	if got := openRead(t, s, ref); !bytes.Equal(got, data) {
 		t.Fatal("read differs")
 	}
-	waitFor(t, "commit", func() bool { return committed(s, ref) })
+	testutil.WaitFor(t, "commit", func() bool { return committed(s, ref) })
 	checkObjects(t, s, data)
 	if g.writes.Load() == 0 {
 		t.Error("no chunk went through memory and the writer after the disk turned busy")

@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"context"
 	"io"
 	"io/fs"
 	"os"
@@ -12,6 +11,8 @@ import (
 	"github.com/modelstorefs/modelstorefs/cache"
 	"github.com/modelstorefs/modelstorefs/remote"
 	"github.com/modelstorefs/modelstorefs/remote/remotetest"
+
+	"github.com/modelstorefs/modelstorefs/internal/testutil"
 )
 
 // sampleDir is the bundled sample store (see cache's tests).
@@ -57,31 +58,11 @@ func newTestStore(t *testing.T, url string) *cache.Store {
 	return &cache.Store{Name: "test", Remote: rs}
 }
 
-// testCtx bounds a test's calls.
-func testCtx(t *testing.T) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-// waitFor polls cond until it holds, failing the test after 3 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(3 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 // readAll reads a whole handle with one ReadAt (handles never read short).
 func readAll(t *testing.T, h cache.Handle) []byte {
 	t.Helper()
 	buf := make([]byte, h.Size())
-	n, err := h.ReadAt(testCtx(t), buf, 0)
+	n, err := h.ReadAt(testutil.Ctx(t), buf, 0)
 	if err != nil && err != io.EOF {
 		t.Fatalf("ReadAt: %v", err)
 	}

@@ -24,6 +24,8 @@ import (
 	"github.com/modelstorefs/modelstorefs/cache"
 	"github.com/modelstorefs/modelstorefs/remote"
 	"github.com/modelstorefs/modelstorefs/remote/remotetest"
+
+	"github.com/modelstorefs/modelstorefs/internal/testutil"
 )
 
 // The read-engine tests below use files of several chunks, so that ranged
@@ -60,7 +62,7 @@ func checkObjects(t *testing.T, s *StreamContent, allowed ...[]byte) {
 // downloaded.
 func waitIdle(t *testing.T, s *StreamContent) {
 	t.Helper()
-	waitFor(t, "downloads to end", func() bool {
+	testutil.WaitFor(t, "downloads to end", func() bool {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		for _, e := range s.entries {
@@ -273,7 +275,7 @@ func TestStreamLyingServer(t *testing.T) {
 					if err != nil || n != size || randomErr != nil {
 						t.Fatalf("after %d lies the server told the truth, yet: %d bytes, %v; random reader %v", times, n, err, randomErr)
 					}
-					waitFor(t, "commit", func() bool { return committed(s, ref) })
+					testutil.WaitFor(t, "commit", func() bool { return committed(s, ref) })
 				} else {
 					if err == nil {
 						t.Fatalf("read %d bytes from a server that always lies", n)
@@ -350,12 +352,12 @@ func TestStreamContentChanged(t *testing.T) {
 				serve(w, r)
 			})
 
-			h, err := s.Open(testCtx(t), ref)
+			h, err := s.Open(testutil.Ctx(t), ref)
 			if err != nil {
 				t.Fatal(err)
 			}
 			buf := make([]byte, size)
-			n, rerr := h.ReadAt(testCtx(t), buf, 0)
+			n, rerr := h.ReadAt(testutil.Ctx(t), buf, 0)
 			h.Close()
 			waitIdle(t, s)
 
@@ -382,7 +384,7 @@ func TestStreamContentChanged(t *testing.T) {
 				fails = append(fails, "the old version was committed though the server changed it")
 			}
 			if rerr != nil {
-				waitFor(t, "OnChange", func() bool { return told.Load() > 0 })
+				testutil.WaitFor(t, "OnChange", func() bool { return told.Load() > 0 })
 				if r, _ := toldRef.Load().(cache.Ref); r.Meta != ref.Meta || r.Name != "f" {
 					fails = append(fails, fmt.Sprintf("OnChange told %+v", r))
 				}
@@ -409,7 +411,7 @@ func TestStreamContentChanged(t *testing.T) {
 			if !bytes.Equal(openRead(t, s, ref2), updated) {
 				t.Fatal("the new version reads other bytes")
 			}
-			waitFor(t, "commit", func() bool { return committed(s, ref2) })
+			testutil.WaitFor(t, "commit", func() bool { return committed(s, ref2) })
 			checkObjects(t, s, updated)
 		})
 	}
@@ -431,7 +433,7 @@ func TestStreamTwoReaders(t *testing.T) {
 	st := newTestStore(t, srv.URL)
 	s := newStream(t, StreamConfig{ChunkSize: chunk, Parallel: 4})
 	ref := refFor(t, st, "m", "f")
-	ctx := testCtx(t)
+	ctx := testutil.Ctx(t)
 
 	var wg sync.WaitGroup
 	errs := make(chan error, 3)
@@ -517,7 +519,7 @@ func TestStreamTwoReaders(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	waitFor(t, "commit", func() bool { return committed(s, ref) })
+	testutil.WaitFor(t, "commit", func() bool { return committed(s, ref) })
 	checkObjects(t, s, data)
 	checkStreams(t, srv, "m/f", chunk, chunks)
 }
@@ -651,7 +653,7 @@ func TestStreamReaderFarAhead(t *testing.T) {
 		st := storeWithTimeouts(t, srv.URL)
 		s := newStream(t, StreamConfig{ChunkSize: chunk, Parallel: 4})
 		ref := refFor(t, st, "m", "f")
-		h, err := s.Open(testCtx(t), ref)
+		h, err := s.Open(testutil.Ctx(t), ref)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -660,11 +662,11 @@ func TestStreamReaderFarAhead(t *testing.T) {
 		done := make(chan error, 1)
 		var answered atomic.Bool
 		go func() {
-			err := readTail(testCtx(t), h)
+			err := readTail(testutil.Ctx(t), h)
 			answered.Store(true)
 			done <- err
 		}()
-		waitFor(t, "the reader to wait for the last chunk", func() bool {
+		testutil.WaitFor(t, "the reader to wait for the last chunk", func() bool {
 			d.mu.Lock()
 			defer d.mu.Unlock()
 			return d.chunks[last].waiting > 0 || answered.Load()
@@ -688,7 +690,7 @@ func TestStreamReaderFarAhead(t *testing.T) {
 		if !bytes.Equal(readAll(t, h), data) {
 			t.Fatal("full read differs")
 		}
-		waitFor(t, "commit", func() bool { return committed(s, ref) })
+		testutil.WaitFor(t, "commit", func() bool { return committed(s, ref) })
 		checkObjects(t, s, data)
 	})
 
@@ -710,15 +712,15 @@ func TestStreamReaderFarAhead(t *testing.T) {
 		st := storeWithTimeouts(t, srv.URL)
 		s := newStream(t, StreamConfig{ChunkSize: chunk, Parallel: 2})
 		ref := refFor(t, st, "m", "f")
-		h, err := s.Open(testCtx(t), ref)
+		h, err := s.Open(testutil.Ctx(t), ref)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer h.Close()
-		if _, err := h.ReadAt(testCtx(t), make([]byte, 10), 0); err != nil {
+		if _, err := h.ReadAt(testutil.Ctx(t), make([]byte, 10), 0); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, "the first stream to stall", func() bool { return stalled.Load() > 0 })
+		testutil.WaitFor(t, "the first stream to stall", func() bool { return stalled.Load() > 0 })
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
 		if err := readTail(ctx, h); err != nil {
@@ -728,7 +730,7 @@ func TestStreamReaderFarAhead(t *testing.T) {
 		if !bytes.Equal(readAll(t, h), data) {
 			t.Fatal("full read differs")
 		}
-		waitFor(t, "commit", func() bool { return committed(s, ref) })
+		testutil.WaitFor(t, "commit", func() bool { return committed(s, ref) })
 		checkObjects(t, s, data)
 	})
 }
@@ -782,7 +784,7 @@ func TestStreamRangelessServer(t *testing.T) {
 			st := newTestStore(t, srv.URL)
 			s := newStream(t, StreamConfig{ChunkSize: chunk, Parallel: 4, RetryWindow: 5 * time.Second})
 			ref := refFor(t, st, "m", "f")
-			ctx := testCtx(t)
+			ctx := testutil.Ctx(t)
 			var wg sync.WaitGroup
 			errs := make(chan error, 8)
 			for _, off := range []int64{size - 1000, 900 << 10, 700 << 10, 1, size / 2, 0} {
@@ -810,7 +812,7 @@ func TestStreamRangelessServer(t *testing.T) {
 			if !bytes.Equal(openRead(t, s, ref), data) {
 				t.Fatal("full read differs")
 			}
-			waitFor(t, "commit", func() bool { return committed(s, ref) })
+			testutil.WaitFor(t, "commit", func() bool { return committed(s, ref) })
 			checkObjects(t, s, data)
 			want := 1
 			if cut {
@@ -846,7 +848,7 @@ func TestStreamInterruptedReader(t *testing.T) {
 	st := storeWithTimeouts(t, srv.URL)
 	s := newStream(t, StreamConfig{ChunkSize: chunk, Parallel: 4})
 	ref := refFor(t, st, "m", "f")
-	h, err := s.Open(testCtx(t), ref)
+	h, err := s.Open(testutil.Ctx(t), ref)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -856,7 +858,7 @@ func TestStreamInterruptedReader(t *testing.T) {
 		_, err := h.ReadAt(ctx, make([]byte, 100<<10), 500<<10)
 		errc <- err
 	}()
-	waitFor(t, "the download to start", func() bool { return hold.held.Load() > 0 })
+	testutil.WaitFor(t, "the download to start", func() bool { return hold.held.Load() > 0 })
 	cancel()
 	start := time.Now()
 	select {
@@ -885,7 +887,7 @@ func TestStreamInterruptedReader(t *testing.T) {
 	if !bytes.Equal(openRead(t, s, ref), data) {
 		t.Fatal("reopened read differs")
 	}
-	waitFor(t, "commit", func() bool { return committed(s, ref) })
+	testutil.WaitFor(t, "commit", func() bool { return committed(s, ref) })
 	checkObjects(t, s, data)
 	// One download in all: no chunk fetched twice.
 	checkStreams(t, srv, "m/f", chunk, size/chunk)
@@ -906,22 +908,22 @@ func TestStreamFullDisk(t *testing.T) {
 		if h.Fd() >= 0 || h.Size() != size {
 			t.Errorf("Fd %d Size %d", h.Fd(), h.Size())
 		}
-		if r, err := h.Read(testCtx(t), make([]byte, 10), 0); r.Fd >= 0 || err != nil {
+		if r, err := h.Read(testutil.Ctx(t), make([]byte, 10), 0); r.Fd >= 0 || err != nil {
 			t.Errorf("Read: %+v, %v; want bytes, no descriptor", r, err)
 		}
 		for _, c := range []struct{ off, n int64 }{{size - 1000, 1000}, {0, 10}, {chunk - 3, 100}, {5, size - 5}, {0, size}} {
 			buf := make([]byte, c.n)
-			n, err := h.ReadAt(testCtx(t), buf, c.off)
+			n, err := h.ReadAt(testutil.Ctx(t), buf, c.off)
 			if err != nil || int64(n) != c.n || !bytes.Equal(buf, data[c.off:c.off+c.n]) {
 				t.Errorf("ReadAt(%d, %d): %d bytes, %v", c.off, c.n, n, err)
 			}
 		}
 		buf := make([]byte, 100)
-		n, err := h.ReadAt(testCtx(t), buf, size-10)
+		n, err := h.ReadAt(testutil.Ctx(t), buf, size-10)
 		if n != 10 || err != io.EOF || !bytes.Equal(buf[:10], data[size-10:]) {
 			t.Errorf("read over the end: %d, %v", n, err)
 		}
-		if n, err := h.ReadAt(testCtx(t), buf, size); n != 0 || err != io.EOF {
+		if n, err := h.ReadAt(testutil.Ctx(t), buf, size); n != 0 || err != io.EOF {
 			t.Errorf("read at the end: %d, %v", n, err)
 		}
 	}
@@ -934,7 +936,7 @@ func TestStreamFullDisk(t *testing.T) {
 			var calls atomic.Int32
 			s.statfs = func(string) (int64, error) { calls.Add(1); return 1<<20 + size - 1, nil } // one byte short
 			ref := refFor(t, st, "m", "f")
-			h, err := s.Open(testCtx(t), ref)
+			h, err := s.Open(testutil.Ctx(t), ref)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -954,7 +956,7 @@ func TestStreamFullDisk(t *testing.T) {
 			if !bytes.Equal(openRead(t, s, ref), data) {
 				t.Fatal("cached read differs")
 			}
-			waitFor(t, "commit", func() bool { return committed(s, ref) })
+			testutil.WaitFor(t, "commit", func() bool { return committed(s, ref) })
 			checkObjects(t, s, data)
 		})
 	}
@@ -982,14 +984,14 @@ func TestStreamFullDisk(t *testing.T) {
 		if !bytes.Equal(openRead(t, s, refA), files["m/a"]) {
 			t.Fatal("a differs")
 		}
-		waitFor(t, "a committed", func() bool { return committed(s, refA) })
+		testutil.WaitFor(t, "a committed", func() bool { return committed(s, refA) })
 
 		// a is open: b cannot evict it and is read directly.
-		hA, err := s.Open(testCtx(t), refA)
+		hA, err := s.Open(testutil.Ctx(t), refA)
 		if err != nil {
 			t.Fatal(err)
 		}
-		hB, err := s.Open(testCtx(t), refB)
+		hB, err := s.Open(testutil.Ctx(t), refB)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -1004,7 +1006,7 @@ func TestStreamFullDisk(t *testing.T) {
 		if !bytes.Equal(openRead(t, s, refC), files["m/c"]) {
 			t.Fatal("c differs")
 		}
-		waitFor(t, "c committed", func() bool { return committed(s, refC) })
+		testutil.WaitFor(t, "c committed", func() bool { return committed(s, refC) })
 		if committed(s, refA) {
 			t.Error("a was kept though c needed its room")
 		}
@@ -1040,7 +1042,7 @@ func TestStreamLargerThanCache(t *testing.T) {
 			st := newTestStore(t, srv.URL)
 			s := newStream(t, StreamConfig{ChunkSize: 64 << 10, MaxBytes: 100 << 10})
 			ref := refFor(t, st, "m", "f")
-			h, err := s.Open(testCtx(t), ref)
+			h, err := s.Open(testutil.Ctx(t), ref)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -1053,7 +1055,7 @@ func TestStreamLargerThanCache(t *testing.T) {
 			for off := int64(size) - int64(len(buf)); off > -int64(len(buf)); off -= int64(len(buf)) {
 				o := max(off, 0)
 				b := buf[:min(int64(len(buf)), off+int64(len(buf))-o)]
-				n, err := h.ReadAt(testCtx(t), b, o)
+				n, err := h.ReadAt(testutil.Ctx(t), b, o)
 				if err != nil || n != len(b) || !bytes.Equal(b, data[o:o+int64(n)]) {
 					t.Fatalf("ReadAt(%d, %d): %d, %v", o, len(b), n, err)
 				}
@@ -1078,7 +1080,7 @@ func TestStreamEvictionKeepsOpenFiles(t *testing.T) {
 	for _, n := range []string{"a", "b", "c"} {
 		ref[n] = refFor(t, st, "m", n)
 	}
-	ctx := testCtx(t)
+	ctx := testutil.Ctx(t)
 	bound := func(when string) {
 		t.Helper()
 		if used := s.Stats().UsedBytes; used > maxBytes {
@@ -1108,7 +1110,7 @@ func TestStreamEvictionKeepsOpenFiles(t *testing.T) {
 	// a complete and open; b has no room.
 	hA := open("a")
 	read("a", hA)
-	waitFor(t, "a committed", func() bool { return committed(s, ref["a"]) })
+	testutil.WaitFor(t, "a committed", func() bool { return committed(s, ref["a"]) })
 	hB := open("b")
 	if !isDirect(hB) {
 		t.Fatalf("b: %T, want a direct read (a is open and fills the cache)", hB)
@@ -1143,7 +1145,7 @@ func TestStreamEvictionKeepsOpenFiles(t *testing.T) {
 	bound("b downloading")
 	hold.allowAll()
 	read("b", hB)
-	waitFor(t, "b committed", func() bool { return committed(s, ref["b"]) })
+	testutil.WaitFor(t, "b committed", func() bool { return committed(s, ref["b"]) })
 
 	// b committed but its handle, opened during the download, is still
 	// open: c must not evict it.
@@ -1167,7 +1169,7 @@ func TestStreamEvictionKeepsOpenFiles(t *testing.T) {
 	hC = open("c")
 	read("c", hC)
 	hC.Close()
-	waitFor(t, "c committed", func() bool { return committed(s, ref["c"]) })
+	testutil.WaitFor(t, "c committed", func() bool { return committed(s, ref["c"]) })
 	if committed(s, ref["b"]) {
 		t.Error("b kept though c needed its room")
 	}
@@ -1200,16 +1202,16 @@ func TestStreamEvictsOnlyWhenItMakesRoom(t *testing.T) {
 		s := newStream(t, StreamConfig{ChunkSize: 64 << 10, MaxBytes: 10 * size})
 		refA, refB, refC := refFor(t, st, "m", "a"), refFor(t, st, "m", "b"), refFor(t, st, "m", "c")
 		openRead(t, s, refB)
-		waitFor(t, "b committed", func() bool { return committed(s, refB) })
-		hA, err := s.Open(testCtx(t), refA)
+		testutil.WaitFor(t, "b committed", func() bool { return committed(s, refB) })
+		hA, err := s.Open(testutil.Ctx(t), refA)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer hA.Close()
 		readAll(t, hA)
-		waitFor(t, "a committed", func() bool { return committed(s, refA) })
+		testutil.WaitFor(t, "a committed", func() bool { return committed(s, refA) })
 		// a (open, 6) + c (6) > 10 whatever is evicted: c is read directly.
-		hC, err := s.Open(testCtx(t), refC)
+		hC, err := s.Open(testutil.Ctx(t), refC)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -1234,8 +1236,8 @@ func TestStreamEvictsOnlyWhenItMakesRoom(t *testing.T) {
 		s.statfs = func(string) (int64, error) { return 10*size - duBytes(dir), nil } // a 1 MB disk
 		refA, refBig := refFor(t, st, "m", "a"), refFor(t, st, "m", "big")
 		openRead(t, s, refA)
-		waitFor(t, "a committed", func() bool { return committed(s, refA) })
-		h, err := s.Open(testCtx(t), refBig)
+		testutil.WaitFor(t, "a committed", func() bool { return committed(s, refA) })
+		h, err := s.Open(testutil.Ctx(t), refBig)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -14,6 +14,8 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 
 	"github.com/modelstorefs/modelstorefs/remote/remotetest"
+
+	"github.com/modelstorefs/modelstorefs/internal/testutil"
 )
 
 func TestRootReaddir(t *testing.T) {
@@ -55,7 +57,7 @@ func TestRootLookup(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var out fuse.EntryOut
-			ch, errno := e.root.Lookup(testCtx(t), tt.name, &out)
+			ch, errno := e.root.Lookup(testutil.Ctx(t), tt.name, &out)
 			if errno != tt.errno {
 				t.Fatalf("Lookup(%q) = %v, want %v", tt.name, errno, tt.errno)
 			}
@@ -79,7 +81,7 @@ func TestRootLookup(t *testing.T) {
 			}
 			// A second lookup gives the same inode number.
 			var out2 fuse.EntryOut
-			if ch2, errno := e.root.Lookup(testCtx(t), tt.name, &out2); errno != 0 || ch2.StableAttr().Ino != ch.StableAttr().Ino {
+			if ch2, errno := e.root.Lookup(testutil.Ctx(t), tt.name, &out2); errno != 0 || ch2.StableAttr().Ino != ch.StableAttr().Ino {
 				t.Errorf("second Lookup: %v, Ino %d vs %d", errno, out2.Attr.Ino, out.Attr.Ino)
 			}
 		})
@@ -125,7 +127,7 @@ func TestStoreDir(t *testing.T) {
 
 	for _, name := range []string{"nope", "lenet/info.json", ErrorName, StatsName, "LENET"} {
 		var out fuse.EntryOut
-		if _, errno := sd.Lookup(testCtx(t), name, &out); errno != syscall.ENOENT {
+		if _, errno := sd.Lookup(testutil.Ctx(t), name, &out); errno != syscall.ENOENT {
 			t.Errorf("Lookup(%q) = %v, want ENOENT", name, errno)
 		}
 	}
@@ -143,7 +145,7 @@ func readHandleOrNode(t *testing.T, n fusefs.NodeReader, fh fusefs.FileHandle, o
 		return readHandle(t, fh, off, size)
 	}
 	dest := make([]byte, size)
-	rr, errno := n.Read(testCtx(t), nil, dest, off)
+	rr, errno := n.Read(testutil.Ctx(t), nil, dest, off)
 	return readResult(t, rr, errno, size)
 }
 
@@ -179,7 +181,7 @@ func TestStoreDown(t *testing.T) {
 			}
 			for _, name := range []string{"lenet", TableName, WelcomeName} {
 				var out fuse.EntryOut
-				if _, errno := sd.Lookup(testCtx(t), name, &out); errno != syscall.ENOENT {
+				if _, errno := sd.Lookup(testutil.Ctx(t), name, &out); errno != syscall.ENOENT {
 					t.Errorf("Lookup(%q) in a store that is down = %v, want ENOENT", name, errno)
 				}
 			}
@@ -225,7 +227,7 @@ func TestModelDirLenet(t *testing.T) {
 	if a := getattr(t, md); a.Mode != syscall.S_IFDIR|0o755 {
 		t.Errorf("model dir mode %o, want dir 0755", a.Mode)
 	}
-	m, err := e.cat.Model(testCtx(t), e.st(), "lenet")
+	m, err := e.cat.Model(testutil.Ctx(t), e.st(), "lenet")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,7 +254,7 @@ func TestModelDirLenet(t *testing.T) {
 			if de.Mode != syscall.S_IFLNK|0o777 {
 				t.Errorf("%s: symlink mode %o", de.Name, de.Mode)
 			}
-			target, errno := n.Readlink(testCtx(t))
+			target, errno := n.Readlink(testutil.Ctx(t))
 			if errno != 0 || string(target) != f.Target {
 				t.Errorf("%s: Readlink = %q, %v; want %q", de.Name, target, errno, f.Target)
 			}
@@ -277,7 +279,7 @@ func TestModelDirLenet(t *testing.T) {
 	}
 
 	link := lookupNode[*symlink](t, md, lenetWeights)
-	if target, _ := link.Readlink(testCtx(t)); string(target) != lenetJobWeights {
+	if target, _ := link.Readlink(testutil.Ctx(t)); string(target) != lenetJobWeights {
 		t.Errorf("%s -> %q, want %s", lenetWeights, target, lenetJobWeights)
 	}
 	lookupNode[*remoteFile](t, md, lenetJobWeights)
@@ -287,7 +289,7 @@ func TestModelDirLenet(t *testing.T) {
 
 	for _, name := range []string{"nope", "solver.prototxt", ErrorName, RefreshName, "snapshot.caffemodel"} {
 		var out fuse.EntryOut
-		if _, errno := md.Lookup(testCtx(t), name, &out); errno != syscall.ENOENT {
+		if _, errno := md.Lookup(testutil.Ctx(t), name, &out); errno != syscall.ENOENT {
 			t.Errorf("Lookup(%q) = %v, want ENOENT", name, errno)
 		}
 	}
@@ -314,10 +316,10 @@ func TestModelDirGone(t *testing.T) {
 	sd := e.storeNode(t, "sample")
 	sd.EmbeddedInode().NewInode(context.Background(), md, fusefs.StableAttr{Mode: syscall.S_IFDIR, Ino: 12345})
 	var out fuse.EntryOut
-	if _, errno := sd.Lookup(testCtx(t), "not-a-model", &out); errno != syscall.ENOENT {
+	if _, errno := sd.Lookup(testutil.Ctx(t), "not-a-model", &out); errno != syscall.ENOENT {
 		t.Errorf("store Lookup of a model not in the listing = %v, want ENOENT", errno)
 	}
-	if _, errno := md.Lookup(testCtx(t), "info.json", &out); errno != syscall.ENOENT {
+	if _, errno := md.Lookup(testutil.Ctx(t), "info.json", &out); errno != syscall.ENOENT {
 		t.Errorf("Lookup in a model not in the listing = %v, want ENOENT", errno)
 	}
 	if got := readdir(t, md); len(got) != 0 {
@@ -340,7 +342,7 @@ func TestModelDirMetadataFails(t *testing.T) {
 		t.Errorf("error.txt:\n%s", s)
 	}
 	var out fuse.EntryOut
-	if _, errno := md.Lookup(testCtx(t), "info.json", &out); errno != syscall.ENOENT {
+	if _, errno := md.Lookup(testutil.Ctx(t), "info.json", &out); errno != syscall.ENOENT {
 		t.Errorf("Lookup(info.json) = %v, want ENOENT", errno)
 	}
 }

@@ -9,6 +9,8 @@ import (
 
 	fusefs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/modelstorefs/modelstorefs/internal/testutil"
 )
 
 func TestDataFileRead(t *testing.T) {
@@ -48,7 +50,7 @@ func TestDataFileRead(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dest := make([]byte, tt.size)
-			rr, errno := info.Read(testCtx(t), nil, dest, tt.off)
+			rr, errno := info.Read(testutil.Ctx(t), nil, dest, tt.off)
 			got := readResult(t, rr, errno, tt.size)
 			if !bytes.Equal(got, tt.want) {
 				t.Errorf("Read(%d, %d) = %q, want %q", tt.off, tt.size, got, tt.want)
@@ -131,12 +133,12 @@ func TestRemoteFileReadErrors(t *testing.T) {
 			md := e.modelNode(t, "lenet")
 			rf := lookupNode[*remoteFile](t, md, lenetJobWeights)
 			e.srv().SetStatus("lenet/"+lenetWeights, tt.code)
-			fh, _, errno := rf.Open(testCtx(t), syscall.O_RDONLY)
+			fh, _, errno := rf.Open(testutil.Ctx(t), syscall.O_RDONLY)
 			if errno != 0 {
 				t.Fatalf("Open = %v: opens do not wait for the download", errno)
 			}
 			defer release(t, fh)
-			_, errno = fh.(fusefs.FileReader).Read(testCtx(t), make([]byte, 4096), 0)
+			_, errno = fh.(fusefs.FileReader).Read(testutil.Ctx(t), make([]byte, 4096), 0)
 			if errno != tt.errno {
 				t.Errorf("Read = %v, want %v", errno, tt.errno)
 			}
@@ -188,7 +190,7 @@ func TestReadOnlyNodes(t *testing.T) {
 		".stats":       lookupNode[*statsFile](t, e.root, StatsName),
 		"root .refres": lookupNode[*refreshFile](t, e.root, RefreshName),
 	}
-	ctx := testCtx(t)
+	ctx := testutil.Ctx(t)
 	for name, n := range nodes {
 		t.Run(name, func(t *testing.T) {
 			var out fuse.EntryOut
@@ -269,7 +271,7 @@ func TestReadOnlyOpen(t *testing.T) {
 	for name, n := range nodes {
 		for _, fl := range flags {
 			t.Run(name+"/"+fl.name, func(t *testing.T) {
-				fh, _, errno := n.Open(testCtx(t), fl.flags)
+				fh, _, errno := n.Open(testutil.Ctx(t), fl.flags)
 				if errno != fl.errno {
 					t.Errorf("Open(%s) = %v, want %v", fl.name, errno, fl.errno)
 				}
@@ -278,7 +280,7 @@ func TestReadOnlyOpen(t *testing.T) {
 				}
 				if fh != nil {
 					if w, ok := fh.(fusefs.FileWriter); ok {
-						if _, errno := w.Write(testCtx(t), []byte("x"), 0); errno == 0 {
+						if _, errno := w.Write(testutil.Ctx(t), []byte("x"), 0); errno == 0 {
 							t.Errorf("Write on a read-only handle succeeded")
 						}
 					}

@@ -18,6 +18,8 @@ import (
 	"github.com/modelstorefs/modelstorefs/engine"
 	"github.com/modelstorefs/modelstorefs/remote"
 	"github.com/modelstorefs/modelstorefs/remote/remotetest"
+
+	"github.com/modelstorefs/modelstorefs/internal/testutil"
 )
 
 // sampleDir is the bundled sample store: master.json ("modelstorefs sample
@@ -191,19 +193,11 @@ func (*notifyRecorder) InodeRetrieveCache(uint64, int64, []byte) (int, fuse.Stat
 }
 func (*notifyRecorder) InodeNotifyStoreCache(uint64, int64, []byte) fuse.Status { return fuse.OK }
 
-// testCtx bounds a test's calls.
-func testCtx(t *testing.T) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 // lookup calls Lookup on dir and fails the test unless it succeeds.
 func lookup(t *testing.T, dir fusefs.NodeLookuper, name string) (*fusefs.Inode, fuse.EntryOut) {
 	t.Helper()
 	var out fuse.EntryOut
-	ch, errno := dir.Lookup(testCtx(t), name, &out)
+	ch, errno := dir.Lookup(testutil.Ctx(t), name, &out)
 	if errno != 0 {
 		t.Fatalf("Lookup(%q): %v", name, errno)
 	}
@@ -227,7 +221,7 @@ func lookupNode[T fusefs.InodeEmbedder](t *testing.T, dir fusefs.NodeLookuper, n
 // readdir lists dir completely.
 func readdir(t *testing.T, dir fusefs.NodeReaddirer) []fuse.DirEntry {
 	t.Helper()
-	ds, errno := dir.Readdir(testCtx(t))
+	ds, errno := dir.Readdir(testutil.Ctx(t))
 	if errno != 0 {
 		t.Fatalf("Readdir: %v", errno)
 	}
@@ -295,7 +289,7 @@ func readHandle(t *testing.T, fh fusefs.FileHandle, off int64, size int) []byte 
 		t.Fatalf("handle %T is not a FileReader", fh)
 	}
 	dest := make([]byte, size)
-	rr, errno := r.Read(testCtx(t), dest, off)
+	rr, errno := r.Read(testutil.Ctx(t), dest, off)
 	return readResult(t, rr, errno, size)
 }
 
@@ -315,7 +309,7 @@ func readAllHandle(t *testing.T, fh fusefs.FileHandle) []byte {
 // openFile opens a node read-only and fails the test on error.
 func openFile(t *testing.T, n fusefs.NodeOpener, flags uint32) (fusefs.FileHandle, uint32) {
 	t.Helper()
-	fh, fl, errno := n.Open(testCtx(t), flags)
+	fh, fl, errno := n.Open(testutil.Ctx(t), flags)
 	if errno != 0 {
 		t.Fatalf("Open(%#o): %v", flags, errno)
 	}
@@ -336,7 +330,7 @@ func release(t *testing.T, fh fusefs.FileHandle) {
 func getattr(t *testing.T, n fusefs.NodeGetattrer) fuse.Attr {
 	t.Helper()
 	var out fuse.AttrOut
-	if errno := n.Getattr(testCtx(t), nil, &out); errno != 0 {
+	if errno := n.Getattr(testutil.Ctx(t), nil, &out); errno != 0 {
 		t.Fatalf("Getattr: %v", errno)
 	}
 	return out.Attr
@@ -352,16 +346,4 @@ func (e *env) storeNode(t *testing.T, name string) *storeDir {
 func (e *env) modelNode(t *testing.T, model string) *modelDir {
 	t.Helper()
 	return lookupNode[*modelDir](t, e.storeNode(t, e.st().Name), model)
-}
-
-// waitFor polls cond until it holds, failing the test after 3 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(3 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
 }

@@ -11,6 +11,8 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 
 	"github.com/modelstorefs/modelstorefs/cache"
+
+	"github.com/modelstorefs/modelstorefs/internal/testutil"
 )
 
 // refreshed reports whether st's listing was dropped (it is no longer
@@ -23,7 +25,7 @@ func (e *env) refreshed(st *cache.Store, before time.Time) bool {
 // listed fetches st's listing, so that a refresh can be seen dropping it.
 func (e *env) listed(t *testing.T, st *cache.Store) {
 	t.Helper()
-	if _, err := e.cat.Listing(testCtx(t), st); err != nil {
+	if _, err := e.cat.Listing(testutil.Ctx(t), st); err != nil {
 		t.Fatal(err)
 	}
 	e.resolveAll()
@@ -50,7 +52,7 @@ func TestRefreshReadOpenDoesNotRefresh(t *testing.T) {
 		if got := readHandle(t, fh, int64(len(want)), 100); len(got) != 0 {
 			t.Errorf("read past the status line: %q", got)
 		}
-		if _, errno := fh.(fusefs.FileWriter).Write(testCtx(t), []byte("x"), 0); errno != syscall.EBADF {
+		if _, errno := fh.(fusefs.FileWriter).Write(testutil.Ctx(t), []byte("x"), 0); errno != syscall.EBADF {
 			t.Errorf("Write on a read handle = %v, want EBADF", errno)
 		}
 		release(t, fh)
@@ -107,11 +109,11 @@ func TestRefreshWriteOpen(t *testing.T) {
 			}
 			w := fh.(fusefs.FileWriter)
 			for _, data := range [][]byte{[]byte("\n"), []byte("refresh please"), make([]byte, 1<<16)} {
-				if n, errno := w.Write(testCtx(t), data, 0); errno != 0 || n != uint32(len(data)) {
+				if n, errno := w.Write(testutil.Ctx(t), data, 0); errno != 0 || n != uint32(len(data)) {
 					t.Errorf("Write(%d bytes) = %d, %v", len(data), n, errno)
 				}
 			}
-			if errno := fh.(fusefs.FileFlusher).Flush(testCtx(t)); errno != 0 {
+			if errno := fh.(fusefs.FileFlusher).Flush(testutil.Ctx(t)); errno != 0 {
 				t.Errorf("Flush = %v", errno)
 			}
 			release(t, fh)
@@ -156,7 +158,7 @@ func TestRefreshSetattr(t *testing.T) {
 	for _, tt := range tests {
 		t.Run("with write handle/"+tt.name, func(t *testing.T) {
 			var out fuse.AttrOut
-			if errno := rf.Setattr(testCtx(t), fh, &tt.in, &out); errno != 0 {
+			if errno := rf.Setattr(testutil.Ctx(t), fh, &tt.in, &out); errno != 0 {
 				t.Fatalf("Setattr = %v", errno)
 			}
 			if !e.cat.LastRefresh(e.st()).Equal(afterOpen) {
@@ -180,7 +182,7 @@ func TestRefreshSetattr(t *testing.T) {
 			in := tt.in
 			in.Valid &^= fuse.FATTR_FH
 			var out fuse.AttrOut
-			if errno := rf.Setattr(testCtx(t), nil, &in, &out); errno != 0 {
+			if errno := rf.Setattr(testutil.Ctx(t), nil, &in, &out); errno != 0 {
 				t.Fatalf("Setattr = %v", errno)
 			}
 			if !e.refreshed(e.st(), before) {
@@ -197,7 +199,7 @@ func TestRefreshSetattr(t *testing.T) {
 		e.listed(t, e.st())
 		before := e.cat.LastRefresh(e.st())
 		in := fuse.SetAttrIn{SetAttrInCommon: fuse.SetAttrInCommon{Valid: valid, Mode: 0o600}}
-		if errno := rf.Setattr(testCtx(t), nil, &in, &fuse.AttrOut{}); errno != syscall.EROFS {
+		if errno := rf.Setattr(testutil.Ctx(t), nil, &in, &fuse.AttrOut{}); errno != syscall.EROFS {
 			t.Errorf("Setattr(valid %#x) = %v, want EROFS", valid, errno)
 		}
 		if !e.cat.LastRefresh(e.st()).Equal(before) {
@@ -207,7 +209,7 @@ func TestRefreshSetattr(t *testing.T) {
 	// Truncating to another size than 0 is a write, not the gesture.
 	beforeTrunc := e.cat.LastRefresh(e.st())
 	trunc := fuse.SetAttrIn{SetAttrInCommon: fuse.SetAttrInCommon{Valid: fuse.FATTR_SIZE, Size: 100}}
-	if errno := rf.Setattr(testCtx(t), nil, &trunc, &fuse.AttrOut{}); errno != syscall.EROFS {
+	if errno := rf.Setattr(testutil.Ctx(t), nil, &trunc, &fuse.AttrOut{}); errno != syscall.EROFS {
 		t.Errorf("truncate -s 100 .refresh = %v, want EROFS", errno)
 	}
 	if !e.cat.LastRefresh(e.st()).Equal(beforeTrunc) {

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/modelstorefs/modelstorefs/internal/testutil"
 )
 
 // readStats opens /.stats and decodes it, checking it is valid JSON with
@@ -80,7 +82,7 @@ func TestStatsFile(t *testing.T) {
 	release(t, fh)
 	e.resolveAll()
 	// The reader had every byte before the cache file was committed.
-	waitFor(t, "the cache file to be committed", func() bool { return e.content.Stats().Files == 1 })
+	testutil.WaitFor(t, "the cache file to be committed", func() bool { return e.content.Stats().Files == 1 })
 
 	st = readStats(t, e)
 	s := st.Stores[0]

@@ -9,16 +9,18 @@ import (
 
 	fusefs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/modelstorefs/modelstorefs/remote/remotetest"
+
+	"github.com/modelstorefs/modelstorefs/internal/testutil"
 )
 
 func getxattr(t *testing.T, n *remoteFile, name string) (string, syscall.Errno) {
 	t.Helper()
-	size, errno := n.Getxattr(testCtx(t), name, nil)
+	size, errno := n.Getxattr(testutil.Ctx(t), name, nil)
 	if errno != 0 {
 		return "", errno
 	}
 	buf := make([]byte, size)
-	got, errno := n.Getxattr(testCtx(t), name, buf)
+	got, errno := n.Getxattr(testutil.Ctx(t), name, buf)
 	if errno != 0 {
 		t.Fatalf("Getxattr(%q) with a %d-byte buffer: %v", name, size, errno)
 	}
@@ -35,12 +37,12 @@ func TestXattrs(t *testing.T) {
 	size := len(sampleFiles(t)[path])
 
 	// Listxattr: size query, then the sorted names.
-	n, errno := rf.Listxattr(testCtx(t), nil)
+	n, errno := rf.Listxattr(testutil.Ctx(t), nil)
 	if errno != 0 || n == 0 {
 		t.Fatalf("Listxattr size query = %d, %v", n, errno)
 	}
 	buf := make([]byte, n)
-	if got, errno := rf.Listxattr(testCtx(t), buf); errno != 0 || got != n {
+	if got, errno := rf.Listxattr(testutil.Ctx(t), buf); errno != 0 || got != n {
 		t.Fatalf("Listxattr = %d, %v; size query said %d", got, errno, n)
 	}
 	names := strings.Split(strings.TrimSuffix(string(buf), "\x00"), "\x00")
@@ -53,7 +55,7 @@ func TestXattrs(t *testing.T) {
 			t.Errorf("name %d = %q, want %q", i, names[i], xattrPrefix+want[i])
 		}
 	}
-	if _, errno := rf.Listxattr(testCtx(t), make([]byte, n-1)); errno != syscall.ERANGE {
+	if _, errno := rf.Listxattr(testutil.Ctx(t), make([]byte, n-1)); errno != syscall.ERANGE {
 		t.Errorf("Listxattr with a short buffer = %v, want ERANGE", errno)
 	}
 
@@ -76,7 +78,7 @@ func TestXattrs(t *testing.T) {
 
 	// ERANGE for a buffer too small for the value; the size is returned.
 	url := e.srv().URL + path
-	if got, errno := rf.Getxattr(testCtx(t), xattrPrefix+"url", make([]byte, 3)); errno != syscall.ERANGE || got != uint32(len(url)) {
+	if got, errno := rf.Getxattr(testutil.Ctx(t), xattrPrefix+"url", make([]byte, 3)); errno != syscall.ERANGE || got != uint32(len(url)) {
 		t.Errorf("Getxattr(url, 3 bytes) = %d, %v; want %d, ERANGE", got, errno, len(url))
 	}
 
@@ -98,10 +100,10 @@ func TestXattrs(t *testing.T) {
 		{"", syscall.EOPNOTSUPP},
 	}
 	for _, a := range absent {
-		if _, errno := rf.Getxattr(testCtx(t), a.name, make([]byte, 256)); errno != a.errno {
+		if _, errno := rf.Getxattr(testutil.Ctx(t), a.name, make([]byte, 256)); errno != a.errno {
 			t.Errorf("Getxattr(%q) = %v, want %v", a.name, errno, a.errno)
 		}
-		if _, errno := rf.Getxattr(testCtx(t), a.name, nil); errno != a.errno {
+		if _, errno := rf.Getxattr(testutil.Ctx(t), a.name, nil); errno != a.errno {
 			t.Errorf("Getxattr(%q) size query = %v, want %v", a.name, errno, a.errno)
 		}
 	}
@@ -112,7 +114,7 @@ func TestXattrs(t *testing.T) {
 	release(t, fh)
 	// Cached reads a download's entry without the cache lock (a race with
 	// the download's end, see the report): ask only once it has ended.
-	waitFor(t, "download end", func() bool {
+	testutil.WaitFor(t, "download end", func() bool {
 		st := e.content.Stats()
 		return st.InFlight == 0 && st.Files == 1
 	})
@@ -131,7 +133,7 @@ func TestXattrsOtherNodes(t *testing.T) {
 		"system.posix_acl_access": syscall.EOPNOTSUPP,
 		xattrPrefix + "url":       syscall.ENODATA,
 	} {
-		if _, errno := dir.Getxattr(testCtx(t), name, nil); errno != want {
+		if _, errno := dir.Getxattr(testutil.Ctx(t), name, nil); errno != want {
 			t.Errorf("directory Getxattr(%q) = %v, want %v", name, errno, want)
 		}
 	}
@@ -142,13 +144,13 @@ func TestXattrsOtherNodes(t *testing.T) {
 func TestXattrsWithoutValidators(t *testing.T) {
 	e := newEnv(t, storeSpec{name: "sample", opt: remotetest.Options{NoETag: true, NoLastModified: true}})
 	rf := lookupNode[*remoteFile](t, e.modelNode(t, "lenet"), lenetJobWeights)
-	n, _ := rf.Listxattr(testCtx(t), nil)
+	n, _ := rf.Listxattr(testutil.Ctx(t), nil)
 	buf := make([]byte, n)
-	rf.Listxattr(testCtx(t), buf)
+	rf.Listxattr(testutil.Ctx(t), buf)
 	if got, want := string(buf), xattrPrefix+"cached\x00"+xattrPrefix+"store\x00"+xattrPrefix+"url\x00"; got != want {
 		t.Errorf("Listxattr = %q, want %q", got, want)
 	}
-	if _, errno := rf.Getxattr(testCtx(t), xattrPrefix+"etag", nil); errno != syscall.ENODATA {
+	if _, errno := rf.Getxattr(testutil.Ctx(t), xattrPrefix+"etag", nil); errno != syscall.ENODATA {
 		t.Errorf("etag without an ETag = %v, want ENODATA", errno)
 	}
 }
@@ -189,25 +191,25 @@ func TestXattrsSmallFiles(t *testing.T) {
 	model := e.modelNode(t, "lenet")
 	for _, name := range []string{"info.json", "aux.json"} {
 		n := lookupNode[*dataFile](t, model, name)
-		size, errno := n.Getxattr(testCtx(t), xattrPrefix+"url", nil)
+		size, errno := n.Getxattr(testutil.Ctx(t), xattrPrefix+"url", nil)
 		if errno != 0 {
 			t.Fatalf("%s: Getxattr url: %v", name, errno)
 		}
 		buf := make([]byte, size)
-		got, _ := n.Getxattr(testCtx(t), xattrPrefix+"url", buf)
+		got, _ := n.Getxattr(testutil.Ctx(t), xattrPrefix+"url", buf)
 		if url := string(buf[:got]); !strings.HasSuffix(url, "/lenet/"+name) {
 			t.Errorf("%s: url %q", name, url)
 		}
-		got, _ = n.Getxattr(testCtx(t), xattrPrefix+"cached", buf[:cap(buf)])
+		got, _ = n.Getxattr(testutil.Ctx(t), xattrPrefix+"cached", buf[:cap(buf)])
 		if want := strconv.Itoa(len(sampleFiles(t)["lenet/"+name])); string(buf[:got]) != want {
 			t.Errorf("%s: cached %q, want %s (held whole)", name, buf[:got], want)
 		}
-		if l, errno := n.Listxattr(testCtx(t), nil); errno != 0 || l == 0 {
+		if l, errno := n.Listxattr(testutil.Ctx(t), nil); errno != 0 || l == 0 {
 			t.Errorf("%s: Listxattr = %d, %v", name, l, errno)
 		}
 	}
 	pickle := lookupNode[*dataFile](t, model, "status.pickle")
-	if _, errno := pickle.Getxattr(testCtx(t), xattrPrefix+"url", nil); errno != syscall.ENODATA {
+	if _, errno := pickle.Getxattr(testutil.Ctx(t), xattrPrefix+"url", nil); errno != syscall.ENODATA {
 		t.Errorf("status.pickle has a url xattr: %v", errno)
 	}
 }

@@ -20,6 +20,8 @@ import (
 	"github.com/modelstorefs/modelstorefs/remote/remotetest"
 
 	"github.com/modelstorefs/modelstorefs/digits"
+
+	"github.com/modelstorefs/modelstorefs/internal/testutil"
 )
 
 // sampleDir is the bundled sample store: lenet (caffe), alexnet-torch
@@ -67,13 +69,6 @@ func newEnv(t *testing.T) *env {
 	return e
 }
 
-func testCtx(t *testing.T) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 // dirNames lists a directory's entry names, sorted.
 func dirNames(t *testing.T, dir string) []string {
 	t.Helper()
@@ -117,7 +112,7 @@ func TestImport(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.model+"/"+tt.name, func(t *testing.T) {
 			jobs := t.TempDir()
-			m, err := e.cat.Model(testCtx(t), e.st, tt.model)
+			m, err := e.cat.Model(testutil.Ctx(t), e.st, tt.model)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -126,7 +121,7 @@ func TestImport(t *testing.T) {
 			}
 			var mu sync.Mutex
 			var progress [][2]int64
-			res, err := Import(testCtx(t), e.cat, e.st, tt.model, Options{
+			res, err := Import(testutil.Ctx(t), e.cat, e.st, tt.model, Options{
 				JobsDir: jobs, Name: tt.name, Now: func() time.Time { return fixedNow },
 				Progress: func(done, total int64) {
 					mu.Lock()
@@ -250,11 +245,11 @@ func TestImportTwiceSameSecond(t *testing.T) {
 	e := newEnv(t)
 	jobs := t.TempDir()
 	opt := Options{JobsDir: jobs, Now: func() time.Time { return fixedNow }}
-	a, err := Import(testCtx(t), e.cat, e.st, "alexnet-torch", opt)
+	a, err := Import(testutil.Ctx(t), e.cat, e.st, "alexnet-torch", opt)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := Import(testCtx(t), e.cat, e.st, "alexnet-torch", opt)
+	b, err := Import(testutil.Ctx(t), e.cat, e.st, "alexnet-torch", opt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -294,7 +289,7 @@ func TestImportRefused(t *testing.T) {
 			if fi, err := os.Stat(jobs); err == nil && fi.IsDir() {
 				before = dirNames(t, jobs)
 			}
-			res, err := Import(testCtx(t), e.cat, e.st, tt.model, Options{JobsDir: jobs, Now: func() time.Time { return fixedNow }})
+			res, err := Import(testutil.Ctx(t), e.cat, e.st, tt.model, Options{JobsDir: jobs, Now: func() time.Time { return fixedNow }})
 			if err == nil {
 				t.Fatalf("Import succeeded: %+v", res)
 			}
@@ -315,8 +310,8 @@ func TestImportRefused(t *testing.T) {
 		})
 	}
 	// The problems of a non-importable model are in the error.
-	_, err := Import(testCtx(t), e.cat, e.st, "broken", Options{JobsDir: t.TempDir()})
-	m, merr := e.cat.Model(testCtx(t), e.st, "broken")
+	_, err := Import(testutil.Ctx(t), e.cat, e.st, "broken", Options{JobsDir: t.TempDir()})
+	m, merr := e.cat.Model(testutil.Ctx(t), e.st, "broken")
 	if merr != nil {
 		t.Fatal(merr)
 	}
@@ -342,7 +337,7 @@ func TestImportCancelled(t *testing.T) {
 		t.Run(tt.model, func(t *testing.T) {
 			e := newEnv(t)
 			// Resolve first: the gate must hold the copy, not the HEADs.
-			if _, err := e.cat.Model(testCtx(t), e.st, tt.model); err != nil {
+			if _, err := e.cat.Model(testutil.Ctx(t), e.st, tt.model); err != nil {
 				t.Fatal(err)
 			}
 			gate := e.srv.Hold(tt.model + "/" + tt.weights)
@@ -404,18 +399,18 @@ func TestImportCancelled(t *testing.T) {
 // TestImportFails: a store that fails mid-copy leaves nothing behind.
 func TestImportFails(t *testing.T) {
 	e := newEnv(t)
-	if _, err := e.cat.Model(testCtx(t), e.st, "lenet"); err != nil {
+	if _, err := e.cat.Model(testutil.Ctx(t), e.st, "lenet"); err != nil {
 		t.Fatal(err)
 	}
 	// Every model resolved: the prefetch that followed the listing sends no
 	// more requests.
-	if _, err := e.cat.Models(testCtx(t), e.st); err != nil {
+	if _, err := e.cat.Models(testutil.Ctx(t), e.st); err != nil {
 		t.Fatal(err)
 	}
 	// The store now lies: it answers the weights with a 404.
 	e.srv.SetStatus("lenet/snapshot_iter_28140.caffemodel", 404)
 	jobs := t.TempDir()
-	res, err := Import(testCtx(t), e.cat, e.st, "lenet", Options{JobsDir: jobs})
+	res, err := Import(testutil.Ctx(t), e.cat, e.st, "lenet", Options{JobsDir: jobs})
 	if err == nil {
 		t.Fatalf("Import succeeded without the weights: %+v", res)
 	}
@@ -472,7 +467,7 @@ func TestImportClearsKilledImports(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer lock.Close()
-	res, err := Import(testCtx(t), e.cat, e.st, "alexnet-torch", Options{JobsDir: jobs, Now: func() time.Time { return fixedNow }})
+	res, err := Import(testutil.Ctx(t), e.cat, e.st, "alexnet-torch", Options{JobsDir: jobs, Now: func() time.Time { return fixedNow }})
 	if err != nil {
 		t.Fatal(err)
 	}
