@@ -46,9 +46,9 @@ integration:
 # Issues 4 and 9's measurements against curl, a local cat, dd, rclone and
 # httpdirfs on 127.0.0.1 (needs root and FUSE; ~20 min, medians of 5, sync and
 # settled writeback before every timed command). BENCH_OUT=FILE also writes
-# the table; BENCH_REPS, BENCH_BUDGET, BENCH_NO_TOOLS: see integration/bench_test.go.
+# the table; BENCH_REPS, BENCH_BUDGET, BENCH_NO_TOOLS: see integration/bench/bench_test.go.
 bench:
-	MODELSTOREFS_BENCH=1 $(GO) test -count=1 -run '^TestBench$$' -v -timeout 40m ./integration/
+	MODELSTOREFS_BENCH=1 $(GO) test -count=1 -run '^TestBench$$' -v -timeout 40m ./integration/bench/
 
 # Issue 5's fault matrix only (also part of make test): real mounts against a
 # fault-injecting store on 127.0.0.x, -race, about a minute; prints the table
@@ -56,7 +56,7 @@ bench:
 # also writes it; FAULTS_PARALLEL=N rows at once (default 4).
 .PHONY: faults
 faults:
-	$(GO) test -race -count=1 -run '^TestFaults$$' -v -timeout 10m ./integration/
+	$(GO) test -race -count=1 -run '^TestFaults$$' -v -timeout 10m ./integration/faults/
 
 # Build, serve the bundled sample store on 127.0.0.1, mount it, show it, unmount.
 demo: build

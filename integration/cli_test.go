@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/modelstorefs/modelstorefs/integration/itest"
 )
 
 // runExit runs the binary with args and env and returns its combined
@@ -23,7 +25,7 @@ func runExit(t *testing.T, env []string, args ...string) (string, int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd := exec.CommandContext(ctx, itest.Binary, args...)
 	cmd.Env = append(os.Environ(), "DIGITS_MODEL_STORE_URL=", "DIGITS_JOBS_DIR=")
 	cmd.Env = append(cmd.Env, env...)
 	out, err := cmd.CombinedOutput()
@@ -39,11 +41,11 @@ func runExit(t *testing.T, env []string, args ...string) (string, int) {
 }
 
 func TestCLIMessages(t *testing.T) {
-	src := copyStore(t)
-	s := startGoStore(t, src, "/")
-	store := storeName(s.base)
+	src := itest.CopyStore(t)
+	s := itest.StartGoStore(t, src, "/")
+	store := itest.StoreName(s.Base)
 	mnt, cacheDir, jobs := t.TempDir(), t.TempDir(), t.TempDir()
-	closed := fmt.Sprintf("http://127.0.0.1:%d/", freePort(t))
+	closed := fmt.Sprintf("http://127.0.0.1:%d/", itest.FreePort(t))
 	nonEmpty := t.TempDir()
 	writeFile(t, filepath.Join(nonEmpty, "keep.txt"), "mine")
 	cases := []struct {
@@ -60,27 +62,27 @@ func TestCLIMessages(t *testing.T) {
 		{"unknown command", []string{"mnt"}, 1, []string{`modelstorefs: unknown command "mnt"; see 'modelstorefs --help'`}, true},
 		{"help COMMAND", []string{"help", "check"}, 0, []string{"modelstorefs check - validate a model store"}, false},
 		{"unknown global flag", []string{"--verbose", "ls"}, 1, []string{"unknown flag --verbose; see 'modelstorefs --help'"}, true},
-		{"--ttl without unit", []string{"mount", "--store", s.base, "--ttl", "5", mnt}, 1,
+		{"--ttl without unit", []string{"mount", "--store", s.Base, "--ttl", "5", mnt}, 1,
 			[]string{`--ttl: "5" is not a duration`, "24h"}, true},
-		{"unknown log level", []string{"mount", mnt, "--store", s.base, "--log-level", "verbose"}, 1,
+		{"unknown log level", []string{"mount", mnt, "--store", s.Base, "--log-level", "verbose"}, 1,
 			[]string{`--log-level: "verbose" is not a level; use debug, info, warn or error`}, true},
 		{"store URL without scheme", []string{"mount", mnt, "--store", "127.0.0.1:18601"}, 1,
 			[]string{"a store URL needs http:// or https://, e.g. http://127.0.0.1:18601"}, true},
 		{"check host:port", []string{"check", "127.0.0.1:18601"}, 1,
 			[]string{"check: 127.0.0.1:18601 is not a directory; for a store on the network write the URL: http://127.0.0.1:18601"}, true},
 		{"check ftp URL", []string{"check", "ftp://x/"}, 1, []string{"only http:// and https:// stores can be checked, not ftp://"}, true},
-		{"mount over a non-empty dir", []string{"mount", nonEmpty, "--store", s.base, "--cache-dir", cacheDir}, 1,
+		{"mount over a non-empty dir", []string{"mount", nonEmpty, "--store", s.Base, "--cache-dir", cacheDir}, 1,
 			[]string{"is not empty", "--allow-non-empty"}, true},
-		{"import: no such store", []string{"import", "nostore/lenet", "--store", s.base, "--cache-dir", cacheDir, "--jobs-dir", jobs}, 1,
+		{"import: no such store", []string{"import", "nostore/lenet", "--store", s.Base, "--cache-dir", cacheDir, "--jobs-dir", jobs}, 1,
 			[]string{"modelstorefs: import: no store named \"nostore\""}, true},
-		{"import: no such model", []string{"import", store + "/nosuch", "--store", s.base, "--cache-dir", cacheDir, "--jobs-dir", jobs}, 1,
+		{"import: no such model", []string{"import", store + "/nosuch", "--store", s.Base, "--cache-dir", cacheDir, "--jobs-dir", jobs}, 1,
 			[]string{"modelstorefs: import: ", "no such model", "(list the models with: modelstorefs ls)"}, true},
-		{"import: not STORE/MODEL", []string{"import", "lenet", "--jobs-dir", jobs, "--store", s.base}, 1,
+		{"import: not STORE/MODEL", []string{"import", "lenet", "--jobs-dir", jobs, "--store", s.Base}, 1,
 			[]string{"modelstorefs: import: \"lenet\" is not STORE/MODEL"}, true},
 		// Flags after the positional argument, and --store mixed with -s.
-		{"flags anywhere, --store and -s", []string{"import", store + "/lenet", "--store", s.base, "-s", "other=" + s.base,
+		{"flags anywhere, --store and -s", []string{"import", store + "/lenet", "--store", s.Base, "-s", "other=" + s.Base,
 			"--cache-dir", cacheDir, "--jobs-dir", jobs}, 0, []string{"Imported " + store + "/lenet as job"}, false},
-		{"ls with flags after", []string{"ls", "--store", s.base, "--cache-dir", cacheDir, "-s", "other=" + closed, "--filter", "lenet"}, 0,
+		{"ls with flags after", []string{"ls", "--store", s.Base, "--cache-dir", cacheDir, "-s", "other=" + closed, "--filter", "lenet"}, 0,
 			[]string{store + "  lenet", "store other:"}, false},
 		{"check DIR with flags after", []string{"check", src, "--jobs", "2"}, 1, []string{"models,", "importable"}, false},
 		{"serve DIR with flags after", []string{"serve", src, "--addr", "127.0.0.1:0", "--log-level", "loud"}, 1,
@@ -107,13 +109,13 @@ func TestCLIMessages(t *testing.T) {
 // TestMountRefusesStacking: a second mount on a modelstorefs mountpoint
 // is refused (it used to stack silently); the first keeps working.
 func TestMountRefusesStacking(t *testing.T) {
-	s := startGoStore(t, copyStore(t), "/")
-	m := startMount(t, []string{s.base})
-	out, code := runExit(t, nil, "mount", m.dir, "--store", s.base, "--cache-dir", t.TempDir())
-	if code != 1 || !strings.Contains(out, m.dir+" is already a modelstorefs mount (of "+s.base+"); unmount it first: modelstorefs unmount "+m.dir) {
+	s := itest.StartGoStore(t, itest.CopyStore(t), "/")
+	m := itest.StartMount(t, []string{s.Base})
+	out, code := runExit(t, nil, "mount", m.Dir, "--store", s.Base, "--cache-dir", t.TempDir())
+	if code != 1 || !strings.Contains(out, m.Dir+" is already a modelstorefs mount (of "+s.Base+"); unmount it first: modelstorefs unmount "+m.Dir) {
 		t.Errorf("second mount: exit %d\n%s", code, out)
 	}
-	if got := listDir(t, filepath.Join(m.dir, storeName(s.base))); len(got) == 0 {
+	if got := itest.ListDir(t, filepath.Join(m.Dir, itest.StoreName(s.Base))); len(got) == 0 {
 		t.Errorf("first mount broken after the refused one")
 	}
 }
@@ -122,32 +124,32 @@ func TestMountRefusesStacking(t *testing.T) {
 // time (wrong port; https to an http server) still mounts, and the log
 // says why, once per store, right away.
 func TestMountWarnsUnreachableStores(t *testing.T) {
-	s := startGoStore(t, copyStore(t), "/")
-	closed := fmt.Sprintf("http://127.0.0.1:%d/", freePort(t))
-	tlsToPlain := "https://" + strings.TrimPrefix(s.base, "http://")
-	m := startMount(t, []string{s.base, "closed=" + closed, "tls=" + tlsToPlain})
+	s := itest.StartGoStore(t, itest.CopyStore(t), "/")
+	closed := fmt.Sprintf("http://127.0.0.1:%d/", itest.FreePort(t))
+	tlsToPlain := "https://" + strings.TrimPrefix(s.Base, "http://")
+	m := itest.StartMount(t, []string{s.Base, "closed=" + closed, "tls=" + tlsToPlain})
 	want := map[string]string{"closed": "connection refused", "tls": "TLS handshake with 127.0.0.1"}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		lines := warnLines(m.logs.String())
+		lines := warnLines(m.Logs.String())
 		done := true
 		for store, why := range want {
 			if n := countWith(lines, `"store": "`+store+`"`, why); n != 1 {
 				done = false
 				if time.Now().After(deadline) {
-					t.Errorf("store %s: %d WARN lines saying %q, want 1:\n%s", store, n, why, m.logs)
+					t.Errorf("store %s: %d WARN lines saying %q, want 1:\n%s", store, n, why, m.Logs)
 				}
 			}
 		}
-		if n := countWith(lines, `"store": "`+storeName(s.base)+`"`); n != 0 {
-			t.Errorf("the good store was reported unreachable:\n%s", m.logs)
+		if n := countWith(lines, `"store": "`+itest.StoreName(s.Base)+`"`); n != 0 {
+			t.Errorf("the good store was reported unreachable:\n%s", m.Logs)
 		}
 		if done || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if got := listDir(t, filepath.Join(m.dir, storeName(s.base))); len(got) == 0 {
+	if got := itest.ListDir(t, filepath.Join(m.Dir, itest.StoreName(s.Base))); len(got) == 0 {
 		t.Errorf("good store not listed next to the unreachable ones")
 	}
 }
@@ -182,8 +184,8 @@ func countWith(lines []string, subs ...string) int {
 // SOURCE; stat's atime is the file's mtime; a password on the command line
 // warns once.
 func TestMountDaemonOptionsAndSource(t *testing.T) {
-	s := startGoStore(t, copyStore(t), "/")
-	withPassword := strings.Replace(s.base, "http://", "http://alice:s3cret-pw@", 1)
+	s := itest.StartGoStore(t, itest.CopyStore(t), "/")
+	withPassword := strings.Replace(s.Base, "http://", "http://alice:s3cret-pw@", 1)
 	for _, via := range []string{"store-file", "argv", "fstab helper"} {
 		t.Run(via, func(t *testing.T) {
 			mnt, cacheDir := t.TempDir(), t.TempDir()
@@ -205,7 +207,7 @@ func TestMountDaemonOptionsAndSource(t *testing.T) {
 			}
 			out, code := runExit(t, nil, args...)
 			t.Cleanup(func() {
-				if isMounted(mnt) {
+				if itest.IsMounted(mnt) {
 					_, _ = runExit(t, nil, "unmount", mnt)
 				}
 			})
@@ -217,20 +219,20 @@ func TestMountDaemonOptionsAndSource(t *testing.T) {
 				!strings.Contains(out, wantWarning) {
 				t.Errorf("password warnings (via %s), want %q once:\n%s", via, wantWarning, out)
 			}
-			if !isMounted(mnt) {
+			if !itest.IsMounted(mnt) {
 				t.Fatal("mount --daemon returned but nothing is mounted")
 			}
-			if src, err := exec.Command("findmnt", "-n", "-o", "SOURCE", mnt).Output(); err != nil || strings.TrimSpace(string(src)) != s.base {
-				t.Errorf("findmnt SOURCE = %q (%v), want %q", src, err, s.base)
+			if src, err := exec.Command("findmnt", "-n", "-o", "SOURCE", mnt).Output(); err != nil || strings.TrimSpace(string(src)) != s.Base {
+				t.Errorf("findmnt SOURCE = %q (%v), want %q", src, err, s.Base)
 			}
 			for _, p := range processesWith(mnt) {
 				if strings.Contains(p, "s3cret") {
 					t.Errorf("a process shows the password in its argv: %q", p)
 				}
 			}
-			info := filepath.Join(mnt, storeName(s.base), "lenet", "info.json")
+			info := filepath.Join(mnt, itest.StoreName(s.Base), "lenet", "info.json")
 			var st syscall.Stat_t
-			if err := withTimeout(t, 30*time.Second, "stat", func() error { return syscall.Stat(info, &st) }); err != nil {
+			if err := itest.WithTimeout(t, 30*time.Second, "stat", func() error { return syscall.Stat(info, &st) }); err != nil {
 				t.Fatal(err)
 			}
 			if st.Atim != st.Mtim || st.Mtim.Sec < 86400 {
@@ -292,7 +294,7 @@ func asNobody(t *testing.T, setup, script string) string {
 		t.Fatal(err)
 	}
 	bin := filepath.Join(dir, "modelstorefs")
-	data, err := os.ReadFile(binary)
+	data, err := os.ReadFile(itest.Binary)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -317,9 +319,9 @@ func TestNonRootMessages(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to set up the namespace")
 	}
-	s := startGoStore(t, copyStore(t), "/")
+	s := itest.StartGoStore(t, itest.CopyStore(t), "/")
 	prep := `mkdir -m 777 $W/mnt $W/cache && chown 65534 $W/mnt $W/cache`
-	run := `$NOBODY $MSFS mount $W/mnt --store ` + s.base + ` --cache-dir $W/cache; echo "exit=$?"`
+	run := `$NOBODY $MSFS mount $W/mnt --store ` + s.Base + ` --cache-dir $W/cache; echo "exit=$?"`
 
 	t.Run("no access to /dev/fuse", func(t *testing.T) {
 		out := asNobody(t, prep+` && touch $W/nofuse && chmod 600 $W/nofuse && mount --bind $W/nofuse /dev/fuse`, run)
@@ -344,7 +346,7 @@ func TestNonRootMessages(t *testing.T) {
 		}
 		// The daemon lives in the namespace; should the unmount fail, it is
 		// stopped by its pid (printed by mount --daemon).
-		out := asNobody(t, prep+` && `+openFuse, `out=$($NOBODY $MSFS mount $W/mnt --daemon --store `+s.base+` --cache-dir $W/cache 2>&1); echo "$out"; echo "mount-exit=$?"
+		out := asNobody(t, prep+` && `+openFuse, `out=$($NOBODY $MSFS mount $W/mnt --daemon --store `+s.Base+` --cache-dir $W/cache 2>&1); echo "$out"; echo "mount-exit=$?"
 pid=$(echo "$out" | sed -n 's/.*daemon pid \([0-9]*\).*/\1/p')
 $NOBODY ls $W/mnt >/dev/null
 $NOBODY $MSFS unmount $W/mnt; echo "unmount-exit=$?"
@@ -373,12 +375,12 @@ func TestBashCompletion(t *testing.T) {
 	if err != nil {
 		t.Skip("bash is needed")
 	}
-	s := startGoStore(t, copyStore(t), "/")
+	s := itest.StartGoStore(t, itest.CopyStore(t), "/")
 	cacheHome, work := t.TempDir(), t.TempDir()
 	if err := os.Mkdir(filepath.Join(work, "models-dir"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	env := []string{"XDG_CACHE_HOME=" + cacheHome, "DIGITS_MODEL_STORE_URL=" + s.base}
+	env := []string{"XDG_CACHE_HOME=" + cacheHome, "DIGITS_MODEL_STORE_URL=" + s.Base}
 	if out, code := runExit(t, env, "ls"); code != 0 {
 		t.Fatalf("ls: exit %d\n%s", code, out)
 	}
@@ -390,7 +392,7 @@ COMP_WORDS=("$BIN" "$@"); COMP_CWORD=$#; _modelstorefs; printf '%s\n' "${COMPREP
 		defer cancel()
 		cmd := exec.CommandContext(ctx, bash, append([]string{"-c", script, "bash"}, words...)...)
 		cmd.Dir = work
-		cmd.Env = append(os.Environ(), append(env, "BIN="+binary)...)
+		cmd.Env = append(os.Environ(), append(env, "BIN="+itest.Binary)...)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Fatalf("completing %q: %v\n%s", words, err, out)
@@ -402,7 +404,7 @@ COMP_WORDS=("$BIN" "$@"); COMP_CWORD=$#; _modelstorefs; printf '%s\n' "${COMPREP
 		want, without []string
 	}{
 		{[]string{"mount", ""}, []string{"models-dir"}, []string{"help", "h"}},
-		{[]string{"import", ""}, []string{storeName(s.base) + "/lenet", storeName(s.base) + "/alexnet-torch"}, []string{"help", "h", storeName(s.base) + "/broken"}},
+		{[]string{"import", ""}, []string{itest.StoreName(s.Base) + "/lenet", itest.StoreName(s.Base) + "/alexnet-torch"}, []string{"help", "h", itest.StoreName(s.Base) + "/broken"}},
 		{[]string{"ls", "--"}, []string{"--filter", "--json", "--refresh", "--store", "--store-file"}, []string{"--chunk-size", "--read-parallel"}},
 		{[]string{"mount", "--log-level", ""}, []string{"debug", "info", "warn", "error"}, nil},
 		{[]string{"ver"}, []string{"version"}, nil},
@@ -425,15 +427,15 @@ COMP_WORDS=("$BIN" "$@"); COMP_CWORD=$#; _modelstorefs; printf '%s\n' "${COMPREP
 // TestMountAllowNonEmpty: --allow-non-empty (-o nonempty) mounts over a
 // directory with files, which come back after the unmount.
 func TestMountAllowNonEmpty(t *testing.T) {
-	s := startGoStore(t, copyStore(t), "/")
+	s := itest.StartGoStore(t, itest.CopyStore(t), "/")
 	for _, flag := range [][]string{{"--allow-non-empty"}, {"-o", "nonempty"}} {
 		dir := t.TempDir()
 		writeFile(t, filepath.Join(dir, "keep.txt"), "mine")
-		m := mountWith(t, binary, dir, t.TempDir(), []string{s.base}, flag...)
-		if got := listDir(t, dir); !slices.Contains(got, storeName(s.base)) || slices.Contains(got, "keep.txt") {
+		m := itest.MountWith(t, itest.Binary, dir, t.TempDir(), []string{s.Base}, flag...)
+		if got := itest.ListDir(t, dir); !slices.Contains(got, itest.StoreName(s.Base)) || slices.Contains(got, "keep.txt") {
 			t.Errorf("%q: mounted dir shows %q", flag, got)
 		}
-		m.stop(t)
+		m.Stop(t)
 		if data, err := os.ReadFile(filepath.Join(dir, "keep.txt")); err != nil || string(data) != "mine" {
 			t.Errorf("%q: the hidden file after unmount: %q, %v", flag, data, err)
 		}

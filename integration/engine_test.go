@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/modelstorefs/modelstorefs/integration/itest"
 )
 
 // Read-engine tests on real mounts: the persistent cache across remounts
@@ -34,7 +36,7 @@ const engWeights = "snapshot_iter_28140.caffemodel"
 // the directory and each model's weights' sha256.
 func engStoreDir(t *testing.T, sizes map[string]int) (string, map[string]string) {
 	t.Helper()
-	dir := copyStore(t)
+	dir := itest.CopyStore(t)
 	sums := map[string]string{}
 	var children []string
 	for model, size := range sizes {
@@ -142,16 +144,16 @@ func (w *engThrottled) Write(p []byte) (int, error) {
 
 // engMount runs "modelstorefs mount" on mnt with the given cache dir (see
 // mountWith).
-func engMount(t *testing.T, mnt, cacheDir string, stores []string, extra ...string) *mount {
+func engMount(t *testing.T, mnt, cacheDir string, stores []string, extra ...string) *itest.Mount {
 	t.Helper()
-	return mountWith(t, binary, mnt, cacheDir, stores, extra...)
+	return itest.MountWith(t, itest.Binary, mnt, cacheDir, stores, extra...)
 }
 
 // engSHA reads a file (through the mount) and returns its sha256.
 func engSHA(t *testing.T, path string) (string, error) {
 	t.Helper()
 	var sum string
-	err := withTimeout(t, 25*time.Second, "read "+path, func() error {
+	err := itest.WithTimeout(t, 25*time.Second, "read "+path, func() error {
 		f, err := os.Open(path)
 		if err != nil {
 			return err
@@ -266,7 +268,7 @@ type engStatsJSON struct {
 func engStats(t *testing.T, mnt string) (st engStatsJSON, ok bool) {
 	t.Helper()
 	var data []byte
-	err := withTimeout(t, 10*time.Second, "read /.stats", func() error {
+	err := itest.WithTimeout(t, 10*time.Second, "read /.stats", func() error {
 		var err error
 		data, err = os.ReadFile(filepath.Join(mnt, ".stats"))
 		return err
@@ -292,9 +294,9 @@ func TestEngineCacheSurvivesRemount(t *testing.T) {
 	weights := "GET /lenet/" + engWeights
 
 	m1 := engMount(t, t.TempDir(), cacheDir, []string{srv.base})
-	engCheckSHA(t, filepath.Join(m1.dir, storeName(srv.base), "lenet", "model.caffemodel"), sums["lenet"])
+	engCheckSHA(t, filepath.Join(m1.Dir, itest.StoreName(srv.base), "lenet", "model.caffemodel"), sums["lenet"])
 	engWaitCommitted(t, cacheDir, sums["lenet"])
-	m1.stop(t)
+	m1.Stop(t)
 	if t.Failed() {
 		return
 	}
@@ -304,7 +306,7 @@ func TestEngineCacheSurvivesRemount(t *testing.T) {
 	}
 
 	m2 := engMount(t, t.TempDir(), cacheDir, []string{srv.base})
-	path := filepath.Join(m2.dir, storeName(srv.base), "lenet", "model.caffemodel")
+	path := filepath.Join(m2.Dir, itest.StoreName(srv.base), "lenet", "model.caffemodel")
 	engCheckSHA(t, path, sums["lenet"])
 	if n := srv.count(weights); n != gets {
 		t.Errorf("the second mount made %d GETs of a file complete in the cache", n-gets)
@@ -316,7 +318,7 @@ func TestEngineCacheSurvivesRemount(t *testing.T) {
 	}
 	defer f.Close()
 	buf := make([]byte, 4096)
-	if err := withTimeout(t, 10*time.Second, "pread", func() error {
+	if err := itest.WithTimeout(t, 10*time.Second, "pread", func() error {
 		_, err := f.ReadAt(buf, 10<<20)
 		return err
 	}); err != nil {
@@ -328,7 +330,7 @@ func TestEngineCacheSurvivesRemount(t *testing.T) {
 	if p := engCacheFiles(t, cacheDir, "partial"); len(p) != 0 {
 		t.Errorf("partial downloads left: %v", p)
 	}
-	if st, ok := engStats(t, m2.dir); ok && (st.Content.Hits == 0 || st.Content.Misses != 0 || st.Content.Direct != 0) {
+	if st, ok := engStats(t, m2.Dir); ok && (st.Content.Hits == 0 || st.Content.Misses != 0 || st.Content.Direct != 0) {
 		t.Errorf("/.stats of the second mount: %+v, want cache hits only", st.Content)
 	}
 }
@@ -347,7 +349,7 @@ func TestEngineKillDuringDownload(t *testing.T) {
 	weights := "GET /lenet/" + engWeights
 
 	m1 := engMount(t, mnt, cacheDir, []string{srv.base})
-	path := filepath.Join(mnt, storeName(srv.base), "lenet", "model.caffemodel")
+	path := filepath.Join(mnt, itest.StoreName(srv.base), "lenet", "model.caffemodel")
 	readDone := make(chan error, 1)
 	go func() {
 		// Ends with an error when the daemon dies.
@@ -363,14 +365,14 @@ func TestEngineKillDuringDownload(t *testing.T) {
 	deadline := time.Now().Add(15 * time.Second)
 	for srv.sent.Load() < 20<<20 {
 		if time.Now().After(deadline) {
-			t.Fatalf("download not under way after 15s: %d bytes sent\n%s", srv.sent.Load(), m1.logs)
+			t.Fatalf("download not under way after 15s: %d bytes sent\n%s", srv.sent.Load(), m1.Logs)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if err := m1.cmd.Process.Kill(); err != nil {
+	if err := m1.Cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	<-m1.done
+	<-m1.Done
 	sent := srv.sent.Load()
 	if sent >= size {
 		t.Fatalf("the whole file (%d bytes) was sent before the kill: the test proves nothing", sent)
@@ -400,8 +402,8 @@ func TestEngineKillDuringDownload(t *testing.T) {
 	srv.rate.Store(0)
 	before := srv.count(weights)
 	m2 := engMount(t, mnt, cacheDir, []string{srv.base})
-	if !strings.Contains(m2.logs.String(), "stale mount") {
-		t.Logf("no stale-mount line in the second daemon's logs:\n%s", m2.logs)
+	if !strings.Contains(m2.Logs.String(), "stale mount") {
+		t.Logf("no stale-mount line in the second daemon's logs:\n%s", m2.Logs)
 	}
 	engCheckSHA(t, path, sums["lenet"])
 	if srv.count(weights) == before {
@@ -413,8 +415,8 @@ func TestEngineKillDuringDownload(t *testing.T) {
 			t.Errorf("wrong object %s", p)
 		}
 	}
-	m2.stop(t)
-	if isMounted(mnt) {
+	m2.Stop(t)
+	if itest.IsMounted(mnt) {
 		t.Error("mountpoint still mounted after the second daemon stopped")
 	}
 }
@@ -432,7 +434,7 @@ func TestEngineEvictionSmallCache(t *testing.T) {
 	srv := engStartStore(t, dir)
 	cacheDir := t.TempDir()
 	m := engMount(t, t.TempDir(), cacheDir, []string{srv.base}, "--cache-size", "1MiB")
-	root := filepath.Join(m.dir, storeName(srv.base))
+	root := filepath.Join(m.Dir, itest.StoreName(srv.base))
 	objects := filepath.Join(cacheDir, "v2", "objects")
 	check := func(when string) {
 		t.Helper()
@@ -487,7 +489,7 @@ func TestEngineFullDisk(t *testing.T) {
 	dir, sums := engStoreDir(t, map[string]int{"lenet": 5 << 20, "small": 1536 << 10})
 	srv := engStartStore(t, dir)
 	m := engMount(t, t.TempDir(), cacheDir, []string{srv.base}, "--cache-min-free", "0")
-	root := filepath.Join(m.dir, storeName(srv.base))
+	root := filepath.Join(m.Dir, itest.StoreName(srv.base))
 	big := filepath.Join(root, "lenet", "model.caffemodel")
 	small := filepath.Join(root, "small", "model.caffemodel")
 
@@ -500,7 +502,7 @@ func TestEngineFullDisk(t *testing.T) {
 	}
 	copy(want, data[4<<20:])
 	got := make([]byte, 1000)
-	if err := withTimeout(t, 20*time.Second, "pread", func() error {
+	if err := itest.WithTimeout(t, 20*time.Second, "pread", func() error {
 		f, err := os.Open(big)
 		if err != nil {
 			return err
@@ -520,10 +522,10 @@ func TestEngineFullDisk(t *testing.T) {
 	// The big one again, with the small one taking most of the disk.
 	engCheckSHA(t, big, sums["lenet"])
 	engCheckSHA(t, small, sums["small"])
-	if strings.Contains(m.logs.String(), "EIO") || strings.Contains(m.logs.String(), "no space left") {
-		t.Errorf("EIO or ENOSPC in the daemon's logs:\n%s", m.logs)
+	if strings.Contains(m.Logs.String(), "EIO") || strings.Contains(m.Logs.String(), "no space left") {
+		t.Errorf("EIO or ENOSPC in the daemon's logs:\n%s", m.Logs)
 	}
-	if st, ok := engStats(t, m.dir); ok {
+	if st, ok := engStats(t, m.Dir); ok {
 		if st.Content.Direct == 0 {
 			t.Errorf("/.stats counts no direct read, yet a 5 MiB file cannot be cached on a 2 MiB disk: %+v", st)
 		}
@@ -548,14 +550,14 @@ func TestEnginePythonNoRange(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	url := startPython(t, dir)
-	m := startMount(t, []string{url})
-	path := filepath.Join(m.dir, storeName(url), "lenet", "model.caffemodel")
+	url := itest.StartPython(t, dir)
+	m := itest.StartMount(t, []string{url})
+	path := filepath.Join(m.Dir, itest.StoreName(url), "lenet", "model.caffemodel")
 
 	// The end first: its bytes must come from offset 19 MiB of the file,
 	// although the server sends the whole file from offset 0.
 	got := make([]byte, 1<<20)
-	if err := withTimeout(t, 25*time.Second, "pread", func() error {
+	if err := itest.WithTimeout(t, 25*time.Second, "pread", func() error {
 		f, err := os.Open(path)
 		if err != nil {
 			return err

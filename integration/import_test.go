@@ -18,6 +18,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/modelstorefs/modelstorefs/integration/itest"
 )
 
 // python2 is where the Python 2.7 of this machine lives; tests that use it
@@ -103,10 +105,10 @@ var importModels = []importModel{
 // names, the remote names as symlinks, and a status.pickle that Python 2.7
 // and Python 3 load as Done Pretrained Model jobs.
 func TestImportAllFrameworks(t *testing.T) {
-	src := copyStore(t)
-	s := startGoStore(t, src, "/")
-	m := startMount(t, []string{s.base})
-	root := filepath.Join(m.dir, storeName(s.base))
+	src := itest.CopyStore(t)
+	s := itest.StartGoStore(t, src, "/")
+	m := itest.StartMount(t, []string{s.Base})
+	root := filepath.Join(m.Dir, itest.StoreName(s.Base))
 	jobs := writableTempDir(t)
 
 	args := []string{"-r"}
@@ -114,10 +116,10 @@ func TestImportAllFrameworks(t *testing.T) {
 		args = append(args, filepath.Join(root, im.dir))
 	}
 	args = append(args, jobs)
-	if out, err := runCmd(t, "cp", args...); err != nil {
+	if out, err := itest.RunCmd(t, "cp", args...); err != nil {
 		t.Fatalf("cp %s: %v %s", strings.Join(args, " "), err, out)
 	}
-	if got, want := listDir(t, jobs), []string{"alexnet-torch", "inception-tf", "lenet"}; !slices.Equal(got, want) {
+	if got, want := itest.ListDir(t, jobs), []string{"alexnet-torch", "inception-tf", "lenet"}; !slices.Equal(got, want) {
 		t.Fatalf("jobs dir = %q, want %q", got, want)
 	}
 	for _, im := range importModels {
@@ -141,10 +143,10 @@ func TestImportAllFrameworks(t *testing.T) {
 // mount.
 func checkJobFolder(t *testing.T, im importModel, job, src, mounted string) {
 	t.Helper()
-	if got := listDir(t, job); !slices.Equal(got, im.files) {
+	if got := itest.ListDir(t, job); !slices.Equal(got, im.files) {
 		t.Errorf("%s = %q, want %q", im.dir, got, im.files)
 	}
-	if got := listDir(t, mounted); !slices.Equal(got, im.files) {
+	if got := itest.ListDir(t, mounted); !slices.Equal(got, im.files) {
 		t.Errorf("mounted %s = %q, want %q", im.dir, got, im.files)
 	}
 	// DIGITS writes status.pickle.tmp and renames it over status.pickle
@@ -208,7 +210,7 @@ func checkJobFolder(t *testing.T, im importModel, job, src, mounted string) {
 		!bytes.Contains(pickle, []byte("digits.pretrained_model.job\nPretrainedModelJob\n")) {
 		t.Errorf("%s/status.pickle is not a protocol 2 PretrainedModelJob pickle: %q", im.dir, pickle[:min(len(pickle), 64)])
 	}
-	if fromMount := readFile(t, filepath.Join(mounted, "status.pickle")); !bytes.Equal(pickle, fromMount) {
+	if fromMount := itest.ReadFile(t, filepath.Join(mounted, "status.pickle")); !bytes.Equal(pickle, fromMount) {
 		t.Errorf("%s/status.pickle: the copy (%d bytes) differs from the mount (%d bytes)", im.dir, len(pickle), len(fromMount))
 	}
 }
@@ -217,31 +219,31 @@ func checkJobFolder(t *testing.T, im importModel, job, src, mounted string) {
 // the broken model comes along with its error.txt and without a pickle,
 // and the copied store loads as a jobs directory (broken skipped).
 func TestCopyWholeStore(t *testing.T) {
-	src := copyStore(t)
-	s := startGoStore(t, src, "/")
-	m := startMount(t, []string{s.base})
-	root := filepath.Join(m.dir, storeName(s.base))
+	src := itest.CopyStore(t)
+	s := itest.StartGoStore(t, src, "/")
+	m := itest.StartMount(t, []string{s.Base})
+	root := filepath.Join(m.Dir, itest.StoreName(s.Base))
 	dst := filepath.Join(writableTempDir(t), "store")
-	if out, err := runCmd(t, "cp", "-r", root, dst); err != nil {
+	if out, err := itest.RunCmd(t, "cp", "-r", root, dst); err != nil {
 		t.Fatalf("cp -r %s: %v %s", root, err, out)
 	}
 	for _, dir := range []string{"alexnet-torch", "broken", "inception-tf", "lenet"} {
-		if got, want := listDir(t, filepath.Join(dst, dir)), listDir(t, filepath.Join(root, dir)); !slices.Equal(got, want) {
+		if got, want := itest.ListDir(t, filepath.Join(dst, dir)), itest.ListDir(t, filepath.Join(root, dir)); !slices.Equal(got, want) {
 			t.Errorf("copied %s = %q, mounted %q", dir, got, want)
 		}
 	}
 	broken := filepath.Join(dst, "broken")
-	if got, want := listDir(t, broken), []string{"error.txt", "info.json"}; !slices.Equal(got, want) {
+	if got, want := itest.ListDir(t, broken), []string{"error.txt", "info.json"}; !slices.Equal(got, want) {
 		t.Errorf("copied broken = %q, want %q (no status.pickle)", got, want)
 	}
 	msg, err := os.ReadFile(filepath.Join(broken, "error.txt"))
 	if err != nil || !bytes.Contains(msg, []byte("not valid JSON")) {
 		t.Errorf("copied broken/error.txt = %q, %v", msg, err)
 	}
-	if mounted := readFile(t, filepath.Join(root, "broken", "error.txt")); !bytes.Equal(msg, mounted) {
+	if mounted := itest.ReadFile(t, filepath.Join(root, "broken", "error.txt")); !bytes.Equal(msg, mounted) {
 		t.Errorf("copied error.txt %q differs from the mount's %q", msg, mounted)
 	}
-	if info, _ := os.ReadFile(filepath.Join(broken, "info.json")); !bytes.Equal(info, readFile(t, filepath.Join(src, "broken", "info.json"))) {
+	if info, _ := os.ReadFile(filepath.Join(broken, "info.json")); !bytes.Equal(info, itest.ReadFile(t, filepath.Join(src, "broken", "info.json"))) {
 		t.Errorf("copied broken/info.json differs from the store: %q", info)
 	}
 	for _, im := range importModels {
@@ -262,16 +264,16 @@ func TestCopyWholeStore(t *testing.T) {
 // TestPickleDeterministic: status.pickle is the same bytes when read twice,
 // and across two separate mounts of the same store with separate caches.
 func TestPickleDeterministic(t *testing.T) {
-	src := copyStore(t)
-	s := startGoStore(t, src, "/")
+	src := itest.CopyStore(t)
+	s := itest.StartGoStore(t, src, "/")
 	models := []string{"alexnet-torch", "inception-tf", "lenet"}
 
-	read := func(m *mount) map[string][]byte {
+	read := func(m *itest.Mount) map[string][]byte {
 		got := map[string][]byte{}
 		for _, model := range models {
-			p := filepath.Join(m.dir, storeName(s.base), model, "status.pickle")
-			first := readFile(t, p)
-			if again := readFile(t, p); !bytes.Equal(first, again) {
+			p := filepath.Join(m.Dir, itest.StoreName(s.Base), model, "status.pickle")
+			first := itest.ReadFile(t, p)
+			if again := itest.ReadFile(t, p); !bytes.Equal(first, again) {
 				t.Errorf("%s: two reads on one mount differ (%d, %d bytes)", model, len(first), len(again))
 			}
 			if fi, err := os.Stat(p); err != nil || fi.Size() != int64(len(first)) {
@@ -285,14 +287,14 @@ func TestPickleDeterministic(t *testing.T) {
 		return got
 	}
 
-	m1 := startMount(t, []string{s.base})
+	m1 := itest.StartMount(t, []string{s.Base})
 	first := read(m1)
-	m1.stop(t)
-	infoGets := s.count("GET /lenet/info.json")
+	m1.Stop(t)
+	infoGets := s.Count("GET /lenet/info.json")
 
-	m2 := startMount(t, []string{s.base})
+	m2 := itest.StartMount(t, []string{s.Base})
 	second := read(m2)
-	if n := s.count("GET /lenet/info.json"); n <= infoGets {
+	if n := s.Count("GET /lenet/info.json"); n <= infoGets {
 		t.Errorf("the second mount did not fetch info.json itself (%d GETs, %d after the first mount): caches not separate", n, infoGets)
 	}
 	for _, model := range models {
@@ -374,6 +376,6 @@ func outputLines(out string) []string {
 // logListing logs ls -lR of a directory (the job folders as a user sees them).
 func logListing(t *testing.T, dir string) {
 	t.Helper()
-	out, _ := runCmd(t, "ls", "-lR", dir)
+	out, _ := itest.RunCmd(t, "ls", "-lR", dir)
 	t.Logf("ls -lR %s:\n%s", dir, out)
 }

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/modelstorefs/modelstorefs/integration/itest"
 )
 
 // runBinary runs modelstorefs with args, bounded in time.
@@ -22,7 +24,7 @@ func runBinary(t *testing.T, env []string, args ...string) (string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd := exec.CommandContext(ctx, itest.Binary, args...)
 	cmd.Env = append(os.Environ(), env...)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
@@ -32,13 +34,13 @@ func runBinary(t *testing.T, env []string, args ...string) (string, error) {
 // DIGITS names jobs, whose status.pickle carries that id, for every
 // framework; a model that cannot be imported fails with exit 1.
 func TestImportCommand(t *testing.T) {
-	src := copyStore(t)
-	s := startGoStore(t, src, "/")
+	src := itest.CopyStore(t)
+	s := itest.StartGoStore(t, src, "/")
 	jobs, cacheDir := t.TempDir(), t.TempDir()
-	env := []string{"DIGITS_MODEL_STORE_URL=" + s.base, "DIGITS_JOBS_DIR=" + jobs}
+	env := []string{"DIGITS_MODEL_STORE_URL=" + s.Base, "DIGITS_JOBS_DIR=" + jobs}
 	idPattern := regexp.MustCompile(`^\d{8}-\d{6}-[0-9a-f]{4}$`)
 	for _, model := range []string{"lenet", "alexnet-torch", "inception-tf"} {
-		out, err := runBinary(t, env, "import", "--cache-dir", cacheDir, storeName(s.base)+"/"+model)
+		out, err := runBinary(t, env, "import", "--cache-dir", cacheDir, itest.StoreName(s.Base)+"/"+model)
 		if err != nil || !strings.Contains(out, "Restart DIGITS") {
 			t.Fatalf("import %s: %v\n%s", model, err, out)
 		}
@@ -62,11 +64,11 @@ func TestImportCommand(t *testing.T) {
 		}
 	}
 	// --name renames the job; the broken model is refused.
-	out, err := runBinary(t, env, "import", "--cache-dir", cacheDir, "--name", "My LeNet", storeName(s.base)+"/lenet")
+	out, err := runBinary(t, env, "import", "--cache-dir", cacheDir, "--name", "My LeNet", itest.StoreName(s.Base)+"/lenet")
 	if err != nil {
 		t.Fatalf("import --name: %v\n%s", err, out)
 	}
-	out, err = runBinary(t, env, "import", "--cache-dir", cacheDir, storeName(s.base)+"/broken")
+	out, err = runBinary(t, env, "import", "--cache-dir", cacheDir, itest.StoreName(s.Base)+"/broken")
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(out, "cannot be imported") {
 		t.Errorf("import of broken: %v\n%s", err, out)
 	}
@@ -78,7 +80,7 @@ func TestImportCommand(t *testing.T) {
 // TestImportInterrupted: SIGINT during an import leaves nothing in the
 // jobs directory.
 func TestImportInterrupted(t *testing.T) {
-	src := copyStore(t)
+	src := itest.CopyStore(t)
 	big := make([]byte, 32<<20)
 	for i := range big {
 		big[i] = byte(i * 7)
@@ -94,9 +96,9 @@ func TestImportInterrupted(t *testing.T) {
 	t.Cleanup(s.Close)
 	base := s.URL + "/"
 	jobs := t.TempDir()
-	cmd := exec.Command(binary, "import", "--cache-dir", t.TempDir(), "--jobs-dir", jobs, storeName(base)+"/lenet")
+	cmd := exec.Command(itest.Binary, "import", "--cache-dir", t.TempDir(), "--jobs-dir", jobs, itest.StoreName(base)+"/lenet")
 	cmd.Env = append(os.Environ(), "DIGITS_MODEL_STORE_URL="+base)
-	output := &syncBuffer{}
+	output := &itest.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = output, output
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -156,10 +158,10 @@ func (w *throttled) Write(p []byte) (int, error) {
 // case-insensitively, and answers a second time from the cache dir without
 // asking the store.
 func TestLsCommand(t *testing.T) {
-	src := copyStore(t)
-	s := startGoStore(t, src, "/team/")
+	src := itest.CopyStore(t)
+	s := itest.StartGoStore(t, src, "/team/")
 	cacheDir := t.TempDir()
-	env := []string{"DIGITS_MODEL_STORE_URL=" + s.base}
+	env := []string{"DIGITS_MODEL_STORE_URL=" + s.Base}
 	out, err := runBinary(t, env, "ls", "--cache-dir", cacheDir)
 	if err != nil {
 		t.Fatalf("ls: %v\n%s", err, out)
@@ -169,7 +171,7 @@ func TestLsCommand(t *testing.T) {
 			t.Errorf("ls output lacks %q:\n%s", want, out)
 		}
 	}
-	lists := s.count("GET /team/master.json")
+	lists := s.Count("GET /team/master.json")
 	out, err = runBinary(t, env, "ls", "--cache-dir", cacheDir, "--filter", "mnist", "--json")
 	if err != nil {
 		t.Fatalf("ls --json: %v\n%s", err, out)
@@ -178,13 +180,13 @@ func TestLsCommand(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &rows); err != nil || len(rows) != 1 || rows[0].Model != "lenet" || rows[0].Dataset != "MNIST" {
 		t.Errorf("ls --filter mnist --json = %v (%v)\n%s", rows, err, out)
 	}
-	if n := s.count("GET /team/master.json"); n != lists {
+	if n := s.Count("GET /team/master.json"); n != lists {
 		t.Errorf("a warm ls asked the store again (%d -> %d master.json GETs)", lists, n)
 	}
 	if _, err := runBinary(t, env, "ls", "--cache-dir", cacheDir, "--refresh"); err != nil {
 		t.Fatal(err)
 	}
-	if n := s.count("GET /team/master.json"); n != lists+1 {
+	if n := s.Count("GET /team/master.json"); n != lists+1 {
 		t.Errorf("ls --refresh did not fetch the list again (%d -> %d)", lists, n)
 	}
 }
@@ -193,30 +195,30 @@ func TestLsCommand(t *testing.T) {
 // mount.fuse.modelstorefs), the binary returns once the mount is up and
 // leaves the daemon running; modelstorefs unmount stops it.
 func TestMountHelper(t *testing.T) {
-	src := copyStore(t)
-	s := startGoStore(t, src, "/")
+	src := itest.CopyStore(t)
+	s := itest.StartGoStore(t, src, "/")
 	link := filepath.Join(t.TempDir(), "mount.fuse.modelstorefs")
-	if err := os.Symlink(binary, link); err != nil {
+	if err := os.Symlink(itest.Binary, link); err != nil {
 		t.Fatal(err)
 	}
-	for _, prog := range []string{binary, link} {
+	for _, prog := range []string{itest.Binary, link} {
 		mnt, cacheDir := t.TempDir(), t.TempDir()
 		t.Cleanup(func() {
-			if isMounted(mnt) {
+			if itest.IsMounted(mnt) {
 				_ = syscall.Unmount(mnt, syscall.MNT_DETACH)
 			}
 		})
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		out, err := exec.CommandContext(ctx, prog, s.base, mnt, "-o",
+		out, err := exec.CommandContext(ctx, prog, s.Base, mnt, "-o",
 			"ro,allow_other,cache_dir="+cacheDir+",ttl=1h,dev,suid,noatime").CombinedOutput()
 		cancel()
 		if err != nil {
 			t.Fatalf("%s as mount helper: %v\n%s", filepath.Base(prog), err, out)
 		}
-		if !isMounted(mnt) {
+		if !itest.IsMounted(mnt) {
 			t.Fatalf("%s returned but %s is not mounted", filepath.Base(prog), mnt)
 		}
-		if got := listDir(t, filepath.Join(mnt, storeName(s.base))); !slices.Contains(got, "lenet") {
+		if got := itest.ListDir(t, filepath.Join(mnt, itest.StoreName(s.Base))); !slices.Contains(got, "lenet") {
 			t.Errorf("helper mount shows %q", got)
 		}
 		if logs, err := os.ReadFile(filepath.Join(cacheDir, "modelstorefs.log")); err != nil || !strings.Contains(string(logs), "mounted") {

@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"github.com/modelstorefs/modelstorefs/digits"
+
+	"github.com/modelstorefs/modelstorefs/integration/itest"
 )
 
 // mountedID matches the id of a mounted folder's status.pickle: DIGITS'
@@ -79,16 +81,16 @@ func runStart(t *testing.T, python, jobs string, deleteIDs ...string) []string {
 // job to DIGITS (same id): `modelstorefs import` is the way to get two.
 func TestJobIdentity(t *testing.T) {
 	const uni = "réseau-ü"
-	srcA := copyStore(t)
+	srcA := itest.CopyStore(t)
 	if err := os.CopyFS(filepath.Join(srcA, uni), os.DirFS(filepath.Join(srcA, "lenet"))); err != nil {
 		t.Fatal(err)
 	}
 	writeFile(t, filepath.Join(srcA, "master.json"), `{"msg": "A", "children": ["lenet", "alexnet-torch", "`+uni+`"]}`)
-	srcB := copyStore(t)
-	a := startGoStore(t, srcA, "/")
-	b := startGoStore(t, srcB, "/")
-	m := startMount(t, []string{a.base, b.base})
-	rootA, rootB := filepath.Join(m.dir, storeName(a.base)), filepath.Join(m.dir, storeName(b.base))
+	srcB := itest.CopyStore(t)
+	a := itest.StartGoStore(t, srcA, "/")
+	b := itest.StartGoStore(t, srcB, "/")
+	m := itest.StartMount(t, []string{a.Base, b.Base})
+	rootA, rootB := filepath.Join(m.Dir, itest.StoreName(a.Base)), filepath.Join(m.Dir, itest.StoreName(b.Base))
 
 	// Which folder is copied where, and the id its mounted pickle carries.
 	copies := []struct{ from, to string }{
@@ -100,7 +102,7 @@ func TestJobIdentity(t *testing.T) {
 	ids := map[string]string{} // copy name -> id
 	seen := map[string]string{}
 	for _, c := range copies {
-		id := pickleID(t, readFile(t, filepath.Join(c.from, "status.pickle")))
+		id := pickleID(t, itest.ReadFile(t, filepath.Join(c.from, "status.pickle")))
 		if !mountedID.MatchString(id) {
 			t.Errorf("%s: _id %q is not ASCII YYYYMMDD-HHMMSS-xxxx", c.from, id)
 		}
@@ -111,7 +113,7 @@ func TestJobIdentity(t *testing.T) {
 	}
 	// The id is stable: every model of store A, read again, and the
 	// folder's name never appears as the id.
-	if again := pickleID(t, readFile(t, filepath.Join(rootA, "lenet", "status.pickle"))); again != ids["lenet"] {
+	if again := pickleID(t, itest.ReadFile(t, filepath.Join(rootA, "lenet", "status.pickle"))); again != ids["lenet"] {
 		t.Errorf("lenet's id changed between reads: %s, %s", ids["lenet"], again)
 	}
 
@@ -119,7 +121,7 @@ func TestJobIdentity(t *testing.T) {
 		t.Run(filepath.Base(py), func(t *testing.T) {
 			jobs := writableTempDir(t)
 			for _, c := range copies {
-				if out, err := runCmd(t, "cp", "-r", c.from, filepath.Join(jobs, c.to)); err != nil {
+				if out, err := itest.RunCmd(t, "cp", "-r", c.from, filepath.Join(jobs, c.to)); err != nil {
 					t.Fatalf("cp -r %s %s: %v %s", c.from, c.to, err, out)
 				}
 			}
@@ -150,7 +152,7 @@ func TestJobIdentity(t *testing.T) {
 				t.Errorf("first start lists %q, want %q", got, want)
 			}
 			for _, c := range copies {
-				if bytes.Equal(readFile(t, filepath.Join(jobs, c.to, "status.pickle")), readFile(t, filepath.Join(c.from, "status.pickle"))) {
+				if bytes.Equal(itest.ReadFile(t, filepath.Join(jobs, c.to, "status.pickle")), itest.ReadFile(t, filepath.Join(c.from, "status.pickle"))) {
 					t.Errorf("%s: DIGITS did not rewrite status.pickle on load", c.to)
 				}
 			}
@@ -171,7 +173,7 @@ func TestJobIdentity(t *testing.T) {
 			}
 
 			// The same model copied twice is one job to DIGITS: same id.
-			if out, err := runCmd(t, "cp", "-r", filepath.Join(rootA, "lenet"), filepath.Join(jobs, "lenet-again")); err != nil {
+			if out, err := itest.RunCmd(t, "cp", "-r", filepath.Join(rootA, "lenet"), filepath.Join(jobs, "lenet-again")); err != nil {
 				t.Fatalf("cp: %v %s", err, out)
 			}
 			n := 0
@@ -191,12 +193,12 @@ func TestJobIdentity(t *testing.T) {
 // whose id is not ASCII, as DIGITS does (str() of the id), so the test
 // above would catch such an id.
 func TestDigitsStandInDelete(t *testing.T) {
-	src := copyStore(t)
-	s := startGoStore(t, src, "/")
-	m := startMount(t, []string{s.base})
+	src := itest.CopyStore(t)
+	s := itest.StartGoStore(t, src, "/")
+	m := itest.StartMount(t, []string{s.Base})
 	py := pythons(t)[len(pythons(t))-1] // Python 2.7 when installed
 	jobs := writableTempDir(t)
-	if out, err := runCmd(t, "cp", "-r", filepath.Join(m.dir, storeName(s.base), "lenet"), filepath.Join(jobs, "lenet")); err != nil {
+	if out, err := itest.RunCmd(t, "cp", "-r", filepath.Join(m.Dir, itest.StoreName(s.Base), "lenet"), filepath.Join(jobs, "lenet")); err != nil {
 		t.Fatalf("cp: %v %s", err, out)
 	}
 	// Give the copied job a non-ASCII id, with the stand-in modules.
@@ -227,8 +229,8 @@ job.save()
 // lists both copies.
 func TestJobIDCollision(t *testing.T) {
 	src := t.TempDir()
-	s := startGoStore(t, src, "/")
-	storeURL := strings.TrimSuffix(s.base, "/")
+	s := itest.StartGoStore(t, src, "/")
+	storeURL := strings.TrimSuffix(s.Base, "/")
 	var refs []digits.ModelRef
 	for i := range 2000 {
 		refs = append(refs, digits.ModelRef{StoreURL: storeURL, Model: fmt.Sprintf("net%04d", i)})
@@ -256,20 +258,20 @@ func TestJobIDCollision(t *testing.T) {
 		}
 	}
 	writeFile(t, filepath.Join(src, "master.json"), `{"msg": "c", "children": ["`+winner.Model+`", "`+loser.Model+`"]}`)
-	m := startMount(t, []string{s.base})
-	root := filepath.Join(m.dir, storeName(s.base))
-	idW := pickleID(t, readFile(t, filepath.Join(root, winner.Model, "status.pickle")))
-	idL := pickleID(t, readFile(t, filepath.Join(root, loser.Model, "status.pickle")))
+	m := itest.StartMount(t, []string{s.Base})
+	root := filepath.Join(m.Dir, itest.StoreName(s.Base))
+	idW := pickleID(t, itest.ReadFile(t, filepath.Join(root, winner.Model, "status.pickle")))
+	idL := pickleID(t, itest.ReadFile(t, filepath.Join(root, loser.Model, "status.pickle")))
 	lone, _ := digits.JobIDSuffixes([]digits.ModelRef{winner})
 	if idW == idL || !strings.HasSuffix(idW, "-"+lone[winner]) || !mountedID.MatchString(idL) {
 		t.Errorf("%s: %s, %s: %s; want distinct ids, %s keeping -%s", winner.Model, idW, loser.Model, idL, winner.Model, lone[winner])
 	}
-	if !strings.Contains(m.logs.String(), "job id collision") {
+	if !strings.Contains(m.Logs.String(), "job id collision") {
 		t.Error("the collision was not logged")
 	}
 	jobs := writableTempDir(t)
 	for _, name := range []string{winner.Model, loser.Model} {
-		if out, err := runCmd(t, "cp", "-r", filepath.Join(root, name), filepath.Join(jobs, name)); err != nil {
+		if out, err := itest.RunCmd(t, "cp", "-r", filepath.Join(root, name), filepath.Join(jobs, name)); err != nil {
 			t.Fatalf("cp: %v %s", err, out)
 		}
 	}

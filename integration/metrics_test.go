@@ -19,6 +19,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/modelstorefs/modelstorefs/integration/itest"
 )
 
 // scrape fetches a mount's metrics endpoint and parses it with the
@@ -77,21 +79,21 @@ next:
 // TestMetrics scrapes --metrics-addr during a real mount with a live and a
 // dead store, and checks that the numbers follow what readers did.
 func TestMetrics(t *testing.T) {
-	src := copyStore(t)
-	s := startGoStore(t, src, "/team/")
-	dead := "http://127.0.0.1:" + itoa(freePort(t)) + "/gone"
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	m := startMount(t, []string{s.base, dead}, "--metrics-addr", addr, "--retry-window", "2s")
-	live, gone := storeName(s.base), storeName(dead)
-	root := filepath.Join(m.dir, live)
+	src := itest.CopyStore(t)
+	s := itest.StartGoStore(t, src, "/team/")
+	dead := "http://127.0.0.1:" + itoa(itest.FreePort(t)) + "/gone"
+	addr := fmt.Sprintf("127.0.0.1:%d", itest.FreePort(t))
+	m := itest.StartMount(t, []string{s.Base, dead}, "--metrics-addr", addr, "--retry-window", "2s")
+	live, gone := itest.StoreName(s.Base), itest.StoreName(dead)
+	root := filepath.Join(m.Dir, live)
 
 	const weights = "lenet/model.caffemodel"
 	const size = 431080
-	if got := readFile(t, filepath.Join(root, weights)); len(got) != size {
+	if got := itest.ReadFile(t, filepath.Join(root, weights)); len(got) != size {
 		t.Fatalf("%s: %d bytes, want %d", weights, len(got), size)
 	}
-	readFile(t, filepath.Join(root, weights)) // again: a cache hit (or the page cache)
-	listDir(t, filepath.Join(m.dir, gone))
+	itest.ReadFile(t, filepath.Join(root, weights)) // again: a cache hit (or the page cache)
+	itest.ListDir(t, filepath.Join(m.Dir, gone))
 
 	fams := scrape(t, addr)
 	at := func(name string, labels map[string]string) float64 {
@@ -121,7 +123,7 @@ func TestMetrics(t *testing.T) {
 		t.Errorf("dead store_up = %v, want 0", v)
 	}
 	atLeast("modelstorefs_store_models", map[string]string{"store": live}, 4)
-	atLeast("modelstorefs_store_info", map[string]string{"store": live, "url": s.base}, 1)
+	atLeast("modelstorefs_store_info", map[string]string{"store": live, "url": s.Base}, 1)
 	atLeast("modelstorefs_cache_opens_total", map[string]string{"result": "miss"}, 1)
 	atLeast("modelstorefs_cache_files", nil, 1)
 	atLeast("modelstorefs_cache_bytes", nil, size)
@@ -154,9 +156,9 @@ func TestMetrics(t *testing.T) {
 
 	// The store fails: a file not yet cached gives EIO within the retry
 	// window, counted by errno, and the store is down.
-	s.down.Store(true)
-	err := withTimeout(t, 60*time.Second, "read while down", func() error {
-		_, err := os.ReadFile(filepath.Join(m.dir, live, "inception-tf", "snapshot_5.ckpt.meta"))
+	s.Down.Store(true)
+	err := itest.WithTimeout(t, 60*time.Second, "read while down", func() error {
+		_, err := os.ReadFile(filepath.Join(m.Dir, live, "inception-tf", "snapshot_5.ckpt.meta"))
 		return err
 	})
 	if !errors.Is(err, syscall.EIO) {
@@ -185,7 +187,7 @@ func TestMetrics(t *testing.T) {
 	}
 
 	// .stats stays, with the same counters.
-	if st := readFile(t, filepath.Join(m.dir, ".stats")); !strings.Contains(string(st), `"bytes_passthrough_estimate"`) || !strings.Contains(string(st), `"evictions"`) {
+	if st := itest.ReadFile(t, filepath.Join(m.Dir, ".stats")); !strings.Contains(string(st), `"bytes_passthrough_estimate"`) || !strings.Contains(string(st), `"evictions"`) {
 		t.Errorf(".stats lacks the new counters:\n%s", st)
 	}
 }
@@ -198,17 +200,17 @@ func TestMetricsAddrBusy(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	s := startGoStore(t, copyStore(t), "/")
+	s := itest.StartGoStore(t, itest.CopyStore(t), "/")
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, "mount", "--cache-dir", t.TempDir(), "--metrics-addr", l.Addr().String(), dir)
-	cmd.Env = append(os.Environ(), "DIGITS_MODEL_STORE_URL="+s.base)
+	cmd := exec.CommandContext(ctx, itest.Binary, "mount", "--cache-dir", t.TempDir(), "--metrics-addr", l.Addr().String(), dir)
+	cmd.Env = append(os.Environ(), "DIGITS_MODEL_STORE_URL="+s.Base)
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "--metrics-addr") || !strings.Contains(string(out), "address already in use") {
 		t.Errorf("mount with a busy --metrics-addr: %v\n%s", err, out)
 	}
-	if isMounted(dir) {
+	if itest.IsMounted(dir) {
 		t.Errorf("%s mounted although the metrics address was busy", dir)
 		_ = syscall.Unmount(dir, syscall.MNT_DETACH)
 	}

@@ -21,6 +21,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/modelstorefs/modelstorefs/integration/itest"
 )
 
 // The proxy recipes of contrib/ (nginx as a caching reverse proxy, squid
@@ -66,7 +68,7 @@ func contribConfig(t *testing.T, rel string, replace ...string) string {
 type daemon struct {
 	name string
 	cmd  *exec.Cmd
-	logs *syncBuffer
+	logs *itest.SyncBuffer
 	done chan struct{}
 }
 
@@ -75,7 +77,7 @@ type daemon struct {
 // helpers), and SIGKILL to the group if it is still there 20s later.
 func startDaemon(t *testing.T, name, addr string, argv ...string) *daemon {
 	t.Helper()
-	d := &daemon{name: name, logs: &syncBuffer{}, done: make(chan struct{})}
+	d := &daemon{name: name, logs: &itest.SyncBuffer{}, done: make(chan struct{})}
 	d.cmd = exec.Command(argv[0], argv[1:]...)
 	d.cmd.Stdout, d.cmd.Stderr = d.logs, d.logs
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -142,7 +144,7 @@ func startNginx(t *testing.T, origin, valid string) *nginxCache {
 	t.Helper()
 	bin := proxyTool(t, "nginx")
 	dir := t.TempDir()
-	port := freePort(t)
+	port := itest.FreePort(t)
 	site := contribConfig(t, "nginx/modelstore-cache.conf",
 		"/var/cache/nginx/modelstore", filepath.Join(dir, "cache"),
 		"max_size=500g", "max_size=4g",
@@ -214,7 +216,7 @@ func proxyGet(t *testing.T, url string) (int, string) {
 
 // readAtOnce reads rel on every mount at the same time, checks each
 // reader's sha256 and returns the time until all were done.
-func readAtOnce(t *testing.T, mounts []*mount, rel, want string) time.Duration {
+func readAtOnce(t *testing.T, mounts []*itest.Mount, rel, want string) time.Duration {
 	t.Helper()
 	start := time.Now()
 	type result struct {
@@ -227,7 +229,7 @@ func readAtOnce(t *testing.T, mounts []*mount, rel, want string) time.Duration {
 	for i, m := range mounts {
 		go func() {
 			t0 := time.Now()
-			sum, err := sha256File(filepath.Join(m.dir, rel))
+			sum, err := sha256File(filepath.Join(m.Dir, rel))
 			results <- result{i, sum, time.Since(t0), err}
 		}()
 	}
@@ -252,7 +254,7 @@ func readAtOnce(t *testing.T, mounts []*mount, rel, want string) time.Duration {
 func behindProxy(t *testing.T, proxyURL string) string {
 	t.Helper()
 	wrapper := filepath.Join(t.TempDir(), "modelstorefs-behind-proxy")
-	writeFile(t, wrapper, fmt.Sprintf("#!/bin/sh\nexport HTTP_PROXY=%s NO_PROXY= no_proxy= http_proxy=\nexec %s \"$@\"\n", proxyURL, binary))
+	writeFile(t, wrapper, fmt.Sprintf("#!/bin/sh\nexport HTTP_PROXY=%s NO_PROXY= no_proxy= http_proxy=\nexec %s \"$@\"\n", proxyURL, itest.Binary))
 	if err := os.Chmod(wrapper, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -283,11 +285,11 @@ func TestReverseProxyManyNodes(t *testing.T) {
 	dir, sums := engStoreDir(t, map[string]int{"big": size})
 	origin := engStartStore(t, dir)
 	nginx := startNginx(t, origin.base, "1s")
-	store := storeName(nginx.url)
+	store := itest.StoreName(nginx.url)
 
-	mounts := make([]*mount, nodes)
+	mounts := make([]*itest.Mount, nodes)
 	for i := range mounts {
-		mounts[i] = startMount(t, []string{nginx.url})
+		mounts[i] = itest.StartMount(t, []string{nginx.url})
 	}
 	elapsed := readAtOnce(t, mounts, filepath.Join(store, "big", "model.caffemodel"), sums["big"])
 	sent := origin.sent.Load()
@@ -316,17 +318,17 @@ func TestReverseProxyManyNodes(t *testing.T) {
 	if _, err := http.Get(origin.URL); err == nil {
 		t.Fatal("origin still answers")
 	}
-	fresh := startMount(t, []string{nginx.url})
-	if got := listDir(t, filepath.Join(fresh.dir, store)); !slices.Contains(got, "big") || slices.Contains(got, "error.txt") {
+	fresh := itest.StartMount(t, []string{nginx.url})
+	if got := itest.ListDir(t, filepath.Join(fresh.Dir, store)); !slices.Contains(got, "big") || slices.Contains(got, "error.txt") {
 		t.Errorf("fresh node, origin down: store = %q, want the models and no error.txt", got)
 	}
-	if got := listDir(t, filepath.Join(fresh.dir, store, "big")); !slices.Contains(got, "model.caffemodel") || slices.Contains(got, "error.txt") {
+	if got := itest.ListDir(t, filepath.Join(fresh.Dir, store, "big")); !slices.Contains(got, "model.caffemodel") || slices.Contains(got, "error.txt") {
 		t.Errorf("fresh node, origin down: big = %q", got)
 	}
 	var sum string
-	err := withTimeout(t, 2*time.Minute, "read with the origin down", func() error {
+	err := itest.WithTimeout(t, 2*time.Minute, "read with the origin down", func() error {
 		var err error
-		sum, err = sha256File(filepath.Join(fresh.dir, store, "big", "model.caffemodel"))
+		sum, err = sha256File(filepath.Join(fresh.Dir, store, "big", "model.caffemodel"))
 		return err
 	})
 	if err != nil || sum != sums["big"] {
@@ -374,7 +376,7 @@ func startSquid(t *testing.T, host string) *squidProxy {
 	}
 	hostsFile := filepath.Join(dir, "hosts")
 	writeFile(t, hostsFile, "127.0.0.1 "+host+"\n")
-	port := freePort(t)
+	port := itest.FreePort(t)
 	conf := contribConfig(t, "squid/modelstore-squid.conf",
 		"http_port 3128 ", fmt.Sprintf("http_port 127.0.0.1:%d ", port),
 		"acl nodes src 10.0.0.0/8 172.16.0.0/12 192.168.0.0/16 fc00::/7", "acl nodes src 127.0.0.1/32",
@@ -464,7 +466,7 @@ func TestForwardProxy(t *testing.T) {
 	if addrs, err := net.DefaultResolver.LookupHost(context.Background(), host); err == nil {
 		t.Fatalf("%s resolves here (%v): the test could not tell proxied requests from direct ones", host, addrs)
 	}
-	src := copyStore(t)
+	src := itest.CopyStore(t)
 	vs := startViaStore(t, src)
 	proxy := startSquid(t, host)
 	_, port, _ := net.SplitHostPort(strings.TrimPrefix(vs.URL, "http://"))
@@ -477,12 +479,12 @@ func TestForwardProxy(t *testing.T) {
 		t.Fatal(err)
 	}
 	for node := range 2 {
-		m := mountWith(t, wrapper, t.TempDir(), t.TempDir(), []string{storeURL})
-		root := filepath.Join(m.dir, storeName(storeURL))
-		if got := listDir(t, root); !slices.Contains(got, "lenet") || slices.Contains(got, "error.txt") {
+		m := itest.MountWith(t, wrapper, t.TempDir(), t.TempDir(), []string{storeURL})
+		root := filepath.Join(m.Dir, itest.StoreName(storeURL))
+		if got := itest.ListDir(t, root); !slices.Contains(got, "lenet") || slices.Contains(got, "error.txt") {
 			t.Fatalf("node %d: store through the proxy = %q", node, got)
 		}
-		if got := readFile(t, filepath.Join(root, "lenet", "model.caffemodel")); string(got) != string(want) {
+		if got := itest.ReadFile(t, filepath.Join(root, "lenet", "model.caffemodel")); string(got) != string(want) {
 			t.Fatalf("node %d: weights through the proxy differ (%d bytes, want %d)", node, len(got), len(want))
 		}
 	}
@@ -519,11 +521,11 @@ func TestForwardProxy(t *testing.T) {
 	// gets the listing and the model from squid.
 	vs.CloseClientConnections()
 	vs.Close()
-	m := mountWith(t, wrapper, t.TempDir(), t.TempDir(), []string{storeURL})
-	root := filepath.Join(m.dir, storeName(storeURL))
-	if got := listDir(t, root); !slices.Contains(got, "lenet") || slices.Contains(got, "error.txt") {
+	m := itest.MountWith(t, wrapper, t.TempDir(), t.TempDir(), []string{storeURL})
+	root := filepath.Join(m.Dir, itest.StoreName(storeURL))
+	if got := itest.ListDir(t, root); !slices.Contains(got, "lenet") || slices.Contains(got, "error.txt") {
 		t.Errorf("store down, fresh node through squid: store = %q", got)
-	} else if got := readFile(t, filepath.Join(root, "lenet", "model.caffemodel")); string(got) != string(want) {
+	} else if got := itest.ReadFile(t, filepath.Join(root, "lenet", "model.caffemodel")); string(got) != string(want) {
 		t.Errorf("store down, fresh node through squid: weights differ (%d bytes, want %d)", len(got), len(want))
 	}
 	if logData, err = os.ReadFile(proxy.accessLog); err != nil {
@@ -552,11 +554,11 @@ func TestForwardProxyManyNodes(t *testing.T) {
 	_, port, _ := net.SplitHostPort(strings.TrimPrefix(origin.URL, "http://"))
 	storeURL := "http://" + host + ":" + port + "/"
 	wrapper := behindProxy(t, proxy.url)
-	mounts := make([]*mount, 4)
+	mounts := make([]*itest.Mount, 4)
 	for i := range mounts {
-		mounts[i] = mountWith(t, wrapper, t.TempDir(), t.TempDir(), []string{storeURL})
+		mounts[i] = itest.MountWith(t, wrapper, t.TempDir(), t.TempDir(), []string{storeURL})
 	}
-	elapsed := readAtOnce(t, mounts, filepath.Join(storeName(storeURL), "big", "model.caffemodel"), sums["big"])
+	elapsed := readAtOnce(t, mounts, filepath.Join(itest.StoreName(storeURL), "big", "model.caffemodel"), sums["big"])
 	sent := origin.sent.Load()
 	t.Logf("%d nodes x 256 MiB through squid in %s: origin sent %d bytes (%.3fx the file)",
 		len(mounts), elapsed.Round(time.Millisecond), sent, float64(sent)/size)

@@ -18,16 +18,18 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/modelstorefs/modelstorefs/integration/itest"
 )
 
 // TestStatsAndXattrs: /.stats counts what was fetched and served, and every
 // remote file carries user.modelstore.* attributes.
 func TestStatsAndXattrs(t *testing.T) {
-	src := copyStore(t)
-	s := startGoStore(t, src, "/")
-	m := startMount(t, []string{s.base})
-	weights := filepath.Join(m.dir, storeName(s.base), "lenet", "model.caffemodel")
-	data := readFile(t, weights)
+	src := itest.CopyStore(t)
+	s := itest.StartGoStore(t, src, "/")
+	m := itest.StartMount(t, []string{s.Base})
+	weights := filepath.Join(m.Dir, itest.StoreName(s.Base), "lenet", "model.caffemodel")
+	data := itest.ReadFile(t, weights)
 
 	xattr := func(name string) string {
 		buf := make([]byte, 4096)
@@ -37,10 +39,10 @@ func TestStatsAndXattrs(t *testing.T) {
 		}
 		return string(buf[:n])
 	}
-	if got, want := xattr("url"), s.base+"lenet/snapshot_iter_28140.caffemodel"; got != want {
+	if got, want := xattr("url"), s.Base+"lenet/snapshot_iter_28140.caffemodel"; got != want {
 		t.Errorf("url = %q, want %q", got, want)
 	}
-	if got := xattr("store"); got != storeName(s.base) {
+	if got := xattr("store"); got != itest.StoreName(s.Base) {
 		t.Errorf("store = %q", got)
 	}
 	if got := xattr("cached"); got != strconv.Itoa(len(data)) {
@@ -69,7 +71,7 @@ func TestStatsAndXattrs(t *testing.T) {
 	// Readers are answered before the download is committed (synced and
 	// renamed), so wait for the file to count as complete.
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		raw := readFile(t, filepath.Join(m.dir, ".stats"))
+		raw := itest.ReadFile(t, filepath.Join(m.Dir, ".stats"))
 		if err := json.Unmarshal(raw, &st); err != nil {
 			t.Fatalf(".stats is not JSON: %v\n%s", err, raw)
 		}
@@ -84,7 +86,7 @@ func TestStatsAndXattrs(t *testing.T) {
 	if st.Content.Misses < 1 || st.Content.Files < 1 || st.Content.Used < int64(len(data)) {
 		t.Errorf("content stats = %+v", st.Content)
 	}
-	if _, err := os.OpenFile(filepath.Join(m.dir, ".stats"), os.O_WRONLY, 0); !errors.Is(err, syscall.EROFS) {
+	if _, err := os.OpenFile(filepath.Join(m.Dir, ".stats"), os.O_WRONLY, 0); !errors.Is(err, syscall.EROFS) {
 		t.Errorf("write-open of .stats: %v, want EROFS", err)
 	}
 }
@@ -95,17 +97,17 @@ func TestStatsAndXattrs(t *testing.T) {
 // user.modelstore.* attributes keep working (no ENOSYS, which would turn
 // off getxattr for the whole mount).
 func TestXattrNamespaces(t *testing.T) {
-	src := copyStore(t)
-	s := startGoStore(t, src, "/")
-	m := startMount(t, []string{s.base}, "--debug-fuse")
-	store := filepath.Join(m.dir, storeName(s.base))
+	src := itest.CopyStore(t)
+	s := itest.StartGoStore(t, src, "/")
+	m := itest.StartMount(t, []string{s.Base}, "--debug-fuse")
+	store := filepath.Join(m.Dir, itest.StoreName(s.Base))
 	weights := filepath.Join(store, "lenet", "model.caffemodel")
-	paths := []string{m.dir, store, filepath.Join(store, "lenet"), weights,
-		filepath.Join(store, "lenet", "info.json"), filepath.Join(store, "lenet", "status.pickle"), filepath.Join(m.dir, ".stats")}
+	paths := []string{m.Dir, store, filepath.Join(store, "lenet"), weights,
+		filepath.Join(store, "lenet", "info.json"), filepath.Join(store, "lenet", "status.pickle"), filepath.Join(m.Dir, ".stats")}
 	for _, p := range paths {
 		for _, name := range []string{"security.selinux", "system.posix_acl_access", "trusted.x"} {
 			var err error
-			if werr := withTimeout(t, 10*time.Second, "getxattr "+p, func() error {
+			if werr := itest.WithTimeout(t, 10*time.Second, "getxattr "+p, func() error {
 				_, err = syscall.Getxattr(p, name, make([]byte, 256))
 				return nil
 			}); werr != nil {
@@ -117,7 +119,7 @@ func TestXattrNamespaces(t *testing.T) {
 		}
 	}
 	buf := make([]byte, 4096)
-	if n, err := syscall.Getxattr(weights, "user.modelstore.url", buf); err != nil || string(buf[:n]) != s.base+"lenet/snapshot_iter_28140.caffemodel" {
+	if n, err := syscall.Getxattr(weights, "user.modelstore.url", buf); err != nil || string(buf[:n]) != s.Base+"lenet/snapshot_iter_28140.caffemodel" {
 		t.Errorf("user.modelstore.url after the other namespaces = %q, %v", buf[:max(n, 0)], err)
 	}
 	if _, err := syscall.Getxattr(weights, "user.other", buf); !errors.Is(err, syscall.ENODATA) {
@@ -127,9 +129,9 @@ func TestXattrNamespaces(t *testing.T) {
 	// ls -lR: with GNU ls, which stops asking a device that said ENOTSUP,
 	// the kernel forwards a couple of GETXATTRs for the whole tree, not one
 	// or two per entry (other ls implementations send none).
-	before := strings.Count(m.logs.String(), ": GETXATTR ")
+	before := strings.Count(m.Logs.String(), ": GETXATTR ")
 	var out []byte
-	if err := withTimeout(t, 30*time.Second, "ls -lR", func() (err error) {
+	if err := itest.WithTimeout(t, 30*time.Second, "ls -lR", func() (err error) {
 		out, err = exec.Command("ls", "-lR", store).CombinedOutput()
 		return err
 	}); err != nil {
@@ -138,7 +140,7 @@ func TestXattrNamespaces(t *testing.T) {
 	entries := 0
 	_ = filepath.WalkDir(store, func(string, fs.DirEntry, error) error { entries++; return nil })
 	// The debug log line of a request is written before its answer.
-	got := strings.Count(m.logs.String(), ": GETXATTR ") - before
+	got := strings.Count(m.Logs.String(), ": GETXATTR ") - before
 	if entries < 10 || got > 4 {
 		t.Errorf("ls -lR of %d entries sent %d GETXATTR requests, want at most 4", entries, got)
 	}
@@ -149,7 +151,7 @@ func TestXattrNamespaces(t *testing.T) {
 // refuses a symlink out of its directory; check exits 1 on the sample store
 // (one broken model) and 0 once the broken model is gone.
 func TestServeAndCheckCommands(t *testing.T) {
-	src := copyStore(t)
+	src := itest.CopyStore(t)
 	outside := filepath.Join(t.TempDir(), "secret.txt")
 	if err := os.WriteFile(outside, []byte("secret"), 0o644); err != nil {
 		t.Fatal(err)
@@ -157,9 +159,9 @@ func TestServeAndCheckCommands(t *testing.T) {
 	if err := os.Symlink(outside, filepath.Join(src, "lenet", "escape.txt")); err != nil {
 		t.Fatal(err)
 	}
-	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
-	cmd := exec.Command(binary, "serve", "--addr", addr, src)
-	logs := &syncBuffer{}
+	addr := "127.0.0.1:" + strconv.Itoa(itest.FreePort(t))
+	cmd := exec.Command(itest.Binary, "serve", "--addr", addr, src)
+	logs := &itest.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -261,7 +263,7 @@ func TestCompletionScripts(t *testing.T) {
 // TestPrivateCA: an https store signed by a private CA works with --ca-cert
 // and is refused (certificate error in error.txt) without it.
 func TestPrivateCA(t *testing.T) {
-	src := copyStore(t)
+	src := itest.CopyStore(t)
 	srv := httptest.NewTLSServer(http.FileServer(http.Dir(src)))
 	t.Cleanup(srv.Close)
 	caFile := filepath.Join(t.TempDir(), "ca.pem")
@@ -272,12 +274,12 @@ func TestPrivateCA(t *testing.T) {
 	url := srv.URL + "/"
 	name := strings.NewReplacer(":", "_", "/", "_").Replace(strings.Trim(strings.TrimPrefix(url, "https://"), "/"))
 
-	m := startMount(t, []string{url}, "--ca-cert", caFile)
-	if got := readFile(t, filepath.Join(m.dir, name, "lenet", "info.json")); !bytes.Contains(got, []byte("LeNet")) {
+	m := itest.StartMount(t, []string{url}, "--ca-cert", caFile)
+	if got := itest.ReadFile(t, filepath.Join(m.Dir, name, "lenet", "info.json")); !bytes.Contains(got, []byte("LeNet")) {
 		t.Errorf("info.json over TLS: %q", got)
 	}
-	refused := startMount(t, []string{url}, "--retry-window", "2s")
-	msg := readFile(t, filepath.Join(refused.dir, name, "error.txt"))
+	refused := itest.StartMount(t, []string{url}, "--retry-window", "2s")
+	msg := itest.ReadFile(t, filepath.Join(refused.Dir, name, "error.txt"))
 	if !bytes.Contains(msg, []byte("certificate")) {
 		t.Errorf("without --ca-cert: error.txt %q", msg)
 	}
@@ -287,14 +289,14 @@ func TestPrivateCA(t *testing.T) {
 // downloaded (page-cache mode) and once complete (passthrough on a fresh
 // mount over the same cache).
 func TestMmap(t *testing.T) {
-	src := copyStore(t)
-	s := startGoStore(t, src, "/")
+	src := itest.CopyStore(t)
+	s := itest.StartGoStore(t, src, "/")
 	cacheDir := t.TempDir()
 	want, _ := os.ReadFile(filepath.Join(src, "lenet", "snapshot_iter_28140.caffemodel"))
 	for _, round := range []string{"cold", "complete in the cache"} {
-		m := startMount(t, []string{s.base}, "--cache-dir", cacheDir)
-		path := filepath.Join(m.dir, storeName(s.base), "lenet", "model.caffemodel")
-		err := withTimeout(t, 30*time.Second, "mmap "+round, func() error {
+		m := itest.StartMount(t, []string{s.Base}, "--cache-dir", cacheDir)
+		path := filepath.Join(m.Dir, itest.StoreName(s.Base), "lenet", "model.caffemodel")
+		err := itest.WithTimeout(t, 30*time.Second, "mmap "+round, func() error {
 			f, err := os.Open(path)
 			if err != nil {
 				return err
@@ -313,9 +315,9 @@ func TestMmap(t *testing.T) {
 		if err != nil {
 			t.Errorf("%s: %v", round, err)
 		}
-		m.stop(t)
+		m.Stop(t)
 	}
-	if n := s.count("GET /lenet/snapshot_iter_28140.caffemodel"); n != 1 {
+	if n := s.Count("GET /lenet/snapshot_iter_28140.caffemodel"); n != 1 {
 		t.Errorf("weights fetched %d times, want once (the second mount reads the cache)", n)
 	}
 }
@@ -325,54 +327,54 @@ func TestMmap(t *testing.T) {
 // error.txt saying so) and serves the files already cached; once the store
 // is back, a restart revalidates with conditional requests.
 func TestRestartWhileStoreDown(t *testing.T) {
-	src := copyStore(t)
-	s := startGoStore(t, src, "/")
+	src := itest.CopyStore(t)
+	s := itest.StartGoStore(t, src, "/")
 	cacheDir := t.TempDir()
-	want := readFile(t, filepath.Join(src, "lenet", "snapshot_iter_28140.caffemodel"))
+	want := itest.ReadFile(t, filepath.Join(src, "lenet", "snapshot_iter_28140.caffemodel"))
 
-	m := startMount(t, []string{s.base}, "--cache-dir", cacheDir)
-	root := filepath.Join(m.dir, storeName(s.base))
-	listDir(t, filepath.Join(root, "lenet"))
-	readFile(t, filepath.Join(root, "lenet", "model.caffemodel"))
+	m := itest.StartMount(t, []string{s.Base}, "--cache-dir", cacheDir)
+	root := filepath.Join(m.Dir, itest.StoreName(s.Base))
+	itest.ListDir(t, filepath.Join(root, "lenet"))
+	itest.ReadFile(t, filepath.Join(root, "lenet", "model.caffemodel"))
 	// Wait until every model is resolved (prefetch) and the file committed.
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		var st struct {
 			Content struct{ Files int } `json:"content"`
 		}
-		_ = json.Unmarshal(readFile(t, filepath.Join(m.dir, ".stats")), &st)
+		_ = json.Unmarshal(itest.ReadFile(t, filepath.Join(m.Dir, ".stats")), &st)
 		if st.Content.Files >= 1 || time.Now().After(deadline) {
 			break
 		}
 	}
-	m.stop(t)
+	m.Stop(t)
 
-	s.down.Store(true)
-	m = startMount(t, []string{s.base}, "--cache-dir", cacheDir, "--retry-window", "2s")
-	root = filepath.Join(m.dir, storeName(s.base))
-	got := listDir(t, root)
+	s.Down.Store(true)
+	m = itest.StartMount(t, []string{s.Base}, "--cache-dir", cacheDir, "--retry-window", "2s")
+	root = filepath.Join(m.Dir, itest.StoreName(s.Base))
+	got := itest.ListDir(t, root)
 	for _, name := range []string{"lenet", "alexnet-torch", "error.txt"} {
 		if !slices.Contains(got, name) {
 			t.Errorf("store down after a restart: %q lacks %s", got, name)
 		}
 	}
-	if data := readFile(t, filepath.Join(root, "lenet", "model.caffemodel")); !bytes.Equal(data, want) {
+	if data := itest.ReadFile(t, filepath.Join(root, "lenet", "model.caffemodel")); !bytes.Equal(data, want) {
 		t.Error("cached weights not served while the store is down")
 	}
-	if msg := readFile(t, filepath.Join(root, "error.txt")); !bytes.Contains(msg, []byte("failing")) {
+	if msg := itest.ReadFile(t, filepath.Join(root, "error.txt")); !bytes.Contains(msg, []byte("failing")) {
 		t.Errorf("error.txt = %q", msg)
 	}
-	m.stop(t)
+	m.Stop(t)
 
-	s.down.Store(false)
-	before, beforeCond := s.count("GET /lenet/info.json"), s.count("COND GET /lenet/info.json")
-	m = startMount(t, []string{s.base}, "--cache-dir", cacheDir)
-	root = filepath.Join(m.dir, storeName(s.base))
-	if got := readFile(t, filepath.Join(root, "lenet", "info.json")); !bytes.Contains(got, []byte("LeNet")) {
+	s.Down.Store(false)
+	before, beforeCond := s.Count("GET /lenet/info.json"), s.Count("COND GET /lenet/info.json")
+	m = itest.StartMount(t, []string{s.Base}, "--cache-dir", cacheDir)
+	root = filepath.Join(m.Dir, itest.StoreName(s.Base))
+	if got := itest.ReadFile(t, filepath.Join(root, "lenet", "info.json")); !bytes.Contains(got, []byte("LeNet")) {
 		t.Errorf("info.json after the store came back: %q", got)
 	}
 	// The GET of info.json was conditional (the kept metadata supplies the
 	// validators and, on 304, the bytes).
-	if n, c := s.count("GET /lenet/info.json"), s.count("COND GET /lenet/info.json"); n != before+1 || c != beforeCond+1 {
+	if n, c := s.Count("GET /lenet/info.json"), s.Count("COND GET /lenet/info.json"); n != before+1 || c != beforeCond+1 {
 		t.Errorf("info.json GETs after restart: %d (%d conditional), want %d (%d)", n, c, before+1, beforeCond+1)
 	}
 }

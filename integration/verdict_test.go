@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/modelstorefs/modelstorefs/integration/itest"
 )
 
 // verdictCase is one model of the verdict store.
@@ -78,16 +80,16 @@ func TestOneVerdict(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 	base := srv.URL + "/"
-	store := storeName(base)
+	store := itest.StoreName(base)
 	env := []string{"DIGITS_MODEL_STORE_URL=" + base}
 
 	// The mount.
-	m := startMount(t, []string{base}, "--retry-window", "2s")
-	root := filepath.Join(m.dir, store)
-	table := tableRows(t, readFile(t, filepath.Join(root, "models.tsv")))
+	m := itest.StartMount(t, []string{base}, "--retry-window", "2s")
+	root := filepath.Join(m.Dir, store)
+	table := tableRows(t, itest.ReadFile(t, filepath.Join(root, "models.tsv")))
 	for _, c := range verdictCases {
 		dir := filepath.Join(root, c.model)
-		entries := listDir(t, dir)
+		entries := itest.ListDir(t, dir)
 		if got := slices.Contains(entries, "status.pickle"); got != c.importable {
 			t.Errorf("mount: %s has status.pickle %v, want %v (%q)", c.model, got, c.importable, entries)
 		}
@@ -114,10 +116,10 @@ func TestOneVerdict(t *testing.T) {
 			}
 		}
 	}
-	if entries := listDir(t, filepath.Join(root, "flakyaux")); slices.Contains(entries, "aux.json") || slices.Contains(entries, "license.txt") {
+	if entries := itest.ListDir(t, filepath.Join(root, "flakyaux")); slices.Contains(entries, "aux.json") || slices.Contains(entries, "license.txt") {
 		t.Errorf("flakyaux shows %q while aux.json fails", entries)
 	}
-	if !strings.Contains(m.logs.String(), "aux.json failed") {
+	if !strings.Contains(m.Logs.String(), "aux.json failed") {
 		t.Errorf("the aux.json failure was not logged")
 	}
 
@@ -193,8 +195,8 @@ func TestOneVerdict(t *testing.T) {
 	auxBack.Store(true)
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		row := tableRows(t, readFile(t, filepath.Join(root, "models.tsv")))["flakyaux"]
-		if row["dataset"] == "MNIST" && slices.Contains(listDir(t, filepath.Join(root, "flakyaux")), "aux.json") {
+		row := tableRows(t, itest.ReadFile(t, filepath.Join(root, "models.tsv")))["flakyaux"]
+		if row["dataset"] == "MNIST" && slices.Contains(itest.ListDir(t, filepath.Join(root, "flakyaux")), "aux.json") {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -245,7 +247,7 @@ func checkErrorTxt(t *testing.T, dir string, entries []string, importable bool) 
 		}
 		return
 	}
-	text := string(readFile(t, filepath.Join(dir, "error.txt")))
+	text := string(itest.ReadFile(t, filepath.Join(dir, "error.txt")))
 	if got := strings.Contains(text, "cannot be imported into DIGITS"); got == importable {
 		t.Errorf("%s/error.txt (importable %v):\n%s", dir, importable, text)
 	}
@@ -275,7 +277,7 @@ func TestStoreTextHarmless(t *testing.T) {
 	if err := os.CopyFS(filepath.Join(src, "evil"), os.DirFS(filepath.Join("testdata", "store", "lenet"))); err != nil {
 		t.Fatal(err)
 	}
-	info := string(readFile(t, filepath.Join(src, "evil", "info.json")))
+	info := string(itest.ReadFile(t, filepath.Join(src, "evil", "info.json")))
 	info = strings.Replace(info, `"name": "LeNet (MNIST)"`, `"name": "Le\u0000Net\u001b]0;pwned\u0007", "note": "\u001b[2J\u001b[H\u009b31mred\r\ncr"`, 1)
 	if !strings.Contains(info, "pwned") {
 		t.Fatalf("sample info.json changed: %s", info)
@@ -284,9 +286,9 @@ func TestStoreTextHarmless(t *testing.T) {
 	writeFile(t, filepath.Join(src, "evil", "info.json"), info)
 	writeFile(t, filepath.Join(src, "evil", "aux.json"), `{"dataset": "MN\u001b[1mIST", "license": 5}`)
 	writeFile(t, filepath.Join(src, "master.json"), `{"msg": "Hi\u0000\u001b]0;title\u0007\nline 2\u001b[2J", "children": ["evil"]}`)
-	s := startGoStore(t, src, "/")
-	m := startMount(t, []string{s.base})
-	root := filepath.Join(m.dir, storeName(s.base))
+	s := itest.StartGoStore(t, src, "/")
+	m := itest.StartMount(t, []string{s.Base})
+	root := filepath.Join(m.Dir, itest.StoreName(s.Base))
 
 	harmless := func(what, text, allowed string) {
 		t.Helper()
@@ -297,7 +299,7 @@ func TestStoreTextHarmless(t *testing.T) {
 			}
 		}
 	}
-	tsv := string(readFile(t, filepath.Join(root, "models.tsv")))
+	tsv := string(itest.ReadFile(t, filepath.Join(root, "models.tsv")))
 	harmless("models.tsv", tsv, "\t\n")
 	if !strings.Contains(tsv, `Le\x00Net\x1b]0;pwned\x07`) {
 		t.Errorf("models.tsv does not show the escaped name: %q", tsv)
@@ -305,14 +307,14 @@ func TestStoreTextHarmless(t *testing.T) {
 	if rows := tableRows(t, []byte(tsv)); rows["evil"]["importable"] != "yes" {
 		t.Errorf("models.tsv: evil %v", rows["evil"])
 	}
-	welcome := string(readFile(t, filepath.Join(root, "welcome.txt")))
+	welcome := string(itest.ReadFile(t, filepath.Join(root, "welcome.txt")))
 	harmless("welcome.txt", welcome, "\n\t")
 	if !strings.Contains(welcome, "\nline 2") {
 		t.Errorf("welcome.txt lost its lines: %q", welcome)
 	}
-	harmless("error.txt", string(readFile(t, filepath.Join(root, "evil", "error.txt"))), "\n\t")
+	harmless("error.txt", string(itest.ReadFile(t, filepath.Join(root, "evil", "error.txt"))), "\n\t")
 
-	env := []string{"DIGITS_MODEL_STORE_URL=" + s.base}
+	env := []string{"DIGITS_MODEL_STORE_URL=" + s.Base}
 	for _, args := range [][]string{{"ls"}, {"ls", "--json"}, {"ls", "--filter", "net"}} {
 		out, err := runBinary(t, env, append(args, "--cache-dir", t.TempDir())...)
 		if err != nil {
@@ -323,6 +325,6 @@ func TestStoreTextHarmless(t *testing.T) {
 			t.Errorf("%v lacks the model:\n%s", args, out)
 		}
 	}
-	out, _ := runBinary(t, nil, "check", s.base)
+	out, _ := runBinary(t, nil, "check", s.Base)
 	harmless("check", out, "\n")
 }

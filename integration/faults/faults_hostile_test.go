@@ -1,4 +1,4 @@
-package integration
+package faults
 
 // The second fault matrix (issue 13): hostile and unlucky stores beyond
 // transport faults. Each row states the server's behaviour and asserts what
@@ -26,6 +26,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/modelstorefs/modelstorefs/integration/itest"
 )
 
 func fltHostileCases() []fltCase {
@@ -46,8 +48,8 @@ func fltHostileCases() []fltCase {
 // ---- matrix-wide checks ----
 
 // fltStats reads the mount's /.stats.
-func fltStats(m *mount) (map[string]any, error) {
-	res := fltRead(filepath.Join(m.dir, ".stats"), 15*time.Second)
+func fltStats(m *itest.Mount) (map[string]any, error) {
+	res := fltRead(filepath.Join(m.Dir, ".stats"), 15*time.Second)
 	if res.err != nil {
 		return nil, res.err
 	}
@@ -59,7 +61,7 @@ func fltStats(m *mount) (map[string]any, error) {
 // fltCheckReads asserts that the daemon answered a bounded number of FUSE
 // READ requests per byte it served: a reader looping on an error (EINTR
 // answered again and again) sends tens of thousands of READs for nothing.
-func fltCheckReads(t *testing.T, r *fltRow, m *mount) {
+func fltCheckReads(t *testing.T, r *fltRow, m *itest.Mount) {
 	t.Helper()
 	st, err := fltStats(m)
 	if err != nil {
@@ -77,10 +79,10 @@ func fltCheckReads(t *testing.T, r *fltRow, m *mount) {
 }
 
 // fltCacheDir is the mount's --cache-dir.
-func fltCacheDir(m *mount) string {
-	for i, a := range m.cmd.Args {
-		if a == "--cache-dir" && i+1 < len(m.cmd.Args) {
-			return m.cmd.Args[i+1]
+func fltCacheDir(m *itest.Mount) string {
+	for i, a := range m.Cmd.Args {
+		if a == "--cache-dir" && i+1 < len(m.Cmd.Args) {
+			return m.Cmd.Args[i+1]
 		}
 	}
 	return ""
@@ -105,12 +107,12 @@ func fltDirBytes(dir string) int64 {
 // fltCheckCacheBound asserts the cache dir holds no more than --cache-size
 // (when the row set one; else 256 MiB, far above any row's store) plus
 // 2 MiB of metadata.
-func fltCheckCacheBound(t *testing.T, r *fltRow, m *mount) {
+func fltCheckCacheBound(t *testing.T, r *fltRow, m *itest.Mount) {
 	t.Helper()
 	limit := int64(256 << 20)
-	for i, a := range m.cmd.Args {
-		if a == "--cache-size" && i+1 < len(m.cmd.Args) {
-			if n, err := fltParseMiB(m.cmd.Args[i+1]); err == nil {
+	for i, a := range m.Cmd.Args {
+		if a == "--cache-size" && i+1 < len(m.Cmd.Args) {
+			if n, err := fltParseMiB(m.Cmd.Args[i+1]); err == nil {
 				limit = n
 			}
 		}
@@ -194,12 +196,12 @@ func fltExpectBytesOrEIO(t *testing.T, r *fltRow, res fltResult, want []byte, li
 // ---- rows ----
 
 func fltRowHTTPSStall(t *testing.T, r *fltRow) {
-	var m *mount
+	var m *itest.Mount
 	defer func() { fltFinish(t, r, m) }()
 	files := fltStoreFiles(t, 4<<20)
 	srv, ca := fltNewTLSServer(t, "/store/", files)
 	srv.fault(fltWeights, fltFault{kind: fltStall, method: "GET", times: 1, cut: 0.5})
-	m = startMount(t, fltStores(srv), "--ca-cert", ca, "--chunk-size", "1MiB", "--retry-window", "5s")
+	m = itest.StartMount(t, fltStores(srv), "--ca-cert", ca, "--chunk-size", "1MiB", "--retry-window", "5s")
 	res := fltRead(fltWeightsPath(m), 60*time.Second)
 	fltExpectBytesOrEIO(t, r, res, files[fltWeights], 5*time.Second+20*time.Second)
 	f, n := fltFaulted(srv, fltWeights)
@@ -213,7 +215,7 @@ func fltRowHTTPSStall(t *testing.T, r *fltRow) {
 }
 
 func fltRowChunkedShort(t *testing.T, r *fltRow) {
-	var m *mount
+	var m *itest.Mount
 	defer func() { fltFinish(t, r, m) }()
 	srv, want := fltStdServer(t, 4<<20)
 	short := func(w http.ResponseWriter, req *http.Request) {
@@ -231,7 +233,7 @@ func fltRowChunkedShort(t *testing.T, r *fltRow) {
 			f.etag, f.mod.UTC().Format(http.TimeFormat), start, end, len(f.data), len(half)+100, half), false)
 	}
 	srv.handle(srv.base+fltWeights, short)
-	m = startMount(t, fltStores(srv), "--chunk-size", "1MiB", "--retry-window", "5s")
+	m = itest.StartMount(t, fltStores(srv), "--chunk-size", "1MiB", "--retry-window", "5s")
 	// The first bytes of each answer are right: a reader may get them
 	// (they are served as they arrive), or EIO once the window is over.
 	res := fltReadPrefix(fltWeightsPath(m), 100, 60*time.Second)
@@ -270,7 +272,7 @@ func (w fltChunkedWriter) WriteHeader(code int) {
 func (w fltChunkedWriter) Write(p []byte) (int, error) { return w.ResponseWriter.Write(p) }
 
 func fltRowUnsizedNoRange(t *testing.T, r *fltRow) {
-	var m *mount
+	var m *itest.Mount
 	defer func() { fltFinish(t, r, m) }()
 	srv, _ := fltStdServer(t, 30<<20)
 	var bodies atomic.Int64
@@ -286,15 +288,15 @@ func fltRowUnsizedNoRange(t *testing.T, r *fltRow) {
 			bodies.Add(int64(n))
 		}
 	})
-	m = startMount(t, fltStores(srv), "--cache-size", "20MiB")
-	names, err := fltLs(filepath.Join(m.dir, "s", "big"), 60*time.Second)
+	m = itest.StartMount(t, fltStores(srv), "--cache-size", "20MiB")
+	names, err := fltLs(filepath.Join(m.Dir, "s", "big"), 60*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	used := fltDirBytes(fltCacheDir(m))
 	r.saw = fmt.Sprintf("ls -la: %s; cache dir %d MiB", strings.Join(names, " "), used>>20)
 	r.bytes = "-"
-	msg, err := os.ReadFile(filepath.Join(m.dir, "s", "big", "error.txt"))
+	msg, err := os.ReadFile(filepath.Join(m.Dir, "s", "big", "error.txt"))
 	if err != nil || !strings.Contains(string(msg), "no size") {
 		t.Errorf("error.txt %q (%v): want it to say the store gives no size", msg, err)
 	}
@@ -305,7 +307,7 @@ func fltRowUnsizedNoRange(t *testing.T, r *fltRow) {
 }
 
 func fltRowUnsizedRange(t *testing.T, r *fltRow) {
-	var m *mount
+	var m *itest.Mount
 	defer func() { fltFinish(t, r, m) }()
 	srv, want := fltStdServer(t, 4<<20)
 	srv.handle(srv.base+fltWeights, func(w http.ResponseWriter, req *http.Request) {
@@ -315,7 +317,7 @@ func fltRowUnsizedRange(t *testing.T, r *fltRow) {
 		}
 		srv.answer(fltChunkedWriter{w}, req, nil)
 	})
-	m = startMount(t, fltStores(srv), "--chunk-size", "1MiB")
+	m = itest.StartMount(t, fltStores(srv), "--chunk-size", "1MiB")
 	var st syscall.Stat_t
 	if err := syscall.Stat(fltWeightsPath(m), &st); err != nil || st.Size != int64(len(want)) {
 		t.Errorf("stat: size %d (%v), want %d", st.Size, err, len(want))
@@ -328,16 +330,16 @@ func fltRowUnsizedRange(t *testing.T, r *fltRow) {
 }
 
 func fltRowRedirectDowngrade(t *testing.T, r *fltRow) {
-	var m *mount
+	var m *itest.Mount
 	defer func() { fltFinish(t, r, m) }()
 	files := fltStoreFiles(t, 4<<20)
 	srv, ca := fltNewTLSServer(t, "/store/", files)
 	plain := fltNewServer(t, "127.0.0.1", "/store/", files)
 	srv.fault(fltWeights, fltFault{kind: fltRedirect, method: "GET", times: -1, location: plain.url() + fltWeights})
 	srv.fault("lenet/info.json", fltFault{kind: fltRedirect, times: -1, location: plain.url() + "lenet/info.json"})
-	m = startMount(t, fltStores(srv, "alice:s3cret"), "--ca-cert", ca, "--chunk-size", "1MiB")
+	m = itest.StartMount(t, fltStores(srv, "alice:s3cret"), "--ca-cert", ca, "--chunk-size", "1MiB")
 	res := fltRead(fltWeightsPath(m), 60*time.Second)
-	info := fltRead(filepath.Join(m.dir, "s", "lenet", "info.json"), 30*time.Second)
+	info := fltRead(filepath.Join(m.Dir, "s", "lenet", "info.json"), 30*time.Second)
 	leaked, reached := 0, 0
 	for _, q := range plain.requests() {
 		reached++
@@ -365,7 +367,7 @@ func fltRowRedirectDowngrade(t *testing.T, r *fltRow) {
 }
 
 func fltRowUnstableETag(t *testing.T, r *fltRow) {
-	var m *mount
+	var m *itest.Mount
 	defer func() { fltFinish(t, r, m) }()
 	srv, want := fltStdServer(t, 4<<20)
 	var n atomic.Int64
@@ -376,7 +378,7 @@ func fltRowUnstableETag(t *testing.T, r *fltRow) {
 		f.etag = fmt.Sprintf(`"dyn-%d"`, n.Add(1))
 		srv.answer(w, req, &f)
 	})
-	m = startMount(t, fltStores(srv), "--chunk-size", "1MiB", "--retry-window", "5s")
+	m = itest.StartMount(t, fltStores(srv), "--chunk-size", "1MiB", "--retry-window", "5s")
 	res := fltRead(fltWeightsPath(m), 60*time.Second)
 	fltExpectBytes(t, r, res, want, "weights")
 	r.saw = "correct bytes in " + fltSecs(res.took)
@@ -387,7 +389,7 @@ func fltRowUnstableETag(t *testing.T, r *fltRow) {
 	if warns != 1 {
 		t.Errorf("%d WARN lines naming the store, want 1", warns)
 	}
-	fltTouch(t, filepath.Join(m.dir, ".refresh"))
+	fltTouch(t, filepath.Join(m.Dir, ".refresh"))
 	again := fltRead(fltWeightsPath(m), 60*time.Second)
 	if again.err != nil {
 		t.Errorf("after .refresh: %v", again.err)
@@ -396,11 +398,11 @@ func fltRowUnstableETag(t *testing.T, r *fltRow) {
 }
 
 func fltRowRefusedRead(t *testing.T, r *fltRow) {
-	var m *mount
+	var m *itest.Mount
 	defer func() { fltFinish(t, r, m) }()
 	srv, _ := fltStdServer(t, 4<<20)
-	m = startMount(t, fltStores(srv), "--retry-window", "3s")
-	if _, err := fltLs(filepath.Join(m.dir, "s", "big"), 30*time.Second); err != nil {
+	m = itest.StartMount(t, fltStores(srv), "--retry-window", "3s")
+	if _, err := fltLs(filepath.Join(m.Dir, "s", "big"), 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	srv.setDown(true)
@@ -418,10 +420,10 @@ func fltRowRefusedRead(t *testing.T, r *fltRow) {
 }
 
 func fltRowInodeKeyed(t *testing.T, r *fltRow) {
-	var m *mount
+	var m *itest.Mount
 	defer func() { fltFinish(t, r, m) }()
 	srv, _ := fltStdServer(t, 1<<20)
-	ino := func(mt *mount) uint64 {
+	ino := func(mt *itest.Mount) uint64 {
 		var st syscall.Stat_t
 		if err := syscall.Stat(fltWeightsPath(mt), &st); err != nil {
 			t.Fatalf("stat: %v", err)
@@ -431,10 +433,10 @@ func fltRowInodeKeyed(t *testing.T, r *fltRow) {
 	cacheA := t.TempDir()
 	a := fltMountAt(t, t.TempDir(), cacheA, fltStores(srv))
 	inoA := ino(a)
-	a.stop(t)
+	a.Stop(t)
 	m = fltMountAt(t, t.TempDir(), cacheA, fltStores(srv))
 	again := ino(m)
-	other := startMount(t, fltStores(srv))
+	other := itest.StartMount(t, fltStores(srv))
 	inoB := ino(other)
 	r.saw = fmt.Sprintf("same cache dir: %x then %x; another cache dir: %x", inoA, again, inoB)
 	r.bytes = "-"
@@ -458,19 +460,19 @@ func fltHarmless(text, allowed string) (rune, bool) {
 }
 
 func fltRowControlChars(t *testing.T, r *fltRow) {
-	var m *mount
+	var m *itest.Mount
 	defer func() { fltFinish(t, r, m) }()
 	files := fltStoreFiles(t, 1<<20)
 	files["master.json"] = []byte(`{"msg": "Hi\u0000\u001b]0;title\u0007\nline 2\u001b[2J\u009b31m", "children": ["lenet", "big"]}`)
 	files["big/info.json"] = []byte(strings.Replace(fltBigInfo, `"name": "Big"`, `"name": "B\u0000ig\u001b]0;pwned\u0007", "note": "\u001b[2J\u001b[H\r\nx"`, 1))
 	files["big/aux.json"] = []byte(`{"dataset": "MN\u001b[1mIST"}`)
 	srv := fltNewServer(t, "127.0.0.1", "/store/", files)
-	m = startMount(t, fltStores(srv))
+	m = itest.StartMount(t, fltStores(srv))
 	var bad []string
 	for _, c := range []struct{ name, path, allowed string }{
-		{"models.tsv", filepath.Join(m.dir, "s", "models.tsv"), "\t\n"},
-		{"root models.tsv", filepath.Join(m.dir, "models.tsv"), "\t\n"},
-		{"welcome.txt", filepath.Join(m.dir, "s", "welcome.txt"), "\t\n"},
+		{"models.tsv", filepath.Join(m.Dir, "s", "models.tsv"), "\t\n"},
+		{"root models.tsv", filepath.Join(m.Dir, "models.tsv"), "\t\n"},
+		{"welcome.txt", filepath.Join(m.Dir, "s", "welcome.txt"), "\t\n"},
 	} {
 		res := fltRead(c.path, 30*time.Second)
 		if res.err != nil {
@@ -481,7 +483,7 @@ func fltRowControlChars(t *testing.T, r *fltRow) {
 			bad = append(bad, fmt.Sprintf("%s holds %U", c.name, ch))
 		}
 	}
-	out, err := exec.Command(binary, "ls", "--cache-dir", fltCacheDir(m), "--store", srv.url()).CombinedOutput()
+	out, err := exec.Command(itest.Binary, "ls", "--cache-dir", fltCacheDir(m), "--store", srv.url()).CombinedOutput()
 	if err != nil {
 		t.Errorf("modelstorefs ls: %v\n%s", err, out)
 	} else if ch, ok := fltHarmless(string(out), "\t\n"); !ok {
@@ -498,22 +500,22 @@ func fltRowControlChars(t *testing.T, r *fltRow) {
 }
 
 func fltRowPasswordArgv(t *testing.T, r *fltRow) {
-	var m *mount
+	var m *itest.Mount
 	defer func() { fltFinish(t, r, m) }()
 	srv, _ := fltStdServer(t, 1<<20)
 	const pw = "s3cretPW"
 	// In the environment (as startMount passes stores), then --daemon.
-	m = startMount(t, fltStores(srv, "alice:"+pw))
-	_ = fltRead(filepath.Join(m.dir, "s", "lenet", "info.json"), 30*time.Second)
+	m = itest.StartMount(t, fltStores(srv, "alice:"+pw))
+	_ = fltRead(filepath.Join(m.Dir, "s", "lenet", "info.json"), 30*time.Second)
 	var leaks []string
 	cmdline := func(pid int) string {
 		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 		return string(b)
 	}
-	if strings.Contains(cmdline(m.cmd.Process.Pid), pw) {
+	if strings.Contains(cmdline(m.Cmd.Process.Pid), pw) {
 		leaks = append(leaks, "the daemon's argv")
 	}
-	if strings.Contains(m.logs.String(), pw) {
+	if strings.Contains(m.Logs.String(), pw) {
 		leaks = append(leaks, "the log")
 	}
 	if mi, err := os.ReadFile("/proc/self/mountinfo"); err == nil && strings.Contains(string(mi), pw) {
@@ -521,11 +523,11 @@ func fltRowPasswordArgv(t *testing.T, r *fltRow) {
 	}
 	// On the command line: it works, with one warning.
 	dir := t.TempDir()
-	cmd := exec.Command(binary, "mount", "--daemon", "--cache-dir", t.TempDir(), "--log-file", filepath.Join(t.TempDir(), "log"),
+	cmd := exec.Command(itest.Binary, "mount", "--daemon", "--cache-dir", t.TempDir(), "--log-file", filepath.Join(t.TempDir(), "log"),
 		"--store", "s="+srv.url("alice:"+pw), dir)
 	cmd.Env = append(os.Environ(), "DIGITS_MODEL_STORE_URL=")
 	out, err := cmd.CombinedOutput()
-	t.Cleanup(func() { _, _ = exec.Command(binary, "unmount", dir).CombinedOutput() })
+	t.Cleanup(func() { _, _ = exec.Command(itest.Binary, "unmount", dir).CombinedOutput() })
 	warned := strings.Count(string(out), "carries a password")
 	if err != nil {
 		t.Errorf("mount --daemon --store with a password: %v\n%s", err, out)

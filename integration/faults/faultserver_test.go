@@ -1,4 +1,4 @@
-package integration
+package faults
 
 // The fault-injecting model store of the fault matrix (faults_test.go): a
 // store on a 127.0.0.x address whose answers can be spoiled per path and
@@ -32,6 +32,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/modelstorefs/modelstorefs/integration/itest"
 )
 
 // fltModTime is the Last-Modified of every file, on every server: two
@@ -588,12 +590,12 @@ func fltStoreFiles(t *testing.T, bigSize int) map[string][]byte {
 		"big/net.prototxt":       []byte("name: \"big\"\nlayer { name: \"data\" type: \"Input\" top: \"data\" }\n"),
 		"big/weights.caffemodel": fltNoise(1, bigSize),
 	}
-	entries, err := os.ReadDir("testdata/store/lenet")
+	entries, err := os.ReadDir(filepath.Join(itest.StoreDir(), "lenet"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, e := range entries {
-		data, err := os.ReadFile(path.Join("testdata/store/lenet", e.Name()))
+		data, err := os.ReadFile(path.Join(filepath.Join(itest.StoreDir(), "lenet"), e.Name()))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,4 +1,4 @@
-package integration
+package bench
 
 // The measurements of issues 4 and 9 ("make bench"): read throughput, warm
 // reads, metadata speed, latency tolerance and memory of the daemon, the
@@ -56,6 +56,8 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 
 	"github.com/modelstorefs/modelstorefs/remote/remotetest"
+
+	"github.com/modelstorefs/modelstorefs/integration/itest"
 )
 
 // benchEnv enables TestBench.
@@ -153,7 +155,7 @@ func newBench(t *testing.T) *benchState {
 	b.bin = filepath.Join(b.root, "modelstorefs")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", b.bin, "../cmd/modelstorefs")
+	build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", b.bin, "github.com/modelstorefs/modelstorefs/cmd/modelstorefs")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building modelstorefs for the benchmarks: %v\n%s", err, out)
 	}
@@ -215,7 +217,7 @@ func (b *benchState) sectionRead(t *testing.T) {
 	b.toolReadRows(t, "Go server", goSrv.URL, sum, b.coldGo, true)
 
 	// (a) on python's http.server, which answers every Range with 200.
-	pyURL := startPython(t, src)
+	pyURL := itest.StartPython(t, src)
 	b.coldRows(t, "python3 -m http.server (no Range)", pyURL, nil, sum, 0.85, false)
 	b.toolReadRows(t, "python server", pyURL, sum, b.coldPy, false)
 
@@ -351,7 +353,7 @@ func (b *benchState) coldRows(t *testing.T, label, url string, srv *benchServer,
 		}
 		cache := b.tempDir(t, "cache-")
 		r := b.readOnce(t, benchReadOpts{
-			mount: b.msfsMount(cache, url), rel: filepath.Join(storeName(url), benchBigJob), sum: sum,
+			mount: b.msfsMount(cache, url), rel: filepath.Join(itest.StoreName(url), benchBigJob), sum: sum,
 			srv: srv, srvPath: "/" + benchBigRel, timeout: 2 * time.Minute,
 		})
 		switch {
@@ -415,7 +417,7 @@ func (b *benchState) warmRows(t *testing.T, srv *benchServer, cache, local, sum 
 	measure := func(drop bool) (ms, loc []float64, remote int, errs []string) {
 		for range b.reps {
 			o := benchReadOpts{
-				mount: b.msfsMount(cache, url), rel: filepath.Join(storeName(url), benchBigJob), sum: sum,
+				mount: b.msfsMount(cache, url), rel: filepath.Join(itest.StoreName(url), benchBigJob), sum: sum,
 				srv: srv, srvPath: "/" + benchBigRel, timeout: 2 * time.Minute, before: warm,
 			}
 			if drop {
@@ -718,7 +720,7 @@ func (b *benchState) sectionStore(t *testing.T) {
 	}
 	wantSum := sha256.Sum256(wantCat.Bytes())
 	srv := startBenchServer(t, http.FileServer(http.Dir(src)), 0)
-	store := storeName(srv.URL)
+	store := itest.StoreName(srv.URL)
 
 	// modelstorefs: reps runs, each on a fresh mount and cache; medians.
 	var runs, catRuns []benchStoreResult
@@ -1022,7 +1024,7 @@ func (b *benchState) sectionLat(t *testing.T) {
 	}
 	var msRuns []benchPhase
 	for range b.reps {
-		r := run(b.msfsMount(b.tempDir(t, "cache-"), srv.URL), storeName(srv.URL), time.Minute)
+		r := run(b.msfsMount(b.tempDir(t, "cache-"), srv.URL), itest.StoreName(srv.URL), time.Minute)
 		if r.err != nil {
 			t.Errorf("1000 models through modelstorefs: %v", r.err)
 		}
@@ -1103,7 +1105,7 @@ func (b *benchState) sectionRSS(t *testing.T) {
 		return
 	}
 	t.Cleanup(func() { _ = syscall.Unmount(cache, syscall.MNT_DETACH) })
-	ms := b.rssOnce(t, b.msfsMount(cache, srv.URL, "--cache-min-free", "0"), filepath.Join(storeName(srv.URL), "huge", "model.caffemodel"), sum)
+	ms := b.rssOnce(t, b.msfsMount(cache, srv.URL, "--cache-min-free", "0"), filepath.Join(itest.StoreName(srv.URL), "huge", "model.caffemodel"), sum)
 	if ms.err != nil {
 		t.Errorf("%s: %v", what, ms.err)
 	}
@@ -1223,7 +1225,7 @@ func (b *benchState) copyRows(t *testing.T, srv *benchServer, sum string) {
 
 		// cp -r out of a fresh modelstorefs mount and cache.
 		cache := b.tempDir(t, "cache-")
-		rate, err := b.copyOnce(t, b.msfsMount(cache, url), filepath.Join(storeName(url), "big"), "model.caffemodel", jobs, sum)
+		rate, err := b.copyOnce(t, b.msfsMount(cache, url), filepath.Join(itest.StoreName(url), "big"), "model.caffemodel", jobs, sum)
 		if err != nil {
 			errs = append(errs, "modelstorefs cp -r: "+err.Error())
 		} else {
@@ -1328,7 +1330,7 @@ func (b *benchState) importOnce(url, cache, jobs, sum string) (float64, error) {
 	}
 	b.settle()
 	d, err := benchRunSteps(3*time.Minute,
-		[]string{"env", "DIGITS_MODEL_STORE_URL=" + url, b.bin, "import", "--cache-dir", cache, "--jobs-dir", jobs, storeName(url) + "/big"},
+		[]string{"env", "DIGITS_MODEL_STORE_URL=" + url, b.bin, "import", "--cache-dir", cache, "--jobs-dir", jobs, itest.StoreName(url) + "/big"},
 		[]string{"sync"})
 	if err != nil {
 		return 0, err
@@ -1382,7 +1384,7 @@ func (b *benchState) busyRows(t *testing.T, srv *benchServer, sum string) {
 		for _, isBusy := range []bool{false, true} {
 			cache := b.tempDir(t, "cache-")
 			busyFile := filepath.Join(b.tempDir(t, "busy-"), "zeros")
-			o := benchReadOpts{mount: b.msfsMount(cache, url), rel: filepath.Join(storeName(url), benchBigJob), sum: sum,
+			o := benchReadOpts{mount: b.msfsMount(cache, url), rel: filepath.Join(itest.StoreName(url), benchBigJob), sum: sum,
 				srv: srv, srvPath: "/" + benchBigRel, timeout: 3 * time.Minute}
 			var ddErr error
 			var flush *exec.Cmd
@@ -1494,7 +1496,7 @@ func (b *benchState) sectionCapped(t *testing.T) {
 			curl = append(curl, benchCappedSize/1e6/d.Seconds())
 		}
 		cache := b.tempDir(t, "cache-")
-		r := b.readOnce(t, benchReadOpts{mount: b.msfsMount(cache, srv.URL), rel: filepath.Join(storeName(srv.URL), "capped", "model.caffemodel"),
+		r := b.readOnce(t, benchReadOpts{mount: b.msfsMount(cache, srv.URL), rel: filepath.Join(itest.StoreName(srv.URL), "capped", "model.caffemodel"),
 			sum: sum, srv: srv, srvPath: "/" + benchCappedRel, size: benchCappedSize, timeout: time.Minute})
 		os.RemoveAll(cache)
 		switch {
@@ -1528,7 +1530,7 @@ type benchProc struct {
 	name    string
 	mnt     string
 	cmd     *exec.Cmd
-	logs    *syncBuffer
+	logs    *itest.SyncBuffer
 	done    chan struct{}
 	err     error
 	once    sync.Once
@@ -1538,7 +1540,7 @@ type benchProc struct {
 // benchStartFUSE starts a daemon in the foreground and waits (at most 20 s) for
 // its mount. Cleanup stops it whatever happens.
 func benchStartFUSE(t *testing.T, name, mnt string, env []string, argv ...string) (*benchProc, error) {
-	p := &benchProc{name: name, mnt: mnt, logs: &syncBuffer{}, done: make(chan struct{})}
+	p := &benchProc{name: name, mnt: mnt, logs: &itest.SyncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(argv[0], argv[1:]...)
 	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
@@ -1551,7 +1553,7 @@ func benchStartFUSE(t *testing.T, name, mnt string, env []string, argv ...string
 	}()
 	t.Cleanup(p.stop)
 	deadline := time.Now().Add(20 * time.Second)
-	for !isMounted(mnt) {
+	for !itest.IsMounted(mnt) {
 		select {
 		case <-p.done:
 			return nil, fmt.Errorf("%s exited before mounting (%v): %s", name, p.err, benchLastLines(p.logs.String(), 3))
@@ -1585,7 +1587,7 @@ func (p *benchProc) stop() {
 				<-p.done
 			}
 		}
-		if isMounted(p.mnt) {
+		if itest.IsMounted(p.mnt) {
 			_ = syscall.Unmount(p.mnt, syscall.MNT_DETACH)
 		}
 	})

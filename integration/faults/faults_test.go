@@ -1,4 +1,4 @@
-package integration
+package faults
 
 // The fault matrix of issue 5: every row is one real mount of the built
 // binary against the fault-injecting store of faultserver_test.go, with
@@ -31,6 +31,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/modelstorefs/modelstorefs/integration/itest"
 )
 
 // fltRow is one line of the fault table.
@@ -99,7 +101,7 @@ func fltBuildPlain(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "modelstorefs-plain")
-	out, err := exec.Command("go", "build", "-o", bin, "../cmd/modelstorefs").CombinedOutput()
+	out, err := exec.Command("go", "build", "-o", bin, "github.com/modelstorefs/modelstorefs/cmd/modelstorefs").CombinedOutput()
 	if err != nil {
 		t.Fatalf("building modelstorefs without -race: %v\n%s", err, out)
 	}
@@ -143,7 +145,7 @@ func fltCases() []fltCase {
 func fltReport(t *testing.T, rows []*fltRow, took time.Duration) {
 	esc := func(s string) string { return strings.ReplaceAll(strings.ReplaceAll(s, "|", `\|`), "\n", " ") }
 	var b strings.Builder
-	fmt.Fprintf(&b, "\nFault matrix (%d rows, %.0f s, real mounts, -race binary)\n\n", len(rows), took.Seconds())
+	fmt.Fprintf(&b, "\nFault matrix (%d rows, %.0f s, real mounts, -race itest.Binary)\n\n", len(rows), took.Seconds())
 	b.WriteString("| fault | reader saw | bytes verified | daemon alive | recovery |\n")
 	b.WriteString("|---|---|---|---|---|\n")
 	var bugs []string
@@ -258,15 +260,15 @@ func fltExpectBytes(t *testing.T, r *fltRow, res fltResult, want []byte, what st
 }
 
 // fltAlive reports whether the daemon runs and its mount answers ls.
-func fltAlive(m *mount) string {
+func fltAlive(m *itest.Mount) string {
 	select {
-	case <-m.done:
-		return fmt.Sprintf("no (exited: %v)", m.err)
+	case <-m.Done:
+		return fmt.Sprintf("no (exited: %v)", m.Err)
 	default:
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	if out, err := exec.CommandContext(ctx, "ls", "-a", m.dir).CombinedOutput(); err != nil {
+	if out, err := exec.CommandContext(ctx, "ls", "-a", m.Dir).CombinedOutput(); err != nil {
 		return fmt.Sprintf("no (ls: %v %s)", err, bytes.TrimSpace(out))
 	}
 	return "yes"
@@ -274,7 +276,7 @@ func fltAlive(m *mount) string {
 
 // fltFinish fills r.alive and checks the daemon's logs for panics and
 // data races. Deferred by every row.
-func fltFinish(t *testing.T, r *fltRow, m *mount) {
+func fltFinish(t *testing.T, r *fltRow, m *itest.Mount) {
 	t.Helper()
 	if m == nil {
 		return
@@ -286,7 +288,7 @@ func fltFinish(t *testing.T, r *fltRow, m *mount) {
 		fltCheckReads(t, r, m)
 		fltCheckCacheBound(t, r, m)
 	}
-	logs := m.logs.String()
+	logs := m.Logs.String()
 	if strings.Contains(logs, "panicked") || strings.Contains(logs, "panic:") {
 		r.alive += " (panic logged!)"
 		t.Errorf("the daemon panicked:\n%s", logs)
@@ -305,15 +307,15 @@ func fltStores(srv *fltServer, userinfo ...string) []string {
 // fltMountAt is startMount with a given mountpoint and cache dir; it waits
 // for the daemon's "mounted" log line (a stale mount on dir is already in
 // mountinfo). Cleanup stops it as startMount does.
-func fltMountAt(t *testing.T, dir, cache string, stores []string, extra ...string) *mount {
+func fltMountAt(t *testing.T, dir, cache string, stores []string, extra ...string) *itest.Mount {
 	t.Helper()
-	return fltMountWith(t, binary, dir, cache, stores, extra...)
+	return fltMountWith(t, itest.Binary, dir, cache, stores, extra...)
 }
 
 // fltMountWith is fltMountAt with another build of modelstorefs.
-func fltMountWith(t *testing.T, bin, dir, cache string, stores []string, extra ...string) *mount {
+func fltMountWith(t *testing.T, bin, dir, cache string, stores []string, extra ...string) *itest.Mount {
 	t.Helper()
-	return mountWith(t, bin, dir, cache, stores, extra...)
+	return itest.MountWith(t, bin, dir, cache, stores, extra...)
 }
 
 // fltVmHWM is a process's peak resident memory in bytes.
@@ -333,9 +335,9 @@ func fltVmHWM(pid int) (int64, error) {
 }
 
 // fltCheckMemory asserts the daemon's peak RSS stayed under 300 MiB.
-func fltCheckMemory(t *testing.T, m *mount) string {
+func fltCheckMemory(t *testing.T, m *itest.Mount) string {
 	t.Helper()
-	hwm, err := fltVmHWM(m.cmd.Process.Pid)
+	hwm, err := fltVmHWM(m.Cmd.Process.Pid)
 	if err != nil {
 		t.Errorf("VmHWM: %v", err)
 		return "VmHWM ?"
@@ -349,7 +351,7 @@ func fltCheckMemory(t *testing.T, m *mount) string {
 // fltLogCount counts the daemon's log lines containing every one of subs.
 // The daemon's stderr reaches m.logs through a pipe, so it waits for the
 // lines to arrive.
-func fltLogCount(m *mount, subs ...string) int {
+func fltLogCount(m *itest.Mount, subs ...string) int {
 	// Wait for a first match, then until the count holds still for 200 ms
 	// (a burst of lines arrives over a few reads of the pipe).
 	last, since := -1, time.Now()
@@ -364,9 +366,9 @@ func fltLogCount(m *mount, subs ...string) int {
 	}
 }
 
-func fltLogCountNow(m *mount, subs ...string) int {
+func fltLogCountNow(m *itest.Mount, subs ...string) int {
 	n := 0
-	for _, line := range strings.Split(m.logs.String(), "\n") {
+	for _, line := range strings.Split(m.Logs.String(), "\n") {
 		ok := true
 		for _, s := range subs {
 			if !strings.Contains(line, s) {
@@ -407,7 +409,7 @@ func fltLs(p string, timeout time.Duration) ([]string, error) {
 // fltTouch does the .refresh gesture.
 func fltTouch(t *testing.T, p string) {
 	t.Helper()
-	if out, err := runCmd(t, "touch", p); err != nil {
+	if out, err := itest.RunCmd(t, "touch", p); err != nil {
 		t.Fatalf("touch %s: %v %s", p, err, out)
 	}
 }
@@ -429,7 +431,7 @@ func fltOutsideBase(srv *fltServer) []string {
 // to a plain name in the same folder.
 func fltCheckTree(t *testing.T, root string) {
 	t.Helper()
-	err := withTimeout(t, 60*time.Second, "walk "+root, func() error {
+	err := itest.WithTimeout(t, 60*time.Second, "walk "+root, func() error {
 		return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 			if err != nil {
 				return err
@@ -456,12 +458,12 @@ func fltCheckTree(t *testing.T, root string) {
 // fltCheckCacheDir asserts that the cache dir holds only names the
 // daemon made up (hashes, its own directories), never a name or a path
 // that came from the store.
-func fltCheckCacheDir(t *testing.T, m *mount) {
+func fltCheckCacheDir(t *testing.T, m *itest.Mount) {
 	t.Helper()
 	cache := ""
-	for i, a := range m.cmd.Args {
-		if a == "--cache-dir" && i+1 < len(m.cmd.Args) {
-			cache = m.cmd.Args[i+1]
+	for i, a := range m.Cmd.Args {
+		if a == "--cache-dir" && i+1 < len(m.Cmd.Args) {
+			cache = m.Cmd.Args[i+1]
 		}
 	}
 	plain := regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
@@ -496,18 +498,20 @@ func fltStdServer(t *testing.T, size int) (*fltServer, []byte) {
 	return fltNewServer(t, "127.0.0.1", "/store/", files), files[fltWeights]
 }
 
-func fltWeightsPath(m *mount) string { return filepath.Join(m.dir, "s", "big", "model.caffemodel") }
+func fltWeightsPath(m *itest.Mount) string {
+	return filepath.Join(m.Dir, "s", "big", "model.caffemodel")
+}
 
 // fltReadRow is the common shape of a transport-fault row: faults set by
 // setup, then one read of the weights (and lenet/info.json), which must
 // return the right bytes.
-func fltReadRow(t *testing.T, r *fltRow, setup func(srv *fltServer), extra ...string) (*fltServer, *mount, fltResult) {
+func fltReadRow(t *testing.T, r *fltRow, setup func(srv *fltServer), extra ...string) (*fltServer, *itest.Mount, fltResult) {
 	t.Helper()
 	srv, want := fltStdServer(t, 4<<20)
 	setup(srv)
-	m := startMount(t, fltStores(srv), append([]string{"--chunk-size", "1MiB"}, extra...)...)
-	info := fltRead(filepath.Join(m.dir, "s", "lenet", "info.json"), 60*time.Second)
-	wantInfo, _ := os.ReadFile("testdata/store/lenet/info.json")
+	m := itest.StartMount(t, fltStores(srv), append([]string{"--chunk-size", "1MiB"}, extra...)...)
+	info := fltRead(filepath.Join(m.Dir, "s", "lenet", "info.json"), 60*time.Second)
+	wantInfo, _ := os.ReadFile(filepath.Join(itest.StoreDir(), "lenet", "info.json"))
 	if info.err != nil || !bytes.Equal(info.data, wantInfo) {
 		t.Errorf("lenet/info.json: %v, %d bytes (want %d)", info.err, len(info.data), len(wantInfo))
 	}
@@ -534,7 +538,7 @@ func fltFaulted(srv *fltServer, rel string) (faulted, gets int) {
 }
 
 func fltRowReset(t *testing.T, r *fltRow) {
-	var m *mount
+	var m *itest.Mount
 	defer func() { fltFinish(t, r, m) }()
 	srv, m, res := fltReadRow(t, r, func(srv *fltServer) {
 		srv.fault(fltWeights, fltFault{kind: fltReset, method: "GET", times: 2, cut: 0.5})
@@ -550,7 +554,7 @@ func fltRowReset(t *testing.T, r *fltRow) {
 }
 
 func fltRowTruncated(t *testing.T, r *fltRow) {
-	var m *mount
+	var m *itest.Mount
 	defer func() { fltFinish(t, r, m) }()
 	srv, m, _ := fltReadRow(t, r, func(srv *fltServer) {
 		srv.fault(fltWeights, fltFault{kind: fltTruncate, method: "GET", times: 2, cut: 0.5})
@@ -563,7 +567,7 @@ func fltRowTruncated(t *testing.T, r *fltRow) {
 }
 
 func fltRowLying(t *testing.T, r *fltRow) {
-	var m *mount
+	var m *itest.Mount
 	defer func() { fltFinish(t, r, m) }()
 	srv, m, _ := fltReadRow(t, r, func(srv *fltServer) {
 		srv.fault(fltWeights, fltFault{kind: fltLyingLength, method: "GET", times: 3, cut: 0.5})
@@ -576,7 +580,7 @@ func fltRowLying(t *testing.T, r *fltRow) {
 }
 
 func fltRowBurst(t *testing.T, r *fltRow) {
-	var m *mount
+	var m *itest.Mount
 	defer func() { fltFinish(t, r, m) }()
 	srv, m, _ := fltReadRow(t, r, func(srv *fltServer) {
 		srv.fault("master.json", fltFault{kind: fltStatus, status: 502, times: 1})
@@ -598,7 +602,7 @@ func fltRowBurst(t *testing.T, r *fltRow) {
 }
 
 func fltRowRetryAfter(t *testing.T, r *fltRow) {
-	var m *mount
+	var m *itest.Mount
 	defer func() { fltFinish(t, r, m) }()
 	srv, m, res := fltReadRow(t, r, func(srv *fltServer) {
 		srv.fault(fltWeights, fltFault{kind: fltStatus, status: 503, retryAfter: "2", method: "GET", times: 2})
@@ -630,7 +634,7 @@ func fltRowRetryAfter(t *testing.T, r *fltRow) {
 }
 
 func fltRowSlowFirstByte(t *testing.T, r *fltRow) {
-	var m *mount
+	var m *itest.Mount
 	defer func() { fltFinish(t, r, m) }()
 	srv, m, res := fltReadRow(t, r, func(srv *fltServer) {
 		srv.fault("master.json", fltFault{kind: fltDelay, delay: 2 * time.Second, times: 1})
@@ -644,7 +648,7 @@ func fltRowSlowFirstByte(t *testing.T, r *fltRow) {
 }
 
 func fltRowStall(t *testing.T, r *fltRow, window string) {
-	var m *mount
+	var m *itest.Mount
 	defer func() { fltFinish(t, r, m) }()
 	srv, want := fltStdServer(t, 4<<20)
 	srv.fault(fltWeights, fltFault{kind: fltStall, method: "GET", times: 1, cut: 0.25})
@@ -654,8 +658,8 @@ func fltRowStall(t *testing.T, r *fltRow, window string) {
 		extra = append(extra, "--retry-window", window)
 		win, _ = time.ParseDuration(window)
 	}
-	m = startMount(t, fltStores(srv), extra...)
-	if _, err := fltLs(filepath.Join(m.dir, "s", "big"), 30*time.Second); err != nil {
+	m = itest.StartMount(t, fltStores(srv), extra...)
+	if _, err := fltLs(filepath.Join(m.Dir, "s", "big"), 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	res := fltRead(fltWeightsPath(m), 120*time.Second)
@@ -716,11 +720,11 @@ func fltEIOWithin(t *testing.T, p string, window time.Duration) fltResult {
 }
 
 func fltRowRedirectLoop(t *testing.T, r *fltRow) {
-	var m *mount
+	var m *itest.Mount
 	defer func() { fltFinish(t, r, m) }()
 	srv, want := fltStdServer(t, 4<<20)
 	srv.fault(fltWeights, fltFault{kind: fltRedirect, method: "GET", times: -1, location: srv.url() + fltWeights})
-	m = startMount(t, fltStores(srv), "--chunk-size", "1MiB", "--retry-window", "5s")
+	m = itest.StartMount(t, fltStores(srv), "--chunk-size", "1MiB", "--retry-window", "5s")
 	res := fltEIOWithin(t, fltWeightsPath(m), 5*time.Second)
 	_, n := fltFaulted(srv, fltWeights)
 	r.saw = fmt.Sprintf("%s after %s (%d redirect answers; 'stopped after 5 redirects' logged: %v)",
@@ -735,18 +739,18 @@ func fltRowRedirectLoop(t *testing.T, r *fltRow) {
 }
 
 func fltRowRedirectScheme(t *testing.T, r *fltRow) {
-	var m *mount
+	var m *itest.Mount
 	defer func() { fltFinish(t, r, m) }()
 	srv, want := fltStdServer(t, 4<<20)
 	srv.fault(fltWeights, fltFault{kind: fltRedirect, method: "GET", times: -1, location: "file:///etc/passwd"})
 	srv.fault("big/net.prototxt", fltFault{kind: fltRedirect, method: "GET", times: -1, location: "gopher://" + srv.addr + "/1/x"})
-	m = startMount(t, fltStores(srv), "--chunk-size", "1MiB", "--retry-window", "5s")
-	if _, err := fltLs(filepath.Join(m.dir, "s", "big"), 30*time.Second); err != nil {
+	m = itest.StartMount(t, fltStores(srv), "--chunk-size", "1MiB", "--retry-window", "5s")
+	if _, err := fltLs(filepath.Join(m.Dir, "s", "big"), 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	passwd, _ := os.ReadFile("/etc/passwd")
 	ch := make(chan fltResult, 1)
-	go func() { ch <- fltEIOWithin(t, filepath.Join(m.dir, "s", "big", "original.prototxt"), 5*time.Second) }()
+	go func() { ch <- fltEIOWithin(t, filepath.Join(m.Dir, "s", "big", "original.prototxt"), 5*time.Second) }()
 	res := fltEIOWithin(t, fltWeightsPath(m), 5*time.Second)
 	res2 := <-ch
 	for _, got := range [][]byte{res.data, res2.data} {
@@ -766,13 +770,13 @@ func fltRowRedirectScheme(t *testing.T, r *fltRow) {
 }
 
 func fltRowRedirectHost(t *testing.T, r *fltRow) {
-	var m *mount
+	var m *itest.Mount
 	defer func() { fltFinish(t, r, m) }()
 	files := fltStoreFiles(t, 4<<20)
 	srv := fltNewServer(t, "127.0.0.1", "/store/", files)
 	other := fltNewServer(t, "127.0.0.2", "/mirror/", files)
 	srv.fault(fltWeights, fltFault{kind: fltRedirect, method: "GET", times: -1, location: other.url() + fltWeights})
-	m = startMount(t, fltStores(srv, "user:s3cret"), "--chunk-size", "1MiB", "--retry-window", "10s")
+	m = itest.StartMount(t, fltStores(srv, "user:s3cret"), "--chunk-size", "1MiB", "--retry-window", "10s")
 	res := fltRead(fltWeightsPath(m), 60*time.Second)
 	authHere, authThere, there := 0, 0, 0
 	for _, q := range srv.requests() {
@@ -805,18 +809,18 @@ func fltRowRedirectHost(t *testing.T, r *fltRow) {
 	if authThere > 0 {
 		fltBug(t, r, "credentials of the store URL were sent to another host after a redirect (%d requests)", authThere)
 	}
-	if strings.Contains(m.logs.String(), "s3cret") {
+	if strings.Contains(m.Logs.String(), "s3cret") {
 		fltBug(t, r, "the password of the store URL appears in the daemon's log")
 	}
 }
 
 func fltRowReplaced(t *testing.T, r *fltRow) {
-	var m *mount
+	var m *itest.Mount
 	defer func() { fltFinish(t, r, m) }()
 	srv, old := fltStdServer(t, 4<<20)
 	newer := fltNoise(2, len(old))
 	srv.fault(fltWeights, fltFault{kind: fltReplace, method: "GET", times: 1, newData: newer})
-	m = startMount(t, fltStores(srv), "--chunk-size", "1MiB", "--retry-window", "10s")
+	m = itest.StartMount(t, fltStores(srv), "--chunk-size", "1MiB", "--retry-window", "10s")
 	res := fltRead(fltWeightsPath(m), 60*time.Second)
 	switch {
 	case res.err == nil && fltSum(res.data) == fltSum(old):
@@ -834,7 +838,7 @@ func fltRowReplaced(t *testing.T, r *fltRow) {
 		t.Errorf("read of a replaced file gave %d bytes that are neither version", len(res.data))
 	}
 	start := time.Now()
-	fltTouch(t, filepath.Join(m.dir, "s", ".refresh"))
+	fltTouch(t, filepath.Join(m.Dir, "s", ".refresh"))
 	again := fltRead(fltWeightsPath(m), 60*time.Second)
 	if again.err != nil || fltSum(again.data) != fltSum(newer) {
 		t.Errorf("after touch .refresh: %v, new version: %v", again.err, again.err == nil && fltSum(again.data) == fltSum(newer))
@@ -846,7 +850,7 @@ func fltRowReplaced(t *testing.T, r *fltRow) {
 }
 
 func fltRowNoRange(t *testing.T, r *fltRow) {
-	var m *mount
+	var m *itest.Mount
 	defer func() { fltFinish(t, r, m) }()
 	srv, m, _ := fltReadRow(t, r, func(srv *fltServer) {
 		srv.fault(fltWeights, fltFault{kind: fltNoRange, method: "GET", times: -1})
@@ -858,11 +862,11 @@ func fltRowNoRange(t *testing.T, r *fltRow) {
 // ---- rows: the store goes away ----
 
 func fltRowOutage(t *testing.T, r *fltRow) {
-	var m *mount
+	var m *itest.Mount
 	defer func() { fltFinish(t, r, m) }()
 	srv, want := fltStdServer(t, 4<<20)
-	m = startMount(t, fltStores(srv), "--chunk-size", "1MiB", "--retry-window", "15s")
-	if _, err := fltLs(filepath.Join(m.dir, "s", "big"), 30*time.Second); err != nil {
+	m = itest.StartMount(t, fltStores(srv), "--chunk-size", "1MiB", "--retry-window", "15s")
+	if _, err := fltLs(filepath.Join(m.Dir, "s", "big"), 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	const outage = 4 * time.Second
@@ -887,19 +891,19 @@ func fltRowOutage(t *testing.T, r *fltRow) {
 }
 
 func fltRowCachedWhileDown(t *testing.T, r *fltRow) {
-	var m *mount
+	var m *itest.Mount
 	defer func() { fltFinish(t, r, m) }()
 	srv, want := fltStdServer(t, 4<<20)
-	m = startMount(t, fltStores(srv), "--chunk-size", "1MiB")
+	m = itest.StartMount(t, fltStores(srv), "--chunk-size", "1MiB")
 	if res := fltRead(fltWeightsPath(m), 60*time.Second); res.err != nil {
 		t.Fatal(res.err)
 	}
 	srv.setDown(true)
 	start := time.Now()
-	fltTouch(t, filepath.Join(m.dir, "s", ".refresh"))
+	fltTouch(t, filepath.Join(m.Dir, "s", ".refresh"))
 	fltDropPageCache(t, fltWeightsPath(m))
 	res := fltRead(fltWeightsPath(m), 60*time.Second)
-	info := fltRead(filepath.Join(m.dir, "s", "big", "info.json"), 60*time.Second)
+	info := fltRead(filepath.Join(m.Dir, "s", "big", "info.json"), 60*time.Second)
 	if fltExpectBytes(t, r, res, want, "cached weights while down") {
 		r.saw = fmt.Sprintf("correct bytes %s after the refresh, store down (kernel page cache dropped first); info.json served: %v", fltSecs(time.Since(start)), info.err == nil)
 	} else {
@@ -928,11 +932,11 @@ func fltDropPageCache(t *testing.T, p string) {
 }
 
 func fltRowStaleListing(t *testing.T, r *fltRow) {
-	var m *mount
+	var m *itest.Mount
 	defer func() { fltFinish(t, r, m) }()
 	srv, _ := fltStdServer(t, 1<<20)
-	m = startMount(t, fltStores(srv))
-	store := filepath.Join(m.dir, "s")
+	m = itest.StartMount(t, fltStores(srv))
+	store := filepath.Join(m.Dir, "s")
 	before, err := fltLs(store, 30*time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -971,7 +975,7 @@ func fltRowStaleListing(t *testing.T, r *fltRow) {
 // ---- rows: huge responses ----
 
 // fltChunked streams n bytes: head, then filler bytes, without a length.
-func fltChunked(head string, filler byte, n int, sent *syncBuffer) http.HandlerFunc {
+func fltChunked(head string, filler byte, n int, sent *itest.SyncBuffer) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusOK)
@@ -991,13 +995,13 @@ func fltChunked(head string, filler byte, n int, sent *syncBuffer) http.HandlerF
 }
 
 func fltRowHugeMaster(t *testing.T, r *fltRow) {
-	var m *mount
+	var m *itest.Mount
 	defer func() { fltFinish(t, r, m) }()
 	srv, _ := fltStdServer(t, 1<<20)
-	sent := &syncBuffer{}
+	sent := &itest.SyncBuffer{}
 	srv.handle("/store/master.json", fltChunked(`{"msg": "huge", "children": ["lenet", "`, 'a', 50<<20, sent))
 	m = fltMountWith(t, fltPlain, t.TempDir(), t.TempDir(), fltStores(srv))
-	store := filepath.Join(m.dir, "s")
+	store := filepath.Join(m.Dir, "s")
 	names, err := fltLs(store, 60*time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -1021,7 +1025,7 @@ func fltRowHugeMaster(t *testing.T, r *fltRow) {
 }
 
 func fltRowHugeListing(t *testing.T, r *fltRow) {
-	var m *mount
+	var m *itest.Mount
 	defer func() { fltFinish(t, r, m) }()
 	srv, _ := fltStdServer(t, 1<<20)
 	srv.handle("/store/master.json", http.NotFound)
@@ -1039,7 +1043,7 @@ func fltRowHugeListing(t *testing.T, r *fltRow) {
 	})
 	// Every model's info.json and aux.json is a plain 404 (fast).
 	m = fltMountWith(t, fltPlain, t.TempDir(), t.TempDir(), fltStores(srv))
-	store := filepath.Join(m.dir, "s")
+	store := filepath.Join(m.Dir, "s")
 	start := time.Now()
 	names, err := fltLs(store, 90*time.Second)
 	took := time.Since(start)
@@ -1082,13 +1086,13 @@ func fltRowHugeListing(t *testing.T, r *fltRow) {
 }
 
 func fltRowHugeInfo(t *testing.T, r *fltRow) {
-	var m *mount
+	var m *itest.Mount
 	defer func() { fltFinish(t, r, m) }()
 	srv, _ := fltStdServer(t, 1<<20)
-	sent := &syncBuffer{}
+	sent := &itest.SyncBuffer{}
 	srv.handle("/store/big/info.json", fltChunked(`{"name": "big", "framework": "caffe", "note": "`, 'x', 10<<20, sent))
 	m = fltMountWith(t, fltPlain, t.TempDir(), t.TempDir(), fltStores(srv))
-	dir := filepath.Join(m.dir, "s", "big")
+	dir := filepath.Join(m.Dir, "s", "big")
 	names, err := fltLs(dir, 60*time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -1096,7 +1100,7 @@ func fltRowHugeInfo(t *testing.T, r *fltRow) {
 	msg := fltRead(filepath.Join(dir, "error.txt"), 30*time.Second)
 	mem := fltCheckMemory(t, m)
 	tooLarge := bytes.Contains(msg.data, []byte("too large"))
-	lenet, _ := fltLs(filepath.Join(m.dir, "s", "lenet"), 30*time.Second)
+	lenet, _ := fltLs(filepath.Join(m.Dir, "s", "lenet"), 30*time.Second)
 	r.saw = fmt.Sprintf("big/ = %q, error.txt says 'too large': %v; lenet unaffected: %v; %s (non-race build)", names, tooLarge, slices.Contains(lenet, "status.pickle"), mem)
 	r.bytes = "n/a"
 	if !tooLarge {
@@ -1104,7 +1108,7 @@ func fltRowHugeInfo(t *testing.T, r *fltRow) {
 	}
 	srv.handle("/store/big/info.json", nil)
 	start := time.Now()
-	fltTouch(t, filepath.Join(m.dir, "s", ".refresh"))
+	fltTouch(t, filepath.Join(m.Dir, "s", ".refresh"))
 	after, _ := fltLs(dir, 30*time.Second)
 	if !slices.Contains(after, "status.pickle") {
 		t.Errorf("after a sane info.json: %q", after)
@@ -1125,7 +1129,7 @@ func fltMustRead(t *testing.T, p string) string {
 }
 
 func fltRowMalformed(t *testing.T, r *fltRow) {
-	var m *mount
+	var m *itest.Mount
 	defer func() { fltFinish(t, r, m) }()
 	files := fltStoreFiles(t, 1<<20)
 	files["master.json"] = []byte(`{"msg": "broken", "children": ["lenet", "badinfo"`)
@@ -1134,8 +1138,8 @@ func fltRowMalformed(t *testing.T, r *fltRow) {
 	withListing := fltNewServer(t, "127.0.0.1", "/store/", files)
 	withListing.setListing(true)
 	bare := fltNewServer(t, "127.0.0.1", "/store/", map[string][]byte{"master.json": files["master.json"]})
-	m = startMount(t, []string{"s=" + withListing.url(), "bare=" + bare.url()})
-	s := filepath.Join(m.dir, "s")
+	m = itest.StartMount(t, []string{"s=" + withListing.url(), "bare=" + bare.url()})
+	s := filepath.Join(m.Dir, "s")
 	names, err := fltLs(s, 30*time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -1146,11 +1150,11 @@ func fltRowMalformed(t *testing.T, r *fltRow) {
 	badinfo := fltMustRead(t, filepath.Join(s, "badinfo", "error.txt"))
 	lenetErr := fltMustRead(t, filepath.Join(s, "lenet", "error.txt"))
 	lenet, _ := fltLs(filepath.Join(s, "lenet"), 30*time.Second)
-	bareNames, _ := fltLs(filepath.Join(m.dir, "bare"), 30*time.Second)
+	bareNames, _ := fltLs(filepath.Join(m.Dir, "bare"), 30*time.Second)
 	if slices.Contains(bareNames, "lenet") || !slices.Contains(bareNames, "error.txt") {
 		t.Errorf("store with a broken master.json and no listing: %q", bareNames)
 	}
-	bareErr := fltMustRead(t, filepath.Join(m.dir, "bare", "error.txt"))
+	bareErr := fltMustRead(t, filepath.Join(m.Dir, "bare", "error.txt"))
 	if !strings.Contains(badinfo, "not valid JSON") {
 		t.Errorf("badinfo/error.txt = %q", badinfo)
 	}
@@ -1161,7 +1165,7 @@ func fltRowMalformed(t *testing.T, r *fltRow) {
 		t.Errorf("bare/error.txt = %q", bareErr)
 	}
 	masterLogged := 0
-	for _, line := range strings.Split(m.logs.String(), "\n") {
+	for _, line := range strings.Split(m.Logs.String(), "\n") {
 		if strings.Contains(line, "master.json") && (strings.Contains(line, "invalid") || strings.Contains(line, "JSON")) {
 			masterLogged++
 		}
@@ -1187,7 +1191,7 @@ func fltFirstLine(s string) string {
 }
 
 func fltRowWrongTypes(t *testing.T, r *fltRow) {
-	var m *mount
+	var m *itest.Mount
 	defer func() { fltFinish(t, r, m) }()
 	files := fltStoreFiles(t, 1<<20)
 	files["master.json"] = []byte(`{"children": "x"}`)
@@ -1200,9 +1204,9 @@ func fltRowWrongTypes(t *testing.T, r *fltRow) {
 	files2["arr/info.json"] = []byte(`[]`)
 	files2["num/info.json"] = []byte(`5`)
 	t2 := fltNewServer(t, "127.0.0.1", "/store/", files2)
-	m = startMount(t, []string{"t1=" + t1.url(), "t2=" + t2.url()})
-	n1, _ := fltLs(filepath.Join(m.dir, "t1"), 30*time.Second)
-	n2, _ := fltLs(filepath.Join(m.dir, "t2"), 30*time.Second)
+	m = itest.StartMount(t, []string{"t1=" + t1.url(), "t2=" + t2.url()})
+	n1, _ := fltLs(filepath.Join(m.Dir, "t1"), 30*time.Second)
+	n2, _ := fltLs(filepath.Join(m.Dir, "t2"), 30*time.Second)
 	for _, want := range []string{"lenet", "wt", "arr", "num"} {
 		if !slices.Contains(n2, want) {
 			t.Errorf("t2 = %q, lacks %s", n2, want)
@@ -1211,11 +1215,11 @@ func fltRowWrongTypes(t *testing.T, r *fltRow) {
 	if !slices.Contains(n1, "lenet") {
 		t.Errorf(`t1 ("children": "x", with a listing) = %q`, n1)
 	}
-	wt := fltMustRead(t, filepath.Join(m.dir, "t2", "wt", "error.txt"))
-	arr := fltMustRead(t, filepath.Join(m.dir, "t2", "arr", "error.txt"))
-	num := fltMustRead(t, filepath.Join(m.dir, "t2", "num", "error.txt"))
-	aux := fltMustRead(t, filepath.Join(m.dir, "t2", "lenet", "error.txt"))
-	welcome := fltMustRead(t, filepath.Join(m.dir, "t2", "welcome.txt"))
+	wt := fltMustRead(t, filepath.Join(m.Dir, "t2", "wt", "error.txt"))
+	arr := fltMustRead(t, filepath.Join(m.Dir, "t2", "arr", "error.txt"))
+	num := fltMustRead(t, filepath.Join(m.Dir, "t2", "num", "error.txt"))
+	aux := fltMustRead(t, filepath.Join(m.Dir, "t2", "lenet", "error.txt"))
+	welcome := fltMustRead(t, filepath.Join(m.Dir, "t2", "welcome.txt"))
 	for _, want := range []string{`"name" is a number`, `"framework" is a list`, `"snapshot file" is a number`, `"model file" is an object`, `"labels file" is a boolean`} {
 		if !strings.Contains(wt, want) {
 			t.Errorf("wt/error.txt lacks %q:\n%s", want, wt)
@@ -1238,7 +1242,7 @@ func fltRowWrongTypes(t *testing.T, r *fltRow) {
 }
 
 func fltRowNonUTF8(t *testing.T, r *fltRow) {
-	var m *mount
+	var m *itest.Mount
 	defer func() { fltFinish(t, r, m) }()
 	files := fltStoreFiles(t, 1<<20)
 	delete(files, "master.json")
@@ -1257,9 +1261,9 @@ func fltRowNonUTF8(t *testing.T, r *fltRow) {
 	files2 := fltStoreFiles(t, 1<<20)
 	files2["master.json"] = []byte("{\"children\": [\"lenet\", \"caf\xe9\"]}")
 	u2 := fltNewServer(t, "127.0.0.1", "/store/", files2)
-	m = startMount(t, []string{"u1=" + u1.url(), "u2=" + u2.url()})
-	n1, _ := fltLs(filepath.Join(m.dir, "u1"), 30*time.Second)
-	n2, _ := fltLs(filepath.Join(m.dir, "u2"), 30*time.Second)
+	m = itest.StartMount(t, []string{"u1=" + u1.url(), "u2=" + u2.url()})
+	n1, _ := fltLs(filepath.Join(m.Dir, "u1"), 30*time.Second)
+	n2, _ := fltLs(filepath.Join(m.Dir, "u2"), 30*time.Second)
 	if !slices.Contains(n1, "lenet") || !slices.Contains(n1, "oké") {
 		t.Errorf("u1 = %q, want lenet and oké", n1)
 	}
@@ -1280,7 +1284,7 @@ func fltRowNonUTF8(t *testing.T, r *fltRow) {
 	}
 	extra := ""
 	if len(u2models) > 0 {
-		inner, _ := fltLs(filepath.Join(m.dir, "u2", u2models[0]), 30*time.Second)
+		inner, _ := fltLs(filepath.Join(m.Dir, "u2", u2models[0]), 30*time.Second)
 		extra = fmt.Sprintf(" (folder holds %q)", inner)
 	}
 	r.saw = fmt.Sprintf("listing: caf%%E9 and \\xff\\xfe refused (%d log lines), oké (valid UTF-8) kept; master.json \"caf\\xe9\" decoded by encoding/json as %q%s",
@@ -1298,7 +1302,7 @@ func fltRowNonUTF8(t *testing.T, r *fltRow) {
 func utf8Valid(s string) bool { return strings.ToValidUTF8(s, "\uFFFD") == s }
 
 func fltRowHostileMaster(t *testing.T, r *fltRow) {
-	var m *mount
+	var m *itest.Mount
 	defer func() { fltFinish(t, r, m) }()
 	hostile := []string{"..", "../../etc/passwd", "/etc/passwd", "a/b", "%2e%2e/x", "a\x00b", "a\nb", strings.Repeat("n", 300), ".refresh", "../"}
 	kept := []string{"ok", "%2e%2e", "q?x=1#f"}
@@ -1312,8 +1316,8 @@ func fltRowHostileMaster(t *testing.T, r *fltRow) {
 	}
 	srv := fltNewServer(t, "127.0.0.1", "/store/", files)
 	srv.handle("/etc/passwd", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("root:x:0:0:SECRET\n")) })
-	m = startMount(t, fltStores(srv))
-	store := filepath.Join(m.dir, "s")
+	m = itest.StartMount(t, fltStores(srv))
+	store := filepath.Join(m.Dir, "s")
 	names, err := fltLs(store, 30*time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -1349,7 +1353,7 @@ func fltRowHostileMaster(t *testing.T, r *fltRow) {
 			uris = append(uris, q.uri)
 		}
 	}
-	fltCheckTree(t, m.dir)
+	fltCheckTree(t, m.Dir)
 	fltCheckCacheDir(t, m)
 	slices.Sort(uris)
 	uris = slices.Compact(uris)
@@ -1360,7 +1364,7 @@ func fltRowHostileMaster(t *testing.T, r *fltRow) {
 }
 
 func fltRowHostileInfo(t *testing.T, r *fltRow) {
-	var m *mount
+	var m *itest.Mount
 	defer func() { fltFinish(t, r, m) }()
 	other := fltNewServer(t, "127.0.0.2", "/", map[string][]byte{"x": []byte("OTHER HOST"), "logo.png": []byte("OTHER LOGO")})
 	otherURL := "http://" + other.addr + "/"
@@ -1398,8 +1402,8 @@ func fltRowHostileInfo(t *testing.T, r *fltRow) {
 	files["master.json"], _ = json.Marshal(map[string]any{"children": children})
 	srv := fltNewServer(t, "127.0.0.1", "/store/", files)
 	srv.handle("/etc/passwd", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("root:x:0:0:SECRET\n")) })
-	m = startMount(t, fltStores(srv))
-	store := filepath.Join(m.dir, "s")
+	m = itest.StartMount(t, fltStores(srv))
+	store := filepath.Join(m.Dir, "s")
 	if _, err := fltLs(store, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -1430,10 +1434,10 @@ func fltRowHostileInfo(t *testing.T, r *fltRow) {
 	// models.tsv and a cp -r of the whole store walk everything once more.
 	_ = fltRead(filepath.Join(store, "models.tsv"), 30*time.Second)
 	jobs := t.TempDir()
-	if out, err := runCmd(t, "cp", "-r", store, jobs); err != nil {
+	if out, err := itest.RunCmd(t, "cp", "-r", store, jobs); err != nil {
 		t.Errorf("cp -r of the hostile store: %v %s", err, out)
 	}
-	fltCheckTree(t, m.dir)
+	fltCheckTree(t, m.Dir)
 	fltCheckCacheDir(t, m)
 	if err := filepath.WalkDir(jobs, func(p string, d fs.DirEntry, err error) error {
 		if err == nil && d.Type()&fs.ModeSymlink != 0 {
@@ -1462,11 +1466,11 @@ func fltRowHostileInfo(t *testing.T, r *fltRow) {
 // ---- rows: stores that hang, daemons that die ----
 
 func fltRowBlackHole(t *testing.T, r *fltRow) {
-	var m *mount
+	var m *itest.Mount
 	defer func() { fltFinish(t, r, m) }()
 	bh := fltNewBlackHole(t)
 	srv, _ := fltStdServer(t, 1<<20)
-	m = startMount(t, []string{"dead=http://" + bh.addr + "/", "s=" + srv.url()})
+	m = itest.StartMount(t, []string{"dead=http://" + bh.addr + "/", "s=" + srv.url()})
 	type lsDone struct {
 		names []string
 		err   error
@@ -1475,7 +1479,7 @@ func fltRowBlackHole(t *testing.T, r *fltRow) {
 	deadCh := make(chan lsDone, 1)
 	start := time.Now()
 	go func() {
-		names, err := fltLs(filepath.Join(m.dir, "dead"), 60*time.Second)
+		names, err := fltLs(filepath.Join(m.Dir, "dead"), 60*time.Second)
 		deadCh <- lsDone{names, err, time.Now()}
 	}()
 	for bh.count() == 0 && time.Since(start) < 10*time.Second {
@@ -1491,18 +1495,18 @@ func fltRowBlackHole(t *testing.T, r *fltRow) {
 		return string(out), err
 	}
 	t0 := time.Now()
-	out, err := runLs(filepath.Join(m.dir, "s"))
+	out, err := runLs(filepath.Join(m.Dir, "s"))
 	otherTook := time.Since(t0)
 	if err != nil || !strings.Contains(out, "lenet") {
 		t.Fatalf("ls of the good store: %v %s", err, out)
 	}
 	t0 = time.Now()
-	rootOut, err := runLs(m.dir)
+	rootOut, err := runLs(m.Dir)
 	rootTook := time.Since(t0)
 	if err != nil || !strings.Contains(rootOut, "dead") {
 		t.Fatalf("ls -la of the root: %v %s", err, rootOut)
 	}
-	info := fltRead(filepath.Join(m.dir, "s", "lenet", "info.json"), 30*time.Second)
+	info := fltRead(filepath.Join(m.Dir, "s", "lenet", "info.json"), 30*time.Second)
 	var stillHanging bool
 	select {
 	case <-deadCh:
@@ -1517,7 +1521,7 @@ func fltRowBlackHole(t *testing.T, r *fltRow) {
 	}
 	// models.tsv at the root spans every store.
 	t0 = time.Now()
-	tsv := fltRead(filepath.Join(m.dir, "models.tsv"), 60*time.Second)
+	tsv := fltRead(filepath.Join(m.Dir, "models.tsv"), 60*time.Second)
 	tsvTook := time.Since(t0)
 	d := <-deadCh
 	deadTook := d.at.Sub(start)
@@ -1537,7 +1541,7 @@ func fltRowBlackHole(t *testing.T, r *fltRow) {
 }
 
 func fltRowKill9(t *testing.T, r *fltRow) {
-	var m2 *mount
+	var m2 *itest.Mount
 	defer func() { fltFinish(t, r, m2) }()
 	srv, want := fltStdServer(t, 24<<20)
 	srv.fault(fltWeights, fltFault{kind: fltThrottle, method: "GET", times: -1, rate: 1 << 20})
@@ -1563,8 +1567,8 @@ func fltRowKill9(t *testing.T, r *fltRow) {
 	if srv.count("GET", fltWeights) == 0 {
 		t.Fatal("no GET of the weights before the kill")
 	}
-	_ = m1.cmd.Process.Kill()
-	<-m1.done
+	_ = m1.Cmd.Process.Kill()
+	<-m1.Done
 	readerErr := <-readerDone
 	_, statErr := os.Stat(dir)
 	if !errors.Is(statErr, syscall.ENOTCONN) {
@@ -1586,17 +1590,17 @@ func fltRowKill9(t *testing.T, r *fltRow) {
 
 func fltRowUnmountDead(t *testing.T, r *fltRow) {
 	srv, _ := fltStdServer(t, 1<<20)
-	m := startMount(t, fltStores(srv))
-	if _, err := fltLs(filepath.Join(m.dir, "s"), 30*time.Second); err != nil {
+	m := itest.StartMount(t, fltStores(srv))
+	if _, err := fltLs(filepath.Join(m.Dir, "s"), 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	_ = m.cmd.Process.Kill()
-	<-m.done
-	_, statErr := os.Stat(m.dir)
+	_ = m.Cmd.Process.Kill()
+	<-m.Done
+	_, statErr := os.Stat(m.Dir)
 	start := time.Now()
-	out, err := runCmd(t, binary, "unmount", m.dir)
+	out, err := itest.RunCmd(t, itest.Binary, "unmount", m.Dir)
 	took := time.Since(start)
-	_, after := os.Stat(m.dir)
+	_, after := os.Stat(m.Dir)
 	status := "exit 0"
 	if err != nil {
 		status = err.Error()
@@ -1606,40 +1610,40 @@ func fltRowUnmountDead(t *testing.T, r *fltRow) {
 	}
 	r.saw = fmt.Sprintf("dead mount (%s); modelstorefs unmount: %s", fltErrno(statErr), status)
 	r.bytes = "n/a"
-	r.alive = "n/a (killed on purpose); mountpoint usable: " + strconv.FormatBool(after == nil && !isMounted(m.dir))
+	r.alive = "n/a (killed on purpose); mountpoint usable: " + strconv.FormatBool(after == nil && !itest.IsMounted(m.Dir))
 	r.recovery = "unmount took " + fltSecs(took)
 	if !errors.Is(statErr, syscall.ENOTCONN) {
 		t.Errorf("after kill -9: %v, want ENOTCONN", statErr)
 	}
-	if err != nil || isMounted(m.dir) || after != nil {
-		t.Errorf("modelstorefs unmount of a dead mount: %v %s; still mounted %v; stat %v", err, out, isMounted(m.dir), after)
+	if err != nil || itest.IsMounted(m.Dir) || after != nil {
+		t.Errorf("modelstorefs unmount of a dead mount: %v %s; still mounted %v; stat %v", err, out, itest.IsMounted(m.Dir), after)
 	}
 }
 
 func fltRowSigterm(t *testing.T, r *fltRow) {
 	srv, want := fltStdServer(t, 1<<20)
-	m := startMount(t, fltStores(srv))
+	m := itest.StartMount(t, fltStores(srv))
 	res := fltRead(fltWeightsPath(m), 30*time.Second)
 	fltExpectBytes(t, r, res, want, "weights")
 	start := time.Now()
-	_ = m.cmd.Process.Signal(syscall.SIGTERM)
+	_ = m.Cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-m.done:
+	case <-m.Done:
 	case <-time.After(20 * time.Second):
 		t.Fatal("no exit within 20s of SIGTERM")
 	}
 	took := time.Since(start)
 	code := 0
 	var ee *exec.ExitError
-	if errors.As(m.err, &ee) {
+	if errors.As(m.Err, &ee) {
 		code = ee.ExitCode()
-	} else if m.err != nil {
+	} else if m.Err != nil {
 		code = -1
 	}
-	r.saw = fmt.Sprintf("exit status %d in %s, unmounted: %v, 'unmounted' logged: %v", code, fltSecs(took), !isMounted(m.dir), fltLogCount(m, "\tunmounted\t") > 0)
+	r.saw = fmt.Sprintf("exit status %d in %s, unmounted: %v, 'unmounted' logged: %v", code, fltSecs(took), !itest.IsMounted(m.Dir), fltLogCount(m, "\tunmounted\t") > 0)
 	r.alive = "n/a (stopped on purpose)"
 	r.recovery = "n/a"
-	if code != 0 || isMounted(m.dir) {
-		t.Errorf("SIGTERM: %v, still mounted %v", m.err, isMounted(m.dir))
+	if code != 0 || itest.IsMounted(m.Dir) {
+		t.Errorf("SIGTERM: %v, still mounted %v", m.Err, itest.IsMounted(m.Dir))
 	}
 }
