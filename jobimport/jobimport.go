@@ -44,7 +44,10 @@ type Result struct {
 // ErrNotImportable is returned for models the store cannot give DIGITS.
 var ErrNotImportable = errors.New("model cannot be imported")
 
-// Import resolves model in store st and writes it as a new job.
+// Import resolves model in store st and writes it as a new job: the
+// folder is assembled in a temporary directory of the jobs directory,
+// locked while in use, then renamed to a fresh job id (nothing partial is
+// ever left under a job's name).
 func Import(ctx context.Context, cat *cache.Catalog, st *cache.Store, model string, opt Options) (*Result, error) {
 	if opt.Now == nil {
 		opt.Now = time.Now
@@ -85,7 +88,23 @@ func Import(ctx context.Context, cat *cache.Catalog, st *cache.Store, model stri
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		return nil, err
 	}
+	written, err := writeFiles(ctx, cat.Content(), m, tmp, opt.Progress)
+	if err != nil {
+		return nil, err
+	}
+	id, final, err := commit(tmp, m, opt)
+	if err != nil {
+		return nil, err
+	}
+	ok = true
+	return &Result{ID: id, Dir: final, Bytes: written}, nil
+}
 
+// writeFiles writes the model's folder into dir, all but status.pickle
+// (commit writes it, with the job's id): the store's files through the
+// content cache, reporting progress, the in-memory ones and the symlinks.
+// It returns the bytes of the store's files written.
+func writeFiles(ctx context.Context, content cache.Content, m *cache.Model, dir string, report func(done, total int64)) (int64, error) {
 	var total, done int64
 	for _, f := range m.Files {
 		if f.Kind == cache.KindRemote {
@@ -94,56 +113,62 @@ func Import(ctx context.Context, cat *cache.Catalog, st *cache.Store, model stri
 	}
 	progress := func(n int64) {
 		done += n
-		if opt.Progress != nil {
-			opt.Progress(done, total)
+		if report != nil {
+			report(done, total)
 		}
 	}
 	progress(0)
 	for i := range m.Files {
 		f := &m.Files[i]
-		path := filepath.Join(tmp, f.Name)
+		path := filepath.Join(dir, f.Name)
+		var err error
 		switch {
 		case f.Name == digits.StatusFile:
-			// Written below, with the new id.
+			// Written by commit, with the new id.
 		case f.Kind == cache.KindSymlink:
 			err = os.Symlink(f.Target, path)
 		case f.Kind == cache.KindData:
 			err = writeFile(path, f.Data)
 		default:
-			ref := cache.Ref{Store: st, Model: model, Name: f.Remote, Meta: f.Meta}
-			err = copyRemote(ctx, cat.Content(), ref, path, progress)
+			ref := cache.Ref{Store: m.Store, Model: m.Name, Name: f.Remote, Meta: f.Meta}
+			err = copyRemote(ctx, content, ref, path, progress)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", f.Name, err)
+			return done, fmt.Errorf("%s: %w", f.Name, err)
 		}
 	}
-	// The id is taken by a rename that never replaces an existing job.
+	return done, nil
+}
+
+// commit gives the assembled folder tmp a job id: it writes the
+// status.pickle of that id and takes the id by a rename that never
+// replaces an existing job, trying another id when one is taken meanwhile.
+func commit(tmp string, m *cache.Model, opt Options) (id, final string, err error) {
 	for range 16 {
 		id, err := newJobID(opt.JobsDir, opt.Now())
 		if err != nil {
-			return nil, err
+			return "", "", err
 		}
 		final := filepath.Join(opt.JobsDir, id)
 		pickle, err := jobPickle(m, id, final, opt)
 		if err != nil {
-			return nil, err
+			return "", "", err
 		}
 		path := filepath.Join(tmp, digits.StatusFile)
 		os.Remove(path)
 		if err := writeFile(path, pickle); err != nil {
-			return nil, err
+			return "", "", err
 		}
 		err = unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, final, unix.RENAME_NOREPLACE)
 		if errors.Is(err, unix.EEXIST) || errors.Is(err, unix.ENOTEMPTY) {
 			continue // another job took the id in the meantime
 		}
 		if err != nil {
-			return nil, fmt.Errorf("jobs directory: %w", err)
+			return "", "", fmt.Errorf("jobs directory: %w", err)
 		}
-		ok = true
-		return &Result{ID: id, Dir: final, Bytes: done}, nil
+		return id, final, nil
 	}
-	return nil, errors.New("jobs directory: no free job id")
+	return "", "", errors.New("jobs directory: no free job id")
 }
 
 // tmpPrefix names the directories imports assemble jobs in.
