@@ -46,23 +46,7 @@ func (s *Store) GetRange(ctx context.Context, want Meta, off, n int64, segments 
 	if want.Size >= 0 && (n <= 0 || off+n > want.Size) {
 		n = want.Size - off
 	}
-	h := http.Header{}
-	// A whole file is asked as a range too: the 206 (or a 200) tells
-	// whether the server honours Range, so that more streams can follow.
-	ranged := want.Size != 0
-	// A store whose ETags change on every request cannot prove that two
-	// ranges come from one version: it gets one whole stream, checked by
-	// size and date.
-	if ranged && s.ranges.Load() != RangeNo && !s.etagUnstable.Load() {
-		if n > 0 {
-			h.Set("Range", fmt.Sprintf("bytes=%d-%d", off, off+n-1))
-		} else {
-			h.Set("Range", fmt.Sprintf("bytes=%d-", off))
-		}
-		if v := ifRange(want); v != "" {
-			h.Set("If-Range", v)
-		}
-	}
+	h := s.rangeHeader(want, off, n)
 	var (
 		resp *http.Response
 		err  = errNoFastPath
@@ -76,61 +60,100 @@ func (s *Store) GetRange(ctx context.Context, want Meta, off, n int64, segments 
 	if err != nil {
 		return nil, err
 	}
-	got := metaOf(resp)
-	fail := func(format string, args ...any) (*Body, error) {
-		resp.Body.Close()
-		return nil, fmt.Errorf("GET %s (%s): %s", u, h.Get("Range"), fmt.Sprintf(format, args...))
-	}
+	var body *Body
 	switch resp.StatusCode {
 	case http.StatusPartialContent:
-		start, end, total, err := parseContentRange(resp.Header.Get("Content-Range"))
-		if err != nil {
-			return fail("bad Content-Range: %v", err)
-		}
-		// The part must come from the version asked for: same ETag, or
-		// the same date when there is no ETag, and the same total size
-		// (a server may ignore If-Range).
-		if part := (Meta{Size: total, ETag: got.ETag, LastModified: got.LastModified}); !s.sameVersion(want, part) {
-			resp.Body.Close()
-			return nil, fmt.Errorf("GET %s: %w (got %s/%q/%q, want %s/%q/%q)", u, ErrChanged,
-				sizeString(total), got.ETag, got.LastModified, sizeString(want.Size), want.ETag, want.LastModified)
-		}
-		wantEnd := off + n - 1
-		if n <= 0 {
-			wantEnd = end
-		}
-		if start != off || end != wantEnd {
-			return fail("server sent bytes %d-%d, asked %d-%d", start, end, off, wantEnd)
-		}
-		length := end - start + 1
-		if resp.ContentLength >= 0 && resp.ContentLength != length {
-			return fail("Content-Length %d does not match Content-Range %d-%d", resp.ContentLength, start, end)
-		}
-		s.ranges.Store(RangeYes)
-		return newBody(resp.Body, length, u, off, false), nil
+		body, err = s.partialBody(resp, u, want, off, n)
 	case http.StatusOK:
-		if !s.sameVersion(want, got) {
-			resp.Body.Close()
-			return nil, fmt.Errorf("GET %s: %w (want %s/%q, got %s/%q)", u, ErrChanged,
-				sizeString(want.Size), want.ETag, sizeString(got.Size), got.ETag)
-		}
-		if h.Get("Range") != "" {
-			s.ranges.Store(RangeNo)
-		}
-		length := want.Size
-		if length < 0 {
-			length = got.Size
-		}
-		if length < 0 {
-			return &Body{ReadCloser: resp.Body, Whole: true, Len: -1}, nil
-		}
-		if resp.ContentLength >= 0 && resp.ContentLength != length {
-			return fail("Content-Length %d, want %d", resp.ContentLength, length)
-		}
-		return newBody(resp.Body, length, u, 0, true), nil
+		body, err = s.wholeBody(resp, u, want, h.Get("Range") != "")
 	default:
-		return fail("unexpected HTTP %d", resp.StatusCode)
+		err = fmt.Errorf("unexpected HTTP %d", resp.StatusCode)
 	}
+	if err != nil {
+		resp.Body.Close()
+		if errors.Is(err, ErrChanged) {
+			return nil, fmt.Errorf("GET %s: %w", u, err)
+		}
+		return nil, fmt.Errorf("GET %s (%s): %w", u, h.Get("Range"), err)
+	}
+	return body, nil
+}
+
+// rangeHeader asks for n bytes at off (n <= 0: to the end) of the version
+// want. A whole file is asked as a range too: the 206 (or a 200) tells
+// whether the server honours Range, so that more streams can follow. A
+// store whose ETags change on every request cannot prove that two ranges
+// come from one version: it gets one whole stream, checked by size and
+// date.
+func (s *Store) rangeHeader(want Meta, off, n int64) http.Header {
+	h := http.Header{}
+	if want.Size == 0 || s.ranges.Load() == RangeNo || s.etagUnstable.Load() {
+		return h
+	}
+	if n > 0 {
+		h.Set("Range", fmt.Sprintf("bytes=%d-%d", off, off+n-1))
+	} else {
+		h.Set("Range", fmt.Sprintf("bytes=%d-", off))
+	}
+	if v := ifRange(want); v != "" {
+		h.Set("If-Range", v)
+	}
+	return h
+}
+
+// partialBody validates a 206: exactly the range asked for, of the version
+// asked for, with a matching length.
+func (s *Store) partialBody(resp *http.Response, u string, want Meta, off, n int64) (*Body, error) {
+	got := metaOf(resp)
+	start, end, total, err := parseContentRange(resp.Header.Get("Content-Range"))
+	if err != nil {
+		return nil, fmt.Errorf("bad Content-Range: %v", err)
+	}
+	// The part must come from the version asked for: same ETag, or the
+	// same date when there is no ETag, and the same total size (a server
+	// may ignore If-Range).
+	if part := (Meta{Size: total, ETag: got.ETag, LastModified: got.LastModified}); !s.sameVersion(want, part) {
+		return nil, fmt.Errorf("%w (got %s/%q/%q, want %s/%q/%q)", ErrChanged,
+			sizeString(total), got.ETag, got.LastModified, sizeString(want.Size), want.ETag, want.LastModified)
+	}
+	wantEnd := off + n - 1
+	if n <= 0 {
+		wantEnd = end
+	}
+	if start != off || end != wantEnd {
+		return nil, fmt.Errorf("server sent bytes %d-%d, asked %d-%d", start, end, off, wantEnd)
+	}
+	length := end - start + 1
+	if resp.ContentLength >= 0 && resp.ContentLength != length {
+		return nil, fmt.Errorf("Content-Length %d does not match Content-Range %d-%d", resp.ContentLength, start, end)
+	}
+	s.ranges.Store(RangeYes)
+	return newBody(resp.Body, length, u, off, false), nil
+}
+
+// wholeBody validates a 200: the version asked for, of the length known.
+// asked says whether a Range was sent (and so ignored: the server does not
+// honour Range).
+func (s *Store) wholeBody(resp *http.Response, u string, want Meta, asked bool) (*Body, error) {
+	got := metaOf(resp)
+	if !s.sameVersion(want, got) {
+		return nil, fmt.Errorf("%w (want %s/%q, got %s/%q)", ErrChanged,
+			sizeString(want.Size), want.ETag, sizeString(got.Size), got.ETag)
+	}
+	if asked {
+		s.ranges.Store(RangeNo)
+	}
+	length := want.Size
+	if length < 0 {
+		length = got.Size
+	}
+	if length < 0 {
+		return &Body{ReadCloser: resp.Body, Whole: true, Len: -1}, nil
+	}
+	if resp.ContentLength >= 0 && resp.ContentLength != length {
+		return nil, fmt.Errorf("Content-Length %d, want %d", resp.ContentLength, length)
+	}
+	return newBody(resp.Body, length, u, 0, true), nil
 }
 
 func newBody(rc io.ReadCloser, length int64, u string, off int64, whole bool) *Body {
