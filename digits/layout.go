@@ -229,17 +229,26 @@ func Layout(info *Info) (files []JobFile, dropped []*Problem, err error) {
 		return nil, dropped, problems
 	}
 
-	keys := make([]string, 0, len(info.Extra))
-	for k := range info.Extra {
+	files, extraDropped := withExtraFiles(files, info.Extra)
+	return files, append(dropped, extraDropped...), nil
+}
+
+// withExtraFiles adds the extra files info.json names (keys DIGITS does not
+// know), under their own names, after the job files: one with an unsafe
+// name is left out, one whose name a job file already takes is not shown
+// under its name; both are described in dropped.
+func withExtraFiles(files []JobFile, extra map[string]string) ([]JobFile, []*Problem) {
+	var dropped []*Problem
+	keys := make([]string, 0, len(extra))
+	for k := range extra {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
 	for _, key := range keys {
-		remote := info.Extra[key]
+		remote := extra[key]
 		if err := SafeRelName(remote); err != nil {
-			p := unsafe(key, remote, err)
-			p.Severity = Warning
-			dropped = append(dropped, p)
+			dropped = append(dropped, &Problem{Severity: Warning, Code: CodeUnsafeName, File: remote, Key: key, LeftOut: true,
+				Msg: fmt.Sprintf("info.json %q: %v", key, err)})
 			continue
 		}
 		if f, clash := nameInUse(files, remote); clash {
@@ -253,7 +262,7 @@ func Layout(info *Info) (files []JobFile, dropped []*Problem, err error) {
 		}
 		files = append(files, JobFile{JobName: remote, RemoteName: remote})
 	}
-	return files, dropped, nil
+	return files, dropped
 }
 
 // nameInUse returns the file whose job or remote name is name.
