@@ -80,20 +80,21 @@ func (c StreamConfig) withDefaults() StreamConfig {
 // be made, reads go straight to the network.
 type StreamContent struct {
 	// Read only.
-	cfg      StreamConfig
-	log      *zap.Logger
-	objects  string
-	partial  string
-	ctx      context.Context // downloads run on it, never on a reader's
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
-	statfs   func(path string) (free int64, err error)
-	lock     *os.File                                           // held while this process uses its partial directory
-	onChange func(Ref)                                          // told when a file changed on the server
-	writeAt  func(f *os.File, b []byte, off int64) (int, error) // the writer's write (tests replace it)
-	busyHook func() bool                                        // diskBusy's answer (tests replace it)
-	busy     atomic.Bool                                        // diskBusy's last answer
-	busyAt   atomic.Int64                                       // and when (UnixNano)
+	cfg         StreamConfig
+	log         *zap.Logger
+	objects     string
+	partial     string
+	ctx         context.Context // downloads run on it, never on a reader's
+	cancel      context.CancelFunc
+	wg          sync.WaitGroup
+	statfs      func(path string) (free int64, err error)
+	lock        *os.File                                           // held while this process uses its partial directory
+	onChange    func(Ref)                                          // told when a file changed on the server
+	writeAt     func(f *os.File, b []byte, off int64) (int, error) // the writer's write (tests replace it)
+	busyHook    func() bool                                        // diskBusy's answer (tests replace it)
+	skipReserve bool                                               // no fallocate: the disk fills mid-file (tests)
+	busy        atomic.Bool                                        // diskBusy's last answer
+	busyAt      atomic.Int64                                       // and when (UnixNano)
 
 	// Buffers (leaf lock).
 	poolMu   sync.Mutex
