@@ -33,6 +33,9 @@ type StreamConfig struct {
 	// BufferBudget bounds the memory of all downloads' buffers, and so how
 	// far cache writes may fall behind the network (default 256 MiB).
 	BufferBudget int64
+	// WriteBehind sends every chunk through memory, as on a busy disk
+	// (benchmarks and the fault matrix).
+	WriteBehind bool
 	// RetryWindow is how long a download may fail without progress before
 	// its readers get an error (default 30s).
 	RetryWindow time.Duration
