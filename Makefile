@@ -20,12 +20,12 @@ install:
 test: vet fmt-check
 	$(GO) test -race -count=1 -timeout 20m ./...
 	# The byte engine again with every chunk through memory (a busy cache disk).
-	MODELSTOREFS_TEST_ENGINE_MEMORY=1 $(GO) test -race -count=1 ./cache/
+	MODELSTOREFS_TEST_ENGINE_MEMORY=1 $(GO) test -race -count=1 ./engine/
 	$(MAKE) fuzz
 
 # Each fuzz target for FUZZTIME (seed corpora are checked in under testdata/fuzz).
 FUZZTIME ?= 5s
-FUZZ_TARGETS := remote:FuzzParseListing remote:FuzzParseMaster remote:FuzzValidName \
+FUZZ_TARGETS := remote:FuzzParseListing remote:FuzzParseMaster digits:FuzzValidName \
 	digits:FuzzParseInfo digits:FuzzParseAux digits:FuzzStatusPickle cmd/modelstorefs:FuzzStoreDirName \
 	cache:FuzzSummary fs:FuzzStoreText cmd/modelstorefs:FuzzLsTable
 fuzz:

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/modelstorefs/modelstorefs/remote/remotetest"
+
+	"github.com/modelstorefs/modelstorefs/digits"
 )
 
 // TestAuxFailure: a failing aux.json (a proxy's 502) leaves the model
@@ -26,10 +28,10 @@ func TestAuxFailure(t *testing.T) {
 	if !m.Importable || !m.AuxUnknown || m.Aux != nil {
 		t.Fatalf("importable %v aux unknown %v aux %v, want importable with aux unknown", m.Importable, m.AuxUnknown, m.Aux)
 	}
-	if _, ok := m.File(PickleName); !ok {
+	if _, ok := m.File(digits.StatusFile); !ok {
 		t.Error("no status.pickle while aux.json fails")
 	}
-	if _, ok := m.File(AuxName); ok {
+	if _, ok := m.File(digits.AuxFile); ok {
 		t.Error("aux.json shown while it fails")
 	}
 	s := m.Summary()
@@ -46,7 +48,7 @@ func TestAuxFailure(t *testing.T) {
 	if err != nil || m.AuxUnknown || m.Aux == nil || m.Aux.Dataset != "MNIST" {
 		t.Fatalf("after NegativeTTL with aux.json back: %+v, %v", m, err)
 	}
-	if _, ok := m.File(AuxName); !ok {
+	if _, ok := m.File(digits.AuxFile); !ok {
 		t.Error("aux.json not shown once it answers")
 	}
 

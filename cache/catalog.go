@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2/expirable"
@@ -60,7 +61,7 @@ func (c Config) withDefaults() Config {
 }
 
 // maxModels bounds the metadata LRU (entries, not bytes: a Model is small,
-// its info.json capped by MaxSmallFile).
+// its info.json capped by digits.MaxSmallFile).
 const maxModels = 200_000
 
 type modelKey struct {
@@ -87,6 +88,7 @@ type Catalog struct {
 	modelErrs  *expirable.LRU[modelKey, error]
 	fetches    singleflight.Group
 	prefetches chan struct{} // semaphore shared by all prefetching
+	waiters    atomic.Int64  // callers waiting for a shared fetch (tests wait on it)
 
 	mu sync.Mutex // protects the fields below
 	// Last good results, kept across expiry and refresh: served while a
@@ -176,6 +178,8 @@ func wait[T any](c *Catalog, ctx context.Context, key string, fn func(context.Co
 		return zero, ErrClosed
 	}
 	ch := c.fetches.DoChan(key, func() (any, error) { return fn(c.ctx) })
+	c.waiters.Add(1)
+	defer c.waiters.Add(-1)
 	select {
 	case <-ctx.Done():
 		go func() {

@@ -15,6 +15,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/modelstorefs/modelstorefs/remote/remotetest"
+
+	"github.com/modelstorefs/modelstorefs/digits"
 )
 
 func TestListingSharedFetch(t *testing.T) {
@@ -40,7 +42,7 @@ func TestListingSharedFetch(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("master.json was never requested")
 	}
-	time.Sleep(50 * time.Millisecond) // let every caller join
+	waitFor(t, "every caller to join the fetch", func() bool { return e.cat.waiters.Load() == callers })
 	gate.Release()
 	wg.Wait()
 
@@ -300,13 +302,13 @@ func TestPrefetchAfterListing(t *testing.T) {
 	// No Model call: the listing alone resolves every model.
 	e.waitPrefetched(t, sampleModels(t)...)
 	for _, m := range sampleModels(t) {
-		for _, f := range []string{InfoName, AuxName} {
+		for _, f := range []string{digits.InfoFile, digits.AuxFile} {
 			if n := srv.Count("GET", m+"/"+f); n != 1 {
 				t.Errorf("%s/%s fetched %d times, want 1", m, f, n)
 			}
 		}
 		cm, _ := e.cat.CachedModel(e.st, m)
-		info, ok := cm.File(InfoName)
+		info, ok := cm.File(digits.InfoFile)
 		if cm.Name != m || !ok || !slices.Equal(info.Data, files[m+"/info.json"]) {
 			t.Errorf("%s: cached model %q has no byte-exact info.json", m, cm.Name)
 		}

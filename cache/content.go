@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"strconv"
 
 	"github.com/modelstorefs/modelstorefs/remote"
@@ -20,8 +21,9 @@ type Ref struct {
 // URL is the file's address.
 func (r Ref) URL() string { return r.Store.Remote.URL(r.Model, r.Name) }
 
-// key identifies a version: URL plus validators plus size.
-func (r Ref) key() string {
+// Key identifies a version: URL plus validators plus size (a hex string,
+// usable as a file name).
+func (r Ref) Key() string {
 	h := sha256.New()
 	for _, s := range []string{r.URL(), r.Meta.ETag, r.Meta.LastModified, strconv.FormatInt(r.Meta.Size, 10)} {
 		h.Write([]byte(s))
@@ -43,6 +45,22 @@ type Content interface {
 	Stats() ContentStats
 	// Close stops all downloads and waits for them.
 	Close() error
+}
+
+// ContentStats counts what the content cache did.
+type ContentStats struct {
+	Hits      int64 `json:"hits"`       // opens of a file complete in the cache
+	Joins     int64 `json:"joins"`      // opens that joined a running download
+	Misses    int64 `json:"misses"`     // opens that started a download
+	Direct    int64 `json:"direct"`     // opens served straight from the store (no room)
+	InFlight  int   `json:"in_flight"`  // downloads running now
+	Files     int   `json:"files"`      // complete files in the cache
+	UsedBytes int64 `json:"used_bytes"` // complete plus reserved
+	MaxBytes  int64 `json:"max_bytes"`
+
+	// Files removed to make room, and their bytes.
+	Evictions    int64 `json:"evictions"`
+	EvictedBytes int64 `json:"evicted_bytes"`
 }
 
 // Handle reads one opened file.
@@ -72,3 +90,16 @@ type ReadResult struct {
 	Off  int64
 	N    int
 }
+
+// Errors of the layers below, named here so that users of the cache (the
+// filesystem) match them without knowing HTTP: errors.Is(err, ErrDenied).
+var (
+	// ErrFileNotFound: the store has no such file (HTTP 404 or 410).
+	ErrFileNotFound = remote.ErrNotFound
+	// ErrDenied: the store refused access (HTTP 401 or 403).
+	ErrDenied = remote.ErrDenied
+)
+
+// ErrUnsizedTooLarge: a file whose size the server does not tell grew past
+// the room the content cache has; it was not kept.
+var ErrUnsizedTooLarge = errors.New("the store gives no size for this file (no Content-Length, no Range) and it does not fit in the cache")

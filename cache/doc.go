@@ -1,6 +1,8 @@
-// Package cache holds everything modelstorefs remembers about its stores:
-// model lists and per-model metadata in memory (expirable LRUs, one shared
-// fetch per key, stale-while-error), and file bodies on disk (Content).
+// Package cache holds everything modelstorefs remembers about its stores'
+// metadata: model lists and per-model metadata in memory (expirable LRUs,
+// one shared fetch per key, stale-while-error), kept on disk across
+// restarts. File bodies are served through the Content interface
+// (content.go), implemented by package engine.
 //
 // Fetches run on the Catalog's own context, never on a caller's: a FUSE
 // request that is interrupted stops waiting, but the shared fetch goes on for

@@ -82,52 +82,37 @@ func newTestStore(t *testing.T, url string) *Store {
 	return &Store{Name: "test", Remote: rs}
 }
 
-// env is one store, its catalog and its disk content cache.
+// env is one store, its catalog and an in-memory content cache.
 type env struct {
 	srv     *remotetest.Server
 	st      *Store
 	cat     *Catalog
-	content *StreamContent
-	dir     string
+	content *memContent
 }
 
 func newEnv(t *testing.T, srv *remotetest.Server, cfg Config) *env {
 	t.Helper()
-	dir := t.TempDir()
-	content, err := NewStreamContent(StreamConfig{Dir: dir, MinFree: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	content := newMemContent()
 	st := newTestStore(t, srv.URL)
 	if cfg.Reserved == nil {
 		cfg.Reserved = reserved
 	}
 	cat := NewCatalog([]*Store{st}, content, cfg)
-	e := &env{srv: srv, st: st, cat: cat, content: content, dir: dir}
+	e := &env{srv: srv, st: st, cat: cat, content: content}
 	t.Cleanup(func() {
-		e.quiesce()
 		cat.Close()
 		content.Close()
 	})
 	return e
 }
 
-// quiesce lets the background prefetch of the current listing finish before
-// Close. Closing a Catalog while a prefetch is running is racy (see
-// TestCloseDuringPrefetch: Catalog.wait calls wg.Add inside the singleflight
-// goroutine), so the tests that are not about that avoid it.
-func (e *env) quiesce() {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	if _, ok := e.cat.CachedListing(e.st); ok {
-		_, _ = e.cat.Models(ctx, e.st)
-	}
-	idleSince := time.Now()
-	for ctx.Err() == nil && time.Since(idleSince) < 20*time.Millisecond {
-		if len(e.cat.prefetches) != 0 {
-			idleSince = time.Now()
-		}
-		time.Sleep(time.Millisecond)
+// resolveAll resolves every model of the store, sharing the fetches of the
+// prefetch that follows a listing: when it returns, that prefetch sends no
+// more requests (what it still asks for is cached).
+func (e *env) resolveAll(t *testing.T) {
+	t.Helper()
+	if _, err := e.cat.Models(testCtx(t), e.st); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -10,9 +10,25 @@ import (
 
 // Store is one configured model store.
 type Store struct {
-	Name   string // directory name in the mounted tree
+	Name string // directory name in the mounted tree
+	// Remote is the store's HTTP client, for the byte engine and the
+	// metrics; the filesystem uses the accessors below.
 	Remote *remote.Store
 	idx    int
+}
+
+// URL is the store's base URL, never with credentials.
+func (s *Store) URL() string { return s.Remote.Base().String() }
+
+// StoreCounters are what one store's client has done.
+type StoreCounters struct {
+	Requests      int64 // HTTP requests (attempts) sent
+	BytesReceived int64 // body bytes received
+}
+
+// Counters returns the store's counters now.
+func (s *Store) Counters() StoreCounters {
+	return StoreCounters{Requests: s.Remote.Requests(), BytesReceived: s.Remote.BytesReceived()}
 }
 
 // StoreListing is a store's model list as last fetched.
@@ -147,7 +163,7 @@ func (m *Model) Summary() Summary {
 // Clean returns s with every text field made one harmless line (CleanLine).
 func (s Summary) Clean() Summary {
 	for _, f := range []*string{&s.Store, &s.Model, &s.Name, &s.Framework, &s.Dataset, &s.License, &s.Contributor, &s.Note} {
-		*f = CleanLine(*f)
+		*f = digits.CleanLine(*f)
 	}
 	return s
 }
@@ -172,7 +188,7 @@ func (s Summary) Fields() []string {
 	}
 	fields := []string{s.Store, s.Model, s.Name, s.Framework, dataset, license, s.Contributor, s.Note, importable}
 	for i, f := range fields {
-		fields[i] = CleanLine(f)
+		fields[i] = digits.CleanLine(f)
 	}
 	return fields
 }

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/modelstorefs/modelstorefs/remote/remotetest"
+
+	"github.com/modelstorefs/modelstorefs/digits"
 )
 
 // lenetFiles is the lenet folder: DIGITS job names, the extras info.json
@@ -45,7 +47,7 @@ func checkServed(t *testing.T, srv *remotetest.Server, m *Model, etags bool) {
 				t.Errorf("%s: no ModTime", f.Name)
 			}
 		case KindData:
-			if f.Name == InfoName || f.Name == AuxName {
+			if f.Name == digits.InfoFile || f.Name == digits.AuxFile {
 				want, _ := srv.Data(m.Name + "/" + f.Name)
 				if !bytes.Equal(f.Data, want) {
 					t.Errorf("%s is not byte-exact", f.Name)
@@ -91,7 +93,7 @@ func TestModelLenet(t *testing.T) {
 			if !m.Importable || len(m.Problems) != 0 {
 				t.Errorf("Importable %v, problems %q", m.Importable, m.Problems)
 			}
-			if _, ok := m.File(ErrorName); ok {
+			if _, ok := m.File(digits.ErrorFile); ok {
 				t.Error("an importable model without problems has error.txt")
 			}
 			for _, absent := range []string{"solver.prototxt", "train_val.prototxt"} {
@@ -109,7 +111,7 @@ func TestModelLenet(t *testing.T) {
 			if link.Kind != KindSymlink || link.Target != "model.caffemodel" {
 				t.Errorf("snapshot_iter_28140.caffemodel: kind %v target %q", link.Kind, link.Target)
 			}
-			pickle, _ := m.File(PickleName)
+			pickle, _ := m.File(digits.StatusFile)
 			if pickle.Kind != KindData || len(pickle.Data) < 2 || pickle.Data[0] != 0x80 {
 				t.Errorf("status.pickle: kind %v, %d bytes", pickle.Kind, len(pickle.Data))
 			}
@@ -219,11 +221,11 @@ func TestModelFolders(t *testing.T) {
 			if m.Importable != tt.importable {
 				t.Errorf("Importable = %v, problems %q", m.Importable, m.Problems)
 			}
-			_, hasPickle := m.File(PickleName)
+			_, hasPickle := m.File(digits.StatusFile)
 			if hasPickle != tt.importable {
 				t.Errorf("status.pickle present = %v, importable %v", hasPickle, tt.importable)
 			}
-			ef, hasErr := m.File(ErrorName)
+			ef, hasErr := m.File(digits.ErrorFile)
 			if hasErr != (tt.errorText != nil) || hasErr != (len(m.Problems) > 0) {
 				t.Fatalf("error.txt present = %v, problems %q", hasErr, m.Problems)
 			}
@@ -422,7 +424,7 @@ func TestRefreshRevalidates(t *testing.T) {
 			t.Fatal(err)
 		}
 		e.waitPrefetched(t, names...)
-		f, _ := m.File(InfoName)
+		f, _ := m.File(digits.InfoFile)
 		if !bytes.Equal(f.Data, newInfo) || !strings.Contains(m.Info.Note, "retrained") {
 			t.Errorf("info.json after Refresh: note %q", m.Info.Note)
 		}
@@ -476,96 +478,6 @@ func TestRefreshRevalidates(t *testing.T) {
 	})
 }
 
-// TestChunkedSizeThenRead: a store that sends no Content-Length. With
-// Range support the size is learned from a one-byte ranged GET (no
-// download while listing); without it the catalog downloads the file,
-// within the cache's bounds, and reading it afterwards is served from the
-// content cache, not downloaded a second time.
-func TestChunkedSizeThenRead(t *testing.T) {
-	for _, tc := range []struct {
-		name           string
-		opt            remotetest.Options
-		wantFullBefore int // GETs without a honoured Range before the read
-	}{
-		{"range", remotetest.Options{Chunked: true}, 0},
-		// The one-byte probe (answered whole, aborted after the headers),
-		// then the download that learns the size.
-		{"no range", remotetest.Options{Chunked: true, NoRange: true}, 2},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			srv := newServer(t, sampleFiles(t, true), tc.opt)
-			e := newEnv(t, srv, Config{})
-			ctx := testCtx(t)
-			m, err := e.cat.Model(ctx, e.st, "lenet")
-			if err != nil {
-				t.Fatal(err)
-			}
-			w, _ := m.File("model.caffemodel")
-			path := "lenet/" + w.Remote
-			want, _ := srv.Data(path)
-			if w.Size() != int64(len(want)) {
-				t.Fatalf("size %d, want %d", w.Size(), len(want))
-			}
-			full := func() int {
-				n := 0
-				for _, r := range srv.Requests(path) {
-					if r.Method == "GET" && (r.Range == "" || tc.opt.NoRange) {
-						n++
-					}
-				}
-				return n
-			}
-			if n := full(); n != tc.wantFullBefore {
-				t.Errorf("%d whole-file GETs while resolving, want %d", n, tc.wantFullBefore)
-			}
-			before := srv.Count("GET", path)
-			// As the fs package opens a file: the resolved Meta.
-			h, err := e.content.Open(ctx, Ref{Store: e.st, Model: "lenet", Name: w.Remote, Meta: w.Meta})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer h.Close()
-			if got := readAll(t, h); !bytes.Equal(got, want) {
-				t.Fatal("content differs")
-			}
-			if n := srv.Count("GET", path); tc.opt.NoRange && n != before {
-				t.Errorf("the file downloaded to learn its size was downloaded again (%d GETs before the read, %d after)", before, n)
-			}
-		})
-	}
-}
-
-// TestUnsizedWithinBounds: a file without length or Range support that is
-// larger than the cache is never written past the cache's bound: its
-// model lists it as a problem, nothing is left in the cache.
-func TestUnsizedWithinBounds(t *testing.T) {
-	files := sampleFiles(t, true)
-	srv := newServer(t, files, remotetest.Options{Chunked: true, NoRange: true})
-	content, err := NewStreamContent(StreamConfig{Dir: t.TempDir(), MaxBytes: 4 << 10, MinFree: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := newTestStore(t, srv.URL)
-	cat := NewCatalog([]*Store{st}, content, Config{Reserved: reserved, Prefetch: 1})
-	t.Cleanup(func() {
-		cat.Close()
-		content.Close()
-	})
-	m, err := cat.Model(testCtx(t), st, "lenet")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if m.Importable {
-		t.Error("model importable without its weights")
-	}
-	if !slices.ContainsFunc(m.Problems, func(p string) bool { return strings.Contains(p, "no size") }) {
-		t.Errorf("problems %q: want one saying the store gives no size", m.Problems)
-	}
-	if used, _ := content.Usage(); used > 4<<10 {
-		t.Errorf("cache holds %d bytes, bound 4 KiB", used)
-	}
-}
-
 // TestModelCancelledCaller: a caller that gives up does not stop the shared
 // fetch; another caller still gets the model from that one fetch.
 func TestModelCancelledCaller(t *testing.T) {
@@ -580,13 +492,22 @@ func TestModelCancelledCaller(t *testing.T) {
 	case <-time.After(3 * time.Second):
 		t.Fatal("lenet not being fetched")
 	}
+	// Only the stuck fetch of lenet is left waiting for.
+	var others []string
+	for _, n := range sampleModels(t) {
+		if n != "lenet" {
+			others = append(others, n)
+		}
+	}
+	e.waitPrefetched(t, others...)
+	waitFor(t, "the prefetch alone waiting", func() bool { return e.cat.waiters.Load() == 1 })
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() {
 		_, err := e.cat.Model(ctx, e.st, "lenet")
 		errc <- err
 	}()
-	time.Sleep(20 * time.Millisecond)
+	waitFor(t, "the caller to join the fetch", func() bool { return e.cat.waiters.Load() == 2 })
 	cancel()
 	select {
 	case err := <-errc:

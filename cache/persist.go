@@ -171,10 +171,10 @@ func (p *metaStore) loadModel(st *Store, name string) *Model {
 		return nil
 	}
 	m := &Model{Store: st, Name: name, Files: s.Files, Problems: s.Problems, Importable: s.Importable, AuxUnknown: s.AuxUnknown, Fetched: s.Fetched}
-	if f, ok := m.File(InfoName); ok && f.Kind == KindData {
+	if f, ok := m.File(digits.InfoFile); ok && f.Kind == KindData {
 		m.Info, _ = digits.ParseInfo(f.Data)
 	}
-	if f, ok := m.File(AuxName); ok && f.Kind == KindData {
+	if f, ok := m.File(digits.AuxFile); ok && f.Kind == KindData {
 		m.Aux, _ = digits.ParseAux(f.Data)
 	}
 	return m

@@ -22,7 +22,7 @@ func TestMetadataKeptAcrossRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	first.quiesce()
+	first.resolveAll(t)
 
 	srv.SetStatusAll(http.StatusServiceUnavailable)
 	down := newEnv(t, srv, Config{MetaDir: meta, NegativeTTL: time.Millisecond})

@@ -16,19 +16,8 @@ import (
 	"github.com/modelstorefs/modelstorefs/remote"
 )
 
-// MaxSmallFile bounds info.json and aux.json; anything larger is refused.
-const MaxSmallFile = 4 << 20
-
 // statParallel bounds the HEAD requests of one model.
 const statParallel = 8
-
-// Names in a model folder that modelstorefs produces itself.
-const (
-	InfoName   = "info.json"
-	AuxName    = "aux.json"
-	ErrorName  = "error.txt"
-	PickleName = "status.pickle"
-)
 
 // resolveModel fetches a model's info.json and aux.json, asks the store
 // about every file they name (size and validators, bounded-parallel HEADs)
@@ -45,9 +34,9 @@ func (c *Catalog) resolveModel(ctx context.Context, st *Store, name string, prev
 	auxDone := make(chan struct{})
 	go func() {
 		defer close(auxDone)
-		auxFile, auxErr = c.smallFile(ctx, st, name, AuxName, prev)
+		auxFile, auxErr = c.smallFile(ctx, st, name, digits.AuxFile, prev)
 	}()
-	infoFile, err := c.smallFile(ctx, st, name, InfoName, prev)
+	infoFile, err := c.smallFile(ctx, st, name, digits.InfoFile, prev)
 	<-auxDone
 	var in digits.Input
 	switch {
@@ -68,7 +57,7 @@ func (c *Catalog) resolveModel(ctx context.Context, st *Store, name string, prev
 		// shown and importable. Its fields come from the last good aux.json,
 		// else they are unknown until it is asked for again; a failure is
 		// never taken for "no aux.json".
-		if f, ok := prev.dataFile(AuxName); ok {
+		if f, ok := prev.dataFile(digits.AuxFile); ok {
 			auxFile = f
 			in.Aux = digits.Answer{Found: true, Data: f.Data, Size: int64(len(f.Data))}
 			c.log.Warn("aux.json failed, using the last good one", zap.String("store", st.Name), zap.String("model", name), zap.Error(auxErr))
@@ -89,9 +78,9 @@ func (c *Catalog) resolveModel(ctx context.Context, st *Store, name string, prev
 
 	for _, e := range v.Entries {
 		switch {
-		case e.Name == InfoName:
+		case e.Name == digits.InfoFile:
 			m.Files = append(m.Files, *infoFile)
-		case e.Name == AuxName:
+		case e.Name == digits.AuxFile:
 			m.Files = append(m.Files, *auxFile)
 		case e.Target != "":
 			meta := metas[e.Name]
@@ -109,10 +98,10 @@ func (c *Catalog) resolveModel(ctx context.Context, st *Store, name string, prev
 		pickle, err := digits.StatusPickle(job)
 		if err != nil {
 			// Judge accepted the model, so this is a bug of ours: say so.
-			v.Problems = append(v.Problems, &digits.Problem{Severity: digits.Blocker, File: PickleName, Msg: err.Error()})
+			v.Problems = append(v.Problems, &digits.Problem{Severity: digits.Blocker, File: digits.StatusFile, Msg: err.Error()})
 			m.Importable = false
 		} else {
-			m.Files = append(m.Files, File{Name: PickleName, Kind: KindData, Data: pickle, ModTime: t0})
+			m.Files = append(m.Files, File{Name: digits.StatusFile, Kind: KindData, Data: pickle, ModTime: t0})
 		}
 	}
 	// error.txt holds the problems of the model as the folder shows it; an
@@ -128,7 +117,7 @@ func (c *Catalog) resolveModel(ctx context.Context, st *Store, name string, prev
 		m.Problems = append(m.Problems, p.Msg)
 	}
 	if len(shown) > 0 {
-		m.Files = append(m.Files, File{Name: ErrorName, Kind: KindData, Data: errorText(name, shown), ModTime: t0})
+		m.Files = append(m.Files, File{Name: digits.ErrorFile, Kind: KindData, Data: errorText(name, shown), ModTime: t0})
 		var blockers []string
 		for _, p := range shown {
 			switch {
@@ -194,7 +183,7 @@ func errorText(model string, problems []*digits.Problem) []byte {
 		}
 		fmt.Fprintf(&b, "%s%s\n", model, title)
 		for _, l := range lines {
-			fmt.Fprintf(&b, "- %s\n", CleanLine(l))
+			fmt.Fprintf(&b, "- %s\n", digits.CleanLine(l))
 		}
 	}
 	section(" cannot be imported into DIGITS:", blockers)
@@ -212,7 +201,7 @@ func (c *Catalog) smallFile(ctx context.Context, st *Store, model, name string, 
 			prevFile, prevMeta = f, &f.Meta
 		}
 	}
-	data, meta, err := st.Remote.Fetch(ctx, prevMeta, MaxSmallFile, model, name)
+	data, meta, err := st.Remote.Fetch(ctx, prevMeta, digits.MaxSmallFile, model, name)
 	if errors.Is(err, remote.ErrNotModified) {
 		return prevFile, nil
 	}

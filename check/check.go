@@ -1,9 +1,10 @@
 // Package check validates a DIGITS Model Store the way DIGITS and the
 // modelstorefs mount read it, and reports one problem per line.
 //
-// A store is a directory (served internally on 127.0.0.1 by serve.Handler,
-// so that it is judged exactly as `modelstorefs serve` would publish it) or
-// an http(s) URL. Discovery, fetches and size checks go through the mount's
+// A store is an http(s) URL (Store) or a directory (Dir), served
+// internally on 127.0.0.1 by the handler the caller gives, serve.Handler
+// in the command, so that it is judged exactly as `modelstorefs serve`
+// would publish it. Discovery, fetches and size checks go through the mount's
 // own client (package remote) and its parsers (package digits), so a model
 // judged importable here is one the mount shows with a status.pickle.
 //
@@ -36,10 +37,8 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/modelstorefs/modelstorefs/cache"
 	"github.com/modelstorefs/modelstorefs/digits"
 	"github.com/modelstorefs/modelstorefs/remote"
-	"github.com/modelstorefs/modelstorefs/serve"
 )
 
 // Severity of a Problem.
@@ -153,7 +152,7 @@ func (r Report) Line(p Problem) string {
 }
 
 // oneLine makes a message one harmless line: messages quote store text.
-func oneLine(s string) string { return cache.CleanLine(s) }
+func oneLine(s string) string { return digits.CleanLine(s) }
 
 // Write prints one line per problem, then the summary line.
 func (r Report) Write(w io.Writer) error {
@@ -202,10 +201,61 @@ func IsURL(target string) bool {
 	return strings.HasPrefix(t, "http://") || strings.HasPrefix(t, "https://")
 }
 
-// Store checks the store at target, a directory or an http(s) URL. The
-// error is for a store that cannot be checked at all (no such directory,
-// bad URL, store unreachable, ctx done); everything else is in the Report.
+// Store checks the store at the http(s) URL target. The error is for a
+// store that cannot be checked at all (bad URL, store unreachable, ctx
+// done); everything else is in the Report.
 func Store(ctx context.Context, target string, opts ...Option) (Report, error) {
+	if !IsURL(target) {
+		return Report{}, fmt.Errorf("check %s: not an http(s) URL", target)
+	}
+	c := newChecker(opts)
+	st, err := remote.NewStore(target, c.cfg.ropts)
+	if err != nil {
+		return Report{}, err
+	}
+	c.st = st
+	c.rep.Target = st.Base().String()
+	if err := c.run(ctx); err != nil {
+		return Report{}, err
+	}
+	return c.rep, nil
+}
+
+// Dir checks the store directory dir as h publishes it over HTTP (h is
+// serve.Handler(dir) in the command). folders are dir's model folders as
+// its generated master.json would list them (serve.ModelFolders), compared
+// with the master.json it has. The error is for a store that cannot be
+// checked at all.
+func Dir(ctx context.Context, dir string, h http.Handler, folders []string, opts ...Option) (Report, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return Report{}, err
+	}
+	fi, err := os.Stat(abs)
+	if err != nil {
+		return Report{}, fmt.Errorf("check %s: %w", dir, err)
+	}
+	if !fi.IsDir() {
+		return Report{}, fmt.Errorf("check %s: neither a directory nor an http(s) URL", dir)
+	}
+	c := newChecker(opts)
+	base, stop, err := serveDir(abs, h, c.cfg.log.Named("serve"))
+	if err != nil {
+		return Report{}, err
+	}
+	defer stop()
+	if c.st, err = remote.NewStore(base, c.cfg.ropts); err != nil {
+		return Report{}, err
+	}
+	c.dir, c.internal, c.folders = abs, base, folders
+	c.rep.Target = abs
+	if err := c.run(ctx); err != nil {
+		return Report{}, err
+	}
+	return c.rep, nil
+}
+
+func newChecker(opts []Option) *checker {
 	cfg := config{parallel: 8}
 	for _, o := range opts {
 		o(&cfg)
@@ -216,50 +266,11 @@ func Store(ctx context.Context, target string, opts ...Option) (Report, error) {
 	if cfg.parallel < 1 {
 		cfg.parallel = 1
 	}
-	c := &checker{cfg: cfg}
-
-	if IsURL(target) {
-		st, err := remote.NewStore(target, cfg.ropts)
-		if err != nil {
-			return Report{}, err
-		}
-		c.st = st
-		c.rep.Target = st.Base().String()
-	} else {
-		dir, err := filepath.Abs(target)
-		if err != nil {
-			return Report{}, err
-		}
-		fi, err := os.Stat(dir)
-		if err != nil {
-			return Report{}, fmt.Errorf("check %s: %w", target, err)
-		}
-		if !fi.IsDir() {
-			return Report{}, fmt.Errorf("check %s: neither a directory nor an http(s) URL", target)
-		}
-		base, stop, err := serveDir(dir, cfg.log.Named("serve"))
-		if err != nil {
-			return Report{}, err
-		}
-		defer stop()
-		if c.st, err = remote.NewStore(base, cfg.ropts); err != nil {
-			return Report{}, err
-		}
-		c.dir, c.internal = dir, base
-		c.rep.Target = dir
-	}
-	if err := c.run(ctx); err != nil {
-		return Report{}, err
-	}
-	return c.rep, nil
+	return &checker{cfg: cfg}
 }
 
-// serveDir serves dir on a free 127.0.0.1 port with serve.Handler.
-func serveDir(dir string, log *zap.Logger) (base string, stop func(), err error) {
-	h, err := serve.Handler(dir, log)
-	if err != nil {
-		return "", nil, err
-	}
+// serveDir serves h on a free 127.0.0.1 port until stop.
+func serveDir(dir string, h http.Handler, log *zap.Logger) (base string, stop func(), err error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", nil, fmt.Errorf("check %s: serving it: %w", dir, err)
@@ -273,8 +284,9 @@ func serveDir(dir string, log *zap.Logger) (base string, stop func(), err error)
 type checker struct {
 	cfg      config
 	st       *remote.Store
-	dir      string // the directory, when the target is one
-	internal string // its internal base URL, replaced by dir in messages
+	dir      string   // the directory, when the target is one
+	folders  []string // its model folders
+	internal string   // its internal base URL, replaced by dir in messages
 	rep      Report
 }
 
@@ -348,7 +360,7 @@ func (c *checker) run(ctx context.Context) error {
 // more lenient (a missing "msg" is fine, an unusable file means the
 // listing), which is why these are errors only for DIGITS' sake.
 func (c *checker) checkMaster(ctx context.Context, listing *remote.Listing) {
-	body, _, err := c.st.Fetch(ctx, nil, remote.MaxMasterJSON, "master.json")
+	body, _, err := c.st.Fetch(ctx, nil, remote.MaxMasterJSON, digits.MasterFile)
 	switch {
 	case errors.Is(err, remote.ErrNotFound):
 		c.store(Warning, "no master.json: the models were found in the directory listing, which DIGITS reads from the link text (the DIGITS documentation asks for a master.json)")
@@ -384,15 +396,7 @@ func (c *checker) checkMaster(ctx context.Context, listing *remote.Listing) {
 		c.store(Warning, "no master.json in the directory: `modelstorefs serve` generates one, but other servers (python -m http.server) leave DIGITS and modelstorefs to read the directory listing")
 		return
 	}
-	gen, err := serve.MasterJSON(c.dir)
-	if err != nil {
-		return
-	}
-	var folders struct{ Children []string }
-	if json.Unmarshal(gen, &folders) != nil {
-		return
-	}
-	for _, f := range folders.Children {
+	for _, f := range c.folders {
 		if !slices.Contains(listing.Models, f) {
 			c.store(Warning, "folder %q has an info.json but master.json does not list it", f)
 		}
@@ -416,7 +420,7 @@ type fileState struct {
 
 // answer fetches info.json or aux.json as the mount does.
 func (m *modelCheck) answer(ctx context.Context, file string) digits.Answer {
-	data, _, err := m.c.st.Fetch(ctx, nil, cache.MaxSmallFile, m.name, file)
+	data, _, err := m.c.st.Fetch(ctx, nil, digits.MaxSmallFile, m.name, file)
 	switch {
 	case errors.Is(err, remote.ErrNotFound):
 		return digits.Answer{}
@@ -439,8 +443,8 @@ func (c *checker) checkModel(ctx context.Context, name string) (probs, store []P
 	c.cfg.log.Debug("checking model", zap.String("model", name))
 
 	var in digits.Input
-	in.Info = m.answer(ctx, cache.InfoName)
-	in.Aux = m.answer(ctx, cache.AuxName)
+	in.Info = m.answer(ctx, digits.InfoFile)
+	in.Aux = m.answer(ctx, digits.AuxFile)
 	in.Files = map[string]digits.Answer{}
 	for _, rn := range digits.Wanted(in.Info, in.Aux) {
 		s := m.stat(ctx, rn)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -201,9 +202,23 @@ func lines(rep Report, ps []Problem) string {
 	return b.String()
 }
 
+// checkDir checks dir as the command does: served by serve.Handler.
+func checkDir(t *testing.T, dir string) (Report, error) {
+	t.Helper()
+	h, err := serve.Handler(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	folders, err := serve.ModelFolders(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Dir(ctx(t), dir, h, folders, fast)
+}
+
 func TestDefectsDir(t *testing.T) {
 	dir := defectStore(t)
-	rep, err := Store(ctx(t), dir, fast)
+	rep, err := checkDir(t, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -288,7 +303,7 @@ func TestDefectsChunked(t *testing.T) {
 }
 
 func TestSampleStore(t *testing.T) {
-	rep, err := Store(ctx(t), "../integration/testdata/store", fast)
+	rep, err := checkDir(t, "../integration/testdata/store")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -367,7 +382,7 @@ func TestStoreLevel(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			writeTree(t, dir, tc.files)
-			rep, err := Store(ctx(t), dir, fast)
+			rep, err := checkDir(t, dir)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -448,6 +463,11 @@ func TestStoreErrors(t *testing.T) {
 	for _, target := range []string{filepath.Join(dir, "missing"), file, "ftp://host/store", "http://127.0.0.1:1/"} {
 		if _, err := Store(ctx(t), target, fast); err == nil {
 			t.Errorf("Store(%q) succeeded", target)
+		}
+	}
+	for _, target := range []string{filepath.Join(dir, "missing"), file} {
+		if _, err := Dir(ctx(t), target, http.NotFoundHandler(), nil, fast); err == nil {
+			t.Errorf("Dir(%q) succeeded", target)
 		}
 	}
 	// A cancelled context stops the check.

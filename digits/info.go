@@ -175,7 +175,7 @@ func intList(raw json.RawMessage) ([]int, bool) {
 // for listing. A null value counts as absent. "creation time" and "image
 // dimensions" are informational: a value that cannot be used is ignored.
 func ParseInfo(data []byte) (*Info, error) {
-	const file = "info.json"
+	const file = InfoFile
 	m, err := decodeObject(data, file)
 	if err != nil {
 		return nil, Problems{{Severity: Blocker, Code: CodeInfoNotJSON, File: file, Msg: err.Error()}}
@@ -270,7 +270,7 @@ type Aux struct{ License, Logo, Dataset string }
 // an *Aux holding the readable fields. The logo is a remote file name: check
 // it with SafeRelName before use.
 func ParseAux(data []byte) (*Aux, error) {
-	const file = "aux.json"
+	const file = AuxFile
 	m, err := decodeObject(data, file)
 	if err != nil {
 		return nil, Problems{{Severity: Warning, Code: CodeAuxNotJSON, File: file, Msg: err.Error()}}

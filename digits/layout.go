@@ -62,10 +62,6 @@ type JobFile struct {
 	Required   bool   // import impossible without it (weights, model definition)
 }
 
-// MaxNameLen is the longest remote name SafeRelName accepts, in bytes
-// (NAME_MAX on Linux).
-const MaxNameLen = 255
-
 // ErrUnsafeName is wrapped by every error of SafeRelName.
 var ErrUnsafeName = errors.New("unsafe file name")
 
@@ -161,11 +157,11 @@ func truncateForMessage(s string) string {
 // the same name but a different remote file.
 func Layout(info *Info) (files []JobFile, dropped []*Problem, err error) {
 	if info == nil {
-		return nil, nil, Problems{{Severity: Blocker, File: "info.json", Msg: "no info.json"}}
+		return nil, nil, Problems{{Severity: Blocker, File: InfoFile, Msg: "no info.json"}}
 	}
 	var problems Problems
 	block := func(key, msg string) {
-		problems = append(problems, &Problem{Severity: Blocker, File: "info.json", Key: key, Msg: msg})
+		problems = append(problems, &Problem{Severity: Blocker, File: InfoFile, Key: key, Msg: msg})
 	}
 	unsafe := func(key, remote string, err error) *Problem {
 		return &Problem{Severity: Blocker, Code: CodeUnsafeName, File: remote, Key: key, LeftOut: true,

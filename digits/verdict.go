@@ -13,14 +13,6 @@ import (
 // whether DIGITS can import it. The mount (status.pickle or not, error.txt,
 // models.tsv), `ls`, `check` and `import` all use that one verdict.
 
-// Reserved names of a model folder, produced by modelstorefs or taken from
-// the store under their own names.
-const (
-	InfoFile  = "info.json"
-	AuxFile   = "aux.json"
-	ErrorFile = "error.txt"
-)
-
 // Answer is what the store said about one file of a model.
 type Answer struct {
 	// Found: the store has the file. Neither Found nor Err: it has not.

@@ -67,7 +67,7 @@ func (d *storeDir) special(l *cache.StoreListing, err error) []entry {
 	es := []entry{f.refreshEntry(d.st)}
 	if err != nil {
 		msg := fmt.Sprintf("The store %s (%s) cannot be listed:\n%v\nTouch %s to try again.\n",
-			d.st.Name, d.st.Remote.Base(), err, RefreshName)
+			d.st.Name, d.st.URL(), err, RefreshName)
 		return append(es, f.dataEntry([]byte(cache.CleanText(msg)), f.mounted, d.st.Name, ErrorName))
 	}
 	es = append(es,
@@ -75,7 +75,7 @@ func (d *storeDir) special(l *cache.StoreListing, err error) []entry {
 		f.dataEntry(welcomeText(l.Msg), l.Fetched, d.st.Name, WelcomeName))
 	if l.Stale != nil {
 		msg := fmt.Sprintf("The store %s (%s) is failing; this is the listing of %s.\n%v\n",
-			d.st.Name, d.st.Remote.Base(), l.Fetched.Format("2006-01-02 15:04:05 MST"), l.Stale)
+			d.st.Name, d.st.URL(), l.Fetched.Format("2006-01-02 15:04:05 MST"), l.Stale)
 		es = append(es, f.dataEntry([]byte(cache.CleanText(msg)), l.Fetched, d.st.Name, ErrorName))
 	}
 	return es

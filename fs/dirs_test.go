@@ -200,7 +200,7 @@ func TestStoreStale(t *testing.T) {
 	e := newEnv(t)
 	sd := e.storeNode(t, "sample")
 	before := entryNames(readdir(t, sd))
-	e.quiesce()
+	e.resolveAll()
 	e.cat.Refresh(e.st())
 	e.srv().SetStatus("master.json", http.StatusInternalServerError)
 	e.srv().SetStatus("", http.StatusInternalServerError)

@@ -3,13 +3,11 @@ package fs
 import (
 	"context"
 	"errors"
-	"net/http"
 	"syscall"
 
 	"go.uber.org/zap"
 
 	"github.com/modelstorefs/modelstorefs/cache"
-	"github.com/modelstorefs/modelstorefs/remote"
 )
 
 // toErrno is the one place that turns errors into errnos. It logs the
@@ -27,17 +25,14 @@ func (f *FS) toErrno(ctx context.Context, op string, err error, fields ...zap.Fi
 	if err == nil {
 		return 0
 	}
-	var (
-		errno syscall.Errno
-		se    *remote.StatusError
-	)
+	var errno syscall.Errno
 	switch {
 	case ctx != nil && ctx.Err() != nil:
 		// The FUSE request was interrupted; the shared fetch goes on.
 		return syscall.EINTR
-	case errors.Is(err, cache.ErrNotFound), errors.Is(err, remote.ErrNotFound):
+	case errors.Is(err, cache.ErrNotFound), errors.Is(err, cache.ErrFileNotFound):
 		return syscall.ENOENT
-	case errors.As(err, &se) && (se.Code == http.StatusUnauthorized || se.Code == http.StatusForbidden):
+	case errors.Is(err, cache.ErrDenied):
 		errno = syscall.EACCES
 	case errors.As(err, &errno) && passedThrough[errno]:
 	default:

@@ -148,7 +148,7 @@ func TestRemoteFileReadInterrupted(t *testing.T) {
 	e := newEnv(t)
 	md := e.modelNode(t, "lenet")
 	rf := lookupNode[*remoteFile](t, md, lenetJobWeights)
-	e.quiesce()
+	e.resolveAll()
 	gate := e.srv().Hold("lenet/" + lenetWeights)
 	defer gate.Release()
 	fh, _ := openFile(t, rf, syscall.O_RDONLY)

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/modelstorefs/modelstorefs/cache"
+	"github.com/modelstorefs/modelstorefs/engine"
 	"github.com/modelstorefs/modelstorefs/remote"
 	"github.com/modelstorefs/modelstorefs/remote/remotetest"
 )
@@ -77,7 +78,7 @@ type env struct {
 	srvs    []*remotetest.Server // per store, in mount order
 	stores  []*cache.Store
 	cat     *cache.Catalog
-	content *cache.StreamContent
+	content *engine.StreamContent
 	fsys    *FS
 	root    *rootDir
 	notes   *notifyRecorder
@@ -106,7 +107,7 @@ func newEnv(t *testing.T, specs ...storeSpec) *env {
 		e.srvs = append(e.srvs, srv)
 		e.stores = append(e.stores, &cache.Store{Name: sp.name, Remote: rs})
 	}
-	content, err := cache.NewStreamContent(cache.StreamConfig{Dir: t.TempDir(), MinFree: -1, RetryWindow: 300 * time.Millisecond})
+	content, err := engine.NewStreamContent(engine.StreamConfig{Dir: t.TempDir(), MinFree: -1, RetryWindow: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +119,6 @@ func newEnv(t *testing.T, specs ...storeSpec) *env {
 	e.root = e.fsys.Root().(*rootDir)
 	fusefs.NewNodeFS(e.root, &fusefs.Options{RootStableAttr: &fusefs.StableAttr{Ino: 1}, ServerCallbacks: e.notes})
 	t.Cleanup(func() {
-		e.quiesce()
 		e.fsys.Close()
 		e.cat.Close()
 		content.Close()
@@ -126,29 +126,16 @@ func newEnv(t *testing.T, specs ...storeSpec) *env {
 	return e
 }
 
-// quiesce lets background prefetches end before the catalog is closed
-// (closing a Catalog during a prefetch is racy, see cache/helpers_test.go):
-// it resolves every listed model, then waits until no store sees requests.
-func (e *env) quiesce() {
+// resolveAll resolves every listed model, sharing the fetches of the
+// prefetch that follows a listing: when it returns, that prefetch sends no
+// more requests (what it still asks for is cached), so request counts
+// taken afterwards are the test's own.
+func (e *env) resolveAll() {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	for _, st := range e.stores {
 		if _, ok := e.cat.CachedListing(st); ok {
 			_, _ = e.cat.Models(ctx, st)
-		}
-	}
-	total := func() int {
-		n := 0
-		for _, s := range e.srvs {
-			n += s.Total()
-		}
-		return n
-	}
-	last, since := total(), time.Now()
-	for ctx.Err() == nil && time.Since(since) < 30*time.Millisecond {
-		time.Sleep(2 * time.Millisecond)
-		if n := total(); n != last {
-			last, since = n, time.Now()
 		}
 	}
 }

@@ -26,7 +26,7 @@ func (e *env) listed(t *testing.T, st *cache.Store) {
 	if _, err := e.cat.Listing(testCtx(t), st); err != nil {
 		t.Fatal(err)
 	}
-	e.quiesce()
+	e.resolveAll()
 }
 
 func TestRefreshReadOpenDoesNotRefresh(t *testing.T) {
@@ -89,7 +89,7 @@ func TestRefreshWriteOpen(t *testing.T) {
 			sd := e.storeNode(t, "sample")
 			rf := lookupNode[*refreshFile](t, sd, RefreshName)
 			readdir(t, sd)
-			e.quiesce()
+			e.resolveAll()
 			e.srv().ResetCounts()
 			before := e.cat.LastRefresh(e.st())
 			beforeAll := e.cat.LastRefresh(nil)

@@ -48,9 +48,10 @@ func (f *FS) Stats() Stats {
 		if l, ok := f.cat.CachedListing(s); ok {
 			models = len(l.Models)
 		}
+		c := s.Counters()
 		st.Stores = append(st.Stores, StoreStats{
-			Name: s.Name, URL: s.Remote.Base().String(), Requests: s.Remote.Requests(),
-			BytesReceived: s.Remote.BytesReceived(), Models: models, LastRefresh: f.cat.LastRefresh(s),
+			Name: s.Name, URL: s.URL(), Requests: c.Requests,
+			BytesReceived: c.BytesReceived, Models: models, LastRefresh: f.cat.LastRefresh(s),
 		})
 	}
 	f.errMu.Lock()

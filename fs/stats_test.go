@@ -78,7 +78,7 @@ func TestStatsFile(t *testing.T) {
 	fh, _ := openFile(t, rf, syscall.O_RDONLY)
 	data := readAllHandle(t, fh)
 	release(t, fh)
-	e.quiesce()
+	e.resolveAll()
 
 	st = readStats(t, e)
 	s := st.Stores[0]

@@ -21,7 +21,7 @@ func FuzzStoreText(f *testing.F) {
 	f.Fuzz(func(t *testing.T, master, info []byte) {
 		if l, err := remote.ParseMaster(master); err == nil {
 			w := string(welcomeText(l.Msg))
-			if cache.HasControl(w, "\n\t") || !strings.HasSuffix(w, "\n") {
+			if digits.HasControl(w, "\n\t") || !strings.HasSuffix(w, "\n") {
 				t.Fatalf("welcome.txt %q for msg %q", w, l.Msg)
 			}
 		}
@@ -31,7 +31,7 @@ func FuzzStoreText(f *testing.F) {
 		writeRow(&b, m.Store, m)
 		row := b.String()
 		if strings.Count(row, "\n") != 1 || !strings.HasSuffix(row, "\n") ||
-			strings.Count(row, "\t") != len(cache.TableHeader)-1 || cache.HasControl(row, "\n\t") {
+			strings.Count(row, "\t") != len(cache.TableHeader)-1 || digits.HasControl(row, "\n\t") {
 			t.Fatalf("models.tsv line %q", row)
 		}
 	})

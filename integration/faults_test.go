@@ -693,7 +693,7 @@ func fltRowStall(t *testing.T, r *fltRow, window string) {
 	}
 	if res.err != nil && errors.Is(res.err, syscall.EIO) {
 		if window == "" {
-			fltBug(t, r, "a single stalled GET (the server was fine again right after) gave EIO after %s without any retry, with the default --retry-window 30s: the stall timeout (remote.Options.StallTimeout, 30s, no flag) equals the retry window, and cache/download.go fail() counts the stalled attempt itself against the window (lastProgress is only set by finished chunks), so the stall is terminal", fltSecs(res.took))
+			fltBug(t, r, "a single stalled GET (the server was fine again right after) gave EIO after %s without any retry, with the default --retry-window 30s: the stall timeout (remote.Options.StallTimeout, 30s, no flag) equals the retry window, and engine/download.go fail() counts the stalled attempt itself against the window (lastProgress is only set by finished chunks), so the stall is terminal", fltSecs(res.took))
 		}
 		if res.took > win+15*time.Second {
 			fltBug(t, r, "EIO only after %s with --retry-window %s: the stall timeout is fixed at 30s (cmd/modelstorefs/mount.go builds remote.Options without StallTimeout) and is not bounded by --retry-window; a stalled GET is never retried", fltSecs(res.took), window)

@@ -60,7 +60,7 @@ func Import(ctx context.Context, cat *cache.Catalog, st *cache.Store, model stri
 		// The same verdict as the mount's (no status.pickle) and ls's.
 		why := make([]string, len(m.Problems))
 		for i, p := range m.Problems {
-			why[i] = cache.CleanLine(p)
+			why[i] = digits.CleanLine(p)
 		}
 		return nil, fmt.Errorf("%s/%s: %w:\n  %s", st.Name, model, ErrNotImportable, strings.Join(why, "\n  "))
 	}
@@ -103,7 +103,7 @@ func Import(ctx context.Context, cat *cache.Catalog, st *cache.Store, model stri
 		f := &m.Files[i]
 		path := filepath.Join(tmp, f.Name)
 		switch {
-		case f.Name == cache.PickleName:
+		case f.Name == digits.StatusFile:
 			// Written below, with the new id.
 		case f.Kind == cache.KindSymlink:
 			err = os.Symlink(f.Target, path)
@@ -128,7 +128,7 @@ func Import(ctx context.Context, cat *cache.Catalog, st *cache.Store, model stri
 		if err != nil {
 			return nil, err
 		}
-		path := filepath.Join(tmp, cache.PickleName)
+		path := filepath.Join(tmp, digits.StatusFile)
 		os.Remove(path)
 		if err := writeFile(path, pickle); err != nil {
 			return nil, err

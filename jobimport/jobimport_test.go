@@ -15,8 +15,11 @@ import (
 	"time"
 
 	"github.com/modelstorefs/modelstorefs/cache"
+	"github.com/modelstorefs/modelstorefs/engine"
 	"github.com/modelstorefs/modelstorefs/remote"
 	"github.com/modelstorefs/modelstorefs/remote/remotetest"
+
+	"github.com/modelstorefs/modelstorefs/digits"
 )
 
 // sampleDir is the bundled sample store: lenet (caffe), alexnet-torch
@@ -50,7 +53,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	content, err := cache.NewStreamContent(cache.StreamConfig{Dir: t.TempDir(), MinFree: -1})
+	content, err := engine.NewStreamContent(engine.StreamConfig{Dir: t.TempDir(), MinFree: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,29 +61,10 @@ func newEnv(t *testing.T) *env {
 	cat := cache.NewCatalog([]*cache.Store{st}, content, cache.Config{JobsDir: "/var/lib/digits/jobs"})
 	e := &env{srv: srv, st: st, cat: cat, files: files}
 	t.Cleanup(func() {
-		e.quiesce()
 		cat.Close()
 		content.Close()
 	})
 	return e
-}
-
-// quiesce lets the prefetch that follows a listing end (closing a catalog
-// during a prefetch is racy, see cache/helpers_test.go): every model is
-// resolved, then the store sees no requests for a while.
-func (e *env) quiesce() {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	if _, ok := e.cat.CachedListing(e.st); ok {
-		_, _ = e.cat.Models(ctx, e.st)
-	}
-	last, since := e.srv.Total(), time.Now()
-	for ctx.Err() == nil && time.Since(since) < 30*time.Millisecond {
-		time.Sleep(2 * time.Millisecond)
-		if n := e.srv.Total(); n != last {
-			last, since = n, time.Now()
-		}
-	}
 }
 
 func testCtx(t *testing.T) context.Context {
@@ -180,7 +164,7 @@ func TestImport(t *testing.T) {
 					continue
 				}
 				switch {
-				case f.Name == cache.PickleName:
+				case f.Name == digits.StatusFile:
 				case f.Kind == cache.KindSymlink:
 					target, err := os.Readlink(path)
 					if fi.Mode()&os.ModeSymlink == 0 || err != nil || target != f.Target {
@@ -225,7 +209,7 @@ func TestImport(t *testing.T) {
 			mu.Unlock()
 
 			// status.pickle names the new job, not the store's folder.
-			pickle, err := os.ReadFile(filepath.Join(res.Dir, cache.PickleName))
+			pickle, err := os.ReadFile(filepath.Join(res.Dir, digits.StatusFile))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -250,7 +234,7 @@ func TestImport(t *testing.T) {
 			// The catalog's own pickle (for the mount) has the model's
 			// stable id, never the new job's: each import is a new job.
 			mountID := regexp.MustCompile(`^\d{8}-\d{6}-[0-9a-f]{4}$`)
-			f, _ := m.File(cache.PickleName)
+			f, _ := m.File(digits.StatusFile)
 			if i := bytes.Index(f.Data, []byte("_id")); i < 0 || i+6 > len(f.Data) || f.Data[i+3] != 'U' ||
 				!mountID.Match(f.Data[i+5:i+5+int(f.Data[i+4])]) {
 				t.Errorf("the catalog's status.pickle has no DIGITS-shaped _id: the test's pickle encoding is off")
@@ -361,7 +345,6 @@ func TestImportCancelled(t *testing.T) {
 			if _, err := e.cat.Model(testCtx(t), e.st, tt.model); err != nil {
 				t.Fatal(err)
 			}
-			e.quiesce()
 			gate := e.srv.Hold(tt.model + "/" + tt.weights)
 			t.Cleanup(gate.Release) // before the content cache closes
 
@@ -424,7 +407,11 @@ func TestImportFails(t *testing.T) {
 	if _, err := e.cat.Model(testCtx(t), e.st, "lenet"); err != nil {
 		t.Fatal(err)
 	}
-	e.quiesce()
+	// Every model resolved: the prefetch that followed the listing sends no
+	// more requests.
+	if _, err := e.cat.Models(testCtx(t), e.st); err != nil {
+		t.Fatal(err)
+	}
 	// The store now lies: it answers the weights with a 404.
 	e.srv.SetStatus("lenet/snapshot_iter_28140.caffemodel", 404)
 	jobs := t.TempDir()

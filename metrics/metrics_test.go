@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/modelstorefs/modelstorefs/cache"
+	"github.com/modelstorefs/modelstorefs/engine"
 	"github.com/modelstorefs/modelstorefs/fs"
 	"github.com/modelstorefs/modelstorefs/remote"
 )
@@ -34,7 +35,7 @@ func TestCollector(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	content, err := cache.NewStreamContent(cache.StreamConfig{Dir: t.TempDir(), MaxBytes: 1 << 30, MinFree: -1})
+	content, err := engine.NewStreamContent(engine.StreamConfig{Dir: t.TempDir(), MaxBytes: 1 << 30, MinFree: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +148,9 @@ func TestServe(t *testing.T) {
 	if _, err := c.Get(base + "/metrics"); err == nil {
 		t.Error("still serving after Close")
 	}
-	if _, err := Serve(s.Addr().String(), reg, zap.NewNop()); err != nil {
-		t.Errorf("address not released after Close: %v", err)
+	again, err := Serve(s.Addr().String(), reg, zap.NewNop())
+	if err != nil {
+		t.Fatalf("address not released after Close: %v", err)
 	}
+	again.Close()
 }

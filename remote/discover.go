@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/modelstorefs/modelstorefs/digits"
 )
 
 // Listing is a store's model list as discovered.
@@ -15,7 +17,7 @@ type Listing struct {
 	Msg      string   // master.json "msg", or a default greeting
 	Models   []string // model folder names, validated, in store order, no duplicates
 	Rejected []string // "name: reason" for every name that was refused
-	Source   string   // "master.json" or "listing"
+	Source   string   // digits.MasterFile or "listing"
 	// Fallback says why master.json was not used, when it was there.
 	Fallback string
 }
@@ -31,7 +33,7 @@ const (
 // listing. A store that cannot be reached is an error; a store whose listing
 // names no models is an empty Listing.
 func (s *Store) ListModels(ctx context.Context) (*Listing, error) {
-	body, _, err := s.Fetch(ctx, nil, MaxMasterJSON, "master.json")
+	body, _, err := s.Fetch(ctx, nil, MaxMasterJSON, digits.MasterFile)
 	var fallback string
 	switch {
 	case err == nil:
@@ -87,7 +89,7 @@ func parseMaster(body []byte) (*Listing, error) {
 	if raw.Children == nil {
 		return nil, errors.New(`master.json: no "children" list`)
 	}
-	l := &Listing{Source: "master.json"}
+	l := &Listing{Source: digits.MasterFile}
 	if len(raw.Msg) > 0 {
 		if err := json.Unmarshal(raw.Msg, &l.Msg); err != nil {
 			l.Msg = ""
@@ -116,7 +118,7 @@ func parseMaster(body []byte) (*Listing, error) {
 func (l *Listing) add(names []string) {
 	seen := make(map[string]bool, len(names))
 	for _, n := range names {
-		if err := ValidName(n); err != nil {
+		if err := digits.ValidName(n); err != nil {
 			l.Rejected = append(l.Rejected, fmt.Sprintf("%q: %v", n, err))
 			continue
 		}
@@ -126,30 +128,4 @@ func (l *Listing) add(names []string) {
 		seen[n] = true
 		l.Models = append(l.Models, n)
 	}
-}
-
-// MaxNameLen is the longest file name Linux accepts.
-const MaxNameLen = 255
-
-// ValidName reports why name cannot be one path segment of the mounted tree
-// (a model folder or a file in it), or nil when it can.
-func ValidName(name string) error {
-	switch {
-	case name == "":
-		return errors.New("empty name")
-	case name == "." || name == "..":
-		return errors.New("refers to a directory itself")
-	case len(name) > MaxNameLen:
-		return fmt.Errorf("name is %d bytes, over %d", len(name), MaxNameLen)
-	case !utf8.ValidString(name):
-		return errors.New("not valid UTF-8")
-	case strings.ContainsAny(name, "/\\"):
-		return errors.New("contains a path separator")
-	}
-	for _, r := range name {
-		if r < 0x20 || r == 0x7f {
-			return errors.New("contains a control character")
-		}
-	}
-	return nil
 }

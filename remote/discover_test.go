@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/modelstorefs/modelstorefs/digits"
 )
 
 // pythonListing is what python3 -m http.server serves for a store directory
@@ -160,7 +162,7 @@ func TestListModelsMasterJSON(t *testing.T) {
 				}
 			}
 			for _, m := range l.Models {
-				if err := ValidName(m); err != nil {
+				if err := digits.ValidName(m); err != nil {
 					t.Errorf("model %q is not a valid name: %v", m, err)
 				}
 			}
@@ -297,51 +299,5 @@ func TestListModelsUnsolicited304(t *testing.T) {
 	}
 	if err == nil && l.Source != "listing" {
 		t.Errorf("ListModels = %+v, %v", l, err)
-	}
-}
-
-func TestValidName(t *testing.T) {
-	tests := []struct {
-		name string
-		ok   bool
-	}{
-		{"lenet", true},
-		{"a model with spaces", true},
-		{"100%pure", true},
-		{"caffé", true},
-		{"模型", true},
-		{".hidden", true},
-		{"..a", true},
-		{"a..", true},
-		{"...", true},
-		{"a:b", true},
-		{"master.json", true},
-		{strings.Repeat("x", 255), true},
-		{strings.Repeat("é", 127), true}, // 254 bytes
-		{"", false},
-		{".", false},
-		{"..", false},
-		{"/", false},
-		{"a/b", false},
-		{"lenet/", false},
-		{"../etc", false},
-		{`a\b`, false},
-		{"a\x00b", false},
-		{"a\nb", false},
-		{"a\rb", false},
-		{"a\tb", false},
-		{"a\x1bb", false},
-		{"a\x7fb", false},
-		{"\xff\xfe", false},
-		{"caf\xe9", false},
-		{strings.Repeat("x", 256), false},
-		{strings.Repeat("x", 300), false},
-		{strings.Repeat("é", 128), false}, // 256 bytes
-	}
-	for _, tc := range tests {
-		err := ValidName(tc.name)
-		if (err == nil) != tc.ok {
-			t.Errorf("ValidName(%.40q) = %v, want ok %v", tc.name, err, tc.ok)
-		}
 	}
 }

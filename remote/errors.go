@@ -9,6 +9,9 @@ import (
 // ErrNotFound is wrapped by errors for a 404 or 410 answer.
 var ErrNotFound = errors.New("not found")
 
+// ErrDenied is wrapped by errors for a 401 or 403 answer.
+var ErrDenied = errors.New("access denied")
+
 // StatusError is an unexpected HTTP status for a URL.
 type StatusError struct {
 	Method string
@@ -20,9 +23,16 @@ func (e *StatusError) Error() string {
 	return fmt.Sprintf("%s %s: HTTP %d %s", e.Method, e.URL, e.Code, http.StatusText(e.Code))
 }
 
-// Is makes errors.Is(err, ErrNotFound) true for 404 and 410.
+// Is makes errors.Is(err, ErrNotFound) true for 404 and 410, and
+// errors.Is(err, ErrDenied) for 401 and 403.
 func (e *StatusError) Is(target error) bool {
-	return target == ErrNotFound && (e.Code == http.StatusNotFound || e.Code == http.StatusGone)
+	switch target {
+	case ErrNotFound:
+		return e.Code == http.StatusNotFound || e.Code == http.StatusGone
+	case ErrDenied:
+		return e.Code == http.StatusUnauthorized || e.Code == http.StatusForbidden
+	}
+	return false
 }
 
 // temporary reports whether a retry may give another answer.

@@ -24,10 +24,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"html"
 	"io"
 	"io/fs"
 	"net"
@@ -41,17 +39,11 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/modelstorefs/modelstorefs/remote"
+	"github.com/modelstorefs/modelstorefs/digits"
 )
 
 // Msg is the "msg" of a generated master.json.
 const Msg = "Model store served by modelstorefs"
-
-// Names with a meaning in a store.
-const (
-	masterName = "master.json"
-	infoName   = "info.json"
-)
 
 // ShutdownTimeout bounds how long ListenAndServe waits for requests in
 // flight once its context is done; connections still busy then are closed.
@@ -68,6 +60,10 @@ type handler struct {
 // symlinks), and everything served must resolve to a path below it. A nil
 // log discards the request log.
 func Handler(dir string, log *zap.Logger) (http.Handler, error) {
+	return newHandler(dir, log)
+}
+
+func newHandler(dir string, log *zap.Logger) (*handler, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
@@ -148,8 +144,8 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request) {
 		rel = "."
 	}
 
-	if rel == masterName && !trailing {
-		if _, err := os.Lstat(filepath.Join(h.root, masterName)); errors.Is(err, fs.ErrNotExist) {
+	if rel == digits.MasterFile && !trailing {
+		if _, err := os.Lstat(filepath.Join(h.root, digits.MasterFile)); errors.Is(err, fs.ErrNotExist) {
 			h.serveMaster(w, r)
 			return
 		}
@@ -292,12 +288,6 @@ func serveBytes(w http.ResponseWriter, r *http.Request, ctype string, mod time.T
 	http.ServeContent(w, r, "", mod, bytes.NewReader(b))
 }
 
-// master is the generated master.json; "msg" comes first, as in the DIGITS docs.
-type master struct {
-	Msg      string   `json:"msg"`
-	Children []string `json:"children"`
-}
-
 // models returns the model folders of the store directory: the names of
 // its subdirectories (or symlinks to directories inside it) that hold an
 // info.json and are usable names, sorted. mod is the newest modification
@@ -327,11 +317,11 @@ func (h *handler) models() (names []string, mod time.Time, err error) {
 		if t := dfi.ModTime(); t.After(mod) {
 			mod = t
 		}
-		_, _, ifi, err := h.resolve(filepath.Join(name, infoName))
+		_, _, ifi, err := h.resolve(filepath.Join(name, digits.InfoFile))
 		if err != nil || !ifi.Mode().IsRegular() {
 			continue
 		}
-		if err := remote.ValidName(name); err != nil {
+		if err := digits.ValidName(name); err != nil {
 			h.log.Warn("model folder left out of master.json", zap.String("folder", name), zap.Error(err))
 			continue
 		}
@@ -344,15 +334,15 @@ func (h *handler) models() (names []string, mod time.Time, err error) {
 	return names, mod, nil
 }
 
-// MasterJSON returns the master.json that Handler generates for dir when
-// dir has none: {"msg": Msg, "children": [model folders, sorted]}.
-func MasterJSON(dir string) ([]byte, error) {
-	hh, err := Handler(dir, nil)
+// ModelFolders returns the model folders of the store directory dir, as
+// the master.json that Handler generates for a dir without one lists them.
+func ModelFolders(dir string) ([]string, error) {
+	h, err := newHandler(dir, nil)
 	if err != nil {
 		return nil, err
 	}
-	b, _, err := hh.(*handler).masterJSON()
-	return b, err
+	names, _, err := h.models()
+	return names, err
 }
 
 func (h *handler) masterJSON() ([]byte, time.Time, error) {
@@ -360,11 +350,7 @@ func (h *handler) masterJSON() ([]byte, time.Time, error) {
 	if err != nil {
 		return nil, time.Time{}, err
 	}
-	b, err := json.Marshal(master{Msg: Msg, Children: names})
-	if err != nil {
-		return nil, time.Time{}, err
-	}
-	return append(b, '\n'), mod, nil
+	return digits.MasterJSON(Msg, names), mod, nil
 }
 
 func (h *handler) serveMaster(w http.ResponseWriter, r *http.Request) {
@@ -409,14 +395,14 @@ func (h *handler) serveListing(w http.ResponseWriter, r *http.Request, real stri
 		if err != nil || !(fi.IsDir() || fi.Mode().IsRegular()) {
 			continue
 		}
-		if isRoot && name == masterName {
+		if isRoot && name == digits.MasterFile {
 			haveMaster = true
 		}
 		entries = append(entries, entry{name: name, dir: fi.IsDir()})
 	}
 	if isRoot && !haveMaster {
-		if _, err := os.Lstat(filepath.Join(h.root, masterName)); errors.Is(err, fs.ErrNotExist) {
-			entries = append(entries, entry{name: masterName})
+		if _, err := os.Lstat(filepath.Join(h.root, digits.MasterFile)); errors.Is(err, fs.ErrNotExist) {
+			entries = append(entries, entry{name: digits.MasterFile})
 		}
 	}
 	// python sorts case-insensitively.
@@ -427,7 +413,7 @@ func (h *handler) serveListing(w http.ResponseWriter, r *http.Request, real stri
 		}
 		return entries[i].name < entries[j].name
 	})
-	serveBytes(w, r, "text/html; charset=utf-8", dfi.ModTime(), Listing(r.URL.Path, entriesToNames(entries)))
+	serveBytes(w, r, "text/html; charset=utf-8", dfi.ModTime(), digits.Listing(r.URL.Path, entriesToNames(entries)))
 }
 
 func entriesToNames(es []entry) []string {
@@ -441,49 +427,10 @@ func entriesToNames(es []entry) []string {
 	return out
 }
 
-// Listing renders a directory listing in python http.server's format for
-// the URL path title. names are entry names, directories with a trailing
-// "/". The link text is the HTML-escaped name (DIGITS reads the text); the
-// href is the name percent-escaped as python's urllib.parse.quote does
-// (modelstorefs reads the href).
-func Listing(title string, names []string) []byte {
-	var b bytes.Buffer
-	t := html.EscapeString(title)
-	b.WriteString("<!DOCTYPE HTML>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n")
-	fmt.Fprintf(&b, "<title>Directory listing for %s</title>\n</head>\n<body>\n", t)
-	fmt.Fprintf(&b, "<h1>Directory listing for %s</h1>\n<hr>\n<ul>\n", t)
-	for _, n := range names {
-		fmt.Fprintf(&b, "<li><a href=\"%s\">%s</a></li>\n", quote(n), html.EscapeString(n))
-	}
-	b.WriteString("</ul>\n<hr>\n</body>\n</html>\n")
-	return b.Bytes()
-}
-
-// quote percent-escapes every byte except unreserved characters and "/",
-// like python's urllib.parse.quote. Unlike url.PathEscape it escapes ":",
-// so that "a:b/" is never read as a URL with scheme "a".
-func quote(s string) string {
-	const hexd = "0123456789ABCDEF"
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9',
-			c == '-', c == '_', c == '.', c == '~', c == '/':
-			b.WriteByte(c)
-		default:
-			b.WriteByte('%')
-			b.WriteByte(hexd[c>>4])
-			b.WriteByte(hexd[c&15])
-		}
-	}
-	return b.String()
-}
-
 func escapePath(segs []string) string {
 	out := make([]string, len(segs))
 	for i, s := range segs {
-		out[i] = quote(s)
+		out[i] = digits.Quote(s)
 	}
 	return strings.Join(out, "/")
 }

@@ -25,6 +25,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/modelstorefs/modelstorefs/digits"
 	"github.com/modelstorefs/modelstorefs/remote"
 )
 
@@ -330,8 +331,8 @@ func TestMasterJSON(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(exp) {
 		t.Errorf("generated master.json\n got %s\nwant %s", body, want)
 	}
-	if gen, err := MasterJSON(f.dir); err != nil || string(gen) != string(body) {
-		t.Errorf("MasterJSON() = %q, %v; served %q", gen, err, body)
+	if names, err := ModelFolders(f.dir); err != nil || string(digits.MasterJSON(Msg, names)) != string(body) {
+		t.Errorf("ModelFolders() = %q, %v; served %q", names, err, body)
 	}
 	etag, lastMod := resp.Header.Get("ETag"), resp.Header.Get("Last-Modified")
 	if lastMod == "" {

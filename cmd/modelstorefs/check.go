@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/x509"
 	"fmt"
 	"os"
@@ -8,9 +9,11 @@ import (
 	"strings"
 
 	"github.com/urfave/cli/v2"
+	"go.uber.org/zap"
 
 	"github.com/modelstorefs/modelstorefs/check"
 	"github.com/modelstorefs/modelstorefs/remote"
+	"github.com/modelstorefs/modelstorefs/serve"
 )
 
 func checkCommand() *cli.Command {
@@ -64,15 +67,8 @@ Examples:
 					return err
 				}
 			}
-			if check.IsURL(target) {
-				specs, err := withNetrc([]storeSpec{{URL: target}})
-				if err != nil {
-					return err
-				}
-				target = specs[0].URL
-			}
-			rep, err := check.Store(c.Context, target,
-				check.WithRemoteOptions(ropts), check.WithLogger(log), check.WithParallel(c.Int("jobs")))
+			opts := []check.Option{check.WithRemoteOptions(ropts), check.WithLogger(log), check.WithParallel(c.Int("jobs"))}
+			rep, err := checkStore(c.Context, target, log, opts)
 			if err != nil {
 				return err
 			}
@@ -88,6 +84,27 @@ Examples:
 			return nil
 		},
 	}
+}
+
+// checkStore checks a URL (with its .netrc credentials) or a directory,
+// served as `modelstorefs serve` publishes it.
+func checkStore(ctx context.Context, target string, log *zap.Logger, opts []check.Option) (check.Report, error) {
+	if check.IsURL(target) {
+		specs, err := withNetrc([]storeSpec{{URL: target}})
+		if err != nil {
+			return check.Report{}, err
+		}
+		return check.Store(ctx, specs[0].URL, opts...)
+	}
+	h, err := serve.Handler(target, log.Named("serve"))
+	if err != nil {
+		return check.Report{}, fmt.Errorf("check: %w", err)
+	}
+	folders, err := serve.ModelFolders(target)
+	if err != nil {
+		return check.Report{}, fmt.Errorf("check: %w", err)
+	}
+	return check.Dir(ctx, target, h, folders, opts...)
 }
 
 // checkTarget refuses what is neither an http(s) URL nor a directory with

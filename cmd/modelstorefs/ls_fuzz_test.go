@@ -28,16 +28,16 @@ func FuzzLsTable(f *testing.F) {
 		var b bytes.Buffer
 		writeTable(&b, rows)
 		out := b.String()
-		if strings.Count(out, "\n") != len(rows)+1 || cache.HasControl(out, "\n") {
+		if strings.Count(out, "\n") != len(rows)+1 || digits.HasControl(out, "\n") {
 			t.Fatalf("ls table %q", out)
 		}
 		js, err := json.Marshal(rows)
-		if err != nil || cache.HasControl(string(js), "") {
+		if err != nil || digits.HasControl(string(js), "") {
 			t.Fatalf("ls --json %s (%v)", js, err)
 		}
 		// A cached list read back (older versions kept raw text) is cleaned too.
 		raw := cache.Summary{Name: string(info), Note: string(aux)}
-		if c := raw.Clean(); cache.HasControl(c.Name+c.Note, "") {
+		if c := raw.Clean(); digits.HasControl(c.Name+c.Note, "") {
 			t.Fatalf("Clean left control characters: %q %q", c.Name, c.Note)
 		}
 	})

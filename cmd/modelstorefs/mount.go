@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/modelstorefs/modelstorefs/cache"
+	"github.com/modelstorefs/modelstorefs/engine"
 	"github.com/modelstorefs/modelstorefs/fs"
 	"github.com/modelstorefs/modelstorefs/metrics"
 	"github.com/modelstorefs/modelstorefs/remote"
@@ -57,7 +58,7 @@ func runMount(ctx context.Context, cfg mountConfig, stopSignals context.CancelFu
 
 	names, urls := make([]string, len(stores)), make([]string, len(stores))
 	for i, s := range cfg.Stores {
-		urls[i] = stores[i].Remote.Base().String() // never with credentials
+		urls[i] = stores[i].URL() // never with credentials
 		names[i] = s.Name + "=" + urls[i]
 	}
 	server, err := fs.Mount(cfg.Mountpoint, fsys, fs.MountOptions{
@@ -144,7 +145,7 @@ func openCatalog(cfg storeConfig, jobsDir string, log *zap.Logger) (*cache.Catal
 		}
 		stores[i] = &cache.Store{Name: s.Name, Remote: rs}
 	}
-	content, err := cache.NewStreamContent(cache.StreamConfig{
+	content, err := engine.NewStreamContent(engine.StreamConfig{
 		Dir: cfg.CacheDir, MaxBytes: cfg.CacheSize, MinFree: cfg.CacheMinFree, RetryWindow: cfg.RetryWindow,
 		ChunkSize: cfg.ChunkSize, Parallel: cfg.ReadParallel, BufferBudget: cfg.BufferSize, WriteBehind: cfg.WriteBehind, Logger: log.Named("content"),
 	})

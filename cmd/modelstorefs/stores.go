@@ -11,6 +11,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/modelstorefs/modelstorefs/digits"
 	"github.com/modelstorefs/modelstorefs/fs"
 	"github.com/modelstorefs/modelstorefs/remote"
 )
@@ -40,7 +41,7 @@ func parseStores(values []string) ([]storeSpec, error) {
 			name, rawURL := "", entry
 			if eq := strings.Index(entry, "="); eq > 0 && eq < strings.Index(entry, "://") {
 				name, rawURL = strings.TrimSpace(entry[:eq]), strings.TrimSpace(entry[eq+1:])
-				if err := remote.ValidName(name); err != nil {
+				if err := digits.ValidName(name); err != nil {
 					return nil, fmt.Errorf("store %q: bad name %q: %w", entry, name, err)
 				}
 				if taken[name] {
@@ -71,7 +72,7 @@ func parseStores(values []string) ([]storeSpec, error) {
 		name := base
 		for n := 2; taken[name]; n++ {
 			suffix := fmt.Sprintf("_%d", n)
-			name = truncateName(base, remote.MaxNameLen-len(suffix)) + suffix
+			name = truncateName(base, digits.MaxNameLen-len(suffix)) + suffix
 		}
 		taken[name] = true
 		specs[i].Name = name
@@ -153,8 +154,8 @@ func storeDirName(u *url.URL) string {
 		}
 		return r
 	}, strings.Join(parts, "_"))
-	name = truncateName(name, remote.MaxNameLen)
-	if remote.ValidName(name) != nil {
+	name = truncateName(name, digits.MaxNameLen)
+	if digits.ValidName(name) != nil {
 		name = "store"
 	}
 	return name

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/modelstorefs/modelstorefs/digits"
 	"github.com/modelstorefs/modelstorefs/remote"
 )
 
@@ -111,7 +112,7 @@ func TestParseStoresNamesAlwaysUsable(t *testing.T) {
 		seen := map[string]bool{}
 		var bad []string
 		for _, s := range specs {
-			if err := remote.ValidName(s.Name); err != nil {
+			if err := digits.ValidName(s.Name); err != nil {
 				bad = append(bad, s.Name[:10]+"…"+s.Name[len(s.Name)-4:]+": "+err.Error())
 			}
 			if seen[s.Name] {
@@ -120,7 +121,7 @@ func TestParseStoresNamesAlwaysUsable(t *testing.T) {
 			seen[s.Name] = true
 		}
 		if len(bad) > 0 {
-			t.Errorf("a duplicate suffix is appended after truncation to %d bytes, giving names Linux refuses: %q", remote.MaxNameLen, bad)
+			t.Errorf("a duplicate suffix is appended after truncation to %d bytes, giving names Linux refuses: %q", digits.MaxNameLen, bad)
 		}
 	})
 	t.Run("truncation in a multi-byte character", func(t *testing.T) {
@@ -129,11 +130,11 @@ func TestParseStoresNamesAlwaysUsable(t *testing.T) {
 			t.Fatal(err)
 		}
 		name := specs[0].Name
-		if err := remote.ValidName(name); err != nil {
+		if err := digits.ValidName(name); err != nil {
 			t.Fatalf("name %q: %v", name, err)
 		}
 		if !strings.HasPrefix(name, "h_éé") {
-			t.Errorf("storeDirName cuts the name at %d bytes inside a UTF-8 sequence, so the whole name falls back to %q", remote.MaxNameLen, name)
+			t.Errorf("storeDirName cuts the name at %d bytes inside a UTF-8 sequence, so the whole name falls back to %q", digits.MaxNameLen, name)
 		}
 	})
 	t.Run("mixed", func(t *testing.T) {
@@ -146,7 +147,7 @@ func TestParseStoresNamesAlwaysUsable(t *testing.T) {
 		}
 		seen := map[string]bool{}
 		for _, s := range specs {
-			if err := remote.ValidName(s.Name); err != nil {
+			if err := digits.ValidName(s.Name); err != nil {
 				t.Errorf("store %s: name %q: %v", s.URL, s.Name, err)
 			}
 			if seen[s.Name] {
@@ -205,7 +206,7 @@ func TestStoreDirName(t *testing.T) {
 			t.Fatal(err)
 		}
 		got := storeDirName(u)
-		if strings.ContainsAny(got, "[]:/") || remote.ValidName(got) != nil {
+		if strings.ContainsAny(got, "[]:/") || digits.ValidName(got) != nil {
 			t.Errorf("storeDirName(%q) = %q", tc.url, got)
 		}
 		if !strings.Contains(got, "1") || (tc.port != "" && !strings.Contains(got, "_"+tc.port)) {
@@ -311,7 +312,7 @@ func FuzzStoreDirName(f *testing.F) {
 			return
 		}
 		for _, s := range specs {
-			if err := remote.ValidName(s.Name); err != nil {
+			if err := digits.ValidName(s.Name); err != nil {
 				t.Fatalf("%q gave the name %q: %v", raw, s.Name, err)
 			}
 		}

@@ -10,13 +10,10 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
-	"html"
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -24,6 +21,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/modelstorefs/modelstorefs/digits"
 )
 
 // Options configure a Server. The zero value serves the files as they are,
@@ -135,19 +134,9 @@ func LoadDir(dir string) (map[string][]byte, error) {
 	return files, err
 }
 
-// MasterJSON returns a master.json body.
+// MasterJSON returns a master.json body (digits.MasterJSON).
 func MasterJSON(msg string, children ...string) []byte {
-	if children == nil {
-		children = []string{}
-	}
-	b, err := json.Marshal(struct {
-		Msg      string   `json:"msg"`
-		Children []string `json:"children"`
-	}{msg, children})
-	if err != nil {
-		panic(err)
-	}
-	return b
+	return digits.MasterJSON(msg, children)
 }
 
 // Close releases every gate, drops client connections and stops the server.
@@ -605,23 +594,7 @@ func (s *Server) entries(dir string) []string {
 	return names
 }
 
-// listing renders dir like python3 -m http.server.
+// listing renders dir like python3 -m http.server (digits.Listing).
 func (s *Server) listing(dir string) []byte {
-	names := s.entries(dir)
-	title := html.EscapeString("Directory listing for " + s.prefix + dir)
-	var b bytes.Buffer
-	fmt.Fprintf(&b, "<!DOCTYPE HTML>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>%s</title>\n</head>\n<body>\n<h1>%s</h1>\n<hr>\n<ul>\n", title, title)
-	for _, n := range names {
-		isDir := strings.HasSuffix(n, "/")
-		base := strings.TrimSuffix(n, "/")
-		href := url.PathEscape(base)
-		text := html.EscapeString(base)
-		if isDir {
-			href += "/"
-			text += "/"
-		}
-		fmt.Fprintf(&b, "<li><a href=\"%s\">%s</a></li>\n", html.EscapeString(href), text)
-	}
-	b.WriteString("</ul>\n<hr>\n</body>\n</html>\n")
-	return b.Bytes()
+	return digits.Listing(s.prefix+dir, s.entries(dir))
 }

@@ -1,4 +1,4 @@
-package cache
+package engine
 
 import (
 	"bytes"
@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelstorefs/modelstorefs/cache"
 	"github.com/modelstorefs/modelstorefs/remote"
 	"github.com/modelstorefs/modelstorefs/remote/remotetest"
 )
@@ -321,7 +322,7 @@ func TestStreamContentChanged(t *testing.T) {
 			s := newStream(t, StreamConfig{ChunkSize: chunk, Parallel: 4, RetryWindow: 5 * time.Second})
 			var told atomic.Int32
 			var toldRef atomic.Value
-			s.OnChange(func(r Ref) { told.Add(1); toldRef.Store(r) })
+			s.OnChange(func(r cache.Ref) { told.Add(1); toldRef.Store(r) })
 			ref := refFor(t, st, "m", "f")
 			oldMod := ref.Meta.ModTime()
 			var first atomic.Bool
@@ -382,7 +383,7 @@ func TestStreamContentChanged(t *testing.T) {
 			}
 			if rerr != nil {
 				waitFor(t, "OnChange", func() bool { return told.Load() > 0 })
-				if r, _ := toldRef.Load().(Ref); r.Meta != ref.Meta || r.Name != "f" {
+				if r, _ := toldRef.Load().(cache.Ref); r.Meta != ref.Meta || r.Name != "f" {
 					fails = append(fails, fmt.Sprintf("OnChange told %+v", r))
 				}
 			}
@@ -434,7 +435,7 @@ func TestStreamTwoReaders(t *testing.T) {
 
 	var wg sync.WaitGroup
 	errs := make(chan error, 3)
-	reader := func(name string, read func(h Handle) error) {
+	reader := func(name string, read func(h cache.Handle) error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -455,7 +456,7 @@ func TestStreamTwoReaders(t *testing.T) {
 		}
 		return nil
 	}
-	reader("sequential", func(h Handle) error {
+	reader("sequential", func(h cache.Handle) error {
 		buf := make([]byte, 16<<10)
 		for off := int64(0); off < size; off += int64(len(buf)) {
 			n, err := h.ReadAt(ctx, buf, off)
@@ -468,7 +469,7 @@ func TestStreamTwoReaders(t *testing.T) {
 		}
 		return nil
 	})
-	reader("random", func(h Handle) error {
+	reader("random", func(h cache.Handle) error {
 		rnd := rand.New(rand.NewPCG(4, 1))
 		for range 200 {
 			off := rnd.Int64N(size)
@@ -486,7 +487,7 @@ func TestStreamTwoReaders(t *testing.T) {
 		}
 		return nil
 	})
-	reader("splice", func(h Handle) error {
+	reader("splice", func(h cache.Handle) error {
 		// What the FUSE side does: one Read, then either the bytes or a
 		// splice of the cache file's descriptor.
 		for _, k := range rand.New(rand.NewPCG(5, 1)).Perm(chunks) {
@@ -611,7 +612,7 @@ func (c *chunkHolder) intercept(w http.ResponseWriter, r *http.Request, serve ht
 
 // storeWithTimeouts is a Store whose held requests do not time out during
 // the test.
-func storeWithTimeouts(t *testing.T, url string) *Store {
+func storeWithTimeouts(t *testing.T, url string) *cache.Store {
 	t.Helper()
 	opt := fastRemote
 	opt.HeaderTimeout = 20 * time.Second
@@ -620,7 +621,7 @@ func storeWithTimeouts(t *testing.T, url string) *Store {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Store{Name: "test", Remote: rs}
+	return &cache.Store{Name: "test", Remote: rs}
 }
 
 // TestStreamReaderFarAhead: a reader of the last chunk is answered while
@@ -630,7 +631,7 @@ func TestStreamReaderFarAhead(t *testing.T) {
 	const size, chunk = 1 << 20, 64 << 10
 	const last = size/chunk - 1
 	data := blob(51, size)
-	readTail := func(ctx context.Context, h Handle) error {
+	readTail := func(ctx context.Context, h cache.Handle) error {
 		buf := make([]byte, 1000)
 		n, err := h.ReadAt(ctx, buf, size-1000)
 		if err != nil {
@@ -897,7 +898,7 @@ func TestStreamInterruptedReader(t *testing.T) {
 func TestStreamFullDisk(t *testing.T) {
 	const size, chunk = 300 << 10, 64 << 10
 	data := blob(81, size)
-	check := func(t *testing.T, h Handle) {
+	check := func(t *testing.T, h cache.Handle) {
 		t.Helper()
 		if sh, ok := h.(*streamHandle); !ok || sh.d.f != nil {
 			t.Fatalf("handle %T, want a read from the store into memory, no cache file", h)
@@ -1073,7 +1074,7 @@ func TestStreamEvictionKeepsOpenFiles(t *testing.T) {
 	srv := newServer(t, files, remotetest.Options{})
 	st := newTestStore(t, srv.URL)
 	s := newStream(t, StreamConfig{ChunkSize: 64 << 10, MaxBytes: maxBytes})
-	ref := map[string]Ref{}
+	ref := map[string]cache.Ref{}
 	for _, n := range []string{"a", "b", "c"} {
 		ref[n] = refFor(t, st, "m", n)
 	}
@@ -1088,7 +1089,7 @@ func TestStreamEvictionKeepsOpenFiles(t *testing.T) {
 		}
 		checkObjects(t, s, files["m/a"], files["m/b"], files["m/c"])
 	}
-	open := func(name string) Handle {
+	open := func(name string) cache.Handle {
 		t.Helper()
 		h, err := s.Open(ctx, ref[name])
 		if err != nil {
@@ -1096,7 +1097,7 @@ func TestStreamEvictionKeepsOpenFiles(t *testing.T) {
 		}
 		return h
 	}
-	read := func(name string, h Handle) {
+	read := func(name string, h cache.Handle) {
 		t.Helper()
 		if !bytes.Equal(readAll(t, h), files["m/"+name]) {
 			t.Fatalf("%s: other bytes", name)
@@ -1175,7 +1176,7 @@ func TestStreamEvictionKeepsOpenFiles(t *testing.T) {
 	for p := range objects(t, s) {
 		names = append(names, filepath.Base(p))
 	}
-	if !slices.Equal(names, []string{ref["c"].key()}) {
+	if !slices.Equal(names, []string{ref["c"].Key()}) {
 		t.Errorf("objects %v, want only c", names)
 	}
 }
@@ -1254,7 +1255,7 @@ func TestStreamEvictsOnlyWhenItMakesRoom(t *testing.T) {
 
 // uncached reports whether h reads the store into memory without a cache
 // file (no room in the cache).
-func uncached(h Handle) bool {
+func uncached(h cache.Handle) bool {
 	sh, ok := h.(*streamHandle)
 	return ok && sh.d.f == nil
 }

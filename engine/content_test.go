@@ -1,4 +1,4 @@
-package cache
+package engine
 
 import (
 	"bytes"
@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelstorefs/modelstorefs/cache"
 	"github.com/modelstorefs/modelstorefs/remote"
 	"github.com/modelstorefs/modelstorefs/remote/remotetest"
 )
@@ -53,28 +54,48 @@ func newStream(t *testing.T, cfg StreamConfig) *StreamContent {
 }
 
 // refFor stats model/name on the store, as the catalog does.
-func refFor(t *testing.T, st *Store, model, name string) Ref {
+func refFor(t *testing.T, st *cache.Store, model, name string) cache.Ref {
 	t.Helper()
 	meta, err := st.Remote.Stat(testCtx(t), nil, model, name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Ref{Store: st, Model: model, Name: name, Meta: meta}
+	return cache.Ref{Store: st, Model: model, Name: name, Meta: meta}
 }
 
 func objects(t *testing.T, s *StreamContent) map[string]int64  { return dirFiles(t, s.objects) }
 func partials(t *testing.T, s *StreamContent) map[string]int64 { return dirFiles(t, s.partial) }
 
 // committed reports whether ref's file is complete in the cache.
-func committed(s *StreamContent, ref Ref) bool {
+func committed(s *StreamContent, ref cache.Ref) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e, ok := s.entries[ref.key()]
+	e, ok := s.entries[ref.Key()]
 	return ok && e.complete
 }
 
+// readersWaiting counts the reads waiting for ref's bytes now.
+func readersWaiting(s *StreamContent, ref cache.Ref) int {
+	s.mu.Lock()
+	var d *download
+	if e, ok := s.entries[ref.Key()]; ok {
+		d = e.dl
+	}
+	s.mu.Unlock()
+	if d == nil {
+		return 0
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n := 0
+	for _, c := range d.chunks {
+		n += c.waiting
+	}
+	return n
+}
+
 // openRead opens ref and reads it whole.
-func openRead(t *testing.T, s *StreamContent, ref Ref) []byte {
+func openRead(t *testing.T, s *StreamContent, ref cache.Ref) []byte {
 	t.Helper()
 	h, err := s.Open(testCtx(t), ref)
 	if err != nil {
@@ -137,7 +158,10 @@ func TestContentSharedDownload(t *testing.T) {
 			case <-ctx.Done():
 				t.Fatal("no download started")
 			}
-			time.Sleep(50 * time.Millisecond) // every opener joins the download
+			waitFor(t, "every opener to join the download", func() bool {
+				st := s.Stats()
+				return st.Misses+st.Joins == openers
+			})
 			gate.Release()
 			wg.Wait()
 			for i := range openers {
@@ -288,8 +312,8 @@ func TestContentRejectsBadDownloads(t *testing.T) {
 			st := newTestStore(t, srv.URL)
 			s := newStream(t, StreamConfig{ChunkSize: tt.chunk})
 			var mu sync.Mutex
-			var told []Ref
-			s.OnChange(func(r Ref) {
+			var told []cache.Ref
+			s.OnChange(func(r cache.Ref) {
 				mu.Lock()
 				told = append(told, r)
 				mu.Unlock()
@@ -419,7 +443,7 @@ func TestContentEviction(t *testing.T) {
 	dir := t.TempDir()
 	s := newStream(t, StreamConfig{Dir: dir, MaxBytes: maxBytes})
 	ctx := testCtx(t)
-	ref := func(i int) Ref { return refFor(t, st, "m", fmt.Sprintf("f%d", i)) }
+	ref := func(i int) cache.Ref { return refFor(t, st, "m", fmt.Sprintf("f%d", i)) }
 	check := func(when string) {
 		t.Helper()
 		if total := sumSizes(objects(t, s)) + sumSizes(partials(t, s)); total > maxBytes {
@@ -448,7 +472,7 @@ func TestContentEviction(t *testing.T) {
 		waitFor(t, fmt.Sprintf("f%d committed", i), func() bool { return committed(s, r) })
 		check(fmt.Sprintf("after f%d", i))
 		s.mu.Lock()
-		e, ok := s.entries[ref0.key()]
+		e, ok := s.entries[ref0.Key()]
 		s.mu.Unlock()
 		if !ok {
 			t.Fatalf("after f%d: the open f0 was evicted", i)
@@ -546,7 +570,7 @@ func TestContentCancelledRead(t *testing.T) {
 			_, err := h2.ReadAt(ctx, make([]byte, 10), 0)
 			impatient <- err
 		}()
-		time.Sleep(20 * time.Millisecond)
+		waitFor(t, "both readers waiting", func() bool { return readersWaiting(s, ref) == 2 })
 		cancel()
 		select {
 		case err := <-impatient:

@@ -1,4 +1,4 @@
-package cache
+package engine
 
 import (
 	"context"
@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/modelstorefs/modelstorefs/cache"
 )
 
 // StreamConfig tunes a StreamContent. The zero value gives the defaults.
@@ -27,7 +29,7 @@ type StreamConfig struct {
 	ChunkSize int64  // unit of download, of buffers and of cache writes (default 8 MiB)
 	// Parallel caps the streams (ranged GETs) of one file (default 16);
 	// StoreParallel caps those of one store (default 32). How many are
-	// used below the caps is measured (see download.go).
+	// used below the caps is measured (see doc.go).
 	Parallel      int
 	StoreParallel int
 	// BufferBudget bounds the memory of all downloads' buffers, and so how
@@ -92,7 +94,7 @@ type StreamContent struct {
 	wg          sync.WaitGroup
 	statfs      func(path string) (free int64, err error)
 	lock        *os.File                                           // held while this process uses its partial directory
-	onChange    func(Ref)                                          // told when a file changed on the server
+	onChange    func(cache.Ref)                                    // told when a file changed on the server
 	writeAt     func(f *os.File, b []byte, off int64) (int, error) // the writer's write (tests replace it)
 	busyHook    func() bool                                        // diskBusy's answer (tests replace it)
 	skipReserve bool                                               // no fallocate: the disk fills mid-file (tests)
@@ -112,35 +114,19 @@ type StreamContent struct {
 
 	// Per-store connection policy (leaf lock).
 	polMu     sync.Mutex
-	storeConn map[*Store]int // streams running
-	storeBest map[*Store]int // what worked last
+	storeConn map[*cache.Store]int // streams running
+	storeBest map[*cache.Store]int // what worked last
 
 	mu      sync.Mutex // protects the fields below
 	entries map[string]*entry
 	total   int64 // bytes of complete files plus reservations
 	closed  bool
-	stats   ContentStats
+	stats   cache.ContentStats
 	seq     uint64 // numbers partial files
 }
 
-// ContentStats counts what the content cache did.
-type ContentStats struct {
-	Hits      int64 `json:"hits"`       // opens of a file complete in the cache
-	Joins     int64 `json:"joins"`      // opens that joined a running download
-	Misses    int64 `json:"misses"`     // opens that started a download
-	Direct    int64 `json:"direct"`     // opens served straight from the store (no room)
-	InFlight  int   `json:"in_flight"`  // downloads running now
-	Files     int   `json:"files"`      // complete files in the cache
-	UsedBytes int64 `json:"used_bytes"` // complete plus reserved
-	MaxBytes  int64 `json:"max_bytes"`
-
-	// Files removed to make room, and their bytes.
-	Evictions    int64 `json:"evictions"`
-	EvictedBytes int64 `json:"evicted_bytes"`
-}
-
 // Stats returns the current counters.
-func (s *StreamContent) Stats() ContentStats {
+func (s *StreamContent) Stats() cache.ContentStats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.stats
@@ -156,9 +142,9 @@ func (s *StreamContent) Stats() ContentStats {
 }
 
 // Cached returns how many bytes of ref are in the cache now.
-func (s *StreamContent) Cached(ref Ref) int64 {
+func (s *StreamContent) Cached(ref cache.Ref) int64 {
 	s.mu.Lock()
-	e, ok := s.entries[ref.key()]
+	e, ok := s.entries[ref.Key()]
 	var (
 		complete bool
 		size     int64
@@ -207,8 +193,8 @@ func NewStreamContent(cfg StreamConfig) (*StreamContent, error) {
 		freed:   make(chan struct{}),
 		wready:  make(chan struct{}, 1),
 
-		storeConn: map[*Store]int{},
-		storeBest: map[*Store]int{},
+		storeConn: map[*cache.Store]int{},
+		storeBest: map[*cache.Store]int{},
 	}
 	for _, dir := range []string{s.objects, s.partial} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -264,7 +250,7 @@ func NewStreamContent(cfg StreamConfig) (*StreamContent, error) {
 
 // OnChange registers a function told when a download finds that a file
 // changed on the server (the catalog then drops the stale metadata).
-func (s *StreamContent) OnChange(fn func(Ref)) { s.onChange = fn }
+func (s *StreamContent) OnChange(fn func(cache.Ref)) { s.onChange = fn }
 
 // Close stops all downloads and waits for them.
 func (s *StreamContent) Close() error {
@@ -343,11 +329,11 @@ func (s *StreamContent) Usage() (used, limit int64) {
 }
 
 // Open implements Content. It never waits for the download: reads do.
-func (s *StreamContent) Open(ctx context.Context, ref Ref) (Handle, error) {
+func (s *StreamContent) Open(ctx context.Context, ref cache.Ref) (cache.Handle, error) {
 	if ref.Meta.Size < 0 {
 		return s.openUnsized(ctx, ref)
 	}
-	key := ref.key()
+	key := ref.Key()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if e, ok := s.entries[key]; ok {
@@ -399,7 +385,7 @@ func (s *StreamContent) Open(ctx context.Context, ref Ref) (Handle, error) {
 // the learned size find it. Its bytes are reserved against the cache's
 // bounds as they arrive: a file that outgrows the room is abandoned with
 // ErrUnsizedTooLarge, never written past --cache-size or --cache-min-free.
-func (s *StreamContent) openUnsized(ctx context.Context, ref Ref) (Handle, error) {
+func (s *StreamContent) openUnsized(ctx context.Context, ref cache.Ref) (cache.Handle, error) {
 	tmp, err := os.CreateTemp(s.partial, "unsized-*")
 	if err != nil {
 		return nil, fmt.Errorf("cache: %w", err)
@@ -415,13 +401,13 @@ func (s *StreamContent) openUnsized(ctx context.Context, ref Ref) (Handle, error
 		err = cerr
 	}
 	if errors.Is(err, errNoSpace) {
-		return nil, fmt.Errorf("%s: %w: %w", ref.URL(), ErrUnsizedTooLarge, err)
+		return nil, fmt.Errorf("%s: %w: %w", ref.URL(), cache.ErrUnsizedTooLarge, err)
 	}
 	if err != nil {
 		return nil, err
 	}
 	ref.Meta.Size = n
-	key := ref.key()
+	key := ref.Key()
 	s.mu.Lock()
 	if _, ok := s.entries[key]; !ok {
 		final := filepath.Join(s.objects, key)
@@ -437,10 +423,6 @@ func (s *StreamContent) openUnsized(ctx context.Context, ref Ref) (Handle, error
 	s.mu.Unlock()
 	return s.Open(ctx, ref)
 }
-
-// ErrUnsizedTooLarge: a file whose size the server does not tell grew past
-// the room the cache has; it was not kept.
-var ErrUnsizedTooLarge = errors.New("the store gives no size for this file (no Content-Length, no Range) and it does not fit in the cache")
 
 // reservingWriter writes a download of unknown length into a cache file,
 // reserving room (evicting unused files, keeping the free-space floor)
@@ -517,7 +499,7 @@ func (s *StreamContent) releaser(e *entry) func() {
 }
 
 // startLocked reserves room for ref and starts its download.
-func (s *StreamContent) startLocked(ref Ref, key string) (*entry, error) {
+func (s *StreamContent) startLocked(ref cache.Ref, key string) (*entry, error) {
 	size := ref.Meta.Size
 	if size > s.cfg.MaxBytes {
 		return nil, fmt.Errorf("file of %d bytes is larger than the cache (%d)", size, s.cfg.MaxBytes)
@@ -671,12 +653,12 @@ type fileHandle struct {
 	once    sync.Once
 }
 
-func (h *fileHandle) Read(_ context.Context, p []byte, off int64) (ReadResult, error) {
+func (h *fileHandle) Read(_ context.Context, p []byte, off int64) (cache.ReadResult, error) {
 	if off >= h.size {
-		return ReadResult{Fd: -1}, io.EOF
+		return cache.ReadResult{Fd: -1}, io.EOF
 	}
 	n := min(int64(len(p)), h.size-off)
-	return ReadResult{Fd: int(h.f.Fd()), Off: off, N: int(n)}, eofIf(n < int64(len(p)))
+	return cache.ReadResult{Fd: int(h.f.Fd()), Off: off, N: int(n)}, eofIf(n < int64(len(p)))
 }
 func (h *fileHandle) ReadAt(_ context.Context, p []byte, off int64) (int, error) {
 	return h.f.ReadAt(p, off)
@@ -696,7 +678,7 @@ type streamHandle struct {
 	once    sync.Once
 }
 
-func (h *streamHandle) Read(ctx context.Context, p []byte, off int64) (ReadResult, error) {
+func (h *streamHandle) Read(ctx context.Context, p []byte, off int64) (cache.ReadResult, error) {
 	return h.d.read(ctx, p, off)
 }
 

@@ -1,4 +1,4 @@
-package cache
+package engine
 
 import (
 	"os"
@@ -8,9 +8,11 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/modelstorefs/modelstorefs/cache"
 )
 
-// The byte engine's shared mechanisms (see download.go for the design):
+// The byte engine's shared mechanisms (see doc.go for the design):
 // the buffer budget, the write-behind queue and its writer, and the
 // per-store connection policy.
 
@@ -141,7 +143,7 @@ func (s *StreamContent) writer() {
 // ---- connection policy ----
 
 // storeSlot counts a stream of store; the returned function ends it.
-func (s *StreamContent) storeSlot(st *Store) func() {
+func (s *StreamContent) storeSlot(st *cache.Store) func() {
 	s.polMu.Lock()
 	s.storeConn[st]++
 	s.polMu.Unlock()
@@ -153,19 +155,19 @@ func (s *StreamContent) storeSlot(st *Store) func() {
 }
 
 // storeRoom reports whether the store may have one more stream.
-func (s *StreamContent) storeRoom(st *Store) bool {
+func (s *StreamContent) storeRoom(st *cache.Store) bool {
 	s.polMu.Lock()
 	defer s.polMu.Unlock()
 	return s.storeConn[st] < s.cfg.StoreParallel
 }
 
-func (s *StreamContent) remembered(st *Store) int {
+func (s *StreamContent) remembered(st *cache.Store) int {
 	s.polMu.Lock()
 	defer s.polMu.Unlock()
 	return s.storeBest[st]
 }
 
-func (s *StreamContent) remember(st *Store, n int) {
+func (s *StreamContent) remember(st *cache.Store, n int) {
 	s.polMu.Lock()
 	defer s.polMu.Unlock()
 	s.storeBest[st] = n
@@ -173,7 +175,7 @@ func (s *StreamContent) remember(st *Store, n int) {
 
 // controller decides how many streams one download runs: it doubles them
 // while each step raises the measured throughput by ctlGain, and drops the
-// last step when it did not (see download.go). All its methods run with the
+// last step when it did not (see doc.go). All its methods run with the
 // download's lock held.
 type controller struct {
 	probing  bool

@@ -1,61 +1,7 @@
-package cache
+package engine
 
-// The byte engine: how one file's bytes get from the store to its readers
-// and into the cache file.
-//
-// A file is cut into chunks (ChunkSize, 8 MiB by default). A chunk is
-//
-//	missing  -> fetching -> inMemory -> onDisk
-//	   ^           |  \            |      ^
-//	   |           |   +-----------|------+  (spliced straight into the file)
-//	   +-----------+---------------+  (a failed fetch; a buffer reclaimed
-//	                                   before the writer reached it)
-//
-// A chunk takes one of two paths, chosen when its fetch starts:
-//
-//   - Straight into the cache file, while the cache disk keeps up: the
-//     body is spliced from the socket into the file a 1 MiB piece at a
-//     time (no copy through this process), and readers splice each piece
-//     from the file as soon as it has landed. Nothing waits for the disk
-//     here: the pages are in the page cache, and the path is left as soon
-//     as the system has so much dirty data that writes would be throttled
-//     (StreamContent.diskBusy).
-//   - Through memory, when the disk is busy: bytes arrive into a memory
-//     buffer of the chunk and readers are answered from it a 256 KiB piece
-//     at a time; a full buffer goes to the write-behind queue, and one
-//     writer per cache writes chunks into the cache file and marks them
-//     onDisk. A reader never waits for the disk.
-//
-// When all chunks are on disk the file is synced and renamed into place
-// (atomic commit: nothing partial is ever taken as complete).
-//
-// Memory. All buffers come from one daemon-wide budget (BufferBudget,
-// 256 MiB by default). A fetch a reader waits for always gets a buffer:
-// when the budget is spent, buffers queued for writing but not yet written
-// are reclaimed first (their chunks go back to missing and are fetched
-// again later: the cache copy is finished later, never the reader).
-// Background fetches (read-ahead beyond the reader's window, completing the
-// cache copy) only start when the budget has room. If the cache file cannot
-// be written (ENOSPC, EIO, no room at all), the download gives up its cache
-// copy and goes on serving its readers from memory, keeping a small window
-// of chunks around the latest read.
-//
-// Connections (policy). A file starts with one sequential stream: a ranged
-// GET from the first chunk wanted to the end of the run of missing chunks.
-// A stream goes on chunk after chunk until it meets a chunk that is not
-// missing. After the first 206 the controller (engine.go) measures the
-// download's throughput over a window and doubles the streams, each new
-// one starting in the middle of the largest missing run, for as long as a
-// doubling raises the throughput by 10%; the streams of a step that did
-// not are stopped at their next chunk, and the count is remembered for the
-// store, whose next files start there. Caps: Parallel streams per file, StoreParallel per store. A
-// reader far from every stream gets a stream of its own at its offset. A
-// server that ignores Range gets one whole-file stream.
-//
-// Lock order: StreamContent.mu, then download.mu, then the leaves
-// (StreamContent.poolMu, StreamContent.wmu, StreamContent.polMu), none of
-// which is held while taking another lock. No lock is held across network
-// or disk I/O.
+// One file's download: its chunks, its streams and its readers (the design
+// and the lock order are in doc.go).
 
 import (
 	"context"
@@ -69,6 +15,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/modelstorefs/modelstorefs/cache"
 	"github.com/modelstorefs/modelstorefs/remote"
 )
 
@@ -102,7 +49,7 @@ type chunkState struct {
 type download struct {
 	// Read only.
 	s     *StreamContent
-	ref   Ref
+	ref   cache.Ref
 	e     *entry   // nil when the file is not cached at all
 	f     *os.File // the cache file; nil when not cached
 	size  int64
@@ -137,7 +84,7 @@ type download struct {
 	bytesIn  int64 // bytes received, for the controller
 }
 
-func newDownload(s *StreamContent, ref Ref, f *os.File, e *entry) *download {
+func newDownload(s *StreamContent, ref cache.Ref, f *os.File, e *entry) *download {
 	chunk := s.cfg.ChunkSize
 	n := int((ref.Meta.Size + chunk - 1) / chunk)
 	d := &download{
@@ -844,9 +791,9 @@ func (d *download) streamWhole(ctx context.Context, claimed int, body *remote.Bo
 // read answers a reader: p from off, waiting (at most until ctx ends) for
 // bytes still on their way. It returns the bytes, or, when they are all on
 // disk, the cache file's descriptor so the caller can splice.
-func (d *download) read(ctx context.Context, p []byte, off int64) (ReadResult, error) {
+func (d *download) read(ctx context.Context, p []byte, off int64) (cache.ReadResult, error) {
 	if off >= d.size {
-		return ReadResult{Fd: -1}, io.EOF
+		return cache.ReadResult{Fd: -1}, io.EOF
 	}
 	end := min(off+int64(len(p)), d.size)
 	first, last := int(off/d.chunk), int((end-1)/d.chunk)
@@ -865,13 +812,13 @@ func (d *download) read(ctx context.Context, p []byte, off int64) (ReadResult, e
 	}()
 	for {
 		if d.complete || d.inFileLocked(off, end) {
-			return ReadResult{Fd: int(d.f.Fd()), Off: off, N: int(end - off)}, eofIf(end < off+int64(len(p)))
+			return cache.ReadResult{Fd: int(d.f.Fd()), Off: off, N: int(end - off)}, eofIf(end < off+int64(len(p)))
 		}
 		if n, ok := d.copyLocked(p[:end-off], off); ok {
-			return ReadResult{Data: p[:n], Fd: -1}, eofIf(end < off+int64(len(p)))
+			return cache.ReadResult{Data: p[:n], Fd: -1}, eofIf(end < off+int64(len(p)))
 		}
 		if d.err != nil {
-			return ReadResult{Fd: -1}, d.err
+			return cache.ReadResult{Fd: -1}, d.err
 		}
 		d.demandLocked()
 		ch := d.changed
@@ -879,7 +826,7 @@ func (d *download) read(ctx context.Context, p []byte, off int64) (ReadResult, e
 		select {
 		case <-ctx.Done():
 			d.mu.Lock()
-			return ReadResult{Fd: -1}, ctx.Err()
+			return cache.ReadResult{Fd: -1}, ctx.Err()
 		case <-ch:
 		}
 		d.mu.Lock()

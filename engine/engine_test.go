@@ -1,4 +1,4 @@
-package cache
+package engine
 
 // The byte engine's own mechanisms (issue 9): readers never wait for the
 // cache disk, the buffer budget holds, a failing cache writer costs the

@@ -1,0 +1,119 @@
+package digits
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html"
+	"strings"
+	"unicode/utf8"
+)
+
+// The store format around the models: file names, bounds, the rule for
+// names, and the two ways a store lists its models (master.json and a
+// python http.server directory listing). `modelstorefs serve`, the test
+// store, the client and `check` all take them from here.
+
+// Names with a meaning in a store or in a model folder.
+const (
+	// MasterFile lists a store's models: {"msg": ..., "children": [...]}.
+	MasterFile = "master.json"
+	// InfoFile describes a model; AuxFile adds optional metadata.
+	InfoFile = "info.json"
+	AuxFile  = "aux.json"
+	// ErrorFile is what modelstorefs shows in a folder it cannot import.
+	ErrorFile = "error.txt"
+)
+
+// Bounds on what is read whole into memory.
+const (
+	// MaxSmallFile bounds info.json and aux.json; anything larger is refused.
+	MaxSmallFile = 4 << 20
+	// MaxMasterJSON bounds master.json and directory listings.
+	MaxMasterJSON = 16 << 20
+)
+
+// MaxNameLen is the longest name of a folder or file, in bytes (NAME_MAX
+// on Linux).
+const MaxNameLen = 255
+
+// ValidName reports why name cannot be one path segment of the mounted tree
+// (a model folder or a store directory), or nil when it can. It is looser
+// than SafeRelName, which also refuses names that look like URLs: a folder
+// name is always escaped into a URL, never taken as one.
+func ValidName(name string) error {
+	switch {
+	case name == "":
+		return errors.New("empty name")
+	case name == "." || name == "..":
+		return errors.New("refers to a directory itself")
+	case len(name) > MaxNameLen:
+		return fmt.Errorf("name is %d bytes, over %d", len(name), MaxNameLen)
+	case !utf8.ValidString(name):
+		return errors.New("not valid UTF-8")
+	case strings.ContainsAny(name, "/\\"):
+		return errors.New("contains a path separator")
+	}
+	for _, r := range name {
+		if r < 0x20 || r == 0x7f {
+			return errors.New("contains a control character")
+		}
+	}
+	return nil
+}
+
+// MasterJSON renders a master.json: {"msg": msg, "children": children},
+// "msg" first as in the DIGITS documentation, with a final newline.
+func MasterJSON(msg string, children []string) []byte {
+	if children == nil {
+		children = []string{}
+	}
+	b, err := json.Marshal(struct {
+		Msg      string   `json:"msg"`
+		Children []string `json:"children"`
+	}{msg, children})
+	if err != nil {
+		panic(err) // strings always marshal
+	}
+	return append(b, '\n')
+}
+
+// Listing renders a directory listing in python http.server's format for
+// the URL path title. names are entry names, directories with a trailing
+// "/". The link text is the HTML-escaped name (DIGITS reads the text); the
+// href is the name percent-escaped as python's urllib.parse.quote does
+// (modelstorefs reads the href).
+func Listing(title string, names []string) []byte {
+	var b bytes.Buffer
+	t := html.EscapeString(title)
+	b.WriteString("<!DOCTYPE HTML>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n")
+	fmt.Fprintf(&b, "<title>Directory listing for %s</title>\n</head>\n<body>\n", t)
+	fmt.Fprintf(&b, "<h1>Directory listing for %s</h1>\n<hr>\n<ul>\n", t)
+	for _, n := range names {
+		fmt.Fprintf(&b, "<li><a href=\"%s\">%s</a></li>\n", Quote(n), html.EscapeString(n))
+	}
+	b.WriteString("</ul>\n<hr>\n</body>\n</html>\n")
+	return b.Bytes()
+}
+
+// Quote percent-escapes every byte except unreserved characters and "/",
+// like python's urllib.parse.quote. Unlike url.PathEscape it escapes ":",
+// so that "a:b/" is never read as a URL with scheme "a".
+func Quote(s string) string {
+	const hexd = "0123456789ABCDEF"
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9',
+			c == '-', c == '_', c == '.', c == '~', c == '/':
+			b.WriteByte(c)
+		default:
+			b.WriteByte('%')
+			b.WriteByte(hexd[c>>4])
+			b.WriteByte(hexd[c&15])
+		}
+	}
+	return b.String()
+}
