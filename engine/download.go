@@ -118,7 +118,7 @@ func (d *download) run(ctx context.Context) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	start := time.Now()
-	if d.f != nil {
+	if d.f != nil && !d.s.skipReserve {
 		if err := d.reserve(); err != nil {
 			d.giveUpCache(err)
 		}
@@ -584,6 +584,17 @@ func (d *download) fill(ctx context.Context, j int, body *remote.Body, last bool
 	return nil
 }
 
+// cacheDiskFailed tells a failure of the cache file (a full or failing
+// disk) from one of the network, in a splice that does both.
+func cacheDiskFailed(err error) bool {
+	for _, e := range []error{remote.ErrDestination, syscall.ENOSPC, syscall.EDQUOT, syscall.EIO, syscall.EROFS, syscall.EFBIG} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
 // directPiece is how much is spliced into the cache file between wake-ups
 // of readers.
 const directPiece = 1 << 20
@@ -597,6 +608,11 @@ func (d *download) fillDirect(ctx context.Context, j int, body *remote.Body, las
 	for got < n {
 		step := min(directPiece, n-got)
 		if err := body.CopyTo(d.f, off+got, step); err != nil {
+			if cacheDiskFailed(err) {
+				// The disk, not the store: no cache copy, and the chunk is
+				// fetched again through memory for the readers.
+				d.giveUpCache(fmt.Errorf("cache write: %w", err))
+			}
 			return fmt.Errorf("GET %s at %d: %w", d.ref.URL(), off+got, err)
 		}
 		got += step

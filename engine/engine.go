@@ -285,6 +285,9 @@ func (s *StreamContent) diskBusy() bool {
 	if s.busyHook != nil {
 		return s.busyHook()
 	}
+	if s.cfg.WriteBehind {
+		return true
+	}
 	now := time.Now().UnixNano()
 	if last := s.busyAt.Load(); now-last < int64(100*time.Millisecond) {
 		return s.busy.Load()

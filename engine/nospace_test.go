@@ -41,3 +41,35 @@ func TestStreamENOSPCAtReserve(t *testing.T) {
 		t.Errorf("reservation of the failed download kept: %d bytes", used)
 	}
 }
+
+// TestStreamENOSPCMidFile: the cache disk fills in the middle of a file
+// spliced straight into it (no blocks reserved ahead): the cache copy is
+// given up and the reader gets every byte, through memory.
+func TestStreamENOSPCMidFile(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount a small tmpfs")
+	}
+	dir := t.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=1m"); err != nil {
+		t.Skip("cannot mount tmpfs:", err)
+	}
+	t.Cleanup(func() { _ = syscall.Unmount(dir, syscall.MNT_DETACH) })
+	data := blob(7, 3<<20)
+	srv := newServer(t, map[string][]byte{"m/big": data}, remotetest.Options{})
+	st := newTestStore(t, srv.URL)
+	s := newStream(t, StreamConfig{Dir: dir, ChunkSize: 256 << 10})
+	s.statfs = func(string) (int64, error) { return 1 << 40, nil } // the checks are fooled
+	s.skipReserve = true
+	s.busyHook = func() bool { return false } // straight into the file
+	ref := refFor(t, st, "m", "big")
+	if got := openRead(t, s, ref); !bytes.Equal(got, data) {
+		t.Fatal("wrong bytes from a cache disk that filled mid-file")
+	}
+	waitIdle(t, s)
+	if committed(s, ref) {
+		t.Error("a file that did not fit was committed")
+	}
+	if used := s.Stats().UsedBytes; used != 0 {
+		t.Errorf("reservation of the given-up download kept: %d bytes", used)
+	}
+}

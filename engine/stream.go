@@ -48,6 +48,9 @@ type StreamConfig struct {
 	// BufferBudget bounds the memory of all downloads' buffers, and so how
 	// far cache writes may fall behind the network (default 256 MiB).
 	BufferBudget int64
+	// WriteBehind sends every chunk through memory, as on a busy disk
+	// (benchmarks and the fault matrix).
+	WriteBehind bool
 	// RetryWindow is how long a download may fail without progress before
 	// its readers get an error (default 30s).
 	RetryWindow time.Duration
@@ -94,21 +97,22 @@ func (c StreamConfig) withDefaults() StreamConfig {
 // be made, reads go straight to the network.
 type StreamContent struct {
 	// Read only.
-	cfg      StreamConfig
-	minFree  int64 // *cfg.MinFree
-	log      *zap.Logger
-	objects  string
-	partial  string
-	ctx      context.Context // downloads run on it, never on a reader's
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
-	statfs   func(path string) (free int64, err error)
-	lock     *os.File                                           // held while this process uses its partial directory
-	onChange func(cache.Ref)                                    // told when a file changed on the server
-	writeAt  func(f *os.File, b []byte, off int64) (int, error) // the writer's write (tests replace it)
-	busyHook func() bool                                        // diskBusy's answer (tests replace it)
-	busy     atomic.Bool                                        // diskBusy's last answer
-	busyAt   atomic.Int64                                       // and when (UnixNano)
+	cfg         StreamConfig
+	minFree     int64 // *cfg.MinFree
+	log         *zap.Logger
+	objects     string
+	partial     string
+	ctx         context.Context // downloads run on it, never on a reader's
+	cancel      context.CancelFunc
+	wg          sync.WaitGroup
+	statfs      func(path string) (free int64, err error)
+	lock        *os.File                                           // held while this process uses its partial directory
+	onChange    func(cache.Ref)                                    // told when a file changed on the server
+	writeAt     func(f *os.File, b []byte, off int64) (int, error) // the writer's write (tests replace it)
+	busyHook    func() bool                                        // diskBusy's answer (tests replace it)
+	skipReserve bool                                               // no fallocate: the disk fills mid-file (tests)
+	busy        atomic.Bool                                        // diskBusy's last answer
+	busyAt      atomic.Int64                                       // and when (UnixNano)
 
 	// Buffers (leaf lock).
 	poolMu   sync.Mutex

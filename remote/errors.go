@@ -48,3 +48,7 @@ func (e *StatusError) temporary() bool {
 // the stall timeout. It never wraps context.Canceled: the request was
 // cancelled by the guard, not by the caller.
 var ErrStalled = errors.New("body stalled")
+
+// ErrDestination is wrapped by errors of Body.CopyTo that come from the
+// file written to, not from the network.
+var ErrDestination = errors.New("writing the destination file")

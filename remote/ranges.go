@@ -178,7 +178,7 @@ func (b *Body) CopyTo(f *os.File, off, n int64) error {
 		m, err := io.ReadFull(b, buf[:min(n, int64(len(buf)))])
 		if m > 0 {
 			if _, werr := f.WriteAt(buf[:m], off); werr != nil {
-				return fmt.Errorf("cache write: %w", werr)
+				return fmt.Errorf("%w: %w", ErrDestination, werr)
 			}
 			off, n = off+int64(m), n-int64(m)
 		}

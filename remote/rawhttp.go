@@ -222,21 +222,21 @@ func (b *rawBody) spliceTo(path string, off, n int64) error {
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY, 0)
 	if err != nil {
-		return fmt.Errorf("cache write: %w", err)
+		return fmt.Errorf("%w: %w", ErrDestination, err)
 	}
 	defer f.Close()
 	// What bufio already holds goes first, then the socket is spliced.
 	if buffered := min(int64(b.rc.br.Buffered()), n); buffered > 0 {
 		head, _ := b.rc.br.Peek(int(buffered))
 		if _, err := f.WriteAt(head, off); err != nil {
-			return fmt.Errorf("cache write: %w", err)
+			return fmt.Errorf("%w: %w", ErrDestination, err)
 		}
 		_, _ = b.rc.br.Discard(int(buffered))
 		b.s.bytes.Add(buffered)
 		off, n, b.left = off+buffered, n-buffered, b.left-buffered
 	}
 	if _, err := f.Seek(off, io.SeekStart); err != nil {
-		return fmt.Errorf("cache write: %w", err)
+		return fmt.Errorf("%w: %w", ErrDestination, err)
 	}
 	const piece = 8 << 20 // the stall deadline is re-armed per piece
 	for n > 0 {

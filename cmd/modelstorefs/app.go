@@ -132,6 +132,7 @@ func storeFlags() []cli.Flag {
 		// Read-engine tuning, for benchmarks.
 		&cli.StringFlag{Name: "chunk-size", Value: sizeValue(engine.DefaultChunkSize), Hidden: true},
 		&cli.IntFlag{Name: "read-parallel", Value: engine.DefaultParallel, Hidden: true},
+		&cli.BoolFlag{Name: "write-behind", Hidden: true}, // every chunk through memory, as on a busy disk
 	}
 }
 
@@ -176,6 +177,7 @@ type storeConfig struct {
 	ChunkSize    int64
 	ReadParallel int
 	BufferSize   int64
+	WriteBehind  bool
 	CACert       string
 	LogLevel     string
 	LogFormat    string
@@ -218,6 +220,7 @@ func storeConfigFrom(c *cli.Context) (storeConfig, error) {
 	if cfg.ChunkSize, err = parseSize(c.String("chunk-size")); err != nil {
 		return cfg, fmt.Errorf("--chunk-size: %w", err)
 	}
+	cfg.WriteBehind = c.Bool("write-behind")
 	if cfg.BufferSize, err = parseSize(c.String("buffer-size")); err != nil {
 		return cfg, fmt.Errorf("--buffer-size: %w", err)
 	}

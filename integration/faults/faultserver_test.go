@@ -226,6 +226,13 @@ func (s *fltServer) setDown(down bool) {
 	}
 }
 
+// put stores (or replaces) a file below base, as a new version.
+func (s *fltServer) put(rel string, data []byte, mod time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.files[s.base+rel] = fltNewFile(data, mod)
+}
+
 // fault adds a fault for a path below base; faults of a path apply in the
 // order added, each as many times as it says.
 func (s *fltServer) fault(rel string, f fltFault) {
