@@ -133,7 +133,7 @@ func NewCatalog(stores []*Store, content Content, cfg Config) *Catalog {
 		refreshed:   map[int]time.Time{},
 		generation:  map[int]uint64{},
 	}
-	if n, ok := content.(interface{ OnChange(func(Ref)) }); ok {
+	if n, ok := content.(ChangeNotifier); ok {
 		n.OnChange(c.fileChanged)
 	}
 	now := time.Now()

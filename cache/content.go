@@ -63,6 +63,13 @@ type ContentStats struct {
 	EvictedBytes int64 `json:"evicted_bytes"`
 }
 
+// ChangeNotifier is a Content that finds out when a file changed on the
+// store (a validated download refused the new version); the catalog
+// registers with it, to forget the model's stale metadata.
+type ChangeNotifier interface {
+	OnChange(func(Ref))
+}
+
 // Handle reads one opened file.
 type Handle interface {
 	// Read answers a read of p at off in one call, waiting for bytes still

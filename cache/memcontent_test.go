@@ -21,6 +21,11 @@ type memContent struct {
 	onChange func(Ref)
 }
 
+var (
+	_ Content        = (*memContent)(nil)
+	_ ChangeNotifier = (*memContent)(nil)
+)
+
 func newMemContent() *memContent { return &memContent{files: map[string][]byte{}} }
 
 // OnChange is what the catalog registers to hear of changed files.

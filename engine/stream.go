@@ -87,6 +87,14 @@ func (c StreamConfig) withDefaults() StreamConfig {
 	return c
 }
 
+// StreamContent is the cache's Content, and tells it of changed files.
+var (
+	_ cache.Content        = (*StreamContent)(nil)
+	_ cache.ChangeNotifier = (*StreamContent)(nil)
+	_ cache.Handle         = (*fileHandle)(nil)
+	_ cache.Handle         = (*streamHandle)(nil)
+)
+
 // StreamContent is the read engine: the first open of a file starts one
 // download into the on-disk cache (several ranged GETs in parallel where
 // the server honours Range, one stream where it does not), and readers are
@@ -609,6 +617,14 @@ func (s *StreamContent) evictBytesLocked(need int64) bool {
 	return freed >= need
 }
 
+// reserveDisk makes room for n more bytes on the cache's disk by evicting
+// unused files; it reports whether it freed any.
+func (s *StreamContent) reserveDisk(n int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.evictBytesLocked(n)
+}
+
 func (s *StreamContent) evictable() []*entry {
 	var es []*entry
 	for _, e := range s.entries {
@@ -696,14 +712,6 @@ func (h *streamHandle) ReadAt(ctx context.Context, p []byte, off int64) (int, er
 	return n, err
 }
 func (h *streamHandle) Size() int64 { return h.d.size }
-
-// reserveDisk makes room for n more bytes on the cache's disk by evicting
-// unused files; it reports whether it freed any.
-func (s *StreamContent) reserveDisk(n int64) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.evictBytesLocked(n)
-}
 
 // Fd is the cache file once complete (the rename keeps the descriptor).
 func (h *streamHandle) Fd() int {

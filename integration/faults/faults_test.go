@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/modelstorefs/modelstorefs/integration/itest"
+	"github.com/modelstorefs/modelstorefs/internal/testutil"
 )
 
 // fltRow is one line of the fault table.
@@ -1558,7 +1559,13 @@ func fltRowKill9(t *testing.T, r *fltRow) {
 	}
 	readerDone := make(chan error, 1)
 	go func() { readerDone <- reader.Wait() }()
-	time.Sleep(1500 * time.Millisecond)
+	// The download is in progress once the reader has had 2 MiB (the
+	// store sends 1 MiB/s): an event, not a guess at how long that takes.
+	testutil.WaitFor(t, "the reader to be served 2 MiB", func() bool {
+		st, err := fltStats(m1)
+		served, _ := st["bytes_served"].(float64)
+		return err == nil && served >= 2<<20
+	}, 30*time.Second)
 	select {
 	case err := <-readerDone:
 		t.Fatalf("the reader finished (%v) before the kill: the download was not in progress", err)

@@ -5,7 +5,6 @@
 package itest
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -23,6 +22,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/moby/sys/mountinfo"
 )
 
 // Binary is the modelstorefs built for this test run (by Main).
@@ -176,17 +177,15 @@ func (m *Mount) Stop(t *testing.T) {
 	}
 }
 
-// IsMounted reports whether dir is a mountpoint of a modelstorefs FUSE fs.
+// IsMounted reports whether dir is a mountpoint of a FUSE filesystem
+// (moby/sys/mountinfo, as the command itself reads the mount table).
 func IsMounted(dir string) bool {
-	f, err := os.Open("/proc/self/mountinfo")
+	infos, err := mountinfo.GetMounts(mountinfo.SingleEntryFilter(dir))
 	if err != nil {
 		return false
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) > 4 && fields[4] == dir && strings.Contains(sc.Text(), "fuse") {
+	for _, m := range infos {
+		if strings.HasPrefix(m.FSType, "fuse") {
 			return true
 		}
 	}
