@@ -27,6 +27,10 @@ const (
 	chunkOnDisk
 )
 
+// readerIdle is how long readers must pause before a download going
+// through memory finishes its cache copy.
+const readerIdle = 500 * time.Millisecond
+
 // readerWindow is how many chunks past the latest read are fetched ahead
 // with a reader's priority.
 const readerWindow = 2
@@ -74,6 +78,7 @@ type download struct {
 	// from there as each piece lands. Chosen per chunk while the cache
 	// disk keeps up (see diskBusy); otherwise chunks go through memory.
 	direct   bool
+	lastRead time.Time // the latest read, for readerIdle
 	workers  int
 	starting int // workers started that have not picked their work yet
 	stop     int // workers asked to stop at their next chunk boundary
@@ -152,6 +157,7 @@ func (d *download) run(ctx context.Context) {
 		select {
 		case <-ch:
 		case <-d.s.budgetFreed():
+		case <-time.After(readerIdle): // background work waits for readers to pause
 		case <-ctx.Done():
 		}
 		d.mu.Lock()
@@ -305,8 +311,16 @@ func (d *download) pickLocked() (start int, forReader, ok bool) {
 	if d.noCache != nil {
 		return 0, false, false // nothing to keep: fetch only what readers need
 	}
+	// Through memory (a busy disk), the chunks behind the readers (those
+	// reclaimed before the writer reached them) are fetched again once the
+	// readers pause: they would compete with them for the network, the CPU
+	// and the buffers. Chunks ahead are read-ahead, and go on.
+	from := 0
+	if !d.direct && time.Since(d.lastRead) < readerIdle {
+		from = d.next
+	}
 	best, bestLen := -1, 0
-	for k := 0; k < d.n; {
+	for k := from; k < d.n; {
 		if d.chunks[k].state != chunkMissing {
 			k++
 			continue
@@ -799,6 +813,7 @@ func (d *download) read(ctx context.Context, p []byte, off int64) (cache.ReadRes
 	first, last := int(off/d.chunk), int((end-1)/d.chunk)
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.lastRead = time.Now()
 	if first >= d.next-1 || last+1 > d.next {
 		d.next = last + 1
 	}

@@ -188,8 +188,9 @@ type controller struct {
 }
 
 const (
-	ctlWindow = 300 * time.Millisecond // measurement window
-	ctlGain   = 1.10                   // what a new stream must add
+	ctlWindow = 150 * time.Millisecond // measurement window
+	ctlWarmUp = 100 * time.Millisecond // not judged after a step: new streams connect
+	ctlGain   = 1.10                   // what a step must add
 )
 
 // start runs at the download's first 206: from here on, streams may be
@@ -214,6 +215,7 @@ func (c *controller) add(d *download) bool {
 	}
 	c.target++
 	c.warming = true
+	c.winStart = time.Now()
 	d.spawn()
 	return true
 }
@@ -226,23 +228,31 @@ func (c *controller) observe(d *download) {
 	}
 	now := time.Now()
 	dt := now.Sub(c.winStart)
+	if c.warming {
+		if dt >= ctlWarmUp { // the measured window starts now
+			c.warming = false
+			c.winStart, c.winBytes = now, d.bytesIn
+		}
+		return
+	}
 	if dt < ctlWindow {
 		return
 	}
 	rate := float64(d.bytesIn-c.winBytes) / dt.Seconds()
 	c.winStart, c.winBytes = now, d.bytesIn
-	if c.warming {
-		c.warming = false
-		return
-	}
 	switch {
 	case c.best == 0 || rate > c.best*ctlGain:
 		d.log.Debug("streams pay", zap.Int("streams", c.target), zap.Float64("MBps", rate/1e6), zap.Float64("before_MBps", c.best/1e6))
-		c.best = max(c.best, rate)
 		// As many again (slow start): a long link needs many streams, and
-		// each step costs two windows.
+		// each step costs a window. A step that nearly doubled the rate
+		// (each stream capped on its own) is followed by a bigger one.
+		more := c.target
+		if c.best > 0 && rate > c.best*1.8 {
+			more = 3 * c.target
+		}
+		c.best = max(c.best, rate)
 		c.added = 0
-		for range c.target {
+		for range more {
 			if !c.add(d) {
 				break
 			}
