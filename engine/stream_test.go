@@ -649,7 +649,12 @@ func TestStreamReaderFarAhead(t *testing.T) {
 		srv := newServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
 		hold := newChunkHolder(chunk, last)
 		t.Cleanup(hold.allowAll)
-		srv.Intercept("m/f", hold.intercept)
+		// A slow link: once let through, the stream from chunk 0 goes on
+		// into the chunks after it in the same GET, and must not reach the
+		// tail's neighbours before the tail reader is answered.
+		srv.Intercept("m/f", func(w http.ResponseWriter, r *http.Request, serve http.HandlerFunc) {
+			hold.intercept(&slowWriter{ResponseWriter: w, piece: 16 << 10, pause: 20 * time.Millisecond}, r, serve)
+		})
 		st := storeWithTimeouts(t, srv.URL)
 		s := newStream(t, StreamConfig{ChunkSize: chunk, Parallel: 4})
 		ref := refFor(t, st, "m", "f")
