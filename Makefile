@@ -30,11 +30,7 @@ FUZZ_TARGETS := remote:FuzzParseListing remote:FuzzParseMaster digits:FuzzValidN
 	digits:FuzzParseInfo digits:FuzzParseAux digits:FuzzStatusPickle cmd/modelstorefs:FuzzStoreDirName \
 	cache:FuzzSummary fs:FuzzStoreText cmd/modelstorefs:FuzzLsTable
 fuzz:
-	@set -e; for t in $(FUZZ_TARGETS); do \
-		echo "fuzz $${t#*:} ($(FUZZTIME))"; \
-		out=$$($(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) ./$${t%%:*} 2>&1) || \
-			{ echo "$$out" | grep -v '^fuzz: elapsed' | tail -40; exit 1; }; \
-	done; echo "fuzz: all targets passed"
+	@GO=$(GO) FUZZTIME=$(FUZZTIME) bash scripts/fuzz.sh $(FUZZ_TARGETS)
 
 # Unit tests only (no mounts).
 unit:

@@ -492,6 +492,18 @@ func (d *download) streamFrom(ctx context.Context, k int, buf []byte) error {
 	return nil
 }
 
+// endsHere checks, after a stream's last chunk, that its body ends there:
+// a server that sends more lied about what it sent.
+func (d *download) endsHere(body *remote.Body, last bool) error {
+	if !last {
+		return nil
+	}
+	if m, err := body.Read(make([]byte, 1)); m > 0 || (err != nil && err != io.EOF) {
+		return fmt.Errorf("GET %s: %w (%v)", d.ref.URL(), errLongBody, err)
+	}
+	return nil
+}
+
 // errLongBody: a body went on past the range it announced.
 var errLongBody = errors.New("more bytes than the range asked for")
 
@@ -576,10 +588,8 @@ func (d *download) fill(ctx context.Context, j int, body *remote.Body, last bool
 			return ctx.Err()
 		}
 	}
-	if last {
-		if m, err := body.Read(make([]byte, 1)); m > 0 || (err != nil && err != io.EOF) {
-			return fmt.Errorf("GET %s: %w (%v)", d.ref.URL(), errLongBody, err)
-		}
+	if err := d.endsHere(body, last); err != nil {
+		return err
 	}
 	d.mu.Lock()
 	c := &d.chunks[j]
@@ -642,10 +652,8 @@ func (d *download) fillDirect(ctx context.Context, j int, body *remote.Body, las
 			return ctx.Err()
 		}
 	}
-	if last {
-		if m, err := body.Read(make([]byte, 1)); m > 0 || (err != nil && err != io.EOF) {
-			return fmt.Errorf("GET %s: %w (%v)", d.ref.URL(), errLongBody, err)
-		}
+	if err := d.endsHere(body, last); err != nil {
+		return err
 	}
 	d.mu.Lock()
 	c := &d.chunks[j]
