@@ -314,21 +314,29 @@ func dirtyBytes() int64 {
 	return m["Dirty"] + m["Writeback"]
 }
 
-// dirtyThreshold is half the kernel's background writeback threshold:
-// past it, the disk is busy writing what others wrote.
+// dirtyThreshold is three quarters of the point where the kernel starts
+// throttling writers (balance_dirty_pages' "freerun": half-way between the
+// background writeback threshold and the dirty limit): past it, writes into
+// the cache file would soon wait for the disk.
 func dirtyThreshold() int64 {
-	if b := readInt("/proc/sys/vm/dirty_background_bytes"); b > 0 {
-		return b / 2
-	}
-	ratio := readInt("/proc/sys/vm/dirty_background_ratio")
-	if ratio <= 0 {
-		ratio = 10
-	}
 	avail := meminfo("MemAvailable")["MemAvailable"]
+	limit := func(bytesFile, ratioFile string, defRatio int64) int64 {
+		if b := readInt(bytesFile); b > 0 {
+			return b
+		}
+		ratio := readInt(ratioFile)
+		if ratio <= 0 {
+			ratio = defRatio
+		}
+		return avail * ratio / 100
+	}
 	if avail <= 0 {
 		return 256 << 20
 	}
-	return max(avail*ratio/100/2, 64<<20)
+	bg := limit("/proc/sys/vm/dirty_background_bytes", "/proc/sys/vm/dirty_background_ratio", 10)
+	hard := limit("/proc/sys/vm/dirty_bytes", "/proc/sys/vm/dirty_ratio", 20)
+	freerun := (bg + hard) / 2
+	return max(freerun*3/4, 64<<20)
 }
 
 // meminfo reads the named /proc/meminfo fields, in bytes.
