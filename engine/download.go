@@ -225,13 +225,10 @@ func (d *download) giveUpCacheLocked(why error) {
 	d.noCache = why
 	d.direct = false
 	d.log.Warn("not caching this file: reading from the store into memory", zap.Error(why))
+	// Queued chunks stay in memory for the readers; the writer skips them.
+	// Chunks already on disk stay readable while the download lives.
 	for k := range d.chunks {
-		c := &d.chunks[k]
-		c.queued = false
-		if c.state == chunkOnDisk {
-			// The file stays readable while the download lives.
-			continue
-		}
+		d.chunks[k].queued = false
 	}
 	d.broadcastLocked()
 }

@@ -251,54 +251,6 @@ func TestTwoReadersDifferentSpeeds(t *testing.T) {
 	checkStreams(t, srv, "m/f", chunk, size/chunk)
 }
 
-// cappedListener caps every accepted connection at rate bytes/s written.
-type cappedListener struct {
-	net.Listener
-	rate  int64
-	conns atomic.Int32 // open now
-	peak  atomic.Int32
-}
-
-func (l *cappedListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	n := l.conns.Add(1)
-	for p := l.peak.Load(); n > p && !l.peak.CompareAndSwap(p, n); p = l.peak.Load() {
-	}
-	return &cappedConn{Conn: c, l: l}, nil
-}
-
-type cappedConn struct {
-	net.Conn
-	l      *cappedListener
-	closed atomic.Bool
-}
-
-func (c *cappedConn) Write(p []byte) (int, error) {
-	const piece = 16 << 10
-	n := 0
-	for len(p) > 0 {
-		k := min(len(p), piece)
-		m, err := c.Conn.Write(p[:k])
-		n += m
-		if err != nil {
-			return n, err
-		}
-		p = p[k:]
-		time.Sleep(time.Duration(int64(k) * int64(time.Second) / c.l.rate))
-	}
-	return n, nil
-}
-
-func (c *cappedConn) Close() error {
-	if c.closed.CompareAndSwap(false, true) {
-		c.l.conns.Add(-1)
-	}
-	return c.Conn.Close()
-}
-
 // TestStreamsGrowOnACappedStore: when every connection is capped (a long
 // link), the download opens more streams, because each one pays; the
 // count is remembered for the store. Right bytes throughout.
@@ -312,7 +264,7 @@ func TestStreamsGrowOnACappedStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	capped := &cappedListener{Listener: ln, rate: 4 << 20}
+	capped := remotetest.Throttle{Rate: 4 << 20}.Listen(ln)
 	origin, err := url.Parse(srv.URL)
 	if err != nil {
 		t.Fatal(err)
@@ -343,8 +295,8 @@ func TestStreamsGrowOnACappedStore(t *testing.T) {
 	if !bytes.Equal(got, data) {
 		t.Fatal("read differs")
 	}
-	if p := capped.peak.Load(); p < 3 {
-		t.Errorf("at most %d connections at once on a store capped per connection: streams were not added", p)
+	if n := capped.Accepted(); n < 3 {
+		t.Errorf("%d connections to a store capped per connection: streams were not added", n)
 	}
 	if r := s.remembered(st); r < 2 {
 		t.Errorf("remembered %d streams for the store, want more than one", r)

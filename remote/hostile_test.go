@@ -55,7 +55,6 @@ func TestStallIsNotCancellation(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			start := time.Now()
 			body, err := s.GetRange(testContext(t), Meta{Size: 100000, ETag: `"s"`}, 0, 100000, "w")
 			if err == nil {
 				_, err = io.Copy(io.Discard, body)
@@ -64,11 +63,9 @@ func TestStallIsNotCancellation(t *testing.T) {
 			if err == nil {
 				t.Fatal("a stalled body was read without error")
 			}
+			// ErrStalled: the guard ended it, not the test's deadline.
 			if errors.Is(err, context.Canceled) || !errors.Is(err, ErrStalled) {
 				t.Errorf("error %q: want ErrStalled, not context.Canceled", err)
-			}
-			if d := time.Since(start); d > 3*time.Second {
-				t.Errorf("stall noticed after %v (StallTimeout 200ms)", d)
 			}
 		})
 	}
@@ -156,14 +153,12 @@ func TestChunkedPartialContent(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			start := time.Now()
 			var got []byte
 			body, err := s.GetRange(testContext(t), rangeWant(), rangeOff, rangeN, "f")
 			if err == nil {
 				got, err = io.ReadAll(body)
 				body.Close()
 			}
-			took := time.Since(start)
 			if tt.wantErr {
 				if err == nil {
 					t.Fatalf("short chunked body read as %q", got)
@@ -171,8 +166,10 @@ func TestChunkedPartialContent(t *testing.T) {
 				if errors.Is(err, context.Canceled) {
 					t.Errorf("error %q wraps context.Canceled", err)
 				}
-				if took > 2*time.Second {
-					t.Errorf("failure took %v (StallTimeout 300ms)", took)
+				// Ended by the client (short body, stall guard), not by
+				// the test's deadline: a drain until the deadline would be.
+				if errors.Is(err, context.DeadlineExceeded) {
+					t.Errorf("error %q: the read ran into the caller's deadline", err)
 				}
 			} else if err != nil || !bytes.Equal(got, data[rangeOff:rangeOff+rangeN]) {
 				t.Fatalf("got %q, %v", got, err)

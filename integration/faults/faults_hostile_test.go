@@ -150,26 +150,7 @@ func fltRawAnswer(srv *fltServer, w http.ResponseWriter, text string, hold bool)
 // fltReadPrefix reads the first n bytes of a file through the mount, as
 // head -c does, giving up (not failing) after timeout.
 func fltReadPrefix(p string, n int, timeout time.Duration) fltResult {
-	start := time.Now()
-	ch := make(chan fltResult, 1)
-	go func() {
-		f, err := os.Open(p)
-		if err != nil {
-			ch <- fltResult{err: err}
-			return
-		}
-		defer f.Close()
-		buf := make([]byte, n)
-		m, err := io.ReadFull(f, buf)
-		ch <- fltResult{data: buf[:m], err: err}
-	}()
-	select {
-	case r := <-ch:
-		r.took = time.Since(start)
-		return r
-	case <-time.After(timeout):
-		return fltResult{err: fmt.Errorf("%s: still blocked after %s", p, timeout), took: timeout, hung: true}
-	}
+	return fltReadPrefixAt(p, 0, n, timeout)
 }
 
 // fltExpectBytesOrEIO accepts correct bytes, or EIO within limit; it fills
