@@ -290,7 +290,8 @@ func (d *download) releaseLocked(k int) {
 // pickLocked chooses where a new stream starts, and whether it is for a
 // reader (which always gets a buffer) or background work (only within the
 // budget): a chunk a reader waits for, else the reader's window, else the
-// middle of the largest missing run that no stream is heading into.
+// largest missing run, or back half of one a stream is heading into
+// (splitLocked).
 func (d *download) pickLocked() (start int, forReader, ok bool) {
 	if d.err != nil || d.streaming || d.finished {
 		return 0, false, false
@@ -326,10 +327,7 @@ func (d *download) pickLocked() (start int, forReader, ok bool) {
 		for end < d.n && d.chunks[end].state == chunkMissing {
 			end++
 		}
-		at, length := k, end-k
-		if d.headedIntoLocked(k) {
-			at, length = k+(end-k)/2, (end-k)/2
-		}
+		at, length := d.splitLocked(k, end)
 		// Runs after the reader come first: that is where it goes next.
 		if length > bestLen || (length == bestLen && length > 0 && k >= d.next && best < d.next) {
 			best, bestLen = at, length
@@ -353,10 +351,24 @@ func (d *download) streamNearLocked(k int) bool {
 	return false
 }
 
-// headedIntoLocked reports whether a stream is about to reach chunk k (the
-// chunk before it is being fetched).
-func (d *download) headedIntoLocked(k int) bool {
-	return k > 0 && d.chunks[k-1].state == chunkFetching
+// splitLocked says where a new stream would start in the missing run
+// [k, end), and how many of its chunks it would take off the stream
+// heading into the run (the chunk before it is being fetched), if any. The
+// new stream takes the back half; a single chunk is worth a new GET only
+// while the stream heading into it is less than half-way through its
+// current chunk.
+func (d *download) splitLocked(k, end int) (at, length int) {
+	n := end - k
+	if k == 0 || d.chunks[k-1].state != chunkFetching {
+		return k, n
+	}
+	if n == 1 {
+		if d.chunks[k-1].filled < d.chunkLen(k-1)/2 {
+			return k, 1
+		}
+		return k, 0
+	}
+	return k + n/2, n - n/2
 }
 
 // worker runs streams until there is nothing it should fetch.
@@ -481,7 +493,7 @@ func (d *download) streamFrom(ctx context.Context, k int, buf []byte) error {
 			return nil
 		}
 		last := j == end-1
-		if err := d.fill(ctx, j, body, last); err != nil {
+		if err := d.fill(ctx, j, body, last, j == k); err != nil {
 			d.abandon(j)
 			return err
 		}
@@ -557,12 +569,12 @@ func (d *download) bufferFor(forReader bool) (buf []byte, ok bool) {
 // With last set the body must end with the chunk: a server that sends
 // more lied about what it sent, and the chunk is not kept (nor, so, the
 // file committed).
-func (d *download) fill(ctx context.Context, j int, body *remote.Body, last bool) error {
+func (d *download) fill(ctx context.Context, j int, body *remote.Body, last, first bool) error {
 	d.mu.Lock()
 	buf := d.chunks[j].buf
 	d.mu.Unlock()
 	if buf == nil {
-		return d.fillDirect(ctx, j, body, last)
+		return d.fillDirect(ctx, j, body, last, first)
 	}
 	var got int64
 	for got < int64(len(buf)) {
@@ -575,6 +587,9 @@ func (d *download) fill(ctx context.Context, j int, body *remote.Body, last bool
 			d.chunks[j].filled = got
 		}
 		d.bytesIn += int64(m)
+		if first && got == int64(m) {
+			d.ctl.connected()
+		}
 		d.ctl.observe(d)
 		d.broadcastLocked()
 		d.mu.Unlock()
@@ -622,7 +637,7 @@ const directPiece = 1 << 20
 
 // fillDirect splices chunk j from body into the cache file, a piece at a
 // time, waking readers (who splice from the file) after each piece.
-func (d *download) fillDirect(ctx context.Context, j int, body *remote.Body, last bool) error {
+func (d *download) fillDirect(ctx context.Context, j int, body *remote.Body, last, first bool) error {
 	n := d.chunkLen(j)
 	off := int64(j) * d.chunk
 	var got int64
@@ -642,6 +657,9 @@ func (d *download) fillDirect(ctx context.Context, j int, body *remote.Body, las
 			d.chunks[j].filled = got
 		}
 		d.bytesIn += step
+		if first && got == step {
+			d.ctl.connected()
+		}
 		d.ctl.observe(d)
 		d.broadcastLocked()
 		d.mu.Unlock()
@@ -797,7 +815,7 @@ func (d *download) streamWhole(ctx context.Context, claimed int, body *remote.Bo
 				d.mu.Unlock()
 			}
 		}
-		if err := d.fill(ctx, k, body, false); err != nil {
+		if err := d.fill(ctx, k, body, false, false); err != nil {
 			d.abandon(k)
 			return fmt.Errorf("streaming: %w", err)
 		}

@@ -174,38 +174,59 @@ func (s *StreamContent) remember(st *cache.Store, n int) {
 }
 
 // controller decides how many streams one download runs: it doubles them
-// while each step raises the measured throughput by ctlGain, and drops the
-// last step when it did not (see doc.go). All its methods run with the
-// download's lock held.
+// while each step pays, and drops the last step when it did not (see
+// doc.go). All its methods run with the download's lock held.
 type controller struct {
 	probing  bool
 	target   int // streams wanted
 	winStart time.Time
 	winBytes int64
-	best     float64 // bytes/s with target-1 streams (0: not measured yet)
-	warming  bool    // the window after an addition: the new streams are still connecting
-	added    int     // streams added by the last step
+	best     float64 // bytes/s with bestAt streams (0: not measured yet)
+	bestAt   int
+	added    int // streams added by the last step
+	// warming: the window after a step is not opened until its new
+	// streams have connected (connecting: those whose first bytes have
+	// not arrived yet), or ctlWarmUp has passed.
+	warming    bool
+	connecting int
 }
 
 const (
-	ctlWindow = 150 * time.Millisecond // measurement window
-	ctlWarmUp = 100 * time.Millisecond // not judged after a step: new streams connect
-	ctlGain   = 1.10                   // what a step must add
+	ctlWindow = 100 * time.Millisecond // measurement window
+	ctlWarmUp = 500 * time.Millisecond // at most this long waiting for a step's streams to connect
+	// ctlShare: a step pays when each added stream brings at least this
+	// share of what each stream brought before it. Less means the streams
+	// contend for one bottleneck (the link, the server, or this machine's
+	// CPU): on loopback a second stream adds 10-40% to the download and
+	// takes that much CPU from the reader. Streams capped each on its own
+	// (a long link) bring nearly a full share.
+	ctlShare = 0.5
+	ctlFull  = 0.8 // "nearly a full share"
 )
+
+// pays reports whether going from before streams at rate best to after
+// streams at rate is worth its streams.
+func pays(best float64, before int, rate float64, after int) bool {
+	if best == 0 || before == 0 {
+		return true // the first window: nothing to compare with
+	}
+	perStream := best / float64(before)
+	return rate >= best+ctlShare*perStream*float64(after-before)
+}
 
 // start runs at the download's first 206: from here on, streams may be
 // added. A store that was measured before starts at what worked.
 func (c *controller) start(d *download) {
 	c.target, c.probing = 1, true
-	c.winStart, c.winBytes = time.Now(), d.bytesIn
+	c.warming, c.connecting = true, 1 // the first stream's first bytes open the first window
+	c.winStart = time.Now()
 	// From what worked last for the store; probing goes on from there.
 	for n := d.s.remembered(d.ref.Store); c.target < n && c.add(d); {
 	}
-	c.warming = c.target > 1
 }
 
 // add starts one more stream if the caps and the work allow; the window
-// after it is not judged (the stream is still connecting).
+// after it waits for the stream to connect.
 func (c *controller) add(d *download) bool {
 	if c.target >= d.s.cfg.Parallel || d.noCache != nil || !d.s.storeRoom(d.ref.Store) {
 		return false
@@ -215,13 +236,21 @@ func (c *controller) add(d *download) bool {
 	}
 	c.target++
 	c.warming = true
+	c.connecting++
 	c.winStart = time.Now()
 	d.spawn()
 	return true
 }
 
-// observe runs after each piece received; it closes a window every
-// ctlWindow and decides.
+// connected runs when a GET's first bytes arrive.
+func (c *controller) connected() {
+	if c.connecting > 0 {
+		c.connecting--
+	}
+}
+
+// observe runs after each piece received; it opens the window once the
+// last step's streams are up, closes it after ctlWindow, and decides.
 func (c *controller) observe(d *download) {
 	if !c.probing {
 		return
@@ -229,43 +258,51 @@ func (c *controller) observe(d *download) {
 	now := time.Now()
 	dt := now.Sub(c.winStart)
 	if c.warming {
-		if dt >= ctlWarmUp { // the measured window starts now
-			c.warming = false
+		if c.connecting == 0 || dt >= ctlWarmUp { // the measured window starts now
+			c.warming, c.connecting = false, 0
 			c.winStart, c.winBytes = now, d.bytesIn
 		}
 		return
 	}
-	if dt < ctlWindow {
+	if dt < ctlWindow/2 {
 		return
 	}
 	rate := float64(d.bytesIn-c.winBytes) / dt.Seconds()
+	// A clear gain (or the first measure) is taken after half a window;
+	// a step is judged unpaid only after a whole one.
+	full := c.best == 0 || rate >= c.best*(1+ctlFull*float64(c.target-c.bestAt)/float64(c.bestAt))
+	if dt < ctlWindow && !full {
+		return
+	}
 	c.winStart, c.winBytes = now, d.bytesIn
-	switch {
-	case c.best == 0 || rate > c.best*ctlGain:
-		d.log.Debug("streams pay", zap.Int("streams", c.target), zap.Float64("MBps", rate/1e6), zap.Float64("before_MBps", c.best/1e6))
-		// As many again (slow start): a long link needs many streams, and
-		// each step costs a window. A step that nearly doubled the rate
-		// (each stream capped on its own) is followed by a bigger one.
-		more := c.target
-		if c.best > 0 && rate > c.best*1.8 {
-			more = 3 * c.target
-		}
-		c.best = max(c.best, rate)
-		c.added = 0
-		for range more {
-			if !c.add(d) {
-				break
-			}
-			c.added++
-		}
-		if c.added == 0 {
-			c.settle(d)
-		}
-	default:
+	if !pays(c.best, c.bestAt, rate, c.target) {
 		// The last step did not pay: stop its streams at their next chunk.
-		d.log.Debug("the last streams did not pay", zap.Int("streams", c.target), zap.Float64("MBps", rate/1e6), zap.Float64("before_MBps", c.best/1e6))
+		d.log.Debug("the last streams did not pay", zap.Int("streams", c.target), zap.Float64("MBps", rate/1e6),
+			zap.Int("before", c.bestAt), zap.Float64("before_MBps", c.best/1e6))
 		c.target -= c.added
 		d.stop += c.added
+		c.settle(d)
+		return
+	}
+	d.log.Debug("streams pay", zap.Int("streams", c.target), zap.Float64("MBps", rate/1e6),
+		zap.Int("before", c.bestAt), zap.Float64("before_MBps", c.best/1e6))
+	// Slow start: a long link needs many streams, and each step costs a
+	// window. The first step and a step whose streams each brought nearly
+	// a full share (streams capped each on its own) quadruple the
+	// streams; others double them.
+	more := c.target
+	if full {
+		more = 3 * c.target
+	}
+	c.best, c.bestAt = rate, c.target
+	c.added = 0
+	for range more {
+		if !c.add(d) {
+			break
+		}
+		c.added++
+	}
+	if c.added == 0 {
 		c.settle(d)
 	}
 }

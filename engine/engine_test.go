@@ -331,3 +331,65 @@ func TestDiskTurnsBusy(t *testing.T) {
 		t.Errorf("%d chunks written behind: none went straight into the file", g.writes.Load())
 	}
 }
+
+// TestPays: a step of streams pays when each added stream brings at least
+// half of what each stream brought before it.
+func TestPays(t *testing.T) {
+	tests := []struct {
+		name   string
+		best   float64
+		before int
+		rate   float64
+		after  int
+		want   bool
+	}{
+		{name: "first window", rate: 100, after: 1, want: true},
+		{name: "capped link, doubled", best: 40, before: 1, rate: 80, after: 2, want: true},
+		{name: "capped link, quadrupled", best: 40, before: 1, rate: 150, after: 4, want: true},
+		{name: "half a share each", best: 40, before: 1, rate: 60, after: 2, want: true},
+		{name: "loopback, +30% for a second stream", best: 1000, before: 1, rate: 1300, after: 2, want: false},
+		{name: "loopback, +40% for three more", best: 1000, before: 1, rate: 1400, after: 4, want: false},
+		{name: "shared link, 4 to 8", best: 400, before: 4, rate: 420, after: 8, want: false},
+		{name: "slower", best: 400, before: 4, rate: 300, after: 8, want: false},
+	}
+	for _, tt := range tests {
+		if got := pays(tt.best, tt.before, tt.rate, tt.after); got != tt.want {
+			t.Errorf("%s: pays(%v, %d, %v, %d) = %v, want %v", tt.name, tt.best, tt.before, tt.rate, tt.after, got, tt.want)
+		}
+	}
+}
+
+// TestSplit: where a new stream starts in a run of missing chunks, and how
+// much it takes off the stream heading into the run.
+func TestSplit(t *testing.T) {
+	const chunk = 8
+	tests := []struct {
+		name       string
+		states     string // per chunk: . missing, f fetching (with filled), d on disk
+		filled     int64  // of the fetching chunk before the run
+		k, end     int
+		at, length int
+	}{
+		{name: "run at the start", states: "....", k: 0, end: 4, at: 0, length: 4},
+		{name: "run after a chunk on disk", states: "d...", k: 1, end: 4, at: 1, length: 3},
+		{name: "headed run of 4", states: "f....", filled: 2, k: 1, end: 5, at: 3, length: 2},
+		{name: "headed run of 3", states: "f...", filled: 2, k: 1, end: 4, at: 2, length: 2},
+		{name: "headed run of 2", states: "f..", filled: 7, k: 1, end: 3, at: 2, length: 1},
+		{name: "headed single chunk, head early", states: "f.", filled: 3, k: 1, end: 2, at: 1, length: 1},
+		{name: "headed single chunk, head past half", states: "f.", filled: 4, k: 1, end: 2, at: 1, length: 0},
+	}
+	for _, tt := range tests {
+		d := &download{chunk: chunk, size: int64(len(tt.states)) * chunk, n: len(tt.states), chunks: make([]chunkState, len(tt.states))}
+		for i, c := range tt.states {
+			switch c {
+			case 'f':
+				d.chunks[i].state, d.chunks[i].filled = chunkFetching, tt.filled
+			case 'd':
+				d.chunks[i].state = chunkOnDisk
+			}
+		}
+		if at, length := d.splitLocked(tt.k, tt.end); at != tt.at || length != tt.length {
+			t.Errorf("%s: splitLocked(%d, %d) = %d, %d; want %d, %d", tt.name, tt.k, tt.end, at, length, tt.at, tt.length)
+		}
+	}
+}

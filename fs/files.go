@@ -96,10 +96,19 @@ func (n *remoteFile) Open(ctx context.Context, flags uint32) (fusefs.FileHandle,
 	if err != nil {
 		return nil, 0, n.fsys.toErrno(ctx, "open", err, zap.String("url", n.ref.URL()))
 	}
-	n.modeOnce.Do(func() { n.passthrough = h.Fd() >= 0 })
-	c := &contentHandle{fsys: n.fsys, h: h, ref: n.ref, passthrough: n.passthrough && h.Fd() >= 0}
-	if c.passthrough {
+	complete := h.Fd() >= 0
+	n.modeOnce.Do(func() { n.passthrough = complete })
+	c := &contentHandle{fsys: n.fsys, h: h, ref: n.ref, passthrough: n.passthrough && complete}
+	switch {
+	case c.passthrough:
 		n.fsys.passthrough.Add(h.Size()) // the kernel reads it without us: assume all of it
+	case !complete && n.fsys.coldDirect.Load():
+		// A cold file: the bytes go from the cache file straight into the
+		// reader's buffer, one copy instead of two (no page of the FUSE
+		// file is filled). Direct I/O opens do not hold the inode's I/O
+		// mode, so a later open, once the file is complete, may still be
+		// kept in the page cache.
+		return c, fuse.FOPEN_DIRECT_IO, 0
 	}
 	return c, fuse.FOPEN_KEEP_CACHE, 0
 }

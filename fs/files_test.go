@@ -3,6 +3,7 @@ package fs
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net/http"
 	"syscall"
 	"testing"
@@ -112,6 +113,52 @@ func TestRemoteFileRead(t *testing.T) {
 	}
 	if served := e.fsys.Stats().BytesServed; served < n {
 		t.Errorf("BytesServed %d, at least %d were read", served, n)
+	}
+}
+
+// TestRemoteFileOpenModes: with the kernel allowing mmap of direct-I/O
+// files, a file not yet complete in the cache is opened for direct I/O
+// (no FUSE page cache: one copy per byte fewer); once complete, a later
+// open of the same node keeps the page cache (this node's first open was
+// cold, so it is never passthrough).
+func TestRemoteFileOpenModes(t *testing.T) {
+	for _, coldDirect := range []bool{false, true} {
+		t.Run(fmt.Sprintf("coldDirect=%v", coldDirect), func(t *testing.T) {
+			e := newEnv(t)
+			e.fsys.coldDirect.Store(coldDirect)
+			md := e.modelNode(t, "lenet")
+			rf := lookupNode[*remoteFile](t, md, lenetJobWeights)
+			want := sampleFiles(t)["lenet/"+lenetWeights]
+
+			fh, flags := openFile(t, rf, syscall.O_RDONLY)
+			wantCold := uint32(fuse.FOPEN_KEEP_CACHE)
+			if coldDirect {
+				wantCold = fuse.FOPEN_DIRECT_IO
+			}
+			if flags != wantCold {
+				t.Errorf("cold open flags %#x, want %#x", flags, wantCold)
+			}
+			if got := readAllHandle(t, fh); !bytes.Equal(got, want) {
+				t.Fatal("read differs")
+			}
+			release(t, fh)
+			testutil.WaitFor(t, "the file complete in the cache", func() bool {
+				h, err := e.content.Open(testutil.Ctx(t), rf.ref)
+				if err != nil {
+					return false
+				}
+				defer h.Close()
+				return h.Fd() >= 0
+			})
+			fh2, flags2 := openFile(t, rf, syscall.O_RDONLY)
+			defer release(t, fh2)
+			if flags2 != fuse.FOPEN_KEEP_CACHE {
+				t.Errorf("open of the complete file: flags %#x, want FOPEN_KEEP_CACHE", flags2)
+			}
+			if fh2.(*contentHandle).passthrough {
+				t.Error("passthrough on a node first opened cold (the kernel would refuse the open)")
+			}
+		})
 	}
 }
 

@@ -57,6 +57,11 @@ type FS struct {
 
 	onRead      func(time.Duration)
 	passthrough atomic.Int64 // estimated bytes the kernel read itself
+
+	// coldDirect: opens of files not yet complete in the cache bypass the
+	// kernel's page cache (FOPEN_DIRECT_IO). Set by Mount when the kernel
+	// still allows mmap of such files (FUSE_DIRECT_IO_ALLOW_MMAP, 6.6+).
+	coldDirect atomic.Bool
 }
 
 // New returns the filesystem; Root gives its root node. Close stops its

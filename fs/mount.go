@@ -2,6 +2,7 @@ package fs
 
 import (
 	"fmt"
+	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -9,6 +10,7 @@ import (
 
 	fusefs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/hanwen/go-fuse/v2/splice"
 	"go.uber.org/zap"
 )
 
@@ -46,11 +48,13 @@ func Mount(dir string, f *FS, mo MountOptions) (*fuse.Server, error) {
 			Name:         "modelstorefs",
 			AllowOther:   mo.AllowOther,
 			DirectMount:  true, // mount(2) as root, fusermount otherwise
-			MaxWrite:     1 << 20,
+			MaxWrite:     maxRequest(splice.MaxPipeSize()),
 			MaxReadAhead: 1 << 20,
 			Debug:        mo.Debug,
 			Logger:       stdlog,
 			PanicHandler: f.panicked,
+			// Lets cold files (FOPEN_DIRECT_IO, see remoteFile.Open) be mmapped.
+			ExtraCapabilities: fuse.CAP_DIRECT_IO_ALLOW_MMAP,
 		},
 	}
 	if mo.AllowOther {
@@ -61,7 +65,21 @@ func Mount(dir string, f *FS, mo MountOptions) (*fuse.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mount %s: %w", dir, err)
 	}
+	f.coldDirect.Store(server.KernelSettings().Flags64()&fuse.CAP_DIRECT_IO_ALLOW_MMAP != 0)
 	return server, nil
+}
+
+// maxRequest is the largest READ the kernel is asked to send: 1 MiB, or
+// the largest power of two whose reply (16-byte header, plus the page
+// go-fuse keeps free) fits in a pipe, so that every reply from a cache
+// file is spliced. A reply that does not fit is read into memory and
+// copied instead (and go-fuse logs each one).
+func maxRequest(pipeMax int) int {
+	n := 1 << 20
+	for n > 128<<10 && n+16+os.Getpagesize() > pipeMax {
+		n /= 2
+	}
+	return n
 }
 
 // fsName makes source fit a mount table's SOURCE column: no blanks or
