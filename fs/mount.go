@@ -53,6 +53,9 @@ func Mount(dir string, f *FS, mo MountOptions) (*fuse.Server, error) {
 			Debug:        mo.Debug,
 			Logger:       stdlog,
 			PanicHandler: f.panicked,
+			// A symlink's inode number includes its target (fileVersion),
+			// so the kernel may keep the target: no READLINK per ls -l.
+			EnableSymlinkCaching: true,
 			// Lets cold files (FOPEN_DIRECT_IO, see remoteFile.Open) be mmapped.
 			ExtraCapabilities: fuse.CAP_DIRECT_IO_ALLOW_MMAP,
 		},
