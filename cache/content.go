@@ -90,12 +90,15 @@ type Handle interface {
 }
 
 // ReadResult is the answer to Handle.Read: Data, or N bytes at Off of the
-// file Fd (when Fd >= 0).
+// file Fd (when Fd >= 0). When Done is set, Data lies in the engine's own
+// buffer, which stays valid until Done is called (once, after the bytes
+// have been sent).
 type ReadResult struct {
 	Data []byte
 	Fd   int
 	Off  int64
 	N    int
+	Done func()
 }
 
 // Errors of the layers below, named here so that users of the cache (the

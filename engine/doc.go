@@ -27,9 +27,11 @@
 //     (StreamContent.diskBusy).
 //   - Through memory, when the disk is busy: bytes arrive into a memory
 //     buffer of the chunk and readers are answered from it a 256 KiB piece
-//     at a time; a full buffer goes to the write-behind queue, and one
-//     writer per cache writes chunks into the cache file and marks them
-//     onDisk. A reader never waits for the disk.
+//     at a time, in place (the FUSE reply is written from the buffer; a
+//     buffer released while replies point into it is freed by the last
+//     one); a full buffer goes to the write-behind queue, and one writer
+//     per cache writes chunks into the cache file and marks them onDisk.
+//     A reader never waits for the disk.
 //
 // When all chunks are on disk the file is synced and renamed into place
 // (atomic commit: nothing partial is ever taken as complete).

@@ -44,9 +44,21 @@ type chunkState struct {
 	state   uint8
 	buf     []byte
 	filled  int64
-	queued  bool // in the write-behind queue
-	writing bool // the writer is writing it: the buffer may not go
-	waiting int  // readers waiting for it
+	queued  bool    // in the write-behind queue
+	writing bool    // the writer is writing it: the buffer may not go
+	waiting int     // readers waiting for it
+	pin     *bufPin // replies in flight that point into buf
+}
+
+// bufPin counts the replies in flight that point into a chunk's buffer
+// (Read answers from memory without a copy): the buffer goes back to the
+// pool only when the last of them is done. A buffer released meanwhile is
+// orphaned: detached from its chunk, and freed by the last Done.
+type bufPin struct {
+	k      int
+	n      int
+	orphan bool
+	buf    []byte
 }
 
 // download is one file being fetched.
@@ -277,14 +289,52 @@ func (d *download) allOnDiskLocked() bool {
 	return true
 }
 
-// releaseLocked gives chunk k's buffer back, unless the writer holds it.
+// releaseLocked gives chunk k's buffer back, unless the writer holds it;
+// replies in flight that point into it keep it until they are done.
 func (d *download) releaseLocked(k int) {
 	c := &d.chunks[k]
 	if c.buf == nil || c.writing {
 		return
 	}
-	d.s.freeBuf(c.buf)
+	if c.pin != nil {
+		c.pin.orphan = true
+		c.pin = nil
+	} else {
+		d.s.freeBuf(c.buf)
+	}
 	c.buf, c.filled, c.queued = nil, 0, false
+}
+
+// pinLocked answers [off, end) from a chunk's buffer without a copy, when
+// the range lies in one chunk whose buffer holds it. The buffer stays
+// valid until the result's Done.
+func (d *download) pinLocked(off, end int64) (cache.ReadResult, bool) {
+	k := int(off / d.chunk)
+	base := int64(k) * d.chunk
+	c := &d.chunks[k]
+	if c.buf == nil || end > base+d.chunk || c.filled < end-base {
+		return cache.ReadResult{}, false
+	}
+	if c.pin == nil {
+		c.pin = &bufPin{k: k, buf: c.buf}
+	}
+	p := c.pin
+	p.n++
+	return cache.ReadResult{Data: c.buf[off-base : end-base], Fd: -1, Done: func() { d.unpin(p) }}, true
+}
+
+func (d *download) unpin(p *bufPin) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	p.n--
+	if p.n > 0 {
+		return
+	}
+	if p.orphan {
+		d.s.freeBuf(p.buf)
+	} else if d.chunks[p.k].pin == p {
+		d.chunks[p.k].pin = nil
+	}
 }
 
 // pickLocked chooses where a new stream starts, and whether it is for a
@@ -828,7 +878,10 @@ func (d *download) streamWhole(ctx context.Context, claimed int, body *remote.Bo
 // read answers a reader: p from off, waiting (at most until ctx ends) for
 // bytes still on their way. It returns the bytes, or, when they are all on
 // disk, the cache file's descriptor so the caller can splice.
-func (d *download) read(ctx context.Context, p []byte, off int64) (cache.ReadResult, error) {
+//
+// With zeroCopy, bytes in a buffer are returned in place (pinLocked), for
+// the caller to send before calling the result's Done.
+func (d *download) read(ctx context.Context, p []byte, off int64, zeroCopy bool) (cache.ReadResult, error) {
 	if off >= d.size {
 		return cache.ReadResult{Fd: -1}, io.EOF
 	}
@@ -849,6 +902,11 @@ func (d *download) read(ctx context.Context, p []byte, off int64) (cache.ReadRes
 		}
 	}()
 	for {
+		if zeroCopy {
+			if r, ok := d.pinLocked(off, end); ok {
+				return r, eofIf(end < off+int64(len(p)))
+			}
+		}
 		if d.complete || d.inFileLocked(off, end) {
 			return cache.ReadResult{Fd: int(d.f.Fd()), Off: off, N: int(end - off)}, eofIf(end < off+int64(len(p)))
 		}

@@ -393,3 +393,52 @@ func TestSplit(t *testing.T) {
 		}
 	}
 }
+
+// TestZeroCopyReadKeepsItsBuffer: Read answers from a chunk's buffer in
+// place; a buffer released while such an answer is in flight (here: the
+// download ends and frees every buffer, and a second file's download
+// takes buffers from the pool) is not reused until the answer is done.
+func TestZeroCopyReadKeepsItsBuffer(t *testing.T) {
+	const size, chunk = 1 << 20, 128 << 10
+	a, b := blob(107, size), blob(108, size)
+	srv := newServer(t, map[string][]byte{"m/a": a, "m/b": b}, remotetest.Options{})
+	st := newTestStore(t, srv.URL)
+	s := newStream(t, StreamConfig{ChunkSize: chunk})
+	s.busyHook = func() bool { return true } // through memory
+	g := newGatedWriter(true)                // and kept there until the writes are let through
+	t.Cleanup(g.open)
+	s.writeAt = g.write
+	refA := refFor(t, st, "m", "a")
+	h, err := s.Open(testutil.Ctx(t), refA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := h.Read(testutil.Ctx(t), make([]byte, 4096), 5000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Done == nil || r.Fd >= 0 {
+		t.Fatalf("Read from memory: Done %v, Fd %d; want an answer in place", r.Done != nil, r.Fd)
+	}
+	if !bytes.Equal(r.Data, a[5000:5000+4096]) {
+		t.Fatal("in-place answer differs")
+	}
+	// The rest of a, so that its download ends and frees its buffers.
+	if got := readAll(t, h); !bytes.Equal(got, a) {
+		t.Fatal("read of a differs")
+	}
+	h.Close()
+	g.open()
+	testutil.WaitFor(t, "a committed", func() bool { return committed(s, refA) })
+	if got := openRead(t, s, refFor(t, st, "m", "b")); !bytes.Equal(got, b) {
+		t.Fatal("read of b differs")
+	}
+	if !bytes.Equal(r.Data, a[5000:5000+4096]) {
+		t.Fatal("the buffer of an answer in flight was reused")
+	}
+	if n := s.bufferBytes(); n < chunk {
+		t.Fatalf("%d bytes of buffers held; the answer in flight holds a chunk", n)
+	}
+	r.Done()
+	testutil.WaitFor(t, "every buffer back", func() bool { return s.bufferBytes() == 0 })
+}

@@ -697,11 +697,11 @@ type streamHandle struct {
 }
 
 func (h *streamHandle) Read(ctx context.Context, p []byte, off int64) (cache.ReadResult, error) {
-	return h.d.read(ctx, p, off)
+	return h.d.read(ctx, p, off, true)
 }
 
 func (h *streamHandle) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
-	r, err := h.d.read(ctx, p, off)
+	r, err := h.d.read(ctx, p, off, false)
 	if r.Fd < 0 {
 		return len(r.Data), err
 	}

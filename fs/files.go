@@ -136,6 +136,9 @@ func (c *contentHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.
 	c.fsys.reads.Add(1)
 	r, err := c.h.Read(ctx, dest, off)
 	if err != nil && !errors.Is(err, io.EOF) {
+		if r.Done != nil {
+			r.Done()
+		}
 		return nil, c.fsys.toErrno(ctx, "read", err, zap.String("url", c.ref.URL()), zap.Int64("offset", off))
 	}
 	if r.Fd >= 0 {
@@ -145,8 +148,23 @@ func (c *contentHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.
 		return fuse.ReadResultFd(uintptr(r.Fd), r.Off, r.N), 0
 	}
 	c.fsys.served.Add(int64(len(r.Data)))
+	if r.Done != nil {
+		return &bufferReply{data: r.Data, done: r.Done}, 0
+	}
 	return fuse.ReadResultData(r.Data), 0
 }
+
+// bufferReply is a reply that points into the engine's buffer: go-fuse
+// writes it to the kernel straight from there, then calls Done, which
+// lets the engine reuse the buffer.
+type bufferReply struct {
+	data []byte
+	done func()
+}
+
+func (r *bufferReply) Bytes([]byte) ([]byte, fuse.Status) { return r.data, fuse.OK }
+func (r *bufferReply) Size() int                          { return len(r.data) }
+func (r *bufferReply) Done()                              { r.done() }
 
 func (c *contentHandle) Release(ctx context.Context) syscall.Errno {
 	if err := c.h.Close(); err != nil {
