@@ -17,7 +17,11 @@ import (
 // MountOptions are the user's mount choices.
 type MountOptions struct {
 	AllowOther bool // let other users see the mount (needs user_allow_other when not root)
-	Debug      bool // log every FUSE operation
+	// DirectIO opens files not yet complete in the cache with
+	// FOPEN_DIRECT_IO (see remoteFile.Open), where the kernel still allows
+	// them to be mmapped (FUSE_DIRECT_IO_ALLOW_MMAP, Linux 6.6+).
+	DirectIO bool
+	Debug    bool // log every FUSE operation
 	// Source is what mount tables (findmnt, /proc/mounts) show as the
 	// mount's SOURCE: the store URLs, without credentials. Default
 	// "modelstorefs".
@@ -68,7 +72,7 @@ func Mount(dir string, f *FS, mo MountOptions) (*fuse.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mount %s: %w", dir, err)
 	}
-	f.coldDirect.Store(server.KernelSettings().Flags64()&fuse.CAP_DIRECT_IO_ALLOW_MMAP != 0)
+	f.coldDirect.Store(mo.DirectIO && server.KernelSettings().Flags64()&fuse.CAP_DIRECT_IO_ALLOW_MMAP != 0)
 	return server, nil
 }
 

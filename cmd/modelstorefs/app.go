@@ -76,6 +76,7 @@ DIGITS_MODEL_STORE_URL.`,
 			&cli.StringFlag{Name: "jobs-dir", Value: cache.DefaultJobsDir, EnvVars: []string{"DIGITS_JOBS_DIR"}, Usage: "DIGITS jobs `DIR` written into status.pickle (DIGITS rewrites it on load)"},
 			&cli.BoolFlag{Name: "allow-other", Usage: "let other users access the mount (needs user_allow_other in /etc/fuse.conf unless root)"},
 			&cli.BoolFlag{Name: "allow-non-empty", Usage: "mount over a directory that is not empty (hiding its files while mounted)"},
+			&cli.BoolFlag{Name: "direct-io", Value: true, Usage: "files still downloading bypass the kernel page cache: one copy less for large reads (cp, cat); --direct-io=false (-o no_direct_io) suits programs that read in pieces under 64 KiB (tar, sha256sum)"},
 			&cli.BoolFlag{Name: "daemon", Usage: "detach once mounted; the daemon logs to --log-file"},
 			&cli.StringFlag{Name: "log-file", Usage: "write the log to `FILE` instead of stderr (with --daemon: default CACHE_DIR/modelstorefs.log)"},
 			&cli.StringSliceFlag{Name: "o", Usage: "mount `OPTIONS` as in /etc/fstab: allow_other, nonempty, cache_dir=, cache_size=, ttl=, log_file=, ..."},
@@ -190,6 +191,7 @@ type mountConfig struct {
 	JobsDir       string
 	AllowOther    bool
 	AllowNonEmpty bool
+	DirectIO      bool // cold files opened with FOPEN_DIRECT_IO
 	DebugFuse     bool
 	LogFile       string
 	// MetricsAddr is where Prometheus metrics are served; "" for nowhere.
@@ -260,6 +262,7 @@ func mountConfigFrom(c *cli.Context) (mountConfig, error) {
 		JobsDir:       c.String("jobs-dir"),
 		AllowOther:    c.Bool("allow-other"),
 		AllowNonEmpty: c.Bool("allow-non-empty"),
+		DirectIO:      c.Bool("direct-io"),
 		DebugFuse:     c.Bool("debug-fuse"),
 		MetricsAddr:   c.String("metrics-addr"),
 	}

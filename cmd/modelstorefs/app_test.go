@@ -339,3 +339,28 @@ func TestMountConfigFlagsAnywhere(t *testing.T) {
 		t.Errorf("config %+v", cfg)
 	}
 }
+
+// TestMountConfigDirectIO: cold files bypass the kernel page cache unless
+// --direct-io=false or -o no_direct_io says otherwise.
+func TestMountConfigDirectIO(t *testing.T) {
+	noStoreEnv(t)
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	tests := []struct {
+		args []string
+		want bool
+	}{
+		{nil, true},
+		{[]string{"--direct-io=false"}, false},
+		{[]string{"-o", "no_direct_io"}, false},
+		{[]string{"-o", "nonempty"}, true},
+	}
+	for _, tt := range tests {
+		cfg, err := configFrom(t, append([]string{t.TempDir(), "--store", "http://127.0.0.1:8001/"}, tt.args...)...)
+		if err != nil {
+			t.Fatalf("%q: %v", tt.args, err)
+		}
+		if cfg.DirectIO != tt.want {
+			t.Errorf("%q: DirectIO %v, want %v", tt.args, cfg.DirectIO, tt.want)
+		}
+	}
+}

@@ -61,7 +61,7 @@ func runMount(ctx context.Context, cfg mountConfig, stopSignals context.CancelFu
 		names[i] = s.Name + "=" + urls[i]
 	}
 	server, err := fs.Mount(cfg.Mountpoint, fsys, fs.MountOptions{
-		AllowOther: cfg.AllowOther, Debug: cfg.DebugFuse, Source: strings.Join(urls, ","),
+		AllowOther: cfg.AllowOther, DirectIO: cfg.DirectIO, Debug: cfg.DebugFuse, Source: strings.Join(urls, ","),
 	})
 	if err != nil {
 		return mountFailed(err)
