@@ -339,7 +339,7 @@ func (b *benchState) readOnce(t *testing.T, o benchReadOpts) (r benchReadResult)
 func (b *benchState) coldRows(t *testing.T, label, url string, srv *benchServer, sum string, target float64, keep bool) string {
 	fileURL := url + "/" + benchBigRel
 	var curl, ms []float64
-	var errs []string
+	var errs, conns []string
 	var reqs string
 	bad := 0
 	kept := ""
@@ -364,6 +364,9 @@ func (b *benchState) coldRows(t *testing.T, label, url string, srv *benchServer,
 		default:
 			ms = append(ms, r.rate)
 			reqs = r.reqs
+			if srv != nil {
+				conns = append(conns, fmt.Sprintf("%d/%d", r.conns, r.peak))
+			}
 		}
 		if keep && i == b.reps-1 && r.err == nil && r.sumOK {
 			kept = cache
@@ -379,6 +382,9 @@ func (b *benchState) coldRows(t *testing.T, label, url string, srv *benchServer,
 	}
 	note := fmt.Sprintf("medians of %d (modelstorefs %s; curl %s); server requests during one read: %s",
 		b.reps, benchRates(ms), benchRates(curl), benchOrDash(reqs))
+	if len(conns) > 0 {
+		note += "; connections that carried the file / most in flight at once, per read: " + strings.Join(conns, ", ")
+	}
 	if bad > 0 {
 		t.Errorf("cold read on %s: %d of %d reads through modelstorefs had a wrong sha256", label, bad, b.reps)
 		note = fmt.Sprintf("WRONG BYTES in %d reads; ", bad) + note
