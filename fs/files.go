@@ -155,14 +155,16 @@ func (c *contentHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.
 }
 
 // bufferReply is a reply that points into the engine's buffer: go-fuse
-// writes it to the kernel straight from there, then calls Done, which
-// lets the engine reuse the buffer.
+// writes it to the kernel straight from there (Slices: one writev, no
+// attempt at a splice), then calls Done, which lets the engine reuse the
+// buffer.
 type bufferReply struct {
 	data []byte
 	done func()
 }
 
 func (r *bufferReply) Bytes([]byte) ([]byte, fuse.Status) { return r.data, fuse.OK }
+func (r *bufferReply) Slices() ([][]byte, fuse.Status)    { return [][]byte{r.data}, fuse.OK }
 func (r *bufferReply) Size() int                          { return len(r.data) }
 func (r *bufferReply) Done()                              { r.done() }
 

@@ -159,6 +159,16 @@ func (m *Mount) Stop(t *testing.T) {
 	select {
 	case <-m.Done:
 	default:
+		if t.Failed() {
+			// Where every goroutine of the daemon is (the Go runtime
+			// prints them on SIGQUIT and exits), for the logs below.
+			_ = m.Cmd.Process.Signal(syscall.SIGQUIT)
+			select {
+			case <-m.Done:
+			case <-time.After(5 * time.Second):
+			}
+			break
+		}
 		_ = m.Cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-m.Done:
@@ -310,9 +320,27 @@ func WithTimeout(t *testing.T, d time.Duration, what string, fn func() error) er
 	case err := <-ch:
 		return err
 	case <-ctx.Done():
-		t.Fatalf("%s: still running after %s", what, d)
+		t.Fatalf("%s: still running after %s; this process's threads in the kernel:\n%s", what, d, kernelStacks())
 		return nil
 	}
+}
+
+// kernelStacks lists where this process's threads wait in the kernel that
+// are not idle in the Go scheduler (futex, epoll): a call stuck on a mount
+// shows there (root only; empty otherwise).
+func kernelStacks() string {
+	var b strings.Builder
+	tasks, _ := filepath.Glob("/proc/self/task/*")
+	for _, task := range tasks {
+		wchan, _ := os.ReadFile(filepath.Join(task, "wchan"))
+		w := string(wchan)
+		if w == "" || w == "0" || strings.HasPrefix(w, "futex") || strings.Contains(w, "epoll") {
+			continue
+		}
+		stack, _ := os.ReadFile(filepath.Join(task, "stack"))
+		fmt.Fprintf(&b, "%s %s\n%s", filepath.Base(task), w, stack)
+	}
+	return b.String()
 }
 
 // ReadFile reads a file from the mount with a bound on the time taken.
