@@ -159,21 +159,17 @@ func (m *Mount) Stop(t *testing.T) {
 	select {
 	case <-m.Done:
 	default:
+		// A failed test's daemon gets SIGQUIT: the Go runtime prints
+		// where every goroutine is (for the logs below) and exits.
+		sig, what := syscall.SIGTERM, "SIGTERM"
 		if t.Failed() {
-			// Where every goroutine of the daemon is (the Go runtime
-			// prints them on SIGQUIT and exits), for the logs below.
-			_ = m.Cmd.Process.Signal(syscall.SIGQUIT)
-			select {
-			case <-m.Done:
-			case <-time.After(5 * time.Second):
-			}
-			break
+			sig, what = syscall.SIGQUIT, "SIGQUIT"
 		}
-		_ = m.Cmd.Process.Signal(syscall.SIGTERM)
+		_ = m.Cmd.Process.Signal(sig)
 		select {
 		case <-m.Done:
 		case <-time.After(15 * time.Second):
-			t.Errorf("modelstorefs did not exit within 15s of SIGTERM")
+			t.Errorf("modelstorefs did not exit within 15s of %s", what)
 			_ = m.Cmd.Process.Kill()
 			<-m.Done
 		}
