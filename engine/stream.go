@@ -559,19 +559,25 @@ func (s *StreamContent) startLocked(ref cache.Ref, key string) (*entry, error) {
 // finish records the end of a download: complete (renamed into place) or
 // failed (removed).
 func (s *StreamContent) finish(e *entry, err error) {
+	final := filepath.Join(s.objects, e.key)
+	if err == nil {
+		// The rename and the directory sync wait for the disk, so they are
+		// done without the lock: every Open takes it. Nobody else uses
+		// e.path while e is incomplete.
+		if rerr := os.Rename(e.path, final); rerr != nil {
+			s.log.Warn("committing a download failed: the file is not kept", zap.String("path", e.path), zap.Error(rerr))
+			err = rerr
+		} else {
+			syncDir(s.objects)
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e.opens--
 	if err == nil {
-		final := filepath.Join(s.objects, e.key)
-		if rerr := os.Rename(e.path, final); rerr != nil {
-			s.log.Warn("committing a download failed: the file is not kept", zap.String("path", e.path), zap.Error(rerr))
-		} else {
-			syncDir(s.objects)
-			e.path, e.complete, e.dl = final, true, nil
-			s.evictLocked(0)
-			return
-		}
+		e.path, e.complete, e.dl = final, true, nil
+		s.evictLocked(0)
+		return
 	}
 	os.Remove(e.path)
 	if e.detached {
