@@ -631,17 +631,7 @@ func (d *download) fill(ctx context.Context, j int, body *remote.Body, last, fir
 		m, err := io.ReadFull(body, buf[got:min(got+piece, int64(len(buf)))])
 		got += int64(m)
 		d.mu.Lock()
-		// The last piece of a stream's last chunk shows only once the body
-		// is known to end there (below).
-		if !last || got < int64(len(buf)) {
-			d.chunks[j].filled = got
-		}
-		d.bytesIn += int64(m)
-		if first && got == int64(m) {
-			d.ctl.connected()
-		}
-		d.ctl.observe(d)
-		d.broadcastLocked()
+		d.pieceLandedLocked(j, got, int64(len(buf)), int64(m), last, first)
 		d.mu.Unlock()
 		if err != nil {
 			return fmt.Errorf("GET %s at %d: %w", d.ref.URL(), int64(j)*d.chunk+got, err)
@@ -668,6 +658,23 @@ func (d *download) fill(ctx context.Context, j int, body *remote.Body, last, fir
 		d.s.queueWrite(d, j)
 	}
 	return nil
+}
+
+// pieceLandedLocked records step more bytes of chunk j received (got of
+// its n so far) by a stream, first if this is the stream's first chunk:
+// readers see them, except the last piece of a stream's last chunk, which
+// shows only once endsHere knows the body ends there; the controller
+// counts them, and a stream's first bytes end its connecting.
+func (d *download) pieceLandedLocked(j int, got, n, step int64, last, first bool) {
+	if !last || got < n {
+		d.chunks[j].filled = got
+	}
+	d.bytesIn += step
+	if first && got == step {
+		d.ctl.connected()
+	}
+	d.ctl.observe(d)
+	d.broadcastLocked()
 }
 
 // cacheDiskFailed tells a failure of the cache file (a full or failing
@@ -703,15 +710,7 @@ func (d *download) fillDirect(ctx context.Context, j int, body *remote.Body, las
 		}
 		got += step
 		d.mu.Lock()
-		if !last || got < n {
-			d.chunks[j].filled = got
-		}
-		d.bytesIn += step
-		if first && got == step {
-			d.ctl.connected()
-		}
-		d.ctl.observe(d)
-		d.broadcastLocked()
+		d.pieceLandedLocked(j, got, n, step, last, first)
 		d.mu.Unlock()
 		if ctx.Err() != nil {
 			return ctx.Err()

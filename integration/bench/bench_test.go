@@ -956,6 +956,17 @@ func (b *benchState) storeRun(t *testing.T, srv *benchServer, mount func(*testin
 	return r
 }
 
+// benchWriteOneModel writes a store of one caffe model, name, whose
+// weights (weights.caffemodel) the caller provides.
+func benchWriteOneModel(t *testing.T, dir, name string) {
+	t.Helper()
+	benchWriteJSON(t, filepath.Join(dir, "master.json"), map[string]any{"children": []string{name}})
+	benchWriteJSON(t, filepath.Join(dir, name, "info.json"), map[string]any{
+		"name": name, "framework": "caffe", "snapshot file": "weights.caffemodel", "model file": "original.prototxt",
+	})
+	benchWriteFile(t, filepath.Join(dir, name, "original.prototxt"), []byte("name: \""+name+"\"\n"))
+}
+
 // benchWriteModelStore writes n small models (every third one torch, the rest
 // caffe): info.json, aux.json, weights of a few KB, model definition,
 // labels. It returns the torch models' names.
@@ -1071,11 +1082,7 @@ const benchHugeRel = "huge/weights.caffemodel"
 func (b *benchState) sectionRSS(t *testing.T) {
 	what := "(e) peak RSS (VmHWM) of the daemon streaming a 4 GiB file"
 	src := t.TempDir()
-	benchWriteJSON(t, filepath.Join(src, "master.json"), map[string]any{"children": []string{"huge"}})
-	benchWriteJSON(t, filepath.Join(src, "huge", "info.json"), map[string]any{
-		"name": "huge", "framework": "caffe", "snapshot file": "weights.caffemodel", "model file": "original.prototxt",
-	})
-	benchWriteFile(t, filepath.Join(src, "huge", "original.prototxt"), []byte("name: \"huge\"\n"))
+	benchWriteOneModel(t, src, "huge")
 	// A sparse placeholder, so that directory listings (rclone) show it;
 	// its bytes come from the generator.
 	ph, err := os.Create(filepath.Join(src, benchHugeRel))
@@ -1468,11 +1475,7 @@ const (
 func (b *benchState) sectionCapped(t *testing.T) {
 	what := "(h) capped store (40 MB/s per connection, 20 ms to first byte): cold 128 MiB read, vs one curl"
 	src := t.TempDir()
-	benchWriteJSON(t, filepath.Join(src, "master.json"), map[string]any{"children": []string{"capped"}})
-	benchWriteJSON(t, filepath.Join(src, "capped", "info.json"), map[string]any{
-		"name": "capped", "framework": "caffe", "snapshot file": "weights.caffemodel", "model file": "original.prototxt",
-	})
-	benchWriteFile(t, filepath.Join(src, "capped", "original.prototxt"), []byte("name: \"capped\"\n"))
+	benchWriteOneModel(t, src, "capped")
 	h := sha256.New()
 	if _, err := io.CopyBuffer(h, &benchGen{size: benchCappedSize}, make([]byte, 1<<20)); err != nil {
 		t.Fatal(err)

@@ -8,12 +8,10 @@ package faults
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -130,18 +128,7 @@ func fltRowKill9Behind(t *testing.T, r *fltRow) {
 	if _, err := fltLs(filepath.Join(dir, "s", "big"), 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	reader := exec.CommandContext(ctx, "cat", filepath.Join(dir, "s", "big", "model.caffemodel"))
-	if err := reader.Start(); err != nil {
-		t.Fatal(err)
-	}
-	readerDone := make(chan error, 1)
-	go func() { readerDone <- reader.Wait() }()
-	time.Sleep(1500 * time.Millisecond)
-	_ = m1.Cmd.Process.Kill()
-	<-m1.Done
-	readerErr := <-readerDone
+	readerErr := fltKillMidDownload(t, srv, m1)
 	srv.clearFaults(fltWeights)
 	m2 = fltMountAt(t, dir, cache, fltStores(srv), "--chunk-size", "1MiB", "--write-behind")
 	// Nothing partial was kept as complete: every kept object is whole.

@@ -1551,32 +1551,7 @@ func fltRowKill9(t *testing.T, r *fltRow) {
 	if _, err := fltLs(filepath.Join(dir, "s", "big"), 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	reader := exec.CommandContext(ctx, "cat", filepath.Join(dir, "s", "big", "model.caffemodel"))
-	if err := reader.Start(); err != nil {
-		t.Fatal(err)
-	}
-	readerDone := make(chan error, 1)
-	go func() { readerDone <- reader.Wait() }()
-	// The download is in progress once the reader has had 2 MiB (the
-	// store sends 1 MiB/s): an event, not a guess at how long that takes.
-	testutil.WaitFor(t, "the reader to be served 2 MiB", func() bool {
-		st, err := fltStats(m1)
-		served, _ := st["bytes_served"].(float64)
-		return err == nil && served >= 2<<20
-	}, 30*time.Second)
-	select {
-	case err := <-readerDone:
-		t.Fatalf("the reader finished (%v) before the kill: the download was not in progress", err)
-	default:
-	}
-	if srv.count("GET", fltWeights) == 0 {
-		t.Fatal("no GET of the weights before the kill")
-	}
-	_ = m1.Cmd.Process.Kill()
-	<-m1.Done
-	readerErr := <-readerDone
+	readerErr := fltKillMidDownload(t, srv, m1)
 	_, statErr := os.Stat(dir)
 	if !errors.Is(statErr, syscall.ENOTCONN) {
 		t.Errorf("after kill -9: stat of the mountpoint: %v, want ENOTCONN", statErr)
@@ -1593,6 +1568,39 @@ func fltRowKill9(t *testing.T, r *fltRow) {
 	r.saw = fmt.Sprintf("reader: %v at the kill; mountpoint: %s; remount detached it and read the file: %v", readerErr, fltErrno(statErr), ok)
 	r.recovery = fmt.Sprintf("mount on the dead mountpoint in %s, whole file in %s more", fltSecs(mounted), fltSecs(res.took))
 	fltCheckCacheDir(t, m2)
+}
+
+// fltKillMidDownload starts a cat of the big weights through m1, waits
+// until the reader has been served 2 MiB (the download is then in
+// progress, the store being throttled: an event, not a guess at how long
+// that takes), kills the daemon with SIGKILL and returns what the reader
+// got.
+func fltKillMidDownload(t *testing.T, srv *fltServer, m1 *itest.Mount) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	reader := exec.CommandContext(ctx, "cat", filepath.Join(m1.Dir, "s", "big", "model.caffemodel"))
+	if err := reader.Start(); err != nil {
+		t.Fatal(err)
+	}
+	readerDone := make(chan error, 1)
+	go func() { readerDone <- reader.Wait() }()
+	testutil.WaitFor(t, "the reader to be served 2 MiB", func() bool {
+		st, err := fltStats(m1)
+		served, _ := st["bytes_served"].(float64)
+		return err == nil && served >= 2<<20
+	}, 30*time.Second)
+	select {
+	case err := <-readerDone:
+		t.Fatalf("the reader finished (%v) before the kill: the download was not in progress", err)
+	default:
+	}
+	if srv.count("GET", fltWeights) == 0 {
+		t.Fatal("no GET of the weights before the kill")
+	}
+	_ = m1.Cmd.Process.Kill()
+	<-m1.Done
+	return <-readerDone
 }
 
 func fltRowUnmountDead(t *testing.T, r *fltRow) {
