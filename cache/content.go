@@ -54,9 +54,13 @@ type ContentStats struct {
 	Misses    int64 `json:"misses"`     // opens that started a download
 	Direct    int64 `json:"direct"`     // opens served straight from the store (no room)
 	InFlight  int   `json:"in_flight"`  // downloads running now
+	InMemory  int   `json:"in_memory"`  // files read from the store into memory now (no room in the cache)
 	Files     int   `json:"files"`      // complete files in the cache
 	UsedBytes int64 `json:"used_bytes"` // complete plus reserved
 	MaxBytes  int64 `json:"max_bytes"`
+	// Memory held for downloads' buffers and pages, and its bound.
+	BufferBytes int64 `json:"buffer_bytes"`
+	BufferMax   int64 `json:"buffer_max"`
 
 	// Files removed to make room, and their bytes.
 	Evictions    int64 `json:"evictions"`

@@ -66,14 +66,17 @@ type download struct {
 	// Read only.
 	s     *StreamContent
 	ref   cache.Ref
-	e     *entry   // nil when the file is not cached at all
-	f     *os.File // the cache file; nil when not cached
+	e     *entry // nil when the file is not cached at all
 	size  int64
 	chunk int64
 	n     int
 	log   *zap.Logger
 
-	mu        sync.Mutex // protects the fields below
+	mu sync.Mutex // protects the fields below
+	// f is the cache file, nil when not cached; run creates it before its
+	// first worker, and it does not change after that (workers and the
+	// writer use it without the lock).
+	f         *os.File
 	chunks    []chunkState
 	next      int           // first chunk after the latest read
 	changed   chan struct{} // closed and replaced on every change
@@ -94,26 +97,29 @@ type download struct {
 	workers  int
 	starting int // workers started that have not picked their work yet
 	stop     int // workers asked to stop at their next chunk boundary
-	failures int
-	progress time.Time
+	retry    retrier
 	spawn    func() // starts a worker; only with workers > 0 or from run
 	ctl      controller
 	bytesIn  int64 // bytes received, for the controller
 }
 
-func newDownload(s *StreamContent, ref cache.Ref, f *os.File, e *entry) *download {
+// newDownload prepares the download of ref: into the cache file of e, or,
+// with e nil, into memory only. Its size is bounded by the cache's size
+// (or, uncached, the store does not honour Range and the chunk table is
+// what is read so far), never only by what a server claims.
+func newDownload(s *StreamContent, ref cache.Ref, e *entry) *download {
 	chunk := s.cfg.ChunkSize
 	n := int((ref.Meta.Size + chunk - 1) / chunk)
 	d := &download{
-		s: s, ref: ref, e: e, f: f, size: ref.Meta.Size, chunk: chunk, n: n,
+		s: s, ref: ref, e: e, size: ref.Meta.Size, chunk: chunk, n: n,
 		log:     s.log.With(zap.String("url", ref.URL())),
 		chunks:  make([]chunkState, n),
 		changed: make(chan struct{}),
 	}
-	if f == nil {
+	if e == nil {
 		d.noCache = errNotCaching
 	}
-	d.direct = f != nil
+	d.direct = e != nil
 	return d
 }
 
@@ -135,14 +141,24 @@ func (d *download) run(ctx context.Context) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	start := time.Now()
-	if d.f != nil && !d.s.skipReserve {
-		if err := d.reserve(); err != nil {
+	if d.e != nil {
+		// The cache file is created here, not under the cache's lock.
+		f, err := createFile(d.e.path, d.size)
+		if err == nil {
+			d.mu.Lock()
+			d.f = f
+			d.mu.Unlock()
+			if !d.s.skipReserve {
+				err = d.reserve()
+			}
+		}
+		if err != nil {
 			d.giveUpCache(err)
 		}
 	}
 	var wg sync.WaitGroup
 	d.mu.Lock()
-	d.progress = start
+	d.retry = newRetrier(d.s.cfg.RetryWindow)
 	d.spawn = func() {
 		d.workers++
 		d.starting++
@@ -200,6 +216,7 @@ func (d *download) run(ctx context.Context) {
 		err = d.f.Sync()
 	}
 	d.end(err, start)
+	d.s.ended(d)
 }
 
 // errNoSpace: the cache's disk is full; the cache copy is given up.
@@ -470,44 +487,16 @@ func (d *download) worker(ctx context.Context, cancel context.CancelFunc) {
 }
 
 // fail records a failed fetch; it reports whether the whole download has
-// failed (changed file, gone file, shutdown, or no progress for the retry
-// window). Only the download's own context ending is a shutdown: an error
-// that merely wraps context.Canceled (a request the HTTP layer cancelled
-// itself) is a failure like any other, retried.
+// failed (see retrier.terminal).
 func (d *download) fail(ctx context.Context, err error) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.failures++
-	// A failing server gets the retry window, and at least one retry: a
-	// single stall can last as long as the window itself.
-	terminal := ctx.Err() != nil || errors.Is(err, remote.ErrChanged) ||
-		errors.Is(err, remote.ErrNotFound) || (d.failures > 1 && time.Since(d.progress) > d.s.cfg.RetryWindow)
+	terminal := d.retry.terminal(ctx, err)
 	if terminal && d.err == nil {
 		d.err = err
 		d.broadcastLocked()
 	}
 	return terminal
-}
-
-// getRange is a validated ranged GET of the file. When the server says the
-// file changed, it first asks whether the store merely changes its ETag on
-// every request; if so (logged once per store), the GET is sent again,
-// now as one whole stream checked by size and date.
-func (d *download) getRange(ctx context.Context, off, n int64) (*remote.Body, error) {
-	rs := d.ref.Store.Remote
-	body, err := rs.GetRange(ctx, d.ref.Meta, off, n, d.ref.Model, d.ref.Name)
-	if !errors.Is(err, remote.ErrChanged) {
-		return body, err
-	}
-	marked, perr := rs.ProbeUnstableETag(ctx, d.ref.Meta, d.ref.Model, d.ref.Name)
-	if perr != nil || (!marked && !rs.ETagUnstable()) {
-		return nil, err
-	}
-	if marked {
-		d.log.Warn("the store sends a new ETag on every request: its files are read as one whole stream each, checked by size and date",
-			zap.String("store", d.ref.Store.Name))
-	}
-	return rs.GetRange(ctx, d.ref.Meta, off, n, d.ref.Model, d.ref.Name)
 }
 
 // streamFrom fetches chunk k (already marked fetching, with buf) and goes
@@ -523,7 +512,7 @@ func (d *download) streamFrom(ctx context.Context, k int, buf []byte) error {
 	}
 	d.mu.Unlock()
 	off := int64(k) * d.chunk
-	body, err := d.getRange(ctx, off, min(int64(end)*d.chunk, d.size)-off)
+	body, err := getRange(ctx, d.ref, d.log, off, min(int64(end)*d.chunk, d.size)-off)
 	if err != nil {
 		d.abandon(k)
 		return err
@@ -648,7 +637,7 @@ func (d *download) fill(ctx context.Context, j int, body *remote.Body, last, fir
 	c.state, c.filled = chunkInMemory, got
 	// Progress is a chunk completed: a server that sends the same first
 	// bytes again and again makes none, and meets the retry window.
-	d.progress, d.failures = time.Now(), 0
+	d.retry.progressed()
 	queue := d.noCache == nil
 	c.queued = queue
 	d.dropBehindLocked()
@@ -656,6 +645,8 @@ func (d *download) fill(ctx context.Context, j int, body *remote.Body, last, fir
 	d.mu.Unlock()
 	if queue {
 		d.s.queueWrite(d, j)
+	} else {
+		d.s.mayReclaim() // reclaimIdle may take it once read
 	}
 	return nil
 }
@@ -722,7 +713,7 @@ func (d *download) fillDirect(ctx context.Context, j int, body *remote.Body, las
 	d.mu.Lock()
 	c := &d.chunks[j]
 	c.state, c.filled = chunkOnDisk, n
-	d.progress, d.failures = time.Now(), 0
+	d.retry.progressed()
 	d.broadcastLocked()
 	d.mu.Unlock()
 	return nil
@@ -855,7 +846,11 @@ func (d *download) streamWhole(ctx context.Context, claimed int, body *remote.Bo
 				direct := d.direct
 				d.mu.Unlock()
 				if !direct {
-					buf = make([]byte, d.chunk) // never nil for a reader
+					// Within the budget, as every fetch: wait for room.
+					if buf = d.s.allocBufWait(ctx, d.chunk); buf == nil {
+						d.abandon(k)
+						return ctx.Err()
+					}
 				}
 			}
 			if buf != nil {
@@ -909,8 +904,18 @@ func (d *download) read(ctx context.Context, p []byte, off int64, zeroCopy bool)
 		if d.complete || d.inFileLocked(off, end) {
 			return cache.ReadResult{Fd: int(d.f.Fd()), Off: off, N: int(end - off)}, eofIf(end < off+int64(len(p)))
 		}
-		if n, ok := d.copyLocked(p[:end-off], off); ok {
-			return cache.ReadResult{Data: p[:n], Fd: -1}, eofIf(end < off+int64(len(p)))
+		if disk, ok := d.copyLocked(p[:end-off], off); ok {
+			if len(disk) > 0 {
+				// Pieces on disk are read without the lock (the reader's
+				// handle keeps the file open; chunks on disk do not change).
+				d.mu.Unlock()
+				err := d.readPieces(p, off, disk)
+				d.mu.Lock()
+				if err != nil {
+					return cache.ReadResult{Fd: -1}, err
+				}
+			}
+			return cache.ReadResult{Data: p[:end-off], Fd: -1}, eofIf(end < off+int64(len(p)))
 		}
 		if d.err != nil {
 			return cache.ReadResult{Fd: -1}, d.err
@@ -935,9 +940,10 @@ func eofIf(short bool) error {
 	return nil
 }
 
-// copyLocked copies [off, off+len(p)) into p if every byte is there (in a
-// buffer or on disk).
-func (d *download) copyLocked(p []byte, off int64) (int, bool) {
+// copyLocked copies [off, off+len(p)) into p if every byte is there: from
+// buffers now, and it returns the pieces that are in the cache file, for
+// readPieces.
+func (d *download) copyLocked(p []byte, off int64) (disk [][2]int64, ok bool) {
 	end := off + int64(len(p))
 	for at := off; at < end; {
 		k := int(at / d.chunk)
@@ -948,7 +954,7 @@ func (d *download) copyLocked(p []byte, off int64) (int, bool) {
 		case (c.state == chunkFetching || c.state == chunkInMemory) && c.filled >= stop-int64(k)*d.chunk:
 			// In the buffer, or (direct) already in the file.
 		default:
-			return 0, false
+			return nil, false
 		}
 		at = stop
 	}
@@ -957,15 +963,27 @@ func (d *download) copyLocked(p []byte, off int64) (int, bool) {
 		c := &d.chunks[k]
 		in := at - int64(k)*d.chunk
 		stop := min(end, int64(k+1)*d.chunk)
-		dst := p[at-off : stop-off]
 		if c.buf != nil && c.filled >= stop-int64(k)*d.chunk {
-			copy(dst, c.buf[in:])
-		} else if _, err := d.f.ReadAt(dst, at); err != nil {
-			return 0, false
+			copy(p[at-off:stop-off], c.buf[in:])
+		} else if d.f == nil {
+			return nil, false
+		} else {
+			disk = append(disk, [2]int64{at, stop})
 		}
 		at = stop
 	}
-	return len(p), true
+	return disk, true
+}
+
+// readPieces reads the pieces [from, to) of the cache file into p (which
+// starts at off).
+func (d *download) readPieces(p []byte, off int64, pieces [][2]int64) error {
+	for _, pc := range pieces {
+		if _, err := d.f.ReadAt(p[pc[0]-off:pc[1]-off], pc[0]); err != nil {
+			return fmt.Errorf("reading the cache file of %s at %d: %w", d.ref.URL(), pc[0], err)
+		}
+	}
+	return nil
 }
 
 // demandLocked makes sure someone fetches what a waiting reader needs:
@@ -978,8 +996,8 @@ func (d *download) demandLocked() {
 	switch {
 	case d.workers == 0:
 		d.broadcastLocked() // run starts one
-	case d.ranged && !d.whole && d.workers < 2*d.s.cfg.Parallel:
-		d.spawn() // a reader far from every stream gets its own
+	case d.ranged && !d.whole && d.workers < 2*d.s.cfg.Parallel && d.s.storeRoom(d.ref.Store):
+		d.spawn() // a reader far from every stream gets its own, within the store's cap
 	}
 }
 
@@ -1033,10 +1051,39 @@ func (d *download) present() int64 {
 	return n
 }
 
-func (d *download) isComplete() bool {
+// readyFile returns the cache file once all the file's bytes are in it
+// (committed or about to be), else nil.
+func (d *download) readyFile() *os.File {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.complete
+	if d.f == nil || d.noCache != nil || (d.err != nil && !d.complete) || !(d.complete || d.allOnDiskLocked()) {
+		return nil
+	}
+	return d.f
+}
+
+// reclaimIdle frees, in a download that gave up its cache copy, chunks in
+// memory that nobody reads, writes or points into now (they are fetched
+// again when read), until need bytes are freed; it returns what it freed.
+func (d *download) reclaimIdle(need int64) int64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.noCache == nil {
+		return 0
+	}
+	var freed int64
+	for k := range d.chunks {
+		c := &d.chunks[k]
+		if freed >= need {
+			break
+		}
+		if c.state == chunkInMemory && c.buf != nil && c.waiting == 0 && c.pin == nil && !c.writing {
+			freed += int64(cap(c.buf))
+			d.releaseLocked(k)
+			c.state = chunkMissing
+		}
+	}
+	return freed
 }
 
 // addHandle and dropHandle count readers; the file is closed when the

@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"cmp"
+	"context"
 	"os"
 	"slices"
 	"strconv"
@@ -18,25 +20,42 @@ import (
 
 // ---- buffers ----
 
-// keptFree is how many free buffers are kept for reuse.
+// keptFree is how many free buffers of each size are kept for reuse.
 const keptFree = 4
 
-// allocBuf returns a buffer of size bytes. Background work gets one only
-// within the budget (nil otherwise); a reader's always gets one: buffers
-// queued for writing are reclaimed first (their chunks are fetched again
-// later), and the budget may be exceeded by what readers hold.
+// allocBuf returns a buffer of size bytes for a chunk, within the budget,
+// or nil. A reader's fetch first makes room: buffers queued for writing
+// are reclaimed (their chunks are fetched again later), then memory
+// nobody reads now; background work takes only memory that has been idle
+// for readerIdle.
 func (s *StreamContent) allocBuf(size int64, forReader bool) []byte {
-	if b := s.takeBuf(size, false); b != nil || !forReader {
+	if b := s.takeBuf(size); b != nil {
 		return b
 	}
-	s.reclaimQueued(size)
-	return s.takeBuf(size, true)
+	s.reclaim(size, forReader)
+	return s.takeBuf(size)
 }
 
-func (s *StreamContent) takeBuf(size int64, force bool) []byte {
+// allocBufWait returns a buffer for a reader's chunk, waiting for the
+// budget to have room (nil once ctx ends).
+func (s *StreamContent) allocBufWait(ctx context.Context, size int64) []byte {
+	for ctx.Err() == nil {
+		freed := s.budgetFreed()
+		if b := s.allocBuf(size, true); b != nil {
+			return b
+		}
+		select {
+		case <-ctx.Done():
+		case <-freed:
+		}
+	}
+	return nil
+}
+
+func (s *StreamContent) takeBuf(size int64) []byte {
 	s.poolMu.Lock()
 	defer s.poolMu.Unlock()
-	if !force && s.memUsed+size > s.cfg.BufferBudget {
+	if s.memUsed+size > s.cfg.BufferBudget {
 		return nil
 	}
 	s.memUsed += size
@@ -48,19 +67,89 @@ func (s *StreamContent) takeBuf(size int64, force bool) []byte {
 	return make([]byte, size)
 }
 
-// freeBuf gives a buffer back and wakes downloads waiting for room.
+// reserveMem counts up to want bytes, in whole units, against the budget
+// for pages of files read into memory (pageBuf gives the pages). A
+// reader's fetch (wait) gets all of it, waiting for memory to be freed (at
+// most until ctx ends); read-ahead gets what fits now. It returns the
+// bytes reserved.
+func (s *StreamContent) reserveMem(ctx context.Context, want, unit int64, wait bool) int64 {
+	try := func(n int64) bool {
+		s.poolMu.Lock()
+		defer s.poolMu.Unlock()
+		if s.memUsed+n > s.cfg.BufferBudget {
+			return false
+		}
+		s.memUsed += n
+		return true
+	}
+	for ctx.Err() == nil {
+		freed := s.budgetFreed()
+		if try(want) {
+			return want
+		}
+		s.reclaim(want, wait)
+		if try(want) {
+			return want
+		}
+		if !wait {
+			for n := want - unit; n > 0; n -= unit {
+				if try(n) {
+					return n
+				}
+			}
+			return 0
+		}
+		select {
+		case <-ctx.Done():
+		case <-freed:
+		}
+	}
+	return 0
+}
+
+// pageBuf returns a page for memory reserved with reserveMem.
+func (s *StreamContent) pageBuf() []byte {
+	s.poolMu.Lock()
+	defer s.poolMu.Unlock()
+	if n := len(s.freePages); n > 0 {
+		b := s.freePages[n-1]
+		s.freePages = s.freePages[:n-1]
+		return b[:memPageSize]
+	}
+	return make([]byte, memPageSize)
+}
+
+// freeBuf gives a buffer (a chunk's or a page) back and wakes fetches
+// waiting for room.
 func (s *StreamContent) freeBuf(b []byte) {
 	s.poolMu.Lock()
 	defer s.poolMu.Unlock()
 	s.memUsed -= int64(cap(b))
-	if len(s.freeBufs) < keptFree && int64(cap(b)) == s.cfg.ChunkSize {
-		s.freeBufs = append(s.freeBufs, b)
+	switch int64(cap(b)) {
+	case s.cfg.ChunkSize:
+		if len(s.freeBufs) < keptFree {
+			s.freeBufs = append(s.freeBufs, b)
+		}
+	case memPageSize:
+		if len(s.freePages) < keptFree*(memAheadMax/memPageSize) {
+			s.freePages = append(s.freePages, b)
+		}
 	}
 	close(s.freed)
 	s.freed = make(chan struct{})
 }
 
-// budgetFreed is closed the next time buffer memory is freed.
+// mayReclaim wakes fetches waiting for the budget: memory they may
+// reclaim was released (a fetch ended, a reply let its page go).
+func (s *StreamContent) mayReclaim() {
+	s.poolMu.Lock()
+	defer s.poolMu.Unlock()
+	close(s.freed)
+	s.freed = make(chan struct{})
+}
+
+// budgetFreed is closed the next time buffer memory is freed, or may be
+// reclaimed.
 func (s *StreamContent) budgetFreed() <-chan struct{} {
 	s.poolMu.Lock()
 	defer s.poolMu.Unlock()
@@ -74,9 +163,60 @@ func (s *StreamContent) bufferBytes() int64 {
 	return s.memUsed
 }
 
+// reclaim frees at least need bytes of memory nobody reads now, if there
+// is that much: for a reader, buffers queued for writing and not yet
+// written (newest first: the writer reaches them last), then pages of
+// files read into memory and chunks of downloads that gave up their cache
+// copy, least recently read first; for background work, only pages
+// nobody read for readerIdle. It is called with no lock held.
+func (s *StreamContent) reclaim(need int64, forReader bool) {
+	var freed int64
+	if forReader {
+		freed = s.reclaimQueued(need)
+	}
+	if freed >= need {
+		return
+	}
+	s.mu.Lock()
+	files := make([]*memFile, 0, len(s.uncached))
+	for _, m := range s.uncached {
+		files = append(files, m)
+	}
+	dls := make([]*download, 0, len(s.downloads))
+	for d := range s.downloads {
+		dls = append(dls, d)
+	}
+	s.mu.Unlock()
+	var olderThan int64
+	if !forReader {
+		olderThan = time.Now().Add(-readerIdle).UnixNano()
+	}
+	var pages []pageRef
+	for _, m := range files {
+		pages = append(pages, m.reclaimable(olderThan)...)
+	}
+	slices.SortFunc(pages, func(a, b pageRef) int { return cmp.Compare(a.used, b.used) })
+	for _, p := range pages {
+		if freed >= need {
+			return
+		}
+		freed += p.drop()
+	}
+	if !forReader {
+		return
+	}
+	for _, d := range dls {
+		if freed >= need {
+			return
+		}
+		freed += d.reclaimIdle(need - freed)
+	}
+}
+
 // reclaimQueued frees at least size bytes of buffers queued for writing
-// and not yet written, newest first (the writer reaches them last).
-func (s *StreamContent) reclaimQueued(size int64) {
+// and not yet written, newest first (the writer reaches them last); it
+// returns what it freed.
+func (s *StreamContent) reclaimQueued(size int64) int64 {
 	s.wmu.Lock()
 	jobs := append([]writeJob(nil), s.wqueue...)
 	s.wmu.Unlock()
@@ -86,6 +226,7 @@ func (s *StreamContent) reclaimQueued(size int64) {
 			freed += jobs[i].d.chunk
 		}
 	}
+	return freed
 }
 
 // ---- write-behind ----

@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/modelstorefs/modelstorefs/cache"
+	"github.com/modelstorefs/modelstorefs/remote"
 )
 
 // Defaults of StreamConfig, named once: the command's flags show them.
@@ -118,15 +119,17 @@ type StreamContent struct {
 	onChange    func(cache.Ref)                                    // told when a file changed on the server
 	writeAt     func(f *os.File, b []byte, off int64) (int, error) // the writer's write (tests replace it)
 	busyHook    func() bool                                        // diskBusy's answer (tests replace it)
+	commitHook  func()                                             // runs before a download's commit (tests)
 	skipReserve bool                                               // no fallocate: the disk fills mid-file (tests)
 	busy        atomic.Bool                                        // diskBusy's last answer
 	busyAt      atomic.Int64                                       // and when (UnixNano)
 
 	// Buffers (leaf lock).
-	poolMu   sync.Mutex
-	memUsed  int64
-	freeBufs [][]byte
-	freed    chan struct{} // closed and replaced when buffer memory is freed
+	poolMu    sync.Mutex
+	memUsed   int64
+	freeBufs  [][]byte
+	freePages [][]byte
+	freed     chan struct{} // closed and replaced when buffer memory is freed
 
 	// Write-behind queue (leaf lock); one writer goroutine drains it.
 	wmu    sync.Mutex
@@ -144,6 +147,23 @@ type StreamContent struct {
 	closed  bool
 	stats   cache.ContentStats
 	seq     uint64 // numbers partial files
+	started int64  // bytes of all downloads started, for free-space estimates
+	// doomed: files taken out of the index, unlinked once the lock is
+	// released (unlockAndReap): an unlink of a large file waits for the
+	// disk, and every Open takes this lock.
+	doomed []*entry
+	// uncached: files read into memory (no room in the cache), one per
+	// file version, shared by its handles.
+	uncached map[string]*memFile
+	// downloads: every download running, for reclaiming memory from those
+	// that gave up their cache copy.
+	downloads map[*download]struct{}
+	// unsized: downloads of files whose size the server does not tell, one
+	// per file, on the cache's context.
+	unsized map[string]*unsizedFetch
+	// warned: files already logged as not cached (one line per file and
+	// cause; the count is in the stats).
+	warned map[string]struct{}
 }
 
 // Stats returns the current counters.
@@ -158,7 +178,9 @@ func (s *StreamContent) Stats() cache.ContentStats {
 			st.InFlight++
 		}
 	}
+	st.InMemory = len(s.uncached)
 	st.UsedBytes, st.MaxBytes = s.total, s.cfg.MaxBytes
+	st.BufferBytes, st.BufferMax = s.bufferBytes(), s.cfg.BufferBudget
 	return st
 }
 
@@ -217,6 +239,10 @@ func NewStreamContent(cfg StreamConfig) (*StreamContent, error) {
 
 		storeConn: map[*cache.Store]int{},
 		storeBest: map[*cache.Store]int{},
+		uncached:  map[string]*memFile{},
+		downloads: map[*download]struct{}{},
+		unsized:   map[string]*unsizedFetch{},
+		warned:    map[string]struct{}{},
 	}
 	for _, dir := range []string{s.objects, s.partial} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -261,7 +287,7 @@ func NewStreamContent(cfg StreamConfig) (*StreamContent, error) {
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.mu.Lock()
 	s.evictLocked(0)
-	s.mu.Unlock()
+	s.unlockAndReap()
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -343,72 +369,204 @@ func clearStalePartials(dir string) error {
 	return nil
 }
 
-// Open implements Content. It never waits for the download: reads do.
+// Open implements Content. It never waits for the download (reads do),
+// and does no disk I/O under the cache's lock.
 func (s *StreamContent) Open(ctx context.Context, ref cache.Ref) (cache.Handle, error) {
 	if ref.Meta.Size < 0 {
 		return s.openUnsized(ctx, ref)
 	}
 	key := ref.Key()
+	var (
+		free      int64
+		freeErr   error
+		startedAt int64
+	)
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if e, ok := s.entries[key]; ok {
-		if e.complete {
-			f, err := os.Open(e.path)
-			if err == nil {
-				s.touchLocked(e)
-				s.stats.Hits++
-				return &fileHandle{f: f, size: e.size, release: s.releaser(e)}, nil
+	for sampled := false; ; sampled = true {
+		if e, ok := s.entries[key]; ok {
+			if e.complete {
+				return s.openComplete(ctx, ref, e) // unlocks
 			}
-			// Removed behind our back: forget it, download again.
-			s.total -= e.size
-			delete(s.entries, key)
-		} else if e.dl.failed() {
+			if !e.dl.failed() {
+				s.touchLocked(e)
+				s.stats.Joins++
+				s.mu.Unlock()
+				return newStreamHandle(e.dl, s.releaser(e)), nil
+			}
 			// Failed, not yet cleaned up: never join it; start afresh.
 			e.detached = true
 			s.total -= e.size
 			delete(s.entries, key)
-		} else {
-			s.touchLocked(e)
-			s.stats.Joins++
-			return newStreamHandle(e.dl, s.releaser(e)), nil
 		}
+		if s.closed {
+			s.mu.Unlock()
+			return nil, errors.New("cache closed")
+		}
+		if sampled {
+			break
+		}
+		// The free space is read without the lock; downloads started
+		// meanwhile are taken off it below.
+		startedAt = s.started
+		s.mu.Unlock()
+		free, freeErr = s.statfs(s.partial)
+		s.mu.Lock()
 	}
-	if s.closed {
-		return nil, errors.New("cache closed")
+	if freeErr == nil {
+		free -= s.started - startedAt
 	}
-	e, err := s.startLocked(ref, key)
+	e, err := s.startLocked(ref, key, free, freeErr)
 	if err != nil {
-		s.log.Warn("not caching: reading from the store into memory", zap.String("url", ref.URL()), zap.Error(err))
-		s.stats.Direct++
-		d := newDownload(s, ref, nil, nil)
+		h := s.openInMemoryLocked(ref, key, err)
+		s.unlockAndReap()
+		return h, nil
+	}
+	s.stats.Misses++
+	s.touchLocked(e)
+	s.unlockAndReap()
+	return &streamHandle{d: e.dl, release: s.releaser(e)}, nil // startLocked counted its handle
+}
+
+// openComplete opens the cache file of a complete entry; it is called
+// with the lock held and releases it. The entry is counted as open first,
+// so that it is not evicted while its file is opened.
+func (s *StreamContent) openComplete(ctx context.Context, ref cache.Ref, e *entry) (cache.Handle, error) {
+	s.touchLocked(e)
+	s.stats.Hits++
+	path, at := e.path, e.lastUse
+	s.mu.Unlock()
+	f, err := os.Open(path)
+	if err == nil {
+		// The mtime records use across restarts; failure only costs LRU accuracy.
+		_ = os.Chtimes(path, at, at)
+		return &fileHandle{f: f, size: e.size, release: s.releaser(e)}, nil
+	}
+	// Removed behind our back: forget it, download again.
+	s.mu.Lock()
+	e.opens--
+	if s.entries[e.key] == e {
+		s.total -= e.size
+		delete(s.entries, e.key)
+	}
+	s.mu.Unlock()
+	return s.Open(ctx, ref)
+}
+
+// openInMemoryLocked serves a file the cache has no room for (why) from
+// memory: one memFile per file version, shared by its handles. A store
+// that ignores Range gets a whole-file stream per handle instead (every
+// reader must read from the start anyway).
+func (s *StreamContent) openInMemoryLocked(ref cache.Ref, key string, why error) cache.Handle {
+	s.stats.Direct++
+	if _, ok := s.warned[key]; !ok {
+		if len(s.warned) >= maxWarned {
+			clear(s.warned)
+		}
+		s.warned[key] = struct{}{}
+		s.log.Warn("not caching: reading from the store into memory (logged once per file; .stats counts them as direct)",
+			zap.String("url", ref.URL()), zap.Error(why))
+	}
+	if ref.Store.Remote.RangeSupport() == remote.RangeNo && ref.Meta.Size <= maxWholeInMemory {
+		d := newDownload(s, ref, nil)
 		d.handles = 1 // the opener's, before run can see none
+		s.downloads[d] = struct{}{}
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
 			d.run(s.ctx)
 		}()
-		return &streamHandle{d: d, release: func() {}}, nil
+		return &streamHandle{d: d, release: func() {}}
 	}
-	s.stats.Misses++
-	s.touchLocked(e)
-	return &streamHandle{d: e.dl, release: s.releaser(e)}, nil // startLocked counted its handle
+	m := s.uncached[key]
+	if m == nil || m.failed() {
+		m = newMemFile(s, ref, key)
+		s.uncached[key] = m
+	}
+	return m.addHandle()
+}
+
+// maxWholeInMemory bounds the files read as whole streams through a chunk
+// table (whose size follows the file's): a store that ignores Range and
+// claims more is read by pages, slowly but in bounded memory.
+const maxWholeInMemory = 64 << 30
+
+// maxWarned bounds the set of files logged as not cached.
+const maxWarned = 4096
+
+// unsizedFetch is the download of a file whose size the server does not
+// tell; the opens of that file wait for it.
+type unsizedFetch struct {
+	done chan struct{}
+	size int64
+	err  error
 }
 
 // openUnsized serves a file whose size the server never told (no
 // Content-Length, no Range): it is downloaded whole first, which tells its
 // size, and kept in the cache under that size, where the later opens with
-// the learned size find it. Its bytes are reserved against the cache's
-// bounds as they arrive: a file that outgrows the room is abandoned with
-// ErrUnsizedTooLarge, never written past --cache-size or --cache-min-free.
+// the learned size find it. The download runs once, on the cache's
+// context: all opens of the file wait for it (each at most until its own
+// ctx ends), and an interrupted open does not abort it.
 func (s *StreamContent) openUnsized(ctx context.Context, ref cache.Ref) (cache.Handle, error) {
+	key := ref.Key()
+	s.mu.Lock()
+	f := s.unsized[key]
+	if f == nil {
+		if s.closed {
+			s.mu.Unlock()
+			return nil, errors.New("cache closed")
+		}
+		if len(s.unsized) >= maxWarned {
+			for k, old := range s.unsized {
+				select {
+				case <-old.done:
+					delete(s.unsized, k)
+				default:
+				}
+			}
+		}
+		f = &unsizedFetch{done: make(chan struct{})}
+		s.unsized[key] = f
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			f.size, f.err = s.fetchUnsized(ref)
+			if f.err != nil {
+				s.mu.Lock()
+				if s.unsized[key] == f {
+					delete(s.unsized, key) // the next open tries again
+				}
+				s.mu.Unlock()
+			}
+			close(f.done)
+		}()
+	}
+	s.mu.Unlock()
+	select {
+	case <-f.done:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if f.err != nil {
+		return nil, f.err
+	}
+	ref.Meta.Size = f.size
+	return s.Open(ctx, ref)
+}
+
+// fetchUnsized downloads an unsized file into the cache and returns its
+// size. Its bytes are reserved against the cache's bounds as they arrive:
+// a file that outgrows the room is abandoned with ErrUnsizedTooLarge,
+// never written past --cache-size or --cache-min-free.
+func (s *StreamContent) fetchUnsized(ref cache.Ref) (int64, error) {
 	tmp, err := os.CreateTemp(s.partial, "unsized-*")
 	if err != nil {
-		return nil, fmt.Errorf("cache: %w", err)
+		return 0, fmt.Errorf("cache: %w", err)
 	}
 	defer os.Remove(tmp.Name()) // no-op after the rename
 	w := &reservingWriter{s: s, f: tmp}
 	defer w.release()
-	n, err := ref.Store.Remote.Download(ctx, w, ref.Meta, ref.Model, ref.Name)
+	n, err := ref.Store.Remote.Download(s.ctx, w, ref.Meta, ref.Model, ref.Name)
 	if err == nil {
 		err = tmp.Sync()
 	}
@@ -416,27 +574,32 @@ func (s *StreamContent) openUnsized(ctx context.Context, ref cache.Ref) (cache.H
 		err = cerr
 	}
 	if errors.Is(err, errNoSpace) {
-		return nil, fmt.Errorf("%s: %w: %w", ref.URL(), cache.ErrUnsizedTooLarge, err)
+		return 0, fmt.Errorf("%s: %w: %w", ref.URL(), cache.ErrUnsizedTooLarge, err)
 	}
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
 	ref.Meta.Size = n
 	key := ref.Key()
+	final := filepath.Join(s.objects, key)
+	s.mu.Lock()
+	_, known := s.entries[key]
+	s.mu.Unlock()
+	if known {
+		return n, nil
+	}
+	if err := os.Rename(tmp.Name(), final); err != nil {
+		return 0, fmt.Errorf("cache: %w", err)
+	}
 	s.mu.Lock()
 	if _, ok := s.entries[key]; !ok {
-		final := filepath.Join(s.objects, key)
-		if err := os.Rename(tmp.Name(), final); err != nil {
-			s.mu.Unlock()
-			return nil, fmt.Errorf("cache: %w", err)
-		}
 		s.entries[key] = &entry{key: key, path: final, size: n, lastUse: time.Now(), complete: true}
 		s.total += n - w.held // the reservation becomes the entry's size
 		w.held = 0
 		s.evictLocked(0)
 	}
-	s.mu.Unlock()
-	return s.Open(ctx, ref)
+	s.unlockAndReap()
+	return n, nil
 }
 
 // reservingWriter writes a download of unknown length into a cache file,
@@ -468,16 +631,14 @@ func (w *reservingWriter) Write(p []byte) (int, error) {
 
 func (w *reservingWriter) grow(n int64) error {
 	s := w.s
+	free, ferr := s.statfs(s.partial) // without the lock: it may wait for the disk
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlockAndReap()
 	if !s.evictLocked(n) {
 		return fmt.Errorf("%w: %d bytes held, bound %d", errNoSpace, s.total, s.cfg.MaxBytes)
 	}
-	if free, err := s.statfs(s.partial); err == nil && free-n < s.minFree {
-		s.evictBytesLocked(n + s.minFree - free)
-		if free, err = s.statfs(s.partial); err == nil && free-n < s.minFree {
-			return fmt.Errorf("%w: only %d bytes free on the cache's filesystem (floor %d)", errNoSpace, free, s.minFree)
-		}
+	if ferr == nil && free-n < s.minFree && !s.evictBytesLocked(n+s.minFree-free) {
+		return fmt.Errorf("%w: only %d bytes free on the cache's filesystem (floor %d)", errNoSpace, free, s.minFree)
 	}
 	s.total += n
 	w.held += n
@@ -495,26 +656,26 @@ func (w *reservingWriter) release() {
 	w.s.mu.Unlock()
 }
 
+// touchLocked counts an open of e and records its use (openComplete
+// records it on disk too, without the lock).
 func (s *StreamContent) touchLocked(e *entry) {
 	e.opens++
 	e.lastUse = time.Now()
-	if e.complete {
-		// The mtime records use across restarts; failure only costs LRU accuracy.
-		_ = os.Chtimes(e.path, e.lastUse, e.lastUse)
-	}
 }
 
 func (s *StreamContent) releaser(e *entry) func() {
 	return func() {
 		s.mu.Lock()
-		defer s.mu.Unlock()
 		e.opens--
 		s.evictLocked(0)
+		s.unlockAndReap()
 	}
 }
 
-// startLocked reserves room for ref and starts its download.
-func (s *StreamContent) startLocked(ref cache.Ref, key string) (*entry, error) {
+// startLocked reserves room for ref (free: the cache filesystem's free
+// bytes, when freeErr is nil) and starts its download. The download
+// creates its cache file itself, without the lock.
+func (s *StreamContent) startLocked(ref cache.Ref, key string, free int64, freeErr error) (*entry, error) {
 	size := ref.Meta.Size
 	if size > s.cfg.MaxBytes {
 		return nil, fmt.Errorf("file of %d bytes is larger than the cache (%d)", size, s.cfg.MaxBytes)
@@ -522,31 +683,19 @@ func (s *StreamContent) startLocked(ref cache.Ref, key string) (*entry, error) {
 	if !s.evictLocked(size) {
 		return nil, errors.New("cache full of files in use")
 	}
-	if free, err := s.statfs(s.partial); err == nil && free-size < s.minFree {
-		s.evictBytesLocked(size + s.minFree - free)
-		if free, err = s.statfs(s.partial); err == nil && free-size < s.minFree {
-			return nil, fmt.Errorf("only %d bytes free on the cache's filesystem (floor %d)", free, s.minFree)
-		}
+	if freeErr == nil && free-size < s.minFree && !s.evictBytesLocked(size+s.minFree-free) {
+		return nil, fmt.Errorf("only %d bytes free on the cache's filesystem (floor %d)", free, s.minFree)
 	}
 	// Unique per download: a failed one may still be cleaning up its file.
 	s.seq++
 	path := filepath.Join(s.partial, key+"."+strconv.FormatUint(s.seq, 10))
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("cache: %w", err)
-	}
-	// Sparse for now; the download reserves the blocks (fallocate) before
-	// its first byte, outside this lock: on tmpfs that zeroes the file.
-	if err := f.Truncate(size); err != nil {
-		f.Close()
-		os.Remove(path)
-		return nil, fmt.Errorf("cache: %w", err)
-	}
 	e := &entry{key: key, path: path, size: size}
-	e.dl = newDownload(s, ref, f, e)
+	e.dl = newDownload(s, ref, e)
 	e.dl.handles = 1 // the opener's, before run can see none
 	s.entries[key] = e
+	s.downloads[e.dl] = struct{}{}
 	s.total += size
+	s.started += size
 	e.opens++ // the download's own reference, dropped when it ends
 	s.wg.Add(1)
 	go func() {
@@ -556,14 +705,37 @@ func (s *StreamContent) startLocked(ref cache.Ref, key string) (*entry, error) {
 	return e, nil
 }
 
+// createFile creates the download's cache file at its full size (sparse:
+// run reserves its blocks).
+func createFile(path string, size int64) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("cache: %w", err)
+	}
+	if err := f.Truncate(size); err != nil {
+		f.Close()
+		os.Remove(path)
+		return nil, fmt.Errorf("cache: %w", err)
+	}
+	return f, nil
+}
+
+// ended forgets a download that is over.
+func (s *StreamContent) ended(d *download) {
+	s.mu.Lock()
+	delete(s.downloads, d)
+	s.mu.Unlock()
+}
+
 // finish records the end of a download: complete (renamed into place) or
-// failed (removed).
+// failed (removed). Disk calls are made without the lock.
 func (s *StreamContent) finish(e *entry, err error) {
 	final := filepath.Join(s.objects, e.key)
+	if err == nil && s.commitHook != nil {
+		s.commitHook()
+	}
 	if err == nil {
-		// The rename and the directory sync wait for the disk, so they are
-		// done without the lock: every Open takes it. Nobody else uses
-		// e.path while e is incomplete.
+		// Nobody else uses e.path while e is incomplete.
 		if rerr := os.Rename(e.path, final); rerr != nil {
 			s.log.Warn("committing a download failed: the file is not kept", zap.String("path", e.path), zap.Error(rerr))
 			err = rerr
@@ -572,21 +744,21 @@ func (s *StreamContent) finish(e *entry, err error) {
 		}
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	e.opens--
 	if err == nil {
 		e.path, e.complete, e.dl = final, true, nil
 		s.evictLocked(0)
+		s.unlockAndReap()
 		return
 	}
+	if !e.detached { // else already out of the index and the total
+		s.total -= e.size
+		if s.entries[e.key] == e {
+			delete(s.entries, e.key)
+		}
+	}
+	s.mu.Unlock()
 	os.Remove(e.path)
-	if e.detached {
-		return // already out of the index and the total
-	}
-	s.total -= e.size
-	if s.entries[e.key] == e {
-		delete(s.entries, e.key)
-	}
 }
 
 // evictLocked removes least recently used complete files not in use until
@@ -616,9 +788,8 @@ func (s *StreamContent) evictBytesLocked(need int64) bool {
 		if freed >= need {
 			break
 		}
-		if s.removeLocked(e) {
-			freed += e.size
-		}
+		s.removeLocked(e)
+		freed += e.size
 	}
 	return freed >= need
 }
@@ -627,7 +798,7 @@ func (s *StreamContent) evictBytesLocked(need int64) bool {
 // unused files; it reports whether it freed any.
 func (s *StreamContent) reserveDisk(n int64) bool {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlockAndReap()
 	return s.evictBytesLocked(n)
 }
 
@@ -642,16 +813,38 @@ func (s *StreamContent) evictable() []*entry {
 	return es
 }
 
-func (s *StreamContent) removeLocked(e *entry) bool {
-	if err := os.Remove(e.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		s.log.Warn("cache eviction failed", zap.String("path", e.path), zap.Error(err))
-		return false
-	}
+// removeLocked takes e out of the index and the total; its file is
+// unlinked by unlockAndReap.
+func (s *StreamContent) removeLocked(e *entry) {
 	s.total -= e.size
 	delete(s.entries, e.key)
+	s.doomed = append(s.doomed, e)
 	s.stats.Evictions++
 	s.stats.EvictedBytes += e.size
-	return true
+}
+
+// unlockAndReap releases the lock, then unlinks the files evicted under
+// it. A file that cannot be unlinked goes back into the index (its bytes
+// are still on disk, and count).
+func (s *StreamContent) unlockAndReap() {
+	doomed := s.doomed
+	s.doomed = nil
+	s.mu.Unlock()
+	for _, e := range doomed {
+		err := os.Remove(e.path)
+		if err == nil || errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		s.log.Warn("cache eviction failed", zap.String("path", e.path), zap.Error(err))
+		s.mu.Lock()
+		if _, ok := s.entries[e.key]; !ok {
+			s.entries[e.key] = e
+			s.total += e.size
+		}
+		s.stats.Evictions--
+		s.stats.EvictedBytes -= e.size
+		s.mu.Unlock()
+	}
 }
 
 func freeBytes(path string) (int64, error) {
@@ -719,10 +912,13 @@ func (h *streamHandle) ReadAt(ctx context.Context, p []byte, off int64) (int, er
 }
 func (h *streamHandle) Size() int64 { return h.d.size }
 
-// Fd is the cache file once complete (the rename keeps the descriptor).
+// Fd is the cache file once all its bytes are there (the rename that
+// commits it keeps the descriptor): an open in the moment between the last
+// byte and the commit reads in page-cache or passthrough mode too, not a
+// FUSE round trip per read.
 func (h *streamHandle) Fd() int {
-	if h.d.isComplete() {
-		return int(h.d.f.Fd())
+	if f := h.d.readyFile(); f != nil {
+		return int(f.Fd())
 	}
 	return -1
 }

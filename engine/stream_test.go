@@ -907,7 +907,7 @@ func TestStreamFullDisk(t *testing.T) {
 	data := blob(81, size)
 	check := func(t *testing.T, h cache.Handle) {
 		t.Helper()
-		if sh, ok := h.(*streamHandle); !ok || sh.d.f != nil {
+		if !uncached(h) {
 			t.Fatalf("handle %T, want a read from the store into memory, no cache file", h)
 		}
 		if h.Fd() >= 0 || h.Size() != size {
@@ -1263,6 +1263,9 @@ func TestStreamEvictsOnlyWhenItMakesRoom(t *testing.T) {
 // uncached reports whether h reads the store into memory without a cache
 // file (no room in the cache).
 func uncached(h cache.Handle) bool {
+	if _, ok := h.(*memHandle); ok {
+		return true
+	}
 	sh, ok := h.(*streamHandle)
-	return ok && sh.d.f == nil
+	return ok && sh.d.e == nil
 }

@@ -1,0 +1,497 @@
+package engine
+
+// Files the cache has no room for are read from the store into memory.
+// One memFile per file version, shared by every handle of it, holds pages
+// of the file fetched for its readers: memory in proportion to what is
+// read (never to what the store claims the size is), within the daemon's
+// buffer budget, and fetches sized by how the file is read, as
+// mountpoint-s3's prefetcher does: a random reader fetches the pages its
+// read covers, a sequential one a read-ahead window that doubles with each
+// sequential read, up to memAheadMax.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/modelstorefs/modelstorefs/cache"
+	"github.com/modelstorefs/modelstorefs/remote"
+)
+
+const (
+	// memPageSize is the unit of memory of a file read into memory.
+	memPageSize = 256 << 10
+	// memStep is how much of a page is read between wake-ups of readers.
+	memStep = 64 << 10
+	// memAheadMax bounds the read-ahead of a sequential reader.
+	memAheadMax = 8 << 20
+	// memSeqSlack: a read within this distance of where the handle's last
+	// read ended still counts as sequential (the kernel sends a large
+	// read's parts concurrently, not always in order).
+	memSeqSlack = 1 << 20
+)
+
+// memFile is one file version read from the store into memory.
+type memFile struct {
+	// Read only.
+	s      *StreamContent
+	ref    cache.Ref
+	key    string
+	size   int64
+	pages  int64 // how many pages the file has
+	log    *zap.Logger
+	ctx    context.Context // its fetches; cancelled with its last handle
+	cancel context.CancelFunc
+
+	mu      sync.Mutex // protects the fields below
+	page    map[int64]*memPage
+	changed chan struct{} // closed and replaced on every change
+	err     error         // terminal failure
+	handles int
+	closed  bool // the last handle is gone: pages are freed as they come back
+	fetches int  // fetches running
+	retry   retrier
+}
+
+// memPage is one page: being fetched, or holding filled bytes.
+type memPage struct {
+	buf      []byte
+	filled   int64
+	fetching bool
+	pins     int   // replies in flight that point into buf
+	used     int64 // when it was last read (UnixNano)
+	// orphan: the page was put back to missing while replies pointed into
+	// its buffer; the last of them frees it.
+	orphan bool
+}
+
+func newMemFile(s *StreamContent, ref cache.Ref, key string) *memFile {
+	ctx, cancel := context.WithCancel(s.ctx)
+	return &memFile{
+		s: s, ref: ref, key: key, size: ref.Meta.Size,
+		pages: ref.Meta.Size/memPageSize + min(ref.Meta.Size%memPageSize, 1), // no overflow near MaxInt64
+		log:   s.log.With(zap.String("url", ref.URL())),
+		ctx:   ctx, cancel: cancel,
+		page:    map[int64]*memPage{},
+		changed: make(chan struct{}),
+		retry:   newRetrier(s.cfg.RetryWindow),
+	}
+}
+
+func (m *memFile) broadcastLocked() {
+	close(m.changed)
+	m.changed = make(chan struct{})
+}
+
+func (m *memFile) pageLen(k int64) int64 { return min(memPageSize, m.size-k*memPageSize) }
+
+// memHandle is one open of a memFile; it tracks whether its reader is
+// sequential (m.mu protects its fields).
+type memHandle struct {
+	m     *memFile
+	next  int64 // where the latest read ended
+	seq   int   // sequential reads in a row
+	ahead int64 // read-ahead window
+	once  sync.Once
+}
+
+func (h *memHandle) Read(ctx context.Context, p []byte, off int64) (cache.ReadResult, error) {
+	return h.m.read(ctx, h, p, off, true)
+}
+
+func (h *memHandle) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	r, err := h.m.read(ctx, h, p, off, false)
+	return len(r.Data), err
+}
+
+func (h *memHandle) Size() int64 { return h.m.size }
+func (h *memHandle) Fd() int     { return -1 }
+func (h *memHandle) Close() error {
+	h.once.Do(h.m.dropHandle)
+	return nil
+}
+
+// advanceLocked records a read of [off, end) and returns the read-ahead
+// it earns: none for a random reader; for a sequential one, a window that
+// starts at the read's size and doubles with each sequential read.
+func (h *memHandle) advanceLocked(off, end int64) int64 {
+	if off >= h.next-memSeqSlack && off <= h.next+memSeqSlack {
+		h.seq++
+	} else {
+		h.seq, h.ahead = 0, 0
+	}
+	h.next = max(h.next, end)
+	if h.seq >= 2 {
+		h.ahead = min(max(2*h.ahead, end-off), memAheadMax)
+	}
+	return h.ahead
+}
+
+// read answers a reader from memory, fetching what is missing and waiting
+// (at most until ctx ends) for it. Pages are copied into p as they arrive,
+// so a reader holds no page while it waits for the next one (no reader
+// holds memory another needs). With zeroCopy, a range inside one page is
+// answered in place (the result's Done lets the page go).
+func (m *memFile) read(ctx context.Context, h *memHandle, p []byte, off int64, zeroCopy bool) (cache.ReadResult, error) {
+	if off >= m.size || off < 0 {
+		return cache.ReadResult{Fd: -1}, io.EOF
+	}
+	end := off + min(int64(len(p)), m.size-off) // no overflow near MaxInt64
+	eof := eofIf(end-off < int64(len(p)))
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ahead := h.advanceLocked(off, end)
+	for at := off; ; {
+		now := time.Now().UnixNano()
+		for at < end {
+			k := at / memPageSize
+			base := k * memPageSize
+			stop := min(end, base+memPageSize)
+			pg := m.page[k]
+			if pg == nil || pg.buf == nil || pg.filled < stop-base {
+				break
+			}
+			pg.used = now
+			if zeroCopy && at == off && stop == end {
+				return m.pinLocked(k, off, end), eof
+			}
+			copy(p[at-off:stop-off], pg.buf[at-base:stop-base])
+			at = stop
+		}
+		if at == end {
+			return cache.ReadResult{Data: p[:end-off], Fd: -1}, eof
+		}
+		if m.err != nil {
+			return cache.ReadResult{Fd: -1}, m.err
+		}
+		m.planLocked(at/memPageSize, (end-1)/memPageSize, end, ahead)
+		ch := m.changed
+		m.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			m.mu.Lock()
+			return cache.ReadResult{Fd: -1}, ctx.Err()
+		case <-ch:
+		}
+		m.mu.Lock()
+	}
+}
+
+// wantLocked returns page k, adding it as missing when it is not there.
+func (m *memFile) wantLocked(k int64) *memPage {
+	pg := m.page[k]
+	if pg == nil {
+		pg = &memPage{}
+		m.page[k] = pg
+	}
+	return pg
+}
+
+// forgetIfUnusedLocked drops a page entry that holds nothing and that
+// nobody fetches.
+func (m *memFile) forgetIfUnusedLocked(k int64, pg *memPage) {
+	if pg.buf == nil && !pg.fetching {
+		delete(m.page, k)
+	}
+}
+
+// missing reports whether page k needs a fetch.
+func (pg *memPage) missing() bool { return pg == nil || (pg.buf == nil && !pg.fetching) }
+
+// pinLocked answers [off, end), inside page k, from the page's buffer.
+func (m *memFile) pinLocked(k, off, end int64) cache.ReadResult {
+	pg := m.page[k]
+	pg.pins++
+	base := k * memPageSize
+	return cache.ReadResult{Data: pg.buf[off-base : end-base], Fd: -1, Done: func() { m.unpin(k, pg) }}
+}
+
+func (m *memFile) unpin(k int64, pg *memPage) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	defer m.s.mayReclaim() // poolMu is a leaf: taken under m.mu
+	pg.pins--
+	switch {
+	case pg.pins > 0:
+	case pg.orphan:
+		m.s.freeBuf(pg.buf)
+		pg.buf = nil
+	case !pg.fetching:
+		m.freeIfClosedLocked(k)
+	}
+}
+
+// planLocked starts the fetches a reader of pages [first, last] needs:
+// the missing runs of those pages (always, but for the per-file cap), and
+// the read-ahead past end once less than half of the window is there or
+// on its way (so that read-ahead goes in large GETs, not one per read).
+func (m *memFile) planLocked(first, last, end, ahead int64) {
+	for k := first; k <= last; {
+		if !m.page[k].missing() {
+			k++
+			continue
+		}
+		run := k
+		for k <= last && m.page[k].missing() {
+			k++
+		}
+		if m.fetches > 0 && (m.fetches >= m.s.cfg.Parallel || !m.s.storeRoom(m.ref.Store)) {
+			return // a fetch ending wakes the reader, who plans again
+		}
+		m.startLocked(run, k-run, true)
+	}
+	if ahead <= 0 || m.fetches >= m.s.cfg.Parallel || !m.s.storeRoom(m.ref.Store) {
+		return
+	}
+	from := end / memPageSize
+	to := min(from+ahead/memPageSize+1, m.pages)
+	k := from
+	for k < to && !m.page[k].missing() {
+		k++
+	}
+	if k >= to || (k-from)*memPageSize >= ahead/2 {
+		return
+	}
+	run := k
+	for k < to && m.page[k].missing() {
+		k++
+	}
+	m.startLocked(run, k-run, false)
+}
+
+// startLocked marks pages [k, k+n) fetching and starts their fetch.
+func (m *memFile) startLocked(k, n int64, forReader bool) {
+	for j := k; j < k+n; j++ {
+		m.wantLocked(j).fetching = true
+	}
+	m.fetches++
+	m.s.wg.Add(1)
+	go func() {
+		defer m.s.wg.Done()
+		m.fetch(k, n, forReader)
+	}()
+}
+
+// fetch gets pages [k, k+n): memory first (all of it, waiting for the
+// budget, for a reader; what fits for read-ahead), then one ranged GET,
+// retried from the first page not yet filled until it succeeds or fails
+// for good.
+func (m *memFile) fetch(k, n int64, forReader bool) {
+	release := m.s.storeSlot(m.ref.Store)
+	defer release()
+	got := m.s.reserveMem(m.ctx, n*memPageSize, memPageSize, forReader) / memPageSize
+	m.mu.Lock()
+	m.unmarkLocked(k+got, k+n) // read-ahead that found no room
+	for j := k; j < k+got; j++ {
+		m.page[j].buf = m.s.pageBuf()[:m.pageLen(j)]
+	}
+	m.mu.Unlock()
+	done := k
+	for done < k+got {
+		var err error
+		done, err = m.fetchFrom(done, k+got)
+		if err == nil {
+			break
+		}
+		m.mu.Lock()
+		terminal := m.retry.terminal(m.ctx, err)
+		if terminal && m.err == nil && m.ctx.Err() == nil {
+			m.err = err
+			m.log.Error("reading from the store failed", zap.Error(err))
+		}
+		wait := m.retry.backoff()
+		m.mu.Unlock()
+		if terminal {
+			if errors.Is(err, remote.ErrChanged) && m.s.onChange != nil {
+				m.s.onChange(m.ref)
+			}
+			break
+		}
+		m.log.Warn("fetch failed, retrying", zap.Int64("offset", done*memPageSize), zap.Error(err))
+		select {
+		case <-m.ctx.Done():
+		case <-time.After(wait):
+		}
+	}
+	m.mu.Lock()
+	m.unmarkLocked(done, k+got)
+	for j := k; j < done; j++ {
+		m.page[j].fetching = false
+		m.freeIfClosedLocked(j)
+	}
+	m.fetches--
+	m.broadcastLocked()
+	m.mu.Unlock()
+	m.s.mayReclaim() // its pages may go now
+}
+
+// unmarkLocked puts pages [from, to) back to missing, freeing what they
+// hold (a buffer replies still point into is freed by the last of them).
+func (m *memFile) unmarkLocked(from, to int64) {
+	for j := from; j < to; j++ {
+		pg := m.page[j]
+		if pg.pins > 0 {
+			pg.orphan = true
+			pg = &memPage{}
+			m.page[j] = pg
+		} else if pg.buf != nil {
+			m.s.freeBuf(pg.buf)
+		}
+		pg.fetching, pg.filled, pg.buf = false, 0, nil
+		m.forgetIfUnusedLocked(j, pg)
+	}
+}
+
+// freeIfClosedLocked frees page j once its file has no handle left.
+func (m *memFile) freeIfClosedLocked(j int64) {
+	pg := m.page[j]
+	if m.closed && pg.pins == 0 && pg.buf != nil {
+		m.s.freeBuf(pg.buf)
+		pg.buf = nil
+		delete(m.page, j)
+	}
+}
+
+// fetchFrom GETs pages [k, end) (their buffers set; page k may be partly
+// filled by an earlier attempt) and fills them in order. It returns the
+// first page not completely filled.
+func (m *memFile) fetchFrom(k, end int64) (int64, error) {
+	m.mu.Lock()
+	off := k*memPageSize + m.page[k].filled
+	m.mu.Unlock()
+	n := min(end*memPageSize, m.size) - off
+	body, err := getRange(m.ctx, m.ref, m.log, off, n)
+	if err != nil {
+		return k, err
+	}
+	defer body.Close()
+	if body.Whole && off > 0 {
+		// The server ignores Range: its answer starts at 0.
+		if _, err := io.CopyN(io.Discard, body, off); err != nil {
+			return k, fmt.Errorf("GET %s: skipping to %d: %w", m.ref.URL(), off, err)
+		}
+	}
+	for ; k < end; k++ {
+		if err := m.fillPage(k, body, k == end-1 && !body.Whole); err != nil {
+			return k, err
+		}
+	}
+	return k, nil
+}
+
+// fillPage reads page k from body, from where an earlier attempt left it,
+// a step at a time, waking readers after each. With last set the body must
+// end with the page; its last step shows only once that is known (a server
+// that sends more lied about what it sent).
+func (m *memFile) fillPage(k int64, body *remote.Body, last bool) error {
+	m.mu.Lock()
+	buf, got := m.page[k].buf, m.page[k].filled
+	m.mu.Unlock()
+	n := int64(len(buf))
+	for got < n {
+		step, err := io.ReadFull(body, buf[got:min(got+memStep, n)])
+		got += int64(step)
+		if err != nil {
+			return fmt.Errorf("GET %s at %d: %w", m.ref.URL(), k*memPageSize+got, err)
+		}
+		if got == n && last {
+			if b, err := body.Read(make([]byte, 1)); b > 0 || (err != nil && err != io.EOF) {
+				return fmt.Errorf("GET %s: %w (%v)", m.ref.URL(), errLongBody, err)
+			}
+		}
+		m.mu.Lock()
+		m.page[k].filled = got
+		if got == n {
+			m.page[k].used = time.Now().UnixNano() // not the first to go
+			m.retry.progressed()
+		}
+		m.broadcastLocked()
+		m.mu.Unlock()
+		if m.ctx.Err() != nil {
+			return m.ctx.Err()
+		}
+	}
+	return nil
+}
+
+// reclaimable lists the pages nobody reads, fetches or points into now,
+// last read before olderThan (UnixNano; 0: any time).
+func (m *memFile) reclaimable(olderThan int64) []pageRef {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []pageRef
+	for k, pg := range m.page {
+		if pg.buf != nil && !pg.fetching && pg.pins == 0 && (olderThan == 0 || pg.used < olderThan) {
+			out = append(out, pageRef{m, k, pg.used})
+		}
+	}
+	return out
+}
+
+// pageRef names a page that may be reclaimed.
+type pageRef struct {
+	m    *memFile
+	k    int64
+	used int64
+}
+
+// drop frees the page if it is still idle; it reports the bytes freed.
+func (r pageRef) drop() int64 {
+	m := r.m
+	m.mu.Lock()
+	pg := m.page[r.k]
+	if pg == nil || pg.buf == nil || pg.fetching || pg.pins > 0 {
+		m.mu.Unlock()
+		return 0
+	}
+	buf := pg.buf
+	pg.buf, pg.filled = nil, 0
+	delete(m.page, r.k)
+	m.mu.Unlock()
+	m.s.freeBuf(buf)
+	return memPageSize
+}
+
+// addHandle and dropHandle count the file's handles; the last one gone
+// stops its fetches and frees its pages.
+func (m *memFile) addHandle() *memHandle {
+	m.mu.Lock()
+	m.handles++
+	m.mu.Unlock()
+	return &memHandle{m: m}
+}
+
+func (m *memFile) dropHandle() {
+	m.s.mu.Lock()
+	m.mu.Lock()
+	m.handles--
+	last := m.handles == 0
+	if last {
+		m.closed = true
+		if m.s.uncached[m.key] == m {
+			delete(m.s.uncached, m.key)
+		}
+		for k := range m.page {
+			if !m.page[k].fetching {
+				m.freeIfClosedLocked(k)
+			}
+		}
+	}
+	m.mu.Unlock()
+	m.s.mu.Unlock()
+	if last {
+		m.cancel() // its fetches free their pages as they end
+	}
+}
+
+// failed reports whether the file failed for good (a new open starts afresh).
+func (m *memFile) failed() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.err != nil
+}
