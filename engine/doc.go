@@ -4,9 +4,11 @@
 // Ref, Store and Handle types it is used through, are in package cache.
 //
 // Files: stream.go holds StreamContent (cache files on disk, their index,
-// eviction, handles); download.go one file's download (chunk states,
-// streams, readers); engine.go what downloads share (the buffer budget,
-// the write-behind writer, the per-store connection policy).
+// eviction, handles); download.go one file's download into the cache
+// (chunk states, streams, readers); memfile.go files the cache has no room
+// for, read into memory; fetch.go the validated ranged GET and the retry
+// policy both use; engine.go what they share (the buffer budget, the
+// write-behind writer, the per-store connection policy).
 //
 // A file is cut into chunks (ChunkSize, 8 MiB by default). A chunk is
 //
@@ -37,15 +39,26 @@
 // (atomic commit: nothing partial is ever taken as complete).
 //
 // Memory. All buffers come from one daemon-wide budget (BufferBudget,
-// 256 MiB by default). A fetch a reader waits for always gets a buffer:
-// when the budget is spent, buffers queued for writing but not yet written
-// are reclaimed first (their chunks go back to missing and are fetched
-// again later: the cache copy is finished later, never the reader).
-// Background fetches (read-ahead beyond the reader's window, completing the
-// cache copy) only start when the budget has room. If the cache file cannot
-// be written (ENOSPC, EIO, no room at all), the download gives up its cache
-// copy and goes on serving its readers from memory, keeping a small window
-// of chunks around the latest read.
+// 256 MiB by default), and no fetch is ever granted past it. A fetch a
+// reader waits for first makes room: buffers queued for writing but not
+// yet written are reclaimed (their chunks go back to missing and are
+// fetched again later: the cache copy is finished later, never the
+// reader), then memory nobody reads now, least recently read first; if
+// there is still none, it waits until memory is freed or becomes
+// reclaimable. Background fetches (read-ahead beyond the reader's window,
+// completing the cache copy) only take room the budget has, or memory
+// idle for readerIdle. If the cache file cannot be written (ENOSPC, EIO),
+// the download gives up its cache copy and goes on serving its readers
+// from memory, keeping a small window of chunks around the latest read.
+//
+// Files the cache has no room for (larger than it, or it is full of files
+// in use) are read into memory (memFile): one per file version, shared by
+// its handles, in 256 KiB pages. A random reader fetches the pages its
+// read covers; a sequential one gets a read-ahead window that starts at
+// its read size and doubles with each sequential read, up to 8 MiB,
+// fetched in GETs of at least half the window. Readers copy pages as they
+// arrive, so a reader waiting for a page holds none. Memory follows what
+// is read, never the size a store claims.
 //
 // Connections (policy). A file starts with one sequential stream: a ranged
 // GET from the first chunk wanted to the end of the run of missing chunks.
@@ -65,11 +78,21 @@
 // into, or takes the back half of a run one is heading into (a single
 // chunk only while that stream is less than half-way through the chunk
 // before it). Caps: Parallel streams per file, StoreParallel per store. A
-// reader far from every stream gets a stream of its own at its offset. A
+// reader far from every stream gets a stream of its own at its offset,
+// within the store's cap (a download's first stream always runs). A
 // server that ignores Range gets one whole-file stream.
 //
-// Lock order: StreamContent.mu, then download.mu, then the leaves
-// (StreamContent.poolMu, StreamContent.wmu, StreamContent.polMu), none of
-// which is held while taking another lock. No lock is held across network
-// or disk I/O.
+// Lock order: StreamContent.mu, then download.mu or memFile.mu, then the
+// leaves (StreamContent.poolMu, StreamContent.wmu, StreamContent.polMu),
+// none of which is held while taking another lock. Reclaiming memory
+// takes StreamContent.mu only to list the files, then each file's lock on
+// its own: it runs with no lock held.
+//
+// No lock is held across network or disk I/O: an open of a cached file
+// counts the open under the lock and opens the file after it; a download
+// creates, sizes and reserves its cache file in its own goroutine;
+// evicted files are unlinked after the lock is released (unlockAndReap),
+// and go back into the index if the unlink fails; free space is read
+// before the lock is taken, less what downloads started meanwhile will
+// take. Readers copy from the cache file without download.mu.
 package engine
