@@ -15,6 +15,8 @@ import (
 	"github.com/hashicorp/golang-lru/v2/expirable"
 	"go.uber.org/zap"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/modelstorefs/modelstorefs/digits"
 )
 
 // Config tunes a Catalog. The zero value gives the defaults.
@@ -312,8 +314,10 @@ func (c *Catalog) fetchListing(ctx context.Context, st *Store) (*StoreListing, e
 	if rl.Fallback != "" {
 		c.log.Warn("master.json unusable, used the directory listing", zap.String("store", st.Name), zap.String("why", rl.Fallback))
 	}
-	for _, r := range rl.Rejected {
-		c.log.Warn("model name refused", zap.String("store", st.Name), zap.String("reason", r))
+	if len(rl.Rejected) > 0 {
+		// One line per listing: a store may refuse 100000 names.
+		c.log.Warn("model names refused", zap.String("store", st.Name), zap.Int("count", len(rl.Rejected)),
+			zap.Strings("examples", refusedExamples(rl.Rejected)))
 	}
 	c.log.Info("listed store", zap.String("store", st.Name), zap.String("source", rl.Source),
 		zap.Int("models", len(l.Models)), zap.Duration("took", time.Since(start)))
@@ -335,6 +339,17 @@ func (c *Catalog) fetchListing(ctx context.Context, st *Store) (*StoreListing, e
 	}
 	c.startPrefetch(st, l)
 	return l, nil
+}
+
+// refusedExamples returns the first few refusals of a listing, made
+// harmless to log (they quote the store's names).
+func refusedExamples(rejected []string) []string {
+	const examples = 3
+	out := make([]string, 0, min(len(rejected), examples))
+	for _, r := range rejected[:min(len(rejected), examples)] {
+		out = append(out, digits.CleanLine(r))
+	}
+	return out
 }
 
 // startPrefetch resolves every model of a fresh listing in the background,

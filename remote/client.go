@@ -106,6 +106,7 @@ type Store struct {
 	etagUnstable atomic.Bool
 	fast         bool          // ranged GETs may take the zero-copy path
 	idle         chan *rawConn // its idle connections
+	rawIdleAge   time.Duration // how long they may wait (maxRawIdleAge; tests)
 
 	// A server without keep-alive (python's http.server speaks HTTP/1.0)
 	// takes a new connection per request, and its listen backlog is small
@@ -194,7 +195,7 @@ func NewStore(base string, opt Options) (*Store, error) {
 	}
 	hc := &http.Client{Transport: rt, CheckRedirect: checkRedirect}
 	s := &Store{base: u, hc: hc, opt: opt, auth: auth, idle: make(chan *rawConn, maxIdleRaw),
-		oneSlots: make(chan struct{}, oneShotParallel)}
+		rawIdleAge: maxRawIdleAge, oneSlots: make(chan struct{}, oneShotParallel)}
 	s.fast = s.fastPathOK()
 	return s, nil
 }

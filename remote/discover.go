@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -16,7 +17,7 @@ import (
 type Listing struct {
 	Msg      string   // master.json "msg", or a default greeting
 	Models   []string // model folder names, validated, in store order, no duplicates
-	Rejected []string // "name: reason" for every name that was refused
+	Rejected []string // "name: reason" for every name that was refused (names quoted, cut at 80 characters)
 	Source   string   // digits.MasterFile or "listing"
 	// Fallback says why master.json was not used, when it was there.
 	Fallback string
@@ -40,6 +41,9 @@ func (s *Store) ListModels(ctx context.Context) (*Listing, error) {
 		l, perr := parseMaster(body)
 		if perr == nil {
 			return l, nil
+		}
+		if errors.Is(perr, ErrTooLarge) { // as a body over the byte limit
+			return nil, fmt.Errorf("list models: %w", perr)
 		}
 		// Invalid master.json: fall through to the listing, like a 404.
 		fallback = perr.Error()
@@ -76,50 +80,107 @@ func isClientError(err error) bool {
 func ParseMaster(body []byte) (*Listing, error) { return parseMaster(body) }
 
 // parseMaster decodes {"msg": "...", "children": ["a", "b"]}. A missing
-// "msg" is tolerated; "children" must be a list. Entries that are not valid
-// names are rejected one by one, not the whole file.
+// "msg" is tolerated; "children" must be a list of at most maxListingNames
+// entries (as an HTML listing; more is an error wrapping ErrTooLarge).
+// Entries that are not valid names are rejected one by one, not the whole
+// file.
 func parseMaster(body []byte) (*Listing, error) {
 	var raw struct {
-		Msg      json.RawMessage   `json:"msg"`
-		Children []json.RawMessage `json:"children"`
+		Msg      json.RawMessage `json:"msg"`
+		Children masterChildren  `json:"children"`
 	}
 	if err := json.Unmarshal(body, &raw); err != nil {
 		return nil, fmt.Errorf("master.json: %w", err)
 	}
-	if raw.Children == nil {
+	if !raw.Children.list {
 		return nil, errors.New(`master.json: no "children" list`)
 	}
-	l := &Listing{Source: digits.MasterFile}
+	l := &Listing{Source: digits.MasterFile, Rejected: raw.Children.rejected}
 	if len(raw.Msg) > 0 {
 		if err := json.Unmarshal(raw.Msg, &l.Msg); err != nil {
 			l.Msg = ""
 		}
 	}
-	names := make([]string, 0, len(raw.Children))
-	for _, c := range raw.Children {
-		var name string
-		if !utf8.Valid(c) {
-			// encoding/json would turn the bad bytes into U+FFFD, a name
-			// the store does not have.
-			l.Rejected = append(l.Rejected, fmt.Sprintf("%q: not valid UTF-8", c))
-			continue
+	l.add(raw.Children.names)
+	return l, nil
+}
+
+// masterChildren is master.json's "children", decoded one entry at a time
+// and refused at the cap: eight million entries ("1,") fit in the 16 MiB
+// body, and decoding them all, each kept or refused, allocated 4 GB.
+type masterChildren struct {
+	list     bool     // a list was given (null is none)
+	names    []string // the string entries, "/" trimmed, unvalidated
+	rejected []string // "entry: reason" for the others
+}
+
+func (c *masterChildren) UnmarshalJSON(data []byte) error {
+	*c = masterChildren{} // as encoding/json does, the last "children" wins
+	if string(data) == "null" {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('[') {
+		return errors.New(`"children" is not a list`)
+	}
+	c.list = true
+	for n := 0; dec.More(); n++ {
+		if n == maxListingNames {
+			return fmt.Errorf(`"children" has over %d entries: %w`, maxListingNames, ErrTooLarge)
 		}
-		if err := json.Unmarshal(c, &name); err != nil {
-			l.Rejected = append(l.Rejected, fmt.Sprintf("%.40s: not a string", c))
+		var entry json.RawMessage
+		if err := dec.Decode(&entry); err != nil {
+			return fmt.Errorf(`"children" entry %d: %w`, n, err)
+		}
+		name, reason := childName(entry)
+		if reason != "" {
+			c.rejected = append(c.rejected, quoteShort(string(entry))+": "+reason)
 			continue
 		}
 		// DIGITS joins "children" entries as paths; "lenet/" means lenet.
-		names = append(names, strings.TrimSuffix(name, "/"))
+		c.names = append(c.names, strings.TrimSuffix(name, "/"))
 	}
-	l.add(names)
-	return l, nil
+	return nil
+}
+
+// childName decodes one "children" entry, or says why it is no name.
+// Most are plain strings, taken as they are: a json.Unmarshal each would
+// allocate its decoder state 100000 times.
+func childName(entry []byte) (name, reason string) {
+	if len(entry) < 2 || entry[0] != '"' {
+		return "", "not a string"
+	}
+	if !utf8.Valid(entry) {
+		// encoding/json would turn the bad bytes into U+FFFD, a name the
+		// store does not have.
+		return "", "not valid UTF-8"
+	}
+	if !bytes.ContainsRune(entry, '\\') {
+		// The document is valid JSON: no escapes means no controls either.
+		return string(entry[1 : len(entry)-1]), ""
+	}
+	if err := json.Unmarshal(entry, &name); err != nil {
+		return "", "not a string"
+	}
+	return name, ""
+}
+
+// quoteShort quotes a refused name for Rejected: control characters and
+// bytes that are not UTF-8 escaped, and at most 80 characters of it, as
+// the name may be megabytes long.
+func quoteShort(s string) string {
+	const limit = 80
+	if utf8.RuneCountInString(s) <= limit {
+		return strconv.Quote(s)
+	}
+	return fmt.Sprintf("%.*q...", limit, s)
 }
 
 func (l *Listing) add(names []string) {
 	seen := make(map[string]bool, len(names))
 	for _, n := range names {
 		if err := digits.ValidName(n); err != nil {
-			l.Rejected = append(l.Rejected, fmt.Sprintf("%q: %v", n, err))
+			l.Rejected = append(l.Rejected, fmt.Sprintf("%s: %v", quoteShort(n), err))
 			continue
 		}
 		if seen[n] {

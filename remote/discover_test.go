@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -299,5 +301,84 @@ func TestListModelsUnsolicited304(t *testing.T) {
 	}
 	if err == nil && l.Source != "listing" {
 		t.Errorf("ListModels = %+v, %v", l, err)
+	}
+}
+
+// TestListModelsMasterCap: master.json "children" is held to the cap of
+// an HTML listing (maxListingNames entries); beyond it the listing is
+// refused as too large, as a body over the byte limit is, without falling
+// back to the HTML listing.
+func TestListModelsMasterCap(t *testing.T) {
+	children := func(n int, entry func(i int) string) string {
+		var b strings.Builder
+		b.WriteString(`{"msg": "big", "children": [`)
+		for i := range n {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(entry(i))
+		}
+		b.WriteString("]}")
+		return b.String()
+	}
+	valid := func(i int) string { return fmt.Sprintf(`"m%06d"`, i) }
+	tests := []struct {
+		name     string
+		body     string
+		models   int
+		rejected int
+		tooLarge bool
+	}{
+		{"at the cap", children(maxListingNames, valid), maxListingNames, 0, false},
+		{"at the cap, all refused", children(maxListingNames, func(int) string { return `".."` }), 0, maxListingNames, false},
+		{"one over", children(maxListingNames+1, valid), 0, 0, true},
+		{"one over, duplicates", children(maxListingNames+1, func(int) string { return `"lenet"` }), 0, 0, true},
+		{"one over, not strings", children(maxListingNames+1, func(i int) string { return strconv.Itoa(i) }), 0, 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, listingHits := discoveryStore(t, serveJSON(tt.body))
+			l, err := s.ListModels(testContext(t))
+			if listingHits.Load() != 0 {
+				t.Errorf("the HTML listing was fetched")
+			}
+			if tt.tooLarge {
+				if !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "100000") {
+					t.Fatalf("ListModels = %v, want ErrTooLarge naming the cap", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(l.Models) != tt.models || len(l.Rejected) != tt.rejected {
+				t.Errorf("%d models and %d refused, want %d and %d", len(l.Models), len(l.Rejected), tt.models, tt.rejected)
+			}
+		})
+	}
+}
+
+// TestParseMasterMemory: the largest master.json read (16 MiB) of tiny
+// entries is refused without allocating for each of its 8 million entries.
+func TestParseMasterMemory(t *testing.T) {
+	body := make([]byte, 0, MaxMasterJSON)
+	body = append(body, `{"children": [1`...)
+	for len(body) < MaxMasterJSON-4 {
+		body = append(body, ",1"...)
+	}
+	body = append(body, "]}"...)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, err := parseMaster(body)
+	runtime.ReadMemStats(&after)
+	allocated := after.TotalAlloc - before.TotalAlloc
+	t.Logf("parseMaster allocated %d MiB for a %d MiB master.json", allocated>>20, len(body)>>20)
+	if !errors.Is(err, ErrTooLarge) {
+		t.Errorf("parseMaster of %d entries: %v, want ErrTooLarge", len(body)/2, err)
+	}
+	// What is allocated is for the 100000 entries read, not for the body.
+	if allocated > 64<<20 {
+		t.Errorf("parseMaster allocated %d MiB, want under 64 MiB", allocated>>20)
 	}
 }

@@ -9,7 +9,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // The zero-copy path: ranged GETs of plain-http stores (no proxy) are sent
@@ -23,13 +26,25 @@ import (
 type rawConn struct {
 	c  net.Conn
 	br *bufio.Reader
+	// idleSince is when the connection went back to the pool.
+	idleSince time.Time
 }
 
 // errNoFastPath sends a request down the net/http path.
 var errNoFastPath = errors.New("zero-copy path not applicable")
 
-// maxIdleRaw bounds the idle connections kept per store.
-const maxIdleRaw = 16
+const (
+	// maxIdleRaw bounds the idle connections kept per store.
+	maxIdleRaw = 16
+	// maxRawIdleAge bounds how long a connection waits in the pool. Servers
+	// close idle keep-alive connections after a while of their own (nginx
+	// 75 s by default, often set to a few seconds, Apache 5 s), and a
+	// request sent as the server closes is lost. Below any usual server
+	// timeout, this keeps that race rare; a new connection costs one round
+	// trip, and after a pause a kept one restarts slowly anyway (TCP slow
+	// start after idle).
+	maxRawIdleAge = time.Second
+)
 
 func (s *Store) fastPathOK() bool {
 	if s.base.Scheme != "http" || s.opt.Transport != nil {
@@ -40,11 +55,13 @@ func (s *Store) fastPathOK() bool {
 	return err == nil && proxy == nil
 }
 
-func (s *Store) getRaw(ctx context.Context) (*rawConn, error) {
-	select {
-	case rc := <-s.idle:
-		return rc, nil
-	default:
+// getRaw returns an idle connection that is still usable, or a new one
+// (always a new one with fresh set). reused tells which.
+func (s *Store) getRaw(ctx context.Context, fresh bool) (rc *rawConn, reused bool, err error) {
+	if !fresh {
+		if rc := s.takeIdle(); rc != nil {
+			return rc, true, nil
+		}
 	}
 	d := net.Dialer{Timeout: s.opt.ConnectTimeout, KeepAlive: 30 * time.Second}
 	host := s.base.Host
@@ -53,18 +70,73 @@ func (s *Store) getRaw(ctx context.Context) (*rawConn, error) {
 	}
 	c, err := d.DialContext(ctx, "tcp", host)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	return &rawConn{c: c, br: bufio.NewReaderSize(c, 64<<10)}, nil
+	return &rawConn{c: c, br: bufio.NewReaderSize(c, 64<<10)}, false, nil
+}
+
+// takeIdle returns a pooled connection that is young enough and still
+// open, closing the others it meets; nil when there is none.
+func (s *Store) takeIdle() *rawConn {
+	for {
+		select {
+		case rc := <-s.idle:
+			if time.Since(rc.idleSince) < s.rawIdleAge && rc.usable() {
+				return rc
+			}
+			rc.c.Close()
+		default:
+			return nil
+		}
+	}
+}
+
+// usable reports whether an idle connection can carry a request. A server
+// sends nothing unasked on an idle connection but its close (or a 408 before
+// it), so anything to read, or the end of the stream, means no. net/http
+// learns the same from a reader goroutine per connection; a non-blocking
+// peek at the socket needs none.
+func (rc *rawConn) usable() bool {
+	if rc.br.Buffered() > 0 {
+		return false
+	}
+	sc, ok := rc.c.(syscall.Conn)
+	if !ok {
+		return true
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	quiet := false
+	err = raw.Read(func(fd uintptr) bool {
+		var b [1]byte
+		_, _, rerr := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		quiet = rerr == unix.EAGAIN // open, nothing to read; 0 bytes would be EOF
+		return true                 // never wait for the socket
+	})
+	return err == nil && quiet
 }
 
 func (s *Store) putRaw(rc *rawConn) {
 	_ = rc.c.SetDeadline(time.Time{})
+	rc.idleSince = time.Now()
 	select {
 	case s.idle <- rc:
 	default:
 		rc.c.Close()
 	}
+}
+
+// staleConn reports whether a request that got no byte of an answer on a
+// reused connection met a connection the server had closed (or closed as
+// the request arrived): its end of stream or reset, not a timeout or the
+// caller giving up.
+func staleConn(ctx context.Context, err error) bool {
+	return ctx.Err() == nil && !errors.Is(err, os.ErrDeadlineExceeded) &&
+		(errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+			errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+			errors.Is(err, syscall.ECONNABORTED))
 }
 
 // getRangeRaw is GetRange on the zero-copy path. It returns errNoFastPath
@@ -86,30 +158,41 @@ func (s *Store) getRangeRaw(ctx context.Context, u string, h http.Header) (*http
 	}
 	release := s.acquireConn(ctx)
 	defer release()
-	// A reused idle connection may have been closed by the server: one
-	// retry on a fresh one.
-	for attempt := 0; ; attempt++ {
-		rc, err := s.getRaw(ctx)
+	// A connection from the pool may have been closed by the server just
+	// as the request went out (its keep-alive timeout). A request that got
+	// no byte of an answer there is sent again at once on a new connection
+	// (GET is idempotent), and is neither a failure nor an attempt: the
+	// server did not answer it. Anything else, and any failure on a new
+	// connection, is the caller's to retry, after a backoff.
+	fresh := false
+	for {
+		rc, reused, err := s.getRaw(ctx, fresh)
 		if err != nil {
 			return nil, err
 		}
-		s.requests.Add(1)
 		_ = rc.c.SetDeadline(time.Now().Add(s.opt.HeaderTimeout))
 		stop := context.AfterFunc(ctx, func() { _ = rc.c.SetDeadline(time.Unix(1, 0)) })
 		err = req.Write(rc.c)
+		answered := false
 		var resp *http.Response
 		if err == nil {
-			resp, err = http.ReadResponse(rc.br, req)
+			if _, err = rc.br.Peek(1); err == nil {
+				answered = true
+				resp, err = http.ReadResponse(rc.br, req)
+			}
 		}
 		if !stop() {
 			err = ctx.Err()
 		}
+		if err != nil && reused && !answered && staleConn(ctx, err) {
+			rc.c.Close()
+			fresh = true
+			continue
+		}
+		s.requests.Add(1)
 		s.noteOutcome(ctx, http.MethodGet, resp, err)
 		if err != nil {
 			rc.c.Close()
-			if attempt == 0 && ctx.Err() == nil {
-				continue
-			}
 			return nil, err
 		}
 		// From here on every early return closes the connection before

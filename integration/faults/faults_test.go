@@ -139,7 +139,7 @@ func fltCases() []fltCase {
 		{"kill9", "kill -9 during a download, then mount on the same mountpoint", false, fltRowKill9},
 		{"unmount-dead", "modelstorefs unmount of a dead mount", false, fltRowUnmountDead},
 		{"sigterm", "SIGTERM", false, fltRowSigterm},
-	}, slices.Concat(fltHostileCases(), fltEngineCases(), fltBoundsEngineCases())...)
+	}, slices.Concat(fltHostileCases(), fltEngineCases(), fltBoundsCases(), fltBoundsEngineCases())...)
 }
 
 // fltReport prints the table (and writes it to $FAULTS_OUT).
@@ -382,6 +382,36 @@ func fltLogCountNow(m *itest.Mount, subs ...string) int {
 		}
 	}
 	return n
+}
+
+// fltRefused returns the names refused by the daemon's listings, from their
+// summary lines ("model names refused", one per listing, "count" field),
+// and how many such lines hold every one of subs.
+func fltRefused(t *testing.T, m *itest.Mount, subs ...string) (names, lines int) {
+	t.Helper()
+	fltLogCount(m, append([]string{"model names refused"}, subs...)...) // waits for the lines
+	for _, line := range strings.Split(m.Logs.String(), "\n") {
+		if !strings.Contains(line, "model names refused") {
+			continue
+		}
+		match := true
+		for _, s := range subs {
+			match = match && strings.Contains(line, s)
+		}
+		if !match {
+			continue
+		}
+		var fields struct {
+			Count int `json:"count"`
+		}
+		if i := strings.Index(line, "{"); i < 0 || json.Unmarshal([]byte(line[i:]), &fields) != nil {
+			t.Errorf("summary line without a count: %q", line)
+			continue
+		}
+		names += fields.Count
+		lines++
+	}
+	return names, lines
 }
 
 // fltLs lists a directory of the mount with a bound, without failing.
@@ -1232,12 +1262,12 @@ func fltRowWrongTypes(t *testing.T, r *fltRow) {
 	if !strings.Contains(aux, `"license" is a number`) {
 		t.Errorf("lenet/error.txt with a mistyped aux.json: %q", aux)
 	}
-	refused := fltLogCount(m, "model name refused")
+	refused, lines := fltRefused(t, m)
 	if refused < 5 {
-		t.Errorf("%d 'model name refused' log lines, want 5 (7, null, {}, [], true)", refused)
+		t.Errorf("%d names refused in the logs, want 5 (7, null, {}, [], true)", refused)
 	}
-	r.saw = fmt.Sprintf(`"children": "x": fell back to the listing (%d models); 5 non-string children refused (%d log lines); "msg": 5 -> welcome.txt %q; wt/error.txt names the 5 mistyped keys; [] and 5 as info.json: %q`,
-		len(n1)-3, refused, strings.TrimSpace(welcome), fltFirstLine(strings.TrimPrefix(arr, "arr cannot be imported into DIGITS:\n- ")))
+	r.saw = fmt.Sprintf(`"children": "x": fell back to the listing (%d models); %d non-string children refused (%d log lines); "msg": 5 -> welcome.txt %q; wt/error.txt names the 5 mistyped keys; [] and 5 as info.json: %q`,
+		len(n1)-3, refused, lines, strings.TrimSpace(welcome), fltFirstLine(strings.TrimPrefix(arr, "arr cannot be imported into DIGITS:\n- ")))
 	r.bytes = "n/a"
 	r.recovery = "n/a"
 }
@@ -1273,9 +1303,9 @@ func fltRowNonUTF8(t *testing.T, r *fltRow) {
 			t.Errorf("a non-UTF-8 name reached the mount: %q", name)
 		}
 	}
-	refused := fltLogCount(m, "model name refused", "UTF-8")
+	refused, lines := fltRefused(t, m, "UTF-8")
 	if refused < 2 {
-		t.Errorf("%d 'model name refused ... UTF-8' log lines, want 2", refused)
+		t.Errorf("%d names refused by log lines saying UTF-8, want 2", refused)
 	}
 	var u2models []string
 	for _, name := range n2 {
@@ -1288,8 +1318,8 @@ func fltRowNonUTF8(t *testing.T, r *fltRow) {
 		inner, _ := fltLs(filepath.Join(m.Dir, "u2", u2models[0]), 30*time.Second)
 		extra = fmt.Sprintf(" (folder holds %q)", inner)
 	}
-	r.saw = fmt.Sprintf("listing: caf%%E9 and \\xff\\xfe refused (%d log lines), oké (valid UTF-8) kept; master.json \"caf\\xe9\" decoded by encoding/json as %q%s",
-		refused, u2models, extra)
+	r.saw = fmt.Sprintf("listing: caf%%E9 and \\xff\\xfe refused (%d names, %d log lines), oké (valid UTF-8) kept; master.json \"caf\\xe9\" decoded by encoding/json as %q%s",
+		refused, lines, u2models, extra)
 	r.bytes = "n/a"
 	r.recovery = "n/a"
 	for _, name := range u2models {
@@ -1340,9 +1370,10 @@ func fltRowHostileMaster(t *testing.T, r *fltRow) {
 	if got := fltMustRead(t, filepath.Join(store, ".refresh")); !strings.Contains(got, "last refreshed") {
 		t.Errorf("a model called .refresh replaced the gesture file: %q", got)
 	}
-	refused := fltLogCount(m, "model name refused")
-	if refused < len(hostile)-1 { // "../" is ".." after the trailing slash goes
-		t.Errorf("%d 'model name refused' log lines for %d hostile names", refused, len(hostile))
+	refused, lines := fltRefused(t, m)
+	// One line per listing, each naming them all ("../" may count as "..").
+	if lines == 0 || refused < (len(hostile)-1)*lines {
+		t.Errorf("%d names refused in %d log lines for %d hostile names", refused, lines, len(hostile))
 	}
 	outside := fltOutsideBase(srv)
 	if len(outside) > 0 {
@@ -1358,8 +1389,8 @@ func fltRowHostileMaster(t *testing.T, r *fltRow) {
 	fltCheckCacheDir(t, m)
 	slices.Sort(uris)
 	uris = slices.Compact(uris)
-	r.saw = fmt.Sprintf("%d hostile names refused (%d log lines, no error.txt: no folder to hold it); kept %q, fetched as %s; requests outside /store/: %d",
-		len(hostile), refused, kept, strings.Join(uris[:min(2, len(uris))], ", "), len(outside))
+	r.saw = fmt.Sprintf("%d hostile names refused (%d in %d log lines, no error.txt: no folder to hold it); kept %q, fetched as %s; requests outside /store/: %d",
+		len(hostile), refused, lines, kept, strings.Join(uris[:min(2, len(uris))], ", "), len(outside))
 	r.bytes = "literal-name folders: content ok"
 	r.recovery = "n/a"
 }

@@ -115,11 +115,21 @@ type fltServer struct {
 	down     bool
 	quit     chan struct{} // closed when the test ends
 	tls      *tls.Config   // set: the server speaks https (fltNewTLSServer)
+
+	// idleTimeout closes idle keep-alive connections (0: never).
+	idleTimeout time.Duration
 }
 
 // fltNewServer serves files (paths below base, e.g. "lenet/info.json") on
 // host ("127.0.0.1", "127.0.0.2", ...), port chosen by the kernel.
 func fltNewServer(t *testing.T, host, base string, files map[string][]byte) *fltServer {
+	t.Helper()
+	return fltNewServerIdle(t, host, base, files, 0)
+}
+
+// fltNewServerIdle is fltNewServer closing idle keep-alive connections
+// after idle (0: never), as nginx's keepalive_timeout does.
+func fltNewServerIdle(t *testing.T, host, base string, files map[string][]byte, idle time.Duration) *fltServer {
 	t.Helper()
 	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
@@ -129,7 +139,7 @@ func fltNewServer(t *testing.T, host, base string, files map[string][]byte) *flt
 		t: t, addr: ln.Addr().String(), base: base,
 		files: map[string]*fltFile{}, faults: map[string][]*fltFault{},
 		handlers: map[string]http.HandlerFunc{}, conns: map[net.Conn]bool{},
-		quit: make(chan struct{}),
+		quit: make(chan struct{}), idleTimeout: idle,
 	}
 	for p, data := range files {
 		s.files[base+p] = fltNewFile(data, fltModTime)
@@ -194,8 +204,8 @@ func (s *fltServer) serve(ln net.Listener) {
 	if s.tls != nil {
 		ln = tls.NewListener(ln, s.tls)
 	}
-	srv := &http.Server{Handler: s, ReadHeaderTimeout: 30 * time.Second, ErrorLog: log.New(io.Discard, "", 0)}
 	s.mu.Lock()
+	srv := &http.Server{Handler: s, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: s.idleTimeout, ErrorLog: log.New(io.Discard, "", 0)}
 	s.srv, s.down = srv, false
 	s.mu.Unlock()
 	go func() { _ = srv.Serve(ln) }()
