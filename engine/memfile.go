@@ -64,6 +64,7 @@ type memPage struct {
 	filled   int64
 	fetching bool
 	pins     int   // replies in flight that point into buf
+	wanted   int   // readers waiting for it: kept until they copy it
 	used     int64 // when it was last read (UnixNano)
 	// orphan: the page was put back to missing while replies pointed into
 	// its buffer; the last of them frees it.
@@ -134,51 +135,64 @@ func (h *memHandle) advanceLocked(off, end int64) int64 {
 
 // read answers a reader from memory, fetching what is missing and waiting
 // (at most until ctx ends) for it. Pages are copied into p as they arrive,
-// so a reader holds no page while it waits for the next one (no reader
-// holds memory another needs). With zeroCopy, a range inside one page is
-// answered in place (the result's Done lets the page go).
+// in any order, so a reader holds no page while it waits for another (no
+// reader holds memory another needs); a page it waits for is kept until it
+// is copied. With zeroCopy, a range inside one page is answered in place
+// (the result's Done lets the page go).
 func (m *memFile) read(ctx context.Context, h *memHandle, p []byte, off int64, zeroCopy bool) (cache.ReadResult, error) {
 	if off >= m.size || off < 0 {
 		return cache.ReadResult{Fd: -1}, io.EOF
 	}
 	end := off + min(int64(len(p)), m.size-off) // no overflow near MaxInt64
 	eof := eofIf(end-off < int64(len(p)))
+	first, last := off/memPageSize, (end-1)/memPageSize
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	ahead := h.advanceLocked(off, end)
-	for at := off; ; {
+	copied := make([]bool, last-first+1)
+	left := len(copied)
+	for {
 		now := time.Now().UnixNano()
-		for at < end {
-			k := at / memPageSize
+		for k := first; k <= last; k++ {
 			base := k * memPageSize
-			stop := min(end, base+memPageSize)
+			from, to := max(off, base), min(end, base+memPageSize)
 			pg := m.page[k]
-			if pg == nil || pg.buf == nil || pg.filled < stop-base {
-				break
+			if copied[k-first] || pg == nil || pg.buf == nil || pg.filled < to-base {
+				continue
 			}
 			pg.used = now
-			if zeroCopy && at == off && stop == end {
+			if zeroCopy && first == last {
 				return m.pinLocked(k, off, end), eof
 			}
-			copy(p[at-off:stop-off], pg.buf[at-base:stop-base])
-			at = stop
+			copy(p[from-off:to-off], pg.buf[from-base:to-base])
+			copied[k-first] = true
+			left--
 		}
-		if at == end {
+		if left == 0 {
 			return cache.ReadResult{Data: p[:end-off], Fd: -1}, eof
 		}
 		if m.err != nil {
 			return cache.ReadResult{Fd: -1}, m.err
 		}
-		m.planLocked(at/memPageSize, (end-1)/memPageSize, end, ahead)
+		wait := first
+		for copied[wait-first] {
+			wait++
+		}
+		m.planLocked(wait, last, end, ahead)
+		pg := m.wantLocked(wait)
+		pg.wanted++
 		ch := m.changed
 		m.mu.Unlock()
 		select {
 		case <-ctx.Done():
-			m.mu.Lock()
-			return cache.ReadResult{Fd: -1}, ctx.Err()
 		case <-ch:
 		}
 		m.mu.Lock()
+		pg.wanted--
+		m.forgetIfUnusedLocked(wait, pg)
+		if ctx.Err() != nil {
+			return cache.ReadResult{Fd: -1}, ctx.Err()
+		}
 	}
 }
 
@@ -195,7 +209,7 @@ func (m *memFile) wantLocked(k int64) *memPage {
 // forgetIfUnusedLocked drops a page entry that holds nothing and that
 // nobody fetches.
 func (m *memFile) forgetIfUnusedLocked(k int64, pg *memPage) {
-	if pg.buf == nil && !pg.fetching {
+	if pg.buf == nil && !pg.fetching && pg.wanted == 0 && m.page[k] == pg {
 		delete(m.page, k)
 	}
 }
@@ -426,7 +440,7 @@ func (m *memFile) reclaimable(olderThan int64) []pageRef {
 	defer m.mu.Unlock()
 	var out []pageRef
 	for k, pg := range m.page {
-		if pg.buf != nil && !pg.fetching && pg.pins == 0 && (olderThan == 0 || pg.used < olderThan) {
+		if pg.buf != nil && !pg.fetching && pg.pins == 0 && pg.wanted == 0 && (olderThan == 0 || pg.used < olderThan) {
 			out = append(out, pageRef{m, k, pg.used})
 		}
 	}
@@ -445,7 +459,7 @@ func (r pageRef) drop() int64 {
 	m := r.m
 	m.mu.Lock()
 	pg := m.page[r.k]
-	if pg == nil || pg.buf == nil || pg.fetching || pg.pins > 0 {
+	if pg == nil || pg.buf == nil || pg.fetching || pg.pins > 0 || pg.wanted > 0 {
 		m.mu.Unlock()
 		return 0
 	}
