@@ -9,12 +9,9 @@ import (
 	"sort"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/golang-lru/v2/expirable"
 	"go.uber.org/zap"
-	"golang.org/x/sync/singleflight"
 
 	"github.com/modelstorefs/modelstorefs/digits"
 )
@@ -85,28 +82,17 @@ type Catalog struct {
 	meta    *metaStore
 	stores  []*Store
 	content Content
-	ctx     context.Context // daemon context for shared fetches
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	*owner  // runs shared fetches; Close stops them
 
-	// Safe for concurrent use on their own.
-	listings   *expirable.LRU[int, *StoreListing]
-	listErrs   *expirable.LRU[int, error]
-	models     *expirable.LRU[modelKey, *Model]
-	modelErrs  *expirable.LRU[modelKey, error]
-	fetches    singleflight.Group
+	// Safe for concurrent use on their own: the same stale-while-error
+	// machine for listings (by store) and models.
+	listings   *swrCache[int, *StoreListing]
+	models     *swrCache[modelKey, *Model]
 	prefetches chan struct{} // semaphore shared by all prefetching
-	waiters    atomic.Int64  // callers waiting for a shared fetch (tests wait on it)
 
-	mu sync.Mutex // protects the fields below
-	// Last good results, kept across expiry and refresh: served while a
-	// store is failing, and used as validators for conditional requests.
-	lastListing map[int]*StoreListing
-	lastModel   map[modelKey]*Model
-	refreshed   map[int]time.Time // key -1 is the whole mount
-	closed      bool
-	generation  map[int]uint64 // bumped by Refresh, so in-flight results of an older generation are not cached
-	ids         jobIDs         // job id suffixes of the known listings
+	mu        sync.Mutex        // protects the fields below
+	refreshed map[int]time.Time // key -1 is the whole mount
+	ids       jobIDs            // job id suffixes of the known listings
 
 	inodeKeyOnce sync.Once
 	inodeKey     []byte
@@ -116,25 +102,50 @@ type Catalog struct {
 // serves file bodies.
 func NewCatalog(stores []*Store, content Content, cfg Config) *Catalog {
 	cfg = cfg.withDefaults()
-	ctx, cancel := context.WithCancel(context.Background())
 	c := &Catalog{
-		cfg:         cfg,
-		log:         cfg.Logger,
-		meta:        &metaStore{dir: cfg.MetaDir, log: cfg.Logger, maxBytes: defaultMetaBytes, used: -1},
-		stores:      stores,
-		content:     content,
-		ctx:         ctx,
-		cancel:      cancel,
-		listings:    expirable.NewLRU[int, *StoreListing](0, nil, cfg.TTL),
-		listErrs:    expirable.NewLRU[int, error](0, nil, cfg.NegativeTTL),
-		models:      expirable.NewLRU[modelKey, *Model](maxModels, nil, cfg.TTL),
-		modelErrs:   expirable.NewLRU[modelKey, error](maxModels, nil, cfg.NegativeTTL),
-		prefetches:  make(chan struct{}, cfg.Prefetch),
-		lastListing: map[int]*StoreListing{},
-		lastModel:   map[modelKey]*Model{},
-		refreshed:   map[int]time.Time{},
-		generation:  map[int]uint64{},
+		cfg:        cfg,
+		log:        cfg.Logger,
+		meta:       &metaStore{dir: cfg.MetaDir, log: cfg.Logger, maxBytes: defaultMetaBytes, used: -1},
+		stores:     stores,
+		content:    content,
+		owner:      newOwner(),
+		prefetches: make(chan struct{}, cfg.Prefetch),
+		refreshed:  map[int]time.Time{},
 	}
+	c.listings = newSWR(c.owner, swrConfig[int, *StoreListing]{
+		TTL: cfg.TTL, NegativeTTL: cfg.NegativeTTL,
+		Name:  func(i int) string { return "L" + strconv.Itoa(i) },
+		Group: func(i int) int { return i },
+		Fetch: func(ctx context.Context, i int, prev *StoreListing, ok bool) (*StoreListing, error) {
+			return c.fetchListing(ctx, c.stores[i], ok)
+		},
+		Stale: func(last *StoreListing, err error) *StoreListing {
+			stale := *last
+			stale.Stale = err
+			return &stale
+		},
+		Load: func(i int) (*StoreListing, bool) {
+			l := c.meta.loadListing(c.stores[i])
+			return l, l != nil
+		},
+		Kept: c.keptListing,
+	})
+	c.models = newSWR(c.owner, swrConfig[modelKey, *Model]{
+		Size: maxModels, TTL: cfg.TTL, NegativeTTL: cfg.NegativeTTL,
+		Name:  func(k modelKey) string { return "M" + strconv.Itoa(k.store) + "/" + k.name },
+		Group: func(k modelKey) int { return k.store },
+		Fetch: func(ctx context.Context, k modelKey, prev *Model, _ bool) (*Model, error) {
+			return c.fetchModel(ctx, c.stores[k.store], k.name, prev)
+		},
+		// A model whose aux.json failed is fresh only for NegativeTTL:
+		// then aux.json is asked for again.
+		Fresh: func(m *Model) bool { return !m.AuxUnknown || time.Since(m.Fetched) < cfg.NegativeTTL },
+		Load: func(k modelKey) (*Model, bool) {
+			m := c.meta.loadModel(c.stores[k.store], k.name)
+			return m, m != nil
+		},
+		Kept: c.keptModel,
+	})
 	if n, ok := content.(ChangeNotifier); ok {
 		n.OnChange(c.fileChanged)
 	}
@@ -154,148 +165,37 @@ func (c *Catalog) Stores() []*Store { return c.stores }
 func (c *Catalog) Content() Content { return c.content }
 
 // Close stops all fetches and waits for them.
-func (c *Catalog) Close() {
-	c.mu.Lock()
-	c.closed = true
-	c.mu.Unlock()
-	c.cancel()
-	c.wg.Wait()
-}
-
-// ErrClosed is returned for fetches asked for after Close.
-var ErrClosed = errors.New("catalog closed")
-
-// track registers one unit of background work with Close, unless closed.
-func (c *Catalog) track() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return false
-	}
-	c.wg.Add(1)
-	return true
-}
-
-// wait runs fn once per key on the catalog's context (shared by all
-// callers) and waits for its result or for ctx to end.
-func wait[T any](c *Catalog, ctx context.Context, key string, fn func(context.Context) (T, error)) (T, error) {
-	var zero T
-	// Each waiter is tracked until the shared fetch it joined has ended,
-	// so Close waits for every fetch.
-	if !c.track() {
-		return zero, ErrClosed
-	}
-	ch := c.fetches.DoChan(key, func() (any, error) { return fn(c.ctx) })
-	c.waiters.Add(1)
-	defer c.waiters.Add(-1)
-	select {
-	case <-ctx.Done():
-		go func() {
-			<-ch
-			c.wg.Done()
-		}()
-		return zero, ctx.Err()
-	case r := <-ch:
-		c.wg.Done()
-		if r.Err != nil {
-			return zero, r.Err
-		}
-		return r.Val.(T), nil
-	}
-}
+func (c *Catalog) Close() { c.owner.close() }
 
 // Listing returns the store's model list, fetching it when not fresh. A
 // failed fetch falls back to the last good listing (with Stale set).
 func (c *Catalog) Listing(ctx context.Context, st *Store) (*StoreListing, error) {
-	if l, ok := c.listings.Get(st.idx); ok {
-		return l, nil
-	}
-	if err, ok := c.listErrs.Get(st.idx); ok {
-		return c.staleListing(st, err)
-	}
-	return wait(c, ctx, "L"+strconv.Itoa(st.idx), func(ctx context.Context) (*StoreListing, error) {
-		return c.fetchListing(ctx, st)
-	})
+	return c.listings.Get(ctx, st.idx)
 }
 
 // CachedListing returns the listing without fetching.
 func (c *Catalog) CachedListing(st *Store) (*StoreListing, bool) {
-	if l, ok := c.listings.Get(st.idx); ok {
-		return l, true
-	}
-	return nil, false
+	return c.listings.Fresh(st.idx)
 }
 
 // lastGoodListing returns the last good listing, from memory or, after a
 // restart, from disk.
 func (c *Catalog) lastGoodListing(st *Store) *StoreListing {
-	c.mu.Lock()
-	last, ok := c.lastListing[st.idx]
-	c.mu.Unlock()
-	if ok {
-		return last
-	}
-	last = c.meta.loadListing(st)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if cur, ok := c.lastListing[st.idx]; ok {
-		return cur
-	}
-	c.lastListing[st.idx] = last // nil too: look on disk once
-	return last
+	l, _ := c.listings.Last(st.idx)
+	return l
 }
 
-// lastGoodModel is lastGoodListing for a model.
-func (c *Catalog) lastGoodModel(st *Store, name string) *Model {
-	key := modelKey{st.idx, name}
-	c.mu.Lock()
-	last, ok := c.lastModel[key]
-	c.mu.Unlock()
-	if ok {
-		return last
-	}
-	last = c.meta.loadModel(st, name)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if cur, ok := c.lastModel[key]; ok {
-		return cur
-	}
-	c.lastModel[key] = last
-	return last
-}
-
-func (c *Catalog) staleListing(st *Store, err error) (*StoreListing, error) {
-	last := c.lastGoodListing(st)
-	if last == nil {
-		return nil, err
-	}
-	stale := *last
-	stale.Stale = err
-	return &stale, nil
-}
-
-func (c *Catalog) gen(idx int) uint64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.generation[idx]
-}
-
-func (c *Catalog) fetchListing(ctx context.Context, st *Store) (*StoreListing, error) {
-	gen := c.gen(st.idx)
+func (c *Catalog) fetchListing(ctx context.Context, st *Store, hasLast bool) (*StoreListing, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.ListTimeout)
 	defer cancel()
 	start := time.Now()
 	rl, err := st.Remote.ListModels(ctx)
 	if err != nil {
-		if c.ctx.Err() == nil {
-			c.listErrs.Add(st.idx, err)
-		}
-		l, serr := c.staleListing(st, err)
-		if serr == nil {
+		if hasLast {
 			c.log.Warn("listing failed, serving the last good one", zap.String("store", st.Name), zap.Error(err))
-			return l, nil
+		} else {
+			c.log.Error("listing failed", zap.String("store", st.Name), zap.Error(err))
 		}
-		c.log.Error("listing failed", zap.String("store", st.Name), zap.Error(err))
 		return nil, err
 	}
 	reserved := make(map[string]bool, len(c.cfg.Reserved))
@@ -321,24 +221,19 @@ func (c *Catalog) fetchListing(ctx context.Context, st *Store) (*StoreListing, e
 	}
 	c.log.Info("listed store", zap.String("store", st.Name), zap.String("source", rl.Source),
 		zap.Int("models", len(l.Models)), zap.Duration("took", time.Since(start)))
+	return l, nil
+}
 
-	c.mu.Lock()
-	current := c.generation[st.idx] == gen
+// keptListing follows a fetched listing: the last good models it no
+// longer names are forgotten, the listing is kept on disk, and every
+// model is resolved in the background.
+func (c *Catalog) keptListing(idx int, l, _ *StoreListing, _, current bool) {
+	st := c.stores[idx]
 	if current {
-		c.listings.Add(st.idx, l)
-		c.lastListing[st.idx] = l
-		for k := range c.lastModel {
-			if k.store == st.idx && !l.Has(k.name) {
-				delete(c.lastModel, k)
-			}
-		}
-	}
-	c.mu.Unlock()
-	if current {
+		c.models.PruneLast(func(k modelKey) bool { return k.store == idx && !l.Has(k.name) })
 		c.meta.saveListing(st, l)
 	}
 	c.startPrefetch(st, l)
-	return l, nil
 }
 
 // refusedExamples returns the first few refusals of a listing, made
@@ -372,7 +267,7 @@ func (c *Catalog) startPrefetch(st *Store, l *StoreListing) {
 			go func() {
 				defer wg.Done()
 				defer func() { <-c.prefetches }()
-				// Errors are logged by resolveModel and cached briefly.
+				// Errors are logged by fetchModel and cached briefly.
 				_, _ = c.Model(c.ctx, st, name)
 			}()
 		}
@@ -383,75 +278,48 @@ func (c *Catalog) startPrefetch(st *Store, l *StoreListing) {
 // Model returns a resolved model folder, fetching it when not fresh. The
 // model must be in the store's listing, else the error wraps ErrNotFound.
 func (c *Catalog) Model(ctx context.Context, st *Store, name string) (*Model, error) {
-	key := modelKey{st.idx, name}
-	if m, ok := c.CachedModel(st, name); ok {
-		return m, nil
-	}
-	if err, ok := c.modelErrs.Get(key); ok {
-		if last := c.lastGoodModel(st, name); last != nil {
-			return last, nil // stale-while-error
-		}
-		return nil, err
-	}
-	return wait(c, ctx, modelFetchKey(st, name), func(ctx context.Context) (*Model, error) {
-		return c.fetchModel(ctx, st, name)
-	})
+	return c.models.Get(ctx, modelKey{st.idx, name})
 }
 
 // CachedModel returns a fresh model without fetching. A model whose
 // aux.json failed is fresh only for NegativeTTL: then aux.json is asked for
 // again.
 func (c *Catalog) CachedModel(st *Store, name string) (*Model, bool) {
-	m, ok := c.models.Get(modelKey{st.idx, name})
-	if ok && m.AuxUnknown && time.Since(m.Fetched) >= c.cfg.NegativeTTL {
-		return nil, false
-	}
-	return m, ok
+	return c.models.Fresh(modelKey{st.idx, name})
 }
 
 // ErrNotFound is returned for names that are not in a listing.
 var ErrNotFound = errors.New("no such model")
 
-func (c *Catalog) fetchModel(ctx context.Context, st *Store, name string) (*Model, error) {
+func (c *Catalog) fetchModel(ctx context.Context, st *Store, name string, prev *Model) (*Model, error) {
 	l, err := c.Listing(ctx, st)
 	if err != nil {
-		return nil, err
+		return nil, uncachedError{err}
 	}
 	if !l.Has(name) {
-		return nil, fmt.Errorf("%s/%s: %w", st.Name, name, ErrNotFound)
+		return nil, uncachedError{fmt.Errorf("%s/%s: %w", st.Name, name, ErrNotFound)}
 	}
-	gen := c.gen(st.idx)
-	key := modelKey{st.idx, name}
-	prev := c.lastGoodModel(st, name)
-
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.ModelTimeout)
 	defer cancel()
 	m, err := c.resolveModel(ctx, st, name, prev)
 	if err != nil {
-		if c.ctx.Err() == nil {
-			c.modelErrs.Add(key, err)
+		if !c.stopping() {
 			c.log.Error("model metadata failed", zap.String("store", st.Name), zap.String("model", name), zap.Error(err))
-		}
-		if prev != nil {
-			return prev, nil // stale-while-error
 		}
 		return nil, err
 	}
 	for _, p := range m.Problems {
 		c.log.Debug("model problem", zap.String("store", st.Name), zap.String("model", name), zap.String("problem", p))
 	}
-	c.mu.Lock()
-	current := c.generation[st.idx] == gen
-	if current {
-		c.models.Add(key, m)
-		c.lastModel[key] = m
-	}
-	c.mu.Unlock()
-	// A revalidated, unchanged model is already on disk.
-	if current && (prev == nil || !sameModel(prev, m)) {
-		c.meta.saveModel(st, m)
-	}
 	return m, nil
+}
+
+// keptModel keeps a fetched model on disk, unless it is the one already
+// there (a revalidated, unchanged model).
+func (c *Catalog) keptModel(k modelKey, m, prev *Model, hadPrev, current bool) {
+	if current && (!hadPrev || !sameModel(prev, m)) {
+		c.meta.saveModel(c.stores[k.store], m)
+	}
 }
 
 // Models resolves every model of the store (in parallel, bounded) and
@@ -500,45 +368,23 @@ func (c *Catalog) Models(ctx context.Context, st *Store) ([]*Model, error) {
 // Refresh drops the cached listings and metadata of one store (nil: all
 // stores). The last good results are kept as validators, so unchanged
 // files are revalidated with conditional requests instead of refetched.
+// A refresh never joins a fetch that started before it.
 func (c *Catalog) Refresh(st *Store) {
 	now := time.Now()
 	c.mu.Lock()
 	for _, s := range c.stores {
-		if st != nil && s != st {
-			continue
+		if st == nil || s == st {
+			c.refreshed[s.idx] = now
 		}
-		c.generation[s.idx]++
-		c.refreshed[s.idx] = now
-		c.listings.Remove(s.idx)
-		c.listErrs.Remove(s.idx)
 	}
 	if st == nil {
 		c.refreshed[-1] = now
 	}
 	c.mu.Unlock()
-	for _, k := range c.models.Keys() {
-		if st == nil || k.store == st.idx {
-			c.models.Remove(k)
-		}
-	}
-	for _, k := range c.modelErrs.Keys() {
-		if st == nil || k.store == st.idx {
-			c.modelErrs.Remove(k)
-		}
-	}
-	// A refresh must not join a fetch that started before it.
 	for _, s := range c.stores {
-		if st != nil && s != st {
-			continue
-		}
-		c.fetches.Forget("L" + strconv.Itoa(s.idx))
-		c.mu.Lock()
-		last := c.lastListing[s.idx]
-		c.mu.Unlock()
-		if last != nil {
-			for _, name := range last.Models {
-				c.fetches.Forget(modelFetchKey(s, name))
-			}
+		if st == nil || s == st {
+			c.listings.Drop(s.idx)
+			c.models.Drop(s.idx)
 		}
 	}
 	c.log.Info("refresh", zap.String("scope", scopeName(st)))
@@ -562,17 +408,12 @@ func (c *Catalog) LastRefresh(st *Store) time.Time {
 	return c.refreshed[st.idx]
 }
 
-func modelFetchKey(st *Store, name string) string {
-	return "M" + strconv.Itoa(st.idx) + "/" + name
-}
-
 // fileChanged drops a model whose file turned out to have changed on the
 // server, so the next lookup fetches fresh metadata (and a new inode).
 func (c *Catalog) fileChanged(ref Ref) {
 	c.log.Warn("file changed on the server; dropping its model's metadata",
 		zap.String("store", ref.Store.Name), zap.String("model", ref.Model), zap.String("file", ref.Name))
-	c.models.Remove(modelKey{ref.Store.idx, ref.Model})
-	c.fetches.Forget(modelFetchKey(ref.Store, ref.Model))
+	c.models.Forget(modelKey{ref.Store.idx, ref.Model})
 }
 
 // sameModel reports whether two resolutions of a model show the same folder.

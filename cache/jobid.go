@@ -68,7 +68,7 @@ func storeURL(st *Store) string {
 // last good one from memory or the cache directory), never fetching: a
 // model of one store never waits on, or touches, another store.
 func (c *Catalog) knownListing(st *Store) *StoreListing {
-	if l, ok := c.listings.Get(st.idx); ok {
+	if l, ok := c.listings.Fresh(st.idx); ok {
 		return l
 	}
 	return c.lastGoodListing(st)

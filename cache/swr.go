@@ -1,0 +1,302 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/golang-lru/v2/expirable"
+	"golang.org/x/sync/singleflight"
+)
+
+// owner runs the shared fetches of a Catalog on its own context, and lets
+// Close stop them and wait for them.
+type owner struct {
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	waiters atomic.Int64 // callers waiting for a shared fetch (tests wait on it)
+
+	mu     sync.Mutex // protects closed, and wg.Add against Wait
+	closed bool
+}
+
+func newOwner() *owner {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &owner{ctx: ctx, cancel: cancel}
+}
+
+// ErrClosed is returned for fetches asked for after Close.
+var ErrClosed = errors.New("catalog closed")
+
+// track registers one unit of background work with close, unless closed.
+func (o *owner) track() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed {
+		return false
+	}
+	o.wg.Add(1)
+	return true
+}
+
+// close stops all work and waits for it.
+func (o *owner) close() {
+	o.mu.Lock()
+	o.closed = true
+	o.mu.Unlock()
+	o.cancel()
+	o.wg.Wait()
+}
+
+// stopping reports whether the owner is closing: a failure then is ours,
+// not the store's, and is not remembered.
+func (o *owner) stopping() bool { return o.ctx.Err() != nil }
+
+// swrConfig tells a swrCache how to fetch and keep its values.
+type swrConfig[K comparable, V any] struct {
+	Size        int // fresh and negative entries kept (0: no bound)
+	TTL         time.Duration
+	NegativeTTL time.Duration
+	// Name is the key as a string, for the one fetch per key.
+	Name func(K) string
+	// Group is the key's group: Drop forgets a whole group (a store).
+	Group func(K) int
+	// Fetch gets a fresh value; prev is the last good one (ok false: none)
+	// for conditional requests. An uncachedError is returned unwrapped,
+	// neither remembered nor answered with the last good value.
+	Fetch func(ctx context.Context, k K, prev V, ok bool) (V, error)
+	// Stale is the last good value served after err (default: itself).
+	Stale func(last V, err error) V
+	// Fresh, when set, may refuse a value that is still within the TTL.
+	Fresh func(V) bool
+	// Load, when set, finds a last good value kept elsewhere (on disk),
+	// asked once per key.
+	Load func(K) (V, bool)
+	// Kept is told of every value fetched; current is false when a Drop
+	// of its group came during the fetch (then it was not kept).
+	Kept func(k K, v, prev V, hadPrev, current bool)
+}
+
+// uncachedError is a fetch error that is not the value's own failure (the
+// model is not listed, the listing failed): it is returned as it is, not
+// remembered, and never answered with the last good value.
+type uncachedError struct{ err error }
+
+func (e uncachedError) Error() string { return e.err.Error() }
+func (e uncachedError) Unwrap() error { return e.err }
+
+// swrCache is a stale-while-error cache: fresh values (for TTL), failures
+// (for NegativeTTL, during which the last good value is served without
+// asking again), the last good value of every key (kept across expiry and
+// Drop: served while fetches fail, and given to the next fetch for its
+// validators), a generation per group (bumped by Drop, so that a fetch
+// that started before is not kept), and one fetch per key at a time, run
+// on the owner's context: a caller that gives up only stops waiting.
+type swrCache[K comparable, V any] struct {
+	cfg     swrConfig[K, V]
+	own     *owner
+	fresh   *expirable.LRU[K, V]
+	errs    *expirable.LRU[K, error]
+	fetches singleflight.Group
+
+	mu       sync.Mutex // protects the fields below
+	last     map[K]lastValue[V]
+	gen      map[int]uint64
+	inflight map[K]int // running fetches per key, for Drop
+}
+
+// lastValue is a last good value; ok false records that there is none,
+// so that Load is asked once.
+type lastValue[V any] struct {
+	v  V
+	ok bool
+}
+
+func newSWR[K comparable, V any](own *owner, cfg swrConfig[K, V]) *swrCache[K, V] {
+	// expirable LRUs tick at TTL/100 and panic on a zero interval.
+	cfg.TTL, cfg.NegativeTTL = max(cfg.TTL, time.Millisecond), max(cfg.NegativeTTL, time.Millisecond)
+	if cfg.Stale == nil {
+		cfg.Stale = func(last V, _ error) V { return last }
+	}
+	return &swrCache[K, V]{
+		cfg:      cfg,
+		own:      own,
+		fresh:    expirable.NewLRU[K, V](cfg.Size, nil, cfg.TTL),
+		errs:     expirable.NewLRU[K, error](cfg.Size, nil, cfg.NegativeTTL),
+		last:     map[K]lastValue[V]{},
+		gen:      map[int]uint64{},
+		inflight: map[K]int{},
+	}
+}
+
+// Get returns the fresh value of k, fetching it when there is none. While
+// a failure is remembered, or when the fetch fails, the last good value
+// is served (Stale); with none, the failure.
+func (s *swrCache[K, V]) Get(ctx context.Context, k K) (V, error) {
+	if v, ok := s.Fresh(k); ok {
+		return v, nil
+	}
+	if err, ok := s.errs.Get(k); ok {
+		if last, ok := s.Last(k); ok {
+			return s.cfg.Stale(last, err), nil
+		}
+		var zero V
+		return zero, err
+	}
+	return s.shared(ctx, k)
+}
+
+// Fresh returns the fresh value of k without fetching.
+func (s *swrCache[K, V]) Fresh(k K) (V, bool) {
+	v, ok := s.fresh.Get(k)
+	if ok && s.cfg.Fresh != nil && !s.cfg.Fresh(v) {
+		var zero V
+		return zero, false
+	}
+	return v, ok
+}
+
+// Last returns the last good value of k, from memory or, once, from Load.
+func (s *swrCache[K, V]) Last(k K) (V, bool) {
+	s.mu.Lock()
+	lv, known := s.last[k]
+	s.mu.Unlock()
+	if known || s.cfg.Load == nil {
+		return lv.v, lv.ok
+	}
+	v, ok := s.cfg.Load(k)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cur, known := s.last[k]; known {
+		return cur.v, cur.ok
+	}
+	s.last[k] = lastValue[V]{v, ok} // none too: Load is asked once
+	return v, ok
+}
+
+// shared runs one fetch of k on the owner's context, whoever asks, and
+// waits for its result or for ctx to end.
+func (s *swrCache[K, V]) shared(ctx context.Context, k K) (V, error) {
+	var zero V
+	// Each waiter is tracked until the shared fetch it joined has ended,
+	// so that Close waits for every fetch.
+	if !s.own.track() {
+		return zero, ErrClosed
+	}
+	ch := s.fetches.DoChan(s.cfg.Name(k), func() (any, error) { return s.run(k) })
+	s.own.waiters.Add(1)
+	defer s.own.waiters.Add(-1)
+	select {
+	case <-ctx.Done():
+		go func() {
+			<-ch
+			s.own.wg.Done()
+		}()
+		return zero, ctx.Err()
+	case r := <-ch:
+		s.own.wg.Done()
+		if r.Err != nil {
+			return zero, r.Err
+		}
+		return r.Val.(V), nil
+	}
+}
+
+// run is one fetch of k, then keeps its result.
+func (s *swrCache[K, V]) run(k K) (V, error) {
+	s.mu.Lock()
+	gen := s.gen[s.cfg.Group(k)]
+	s.inflight[k]++
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		if s.inflight[k]--; s.inflight[k] == 0 {
+			delete(s.inflight, k)
+		}
+		s.mu.Unlock()
+	}()
+	prev, hadPrev := s.Last(k)
+	v, err := s.cfg.Fetch(s.own.ctx, k, prev, hadPrev)
+	if ue, ok := err.(uncachedError); ok {
+		var zero V
+		return zero, ue.err
+	}
+	if err != nil {
+		if !s.own.stopping() {
+			s.errs.Add(k, err)
+		}
+		if hadPrev {
+			return s.cfg.Stale(prev, err), nil
+		}
+		var zero V
+		return zero, err
+	}
+	current := s.put(k, v, gen)
+	if s.cfg.Kept != nil {
+		s.cfg.Kept(k, v, prev, hadPrev, current)
+	}
+	return v, nil
+}
+
+// put keeps v as the fresh and last good value of k, unless its group was
+// dropped since gen; it reports whether it kept it.
+func (s *swrCache[K, V]) put(k K, v V, gen uint64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.gen[s.cfg.Group(k)] != gen {
+		return false
+	}
+	s.fresh.Add(k, v)
+	s.last[k] = lastValue[V]{v, true}
+	return true
+}
+
+// Forget drops the fresh value of k, and lets the next Get start a new
+// fetch instead of joining a running one. The last good value stays.
+func (s *swrCache[K, V]) Forget(k K) {
+	s.fresh.Remove(k)
+	s.fetches.Forget(s.cfg.Name(k))
+}
+
+// Drop forgets the fresh values and failures of a group (a store): the
+// next Get of any of its keys fetches again, never joining a fetch that
+// started before, and such a fetch's result is not kept. The last good
+// values stay, as validators.
+func (s *swrCache[K, V]) Drop(group int) {
+	s.mu.Lock()
+	s.gen[group]++
+	var running []K
+	for k := range s.inflight {
+		if s.cfg.Group(k) == group {
+			running = append(running, k)
+		}
+	}
+	s.mu.Unlock()
+	for _, k := range s.fresh.Keys() {
+		if s.cfg.Group(k) == group {
+			s.fresh.Remove(k)
+		}
+	}
+	for _, k := range s.errs.Keys() {
+		if s.cfg.Group(k) == group {
+			s.errs.Remove(k)
+		}
+	}
+	for _, k := range running {
+		s.fetches.Forget(s.cfg.Name(k))
+	}
+}
+
+// PruneLast forgets the last good values for which drop is true.
+func (s *swrCache[K, V]) PruneLast(drop func(K) bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k := range s.last {
+		if drop(k) {
+			delete(s.last, k)
+		}
+	}
+}
