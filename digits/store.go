@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"html"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -77,6 +78,77 @@ func MasterJSON(msg string, children []string) []byte {
 		panic(err) // strings always marshal
 	}
 	return append(b, '\n')
+}
+
+// MasterFolders is the key under which a master.json of modelstorefs serve
+// says what each model folder holds, so that a client learns every file's
+// presence, size and validators from master.json alone: {"model": {"file":
+// [size, mtime, "etag"]}}, mtime in Unix seconds (the file's
+// Last-Modified), etag the file's ETag. DIGITS reads only "msg" and
+// "children" and ignores it.
+const MasterFolders = "folders"
+
+// MasterEntry is one file of a folder in MasterFolders.
+type MasterEntry struct {
+	Name  string
+	Size  int64
+	MTime int64 // Unix seconds
+	ETag  string
+}
+
+// MasterJSONFolders renders a master.json with MasterFolders: folders[i]
+// is what children[i] holds (nil: not described). Folders are described
+// in order while the document stays within max bytes; the rest are left
+// out, for the client to ask their folders' listings.
+func MasterJSONFolders(msg string, children []string, folders [][]MasterEntry, max int) []byte {
+	b := MasterJSON(msg, children)
+	b = bytes.TrimSuffix(b, []byte("}\n"))
+	b = append(b, `,"`+MasterFolders+`":{`...)
+	first := true
+	var one []byte
+	for i, files := range folders {
+		if files == nil {
+			continue
+		}
+		one = appendMasterFolder(one[:0], children[i], files)
+		if len(b)+len(one)+len("}}\n")+1 > max {
+			break
+		}
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = append(b, one...)
+	}
+	return append(b, "}}\n"...)
+}
+
+// appendMasterFolder appends "name":{"file":[size,mtime,"etag"],...}.
+func appendMasterFolder(b []byte, name string, files []MasterEntry) []byte {
+	b = appendJSONString(b, name)
+	b = append(b, ':', '{')
+	for j, f := range files {
+		if j > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, f.Name)
+		b = append(b, ':', '[')
+		b = strconv.AppendInt(b, f.Size, 10)
+		b = append(b, ',')
+		b = strconv.AppendInt(b, f.MTime, 10)
+		b = append(b, ',')
+		b = appendJSONString(b, f.ETag)
+		b = append(b, ']')
+	}
+	return append(b, '}')
+}
+
+func appendJSONString(b []byte, s string) []byte {
+	q, err := json.Marshal(s)
+	if err != nil {
+		panic(err) // strings always marshal
+	}
+	return append(b, q...)
 }
 
 // Listing renders a directory listing in python http.server's format for

@@ -1,6 +1,9 @@
 package digits
 
 import (
+	"encoding/json"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -66,4 +69,54 @@ func FuzzValidName(f *testing.F) {
 			t.Fatalf("ValidName accepted %q", name)
 		}
 	})
+}
+
+// TestMasterJSONFolders: folders are described in order while the
+// document stays within its bound; the document is always valid JSON with
+// every child.
+func TestMasterJSONFolders(t *testing.T) {
+	children := []string{"a", "b<&>", "c", "d"}
+	entry := []MasterEntry{{Name: "info.json", Size: 12, MTime: 1, ETag: `"x"`}}
+	folders := [][]MasterEntry{entry, entry, nil, entry}
+	full := MasterJSONFolders("m", children, folders, 1<<20)
+	one := len(`"a":{"info.json":[12,1,"\"x\""]},`)
+	tests := []struct {
+		max  int
+		want []string
+	}{
+		{1 << 20, []string{"a", "b<&>", "d"}},
+		{len(full), []string{"a", "b<&>", "d"}},
+		{len(full) - 1, []string{"a", "b<&>"}},
+		{len(full) - one - 20, []string{"a"}},
+		{10, nil},
+	}
+	for _, tc := range tests {
+		b := MasterJSONFolders("m", children, folders, tc.max)
+		var got struct {
+			Msg      string
+			Children []string
+			Folders  map[string]map[string][]any
+		}
+		if err := json.Unmarshal(b, &got); err != nil {
+			t.Fatalf("max %d: %q: %v", tc.max, b, err)
+		}
+		if got.Msg != "m" || !slices.Equal(got.Children, children) {
+			t.Errorf("max %d: msg %q children %q", tc.max, got.Msg, got.Children)
+		}
+		var described []string
+		for _, c := range children {
+			if f, ok := got.Folders[c]; ok {
+				described = append(described, c)
+				if fmt.Sprint(f) != "map[info.json:[12 1 \"x\"]]" {
+					t.Errorf("max %d: folder %s = %v", tc.max, c, f)
+				}
+			}
+		}
+		if !slices.Equal(described, tc.want) {
+			t.Errorf("max %d (document %d bytes): described %q, want %q", tc.max, len(b), described, tc.want)
+		}
+		if len(b) > max(tc.max, len(MasterJSON("m", children))+len(`,"folders":{}}`)) {
+			t.Errorf("max %d: document of %d bytes", tc.max, len(b))
+		}
+	}
 }

@@ -6,8 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"sort"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/modelstorefs/modelstorefs/digits"
@@ -21,6 +24,10 @@ type Listing struct {
 	Source   string   // digits.MasterFile or "listing"
 	// Fallback says why master.json was not used, when it was there.
 	Fallback string
+	// Folders are the model folders master.json describes (modelstorefs
+	// serve's "folders"), by model name: what each holds. A model without
+	// an entry is not described.
+	Folders map[string]Folder
 }
 
 // Limits on what discovery will read; larger bodies are refused.
@@ -52,20 +59,43 @@ func (s *Store) ListModels(ctx context.Context) (*Listing, error) {
 		return nil, fmt.Errorf("list models: %w", err)
 	}
 	u := s.base.String()
-	body, _, err = s.fetchURL(ctx, u, nil, MaxListing)
+	names, err := s.listRoot(ctx, u)
 	if err != nil {
 		if fallback != "" {
 			return nil, fmt.Errorf("list models: %s, and the listing failed: %w", fallback, err)
 		}
 		return nil, fmt.Errorf("list models: no master.json, and the listing failed: %w", err)
 	}
-	names, err := ParseListing(bytes.NewReader(body), s.base)
-	if err != nil {
-		return nil, fmt.Errorf("list models: parse listing of %s: %w", u, err)
-	}
 	l := &Listing{Msg: "Thanks for visiting " + u, Source: "listing", Fallback: fallback}
 	l.add(names)
 	return l, nil
+}
+
+// listRoot GETs the store's own listing and returns the folders it names,
+// from HTML (python, Apache, nginx) or JSON (nginx autoindex_format json).
+func (s *Store) listRoot(ctx context.Context, u string) ([]string, error) {
+	body, ctype, err := s.getListing(ctx, u)
+	if err != nil {
+		return nil, err
+	}
+	if isJSONListing(body, ctype) {
+		entries, err := parseJSONListing(body)
+		if err != nil {
+			return nil, fmt.Errorf("parse listing of %s: %w", u, err)
+		}
+		var names []string
+		for _, e := range entries {
+			if e.dir {
+				names = append(names, e.name)
+			}
+		}
+		return names, nil
+	}
+	names, err := ParseListing(bytes.NewReader(body), s.base)
+	if err != nil {
+		return nil, fmt.Errorf("parse listing of %s: %w", u, err)
+	}
+	return names, nil
 }
 
 // isClientError reports a 4xx answer that means "no master.json here"
@@ -88,6 +118,7 @@ func parseMaster(body []byte) (*Listing, error) {
 	var raw struct {
 		Msg      json.RawMessage `json:"msg"`
 		Children masterChildren  `json:"children"`
+		Folders  masterFolders   `json:"folders"`
 	}
 	if err := json.Unmarshal(body, &raw); err != nil {
 		return nil, fmt.Errorf("master.json: %w", err)
@@ -102,7 +133,82 @@ func parseMaster(body []byte) (*Listing, error) {
 		}
 	}
 	l.add(raw.Children.names)
+	for _, m := range l.Models {
+		if f, ok := raw.Folders[m]; ok {
+			if l.Folders == nil {
+				l.Folders = make(map[string]Folder, len(raw.Folders))
+			}
+			l.Folders[m] = f
+		}
+	}
 	return l, nil
+}
+
+// masterFolders is master.json's "folders", as modelstorefs serve writes
+// it (digits.MasterFolder): {"model": {"file": [size, mtime, "etag"]}},
+// mtime in Unix seconds. A folder with a malformed entry is left out (it
+// is then asked about as if master.json said nothing); "folders" that is
+// not an object is ignored whole: it is not ours.
+type masterFolders map[string]Folder
+
+func (m *masterFolders) UnmarshalJSON(data []byte) error {
+	*m = nil
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil
+	}
+	out := masterFolders{}
+	// Decoded one folder at a time, and no more folders than a listing
+	// may name: the bound on children holds here too.
+	for n := 0; dec.More() && n < maxListingNames; n++ {
+		tok, err := dec.Token()
+		model, ok := tok.(string)
+		var files map[string]json.RawMessage
+		if err != nil || !ok || dec.Decode(&files) != nil {
+			return nil
+		}
+		if f := masterFolder(files); f != nil {
+			out[model] = f
+		}
+	}
+	*m = out
+	return nil
+}
+
+// masterFolder is one folder of "folders", sorted; nil when an entry is
+// malformed.
+func masterFolder(files map[string]json.RawMessage) Folder {
+	f := make(Folder, 0, len(files))
+	for name, entry := range files {
+		meta, ok := masterFile(entry)
+		if !ok || name == "" || strings.ContainsAny(name, "/\x00") {
+			return nil
+		}
+		f = append(f, FolderFile{Name: name, Meta: meta})
+	}
+	sort.Slice(f, func(i, j int) bool { return f[i].Name < f[j].Name })
+	return f
+}
+
+// masterFile decodes one [size, mtime, "etag"] of "folders".
+func masterFile(entry json.RawMessage) (Meta, bool) {
+	var v []json.RawMessage
+	if json.Unmarshal(entry, &v) != nil || len(v) < 2 {
+		return Meta{}, false
+	}
+	size, err := strconv.ParseInt(string(v[0]), 10, 64)
+	if err != nil || size < 0 {
+		return Meta{}, false
+	}
+	mtime, err := strconv.ParseInt(string(v[1]), 10, 64)
+	if err != nil {
+		return Meta{}, false
+	}
+	m := Meta{Size: size, LastModified: time.Unix(mtime, 0).UTC().Format(http.TimeFormat)}
+	if len(v) > 2 && json.Unmarshal(v[2], &m.ETag) != nil {
+		return Meta{}, false
+	}
+	return m, true
 }
 
 // masterChildren is master.json's "children", decoded one entry at a time

@@ -382,3 +382,67 @@ func TestParseMasterMemory(t *testing.T) {
 		t.Errorf("parseMaster allocated %d MiB, want under 64 MiB", allocated>>20)
 	}
 }
+
+// TestParseMasterFolders: "folders" (modelstorefs serve's) tells what each
+// listed folder holds; a malformed folder is left undescribed, a
+// "folders" that is not ours is ignored, and master.json stays usable.
+func TestParseMasterFolders(t *testing.T) {
+	const lm = "Sun, 06 Dec 2026 01:01:57 GMT" // Unix 1796518917
+	tests := []struct {
+		name, folders string
+		want          map[string]string // model -> folderString
+	}{
+		{"described", `{"a": {"info.json": [12, 1796518917, "\"e1\""], "w.bin": [0, 1796518917, ""]}, "b": {}}`,
+			map[string]string{"a": `info.json=12/` + lm + `/"e1" w.bin=0/` + lm, "b": ""}},
+		{"no etag", `{"a": {"info.json": [12, 1796518917]}}`, map[string]string{"a": "info.json=12/" + lm}},
+		{"a folder not in children is dropped", `{"zz": {"info.json": [1, 0, ""]}}`, map[string]string{}},
+		{"a malformed entry leaves its folder out", `{"a": {"info.json": [12, 1796518917, ""], "w": [-1, 0, ""]}, "b": {"x": "big"}, "c": {"x/y": [1, 1, ""]}, "d": {"x": [1, 1, ""]}}`,
+			map[string]string{"d": "x=1/Thu, 01 Jan 1970 00:00:01 GMT"}},
+		{"not an object", `["a"]`, map[string]string{}},
+		{"a folder that is no object", `{"a": 3, "d": {"x": [1, 1, ""]}}`, map[string]string{}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			l, err := ParseMaster([]byte(`{"msg": "m", "children": ["a", "b", "c", "d"], "folders": ` + tc.folders + `}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(l.Models, []string{"a", "b", "c", "d"}) {
+				t.Errorf("Models %q", l.Models)
+			}
+			got := map[string]string{}
+			for m, f := range l.Folders {
+				got[m] = folderString(f)
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Errorf("Folders %q, want %q", got, tc.want)
+			}
+		})
+	}
+	// digits.MasterJSONFolders writes what ParseMaster reads.
+	body := digits.MasterJSONFolders("m", []string{"a", "b"}, [][]digits.MasterEntry{
+		{{Name: "info.json", Size: 12, MTime: 1796518917, ETag: `"e1"`}}, nil}, 1<<20)
+	l, err := ParseMaster(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := folderString(l.Folders["a"]); got != `info.json=12/`+lm+`/"e1"` || len(l.Folders) != 1 {
+		t.Errorf("round trip: %q (%d folders)", got, len(l.Folders))
+	}
+}
+
+// TestListModelsJSONListing: a store without master.json whose listing is
+// nginx's JSON (autoindex_format json) is listed from it.
+func TestListModelsJSONListing(t *testing.T) {
+	s, mux := newTestStore(t, fastOptions())
+	mux.HandleFunc("/team/master.json", http.NotFound)
+	mux.HandleFunc("/team/{$}", serveJSON(`[{"name":"lenet","type":"directory","mtime":"Sun, 06 Dec 2026 01:01:57 GMT"},
+{"name":"notes.txt","type":"file","mtime":"Sun, 06 Dec 2026 01:01:57 GMT","size":3},{"name":"a b","type":"directory"}]`))
+	l, err := s.ListModels(testContext(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Source != "listing" || !slices.Equal(l.Models, []string{"lenet", "a b"}) {
+		t.Errorf("ListModels = %+v", l)
+	}
+}

@@ -24,6 +24,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -345,12 +346,45 @@ func ModelFolders(dir string) ([]string, error) {
 	return names, err
 }
 
+// maxMaster bounds a generated master.json: model folders are described
+// (digits.MasterFolders) while it stays below this, a margin under what
+// clients read (digits.MaxMasterJSON); past it, clients list the other
+// folders themselves.
+const maxMaster = 12 << 20
+
+// masterJSON generates master.json: the model folders ("children") and
+// what each holds ("folders": names, sizes, dates and ETags, as a GET of
+// each file would tell them), so that a client needs no request per file
+// to learn a folder.
 func (h *handler) masterJSON() ([]byte, time.Time, error) {
 	names, mod, err := h.models()
 	if err != nil {
 		return nil, time.Time{}, err
 	}
-	return digits.MasterJSON(Msg, names), mod, nil
+	folders := make([][]digits.MasterEntry, len(names))
+	size := 0
+	for i, name := range names {
+		if size > maxMaster {
+			break // not described anyway
+		}
+		entries, err := h.dirEntries(name, false)
+		if err != nil {
+			continue
+		}
+		folder := []digits.MasterEntry{}
+		for _, e := range entries {
+			if e.dir {
+				continue
+			}
+			folder = append(folder, digits.MasterEntry{Name: e.name, Size: e.fi.Size(), MTime: e.fi.ModTime().Unix(), ETag: FileETag(e.fi)})
+			size += len(e.name) + 64
+			if t := e.fi.ModTime(); t.After(mod) {
+				mod = t // a file's change changes master.json
+			}
+		}
+		folders[i] = folder
+	}
+	return digits.MasterJSONFolders(Msg, names, folders, maxMaster), mod, nil
 }
 
 func (h *handler) serveMaster(w http.ResponseWriter, r *http.Request) {
@@ -362,28 +396,23 @@ func (h *handler) serveMaster(w http.ResponseWriter, r *http.Request) {
 	serveBytes(w, r, "application/json", mod, b)
 }
 
-// entry is one line of a directory listing.
+// entry is one line of a directory listing: a regular file or a
+// directory, symlinks followed.
 type entry struct {
 	name string
 	dir  bool
+	fi   os.FileInfo // nil for a generated master.json
 }
 
-// serveListing writes a python http.server-style listing of the directory
-// real. Only what would be served is listed: no hidden names, no symlinks
-// leading outside the root, no special files. At the root, a generated
-// master.json is listed too.
-func (h *handler) serveListing(w http.ResponseWriter, r *http.Request, real string, isRoot bool) {
-	dfi, err := os.Stat(real)
-	if err != nil {
-		h.fail(w, r, fsError(err))
-		return
-	}
+// dirEntries lists what would be served of the directory rel (below the
+// root, "." for the root): no hidden names, no symlinks leading outside
+// the root, no special files; at the root, a generated master.json too.
+func (h *handler) dirEntries(rel string, isRoot bool) ([]entry, error) {
+	real := filepath.Join(h.root, rel)
 	des, err := os.ReadDir(real)
 	if err != nil {
-		h.fail(w, r, fsError(err))
-		return
+		return nil, fsError(err)
 	}
-	rel, _ := filepath.Rel(h.root, real)
 	var entries []entry
 	haveMaster := false
 	for _, de := range des {
@@ -391,14 +420,19 @@ func (h *handler) serveListing(w http.ResponseWriter, r *http.Request, real stri
 		if strings.HasPrefix(name, ".") {
 			continue
 		}
-		_, _, fi, err := h.resolve(filepath.Join(rel, name))
+		var fi os.FileInfo
+		if de.Type().IsRegular() {
+			fi, err = de.Info() // no symlink to follow: an lstat
+		} else {
+			_, _, fi, err = h.resolve(filepath.Join(rel, name))
+		}
 		if err != nil || !(fi.IsDir() || fi.Mode().IsRegular()) {
 			continue
 		}
 		if isRoot && name == digits.MasterFile {
 			haveMaster = true
 		}
-		entries = append(entries, entry{name: name, dir: fi.IsDir()})
+		entries = append(entries, entry{name: name, dir: fi.IsDir(), fi: fi})
 	}
 	if isRoot && !haveMaster {
 		if _, err := os.Lstat(filepath.Join(h.root, digits.MasterFile)); errors.Is(err, fs.ErrNotExist) {
@@ -413,7 +447,78 @@ func (h *handler) serveListing(w http.ResponseWriter, r *http.Request, real stri
 		}
 		return entries[i].name < entries[j].name
 	})
+	return entries, nil
+}
+
+// serveListing writes the listing of the directory real: python
+// http.server's HTML, or, to a client that asks for JSON first, nginx's
+// JSON listing (autoindex_format json) with each file's ETag too.
+func (h *handler) serveListing(w http.ResponseWriter, r *http.Request, real string, isRoot bool) {
+	dfi, err := os.Stat(real)
+	if err != nil {
+		h.fail(w, r, fsError(err))
+		return
+	}
+	rel, _ := filepath.Rel(h.root, real)
+	entries, err := h.dirEntries(rel, isRoot)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	// Caches in front must keep the two forms apart.
+	w.Header().Set("Vary", "Accept")
+	if wantsJSON(r) {
+		serveBytes(w, r, "application/json", dfi.ModTime(), jsonListing(entries))
+		return
+	}
 	serveBytes(w, r, "text/html; charset=utf-8", dfi.ModTime(), digits.Listing(r.URL.Path, entriesToNames(entries)))
+}
+
+// wantsJSON reports whether the request's Accept names application/json
+// before any HTML (browsers and DIGITS never do).
+func wantsJSON(r *http.Request) bool {
+	for _, part := range strings.Split(r.Header.Get("Accept"), ",") {
+		mt, _, _ := strings.Cut(strings.TrimSpace(part), ";")
+		switch strings.TrimSpace(mt) {
+		case "application/json":
+			return true
+		case "text/html", "*/*":
+			return false
+		}
+	}
+	return false
+}
+
+// jsonListing is nginx's JSON listing of entries, plus each file's ETag:
+// mtime is the file's Last-Modified, to the byte.
+func jsonListing(entries []entry) []byte {
+	type item struct {
+		Name  string `json:"name"`
+		Type  string `json:"type"`
+		MTime string `json:"mtime,omitempty"`
+		Size  *int64 `json:"size,omitempty"`
+		ETag  string `json:"etag,omitempty"`
+	}
+	items := make([]item, 0, len(entries))
+	for _, e := range entries {
+		it := item{Name: e.name, Type: "file"}
+		if e.dir {
+			it.Type = "directory"
+		}
+		if e.fi != nil {
+			it.MTime = e.fi.ModTime().UTC().Format(http.TimeFormat)
+			if !e.dir {
+				size := e.fi.Size()
+				it.Size, it.ETag = &size, FileETag(e.fi)
+			}
+		}
+		items = append(items, it)
+	}
+	b, err := json.Marshal(items)
+	if err != nil {
+		panic(err) // strings and numbers always marshal
+	}
+	return append(b, '\n')
 }
 
 func entriesToNames(es []entry) []string {

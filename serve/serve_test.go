@@ -25,7 +25,6 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/modelstorefs/modelstorefs/digits"
 	"github.com/modelstorefs/modelstorefs/remote"
 )
 
@@ -322,17 +321,42 @@ func TestMasterJSON(t *testing.T) {
 	// Folders with info.json, sorted; not notamodel, not the hidden one,
 	// not the folder behind the escaping "out" symlink, not "tohidden";
 	// symlinks to model folders inside the store are models too.
-	want := `{"msg":"Model store served by modelstorefs","children":["a:b","abs-in","inside","lenet","sp ace&<b>","torch"]}` + "\n"
-	var got, exp any
+	var got struct {
+		Msg      string
+		Children []string
+		Folders  map[string]map[string][]any
+	}
 	if err := json.Unmarshal(body, &got); err != nil {
 		t.Fatalf("master.json %q: %v", body, err)
 	}
-	json.Unmarshal([]byte(want), &exp)
-	if fmt.Sprint(got) != fmt.Sprint(exp) {
-		t.Errorf("generated master.json\n got %s\nwant %s", body, want)
+	wantChildren := []string{"a:b", "abs-in", "inside", "lenet", "sp ace&<b>", "torch"}
+	if got.Msg != Msg || !slices.Equal(got.Children, wantChildren) {
+		t.Errorf("generated master.json: msg %q children %q, want %q", got.Msg, got.Children, wantChildren)
 	}
-	if names, err := ModelFolders(f.dir); err != nil || string(digits.MasterJSON(Msg, names)) != string(body) {
-		t.Errorf("ModelFolders() = %q, %v; served %q", names, err, body)
+	if names, err := ModelFolders(f.dir); err != nil || !slices.Equal(names, got.Children) {
+		t.Errorf("ModelFolders() = %q, %v; served %q", names, err, got.Children)
+	}
+	// "folders" says what each holds, as a HEAD of each file would.
+	l, err := remote.ParseMaster(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := remote.NewStore(f.ts.URL, remote.Options{Retries: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for model, files := range map[string][]string{"lenet": {"info.json", "net.prototxt", "weights.bin"}, "torch": {"info.json"}, "inside": {"info.json", "net.prototxt", "weights.bin"}} {
+		var names []string
+		for _, ff := range l.Folders[model] {
+			names = append(names, ff.Name)
+			head, err := st.Stat(context.Background(), nil, model, ff.Name)
+			if err != nil || head != ff.Meta {
+				t.Errorf("%s/%s: master.json says %+v, HEAD %+v %v", model, ff.Name, ff.Meta, head, err)
+			}
+		}
+		if !slices.Equal(names, files) {
+			t.Errorf("master.json folder %s holds %q, want %q (no hidden file)", model, names, files)
+		}
 	}
 	etag, lastMod := resp.Header.Get("ETag"), resp.Header.Get("Last-Modified")
 	if lastMod == "" {
@@ -414,9 +438,39 @@ func TestListing(t *testing.T) {
 		t.Errorf("ParseListing = %q, want %q", names, want)
 	}
 
+	// To a client that asks for JSON first, nginx's JSON listing, with
+	// each file's size, Last-Modified and ETag as a HEAD tells them.
+	resp, body = f.do(t, "GET", "/lenet/", map[string]string{"Accept": "application/json, text/html;q=0.9"})
+	if ct := resp.Header.Get("Content-Type"); ct != "application/json" || resp.Header.Get("Vary") != "Accept" {
+		t.Errorf("JSON listing: Content-Type %q, Vary %q", ct, resp.Header.Get("Vary"))
+	}
+	sub, _ := url.Parse(f.ts.URL + "/lenet/")
+	folder, err := remote.ParseFolder(body, "application/json", sub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := remote.NewStore(f.ts.URL, remote.Options{Retries: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var files []string
+	for _, ff := range folder {
+		files = append(files, ff.Name)
+		if head, err := st.Stat(context.Background(), nil, "lenet", ff.Name); err != nil || head != ff.Meta {
+			t.Errorf("JSON listing says %s is %+v, HEAD %+v %v", ff.Name, ff.Meta, head, err)
+		}
+	}
+	if want := []string{"info.json", "net.prototxt", "weights.bin"}; !slices.Equal(files, want) {
+		t.Errorf("JSON listing of lenet: %q, want %q", files, want)
+	}
+	for _, accept := range []string{"", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", "*/*"} {
+		if resp, _ := f.do(t, "GET", "/lenet/", map[string]string{"Accept": accept}); !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
+			t.Errorf("Accept %q: %s, want the HTML listing", accept, resp.Header.Get("Content-Type"))
+		}
+	}
+
 	// A model folder's listing: its files, not the hidden one.
 	_, body = f.do(t, "GET", "/lenet/", nil)
-	sub, _ := url.Parse(f.ts.URL + "/lenet/")
 	if names, _ := remote.ParseListing(bytes.NewReader(body), sub); len(names) != 0 {
 		t.Errorf("lenet has no subdirectories, ParseListing = %q", names)
 	}
