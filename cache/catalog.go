@@ -22,7 +22,7 @@ type Config struct {
 	NegativeTTL  time.Duration // how long a failure is remembered (default 10s)
 	ListTimeout  time.Duration // bound on discovering one store (default 20s)
 	ModelTimeout time.Duration // bound on resolving one model (default 60s)
-	Prefetch     int           // models resolved in parallel after a listing (default 32)
+	Prefetch     int           // models of one store resolved at once (default 32; fewer while the store pushes back)
 	JobsDir      string        // job_dir written into status.pickle (DIGITS recomputes it)
 	// MetaDir, when set, keeps the last good metadata on disk (metaStore).
 	MetaDir string
@@ -86,9 +86,8 @@ type Catalog struct {
 
 	// Safe for concurrent use on their own: the same stale-while-error
 	// machine for listings (by store) and models.
-	listings   *swrCache[int, *StoreListing]
-	models     *swrCache[modelKey, *Model]
-	prefetches chan struct{} // semaphore shared by all prefetching
+	listings *swrCache[int, *StoreListing]
+	models   *swrCache[modelKey, *Model]
 
 	mu        sync.Mutex        // protects the fields below
 	refreshed map[int]time.Time // key -1 is the whole mount
@@ -103,14 +102,13 @@ type Catalog struct {
 func NewCatalog(stores []*Store, content Content, cfg Config) *Catalog {
 	cfg = cfg.withDefaults()
 	c := &Catalog{
-		cfg:        cfg,
-		log:        cfg.Logger,
-		meta:       &metaStore{dir: cfg.MetaDir, log: cfg.Logger, maxBytes: defaultMetaBytes, used: -1},
-		stores:     stores,
-		content:    content,
-		owner:      newOwner(),
-		prefetches: make(chan struct{}, cfg.Prefetch),
-		refreshed:  map[int]time.Time{},
+		cfg:       cfg,
+		log:       cfg.Logger,
+		meta:      &metaStore{dir: cfg.MetaDir, log: cfg.Logger, maxBytes: defaultMetaBytes, used: -1},
+		stores:    stores,
+		content:   content,
+		owner:     newOwner(),
+		refreshed: map[int]time.Time{},
 	}
 	c.listings = newSWR(c.owner, swrConfig[int, *StoreListing]{
 		TTL: cfg.TTL, NegativeTTL: cfg.NegativeTTL,
@@ -153,6 +151,7 @@ func NewCatalog(stores []*Store, content Content, cfg Config) *Catalog {
 	c.refreshed[-1] = now
 	for i, s := range stores {
 		s.idx = i
+		s.pace = newPacer(cfg.Prefetch, s.Remote.Pushback)
 		c.refreshed[i] = now
 	}
 	return c
@@ -202,10 +201,12 @@ func (c *Catalog) fetchListing(ctx context.Context, st *Store, hasLast bool) (*S
 	for _, r := range c.cfg.Reserved {
 		reserved[r] = true
 	}
-	l := &StoreListing{Msg: rl.Msg, Fetched: time.Now()}
+	l := &StoreListing{Msg: rl.Msg, Fetched: time.Now(), Folders: rl.Folders}
+	l.Models = make([]string, 0, len(rl.Models))
 	for _, m := range rl.Models {
 		if reserved[m] {
 			rl.Rejected = append(rl.Rejected, fmt.Sprintf("%q: name is used by modelstorefs itself", m))
+			delete(l.Folders, m)
 			continue
 		}
 		l.Models = append(l.Models, m)
@@ -248,7 +249,8 @@ func refusedExamples(rejected []string) []string {
 }
 
 // startPrefetch resolves every model of a fresh listing in the background,
-// so that grep over all info.json files and models.tsv come from memory.
+// so that grep over all info.json files and models.tsv come from memory;
+// paced per store (pacer).
 func (c *Catalog) startPrefetch(st *Store, l *StoreListing) {
 	if !c.track() {
 		return
@@ -256,22 +258,22 @@ func (c *Catalog) startPrefetch(st *Store, l *StoreListing) {
 	go func() {
 		defer c.wg.Done()
 		var wg sync.WaitGroup
+		defer wg.Wait()
 		for _, name := range l.Models {
-			select {
-			case c.prefetches <- struct{}{}:
-			case <-c.ctx.Done():
-				wg.Wait()
+			if _, ok := c.CachedModel(st, name); ok {
+				continue
+			}
+			if st.pace.acquire(c.ctx) != nil {
 				return
 			}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				defer func() { <-c.prefetches }()
+				defer st.pace.release()
 				// Errors are logged by fetchModel and cached briefly.
 				_, _ = c.Model(c.ctx, st, name)
 			}()
 		}
-		wg.Wait()
 	}()
 }
 
@@ -301,7 +303,7 @@ func (c *Catalog) fetchModel(ctx context.Context, st *Store, name string, prev *
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.ModelTimeout)
 	defer cancel()
-	m, err := c.resolveModel(ctx, st, name, prev)
+	m, err := c.resolveModel(ctx, st, name, prev, l.Folders[name])
 	if err != nil {
 		if !c.stopping() {
 			c.log.Error("model metadata failed", zap.String("store", st.Name), zap.String("model", name), zap.Error(err))
@@ -322,31 +324,29 @@ func (c *Catalog) keptModel(k modelKey, m, prev *Model, hadPrev, current bool) {
 	}
 }
 
-// Models resolves every model of the store (in parallel, bounded) and
-// returns those that resolved, sorted by name.
+// Models resolves every model of the store (in parallel, paced as the
+// background resolves are) and returns those that resolved, sorted by
+// name.
 func (c *Catalog) Models(ctx context.Context, st *Store) ([]*Model, error) {
 	l, err := c.Listing(ctx, st)
 	if err != nil {
 		return nil, err
 	}
 	out := make([]*Model, len(l.Models))
-	sem := make(chan struct{}, c.cfg.Prefetch)
 	var wg sync.WaitGroup
 	for i, name := range l.Models {
 		if m, ok := c.CachedModel(st, name); ok {
 			out[i] = m
 			continue
 		}
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
+		if err := st.pace.acquire(ctx); err != nil {
 			wg.Wait()
-			return nil, ctx.Err()
+			return nil, err
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer func() { <-sem }()
+			defer st.pace.release()
 			if m, err := c.Model(ctx, st, name); err == nil {
 				out[i] = m
 			}
@@ -385,6 +385,7 @@ func (c *Catalog) Refresh(st *Store) {
 		if st == nil || s == st {
 			c.listings.Drop(s.idx)
 			c.models.Drop(s.idx)
+			s.listings.Store(listingsUnknown) // asked again: a server may have changed
 		}
 	}
 	c.log.Info("refresh", zap.String("scope", scopeName(st)))

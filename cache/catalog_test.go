@@ -361,6 +361,44 @@ func TestPrefetchIsBounded(t *testing.T) {
 	e.waitPrefetched(t, l.Models...)
 }
 
+// TestPrefetchHonoursPushback: a 429 with Retry-After holds the store's
+// next resolve until it has passed, and halves how many run at once.
+func TestPrefetchHonoursPushback(t *testing.T) {
+	files := map[string][]byte{}
+	for i := range 4 {
+		files[fmt.Sprintf("m%d/info.json", i)] = []byte(`{"name": "m"}`)
+	}
+	srv := newServer(t, files, remotetest.Options{Master: true})
+	var pushed time.Time
+	srv.Intercept("m0/info.json", func(w http.ResponseWriter, r *http.Request, serve http.HandlerFunc) {
+		if pushed.IsZero() {
+			pushed = time.Now()
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "slow down", http.StatusTooManyRequests)
+			return
+		}
+		serve(w, r)
+	})
+	e := newEnv(t, srv, Config{Prefetch: 1})
+	if _, err := e.cat.Listing(testutil.Ctx(t), e.st); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, "m1 resolved", func() bool {
+		_, ok := e.cat.CachedModel(e.st, "m1")
+		return ok
+	}, 5*time.Second)
+	reqs := srv.Requests("m1/info.json")
+	if len(reqs) == 0 {
+		t.Fatal("m1/info.json never asked for")
+	}
+	if waited := reqs[0].Arrived.Sub(pushed); waited < 900*time.Millisecond {
+		t.Errorf("m1 asked for %s after a 429 with Retry-After: 1", waited)
+	}
+	if n, until := e.st.Remote.Pushback(); n != 1 || until.Sub(pushed) < 900*time.Millisecond {
+		t.Errorf("pushback %d, until %s after the 429", n, until.Sub(pushed))
+	}
+}
+
 func TestModelsSorted(t *testing.T) {
 	files := sampleFiles(t, false)
 	files["zfail/info.json"] = []byte(`{}`)

@@ -2,6 +2,7 @@ package cache
 
 import (
 	"sort"
+	"sync/atomic"
 	"time"
 
 	"github.com/modelstorefs/modelstorefs/digits"
@@ -15,6 +16,10 @@ type Store struct {
 	// metrics; the filesystem uses the accessors below.
 	Remote *remote.Store
 	idx    int
+	// listings: whether the store lists its model folders (folder.go).
+	listings atomic.Int32
+	// pace bounds the store's background resolves (pace.go).
+	pace *pacer
 }
 
 // URL is the store's base URL, never with credentials.
@@ -33,8 +38,11 @@ func (s *Store) Counters() StoreCounters {
 
 // StoreListing is a store's model list as last fetched.
 type StoreListing struct {
-	Msg     string
-	Models  []string // sorted
+	Msg    string
+	Models []string // sorted
+	// Folders are what master.json says each model folder holds (by
+	// model; nil when it says nothing).
+	Folders map[string]remote.Folder
 	Fetched time.Time
 	// Stale is set when this is the last good listing served because a
 	// newer fetch failed.
@@ -98,6 +106,41 @@ type Model struct {
 	// NegativeTTL.
 	AuxUnknown bool
 	Fetched    time.Time
+	// unsized is kept while some file's size is unknown (its listing gave
+	// none): the answers to judge the model again with the sizes.
+	unsized *resolution
+}
+
+// Sized reports whether every store file of the folder has its size, so
+// that the verdict is settled (an empty required file blocks the import).
+func (m *Model) Sized() bool {
+	if m.unsized != nil {
+		return false
+	}
+	for i := range m.Files {
+		if m.Files[i].Kind == KindRemote && m.Files[i].Meta.Size < 0 {
+			return false // kept on disk before its sizes were known
+		}
+	}
+	return true
+}
+
+// NeedsSizes reports whether the entry called name, or its absence, may
+// change once the sizes of the folder's files are known: a file of
+// unknown size, and status.pickle and error.txt, which follow the
+// verdict (an empty required file blocks the import).
+func (m *Model) NeedsSizes(name string) bool {
+	if m.Sized() {
+		return false
+	}
+	f, ok := m.File(name)
+	switch {
+	case !ok, name == digits.StatusFile, name == digits.ErrorFile:
+		return true
+	case f.Kind == KindRemote:
+		return f.Meta.Size < 0
+	}
+	return false
 }
 
 // File returns the entry called name.

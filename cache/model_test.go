@@ -89,6 +89,18 @@ func TestModelLenet(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// A folder listing (python's: names only) says what the folder
+			// holds, not the sizes: they are asked for when needed.
+			if listed := tt.opt.Listing; m.Sized() == listed || (srv.CountMethod("HEAD") > 0) == listed {
+				t.Errorf("sized %v after %d HEADs, want sizes only without a folder listing", m.Sized(), srv.CountMethod("HEAD"))
+			}
+			presence := fileNames(m)
+			if m, err = e.cat.Sized(testutil.Ctx(t), e.st, "lenet"); err != nil {
+				t.Fatal(err)
+			}
+			if got := fileNames(m); !slices.Equal(got, presence) || !m.Sized() {
+				t.Errorf("sized, the folder shows %q, before %q", got, presence)
+			}
 			if got := fileNames(m); !slices.Equal(got, lenetFiles) {
 				t.Errorf("files %q\nwant  %q\nproblems: %q", got, lenetFiles, m.Problems)
 			}

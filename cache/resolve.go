@@ -19,81 +19,141 @@ import (
 // statParallel bounds the HEAD requests of one model.
 const statParallel = 8
 
-// resolveModel fetches a model's info.json and aux.json, asks the store
-// about every file they name (size and validators, bounded-parallel HEADs)
-// and lets digits.Judge decide the folder and whether DIGITS can import it:
-// the one verdict that status.pickle, error.txt, models.tsv, ls, check and
-// import all follow. prev, the last good result, supplies validators for
-// conditional requests.
+// resolution is what the store said about a model: the answers digits.Judge
+// takes, info.json and aux.json as fetched, and what it said of each file
+// the verdict may show (size and validators; Size -1 when only presence
+// is known). A model is assembled from it, and assembled again once the
+// sizes are known (sizeModel).
+type resolution struct {
+	in                digits.Input
+	infoFile, auxFile *File
+	metas             map[string]remote.Meta
+}
+
+// unsized reports whether some file the store has is of unknown size.
+func (r *resolution) unsized() bool {
+	for rn, a := range r.in.Files {
+		if a.Found && a.Err == nil && r.metas[rn].Size < 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// resolveModel fetches a model's info.json and aux.json, learns what the
+// folder holds (master.json "folders", else the folder's listing, else a
+// HEAD per file info.json and aux.json name) and lets digits.Judge decide
+// the folder and whether DIGITS can import it: the one verdict that
+// status.pickle, error.txt, models.tsv, ls, check and import all follow.
+// prev, the last good result, supplies validators for conditional
+// requests.
 //
-// It is a pipeline: fetch the small files, stat the files they name, judge,
-// then assemble the folder (store files and symlinks, status.pickle,
-// error.txt).
-func (c *Catalog) resolveModel(ctx context.Context, st *Store, name string, prev *Model) (*Model, error) {
+// It is a pipeline: fetch the small files (and the folder's listing, in
+// the same round trip), learn the files they name, judge, then assemble
+// the folder (store files and symlinks, status.pickle, error.txt). Sizes
+// a listing does not give are left unknown: the verdict then rests on
+// presence, and is settled by sizeModel when someone needs them.
+func (c *Catalog) resolveModel(ctx context.Context, st *Store, name string, prev *Model, known remote.Folder) (*Model, error) {
+	r, folder, err := c.fetchSmallFiles(ctx, st, name, prev, known)
+	if err != nil {
+		return nil, err
+	}
+	r.metas, r.in.Files, err = c.statAll(ctx, st, name, digits.Wanted(r.in.Info, r.in.Aux), prev, folder)
+	if err != nil {
+		return nil, err
+	}
+	return c.assemble(st, name, r), nil
+}
+
+// assemble judges a resolution and lays out the model folder.
+func (c *Catalog) assemble(st *Store, name string, r *resolution) *Model {
 	m := &Model{Store: st, Name: name, Fetched: time.Now()}
-	in, infoFile, auxFile, err := c.fetchSmallFiles(ctx, st, name, prev)
-	if err != nil {
-		return nil, err
-	}
-	metas, answers, err := c.statAll(ctx, st, name, digits.Wanted(in.Info, in.Aux), prev)
-	if err != nil {
-		return nil, err
-	}
-	in.Files = answers
-	v := digits.Judge(in)
+	v := digits.Judge(r.in)
 	m.Info, m.Aux, m.AuxUnknown, m.Importable = v.Info, v.Aux, v.AuxUnknown, v.Importable
-	m.Files = folderFiles(v, metas, infoFile, auxFile)
-	t0 := modelTime(m, infoFile)
+	m.Files = folderFiles(v, r.metas, r.infoFile, r.auxFile)
+	t0 := modelTime(m, r.infoFile)
 	if m.Importable {
 		c.addPickle(m, v, t0)
 	}
 	c.addProblems(m, v, t0)
 	sort.Slice(m.Files, func(i, j int) bool { return m.Files[i].Name < m.Files[j].Name })
-	return m, nil
+	if r.unsized() {
+		m.unsized = r
+	}
+	return m
 }
 
 // fetchSmallFiles fetches info.json and aux.json in parallel (one round
 // trip, not two) and says what the store answered, as digits.Judge takes
-// it. A missing info.json is an answer; any other failure of it fails the
-// model (it is retried later). aux.json is optional: see below.
-func (c *Catalog) fetchSmallFiles(ctx context.Context, st *Store, name string, prev *Model) (in digits.Input, infoFile, auxFile *File, err error) {
-	var auxErr error
-	auxDone := make(chan struct{})
+// it; with the folder's listing in the same round trip when known (what
+// master.json said) is nil. A missing info.json is an answer; any other
+// failure of it fails the model (it is retried later). aux.json is
+// optional: see auxAnswer. It returns what the store says the folder
+// holds (nil: it does not say).
+func (c *Catalog) fetchSmallFiles(ctx context.Context, st *Store, name string, prev *Model, known remote.Folder) (*resolution, remote.Folder, error) {
+	r := &resolution{}
+	var (
+		auxErr, listErr error
+		listed          remote.Folder
+		wg              sync.WaitGroup
+	)
+	wg.Add(1)
 	go func() {
-		defer close(auxDone)
-		auxFile, auxErr = c.smallFile(ctx, st, name, digits.AuxFile, prev)
+		defer wg.Done()
+		r.auxFile, auxErr = c.smallFile(ctx, st, name, digits.AuxFile, prev, known)
 	}()
-	infoFile, err = c.smallFile(ctx, st, name, digits.InfoFile, prev)
-	<-auxDone
+	if known == nil && st.folderListings() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			listed, listErr = st.Remote.ListFolder(ctx, name)
+		}()
+	}
+	infoFile, err := c.smallFile(ctx, st, name, digits.InfoFile, prev, known)
+	wg.Wait()
 	switch {
 	case errors.Is(err, remote.ErrNotFound):
 	case err != nil:
-		return in, nil, nil, err
+		return nil, nil, err
 	default:
-		in.Info = digits.Answer{Found: true, Data: infoFile.Data, Size: int64(len(infoFile.Data))}
+		r.infoFile = infoFile
+		r.in.Info = digits.Answer{Found: true, Data: infoFile.Data, Size: int64(len(infoFile.Data))}
 	}
+	if err := c.auxAnswer(ctx, st, name, r, auxErr, prev); err != nil {
+		return nil, nil, err
+	}
+	if known != nil {
+		return r, known, nil
+	}
+	auxKnown := auxErr == nil || errors.Is(auxErr, remote.ErrNotFound)
+	return r, st.trustListing(listed, listErr, r.in, auxKnown), nil
+}
+
+// auxAnswer records aux.json's answer. aux.json is optional (DIGITS
+// ignores a failed one): the model is shown and importable. Its fields
+// come from the last good aux.json, else they are unknown until it is
+// asked for again; a failure is never taken for "no aux.json".
+func (c *Catalog) auxAnswer(ctx context.Context, st *Store, name string, r *resolution, auxErr error, prev *Model) error {
 	switch {
 	case auxErr == nil:
-		in.Aux = digits.Answer{Found: true, Data: auxFile.Data, Size: int64(len(auxFile.Data))}
+		r.in.Aux = digits.Answer{Found: true, Data: r.auxFile.Data, Size: int64(len(r.auxFile.Data))}
 	case errors.Is(auxErr, remote.ErrNotFound):
+		r.auxFile = nil
 	case ctx.Err() != nil:
-		return in, nil, nil, auxErr
+		return auxErr
 	default:
-		// aux.json is optional (DIGITS ignores a failed one): the model is
-		// shown and importable. Its fields come from the last good aux.json,
-		// else they are unknown until it is asked for again; a failure is
-		// never taken for "no aux.json".
 		if f, ok := prev.dataFile(digits.AuxFile); ok {
-			auxFile = f
-			in.Aux = digits.Answer{Found: true, Data: f.Data, Size: int64(len(f.Data))}
+			r.auxFile = f
+			r.in.Aux = digits.Answer{Found: true, Data: f.Data, Size: int64(len(f.Data))}
 			c.log.Warn("aux.json failed, using the last good one", zap.String("store", st.Name), zap.String("model", name), zap.Error(auxErr))
 		} else {
-			in.Aux = digits.Answer{Err: auxErr}
+			r.auxFile = nil
+			r.in.Aux = digits.Answer{Err: auxErr}
 			c.log.Warn("aux.json failed: license, logo and dataset unknown for now", zap.String("store", st.Name), zap.String("model", name),
 				zap.Duration("retry_in", c.cfg.NegativeTTL), zap.Error(auxErr))
 		}
 	}
-	return in, infoFile, auxFile, nil
+	return nil
 }
 
 // folderFiles are the folder's entries as the verdict lays them out: the
@@ -224,12 +284,22 @@ func errorText(model string, problems []*digits.Problem) []byte {
 }
 
 // smallFile GETs info.json or aux.json, conditionally when prev has it.
-func (c *Catalog) smallFile(ctx context.Context, st *Store, model, name string, prev *Model) (*File, error) {
+// What master.json says of the folder (known) spares the request: a file
+// it says is absent is not asked for, and one whose validators are those
+// of prev's copy is that copy.
+func (c *Catalog) smallFile(ctx context.Context, st *Store, model, name string, prev *Model, known remote.Folder) (*File, error) {
 	var prevFile *File
 	var prevMeta *remote.Meta
-	if prev != nil {
-		if f, ok := prev.File(name); ok && f.Kind == KindData {
-			prevFile, prevMeta = f, &f.Meta
+	if f, ok := prev.dataFile(name); ok {
+		prevFile, prevMeta = f, &f.Meta
+	}
+	if known != nil {
+		meta, ok := known.File(name)
+		if !ok {
+			return nil, fmt.Errorf("%s/%s: %w (the store's master.json says so)", model, name, remote.ErrNotFound)
+		}
+		if prevFile != nil && sameValidated(meta, prevFile.Meta) {
+			return prevFile, nil
 		}
 	}
 	data, meta, err := st.Remote.Fetch(ctx, prevMeta, digits.MaxSmallFile, model, name)
@@ -243,15 +313,46 @@ func (c *Catalog) smallFile(ctx context.Context, st *Store, model, name string, 
 	return &File{Name: name, Kind: KindData, Remote: name, Data: data, Meta: meta, ModTime: meta.ModTime()}, nil
 }
 
-// statAll learns size and validators of the named remote files. The
-// answers say, per file, whether the store has it and how big it is, or
-// that it refused it (HTTP 4xx other than 404); any other failure fails the
-// whole model (it is retried later).
-func (c *Catalog) statAll(ctx context.Context, st *Store, model string, names []string, prev *Model) (map[string]remote.Meta, map[string]digits.Answer, error) {
+// sameValidated reports whether two Metas are one version by a validator
+// both carry (an ETag, else a Last-Modified), and of one size.
+func sameValidated(a, b remote.Meta) bool {
+	if a.Size != b.Size {
+		return false
+	}
+	if a.ETag != "" || b.ETag != "" {
+		return a.ETag == b.ETag
+	}
+	return a.LastModified != "" && a.LastModified == b.LastModified
+}
+
+// statAll learns size and validators of the named remote files: from what
+// the store says the folder holds when it says it (no request; a file it
+// does not name is not there), else with a HEAD each. The answers say, per
+// file, whether the store has it and how big it is (-1: not said), or
+// that it refused it (HTTP 4xx other than 404); any other failure fails
+// the whole model (it is retried later).
+func (c *Catalog) statAll(ctx context.Context, st *Store, model string, names []string, prev *Model, folder remote.Folder) (map[string]remote.Meta, map[string]digits.Answer, error) {
+	metas, answers := map[string]remote.Meta{}, map[string]digits.Answer{}
+	var ask []string
+	for _, rn := range names {
+		if folder == nil {
+			ask = append(ask, rn)
+			continue
+		}
+		if meta, ok := folder.File(rn); ok {
+			metas[rn] = meta
+			answers[rn] = digits.Answer{Found: true, Size: meta.Size}
+		}
+	}
+	err := c.statEach(ctx, st, model, ask, prev, metas, answers)
+	return metas, answers, err
+}
+
+// statEach asks about each named file with a HEAD (bounded parallel) and
+// records the answers.
+func (c *Catalog) statEach(ctx context.Context, st *Store, model string, names []string, prev *Model, metas map[string]remote.Meta, answers map[string]digits.Answer) error {
 	var (
 		mu       sync.Mutex
-		metas    = map[string]remote.Meta{}
-		answers  = map[string]digits.Answer{}
 		firstErr error
 		wg       sync.WaitGroup
 		sem      = make(chan struct{}, statParallel)
@@ -265,6 +366,8 @@ func (c *Catalog) statAll(ctx context.Context, st *Store, model string, names []
 			meta, err := c.statFile(ctx, st, model, rn, prev)
 			mu.Lock()
 			defer mu.Unlock()
+			delete(metas, rn)
+			delete(answers, rn)
 			var se *remote.StatusError
 			switch {
 			case err == nil:
@@ -283,12 +386,12 @@ func (c *Catalog) statAll(ctx context.Context, st *Store, model string, names []
 		}()
 	}
 	wg.Wait()
-	return metas, answers, firstErr
+	return firstErr
 }
 
 func (c *Catalog) statFile(ctx context.Context, st *Store, model, rn string, prev *Model) (remote.Meta, error) {
 	var prevMeta *remote.Meta
-	if f := prev.remoteFile(rn); f != nil {
+	if f := prev.remoteFile(rn); f != nil && f.Meta.Size >= 0 && (f.Meta.ETag != "" || f.Meta.LastModified != "") {
 		prevMeta = &f.Meta
 	}
 	meta, err := st.Remote.Stat(ctx, prevMeta, model, rn)

@@ -56,7 +56,7 @@ func (o *owner) close() {
 func (o *owner) stopping() bool { return o.ctx.Err() != nil }
 
 // swrConfig tells a swrCache how to fetch and keep its values.
-type swrConfig[K comparable, V any] struct {
+type swrConfig[K comparable, V comparable] struct {
 	Size        int // fresh and negative entries kept (0: no bound)
 	TTL         time.Duration
 	NegativeTTL time.Duration
@@ -95,7 +95,7 @@ func (e uncachedError) Unwrap() error { return e.err }
 // validators), a generation per group (bumped by Drop, so that a fetch
 // that started before is not kept), and one fetch per key at a time, run
 // on the owner's context: a caller that gives up only stops waiting.
-type swrCache[K comparable, V any] struct {
+type swrCache[K comparable, V comparable] struct {
 	cfg     swrConfig[K, V]
 	own     *owner
 	fresh   *expirable.LRU[K, V]
@@ -115,7 +115,7 @@ type lastValue[V any] struct {
 	ok bool
 }
 
-func newSWR[K comparable, V any](own *owner, cfg swrConfig[K, V]) *swrCache[K, V] {
+func newSWR[K comparable, V comparable](own *owner, cfg swrConfig[K, V]) *swrCache[K, V] {
 	// expirable LRUs tick at TTL/100 and panic on a zero interval.
 	cfg.TTL, cfg.NegativeTTL = max(cfg.TTL, time.Millisecond), max(cfg.NegativeTTL, time.Millisecond)
 	if cfg.Stale == nil {
@@ -187,6 +187,13 @@ func (s *swrCache[K, V]) shared(ctx context.Context, k K) (V, error) {
 		return zero, ErrClosed
 	}
 	ch := s.fetches.DoChan(s.cfg.Name(k), func() (any, error) { return s.run(k) })
+	return s.wait(ctx, ch)
+}
+
+// wait waits for a shared fetch (which the caller tracked with the owner)
+// or for ctx to end; the owner keeps tracking the fetch until it ends.
+func (s *swrCache[K, V]) wait(ctx context.Context, ch <-chan singleflight.Result) (V, error) {
+	var zero V
 	s.own.waiters.Add(1)
 	defer s.own.waiters.Add(-1)
 	select {
@@ -252,6 +259,35 @@ func (s *swrCache[K, V]) put(k K, v V, gen uint64) bool {
 	s.fresh.Add(k, v)
 	s.last[k] = lastValue[V]{v, true}
 	return true
+}
+
+// Refine replaces v, the fresh value of k, by what refine makes of it
+// (one refine of a key at a time, on the owner's context, shared by
+// whoever asks), unless k got another value meanwhile: then that one is
+// returned.
+func (s *swrCache[K, V]) Refine(ctx context.Context, k K, v V, refine func(context.Context, V) (V, error)) (V, error) {
+	var zero V
+	if !s.own.track() {
+		return zero, ErrClosed
+	}
+	ch := s.fetches.DoChan("refine "+s.cfg.Name(k), func() (any, error) {
+		r, err := refine(s.own.ctx, v)
+		if err != nil {
+			return zero, err
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if cur, ok := s.fresh.Peek(k); ok && cur == v {
+			s.fresh.Add(k, r)
+			s.last[k] = lastValue[V]{r, true}
+			return r, nil
+		}
+		if cur, ok := s.fresh.Peek(k); ok {
+			return cur, nil
+		}
+		return r, nil
+	})
+	return s.wait(ctx, ch)
 }
 
 // Forget drops the fresh value of k, and lets the next Get start a new

@@ -36,6 +36,13 @@ var (
 	_ = (fusefs.NodeGetattrer)((*modelDir)(nil))
 	_ = (fusefs.NodeLookuper)((*modelDir)(nil))
 	_ = (fusefs.NodeReaddirer)((*modelDir)(nil))
+	_ = (fusefs.NodeOpendirHandler)((*modelDir)(nil))
+
+	// A model folder opened for reading; READDIRPLUS looks up through it.
+	_ = (fusefs.FileReaddirenter)((*dirHandle)(nil))
+	_ = (fusefs.FileSeekdirer)((*dirHandle)(nil))
+	_ = (fusefs.FileLookuper)((*dirHandle)(nil))
+	_ = (fusefs.FileReleasedirer)((*dirHandle)(nil))
 )
 
 // Files.

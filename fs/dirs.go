@@ -9,6 +9,7 @@ import (
 
 	fusefs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"go.uber.org/zap"
 
 	"github.com/modelstorefs/modelstorefs/cache"
 )
@@ -148,8 +149,13 @@ func (d *modelDir) fileEntry(file *cache.File) entry {
 		e.node = func() fusefs.InodeEmbedder { return &symlink{fsys: f, target: target, mtime: e.mtime} }
 	case cache.KindRemote:
 		e.mode = fileMode
-		ref := cache.Ref{Store: st, Model: model, Name: file.Remote, Meta: file.Meta}
-		e.node = func() fusefs.InodeEmbedder { return &remoteFile{fsys: f, ref: ref, mtime: e.mtime} }
+		if file.Meta.Size < 0 {
+			// Its inode number will include the validators a HEAD
+			// tells when it is looked up; none meanwhile.
+			e.ino = 0
+		}
+		n := &remoteFile{fsys: f, ref: cache.Ref{Store: st, Model: model, Name: file.Remote, Meta: file.Meta}, mtime: e.mtime}
+		e.node = func() fusefs.InodeEmbedder { return n }
 	default:
 		e.mode = fileMode
 		data := file.Data
@@ -173,7 +179,17 @@ func (d *modelDir) Getattr(_ context.Context, _ fusefs.FileHandle, out *fuse.Att
 	return 0
 }
 
+// Lookup answers from the model as resolved; an entry that depends on the
+// sizes of the folder's files (a file the listing gave no size for,
+// status.pickle, error.txt) waits for them first.
 func (d *modelDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
+	return d.lookup(ctx, name, out, true)
+}
+
+// lookup is Lookup; without sized, names that need sizes are not
+// answered (ENOENT to a READDIRPLUS: the kernel keeps no entry for them
+// and sends a LOOKUP when one is used).
+func (d *modelDir) lookup(ctx context.Context, name string, out *fuse.EntryOut, sized bool) (*fusefs.Inode, syscall.Errno) {
 	m, err := d.fsys.cat.Model(ctx, d.st, d.name)
 	if ctx.Err() != nil {
 		return nil, syscall.EINTR
@@ -187,6 +203,14 @@ func (d *modelDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 		}
 		return nil, syscall.ENOENT
 	}
+	if m.NeedsSizes(name) {
+		if !sized {
+			return nil, syscall.ENOENT
+		}
+		if m, err = d.fsys.cat.Sized(ctx, d.st, d.name); err != nil {
+			return nil, d.fsys.toErrno(ctx, "lookup", err, zap.String("store", d.st.Name), zap.String("model", d.name), zap.String("name", name))
+		}
+	}
 	file, ok := m.File(name)
 	if !ok {
 		return nil, syscall.ENOENT
@@ -194,20 +218,43 @@ func (d *modelDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 	return d.fsys.lookupEntry(ctx, d.EmbeddedInode(), d.fileEntry(file), out), 0
 }
 
-func (d *modelDir) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno) {
+// entries are the folder's entries as resolved, sizes known or not.
+func (d *modelDir) entries(ctx context.Context) ([]entry, syscall.Errno) {
 	m, err := d.fsys.cat.Model(ctx, d.st, d.name)
 	if ctx.Err() != nil {
 		return nil, syscall.EINTR
 	}
 	if errors.Is(err, cache.ErrNotFound) {
-		return dirStream(nil), 0
+		return nil, 0
 	}
 	if err != nil {
-		return dirStream([]entry{d.errorEntry(err)}), 0
+		return []entry{d.errorEntry(err)}, 0
 	}
 	es := make([]entry, len(m.Files))
 	for i := range m.Files {
 		es[i] = d.fileEntry(&m.Files[i])
 	}
+	return es, 0
+}
+
+func (d *modelDir) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno) {
+	es, errno := d.entries(ctx)
+	if errno != 0 {
+		return nil, errno
+	}
 	return dirStream(es), 0
+}
+
+// OpendirHandle opens the folder for reading. The kernel reads it with
+// READDIRPLUS, which looks up every entry: through the handle, entries
+// that need sizes are left for a LOOKUP of their own, so that listing a
+// folder (a shell glob, grep over */info.json) asks the store nothing.
+func (d *modelDir) OpendirHandle(ctx context.Context, _ uint32) (fusefs.FileHandle, uint32, syscall.Errno) {
+	es, errno := d.entries(ctx)
+	if errno != 0 {
+		return nil, 0, errno
+	}
+	return &dirHandle{ds: dirStream(es), lookup: func(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
+		return d.lookup(ctx, name, out, false)
+	}}, 0, 0
 }

@@ -73,8 +73,10 @@ func sliceAt(data []byte, off int64, n int) []byte {
 type remoteFile struct {
 	readOnly
 	fsys  *FS
-	ref   cache.Ref
 	mtime time.Time
+
+	refMu sync.Mutex
+	ref   cache.Ref // once opened, the version it was opened as
 
 	// The kernel fails opens (EIO) that mix page-cache and passthrough
 	// mode on one inode, so the mode is chosen once per node: passthrough
@@ -84,21 +86,32 @@ type remoteFile struct {
 }
 
 func (n *remoteFile) Getattr(_ context.Context, _ fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	n.fsys.setAttr(&out.Attr, fileMode, n.ref.Meta.Size, n.mtime)
+	n.fsys.setAttr(&out.Attr, fileMode, n.version().Meta.Size, n.mtime)
 	return 0
+}
+
+// version is the file's version: as the model says, or once opened, as
+// the store confirmed it.
+func (n *remoteFile) version() cache.Ref {
+	n.refMu.Lock()
+	defer n.refMu.Unlock()
+	return n.ref
 }
 
 func (n *remoteFile) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, uint32, syscall.Errno) {
 	if errno := readOnlyOpen(flags); errno != 0 {
 		return nil, 0, errno
 	}
-	h, err := n.fsys.cat.Content().Open(ctx, n.ref)
+	h, ref, err := n.fsys.cat.Open(ctx, n.version())
 	if err != nil {
-		return nil, 0, n.fsys.toErrno(ctx, "open", err, zap.String("url", n.ref.URL()))
+		return nil, 0, n.fsys.toErrno(ctx, "open", err, zap.String("url", ref.URL()))
 	}
+	n.refMu.Lock()
+	n.ref = ref // later opens skip the confirmation
+	n.refMu.Unlock()
 	complete := h.Fd() >= 0
 	n.modeOnce.Do(func() { n.passthrough = complete })
-	c := &contentHandle{fsys: n.fsys, h: h, ref: n.ref, passthrough: n.passthrough && complete}
+	c := &contentHandle{fsys: n.fsys, h: h, ref: ref, passthrough: n.passthrough && complete}
 	switch {
 	case c.passthrough:
 		n.fsys.passthrough.Add(h.Size()) // the kernel reads it without us: assume all of it

@@ -143,7 +143,7 @@ func TestRemoteFileOpenModes(t *testing.T) {
 			}
 			release(t, fh)
 			testutil.WaitFor(t, "the file complete in the cache", func() bool {
-				h, err := e.content.Open(testutil.Ctx(t), rf.ref)
+				h, err := e.content.Open(testutil.Ctx(t), rf.version())
 				if err != nil {
 					return false
 				}

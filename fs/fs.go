@@ -181,6 +181,31 @@ func dirStream(entries []entry) fusefs.DirStream {
 	return fusefs.NewListDirStream(list)
 }
 
+// dirHandle is an open directory: its entries, read in order (and from an
+// offset after a seek), and the lookups READDIRPLUS makes of them.
+type dirHandle struct {
+	ds     fusefs.DirStream // as dirStream builds it: it seeks
+	lookup func(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno)
+}
+
+func (h *dirHandle) Readdirent(context.Context) (*fuse.DirEntry, syscall.Errno) {
+	if !h.ds.HasNext() {
+		return nil, 0
+	}
+	de, errno := h.ds.Next()
+	return &de, errno
+}
+
+func (h *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
+	return h.ds.(fusefs.FileSeekdirer).Seekdir(ctx, off)
+}
+
+func (h *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
+	return h.lookup(ctx, name, out)
+}
+
+func (h *dirHandle) Releasedir(context.Context, uint32) { h.ds.Close() }
+
 // findEntry returns the entry called name.
 func findEntry(entries []entry, name string) (entry, bool) {
 	for _, e := range entries {

@@ -16,7 +16,8 @@ const xattrPrefix = "user.modelstore."
 // xattrs are a remote file's attributes: where it comes from, its version,
 // and how much of it is cached.
 func (n *remoteFile) xattrs() map[string]string {
-	return refXattrs(n.ref, n.fsys.cat.Content().Cached(n.ref))
+	ref := n.version()
+	return refXattrs(ref, n.fsys.cat.Content().Cached(ref))
 }
 
 // refXattrs are the attributes of a file fetched from the store; cached

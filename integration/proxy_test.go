@@ -18,7 +18,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -28,23 +27,6 @@ import (
 // The proxy recipes of contrib/ (nginx as a caching reverse proxy, squid
 // as a caching forward proxy) run here as they are, with real nginx and
 // squid from Debian, in front of stores on 127.0.0.1.
-
-// proxyTool finds a Debian daemon (nginx, squid). Under CI it must be
-// there (.ci/run installs it); elsewhere the test is skipped without it.
-func proxyTool(t *testing.T, name string) string {
-	t.Helper()
-	path, err := exec.LookPath(name)
-	if err != nil {
-		if _, serr := os.Stat("/usr/sbin/" + name); serr == nil {
-			return "/usr/sbin/" + name
-		}
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is required in CI (apt-get install %s): %v", name, name, err)
-		}
-		t.Skipf("%s not installed (apt-get install %s)", name, name)
-	}
-	return path
-}
 
 // contribConfig reads a file of contrib/ and applies the replacements,
 // each of which must match: a recipe that drifts from its test fails here.
@@ -64,74 +46,10 @@ func contribConfig(t *testing.T, rel string, replace ...string) string {
 	return conf
 }
 
-// daemon is a proxy running in the foreground as a child of the test.
-type daemon struct {
-	name string
-	cmd  *exec.Cmd
-	logs *itest.SyncBuffer
-	done chan struct{}
-}
-
-// startDaemon runs argv in its own process group and stops it when the
-// test ends: SIGTERM (nginx and squid then stop their workers and
-// helpers), and SIGKILL to the group if it is still there 20s later.
-func startDaemon(t *testing.T, name, addr string, argv ...string) *daemon {
-	t.Helper()
-	d := &daemon{name: name, logs: &itest.SyncBuffer{}, done: make(chan struct{})}
-	d.cmd = exec.Command(argv[0], argv[1:]...)
-	d.cmd.Stdout, d.cmd.Stderr = d.logs, d.logs
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		_ = d.cmd.Wait()
-		close(d.done)
-	}()
-	t.Cleanup(func() { d.stop(t) })
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			return d
-		}
-		select {
-		case <-d.done:
-			t.Fatalf("%s exited before listening on %s:\n%s", name, addr, d.logs)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not listening on %s after 30s:\n%s", name, addr, d.logs)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func (d *daemon) stop(t *testing.T) {
-	select {
-	case <-d.done:
-	default:
-		_ = d.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-d.done:
-		case <-time.After(20 * time.Second):
-			t.Errorf("%s did not exit within 20s of SIGTERM", d.name)
-			// Not reaped yet, so the group is still ours: the
-			// master and its workers.
-			_ = syscall.Kill(-d.cmd.Process.Pid, syscall.SIGKILL)
-			<-d.done
-		}
-	}
-	if t.Failed() {
-		t.Logf("%s output:\n%s", d.name, d.logs)
-	}
-}
-
 // nginxCache is contrib/nginx/modelstore-cache.conf running in front of an
 // origin.
 type nginxCache struct {
-	*daemon
+	*itest.Daemon
 	url       string // the store as nodes see it
 	accessLog string // one line per request: method uri status cache-status
 }
@@ -142,7 +60,7 @@ type nginxCache struct {
 // answers served stale).
 func startNginx(t *testing.T, origin, valid string) *nginxCache {
 	t.Helper()
-	bin := proxyTool(t, "nginx")
+	bin := itest.Tool(t, "nginx")
 	dir := t.TempDir()
 	port := itest.FreePort(t)
 	site := contribConfig(t, "nginx/modelstore-cache.conf",
@@ -178,7 +96,7 @@ http {
 	if out, err := exec.Command(bin, "-t", "-p", dir, "-c", filepath.Join(dir, "nginx.conf")).CombinedOutput(); err != nil {
 		t.Fatalf("nginx -t: %v\n%s", err, out)
 	}
-	n.daemon = startDaemon(t, "nginx", fmt.Sprintf("127.0.0.1:%d", port),
+	n.Daemon = itest.StartDaemon(t, "nginx", fmt.Sprintf("127.0.0.1:%d", port),
 		bin, "-p", dir, "-c", filepath.Join(dir, "nginx.conf"), "-g", "daemon off;")
 	return n
 }
@@ -346,7 +264,7 @@ func TestReverseProxyManyNodes(t *testing.T) {
 
 // squidProxy is contrib/squid/modelstore-squid.conf running on loopback.
 type squidProxy struct {
-	*daemon
+	*itest.Daemon
 	url       string
 	accessLog string
 }
@@ -356,7 +274,7 @@ type squidProxy struct {
 // a hosts file of its own).
 func startSquid(t *testing.T, host string) *squidProxy {
 	t.Helper()
-	bin := proxyTool(t, "squid")
+	bin := itest.Tool(t, "squid")
 	// Squid drops root for its own user, which must reach its files:
 	// a directory of its own, not below the test's private temp dirs.
 	dir, err := os.MkdirTemp("", "modelstorefs-squid-")
@@ -404,7 +322,7 @@ hosts_file %[2]s
 		t.Fatalf("squid -z: %v\n%s", err, out)
 	}
 	s := &squidProxy{url: fmt.Sprintf("http://127.0.0.1:%d", port), accessLog: filepath.Join(dir, "access.log")}
-	s.daemon = startDaemon(t, "squid", fmt.Sprintf("127.0.0.1:%d", port), bin, "-N", "-f", confPath)
+	s.Daemon = itest.StartDaemon(t, "squid", fmt.Sprintf("127.0.0.1:%d", port), bin, "-N", "-f", confPath)
 	t.Cleanup(func() {
 		if t.Failed() {
 			if b, err := os.ReadFile(filepath.Join(dir, "cache.log")); err == nil {

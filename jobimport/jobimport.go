@@ -55,7 +55,9 @@ func Import(ctx context.Context, cat *cache.Catalog, st *cache.Store, model stri
 	if fi, err := os.Stat(opt.JobsDir); err != nil || !fi.IsDir() {
 		return nil, fmt.Errorf("jobs directory %s: not a directory (%v)", opt.JobsDir, err)
 	}
-	m, err := cat.Model(ctx, st, model)
+	// Sized: the verdict settled by every file's size (an empty weights
+	// file), as the mount's status.pickle follows it.
+	m, err := cat.Sized(ctx, st, model)
 	if err != nil {
 		return nil, err
 	}
@@ -88,7 +90,7 @@ func Import(ctx context.Context, cat *cache.Catalog, st *cache.Store, model stri
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		return nil, err
 	}
-	written, err := writeFiles(ctx, cat.Content(), m, tmp, opt.Progress)
+	written, err := writeFiles(ctx, cat, m, tmp, opt.Progress)
 	if err != nil {
 		return nil, err
 	}
@@ -104,7 +106,7 @@ func Import(ctx context.Context, cat *cache.Catalog, st *cache.Store, model stri
 // (commit writes it, with the job's id): the store's files through the
 // content cache, reporting progress, the in-memory ones and the symlinks.
 // It returns the bytes of the store's files written.
-func writeFiles(ctx context.Context, content cache.Content, m *cache.Model, dir string, report func(done, total int64)) (int64, error) {
+func writeFiles(ctx context.Context, cat *cache.Catalog, m *cache.Model, dir string, report func(done, total int64)) (int64, error) {
 	var total, done int64
 	for _, f := range m.Files {
 		if f.Kind == cache.KindRemote {
@@ -131,7 +133,7 @@ func writeFiles(ctx context.Context, content cache.Content, m *cache.Model, dir 
 			err = writeFile(path, f.Data)
 		default:
 			ref := cache.Ref{Store: m.Store, Model: m.Name, Name: f.Remote, Meta: f.Meta}
-			err = copyRemote(ctx, content, ref, path, progress)
+			err = copyRemote(ctx, cat, ref, path, progress)
 		}
 		if err != nil {
 			return done, fmt.Errorf("%s: %w", f.Name, err)
@@ -250,8 +252,8 @@ func writeFile(path string, data []byte) error {
 }
 
 // copyRemote copies a remote file through the content cache into path.
-func copyRemote(ctx context.Context, content cache.Content, ref cache.Ref, path string, progress func(int64)) error {
-	h, err := content.Open(ctx, ref)
+func copyRemote(ctx context.Context, cat *cache.Catalog, ref cache.Ref, path string, progress func(int64)) error {
+	h, _, err := cat.Open(ctx, ref)
 	if err != nil {
 		return err
 	}

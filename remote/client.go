@@ -116,6 +116,36 @@ type Store struct {
 	oneSlots chan struct{}
 
 	outcomes outcomes // by method and status class, for metrics
+
+	// Pushback: answers 429 or 503 seen, and the latest Retry-After
+	// (Unix nanoseconds), for callers that pace their own requests.
+	pushbacks  atomic.Int64
+	retryAfter atomic.Int64
+}
+
+// Pushback returns how many 429 and 503 answers the store gave, and until
+// when its latest Retry-After asked to wait (zero when it gave none).
+func (s *Store) Pushback() (int64, time.Time) {
+	var until time.Time
+	if ns := s.retryAfter.Load(); ns > 0 {
+		until = time.Unix(0, ns)
+	}
+	return s.pushbacks.Load(), until
+}
+
+// notePushback records a 429 or 503 and its Retry-After.
+func (s *Store) notePushback(after time.Duration) {
+	s.pushbacks.Add(1)
+	if after <= 0 {
+		return
+	}
+	until := time.Now().Add(after).UnixNano()
+	for {
+		cur := s.retryAfter.Load()
+		if cur >= until || s.retryAfter.CompareAndSwap(cur, until) {
+			return
+		}
+	}
 }
 
 // oneShotParallel bounds the requests in flight to a server that closes
@@ -148,6 +178,10 @@ type Meta struct {
 	Size         int64  // -1 when the server did not say
 	ETag         string // as sent, quotes included
 	LastModified string // as sent (HTTP date)
+	// Hint: Size comes from a listing that gives no validator (nginx's
+	// HTML listing): it tells the size to show, not which version to
+	// read; a HEAD must tell that first.
+	Hint bool `json:",omitempty"`
 }
 
 // ModTime parses LastModified; zero when absent or malformed.
@@ -348,7 +382,11 @@ func (s *Store) once(ctx context.Context, r request) (*http.Response, error) {
 	resp.Body.Close()
 	cancel()
 	se := &StatusError{Method: r.method, URL: r.url, Code: resp.StatusCode}
-	if after := parseRetryAfter(resp.Header.Get("Retry-After")); after > 0 {
+	after := parseRetryAfter(resp.Header.Get("Retry-After"))
+	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
+		s.notePushback(after)
+	}
+	if after > 0 {
 		return nil, &retryAfterError{StatusError: se, after: after}
 	}
 	return nil, se

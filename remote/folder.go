@@ -20,8 +20,8 @@ import (
 // FolderFile is one file of a model folder as a listing or master.json
 // tells it. Meta.Size is -1 where the listing gives no size or only an
 // approximate one ("1.2K"); LastModified is set only where it is the
-// server's own Last-Modified (nginx's JSON listing, master.json of
-// modelstorefs serve), ETag only from master.json of modelstorefs serve.
+// server's own Last-Modified (nginx's JSON listing, modelstorefs serve),
+// ETag only from modelstorefs serve. A size without either is a Hint.
 type FolderFile struct {
 	Name string
 	Meta Meta
@@ -143,7 +143,8 @@ func ParseFolder(body []byte, ctype string, base *url.URL) (Folder, error) {
 				return fmt.Errorf("listing has over %d names: %w", maxListingNames, ErrTooLarge)
 			}
 			seen[name] = true
-			f = append(f, FolderFile{Name: name, Meta: Meta{Size: tailSize(tail)}})
+			size := tailSize(tail)
+			f = append(f, FolderFile{Name: name, Meta: Meta{Size: size, Hint: size >= 0}})
 			return nil
 		})
 		if err != nil {
@@ -229,6 +230,7 @@ func parseJSONListing(body []byte) ([]jsonEntry, error) {
 		if t, err := time.Parse(http.TimeFormat, r.MTime); err == nil && t.Format(http.TimeFormat) == r.MTime {
 			e.meta.LastModified = r.MTime
 		}
+		e.meta.Hint = e.meta.Size >= 0 && e.meta.ETag == "" && e.meta.LastModified == ""
 		out = append(out, e)
 	}
 	return out, nil

@@ -21,11 +21,15 @@ import (
 
 const longFile = "a-very-long-file-name-that-exceeds-fifty-characters-for-sure.caffemodel"
 
-// folderString renders a Folder as "name=size[/last-modified][/etag]".
+// folderString renders a Folder as "name=size[~][/last-modified][/etag]",
+// "~" for a Hint.
 func folderString(f Folder) string {
 	var parts []string
 	for _, ff := range f {
 		s := fmt.Sprintf("%s=%d", ff.Name, ff.Meta.Size)
+		if ff.Meta.Hint {
+			s += "~"
+		}
 		if ff.Meta.LastModified != "" {
 			s += "/" + ff.Meta.LastModified
 		}
@@ -45,10 +49,10 @@ func TestParseFolderCaptured(t *testing.T) {
 		// Exact sizes after the date; the long name's text is cut, its
 		// href whole; "sub/" is a directory, left out.
 		{"nginx-autoindex-folder.html", "text/html", "http://127.0.0.1:18944/lenet/",
-			"a file & <b>.txt=3 " + longFile + "=3000 empty.txt=0 info.json=12 labels.txt=3 snapshot_iter_28140.caffemodel=1234567"},
+			"a file & <b>.txt=3~ " + longFile + "=3000~ empty.txt=0~ info.json=12~ labels.txt=3~ snapshot_iter_28140.caffemodel=1234567~"},
 		// "1M" is no size; below 10000 bytes nginx still writes them all.
 		{"nginx-autoindex-folder-approx.html", "text/html", "http://127.0.0.1:18944/approx/lenet/",
-			"a file & <b>.txt=3 " + longFile + "=3000 empty.txt=0 info.json=12 labels.txt=3 snapshot_iter_28140.caffemodel=-1"},
+			"a file & <b>.txt=3~ " + longFile + "=3000~ empty.txt=0~ info.json=12~ labels.txt=3~ snapshot_iter_28140.caffemodel=-1"},
 		// The JSON listing's mtime is nginx's Last-Modified, to the byte.
 		{"nginx-autoindex-folder.json", "application/json", "http://127.0.0.1:18944/json/lenet/",
 			"a file & <b>.txt=3" + lm + " " + longFile + "=3000" + lm + " empty.txt=0" + lm + " info.json=12" + lm +
@@ -61,9 +65,9 @@ func TestParseFolderCaptured(t *testing.T) {
 			"a file & <b>.txt=3" + lm + " " + longFile + "=3000" + lm + " empty.txt=0" + lm + " info.json=12" + lm +
 				" labels.txt=3" + lm + " snapshot_iter_28140.caffemodel=1234567" + lm},
 		// The store's root listing has no files but master.json.bak (2 bytes).
-		{"nginx-autoindex-root.html", "text/html", "http://127.0.0.1:18933/", "master.json.bak=2"},
-		{"apache-fancy-htmltable.html", "text/html", "http://127.0.0.1:18932/store/", "master.json.bak=2"},
-		{"apache-fancy-pre.html", "text/html", "http://127.0.0.1:18932/pre/", "master.json.bak=2"},
+		{"nginx-autoindex-root.html", "text/html", "http://127.0.0.1:18933/", "master.json.bak=2~"},
+		{"apache-fancy-htmltable.html", "text/html", "http://127.0.0.1:18932/store/", "master.json.bak=2~"},
+		{"apache-fancy-pre.html", "text/html", "http://127.0.0.1:18932/pre/", "master.json.bak=2~"},
 		{"apache-plain.html", "text/html", "http://127.0.0.1:18932/plain/", "master.json.bak=-1"},
 	}
 	for _, tc := range tests {
@@ -91,19 +95,19 @@ func TestParseFolderSynthetic(t *testing.T) {
 		{"apache table sizes", "text/html",
 			`<tr><td><a href="a.bin">a.bin</a></td><td align="right">2026-11-25 19:25  </td><td align="right">512 </td><td>&nbsp;</td></tr>` +
 				`<tr><td><a href="b.bin">b.bin</a></td><td align="right">2026-11-25 19:25  </td><td align="right">1.2K</td><td>&nbsp;</td></tr>`,
-			"a.bin=512 b.bin=-1"},
+			"a.bin=512~ b.bin=-1"},
 		{"a number that is not after a time is no size", "text/html", `<a href="a.bin">a.bin</a> 512<br><a href="b">b</a> 25-Nov-2026 7`, "a.bin=-1 b=-1"},
-		{"seconds in the time", "text/html", `<a href="a">a</a> 2026-11-25 19:25:07 42`, "a=42"},
+		{"seconds in the time", "text/html", `<a href="a">a</a> 2026-11-25 19:25:07 42`, "a=42~"},
 		{"size is per line", "text/html", "<a href=\"a\">a</a>\n19:25 42 <a href=\"b\">b</a>", "a=-1 b=-1"},
-		{"duplicates keep the first", "text/html", `<a href="a">a</a> 1-1-1 10:10 5` + "\n" + `<a href="./a">a</a> 1-1-1 10:10 6`, "a=5"},
+		{"duplicates keep the first", "text/html", `<a href="a">a</a> 1-1-1 10:10 5` + "\n" + `<a href="./a">a</a> 1-1-1 10:10 6`, "a=5~"},
 		{"no files, only parent and dirs", "text/html", `<a href="../">..</a><a href="sub/">sub/</a>`, ""},
 		{"JSON, Caddy's form", "application/json",
-			`[{"name":"w.bin","size":7,"mod_time":"2026-12-06T01:01:57Z","is_dir":false},{"name":"d/","size":0,"is_dir":true}]`, "w.bin=7"},
+			`[{"name":"w.bin","size":7,"mod_time":"2026-12-06T01:01:57Z","is_dir":false},{"name":"d/","size":0,"is_dir":true}]`, "w.bin=7~"},
 		{"JSON, modelstorefs serve's ETag", "application/json",
 			`[{"name":"w.bin","type":"file","size":7,"mtime":"Sun, 06 Dec 2026 01:01:57 GMT","etag":"\"e1\""}]`,
 			`w.bin=7/Sun, 06 Dec 2026 01:01:57 GMT/"e1"`},
 		{"JSON mtime that is no HTTP date is not a validator", "application/json",
-			`[{"name":"w","type":"file","size":7,"mtime":"Sunday, 06-Dec-26 01:01:57 GMT"}]`, "w=7"},
+			`[{"name":"w","type":"file","size":7,"mtime":"Sunday, 06-Dec-26 01:01:57 GMT"}]`, "w=7~"},
 		{"JSON without size, unsafe names skipped", "application/json",
 			`[{"name":"w","type":"file"},{"name":"..","type":"file"},{"name":"a/b","type":"file"},{"name":"","type":"file"}]`, "w=-1"},
 	}
@@ -155,8 +159,8 @@ func TestListFolder(t *testing.T) {
 		model, want string
 		err         error
 	}{
-		{"a b", "info.json=3", nil},
-		{"html", "info.json=3", nil},
+		{"a b", "info.json=3~", nil},
+		{"html", "info.json=3~", nil},
 		{"missing", "", ErrNoListing},
 		{"forbidden", "", ErrNoListing},
 		{"notalisting", "", ErrNoListing},

@@ -63,6 +63,7 @@ type Request struct {
 	IfModifiedSince string
 	Range           string
 	Status          int
+	Arrived         time.Time
 }
 
 // Server is an in-memory model store. Its methods are safe for concurrent
@@ -328,6 +329,18 @@ func (s *Server) Count(method, path string) int {
 	return n
 }
 
+// CountMethod returns how many requests of a method were made, for any
+// path.
+func (s *Server) CountMethod(method string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, c := range s.counts {
+		n += c[method]
+	}
+	return n
+}
+
 // Total returns how many requests were made, for any path.
 func (s *Server) Total() int {
 	s.mu.Lock()
@@ -428,6 +441,7 @@ func (s *Server) serve(rw http.ResponseWriter, r *http.Request) {
 	}
 	s.counts[path][r.Method]++
 	s.mu.Unlock()
+	arrived := time.Now()
 	defer func() {
 		status := w.status
 		if status == 0 {
@@ -441,6 +455,7 @@ func (s *Server) serve(rw http.ResponseWriter, r *http.Request) {
 			IfModifiedSince: sentIfModifiedSince,
 			Range:           sentRange,
 			Status:          status,
+			Arrived:         arrived,
 		})
 		s.mu.Unlock()
 	}()

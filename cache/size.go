@@ -1,0 +1,111 @@
+package cache
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"go.uber.org/zap"
+
+	"github.com/modelstorefs/modelstorefs/digits"
+	"github.com/modelstorefs/modelstorefs/remote"
+)
+
+// Listing a store and rendering models.tsv need info.json, aux.json and
+// whether each file is there, not its size: a model resolves without a
+// request per file where a listing says what its folder holds. Sizes a
+// listing does not give (python's http.server names files only) are asked
+// for when someone needs them: Sized, when a file of the folder is looked
+// up, HEADs every file of unknown size at once and judges the model again
+// (an empty weights file is settled then). Bytes are served only for a
+// version known by its validators: Open confirms a version known only by
+// a listing's size with a HEAD first.
+
+// Sized returns the model with the size of every store file known, asking
+// the store about those its listing gave none for.
+func (c *Catalog) Sized(ctx context.Context, st *Store, name string) (*Model, error) {
+	m, err := c.Model(ctx, st, name)
+	if err != nil || m.Sized() {
+		return m, err
+	}
+	return c.models.Refine(ctx, modelKey{st.idx, name}, m, func(ctx context.Context, m *Model) (*Model, error) {
+		return c.sizeModel(ctx, m)
+	})
+}
+
+// sizeModel HEADs the files of m whose size is unknown and assembles the
+// model again with their answers.
+func (c *Catalog) sizeModel(ctx context.Context, m *Model) (*Model, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.ModelTimeout)
+	defer cancel()
+	old := m.unsized
+	if old == nil {
+		return c.sizeKept(ctx, m)
+	}
+	r := &resolution{in: old.in, infoFile: old.infoFile, auxFile: old.auxFile,
+		metas: make(map[string]remote.Meta, len(old.metas))}
+	for k, v := range old.metas {
+		r.metas[k] = v
+	}
+	r.in.Files = make(map[string]digits.Answer, len(old.in.Files))
+	var ask []string
+	for rn, a := range old.in.Files {
+		r.in.Files[rn] = a
+		if a.Found && a.Err == nil && old.metas[rn].Size < 0 {
+			ask = append(ask, rn)
+		}
+	}
+	prev, _ := c.models.Last(modelKey{m.Store.idx, m.Name})
+	if err := c.statEach(ctx, m.Store, m.Name, ask, prev, r.metas, r.in.Files); err != nil {
+		c.log.Warn("model file sizes failed", zap.String("store", m.Store.Name), zap.String("model", m.Name), zap.Error(err))
+		return nil, fmt.Errorf("%s/%s: sizes: %w", m.Store.Name, m.Name, err)
+	}
+	sized := c.assemble(m.Store, m.Name, r)
+	sized.Fetched = m.Fetched
+	if sized.Importable != m.Importable {
+		c.log.Info("model verdict settled by its file sizes", zap.String("store", m.Store.Name), zap.String("model", m.Name),
+			zap.Bool("importable", sized.Importable), zap.Strings("problems", sized.Problems))
+	}
+	return sized, nil
+}
+
+// sizeKept sizes a model kept on disk from an earlier run, whose answers
+// are not kept: its files get their sizes, its verdict stays.
+func (c *Catalog) sizeKept(ctx context.Context, m *Model) (*Model, error) {
+	sized := *m
+	sized.Files = slices.Clone(m.Files)
+	for i := range sized.Files {
+		f := &sized.Files[i]
+		if f.Kind != KindRemote || f.Meta.Size >= 0 {
+			continue
+		}
+		meta, err := c.statFile(ctx, m.Store, m.Name, f.Remote, nil)
+		if err != nil {
+			return nil, fmt.Errorf("%s/%s: size of %s: %w", m.Store.Name, m.Name, f.Remote, err)
+		}
+		f.Meta, f.ModTime = meta, meta.ModTime()
+	}
+	return &sized, nil
+}
+
+// Open opens a store file for reading. A version known only by what a
+// listing said (a size without validators: nginx's HTML listing; or no
+// size) is confirmed with a HEAD first, so that the content cache keys and
+// checks it by the validators the server sends: a file that changed since
+// the listing is refused (and its model dropped) before any byte of it is
+// served. It returns the Ref opened, with the version it was opened as.
+func (c *Catalog) Open(ctx context.Context, ref Ref) (Handle, Ref, error) {
+	if ref.Meta.Hint || ref.Meta.Size < 0 {
+		meta, err := ref.Store.Remote.Stat(ctx, nil, ref.Model, ref.Name)
+		if err != nil {
+			return nil, ref, err
+		}
+		if ref.Meta.Size >= 0 && meta.Size != ref.Meta.Size {
+			c.fileChanged(ref)
+			return nil, ref, fmt.Errorf("%s: %w (the listing said %d bytes, the store now has %d)", ref.URL(), remote.ErrChanged, ref.Meta.Size, meta.Size)
+		}
+		ref.Meta = meta
+	}
+	h, err := c.content.Open(ctx, ref)
+	return h, ref, err
+}
