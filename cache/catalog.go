@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -93,6 +94,8 @@ type Catalog struct {
 	refreshed map[int]time.Time // key -1 is the whole mount
 	ids       jobIDs            // job id suffixes of the known listings
 
+	onDrop atomic.Value // func(*Store, string), see OnModelDropped
+
 	inodeKeyOnce sync.Once
 	inodeKey     []byte
 }
@@ -104,7 +107,7 @@ func NewCatalog(stores []*Store, content Content, cfg Config) *Catalog {
 	c := &Catalog{
 		cfg:       cfg,
 		log:       cfg.Logger,
-		meta:      &metaStore{dir: cfg.MetaDir, log: cfg.Logger, maxBytes: defaultMetaBytes, used: -1},
+		meta:      newMetaStore(cfg.MetaDir, cfg.Logger),
 		stores:    stores,
 		content:   content,
 		owner:     newOwner(),
@@ -117,11 +120,7 @@ func NewCatalog(stores []*Store, content Content, cfg Config) *Catalog {
 		Fetch: func(ctx context.Context, i int, prev *StoreListing, ok bool) (*StoreListing, error) {
 			return c.fetchListing(ctx, c.stores[i], ok)
 		},
-		Stale: func(last *StoreListing, err error) *StoreListing {
-			stale := *last
-			stale.Stale = err
-			return &stale
-		},
+		Stale: staleListing,
 		Load: func(i int) (*StoreListing, bool) {
 			l := c.meta.loadListing(c.stores[i])
 			return l, l != nil
@@ -139,8 +138,14 @@ func NewCatalog(stores []*Store, content Content, cfg Config) *Catalog {
 		// then aux.json is asked for again.
 		Fresh: func(m *Model) bool { return !m.AuxUnknown || time.Since(m.Fetched) < cfg.NegativeTTL },
 		Load: func(k modelKey) (*Model, bool) {
-			m := c.meta.loadModel(c.stores[k.store], k.name)
-			return m, m != nil
+			st := c.stores[k.store]
+			r, fetched, ok := c.meta.loadModel(st, k.name)
+			if !ok {
+				return nil, false
+			}
+			m := c.assemble(st, k.name, r, nil)
+			m.Fetched = fetched
+			return m, true
 		},
 		Kept: c.keptModel,
 	})
@@ -163,8 +168,12 @@ func (c *Catalog) Stores() []*Store { return c.stores }
 // Content returns the file body cache.
 func (c *Catalog) Content() Content { return c.content }
 
-// Close stops all fetches and waits for them.
-func (c *Catalog) Close() { c.owner.close() }
+// Close stops all fetches and waits for them, then writes what is still
+// to be kept on disk.
+func (c *Catalog) Close() {
+	c.owner.close()
+	c.meta.close()
+}
 
 // Listing returns the store's model list, fetching it when not fresh. A
 // failed fetch falls back to the last good listing (with Stale set).
@@ -206,7 +215,6 @@ func (c *Catalog) fetchListing(ctx context.Context, st *Store, hasLast bool) (*S
 	for _, m := range rl.Models {
 		if reserved[m] {
 			rl.Rejected = append(rl.Rejected, fmt.Sprintf("%q: name is used by modelstorefs itself", m))
-			delete(l.Folders, m)
 			continue
 		}
 		l.Models = append(l.Models, m)
@@ -223,6 +231,18 @@ func (c *Catalog) fetchListing(ctx context.Context, st *Store, hasLast bool) (*S
 	c.log.Info("listed store", zap.String("store", st.Name), zap.String("source", rl.Source),
 		zap.Int("models", len(l.Models)), zap.Duration("took", time.Since(start)))
 	return l, nil
+}
+
+// staleListing is last marked stale by err: one copy while neither
+// changes, so that what is made once per listing (a store directory's
+// entries) is not made again at every lookup while the store fails.
+func staleListing(last *StoreListing, err error) *StoreListing {
+	if s := last.stale.Load(); s != nil && s.Stale == err {
+		return s
+	}
+	s := &StoreListing{Msg: last.Msg, Models: last.Models, Folders: last.Folders, Fetched: last.Fetched, Stale: err}
+	last.stale.Store(s)
+	return s
 }
 
 // keptListing follows a fetched listing: the last good models it no
@@ -258,7 +278,10 @@ func (c *Catalog) startPrefetch(st *Store, l *StoreListing) {
 	go func() {
 		defer c.wg.Done()
 		var wg sync.WaitGroup
-		defer wg.Wait()
+		defer func() {
+			wg.Wait()
+			c.meta.flush() // the models resolved, kept at once
+		}()
 		for _, name := range l.Models {
 			if _, ok := c.CachedModel(st, name); ok {
 				continue
@@ -303,7 +326,8 @@ func (c *Catalog) fetchModel(ctx context.Context, st *Store, name string, prev *
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.ModelTimeout)
 	defer cancel()
-	m, err := c.resolveModel(ctx, st, name, prev, l.Folders[name])
+	known, _ := l.Folders.Folder(name)
+	m, err := c.resolveModel(ctx, st, name, prev, known)
 	if err != nil {
 		if !c.stopping() {
 			c.log.Error("model metadata failed", zap.String("store", st.Name), zap.String("model", name), zap.Error(err))
@@ -325,7 +349,8 @@ func (c *Catalog) keptModel(k modelKey, m, prev *Model, hadPrev, current bool) {
 }
 
 // Models resolves every model of the store (in parallel, paced as the
-// background resolves are) and returns those that resolved, sorted by
+// background resolves are: a model already being resolved is waited for
+// without a slot of its own) and returns those that resolved, sorted by
 // name.
 func (c *Catalog) Models(ctx context.Context, st *Store) ([]*Model, error) {
 	l, err := c.Listing(ctx, st)
@@ -339,14 +364,19 @@ func (c *Catalog) Models(ctx context.Context, st *Store) ([]*Model, error) {
 			out[i] = m
 			continue
 		}
-		if err := st.pace.acquire(ctx); err != nil {
-			wg.Wait()
-			return nil, err
+		paced := !c.models.Running(modelKey{st.idx, name})
+		if paced {
+			if err := st.pace.acquire(ctx); err != nil {
+				wg.Wait()
+				return nil, err
+			}
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer st.pace.release()
+			if paced {
+				defer st.pace.release()
+			}
 			if m, err := c.Model(ctx, st, name); err == nil {
 				out[i] = m
 			}
@@ -415,13 +445,21 @@ func (c *Catalog) fileChanged(ref Ref) {
 	c.log.Warn("file changed on the server; dropping its model's metadata",
 		zap.String("store", ref.Store.Name), zap.String("model", ref.Model), zap.String("file", ref.Name))
 	c.models.Forget(modelKey{ref.Store.idx, ref.Model})
+	if fn, _ := c.onDrop.Load().(func(*Store, string)); fn != nil {
+		fn(ref.Store, ref.Model)
+	}
 }
+
+// OnModelDropped registers fn, told of every model whose metadata was
+// dropped because one of its files changed on the store (the filesystem
+// has the kernel forget that folder's entries). It must not block.
+func (c *Catalog) OnModelDropped(fn func(st *Store, model string)) { c.onDrop.Store(fn) }
 
 // sameModel reports whether two resolutions of a model show the same folder.
 func sameModel(a, b *Model) bool {
 	return a.Importable == b.Importable && slices.Equal(a.Problems, b.Problems) &&
 		slices.EqualFunc(a.Files, b.Files, func(x, y File) bool {
 			return x.Name == y.Name && x.Kind == y.Kind && x.Target == y.Target && x.Remote == y.Remote &&
-				x.Meta == y.Meta && x.ModTime.Equal(y.ModTime) && bytes.Equal(x.Data, y.Data)
+				x.Meta == y.Meta && x.ModTime.Equal(y.ModTime) && bytes.Equal(x.Bytes(), y.Bytes())
 		})
 }

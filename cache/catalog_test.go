@@ -4,15 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"go.uber.org/zap"
 
 	"github.com/modelstorefs/modelstorefs/remote/remotetest"
 
@@ -491,29 +487,5 @@ func TestCloseStopsStuckPrefetch(t *testing.T) {
 	case <-done:
 	case <-time.After(3 * time.Second):
 		t.Fatal("Close did not stop a prefetch stuck on a silent server")
-	}
-}
-
-// TestMetaStoreBounded: kept metadata stops growing at its bound (disk
-// blocks counted), while files already kept may still be rewritten.
-func TestMetaStoreBounded(t *testing.T) {
-	dir := t.TempDir()
-	p := &metaStore{dir: dir, log: zap.NewNop(), maxBytes: 10 * 4096, used: -1}
-	for i := range 20 {
-		p.write(filepath.Join(dir, fmt.Sprintf("m%d.json", i)), map[string]int{"i": i})
-	}
-	entries, _ := os.ReadDir(dir)
-	if len(entries) != 10 {
-		t.Errorf("%d files kept, want 10 (the bound)", len(entries))
-	}
-	p.write(filepath.Join(dir, "m0.json"), map[string]int{"i": 100})
-	if data, _ := os.ReadFile(filepath.Join(dir, "m0.json")); !strings.Contains(string(data), "100") {
-		t.Errorf("a kept file was not rewritten at the bound: %s", data)
-	}
-	// A new metaStore on the same dir counts what is there.
-	q := &metaStore{dir: dir, log: zap.NewNop(), maxBytes: 10 * 4096, used: -1}
-	q.write(filepath.Join(dir, "new.json"), 1)
-	if _, err := os.Stat(filepath.Join(dir, "new.json")); err == nil {
-		t.Error("a second metaStore wrote past the bound")
 	}
 }

@@ -40,13 +40,14 @@ func (s *Store) Counters() StoreCounters {
 type StoreListing struct {
 	Msg    string
 	Models []string // sorted
-	// Folders are what master.json says each model folder holds (by
-	// model; nil when it says nothing).
-	Folders map[string]remote.Folder
+	// Folders are what master.json says each model folder holds (nil when
+	// it says nothing).
+	Folders *remote.Folders
 	Fetched time.Time
 	// Stale is set when this is the last good listing served because a
 	// newer fetch failed.
 	Stale error
+	stale atomic.Pointer[StoreListing] // its stale copy, kept by staleListing
 }
 
 // Has reports whether the listing names a model (binary search).
@@ -71,17 +72,38 @@ const (
 type File struct {
 	Name    string
 	Kind    FileKind
-	Data    []byte      // KindData
+	Data    []byte      // KindData (see Bytes)
 	Target  string      // KindSymlink: relative target
 	Remote  string      // KindRemote: file name below the model folder on the store
 	Meta    remote.Meta // KindRemote: size and validators; KindData: Size = len(Data)
 	ModTime time.Time
+
+	// gen makes the bytes of a KindData file that are not kept
+	// (status.pickle, made again when read: a store may have a hundred
+	// thousand); size is their length.
+	gen  func() []byte
+	size int64
 }
+
+// Bytes returns a KindData file's bytes.
+func (f *File) Bytes() []byte {
+	if f.gen != nil {
+		return f.gen()
+	}
+	return f.Data
+}
+
+// Generated reports whether a KindData file's bytes are made when asked
+// for (Bytes), not held.
+func (f *File) Generated() bool { return f.gen != nil }
 
 // Size is the file's length in bytes.
 func (f *File) Size() int64 {
 	switch f.Kind {
 	case KindData:
+		if f.gen != nil {
+			return f.size
+		}
 		return int64(len(f.Data))
 	case KindSymlink:
 		return int64(len(f.Target))
@@ -106,24 +128,15 @@ type Model struct {
 	// NegativeTTL.
 	AuxUnknown bool
 	Fetched    time.Time
-	// unsized is kept while some file's size is unknown (its listing gave
-	// none): the answers to judge the model again with the sizes.
-	unsized *resolution
+	// res is what the store answered, the model is assembled from: kept
+	// on disk, and judged again once sizes the listing did not give are
+	// known.
+	res *answers
 }
 
 // Sized reports whether every store file of the folder has its size, so
 // that the verdict is settled (an empty required file blocks the import).
-func (m *Model) Sized() bool {
-	if m.unsized != nil {
-		return false
-	}
-	for i := range m.Files {
-		if m.Files[i].Kind == KindRemote && m.Files[i].Meta.Size < 0 {
-			return false // kept on disk before its sizes were known
-		}
-	}
-	return true
-}
+func (m *Model) Sized() bool { return m.res == nil || !m.res.unsized() }
 
 // NeedsSizes reports whether the entry called name, or its absence, may
 // change once the sizes of the folder's files are known: a file of

@@ -55,8 +55,12 @@ func checkServed(t *testing.T, srv *remotetest.Server, m *Model, etags bool) {
 					t.Errorf("%s is not byte-exact", f.Name)
 				}
 			}
-			if f.Size() != int64(len(f.Data)) || len(f.Data) == 0 {
-				t.Errorf("%s: size %d, %d bytes of data", f.Name, f.Size(), len(f.Data))
+			if b := f.Bytes(); f.Size() != int64(len(b)) || len(b) == 0 {
+				t.Errorf("%s: size %d, %d bytes of data", f.Name, f.Size(), len(b))
+			}
+			// status.pickle is made again when read, the same each time.
+			if f.Generated() != (f.Name == digits.StatusFile) || !bytes.Equal(f.Bytes(), f.Bytes()) {
+				t.Errorf("%s: generated %v", f.Name, f.Generated())
 			}
 		case KindSymlink:
 			target, ok := m.File(f.Target)
@@ -126,8 +130,8 @@ func TestModelLenet(t *testing.T) {
 				t.Errorf("snapshot_iter_28140.caffemodel: kind %v target %q", link.Kind, link.Target)
 			}
 			pickle, _ := m.File(digits.StatusFile)
-			if pickle.Kind != KindData || len(pickle.Data) < 2 || pickle.Data[0] != 0x80 {
-				t.Errorf("status.pickle: kind %v, %d bytes", pickle.Kind, len(pickle.Data))
+			if pickle.Kind != KindData || len(pickle.Bytes()) < 2 || pickle.Bytes()[0] != 0x80 {
+				t.Errorf("status.pickle: kind %v, %d bytes", pickle.Kind, len(pickle.Bytes()))
 			}
 			// Synthesized files carry the info.json "creation time".
 			if want := time.Date(2017, 1, 24, 10, 10, 10, 123456000, time.UTC); !pickle.ModTime.Equal(want) {

@@ -4,7 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"io/fs"
+	"errors"
 	"os"
 	"path/filepath"
 	"sync"
@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/modelstorefs/modelstorefs/digits"
+	"github.com/modelstorefs/modelstorefs/remote"
 )
 
 // metaStore keeps the last good listing and model metadata of every store
@@ -21,56 +22,25 @@ import (
 // content cache, and so that a restart revalidates with conditional
 // requests instead of fetching everything again.
 //
-// Its bytes are bounded (maxBytes, counted in disk blocks): a store of a
-// hundred thousand entries must not fill the disk with small files. Past
-// the bound, new models are simply not kept; they are fetched again after
-// a restart.
+// A store's listing is one file; its models are one append-only log
+// (modelLog), written in batches: a store of a hundred thousand models is
+// one file, not a hundred thousand, and resolving it costs no syscall per
+// model. What is kept of a model is what the store answered (a
+// resolution): the folder is assembled from it again, as after a fetch.
 type metaStore struct {
 	dir      string // "" disables
 	log      *zap.Logger
-	maxBytes int64
+	maxBytes int64 // bound of one store's model log
 
-	mu     sync.Mutex
-	used   int64 // disk bytes under dir; -1 until counted
-	warned bool
+	mu   sync.Mutex
+	logs map[string]*modelLog // by store directory
 }
 
-// defaultMetaBytes bounds the kept metadata.
-const defaultMetaBytes = 64 << 20
+// defaultMetaBytes bounds the kept models of one store.
+const defaultMetaBytes = 256 << 20
 
-// diskBytes rounds a file size up to whole 4 KiB blocks, as it lands on disk.
-func diskBytes(n int64) int64 { return (n + 4095) &^ 4095 }
-
-// reserve accounts for replacing the file at path (old size, if any) by
-// one of n bytes; it reports whether that fits in the bound.
-func (p *metaStore) reserve(path string, n int64) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.used < 0 {
-		p.used = 0
-		_ = filepath.WalkDir(p.dir, func(_ string, d fs.DirEntry, err error) error {
-			if err == nil && !d.IsDir() {
-				if info, err := d.Info(); err == nil {
-					p.used += diskBytes(info.Size())
-				}
-			}
-			return nil
-		})
-	}
-	var old int64
-	if info, err := os.Stat(path); err == nil {
-		old = diskBytes(info.Size())
-	}
-	grow := diskBytes(n) - old
-	if grow > 0 && p.used+grow > p.maxBytes {
-		if !p.warned {
-			p.warned = true
-			p.log.Warn("kept metadata reached its bound: more models are not kept on disk", zap.String("dir", p.dir), zap.Int64("bytes", p.maxBytes))
-		}
-		return false
-	}
-	p.used += grow
-	return true
+func newMetaStore(dir string, log *zap.Logger) *metaStore {
+	return &metaStore{dir: dir, log: log, maxBytes: defaultMetaBytes, logs: map[string]*modelLog{}}
 }
 
 type savedListing struct {
@@ -78,15 +48,6 @@ type savedListing struct {
 	Msg     string    `json:"msg"`
 	Models  []string  `json:"models"`
 	Fetched time.Time `json:"fetched"`
-}
-
-type savedModel struct {
-	Name       string    `json:"name"`
-	Files      []File    `json:"files"`
-	Problems   []string  `json:"problems"`
-	Importable bool      `json:"importable"`
-	AuxUnknown bool      `json:"aux_unknown,omitempty"`
-	Fetched    time.Time `json:"fetched"`
 }
 
 func hashName(s string) string {
@@ -102,19 +63,23 @@ func (p *metaStore) listingPath(st *Store) string {
 	return filepath.Join(p.storeDir(st), "listing.json")
 }
 
-func (p *metaStore) modelPath(st *Store, name string) string {
-	return filepath.Join(p.storeDir(st), "models", hashName(name)+".json")
+// modelLog returns the store's model log, opening it on first use.
+func (p *metaStore) modelLog(st *Store) *modelLog {
+	dir := p.storeDir(st)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	l, ok := p.logs[dir]
+	if !ok {
+		l = &modelLog{path: filepath.Join(dir, "models.log"), maxBytes: p.maxBytes, log: p.log}
+		p.logs[dir] = l
+	}
+	return l
 }
 
-// write stores v at path atomically; failures only cost the fallback.
-func (p *metaStore) write(path string, v any) {
-	data, err := json.Marshal(v)
-	if err == nil && !p.reserve(path, int64(len(data))) {
-		return
-	}
-	if err == nil {
-		err = os.MkdirAll(filepath.Dir(path), 0o700)
-	}
+// writeFile stores data at path atomically; failures only cost the
+// fallback.
+func (p *metaStore) writeFile(path string, data []byte) {
+	err := os.MkdirAll(filepath.Dir(path), 0o700)
 	var tmp *os.File
 	if err == nil {
 		tmp, err = os.CreateTemp(filepath.Dir(path), ".tmp-*")
@@ -136,48 +101,152 @@ func (p *metaStore) write(path string, v any) {
 	}
 }
 
-func (p *metaStore) read(path string, v any) bool {
-	data, err := os.ReadFile(path)
-	return err == nil && json.Unmarshal(data, v) == nil
-}
-
 func (p *metaStore) saveListing(st *Store, l *StoreListing) {
 	if p.dir == "" {
 		return
 	}
-	p.write(p.listingPath(st), savedListing{URL: st.Remote.Base().String(), Msg: l.Msg, Models: l.Models, Fetched: l.Fetched})
+	data, err := json.Marshal(savedListing{URL: st.Remote.Base().String(), Msg: l.Msg, Models: l.Models, Fetched: l.Fetched})
+	if err == nil {
+		p.writeFile(p.listingPath(st), data)
+	}
+	// Models were kept one file each before: that layout is gone.
+	_ = os.RemoveAll(filepath.Join(p.storeDir(st), "models"))
 }
 
 func (p *metaStore) loadListing(st *Store) *StoreListing {
 	var s savedListing
-	if p.dir == "" || !p.read(p.listingPath(st), &s) || s.URL != st.Remote.Base().String() {
+	if p.dir == "" {
+		return nil
+	}
+	data, err := os.ReadFile(p.listingPath(st))
+	if err != nil || json.Unmarshal(data, &s) != nil || s.URL != st.Remote.Base().String() {
 		return nil
 	}
 	return &StoreListing{Msg: s.Msg, Models: s.Models, Fetched: s.Fetched}
 }
 
+// savedModel is what the store answered about a model, as kept on disk.
+type savedModel struct {
+	Fetched time.Time              `json:"fetched"`
+	Info    *savedFile             `json:"info,omitempty"` // nil: the store has none
+	Aux     *savedFile             `json:"aux,omitempty"`
+	AuxErr  string                 `json:"aux_err,omitempty"` // aux.json failed: its fields unknown
+	Files   map[string]savedAnswer `json:"files,omitempty"`   // by remote name; absent: not on the store
+}
+
+type savedFile struct {
+	Data []byte      `json:"data"`
+	Meta remote.Meta `json:"meta"`
+}
+
+type savedAnswer struct {
+	Meta *remote.Meta `json:"meta,omitempty"` // the store has it
+	Err  string       `json:"err,omitempty"`  // it refused it
+}
+
+// encodeModel is a model's line of the log.
+func encodeModel(m *Model) ([]byte, error) {
+	a := m.res
+	if a == nil {
+		return nil, errors.New("no answers")
+	}
+	s := savedModel{Fetched: m.Fetched, Files: make(map[string]savedAnswer, len(a.files))}
+	if a.infoFile != nil {
+		s.Info = &savedFile{Data: a.infoFile.Data, Meta: a.infoFile.Meta}
+	}
+	switch {
+	case a.aux.Err != nil:
+		s.AuxErr = a.aux.Err.Error()
+	case a.auxFile != nil:
+		s.Aux = &savedFile{Data: a.auxFile.Data, Meta: a.auxFile.Meta}
+	}
+	for _, f := range a.files {
+		switch {
+		case f.err != "":
+			s.Files[f.name] = savedAnswer{Err: f.err}
+		case f.found:
+			meta := f.meta
+			s.Files[f.name] = savedAnswer{Meta: &meta}
+		}
+	}
+	return json.Marshal(s)
+}
+
+// decodeModel rebuilds the resolution a line keeps.
+func decodeModel(data []byte) (*resolution, time.Time, bool) {
+	var s savedModel
+	if json.Unmarshal(data, &s) != nil {
+		return nil, time.Time{}, false
+	}
+	r := &resolution{metas: map[string]remote.Meta{}}
+	r.in.Files = make(map[string]digits.Answer, len(s.Files))
+	if s.Info != nil {
+		r.infoFile = keptFile(digits.InfoFile, s.Info)
+		r.in.Info = digits.Answer{Found: true, Data: s.Info.Data, Size: int64(len(s.Info.Data))}
+	}
+	switch {
+	case s.AuxErr != "":
+		r.in.Aux = digits.Answer{Err: errors.New(s.AuxErr)}
+	case s.Aux != nil:
+		r.auxFile = keptFile(digits.AuxFile, s.Aux)
+		r.in.Aux = digits.Answer{Found: true, Data: s.Aux.Data, Size: int64(len(s.Aux.Data))}
+	}
+	for rn, a := range s.Files {
+		switch {
+		case a.Err != "":
+			r.in.Files[rn] = digits.Answer{Err: errors.New(a.Err)}
+		case a.Meta != nil:
+			r.metas[rn] = *a.Meta
+			r.in.Files[rn] = digits.Answer{Found: true, Size: a.Meta.Size}
+		}
+	}
+	return r, s.Fetched, true
+}
+
+func keptFile(name string, f *savedFile) *File {
+	return &File{Name: name, Kind: KindData, Remote: name, Data: f.Data, Meta: f.Meta, ModTime: f.Meta.ModTime()}
+}
+
+// saveModel keeps a model (in the next batch of its store's log).
 func (p *metaStore) saveModel(st *Store, m *Model) {
 	if p.dir == "" {
 		return
 	}
-	p.write(p.modelPath(st, m.Name), savedModel{Name: m.Name, Files: m.Files, Problems: m.Problems, Importable: m.Importable, AuxUnknown: m.AuxUnknown, Fetched: m.Fetched})
+	p.modelLog(st).save(m.Name, func() ([]byte, error) { return encodeModel(m) })
 }
 
-// loadModel rebuilds a saved model; Info and Aux are parsed again from the
-// saved info.json and aux.json.
-func (p *metaStore) loadModel(st *Store, name string) *Model {
-	var s savedModel
-	if p.dir == "" || !p.read(p.modelPath(st, name), &s) || s.Name != name {
-		return nil
+// loadModel returns what was kept of a model, and when it was fetched.
+func (p *metaStore) loadModel(st *Store, name string) (*resolution, time.Time, bool) {
+	if p.dir == "" {
+		return nil, time.Time{}, false
 	}
-	m := &Model{Store: st, Name: name, Files: s.Files, Problems: s.Problems, Importable: s.Importable, AuxUnknown: s.AuxUnknown, Fetched: s.Fetched}
-	if f, ok := m.File(digits.InfoFile); ok && f.Kind == KindData {
-		m.Info, _ = digits.ParseInfo(f.Data)
+	data, ok := p.modelLog(st).load(name)
+	if !ok {
+		return nil, time.Time{}, false
 	}
-	if f, ok := m.File(digits.AuxFile); ok && f.Kind == KindData {
-		m.Aux, _ = digits.ParseAux(f.Data)
+	return decodeModel(data)
+}
+
+// flush writes every store's pending batch.
+func (p *metaStore) flush() {
+	p.mu.Lock()
+	logs := make([]*modelLog, 0, len(p.logs))
+	for _, l := range p.logs {
+		logs = append(logs, l)
 	}
-	return m
+	p.mu.Unlock()
+	for _, l := range logs {
+		l.flush()
+	}
+}
+
+// close writes what is pending and closes the logs.
+func (p *metaStore) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, l := range p.logs {
+		l.close()
+	}
 }
 
 // KeptSummaries reads the model list kept under metaDir for st, as the
@@ -187,18 +256,21 @@ func (p *metaStore) loadModel(st *Store, name string) *Model {
 // of the listing is not kept or has values unknown for now (it failed, or
 // its aux.json could not be read): such a list is to be asked for again.
 func KeptSummaries(metaDir string, st *Store) (rows []Summary, fetched time.Time, complete bool) {
-	p := &metaStore{dir: metaDir, log: zap.NewNop()}
+	p := newMetaStore(metaDir, zap.NewNop())
+	defer p.close()
 	l := p.loadListing(st)
 	if l == nil {
 		return nil, time.Time{}, false
 	}
 	complete = true
 	for _, name := range l.Models {
-		m := p.loadModel(st, name)
-		if m == nil {
+		r, _, ok := p.loadModel(st, name)
+		if !ok {
 			complete = false
 			continue
 		}
+		v := digits.Judge(r.in)
+		m := &Model{Store: st, Name: name, Info: v.Info, Aux: v.Aux, Importable: v.Importable, AuxUnknown: v.AuxUnknown}
 		complete = complete && !m.AuxUnknown
 		rows = append(rows, m.Summary())
 	}

@@ -30,16 +30,6 @@ type resolution struct {
 	metas             map[string]remote.Meta
 }
 
-// unsized reports whether some file the store has is of unknown size.
-func (r *resolution) unsized() bool {
-	for rn, a := range r.in.Files {
-		if a.Found && a.Err == nil && r.metas[rn].Size < 0 {
-			return true
-		}
-	}
-	return false
-}
-
 // resolveModel fetches a model's info.json and aux.json, learns what the
 // folder holds (master.json "folders", else the folder's listing, else a
 // HEAD per file info.json and aux.json name) and lets digits.Judge decide
@@ -58,17 +48,22 @@ func (c *Catalog) resolveModel(ctx context.Context, st *Store, name string, prev
 	if err != nil {
 		return nil, err
 	}
-	r.metas, r.in.Files, err = c.statAll(ctx, st, name, digits.Wanted(r.in.Info, r.in.Aux), prev, folder)
+	plan := digits.NewPlan(r.in.Info, r.in.Aux)
+	r.metas, r.in.Files, err = c.statAll(ctx, st, name, plan.Wanted(), prev, folder)
 	if err != nil {
 		return nil, err
 	}
-	return c.assemble(st, name, r), nil
+	return c.assemble(st, name, r, plan), nil
 }
 
-// assemble judges a resolution and lays out the model folder.
-func (c *Catalog) assemble(st *Store, name string, r *resolution) *Model {
+// assemble judges a resolution (with its plan, when made already) and
+// lays out the model folder.
+func (c *Catalog) assemble(st *Store, name string, r *resolution, plan *digits.Plan) *Model {
+	if plan == nil {
+		plan = digits.NewPlan(r.in.Info, r.in.Aux)
+	}
 	m := &Model{Store: st, Name: name, Fetched: time.Now()}
-	v := digits.Judge(r.in)
+	v := plan.Judge(r.in.Files)
 	m.Info, m.Aux, m.AuxUnknown, m.Importable = v.Info, v.Aux, v.AuxUnknown, v.Importable
 	m.Files = folderFiles(v, r.metas, r.infoFile, r.auxFile)
 	t0 := modelTime(m, r.infoFile)
@@ -77,9 +72,7 @@ func (c *Catalog) assemble(st *Store, name string, r *resolution) *Model {
 	}
 	c.addProblems(m, v, t0)
 	sort.Slice(m.Files, func(i, j int) bool { return m.Files[i].Name < m.Files[j].Name })
-	if r.unsized() {
-		m.unsized = r
-	}
+	m.res = keep(r)
 	return m
 }
 
@@ -190,7 +183,12 @@ func (c *Catalog) addPickle(m *Model, v *digits.Verdict, t0 time.Time) {
 		m.Importable = false
 		return
 	}
-	m.Files = append(m.Files, File{Name: digits.StatusFile, Kind: KindData, Data: pickle, ModTime: t0})
+	// Made again when read (the same bytes): not held for every model.
+	gen := func() []byte {
+		p, _ := digits.StatusPickle(job)
+		return p
+	}
+	m.Files = append(m.Files, File{Name: digits.StatusFile, Kind: KindData, ModTime: t0, gen: gen, size: int64(len(pickle))})
 }
 
 // addProblems adds error.txt with the problems of the model as the folder
@@ -285,8 +283,8 @@ func errorText(model string, problems []*digits.Problem) []byte {
 
 // smallFile GETs info.json or aux.json, conditionally when prev has it.
 // What master.json says of the folder (known) spares the request: a file
-// it says is absent is not asked for, and one whose validators are those
-// of prev's copy is that copy.
+// it says is absent is not asked for, one whose validators are those of
+// prev's copy is that copy, and one it carries whole is that.
 func (c *Catalog) smallFile(ctx context.Context, st *Store, model, name string, prev *Model, known remote.Folder) (*File, error) {
 	var prevFile *File
 	var prevMeta *remote.Meta
@@ -294,12 +292,14 @@ func (c *Catalog) smallFile(ctx context.Context, st *Store, model, name string, 
 		prevFile, prevMeta = f, &f.Meta
 	}
 	if known != nil {
-		meta, ok := known.File(name)
-		if !ok {
+		ff, ok := known.Find(name)
+		switch {
+		case !ok:
 			return nil, fmt.Errorf("%s/%s: %w (the store's master.json says so)", model, name, remote.ErrNotFound)
-		}
-		if prevFile != nil && sameValidated(meta, prevFile.Meta) {
+		case prevFile != nil && sameValidated(ff.Meta, prevFile.Meta):
 			return prevFile, nil
+		case ff.Data != nil:
+			return &File{Name: name, Kind: KindData, Remote: name, Data: ff.Data, Meta: ff.Meta, ModTime: ff.Meta.ModTime()}, nil
 		}
 	}
 	data, meta, err := st.Remote.Fetch(ctx, prevMeta, digits.MaxSmallFile, model, name)

@@ -3,11 +3,9 @@ package cache
 import (
 	"context"
 	"fmt"
-	"slices"
 
 	"go.uber.org/zap"
 
-	"github.com/modelstorefs/modelstorefs/digits"
 	"github.com/modelstorefs/modelstorefs/remote"
 )
 
@@ -38,20 +36,10 @@ func (c *Catalog) Sized(ctx context.Context, st *Store, name string) (*Model, er
 func (c *Catalog) sizeModel(ctx context.Context, m *Model) (*Model, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.ModelTimeout)
 	defer cancel()
-	old := m.unsized
-	if old == nil {
-		return c.sizeKept(ctx, m)
-	}
-	r := &resolution{in: old.in, infoFile: old.infoFile, auxFile: old.auxFile,
-		metas: make(map[string]remote.Meta, len(old.metas))}
-	for k, v := range old.metas {
-		r.metas[k] = v
-	}
-	r.in.Files = make(map[string]digits.Answer, len(old.in.Files))
+	r := m.res.resolution()
 	var ask []string
-	for rn, a := range old.in.Files {
-		r.in.Files[rn] = a
-		if a.Found && a.Err == nil && old.metas[rn].Size < 0 {
+	for rn, meta := range r.metas {
+		if meta.Size < 0 {
 			ask = append(ask, rn)
 		}
 	}
@@ -60,32 +48,13 @@ func (c *Catalog) sizeModel(ctx context.Context, m *Model) (*Model, error) {
 		c.log.Warn("model file sizes failed", zap.String("store", m.Store.Name), zap.String("model", m.Name), zap.Error(err))
 		return nil, fmt.Errorf("%s/%s: sizes: %w", m.Store.Name, m.Name, err)
 	}
-	sized := c.assemble(m.Store, m.Name, r)
+	sized := c.assemble(m.Store, m.Name, r, nil)
 	sized.Fetched = m.Fetched
 	if sized.Importable != m.Importable {
 		c.log.Info("model verdict settled by its file sizes", zap.String("store", m.Store.Name), zap.String("model", m.Name),
 			zap.Bool("importable", sized.Importable), zap.Strings("problems", sized.Problems))
 	}
 	return sized, nil
-}
-
-// sizeKept sizes a model kept on disk from an earlier run, whose answers
-// are not kept: its files get their sizes, its verdict stays.
-func (c *Catalog) sizeKept(ctx context.Context, m *Model) (*Model, error) {
-	sized := *m
-	sized.Files = slices.Clone(m.Files)
-	for i := range sized.Files {
-		f := &sized.Files[i]
-		if f.Kind != KindRemote || f.Meta.Size >= 0 {
-			continue
-		}
-		meta, err := c.statFile(ctx, m.Store, m.Name, f.Remote, nil)
-		if err != nil {
-			return nil, fmt.Errorf("%s/%s: size of %s: %w", m.Store.Name, m.Name, f.Remote, err)
-		}
-		f.Meta, f.ModTime = meta, meta.ModTime()
-	}
-	return &sized, nil
 }
 
 // Open opens a store file for reading. A version known only by what a

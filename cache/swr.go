@@ -290,6 +290,13 @@ func (s *swrCache[K, V]) Refine(ctx context.Context, k K, v V, refine func(conte
 	return s.wait(ctx, ch)
 }
 
+// Running reports whether a fetch of k is running.
+func (s *swrCache[K, V]) Running(k K) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.inflight[k] > 0
+}
+
 // Forget drops the fresh value of k, and lets the next Get start a new
 // fetch instead of joining a running one. The last good value stays.
 func (s *swrCache[K, V]) Forget(k K) {

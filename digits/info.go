@@ -175,10 +175,16 @@ func intList(raw json.RawMessage) ([]int, bool) {
 // for listing. A null value counts as absent. "creation time" and "image
 // dimensions" are informational: a value that cannot be used is ignored.
 func ParseInfo(data []byte) (*Info, error) {
+	info, _, err := parseInfo(data)
+	return info, err
+}
+
+// parseInfo is ParseInfo, also returning "framework" as written.
+func parseInfo(data []byte) (_ *Info, rawFw string, _ error) {
 	const file = InfoFile
 	m, err := decodeObject(data, file)
 	if err != nil {
-		return nil, Problems{{Severity: Blocker, Code: CodeInfoNotJSON, File: file, Msg: err.Error()}}
+		return nil, "", Problems{{Severity: Blocker, Code: CodeInfoNotJSON, File: file, Msg: err.Error()}}
 	}
 	info := &Info{}
 	var problems Problems
@@ -199,35 +205,14 @@ func ParseInfo(data []byte) (*Info, error) {
 	}
 
 	info.Name = get(KeyName, true)
-	rawFw := get(KeyFramework, true)
+	rawFw = get(KeyFramework, true)
 	info.Framework = strings.ToLower(strings.TrimSpace(rawFw))
 	if info.Framework != "" && !KnownFramework(info.Framework) {
 		add(KeyFramework, fmt.Sprintf("%s %q is %q, want one of caffe, torch, tensorflow", file, KeyFramework, rawFw))
 	}
 	info.SnapshotFile = get(KeySnapshotFile, true)
 
-	// "model file" wins when present (as in DIGITS); "network file" is the
-	// DIGITS 4.x name of the same thing.
-	mf, mfPresent, mfErr := stringField(m, file, KeyModelFile)
-	nf, nfPresent, nfErr := stringField(m, file, KeyNetworkFile)
-	switch {
-	case mfErr != nil:
-		add(KeyModelFile, mfErr.Error())
-	case mfPresent:
-		info.ModelFile = mf
-		if strings.TrimSpace(mf) == "" {
-			add(KeyModelFile, fmt.Sprintf("%s %q is empty", file, KeyModelFile))
-		}
-	case nfErr != nil:
-		add(KeyNetworkFile, nfErr.Error())
-	case nfPresent:
-		info.ModelFile = nf
-		if strings.TrimSpace(nf) == "" {
-			add(KeyNetworkFile, fmt.Sprintf("%s %q is empty", file, KeyNetworkFile))
-		}
-	default:
-		add(KeyModelFile, fmt.Sprintf("%s has no %q (nor %q)", file, KeyModelFile, KeyNetworkFile))
-	}
+	info.ModelFile = modelFile(m, add)
 
 	info.LabelsFile = get(KeyLabelsFile, false)
 	info.PythonLayerFile = get(KeyPythonLayerFile, false)
@@ -258,7 +243,35 @@ func ParseInfo(data []byte) (*Info, error) {
 			info.ImageDims = dims
 		}
 	}
-	return info, problems.err()
+	return info, rawFw, problems.err()
+}
+
+// modelFile reads info.json's model definition: "model file" wins when
+// present (as in DIGITS); "network file" is the DIGITS 4.x name of the
+// same thing. add records a problem.
+func modelFile(m map[string]json.RawMessage, add func(key, msg string)) string {
+	const file = InfoFile
+	mf, mfPresent, mfErr := stringField(m, file, KeyModelFile)
+	nf, nfPresent, nfErr := stringField(m, file, KeyNetworkFile)
+	switch {
+	case mfErr != nil:
+		add(KeyModelFile, mfErr.Error())
+	case mfPresent:
+		if strings.TrimSpace(mf) == "" {
+			add(KeyModelFile, fmt.Sprintf("%s %q is empty", file, KeyModelFile))
+		}
+		return mf
+	case nfErr != nil:
+		add(KeyNetworkFile, nfErr.Error())
+	case nfPresent:
+		if strings.TrimSpace(nf) == "" {
+			add(KeyNetworkFile, fmt.Sprintf("%s %q is empty", file, KeyNetworkFile))
+		}
+		return nf
+	default:
+		add(KeyModelFile, fmt.Sprintf("%s has no %q (nor %q)", file, KeyModelFile, KeyNetworkFile))
+	}
+	return ""
 }
 
 // Aux is aux.json.

@@ -429,5 +429,7 @@ func StatusPickle(j Job) ([]byte, error) {
 		})
 	})
 	p.op(opStop)
-	return p.b.Bytes(), nil
+	// A copy of its length: kept for every model, without the buffer's
+	// spare room.
+	return bytes.Clone(p.b.Bytes()), nil
 }

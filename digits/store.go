@@ -84,9 +84,14 @@ func MasterJSON(msg string, children []string) []byte {
 // says what each model folder holds, so that a client learns every file's
 // presence, size and validators from master.json alone: {"model": {"file":
 // [size, mtime, "etag"]}}, mtime in Unix seconds (the file's
-// Last-Modified), etag the file's ETag. DIGITS reads only "msg" and
-// "children" and ignores it.
+// Last-Modified), etag the file's ETag. A small info.json or aux.json
+// that is UTF-8 text comes whole too, as a fourth element: [size, mtime,
+// "etag", "content"]. DIGITS reads only "msg" and "children" and ignores
+// it.
 const MasterFolders = "folders"
+
+// MaxInline bounds the info.json and aux.json MasterFolders carries whole.
+const MaxInline = 4 << 10
 
 // MasterEntry is one file of a folder in MasterFolders.
 type MasterEntry struct {
@@ -94,6 +99,9 @@ type MasterEntry struct {
 	Size  int64
 	MTime int64 // Unix seconds
 	ETag  string
+	// Data, when not nil, is the whole file (info.json, aux.json of at
+	// most MaxInline bytes of UTF-8 text).
+	Data []byte
 }
 
 // MasterJSONFolders renders a master.json with MasterFolders: folders[i]
@@ -138,17 +146,35 @@ func appendMasterFolder(b []byte, name string, files []MasterEntry) []byte {
 		b = strconv.AppendInt(b, f.MTime, 10)
 		b = append(b, ',')
 		b = appendJSONString(b, f.ETag)
+		if f.Data != nil && len(f.Data) <= MaxInline && int64(len(f.Data)) == f.Size && utf8.Valid(f.Data) {
+			b = append(b, ',')
+			b = appendJSONString(b, string(f.Data))
+		}
 		b = append(b, ']')
 	}
 	return append(b, '}')
 }
 
+// appendJSONString appends s as a JSON string: by hand for printable
+// ASCII (names, ETags), as encoding/json does otherwise.
 func appendJSONString(b []byte, s string) []byte {
-	q, err := json.Marshal(s)
-	if err != nil {
-		panic(err) // strings always marshal
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '<' || c == '>' || c == '&' {
+			q, err := json.Marshal(s)
+			if err != nil {
+				panic(err) // strings always marshal
+			}
+			return append(b, q...)
+		}
 	}
-	return append(b, q...)
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == '"' || c == '\\' {
+			b = append(b, '\\')
+		}
+		b = append(b, s[i])
+	}
+	return append(b, '"')
 }
 
 // Listing renders a directory listing in python http.server's format for

@@ -120,3 +120,12 @@ func TestMasterJSONFolders(t *testing.T) {
 		}
 	}
 }
+
+func TestAppendJSONString(t *testing.T) {
+	for _, s := range []string{"", "info.json", `"5a-1f"`, `a\b"c`, "caffé", "tab\there", "<b>&", "\x7f", "line\nbreak"} {
+		want, _ := json.Marshal(s)
+		if got := appendJSONString([]byte("x"), s); string(got) != "x"+string(want) {
+			t.Errorf("appendJSONString(%q) = %s, want x%s", s, got, want)
+		}
+	}
+}

@@ -1,8 +1,8 @@
 package digits
 
 import (
-	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -113,10 +113,10 @@ func makePlan(infoA, auxA Answer) *plan {
 	case !infoA.Found:
 		add(&Problem{Severity: Blocker, Code: CodeMissing, File: InfoFile, LeftOut: true, Msg: "the store has no info.json for this model"})
 	default:
-		info, err := ParseInfo(infoA.Data)
+		info, rawFw, err := parseInfo(infoA.Data)
 		pl.info = info
 		add(ProblemsOf(err)...)
-		if p := frameworkCase(infoA.Data); p != nil {
+		if p := frameworkCase(rawFw); p != nil {
 			add(p)
 		}
 		if err == nil {
@@ -175,14 +175,7 @@ func makePlan(infoA, auxA Answer) *plan {
 
 // frameworkCase warns about a framework DIGITS would keep verbatim: its
 // Pretrained Networks tabs compare it with the lowercase id.
-func frameworkCase(data []byte) *Problem {
-	var raw struct {
-		Framework *string `json:"framework"`
-	}
-	if json.Unmarshal(data, &raw) != nil || raw.Framework == nil {
-		return nil
-	}
-	fw := *raw.Framework
+func frameworkCase(fw string) *Problem {
 	if low := strings.ToLower(strings.TrimSpace(fw)); low != fw && KnownFramework(low) {
 		return &Problem{Severity: Warning, Code: CodeFramework, File: InfoFile, Key: KeyFramework,
 			Msg: fmt.Sprintf(`info.json "framework" is %q: DIGITS keeps it as written, so the model would not show under its framework in New Model; write %q`, fw, low)}
@@ -215,10 +208,25 @@ func keyOf(info *Info, f JobFile) string {
 	return "file"
 }
 
+// Plan is what info.json and aux.json say, read once: which files to ask
+// the store about, and the verdict once it answered.
+type Plan struct {
+	pl        *plan
+	info, aux Answer
+}
+
+// NewPlan reads the answers for info.json and aux.json.
+func NewPlan(info, aux Answer) *Plan {
+	return &Plan{pl: makePlan(info, aux), info: info, aux: aux}
+}
+
 // Wanted returns the remote names to ask the store about (size and
 // presence) before calling Judge, each once, in a stable order.
-func Wanted(info, aux Answer) []string {
-	pl := makePlan(info, aux)
+func Wanted(info, aux Answer) []string { return NewPlan(info, aux).Wanted() }
+
+// Wanted is Wanted of the plan's answers.
+func (p *Plan) Wanted() []string {
+	pl := p.pl
 	seen := map[string]bool{}
 	var out []string
 	for _, c := range pl.cands {
@@ -232,10 +240,13 @@ func Wanted(info, aux Answer) []string {
 
 // Judge returns the verdict on a model from the store's answers. Files
 // missing from in.Files count as not on the store.
-func Judge(in Input) *Verdict {
-	pl := makePlan(in.Info, in.Aux)
+func Judge(in Input) *Verdict { return NewPlan(in.Info, in.Aux).Judge(in.Files) }
+
+// Judge is Judge of the plan's answers and those about the files.
+func (p *Plan) Judge(files map[string]Answer) *Verdict {
+	pl, in := p.pl, Input{Info: p.info, Aux: p.aux, Files: files}
 	v := &Verdict{Info: pl.info, Aux: pl.aux, AuxUnknown: pl.auxUnk}
-	probs := pl.problems
+	probs := slices.Clone(pl.problems)
 	add := func(p *Problem) { probs = append(probs, p) }
 
 	taken := map[string]bool{InfoFile: true, AuxFile: true, ErrorFile: true, StatusFile: true}

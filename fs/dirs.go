@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
 	"syscall"
 
 	fusefs "github.com/hanwen/go-fuse/v2/fs"
@@ -60,6 +61,10 @@ type storeDir struct {
 	readOnly
 	fsys *FS
 	st   *cache.Store
+
+	mu      sync.Mutex          // protects the fields below
+	shown   *cache.StoreListing // the listing entries were made for
+	entries []entry             // sorted by name
 }
 
 // special returns the store's own entries for a listing result.
@@ -85,7 +90,7 @@ func (d *storeDir) special(l *cache.StoreListing, err error) []entry {
 func (d *storeDir) modelEntry(name string) entry {
 	f, st := d.fsys, d.st
 	return entry{
-		name: name, mode: modelDirMode, ino: f.inodeNumber("", st.Name, name),
+		name: name, mode: modelDirMode, ino: f.inodeNumber("", st.Name, name), versioned: true,
 		node: func() fusefs.InodeEmbedder { return &modelDir{fsys: f, st: st, name: name} },
 	}
 }
@@ -103,13 +108,11 @@ func (d *storeDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 	if ctx.Err() != nil {
 		return nil, syscall.EINTR
 	}
-	if e, ok := findEntry(d.special(l, err), name); ok {
-		return d.fsys.lookupEntry(ctx, d.EmbeddedInode(), e, out), 0
-	}
-	if err != nil || !l.Has(name) {
+	e, ok := searchEntry(d.listed(l, err), name)
+	if !ok {
 		return nil, syscall.ENOENT
 	}
-	return d.fsys.lookupEntry(ctx, d.EmbeddedInode(), d.modelEntry(name), out), 0
+	return d.fsys.lookupEntry(ctx, d.EmbeddedInode(), e, out), 0
 }
 
 func (d *storeDir) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno) {
@@ -117,14 +120,27 @@ func (d *storeDir) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno
 	if ctx.Err() != nil {
 		return nil, syscall.EINTR
 	}
-	es := d.special(l, err)
-	if err == nil {
-		for _, m := range l.Models {
-			es = append(es, d.modelEntry(m))
-		}
+	return dirStream(d.listed(l, err)), 0
+}
+
+// listed returns the store directory's entries for a listing result,
+// sorted: made once per listing, as a store may hold a hundred thousand
+// models, each looked up after a READDIRPLUS.
+func (d *storeDir) listed(l *cache.StoreListing, err error) []entry {
+	if err != nil {
+		return sortEntries(d.special(nil, err))
 	}
-	sort.Slice(es, func(i, j int) bool { return es[i].name < es[j].name })
-	return dirStream(es), 0
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.shown == l {
+		return d.entries
+	}
+	es := d.special(l, nil)
+	for _, m := range l.Models {
+		es = append(es, d.modelEntry(m))
+	}
+	d.shown, d.entries = l, sortEntries(es)
+	return d.entries
 }
 
 // modelDir is one model folder. A model whose metadata cannot be fetched
@@ -134,14 +150,50 @@ type modelDir struct {
 	fsys *FS
 	st   *cache.Store
 	name string
+
+	mu    sync.Mutex   // protects the fields below
+	shown *cache.Model // the model inos are of
+	inos  []uint64     // the inode numbers of its files, in order
 }
 
-func (d *modelDir) fileEntry(file *cache.File) entry {
-	f, st, model := d.fsys, d.st, d.name
-	e := entry{
-		name: file.Name, ino: f.inodeNumber(fileVersion(file), st.Name, model, file.Name),
-		size: file.Size(), mtime: file.ModTime,
+// fileInos returns the inode numbers of a model's files, derived once per
+// model: an ls -lR looks each file up after its READDIRPLUS.
+func (d *modelDir) fileInos(m *cache.Model) []uint64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.shown != m {
+		inos := make([]uint64, len(m.Files))
+		for i := range m.Files {
+			inos[i] = d.fileIno(&m.Files[i])
+		}
+		d.shown, d.inos = m, inos
 	}
+	return d.inos
+}
+
+// fileIno is a file's inode number: it includes the file's version (none
+// while a remote file's size is unknown: it will include the validators
+// a HEAD tells when it is looked up).
+func (d *modelDir) fileIno(file *cache.File) uint64 {
+	if file.Kind == cache.KindRemote && file.Meta.Size < 0 {
+		return 0
+	}
+	return d.fsys.inodeNumber(fileVersion(file), d.st.Name, d.name, file.Name)
+}
+
+// fileEntries are the entries of a model's files, in order.
+func (d *modelDir) fileEntries(m *cache.Model) []entry {
+	inos := d.fileInos(m)
+	es := make([]entry, len(m.Files))
+	for i := range m.Files {
+		es[i] = d.fileEntry(&m.Files[i], inos[i])
+	}
+	return es
+}
+
+func (d *modelDir) fileEntry(file *cache.File, ino uint64) entry {
+	f, st, model := d.fsys, d.st, d.name
+	e := entry{name: file.Name, ino: ino, size: file.Size(), mtime: file.ModTime, versioned: true}
 	switch file.Kind {
 	case cache.KindSymlink:
 		e.mode = linkMode
@@ -149,13 +201,8 @@ func (d *modelDir) fileEntry(file *cache.File) entry {
 		e.node = func() fusefs.InodeEmbedder { return &symlink{fsys: f, target: target, mtime: e.mtime} }
 	case cache.KindRemote:
 		e.mode = fileMode
-		if file.Meta.Size < 0 {
-			// Its inode number will include the validators a HEAD
-			// tells when it is looked up; none meanwhile.
-			e.ino = 0
-		}
-		n := &remoteFile{fsys: f, ref: cache.Ref{Store: st, Model: model, Name: file.Remote, Meta: file.Meta}, mtime: e.mtime}
-		e.node = func() fusefs.InodeEmbedder { return n }
+		ref := cache.Ref{Store: st, Model: model, Name: file.Remote, Meta: file.Meta}
+		e.node = func() fusefs.InodeEmbedder { return &remoteFile{fsys: f, ref: ref, mtime: e.mtime} }
 	default:
 		e.mode = fileMode
 		data := file.Data
@@ -163,7 +210,13 @@ func (d *modelDir) fileEntry(file *cache.File) entry {
 		if file.Remote != "" { // info.json, aux.json: fetched from the store
 			ref = &cache.Ref{Store: st, Model: model, Name: file.Remote, Meta: file.Meta}
 		}
-		e.node = func() fusefs.InodeEmbedder { return &dataFile{fsys: f, data: data, mtime: e.mtime, ref: ref} }
+		var gen func() []byte
+		if file.Generated() {
+			gen = file.Bytes
+		}
+		e.node = func() fusefs.InodeEmbedder {
+			return &dataFile{fsys: f, data: data, gen: gen, size: e.size, mtime: e.mtime, ref: ref}
+		}
 	}
 	return e
 }
@@ -176,6 +229,7 @@ func (d *modelDir) errorEntry(err error) entry {
 
 func (d *modelDir) Getattr(_ context.Context, _ fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	d.fsys.setAttr(&out.Attr, modelDirMode, 0, d.fsys.mounted)
+	out.SetTimeout(versionedTimeout)
 	return 0
 }
 
@@ -211,11 +265,12 @@ func (d *modelDir) lookup(ctx context.Context, name string, out *fuse.EntryOut, 
 			return nil, d.fsys.toErrno(ctx, "lookup", err, zap.String("store", d.st.Name), zap.String("model", d.name), zap.String("name", name))
 		}
 	}
-	file, ok := m.File(name)
-	if !ok {
+	i := sort.Search(len(m.Files), func(i int) bool { return m.Files[i].Name >= name })
+	if i == len(m.Files) || m.Files[i].Name != name {
 		return nil, syscall.ENOENT
 	}
-	return d.fsys.lookupEntry(ctx, d.EmbeddedInode(), d.fileEntry(file), out), 0
+	e := d.fileEntry(&m.Files[i], d.fileInos(m)[i])
+	return d.fsys.lookupEntry(ctx, d.EmbeddedInode(), e, out), 0
 }
 
 // entries are the folder's entries as resolved, sizes known or not.
@@ -230,11 +285,7 @@ func (d *modelDir) entries(ctx context.Context) ([]entry, syscall.Errno) {
 	if err != nil {
 		return []entry{d.errorEntry(err)}, 0
 	}
-	es := make([]entry, len(m.Files))
-	for i := range m.Files {
-		es[i] = d.fileEntry(&m.Files[i])
-	}
-	return es, 0
+	return d.fileEntries(m), 0
 }
 
 func (d *modelDir) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno) {

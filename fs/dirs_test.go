@@ -270,8 +270,8 @@ func TestModelDirLenet(t *testing.T) {
 				t.Errorf("%s: Getattr size %d mode %o, the store has %d bytes", de.Name, a.Size, a.Mode, len(want))
 			}
 		case *dataFile:
-			if a := getattr(t, n); a.Size != uint64(len(f.Data)) || a.Mode != syscall.S_IFREG|0o444 {
-				t.Errorf("%s: Getattr size %d mode %o, data has %d bytes", de.Name, a.Size, a.Mode, len(f.Data))
+			if a := getattr(t, n); a.Size != uint64(len(f.Bytes())) || a.Mode != syscall.S_IFREG|0o444 {
+				t.Errorf("%s: Getattr size %d mode %o, data has %d bytes", de.Name, a.Size, a.Mode, len(f.Bytes()))
 			}
 		default:
 			t.Errorf("%s: node %T", de.Name, n)

@@ -20,8 +20,10 @@ func (f *FS) dataEntry(data []byte, mtime time.Time, path ...string) entry {
 	file := cache.File{Kind: cache.KindData, Data: data}
 	return entry{
 		name: path[len(path)-1], mode: fileMode, size: int64(len(data)), mtime: mtime,
-		ino:  f.inodeNumber(fileVersion(&file), path...),
-		node: func() fusefs.InodeEmbedder { return &dataFile{fsys: f, data: data, mtime: mtime} },
+		ino: f.inodeNumber(fileVersion(&file), path...),
+		node: func() fusefs.InodeEmbedder {
+			return &dataFile{fsys: f, data: data, size: int64(len(data)), mtime: mtime}
+		},
 	}
 }
 
@@ -39,12 +41,23 @@ type dataFile struct {
 	readOnly
 	fsys  *FS
 	data  []byte
+	gen   func() []byte // makes the bytes, when they are not held (status.pickle)
+	size  int64
 	mtime time.Time
 	ref   *cache.Ref // set for files fetched from the store (xattrs)
 }
 
+// bytes returns the file's bytes.
+func (n *dataFile) bytes() []byte {
+	if n.gen != nil {
+		return n.gen()
+	}
+	return n.data
+}
+
 func (n *dataFile) Getattr(_ context.Context, _ fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	n.fsys.setAttr(&out.Attr, fileMode, int64(len(n.data)), n.mtime)
+	n.fsys.setAttr(&out.Attr, fileMode, n.size, n.mtime)
+	out.SetTimeout(versionedTimeout) // its inode number includes its bytes
 	return 0
 }
 
@@ -56,7 +69,7 @@ func (n *dataFile) Open(_ context.Context, flags uint32) (fusefs.FileHandle, uin
 }
 
 func (n *dataFile) Read(_ context.Context, _ fusefs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	return fuse.ReadResultData(sliceAt(n.data, off, len(dest))), 0
+	return fuse.ReadResultData(sliceAt(n.bytes(), off, len(dest))), 0
 }
 
 // sliceAt returns up to n bytes of data from off.
@@ -87,6 +100,7 @@ type remoteFile struct {
 
 func (n *remoteFile) Getattr(_ context.Context, _ fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	n.fsys.setAttr(&out.Attr, fileMode, n.version().Meta.Size, n.mtime)
+	out.SetTimeout(versionedTimeout) // its inode number includes its version
 	return 0
 }
 
@@ -198,6 +212,7 @@ type symlink struct {
 
 func (n *symlink) Getattr(_ context.Context, _ fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	n.fsys.setAttr(&out.Attr, linkMode, int64(len(n.target)), n.mtime)
+	out.SetTimeout(versionedTimeout) // its inode number includes its target
 	return 0
 }
 

@@ -2,6 +2,9 @@ package fs
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -41,6 +44,7 @@ type Options struct {
 
 // FS is the mounted tree's shared state.
 type FS struct {
+	root    *rootDir
 	cat     *cache.Catalog
 	log     *zap.Logger
 	mounted time.Time
@@ -48,7 +52,8 @@ type FS struct {
 	uid     uint32
 	gid     uint32
 
-	inoKey []byte // keys inode numbers (see inodeNumber)
+	inoKey    []byte    // keys inode numbers (see inodeNumber)
+	inoHashes sync.Pool // HMACs keyed with inoKey
 
 	served atomic.Int64 // bytes returned to readers
 	reads  atomic.Int64 // FUSE READ requests answered by the daemon
@@ -73,7 +78,7 @@ func New(o Options) *FS {
 	if o.NotifyWait <= 0 {
 		o.NotifyWait = 2 * time.Second
 	}
-	return &FS{
+	f := &FS{
 		cat:     o.Catalog,
 		log:     o.Logger,
 		mounted: time.Now(),
@@ -84,10 +89,27 @@ func New(o Options) *FS {
 		inoKey:  o.Catalog.InodeKey(),
 		onRead:  o.OnRead,
 	}
+	f.inoHashes.New = func() any { return hmac.New(sha256.New, f.inoKey) }
+	f.root = &rootDir{fsys: f}
+	o.Catalog.OnModelDropped(f.modelDropped)
+	return f
 }
 
 // Root returns the root directory node.
-func (f *FS) Root() fusefs.InodeEmbedder { return &rootDir{fsys: f} }
+func (f *FS) Root() fusefs.InodeEmbedder { return f.root }
+
+// modelDropped has the kernel forget the entries of a model folder whose
+// metadata the catalog dropped (a file changed on the store): it keeps
+// them for versionedTimeout otherwise.
+func (f *FS) modelDropped(st *cache.Store, model string) {
+	sd := f.root.EmbeddedInode().GetChild(st.Name)
+	if sd == nil {
+		return
+	}
+	if md := sd.GetChild(model); md != nil {
+		f.inval.forgetChildrenLater(md)
+	}
+}
 
 // Close stops the kernel notifier.
 func (f *FS) Close() { f.inval.close() }
@@ -163,12 +185,29 @@ type entry struct {
 	size  int64
 	mtime time.Time
 	node  func() fusefs.InodeEmbedder
+	// versioned: a model folder, or one of its entries, whose inode
+	// number changes with its content (versionedTimeout).
+	versioned bool
 }
+
+// versionedTimeout is how long the kernel keeps the entries and
+// attributes of model folders and of what they hold. Their inode numbers
+// include the content's version, so an entry never shows another
+// version's attributes: it may only outlive a change of the folder. A
+// refresh has the kernel drop them at once, and so does a file found
+// changed on the store (FS.modelDropped); otherwise a change of the store
+// shows after the listing's TTL, plus this. The kernel then answers a warm
+// ls -lR itself, as it does for a local disk.
+const versionedTimeout = 10 * time.Minute
 
 // lookupEntry answers a Lookup with e.
 func (f *FS) lookupEntry(ctx context.Context, parent *fusefs.Inode, e entry, out *fuse.EntryOut) *fusefs.Inode {
 	f.setAttr(&out.Attr, e.mode, e.size, e.mtime)
 	out.Ino = e.ino
+	if e.versioned {
+		out.SetEntryTimeout(versionedTimeout)
+		out.SetAttrTimeout(versionedTimeout)
+	}
 	return parent.NewInode(ctx, e.node(), fusefs.StableAttr{Mode: e.mode, Ino: e.ino})
 }
 
@@ -205,6 +244,21 @@ func (h *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 }
 
 func (h *dirHandle) Releasedir(context.Context, uint32) { h.ds.Close() }
+
+// sortEntries sorts entries by name, for dirStream and searchEntry.
+func sortEntries(es []entry) []entry {
+	sort.Slice(es, func(i, j int) bool { return es[i].name < es[j].name })
+	return es
+}
+
+// searchEntry finds the entry called name in entries sorted by name.
+func searchEntry(es []entry, name string) (entry, bool) {
+	i := sort.Search(len(es), func(i int) bool { return es[i].name >= name })
+	if i < len(es) && es[i].name == name {
+		return es[i], true
+	}
+	return entry{}, false
+}
 
 // findEntry returns the entry called name.
 func findEntry(entries []entry, name string) (entry, bool) {

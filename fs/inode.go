@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
+	"hash"
 	"hash/fnv"
 	"strconv"
 
@@ -18,17 +19,26 @@ import (
 // with the cache dir's secret key), so no store can craft two paths with
 // one number.
 func (f *FS) inodeNumber(version string, path ...string) uint64 {
-	return keyedInode(f.inoKey, version, path...)
+	// The keyed state is kept (a pool of HMACs): a listing of a large
+	// store derives a hundred thousand numbers.
+	h := f.inoHashes.Get().(hash.Hash)
+	defer f.inoHashes.Put(h)
+	return inodeOf(h, version, path...)
 }
 
 func keyedInode(key []byte, version string, path ...string) uint64 {
-	h := hmac.New(sha256.New, key)
+	return inodeOf(hmac.New(sha256.New, key), version, path...)
+}
+
+func inodeOf(h hash.Hash, version string, path ...string) uint64 {
+	h.Reset()
 	for _, p := range path {
 		h.Write([]byte(p))
 		h.Write([]byte{0})
 	}
 	h.Write([]byte(version))
-	n := binary.LittleEndian.Uint64(h.Sum(nil))
+	var sum [sha256.Size]byte
+	n := binary.LittleEndian.Uint64(h.Sum(sum[:0]))
 	// 0 means "automatic" to go-fuse, 1 is the root, ^0 is invalid.
 	if n <= 1 || n == ^uint64(0) {
 		n = 2
@@ -45,6 +55,6 @@ func fileVersion(f *cache.File) string {
 		return "l" + f.Target
 	}
 	h := fnv.New64a()
-	h.Write(f.Data)
+	h.Write(f.Bytes())
 	return "d" + strconv.FormatUint(h.Sum64(), 16)
 }

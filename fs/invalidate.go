@@ -77,6 +77,22 @@ func (iv *invalidator) forgetChildren(dir *fusefs.Inode) {
 	}
 }
 
+// forgetChildrenLater is forgetChildren without the wait, for callers
+// that must not block (a download goroutine); a full queue drops it (the
+// kernel's timeouts then cover it).
+func (iv *invalidator) forgetChildrenLater(dir *fusefs.Inode) {
+	iv.mu.Lock()
+	defer iv.mu.Unlock()
+	if iv.closed {
+		return
+	}
+	select {
+	case iv.jobs <- invalJob{dir: dir, done: make(chan struct{})}:
+	default:
+		iv.log.Debug("kernel entry invalidation queue full")
+	}
+}
+
 // close stops the goroutine after the queued jobs.
 func (iv *invalidator) close() {
 	iv.mu.Lock()

@@ -130,7 +130,7 @@ func writeFiles(ctx context.Context, cat *cache.Catalog, m *cache.Model, dir str
 		case f.Kind == cache.KindSymlink:
 			err = os.Symlink(f.Target, path)
 		case f.Kind == cache.KindData:
-			err = writeFile(path, f.Data)
+			err = writeFile(path, f.Bytes())
 		default:
 			ref := cache.Ref{Store: m.Store, Model: m.Name, Name: f.Remote, Meta: f.Meta}
 			err = copyRemote(ctx, cat, ref, path, progress)

@@ -169,8 +169,8 @@ func TestImport(t *testing.T) {
 						t.Errorf("%s: following the symlink: %v", f.Name, err)
 					}
 				case f.Kind == cache.KindData:
-					if data, err := os.ReadFile(path); err != nil || !bytes.Equal(data, f.Data) {
-						t.Errorf("%s: %d bytes (%v), want the catalog's %d", f.Name, len(data), err, len(f.Data))
+					if data, err := os.ReadFile(path); err != nil || !bytes.Equal(data, f.Bytes()) {
+						t.Errorf("%s: %d bytes (%v), want the catalog's %d", f.Name, len(data), err, len(f.Bytes()))
 					}
 				default:
 					remoteBytes += f.Size()
@@ -230,10 +230,11 @@ func TestImport(t *testing.T) {
 			// stable id, never the new job's: each import is a new job.
 			mountID := regexp.MustCompile(`^\d{8}-\d{6}-[0-9a-f]{4}$`)
 			f, _ := m.File(digits.StatusFile)
-			if i := bytes.Index(f.Data, []byte("_id")); i < 0 || i+6 > len(f.Data) || f.Data[i+3] != 'U' ||
-				!mountID.Match(f.Data[i+5:i+5+int(f.Data[i+4])]) {
+			pk := f.Bytes()
+			if i := bytes.Index(pk, []byte("_id")); i < 0 || i+6 > len(pk) || pk[i+3] != 'U' ||
+				!mountID.Match(pk[i+5:i+5+int(pk[i+4])]) {
 				t.Errorf("the catalog's status.pickle has no DIGITS-shaped _id: the test's pickle encoding is off")
-			} else if id := f.Data[i+5 : i+5+int(f.Data[i+4])]; string(id) == res.ID {
+			} else if id := pk[i+5 : i+5+int(pk[i+4])]; string(id) == res.ID {
 				t.Errorf("the import reused the mounted folder's id %s", id)
 			}
 		})

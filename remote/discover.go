@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -24,10 +25,32 @@ type Listing struct {
 	Source   string   // digits.MasterFile or "listing"
 	// Fallback says why master.json was not used, when it was there.
 	Fallback string
-	// Folders are the model folders master.json describes (modelstorefs
-	// serve's "folders"), by model name: what each holds. A model without
-	// an entry is not described.
-	Folders map[string]Folder
+	// Folders are what master.json says each model folder holds
+	// (modelstorefs serve's "folders"); nil when it says nothing.
+	Folders *Folders
+}
+
+// Folders is what master.json says of the model folders, read when first
+// asked: a store's listing is shown before the folders of ten thousand
+// models are read.
+type Folders struct {
+	raw  []byte
+	once sync.Once
+	m    masterFolders
+}
+
+// Folder returns what master.json says the folder of model holds; ok is
+// false when it says nothing of it.
+func (f *Folders) Folder(model string) (folder Folder, ok bool) {
+	if f == nil {
+		return nil, false
+	}
+	f.once.Do(func() {
+		_ = f.m.UnmarshalJSON(f.raw) // a malformed "folders" says nothing
+		f.raw = nil
+	})
+	folder, ok = f.m[model]
+	return folder, ok
 }
 
 // Limits on what discovery will read; larger bodies are refused.
@@ -118,7 +141,7 @@ func parseMaster(body []byte) (*Listing, error) {
 	var raw struct {
 		Msg      json.RawMessage `json:"msg"`
 		Children masterChildren  `json:"children"`
-		Folders  masterFolders   `json:"folders"`
+		Folders  json.RawMessage `json:"folders"`
 	}
 	if err := json.Unmarshal(body, &raw); err != nil {
 		return nil, fmt.Errorf("master.json: %w", err)
@@ -133,13 +156,8 @@ func parseMaster(body []byte) (*Listing, error) {
 		}
 	}
 	l.add(raw.Children.names)
-	for _, m := range l.Models {
-		if f, ok := raw.Folders[m]; ok {
-			if l.Folders == nil {
-				l.Folders = make(map[string]Folder, len(raw.Folders))
-			}
-			l.Folders[m] = f
-		}
+	if len(raw.Folders) > 0 {
+		l.Folders = &Folders{raw: raw.Folders}
 	}
 	return l, nil
 }
@@ -158,16 +176,17 @@ func (m *masterFolders) UnmarshalJSON(data []byte) error {
 		return nil
 	}
 	out := masterFolders{}
+	dates := map[int64]string{} // files share dates: one string each
 	// Decoded one folder at a time, and no more folders than a listing
 	// may name: the bound on children holds here too.
 	for n := 0; dec.More() && n < maxListingNames; n++ {
 		tok, err := dec.Token()
 		model, ok := tok.(string)
-		var files map[string]json.RawMessage
+		var files map[string]masterFile
 		if err != nil || !ok || dec.Decode(&files) != nil {
 			return nil
 		}
-		if f := masterFolder(files); f != nil {
+		if f := masterFolder(files, dates); f != nil {
 			out[model] = f
 		}
 	}
@@ -177,38 +196,92 @@ func (m *masterFolders) UnmarshalJSON(data []byte) error {
 
 // masterFolder is one folder of "folders", sorted; nil when an entry is
 // malformed.
-func masterFolder(files map[string]json.RawMessage) Folder {
+func masterFolder(files map[string]masterFile, dates map[int64]string) Folder {
 	f := make(Folder, 0, len(files))
-	for name, entry := range files {
-		meta, ok := masterFile(entry)
-		if !ok || name == "" || strings.ContainsAny(name, "/\x00") {
+	for name, e := range files {
+		if !e.ok || name == "" || strings.ContainsAny(name, "/\x00") {
 			return nil
 		}
-		f = append(f, FolderFile{Name: name, Meta: meta})
+		lm, ok := dates[e.mtime]
+		if !ok {
+			lm = time.Unix(e.mtime, 0).UTC().Format(http.TimeFormat)
+			dates[e.mtime] = lm
+		}
+		f = append(f, FolderFile{Name: name, Meta: Meta{Size: e.size, ETag: e.etag, LastModified: lm}, Data: e.data})
 	}
 	sort.Slice(f, func(i, j int) bool { return f[i].Name < f[j].Name })
 	return f
 }
 
-// masterFile decodes one [size, mtime, "etag"] of "folders".
-func masterFile(entry json.RawMessage) (Meta, bool) {
-	var v []json.RawMessage
-	if json.Unmarshal(entry, &v) != nil || len(v) < 2 {
-		return Meta{}, false
+// masterFile is one [size, mtime, "etag"(, "content")] of "folders"; ok
+// is false when it is not that. Read by hand: a store of ten thousand
+// models has fifty thousand of them, and encoding/json takes microseconds
+// for each.
+type masterFile struct {
+	size, mtime int64
+	etag        string
+	data        []byte // the whole file, when given
+	ok          bool
+}
+
+func (f *masterFile) UnmarshalJSON(b []byte) error {
+	*f = masterFile{}
+	// b is one valid JSON value: the decoder checked it.
+	b = bytes.TrimSpace(b)
+	if len(b) < 2 || b[0] != '[' {
+		return nil
 	}
-	size, err := strconv.ParseInt(string(v[0]), 10, 64)
-	if err != nil || size < 0 {
-		return Meta{}, false
+	fields := bytes.SplitN(b[1:len(b)-1], []byte(","), 3)
+	if len(fields) < 2 {
+		return nil
 	}
-	mtime, err := strconv.ParseInt(string(v[1]), 10, 64)
-	if err != nil {
-		return Meta{}, false
+	var err1, err2 error
+	f.size, err1 = strconv.ParseInt(string(bytes.TrimSpace(fields[0])), 10, 64)
+	f.mtime, err2 = strconv.ParseInt(string(bytes.TrimSpace(fields[1])), 10, 64)
+	if err1 != nil || err2 != nil || f.size < 0 {
+		return nil
 	}
-	m := Meta{Size: size, LastModified: time.Unix(mtime, 0).UTC().Format(http.TimeFormat)}
-	if len(v) > 2 && json.Unmarshal(v[2], &m.ETag) != nil {
-		return Meta{}, false
+	if len(fields) == 3 {
+		// The ETag, the content, then whatever a later version adds.
+		etag, rest, ok := leadingString(bytes.TrimSpace(fields[2]))
+		if !ok {
+			return nil
+		}
+		f.etag = etag
+		if rest, ok := bytes.CutPrefix(bytes.TrimSpace(rest), []byte(",")); ok {
+			if data, _, ok := leadingString(bytes.TrimSpace(rest)); ok && int64(len(data)) == f.size {
+				f.data = []byte(data)
+			}
+		}
 	}
-	return m, true
+	f.ok = true
+	return nil
+}
+
+// leadingString decodes the JSON string b starts with, and returns what
+// follows it.
+func leadingString(b []byte) (string, []byte, bool) {
+	if len(b) == 0 || b[0] != '"' {
+		return "", nil, false
+	}
+	escaped := false
+	for i := 1; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			escaped = true
+			i++
+		case '"':
+			if !escaped {
+				return string(b[1:i]), b[i+1:], true
+			}
+			var s string
+			if json.Unmarshal(b[:i+1], &s) != nil {
+				return "", nil, false
+			}
+			return s, b[i+1:], true
+		}
+	}
+	return "", nil, false
 }
 
 // masterChildren is master.json's "children", decoded one entry at a time

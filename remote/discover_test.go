@@ -395,7 +395,8 @@ func TestParseMasterFolders(t *testing.T) {
 		{"described", `{"a": {"info.json": [12, 1796518917, "\"e1\""], "w.bin": [0, 1796518917, ""]}, "b": {}}`,
 			map[string]string{"a": `info.json=12/` + lm + `/"e1" w.bin=0/` + lm, "b": ""}},
 		{"no etag", `{"a": {"info.json": [12, 1796518917]}}`, map[string]string{"a": "info.json=12/" + lm}},
-		{"a folder not in children is dropped", `{"zz": {"info.json": [1, 0, ""]}}`, map[string]string{}},
+		{"a folder not in children is described all the same", `{"zz": {"info.json": [1, 0, ""]}}`,
+			map[string]string{"zz": "info.json=1/Thu, 01 Jan 1970 00:00:00 GMT"}},
 		{"a malformed entry leaves its folder out", `{"a": {"info.json": [12, 1796518917, ""], "w": [-1, 0, ""]}, "b": {"x": "big"}, "c": {"x/y": [1, 1, ""]}, "d": {"x": [1, 1, ""]}}`,
 			map[string]string{"d": "x=1/Thu, 01 Jan 1970 00:00:01 GMT"}},
 		{"not an object", `["a"]`, map[string]string{}},
@@ -411,8 +412,10 @@ func TestParseMasterFolders(t *testing.T) {
 				t.Errorf("Models %q", l.Models)
 			}
 			got := map[string]string{}
-			for m, f := range l.Folders {
-				got[m] = folderString(f)
+			for _, m := range []string{"a", "b", "c", "d", "zz"} {
+				if f, ok := l.Folders.Folder(m); ok {
+					got[m] = folderString(f)
+				}
 			}
 			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
 				t.Errorf("Folders %q, want %q", got, tc.want)
@@ -426,8 +429,9 @@ func TestParseMasterFolders(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := folderString(l.Folders["a"]); got != `info.json=12/`+lm+`/"e1"` || len(l.Folders) != 1 {
-		t.Errorf("round trip: %q (%d folders)", got, len(l.Folders))
+	a, _ := l.Folders.Folder("a")
+	if _, b := l.Folders.Folder("b"); folderString(a) != `info.json=12/`+lm+`/"e1"` || b {
+		t.Errorf("round trip: a %q, b described %v", folderString(a), b)
 	}
 }
 

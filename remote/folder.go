@@ -25,6 +25,9 @@ import (
 type FolderFile struct {
 	Name string
 	Meta Meta
+	// Data is the whole file when master.json carries it (a small
+	// info.json or aux.json).
+	Data []byte
 }
 
 // Folder is what a store says a model folder holds: its files (not its
@@ -33,11 +36,17 @@ type Folder []FolderFile
 
 // File returns what the folder says about the file called name.
 func (f Folder) File(name string) (Meta, bool) {
+	ff, ok := f.Find(name)
+	return ff.Meta, ok
+}
+
+// Find returns the entry of the file called name.
+func (f Folder) Find(name string) (FolderFile, bool) {
 	i := sort.Search(len(f), func(i int) bool { return f[i].Name >= name })
 	if i < len(f) && f[i].Name == name {
-		return f[i].Meta, true
+		return f[i], true
 	}
-	return Meta{}, false
+	return FolderFile{}, false
 }
 
 // ErrNoListing: the store gives no listing of a model folder (the server

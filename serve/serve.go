@@ -35,6 +35,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -52,8 +53,9 @@ const ShutdownTimeout = 5 * time.Second
 
 // handler serves one store directory.
 type handler struct {
-	root string // absolute, symlinks resolved
-	log  *zap.Logger
+	root   string // absolute, symlinks resolved
+	log    *zap.Logger
+	master masterCache
 }
 
 // Handler returns the HTTP handler serving the store directory dir. dir
@@ -309,17 +311,13 @@ func (h *handler) models() (names []string, mod time.Time, err error) {
 		if strings.HasPrefix(name, ".") {
 			continue
 		}
-		_, _, dfi, err := h.resolve(name)
-		if err != nil || !dfi.IsDir() {
-			continue
+		dfi, ifi, ok := h.modelFolder(e)
+		if dfi != nil && dfi.ModTime().After(mod) {
+			// Every folder counts for the date: one that just lost its
+			// info.json changes master.json too.
+			mod = dfi.ModTime()
 		}
-		// Every folder counts for the date: one that just lost its
-		// info.json changes master.json too.
-		if t := dfi.ModTime(); t.After(mod) {
-			mod = t
-		}
-		_, _, ifi, err := h.resolve(filepath.Join(name, digits.InfoFile))
-		if err != nil || !ifi.Mode().IsRegular() {
+		if !ok {
 			continue
 		}
 		if err := digits.ValidName(name); err != nil {
@@ -333,6 +331,37 @@ func (h *handler) models() (names []string, mod time.Time, err error) {
 	}
 	sort.Strings(names)
 	return names, mod, nil
+}
+
+// modelFolder looks at one entry of the store directory: the folder's
+// FileInfo (nil when it is no directory) and its info.json's, and whether
+// it is a model folder. A plain directory holding a plain info.json costs
+// two lstat calls, as a store may have a hundred thousand; symlinks are
+// resolved and must stay inside the store.
+func (h *handler) modelFolder(e os.DirEntry) (dfi, ifi os.FileInfo, ok bool) {
+	name := e.Name()
+	var err error
+	if e.IsDir() {
+		if dfi, err = e.Info(); err != nil {
+			return nil, nil, false
+		}
+		ifi, err = os.Lstat(filepath.Join(h.root, name, digits.InfoFile))
+		if err == nil && ifi.Mode().IsRegular() {
+			return dfi, ifi, true
+		}
+		if err != nil || ifi.Mode()&fs.ModeSymlink == 0 {
+			return dfi, nil, false
+		}
+	} else {
+		if _, _, dfi, err = h.resolve(name); err != nil || !dfi.IsDir() {
+			return nil, nil, false
+		}
+	}
+	_, _, ifi, err = h.resolve(filepath.Join(name, digits.InfoFile))
+	if err != nil || !ifi.Mode().IsRegular() {
+		return dfi, nil, false
+	}
+	return dfi, ifi, true
 }
 
 // ModelFolders returns the model folders of the store directory dir, as
@@ -376,7 +405,13 @@ func (h *handler) masterJSON() ([]byte, time.Time, error) {
 			if e.dir {
 				continue
 			}
-			folder = append(folder, digits.MasterEntry{Name: e.name, Size: e.fi.Size(), MTime: e.fi.ModTime().Unix(), ETag: FileETag(e.fi)})
+			me := digits.MasterEntry{Name: e.name, Size: e.fi.Size(), MTime: e.fi.ModTime().Unix(), ETag: FileETag(e.fi)}
+			if (e.name == digits.InfoFile || e.name == digits.AuxFile) && me.Size <= digits.MaxInline {
+				// Whole: a client then asks nothing per model.
+				me.Data = h.smallFile(name, e)
+				size += len(me.Data)
+			}
+			folder = append(folder, me)
 			size += len(e.name) + 64
 			if t := e.fi.ModTime(); t.After(mod) {
 				mod = t // a file's change changes master.json
@@ -387,8 +422,82 @@ func (h *handler) masterJSON() ([]byte, time.Time, error) {
 	return digits.MasterJSONFolders(Msg, names, folders, maxMaster), mod, nil
 }
 
+// masterReuse is how long a generated master.json is served again while
+// the store directory itself is unchanged: describing ten thousand folders
+// takes half a second of lstat calls, and the nodes of a cluster mount at
+// once. A file rewritten in place shows within it (a client reads no byte
+// of a file whose ETag changed: it is asked about again).
+const masterReuse = 2 * time.Second
+
+// masterCache is the last generated master.json, and the generation
+// running (one at a time, shared by the requests that wait for it).
+type masterCache struct {
+	mu      sync.Mutex // protects the fields below
+	body    []byte
+	mod     time.Time
+	rootMod time.Time // the store directory's mtime when it was made
+	made    time.Time
+	making  chan struct{} // closed when the running generation ends
+}
+
+// get returns a master.json made less than masterReuse ago for a store
+// directory of modification time rootMod, or one made by gen.
+func (c *masterCache) get(rootMod time.Time, gen func() ([]byte, time.Time, error)) ([]byte, time.Time, error) {
+	c.mu.Lock()
+	for {
+		if c.body != nil && c.rootMod.Equal(rootMod) && time.Since(c.made) < masterReuse {
+			defer c.mu.Unlock()
+			return c.body, c.mod, nil
+		}
+		if c.making == nil {
+			break
+		}
+		making := c.making
+		c.mu.Unlock()
+		<-making
+		c.mu.Lock()
+	}
+	c.making = make(chan struct{})
+	c.mu.Unlock()
+	start := time.Now()
+	body, mod, err := gen()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	close(c.making)
+	c.making = nil
+	if err == nil {
+		c.body, c.mod, c.rootMod, c.made = body, mod, rootMod, start
+	}
+	return body, mod, err
+}
+
+// smallFile reads a file of a model folder for master.json; nil when it
+// cannot, or when it changed while being read (its ETag would not say
+// what was read).
+func (h *handler) smallFile(folder string, e entry) []byte {
+	f, err := os.OpenInRoot(h.root, filepath.Join(folder, e.name))
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || FileETag(fi) != FileETag(e.fi) {
+		return nil
+	}
+	data, err := io.ReadAll(io.LimitReader(f, digits.MaxInline+1))
+	if err != nil || int64(len(data)) != fi.Size() {
+		return nil
+	}
+	return data
+}
+
 func (h *handler) serveMaster(w http.ResponseWriter, r *http.Request) {
-	b, mod, err := h.masterJSON()
+	fi, err := os.Stat(h.root)
+	if err != nil {
+		h.fail(w, r, fsError(err))
+		return
+	}
+	b, mod, err := h.master.get(fi.ModTime(), h.masterJSON)
 	if err != nil {
 		h.fail(w, r, err)
 		return

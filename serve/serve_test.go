@@ -17,6 +17,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -347,7 +349,8 @@ func TestMasterJSON(t *testing.T) {
 	}
 	for model, files := range map[string][]string{"lenet": {"info.json", "net.prototxt", "weights.bin"}, "torch": {"info.json"}, "inside": {"info.json", "net.prototxt", "weights.bin"}} {
 		var names []string
-		for _, ff := range l.Folders[model] {
+		folder, _ := l.Folders.Folder(model)
+		for _, ff := range folder {
 			names = append(names, ff.Name)
 			head, err := st.Stat(context.Background(), nil, model, ff.Name)
 			if err != nil || head != ff.Meta {
@@ -760,5 +763,49 @@ func TestListenAndServe(t *testing.T) {
 	defer ln.Close()
 	if err := ListenAndServe(context.Background(), ln.Addr().String(), h, nil); err == nil {
 		t.Error("ListenAndServe on a busy address succeeded")
+	}
+}
+
+// TestMasterCache: a generated master.json is made once for the requests
+// that come while it is made, and served again for a moment while the
+// store directory is unchanged; a changed directory makes it again.
+func TestMasterCache(t *testing.T) {
+	var c masterCache
+	var gens atomic.Int32
+	release := make(chan struct{})
+	gen := func() ([]byte, time.Time, error) {
+		n := gens.Add(1)
+		if n == 1 {
+			<-release
+		}
+		return []byte(fmt.Sprint(n)), time.Time{}, nil
+	}
+	t0 := time.Unix(1000, 0)
+	var wg sync.WaitGroup
+	got := make([]string, 8)
+	for i := range got {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b, _, _ := c.get(t0, gen)
+			got[i] = string(b)
+		}()
+	}
+	for gens.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond) // the others wait for the one running
+	close(release)
+	wg.Wait()
+	for i, g := range got {
+		if g != "1" {
+			t.Errorf("request %d got generation %q, want the shared first", i, g)
+		}
+	}
+	if b, _, _ := c.get(t0, gen); string(b) != "1" || gens.Load() != 1 {
+		t.Errorf("right after: generation %q (%d made), want the first again", b, gens.Load())
+	}
+	if b, _, _ := c.get(t0.Add(time.Nanosecond), gen); string(b) != "2" {
+		t.Errorf("store directory changed: generation %q, want a new one", b)
 	}
 }
