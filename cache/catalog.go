@@ -1,7 +1,6 @@
 package cache
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -46,8 +45,6 @@ func (c Config) withDefaults() Config {
 	if c.NegativeTTL <= 0 {
 		c.NegativeTTL = 10 * time.Second
 	}
-	// expirable LRUs tick at TTL/100 and panic on a zero interval.
-	c.TTL, c.NegativeTTL = max(c.TTL, time.Millisecond), max(c.NegativeTTL, time.Millisecond)
 	if c.ListTimeout <= 0 {
 		c.ListTimeout = 20 * time.Second
 	}
@@ -94,7 +91,7 @@ type Catalog struct {
 	refreshed map[int]time.Time // key -1 is the whole mount
 	ids       jobIDs            // job id suffixes of the known listings
 
-	onDrop atomic.Value // func(*Store, string), see OnModelDropped
+	onChange atomic.Value // func(*Store, string), see OnModelChanged
 
 	inodeKeyOnce sync.Once
 	inodeKey     []byte
@@ -326,7 +323,7 @@ func (c *Catalog) fetchModel(ctx context.Context, st *Store, name string, prev *
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.ModelTimeout)
 	defer cancel()
-	known, _ := l.Folders.Folder(name)
+	known, _ := l.Folders.Take(name)
 	m, err := c.resolveModel(ctx, st, name, prev, known)
 	if err != nil {
 		if !c.stopping() {
@@ -345,6 +342,9 @@ func (c *Catalog) fetchModel(ctx context.Context, st *Store, name string, prev *
 func (c *Catalog) keptModel(k modelKey, m, prev *Model, hadPrev, current bool) {
 	if current && (!hadPrev || !sameModel(prev, m)) {
 		c.meta.saveModel(c.stores[k.store], m)
+	}
+	if hadPrev && !sameModel(prev, m) {
+		c.changed(c.stores[k.store], k.name)
 	}
 }
 
@@ -445,21 +445,30 @@ func (c *Catalog) fileChanged(ref Ref) {
 	c.log.Warn("file changed on the server; dropping its model's metadata",
 		zap.String("store", ref.Store.Name), zap.String("model", ref.Model), zap.String("file", ref.Name))
 	c.models.Forget(modelKey{ref.Store.idx, ref.Model})
-	if fn, _ := c.onDrop.Load().(func(*Store, string)); fn != nil {
-		fn(ref.Store, ref.Model)
+	c.changed(ref.Store, ref.Model)
+}
+
+// OnModelChanged registers fn, told of every model folder that may show
+// other names than it did: dropped because one of its files changed on
+// the store, fetched again into another folder, or sized into another
+// (an empty weights file). The filesystem has the kernel forget what it
+// keeps of the folder. fn must not block.
+func (c *Catalog) OnModelChanged(fn func(st *Store, model string)) { c.onChange.Store(fn) }
+
+func (c *Catalog) changed(st *Store, model string) {
+	if fn, _ := c.onChange.Load().(func(*Store, string)); fn != nil {
+		fn(st, model)
 	}
 }
 
-// OnModelDropped registers fn, told of every model whose metadata was
-// dropped because one of its files changed on the store (the filesystem
-// has the kernel forget that folder's entries). It must not block.
-func (c *Catalog) OnModelDropped(fn func(st *Store, model string)) { c.onDrop.Store(fn) }
+// sameVerdict reports whether two resolutions of a model have the same
+// verdict, so show the same status.pickle and error.txt, or none.
+func sameVerdict(a, b *Model) bool {
+	return a.Importable == b.Importable && slices.Equal(a.Problems, b.Problems)
+}
 
-// sameModel reports whether two resolutions of a model show the same folder.
+// sameModel reports whether two resolutions of a model show the same
+// folder: the same answers, so the same verdict and files.
 func sameModel(a, b *Model) bool {
-	return a.Importable == b.Importable && slices.Equal(a.Problems, b.Problems) &&
-		slices.EqualFunc(a.Files, b.Files, func(x, y File) bool {
-			return x.Name == y.Name && x.Kind == y.Kind && x.Target == y.Target && x.Remote == y.Remote &&
-				x.Meta == y.Meta && x.ModTime.Equal(y.ModTime) && bytes.Equal(x.Bytes(), y.Bytes())
-		})
+	return sameVerdict(a, b) && a.res.same(b.res)
 }

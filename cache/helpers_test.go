@@ -131,8 +131,8 @@ func (e *env) waitPrefetched(t *testing.T, names ...string) {
 }
 
 func fileNames(m *Model) []string {
-	out := make([]string, len(m.Files))
-	for i, f := range m.Files {
+	out := make([]string, len(m.Files()))
+	for i, f := range m.Files() {
 		out[i] = f.Name
 	}
 	return out

@@ -9,10 +9,5 @@ import (
 // TestMain fails the package's tests if a goroutine outlives them: every
 // goroutine has an owner that stops and waits for it.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		// The expirable LRU's janitor (golang-lru v2.0.7) cannot be
-		// stopped: its Close is commented out upstream. One per LRU, four
-		// per Catalog, each a ticker.
-		goleak.IgnoreAnyFunction("github.com/hashicorp/golang-lru/v2/expirable.NewLRU[...].func1"),
-	)
+	goleak.VerifyTestMain(m)
 }

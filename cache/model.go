@@ -118,7 +118,6 @@ type Model struct {
 	Name  string
 	Info  *digits.Info // nil when info.json is missing or not JSON
 	Aux   *digits.Aux  // nil when absent or invalid
-	Files []File       // sorted by Name
 	// Problems lists, one line each, why the model cannot be imported or
 	// what was left out; they make up error.txt.
 	Problems   []string
@@ -131,7 +130,28 @@ type Model struct {
 	// res is what the store answered, the model is assembled from: kept
 	// on disk, and judged again once sizes the listing did not give are
 	// known.
-	res *answers
+	res   *answers
+	shown []*digits.Problem // what error.txt lists
+	t0    time.Time         // the time of the files made here
+
+	// The folder's files are laid out when first asked for (Files).
+	layout func() []File
+	files  atomic.Pointer[[]File]
+}
+
+// Files returns the folder's entries, sorted by name. They are laid out
+// when first asked for (listing a store and models.tsv need none of them:
+// a store may have a hundred thousand models), then kept.
+func (m *Model) Files() []File {
+	if f := m.files.Load(); f != nil {
+		return *f
+	}
+	var files []File
+	if m.layout != nil {
+		files = m.layout()
+	}
+	m.files.CompareAndSwap(nil, &files)
+	return *m.files.Load()
 }
 
 // Sized reports whether every store file of the folder has its size, so
@@ -158,24 +178,42 @@ func (m *Model) NeedsSizes(name string) bool {
 
 // File returns the entry called name.
 func (m *Model) File(name string) (*File, bool) {
-	i := sort.Search(len(m.Files), func(i int) bool { return m.Files[i].Name >= name })
-	if i < len(m.Files) && m.Files[i].Name == name {
-		return &m.Files[i], true
+	files := m.Files()
+	i := sort.Search(len(files), func(i int) bool { return files[i].Name >= name })
+	if i < len(files) && files[i].Name == name {
+		return &files[i], true
 	}
 	return nil, false
 }
 
-// file returns the entry with the given remote name, for revalidation.
-func (m *Model) remoteFile(remoteName string) *File {
-	if m == nil {
-		return nil
+// knownMeta returns what the store said of a file of a (possibly nil)
+// model, when it said its version (for a conditional request).
+func (m *Model) knownMeta(remoteName string) (remote.Meta, bool) {
+	if m == nil || m.res == nil {
+		return remote.Meta{}, false
 	}
-	for i := range m.Files {
-		if m.Files[i].Kind == KindRemote && m.Files[i].Remote == remoteName {
-			return &m.Files[i]
+	for _, f := range m.res.files {
+		if f.name == remoteName && f.found && f.meta.Size >= 0 && (f.meta.ETag != "" || f.meta.LastModified != "") {
+			return f.meta, true
 		}
 	}
-	return nil
+	return remote.Meta{}, false
+}
+
+// smallFile returns info.json or aux.json of a (possibly nil) model, as
+// the store answered it.
+func (m *Model) smallFile(name string) (*File, bool) {
+	if m == nil || m.res == nil {
+		return nil, false
+	}
+	a, meta := m.res.info, m.res.infoMeta
+	if name == digits.AuxFile {
+		a, meta = m.res.aux, m.res.auxMeta
+	}
+	if !a.Found || a.Err != nil {
+		return nil, false
+	}
+	return keptFile(name, &savedFile{Data: a.Data, Meta: meta}), true
 }
 
 // Summary is a model's line in the store table (models.tsv, modelstorefs

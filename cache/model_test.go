@@ -31,7 +31,7 @@ var lenetFiles = []string{
 // byte-exact, remote files with the served size and ETag.
 func checkServed(t *testing.T, srv *remotetest.Server, m *Model, etags bool) {
 	t.Helper()
-	for _, f := range m.Files {
+	for _, f := range m.Files() {
 		switch f.Kind {
 		case KindRemote:
 			want, ok := srv.Data(m.Name + "/" + f.Remote)
@@ -143,7 +143,7 @@ func TestModelLenet(t *testing.T) {
 			if m.Aux == nil || m.Aux.Dataset != "MNIST" || m.Aux.Logo != "logo.png" {
 				t.Errorf("Aux %+v", m.Aux)
 			}
-			if m.Name != "lenet" || m.Store != e.st || !slices.IsSortedFunc(m.Files, func(a, b File) int { return strings.Compare(a.Name, b.Name) }) {
+			if m.Name != "lenet" || m.Store != e.st || !slices.IsSortedFunc(m.Files(), func(a, b File) int { return strings.Compare(a.Name, b.Name) }) {
 				t.Errorf("model %q of %p, files sorted %v", m.Name, m.Store, fileNames(m))
 			}
 		})

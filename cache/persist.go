@@ -151,14 +151,14 @@ func encodeModel(m *Model) ([]byte, error) {
 		return nil, errors.New("no answers")
 	}
 	s := savedModel{Fetched: m.Fetched, Files: make(map[string]savedAnswer, len(a.files))}
-	if a.infoFile != nil {
-		s.Info = &savedFile{Data: a.infoFile.Data, Meta: a.infoFile.Meta}
+	if a.info.Found {
+		s.Info = &savedFile{Data: a.info.Data, Meta: a.infoMeta}
 	}
 	switch {
 	case a.aux.Err != nil:
 		s.AuxErr = a.aux.Err.Error()
-	case a.auxFile != nil:
-		s.Aux = &savedFile{Data: a.auxFile.Data, Meta: a.auxFile.Meta}
+	case a.aux.Found:
+		s.Aux = &savedFile{Data: a.aux.Data, Meta: a.auxMeta}
 	}
 	for _, f := range a.files {
 		switch {

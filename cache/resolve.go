@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -56,24 +57,43 @@ func (c *Catalog) resolveModel(ctx context.Context, st *Store, name string, prev
 	return c.assemble(st, name, r, plan), nil
 }
 
-// assemble judges a resolution (with its plan, when made already) and
-// lays out the model folder.
+// assemble judges a resolution (with its plan, when made already): the
+// model's verdict and problems now, its folder when first asked for.
 func (c *Catalog) assemble(st *Store, name string, r *resolution, plan *digits.Plan) *Model {
 	if plan == nil {
 		plan = digits.NewPlan(r.in.Info, r.in.Aux)
 	}
-	m := &Model{Store: st, Name: name, Fetched: time.Now()}
 	v := plan.Judge(r.in.Files)
-	m.Info, m.Aux, m.AuxUnknown, m.Importable = v.Info, v.Aux, v.AuxUnknown, v.Importable
-	m.Files = folderFiles(v, r.metas, r.infoFile, r.auxFile)
-	t0 := modelTime(m, r.infoFile)
+	m := &Model{Store: st, Name: name, Fetched: time.Now(), res: keep(r),
+		Info: v.Info, Aux: v.Aux, AuxUnknown: v.AuxUnknown, Importable: v.Importable}
+	m.t0 = modelTime(m, r.infoFile)
 	if m.Importable {
-		c.addPickle(m, v, t0)
+		if err := c.pickleJob(m, v.Layout).Validate(); err != nil {
+			// Judge accepted the model, so this is a bug of ours: say so.
+			v.Problems = append(v.Problems, &digits.Problem{Severity: digits.Blocker, File: digits.StatusFile, Msg: err.Error()})
+			m.Importable = false
+		}
 	}
-	c.addProblems(m, v, t0)
-	sort.Slice(m.Files, func(i, j int) bool { return m.Files[i].Name < m.Files[j].Name })
-	m.res = keep(r)
+	c.addProblems(m, v)
+	m.layout = func() []File { return c.layoutFiles(m) }
 	return m
+}
+
+// layoutFiles lays out a model's folder from its answers: the store's
+// files and symlinks as the verdict shows them, status.pickle when
+// importable, error.txt when there are problems to show.
+func (c *Catalog) layoutFiles(m *Model) []File {
+	r := m.res.resolution()
+	v := digits.Judge(r.in)
+	files := folderFiles(v, r.metas, r.infoFile, r.auxFile)
+	if m.Importable {
+		files = append(files, c.pickleFile(m, v.Layout))
+	}
+	if len(m.shown) > 0 {
+		files = append(files, File{Name: digits.ErrorFile, Kind: KindData, Data: errorText(m.Name, m.shown), ModTime: m.t0})
+	}
+	sort.Slice(files, func(i, j int) bool { return files[i].Name < files[j].Name })
+	return slices.Clip(files)
 }
 
 // fetchSmallFiles fetches info.json and aux.json in parallel (one round
@@ -135,7 +155,7 @@ func (c *Catalog) auxAnswer(ctx context.Context, st *Store, name string, r *reso
 	case ctx.Err() != nil:
 		return auxErr
 	default:
-		if f, ok := prev.dataFile(digits.AuxFile); ok {
+		if f, ok := prev.smallFile(digits.AuxFile); ok {
 			r.auxFile = f
 			r.in.Aux = digits.Answer{Found: true, Data: f.Data, Size: int64(len(f.Data))}
 			c.log.Warn("aux.json failed, using the last good one", zap.String("store", st.Name), zap.String("model", name), zap.Error(auxErr))
@@ -153,7 +173,7 @@ func (c *Catalog) auxAnswer(ctx context.Context, st *Store, name string, r *reso
 // fetched info.json and aux.json, symlinks, and the store's files with
 // their sizes and validators.
 func folderFiles(v *digits.Verdict, metas map[string]remote.Meta, infoFile, auxFile *File) []File {
-	var files []File
+	files := make([]File, 0, len(v.Entries)+2) // and status.pickle, error.txt
 	for _, e := range v.Entries {
 		switch {
 		case e.Name == digits.InfoFile:
@@ -171,31 +191,31 @@ func folderFiles(v *digits.Verdict, metas map[string]remote.Meta, infoFile, auxF
 	return files
 }
 
-// addPickle adds the status.pickle that makes an importable folder a
-// DIGITS job.
-func (c *Catalog) addPickle(m *Model, v *digits.Verdict, t0 time.Time) {
-	id := digits.JobID(t0, c.jobIDSuffix(m.Store, m.Name))
-	job := digits.NewJobIn(id, strings.TrimRight(c.cfg.JobsDir, "/")+"/"+m.Name, m.Info, v.Layout, t0)
-	pickle, err := digits.StatusPickle(job)
-	if err != nil {
-		// Judge accepted the model, so this is a bug of ours: say so.
-		v.Problems = append(v.Problems, &digits.Problem{Severity: digits.Blocker, File: digits.StatusFile, Msg: err.Error()})
-		m.Importable = false
-		return
-	}
-	// Made again when read (the same bytes): not held for every model.
-	gen := func() []byte {
-		p, _ := digits.StatusPickle(job)
-		return p
-	}
-	m.Files = append(m.Files, File{Name: digits.StatusFile, Kind: KindData, ModTime: t0, gen: gen, size: int64(len(pickle))})
+// pickleJob is the DIGITS job status.pickle describes.
+func (c *Catalog) pickleJob(m *Model, layout []digits.JobFile) digits.Job {
+	id := digits.JobID(m.t0, c.jobIDSuffix(m.Store, m.Name))
+	return digits.NewJobIn(id, strings.TrimRight(c.cfg.JobsDir, "/")+"/"+m.Name, m.Info, layout, m.t0)
 }
 
-// addProblems adds error.txt with the problems of the model as the folder
-// shows it, and logs them; an optional file the store does not have (an
-// extra info.json names, a logo) is check's business, not worth an
-// error.txt in every copy.
-func (c *Catalog) addProblems(m *Model, v *digits.Verdict, t0 time.Time) {
+// pickleFile is the status.pickle that makes an importable folder a
+// DIGITS job. Its bytes are made again when read, the same each time, from
+// the model (the job's layout judged again): a store may have a hundred
+// thousand models, and each would hold its job and pickle.
+func (c *Catalog) pickleFile(m *Model, layout []digits.JobFile) File {
+	pickle, _ := digits.StatusPickle(c.pickleJob(m, layout)) // validated by assemble
+	gen := func() []byte {
+		v := digits.Judge(m.res.resolution().in)
+		p, _ := digits.StatusPickle(c.pickleJob(m, v.Layout))
+		return p
+	}
+	return File{Name: digits.StatusFile, Kind: KindData, ModTime: m.t0, gen: gen, size: int64(len(pickle))}
+}
+
+// addProblems records the problems the model's error.txt shows, and logs
+// them; an optional file the store does not have (an extra info.json
+// names, a logo) is check's business, not worth an error.txt in every
+// copy.
+func (c *Catalog) addProblems(m *Model, v *digits.Verdict) {
 	log := c.log.With(zap.String("store", m.Store.Name), zap.String("model", m.Name))
 	var shown []*digits.Problem
 	for _, p := range v.Problems {
@@ -209,7 +229,7 @@ func (c *Catalog) addProblems(m *Model, v *digits.Verdict, t0 time.Time) {
 	if len(shown) == 0 {
 		return
 	}
-	m.Files = append(m.Files, File{Name: digits.ErrorFile, Kind: KindData, Data: errorText(m.Name, shown), ModTime: t0})
+	m.shown = shown
 	var blockers []string
 	for _, p := range shown {
 		switch {
@@ -224,18 +244,6 @@ func (c *Catalog) addProblems(m *Model, v *digits.Verdict, t0 time.Time) {
 	if len(blockers) > 0 {
 		log.Warn("model cannot be imported", zap.Strings("why", blockers))
 	}
-}
-
-// dataFile returns the in-memory file called name of a (possibly nil) model.
-func (m *Model) dataFile(name string) (*File, bool) {
-	if m == nil {
-		return nil, false
-	}
-	f, ok := m.File(name)
-	if !ok || f.Kind != KindData {
-		return nil, false
-	}
-	return f, true
 }
 
 // modelTime is the deterministic time of a model's synthesized files: the
@@ -288,7 +296,7 @@ func errorText(model string, problems []*digits.Problem) []byte {
 func (c *Catalog) smallFile(ctx context.Context, st *Store, model, name string, prev *Model, known remote.Folder) (*File, error) {
 	var prevFile *File
 	var prevMeta *remote.Meta
-	if f, ok := prev.dataFile(name); ok {
+	if f, ok := prev.smallFile(name); ok {
 		prevFile, prevMeta = f, &f.Meta
 	}
 	if known != nil {
@@ -391,8 +399,8 @@ func (c *Catalog) statEach(ctx context.Context, st *Store, model string, names [
 
 func (c *Catalog) statFile(ctx context.Context, st *Store, model, rn string, prev *Model) (remote.Meta, error) {
 	var prevMeta *remote.Meta
-	if f := prev.remoteFile(rn); f != nil && f.Meta.Size >= 0 && (f.Meta.ETag != "" || f.Meta.LastModified != "") {
-		prevMeta = &f.Meta
+	if meta, ok := prev.knownMeta(rn); ok {
+		prevMeta = &meta
 	}
 	meta, err := st.Remote.Stat(ctx, prevMeta, model, rn)
 	if errors.Is(err, remote.ErrNotModified) {

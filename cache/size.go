@@ -26,9 +26,13 @@ func (c *Catalog) Sized(ctx context.Context, st *Store, name string) (*Model, er
 	if err != nil || m.Sized() {
 		return m, err
 	}
-	return c.models.Refine(ctx, modelKey{st.idx, name}, m, func(ctx context.Context, m *Model) (*Model, error) {
+	sized, err := c.models.Refine(ctx, modelKey{st.idx, name}, m, func(ctx context.Context, m *Model) (*Model, error) {
 		return c.sizeModel(ctx, m)
 	})
+	if err == nil && !sameVerdict(m, sized) {
+		c.changed(st, name) // status.pickle or error.txt; after the sized model is kept
+	}
+	return sized, err
 }
 
 // sizeModel HEADs the files of m whose size is unknown and assembles the

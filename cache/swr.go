@@ -7,7 +7,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/golang-lru/v2/expirable"
 	"golang.org/x/sync/singleflight"
 )
 
@@ -95,38 +94,39 @@ func (e uncachedError) Unwrap() error { return e.err }
 // validators), a generation per group (bumped by Drop, so that a fetch
 // that started before is not kept), and one fetch per key at a time, run
 // on the owner's context: a caller that gives up only stops waiting.
+//
+// All it knows of a key is one map entry (a store may have a hundred
+// thousand models): the fresh value is the last good one while fresh.
 type swrCache[K comparable, V comparable] struct {
 	cfg     swrConfig[K, V]
 	own     *owner
-	fresh   *expirable.LRU[K, V]
-	errs    *expirable.LRU[K, error]
 	fetches singleflight.Group
 
 	mu       sync.Mutex // protects the fields below
-	last     map[K]lastValue[V]
+	entries  map[K]swrEntry[V]
+	nfresh   int // entries with a fresh value (expired ones included)
 	gen      map[int]uint64
 	inflight map[K]int // running fetches per key, for Drop
 }
 
-// lastValue is a last good value; ok false records that there is none,
-// so that Load is asked once.
-type lastValue[V any] struct {
-	v  V
-	ok bool
+// swrEntry is what a swrCache knows of one key.
+type swrEntry[V any] struct {
+	v          V         // the last good value, when ok
+	ok         bool      // there is one
+	loaded     bool      // Load was asked (it is asked once)
+	freshUntil time.Time // v is fresh until then (zero: not fresh)
+	err        error     // the last failure, remembered until errUntil
+	errUntil   time.Time
 }
 
 func newSWR[K comparable, V comparable](own *owner, cfg swrConfig[K, V]) *swrCache[K, V] {
-	// expirable LRUs tick at TTL/100 and panic on a zero interval.
-	cfg.TTL, cfg.NegativeTTL = max(cfg.TTL, time.Millisecond), max(cfg.NegativeTTL, time.Millisecond)
 	if cfg.Stale == nil {
 		cfg.Stale = func(last V, _ error) V { return last }
 	}
 	return &swrCache[K, V]{
 		cfg:      cfg,
 		own:      own,
-		fresh:    expirable.NewLRU[K, V](cfg.Size, nil, cfg.TTL),
-		errs:     expirable.NewLRU[K, error](cfg.Size, nil, cfg.NegativeTTL),
-		last:     map[K]lastValue[V]{},
+		entries:  map[K]swrEntry[V]{},
 		gen:      map[int]uint64{},
 		inflight: map[K]int{},
 	}
@@ -139,7 +139,7 @@ func (s *swrCache[K, V]) Get(ctx context.Context, k K) (V, error) {
 	if v, ok := s.Fresh(k); ok {
 		return v, nil
 	}
-	if err, ok := s.errs.Get(k); ok {
+	if err := s.failure(k); err != nil {
 		if last, ok := s.Last(k); ok {
 			return s.cfg.Stale(last, err), nil
 		}
@@ -151,30 +151,44 @@ func (s *swrCache[K, V]) Get(ctx context.Context, k K) (V, error) {
 
 // Fresh returns the fresh value of k without fetching.
 func (s *swrCache[K, V]) Fresh(k K) (V, bool) {
-	v, ok := s.fresh.Get(k)
-	if ok && s.cfg.Fresh != nil && !s.cfg.Fresh(v) {
-		var zero V
+	s.mu.Lock()
+	e := s.entries[k]
+	s.mu.Unlock()
+	var zero V
+	if !e.ok || !time.Now().Before(e.freshUntil) || s.cfg.Fresh != nil && !s.cfg.Fresh(e.v) {
 		return zero, false
 	}
-	return v, ok
+	return e.v, true
+}
+
+// failure returns the failure of k remembered now, if any.
+func (s *swrCache[K, V]) failure(k K) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e := s.entries[k]; e.err != nil && time.Now().Before(e.errUntil) {
+		return e.err
+	}
+	return nil
 }
 
 // Last returns the last good value of k, from memory or, once, from Load.
 func (s *swrCache[K, V]) Last(k K) (V, bool) {
 	s.mu.Lock()
-	lv, known := s.last[k]
+	e := s.entries[k]
 	s.mu.Unlock()
-	if known || s.cfg.Load == nil {
-		return lv.v, lv.ok
+	if e.ok || e.loaded || s.cfg.Load == nil {
+		return e.v, e.ok
 	}
 	v, ok := s.cfg.Load(k)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if cur, known := s.last[k]; known {
-		return cur.v, cur.ok
+	e = s.entries[k]
+	if !e.ok && !e.loaded {
+		e.v, e.ok = v, ok
 	}
-	s.last[k] = lastValue[V]{v, ok} // none too: Load is asked once
-	return v, ok
+	e.loaded = true // none too: Load is asked once
+	s.entries[k] = e
+	return e.v, e.ok
 }
 
 // shared runs one fetch of k on the owner's context, whoever asks, and
@@ -233,7 +247,7 @@ func (s *swrCache[K, V]) run(k K) (V, error) {
 	}
 	if err != nil {
 		if !s.own.stopping() {
-			s.errs.Add(k, err)
+			s.fail(k, err)
 		}
 		if hadPrev {
 			return s.cfg.Stale(prev, err), nil
@@ -256,9 +270,114 @@ func (s *swrCache[K, V]) put(k K, v V, gen uint64) bool {
 	if s.gen[s.cfg.Group(k)] != gen {
 		return false
 	}
-	s.fresh.Add(k, v)
-	s.last[k] = lastValue[V]{v, true}
+	s.keepLocked(k, v)
 	return true
+}
+
+// keepLocked makes v the fresh and last good value of k.
+func (s *swrCache[K, V]) keepLocked(k K, v V) {
+	e := s.entries[k]
+	if e.freshUntil.IsZero() {
+		s.nfresh++
+	}
+	e.v, e.ok, e.loaded, e.freshUntil = v, true, true, time.Now().Add(s.cfg.TTL)
+	s.entries[k] = e
+	if s.cfg.Size > 0 && s.nfresh > s.cfg.Size {
+		s.shrinkLocked()
+	}
+}
+
+// shrinkLocked brings the fresh values back within Size: the expired
+// ones first, then any (a value that is not fresh stays the last good).
+func (s *swrCache[K, V]) shrinkLocked() {
+	now := time.Now()
+	for _, expiredOnly := range []bool{true, false} {
+		for k, e := range s.entries {
+			if s.nfresh <= s.cfg.Size {
+				return
+			}
+			if !e.freshUntil.IsZero() && (!expiredOnly || !now.Before(e.freshUntil)) {
+				e.freshUntil = time.Time{}
+				s.entries[k] = e
+				s.nfresh--
+			}
+		}
+	}
+}
+
+// fail remembers a failure of k for NegativeTTL.
+func (s *swrCache[K, V]) fail(k K, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.entries[k]
+	e.err, e.errUntil = err, time.Now().Add(s.cfg.NegativeTTL)
+	s.entries[k] = e
+}
+
+// unfreshLocked drops the fresh value of k (it stays the last good).
+func (s *swrCache[K, V]) unfreshLocked(k K, e swrEntry[V]) {
+	if !e.freshUntil.IsZero() {
+		e.freshUntil = time.Time{}
+		s.nfresh--
+	}
+	s.entries[k] = e
+}
+
+// Running reports whether a fetch of k is running.
+func (s *swrCache[K, V]) Running(k K) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.inflight[k] > 0
+}
+
+// Forget drops the fresh value of k, and lets the next Get start a new
+// fetch instead of joining a running one. The last good value stays.
+func (s *swrCache[K, V]) Forget(k K) {
+	s.mu.Lock()
+	if e, ok := s.entries[k]; ok {
+		s.unfreshLocked(k, e)
+	}
+	s.mu.Unlock()
+	s.fetches.Forget(s.cfg.Name(k))
+}
+
+// Drop forgets the fresh values and failures of a group (a store): the
+// next Get of any of its keys fetches again, never joining a fetch that
+// started before, and such a fetch's result is not kept. The last good
+// values stay, as validators.
+func (s *swrCache[K, V]) Drop(group int) {
+	s.mu.Lock()
+	s.gen[group]++
+	var running []K
+	for k := range s.inflight {
+		if s.cfg.Group(k) == group {
+			running = append(running, k)
+		}
+	}
+	for k, e := range s.entries {
+		if s.cfg.Group(k) == group {
+			e.err = nil
+			s.unfreshLocked(k, e)
+		}
+	}
+	s.mu.Unlock()
+	for _, k := range running {
+		s.fetches.Forget(s.cfg.Name(k))
+	}
+}
+
+// PruneLast forgets all that is known of the keys for which drop is true.
+func (s *swrCache[K, V]) PruneLast(drop func(K) bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, e := range s.entries {
+		if drop(k) {
+			if !e.freshUntil.IsZero() {
+				s.nfresh--
+			}
+			delete(s.entries, k)
+		}
+	}
 }
 
 // Refine replaces v, the fresh value of k, by what refine makes of it
@@ -277,69 +396,13 @@ func (s *swrCache[K, V]) Refine(ctx context.Context, k K, v V, refine func(conte
 		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		if cur, ok := s.fresh.Peek(k); ok && cur == v {
-			s.fresh.Add(k, r)
-			s.last[k] = lastValue[V]{r, true}
-			return r, nil
-		}
-		if cur, ok := s.fresh.Peek(k); ok {
-			return cur, nil
+		switch e := s.entries[k]; {
+		case e.ok && e.v == v && !e.freshUntil.IsZero():
+			s.keepLocked(k, r)
+		case e.ok && !e.freshUntil.IsZero():
+			return e.v, nil // another value came meanwhile
 		}
 		return r, nil
 	})
 	return s.wait(ctx, ch)
-}
-
-// Running reports whether a fetch of k is running.
-func (s *swrCache[K, V]) Running(k K) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.inflight[k] > 0
-}
-
-// Forget drops the fresh value of k, and lets the next Get start a new
-// fetch instead of joining a running one. The last good value stays.
-func (s *swrCache[K, V]) Forget(k K) {
-	s.fresh.Remove(k)
-	s.fetches.Forget(s.cfg.Name(k))
-}
-
-// Drop forgets the fresh values and failures of a group (a store): the
-// next Get of any of its keys fetches again, never joining a fetch that
-// started before, and such a fetch's result is not kept. The last good
-// values stay, as validators.
-func (s *swrCache[K, V]) Drop(group int) {
-	s.mu.Lock()
-	s.gen[group]++
-	var running []K
-	for k := range s.inflight {
-		if s.cfg.Group(k) == group {
-			running = append(running, k)
-		}
-	}
-	s.mu.Unlock()
-	for _, k := range s.fresh.Keys() {
-		if s.cfg.Group(k) == group {
-			s.fresh.Remove(k)
-		}
-	}
-	for _, k := range s.errs.Keys() {
-		if s.cfg.Group(k) == group {
-			s.errs.Remove(k)
-		}
-	}
-	for _, k := range running {
-		s.fetches.Forget(s.cfg.Name(k))
-	}
-}
-
-// PruneLast forgets the last good values for which drop is true.
-func (s *swrCache[K, V]) PruneLast(drop func(K) bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for k := range s.last {
-		if drop(k) {
-			delete(s.last, k)
-		}
-	}
 }

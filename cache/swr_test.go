@@ -281,3 +281,38 @@ func TestSWRForgetAndPrune(t *testing.T) {
 		t.Errorf("pruned b, store down: %q %v, want the failure", v, err)
 	}
 }
+
+// TestSWRSize: past Size fresh values, the oldest are no longer fresh
+// (fetched again on Get) but stay the last good values.
+func TestSWRSize(t *testing.T) {
+	keys := []swrKey{{0, "a"}, {0, "b"}, {0, "c"}}
+	src := &swrSource{script: map[swrKey][]swrAnswer{}}
+	for _, k := range keys {
+		src.script[k] = []swrAnswer{{v: k.name + "1"}, {err: errStore}}
+	}
+	s, _ := newTestSWR(t, src, time.Hour)
+	s.cfg.Size = 2
+	ctx := testutil.Ctx(t)
+	for _, k := range keys {
+		if _, err := s.Get(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fresh := 0
+	for _, k := range keys {
+		if _, ok := s.Fresh(k); ok {
+			fresh++
+		}
+		if v, ok := s.Last(k); !ok || v != k.name+"1" {
+			t.Errorf("%s: last good %q %v", k.name, v, ok)
+		}
+	}
+	if fresh != 2 {
+		t.Errorf("%d fresh values, want the bound, 2", fresh)
+	}
+	for _, k := range keys {
+		if v, err := s.Get(ctx, k); err != nil || v != k.name+"1" && v != k.name+"1 (stale: store down)" {
+			t.Errorf("%s: %q %v", k.name, v, err)
+		}
+	}
+}

@@ -319,6 +319,9 @@ func unixSeconds(t time.Time) float64 {
 }
 
 // validate checks what StatusPickle needs from j.
+// Validate says why StatusPickle would refuse the job, or nil.
+func (j Job) Validate() error { return j.validate() }
+
 func (j Job) validate() error {
 	var problems []string
 	if _, _, ok := TaskClass(j.Framework); !ok {

@@ -32,13 +32,15 @@ var (
 	_ = (fusefs.NodeGetattrer)((*storeDir)(nil))
 	_ = (fusefs.NodeLookuper)((*storeDir)(nil))
 	_ = (fusefs.NodeReaddirer)((*storeDir)(nil))
+	_ = (fusefs.NodeOpendirHandler)((*storeDir)(nil))
 
 	_ = (fusefs.NodeGetattrer)((*modelDir)(nil))
 	_ = (fusefs.NodeLookuper)((*modelDir)(nil))
 	_ = (fusefs.NodeReaddirer)((*modelDir)(nil))
 	_ = (fusefs.NodeOpendirHandler)((*modelDir)(nil))
 
-	// A model folder opened for reading; READDIRPLUS looks up through it.
+	// A store or model folder opened for reading; READDIRPLUS looks up
+	// through it.
 	_ = (fusefs.FileReaddirenter)((*dirHandle)(nil))
 	_ = (fusefs.FileSeekdirer)((*dirHandle)(nil))
 	_ = (fusefs.FileLookuper)((*dirHandle)(nil))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"syscall"
@@ -62,9 +63,10 @@ type storeDir struct {
 	fsys *FS
 	st   *cache.Store
 
-	mu      sync.Mutex          // protects the fields below
-	shown   *cache.StoreListing // the listing entries were made for
-	entries []entry             // sorted by name
+	mu    sync.Mutex          // protects the fields below
+	shown *cache.StoreListing // the listing the fields below are of
+	own   []entry             // its special entries, sorted by name
+	inos  []uint64            // the inode numbers of its models, in order
 }
 
 // special returns the store's own entries for a listing result.
@@ -87,10 +89,10 @@ func (d *storeDir) special(l *cache.StoreListing, err error) []entry {
 	return es
 }
 
-func (d *storeDir) modelEntry(name string) entry {
+func (d *storeDir) modelEntry(name string, ino uint64) entry {
 	f, st := d.fsys, d.st
 	return entry{
-		name: name, mode: modelDirMode, ino: f.inodeNumber("", st.Name, name), versioned: true,
+		name: name, mode: modelDirMode, ino: ino, versioned: true,
 		node: func() fusefs.InodeEmbedder { return &modelDir{fsys: f, st: st, name: name} },
 	}
 }
@@ -108,7 +110,13 @@ func (d *storeDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 	if ctx.Err() != nil {
 		return nil, syscall.EINTR
 	}
-	e, ok := searchEntry(d.listed(l, err), name)
+	own, inos := d.listed(l, err)
+	e, ok := searchEntry(own, name)
+	if !ok && err == nil {
+		if i := sort.SearchStrings(l.Models, name); i < len(l.Models) && l.Models[i] == name {
+			e, ok = d.modelEntry(name, inos[i]), true
+		}
+	}
 	if !ok {
 		return nil, syscall.ENOENT
 	}
@@ -120,27 +128,55 @@ func (d *storeDir) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno
 	if ctx.Err() != nil {
 		return nil, syscall.EINTR
 	}
-	return dirStream(d.listed(l, err)), 0
+	return dirStream(d.entries(l, err)), 0
 }
 
-// listed returns the store directory's entries for a listing result,
-// sorted: made once per listing, as a store may hold a hundred thousand
-// models, each looked up after a READDIRPLUS.
-func (d *storeDir) listed(l *cache.StoreListing, err error) []entry {
+// OpendirHandle opens the store directory for reading. Its READDIRPLUS
+// looks up the store's own entries only: plain ls of a store of a hundred
+// thousand models makes no inode for each (an ls -l looks each up).
+func (d *storeDir) OpendirHandle(ctx context.Context, _ uint32) (fusefs.FileHandle, uint32, syscall.Errno) {
+	l, err := d.fsys.cat.Listing(ctx, d.st)
+	if ctx.Err() != nil {
+		return nil, 0, syscall.EINTR
+	}
+	return &dirHandle{ds: dirStream(d.entries(l, err)), lookup: func(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
+		if own, _ := d.listed(l, err); !slices.ContainsFunc(own, func(e entry) bool { return e.name == name }) && name != RefreshName {
+			return nil, syscall.ENOENT // a model: left for a LOOKUP of its own
+		}
+		return d.Lookup(ctx, name, out)
+	}}, 0, 0
+}
+
+// entries are the store directory's entries for a listing result, sorted.
+func (d *storeDir) entries(l *cache.StoreListing, err error) []entry {
+	own, inos := d.listed(l, err)
+	es := slices.Clone(own)
+	if err == nil {
+		for i, m := range l.Models {
+			es = append(es, d.modelEntry(m, inos[i]))
+		}
+	}
+	return sortEntries(es)
+}
+
+// listed returns the store directory's own entries for a listing result,
+// sorted, and the inode numbers of its models: derived once per listing,
+// as a store may hold a hundred thousand models, each looked up after a
+// READDIRPLUS.
+func (d *storeDir) listed(l *cache.StoreListing, err error) (own []entry, inos []uint64) {
 	if err != nil {
-		return sortEntries(d.special(nil, err))
+		return sortEntries(d.special(nil, err)), nil
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.shown == l {
-		return d.entries
+	if d.shown != l {
+		inos = make([]uint64, len(l.Models))
+		for i, m := range l.Models {
+			inos[i] = d.fsys.inodeNumber("", d.st.Name, m)
+		}
+		d.shown, d.own, d.inos = l, sortEntries(d.special(l, nil)), inos
 	}
-	es := d.special(l, nil)
-	for _, m := range l.Models {
-		es = append(es, d.modelEntry(m))
-	}
-	d.shown, d.entries = l, sortEntries(es)
-	return d.entries
+	return d.own, d.inos
 }
 
 // modelDir is one model folder. A model whose metadata cannot be fetched
@@ -162,9 +198,10 @@ func (d *modelDir) fileInos(m *cache.Model) []uint64 {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.shown != m {
-		inos := make([]uint64, len(m.Files))
-		for i := range m.Files {
-			inos[i] = d.fileIno(&m.Files[i])
+		files := m.Files()
+		inos := make([]uint64, len(files))
+		for i := range files {
+			inos[i] = d.fileIno(&files[i])
 		}
 		d.shown, d.inos = m, inos
 	}
@@ -183,10 +220,10 @@ func (d *modelDir) fileIno(file *cache.File) uint64 {
 
 // fileEntries are the entries of a model's files, in order.
 func (d *modelDir) fileEntries(m *cache.Model) []entry {
-	inos := d.fileInos(m)
-	es := make([]entry, len(m.Files))
-	for i := range m.Files {
-		es[i] = d.fileEntry(&m.Files[i], inos[i])
+	files, inos := m.Files(), d.fileInos(m)
+	es := make([]entry, len(files))
+	for i := range files {
+		es[i] = d.fileEntry(&files[i], inos[i])
 	}
 	return es
 }
@@ -197,26 +234,13 @@ func (d *modelDir) fileEntry(file *cache.File, ino uint64) entry {
 	switch file.Kind {
 	case cache.KindSymlink:
 		e.mode = linkMode
-		target := file.Target
-		e.node = func() fusefs.InodeEmbedder { return &symlink{fsys: f, target: target, mtime: e.mtime} }
+		e.node = func() fusefs.InodeEmbedder { return &symlink{fsys: f, file: file} }
 	case cache.KindRemote:
 		e.mode = fileMode
-		ref := cache.Ref{Store: st, Model: model, Name: file.Remote, Meta: file.Meta}
-		e.node = func() fusefs.InodeEmbedder { return &remoteFile{fsys: f, ref: ref, mtime: e.mtime} }
+		e.node = func() fusefs.InodeEmbedder { return &remoteFile{fsys: f, st: st, model: model, file: file} }
 	default:
 		e.mode = fileMode
-		data := file.Data
-		var ref *cache.Ref
-		if file.Remote != "" { // info.json, aux.json: fetched from the store
-			ref = &cache.Ref{Store: st, Model: model, Name: file.Remote, Meta: file.Meta}
-		}
-		var gen func() []byte
-		if file.Generated() {
-			gen = file.Bytes
-		}
-		e.node = func() fusefs.InodeEmbedder {
-			return &dataFile{fsys: f, data: data, gen: gen, size: e.size, mtime: e.mtime, ref: ref}
-		}
+		e.node = func() fusefs.InodeEmbedder { return &dataFile{fsys: f, file: file, st: st, model: model} }
 	}
 	return e
 }
@@ -265,31 +289,33 @@ func (d *modelDir) lookup(ctx context.Context, name string, out *fuse.EntryOut, 
 			return nil, d.fsys.toErrno(ctx, "lookup", err, zap.String("store", d.st.Name), zap.String("model", d.name), zap.String("name", name))
 		}
 	}
-	i := sort.Search(len(m.Files), func(i int) bool { return m.Files[i].Name >= name })
-	if i == len(m.Files) || m.Files[i].Name != name {
+	files := m.Files()
+	i := sort.Search(len(files), func(i int) bool { return files[i].Name >= name })
+	if i == len(files) || files[i].Name != name {
 		return nil, syscall.ENOENT
 	}
-	e := d.fileEntry(&m.Files[i], d.fileInos(m)[i])
+	e := d.fileEntry(&files[i], d.fileInos(m)[i])
 	return d.fsys.lookupEntry(ctx, d.EmbeddedInode(), e, out), 0
 }
 
-// entries are the folder's entries as resolved, sizes known or not.
-func (d *modelDir) entries(ctx context.Context) ([]entry, syscall.Errno) {
+// entries are the folder's entries as resolved, sizes known or not;
+// resolved is false when they say the model could not be resolved.
+func (d *modelDir) entries(ctx context.Context) (es []entry, resolved bool, errno syscall.Errno) {
 	m, err := d.fsys.cat.Model(ctx, d.st, d.name)
 	if ctx.Err() != nil {
-		return nil, syscall.EINTR
+		return nil, false, syscall.EINTR
 	}
 	if errors.Is(err, cache.ErrNotFound) {
-		return nil, 0
+		return nil, false, 0
 	}
 	if err != nil {
-		return []entry{d.errorEntry(err)}, 0
+		return []entry{d.errorEntry(err)}, false, 0
 	}
-	return d.fileEntries(m), 0
+	return d.fileEntries(m), true, 0
 }
 
 func (d *modelDir) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno) {
-	es, errno := d.entries(ctx)
+	es, _, errno := d.entries(ctx)
 	if errno != 0 {
 		return nil, errno
 	}
@@ -300,12 +326,20 @@ func (d *modelDir) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno
 // READDIRPLUS, which looks up every entry: through the handle, entries
 // that need sizes are left for a LOOKUP of their own, so that listing a
 // folder (a shell glob, grep over */info.json) asks the store nothing.
+// The kernel keeps the listing (FOPEN_CACHE_DIR, KEEP_CACHE): a warm
+// ls -lR is then answered as from a local disk. It is dropped whenever the
+// folder may show other names: a refresh, a model found changed,
+// re-fetched or sized into another folder (FS.modelChanged).
 func (d *modelDir) OpendirHandle(ctx context.Context, _ uint32) (fusefs.FileHandle, uint32, syscall.Errno) {
-	es, errno := d.entries(ctx)
+	es, resolved, errno := d.entries(ctx)
 	if errno != 0 {
 		return nil, 0, errno
 	}
+	var keep uint32
+	if resolved { // a failure shows until the model resolves: not kept
+		keep = fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE
+	}
 	return &dirHandle{ds: dirStream(es), lookup: func(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
 		return d.lookup(ctx, name, out, false)
-	}}, 0, 0
+	}}, keep, 0
 }

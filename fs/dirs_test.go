@@ -170,14 +170,14 @@ func TestStoreDown(t *testing.T) {
 			}
 			checkEntriesMatchLookup(t, sd)
 			ef := lookupNode[*dataFile](t, sd, ErrorName)
-			msg := string(ef.data)
+			msg := string(ef.file.Data)
 			for _, want := range []string{"down", e.srvs[1].URL, "cannot be listed", tt.mention, RefreshName} {
 				if !strings.Contains(msg, want) {
 					t.Errorf("error.txt does not mention %q:\n%s", want, msg)
 				}
 			}
-			if a := getattr(t, ef); a.Size != uint64(len(ef.data)) {
-				t.Errorf("error.txt size %d, has %d bytes", a.Size, len(ef.data))
+			if a := getattr(t, ef); a.Size != uint64(len(ef.file.Data)) {
+				t.Errorf("error.txt size %d, has %d bytes", a.Size, len(ef.file.Data))
 			}
 			for _, name := range []string{"lenet", TableName, WelcomeName} {
 				var out fuse.EntryOut
@@ -215,8 +215,8 @@ func TestStoreStale(t *testing.T) {
 		t.Errorf("entries of a failing store %q, want %q", got, want)
 	}
 	ef := lookupNode[*dataFile](t, sd, ErrorName)
-	if !strings.Contains(string(ef.data), "is failing") || !strings.Contains(string(ef.data), "500") {
-		t.Errorf("error.txt:\n%s", ef.data)
+	if !strings.Contains(string(ef.file.Data), "is failing") || !strings.Contains(string(ef.file.Data), "500") {
+		t.Errorf("error.txt:\n%s", ef.file.Data)
 	}
 	lookupNode[*modelDir](t, sd, "lenet")
 }
@@ -283,7 +283,7 @@ func TestModelDirLenet(t *testing.T) {
 		t.Errorf("%s -> %q, want %s", lenetWeights, target, lenetJobWeights)
 	}
 	lookupNode[*remoteFile](t, md, lenetJobWeights)
-	if info := lookupNode[*dataFile](t, md, "info.json"); !bytes.Equal(info.data, files["lenet/info.json"]) {
+	if info := lookupNode[*dataFile](t, md, "info.json"); !bytes.Equal(info.file.Data, files["lenet/info.json"]) {
 		t.Errorf("info.json node data differs from the store's")
 	}
 
@@ -303,8 +303,8 @@ func TestModelDirBroken(t *testing.T) {
 		t.Fatalf("broken entries %q, want %q", got, want)
 	}
 	ef := lookupNode[*dataFile](t, md, ErrorName)
-	if !strings.Contains(string(ef.data), "broken cannot be imported") {
-		t.Errorf("error.txt:\n%s", ef.data)
+	if !strings.Contains(string(ef.file.Data), "broken cannot be imported") {
+		t.Errorf("error.txt:\n%s", ef.file.Data)
 	}
 }
 
@@ -338,7 +338,7 @@ func TestModelDirMetadataFails(t *testing.T) {
 	}
 	checkEntriesMatchLookup(t, md)
 	ef := lookupNode[*dataFile](t, md, ErrorName)
-	if s := string(ef.data); !strings.Contains(s, "lenet") || !strings.Contains(s, "500") {
+	if s := string(ef.file.Data); !strings.Contains(s, "lenet") || !strings.Contains(s, "500") {
 		t.Errorf("error.txt:\n%s", s)
 	}
 	var out fuse.EntryOut

@@ -17,13 +17,11 @@ import (
 
 // dataEntry is a file held in memory (welcome.txt, error.txt).
 func (f *FS) dataEntry(data []byte, mtime time.Time, path ...string) entry {
-	file := cache.File{Kind: cache.KindData, Data: data}
+	file := &cache.File{Name: path[len(path)-1], Kind: cache.KindData, Data: data, ModTime: mtime}
 	return entry{
-		name: path[len(path)-1], mode: fileMode, size: int64(len(data)), mtime: mtime,
-		ino: f.inodeNumber(fileVersion(&file), path...),
-		node: func() fusefs.InodeEmbedder {
-			return &dataFile{fsys: f, data: data, size: int64(len(data)), mtime: mtime}
-		},
+		name: file.Name, mode: fileMode, size: int64(len(data)), mtime: mtime,
+		ino:  f.inodeNumber(fileVersion(file), path...),
+		node: func() fusefs.InodeEmbedder { return &dataFile{fsys: f, file: file} },
 	}
 }
 
@@ -35,28 +33,20 @@ func readOnlyOpen(flags uint32) syscall.Errno {
 	return 0
 }
 
-// dataFile serves bytes held in memory. Its inode number includes a hash of
-// the bytes, so the kernel may keep its pages across opens.
+// dataFile serves bytes held in memory (or made when read: File.Bytes).
+// Its inode number includes a hash of the bytes, so the kernel may keep
+// its pages across opens.
 type dataFile struct {
 	readOnly
-	fsys  *FS
-	data  []byte
-	gen   func() []byte // makes the bytes, when they are not held (status.pickle)
-	size  int64
-	mtime time.Time
-	ref   *cache.Ref // set for files fetched from the store (xattrs)
-}
-
-// bytes returns the file's bytes.
-func (n *dataFile) bytes() []byte {
-	if n.gen != nil {
-		return n.gen()
-	}
-	return n.data
+	fsys *FS
+	file *cache.File // a model's (its Remote set for info.json and aux.json), or of its own
+	// The store and model of a model's file, for its xattrs.
+	st    *cache.Store
+	model string
 }
 
 func (n *dataFile) Getattr(_ context.Context, _ fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	n.fsys.setAttr(&out.Attr, fileMode, n.size, n.mtime)
+	n.fsys.setAttr(&out.Attr, fileMode, n.file.Size(), n.file.ModTime)
 	out.SetTimeout(versionedTimeout) // its inode number includes its bytes
 	return 0
 }
@@ -69,7 +59,7 @@ func (n *dataFile) Open(_ context.Context, flags uint32) (fusefs.FileHandle, uin
 }
 
 func (n *dataFile) Read(_ context.Context, _ fusefs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	return fuse.ReadResultData(sliceAt(n.bytes(), off, len(dest))), 0
+	return fuse.ReadResultData(sliceAt(n.file.Bytes(), off, len(dest))), 0
 }
 
 // sliceAt returns up to n bytes of data from off.
@@ -86,10 +76,12 @@ func sliceAt(data []byte, off int64, n int) []byte {
 type remoteFile struct {
 	readOnly
 	fsys  *FS
-	mtime time.Time
+	st    *cache.Store
+	model string
+	file  *cache.File // in the model's files: remote name, version, mtime
 
-	refMu sync.Mutex
-	ref   cache.Ref // once opened, the version it was opened as
+	refMu  sync.Mutex
+	opened *cache.Ref // once opened, the version it was opened as
 
 	// The kernel fails opens (EIO) that mix page-cache and passthrough
 	// mode on one inode, so the mode is chosen once per node: passthrough
@@ -99,7 +91,7 @@ type remoteFile struct {
 }
 
 func (n *remoteFile) Getattr(_ context.Context, _ fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	n.fsys.setAttr(&out.Attr, fileMode, n.version().Meta.Size, n.mtime)
+	n.fsys.setAttr(&out.Attr, fileMode, n.version().Meta.Size, n.file.ModTime)
 	out.SetTimeout(versionedTimeout) // its inode number includes its version
 	return 0
 }
@@ -109,7 +101,10 @@ func (n *remoteFile) Getattr(_ context.Context, _ fusefs.FileHandle, out *fuse.A
 func (n *remoteFile) version() cache.Ref {
 	n.refMu.Lock()
 	defer n.refMu.Unlock()
-	return n.ref
+	if n.opened != nil {
+		return *n.opened
+	}
+	return cache.Ref{Store: n.st, Model: n.model, Name: n.file.Remote, Meta: n.file.Meta}
 }
 
 func (n *remoteFile) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, uint32, syscall.Errno) {
@@ -121,7 +116,7 @@ func (n *remoteFile) Open(ctx context.Context, flags uint32) (fusefs.FileHandle,
 		return nil, 0, n.fsys.toErrno(ctx, "open", err, zap.String("url", ref.URL()))
 	}
 	n.refMu.Lock()
-	n.ref = ref // later opens skip the confirmation
+	n.opened = &ref // later opens skip the confirmation
 	n.refMu.Unlock()
 	complete := h.Fd() >= 0
 	n.modeOnce.Do(func() { n.passthrough = complete })
@@ -205,17 +200,16 @@ func (c *contentHandle) Release(ctx context.Context) syscall.Errno {
 // symlink keeps a remote file name visible, pointing at its job name.
 type symlink struct {
 	readOnly
-	fsys   *FS
-	target string
-	mtime  time.Time
+	fsys *FS
+	file *cache.File // its Target and ModTime
 }
 
 func (n *symlink) Getattr(_ context.Context, _ fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	n.fsys.setAttr(&out.Attr, linkMode, int64(len(n.target)), n.mtime)
+	n.fsys.setAttr(&out.Attr, linkMode, int64(len(n.file.Target)), n.file.ModTime)
 	out.SetTimeout(versionedTimeout) // its inode number includes its target
 	return 0
 }
 
 func (n *symlink) Readlink(context.Context) ([]byte, syscall.Errno) {
-	return []byte(n.target), 0
+	return []byte(n.file.Target), 0
 }

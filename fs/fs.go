@@ -91,17 +91,17 @@ func New(o Options) *FS {
 	}
 	f.inoHashes.New = func() any { return hmac.New(sha256.New, f.inoKey) }
 	f.root = &rootDir{fsys: f}
-	o.Catalog.OnModelDropped(f.modelDropped)
+	o.Catalog.OnModelChanged(f.modelChanged)
 	return f
 }
 
 // Root returns the root directory node.
 func (f *FS) Root() fusefs.InodeEmbedder { return f.root }
 
-// modelDropped has the kernel forget the entries of a model folder whose
-// metadata the catalog dropped (a file changed on the store): it keeps
-// them for versionedTimeout otherwise.
-func (f *FS) modelDropped(st *cache.Store, model string) {
+// modelChanged has the kernel forget the listing and entries of a model
+// folder that may show other names (see Catalog.OnModelChanged): it keeps
+// them for versionedTimeout otherwise, and the listing until told.
+func (f *FS) modelChanged(st *cache.Store, model string) {
 	sd := f.root.EmbeddedInode().GetChild(st.Name)
 	if sd == nil {
 		return
@@ -194,8 +194,8 @@ type entry struct {
 // attributes of model folders and of what they hold. Their inode numbers
 // include the content's version, so an entry never shows another
 // version's attributes: it may only outlive a change of the folder. A
-// refresh has the kernel drop them at once, and so does a file found
-// changed on the store (FS.modelDropped); otherwise a change of the store
+// refresh has the kernel drop them at once, and so does a model that
+// changed (FS.modelChanged); otherwise a change of the store
 // shows after the listing's TTL, plus this. The kernel then answers a warm
 // ls -lR itself, as it does for a local disk.
 const versionedTimeout = 10 * time.Minute

@@ -37,20 +37,41 @@ func newInvalidator(log *zap.Logger, wait time.Duration) *invalidator {
 func (iv *invalidator) run() {
 	defer close(iv.done)
 	for job := range iv.jobs {
+		iv.dropListings(job.dir)
 		for name := range job.dir.Children() {
-			errno := job.dir.NotifyEntry(name)
-			// ENOENT: the kernel had no such entry cached, which is fine.
-			// ENOSYS: not mounted (yet, or any more).
-			if errno != 0 && !errors.Is(errno, syscall.ENOENT) && !errors.Is(errno, syscall.ENOSYS) {
-				iv.log.Debug("entry invalidation failed", zap.String("name", name), zap.Error(errno))
-			}
+			iv.checked("entry invalidation", name, job.dir.NotifyEntry(name))
 		}
 		close(job.done)
 	}
 }
 
+// dropListings has the kernel drop the listings it keeps of model folders
+// (opened with FOPEN_CACHE_DIR): of dir itself when it is one, else of
+// those below it.
+func (iv *invalidator) dropListings(dir *fusefs.Inode) {
+	switch n := dir.Operations().(type) {
+	case *modelDir:
+		iv.checked("listing invalidation", n.name, dir.NotifyContent(0, 0))
+	case *rootDir, *storeDir:
+		for _, child := range dir.Children() {
+			if child.IsDir() {
+				iv.dropListings(child)
+			}
+		}
+	}
+}
+
+// checked logs a notification's failure. ENOENT: the kernel had nothing
+// cached, which is fine; ENOSYS: not mounted (yet, or any more).
+func (iv *invalidator) checked(what, name string, errno syscall.Errno) {
+	if errno != 0 && !errors.Is(errno, syscall.ENOENT) && !errors.Is(errno, syscall.ENOSYS) {
+		iv.log.Debug(what+" failed", zap.String("name", name), zap.Error(errno))
+	}
+}
+
 // forgetChildren has the kernel drop its cached entries below dir (their
-// subtrees go with them), and waits for that a bounded time: long enough
+// subtrees go with them) and the listings of model folders there, and
+// waits for that a bounded time: long enough
 // that the next command sees fresh entries, short enough that a kernel
 // waiting on the caller can never deadlock us.
 func (iv *invalidator) forgetChildren(dir *fusefs.Inode) {

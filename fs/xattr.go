@@ -39,10 +39,11 @@ func refXattrs(ref cache.Ref, cached int64) map[string]string {
 
 // xattrs of info.json and aux.json: fetched whole and held in memory.
 func (n *dataFile) xattrs() map[string]string {
-	if n.ref == nil {
+	if n.file.Remote == "" {
 		return nil
 	}
-	return refXattrs(*n.ref, int64(len(n.data)))
+	ref := cache.Ref{Store: n.st, Model: n.model, Name: n.file.Remote, Meta: n.file.Meta}
+	return refXattrs(ref, n.file.Size())
 }
 
 func (n *remoteFile) Getxattr(_ context.Context, attr string, dest []byte) (uint32, syscall.Errno) {

@@ -108,7 +108,8 @@ func Import(ctx context.Context, cat *cache.Catalog, st *cache.Store, model stri
 // It returns the bytes of the store's files written.
 func writeFiles(ctx context.Context, cat *cache.Catalog, m *cache.Model, dir string, report func(done, total int64)) (int64, error) {
 	var total, done int64
-	for _, f := range m.Files {
+	files := m.Files()
+	for _, f := range files {
 		if f.Kind == cache.KindRemote {
 			total += f.Size()
 		}
@@ -120,8 +121,8 @@ func writeFiles(ctx context.Context, cat *cache.Catalog, m *cache.Model, dir str
 		}
 	}
 	progress(0)
-	for i := range m.Files {
-		f := &m.Files[i]
+	for i := range files {
+		f := &files[i]
 		path := filepath.Join(dir, f.Name)
 		var err error
 		switch {

@@ -150,7 +150,7 @@ func TestImport(t *testing.T) {
 			// Every file of the folder, byte-exact; symlinks kept.
 			var want []string
 			var remoteBytes int64
-			for _, f := range m.Files {
+			for _, f := range m.Files() {
 				want = append(want, f.Name)
 				path := filepath.Join(res.Dir, f.Name)
 				fi, err := os.Lstat(path)

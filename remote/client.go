@@ -1,6 +1,7 @@
 package remote
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -501,7 +502,7 @@ func (s *Store) fetchOnce(ctx context.Context, u string, prev *Meta, limit int64
 	if resp.ContentLength > limit {
 		return nil, Meta{}, fmt.Errorf("GET %s: %d bytes: %w (limit %d)", u, resp.ContentLength, ErrTooLarge, limit)
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	body, err := readBody(resp, limit)
 	if err != nil {
 		return nil, Meta{}, fmt.Errorf("GET %s: %w: %w", u, errBody, err)
 	}
@@ -514,6 +515,31 @@ func (s *Store) fetchOnce(ctx context.Context, u string, prev *Meta, limit int64
 	}
 	m.Size = int64(len(body))
 	return body, m, nil
+}
+
+// readBody reads a body of at most limit+1 bytes into a buffer of its
+// size (a catalog keeps a hundred thousand info.json: io.ReadAll's
+// growing buffer doubled them).
+func readBody(resp *http.Response, limit int64) ([]byte, error) {
+	if n := resp.ContentLength; n >= 0 && n <= limit {
+		body := make([]byte, n, n+1)
+		k, err := io.ReadFull(resp.Body, body)
+		switch {
+		case err == io.ErrUnexpectedEOF || err == io.EOF && n > 0:
+			return body[:k], nil // shorter than announced: the caller says so
+		case err != nil:
+			return nil, err
+		}
+		// Longer than announced: the caller says so.
+		if extra, err := resp.Body.Read(body[n : n+1]); extra > 0 {
+			return body[:n+1], nil
+		} else if err != nil && err != io.EOF {
+			return nil, err
+		}
+		return body, nil
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	return bytes.Clone(body), err
 }
 
 // Stat learns a file's size and validators with HEAD. When the server

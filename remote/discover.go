@@ -36,6 +36,7 @@ type Listing struct {
 type Folders struct {
 	raw  []byte
 	once sync.Once
+	mu   sync.Mutex // protects m
 	m    masterFolders
 }
 
@@ -45,12 +46,35 @@ func (f *Folders) Folder(model string) (folder Folder, ok bool) {
 	if f == nil {
 		return nil, false
 	}
-	f.once.Do(func() {
-		_ = f.m.UnmarshalJSON(f.raw) // a malformed "folders" says nothing
-		f.raw = nil
-	})
+	f.parse()
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	folder, ok = f.m[model]
 	return folder, ok
+}
+
+// Take is Folder, forgetting what it returns: a catalog that keeps what
+// it learned holds no second copy (asking again later, it asks the store).
+func (f *Folders) Take(model string) (folder Folder, ok bool) {
+	if f == nil {
+		return nil, false
+	}
+	f.parse()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	folder, ok = f.m[model]
+	delete(f.m, model)
+	return folder, ok
+}
+
+func (f *Folders) parse() {
+	f.once.Do(func() {
+		var m masterFolders
+		_ = m.UnmarshalJSON(f.raw) // a malformed "folders" says nothing
+		f.mu.Lock()
+		f.m, f.raw = m, nil
+		f.mu.Unlock()
+	})
 }
 
 // Limits on what discovery will read; larger bodies are refused.

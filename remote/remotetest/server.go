@@ -35,6 +35,9 @@ type Options struct {
 	Master bool
 	// Msg is the "msg" of the generated master.json.
 	Msg string
+	// Folders makes the generated master.json say what each folder holds
+	// (digits.MasterFolders), as modelstorefs serve's does.
+	Folders bool
 	// Listing serves a python http.server-like HTML listing for directory
 	// paths ("" and "name/") that are not files themselves.
 	Listing bool
@@ -522,7 +525,7 @@ func (s *Server) answer(rw http.ResponseWriter, r *http.Request, path string, in
 	case isFile:
 		s.serveBytes(w, r, path, f.Data, f.ModTime, opt)
 	case path == "master.json" && opt.Master:
-		s.serveBytes(w, r, path, MasterJSON(opt.Msg, s.dirs("")...), time.Time{}, opt)
+		s.serveBytes(w, r, path, s.masterJSON(opt), time.Time{}, opt)
 	case opt.Listing && (path == "" || strings.HasSuffix(path, "/")) && s.isDir(path):
 		body := s.listing(path)
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
@@ -554,6 +557,33 @@ func (s *Server) serveBytes(w *recorder, r *http.Request, path string, data []by
 	// ServeContent answers Range, If-None-Match, If-Modified-Since, If-Range
 	// and HEAD.
 	http.ServeContent(w, r, path, mod, bytes.NewReader(data))
+}
+
+// masterJSON generates master.json: the top-level directories, and with
+// opt.Folders what each holds.
+func (s *Server) masterJSON(opt Options) []byte {
+	dirs := s.dirs("")
+	if !opt.Folders {
+		return MasterJSON(opt.Msg, dirs...)
+	}
+	folders := make([][]digits.MasterEntry, len(dirs))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, d := range dirs {
+		folders[i] = []digits.MasterEntry{}
+		for p, f := range s.files {
+			name, ok := strings.CutPrefix(p, d+"/")
+			if !ok || strings.Contains(name, "/") {
+				continue
+			}
+			e := digits.MasterEntry{Name: name, Size: int64(len(f.Data)), MTime: f.ModTime.Unix(), ETag: etag(f.Data)}
+			if name == digits.InfoFile || name == digits.AuxFile {
+				e.Data = f.Data
+			}
+			folders[i] = append(folders[i], e)
+		}
+	}
+	return digits.MasterJSONFolders(opt.Msg, dirs, folders, 16<<20)
 }
 
 // isDir reports whether some file lies below dir ("" or "name/").
