@@ -92,6 +92,7 @@ type Catalog struct {
 	ids       jobIDs            // job id suffixes of the known listings
 
 	onChange atomic.Value // func(*Store, string), see OnModelChanged
+	sizing   sync.Map     // modelKey -> true: sized ahead now
 
 	inodeKeyOnce sync.Once
 	inodeKey     []byte
@@ -351,8 +352,20 @@ func (c *Catalog) keptModel(k modelKey, m, prev *Model, hadPrev, current bool) {
 // Models resolves every model of the store (in parallel, paced as the
 // background resolves are: a model already being resolved is waited for
 // without a slot of its own) and returns those that resolved, sorted by
-// name.
+// name. A model whose listing gave no sizes is judged on presence: see
+// SizedModels.
 func (c *Catalog) Models(ctx context.Context, st *Store) ([]*Model, error) {
+	return c.resolveAll(ctx, st, false)
+}
+
+// SizedModels is Models with every model sized (Sized): the verdict of
+// check and import, for `modelstorefs ls`, at the cost of a HEAD per file
+// a listing gave no size for.
+func (c *Catalog) SizedModels(ctx context.Context, st *Store) ([]*Model, error) {
+	return c.resolveAll(ctx, st, true)
+}
+
+func (c *Catalog) resolveAll(ctx context.Context, st *Store, sized bool) ([]*Model, error) {
 	l, err := c.Listing(ctx, st)
 	if err != nil {
 		return nil, err
@@ -360,7 +373,7 @@ func (c *Catalog) Models(ctx context.Context, st *Store) ([]*Model, error) {
 	out := make([]*Model, len(l.Models))
 	var wg sync.WaitGroup
 	for i, name := range l.Models {
-		if m, ok := c.CachedModel(st, name); ok {
+		if m, ok := c.CachedModel(st, name); ok && (!sized || m.Sized()) {
 			out[i] = m
 			continue
 		}
@@ -377,7 +390,11 @@ func (c *Catalog) Models(ctx context.Context, st *Store) ([]*Model, error) {
 			if paced {
 				defer st.pace.release()
 			}
-			if m, err := c.Model(ctx, st, name); err == nil {
+			get := c.Model
+			if sized {
+				get = c.Sized
+			}
+			if m, err := get(ctx, st, name); err == nil {
 				out[i] = m
 			}
 		}()

@@ -212,7 +212,7 @@ func TestRefreshWithMasterFolders(t *testing.T) {
 		got = append(got, r.Method+" "+r.Path)
 	}
 	if !slices.Equal(got, []string{"GET master.json"}) {
-		t.Errorf("after a refresh: %q, want master.json alone (it carries the changed info.json)", got)
+		t.Errorf("after a refresh: %q, want master.json alone (it carries the changed info.json): %+v", got, srv.Requests())
 	}
 	m, err := e.cat.Model(testutil.Ctx(t), e.st, "lenet")
 	if err != nil {

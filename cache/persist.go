@@ -253,8 +253,9 @@ func (p *metaStore) close() {
 // mount and `ls` left it (one list per store, whoever fetched it): one
 // summary per kept model of the last good listing, sorted, and when that
 // listing was fetched. It fetches nothing. complete is false when a model
-// of the listing is not kept or has values unknown for now (it failed, or
-// its aux.json could not be read): such a list is to be asked for again.
+// of the listing is not kept or has values unknown for now (it failed, its
+// aux.json could not be read, or its listing gave no sizes): such a list
+// is to be asked for again.
 func KeptSummaries(metaDir string, st *Store) (rows []Summary, fetched time.Time, complete bool) {
 	p := newMetaStore(metaDir, zap.NewNop())
 	defer p.close()
@@ -271,7 +272,9 @@ func KeptSummaries(metaDir string, st *Store) (rows []Summary, fetched time.Time
 		}
 		v := digits.Judge(r.in)
 		m := &Model{Store: st, Name: name, Info: v.Info, Aux: v.Aux, Importable: v.Importable, AuxUnknown: v.AuxUnknown}
-		complete = complete && !m.AuxUnknown
+		// Judged on presence alone (a listing without sizes): not the
+		// verdict check and import give.
+		complete = complete && !m.AuxUnknown && !keep(r).unsized()
 		rows = append(rows, m.Summary())
 	}
 	return rows, l.Fetched, complete

@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"fmt"
+	"sort"
 
 	"go.uber.org/zap"
 
@@ -13,11 +14,14 @@ import (
 // whether each file is there, not its size: a model resolves without a
 // request per file where a listing says what its folder holds. Sizes a
 // listing does not give (python's http.server names files only) are asked
-// for when someone needs them: Sized, when a file of the folder is looked
-// up, HEADs every file of unknown size at once and judges the model again
-// (an empty weights file is settled then). Bytes are served only for a
-// version known by its validators: Open confirms a version known only by
-// a listing's size with a HEAD first.
+// for when someone needs them: Sized, when the folder is opened or a file
+// of it looked up, HEADs every file of unknown size at once and judges the
+// model again (an empty weights file is settled then: until, models.tsv
+// shows the verdict on presence alone). A folder opened has the next ones
+// of the listing sized in the background (SizeAhead), as a walk (ls -R, a
+// shell glob) opens them next. Bytes are served only for a version known
+// by its validators: Open confirms a version known only by a listing's
+// size with a HEAD first.
 
 // Sized returns the model with the size of every store file known, asking
 // the store about those its listing gave none for.
@@ -27,12 +31,49 @@ func (c *Catalog) Sized(ctx context.Context, st *Store, name string) (*Model, er
 		return m, err
 	}
 	sized, err := c.models.Refine(ctx, modelKey{st.idx, name}, m, func(ctx context.Context, m *Model) (*Model, error) {
-		return c.sizeModel(ctx, m)
+		sized, err := c.sizeModel(ctx, m)
+		if err == nil {
+			c.meta.saveModel(st, sized) // a restart while the store is down needs the sizes
+		}
+		return sized, err
 	})
 	if err == nil && !sameVerdict(m, sized) {
 		c.changed(st, name) // status.pickle or error.txt; after the sized model is kept
 	}
 	return sized, err
+}
+
+// sizeAhead is how many folders after an opened one are sized ahead.
+const sizeAhead = 32
+
+// SizeAhead sizes, in the background and paced, the models that follow
+// name in the store's listing and were resolved without sizes: a walk of
+// the folders (ls -R, a shell glob over */info.json) opens them next, one
+// at a time, and finds them sized.
+func (c *Catalog) SizeAhead(st *Store, name string) {
+	l, ok := c.CachedListing(st)
+	if !ok {
+		return
+	}
+	i := sort.SearchStrings(l.Models, name)
+	for _, next := range l.Models[min(i+1, len(l.Models)):min(i+1+sizeAhead, len(l.Models))] {
+		m, ok := c.CachedModel(st, next)
+		if !ok || m.Sized() {
+			continue
+		}
+		if _, busy := c.sizing.LoadOrStore(modelKey{st.idx, next}, true); busy || !c.track() {
+			continue
+		}
+		go func() {
+			defer c.wg.Done()
+			defer c.sizing.Delete(modelKey{st.idx, next})
+			if st.pace.acquire(c.ctx) != nil {
+				return
+			}
+			defer st.pace.release()
+			_, _ = c.Sized(c.ctx, st, next) // a failure is logged; the open asks again
+		}()
+	}
 }
 
 // sizeModel HEADs the files of m whose size is unknown and assembles the

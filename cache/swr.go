@@ -228,6 +228,11 @@ func (s *swrCache[K, V]) wait(ctx context.Context, ch <-chan singleflight.Result
 
 // run is one fetch of k, then keeps its result.
 func (s *swrCache[K, V]) run(k K) (V, error) {
+	// A fetch that ended between the caller's look and its join left a
+	// fresh value: no second fetch.
+	if v, ok := s.Fresh(k); ok {
+		return v, nil
+	}
 	s.mu.Lock()
 	gen := s.gen[s.cfg.Group(k)]
 	s.inflight[k]++

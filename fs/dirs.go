@@ -298,8 +298,9 @@ func (d *modelDir) lookup(ctx context.Context, name string, out *fuse.EntryOut, 
 	return d.fsys.lookupEntry(ctx, d.EmbeddedInode(), e, out), 0
 }
 
-// entries are the folder's entries as resolved, sizes known or not;
-// resolved is false when they say the model could not be resolved.
+// entries are the folder's entries, its sizes known: opening a folder
+// settles its verdict (an empty weights file). resolved is false when
+// they say the model could not be resolved, or not sized.
 func (d *modelDir) entries(ctx context.Context) (es []entry, resolved bool, errno syscall.Errno) {
 	m, err := d.fsys.cat.Model(ctx, d.st, d.name)
 	if ctx.Err() != nil {
@@ -311,7 +312,20 @@ func (d *modelDir) entries(ctx context.Context) (es []entry, resolved bool, errn
 	if err != nil {
 		return []entry{d.errorEntry(err)}, false, 0
 	}
-	return d.fileEntries(m), true, 0
+	resolved = true
+	if !m.Sized() {
+		d.fsys.cat.SizeAhead(d.st, d.name) // a walk opens those next
+		sized, err := d.fsys.cat.Sized(ctx, d.st, d.name)
+		if ctx.Err() != nil {
+			return nil, false, syscall.EINTR
+		}
+		if err == nil {
+			m = sized
+		} else {
+			resolved = false // shown on presence: asked again at the next open
+		}
+	}
+	return d.fileEntries(m), resolved, 0
 }
 
 func (d *modelDir) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno) {

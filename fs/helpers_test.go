@@ -148,10 +148,27 @@ func (e *env) srv() *remotetest.Server { return e.srvs[0] }
 // st returns the first store.
 func (e *env) st() *cache.Store { return e.stores[0] }
 
-// notifyRecorder stands in for the kernel: it records entry notifications.
+// notifyRecorder stands in for the kernel: it records entry
+// notifications, and the inodes whose content (a folder's listing) it
+// was told to drop.
 type notifyRecorder struct {
 	mu      sync.Mutex
 	entries []notified
+	inodes  []uint64
+}
+
+// inodesSince returns the node IDs of the content notifications from the
+// from-th on.
+func (r *notifyRecorder) inodesSince(from int) []uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.inodes[from:])
+}
+
+func (r *notifyRecorder) inodeCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.inodes)
 }
 
 type notified struct {
@@ -187,7 +204,12 @@ func (r *notifyRecorder) count() int {
 }
 
 func (*notifyRecorder) DeleteNotify(uint64, uint64, string) fuse.Status { return fuse.OK }
-func (*notifyRecorder) InodeNotify(uint64, int64, int64) fuse.Status    { return fuse.OK }
+func (r *notifyRecorder) InodeNotify(node uint64, _, _ int64) fuse.Status {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.inodes = append(r.inodes, node)
+	return fuse.OK
+}
 func (*notifyRecorder) InodeRetrieveCache(uint64, int64, []byte) (int, fuse.Status) {
 	return 0, fuse.ENOSYS
 }

@@ -86,6 +86,12 @@ func TestOneVerdict(t *testing.T) {
 	// The mount.
 	m := itest.StartMount(t, []string{base}, "--retry-window", "2s")
 	root := filepath.Join(m.Dir, store)
+	// The store's folder listings (Go's file server) name files without
+	// sizes: a verdict an empty file decides is settled when its folder
+	// is opened (until then models.tsv shows it on presence alone).
+	for _, c := range verdictCases {
+		itest.ListDir(t, filepath.Join(root, c.model))
+	}
 	table := tableRows(t, itest.ReadFile(t, filepath.Join(root, "models.tsv")))
 	for _, c := range verdictCases {
 		dir := filepath.Join(root, c.model)

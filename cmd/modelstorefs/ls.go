@@ -94,7 +94,7 @@ func listStores(c *cli.Context, cfg storeConfig) ([]cache.Summary, int, error) {
 			defer closeCat()
 		}
 		st, _ := findStore(cat, spec.Name)
-		models, err := cat.Models(c.Context, st)
+		models, err := cat.SizedModels(c.Context, st)
 		if err != nil {
 			fmt.Fprintf(c.App.ErrWriter, "modelstorefs: store %s: %v\n", spec.Name, err)
 			failed++
