@@ -5,5 +5,7 @@
 //
 // Lookup and Readdir answer from the catalog's cached listings; file bodies
 // come from the catalog's Content. Nothing here fetches on its own, and no
-// lock is held across a fetch or a kernel notification.
+// lock is held across a fetch or a kernel notification. Model folders and
+// their entries are versioned (inode numbers include the content's
+// version): the kernel keeps them, and their listings, until told.
 package fs

@@ -7,10 +7,14 @@
 //     time and size, Last-Modified, conditional requests (304) and HEAD;
 //   - "master.json" is generated from the model folders (subdirectories
 //     holding an info.json) when the directory has none, and the
-//     directory's own master.json is served when present;
+//     directory's own master.json is served when present; the generated
+//     one also says what each folder holds ("folders": sizes, dates,
+//     ETags, small info.json and aux.json whole), so that a client needs
+//     no request per model, and is made once for concurrent requests;
 //   - directories get an HTML listing in python http.server's format
 //     (`<li><a href="name/">name/</a></li>`), which both DIGITS (link text)
-//     and modelstorefs (href) read;
+//     and modelstorefs (href) read, or nginx's JSON listing to a client
+//     that asks for JSON first;
 //   - nothing outside the directory is ever served: ".." segments are
 //     refused, symlinks are resolved and must stay inside the directory,
 //     and files are opened with os.OpenInRoot so that a symlink swapped in
@@ -36,6 +40,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -391,35 +396,65 @@ func (h *handler) masterJSON() ([]byte, time.Time, error) {
 		return nil, time.Time{}, err
 	}
 	folders := make([][]digits.MasterEntry, len(names))
-	size := 0
-	for i, name := range names {
-		if size > maxMaster {
-			break // not described anyway
-		}
-		entries, err := h.dirEntries(name, false)
-		if err != nil {
-			continue
-		}
-		folder := []digits.MasterEntry{}
-		for _, e := range entries {
-			if e.dir {
-				continue
+	mods := make([]time.Time, len(names))
+	// Folders are described by a few workers, in order, until the
+	// document would be full: mostly lstat, open and read calls.
+	var (
+		next, size atomic.Int64
+		wg         sync.WaitGroup
+	)
+	for range masterWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1) - 1); i < len(names) && size.Load() <= maxMaster; i = int(next.Add(1) - 1) {
+				var n int
+				folders[i], mods[i], n = h.describeFolder(names[i])
+				size.Add(int64(n))
 			}
-			me := digits.MasterEntry{Name: e.name, Size: e.fi.Size(), MTime: e.fi.ModTime().Unix(), ETag: FileETag(e.fi)}
-			if (e.name == digits.InfoFile || e.name == digits.AuxFile) && me.Size <= digits.MaxInline {
-				// Whole: a client then asks nothing per model.
-				me.Data = h.smallFile(name, e)
-				size += len(me.Data)
-			}
-			folder = append(folder, me)
-			size += len(e.name) + 64
-			if t := e.fi.ModTime(); t.After(mod) {
-				mod = t // a file's change changes master.json
-			}
+		}()
+	}
+	wg.Wait()
+	for _, t := range mods {
+		if t.After(mod) {
+			mod = t // a file's change changes master.json
 		}
-		folders[i] = folder
 	}
 	return digits.MasterJSONFolders(Msg, names, folders, maxMaster), mod, nil
+}
+
+// masterWorkers describe folders for master.json at once.
+const masterWorkers = 4
+
+// describeFolder is what master.json says a model folder holds: its files
+// (a small info.json and aux.json whole), the newest modification time
+// among them, and about how many bytes that takes; nil when it cannot be
+// read.
+func (h *handler) describeFolder(name string) ([]digits.MasterEntry, time.Time, int) {
+	entries, err := h.dirEntries(name, false)
+	if err != nil {
+		return nil, time.Time{}, 0
+	}
+	folder := []digits.MasterEntry{}
+	var mod time.Time
+	size := 0
+	for _, e := range entries {
+		if e.dir {
+			continue
+		}
+		me := digits.MasterEntry{Name: e.name, Size: e.fi.Size(), MTime: e.fi.ModTime().Unix(), ETag: FileETag(e.fi)}
+		if (e.name == digits.InfoFile || e.name == digits.AuxFile) && me.Size <= digits.MaxInline {
+			// Whole: a client then asks nothing per model.
+			me.Data = h.smallFile(name, e)
+			size += len(me.Data)
+		}
+		folder = append(folder, me)
+		size += len(e.name) + 64
+		if t := e.fi.ModTime(); t.After(mod) {
+			mod = t
+		}
+	}
+	return folder, mod, size
 }
 
 // masterReuse is how long a generated master.json is served again while
@@ -472,10 +507,11 @@ func (c *masterCache) get(rootMod time.Time, gen func() ([]byte, time.Time, erro
 }
 
 // smallFile reads a file of a model folder for master.json; nil when it
-// cannot, or when it changed while being read (its ETag would not say
-// what was read).
+// cannot, or when the file opened is not the one the folder's listing
+// described (same inode, date and size: its ETag), so nothing from
+// outside the store, nor a file that changed, is ever read here.
 func (h *handler) smallFile(folder string, e entry) []byte {
-	f, err := os.OpenInRoot(h.root, filepath.Join(folder, e.name))
+	f, err := os.OpenFile(filepath.Join(h.root, folder, e.name), os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		return nil
 	}
@@ -484,11 +520,12 @@ func (h *handler) smallFile(folder string, e entry) []byte {
 	if err != nil || FileETag(fi) != FileETag(e.fi) {
 		return nil
 	}
-	data, err := io.ReadAll(io.LimitReader(f, digits.MaxInline+1))
-	if err != nil || int64(len(data)) != fi.Size() {
+	data := make([]byte, fi.Size()+1)
+	n, err := io.ReadFull(f, data)
+	if err != io.ErrUnexpectedEOF || int64(n) != fi.Size() {
 		return nil
 	}
-	return data
+	return data[:n]
 }
 
 func (h *handler) serveMaster(w http.ResponseWriter, r *http.Request) {
