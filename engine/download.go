@@ -4,6 +4,7 @@ package engine
 // and the lock order are in doc.go).
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -100,7 +101,10 @@ type download struct {
 	retry    retrier
 	spawn    func() // starts a worker; only with workers > 0 or from run
 	ctl      controller
-	bytesIn  int64 // bytes received, for the controller
+	bytesIn  int64    // bytes received, for the controller
+	hash     verifier // the hash of the cache copy (verify.go)
+	// endWaiters: reads of the file's end waiting for the hash.
+	endWaiters int
 }
 
 // newDownload prepares the download of ref: into the cache file of e, or,
@@ -156,6 +160,15 @@ func (d *download) run(ctx context.Context) {
 			d.giveUpCache(err)
 		}
 	}
+	// The hash follows the bytes as they land (verify.go).
+	hctx, stopHash := context.WithCancel(ctx)
+	defer stopHash()
+	var hwg sync.WaitGroup
+	hwg.Add(1)
+	go func() {
+		defer hwg.Done()
+		d.hashLoop(hctx)
+	}()
 	var wg sync.WaitGroup
 	d.mu.Lock()
 	d.retry = newRetrier(d.s.cfg.RetryWindow)
@@ -211,6 +224,17 @@ func (d *download) run(ctx context.Context) {
 	wg.Wait()
 	if err == nil && noCache != nil {
 		err = noCache
+	}
+	if err != nil {
+		stopHash()
+	}
+	hwg.Wait() // with every byte on disk, the hash ends
+	if err == nil {
+		d.mu.Lock()
+		if err = d.hash.err; err == nil && !d.hash.done {
+			err = fmt.Errorf("%s: the hash of the file did not end", d.ref.URL())
+		}
+		d.mu.Unlock()
 	}
 	if err == nil {
 		err = d.f.Sync()
@@ -367,6 +391,11 @@ func (d *download) pickLocked() (start int, forReader, ok bool) {
 		if c := &d.chunks[k]; c.waiting > 0 && c.state == chunkMissing && !d.streamNearLocked(k) {
 			return k, true, true
 		}
+	}
+	// A reader of the file's end waits for the hash: the hash's next chunk
+	// is the reader's.
+	if hk := d.hashChunkLocked(); d.endWaiters > 0 && hk >= 0 && d.chunks[hk].state == chunkMissing && !d.streamNearLocked(hk) {
+		return hk, true, true
 	}
 	for k := d.next; k < min(d.next+readerWindow, d.n); k++ {
 		if d.chunks[k].state == chunkMissing && !d.streamNearLocked(k) {
@@ -787,7 +816,7 @@ func (d *download) reclaim(k int) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	c := &d.chunks[k]
-	if c.state != chunkInMemory || !c.queued || c.writing || c.waiting > 0 || (k >= d.next-1 && k < d.next+readerWindow) {
+	if c.state != chunkInMemory || !c.queued || c.writing || c.waiting > 0 || (k >= d.next-1 && k < d.next+readerWindow) || k == d.hashChunkLocked() {
 		return false
 	}
 	d.releaseLocked(k)
@@ -895,27 +924,22 @@ func (d *download) read(ctx context.Context, p []byte, off int64, zeroCopy bool)
 			d.chunks[k].waiting--
 		}
 	}()
+	endWaiting := false
 	for {
-		if zeroCopy {
-			if r, ok := d.pinLocked(off, end); ok {
-				return r, eofIf(end < off+int64(len(p)))
-			}
+		// The file's end only once its hash matched (verify.go).
+		wait, herr := d.endWaitsLocked(end)
+		if herr != nil {
+			return cache.ReadResult{Fd: -1}, herr
 		}
-		if d.complete || d.inFileLocked(off, end) {
-			return cache.ReadResult{Fd: int(d.f.Fd()), Off: off, N: int(end - off)}, eofIf(end < off+int64(len(p)))
+		if wait && !endWaiting {
+			endWaiting = true
+			d.endWaiters++
+			defer func() { d.endWaiters-- }()
 		}
-		if disk, ok := d.copyLocked(p[:end-off], off); ok {
-			if len(disk) > 0 {
-				// Pieces on disk are read without the lock (the reader's
-				// handle keeps the file open; chunks on disk do not change).
-				d.mu.Unlock()
-				err := d.readPieces(p, off, disk)
-				d.mu.Lock()
-				if err != nil {
-					return cache.ReadResult{Fd: -1}, err
-				}
+		if !wait {
+			if r, ok, err := d.answerLocked(p[:end-off], off, zeroCopy); ok || err != nil {
+				return r, cmp.Or(err, eofIf(end < off+int64(len(p))))
 			}
-			return cache.ReadResult{Data: p[:end-off], Fd: -1}, eofIf(end < off+int64(len(p)))
 		}
 		if d.err != nil {
 			return cache.ReadResult{Fd: -1}, d.err
@@ -931,6 +955,36 @@ func (d *download) read(ctx context.Context, p []byte, off int64, zeroCopy bool)
 		}
 		d.mu.Lock()
 	}
+}
+
+// answerLocked answers a read of p at off if all its bytes are there: in
+// place from a chunk's buffer (zeroCopy), as a range of the cache file, or
+// copied into p. It may release the lock while it reads the cache file.
+func (d *download) answerLocked(p []byte, off int64, zeroCopy bool) (cache.ReadResult, bool, error) {
+	end := off + int64(len(p))
+	if zeroCopy {
+		if r, ok := d.pinLocked(off, end); ok {
+			return r, true, nil
+		}
+	}
+	if d.complete || d.inFileLocked(off, end) {
+		return cache.ReadResult{Fd: int(d.f.Fd()), Off: off, N: len(p)}, true, nil
+	}
+	disk, ok := d.copyLocked(p, off)
+	if !ok {
+		return cache.ReadResult{}, false, nil
+	}
+	if len(disk) > 0 {
+		// Pieces on disk are read without the lock (the reader's handle
+		// keeps the file open; chunks on disk do not change).
+		d.mu.Unlock()
+		err := d.readPieces(p, off, disk)
+		d.mu.Lock()
+		if err != nil {
+			return cache.ReadResult{Fd: -1}, false, err
+		}
+	}
+	return cache.ReadResult{Data: p, Fd: -1}, true, nil
 }
 
 func eofIf(short bool) error {
@@ -1056,7 +1110,8 @@ func (d *download) present() int64 {
 func (d *download) readyFile() *os.File {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.f == nil || d.noCache != nil || (d.err != nil && !d.complete) || !(d.complete || d.allOnDiskLocked()) {
+	if d.f == nil || d.noCache != nil || (d.err != nil && !d.complete) || !(d.complete || d.allOnDiskLocked()) ||
+		!d.hash.done || d.hash.err != nil {
 		return nil
 	}
 	return d.f

@@ -390,8 +390,11 @@ func (s *StreamContent) Open(ctx context.Context, ref cache.Ref) (cache.Handle, 
 			if !e.dl.failed() {
 				s.touchLocked(e)
 				s.stats.Joins++
+				// Counted under the lock: the download's end (which takes
+				// it first) then sees this handle and keeps the file open.
+				h := newStreamHandle(e.dl, s.releaser(e))
 				s.mu.Unlock()
-				return newStreamHandle(e.dl, s.releaser(e)), nil
+				return h, nil
 			}
 			// Failed, not yet cleaned up: never join it; start afresh.
 			e.detached = true

@@ -148,6 +148,9 @@ type Meta struct {
 	Size         int64  // -1 when the server did not say
 	ETag         string // as sent, quotes included
 	LastModified string // as sent (HTTP date)
+	// Digest is the file's checksum as the store states it (headers of
+	// its answers, or its SHA256SUMS); zero when it states none.
+	Digest Digest
 }
 
 // ModTime parses LastModified; zero when absent or malformed.
@@ -163,6 +166,9 @@ func (m Meta) ModTime() time.Time {
 // the strongest validator both carry.
 func (m Meta) SameVersion(o Meta) bool {
 	if m.Size >= 0 && o.Size >= 0 && m.Size != o.Size {
+		return false
+	}
+	if m.Digest.Alg != "" && m.Digest.Alg == o.Digest.Alg && m.Digest.Sum != o.Digest.Sum {
 		return false
 	}
 	if m.ETag != "" && o.ETag != "" {
@@ -326,6 +332,8 @@ func (s *Store) once(ctx context.Context, r request) (*http.Response, error) {
 		req.Header[k] = v
 	}
 	req.Header.Set("User-Agent", s.opt.UserAgent)
+	// An S3 bucket behind the store states its checksums only when asked.
+	req.Header.Set("X-Amz-Checksum-Mode", "ENABLED")
 	s.requests.Add(1)
 	release := s.acquireConn(ctx)
 	resp, err := s.hc.Do(req)
@@ -410,6 +418,7 @@ func metaOf(resp *http.Response) Meta {
 		Size:         resp.ContentLength,
 		ETag:         resp.Header.Get("ETag"),
 		LastModified: resp.Header.Get("Last-Modified"),
+		Digest:       digestOf(resp.Header),
 	}
 }
 

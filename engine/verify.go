@@ -1,0 +1,180 @@
+package engine
+
+// Every byte of a cached file is hashed before the file is committed, in
+// file order, beside the download: one goroutine per download follows the
+// bytes as they land (from the chunk's buffer, pinned, or from the cache
+// file), whichever stream fetched them. SHA-256 is always computed (it is
+// recorded with the cache entry); the store's own digest, when it states
+// one, is checked too. A reader never gets a file's last byte before the
+// digest matched: a read that ends the file waits for the hash, and on a
+// mismatch fails (EIO), the file is not committed, and the next open
+// fetches it afresh.
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+
+	"go.uber.org/zap"
+
+	"github.com/modelstorefs/modelstorefs/remote"
+)
+
+// ErrDigestMismatch: a file's bytes did not match the digest the store
+// states for it.
+var ErrDigestMismatch = errors.New("digest mismatch: the bytes received are not the file the store describes")
+
+// hashStep is how much is hashed between looks at the download's state.
+const hashStep = 1 << 20
+
+// verifier is a download's hash state; download.mu protects it.
+type verifier struct {
+	at   int64 // bytes hashed so far
+	done bool  // all hashed and checked (err says how it went)
+	err  error // ErrDigestMismatch, wrapped
+	// sha256 is the file's SHA-256 once done; verified is "store" when
+	// the store stated a digest and it matched, else "computed".
+	sha256, verified string
+	off              bool // the hash gave up (the cache copy was given up)
+}
+
+// hashing reports whether reads of the file's end must wait for the hash:
+// while the file is cached and the hash has not given up.
+func (d *download) hashingLocked() bool { return d.f != nil && d.noCache == nil && !d.hash.off }
+
+// hashLoop hashes the file in order until all of it is hashed, the
+// download gave up its cache copy, or ctx ends. It runs on run's
+// goroutine group.
+func (d *download) hashLoop(ctx context.Context) {
+	want := d.ref.Meta.Digest
+	sha := sha256.New()
+	var other hash.Hash
+	if !want.IsZero() && want.Alg != remote.AlgSHA256 {
+		other = want.New()
+	}
+	buf := make([]byte, hashStep)
+	for {
+		p, done, ok := d.nextToHash(ctx, buf)
+		if !ok {
+			return
+		}
+		sha.Write(p)
+		if other != nil {
+			other.Write(p)
+		}
+		if done != nil {
+			done()
+		}
+		d.mu.Lock()
+		d.hash.at += int64(len(p))
+		if d.hash.at == d.size {
+			d.finishHashLocked(want, sha, other)
+		}
+		over := d.hash.done
+		d.broadcastLocked()
+		d.mu.Unlock()
+		if over {
+			return
+		}
+	}
+}
+
+// nextToHash returns the next bytes to hash (done releases them), waiting
+// for them to land; ok is false when hashing is over.
+func (d *download) nextToHash(ctx context.Context, buf []byte) (p []byte, done func(), ok bool) {
+	d.mu.Lock()
+	for {
+		if d.hash.done || d.err != nil || d.finished || ctx.Err() != nil {
+			d.mu.Unlock()
+			return nil, nil, false
+		}
+		if !d.hashingLocked() {
+			d.hash.off = true
+			d.broadcastLocked()
+			d.mu.Unlock()
+			return nil, nil, false
+		}
+		if d.size == 0 {
+			d.mu.Unlock()
+			return nil, nil, true
+		}
+		at := d.hash.at
+		k := int(at / d.chunk)
+		c := &d.chunks[k]
+		base := int64(k) * d.chunk
+		avail := int64(0)
+		switch c.state {
+		case chunkOnDisk:
+			avail = d.chunkLen(k)
+		case chunkFetching, chunkInMemory:
+			avail = c.filled
+		}
+		if n := min(avail-(at-base), hashStep); n > 0 {
+			if r, ok := d.pinLocked(at, at+n); ok {
+				d.mu.Unlock()
+				return r.Data, r.Done, true
+			}
+			f := d.f
+			d.mu.Unlock()
+			// In the cache file (on disk, or spliced straight into it);
+			// those bytes do not change.
+			if _, err := f.ReadAt(buf[:n], at); err != nil && err != io.EOF {
+				d.giveUpCache(fmt.Errorf("cache read for the hash: %w", err))
+				return nil, nil, false
+			}
+			return buf[:n], nil, true
+		}
+		ch := d.changed
+		d.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+		}
+		d.mu.Lock()
+	}
+}
+
+// finishHashLocked compares what was computed with what the store states.
+func (d *download) finishHashLocked(want remote.Digest, sha, other hash.Hash) {
+	d.hash.done = true
+	got := remote.Digest{Alg: remote.AlgSHA256, Sum: string(sha.Sum(nil))}
+	d.hash.sha256 = got.String()
+	d.hash.verified = "computed"
+	if want.IsZero() {
+		return
+	}
+	if other != nil {
+		got = remote.Digest{Alg: want.Alg, Sum: string(other.Sum(nil))}
+	}
+	if got != want {
+		d.hash.err = fmt.Errorf("%s: %w (expected %s, got %s)", d.ref.URL(), ErrDigestMismatch, want, got)
+		d.log.Error("digest mismatch: the file is refused and not cached",
+			zap.Stringer("expected", want), zap.Stringer("actual", got))
+		return
+	}
+	d.hash.verified = "store"
+}
+
+// hashChunkLocked is the chunk the hash needs next, -1 when none.
+func (d *download) hashChunkLocked() int {
+	if !d.hashingLocked() || d.hash.done || d.size == 0 {
+		return -1
+	}
+	return int(d.hash.at / d.chunk)
+}
+
+// endWaitsLocked reports whether a read of [off, end) must wait before it
+// is answered: it ends the file and the hash is not done; err is the
+// hash's failure.
+func (d *download) endWaitsLocked(end int64) (wait bool, err error) {
+	if end < d.size || !d.hashingLocked() {
+		return false, nil
+	}
+	if d.hash.done {
+		return false, d.hash.err
+	}
+	return true, nil
+}
