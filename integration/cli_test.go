@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/modelstorefs/modelstorefs/integration/itest"
+	"github.com/modelstorefs/modelstorefs/internal/testutil"
 )
 
 // runExit runs the binary with args and env and returns its combined
@@ -281,7 +282,7 @@ func asNobody(t *testing.T, setup, script string) string {
 	t.Helper()
 	for _, tool := range []string{"unshare", "setpriv", "mknod"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s (util-linux, coreutils) is needed: %v", tool, err)
+			testutil.SkipOrFail(t, "%s (util-linux, coreutils) is needed: %v", tool, err)
 		}
 	}
 	// A copy of the binary nobody may run.
@@ -317,7 +318,7 @@ const openFuse = `mkdir $W/dev && mount -t tmpfs -o mode=755 none $W/dev && mkno
 
 func TestNonRootMessages(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root to set up the namespace")
+		testutil.SkipOrFail(t, "needs root to set up the namespace")
 	}
 	s := itest.StartGoStore(t, itest.CopyStore(t), "/")
 	prep := `mkdir -m 777 $W/mnt $W/cache && chown 65534 $W/mnt $W/cache`
@@ -342,7 +343,7 @@ func TestNonRootMessages(t *testing.T) {
 	})
 	t.Run("unmount of a healthy idle mount", func(t *testing.T) {
 		if _, err := exec.LookPath("fusermount3"); err != nil {
-			t.Skip("fusermount3 (package fuse3) is needed")
+			testutil.SkipOrFail(t, "fusermount3 (package fuse3) is needed")
 		}
 		// The daemon lives in the namespace; should the unmount fail, it is
 		// stopped by its pid (printed by mount --daemon).
@@ -373,7 +374,7 @@ for i in $(seq 200); do [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || break; sl
 func TestBashCompletion(t *testing.T) {
 	bash, err := exec.LookPath("bash")
 	if err != nil {
-		t.Skip("bash is needed")
+		testutil.SkipOrFail(t, "bash is needed")
 	}
 	s := itest.StartGoStore(t, itest.CopyStore(t), "/")
 	cacheHome, work := t.TempDir(), t.TempDir()
