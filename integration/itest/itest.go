@@ -43,17 +43,9 @@ const SkipFuseEnv = "MODELSTOREFS_SKIP_FUSE"
 // builds the Binary with -race and runs the tests.
 func Main(m *testing.M) int {
 	if err := FuseAvailable(); err != nil {
-		switch {
-		case testutil.UnderCI():
-			fmt.Fprintln(os.Stderr, "integration: FUSE is required in CI:", err)
-			return 1
-		case os.Getenv(SkipFuseEnv) == "1":
-			fmt.Fprintf(os.Stderr, "integration: NOTHING TESTED: FUSE not usable (%v) and %s=1: every mounted test of this package is skipped\n", err, SkipFuseEnv)
-			return 0
-		}
-		fmt.Fprintf(os.Stderr, "integration: FUSE not usable: %v\n"+
-			"(mounts need /dev/fuse and root or fusermount3; %s=1 skips these tests on purpose)\n", err, SkipFuseEnv)
-		return 1
+		code, msg := withoutFUSE(err, testutil.UnderCI(), os.Getenv(SkipFuseEnv) == "1")
+		fmt.Fprintln(os.Stderr, msg)
+		return code
 	}
 	dir, err := os.MkdirTemp("", "modelstorefs-bin-")
 	if err != nil {
@@ -69,6 +61,19 @@ func Main(m *testing.M) int {
 		return 1
 	}
 	return m.Run()
+}
+
+// withoutFUSE is Main's verdict when FUSE is not usable (err): its exit
+// status and what it says.
+func withoutFUSE(err error, ci, skip bool) (int, string) {
+	switch {
+	case ci:
+		return 1, fmt.Sprintf("integration: FUSE is required in CI: %v", err)
+	case skip:
+		return 0, fmt.Sprintf("integration: NOTHING TESTED: FUSE not usable (%v) and %s=1: every test of this package is skipped", err, SkipFuseEnv)
+	}
+	return 1, fmt.Sprintf("integration: FUSE not usable: %v\n"+
+		"(mounts need /dev/fuse and root or fusermount3; %s=1 skips these tests on purpose)", err, SkipFuseEnv)
 }
 
 // FuseAvailable checks for /dev/fuse and the right to mount (root, or a
