@@ -102,16 +102,21 @@ DIGITS_MODEL_STORE_URL.`,
 
 func unmountCommand() *cli.Command {
 	return &cli.Command{
-		Name:         "unmount",
-		Aliases:      []string{"umount"},
-		Usage:        "unmount MOUNTPOINT (lazily if busy or dead)",
-		ArgsUsage:    "MOUNTPOINT",
+		Name:      "unmount",
+		Aliases:   []string{"umount"},
+		Usage:     "unmount MOUNTPOINT (lazily if busy or dead)",
+		ArgsUsage: "MOUNTPOINT",
+		Description: `Unmounts a modelstorefs mount, or a dead one ("transport endpoint is not
+connected"). Any other filesystem is refused unless --force is given.`,
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "force", Usage: "unmount MOUNTPOINT even if it is not a modelstorefs mount"},
+		},
 		OnUsageError: onUsageError,
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return fmt.Errorf("unmount: expected one MOUNTPOINT, got %d arguments", c.NArg())
 			}
-			return runUnmount(c.Args().First(), c.App.Writer)
+			return runUnmount(c.Args().First(), c.Bool("force"), c.App.Writer)
 		},
 	}
 }

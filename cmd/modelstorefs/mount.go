@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/moby/sys/mountinfo"
 	"go.uber.org/zap"
 
 	"github.com/modelstorefs/modelstorefs/cache"
@@ -158,15 +159,20 @@ func openCatalog(cfg storeConfig, jobsDir string, log *zap.Logger) (*cache.Catal
 }
 
 // runUnmount detaches the mount at dir: a clean unmount, or a lazy one when
-// it is busy or dead.
-func runUnmount(dir string, out io.Writer) error {
+// it is busy or dead. Only a modelstorefs mount or a dead one is touched
+// unless force: the lazy fallback would detach anything, /proc included.
+func runUnmount(dir string, force bool, out io.Writer) error {
 	dir, err := filepath.Abs(dir)
 	if err != nil {
-		return err
+		return fmt.Errorf("unmount: %w", err)
 	}
 	_, serr := os.Stat(dir)
-	if serr == nil && mountAt(dir) == nil {
+	info := mountAt(dir)
+	if serr == nil && info == nil {
 		return fmt.Errorf("%s is not a mountpoint", dir)
+	}
+	if err := unmountAllowed(dir, info, serr, force); err != nil {
+		return err
 	}
 	err = cleanUnmount(dir)
 	if err == nil {
@@ -184,6 +190,16 @@ func runUnmount(dir string, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "%s %s: detached lazily\n", dir, why)
 	return nil
+}
+
+// unmountAllowed refuses a mount that is neither modelstorefs's (info, the
+// topmost mount on dir) nor dead (serr, what stat of dir said), unless force.
+func unmountAllowed(dir string, info *mountinfo.Info, serr error, force bool) error {
+	if force || errors.Is(serr, syscall.ENOTCONN) || info == nil || isOurs(info) {
+		return nil
+	}
+	return fmt.Errorf("%s is not a modelstorefs mount (filesystem type %s, source %s): not unmounting it; "+
+		"--force unmounts it anyway", dir, info.FSType, info.Source)
 }
 
 // cleanUnmount unmounts dir if nothing uses it: umount2 as root, else
