@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -47,6 +48,8 @@ func runMount(ctx context.Context, cfg mountConfig, stopSignals context.CancelFu
 	mx := metrics.New()
 	fsys := fs.New(fs.Options{Catalog: catalog, Logger: log.Named("fs"), OnRead: mx.ObserveRead})
 	defer fsys.Close()
+	// Before the mount, so that a SIGHUP sent once it is up never kills.
+	defer refreshOnHangup(fsys, log)()
 	if cfg.MetricsAddr != "" {
 		ms, err := metrics.Serve(cfg.MetricsAddr, mx.Registry(fsys, stores), log.Named("metrics"))
 		if err != nil {
@@ -62,7 +65,7 @@ func runMount(ctx context.Context, cfg mountConfig, stopSignals context.CancelFu
 		names[i] = s.Name + "=" + urls[i]
 	}
 	server, err := fs.Mount(cfg.Mountpoint, fsys, fs.MountOptions{
-		AllowOther: cfg.AllowOther, DirectIO: cfg.DirectIO, Debug: cfg.DebugFuse, Source: strings.Join(urls, ","),
+		AllowOther: cfg.AllowOther, DirectIO: cfg.DirectIO, ReadOnly: cfg.ReadOnly, Debug: cfg.DebugFuse, Source: strings.Join(urls, ","),
 	})
 	if err != nil {
 		return mountFailed(err)
@@ -74,7 +77,7 @@ func runMount(ctx context.Context, cfg mountConfig, stopSignals context.CancelFu
 		probes.Wait()
 	}()
 	log.Info("mounted", zap.String("mountpoint", cfg.Mountpoint), zap.Strings("stores", names),
-		zap.String("cache_dir", cfg.CacheDir), zap.String("version", version))
+		zap.String("cache_dir", cfg.CacheDir), zap.Bool("read_only", cfg.ReadOnly), zap.String("version", version))
 	if err := sdNotify("READY=1\nSTATUS=mounted on " + cfg.Mountpoint); err != nil {
 		log.Warn("systemd notification failed", zap.Error(err))
 	}
@@ -111,6 +114,30 @@ func runMount(ctx context.Context, cfg mountConfig, stopSignals context.CancelFu
 	}
 	log.Info("unmounted", zap.String("mountpoint", cfg.Mountpoint))
 	return nil
+}
+
+// refreshOnHangup makes SIGHUP the root's .refresh (every store), the
+// refresh of a --read-only mount, whose .refresh the kernel refuses to
+// touch (and systemctl reload's). The returned function stops it.
+func refreshOnHangup(fsys *fs.FS, log *zap.Logger) (stop func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-hup:
+				log.Info("SIGHUP: refreshing every store")
+				fsys.Refresh()
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(hup)
+		close(done)
+	}
 }
 
 // lazyGrace is how long a lazily unmounted filesystem keeps serving files
