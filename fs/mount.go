@@ -120,9 +120,11 @@ func fsName(source string) string {
 	return source
 }
 
-// panicked turns a bug in a handler into EIO and one log line.
+// panicked turns a bug in a handler into EIO and one log line, counted
+// with the other errnos (.stats, metrics).
 func (f *FS) panicked(v any) fuse.Status {
-	f.log.Error("BUG: FUSE handler panicked", zap.Any("panic", v), zap.Stack("stack"))
+	f.log.Error("BUG: FUSE handler panicked", zap.Any("panic", v), zap.String("errno", syscall.EIO.Error()), zap.Stack("stack"))
+	f.countErrno(syscall.EIO)
 	return fuse.EIO
 }
 
