@@ -222,7 +222,7 @@ func (r *fdReply) Done()                           {}
 func (r *fdReply) Bytes(buf []byte) ([]byte, fuse.Status) {
 	n, err := syscall.Pread(int(r.fd), buf[:min(len(buf), r.n)], r.off)
 	if err != nil {
-		errno := r.c.fsys.toErrno(nil, "read", fmt.Errorf("reading the cache file for the reply (its splice failed): %w", err),
+		errno := r.c.fsys.toErrno(context.Background(), "read", fmt.Errorf("reading the cache file for the reply (its splice failed): %w", err),
 			zap.String("url", r.c.ref.URL()), zap.Int64("offset", r.off))
 		return nil, fuse.Status(errno)
 	}
