@@ -58,6 +58,8 @@ type FS struct {
 	onRead      func(time.Duration)
 	passthrough atomic.Int64 // estimated bytes the kernel read itself
 
+	root atomic.Pointer[rootDir] // the last Root given out: the mounted one
+
 	// coldDirect: opens of files not yet complete in the cache bypass the
 	// kernel's page cache (FOPEN_DIRECT_IO). Set by Mount when the kernel
 	// still allows mmap of such files (FUSE_DIRECT_IO_ALLOW_MMAP, 6.6+).
@@ -87,7 +89,11 @@ func New(o Options) *FS {
 }
 
 // Root returns the root directory node.
-func (f *FS) Root() fusefs.InodeEmbedder { return &rootDir{fsys: f} }
+func (f *FS) Root() fusefs.InodeEmbedder {
+	r := &rootDir{fsys: f}
+	f.root.Store(r)
+	return r
+}
 
 // Close stops the kernel notifier.
 func (f *FS) Close() { f.inval.close() }

@@ -16,7 +16,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moby/sys/mountinfo"
+
 	"github.com/modelstorefs/modelstorefs/integration/itest"
+	"github.com/modelstorefs/modelstorefs/internal/testutil"
 )
 
 // runExit runs the binary with args and env and returns its combined
@@ -250,6 +253,101 @@ func TestMountDaemonOptionsAndSource(t *testing.T) {
 	}
 }
 
+// TestUnmountOnlyOurs (issue 17): "modelstorefs unmount" detaches a
+// modelstorefs mount and refuses any other filesystem, naming its type,
+// unless --force; it used to detach anything, /proc included. The mount
+// shows as fuse.modelstorefs in mountinfo, which is what it goes by.
+func TestUnmountOnlyOurs(t *testing.T) {
+	if os.Geteuid() != 0 {
+		testutil.SkipOrFail(t, "mounting a tmpfs needs root")
+	}
+	s := itest.StartGoStore(t, itest.CopyStore(t), "/")
+	m := itest.StartMount(t, []string{s.Base})
+	if typ := mountType(t, m.Dir); typ != "fuse.modelstorefs" {
+		t.Fatalf("mountinfo shows the mount as %q, want fuse.modelstorefs", typ)
+	}
+	tmp := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", tmp).CombinedOutput(); err != nil {
+		testutil.SkipOrFail(t, "cannot mount a tmpfs: %v %s", err, out)
+	}
+	t.Cleanup(func() {
+		if mountType(t, tmp) == "tmpfs" {
+			_ = syscall.Unmount(tmp, syscall.MNT_DETACH)
+		}
+	})
+	// In a private mount namespace, so that a wrong verdict detaches
+	// /proc there only.
+	procInNS := func() (string, int) {
+		if _, err := exec.LookPath("unshare"); err != nil {
+			testutil.SkipOrFail(t, "unshare (util-linux) is needed: %v", err)
+		}
+		return runCmdExit(t, "unshare", "-m", "--propagation", "private", "sh", "-c",
+			`"$0" unmount /proc; code=$?; [ -r /proc/self/mountinfo ] || echo PROC-GONE; exit $code`, itest.Binary)
+	}
+	steps := []struct {
+		name     string
+		run      func() (string, int)
+		code     int
+		say      string
+		dir      string // mountpoint of the step
+		wantType string // what is mounted on dir after the step ("" = nothing)
+	}{
+		{"tmpfs refused", func() (string, int) { return runExit(t, nil, "unmount", tmp) }, 1,
+			tmp + " is not a modelstorefs mount (filesystem type tmpfs, source tmpfs): not unmounting it; --force unmounts it anyway", tmp, "tmpfs"},
+		{"/proc refused", procInNS, 1, "/proc is not a modelstorefs mount (filesystem type proc", "/proc", "proc"},
+		{"tmpfs with --force", func() (string, int) { return runExit(t, nil, "unmount", "--force", tmp) }, 0, "", tmp, ""},
+		{"modelstorefs mount", func() (string, int) { return runExit(t, nil, "unmount", m.Dir) }, 0, "", m.Dir, ""},
+	}
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			out, code := st.run()
+			if code != st.code || !strings.Contains(out, st.say) || strings.Contains(out, "PROC-GONE") {
+				t.Errorf("exit %d, want %d, saying %q:\n%s", code, st.code, st.say, out)
+			}
+			if typ := mountType(t, st.dir); typ != st.wantType {
+				t.Errorf("%s is mounted as %q afterwards, want %q", st.dir, typ, st.wantType)
+			}
+		})
+	}
+	select {
+	case <-m.Done: // "unmounted from outside": exit 0, which Stop checks
+	case <-time.After(15 * time.Second):
+		t.Errorf("the daemon still runs 15 s after its mount was unmounted")
+	}
+}
+
+// mountType is the type of the topmost mount on dir ("" when none), from
+// /proc/self/mountinfo.
+func mountType(t *testing.T, dir string) string {
+	t.Helper()
+	infos, err := mountinfo.GetMounts(mountinfo.SingleEntryFilter(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(infos) == 0 {
+		return ""
+	}
+	return infos[len(infos)-1].FSType
+}
+
+// runCmdExit runs a command, bounded, and returns its combined output and
+// exit status.
+func runCmdExit(t *testing.T, name string, args ...string) (string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return string(out), 0
+	case errors.As(err, &ee) && ee.Exited():
+		return string(out), ee.ExitCode()
+	}
+	t.Fatalf("%s %q: %v\n%s", name, args, err, out)
+	return "", -1
+}
+
 // processesWith returns the command lines (NULs as spaces) naming s.
 func processesWith(s string) []string {
 	var out []string
@@ -281,7 +379,7 @@ func asNobody(t *testing.T, setup, script string) string {
 	t.Helper()
 	for _, tool := range []string{"unshare", "setpriv", "mknod"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s (util-linux, coreutils) is needed: %v", tool, err)
+			testutil.SkipOrFail(t, "%s (util-linux, coreutils) is needed: %v", tool, err)
 		}
 	}
 	// A copy of the binary nobody may run.
@@ -317,7 +415,7 @@ const openFuse = `mkdir $W/dev && mount -t tmpfs -o mode=755 none $W/dev && mkno
 
 func TestNonRootMessages(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root to set up the namespace")
+		testutil.SkipOrFail(t, "needs root to set up the namespace")
 	}
 	s := itest.StartGoStore(t, itest.CopyStore(t), "/")
 	prep := `mkdir -m 777 $W/mnt $W/cache && chown 65534 $W/mnt $W/cache`
@@ -342,7 +440,7 @@ func TestNonRootMessages(t *testing.T) {
 	})
 	t.Run("unmount of a healthy idle mount", func(t *testing.T) {
 		if _, err := exec.LookPath("fusermount3"); err != nil {
-			t.Skip("fusermount3 (package fuse3) is needed")
+			testutil.SkipOrFail(t, "fusermount3 (package fuse3) is needed")
 		}
 		// The daemon lives in the namespace; should the unmount fail, it is
 		// stopped by its pid (printed by mount --daemon).
@@ -373,7 +471,7 @@ for i in $(seq 200); do [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || break; sl
 func TestBashCompletion(t *testing.T) {
 	bash, err := exec.LookPath("bash")
 	if err != nil {
-		t.Skip("bash is needed")
+		testutil.SkipOrFail(t, "bash is needed")
 	}
 	s := itest.StartGoStore(t, itest.CopyStore(t), "/")
 	cacheHome, work := t.TempDir(), t.TempDir()

@@ -59,7 +59,9 @@ func mountCommand(stopSignals context.CancelFunc) *cli.Command {
 		Usage:     "mount the stores on MOUNTPOINT and serve until unmounted or interrupted",
 		ArgsUsage: "MOUNTPOINT",
 		Description: `Runs in the foreground. Logs one line when the mount is ready; on SIGINT or
-SIGTERM it unmounts (lazily if files are still open) and exits 0.
+SIGTERM it unmounts (lazily if files are still open) and exits 0. SIGHUP
+refreshes every store, as touch MOUNTPOINT/.refresh does; with --read-only
+(-o ro) the kernel refuses that touch, and SIGHUP is the refresh.
 
 With --daemon it returns once the mount is up and the daemon runs on in the
 background, logging to --log-file (default CACHE_DIR/modelstorefs.log).
@@ -76,6 +78,7 @@ DIGITS_MODEL_STORE_URL.`,
 			&cli.StringFlag{Name: "jobs-dir", Value: cache.DefaultJobsDir, EnvVars: []string{"DIGITS_JOBS_DIR"}, Usage: "DIGITS jobs `DIR` written into status.pickle (DIGITS rewrites it on load)"},
 			&cli.BoolFlag{Name: "allow-other", Usage: "let other users access the mount (needs user_allow_other in /etc/fuse.conf unless root)"},
 			&cli.BoolFlag{Name: "allow-non-empty", Usage: "mount over a directory that is not empty (hiding its files while mounted)"},
+			&cli.BoolFlag{Name: "read-only", Usage: "have the kernel keep the mount read-only too (findmnt shows ro; -o ro); touch .refresh then fails: refresh with SIGHUP"},
 			&cli.BoolFlag{Name: "direct-io", Value: true, Usage: "files still downloading bypass the kernel page cache: one copy less for large reads (cp, cat); --direct-io=false (-o no_direct_io) suits programs that read in pieces under 64 KiB (tar, sha256sum)"},
 			&cli.BoolFlag{Name: "daemon", Usage: "detach once mounted; the daemon logs to --log-file"},
 			&cli.StringFlag{Name: "log-file", Usage: "write the log to `FILE` instead of stderr (with --daemon: default CACHE_DIR/modelstorefs.log)"},
@@ -102,16 +105,21 @@ DIGITS_MODEL_STORE_URL.`,
 
 func unmountCommand() *cli.Command {
 	return &cli.Command{
-		Name:         "unmount",
-		Aliases:      []string{"umount"},
-		Usage:        "unmount MOUNTPOINT (lazily if busy or dead)",
-		ArgsUsage:    "MOUNTPOINT",
+		Name:      "unmount",
+		Aliases:   []string{"umount"},
+		Usage:     "unmount MOUNTPOINT (lazily if busy or dead)",
+		ArgsUsage: "MOUNTPOINT",
+		Description: `Unmounts a modelstorefs mount, or a dead one ("transport endpoint is not
+connected"). Any other filesystem is refused unless --force is given.`,
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "force", Usage: "unmount MOUNTPOINT even if it is not a modelstorefs mount"},
+		},
 		OnUsageError: onUsageError,
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return fmt.Errorf("unmount: expected one MOUNTPOINT, got %d arguments", c.NArg())
 			}
-			return runUnmount(c.Args().First(), c.App.Writer)
+			return runUnmount(c.Args().First(), c.Bool("force"), c.App.Writer)
 		},
 	}
 }
@@ -192,6 +200,7 @@ type mountConfig struct {
 	AllowOther    bool
 	AllowNonEmpty bool
 	DirectIO      bool // cold files opened with FOPEN_DIRECT_IO
+	ReadOnly      bool // kernel-enforced read-only mount (-o ro)
 	DebugFuse     bool
 	LogFile       string
 	// MetricsAddr is where Prometheus metrics are served; "" for nowhere.
@@ -263,6 +272,7 @@ func mountConfigFrom(c *cli.Context) (mountConfig, error) {
 		AllowOther:    c.Bool("allow-other"),
 		AllowNonEmpty: c.Bool("allow-non-empty"),
 		DirectIO:      c.Bool("direct-io"),
+		ReadOnly:      c.Bool("read-only"),
 		DebugFuse:     c.Bool("debug-fuse"),
 		MetricsAddr:   c.String("metrics-addr"),
 	}

@@ -8,9 +8,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/moby/sys/mountinfo"
 	"github.com/urfave/cli/v2"
 )
 
@@ -362,5 +364,36 @@ func TestMountConfigDirectIO(t *testing.T) {
 		if cfg.DirectIO != tt.want {
 			t.Errorf("%q: DirectIO %v, want %v", tt.args, cfg.DirectIO, tt.want)
 		}
+	}
+}
+
+// TestUnmountAllowed: unmount touches a modelstorefs mount or a dead one;
+// anything else only with --force, and the refusal names what it found.
+func TestUnmountAllowed(t *testing.T) {
+	ours := &mountinfo.Info{FSType: "fuse.modelstorefs", Source: "http://127.0.0.1:8000"}
+	proc := &mountinfo.Info{FSType: "proc", Source: "proc"}
+	sshfs := &mountinfo.Info{FSType: "fuse.sshfs", Source: "me@host:"}
+	cases := []struct {
+		name  string
+		info  *mountinfo.Info
+		serr  error
+		force bool
+		err   string // "" = allowed
+	}{
+		{"modelstorefs", ours, nil, false, ""},
+		{"proc", proc, nil, false, "/m is not a modelstorefs mount (filesystem type proc, source proc): not unmounting it; --force unmounts it anyway"},
+		{"proc with --force", proc, nil, true, ""},
+		{"another FUSE filesystem", sshfs, nil, false, "filesystem type fuse.sshfs"},
+		{"dead mount", sshfs, &os.PathError{Op: "stat", Path: "/m", Err: syscall.ENOTCONN}, false, ""},
+		{"unreadable, not ours", sshfs, &os.PathError{Op: "stat", Path: "/m", Err: syscall.EACCES}, false, "filesystem type fuse.sshfs"},
+		{"no mount table entry", nil, &os.PathError{Op: "stat", Path: "/m", Err: syscall.ENOENT}, false, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			err := unmountAllowed("/m", c.info, c.serr, c.force)
+			if c.err == "" && err != nil || c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)) {
+				t.Errorf("unmountAllowed = %v, want %q", err, c.err)
+			}
+		})
 	}
 }

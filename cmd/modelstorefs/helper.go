@@ -31,13 +31,14 @@ var valueOptions = map[string]string{
 // ("nonempty" is libfuse's name for the same thing).
 var switchOptions = map[string]string{
 	"allow_other": "--allow-other", "allow_non_empty": "--allow-non-empty", "nonempty": "--allow-non-empty",
-	"no_direct_io": "--direct-io=false",
+	"no_direct_io": "--direct-io=false", "ro": "--read-only",
 }
 
-// ignoredOptions are generic mount options that mean nothing here (the
-// mount is read-only whatever ro/rw say; "foreground" is the helper's).
+// ignoredOptions are generic mount options that mean nothing here ("rw":
+// the daemon keeps the mount read-only anyway, see --read-only for "ro";
+// "foreground" is the helper's).
 var ignoredOptions = map[string]bool{
-	"ro": true, "rw": true, "defaults": true, "auto": true, "noauto": true, "user": true, "users": true,
+	"rw": true, "defaults": true, "auto": true, "noauto": true, "user": true, "users": true,
 	"nouser": true, "owner": true, "group": true, "_netdev": true, "nofail": true, "exec": true, "noexec": true,
 	"suid": true, "nosuid": true, "dev": true, "nodev": true, "atime": true, "noatime": true, "relatime": true,
 	"nodiratime": true, "sync": true, "async": true, "silent": true, "loud": true, "foreground": true,

@@ -40,7 +40,7 @@ func TestParseHelperArgs(t *testing.T) {
 		{
 			name: "fstab line as mount.fuse3 passes it",
 			args: []string{"modelstorefs", "http://a:8000,http://b/team", "/mnt/models", "-o", "ro,allow_other,cache_dir=/var/cache/m,ttl=1h,dev,suid"},
-			want: []string{"--allow-other", "--cache-dir", "/var/cache/m", "--ttl", "1h", "/mnt/models"}, stores: "http://a:8000,http://b/team",
+			want: []string{"--read-only", "--allow-other", "--cache-dir", "/var/cache/m", "--ttl", "1h", "/mnt/models"}, stores: "http://a:8000,http://b/team",
 		},
 		{
 			name: "modelstorefs#SOURCE and every option",
@@ -53,7 +53,7 @@ func TestParseHelperArgs(t *testing.T) {
 		},
 		{
 			name: "stores from the environment, -o glued, foreground",
-			args: []string{"modelstorefs", "modelstorefs", "/m", "-oro", "-f", "-n"},
+			args: []string{"modelstorefs", "modelstorefs", "/m", "-orw", "-f", "-n"},
 			want: []string{"/m"}, fg: true,
 		},
 		{name: "unknown option", args: []string{"modelstorefs", "none", "/m", "-o", "cache_sise=1G"}, err: "unknown mount option"},

@@ -7,11 +7,13 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/moby/sys/mountinfo"
 	"go.uber.org/zap"
 
 	"github.com/modelstorefs/modelstorefs/cache"
@@ -46,6 +48,8 @@ func runMount(ctx context.Context, cfg mountConfig, stopSignals context.CancelFu
 	mx := metrics.New()
 	fsys := fs.New(fs.Options{Catalog: catalog, Logger: log.Named("fs"), OnRead: mx.ObserveRead})
 	defer fsys.Close()
+	// Before the mount, so that a SIGHUP sent once it is up never kills.
+	defer refreshOnHangup(fsys, log)()
 	if cfg.MetricsAddr != "" {
 		ms, err := metrics.Serve(cfg.MetricsAddr, mx.Registry(fsys, stores), log.Named("metrics"))
 		if err != nil {
@@ -61,7 +65,7 @@ func runMount(ctx context.Context, cfg mountConfig, stopSignals context.CancelFu
 		names[i] = s.Name + "=" + urls[i]
 	}
 	server, err := fs.Mount(cfg.Mountpoint, fsys, fs.MountOptions{
-		AllowOther: cfg.AllowOther, DirectIO: cfg.DirectIO, Debug: cfg.DebugFuse, Source: strings.Join(urls, ","),
+		AllowOther: cfg.AllowOther, DirectIO: cfg.DirectIO, ReadOnly: cfg.ReadOnly, Debug: cfg.DebugFuse, Source: strings.Join(urls, ","),
 	})
 	if err != nil {
 		return mountFailed(err)
@@ -73,7 +77,7 @@ func runMount(ctx context.Context, cfg mountConfig, stopSignals context.CancelFu
 		probes.Wait()
 	}()
 	log.Info("mounted", zap.String("mountpoint", cfg.Mountpoint), zap.Strings("stores", names),
-		zap.String("cache_dir", cfg.CacheDir), zap.String("version", version))
+		zap.String("cache_dir", cfg.CacheDir), zap.Bool("read_only", cfg.ReadOnly), zap.String("version", version))
 	if err := sdNotify("READY=1\nSTATUS=mounted on " + cfg.Mountpoint); err != nil {
 		log.Warn("systemd notification failed", zap.Error(err))
 	}
@@ -110,6 +114,30 @@ func runMount(ctx context.Context, cfg mountConfig, stopSignals context.CancelFu
 	}
 	log.Info("unmounted", zap.String("mountpoint", cfg.Mountpoint))
 	return nil
+}
+
+// refreshOnHangup makes SIGHUP the root's .refresh (every store), the
+// refresh of a --read-only mount, whose .refresh the kernel refuses to
+// touch (and systemctl reload's). The returned function stops it.
+func refreshOnHangup(fsys *fs.FS, log *zap.Logger) (stop func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-hup:
+				log.Info("SIGHUP: refreshing every store")
+				fsys.Refresh()
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(hup)
+		close(done)
+	}
 }
 
 // lazyGrace is how long a lazily unmounted filesystem keeps serving files
@@ -158,15 +186,20 @@ func openCatalog(cfg storeConfig, jobsDir string, log *zap.Logger) (*cache.Catal
 }
 
 // runUnmount detaches the mount at dir: a clean unmount, or a lazy one when
-// it is busy or dead.
-func runUnmount(dir string, out io.Writer) error {
+// it is busy or dead. Only a modelstorefs mount or a dead one is touched
+// unless force: the lazy fallback would detach anything, /proc included.
+func runUnmount(dir string, force bool, out io.Writer) error {
 	dir, err := filepath.Abs(dir)
 	if err != nil {
-		return err
+		return fmt.Errorf("unmount: %w", err)
 	}
 	_, serr := os.Stat(dir)
-	if serr == nil && mountAt(dir) == nil {
+	info := mountAt(dir)
+	if serr == nil && info == nil {
 		return fmt.Errorf("%s is not a mountpoint", dir)
+	}
+	if err := unmountAllowed(dir, info, serr, force); err != nil {
+		return err
 	}
 	err = cleanUnmount(dir)
 	if err == nil {
@@ -184,6 +217,16 @@ func runUnmount(dir string, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "%s %s: detached lazily\n", dir, why)
 	return nil
+}
+
+// unmountAllowed refuses a mount that is neither modelstorefs's (info, the
+// topmost mount on dir) nor dead (serr, what stat of dir said), unless force.
+func unmountAllowed(dir string, info *mountinfo.Info, serr error, force bool) error {
+	if force || errors.Is(serr, syscall.ENOTCONN) || info == nil || isOurs(info) {
+		return nil
+	}
+	return fmt.Errorf("%s is not a modelstorefs mount (filesystem type %s, source %s): not unmounting it; "+
+		"--force unmounts it anyway", dir, info.FSType, info.Source)
 }
 
 // cleanUnmount unmounts dir if nothing uses it: umount2 as root, else
