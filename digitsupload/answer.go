@@ -120,7 +120,9 @@ type jobList struct {
 	Running    []listedJob `json:"running"`
 }
 
-func (l *jobList) all() []listedJob { return append(append([]listedJob(nil), l.Pretrained...), l.Running...) }
+func (l *jobList) all() []listedJob {
+	return append(append([]listedJob(nil), l.Pretrained...), l.Running...)
+}
 
 // jobs fetches /completed_jobs.json.
 func (u *Uploader) jobs(ctx context.Context) (*jobList, error) {

@@ -216,7 +216,7 @@ func (u *Uploader) sendError(ctx context.Context, err, werr error) error {
 		return fmt.Errorf("reading the model from the store: %w", werr)
 	case errors.Is(context.Cause(ctx), errStalled):
 		return fmt.Errorf("%w: no byte taken for %s", errStalled, u.cfg.StallTimeout)
-	case errors.As(err, &ne) && ne.Timeout():
+	case ctx.Err() == nil && errors.As(err, &ne) && ne.Timeout():
 		return fmt.Errorf("DIGITS did not answer within %s of the upload (it answers once the job has finished; the job may still appear): %w",
 			u.cfg.AnswerTimeout, err)
 	}

@@ -40,6 +40,9 @@ type Options struct {
 	// StopReadingAfter, if set, stops reading the body after that many
 	// bytes, until the client gives up.
 	StopReadingAfter int64
+	// LoseMember is a member the upload task does not find, as if the
+	// archive lacked it: DIGITS still answers 200, the job is in Error.
+	LoseMember string
 	// Jobs are listed before any upload.
 	Jobs []Job
 	// TLS serves https with httptest's certificate.
@@ -78,6 +81,7 @@ type Job struct {
 type Server struct {
 	*httptest.Server
 	opt     Options
+	quit    chan struct{} // closed by Close: a handler that waits stops
 	mu      sync.Mutex
 	uploads []Upload
 	jobs    []Job
@@ -85,7 +89,7 @@ type Server struct {
 
 // New starts a stand-in DIGITS; it stops when the test ends (Close).
 func New(opt Options) *Server {
-	s := &Server{opt: opt, jobs: append([]Job(nil), opt.Jobs...)}
+	s := &Server{opt: opt, jobs: append([]Job(nil), opt.Jobs...), quit: make(chan struct{})}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /pretrained_models/upload_archive", s.uploadArchive)
 	mux.HandleFunc("GET /completed_jobs.json", s.completedJobs)
@@ -95,6 +99,17 @@ func New(opt Options) *Server {
 		s.Server = httptest.NewServer(mux)
 	}
 	return s
+}
+
+// Close stops the server, and the handlers waiting for a client that gave
+// up (the server does not notice while a body is unread).
+func (s *Server) Close() {
+	select {
+	case <-s.quit:
+	default:
+		close(s.quit)
+	}
+	s.Server.Close()
 }
 
 // Uploads returns the requests to upload_archive so far.
@@ -144,7 +159,7 @@ func (s *Server) uploadArchive(w http.ResponseWriter, r *http.Request) {
 	}
 	ok := false
 	if r.ContentLength >= 0 { // gevent reads a chunked body as empty
-		r.Body = &slowBody{r: r.Body, delay: s.opt.ReadDelay, stopAfter: s.opt.StopReadingAfter, done: r.Context().Done()}
+		r.Body = &slowBody{r: r.Body, delay: s.opt.ReadDelay, stopAfter: s.opt.StopReadingAfter, done: r.Context().Done(), quit: s.quit}
 		var members []Member
 		members, up.Filename, ok = readArchive(r)
 		up.Members = members
@@ -222,7 +237,9 @@ func (s *Server) makeJob(w http.ResponseWriter, r *http.Request, members []Membe
 	byName := map[string]Member{}
 	var info *Member
 	for i, m := range members {
-		byName[path.Clean(m.Name)] = m
+		if m.Name != s.opt.LoseMember {
+			byName[path.Clean(m.Name)] = m
+		}
 		if m.Name == "info.json" { // exactly: not ./info.json, not DIR/info.json
 			info = &members[i]
 		}
@@ -364,6 +381,9 @@ func (c *capped) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// slowChunk is how much a slow body reads between two pauses.
+const slowChunk = 64 << 10
+
 // slowBody reads a request body slowly, or stops reading.
 type slowBody struct {
 	r         io.ReadCloser
@@ -371,21 +391,24 @@ type slowBody struct {
 	stopAfter int64
 	n         int64
 	done      <-chan struct{}
+	quit      <-chan struct{}
 }
 
 func (b *slowBody) Read(p []byte) (int, error) {
 	if b.stopAfter > 0 && b.n >= b.stopAfter {
-		<-b.done // until the client gives up
+		select { // until the client gives up, or the server stops
+		case <-b.done:
+		case <-b.quit:
+		}
 		return 0, io.ErrUnexpectedEOF
-	}
-	if b.delay > 0 {
-		p = p[:min(len(p), 64<<10)]
-		time.Sleep(b.delay)
 	}
 	if b.stopAfter > 0 {
 		p = p[:min(int64(len(p)), b.stopAfter-b.n)]
 	}
 	n, err := b.r.Read(p)
+	if b.delay > 0 && (b.n+int64(n))/slowChunk != b.n/slowChunk {
+		time.Sleep(b.delay)
+	}
 	b.n += int64(n)
 	return n, err
 }
