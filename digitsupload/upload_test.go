@@ -93,47 +93,52 @@ func newUploader(t *testing.T, d *digitstest.Server, cfg Config) *Uploader {
 
 func digest(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
 
+// uploadCases are the sample models, one per framework, a Caffe model
+// with a python layer and one whose framework is written "Caffe": the
+// archive's members, the job files DIGITS makes of them (from which store
+// file), and keys of the archive's info.json.
+var uploadCases = []struct {
+	model, name string
+	members     []string          // in archive order
+	jobFiles    map[string]string // job file -> store file
+	info        map[string]any    // keys of the archive's info.json
+	noInfo      []string          // keys it must not have
+}{
+	{model: "lenet",
+		members:  []string{"info.json", "model.caffemodel", "original.prototxt", "labels.txt"},
+		jobFiles: map[string]string{"model.caffemodel": "snapshot_iter_28140.caffemodel", "original.prototxt": "original.prototxt", "labels.txt": "labels.txt"},
+		info: map[string]any{"framework": "caffe", "name": "LeNet (MNIST)", "snapshot file": "model.caffemodel",
+			"model file": "original.prototxt", "labels file": "labels.txt", "username": "luke"},
+		noInfo: []string{"mean file", "deploy file", "solver file", "python layer file"}},
+	{model: "alexnet-torch", name: "renamed",
+		members:  []string{"info.json", "_Model.t7", "original.lua", "labels.txt"},
+		jobFiles: map[string]string{"_Model.t7": "snapshot_30_Model.t7", "original.lua": "model.lua", "labels.txt": "labels.txt"},
+		info:     map[string]any{"framework": "torch", "name": "renamed", "snapshot file": "_Model.t7", "model file": "original.lua"}},
+	{model: "inception-tf",
+		members: []string{"info.json", "snapshot.ckpt.data-00000-of-00001", "snapshot.ckpt.index", "snapshot.ckpt.meta", "network.py", "labels.txt"},
+		jobFiles: map[string]string{"snapshot.ckpt.data-00000-of-00001": "snapshot_5.ckpt.data-00000-of-00001",
+			"snapshot.ckpt.index": "snapshot_5.ckpt.index", "snapshot.ckpt.meta": "snapshot_5.ckpt.meta",
+			"network.py": "network.py", "labels.txt": "labels.txt"},
+		info: map[string]any{"framework": "tensorflow", "snapshot file": "snapshot.ckpt", "model file": "network.py"}},
+	{model: "pylayer",
+		members: []string{"info.json", "model.caffemodel", "original.prototxt", "digits_python_layers.py"},
+		jobFiles: map[string]string{"model.caffemodel": "snap.caffemodel", "original.prototxt": "train_val.prototxt",
+			"digits_python_layers.py": "my_layers.py"},
+		info:   map[string]any{"python layer file": "digits_python_layers.py"},
+		noInfo: []string{"labels file", "mean file"}},
+	{model: "upper",
+		members:  []string{"info.json", "model.caffemodel", "original.prototxt"},
+		jobFiles: map[string]string{"model.caffemodel": "w.caffemodel", "original.prototxt": "net.prototxt"},
+		info:     map[string]any{"framework": "caffe", "model file": "original.prototxt"},
+		noInfo:   []string{"network file"}},
+}
+
 // TestUpload: each framework lands as a Done job holding the store's bytes
 // under the names DIGITS' upload tasks give them; the archive holds
 // info.json at its root, rewritten to name exactly the files it holds.
 func TestUpload(t *testing.T) {
-	tests := []struct {
-		model, name string
-		members     []string          // in archive order
-		jobFiles    map[string]string // job file -> store file
-		info        map[string]any    // keys of the archive's info.json
-		noInfo      []string          // keys it must not have
-	}{
-		{model: "lenet",
-			members:  []string{"info.json", "model.caffemodel", "original.prototxt", "labels.txt"},
-			jobFiles: map[string]string{"model.caffemodel": "snapshot_iter_28140.caffemodel", "original.prototxt": "original.prototxt", "labels.txt": "labels.txt"},
-			info: map[string]any{"framework": "caffe", "name": "LeNet (MNIST)", "snapshot file": "model.caffemodel",
-				"model file": "original.prototxt", "labels file": "labels.txt", "username": "luke"},
-			noInfo: []string{"mean file", "deploy file", "solver file", "python layer file"}},
-		{model: "alexnet-torch", name: "renamed",
-			members:  []string{"info.json", "_Model.t7", "original.lua", "labels.txt"},
-			jobFiles: map[string]string{"_Model.t7": "snapshot_30_Model.t7", "original.lua": "model.lua", "labels.txt": "labels.txt"},
-			info:     map[string]any{"framework": "torch", "name": "renamed", "snapshot file": "_Model.t7", "model file": "original.lua"}},
-		{model: "inception-tf",
-			members: []string{"info.json", "snapshot.ckpt.data-00000-of-00001", "snapshot.ckpt.index", "snapshot.ckpt.meta", "network.py", "labels.txt"},
-			jobFiles: map[string]string{"snapshot.ckpt.data-00000-of-00001": "snapshot_5.ckpt.data-00000-of-00001",
-				"snapshot.ckpt.index": "snapshot_5.ckpt.index", "snapshot.ckpt.meta": "snapshot_5.ckpt.meta",
-				"network.py": "network.py", "labels.txt": "labels.txt"},
-			info: map[string]any{"framework": "tensorflow", "snapshot file": "snapshot.ckpt", "model file": "network.py"}},
-		{model: "pylayer",
-			members: []string{"info.json", "model.caffemodel", "original.prototxt", "digits_python_layers.py"},
-			jobFiles: map[string]string{"model.caffemodel": "snap.caffemodel", "original.prototxt": "train_val.prototxt",
-				"digits_python_layers.py": "my_layers.py"},
-			info:   map[string]any{"python layer file": "digits_python_layers.py"},
-			noInfo: []string{"labels file", "mean file"}},
-		{model: "upper",
-			members:  []string{"info.json", "model.caffemodel", "original.prototxt"},
-			jobFiles: map[string]string{"model.caffemodel": "w.caffemodel", "original.prototxt": "net.prototxt"},
-			info:     map[string]any{"framework": "caffe", "model file": "original.prototxt"},
-			noInfo:   []string{"network file"}},
-	}
 	e := newEnv(t)
-	for _, tt := range tests {
+	for _, tt := range uploadCases {
 		t.Run(tt.model, func(t *testing.T) {
 			d := digitstest.New(digitstest.Options{})
 			t.Cleanup(d.Close)
@@ -148,42 +153,8 @@ func TestUpload(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Upload: %v", err)
 			}
-			jobs, uploads := d.Jobs(), d.Uploads()
-			if len(jobs) != 1 || len(uploads) != 1 {
-				t.Fatalf("DIGITS has %d jobs from %d uploads, want 1", len(jobs), len(uploads))
-			}
-			job, u := jobs[0], uploads[0]
-			if res.ID != job.ID || res.Status != "Done" || job.Status != "Done" || res.Name != job.Name {
-				t.Errorf("result %+v, DIGITS' job %s %q %s", res, job.ID, job.Name, job.Status)
-			}
-			if u.ContentLength != res.Bytes || u.User != "ana" || job.Username == nil || *job.Username != "ana" {
-				t.Errorf("upload: Content-Length %d (sent %d), cookie user %q", u.ContentLength, res.Bytes, u.User)
-			}
-			var names []string
-			for _, m := range u.Members {
-				names = append(names, m.Name)
-			}
-			if !slices.Equal(names, tt.members) {
-				t.Errorf("archive members %q, want %q", names, tt.members)
-			}
-			for jobName, storeName := range tt.jobFiles {
-				if f, ok := job.Files[jobName]; !ok || f.SHA256 != digest(e.files[tt.model+"/"+storeName]) {
-					t.Errorf("job file %s: %v, want the store's %s", jobName, ok, storeName)
-				}
-			}
-			if len(job.Files) != len(tt.jobFiles) {
-				t.Errorf("job files %v, want %d", job.Files, len(tt.jobFiles))
-			}
-			for k, want := range tt.info {
-				if u.Info[k] != want {
-					t.Errorf("info.json %q = %v, want %v", k, u.Info[k], want)
-				}
-			}
-			for _, k := range tt.noInfo {
-				if _, ok := u.Info[k]; ok {
-					t.Errorf("info.json has %q, naming a file the archive does not hold", k)
-				}
-			}
+			checkLanded(t, e, d, res, tt.model, tt.members, tt.jobFiles)
+			checkInfo(t, d.Uploads()[0].Info, tt.info, tt.noInfo)
 			mu.Lock()
 			defer mu.Unlock()
 			if last := progress[len(progress)-1]; last != [2]int64{res.Bytes, res.Bytes} {
@@ -196,6 +167,53 @@ func TestUpload(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// checkLanded checks that the upload made one Done job, as user ana, of
+// an archive with these members, holding the store's files.
+func checkLanded(t *testing.T, e *env, d *digitstest.Server, res *Result, model string, members []string, jobFiles map[string]string) {
+	t.Helper()
+	jobs, uploads := d.Jobs(), d.Uploads()
+	if len(jobs) != 1 || len(uploads) != 1 {
+		t.Fatalf("DIGITS has %d jobs from %d uploads, want 1", len(jobs), len(uploads))
+	}
+	job, u := jobs[0], uploads[0]
+	if res.ID != job.ID || res.Status != "Done" || job.Status != "Done" || res.Name != job.Name {
+		t.Errorf("result %+v, DIGITS' job %s %q %s", res, job.ID, job.Name, job.Status)
+	}
+	if u.ContentLength != res.Bytes || u.User != "ana" || job.Username == nil || *job.Username != "ana" {
+		t.Errorf("upload: Content-Length %d (sent %d), cookie user %q", u.ContentLength, res.Bytes, u.User)
+	}
+	var names []string
+	for _, m := range u.Members {
+		names = append(names, m.Name)
+	}
+	if !slices.Equal(names, members) {
+		t.Errorf("archive members %q, want %q", names, members)
+	}
+	for jobName, storeName := range jobFiles {
+		if f, ok := job.Files[jobName]; !ok || f.SHA256 != digest(e.files[model+"/"+storeName]) {
+			t.Errorf("job file %s: %v, want the store's %s", jobName, ok, storeName)
+		}
+	}
+	if len(job.Files) != len(jobFiles) {
+		t.Errorf("job files %v, want %d", job.Files, len(jobFiles))
+	}
+}
+
+// checkInfo checks keys of the archive's info.json.
+func checkInfo(t *testing.T, info map[string]any, want map[string]any, absent []string) {
+	t.Helper()
+	for k, v := range want {
+		if info[k] != v {
+			t.Errorf("info.json %q = %v, want %v", k, info[k], v)
+		}
+	}
+	for _, k := range absent {
+		if _, ok := info[k]; ok {
+			t.Errorf("info.json has %q, naming a file the archive does not hold", k)
+		}
 	}
 }
 
