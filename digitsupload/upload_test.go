@@ -407,6 +407,27 @@ func TestUploadFindsItsJob(t *testing.T) {
 	}
 }
 
+// TestUploadBasicAuth: user:password in the URL is sent as basic auth and
+// never shown.
+func TestUploadBasicAuth(t *testing.T) {
+	e := newEnv(t)
+	d := digitstest.New(digitstest.Options{})
+	t.Cleanup(d.Close)
+	up, err := New(Config{URL: strings.Replace(d.URL, "http://", "http://me:s3cret@", 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(up.URL(), "s3cret") || strings.Contains(up.JobURL("x"), "s3cret") {
+		t.Errorf("URL %q shows the password", up.URL())
+	}
+	if _, err := up.Upload(testutil.Ctx(t), e.cat, e.st, "lenet", Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := d.Uploads()[0].Authorization; got != "Basic bWU6czNjcmV0" {
+		t.Errorf("Authorization %q", got)
+	}
+}
+
 // TestUploadTLS: https with a private CA works as it does for stores;
 // without the CA, the certificate is refused.
 func TestUploadTLS(t *testing.T) {

@@ -61,6 +61,7 @@ type Member struct {
 type Upload struct {
 	ContentLength int64 // -1: chunked
 	User          string
+	Authorization string // the header, if any
 	Filename      string // of the archive part
 	Members       []Member
 	Info          map[string]any // info.json, when it parsed
@@ -145,7 +146,7 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 
 // uploadArchive is digits/pretrained_model/views.py::upload_archive.
 func (s *Server) uploadArchive(w http.ResponseWriter, r *http.Request) {
-	up := Upload{ContentLength: r.ContentLength}
+	up := Upload{ContentLength: r.ContentLength, Authorization: r.Header.Get("Authorization")}
 	defer func() {
 		s.mu.Lock()
 		s.uploads = append(s.uploads, up)
