@@ -109,7 +109,7 @@ func uploadOne(c *cli.Context, up *digitsupload.Uploader, cat *cache.Catalog, sm
 		fmt.Fprintf(w, "%s: imported into DIGITS as job %s (%s), %q\n  %s\n", sm, res.ID, res.Status, res.Name, up.JobURL(res.ID))
 		return true
 	case c.Context.Err() != nil:
-		fmt.Fprintf(w, "%s: interrupted during the upload (DIGITS got an incomplete request)\n", sm)
+		fmt.Fprintf(w, "%s: interrupted before DIGITS answered\n", sm)
 	case errors.Is(err, cache.ErrNotFound):
 		fmt.Fprintf(w, "%s: not sent: %s (list the models with: modelstorefs ls)\n", sm, oneLine(err))
 	default:
