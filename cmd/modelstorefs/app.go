@@ -36,6 +36,7 @@ Examples:
    modelstorefs mount /mnt/models
    ls /mnt/models/*/ ; grep -i mnist /mnt/models/models.tsv
    cp -r /mnt/models/host_store1/lenet "$DIGITS_JOBS_DIR"/   # then restart DIGITS
+   modelstorefs import --digits http://digits:5000 host_store1/lenet   # no restart
    touch /mnt/models/.refresh                            # "Update model list"
    modelstorefs unmount /mnt/models`,
 		HideHelpCommand:      true,

@@ -38,7 +38,7 @@ func runApp(t *testing.T, args ...string) (stdout, stderr string, err error) {
 // environment of the test run do not leak in.
 func noStoreEnv(t *testing.T) {
 	t.Helper()
-	for _, k := range []string{"DIGITS_MODEL_STORE_URL", "DIGITS_JOBS_DIR"} {
+	for _, k := range []string{"DIGITS_MODEL_STORE_URL", "DIGITS_JOBS_DIR", "DIGITS_URL"} {
 		t.Setenv(k, "")
 		os.Unsetenv(k)
 	}

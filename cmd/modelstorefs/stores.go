@@ -114,16 +114,20 @@ func storeValues(c *cli.Context) ([]string, error) {
 
 // storeFlagGiven reports whether --store is on the command line (not only
 // in the environment).
-func storeFlagGiven(c *cli.Context) bool {
+func storeFlagGiven(c *cli.Context) bool { return flagOnCommandLine(c, "store", storeEnv) }
+
+// flagOnCommandLine reports whether --name is on the command line, not
+// only in its environment variable env.
+func flagOnCommandLine(c *cli.Context, name, env string) bool {
 	args, ok := c.App.Metadata[argsKey].([]string)
 	if !ok {
-		return c.IsSet("store") && os.Getenv(storeEnv) == ""
+		return c.IsSet(name) && os.Getenv(env) == ""
 	}
 	for _, a := range args {
 		if a == "--" {
 			break
 		}
-		if a == "--store" {
+		if a == "--"+name {
 			return true
 		}
 	}
