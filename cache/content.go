@@ -41,6 +41,10 @@ type Content interface {
 	Open(ctx context.Context, ref Ref) (Handle, error)
 	// Cached returns how many bytes of ref are in the cache now.
 	Cached(ref Ref) int64
+	// Digest returns the SHA-256 (hex) of ref's complete cache copy and
+	// how it was verified: "store" (it matched the digest the store
+	// states) or "computed" (the store states none); empty when unknown.
+	Digest(ref Ref) (sha256, verified string)
 	// Stats returns the cache's counters.
 	Stats() ContentStats
 	// Close stops all downloads and waits for them.
@@ -62,6 +66,8 @@ type ContentStats struct {
 	BufferBytes int64 `json:"buffer_bytes"`
 	BufferMax   int64 `json:"buffer_max"`
 
+	// Files refused because their bytes did not match the store's digest.
+	DigestMismatches int64 `json:"digest_mismatches"`
 	// Files removed to make room, and their bytes.
 	Evictions    int64 `json:"evictions"`
 	EvictedBytes int64 `json:"evicted_bytes"`

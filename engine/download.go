@@ -235,6 +235,9 @@ func (d *download) run(ctx context.Context) {
 			err = fmt.Errorf("%s: the hash of the file did not end", d.ref.URL())
 		}
 		d.mu.Unlock()
+		if errors.Is(err, ErrDigestMismatch) {
+			d.s.countMismatch()
+		}
 	}
 	if err == nil {
 		err = d.f.Sync()

@@ -2,6 +2,9 @@ package engine
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"hash"
 	"errors"
 	"fmt"
 	"io"
@@ -184,6 +187,24 @@ func (s *StreamContent) Stats() cache.ContentStats {
 	return st
 }
 
+// Digest implements cache.Content: the SHA-256 of ref's complete cache
+// copy and how it was verified.
+func (s *StreamContent) Digest(ref cache.Ref) (sha256, verified string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e, ok := s.entries[ref.Key()]; ok && e.complete {
+		return e.sha256, e.verified
+	}
+	return "", ""
+}
+
+// countMismatch counts a file refused for its digest.
+func (s *StreamContent) countMismatch() {
+	s.mu.Lock()
+	s.stats.DigestMismatches++
+	s.mu.Unlock()
+}
+
 // Cached returns how many bytes of ref are in the cache now.
 func (s *StreamContent) Cached(ref cache.Ref) int64 {
 	s.mu.Lock()
@@ -210,7 +231,11 @@ func (s *StreamContent) Cached(ref cache.Ref) int64 {
 
 // entry is one cached file version, complete or being downloaded.
 type entry struct {
-	key      string
+	key string
+	// sha256 (hex) of a complete file, and verified: "store" when it
+	// matched the digest the store states, "computed" when the store
+	// states none; both empty for files cached before digests were kept.
+	sha256, verified string
 	path     string
 	size     int64
 	lastUse  time.Time
@@ -277,7 +302,12 @@ func NewStreamContent(cfg StreamConfig) (*StreamContent, error) {
 		if err != nil {
 			return err
 		}
-		s.entries[de.Name()] = &entry{key: de.Name(), path: p, size: info.Size(), lastUse: info.ModTime(), complete: true}
+		e := parseObjectName(de.Name())
+		if old, ok := s.entries[e.key]; ok && old.sha256 != "" {
+			return nil // two names of one key (a crash between renames): keep the first
+		}
+		e.path, e.size, e.lastUse, e.complete = p, info.Size(), info.ModTime(), true
+		s.entries[e.key] = e
 		s.total += info.Size()
 		return nil
 	})
@@ -567,9 +597,28 @@ func (s *StreamContent) fetchUnsized(ref cache.Ref) (int64, error) {
 		return 0, fmt.Errorf("cache: %w", err)
 	}
 	defer os.Remove(tmp.Name()) // no-op after the rename
-	w := &reservingWriter{s: s, f: tmp}
+	want := ref.Meta.Digest
+	w := &reservingWriter{s: s, f: tmp, sha: sha256.New()}
+	if !want.IsZero() && want.Alg != remote.AlgSHA256 {
+		w.other = want.New()
+	}
 	defer w.release()
 	n, err := ref.Store.Remote.Download(s.ctx, w, ref.Meta, ref.Model, ref.Name)
+	sha := remote.Digest{Alg: remote.AlgSHA256, Sum: string(w.sha.Sum(nil))}
+	verified := "computed"
+	if err == nil && !want.IsZero() {
+		got := sha
+		if w.other != nil {
+			got = remote.Digest{Alg: want.Alg, Sum: string(w.other.Sum(nil))}
+		}
+		if got != want {
+			err = fmt.Errorf("%s: %w (expected %s, got %s)", ref.URL(), ErrDigestMismatch, want, got)
+			s.log.Error("digest mismatch: the file is refused and not cached", zap.String("url", ref.URL()),
+				zap.Stringer("expected", want), zap.Stringer("actual", got))
+			s.countMismatch()
+		}
+		verified = "store"
+	}
 	if err == nil {
 		err = tmp.Sync()
 	}
@@ -584,7 +633,8 @@ func (s *StreamContent) fetchUnsized(ref cache.Ref) (int64, error) {
 	}
 	ref.Meta.Size = n
 	key := ref.Key()
-	final := filepath.Join(s.objects, key)
+	shaHex := hex.EncodeToString([]byte(sha.Sum))
+	final := filepath.Join(s.objects, objectName(key, shaHex, verified))
 	s.mu.Lock()
 	_, known := s.entries[key]
 	s.mu.Unlock()
@@ -596,7 +646,7 @@ func (s *StreamContent) fetchUnsized(ref cache.Ref) (int64, error) {
 	}
 	s.mu.Lock()
 	if _, ok := s.entries[key]; !ok {
-		s.entries[key] = &entry{key: key, path: final, size: n, lastUse: time.Now(), complete: true}
+		s.entries[key] = &entry{key: key, path: final, size: n, lastUse: time.Now(), complete: true, sha256: shaHex, verified: verified}
 		s.total += n - w.held // the reservation becomes the entry's size
 		w.held = 0
 		s.evictLocked(0)
@@ -611,6 +661,8 @@ func (s *StreamContent) fetchUnsized(ref cache.Ref) (int64, error) {
 type reservingWriter struct {
 	s       *StreamContent
 	f       *os.File
+	sha     hash.Hash // of the bytes written
+	other   hash.Hash // the store's digest algorithm, when another
 	written int64
 	held    int64 // bytes reserved in s.total
 }
@@ -629,6 +681,10 @@ func (w *reservingWriter) Write(p []byte) (int, error) {
 	}
 	n, err := w.f.Write(p)
 	w.written += int64(n)
+	w.sha.Write(p[:n])
+	if w.other != nil {
+		w.other.Write(p[:n])
+	}
 	return n, err
 }
 
@@ -730,10 +786,33 @@ func (s *StreamContent) ended(d *download) {
 	s.mu.Unlock()
 }
 
+// objectName is the name of a complete file in the objects directory:
+// its key, and its SHA-256 and how it was verified when known (they are
+// kept across restarts in the name, costing no disk space).
+func objectName(key, sha256, verified string) string {
+	if sha256 == "" {
+		return key
+	}
+	return key + "." + sha256 + "." + verified
+}
+
+// parseObjectName reads what objectName wrote.
+func parseObjectName(name string) *entry {
+	parts := strings.Split(name, ".")
+	if len(parts) == 3 && len(parts[1]) == 64 && (parts[2] == "store" || parts[2] == "computed") {
+		return &entry{key: parts[0], sha256: parts[1], verified: parts[2]}
+	}
+	return &entry{key: name}
+}
+
 // finish records the end of a download: complete (renamed into place) or
 // failed (removed). Disk calls are made without the lock.
 func (s *StreamContent) finish(e *entry, err error) {
-	final := filepath.Join(s.objects, e.key)
+	d := e.dl
+	d.mu.Lock()
+	sha, verified := strings.TrimPrefix(d.hash.sha256, remote.AlgSHA256+":"), d.hash.verified
+	d.mu.Unlock()
+	final := filepath.Join(s.objects, objectName(e.key, sha, verified))
 	if err == nil && s.commitHook != nil {
 		s.commitHook()
 	}
@@ -750,6 +829,7 @@ func (s *StreamContent) finish(e *entry, err error) {
 	e.opens--
 	if err == nil {
 		e.path, e.complete, e.dl = final, true, nil
+		e.sha256, e.verified = sha, verified
 		s.evictLocked(0)
 		s.unlockAndReap()
 		return

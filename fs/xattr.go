@@ -2,6 +2,8 @@ package fs
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"sort"
 	"strconv"
 	"strings"
@@ -16,7 +18,12 @@ const xattrPrefix = "user.modelstore."
 // xattrs are a remote file's attributes: where it comes from, its version,
 // and how much of it is cached.
 func (n *remoteFile) xattrs() map[string]string {
-	return refXattrs(n.ref, n.fsys.cat.Content().Cached(n.ref))
+	content := n.fsys.cat.Content()
+	a := refXattrs(n.ref, content.Cached(n.ref))
+	if sha, verified := content.Digest(n.ref); sha != "" {
+		a["sha256"], a["verified"] = sha, verified
+	}
+	return a
 }
 
 // refXattrs are the attributes of a file fetched from the store; cached
@@ -41,7 +48,10 @@ func (n *dataFile) xattrs() map[string]string {
 	if n.ref == nil {
 		return nil
 	}
-	return refXattrs(*n.ref, int64(len(n.data)))
+	a := refXattrs(*n.ref, int64(len(n.data)))
+	sum := sha256.Sum256(n.data)
+	a["sha256"], a["verified"] = hex.EncodeToString(sum[:]), "computed"
+	return a
 }
 
 func (n *remoteFile) Getxattr(_ context.Context, attr string, dest []byte) (uint32, syscall.Errno) {

@@ -1,0 +1,182 @@
+package engine
+
+import (
+	"bytes"
+	"crypto/md5"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io"
+	"net/http"
+	"sync/atomic"
+	"testing"
+
+	"github.com/modelstorefs/modelstorefs/cache"
+	"github.com/modelstorefs/modelstorefs/remote"
+	"github.com/modelstorefs/modelstorefs/remote/remotetest"
+
+	"github.com/modelstorefs/modelstorefs/internal/testutil"
+)
+
+// Every byte of a cached file hashed before its commit (verify.go).
+
+func sha256Digest(data []byte) remote.Digest {
+	sum := sha256.Sum256(data)
+	return remote.Digest{Alg: remote.AlgSHA256, Sum: string(sum[:])}
+}
+
+// flipWriter flips one byte of a body at offset at (counted in the body).
+type flipWriter struct {
+	http.ResponseWriter
+	at, seen int64
+}
+
+func (w *flipWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w *flipWriter) Write(p []byte) (int, error) {
+	if w.at >= w.seen && w.at < w.seen+int64(len(p)) {
+		p = bytes.Clone(p)
+		p[w.at-w.seen] ^= 0x5a
+	}
+	w.seen += int64(len(p))
+	return w.ResponseWriter.Write(p)
+}
+
+// TestVerifyDigests: the digest the store states is checked before the
+// file's end is handed out and before the commit; without one, SHA-256 is
+// computed and kept with the cache entry, also across restarts.
+func TestVerifyDigests(t *testing.T) {
+	const size, chunk = 1<<20 + 333, 64 << 10
+	data := blob(71, size)
+	md := md5.Sum(data)
+	for _, tc := range []struct {
+		name     string
+		digest   remote.Digest
+		verified string
+	}{
+		{"none stated", remote.Digest{}, "computed"},
+		{"sha-256 stated", sha256Digest(data), "store"},
+		{"md5 stated", remote.Digest{Alg: remote.AlgMD5, Sum: string(md[:])}, "store"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := newServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
+			dir := t.TempDir()
+			s := newStream(t, StreamConfig{Dir: dir, ChunkSize: chunk})
+			ref := refFor(t, newTestStore(t, srv.URL), "m", "f")
+			ref.Meta.Digest = tc.digest
+			if !bytes.Equal(openRead(t, s, ref), data) {
+				t.Fatal("content differs")
+			}
+			testutil.WaitFor(t, "commit", func() bool { return committed(s, ref) })
+			want := sha256.Sum256(data)
+			if sha, v := s.Digest(ref); sha != hex.EncodeToString(want[:]) || v != tc.verified {
+				t.Errorf("Digest: %s %s, want %x %s", sha, v, want, tc.verified)
+			}
+			s.Close()
+			s2 := newStream(t, StreamConfig{Dir: dir, ChunkSize: chunk})
+			if sha, v := s2.Digest(ref); sha != hex.EncodeToString(want[:]) || v != tc.verified {
+				t.Errorf("after a restart: %s %s, want %x %s", sha, v, want, tc.verified)
+			}
+		})
+	}
+}
+
+// TestVerifyMismatch: one byte flipped in one ranged answer of a
+// multi-stream download. A reader of the head is not delayed; a reader of
+// the end gets ErrDigestMismatch; nothing is committed; the next open,
+// with an honest server, fetches afresh and gets the right bytes.
+func TestVerifyMismatch(t *testing.T) {
+	const size, chunk = 2 << 20, 64 << 10
+	data := blob(72, size)
+	srv := newServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
+	var flipped atomic.Int32
+	var honest atomic.Bool
+	// The byte at 1.5 MiB is flipped in every answer that carries it,
+	// whichever stream asked (a far reader below makes a second stream),
+	// until the proxy turns honest.
+	const at = 3 << 19
+	srv.Intercept("m/f", func(w http.ResponseWriter, r *http.Request, serve http.HandlerFunc) {
+		start, end, ok := parseRange(r)
+		if end < 0 {
+			end = size - 1
+		}
+		if ok && start <= at && end >= at && !honest.Load() {
+			flipped.Add(1)
+			serve(&flipWriter{ResponseWriter: w, at: at - start}, r)
+			return
+		}
+		serve(w, r)
+	})
+	s := newStream(t, StreamConfig{ChunkSize: chunk, Parallel: 4})
+	ref := refFor(t, newTestStore(t, srv.URL), "m", "f")
+	ref.Meta.Digest = sha256Digest(data)
+	h, err := s.Open(testutil.Ctx(t), ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	head := make([]byte, 4096)
+	if n, err := h.ReadAt(testutil.Ctx(t), head, 0); err != nil || !bytes.Equal(head[:n], data[:n]) {
+		t.Fatalf("head: %d bytes, %v", n, err)
+	}
+	// A reader far ahead (short of the end) is not delayed either.
+	if n, err := h.ReadAt(testutil.Ctx(t), head, size-5000); err != nil || !bytes.Equal(head[:n], data[size-5000:size-5000+n]) {
+		t.Fatalf("far read: %d bytes, %v", n, err)
+	}
+	// Read in pieces from the start, as cp does; a chunk from the far
+	// stream carries the flipped byte.
+	buf := make([]byte, 128<<10)
+	var readErr error
+	for off := int64(0); off < size && readErr == nil; off += int64(len(buf)) {
+		_, readErr = h.ReadAt(testutil.Ctx(t), buf, off)
+		if errors.Is(readErr, io.EOF) {
+			readErr = nil
+		}
+	}
+	h.Close()
+	if flipped.Load() == 0 {
+		t.Fatal("no answer carried the byte to flip: the test proves nothing")
+	}
+	if !errors.Is(readErr, ErrDigestMismatch) {
+		t.Fatalf("reading to the end: %v, want a digest mismatch", readErr)
+	}
+	testutil.WaitFor(t, "the failed download to end", func() bool { return s.Stats().InFlight == 0 })
+	if committed(s, ref) || len(objects(t, s)) != 0 {
+		t.Fatal("a file whose digest did not match was committed")
+	}
+	if s.Stats().DigestMismatches != 1 {
+		t.Errorf("stats: %d digest mismatches, want 1", s.Stats().DigestMismatches)
+	}
+	// The proxy is honest now: fetched afresh, right.
+	honest.Store(true)
+	if !bytes.Equal(openRead(t, s, ref), data) {
+		t.Fatal("reread differs")
+	}
+	testutil.WaitFor(t, "commit", func() bool { return committed(s, ref) })
+	checkObjects(t, s, data)
+}
+
+// TestVerifyUnsized: a file whose size the store does not tell is checked
+// against its digest too.
+func TestVerifyUnsized(t *testing.T) {
+	data := blob(73, 100<<10)
+	srv := newServer(t, map[string][]byte{"m/f": data}, remotetest.Options{Chunked: true, NoRange: true})
+	s := newStream(t, StreamConfig{})
+	st := newTestStore(t, srv.URL)
+	ref := cache.Ref{Store: st, Model: "m", Name: "f", Meta: refFor(t, st, "m", "f").Meta}
+	ref.Meta.Digest = sha256Digest(append([]byte("other"), data...))
+	if _, err := s.Open(testutil.Ctx(t), ref); !errors.Is(err, ErrDigestMismatch) {
+		t.Fatalf("Open: %v, want a digest mismatch", err)
+	}
+	ref.Meta.Digest = sha256Digest(data)
+	h, err := s.Open(testutil.Ctx(t), ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if !bytes.Equal(readAll(t, h), data) {
+		t.Fatal("content differs")
+	}
+	if sha, v := s.Digest(cache.Ref{Store: st, Model: "m", Name: "f", Meta: remote.Meta{Size: int64(len(data)), ETag: ref.Meta.ETag, LastModified: ref.Meta.LastModified}}); sha == "" || v != "store" {
+		t.Errorf("Digest: %q %q, want the verified SHA-256", sha, v)
+	}
+}
