@@ -4,9 +4,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"hash"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"os"
@@ -236,13 +236,13 @@ type entry struct {
 	// matched the digest the store states, "computed" when the store
 	// states none; both empty for files cached before digests were kept.
 	sha256, verified string
-	path     string
-	size     int64
-	lastUse  time.Time
-	opens    int
-	complete bool
-	dl       *download // while downloading
-	detached bool      // a failed download replaced before it ended
+	path             string
+	size             int64
+	lastUse          time.Time
+	opens            int
+	complete         bool
+	dl               *download // while downloading
+	detached         bool      // a failed download replaced before it ended
 }
 
 // NewStreamContent opens (or creates) the cache under cfg.Dir. Complete
