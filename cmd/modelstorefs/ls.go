@@ -13,6 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/modelstorefs/modelstorefs/cache"
+	"github.com/modelstorefs/modelstorefs/digits"
 	"github.com/modelstorefs/modelstorefs/remote"
 )
 
@@ -21,9 +22,10 @@ func lsCommand() *cli.Command {
 		Name:  "ls",
 		Usage: "list the models of the stores, as DIGITS' store page does",
 		Description: `One line per model: store, model folder, name, framework, dataset, license,
-contributor, note, and whether DIGITS can import it (the same verdict as the
-mount's status.pickle, check and import; "?" marks a value unknown for now,
-when a model's aux.json could not be read). The list is kept in the cache directory for --ttl, so a
+contributor, note, whether DIGITS can import it and, when not, why (the same
+verdict as the mount's status.pickle, error.txt, check and import; "?" marks
+a value unknown for now, when a model's aux.json could not be read; --json
+gives the reason as "why"). The list is kept in the cache directory for --ttl, so a
 second ls is instant; --refresh fetches it again ("Update model list").
 
 Examples:
@@ -128,7 +130,7 @@ func filterRows(rows []cache.Summary, word string) []cache.Summary {
 	word = strings.ToLower(word)
 	var out []cache.Summary
 	for _, r := range rows {
-		for _, f := range r.Fields() {
+		for _, f := range lsFields(r) {
 			if strings.Contains(strings.ToLower(f), word) {
 				out = append(out, r)
 				break
@@ -138,13 +140,19 @@ func filterRows(rows []cache.Summary, word string) []cache.Summary {
 	return out
 }
 
+// lsFields are the columns of an ls line: models.tsv's, and why the
+// model is not importable, each one harmless line.
+func lsFields(r cache.Summary) []string {
+	return append(r.Fields(), digits.CleanLine(r.Why))
+}
+
 // writeTable prints the rows aligned; Fields makes store text harmless
 // (no control characters reach the terminal).
 func writeTable(w io.Writer, rows []cache.Summary) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, strings.ToUpper(strings.Join(cache.TableHeader, "\t")))
+	fmt.Fprintln(tw, strings.ToUpper(strings.Join(cache.TableHeader, "\t"))+"\tWHY")
 	for _, r := range rows {
-		fields := r.Fields()
+		fields := lsFields(r)
 		for i, f := range fields {
 			if f == "" {
 				fields[i] = "-"
