@@ -37,6 +37,11 @@ type Options struct {
 	// OnRead, when set, is told how long each read of a store file took
 	// (metrics); it must be quick and safe for concurrent use.
 	OnRead func(d time.Duration)
+	// UID and GID own every node; nil for the daemon's own.
+	UID, GID *uint32
+	// Umask clears permission bits of every node but symlinks (whose
+	// mode Linux ignores); 0 keeps the tree's modes (see dirMode).
+	Umask uint32
 }
 
 // FS is the mounted tree's shared state.
@@ -47,6 +52,7 @@ type FS struct {
 	inval   *invalidator
 	uid     uint32
 	gid     uint32
+	umask   uint32
 
 	inoKey []byte // keys inode numbers (see inodeNumber)
 
@@ -75,17 +81,25 @@ func New(o Options) *FS {
 	if o.NotifyWait <= 0 {
 		o.NotifyWait = 2 * time.Second
 	}
-	return &FS{
+	f := &FS{
 		cat:     o.Catalog,
 		log:     o.Logger,
 		mounted: time.Now(),
 		inval:   newInvalidator(o.Logger, o.NotifyWait),
 		uid:     uint32(syscall.Getuid()),
 		gid:     uint32(syscall.Getgid()),
+		umask:   o.Umask & 0o777,
 		errs:    map[string]int64{},
 		inoKey:  o.Catalog.InodeKey(),
 		onRead:  o.OnRead,
 	}
+	if o.UID != nil {
+		f.uid = *o.UID
+	}
+	if o.GID != nil {
+		f.gid = *o.GID
+	}
+	return f
 }
 
 // Root returns the root directory node.
@@ -101,6 +115,9 @@ func (f *FS) Close() { f.inval.close() }
 // setAttr fills the attributes every node shares.
 func (f *FS) setAttr(a *fuse.Attr, mode uint32, size int64, mtime time.Time) {
 	a.Mode = mode
+	if mode&syscall.S_IFMT != syscall.S_IFLNK {
+		a.Mode &^= f.umask
+	}
 	a.Size = uint64(max(size, 0))
 	a.Blocks = (a.Size + 511) / 512
 	a.Blksize = 1 << 20

@@ -75,7 +75,7 @@ options of an /etc/fstab line (allow_other,cache_size=20GiB,ttl=1h,...).
 A password in a --store URL can be read by other users in ps: put it in
 ~/.netrc (or $NETRC), or give the stores in --store-file or
 DIGITS_MODEL_STORE_URL.`,
-		Flags: append(storeFlags(),
+		Flags: append(append(storeFlags(),
 			&cli.StringFlag{Name: "jobs-dir", Value: cache.DefaultJobsDir, EnvVars: []string{"DIGITS_JOBS_DIR"}, Usage: "DIGITS jobs `DIR` written into status.pickle (DIGITS rewrites it on load)"},
 			&cli.BoolFlag{Name: "allow-other", Usage: "let other users access the mount (needs user_allow_other in /etc/fuse.conf unless root)"},
 			&cli.BoolFlag{Name: "allow-non-empty", Usage: "mount over a directory that is not empty (hiding its files while mounted)"},
@@ -86,7 +86,7 @@ DIGITS_MODEL_STORE_URL.`,
 			&cli.StringSliceFlag{Name: "o", Usage: "mount `OPTIONS` as in /etc/fstab: allow_other, nonempty, cache_dir=, cache_size=, ttl=, log_file=, ..."},
 			&cli.BoolFlag{Name: "debug-fuse", Usage: "log every FUSE operation"},
 			&cli.StringFlag{Name: "metrics-addr", Usage: "serve Prometheus metrics at http://`HOST:PORT`/metrics"},
-		),
+		), ownerFlags()...),
 		OnUsageError: onUsageError,
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
@@ -206,6 +206,7 @@ type mountConfig struct {
 	LogFile       string
 	// MetricsAddr is where Prometheus metrics are served; "" for nowhere.
 	MetricsAddr string
+	Owner       ownership // --uid, --gid, --umask (owner.go)
 }
 
 func storeConfigFrom(c *cli.Context) (storeConfig, error) {
@@ -278,6 +279,9 @@ func mountConfigFrom(c *cli.Context) (mountConfig, error) {
 		MetricsAddr:   c.String("metrics-addr"),
 	}
 	if err != nil {
+		return cfg, err
+	}
+	if cfg.Owner, err = ownershipFrom(c); err != nil {
 		return cfg, err
 	}
 	if f := c.String("log-file"); f != "" {

@@ -25,6 +25,7 @@ var valueOptions = map[string]string{
 	"ttl": "--ttl", "retry_window": "--retry-window", "jobs_dir": "--jobs-dir", "ca_cert": "--ca-cert",
 	"log_level": "--log-level", "log_format": "--log-format", "store": "--store", "store_file": "--store-file",
 	"log_file": "--log-file", "metrics_addr": "--metrics-addr",
+	"uid": "--uid", "gid": "--gid", "umask": "--umask",
 }
 
 // switchOptions maps fstab options without a value to mount flags

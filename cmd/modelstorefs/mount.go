@@ -46,7 +46,9 @@ func runMount(ctx context.Context, cfg mountConfig, stopSignals context.CancelFu
 	defer closeCatalog()
 	stores := catalog.Stores()
 	mx := metrics.New()
-	fsys := fs.New(fs.Options{Catalog: catalog, Logger: log.Named("fs"), OnRead: mx.ObserveRead})
+	fsys := fs.New(fs.Options{Catalog: catalog, Logger: log.Named("fs"), OnRead: mx.ObserveRead,
+		UID: cfg.Owner.UID, GID: cfg.Owner.GID, Umask: cfg.Owner.Umask})
+	warnOwner(cfg, log)
 	defer fsys.Close()
 	// Before the mount, so that a SIGHUP sent once it is up never kills.
 	defer refreshOnHangup(fsys, log)()
