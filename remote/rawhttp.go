@@ -153,8 +153,7 @@ func (s *Store) getRangeRaw(ctx context.Context, u string, h http.Header) (*http
 	}
 	req.Header.Set("User-Agent", s.opt.UserAgent)
 	if s.auth != nil { // this path only ever talks to the base's own origin
-		pw, _ := s.auth.Password()
-		req.SetBasicAuth(s.auth.Username(), pw)
+		s.auth.add(req)
 	}
 	release := s.acquireConn(ctx)
 	defer release()

@@ -127,7 +127,7 @@ connected"). Any other filesystem is refused unless --force is given.`,
 
 // storeFlags are the flags of every command that reads stores.
 func storeFlags() []cli.Flag {
-	return []cli.Flag{
+	return append([]cli.Flag{
 		&cli.StringSliceFlag{Name: "store", Aliases: []string{"s"}, Usage: "store `URL` or NAME=URL", EnvVars: []string{storeEnv}},
 		&cli.StringFlag{Name: "store-file", Usage: "read stores from `FILE`, one URL or NAME=URL a line (# comments): keeps passwords out of ps"},
 		&cli.StringFlag{Name: "cache-dir", Usage: "on-disk cache `DIR` (default $XDG_CACHE_HOME/modelstorefs or ~/.cache/modelstorefs)"},
@@ -143,7 +143,7 @@ func storeFlags() []cli.Flag {
 		&cli.StringFlag{Name: "chunk-size", Value: sizeValue(engine.DefaultChunkSize), Hidden: true},
 		&cli.IntFlag{Name: "read-parallel", Value: engine.DefaultParallel, Hidden: true},
 		&cli.BoolFlag{Name: "write-behind", Hidden: true}, // every chunk through memory, as on a busy disk
-	}
+	}, authFlags()...) // storeauth.go
 }
 
 // Flags of several commands, declared once.
@@ -189,6 +189,7 @@ type storeConfig struct {
 	BufferSize   int64
 	WriteBehind  bool
 	CACert       string
+	Auth         storeAuth // --header, --client-cert (storeauth.go)
 	LogLevel     string
 	LogFormat    string
 }
@@ -228,6 +229,9 @@ func storeConfigFrom(c *cli.Context) (storeConfig, error) {
 		return cfg, err
 	}
 	if cfg.Stores, err = withNetrc(cfg.Stores); err != nil {
+		return cfg, err
+	}
+	if cfg.Auth, err = authFrom(c, cfg.Stores); err != nil {
 		return cfg, err
 	}
 	if cfg.ChunkSize, err = parseSize(c.String("chunk-size")); err != nil {

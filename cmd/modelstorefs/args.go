@@ -119,6 +119,7 @@ func normalizeArgs(app *cli.App, args []string) (normalizedArgs, error) {
 			break
 		}
 	}
+	out.warnings = append(out.warnings, headerWarnings(cmd.Name, flags)...)
 	out.args = append(out.args, flags...)
 	if len(positional) > 0 {
 		out.args = append(out.args, "--")

@@ -26,6 +26,7 @@ var valueOptions = map[string]string{
 	"log_level": "--log-level", "log_format": "--log-format", "store": "--store", "store_file": "--store-file",
 	"log_file": "--log-file", "metrics_addr": "--metrics-addr",
 	"uid": "--uid", "gid": "--gid", "umask": "--umask",
+	"header_file": "--header-file", "client_cert": "--client-cert", "client_key": "--client-key",
 }
 
 // switchOptions maps fstab options without a value to mount flags

@@ -84,11 +84,15 @@ func TestParseHelperArgs(t *testing.T) {
 }
 
 func TestDaemonArgs(t *testing.T) {
-	child, stores := daemonArgs([]string{"mount", "--daemon", "--store", "http://u:pw@a/", "--cache-dir", "/c", "--store", "b=http://b/", "--", "/mnt"})
+	child, stores, headers := daemonArgs([]string{"mount", "--daemon", "--store", "http://u:pw@a/", "--cache-dir", "/c", "--header", "b=Authorization: Bearer x",
+		"--store", "b=http://b/", "--header", "X-Key: k,v", "--", "/mnt"})
 	if want := []string{"mount", "--cache-dir", "/c", "--", "/mnt"}; !slices.Equal(child, want) {
 		t.Errorf("daemon argv %q, want %q", child, want)
 	}
 	if want := []string{"http://u:pw@a/", "b=http://b/"}; !slices.Equal(stores, want) {
 		t.Errorf("daemon stores %q, want %q", stores, want)
+	}
+	if want := []string{"b=Authorization: Bearer x", "X-Key: k,v"}; !slices.Equal(headers, want) {
+		t.Errorf("daemon headers %q, want %q", headers, want)
 	}
 }

@@ -162,8 +162,10 @@ func openCatalog(cfg storeConfig, jobsDir string, log *zap.Logger) (*cache.Catal
 			return nil, nil, err
 		}
 	}
+	ropts.Certificates = cfg.Auth.certificates()
 	stores := make([]*cache.Store, len(cfg.Stores))
 	for i, s := range cfg.Stores {
+		ropts.Header = cfg.Auth.headerFor(s.Name)
 		rs, err := remote.NewStore(s.URL, ropts)
 		if err != nil {
 			return nil, nil, err
