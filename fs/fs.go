@@ -2,6 +2,7 @@ package fs
 
 import (
 	"context"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -37,6 +38,8 @@ type Options struct {
 	// OnRead, when set, is told how long each read of a store file took
 	// (metrics); it must be quick and safe for concurrent use.
 	OnRead func(d time.Duration)
+	// CacheDir and Version are shown in .stats, for modelstorefs status.
+	CacheDir, Version string
 	// UID and GID own every node; nil for the daemon's own.
 	UID, GID *uint32
 	// Umask clears permission bits of every node but symlinks (whose
@@ -53,6 +56,7 @@ type FS struct {
 	uid     uint32
 	gid     uint32
 	umask   uint32
+	daemon  Daemon // shown in .stats
 
 	inoKey []byte // keys inode numbers (see inodeNumber)
 
@@ -89,6 +93,7 @@ func New(o Options) *FS {
 		uid:     uint32(syscall.Getuid()),
 		gid:     uint32(syscall.Getgid()),
 		umask:   o.Umask & 0o777,
+		daemon:  Daemon{PID: os.Getpid(), CacheDir: o.CacheDir, Version: o.Version},
 		errs:    map[string]int64{},
 		inoKey:  o.Catalog.InodeKey(),
 		onRead:  o.OnRead,

@@ -48,6 +48,7 @@ Examples:
 			lsCommand(),
 			serveCommand(),
 			checkCommand(),
+			statusCommand(), // status.go
 			completionCommand(),
 			versionCommand(),
 		},

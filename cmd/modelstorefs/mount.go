@@ -47,7 +47,7 @@ func runMount(ctx context.Context, cfg mountConfig, stopSignals context.CancelFu
 	stores := catalog.Stores()
 	mx := metrics.New()
 	fsys := fs.New(fs.Options{Catalog: catalog, Logger: log.Named("fs"), OnRead: mx.ObserveRead,
-		UID: cfg.Owner.UID, GID: cfg.Owner.GID, Umask: cfg.Owner.Umask})
+		UID: cfg.Owner.UID, GID: cfg.Owner.GID, Umask: cfg.Owner.Umask, CacheDir: cfg.CacheDir, Version: version})
 	warnOwner(cfg, log)
 	defer fsys.Close()
 	// Before the mount, so that a SIGHUP sent once it is up never kills.
