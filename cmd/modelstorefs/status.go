@@ -58,11 +58,11 @@ const statsTimeout = 5 * time.Second
 type mountStatus struct {
 	Mountpoint string `json:"mountpoint"`
 	// Source is the mount table's SOURCE: the store URLs.
-	Source   string           `json:"source"`
-	PID      int              `json:"pid,omitempty"`
-	CacheDir string           `json:"cache_dir,omitempty"`
-	Stores   []fs.StoreStats  `json:"stores"`
-	Health   string           `json:"health"`
+	Source   string          `json:"source"`
+	PID      int             `json:"pid,omitempty"`
+	CacheDir string          `json:"cache_dir,omitempty"`
+	Stores   []fs.StoreStats `json:"stores"`
+	Health   string          `json:"health"`
 	// Stats is the mount's .stats (store URLs without credentials).
 	Stats *fs.Stats `json:"stats,omitempty"`
 }
