@@ -49,6 +49,7 @@ Examples:
 			serveCommand(),
 			checkCommand(),
 			statusCommand(), // status.go
+			cacheCommand(),  // cachecmd.go
 			completionCommand(),
 			versionCommand(),
 		},

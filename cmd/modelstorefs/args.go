@@ -60,6 +60,14 @@ func normalizeArgs(app *cli.App, args []string) (normalizedArgs, error) {
 	}
 	out.args = append(out.args, args[i])
 	i++
+	for ; i < len(args) && len(cmd.Subcommands) > 0; i++ { // "cache du": the subcommand's flags
+		sub := subcommand(cmd, args[i])
+		if sub == nil {
+			break
+		}
+		cmd = sub
+		out.args = append(out.args, args[i])
+	}
 	var flags, positional []string
 	for ; i < len(args); i++ {
 		a := args[i]
@@ -126,6 +134,16 @@ func normalizeArgs(app *cli.App, args []string) (normalizedArgs, error) {
 		out.args = append(out.args, positional...)
 	}
 	return out, nil
+}
+
+// subcommand returns cmd's subcommand called name (or an alias), or nil.
+func subcommand(cmd *cli.Command, name string) *cli.Command {
+	for _, sub := range cmd.Subcommands {
+		if sub.HasName(name) {
+			return sub
+		}
+	}
+	return nil
 }
 
 // flagName is the name in "--name=value", "-name" or "--name".

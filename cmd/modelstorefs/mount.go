@@ -149,28 +149,9 @@ const lazyGrace = 5 * time.Second
 // openCatalog builds the stores' clients, the content cache and the
 // catalog; the returned function closes them in order.
 func openCatalog(cfg storeConfig, jobsDir string, log *zap.Logger) (*cache.Catalog, func(), error) {
-	// Per-request bounds follow the retry window, so that a stalled or
-	// silent request leaves room for retries within it.
-	ropts := remote.Options{
-		UserAgent:     "modelstorefs/" + version,
-		StallTimeout:  clamp(cfg.RetryWindow/3, 2*time.Second, 30*time.Second),
-		HeaderTimeout: clamp(cfg.RetryWindow/2, 5*time.Second, 30*time.Second),
-	}
-	if cfg.CACert != "" {
-		var err error
-		if ropts.RootCAs, err = loadCACert(cfg.CACert); err != nil {
-			return nil, nil, err
-		}
-	}
-	ropts.Certificates = cfg.Auth.certificates()
-	stores := make([]*cache.Store, len(cfg.Stores))
-	for i, s := range cfg.Stores {
-		ropts.Header = cfg.Auth.headerFor(s.Name)
-		rs, err := remote.NewStore(s.URL, ropts)
-		if err != nil {
-			return nil, nil, err
-		}
-		stores[i] = &cache.Store{Name: s.Name, Remote: rs}
+	stores, err := storeClients(cfg)
+	if err != nil {
+		return nil, nil, err
 	}
 	content, err := engine.NewStreamContent(engine.StreamConfig{
 		Dir: cfg.CacheDir, MaxBytes: cfg.CacheSize, MinFree: new(cfg.CacheMinFree), RetryWindow: cfg.RetryWindow,
@@ -187,6 +168,34 @@ func openCatalog(cfg storeConfig, jobsDir string, log *zap.Logger) (*cache.Catal
 		catalog.Close()
 		content.Close()
 	}, nil
+}
+
+// storeClients builds the stores' HTTP clients.
+func storeClients(cfg storeConfig) ([]*cache.Store, error) {
+	// Per-request bounds follow the retry window, so that a stalled or
+	// silent request leaves room for retries within it.
+	ropts := remote.Options{
+		UserAgent:     "modelstorefs/" + version,
+		StallTimeout:  clamp(cfg.RetryWindow/3, 2*time.Second, 30*time.Second),
+		HeaderTimeout: clamp(cfg.RetryWindow/2, 5*time.Second, 30*time.Second),
+		Certificates:  cfg.Auth.certificates(),
+	}
+	if cfg.CACert != "" {
+		var err error
+		if ropts.RootCAs, err = loadCACert(cfg.CACert); err != nil {
+			return nil, err
+		}
+	}
+	stores := make([]*cache.Store, len(cfg.Stores))
+	for i, s := range cfg.Stores {
+		ropts.Header = cfg.Auth.headerFor(s.Name)
+		rs, err := remote.NewStore(s.URL, ropts)
+		if err != nil {
+			return nil, err
+		}
+		stores[i] = &cache.Store{Name: s.Name, Remote: rs}
+	}
+	return stores, nil
 }
 
 // runUnmount detaches the mount at dir: a clean unmount, or a lazy one when
