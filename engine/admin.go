@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/modelstorefs/modelstorefs/cache"
 )
 
 // Administration of a cache directory by a process beside the ones using
@@ -135,4 +137,14 @@ func openFileNames() map[string]bool {
 		open[filepath.Base(strings.TrimSuffix(target, " (deleted)"))] = true
 	}
 	return open
+}
+
+// CacheState says whether ref's file is complete in this cache (committed:
+// kept across restarts), or at least has an entry: complete or being
+// downloaded into the cache, not read into memory for want of room.
+func (s *StreamContent) CacheState(ref cache.Ref) (complete, cached bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.entries[ref.Key()]
+	return ok && e.complete, ok
 }

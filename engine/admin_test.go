@@ -26,6 +26,17 @@ func TestAdminBesideAUser(t *testing.T) {
 		testutil.WaitFor(t, "commit", func() bool { return committed(s, ref) })
 	}
 
+	other := refA
+	other.Meta.ETag = `"another version"`
+	for _, c := range []struct {
+		ref              cache.Ref
+		complete, cached bool
+	}{{refA, true, true}, {refB, true, true}, {other, false, false}} {
+		if complete, cached := s.CacheState(c.ref); complete != c.complete || cached != c.cached {
+			t.Errorf("CacheState(%s %s) = %v %v, want %v %v", c.ref.Name, c.ref.Meta.ETag, complete, cached, c.complete, c.cached)
+		}
+	}
+
 	objs, err := ListObjects(dir)
 	if err != nil {
 		t.Fatal(err)

@@ -48,8 +48,9 @@ Examples:
 			lsCommand(),
 			serveCommand(),
 			checkCommand(),
-			statusCommand(), // status.go
-			cacheCommand(),  // cachecmd.go
+			statusCommand(),   // status.go
+			cacheCommand(),    // cachecmd.go
+			prefetchCommand(), // prefetch.go
 			completionCommand(),
 			versionCommand(),
 		},

@@ -247,12 +247,7 @@ func cacheCommandConfig(c *cli.Context) (storeConfig, *zap.Logger, error) {
 		level = c.String("log-level")
 	}
 	if values, err := storeValues(c); err != nil || strings.TrimSpace(strings.ReplaceAll(strings.Join(values, ""), ",", "")) != "" {
-		cfg, err := storeConfigFrom(c)
-		if err != nil {
-			return cfg, nil, err
-		}
-		log, err := newLogger(level, cfg.LogFormat)
-		return cfg, log, err
+		return quietConfig(c)
 	}
 	cfg := storeConfig{LogLevel: level, LogFormat: c.String("log-format")}
 	var err error
@@ -266,6 +261,21 @@ func cacheCommandConfig(c *cli.Context) (storeConfig, *zap.Logger, error) {
 	}
 	if cfg.CacheDir, err = filepath.Abs(cfg.CacheDir); err != nil {
 		return cfg, nil, fmt.Errorf("--cache-dir: %w", err)
+	}
+	log, err := newLogger(cfg.LogLevel, cfg.LogFormat)
+	return cfg, log, err
+}
+
+// quietConfig is the configuration of a command that lists stores for
+// its own ends (du, clear, prefetch): the other models' problems are not
+// its business, so only errors are logged unless told otherwise.
+func quietConfig(c *cli.Context) (storeConfig, *zap.Logger, error) {
+	cfg, err := storeConfigFrom(c)
+	if err != nil {
+		return cfg, nil, err
+	}
+	if !c.IsSet("log-level") {
+		cfg.LogLevel = "error"
 	}
 	log, err := newLogger(cfg.LogLevel, cfg.LogFormat)
 	return cfg, log, err
