@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"io"
+	"log"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
@@ -95,6 +96,7 @@ func TestClientCertificate(t *testing.T) {
 		w.Write([]byte(`{"client": "` + r.TLS.PeerCertificates[0].Subject.CommonName + `"}`))
 	}))
 	srv.TLS = &tls.Config{ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool}
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshake is the test
 	srv.StartTLS()
 	defer srv.Close()
 	serverCAs := x509.NewCertPool()
