@@ -56,6 +56,7 @@ type memFile struct {
 	closed  bool // the last handle is gone: pages are freed as they come back
 	fetches int  // fetches running
 	retry   retrier
+	hash    memHash
 }
 
 // memPage is one page: being fetched, or holding filled bytes.
@@ -161,18 +162,31 @@ func (m *memFile) read(ctx context.Context, h *memHandle, p []byte, off int64, z
 				continue
 			}
 			pg.used = now
-			if zeroCopy && first == last {
+			if zeroCopy && first == last && !m.endWaitsLocked(end) {
 				return m.pinLocked(k, off, end), eof
 			}
 			copy(p[from-off:to-off], pg.buf[from-base:to-base])
 			copied[k-first] = true
 			left--
 		}
-		if left == 0 {
-			return cache.ReadResult{Data: p[:end-off], Fd: -1}, eof
-		}
 		if m.err != nil {
 			return cache.ReadResult{Fd: -1}, m.err
+		}
+		if left == 0 && !m.endWaitsLocked(end) {
+			return cache.ReadResult{Data: p[:end-off], Fd: -1}, eof
+		}
+		if left == 0 { // the file's end, waiting for the hash (memverify.go)
+			ch := m.changed
+			m.mu.Unlock()
+			select {
+			case <-ctx.Done():
+			case <-ch:
+			}
+			m.mu.Lock()
+			if ctx.Err() != nil {
+				return cache.ReadResult{Fd: -1}, ctx.Err()
+			}
+			continue
 		}
 		wait := first
 		for copied[wait-first] {
@@ -440,7 +454,7 @@ func (m *memFile) reclaimable(olderThan int64) []pageRef {
 	defer m.mu.Unlock()
 	var out []pageRef
 	for k, pg := range m.page {
-		if pg.buf != nil && !pg.fetching && pg.pins == 0 && pg.wanted == 0 && (olderThan == 0 || pg.used < olderThan) {
+		if pg.buf != nil && !pg.fetching && pg.pins == 0 && pg.wanted == 0 && k != m.hashPageLocked() && (olderThan == 0 || pg.used < olderThan) {
 			out = append(out, pageRef{m, k, pg.used})
 		}
 	}
@@ -459,13 +473,14 @@ func (r pageRef) drop() int64 {
 	m := r.m
 	m.mu.Lock()
 	pg := m.page[r.k]
-	if pg == nil || pg.buf == nil || pg.fetching || pg.pins > 0 || pg.wanted > 0 {
+	if pg == nil || pg.buf == nil || pg.fetching || pg.pins > 0 || pg.wanted > 0 || r.k == m.hashPageLocked() {
 		m.mu.Unlock()
 		return 0
 	}
 	buf := pg.buf
 	pg.buf, pg.filled = nil, 0
 	delete(m.page, r.k)
+	m.broadcastLocked() // a reader waiting for the hash looks again
 	m.mu.Unlock()
 	m.s.freeBuf(buf)
 	return memPageSize

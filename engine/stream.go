@@ -2,11 +2,8 @@ package engine
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"io/fs"
 	"os"
@@ -514,6 +511,11 @@ func (s *StreamContent) openInMemoryLocked(ref cache.Ref, key string, why error)
 	if m == nil || m.failed() {
 		m = newMemFile(s, ref, key)
 		s.uncached[key] = m
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			m.hashLoop() // ends with the file's last handle
+		}()
 	}
 	return m.addHandle()
 }
@@ -597,27 +599,15 @@ func (s *StreamContent) fetchUnsized(ref cache.Ref) (int64, error) {
 		return 0, fmt.Errorf("cache: %w", err)
 	}
 	defer os.Remove(tmp.Name()) // no-op after the rename
-	want := ref.Meta.Digest
-	w := &reservingWriter{s: s, f: tmp, sha: sha256.New()}
-	if !want.IsZero() && want.Alg != remote.AlgSHA256 {
-		w.other = want.New()
-	}
+	check := newDigestCheck(ref.URL(), ref.Meta.Digest)
+	w := &reservingWriter{s: s, f: tmp, hash: check}
 	defer w.release()
 	n, err := ref.Store.Remote.Download(s.ctx, w, ref.Meta, ref.Model, ref.Name)
-	sha := remote.Digest{Alg: remote.AlgSHA256, Sum: string(w.sha.Sum(nil))}
-	verified := "computed"
-	if err == nil && !want.IsZero() {
-		got := sha
-		if w.other != nil {
-			got = remote.Digest{Alg: want.Alg, Sum: string(w.other.Sum(nil))}
-		}
-		if got != want {
-			err = fmt.Errorf("%s: %w (expected %s, got %s)", ref.URL(), ErrDigestMismatch, want, got)
-			s.log.Error("digest mismatch: the file is refused and not cached", zap.String("url", ref.URL()),
-				zap.Stringer("expected", want), zap.Stringer("actual", got))
-			s.countMismatch()
-		}
-		verified = "store"
+	shaHex, verified, cerr := check.result()
+	if err == nil && cerr != nil {
+		err = cerr
+		logMismatch(s.log.With(zap.String("url", ref.URL())), err)
+		s.countMismatch()
 	}
 	if err == nil {
 		err = tmp.Sync()
@@ -633,7 +623,6 @@ func (s *StreamContent) fetchUnsized(ref cache.Ref) (int64, error) {
 	}
 	ref.Meta.Size = n
 	key := ref.Key()
-	shaHex := hex.EncodeToString([]byte(sha.Sum))
 	final := filepath.Join(s.objects, objectName(key, shaHex, verified))
 	s.mu.Lock()
 	_, known := s.entries[key]
@@ -661,8 +650,7 @@ func (s *StreamContent) fetchUnsized(ref cache.Ref) (int64, error) {
 type reservingWriter struct {
 	s       *StreamContent
 	f       *os.File
-	sha     hash.Hash // of the bytes written
-	other   hash.Hash // the store's digest algorithm, when another
+	hash    io.Writer // is told every byte written
 	written int64
 	held    int64 // bytes reserved in s.total
 }
@@ -681,10 +669,7 @@ func (w *reservingWriter) Write(p []byte) (int, error) {
 	}
 	n, err := w.f.Write(p)
 	w.written += int64(n)
-	w.sha.Write(p[:n])
-	if w.other != nil {
-		w.other.Write(p[:n])
-	}
+	w.hash.Write(p[:n])
 	return n, err
 }
 
@@ -810,7 +795,7 @@ func parseObjectName(name string) *entry {
 func (s *StreamContent) finish(e *entry, err error) {
 	d := e.dl
 	d.mu.Lock()
-	sha, verified := strings.TrimPrefix(d.hash.sha256, remote.AlgSHA256+":"), d.hash.verified
+	sha, verified := d.hash.sha256, d.hash.verified
 	d.mu.Unlock()
 	final := filepath.Join(s.objects, objectName(e.key, sha, verified))
 	if err == nil && s.commitHook != nil {

@@ -13,6 +13,7 @@ package engine
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash"
@@ -35,8 +36,8 @@ type verifier struct {
 	at   int64 // bytes hashed so far
 	done bool  // all hashed and checked (err says how it went)
 	err  error // ErrDigestMismatch, wrapped
-	// sha256 is the file's SHA-256 once done; verified is "store" when
-	// the store stated a digest and it matched, else "computed".
+	// sha256 is the file's SHA-256 (hex) once done; verified is "store"
+	// when the store stated a digest and it matched, else "computed".
 	sha256, verified string
 	off              bool // the hash gave up (the cache copy was given up)
 }
@@ -45,33 +46,77 @@ type verifier struct {
 // while the file is cached and the hash has not given up.
 func (d *download) hashingLocked() bool { return d.f != nil && d.noCache == nil && !d.hash.off }
 
+// digestCheck hashes a file's bytes in order: SHA-256 always, and the
+// store's algorithm beside it when that is another.
+type digestCheck struct {
+	url   string
+	want  remote.Digest
+	sha   hash.Hash
+	other hash.Hash
+}
+
+func newDigestCheck(url string, want remote.Digest) *digestCheck {
+	c := &digestCheck{url: url, want: want, sha: sha256.New()}
+	if !want.IsZero() && want.Alg != remote.AlgSHA256 {
+		c.other = want.New()
+	}
+	return c
+}
+
+func (c *digestCheck) Write(p []byte) (int, error) {
+	c.sha.Write(p)
+	if c.other != nil {
+		c.other.Write(p)
+	}
+	return len(p), nil
+}
+
+// result returns the SHA-256 (hex) and how it was verified ("store" or
+// "computed"), or an error wrapping ErrDigestMismatch.
+func (c *digestCheck) result() (sha string, verified string, err error) {
+	sum := c.sha.Sum(nil)
+	sha = hex.EncodeToString(sum)
+	if c.want.IsZero() {
+		return sha, "computed", nil
+	}
+	got := remote.Digest{Alg: remote.AlgSHA256, Sum: string(sum)}
+	if c.other != nil {
+		got = remote.Digest{Alg: c.want.Alg, Sum: string(c.other.Sum(nil))}
+	}
+	if got != c.want {
+		return sha, "", fmt.Errorf("%s: %w (expected %s, got %s)", c.url, ErrDigestMismatch, c.want, got)
+	}
+	return sha, "store", nil
+}
+
+// logMismatch logs a refused file once, naming both digests.
+func logMismatch(log *zap.Logger, err error) {
+	log.Error("digest mismatch: the file is refused and not cached", zap.Error(err))
+}
+
 // hashLoop hashes the file in order until all of it is hashed, the
 // download gave up its cache copy, or ctx ends. It runs on run's
 // goroutine group.
 func (d *download) hashLoop(ctx context.Context) {
-	want := d.ref.Meta.Digest
-	sha := sha256.New()
-	var other hash.Hash
-	if !want.IsZero() && want.Alg != remote.AlgSHA256 {
-		other = want.New()
-	}
+	check := newDigestCheck(d.ref.URL(), d.ref.Meta.Digest)
 	buf := make([]byte, hashStep)
 	for {
 		p, done, ok := d.nextToHash(ctx, buf)
 		if !ok {
 			return
 		}
-		sha.Write(p)
-		if other != nil {
-			other.Write(p)
-		}
+		check.Write(p)
 		if done != nil {
 			done()
 		}
 		d.mu.Lock()
 		d.hash.at += int64(len(p))
 		if d.hash.at == d.size {
-			d.finishHashLocked(want, sha, other)
+			d.hash.done = true
+			d.hash.sha256, d.hash.verified, d.hash.err = check.result()
+			if d.hash.err != nil {
+				logMismatch(d.log, d.hash.err)
+			}
 		}
 		over := d.hash.done
 		d.broadcastLocked()
@@ -135,27 +180,6 @@ func (d *download) nextToHash(ctx context.Context, buf []byte) (p []byte, done f
 		}
 		d.mu.Lock()
 	}
-}
-
-// finishHashLocked compares what was computed with what the store states.
-func (d *download) finishHashLocked(want remote.Digest, sha, other hash.Hash) {
-	d.hash.done = true
-	got := remote.Digest{Alg: remote.AlgSHA256, Sum: string(sha.Sum(nil))}
-	d.hash.sha256 = got.String()
-	d.hash.verified = "computed"
-	if want.IsZero() {
-		return
-	}
-	if other != nil {
-		got = remote.Digest{Alg: want.Alg, Sum: string(other.Sum(nil))}
-	}
-	if got != want {
-		d.hash.err = fmt.Errorf("%s: %w (expected %s, got %s)", d.ref.URL(), ErrDigestMismatch, want, got)
-		d.log.Error("digest mismatch: the file is refused and not cached",
-			zap.Stringer("expected", want), zap.Stringer("actual", got))
-		return
-	}
-	d.hash.verified = "store"
 }
 
 // hashChunkLocked is the chunk the hash needs next, -1 when none.

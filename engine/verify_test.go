@@ -180,3 +180,65 @@ func TestVerifyUnsized(t *testing.T) {
 		t.Errorf("Digest: %q %q, want the verified SHA-256", sha, v)
 	}
 }
+
+// TestVerifyInMemory: a file larger than the cache, read in order, is
+// verified too: its end fails on a mismatch. A reader that jumps to the
+// end of a file it did not read gets its bytes (unverifiable).
+func TestVerifyInMemory(t *testing.T) {
+	const size = 3<<20 + 77
+	data := blob(74, size)
+	srv := newServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
+	st := newTestStore(t, srv.URL)
+	readInOrder := func(h cache.Handle) error {
+		buf := make([]byte, 128<<10)
+		for off := int64(0); off < size; off += int64(len(buf)) {
+			n, err := h.ReadAt(testutil.Ctx(t), buf, off)
+			if err != nil && !errors.Is(err, io.EOF) {
+				return err
+			}
+			if !bytes.Equal(buf[:n], data[off:off+int64(n)]) {
+				return errors.New("wrong bytes")
+			}
+		}
+		return nil
+	}
+	for _, tc := range []struct {
+		name   string
+		digest remote.Digest
+		want   error
+	}{
+		{"right", sha256Digest(data), nil},
+		{"wrong", sha256Digest(data[1:]), ErrDigestMismatch},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newStream(t, StreamConfig{MaxBytes: 1 << 20})
+			ref := refFor(t, st, "m", "f")
+			ref.Meta.Digest = tc.digest
+			h, err := s.Open(testutil.Ctx(t), ref)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer h.Close()
+			if !uncached(h) {
+				t.Fatalf("%T: want a file read into memory", h)
+			}
+			if err := readInOrder(h); !errors.Is(err, tc.want) && err != tc.want {
+				t.Fatalf("read in order: %v, want %v", err, tc.want)
+			}
+		})
+	}
+	t.Run("end first", func(t *testing.T) {
+		s := newStream(t, StreamConfig{MaxBytes: 1 << 20})
+		ref := refFor(t, st, "m", "f")
+		ref.Meta.Digest = sha256Digest(data[1:])
+		h, err := s.Open(testutil.Ctx(t), ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer h.Close()
+		buf := make([]byte, 1000)
+		if n, err := h.ReadAt(testutil.Ctx(t), buf, size-1000); (err != nil && !errors.Is(err, io.EOF)) || !bytes.Equal(buf[:n], data[size-1000:]) {
+			t.Fatalf("the end of an unread file: %d bytes, %v", n, err)
+		}
+	})
+}
