@@ -453,8 +453,9 @@ func (s *StreamContent) Open(ctx context.Context, ref cache.Ref) (cache.Handle, 
 	}
 	s.stats.Misses++
 	s.touchLocked(e)
+	h := &streamHandle{d: e.dl, release: s.releaser(e)} // startLocked counted its handle
 	s.unlockAndReap()
-	return &streamHandle{d: e.dl, release: s.releaser(e)}, nil // startLocked counted its handle
+	return h, nil
 }
 
 // openComplete opens the cache file of a complete entry; it is called
@@ -741,10 +742,11 @@ func (s *StreamContent) startLocked(ref cache.Ref, key string, free int64, freeE
 	s.total += size
 	s.started += size
 	e.opens++ // the download's own reference, dropped when it ends
+	d := e.dl
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		e.dl.run(s.ctx)
+		d.run(s.ctx)
 	}()
 	return e, nil
 }
