@@ -472,8 +472,13 @@ func (s *StreamContent) openComplete(ctx context.Context, ref cache.Ref, e *entr
 		_ = os.Chtimes(path, at, at)
 		return &fileHandle{f: f, size: e.size, release: s.releaser(e)}, nil
 	}
-	// Removed behind our back: forget it, download again.
 	s.mu.Lock()
+	if e.path != path && s.entries[e.key] == e {
+		// Renamed meanwhile (its digest recorded): open it there.
+		e.opens--
+		return s.openComplete(ctx, ref, e)
+	}
+	// Removed behind our back: forget it, download again.
 	e.opens--
 	if s.entries[e.key] == e {
 		s.total -= e.size

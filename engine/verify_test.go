@@ -8,6 +8,8 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 
@@ -241,4 +243,61 @@ func TestVerifyInMemory(t *testing.T) {
 			t.Fatalf("the end of an unread file: %d bytes, %v", n, err)
 		}
 	})
+}
+
+// TestVerifyCache: a cache file damaged on disk after its commit is found
+// by the cache check, dropped, and fetched again by the next open; a file
+// cached without a digest gets one recorded.
+func TestVerifyCache(t *testing.T) {
+	a, b := blob(75, 300<<10), blob(76, 200<<10)
+	srv := newServer(t, map[string][]byte{"m/a": a, "m/b": b}, remotetest.Options{})
+	st := newTestStore(t, srv.URL)
+	s := newStream(t, StreamConfig{ChunkSize: 64 << 10})
+	refA, refB := refFor(t, st, "m", "a"), refFor(t, st, "m", "b")
+	for _, ref := range []cache.Ref{refA, refB} {
+		openRead(t, s, ref)
+		testutil.WaitFor(t, "commit", func() bool { return committed(s, ref) })
+	}
+	// b as a file of an older version, without a recorded digest.
+	s.mu.Lock()
+	eb := s.entries[refB.Key()]
+	s.mu.Unlock()
+	plain := filepath.Join(filepath.Dir(eb.path), eb.key)
+	if err := os.Rename(eb.path, plain); err != nil {
+		t.Fatal(err)
+	}
+	eb.path, eb.sha256, eb.verified = plain, "", ""
+	// a damaged on disk.
+	s.mu.Lock()
+	pathA := s.entries[refA.Key()].path
+	s.mu.Unlock()
+	f, err := os.OpenFile(pathA, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte{^a[1234]}, 1234)
+	f.Close()
+	rep, err := s.VerifyCache(testutil.Ctx(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Checked != 2 || len(rep.Damaged) != 1 || rep.Dropped != 1 || rep.Recorded != 1 {
+		t.Fatalf("report %+v: want 2 checked, 1 damaged and dropped, 1 recorded", rep)
+	}
+	if committed(s, refA) {
+		t.Fatal("the damaged file is still in the cache")
+	}
+	if sha, v := s.Digest(refB); sha == "" || v != "computed" {
+		t.Errorf("b's digest after the check: %q %q", sha, v)
+	}
+	before := srv.Count(http.MethodGet, "m/a")
+	if !bytes.Equal(openRead(t, s, refA), a) {
+		t.Fatal("a after the check differs")
+	}
+	if srv.Count(http.MethodGet, "m/a") == before {
+		t.Error("the damaged file was not fetched again")
+	}
+	if !bytes.Equal(openRead(t, s, refB), b) {
+		t.Fatal("b after the check differs")
+	}
 }
