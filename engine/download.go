@@ -197,7 +197,7 @@ func (d *download) run(ctx context.Context) {
 		}
 		select {
 		case <-ch:
-		case <-d.s.budgetFreed():
+		case <-d.s.pool.changed():
 		case <-time.After(readerIdle): // background work waits for readers to pause
 		case <-ctx.Done():
 		}
@@ -344,7 +344,7 @@ func (d *download) releaseLocked(k int) {
 		c.pin.orphan = true
 		c.pin = nil
 	} else {
-		d.s.freeBuf(c.buf)
+		d.s.pool.free(c.buf)
 	}
 	c.buf, c.filled, c.queued = nil, 0, false
 }
@@ -375,7 +375,7 @@ func (d *download) unpin(p *bufPin) {
 		return
 	}
 	if p.orphan {
-		d.s.freeBuf(p.buf)
+		d.s.pool.free(p.buf)
 	} else if d.chunks[p.k].pin == p {
 		d.chunks[p.k].pin = nil
 	}
@@ -498,7 +498,7 @@ func (d *download) worker(ctx context.Context, cancel context.CancelFunc) {
 			d.mu.Unlock()
 			return // run starts us again when the budget has room
 		}
-		release := d.s.storeSlot(d.ref.Store)
+		release := d.s.policy.slot(d.ref.Store)
 		err := d.streamFrom(ctx, k, buf)
 		release()
 		if err == nil {
@@ -630,7 +630,7 @@ func (d *download) bufferFor(forReader bool) (buf []byte, ok bool) {
 	if direct {
 		return nil, true
 	}
-	buf = d.s.allocBuf(d.chunk, forReader)
+	buf = d.s.pool.alloc(d.chunk, forReader)
 	return buf, buf != nil
 }
 
@@ -676,9 +676,9 @@ func (d *download) fill(ctx context.Context, j int, body *remote.Body, last, fir
 	d.broadcastLocked()
 	d.mu.Unlock()
 	if queue {
-		d.s.queueWrite(d, j)
+		d.s.queue.push(d, j)
 	} else {
-		d.s.mayReclaim() // reclaimIdle may take it once read
+		d.s.pool.poke() // reclaimIdle may take it once read
 	}
 	return nil
 }
@@ -879,7 +879,7 @@ func (d *download) streamWhole(ctx context.Context, claimed int, body *remote.Bo
 				d.mu.Unlock()
 				if !direct {
 					// Within the budget, as every fetch: wait for room.
-					if buf = d.s.allocBufWait(ctx, d.chunk); buf == nil {
+					if buf = d.s.pool.allocWait(ctx, d.chunk); buf == nil {
 						d.abandon(k)
 						return ctx.Err()
 					}
@@ -1053,7 +1053,7 @@ func (d *download) demandLocked() {
 	switch {
 	case d.workers == 0:
 		d.broadcastLocked() // run starts one
-	case d.ranged && !d.whole && d.workers < 2*d.s.cfg.Parallel && d.s.storeRoom(d.ref.Store):
+	case d.ranged && !d.whole && d.workers < 2*d.s.cfg.Parallel && d.s.policy.room(d.ref.Store):
 		d.spawn() // a reader far from every stream gets its own, within the store's cap
 	}
 }

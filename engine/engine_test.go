@@ -113,7 +113,7 @@ func TestBufferBudget(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		for {
-			peak.Store(max(peak.Load(), s.bufferBytes()))
+			peak.Store(max(peak.Load(), s.pool.inUse()))
 			select {
 			case <-stop:
 				return
@@ -149,7 +149,7 @@ func TestBufferBudget(t *testing.T) {
 	g.open()
 	testutil.WaitFor(t, "commit once the disk catches up", func() bool { return committed(s, ref) })
 	checkObjects(t, s, data)
-	if used := s.bufferBytes(); used != 0 {
+	if used := s.pool.inUse(); used != 0 {
 		t.Errorf("%d bytes of buffers left after the download", used)
 	}
 	if n := srv.Count(http.MethodGet, "m/f"); n < 2 {
@@ -298,7 +298,7 @@ func TestStreamsGrowOnACappedStore(t *testing.T) {
 	if n := capped.Accepted(); n < 3 {
 		t.Errorf("%d connections to a store capped per connection: streams were not added", n)
 	}
-	if r := s.remembered(st); r < 2 {
+	if r := s.policy.remembered(st); r < 2 {
 		t.Errorf("remembered %d streams for the store, want more than one", r)
 	}
 	testutil.WaitFor(t, "commit", func() bool { return committed(s, ref) })
@@ -436,9 +436,9 @@ func TestZeroCopyReadKeepsItsBuffer(t *testing.T) {
 	if !bytes.Equal(r.Data, a[5000:5000+4096]) {
 		t.Fatal("the buffer of an answer in flight was reused")
 	}
-	if n := s.bufferBytes(); n < chunk {
+	if n := s.pool.inUse(); n < chunk {
 		t.Fatalf("%d bytes of buffers held; the answer in flight holds a chunk", n)
 	}
 	r.Done()
-	testutil.WaitFor(t, "every buffer back", func() bool { return s.bufferBytes() == 0 })
+	testutil.WaitFor(t, "every buffer back", func() bool { return s.pool.inUse() == 0 })
 }

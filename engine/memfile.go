@@ -242,12 +242,12 @@ func (m *memFile) pinLocked(k, off, end int64) cache.ReadResult {
 func (m *memFile) unpin(k int64, pg *memPage) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	defer m.s.mayReclaim() // poolMu is a leaf: taken under m.mu
+	defer m.s.pool.poke() // poolMu is a leaf: taken under m.mu
 	pg.pins--
 	switch {
 	case pg.pins > 0:
 	case pg.orphan:
-		m.s.freeBuf(pg.buf)
+		m.s.pool.free(pg.buf)
 		pg.buf = nil
 	case !pg.fetching:
 		m.freeIfClosedLocked(k)
@@ -268,12 +268,12 @@ func (m *memFile) planLocked(first, last, end, ahead int64) {
 		for k <= last && m.page[k].missing() {
 			k++
 		}
-		if m.fetches > 0 && (m.fetches >= m.s.cfg.Parallel || !m.s.storeRoom(m.ref.Store)) {
+		if m.fetches > 0 && (m.fetches >= m.s.cfg.Parallel || !m.s.policy.room(m.ref.Store)) {
 			return // a fetch ending wakes the reader, who plans again
 		}
 		m.startLocked(run, k-run, true)
 	}
-	if ahead <= 0 || m.fetches >= m.s.cfg.Parallel || !m.s.storeRoom(m.ref.Store) {
+	if ahead <= 0 || m.fetches >= m.s.cfg.Parallel || !m.s.policy.room(m.ref.Store) {
 		return
 	}
 	from := end / memPageSize
@@ -310,13 +310,13 @@ func (m *memFile) startLocked(k, n int64, forReader bool) {
 // retried from the first page not yet filled until it succeeds or fails
 // for good.
 func (m *memFile) fetch(k, n int64, forReader bool) {
-	release := m.s.storeSlot(m.ref.Store)
+	release := m.s.policy.slot(m.ref.Store)
 	defer release()
-	got := m.s.reserveMem(m.ctx, n*memPageSize, memPageSize, forReader) / memPageSize
+	got := m.s.pool.reserve(m.ctx, n*memPageSize, memPageSize, forReader) / memPageSize
 	m.mu.Lock()
 	m.unmarkLocked(k+got, k+n) // read-ahead that found no room
 	for j := k; j < k+got; j++ {
-		m.page[j].buf = m.s.pageBuf()[:m.pageLen(j)]
+		m.page[j].buf = m.s.pool.page()[:m.pageLen(j)]
 	}
 	m.mu.Unlock()
 	done := k
@@ -355,7 +355,7 @@ func (m *memFile) fetch(k, n int64, forReader bool) {
 	m.fetches--
 	m.broadcastLocked()
 	m.mu.Unlock()
-	m.s.mayReclaim() // its pages may go now
+	m.s.pool.poke() // its pages may go now
 }
 
 // unmarkLocked puts pages [from, to) back to missing, freeing what they
@@ -368,7 +368,7 @@ func (m *memFile) unmarkLocked(from, to int64) {
 			pg = &memPage{}
 			m.page[j] = pg
 		} else if pg.buf != nil {
-			m.s.freeBuf(pg.buf)
+			m.s.pool.free(pg.buf)
 		}
 		pg.fetching, pg.filled, pg.buf = false, 0, nil
 		m.forgetIfUnusedLocked(j, pg)
@@ -379,7 +379,7 @@ func (m *memFile) unmarkLocked(from, to int64) {
 func (m *memFile) freeIfClosedLocked(j int64) {
 	pg := m.page[j]
 	if m.closed && pg.pins == 0 && pg.buf != nil {
-		m.s.freeBuf(pg.buf)
+		m.s.pool.free(pg.buf)
 		pg.buf = nil
 		delete(m.page, j)
 	}
@@ -482,7 +482,7 @@ func (r pageRef) drop() int64 {
 	delete(m.page, r.k)
 	m.broadcastLocked() // a reader waiting for the hash looks again
 	m.mu.Unlock()
-	m.s.freeBuf(buf)
+	m.s.pool.free(buf)
 	return memPageSize
 }
 
