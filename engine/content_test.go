@@ -90,7 +90,7 @@ func readersWaiting(s *StreamContent, ref cache.Ref) int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	n := 0
-	for _, c := range d.chunks {
+	for _, c := range d.t.c {
 		n += c.waiting
 	}
 	return n

@@ -20,36 +20,12 @@ import (
 	"github.com/modelstorefs/modelstorefs/remote"
 )
 
-// Chunk states.
-const (
-	chunkMissing uint8 = iota
-	chunkFetching
-	chunkInMemory
-	chunkOnDisk
-)
-
 // readerIdle is how long readers must pause before a download going
 // through memory finishes its cache copy.
 const readerIdle = 500 * time.Millisecond
 
-// readerWindow is how many chunks past the latest read are fetched ahead
-// with a reader's priority.
-const readerWindow = 2
-
 // piece is how much is read from the network between wake-ups of readers.
 const piece = 256 << 10
-
-// chunkState is one chunk's state; buf holds its bytes while it is fetching or
-// in memory (filled of them valid).
-type chunkState struct {
-	state   uint8
-	buf     []byte
-	filled  int64
-	queued  bool    // in the write-behind queue
-	writing bool    // the writer is writing it: the buffer may not go
-	waiting int     // readers waiting for it
-	pin     *bufPin // replies in flight that point into buf
-}
 
 // bufPin counts the replies in flight that point into a chunk's buffer
 // (Read answers from memory without a copy): the buffer goes back to the
@@ -70,7 +46,6 @@ type download struct {
 	e     *entry // nil when the file is not cached at all
 	size  int64
 	chunk int64
-	n     int
 	log   *zap.Logger
 
 	mu sync.Mutex // protects the fields below
@@ -78,8 +53,7 @@ type download struct {
 	// first worker, and it does not change after that (workers and the
 	// writer use it without the lock).
 	f         *os.File
-	chunks    []chunkState
-	next      int           // first chunk after the latest read
+	t         chunkTable
 	changed   chan struct{} // closed and replaced on every change
 	err       error         // terminal failure
 	noCache   error         // why the cache copy was given up (nil: still caching)
@@ -113,11 +87,10 @@ type download struct {
 // what is read so far), never only by what a server claims.
 func newDownload(s *StreamContent, ref cache.Ref, e *entry) *download {
 	chunk := s.cfg.ChunkSize
-	n := int((ref.Meta.Size + chunk - 1) / chunk)
 	d := &download{
-		s: s, ref: ref, e: e, size: ref.Meta.Size, chunk: chunk, n: n,
+		s: s, ref: ref, e: e, size: ref.Meta.Size, chunk: chunk,
 		log:     s.log.With(zap.String("url", ref.URL())),
-		chunks:  make([]chunkState, n),
+		t:       newChunkTable(ref.Meta.Size, chunk),
 		changed: make(chan struct{}),
 	}
 	if e == nil {
@@ -134,8 +107,6 @@ func (d *download) broadcastLocked() {
 	close(d.changed)
 	d.changed = make(chan struct{})
 }
-
-func (d *download) chunkLen(k int) int64 { return min(d.chunk, d.size-int64(k)*d.chunk) }
 
 // run owns the download's workers. It starts one, then waits: whenever no
 // worker runs it decides whether the download is over (all on disk,
@@ -208,7 +179,7 @@ func (d *download) run(ctx context.Context) {
 		if ctx.Err() != nil && d.err == nil {
 			d.err = ctx.Err()
 		}
-		if d.err != nil || d.allOnDiskLocked() || (d.noCache != nil && d.handles == 0) {
+		if d.err != nil || d.t.allOnDisk() || (d.noCache != nil && d.handles == 0) {
 			break
 		}
 		if _, _, ok := d.pickLocked(); ok {
@@ -283,8 +254,8 @@ func (d *download) giveUpCacheLocked(why error) {
 	d.log.Warn("not caching this file: reading from the store into memory", zap.Error(why))
 	// Queued chunks stay in memory for the readers; the writer skips them.
 	// Chunks already on disk stay readable while the download lives.
-	for k := range d.chunks {
-		d.chunks[k].queued = false
+	for k := range d.t.c {
+		d.t.c[k].queued = false
 	}
 	d.broadcastLocked()
 }
@@ -305,7 +276,7 @@ func (d *download) end(err error, start time.Time) {
 		d.err = err
 	}
 	d.complete = err == nil
-	for k := range d.chunks {
+	for k := range d.t.c {
 		d.releaseLocked(k)
 	}
 	d.broadcastLocked()
@@ -324,19 +295,10 @@ func (d *download) end(err error, start time.Time) {
 	}
 }
 
-func (d *download) allOnDiskLocked() bool {
-	for k := range d.chunks {
-		if d.chunks[k].state != chunkOnDisk {
-			return false
-		}
-	}
-	return true
-}
-
 // releaseLocked gives chunk k's buffer back, unless the writer holds it;
 // replies in flight that point into it keep it until they are done.
 func (d *download) releaseLocked(k int) {
-	c := &d.chunks[k]
+	c := &d.t.c[k]
 	if c.buf == nil || c.writing {
 		return
 	}
@@ -355,7 +317,7 @@ func (d *download) releaseLocked(k int) {
 func (d *download) pinLocked(off, end int64) (cache.ReadResult, bool) {
 	k := int(off / d.chunk)
 	base := int64(k) * d.chunk
-	c := &d.chunks[k]
+	c := &d.t.c[k]
 	if c.buf == nil || end > base+d.chunk || c.filled < end-base {
 		return cache.ReadResult{}, false
 	}
@@ -376,98 +338,23 @@ func (d *download) unpin(p *bufPin) {
 	}
 	if p.orphan {
 		d.s.pool.free(p.buf)
-	} else if d.chunks[p.k].pin == p {
-		d.chunks[p.k].pin = nil
+	} else if d.t.c[p.k].pin == p {
+		d.t.c[p.k].pin = nil
 	}
 }
 
-// pickLocked chooses where a new stream starts, and whether it is for a
-// reader (which always gets a buffer) or background work (only within the
-// budget): a chunk a reader waits for, else the reader's window, else the
-// largest missing run, or back half of one a stream is heading into
-// (splitLocked).
+// pickLocked chooses where a new stream starts (chunkTable.pick), and
+// whether it is for a reader.
 func (d *download) pickLocked() (start int, forReader, ok bool) {
 	if d.err != nil || d.streaming || d.finished {
 		return 0, false, false
 	}
-	for k := range d.chunks {
-		if c := &d.chunks[k]; c.waiting > 0 && c.state == chunkMissing && !d.streamNearLocked(k) {
-			return k, true, true
-		}
-	}
-	// A reader of the file's end waits for the hash: the hash's next chunk
-	// is the reader's.
-	if hk := d.hashChunkLocked(); d.endWaiters > 0 && hk >= 0 && d.chunks[hk].state == chunkMissing && !d.streamNearLocked(hk) {
-		return hk, true, true
-	}
-	for k := d.next; k < min(d.next+readerWindow, d.n); k++ {
-		if d.chunks[k].state == chunkMissing && !d.streamNearLocked(k) {
-			return k, true, true
-		}
-	}
-	if d.noCache != nil {
-		return 0, false, false // nothing to keep: fetch only what readers need
-	}
-	// Through memory (a busy disk), the chunks behind the readers (those
-	// reclaimed before the writer reached them) are fetched again once the
-	// readers pause: they would compete with them for the network, the CPU
-	// and the buffers. Chunks ahead are read-ahead, and go on.
-	from := 0
-	if !d.direct && time.Since(d.lastRead) < readerIdle {
-		from = d.next
-	}
-	best, bestLen := -1, 0
-	for k := from; k < d.n; {
-		if d.chunks[k].state != chunkMissing {
-			k++
-			continue
-		}
-		end := k
-		for end < d.n && d.chunks[end].state == chunkMissing {
-			end++
-		}
-		at, length := d.splitLocked(k, end)
-		// Runs after the reader come first: that is where it goes next.
-		if length > bestLen || (length == bestLen && length > 0 && k >= d.next && best < d.next) {
-			best, bestLen = at, length
-		}
-		k = end
-	}
-	if bestLen == 0 {
-		return 0, false, false
-	}
-	return best, false, true
-}
-
-// streamNearLocked reports whether a stream will reach chunk k soon: one
-// is fetching a chunk just before it.
-func (d *download) streamNearLocked(k int) bool {
-	for j := max(0, k-readerWindow); j < k; j++ {
-		if d.chunks[j].state == chunkFetching {
-			return true
-		}
-	}
-	return false
-}
-
-// splitLocked says where a new stream would start in the missing run
-// [k, end), and how many of its chunks it would take off the stream
-// heading into the run (the chunk before it is being fetched), if any. The
-// new stream takes the back half; a single chunk is worth a new GET only
-// while the stream heading into it is less than half-way through its
-// current chunk.
-func (d *download) splitLocked(k, end int) (at, length int) {
-	n := end - k
-	if k == 0 || d.chunks[k-1].state != chunkFetching {
-		return k, n
-	}
-	if n == 1 {
-		if d.chunks[k-1].filled < d.chunkLen(k-1)/2 {
-			return k, 1
-		}
-		return k, 0
-	}
-	return k + n/2, n - n/2
+	return d.t.pick(pickPolicy{
+		hashChunk:  d.hashChunkLocked(),
+		endWaiters: d.endWaiters > 0,
+		cacheless:  d.noCache != nil,
+		skipBehind: !d.direct && time.Since(d.lastRead) < readerIdle,
+	})
 }
 
 // worker runs streams until there is nothing it should fetch.
@@ -485,7 +372,7 @@ func (d *download) worker(ctx context.Context, cancel context.CancelFunc) {
 		}
 		k, forReader, ok := d.pickLocked()
 		if ok {
-			d.chunks[k].state = chunkFetching
+			d.t.c[k].state = chunkFetching
 		}
 		d.mu.Unlock()
 		if !ok {
@@ -494,7 +381,7 @@ func (d *download) worker(ctx context.Context, cancel context.CancelFunc) {
 		buf, ok := d.bufferFor(forReader)
 		if !ok {
 			d.mu.Lock()
-			d.chunks[k].state = chunkMissing
+			d.t.c[k].state = chunkMissing
 			d.mu.Unlock()
 			return // run starts us again when the budget has room
 		}
@@ -535,12 +422,9 @@ func (d *download) fail(ctx context.Context, err error) bool {
 // on with the chunks after it in the same GET while they are missing.
 func (d *download) streamFrom(ctx context.Context, k int, buf []byte) error {
 	d.mu.Lock()
-	end := k + 1
-	for end < d.n && d.chunks[end].state == chunkMissing {
-		end++
-	}
+	end := d.t.runEnd(k)
 	if buf != nil {
-		d.chunks[k].buf = buf[:d.chunkLen(k)]
+		d.t.c[k].buf = buf[:d.t.chunkLen(k)]
 	}
 	d.mu.Unlock()
 	off := int64(k) * d.chunk
@@ -592,26 +476,26 @@ var errLongBody = errors.New("more bytes than the range asked for")
 // there for it (for the reader, or within the budget).
 func (d *download) continueInto(j int) bool {
 	d.mu.Lock()
-	if d.chunks[j].state != chunkMissing || d.err != nil || d.stop > 0 {
+	if d.t.c[j].state != chunkMissing || d.err != nil || d.stop > 0 {
 		d.mu.Unlock()
 		return false
 	}
-	forReader := d.chunks[j].waiting > 0 || j < d.next+readerWindow
+	forReader := d.t.c[j].waiting > 0 || j < d.t.next+readerWindow
 	if d.noCache != nil && !forReader {
 		d.mu.Unlock()
 		return false
 	}
-	d.chunks[j].state = chunkFetching
+	d.t.c[j].state = chunkFetching
 	d.mu.Unlock()
 	buf, ok := d.bufferFor(forReader)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if !ok {
-		d.chunks[j].state = chunkMissing
+		d.t.c[j].state = chunkMissing
 		return false
 	}
 	if buf != nil {
-		d.chunks[j].buf = buf[:d.chunkLen(j)]
+		d.t.c[j].buf = buf[:d.t.chunkLen(j)]
 	}
 	return true
 }
@@ -642,7 +526,7 @@ func (d *download) bufferFor(forReader bool) (buf []byte, ok bool) {
 // file committed).
 func (d *download) fill(ctx context.Context, j int, body *remote.Body, last, first bool) error {
 	d.mu.Lock()
-	buf := d.chunks[j].buf
+	buf := d.t.c[j].buf
 	d.mu.Unlock()
 	if buf == nil {
 		return d.fillDirect(ctx, j, body, last, first)
@@ -665,7 +549,7 @@ func (d *download) fill(ctx context.Context, j int, body *remote.Body, last, fir
 		return err
 	}
 	d.mu.Lock()
-	c := &d.chunks[j]
+	c := &d.t.c[j]
 	c.state, c.filled = chunkInMemory, got
 	// Progress is a chunk completed: a server that sends the same first
 	// bytes again and again makes none, and meets the retry window.
@@ -690,7 +574,7 @@ func (d *download) fill(ctx context.Context, j int, body *remote.Body, last, fir
 // counts them, and a stream's first bytes end its connecting.
 func (d *download) pieceLandedLocked(j int, got, n, step int64, last, first bool) {
 	if !last || got < n {
-		d.chunks[j].filled = got
+		d.t.c[j].filled = got
 	}
 	d.bytesIn += step
 	if first && got == step {
@@ -718,7 +602,7 @@ const directPiece = 1 << 20
 // fillDirect splices chunk j from body into the cache file, a piece at a
 // time, waking readers (who splice from the file) after each piece.
 func (d *download) fillDirect(ctx context.Context, j int, body *remote.Body, last, first bool) error {
-	n := d.chunkLen(j)
+	n := d.t.chunkLen(j)
 	off := int64(j) * d.chunk
 	var got int64
 	for got < n {
@@ -743,7 +627,7 @@ func (d *download) fillDirect(ctx context.Context, j int, body *remote.Body, las
 		return err
 	}
 	d.mu.Lock()
-	c := &d.chunks[j]
+	c := &d.t.c[j]
 	c.state, c.filled = chunkOnDisk, n
 	d.retry.progressed()
 	d.broadcastLocked()
@@ -758,12 +642,9 @@ func (d *download) dropBehindLocked() {
 	if d.noCache == nil {
 		return
 	}
-	for k := range d.chunks {
-		c := &d.chunks[k]
-		if c.state == chunkInMemory && c.waiting == 0 && (k < d.next-2 || k >= d.next+readerWindow+2) {
-			d.releaseLocked(k)
-			c.state = chunkMissing
-		}
+	for _, k := range d.t.behindWindow() {
+		d.releaseLocked(k)
+		d.t.c[k].state = chunkMissing
 	}
 }
 
@@ -771,7 +652,7 @@ func (d *download) dropBehindLocked() {
 func (d *download) abandon(k int) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	c := &d.chunks[k]
+	c := &d.t.c[k]
 	if c.state == chunkFetching {
 		c.state, c.filled = chunkMissing, 0
 		d.releaseLocked(k)
@@ -783,7 +664,7 @@ func (d *download) abandon(k int) {
 func (d *download) written(k int, err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	c := &d.chunks[k]
+	c := &d.t.c[k]
 	c.writing = false
 	if err != nil {
 		if c.state == chunkInMemory {
@@ -803,7 +684,7 @@ func (d *download) written(k int, err error) {
 func (d *download) takeForWrite(k int) []byte {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	c := &d.chunks[k]
+	c := &d.t.c[k]
 	if c.state != chunkInMemory || !c.queued || d.noCache != nil || d.err != nil {
 		c.queued = false
 		return nil
@@ -818,8 +699,8 @@ func (d *download) takeForWrite(k int) []byte {
 func (d *download) reclaim(k int) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	c := &d.chunks[k]
-	if c.state != chunkInMemory || !c.queued || c.writing || c.waiting > 0 || (k >= d.next-1 && k < d.next+readerWindow) || k == d.hashChunkLocked() {
+	c := &d.t.c[k]
+	if c.state != chunkInMemory || !c.queued || c.writing || c.waiting > 0 || (k >= d.t.next-1 && k < d.t.next+readerWindow) || k == d.hashChunkLocked() {
 		return false
 	}
 	d.releaseLocked(k)
@@ -840,7 +721,7 @@ func (d *download) streamWhole(ctx context.Context, claimed int, body *remote.Bo
 	d.streaming = true
 	if claimed != 0 {
 		// The buffer was taken for another chunk: the stream starts at 0.
-		d.chunks[claimed].state = chunkMissing
+		d.t.c[claimed].state = chunkMissing
 		d.releaseLocked(claimed)
 	}
 	d.mu.Unlock()
@@ -850,17 +731,17 @@ func (d *download) streamWhole(ctx context.Context, claimed int, body *remote.Bo
 		d.broadcastLocked()
 		d.mu.Unlock()
 	}()
-	for k := 0; k < d.n; k++ {
-		n := d.chunkLen(k)
+	for k := 0; k < d.t.n; k++ {
+		n := d.t.chunkLen(k)
 		d.mu.Lock()
-		st := d.chunks[k].state
+		st := d.t.c[k].state
 		take := st == chunkMissing || (k == 0 && st == chunkFetching)
-		forReader := d.chunks[k].waiting > 0 || k < d.next+readerWindow
-		if take && d.noCache != nil && !forReader && k > d.next+readerWindow+2 {
+		forReader := d.t.c[k].waiting > 0 || k < d.t.next+readerWindow
+		if take && d.noCache != nil && !forReader && k > d.t.next+readerWindow+2 {
 			take = false // nothing to keep it for: skip over it
 		}
 		if take {
-			d.chunks[k].state = chunkFetching
+			d.t.c[k].state = chunkFetching
 		}
 		d.mu.Unlock()
 		if !take {
@@ -870,7 +751,7 @@ func (d *download) streamWhole(ctx context.Context, claimed int, body *remote.Bo
 			continue
 		}
 		d.mu.Lock()
-		buf := d.chunks[k].buf
+		buf := d.t.c[k].buf
 		d.mu.Unlock()
 		if buf == nil {
 			if buf, _ = d.bufferFor(true); buf == nil {
@@ -887,7 +768,7 @@ func (d *download) streamWhole(ctx context.Context, claimed int, body *remote.Bo
 			}
 			if buf != nil {
 				d.mu.Lock()
-				d.chunks[k].buf = buf[:n]
+				d.t.c[k].buf = buf[:n]
 				d.mu.Unlock()
 			}
 		}
@@ -916,15 +797,15 @@ func (d *download) read(ctx context.Context, p []byte, off int64, zeroCopy bool)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.lastRead = time.Now()
-	if first >= d.next-1 || last+1 > d.next {
-		d.next = last + 1
+	if first >= d.t.next-1 || last+1 > d.t.next {
+		d.t.next = last + 1
 	}
 	for k := first; k <= last; k++ {
-		d.chunks[k].waiting++
+		d.t.c[k].waiting++
 	}
 	defer func() {
 		for k := first; k <= last; k++ {
-			d.chunks[k].waiting--
+			d.t.c[k].waiting--
 		}
 	}()
 	endWaiting := false
@@ -1002,22 +883,12 @@ func eofIf(short bool) error {
 // readPieces.
 func (d *download) copyLocked(p []byte, off int64) (disk [][2]int64, ok bool) {
 	end := off + int64(len(p))
-	for at := off; at < end; {
-		k := int(at / d.chunk)
-		c := &d.chunks[k]
-		stop := min(end, int64(k+1)*d.chunk)
-		switch {
-		case c.state == chunkOnDisk:
-		case (c.state == chunkFetching || c.state == chunkInMemory) && c.filled >= stop-int64(k)*d.chunk:
-			// In the buffer, or (direct) already in the file.
-		default:
-			return nil, false
-		}
-		at = stop
+	if !d.t.there(off, end) {
+		return nil, false
 	}
 	for at := off; at < end; {
 		k := int(at / d.chunk)
-		c := &d.chunks[k]
+		c := &d.t.c[k]
 		in := at - int64(k)*d.chunk
 		stop := min(end, int64(k+1)*d.chunk)
 		if c.buf != nil && c.filled >= stop-int64(k)*d.chunk {
@@ -1058,35 +929,8 @@ func (d *download) demandLocked() {
 	}
 }
 
-// inFileLocked reports whether [off, end) is in the cache file: chunks on
-// disk, or the spliced part of chunks being fetched straight into it.
-func (d *download) inFileLocked(off, end int64) bool {
-	if d.f == nil {
-		return false
-	}
-	for at := off; at < end; {
-		k := int(at / d.chunk)
-		c := &d.chunks[k]
-		stop := min(end, int64(k+1)*d.chunk)
-		if c.state != chunkOnDisk && !(c.state == chunkFetching && c.buf == nil && c.filled >= stop-int64(k)*d.chunk) {
-			return false
-		}
-		at = stop
-	}
-	return true
-}
-
-func (d *download) rangeOnDiskLocked(first, last int) bool {
-	if d.f == nil {
-		return false
-	}
-	for k := first; k <= last; k++ {
-		if d.chunks[k].state != chunkOnDisk {
-			return false
-		}
-	}
-	return true
-}
+// inFileLocked reports whether [off, end) is in the cache file.
+func (d *download) inFileLocked(off, end int64) bool { return d.f != nil && d.t.inFile(off, end) }
 
 // failed reports whether the download has failed for good.
 func (d *download) failed() bool {
@@ -1099,13 +943,7 @@ func (d *download) failed() bool {
 func (d *download) present() int64 {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	var n int64
-	for k := range d.chunks {
-		if d.chunks[k].state == chunkOnDisk {
-			n += d.chunkLen(k)
-		}
-	}
-	return n
+	return d.t.onDiskBytes()
 }
 
 // readyFile returns the cache file once all the file's bytes are in it
@@ -1113,7 +951,7 @@ func (d *download) present() int64 {
 func (d *download) readyFile() *os.File {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.f == nil || d.noCache != nil || (d.err != nil && !d.complete) || !(d.complete || d.allOnDiskLocked()) ||
+	if d.f == nil || d.noCache != nil || (d.err != nil && !d.complete) || !(d.complete || d.t.allOnDisk()) ||
 		!d.hash.done || d.hash.err != nil {
 		return nil
 	}
@@ -1130,16 +968,10 @@ func (d *download) reclaimIdle(need int64) int64 {
 		return 0
 	}
 	var freed int64
-	for k := range d.chunks {
-		c := &d.chunks[k]
-		if freed >= need {
-			break
-		}
-		if c.state == chunkInMemory && c.buf != nil && c.waiting == 0 && c.pin == nil && !c.writing {
-			freed += int64(cap(c.buf))
-			d.releaseLocked(k)
-			c.state = chunkMissing
-		}
+	for _, k := range d.t.idle(need) {
+		freed += int64(cap(d.t.c[k].buf))
+		d.releaseLocked(k)
+		d.t.c[k].state = chunkMissing
 	}
 	return freed
 }

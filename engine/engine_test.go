@@ -359,41 +359,6 @@ func TestPays(t *testing.T) {
 	}
 }
 
-// TestSplit: where a new stream starts in a run of missing chunks, and how
-// much it takes off the stream heading into the run.
-func TestSplit(t *testing.T) {
-	const chunk = 8
-	tests := []struct {
-		name       string
-		states     string // per chunk: . missing, f fetching (with filled), d on disk
-		filled     int64  // of the fetching chunk before the run
-		k, end     int
-		at, length int
-	}{
-		{name: "run at the start", states: "....", k: 0, end: 4, at: 0, length: 4},
-		{name: "run after a chunk on disk", states: "d...", k: 1, end: 4, at: 1, length: 3},
-		{name: "headed run of 4", states: "f....", filled: 2, k: 1, end: 5, at: 3, length: 2},
-		{name: "headed run of 3", states: "f...", filled: 2, k: 1, end: 4, at: 2, length: 2},
-		{name: "headed run of 2", states: "f..", filled: 7, k: 1, end: 3, at: 2, length: 1},
-		{name: "headed single chunk, head early", states: "f.", filled: 3, k: 1, end: 2, at: 1, length: 1},
-		{name: "headed single chunk, head past half", states: "f.", filled: 4, k: 1, end: 2, at: 1, length: 0},
-	}
-	for _, tt := range tests {
-		d := &download{chunk: chunk, size: int64(len(tt.states)) * chunk, n: len(tt.states), chunks: make([]chunkState, len(tt.states))}
-		for i, c := range tt.states {
-			switch c {
-			case 'f':
-				d.chunks[i].state, d.chunks[i].filled = chunkFetching, tt.filled
-			case 'd':
-				d.chunks[i].state = chunkOnDisk
-			}
-		}
-		if at, length := d.splitLocked(tt.k, tt.end); at != tt.at || length != tt.length {
-			t.Errorf("%s: splitLocked(%d, %d) = %d, %d; want %d, %d", tt.name, tt.k, tt.end, at, length, tt.at, tt.length)
-		}
-	}
-}
-
 // TestZeroCopyReadKeepsItsBuffer: Read answers from a chunk's buffer in
 // place; a buffer released while such an answer is in flight (here: the
 // download ends and frees every buffer, and a second file's download

@@ -675,7 +675,7 @@ func TestStreamReaderFarAhead(t *testing.T) {
 		testutil.WaitFor(t, "the reader to wait for the last chunk", func() bool {
 			d.mu.Lock()
 			defer d.mu.Unlock()
-			return d.chunks[last].waiting > 0 || answered.Load()
+			return d.t.c[last].waiting > 0 || answered.Load()
 		})
 		hold.allow(0) // the first GET shows that the server honours Range
 		select {
@@ -687,7 +687,7 @@ func TestStreamReaderFarAhead(t *testing.T) {
 			t.Fatal("the reader far ahead was not answered while the chunks before it were held")
 		}
 		d.mu.Lock()
-		between := d.rangeOnDiskLocked(1, last-1)
+		between := d.t.rangeOnDisk(1, last-1)
 		d.mu.Unlock()
 		if between {
 			t.Fatal("the chunks before the reader were downloaded: the test proves nothing")

@@ -148,12 +148,12 @@ func (d *download) nextToHash(ctx context.Context, buf []byte) (p []byte, done f
 		}
 		at := d.hash.at
 		k := int(at / d.chunk)
-		c := &d.chunks[k]
+		c := &d.t.c[k]
 		base := int64(k) * d.chunk
 		avail := int64(0)
 		switch c.state {
 		case chunkOnDisk:
-			avail = d.chunkLen(k)
+			avail = d.t.chunkLen(k)
 		case chunkFetching, chunkInMemory:
 			avail = c.filled
 		}
