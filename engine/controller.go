@@ -73,7 +73,7 @@ func (c *controller) add(d *download) bool {
 	c.warming = true
 	c.connecting++
 	c.winStart = time.Now()
-	d.spawn()
+	d.fetch.spawn()
 	return true
 }
 
@@ -95,27 +95,27 @@ func (c *controller) observe(d *download) {
 	if c.warming {
 		if c.connecting == 0 || dt >= ctlWarmUp { // the measured window starts now
 			c.warming, c.connecting = false, 0
-			c.winStart, c.winBytes = now, d.bytesIn
+			c.winStart, c.winBytes = now, d.fetch.bytesIn
 		}
 		return
 	}
 	if dt < ctlWindow/2 {
 		return
 	}
-	rate := float64(d.bytesIn-c.winBytes) / dt.Seconds()
+	rate := float64(d.fetch.bytesIn-c.winBytes) / dt.Seconds()
 	// A clear gain (or the first measure) is taken after half a window;
 	// a step is judged unpaid only after a whole one.
 	full := c.best == 0 || rate >= c.best*(1+ctlFull*float64(c.target-c.bestAt)/float64(c.bestAt))
 	if dt < ctlWindow && !full {
 		return
 	}
-	c.winStart, c.winBytes = now, d.bytesIn
+	c.winStart, c.winBytes = now, d.fetch.bytesIn
 	if !pays(c.best, c.bestAt, rate, c.target) {
 		// The last step did not pay: stop its streams at their next chunk.
 		d.log.Debug("the last streams did not pay", zap.Int("streams", c.target), zap.Float64("MBps", rate/1e6),
 			zap.Int("before", c.bestAt), zap.Float64("before_MBps", c.best/1e6))
 		c.target -= c.added
-		d.stop += c.added
+		d.fetch.stop += c.added
 		c.settle(d)
 		return
 	}

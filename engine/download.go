@@ -52,31 +52,17 @@ type download struct {
 	// f is the cache file, nil when not cached; run creates it before its
 	// first worker, and it does not change after that (workers and the
 	// writer use it without the lock).
-	f         *os.File
-	t         chunkTable
-	changed   chan struct{} // closed and replaced on every change
-	err       error         // terminal failure
-	noCache   error         // why the cache copy was given up (nil: still caching)
-	complete  bool
-	finished  bool // run has returned
-	handles   int
-	whole     bool // the server ignores Range: one whole-file stream
-	streaming bool // the whole-file stream is running
-	ranged    bool // a 206 was seen: more streams may be added
-	// direct: bytes go from the socket straight into the cache file
-	// (spliced, no copy through this process), and readers splice them
-	// from there as each piece lands. Chosen per chunk while the cache
-	// disk keeps up (see diskBusy); otherwise chunks go through memory.
-	direct   bool
+	f        *os.File
+	t        chunkTable
+	changed  chan struct{} // closed and replaced on every change
+	err      error         // terminal failure
+	noCache  error         // why the cache copy was given up (nil: still caching)
+	complete bool
+	finished bool // run has returned
+	handles  int
 	lastRead time.Time // the latest read, for readerIdle
-	workers  int
-	starting int // workers started that have not picked their work yet
-	stop     int // workers asked to stop at their next chunk boundary
-	retry    retrier
-	spawn    func() // starts a worker; only with workers > 0 or from run
-	ctl      controller
-	bytesIn  int64    // bytes received, for the controller
-	hash     verifier // the hash of the cache copy (verify.go)
+	fetch    fetcher   // its workers and streams (streams.go)
+	hash     verifier  // the hash of the cache copy (verify.go)
 	// endWaiters: reads of the file's end waiting for the hash.
 	endWaiters int
 }
@@ -93,10 +79,11 @@ func newDownload(s *StreamContent, ref cache.Ref, e *entry) *download {
 		t:       newChunkTable(ref.Meta.Size, chunk),
 		changed: make(chan struct{}),
 	}
+	d.fetch.d = d
 	if e == nil {
 		d.noCache = errNotCaching
 	}
-	d.direct = e != nil
+	d.fetch.direct = e != nil
 	return d
 }
 
@@ -142,26 +129,26 @@ func (d *download) run(ctx context.Context) {
 	}()
 	var wg sync.WaitGroup
 	d.mu.Lock()
-	d.retry = newRetrier(d.s.cfg.RetryWindow)
-	d.spawn = func() {
-		d.workers++
-		d.starting++
+	d.fetch.retry = newRetrier(d.s.cfg.RetryWindow)
+	d.fetch.spawn = func() {
+		d.fetch.workers++
+		d.fetch.starting++
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			d.worker(ctx, cancel)
+			d.fetch.worker(ctx, cancel)
 			d.mu.Lock()
-			d.workers--
-			if d.workers == 0 {
+			d.fetch.workers--
+			if d.fetch.workers == 0 {
 				d.broadcastLocked() // run decides what next
 			}
 			d.mu.Unlock()
 		}()
 	}
-	d.spawn()
+	d.fetch.spawn()
 	for {
 		ch := d.changed
-		idle := d.workers == 0
+		idle := d.fetch.workers == 0
 		d.mu.Unlock()
 		if idle {
 			wg.Wait()
@@ -173,7 +160,7 @@ func (d *download) run(ctx context.Context) {
 		case <-ctx.Done():
 		}
 		d.mu.Lock()
-		if d.workers > 0 {
+		if d.fetch.workers > 0 {
 			continue
 		}
 		if ctx.Err() != nil && d.err == nil {
@@ -183,13 +170,13 @@ func (d *download) run(ctx context.Context) {
 			break
 		}
 		if _, _, ok := d.pickLocked(); ok {
-			d.spawn()
+			d.fetch.spawn()
 		}
 	}
 	err := d.err
 	noCache := d.noCache
-	if d.ranged {
-		d.ctl.end(d)
+	if d.fetch.ranged {
+		d.fetch.ctl.end(d)
 	}
 	d.mu.Unlock()
 	wg.Wait()
@@ -250,7 +237,7 @@ func (d *download) giveUpCacheLocked(why error) {
 		return
 	}
 	d.noCache = why
-	d.direct = false
+	d.fetch.direct = false
 	d.log.Warn("not caching this file: reading from the store into memory", zap.Error(why))
 	// Queued chunks stay in memory for the readers; the writer skips them.
 	// Chunks already on disk stay readable while the download lives.
@@ -346,243 +333,19 @@ func (d *download) unpin(p *bufPin) {
 // pickLocked chooses where a new stream starts (chunkTable.pick), and
 // whether it is for a reader.
 func (d *download) pickLocked() (start int, forReader, ok bool) {
-	if d.err != nil || d.streaming || d.finished {
+	if d.err != nil || d.fetch.streaming || d.finished {
 		return 0, false, false
 	}
 	return d.t.pick(pickPolicy{
 		hashChunk:  d.hashChunkLocked(),
 		endWaiters: d.endWaiters > 0,
 		cacheless:  d.noCache != nil,
-		skipBehind: !d.direct && time.Since(d.lastRead) < readerIdle,
+		skipBehind: !d.fetch.direct && time.Since(d.lastRead) < readerIdle,
 	})
-}
-
-// worker runs streams until there is nothing it should fetch.
-func (d *download) worker(ctx context.Context, cancel context.CancelFunc) {
-	backoff := 250 * time.Millisecond
-	for first := true; ; first = false {
-		d.mu.Lock()
-		if first {
-			d.starting--
-		}
-		if d.stop > 0 {
-			d.stop--
-			d.mu.Unlock()
-			return
-		}
-		k, forReader, ok := d.pickLocked()
-		if ok {
-			d.t.c[k].state = chunkFetching
-		}
-		d.mu.Unlock()
-		if !ok {
-			return
-		}
-		buf, ok := d.bufferFor(forReader)
-		if !ok {
-			d.mu.Lock()
-			d.t.c[k].state = chunkMissing
-			d.mu.Unlock()
-			return // run starts us again when the budget has room
-		}
-		release := d.s.policy.slot(d.ref.Store)
-		err := d.streamFrom(ctx, k, buf)
-		release()
-		if err == nil {
-			backoff = 250 * time.Millisecond
-			continue
-		}
-		if d.fail(ctx, err) {
-			cancel()
-			return
-		}
-		d.log.Warn("fetch failed, retrying", zap.Int("chunk", k), zap.Error(err))
-		select {
-		case <-ctx.Done():
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, 5*time.Second)
-	}
-}
-
-// fail records a failed fetch; it reports whether the whole download has
-// failed (see retrier.terminal).
-func (d *download) fail(ctx context.Context, err error) bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	terminal := d.retry.terminal(ctx, err)
-	if terminal && d.err == nil {
-		d.err = err
-		d.broadcastLocked()
-	}
-	return terminal
-}
-
-// streamFrom fetches chunk k (already marked fetching, with buf) and goes
-// on with the chunks after it in the same GET while they are missing.
-func (d *download) streamFrom(ctx context.Context, k int, buf []byte) error {
-	d.mu.Lock()
-	end := d.t.runEnd(k)
-	if buf != nil {
-		d.t.c[k].buf = buf[:d.t.chunkLen(k)]
-	}
-	d.mu.Unlock()
-	off := int64(k) * d.chunk
-	body, err := getRange(ctx, d.ref, d.log, off, min(int64(end)*d.chunk, d.size)-off)
-	if err != nil {
-		d.abandon(k)
-		return err
-	}
-	defer body.Close()
-	if body.Whole {
-		return d.streamWhole(ctx, k, body)
-	}
-	d.mu.Lock()
-	if !d.ranged {
-		d.ranged = true
-		d.ctl.start(d)
-	}
-	d.mu.Unlock()
-	for j := k; j < end; j++ {
-		if j > k && !d.continueInto(j) {
-			return nil
-		}
-		last := j == end-1
-		if err := d.fill(ctx, j, body, last, j == k); err != nil {
-			d.abandon(j)
-			return err
-		}
-	}
-	return nil
-}
-
-// endsHere checks, after a stream's last chunk, that its body ends there:
-// a server that sends more lied about what it sent.
-func (d *download) endsHere(body *remote.Body, last bool) error {
-	if !last {
-		return nil
-	}
-	if m, err := body.Read(make([]byte, 1)); m > 0 || (err != nil && err != io.EOF) {
-		return fmt.Errorf("GET %s: %w (%v)", d.ref.URL(), errLongBody, err)
-	}
-	return nil
 }
 
 // errLongBody: a body went on past the range it announced.
 var errLongBody = errors.New("more bytes than the range asked for")
-
-// continueInto claims chunk j for the stream that just filled j-1: only
-// if it is still missing, no worker was asked to stop, and a buffer is
-// there for it (for the reader, or within the budget).
-func (d *download) continueInto(j int) bool {
-	d.mu.Lock()
-	if d.t.c[j].state != chunkMissing || d.err != nil || d.stop > 0 {
-		d.mu.Unlock()
-		return false
-	}
-	forReader := d.t.c[j].waiting > 0 || j < d.t.next+readerWindow
-	if d.noCache != nil && !forReader {
-		d.mu.Unlock()
-		return false
-	}
-	d.t.c[j].state = chunkFetching
-	d.mu.Unlock()
-	buf, ok := d.bufferFor(forReader)
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if !ok {
-		d.t.c[j].state = chunkMissing
-		return false
-	}
-	if buf != nil {
-		d.t.c[j].buf = buf[:d.t.chunkLen(j)]
-	}
-	return true
-}
-
-// bufferFor returns the buffer for a chunk about to be fetched: none when
-// it goes straight into the cache file (the disk keeps up), else one from
-// the budget. ok is false when background work finds no room.
-func (d *download) bufferFor(forReader bool) (buf []byte, ok bool) {
-	d.mu.Lock()
-	if d.direct && d.s.diskBusy() {
-		d.direct = false
-		d.log.Info("cache disk busy: this file goes through memory, its cache copy written behind")
-	}
-	direct := d.direct
-	d.mu.Unlock()
-	if direct {
-		return nil, true
-	}
-	buf = d.s.pool.alloc(d.chunk, forReader)
-	return buf, buf != nil
-}
-
-// fill reads chunk j from body into its buffer, a piece at a time, waking
-// readers after each piece; a full chunk goes to the write-behind queue.
-//
-// With last set the body must end with the chunk: a server that sends
-// more lied about what it sent, and the chunk is not kept (nor, so, the
-// file committed).
-func (d *download) fill(ctx context.Context, j int, body *remote.Body, last, first bool) error {
-	d.mu.Lock()
-	buf := d.t.c[j].buf
-	d.mu.Unlock()
-	if buf == nil {
-		return d.fillDirect(ctx, j, body, last, first)
-	}
-	var got int64
-	for got < int64(len(buf)) {
-		m, err := io.ReadFull(body, buf[got:min(got+piece, int64(len(buf)))])
-		got += int64(m)
-		d.mu.Lock()
-		d.pieceLandedLocked(j, got, int64(len(buf)), int64(m), last, first)
-		d.mu.Unlock()
-		if err != nil {
-			return fmt.Errorf("GET %s at %d: %w", d.ref.URL(), int64(j)*d.chunk+got, err)
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-	}
-	if err := d.endsHere(body, last); err != nil {
-		return err
-	}
-	d.mu.Lock()
-	c := &d.t.c[j]
-	c.state, c.filled = chunkInMemory, got
-	// Progress is a chunk completed: a server that sends the same first
-	// bytes again and again makes none, and meets the retry window.
-	d.retry.progressed()
-	queue := d.noCache == nil
-	c.queued = queue
-	d.dropBehindLocked()
-	d.broadcastLocked()
-	d.mu.Unlock()
-	if queue {
-		d.s.queue.push(d, j)
-	} else {
-		d.s.pool.poke() // reclaimIdle may take it once read
-	}
-	return nil
-}
-
-// pieceLandedLocked records step more bytes of chunk j received (got of
-// its n so far) by a stream, first if this is the stream's first chunk:
-// readers see them, except the last piece of a stream's last chunk, which
-// shows only once endsHere knows the body ends there; the controller
-// counts them, and a stream's first bytes end its connecting.
-func (d *download) pieceLandedLocked(j int, got, n, step int64, last, first bool) {
-	if !last || got < n {
-		d.t.c[j].filled = got
-	}
-	d.bytesIn += step
-	if first && got == step {
-		d.ctl.connected()
-	}
-	d.ctl.observe(d)
-	d.broadcastLocked()
-}
 
 // cacheDiskFailed tells a failure of the cache file (a full or failing
 // disk) from one of the network, in a splice that does both.
@@ -599,42 +362,6 @@ func cacheDiskFailed(err error) bool {
 // of readers.
 const directPiece = 1 << 20
 
-// fillDirect splices chunk j from body into the cache file, a piece at a
-// time, waking readers (who splice from the file) after each piece.
-func (d *download) fillDirect(ctx context.Context, j int, body *remote.Body, last, first bool) error {
-	n := d.t.chunkLen(j)
-	off := int64(j) * d.chunk
-	var got int64
-	for got < n {
-		step := min(directPiece, n-got)
-		if err := body.CopyTo(d.f, off+got, step); err != nil {
-			if cacheDiskFailed(err) {
-				// The disk, not the store: no cache copy, and the chunk is
-				// fetched again through memory for the readers.
-				d.giveUpCache(fmt.Errorf("cache write: %w", err))
-			}
-			return fmt.Errorf("GET %s at %d: %w", d.ref.URL(), off+got, err)
-		}
-		got += step
-		d.mu.Lock()
-		d.pieceLandedLocked(j, got, n, step, last, first)
-		d.mu.Unlock()
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-	}
-	if err := d.endsHere(body, last); err != nil {
-		return err
-	}
-	d.mu.Lock()
-	c := &d.t.c[j]
-	c.state, c.filled = chunkOnDisk, n
-	d.retry.progressed()
-	d.broadcastLocked()
-	d.mu.Unlock()
-	return nil
-}
-
 // dropBehindLocked frees, in a download that does not cache, the buffers
 // of chunks well behind the latest read (a reader seeking back far gets
 // them fetched again).
@@ -646,18 +373,6 @@ func (d *download) dropBehindLocked() {
 		d.releaseLocked(k)
 		d.t.c[k].state = chunkMissing
 	}
-}
-
-// abandon puts a chunk whose fetch failed back to missing.
-func (d *download) abandon(k int) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	c := &d.t.c[k]
-	if c.state == chunkFetching {
-		c.state, c.filled = chunkMissing, 0
-		d.releaseLocked(k)
-	}
-	d.broadcastLocked()
 }
 
 // written is the writer's report on chunk k.
@@ -706,80 +421,6 @@ func (d *download) reclaim(k int) bool {
 	d.releaseLocked(k)
 	c.state = chunkMissing
 	return true
-}
-
-// streamWhole reads a whole-file body (the server ignored Range) from
-// offset 0, filling chunks as they come. Only one whole stream runs.
-func (d *download) streamWhole(ctx context.Context, claimed int, body *remote.Body) error {
-	d.mu.Lock()
-	d.whole = true
-	if d.streaming {
-		d.mu.Unlock()
-		d.abandon(claimed)
-		return nil
-	}
-	d.streaming = true
-	if claimed != 0 {
-		// The buffer was taken for another chunk: the stream starts at 0.
-		d.t.c[claimed].state = chunkMissing
-		d.releaseLocked(claimed)
-	}
-	d.mu.Unlock()
-	defer func() {
-		d.mu.Lock()
-		d.streaming = false
-		d.broadcastLocked()
-		d.mu.Unlock()
-	}()
-	for k := 0; k < d.t.n; k++ {
-		n := d.t.chunkLen(k)
-		d.mu.Lock()
-		st := d.t.c[k].state
-		take := st == chunkMissing || (k == 0 && st == chunkFetching)
-		forReader := d.t.c[k].waiting > 0 || k < d.t.next+readerWindow
-		if take && d.noCache != nil && !forReader && k > d.t.next+readerWindow+2 {
-			take = false // nothing to keep it for: skip over it
-		}
-		if take {
-			d.t.c[k].state = chunkFetching
-		}
-		d.mu.Unlock()
-		if !take {
-			if _, err := io.CopyN(io.Discard, body, n); err != nil {
-				return fmt.Errorf("streaming %s at %d: %w", d.ref.URL(), int64(k)*d.chunk, err)
-			}
-			continue
-		}
-		d.mu.Lock()
-		buf := d.t.c[k].buf
-		d.mu.Unlock()
-		if buf == nil {
-			if buf, _ = d.bufferFor(true); buf == nil {
-				d.mu.Lock()
-				direct := d.direct
-				d.mu.Unlock()
-				if !direct {
-					// Within the budget, as every fetch: wait for room.
-					if buf = d.s.pool.allocWait(ctx, d.chunk); buf == nil {
-						d.abandon(k)
-						return ctx.Err()
-					}
-				}
-			}
-			if buf != nil {
-				d.mu.Lock()
-				d.t.c[k].buf = buf[:n]
-				d.mu.Unlock()
-			}
-		}
-		if err := d.fill(ctx, k, body, false, false); err != nil {
-			d.abandon(k)
-			return fmt.Errorf("streaming: %w", err)
-		}
-	}
-	// Drain: the exact-length body reports a server that sent more.
-	_, err := io.Copy(io.Discard, body)
-	return err
 }
 
 // read answers a reader: p from off, waiting (at most until ctx ends) for
@@ -918,14 +559,14 @@ func (d *download) readPieces(p []byte, off int64, pieces [][2]int64) error {
 // a new stream when no worker would reach it soon.
 func (d *download) demandLocked() {
 	_, forReader, ok := d.pickLocked()
-	if !ok || !forReader || d.starting > 0 {
+	if !ok || !forReader || d.fetch.starting > 0 {
 		return
 	}
 	switch {
-	case d.workers == 0:
+	case d.fetch.workers == 0:
 		d.broadcastLocked() // run starts one
-	case d.ranged && !d.whole && d.workers < 2*d.s.cfg.Parallel && d.s.policy.room(d.ref.Store):
-		d.spawn() // a reader far from every stream gets its own, within the store's cap
+	case d.fetch.ranged && !d.fetch.whole && d.fetch.workers < 2*d.s.cfg.Parallel && d.s.policy.room(d.ref.Store):
+		d.fetch.spawn() // a reader far from every stream gets its own, within the store's cap
 	}
 }
 
