@@ -4,7 +4,6 @@ package engine
 // and the lock order are in doc.go).
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -58,13 +57,10 @@ type download struct {
 	err      error         // terminal failure
 	noCache  error         // why the cache copy was given up (nil: still caching)
 	complete bool
-	finished bool // run has returned
-	handles  int
-	lastRead time.Time // the latest read, for readerIdle
-	fetch    fetcher   // its workers and streams (streams.go)
-	hash     verifier  // the hash of the cache copy (verify.go)
-	// endWaiters: reads of the file's end waiting for the hash.
-	endWaiters int
+	finished bool     // run has returned
+	fetch    fetcher  // its workers and streams (streams.go)
+	readers  readers  // its reader side (reader.go)
+	hash     verifier // the hash of the cache copy (verify.go)
 }
 
 // newDownload prepares the download of ref: into the cache file of e, or,
@@ -79,7 +75,7 @@ func newDownload(s *StreamContent, ref cache.Ref, e *entry) *download {
 		t:       newChunkTable(ref.Meta.Size, chunk),
 		changed: make(chan struct{}),
 	}
-	d.fetch.d = d
+	d.fetch.d, d.readers.d, d.hash.d = d, d, d
 	if e == nil {
 		d.noCache = errNotCaching
 	}
@@ -125,7 +121,7 @@ func (d *download) run(ctx context.Context) {
 	hwg.Add(1)
 	go func() {
 		defer hwg.Done()
-		d.hashLoop(hctx)
+		d.hash.loop(hctx)
 	}()
 	var wg sync.WaitGroup
 	d.mu.Lock()
@@ -166,7 +162,7 @@ func (d *download) run(ctx context.Context) {
 		if ctx.Err() != nil && d.err == nil {
 			d.err = ctx.Err()
 		}
-		if d.err != nil || d.t.allOnDisk() || (d.noCache != nil && d.handles == 0) {
+		if d.err != nil || d.t.allOnDisk() || (d.noCache != nil && d.readers.handles == 0) {
 			break
 		}
 		if _, _, ok := d.pickLocked(); ok {
@@ -267,7 +263,7 @@ func (d *download) end(err error, start time.Time) {
 		d.releaseLocked(k)
 	}
 	d.broadcastLocked()
-	closeNow := d.handles == 0 && d.f != nil
+	closeNow := d.readers.handles == 0 && d.f != nil
 	d.mu.Unlock()
 	if closeNow {
 		d.f.Close()
@@ -337,10 +333,10 @@ func (d *download) pickLocked() (start int, forReader, ok bool) {
 		return 0, false, false
 	}
 	return d.t.pick(pickPolicy{
-		hashChunk:  d.hashChunkLocked(),
-		endWaiters: d.endWaiters > 0,
+		hashChunk:  d.hash.chunkLocked(),
+		endWaiters: d.readers.endWaiters > 0,
 		cacheless:  d.noCache != nil,
-		skipBehind: !d.fetch.direct && time.Since(d.lastRead) < readerIdle,
+		skipBehind: !d.fetch.direct && time.Since(d.readers.lastRead) < readerIdle,
 	})
 }
 
@@ -415,7 +411,7 @@ func (d *download) reclaim(k int) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	c := &d.t.c[k]
-	if c.state != chunkInMemory || !c.queued || c.writing || c.waiting > 0 || (k >= d.t.next-1 && k < d.t.next+readerWindow) || k == d.hashChunkLocked() {
+	if c.state != chunkInMemory || !c.queued || c.writing || c.waiting > 0 || (k >= d.t.next-1 && k < d.t.next+readerWindow) || k == d.hash.chunkLocked() {
 		return false
 	}
 	d.releaseLocked(k)
@@ -423,151 +419,11 @@ func (d *download) reclaim(k int) bool {
 	return true
 }
 
-// read answers a reader: p from off, waiting (at most until ctx ends) for
-// bytes still on their way. It returns the bytes, or, when they are all on
-// disk, the cache file's descriptor so the caller can splice.
-//
-// With zeroCopy, bytes in a buffer are returned in place (pinLocked), for
-// the caller to send before calling the result's Done.
-func (d *download) read(ctx context.Context, p []byte, off int64, zeroCopy bool) (cache.ReadResult, error) {
-	if off >= d.size {
-		return cache.ReadResult{Fd: -1}, io.EOF
-	}
-	end := min(off+int64(len(p)), d.size)
-	first, last := int(off/d.chunk), int((end-1)/d.chunk)
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.lastRead = time.Now()
-	if first >= d.t.next-1 || last+1 > d.t.next {
-		d.t.next = last + 1
-	}
-	for k := first; k <= last; k++ {
-		d.t.c[k].waiting++
-	}
-	defer func() {
-		for k := first; k <= last; k++ {
-			d.t.c[k].waiting--
-		}
-	}()
-	endWaiting := false
-	for {
-		// The file's end only once its hash matched (verify.go).
-		wait, herr := d.endWaitsLocked(end)
-		if herr != nil {
-			return cache.ReadResult{Fd: -1}, herr
-		}
-		if wait && !endWaiting {
-			endWaiting = true
-			d.endWaiters++
-			defer func() { d.endWaiters-- }()
-		}
-		if !wait {
-			if r, ok, err := d.answerLocked(p[:end-off], off, zeroCopy); ok || err != nil {
-				return r, cmp.Or(err, eofIf(end < off+int64(len(p))))
-			}
-		}
-		if d.err != nil {
-			return cache.ReadResult{Fd: -1}, d.err
-		}
-		d.demandLocked()
-		ch := d.changed
-		d.mu.Unlock()
-		select {
-		case <-ctx.Done():
-			d.mu.Lock()
-			return cache.ReadResult{Fd: -1}, ctx.Err()
-		case <-ch:
-		}
-		d.mu.Lock()
-	}
-}
-
-// answerLocked answers a read of p at off if all its bytes are there: in
-// place from a chunk's buffer (zeroCopy), as a range of the cache file, or
-// copied into p. It may release the lock while it reads the cache file.
-func (d *download) answerLocked(p []byte, off int64, zeroCopy bool) (cache.ReadResult, bool, error) {
-	end := off + int64(len(p))
-	if zeroCopy {
-		if r, ok := d.pinLocked(off, end); ok {
-			return r, true, nil
-		}
-	}
-	if d.complete || d.inFileLocked(off, end) {
-		return cache.ReadResult{Fd: int(d.f.Fd()), Off: off, N: len(p)}, true, nil
-	}
-	disk, ok := d.copyLocked(p, off)
-	if !ok {
-		return cache.ReadResult{}, false, nil
-	}
-	if len(disk) > 0 {
-		// Pieces on disk are read without the lock (the reader's handle
-		// keeps the file open; chunks on disk do not change).
-		d.mu.Unlock()
-		err := d.readPieces(p, off, disk)
-		d.mu.Lock()
-		if err != nil {
-			return cache.ReadResult{Fd: -1}, false, err
-		}
-	}
-	return cache.ReadResult{Data: p, Fd: -1}, true, nil
-}
-
 func eofIf(short bool) error {
 	if short {
 		return io.EOF
 	}
 	return nil
-}
-
-// copyLocked copies [off, off+len(p)) into p if every byte is there: from
-// buffers now, and it returns the pieces that are in the cache file, for
-// readPieces.
-func (d *download) copyLocked(p []byte, off int64) (disk [][2]int64, ok bool) {
-	end := off + int64(len(p))
-	if !d.t.there(off, end) {
-		return nil, false
-	}
-	for at := off; at < end; {
-		k := int(at / d.chunk)
-		c := &d.t.c[k]
-		in := at - int64(k)*d.chunk
-		stop := min(end, int64(k+1)*d.chunk)
-		if c.buf != nil && c.filled >= stop-int64(k)*d.chunk {
-			copy(p[at-off:stop-off], c.buf[in:])
-		} else if d.f == nil {
-			return nil, false
-		} else {
-			disk = append(disk, [2]int64{at, stop})
-		}
-		at = stop
-	}
-	return disk, true
-}
-
-// readPieces reads the pieces [from, to) of the cache file into p (which
-// starts at off).
-func (d *download) readPieces(p []byte, off int64, pieces [][2]int64) error {
-	for _, pc := range pieces {
-		if _, err := d.f.ReadAt(p[pc[0]-off:pc[1]-off], pc[0]); err != nil {
-			return fmt.Errorf("reading the cache file of %s at %d: %w", d.ref.URL(), pc[0], err)
-		}
-	}
-	return nil
-}
-
-// demandLocked makes sure someone fetches what a waiting reader needs:
-// a new stream when no worker would reach it soon.
-func (d *download) demandLocked() {
-	_, forReader, ok := d.pickLocked()
-	if !ok || !forReader || d.fetch.starting > 0 {
-		return
-	}
-	switch {
-	case d.fetch.workers == 0:
-		d.broadcastLocked() // run starts one
-	case d.fetch.ranged && !d.fetch.whole && d.fetch.workers < 2*d.s.cfg.Parallel && d.s.policy.room(d.ref.Store):
-		d.fetch.spawn() // a reader far from every stream gets its own, within the store's cap
-	}
 }
 
 // inFileLocked reports whether [off, end) is in the cache file.
@@ -615,23 +471,4 @@ func (d *download) reclaimIdle(need int64) int64 {
 		d.t.c[k].state = chunkMissing
 	}
 	return freed
-}
-
-// addHandle and dropHandle count readers; the file is closed when the
-// download is over and nobody reads.
-func (d *download) addHandle() {
-	d.mu.Lock()
-	d.handles++
-	d.mu.Unlock()
-}
-
-func (d *download) dropHandle() {
-	d.mu.Lock()
-	d.handles--
-	closeNow := d.handles == 0 && d.finished && d.f != nil
-	d.broadcastLocked() // a download that does not cache ends with its last reader
-	d.mu.Unlock()
-	if closeNow {
-		d.f.Close()
-	}
 }

@@ -46,11 +46,11 @@ type streamHandle struct {
 }
 
 func (h *streamHandle) Read(ctx context.Context, p []byte, off int64) (cache.ReadResult, error) {
-	return h.d.read(ctx, p, off, true)
+	return h.d.readers.read(ctx, p, off, true)
 }
 
 func (h *streamHandle) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
-	r, err := h.d.read(ctx, p, off, false)
+	r, err := h.d.readers.read(ctx, p, off, false)
 	if r.Fd < 0 {
 		return len(r.Data), err
 	}
@@ -74,13 +74,13 @@ func (h *streamHandle) Fd() int {
 }
 func (h *streamHandle) Close() error {
 	h.once.Do(func() {
-		h.d.dropHandle()
+		h.d.readers.drop()
 		h.release()
 	})
 	return nil
 }
 
 func newStreamHandle(d *download, release func()) *streamHandle {
-	d.addHandle()
+	d.readers.add()
 	return &streamHandle{d: d, release: release}
 }

@@ -74,7 +74,7 @@ func (s *StreamContent) startLocked(ref cache.Ref, key string, free int64, freeE
 	path := filepath.Join(s.partial, key+"."+strconv.FormatUint(s.seq, 10))
 	e := &entry{key: key, path: path, size: size}
 	e.dl = newDownload(s, ref, e)
-	e.dl.handles = 1 // the opener's, before run can see none
+	e.dl.readers.handles = 1 // the opener's, before run can see none
 	s.entries[key] = e
 	s.downloads[e.dl] = struct{}{}
 	s.total += size

@@ -413,7 +413,7 @@ func (s *StreamContent) openInMemoryLocked(ref cache.Ref, key string, why error)
 	}
 	if ref.Store.Remote.RangeSupport() == remote.RangeNo && ref.Meta.Size <= maxWholeInMemory {
 		d := newDownload(s, ref, nil)
-		d.handles = 1 // the opener's, before run can see none
+		d.readers.handles = 1 // the opener's, before run can see none
 		s.downloads[d] = struct{}{}
 		s.wg.Add(1)
 		go func() {

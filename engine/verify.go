@@ -33,6 +33,8 @@ const hashStep = 1 << 20
 
 // verifier is a download's hash state; download.mu protects it.
 type verifier struct {
+	d *download
+
 	at   int64 // bytes hashed so far
 	done bool  // all hashed and checked (err says how it went)
 	err  error // ErrDigestMismatch, wrapped
@@ -41,10 +43,6 @@ type verifier struct {
 	sha256, verified string
 	off              bool // the hash gave up (the cache copy was given up)
 }
-
-// hashing reports whether reads of the file's end must wait for the hash:
-// while the file is cached and the hash has not given up.
-func (d *download) hashingLocked() bool { return d.f != nil && d.noCache == nil && !d.hash.off }
 
 // digestCheck hashes a file's bytes in order: SHA-256 always, and the
 // store's algorithm beside it when that is another.
@@ -94,14 +92,19 @@ func logMismatch(log *zap.Logger, err error) {
 	log.Error("digest mismatch: the file is refused and not cached", zap.Error(err))
 }
 
-// hashLoop hashes the file in order until all of it is hashed, the
+// activeLocked reports whether reads of the file's end must wait for the hash:
+// while the file is cached and the hash has not given up.
+func (v *verifier) activeLocked() bool { return v.d.f != nil && v.d.noCache == nil && !v.off }
+
+// loop hashes the file in order until all of it is hashed, the
 // download gave up its cache copy, or ctx ends. It runs on run's
 // goroutine group.
-func (d *download) hashLoop(ctx context.Context) {
+func (v *verifier) loop(ctx context.Context) {
+	d := v.d
 	check := newDigestCheck(d.ref.URL(), d.ref.Meta.Digest)
 	buf := make([]byte, hashStep)
 	for {
-		p, done, ok := d.nextToHash(ctx, buf)
+		p, done, ok := v.next(ctx, buf)
 		if !ok {
 			return
 		}
@@ -110,15 +113,15 @@ func (d *download) hashLoop(ctx context.Context) {
 			done()
 		}
 		d.mu.Lock()
-		d.hash.at += int64(len(p))
-		if d.hash.at == d.size {
-			d.hash.done = true
-			d.hash.sha256, d.hash.verified, d.hash.err = check.result()
-			if d.hash.err != nil {
-				logMismatch(d.log, d.hash.err)
+		v.at += int64(len(p))
+		if v.at == d.size {
+			v.done = true
+			v.sha256, v.verified, v.err = check.result()
+			if v.err != nil {
+				logMismatch(d.log, v.err)
 			}
 		}
-		over := d.hash.done
+		over := v.done
 		d.broadcastLocked()
 		d.mu.Unlock()
 		if over {
@@ -127,17 +130,18 @@ func (d *download) hashLoop(ctx context.Context) {
 	}
 }
 
-// nextToHash returns the next bytes to hash (done releases them), waiting
+// next returns the next bytes to hash (done releases them), waiting
 // for them to land; ok is false when hashing is over.
-func (d *download) nextToHash(ctx context.Context, buf []byte) (p []byte, done func(), ok bool) {
+func (v *verifier) next(ctx context.Context, buf []byte) (p []byte, done func(), ok bool) {
+	d := v.d
 	d.mu.Lock()
 	for {
-		if d.hash.done || d.err != nil || d.finished || ctx.Err() != nil {
+		if v.done || d.err != nil || d.finished || ctx.Err() != nil {
 			d.mu.Unlock()
 			return nil, nil, false
 		}
-		if !d.hashingLocked() {
-			d.hash.off = true
+		if !v.activeLocked() {
+			v.off = true
 			d.broadcastLocked()
 			d.mu.Unlock()
 			return nil, nil, false
@@ -146,7 +150,7 @@ func (d *download) nextToHash(ctx context.Context, buf []byte) (p []byte, done f
 			d.mu.Unlock()
 			return nil, nil, true
 		}
-		at := d.hash.at
+		at := v.at
 		k := int(at / d.chunk)
 		c := &d.t.c[k]
 		base := int64(k) * d.chunk
@@ -182,23 +186,25 @@ func (d *download) nextToHash(ctx context.Context, buf []byte) (p []byte, done f
 	}
 }
 
-// hashChunkLocked is the chunk the hash needs next, -1 when none.
-func (d *download) hashChunkLocked() int {
-	if !d.hashingLocked() || d.hash.done || d.size == 0 {
+// chunkLocked is the chunk the hash needs next, -1 when none.
+func (v *verifier) chunkLocked() int {
+	d := v.d
+	if !v.activeLocked() || v.done || d.size == 0 {
 		return -1
 	}
-	return int(d.hash.at / d.chunk)
+	return int(v.at / d.chunk)
 }
 
 // endWaitsLocked reports whether a read of [off, end) must wait before it
 // is answered: it ends the file and the hash is not done; err is the
 // hash's failure.
-func (d *download) endWaitsLocked(end int64) (wait bool, err error) {
-	if end < d.size || !d.hashingLocked() {
+func (v *verifier) endWaitsLocked(end int64) (wait bool, err error) {
+	d := v.d
+	if end < d.size || !v.activeLocked() {
 		return false, nil
 	}
-	if d.hash.done {
-		return false, d.hash.err
+	if v.done {
+		return false, v.err
 	}
 	return true, nil
 }
