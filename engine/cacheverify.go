@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"go.uber.org/zap"
 )
@@ -64,16 +65,19 @@ func (s *StreamContent) VerifyCache(ctx context.Context, progress func(n int64))
 		rep.Bytes += e.size
 		switch {
 		case e.sha256 == "":
-			if s.recordDigest(e, sum) {
+			if recordDigest(&s.mu, e, sum) {
 				rep.Recorded++
 			}
 		case e.sha256 != sum:
 			rep.Damaged = append(rep.Damaged, e.path)
 			s.log.Error("cache file damaged: its bytes no longer match the digest recorded at its commit",
 				zap.String("path", e.path), zap.String("expected", "sha-256:"+e.sha256), zap.String("actual", "sha-256:"+sum))
-			if s.dropDamaged(e) {
+			s.mu.Lock()
+			if e.opens == 1 && s.entries[e.key] == e { // only the check's own hold
+				s.removeLocked(e)
 				rep.Dropped++
 			}
+			s.unlockAndReap()
 		}
 	}
 	return rep, nil
@@ -105,27 +109,14 @@ func (p progressWriter) Write(b []byte) (int, error) {
 }
 
 // recordDigest renames a file cached without a digest to the name that
-// records it.
-func (s *StreamContent) recordDigest(e *entry, sum string) bool {
+// records it (mu guards the entry).
+func recordDigest(mu *sync.Mutex, e *entry, sum string) bool {
 	final := filepath.Join(filepath.Dir(e.path), objectName(e.key, sum, "computed"))
 	if err := os.Rename(e.path, final); err != nil {
 		return false
 	}
-	s.mu.Lock()
+	mu.Lock()
 	e.path, e.sha256, e.verified = final, sum, "computed"
-	s.mu.Unlock()
-	return true
-}
-
-// dropDamaged removes a damaged file unless it is in use (beyond the
-// check's own hold); it reports whether it did.
-func (s *StreamContent) dropDamaged(e *entry) bool {
-	s.mu.Lock()
-	if e.opens > 1 || s.entries[e.key] != e {
-		s.mu.Unlock()
-		return false
-	}
-	s.removeLocked(e)
-	s.unlockAndReap()
+	mu.Unlock()
 	return true
 }

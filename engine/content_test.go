@@ -50,7 +50,7 @@ func newStream(t *testing.T, cfg StreamConfig) *StreamContent {
 	// disk), or through memory with writes behind when the environment
 	// says so (make test runs the package both ways).
 	memory := testMemoryMode()
-	s.busyHook = func() bool { return memory }
+	s.disk.hook = func() bool { return memory }
 	t.Cleanup(func() { s.Close() })
 	return s
 }

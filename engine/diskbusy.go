@@ -8,29 +8,38 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
-// diskBusy reports whether the system has so much dirty data waiting to be
+// diskWatch tells whether the cache disk keeps up. A leaf (atomics).
+type diskWatch struct {
+	writeBehind bool        // every chunk through memory (StreamConfig.WriteBehind)
+	hook        func() bool // the answer, in tests
+	busy        atomic.Bool // the last answer
+	at          atomic.Int64
+}
+
+// busyNow reports whether the system has so much dirty data waiting to be
 // written back that writes into the cache file would be throttled (the
 // kernel holds writers in balance_dirty_pages above half-way between the
 // background threshold and the dirty limit): then chunks go through memory
 // and are written behind, so that readers never wait for the disk. The
 // answer is kept for a moment (it reads /proc/meminfo).
-func (s *StreamContent) diskBusy() bool {
-	if s.busyHook != nil {
-		return s.busyHook()
+func (w *diskWatch) busyNow() bool {
+	if w.hook != nil {
+		return w.hook()
 	}
-	if s.cfg.WriteBehind {
+	if w.writeBehind {
 		return true
 	}
 	now := time.Now().UnixNano()
-	if last := s.busyAt.Load(); now-last < int64(100*time.Millisecond) {
-		return s.busy.Load()
+	if last := w.at.Load(); now-last < int64(100*time.Millisecond) {
+		return w.busy.Load()
 	}
-	s.busyAt.Store(now)
+	w.at.Store(now)
 	busy := dirtyBytes() > dirtyThreshold()
-	s.busy.Store(busy)
+	w.busy.Store(busy)
 	return busy
 }
 

@@ -26,7 +26,7 @@
 //     from the file as soon as it has landed. Nothing waits for the disk
 //     here: the pages are in the page cache, and the path is left as soon
 //     as the system has so much dirty data that writes would be throttled
-//     (StreamContent.diskBusy).
+//     (diskWatch.busyNow).
 //   - Through memory, when the disk is busy: bytes arrive into a memory
 //     buffer of the chunk and readers are answered from it a 256 KiB piece
 //     at a time, in place (the FUSE reply is written from the buffer; a

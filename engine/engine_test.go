@@ -70,7 +70,7 @@ func TestReaderNeverWaitsForTheDisk(t *testing.T) {
 	g := newGatedWriter(true)
 	t.Cleanup(g.open)
 	s.writeAt = g.write
-	s.busyHook = func() bool { return true } // a busy disk: through memory
+	s.disk.hook = func() bool { return true } // a busy disk: through memory
 	ref := refFor(t, st, "m", "f")
 	h, err := s.Open(testutil.Ctx(t), ref)
 	if err != nil {
@@ -105,7 +105,7 @@ func TestBufferBudget(t *testing.T) {
 	g := newGatedWriter(true)
 	t.Cleanup(g.open)
 	s.writeAt = g.write
-	s.busyHook = func() bool { return true }
+	s.disk.hook = func() bool { return true }
 	var peak atomic.Int64
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -172,7 +172,7 @@ func TestCacheWriteFails(t *testing.T) {
 			g := newGatedWriter(false)
 			g.failAt, g.err = 3*chunk, errno
 			s.writeAt = g.write
-			s.busyHook = func() bool { return true }
+			s.disk.hook = func() bool { return true }
 			ref := refFor(t, st, "m", "f")
 			h, err := s.Open(testutil.Ctx(t), ref)
 			if err != nil {
@@ -315,7 +315,7 @@ func TestDiskTurnsBusy(t *testing.T) {
 	st := newTestStore(t, srv.URL)
 	s := newStream(t, StreamConfig{ChunkSize: chunk})
 	var asked atomic.Int32
-	s.busyHook = func() bool { return asked.Add(1) > 4 } // busy from the fifth chunk on
+	s.disk.hook = func() bool { return asked.Add(1) > 4 } // busy from the fifth chunk on
 	g := newGatedWriter(false)
 	s.writeAt = g.write
 	ref := refFor(t, st, "m", "f")
@@ -369,8 +369,8 @@ func TestZeroCopyReadKeepsItsBuffer(t *testing.T) {
 	srv := newServer(t, map[string][]byte{"m/a": a, "m/b": b}, remotetest.Options{})
 	st := newTestStore(t, srv.URL)
 	s := newStream(t, StreamConfig{ChunkSize: chunk})
-	s.busyHook = func() bool { return true } // through memory
-	g := newGatedWriter(true)                // and kept there until the writes are let through
+	s.disk.hook = func() bool { return true } // through memory
+	g := newGatedWriter(true)                 // and kept there until the writes are let through
 	t.Cleanup(g.open)
 	s.writeAt = g.write
 	refA := refFor(t, st, "m", "a")

@@ -18,6 +18,20 @@ import (
 	"github.com/modelstorefs/modelstorefs/cache"
 )
 
+// index is the cache's table of files, complete or downloading, and their
+// bytes against the bound; StreamContent.mu protects it.
+type index struct {
+	max     int64 // the bound (MaxBytes)
+	entries map[string]*entry
+	total   int64 // bytes of complete files plus reservations
+	// doomed: files taken out of the index, unlinked once the lock is
+	// released (unlockAndReap): an unlink of a large file waits for the
+	// disk, and every Open takes the lock.
+	doomed []*entry
+	// Files removed to make room, and their bytes.
+	evictions, evictedBytes int64
+}
+
 // entry is one cached file version, complete or being downloaded.
 type entry struct {
 	key string
@@ -41,7 +55,7 @@ const maxWholeInMemory = 64 << 30
 
 // touchLocked counts an open of e and records its use (openComplete
 // records it on disk too, without the lock).
-func (s *StreamContent) touchLocked(e *entry) {
+func (x *index) touchLocked(e *entry) {
 	e.opens++
 	e.lastUse = time.Now()
 }
@@ -138,18 +152,18 @@ func (s *StreamContent) finish(e *entry, err error) {
 // evictLocked removes least recently used complete files not in use until
 // extra more bytes fit; it reports whether they do. When even evicting
 // every unused file would not make room, it evicts nothing.
-func (s *StreamContent) evictLocked(extra int64) bool {
-	need := s.total + extra - s.cfg.MaxBytes
+func (x *index) evictLocked(extra int64) bool {
+	need := x.total + extra - x.max
 	if need <= 0 {
 		return true
 	}
-	return s.evictBytesLocked(need)
+	return x.evictBytesLocked(need)
 }
 
 // evictBytesLocked removes least recently used unused files totalling at
 // least need bytes, or nothing when they cannot add up to that.
-func (s *StreamContent) evictBytesLocked(need int64) bool {
-	candidates := s.evictable()
+func (x *index) evictBytesLocked(need int64) bool {
+	candidates := x.evictable()
 	var possible int64
 	for _, e := range candidates {
 		possible += e.size
@@ -162,7 +176,7 @@ func (s *StreamContent) evictBytesLocked(need int64) bool {
 		if freed >= need {
 			break
 		}
-		s.removeLocked(e)
+		x.removeLocked(e)
 		freed += e.size
 	}
 	return freed >= need
@@ -176,9 +190,9 @@ func (s *StreamContent) reserveDisk(n int64) bool {
 	return s.evictBytesLocked(n)
 }
 
-func (s *StreamContent) evictable() []*entry {
+func (x *index) evictable() []*entry {
 	var es []*entry
-	for _, e := range s.entries {
+	for _, e := range x.entries {
 		if e.complete && e.opens == 0 {
 			es = append(es, e)
 		}
@@ -189,12 +203,12 @@ func (s *StreamContent) evictable() []*entry {
 
 // removeLocked takes e out of the index and the total; its file is
 // unlinked by unlockAndReap.
-func (s *StreamContent) removeLocked(e *entry) {
-	s.total -= e.size
-	delete(s.entries, e.key)
-	s.doomed = append(s.doomed, e)
-	s.stats.Evictions++
-	s.stats.EvictedBytes += e.size
+func (x *index) removeLocked(e *entry) {
+	x.total -= e.size
+	delete(x.entries, e.key)
+	x.doomed = append(x.doomed, e)
+	x.evictions++
+	x.evictedBytes += e.size
 }
 
 // unlockAndReap releases the lock, then unlinks the files evicted under
@@ -215,8 +229,8 @@ func (s *StreamContent) unlockAndReap() {
 			s.entries[e.key] = e
 			s.total += e.size
 		}
-		s.stats.Evictions--
-		s.stats.EvictedBytes -= e.size
+		s.evictions--
+		s.evictedBytes -= e.size
 		s.mu.Unlock()
 	}
 }

@@ -8,36 +8,38 @@ package engine
 // on a mismatch; a reader that jumped to the end of a file it did not
 // read gets its bytes unverified (the whole file would have to be fetched
 // first), and that is logged once.
-
 // memHash is a memFile's hash state; memFile.mu protects it.
 type memHash struct {
+	m *memFile
+
 	at   int64 // bytes hashed so far
 	done bool
 	off  bool // given up: the end was read before the rest
 }
 
-// hashLoop hashes the file's pages in order until the end, a failure, or
+// loop hashes the file's pages in order until the end, a failure, or
 // the file's last handle is gone.
-func (m *memFile) hashLoop() {
+func (h *memHash) loop() {
+	m := h.m
 	check := newDigestCheck(m.ref.URL(), m.ref.Meta.Digest)
 	for {
-		k, pg, data, ok := m.nextToHash()
+		k, pg, data, ok := m.hash.next()
 		if !ok {
 			return
 		}
 		check.Write(data)
 		m.unpin(k, pg)
 		m.mu.Lock()
-		m.hash.at += int64(len(data))
-		if m.hash.at == m.size {
-			m.hash.done = true
+		h.at += int64(len(data))
+		if h.at == m.size {
+			h.done = true
 			if _, _, err := check.result(); err != nil && m.err == nil {
 				m.err = err
 				logMismatch(m.log, err)
 				defer m.s.countMismatch() // after m.mu: StreamContent.mu comes first
 			}
 		}
-		over := m.hash.done
+		over := h.done
 		m.broadcastLocked()
 		m.mu.Unlock()
 		if over {
@@ -46,20 +48,21 @@ func (m *memFile) hashLoop() {
 	}
 }
 
-// nextToHash waits for the bytes after the hashed ones and returns them,
+// next waits for the bytes after the hashed ones and returns them,
 // pinned in their page.
-func (m *memFile) nextToHash() (k int64, pg *memPage, data []byte, ok bool) {
+func (h *memHash) next() (k int64, pg *memPage, data []byte, ok bool) {
+	m := h.m
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for {
-		if m.ctx.Err() != nil || m.err != nil || m.hash.done || m.hash.off {
+		if m.ctx.Err() != nil || m.err != nil || h.done || h.off {
 			return 0, nil, nil, false
 		}
-		k = m.hash.at / memPageSize
+		k = h.at / memPageSize
 		base := k * memPageSize
-		if pg = m.page[k]; pg != nil && pg.buf != nil && pg.filled > m.hash.at-base {
+		if pg = m.page[k]; pg != nil && pg.buf != nil && pg.filled > h.at-base {
 			pg.pins++
-			return k, pg, pg.buf[m.hash.at-base : pg.filled], true
+			return k, pg, pg.buf[h.at-base : pg.filled], true
 		}
 		ch := m.changed
 		m.mu.Unlock()
@@ -71,25 +74,26 @@ func (m *memFile) nextToHash() (k int64, pg *memPage, data []byte, ok bool) {
 	}
 }
 
-// hashPageLocked is the page the hash needs next, -1 when none.
-func (m *memFile) hashPageLocked() int64 {
-	if m.hash.done || m.hash.off {
+// pageLocked is the page the hash needs next, -1 when none.
+func (h *memHash) pageLocked() int64 {
+	if h.done || h.off {
 		return -1
 	}
-	return m.hash.at / memPageSize
+	return h.at / memPageSize
 }
 
 // endWaitsLocked reports whether a read ending at end must wait for the
 // hash: it ends the file, and every byte after the hashed ones is in
 // memory, so the hash will reach the end. Otherwise the hash gives up
 // (logged once): the end is served unverified.
-func (m *memFile) endWaitsLocked(end int64) bool {
-	if end < m.size || m.hash.done || m.hash.off {
+func (h *memHash) endWaitsLocked(end int64) bool {
+	m := h.m
+	if end < m.size || h.done || h.off {
 		return false
 	}
-	for k := m.hash.at / memPageSize; k*memPageSize < end; k++ {
+	for k := h.at / memPageSize; k*memPageSize < end; k++ {
 		if pg := m.page[k]; pg == nil || pg.buf == nil || pg.filled < m.pageLen(k) {
-			m.hash.off = true
+			h.off = true
 			m.log.Info("the end of a file read into memory was read before the rest: not verified")
 			m.broadcastLocked()
 			return false

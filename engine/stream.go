@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -114,27 +113,20 @@ type StreamContent struct {
 	lock        *os.File                                           // held while this process uses its partial directory
 	onChange    func(cache.Ref)                                    // told when a file changed on the server
 	writeAt     func(f *os.File, b []byte, off int64) (int, error) // the writer's write (tests replace it)
-	busyHook    func() bool                                        // diskBusy's answer (tests replace it)
 	commitHook  func()                                             // runs before a download's commit (tests)
 	skipReserve bool                                               // no fallocate: the disk fills mid-file (tests)
-	busy        atomic.Bool                                        // diskBusy's last answer
-	busyAt      atomic.Int64                                       // and when (UnixNano)
 
+	disk   diskWatch    // whether the cache disk keeps up (atomics)
 	pool   *bufferPool  // the buffer budget (leaf lock)
 	queue  *writeQueue  // the write-behind queue (leaf lock); one writer drains it
 	policy *storePolicy // streams per store (leaf lock)
 
-	mu      sync.Mutex // protects the fields below
-	entries map[string]*entry
-	total   int64 // bytes of complete files plus reservations
+	mu sync.Mutex // protects the fields below
+	index
 	closed  bool
 	stats   cache.ContentStats
 	seq     uint64 // numbers partial files
 	started int64  // bytes of all downloads started, for free-space estimates
-	// doomed: files taken out of the index, unlinked once the lock is
-	// released (unlockAndReap): an unlink of a large file waits for the
-	// disk, and every Open takes this lock.
-	doomed []*entry
 	// uncached: files read into memory (no room in the cache), one per
 	// file version, shared by its handles.
 	uncached map[string]*memFile
@@ -154,6 +146,7 @@ func (s *StreamContent) Stats() cache.ContentStats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.stats
+	st.Evictions, st.EvictedBytes = s.evictions, s.evictedBytes
 	for _, e := range s.entries {
 		if e.complete {
 			st.Files++
@@ -222,9 +215,10 @@ func NewStreamContent(cfg StreamConfig) (*StreamContent, error) {
 		objects:   filepath.Join(root, "objects"),
 		partial:   filepath.Join(root, "partial"),
 		statfs:    freeBytes,
-		entries:   map[string]*entry{},
+		index:     index{max: cfg.MaxBytes, entries: map[string]*entry{}},
 		queue:     newWriteQueue(),
 		policy:    newStorePolicy(cfg.StoreParallel),
+		disk:      diskWatch{writeBehind: cfg.WriteBehind},
 		uncached:  map[string]*memFile{},
 		downloads: map[*download]struct{}{},
 		unsized:   map[string]*unsizedFetch{},
@@ -429,7 +423,7 @@ func (s *StreamContent) openInMemoryLocked(ref cache.Ref, key string, why error)
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			m.hashLoop() // ends with the file's last handle
+			m.hash.loop() // ends with the file's last handle
 		}()
 	}
 	return m.addHandle()

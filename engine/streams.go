@@ -26,7 +26,7 @@ type fetcher struct {
 	// direct: bytes go from the socket straight into the cache file
 	// (spliced, no copy through this process), and readers splice them
 	// from there as each piece lands. Chosen per chunk while the cache
-	// disk keeps up (see diskBusy); otherwise chunks go through memory.
+	// disk keeps up (see diskWatch); otherwise chunks go through memory.
 	direct   bool
 	workers  int
 	starting int // workers started that have not picked their work yet
@@ -188,7 +188,7 @@ func (f *fetcher) continueInto(j int) bool {
 func (f *fetcher) bufferFor(forReader bool) (buf []byte, ok bool) {
 	d := f.d
 	d.mu.Lock()
-	if f.direct && d.s.diskBusy() {
+	if f.direct && d.s.disk.busyNow() {
 		f.direct = false
 		d.log.Info("cache disk busy: this file goes through memory, its cache copy written behind")
 	}
