@@ -4,6 +4,7 @@ package engine
 // and the lock order are in doc.go).
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -91,29 +92,14 @@ func (d *download) broadcastLocked() {
 	d.changed = make(chan struct{})
 }
 
-// run owns the download's workers. It starts one, then waits: whenever no
-// worker runs it decides whether the download is over (all on disk,
-// failed, or given up with nobody reading) or starts one for the work that
-// appeared (a reader's demand, budget freed for background fetches).
+// run owns the download: it creates the cache file, runs the workers
+// (supervise) and the hash (verify.go) until all bytes landed or the
+// download failed, then commits or removes the file (end).
 func (d *download) run(ctx context.Context) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	start := time.Now()
-	if d.e != nil {
-		// The cache file is created here, not under the cache's lock.
-		f, err := createFile(d.e.path, d.size)
-		if err == nil {
-			d.mu.Lock()
-			d.f = f
-			d.mu.Unlock()
-			if !d.s.skipReserve {
-				err = d.reserve()
-			}
-		}
-		if err != nil {
-			d.giveUpCache(err)
-		}
-	}
+	d.prepareFile()
 	// The hash follows the bytes as they land (verify.go).
 	hctx, stopHash := context.WithCancel(ctx)
 	defer stopHash()
@@ -123,6 +109,46 @@ func (d *download) run(ctx context.Context) {
 		defer hwg.Done()
 		d.hash.loop(hctx)
 	}()
+	err := d.supervise(ctx, cancel)
+	if err != nil {
+		stopHash()
+	}
+	hwg.Wait() // with every byte on disk, the hash ends
+	if err == nil {
+		err = d.hashResult()
+	}
+	if err == nil {
+		err = d.f.Sync()
+	}
+	d.end(err, start)
+	d.s.ended(d)
+}
+
+// prepareFile creates the cache file and reserves its blocks, here and
+// not under the cache's lock; on failure the cache copy is given up.
+func (d *download) prepareFile() {
+	if d.e == nil {
+		return
+	}
+	f, err := createFile(d.e.path, d.size)
+	if err == nil {
+		d.mu.Lock()
+		d.f = f
+		d.mu.Unlock()
+		if !d.s.skipReserve {
+			err = d.reserve()
+		}
+	}
+	if err != nil {
+		d.giveUpCache(err)
+	}
+}
+
+// supervise starts a worker, then waits: whenever no worker runs it
+// decides whether the download is over (all on disk, failed, or given up
+// with nobody reading) or starts one for the work that appeared. It
+// returns once every worker has ended, with the download's failure.
+func (d *download) supervise(ctx context.Context, cancel context.CancelFunc) error {
 	var wg sync.WaitGroup
 	d.mu.Lock()
 	d.fetch.retry = newRetrier(d.s.cfg.RetryWindow)
@@ -136,7 +162,7 @@ func (d *download) run(ctx context.Context) {
 			d.mu.Lock()
 			d.fetch.workers--
 			if d.fetch.workers == 0 {
-				d.broadcastLocked() // run decides what next
+				d.broadcastLocked() // supervise decides what next
 			}
 			d.mu.Unlock()
 		}()
@@ -169,35 +195,27 @@ func (d *download) run(ctx context.Context) {
 			d.fetch.spawn()
 		}
 	}
-	err := d.err
-	noCache := d.noCache
+	err := cmp.Or(d.err, d.noCache)
 	if d.fetch.ranged {
 		d.fetch.ctl.end(d)
 	}
 	d.mu.Unlock()
 	wg.Wait()
-	if err == nil && noCache != nil {
-		err = noCache
+	return err
+}
+
+// hashResult is the hash's verdict on a download whose bytes all landed.
+func (d *download) hashResult() error {
+	d.mu.Lock()
+	err := d.hash.err
+	if err == nil && !d.hash.done {
+		err = fmt.Errorf("%s: the hash of the file did not end", d.ref.URL())
 	}
-	if err != nil {
-		stopHash()
+	d.mu.Unlock()
+	if errors.Is(err, ErrDigestMismatch) {
+		d.s.countMismatch()
 	}
-	hwg.Wait() // with every byte on disk, the hash ends
-	if err == nil {
-		d.mu.Lock()
-		if err = d.hash.err; err == nil && !d.hash.done {
-			err = fmt.Errorf("%s: the hash of the file did not end", d.ref.URL())
-		}
-		d.mu.Unlock()
-		if errors.Is(err, ErrDigestMismatch) {
-			d.s.countMismatch()
-		}
-	}
-	if err == nil {
-		err = d.f.Sync()
-	}
-	d.end(err, start)
-	d.s.ended(d)
+	return err
 }
 
 // errNoSpace: the cache's disk is full; the cache copy is given up.
