@@ -94,7 +94,9 @@ func logMismatch(log *zap.Logger, err error) {
 
 // activeLocked reports whether reads of the file's end must wait for the hash:
 // while the file is cached and the hash has not given up.
-func (v *verifier) activeLocked() bool { return v.d.f != nil && v.d.noCache == nil && !v.off }
+func (v *verifier) activeLocked() bool {
+	return v.d.f != nil && v.d.noCache == nil && !v.off && !v.d.s.cfg.NoVerify
+}
 
 // loop hashes the file in order until all of it is hashed, the
 // download gave up its cache copy, or ctx ends. It runs on run's

@@ -301,3 +301,28 @@ func TestVerifyCache(t *testing.T) {
 		t.Fatal("b after the check differs")
 	}
 }
+
+// TestNoVerify: with NoVerify nothing is hashed: no digest recorded, a
+// wrong stated digest goes unnoticed, the end is not held back.
+func TestNoVerify(t *testing.T) {
+	data := blob(77, 300<<10)
+	srv := newServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
+	s := newStream(t, StreamConfig{ChunkSize: 64 << 10, NoVerify: true})
+	ref := refFor(t, newTestStore(t, srv.URL), "m", "f")
+	ref.Meta.Digest = sha256Digest(data[1:])
+	if !bytes.Equal(openRead(t, s, ref), data) {
+		t.Fatal("content differs")
+	}
+	testutil.WaitFor(t, "commit", func() bool { return committed(s, ref) })
+	if sha, v := s.Digest(ref); sha != "" || v != "" {
+		t.Errorf("Digest %q %q with NoVerify", sha, v)
+	}
+	h, err := s.Open(testutil.Ctx(t), ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if h.Fd() < 0 {
+		t.Error("a complete file without a hash has no descriptor")
+	}
+}
