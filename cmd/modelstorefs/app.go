@@ -84,6 +84,7 @@ DIGITS_MODEL_STORE_URL.`,
 			&cli.BoolFlag{Name: "allow-non-empty", Usage: "mount over a directory that is not empty (hiding its files while mounted)"},
 			&cli.BoolFlag{Name: "read-only", Usage: "have the kernel keep the mount read-only too (findmnt shows ro; -o ro); touch .refresh then fails: refresh with SIGHUP"},
 			&cli.BoolFlag{Name: "direct-io", Value: true, Usage: "files still downloading bypass the kernel page cache: one copy less for large reads (cp, cat); --direct-io=false (-o no_direct_io) suits programs that read in pieces under 64 KiB (tar, sha256sum)"},
+			&cli.BoolFlag{Name: "verify", Value: true, Usage: "hash every file before it is cached and before a reader gets its last byte, checked against the digest the store states (Repr-Digest, SHA256SUMS...); --verify=false (-o no_verify) trusts the store and saves the hashing's CPU"},
 			&cli.BoolFlag{Name: "daemon", Usage: "detach once mounted; the daemon logs to --log-file"},
 			&cli.StringFlag{Name: "log-file", Usage: "write the log to `FILE` instead of stderr (with --daemon: default CACHE_DIR/modelstorefs.log)"},
 			&cli.StringSliceFlag{Name: "o", Usage: "mount `OPTIONS` as in /etc/fstab: allow_other, nonempty, cache_dir=, cache_size=, ttl=, log_file=, ..."},
@@ -191,6 +192,7 @@ type storeConfig struct {
 	ReadParallel int
 	BufferSize   int64
 	WriteBehind  bool
+	NoVerify     bool
 	CACert       string
 	Auth         storeAuth // --header, --client-cert (storeauth.go)
 	LogLevel     string
@@ -241,6 +243,7 @@ func storeConfigFrom(c *cli.Context) (storeConfig, error) {
 		return cfg, fmt.Errorf("--chunk-size: %w", err)
 	}
 	cfg.WriteBehind = c.Bool("write-behind")
+	cfg.NoVerify = !c.Bool("verify")
 	if cfg.BufferSize, err = parseSize(c.String("buffer-size")); err != nil {
 		return cfg, fmt.Errorf("--buffer-size: %w", err)
 	}
