@@ -148,3 +148,13 @@ func (s *StreamContent) CacheState(ref cache.Ref) (complete, cached bool) {
 	e, ok := s.entries[ref.Key()]
 	return ok && e.complete, ok
 }
+
+// HasObject reports whether the cache under cacheDir holds the complete
+// file of the version key (under any of the names objectName gives it).
+func HasObject(cacheDir, key string) bool {
+	if _, err := os.Stat(filepath.Join(objectsDir(cacheDir), key)); err == nil {
+		return true
+	}
+	named, _ := filepath.Glob(filepath.Join(objectsDir(cacheDir), key+".*"))
+	return len(named) > 0
+}

@@ -51,6 +51,9 @@ func TestAdminBesideAUser(t *testing.T) {
 	if len(objs) != 2 || keys[refA.Key()] != int64(len(a)) || keys[refB.Key()] != int64(len(b)) {
 		t.Fatalf("ListObjects = %+v, want a and b by their keys", objs)
 	}
+	if !HasObject(dir, refA.Key()) || HasObject(dir, other.Key()) {
+		t.Errorf("HasObject: a %v, another version %v", HasObject(dir, refA.Key()), HasObject(dir, other.Key()))
+	}
 	act, err := CacheActivity(dir)
 	if err != nil || act.Processes != 1 {
 		t.Errorf("CacheActivity = %+v, %v; want the one StreamContent", act, err)

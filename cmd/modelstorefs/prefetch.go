@@ -19,6 +19,7 @@ import (
 	"github.com/modelstorefs/modelstorefs/cache"
 	"github.com/modelstorefs/modelstorefs/engine"
 	"github.com/modelstorefs/modelstorefs/fs"
+	"github.com/modelstorefs/modelstorefs/remote"
 )
 
 // modelstorefs prefetch: a node's cache warmed before anyone reads.
@@ -105,7 +106,7 @@ func runPrefetch(c *cli.Context) error {
 		}
 		var f fileFetcher = engineFetch
 		if dir, ok := mounts[t.store]; ok {
-			f = mountFetcher{dir: dir}
+			f = mountFetcher{dir: dir, cacheDir: cfg.CacheDir}
 			fmt.Fprintf(c.App.ErrWriter, "modelstorefs: %s: through the mount at %s (same cache directory)\n", t.store, filepath.Dir(dir))
 		}
 		n, err := prefetchModel(c, cat, st, t.model, f)
@@ -227,11 +228,13 @@ func (e engineFetcher) fetch(ctx context.Context, ref cache.Ref, _ string, progr
 
 // mountFetcher caches files by reading them through a running mount.
 type mountFetcher struct {
-	dir string // the store's directory in the mount
+	dir      string // the store's directory in the mount
+	cacheDir string // the mount's cache directory
 }
 
-// The mount's own view of a file (its size) is the one read: the mount
-// and this process resolve the model each on their own.
+// The mount's own view of a file is the one read (the mount and this
+// process resolve the model each on their own): its size from stat, its
+// validators from its attributes, which make the key of its cache file.
 
 func (m mountFetcher) complete(ref cache.Ref, name string) bool {
 	path := filepath.Join(m.dir, ref.Model, name)
@@ -239,7 +242,7 @@ func (m mountFetcher) complete(ref cache.Ref, name string) bool {
 	if err != nil {
 		return false
 	}
-	complete, _ := m.state(path, fi.Size())
+	complete, _ := m.state(path, ref, fi.Size())
 	return complete
 }
 
@@ -257,24 +260,27 @@ func (m mountFetcher) fetch(ctx context.Context, ref cache.Ref, name string, pro
 	if err := readThrough(ctx, fi.Size(), progress, f.ReadAt); err != nil {
 		return err
 	}
-	return waitCommitted(ctx, func() (bool, bool) { return m.state(path, fi.Size()) })
+	return waitCommitted(ctx, func() (bool, bool) { return m.state(path, ref, fi.Size()) })
 }
 
-// state reads a mounted file's cache state from its attributes: complete
-// once all its bytes are cached and its digest is known (committed), still
-// cached while any are.
-func (mountFetcher) state(path string, size int64) (complete, cached bool) {
-	n, err := strconv.ParseInt(xattr(path, "user.modelstore.cached"), 10, 64)
-	if err != nil {
-		return false, false
+// state says whether the mounted file's version is committed in the cache
+// directory, and whether the mount holds any of its bytes (a download).
+func (m mountFetcher) state(path string, ref cache.Ref, size int64) (complete, cached bool) {
+	ref.Meta = remote.Meta{Size: size, ETag: xattr(path, "user.modelstore.etag"), LastModified: xattr(path, "user.modelstore.last_modified")}
+	if engine.HasObject(m.cacheDir, ref.Key()) {
+		return true, true
 	}
-	return n == size && xattr(path, "user.modelstore.sha256") != "", n > 0
+	n, err := strconv.ParseInt(xattr(path, "user.modelstore.cached"), 10, 64)
+	return false, err == nil && n > 0
 }
 
 func xattr(path, name string) string {
-	buf := make([]byte, 256)
-	n, err := syscall.Getxattr(path, name, buf)
-	if err != nil || n < 0 {
+	n, err := syscall.Getxattr(path, name, nil)
+	if err != nil || n <= 0 {
+		return ""
+	}
+	buf := make([]byte, n)
+	if n, err = syscall.Getxattr(path, name, buf); err != nil || n < 0 {
 		return ""
 	}
 	return string(buf[:n])
