@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -156,5 +157,10 @@ func runHelper(args []string) error {
 		fmt.Fprintln(os.Stderr, "modelstorefs: warning: the mount source carries a password, which every user can read in "+
 			"/etc/fstab and in ps while mounting; put it in root's ~/.netrc, or in a store_file= only root can read")
 	}
-	return runMain(mountArgs, env)
+	err = runMain(mountArgs, env)
+	if errors.Is(err, errNoStore) { // mount(8)'s user writes an fstab line, not flags
+		return errors.New("no model store given: write the store URLs in the SOURCE field (the first column of the fstab line, " +
+			"comma-separated) instead of none, or give store= or store_file= in the options")
+	}
+	return err
 }
