@@ -72,7 +72,15 @@ func isHelperInvocation(args []string) bool {
 	if len(args) < 3 || strings.HasPrefix(args[1], "-") || args[len(args)-1] == "--"+completionFlag {
 		return false
 	}
-	return !isCommand(args[1])
+	return !isCommand(args[1]) && isSource(args[1])
+}
+
+// isSource reports whether s can be an fstab SOURCE: a store list, or
+// "none"/"modelstorefs". Anything else ("unmont /mnt") is a mistyped
+// command, which the command line answers with the one meant.
+func isSource(s string) bool {
+	s = strings.TrimPrefix(s, "modelstorefs#")
+	return s == "none" || s == "modelstorefs" || strings.Contains(s, "://")
 }
 
 // isCommand reports whether name is one of the app's commands (or an
