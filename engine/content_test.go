@@ -50,7 +50,7 @@ func newStream(t *testing.T, cfg StreamConfig) *StreamContent {
 	// disk), or through memory with writes behind when the environment
 	// says so (make test runs the package both ways).
 	memory := testMemoryMode()
-	s.busyHook = func() bool { return memory }
+	s.disk.hook = func() bool { return memory }
 	t.Cleanup(func() { s.Close() })
 	return s
 }
@@ -90,7 +90,7 @@ func readersWaiting(s *StreamContent, ref cache.Ref) int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	n := 0
-	for _, c := range d.chunks {
+	for _, c := range d.t.c {
 		n += c.waiting
 	}
 	return n

@@ -60,7 +60,7 @@ func TestStreamENOSPCMidFile(t *testing.T) {
 	s := newStream(t, StreamConfig{Dir: dir, ChunkSize: 256 << 10})
 	s.statfs = func(string) (int64, error) { return 1 << 40, nil } // the checks are fooled
 	s.skipReserve = true
-	s.busyHook = func() bool { return false } // straight into the file
+	s.disk.hook = func() bool { return false } // straight into the file
 	ref := refFor(t, st, "m", "big")
 	if got := openRead(t, s, ref); !bytes.Equal(got, data) {
 		t.Fatal("wrong bytes from a cache disk that filled mid-file")

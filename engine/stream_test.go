@@ -675,7 +675,7 @@ func TestStreamReaderFarAhead(t *testing.T) {
 		testutil.WaitFor(t, "the reader to wait for the last chunk", func() bool {
 			d.mu.Lock()
 			defer d.mu.Unlock()
-			return d.chunks[last].waiting > 0 || answered.Load()
+			return d.t.c[last].waiting > 0 || answered.Load()
 		})
 		hold.allow(0) // the first GET shows that the server honours Range
 		select {
@@ -687,7 +687,7 @@ func TestStreamReaderFarAhead(t *testing.T) {
 			t.Fatal("the reader far ahead was not answered while the chunks before it were held")
 		}
 		d.mu.Lock()
-		between := d.rangeOnDiskLocked(1, last-1)
+		between := d.t.rangeOnDisk(1, last-1)
 		d.mu.Unlock()
 		if between {
 			t.Fatal("the chunks before the reader were downloaded: the test proves nothing")
@@ -1197,9 +1197,9 @@ func TestStreamEvictsOnlyWhenItMakesRoom(t *testing.T) {
 	files := map[string][]byte{"m/a": blob(111, 6*size), "m/b": blob(112, 3*size), "m/c": blob(113, 6*size), "m/big": blob(114, 30*size)}
 	bug := func(t *testing.T, file, what string) {
 		t.Helper()
-		t.Errorf("engine/stream.go: %s evicts the least recently used unused files one by one and keeps going "+
-			"when even evicting all of them cannot make room; the file is then read directly and the evicted ones (here %s) "+
-			"were lost for nothing. Fix: sum the evictable sizes first and evict only if that makes room.", what, file)
+		t.Errorf("%s evicted the least recently used unused files although evicting all of them could not make room: "+
+			"the file is then read directly and the evicted ones (here %s) were lost for nothing; eviction must first check "+
+			"that the evictable files add up to the room needed", what, file)
 	}
 
 	t.Run("MaxBytes, another file open", func(t *testing.T) {

@@ -13,6 +13,7 @@ package engine
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash"
@@ -32,48 +33,97 @@ const hashStep = 1 << 20
 
 // verifier is a download's hash state; download.mu protects it.
 type verifier struct {
+	d *download
+
 	at   int64 // bytes hashed so far
 	done bool  // all hashed and checked (err says how it went)
 	err  error // ErrDigestMismatch, wrapped
-	// sha256 is the file's SHA-256 once done; verified is "store" when
-	// the store stated a digest and it matched, else "computed".
+	// sha256 is the file's SHA-256 (hex) once done; verified is "store"
+	// when the store stated a digest and it matched, else "computed".
 	sha256, verified string
 	off              bool // the hash gave up (the cache copy was given up)
 }
 
-// hashing reports whether reads of the file's end must wait for the hash:
-// while the file is cached and the hash has not given up.
-func (d *download) hashingLocked() bool { return d.f != nil && d.noCache == nil && !d.hash.off }
+// digestCheck hashes a file's bytes in order: SHA-256 always, and the
+// store's algorithm beside it when that is another.
+type digestCheck struct {
+	url   string
+	want  remote.Digest
+	sha   hash.Hash
+	other hash.Hash
+}
 
-// hashLoop hashes the file in order until all of it is hashed, the
+func newDigestCheck(url string, want remote.Digest) *digestCheck {
+	c := &digestCheck{url: url, want: want, sha: sha256.New()}
+	if !want.IsZero() && want.Alg != remote.AlgSHA256 {
+		c.other = want.New()
+	}
+	return c
+}
+
+func (c *digestCheck) Write(p []byte) (int, error) {
+	c.sha.Write(p)
+	if c.other != nil {
+		c.other.Write(p)
+	}
+	return len(p), nil
+}
+
+// result returns the SHA-256 (hex) and how it was verified ("store" or
+// "computed"), or an error wrapping ErrDigestMismatch.
+func (c *digestCheck) result() (sha string, verified string, err error) {
+	sum := c.sha.Sum(nil)
+	sha = hex.EncodeToString(sum)
+	if c.want.IsZero() {
+		return sha, "computed", nil
+	}
+	got := remote.Digest{Alg: remote.AlgSHA256, Sum: string(sum)}
+	if c.other != nil {
+		got = remote.Digest{Alg: c.want.Alg, Sum: string(c.other.Sum(nil))}
+	}
+	if got != c.want {
+		return sha, "", fmt.Errorf("%s: %w (expected %s, got %s)", c.url, ErrDigestMismatch, c.want, got)
+	}
+	return sha, "store", nil
+}
+
+// logMismatch logs a refused file once, naming both digests.
+func logMismatch(log *zap.Logger, err error) {
+	log.Error("digest mismatch: the file is refused and not cached", zap.Error(err))
+}
+
+// activeLocked reports whether reads of the file's end must wait for the hash:
+// while the file is cached and the hash has not given up.
+func (v *verifier) activeLocked() bool {
+	return v.d.f != nil && v.d.noCache == nil && !v.off && !v.d.s.cfg.NoVerify
+}
+
+// loop hashes the file in order until all of it is hashed, the
 // download gave up its cache copy, or ctx ends. It runs on run's
 // goroutine group.
-func (d *download) hashLoop(ctx context.Context) {
-	want := d.ref.Meta.Digest
-	sha := sha256.New()
-	var other hash.Hash
-	if !want.IsZero() && want.Alg != remote.AlgSHA256 {
-		other = want.New()
-	}
+func (v *verifier) loop(ctx context.Context) {
+	d := v.d
+	check := newDigestCheck(d.ref.URL(), d.ref.Meta.Digest)
 	buf := make([]byte, hashStep)
 	for {
-		p, done, ok := d.nextToHash(ctx, buf)
+		p, done, ok := v.next(ctx, buf)
 		if !ok {
 			return
 		}
-		sha.Write(p)
-		if other != nil {
-			other.Write(p)
-		}
+		check.Write(p)
 		if done != nil {
 			done()
 		}
 		d.mu.Lock()
-		d.hash.at += int64(len(p))
-		if d.hash.at == d.size {
-			d.finishHashLocked(want, sha, other)
+		v.at += int64(len(p))
+		if v.at == d.size {
+			v.done = true
+			v.sha256, v.verified, v.err = check.result()
+			if v.err != nil {
+				logMismatch(d.log, v.err)
+			}
 		}
-		over := d.hash.done
+		over := v.done
 		d.broadcastLocked()
 		d.mu.Unlock()
 		if over {
@@ -82,17 +132,18 @@ func (d *download) hashLoop(ctx context.Context) {
 	}
 }
 
-// nextToHash returns the next bytes to hash (done releases them), waiting
+// next returns the next bytes to hash (done releases them), waiting
 // for them to land; ok is false when hashing is over.
-func (d *download) nextToHash(ctx context.Context, buf []byte) (p []byte, done func(), ok bool) {
+func (v *verifier) next(ctx context.Context, buf []byte) (p []byte, done func(), ok bool) {
+	d := v.d
 	d.mu.Lock()
 	for {
-		if d.hash.done || d.err != nil || d.finished || ctx.Err() != nil {
+		if v.done || d.err != nil || d.finished || ctx.Err() != nil {
 			d.mu.Unlock()
 			return nil, nil, false
 		}
-		if !d.hashingLocked() {
-			d.hash.off = true
+		if !v.activeLocked() {
+			v.off = true
 			d.broadcastLocked()
 			d.mu.Unlock()
 			return nil, nil, false
@@ -101,14 +152,14 @@ func (d *download) nextToHash(ctx context.Context, buf []byte) (p []byte, done f
 			d.mu.Unlock()
 			return nil, nil, true
 		}
-		at := d.hash.at
+		at := v.at
 		k := int(at / d.chunk)
-		c := &d.chunks[k]
+		c := &d.t.c[k]
 		base := int64(k) * d.chunk
 		avail := int64(0)
 		switch c.state {
 		case chunkOnDisk:
-			avail = d.chunkLen(k)
+			avail = d.t.chunkLen(k)
 		case chunkFetching, chunkInMemory:
 			avail = c.filled
 		}
@@ -137,44 +188,25 @@ func (d *download) nextToHash(ctx context.Context, buf []byte) (p []byte, done f
 	}
 }
 
-// finishHashLocked compares what was computed with what the store states.
-func (d *download) finishHashLocked(want remote.Digest, sha, other hash.Hash) {
-	d.hash.done = true
-	got := remote.Digest{Alg: remote.AlgSHA256, Sum: string(sha.Sum(nil))}
-	d.hash.sha256 = got.String()
-	d.hash.verified = "computed"
-	if want.IsZero() {
-		return
-	}
-	if other != nil {
-		got = remote.Digest{Alg: want.Alg, Sum: string(other.Sum(nil))}
-	}
-	if got != want {
-		d.hash.err = fmt.Errorf("%s: %w (expected %s, got %s)", d.ref.URL(), ErrDigestMismatch, want, got)
-		d.log.Error("digest mismatch: the file is refused and not cached",
-			zap.Stringer("expected", want), zap.Stringer("actual", got))
-		return
-	}
-	d.hash.verified = "store"
-}
-
-// hashChunkLocked is the chunk the hash needs next, -1 when none.
-func (d *download) hashChunkLocked() int {
-	if !d.hashingLocked() || d.hash.done || d.size == 0 {
+// chunkLocked is the chunk the hash needs next, -1 when none.
+func (v *verifier) chunkLocked() int {
+	d := v.d
+	if !v.activeLocked() || v.done || d.size == 0 {
 		return -1
 	}
-	return int(d.hash.at / d.chunk)
+	return int(v.at / d.chunk)
 }
 
 // endWaitsLocked reports whether a read of [off, end) must wait before it
 // is answered: it ends the file and the hash is not done; err is the
 // hash's failure.
-func (d *download) endWaitsLocked(end int64) (wait bool, err error) {
-	if end < d.size || !d.hashingLocked() {
+func (v *verifier) endWaitsLocked(end int64) (wait bool, err error) {
+	d := v.d
+	if end < d.size || !v.activeLocked() {
 		return false, nil
 	}
-	if d.hash.done {
-		return false, d.hash.err
+	if v.done {
+		return false, v.err
 	}
 	return true, nil
 }

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 
@@ -178,5 +180,149 @@ func TestVerifyUnsized(t *testing.T) {
 	}
 	if sha, v := s.Digest(cache.Ref{Store: st, Model: "m", Name: "f", Meta: remote.Meta{Size: int64(len(data)), ETag: ref.Meta.ETag, LastModified: ref.Meta.LastModified}}); sha == "" || v != "store" {
 		t.Errorf("Digest: %q %q, want the verified SHA-256", sha, v)
+	}
+}
+
+// TestVerifyInMemory: a file larger than the cache, read in order, is
+// verified too: its end fails on a mismatch. A reader that jumps to the
+// end of a file it did not read gets its bytes (unverifiable).
+func TestVerifyInMemory(t *testing.T) {
+	const size = 3<<20 + 77
+	data := blob(74, size)
+	srv := newServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
+	st := newTestStore(t, srv.URL)
+	readInOrder := func(h cache.Handle) error {
+		buf := make([]byte, 128<<10)
+		for off := int64(0); off < size; off += int64(len(buf)) {
+			n, err := h.ReadAt(testutil.Ctx(t), buf, off)
+			if err != nil && !errors.Is(err, io.EOF) {
+				return err
+			}
+			if !bytes.Equal(buf[:n], data[off:off+int64(n)]) {
+				return errors.New("wrong bytes")
+			}
+		}
+		return nil
+	}
+	for _, tc := range []struct {
+		name   string
+		digest remote.Digest
+		want   error
+	}{
+		{"right", sha256Digest(data), nil},
+		{"wrong", sha256Digest(data[1:]), ErrDigestMismatch},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newStream(t, StreamConfig{MaxBytes: 1 << 20})
+			ref := refFor(t, st, "m", "f")
+			ref.Meta.Digest = tc.digest
+			h, err := s.Open(testutil.Ctx(t), ref)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer h.Close()
+			if !uncached(h) {
+				t.Fatalf("%T: want a file read into memory", h)
+			}
+			if err := readInOrder(h); !errors.Is(err, tc.want) && err != tc.want {
+				t.Fatalf("read in order: %v, want %v", err, tc.want)
+			}
+		})
+	}
+	t.Run("end first", func(t *testing.T) {
+		s := newStream(t, StreamConfig{MaxBytes: 1 << 20})
+		ref := refFor(t, st, "m", "f")
+		ref.Meta.Digest = sha256Digest(data[1:])
+		h, err := s.Open(testutil.Ctx(t), ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer h.Close()
+		buf := make([]byte, 1000)
+		if n, err := h.ReadAt(testutil.Ctx(t), buf, size-1000); (err != nil && !errors.Is(err, io.EOF)) || !bytes.Equal(buf[:n], data[size-1000:]) {
+			t.Fatalf("the end of an unread file: %d bytes, %v", n, err)
+		}
+	})
+}
+
+// TestVerifyCache: a cache file damaged on disk after its commit is found
+// by the cache check, dropped, and fetched again by the next open; a file
+// cached without a digest gets one recorded.
+func TestVerifyCache(t *testing.T) {
+	a, b := blob(75, 300<<10), blob(76, 200<<10)
+	srv := newServer(t, map[string][]byte{"m/a": a, "m/b": b}, remotetest.Options{})
+	st := newTestStore(t, srv.URL)
+	s := newStream(t, StreamConfig{ChunkSize: 64 << 10})
+	refA, refB := refFor(t, st, "m", "a"), refFor(t, st, "m", "b")
+	for _, ref := range []cache.Ref{refA, refB} {
+		openRead(t, s, ref)
+		testutil.WaitFor(t, "commit", func() bool { return committed(s, ref) })
+	}
+	// b as a file of an older version, without a recorded digest.
+	s.mu.Lock()
+	eb := s.entries[refB.Key()]
+	s.mu.Unlock()
+	plain := filepath.Join(filepath.Dir(eb.path), eb.key)
+	if err := os.Rename(eb.path, plain); err != nil {
+		t.Fatal(err)
+	}
+	eb.path, eb.sha256, eb.verified = plain, "", ""
+	// a damaged on disk.
+	s.mu.Lock()
+	pathA := s.entries[refA.Key()].path
+	s.mu.Unlock()
+	f, err := os.OpenFile(pathA, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte{^a[1234]}, 1234)
+	f.Close()
+	rep, err := s.VerifyCache(testutil.Ctx(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Checked != 2 || len(rep.Damaged) != 1 || rep.Dropped != 1 || rep.Recorded != 1 {
+		t.Fatalf("report %+v: want 2 checked, 1 damaged and dropped, 1 recorded", rep)
+	}
+	if committed(s, refA) {
+		t.Fatal("the damaged file is still in the cache")
+	}
+	if sha, v := s.Digest(refB); sha == "" || v != "computed" {
+		t.Errorf("b's digest after the check: %q %q", sha, v)
+	}
+	before := srv.Count(http.MethodGet, "m/a")
+	if !bytes.Equal(openRead(t, s, refA), a) {
+		t.Fatal("a after the check differs")
+	}
+	if srv.Count(http.MethodGet, "m/a") == before {
+		t.Error("the damaged file was not fetched again")
+	}
+	if !bytes.Equal(openRead(t, s, refB), b) {
+		t.Fatal("b after the check differs")
+	}
+}
+
+// TestNoVerify: with NoVerify nothing is hashed: no digest recorded, a
+// wrong stated digest goes unnoticed, the end is not held back.
+func TestNoVerify(t *testing.T) {
+	data := blob(77, 300<<10)
+	srv := newServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
+	s := newStream(t, StreamConfig{ChunkSize: 64 << 10, NoVerify: true})
+	ref := refFor(t, newTestStore(t, srv.URL), "m", "f")
+	ref.Meta.Digest = sha256Digest(data[1:])
+	if !bytes.Equal(openRead(t, s, ref), data) {
+		t.Fatal("content differs")
+	}
+	testutil.WaitFor(t, "commit", func() bool { return committed(s, ref) })
+	if sha, v := s.Digest(ref); sha != "" || v != "" {
+		t.Errorf("Digest %q %q with NoVerify", sha, v)
+	}
+	h, err := s.Open(testutil.Ctx(t), ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if h.Fd() < 0 {
+		t.Error("a complete file without a hash has no descriptor")
 	}
 }

@@ -175,6 +175,9 @@ func tuningFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "direct-io", Category: catTuning, Value: true,
 			Usage: "files still downloading bypass the kernel page cache: one copy less for large reads (cp, cat); " +
 				"--direct-io=false (-o no_direct_io) suits programs that read in pieces under 64 KiB (tar, sha256sum)"},
+		&cli.BoolFlag{Name: "verify", Category: catTuning, Value: true,
+			Usage: "hash every file before it is cached and before a reader gets its last byte, checked against the digest the store states " +
+				"(Repr-Digest, object-store checksums); --verify=false (-o no_verify) trusts the store and saves the hashing's CPU"},
 		// Read-engine tuning, for benchmarks.
 		&cli.StringFlag{Name: "chunk-size", Value: sizeValue(engine.DefaultChunkSize), Hidden: true},
 		&cli.IntFlag{Name: "read-parallel", Value: engine.DefaultParallel, Hidden: true},
@@ -225,6 +228,7 @@ type storeConfig struct {
 	ReadParallel int
 	BufferSize   int64
 	WriteBehind  bool
+	NoVerify     bool
 	CACert       string
 	LogLevel     string
 	LogFormat    string
@@ -274,6 +278,7 @@ func storeConfigFrom(c *cli.Context) (storeConfig, error) {
 	if err := cfg.readSizes(f); err != nil {
 		return cfg, err
 	}
+	cfg.NoVerify = !f.bool("verify", true)
 	if cfg.ReadParallel = f.int("read-parallel", engine.DefaultParallel); cfg.ReadParallel < 1 {
 		return cfg, fmt.Errorf("--read-parallel must be at least 1")
 	}
@@ -349,6 +354,13 @@ func (f flagsOf) duration(name string, def time.Duration) time.Duration {
 		return def
 	}
 	return f.c.Duration(name)
+}
+
+func (f flagsOf) bool(name string, def bool) bool {
+	if !f.defined(name) {
+		return def
+	}
+	return f.c.Bool(name)
 }
 
 func (f flagsOf) int(name string, def int) int {

@@ -342,6 +342,29 @@ func TestMountConfigFlagsAnywhere(t *testing.T) {
 	}
 }
 
+// TestMountConfigVerify: files are hashed and checked unless --verify=false
+// or -o no_verify says otherwise.
+func TestMountConfigVerify(t *testing.T) {
+	noStoreEnv(t)
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	for _, tt := range []struct {
+		args     []string
+		noVerify bool
+	}{
+		{nil, false},
+		{[]string{"--verify=false"}, true},
+		{[]string{"-o", "no_verify"}, true},
+	} {
+		cfg, err := configFrom(t, append([]string{t.TempDir(), "--store", "http://127.0.0.1:8001/"}, tt.args...)...)
+		if err != nil {
+			t.Fatalf("%q: %v", tt.args, err)
+		}
+		if cfg.NoVerify != tt.noVerify {
+			t.Errorf("%q: NoVerify %v, want %v", tt.args, cfg.NoVerify, tt.noVerify)
+		}
+	}
+}
+
 // TestMountConfigDirectIO: cold files bypass the kernel page cache unless
 // --direct-io=false or -o no_direct_io says otherwise.
 func TestMountConfigDirectIO(t *testing.T) {

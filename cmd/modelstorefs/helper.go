@@ -32,7 +32,7 @@ var valueOptions = map[string]string{
 // ("nonempty" is libfuse's name for the same thing).
 var switchOptions = map[string]string{
 	"allow_other": "--allow-other", "allow_non_empty": "--allow-non-empty", "nonempty": "--allow-non-empty",
-	"no_direct_io": "--direct-io=false", "ro": "--read-only",
+	"no_direct_io": "--direct-io=false", "no_verify": "--verify=false", "ro": "--read-only",
 }
 
 // ignoredOptions are generic mount options that mean nothing here ("rw":

@@ -6,8 +6,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/urfave/cli/v2"
 )
 
 // TestManPage: the man page is written from the command definitions, so
@@ -92,48 +90,6 @@ func TestRoffText(t *testing.T) {
 	for _, tc := range tests {
 		if got := roffText(tc.in); got != tc.want {
 			t.Errorf("roffText(%q) = %q, want %q", tc.in, got, tc.want)
-		}
-	}
-}
-
-// TestFlagsPerCommand: the store flags on every command that talks to
-// stores, the cache flags where the cache is read, the tuning flags on
-// mount only.
-func TestFlagsPerCommand(t *testing.T) {
-	app := newApp(func() {})
-	has := func(cmd *cli.Command, name string) bool { return lookupFlag(cmd.Flags, name) != nil }
-	tests := []struct {
-		cmd          string
-		stores       bool
-		cacheFlags   bool
-		tuningFlags  bool
-		logLevelWant string
-	}{
-		{"mount", true, true, true, "info"},
-		{"ls", true, true, false, "warn"},
-		{"import", true, true, false, "warn"},
-		{"check", true, false, false, "warn"},
-		{"serve", false, false, false, "info"},
-	}
-	for _, tc := range tests {
-		cmd := app.Command(tc.cmd)
-		for _, f := range []string{"store", "store-file", "ca-cert"} {
-			if has(cmd, f) != tc.stores {
-				t.Errorf("%s --%s: %v, want %v", tc.cmd, f, has(cmd, f), tc.stores)
-			}
-		}
-		for _, f := range []string{"cache-dir", "cache-size", "cache-min-free", "ttl"} {
-			if has(cmd, f) != tc.cacheFlags {
-				t.Errorf("%s --%s: %v, want %v", tc.cmd, f, has(cmd, f), tc.cacheFlags)
-			}
-		}
-		for _, f := range []string{"retry-window", "buffer-size", "direct-io", "chunk-size"} {
-			if has(cmd, f) != tc.tuningFlags {
-				t.Errorf("%s --%s: %v, want %v", tc.cmd, f, has(cmd, f), tc.tuningFlags)
-			}
-		}
-		if f, ok := lookupFlag(cmd.Flags, "log-level").(*cli.StringFlag); !ok || f.Value != tc.logLevelWant {
-			t.Errorf("%s --log-level default: %v, want %s", tc.cmd, f, tc.logLevelWant)
 		}
 	}
 }

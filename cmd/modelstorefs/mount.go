@@ -170,7 +170,7 @@ func openCatalog(cfg storeConfig, jobsDir string, log *zap.Logger) (*cache.Catal
 	}
 	content, err := engine.NewStreamContent(engine.StreamConfig{
 		Dir: cfg.CacheDir, MaxBytes: cfg.CacheSize, MinFree: new(cfg.CacheMinFree), RetryWindow: cfg.RetryWindow,
-		ChunkSize: cfg.ChunkSize, Parallel: cfg.ReadParallel, BufferBudget: cfg.BufferSize, WriteBehind: cfg.WriteBehind, Logger: log.Named("content"),
+		ChunkSize: cfg.ChunkSize, Parallel: cfg.ReadParallel, BufferBudget: cfg.BufferSize, WriteBehind: cfg.WriteBehind, NoVerify: cfg.NoVerify, Logger: log.Named("content"),
 	})
 	if err != nil {
 		return nil, nil, err

@@ -6,8 +6,8 @@ package faults
 // were verified (sha256), whether the daemon is still alive (process
 // running, mount answering ls) and how long recovery took. The table is
 // printed at the end (make faults shows it; FAULTS_OUT=FILE also writes it).
-// A row that shows a bug in the daemon is skipped with "BUG: ..." and keeps
-// its table line.
+// A row that shows a bug in the daemon fails with "BUG: ..." and keeps its
+// table line.
 
 import (
 	"bytes"
@@ -39,7 +39,7 @@ import (
 // fltRow is one line of the fault table.
 type fltRow struct {
 	fault, saw, bytes, alive, recovery string
-	bug                                string // set when the row was skipped as a daemon bug
+	bug                                string // set when the row failed on a daemon bug
 	ran                                bool
 }
 
@@ -1338,7 +1338,7 @@ func fltRowNonUTF8(t *testing.T, r *fltRow) {
 	r.recovery = "n/a"
 	for _, name := range u2models {
 		if strings.Contains(name, "\uFFFD") {
-			fltBug(t, r, "the master.json child \"caf\\xe9\" (not UTF-8) is listed as the folder %q instead of being refused with a log line: remote/discover.go parseMaster decodes with encoding/json, which silently turns invalid UTF-8 into U+FFFD, and ValidName then accepts the result; the folder's requests go to %s (404), so it holds only error.txt. Fix: refuse children whose raw JSON string is not valid UTF-8 (check utf8.Valid on the json.RawMessage before unmarshalling)",
+			fltBug(t, r, "the master.json child \"caf\\xe9\" (not UTF-8) is listed as the folder %q instead of being refused with a log line: remote/discover.go parseMaster decodes with encoding/json, which silently turns invalid UTF-8 into U+FFFD, and ValidName then accepts the result; the folder's requests go to %s (404), so it holds only error.txt; children whose raw JSON string is not valid UTF-8 must be refused",
 				name, url.PathEscape(name)+"/info.json")
 		}
 	}
