@@ -20,7 +20,7 @@ import (
 // shell completions, and the systemd unit pointing at the installed
 // binary. Then `make uninstall` removes them all.
 func TestMakeInstall(t *testing.T) {
-	for _, tool := range []string{"make", "git"} {
+	for _, tool := range []string{"make", "go"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			testutil.SkipOrFail(t, "%s is not installed: %v", tool, err)
 		}
@@ -101,8 +101,12 @@ func checkInstalledVersion(t *testing.T, repo, bin string) {
 	}
 	first, _, _ := strings.Cut(string(out), "\n")
 	desc, err := exec.Command("git", "-C", repo, "describe", "--tags", "--always", "--dirty").Output()
-	if err != nil {
-		t.Fatalf("git describe: %v", err)
+	if err != nil { // not a clone: the version comes from Go's build information
+		t.Logf("git describe: %v; the binary says %q", err, first)
+		if first == "modelstorefs dev" || first == "modelstorefs " {
+			t.Errorf("installed binary says %q", first)
+		}
+		return
 	}
 	if want := "modelstorefs " + strings.TrimSpace(string(desc)); first != want {
 		t.Errorf("installed binary says %q, want %q", first, want)

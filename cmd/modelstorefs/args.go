@@ -46,14 +46,7 @@ func normalizeArgs(app *cli.App, args []string) (normalizedArgs, error) {
 		return out, nil
 	}
 	if args[i] == "help" || args[i] == "h" { // urfave/cli's hidden help command finds no topic
-		if i+1 < len(args) {
-			if app.Command(args[i+1]) == nil {
-				return out, unknownCommand(app, args[i+1])
-			}
-			out.args = append(out.args, args[i+1])
-		}
-		out.args = append(out.args, "--help")
-		return out, nil
+		return helpArgs(app, out, args[i+1:])
 	}
 	cmd := app.Command(args[i])
 	if cmd == nil {
@@ -78,18 +71,11 @@ func normalizeArgs(app *cli.App, args []string) (normalizedArgs, error) {
 			continue
 		}
 		if name == "o" && cmd.Name == "mount" { // fstab-style options, as the mount helper takes them
-			if !hasValue {
-				if i+1 >= len(args) {
-					return out, &usageError{"mount: -o needs OPTIONS, e.g. -o allow_other,cache_size=20GiB"}
-				}
-				i++
-				value = args[i]
-			}
-			more, err := optionFlags(strings.Split(value, ","))
+			more, next, err := mountOptionArgs(args, i, value, hasValue)
 			if err != nil {
-				return out, &usageError{"mount: " + err.Error()}
+				return out, err
 			}
-			flags = append(flags, more...)
+			flags, i = append(flags, more...), next
 			continue
 		}
 		f := lookupFlag(cmd.Flags, name)
@@ -113,19 +99,54 @@ func normalizeArgs(app *cli.App, args []string) (normalizedArgs, error) {
 		}
 		flags = append(flags, canonical, value)
 	}
-	for j := 0; j+1 < len(flags); j++ {
-		if flags[j] == "--store" && hasPassword(flags[j+1]) { // from --store, -s or -o store=
-			out.warnings = append(out.warnings, "warning: the --store URL carries a password, which other users can read "+
-				"in ps; put it in ~/.netrc, or pass the stores with --store-file or DIGITS_MODEL_STORE_URL instead")
-			break
-		}
-	}
+	out.warnings = passwordWarnings(flags)
 	out.args = append(out.args, flags...)
 	if len(positional) > 0 {
 		out.args = append(out.args, "--")
 		out.args = append(out.args, positional...)
 	}
 	return out, nil
+}
+
+// mountOptionArgs expands mount's -o at args[i] ("-o OPTIONS" or
+// "-o=OPTIONS") into mount flags; next is the index of its last word.
+func mountOptionArgs(args []string, i int, value string, hasValue bool) (flags []string, next int, err error) {
+	if !hasValue {
+		if i+1 >= len(args) {
+			return nil, i, &usageError{"mount: -o needs OPTIONS, e.g. -o allow_other,cache_size=20GiB"}
+		}
+		i++
+		value = args[i]
+	}
+	flags, err = optionFlags(strings.Split(value, ","))
+	if err != nil {
+		return nil, i, &usageError{"mount: " + err.Error()}
+	}
+	return flags, i, nil
+}
+
+// helpArgs is "help [COMMAND]" as urfave/cli reads it: "[COMMAND] --help".
+func helpArgs(app *cli.App, out normalizedArgs, rest []string) (normalizedArgs, error) {
+	if len(rest) > 0 {
+		if app.Command(rest[0]) == nil {
+			return out, unknownCommand(app, rest[0])
+		}
+		out.args = append(out.args, rest[0])
+	}
+	out.args = append(out.args, "--help")
+	return out, nil
+}
+
+// passwordWarnings warns once when a --store value (from --store, -s or
+// -o store=) carries a password.
+func passwordWarnings(flags []string) []string {
+	for j := 0; j+1 < len(flags); j++ {
+		if flags[j] == "--store" && hasPassword(flags[j+1]) {
+			return []string{"warning: the --store URL carries a password, which other users can read " +
+				"in ps; put it in ~/.netrc, or pass the stores with --store-file or DIGITS_MODEL_STORE_URL instead"}
+		}
+	}
+	return nil
 }
 
 // unknownCommand says so, with the command meant if it is a typo.
