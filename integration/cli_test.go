@@ -51,6 +51,9 @@ func TestCLIMessages(t *testing.T) {
 	closed := fmt.Sprintf("http://127.0.0.1:%d/", itest.FreePort(t))
 	nonEmpty := t.TempDir()
 	writeFile(t, filepath.Join(nonEmpty, "keep.txt"), "mine")
+	aFile := filepath.Join(t.TempDir(), "cache")
+	writeFile(t, aFile, "not a directory")
+	missing := filepath.Join(t.TempDir(), "models")
 	cases := []struct {
 		name    string
 		args    []string
@@ -61,9 +64,22 @@ func TestCLIMessages(t *testing.T) {
 		{"version command", []string{"version"}, 0, []string{"modelstorefs ", "go: go1.", "go-fuse: v2."}, false},
 		{"--version", []string{"--version"}, 0, []string{"modelstorefs ", "go: go1.", "go-fuse: v2."}, false},
 		{"unknown flag", []string{"mount", mnt, "--cache-sise", "1G"}, 1,
-			[]string{"modelstorefs: mount: unknown flag --cache-sise; see 'modelstorefs mount --help'"}, true},
+			[]string{"modelstorefs: mount: unknown flag --cache-sise (did you mean --cache-size?); see 'modelstorefs mount --help'"}, true},
+		{"a mount flag on ls", []string{"ls", "--store", s.Base, "--retry-window", "2s"}, 1,
+			[]string{"modelstorefs: ls: unknown flag --retry-window (a flag of mount, prefetch); see 'modelstorefs ls --help'"}, true},
+		{"unknown command, a typo", []string{"unmont", mnt}, 1, []string{`unknown command "unmont" (did you mean unmount?)`}, true},
+		{"--cache-dir is a file", []string{"mount", mnt, "--store", s.Base, "--cache-dir", aFile}, 1,
+			[]string{"--cache-dir " + aFile + " is a file, not a directory"}, true},
+		{"--cache-dir is a file, --daemon", []string{"mount", "--daemon", mnt, "--store", s.Base, "--cache-dir", aFile}, 1,
+			[]string{"--cache-dir " + aFile + " is a file, not a directory"}, true},
+		{"--cache-dir under a file", []string{"ls", "--store", s.Base, "--cache-dir", filepath.Join(aFile, "sub")}, 1,
+			[]string{"--cache-dir " + filepath.Join(aFile, "sub") + ": a parent of it is a file"}, true},
+		{"missing mountpoint", []string{"mount", missing, "--store", s.Base, "--cache-dir", cacheDir}, 1,
+			[]string{"mountpoint " + missing + " does not exist: create it first (mkdir -p " + missing + ")"}, true},
+		{"fstab line with none and no store", []string{"none", mnt, "-o", "allow_other,cache_dir=" + cacheDir}, 1,
+			[]string{"no model store given: write the store URLs in the SOURCE field", "store= or store_file="}, true},
 		{"unknown command", []string{"mnt"}, 1, []string{`modelstorefs: unknown command "mnt"; see 'modelstorefs --help'`}, true},
-		{"help COMMAND", []string{"help", "check"}, 0, []string{"modelstorefs check - validate a model store"}, false},
+		{"help COMMAND", []string{"help", "check"}, 0, []string{"modelstorefs check - validate model stores"}, false},
 		{"unknown global flag", []string{"--verbose", "ls"}, 1, []string{"unknown flag --verbose; see 'modelstorefs --help'"}, true},
 		{"--ttl without unit", []string{"mount", "--store", s.Base, "--ttl", "5", mnt}, 1,
 			[]string{`--ttl: "5" is not a duration`, "24h"}, true},
@@ -104,6 +120,12 @@ func TestCLIMessages(t *testing.T) {
 			}
 			if c.oneLine && strings.Count(strings.TrimSpace(out), "\n") != 0 {
 				t.Errorf("want one line, got:\n%s", out)
+			}
+			if strings.Contains(c.name, "--cache-dir") && strings.Contains(out, "--log-file") {
+				t.Errorf("a --cache-dir mistake reported as a --log-file one:\n%s", out)
+			}
+			if strings.Contains(c.name, "fstab") && strings.Contains(out, "--store") {
+				t.Errorf("the fstab helper points to --store, which an fstab line cannot give:\n%s", out)
 			}
 		})
 	}
@@ -538,4 +560,67 @@ func TestMountAllowNonEmpty(t *testing.T) {
 			t.Errorf("%q: the hidden file after unmount: %q, %v", flag, data, err)
 		}
 	}
+}
+
+// TestMountAsOtherUserMessage: a mount by a user other than root that
+// cannot go ahead (/dev/fuse closed to them, or fusermount3 refusing a
+// mountpoint they cannot write) says so in a short first line, then what
+// to check one thing a line, and speaks of --allow-other only when it was
+// given.
+func TestMountAsOtherUserMessage(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, to run the binary as nobody")
+	}
+	s := itest.StartGoStore(t, itest.CopyStore(t), "/")
+	// Everything nobody needs, outside the test's 0700 temporary directories.
+	root, err := os.MkdirTemp("", "modelstorefs-nobody-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(root) })
+	bin, mnt, cacheDir := filepath.Join(root, "modelstorefs"), filepath.Join(root, "mnt"), filepath.Join(root, "cache")
+	data, err := os.ReadFile(itest.Binary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, err := range []error{os.Chmod(root, 0o755), os.WriteFile(bin, data, 0o755), os.Mkdir(mnt, 0o755),
+		os.Mkdir(cacheDir, 0o700), os.Chown(cacheDir, 65534, 65534)} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, allowOther := range []bool{false, true} {
+		args := []string{"mount", mnt, "--store", s.Base, "--cache-dir", cacheDir}
+		if allowOther {
+			args = append(args, "--allow-other")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		cmd := exec.CommandContext(ctx, bin, args...)
+		cmd.Env = append(os.Environ(), "DIGITS_MODEL_STORE_URL=", "HOME="+cacheDir)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		out, err := cmd.CombinedOutput()
+		cancel()
+		if isMountpoint(mnt) {
+			_ = syscall.Unmount(mnt, syscall.MNT_DETACH)
+			t.Fatalf("nobody mounted on a directory owned by root:\n%s", out)
+		}
+		// fusermount3 may say its part first, on its own line.
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		first := slices.IndexFunc(lines, func(l string) bool { return strings.HasPrefix(l, "modelstorefs: ") })
+		if err == nil || first < 0 || first == len(lines)-1 || len(lines[first]) > 110 {
+			t.Errorf("--allow-other %v: %v; want a failure, a short first line and hints:\n%s", allowOther, err, out)
+		}
+		if !strings.Contains(string(out), "or mount as root") {
+			t.Errorf("--allow-other %v: no way out offered:\n%s", allowOther, out)
+		}
+		if got := strings.Contains(string(out), "allow-other") || strings.Contains(string(out), "user_allow_other"); got != allowOther {
+			t.Errorf("--allow-other %v: the message mentions it: %v:\n%s", allowOther, got, out)
+		}
+	}
+}
+
+// isMountpoint reports whether dir is in the mount table.
+func isMountpoint(dir string) bool {
+	infos, err := mountinfo.GetMounts(mountinfo.SingleEntryFilter(dir))
+	return err == nil && len(infos) > 0
 }

@@ -125,7 +125,7 @@ func TestOneVerdict(t *testing.T) {
 
 	// The binaries, against the same store.
 	cacheDir := t.TempDir()
-	out, err := runBinary(t, env, "ls", "--cache-dir", cacheDir, "--retry-window", "2s", "--json")
+	out, err := runBinary(t, env, "ls", "--cache-dir", cacheDir, "--json")
 	if err != nil {
 		t.Fatalf("ls --json: %v\n%s", err, out)
 	}
@@ -133,7 +133,7 @@ func TestOneVerdict(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &rows); err != nil {
 		t.Fatalf("ls --json: %v\n%s", err, out)
 	}
-	lsTable, err := runBinary(t, env, "ls", "--cache-dir", cacheDir, "--retry-window", "2s")
+	lsTable, err := runBinary(t, env, "ls", "--cache-dir", cacheDir)
 	if err != nil {
 		t.Fatalf("ls: %v\n%s", err, lsTable)
 	}
@@ -175,7 +175,7 @@ func TestOneVerdict(t *testing.T) {
 			t.Errorf("check: %s importable %v, want %v", c.model, got, c.importable)
 		}
 		// import
-		out, err := runBinary(t, env, "import", "--cache-dir", cacheDir, "--retry-window", "2s", "--jobs-dir", jobs, store+"/"+c.model)
+		out, err := runBinary(t, env, "import", "--cache-dir", cacheDir, "--jobs-dir", jobs, store+"/"+c.model)
 		if got := err == nil; got != c.importable {
 			t.Errorf("import %s: %v, want importable %v\n%s", c.model, err, c.importable, out)
 		}

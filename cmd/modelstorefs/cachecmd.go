@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -41,7 +42,7 @@ func cacheCommand() *cli.Command {
 listed as ls lists them, and each cached file is matched to the file version
 it holds. Files matching no listed file are older versions, or of stores not
 given here ("unattributed"). Without stores only the totals are shown.`,
-				Flags:        append(storeFlags(), &cli.BoolFlag{Name: "json", Usage: "print JSON"}),
+				Flags:        slices.Concat(storeFlags(), authFlags(), cacheFlags(), logFlags("warn"), []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print JSON"}}),
 				OnUsageError: onUsageError,
 				Action:       runCacheDu,
 			},
@@ -55,7 +56,7 @@ clear removes them). Safe while a mount or an import uses the cache: a file
 some process has open is kept and counted, downloads in progress are not
 touched, and a mount that later opens a removed file downloads it again.
 The kept model lists and metadata (CACHE_DIR/meta) stay.`,
-				Flags:        storeFlags(),
+				Flags:        slices.Concat(storeFlags(), authFlags(), cacheFlags(), logFlags("warn")),
 				OnUsageError: onUsageError,
 				Action:       runCacheClear,
 			},

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -73,7 +74,15 @@ func isHelperInvocation(args []string) bool {
 	if len(args) < 3 || strings.HasPrefix(args[1], "-") || args[len(args)-1] == "--"+completionFlag {
 		return false
 	}
-	return !isCommand(args[1])
+	return !isCommand(args[1]) && isSource(args[1])
+}
+
+// isSource reports whether s can be an fstab SOURCE: a store list, or
+// "none"/"modelstorefs". Anything else ("unmont /mnt") is a mistyped
+// command, which the command line answers with the one meant.
+func isSource(s string) bool {
+	s = strings.TrimPrefix(s, "modelstorefs#")
+	return s == "none" || s == "modelstorefs" || strings.Contains(s, "://")
 }
 
 // isCommand reports whether name is one of the app's commands (or an
@@ -158,5 +167,10 @@ func runHelper(args []string) error {
 		fmt.Fprintln(os.Stderr, "modelstorefs: warning: the mount source carries a password, which every user can read in "+
 			"/etc/fstab and in ps while mounting; put it in root's ~/.netrc, or in a store_file= only root can read")
 	}
-	return runMain(mountArgs, env)
+	err = runMain(mountArgs, env)
+	if errors.Is(err, errNoStore) { // mount(8)'s user writes an fstab line, not flags
+		return errors.New("no model store given: write the store URLs in the SOURCE field (the first column of the fstab line, " +
+			"comma-separated) instead of none, or give store= or store_file= in the options")
+	}
+	return err
 }

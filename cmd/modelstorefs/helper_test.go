@@ -20,6 +20,11 @@ func TestIsHelperInvocation(t *testing.T) {
 		{[]string{"modelstorefs"}, false},
 		{[]string{"modelstorefs", "version"}, false},
 		{[]string{"modelstorefs", "ver", "--generate-bash-completion"}, false},
+		{[]string{"modelstorefs", "none", "/mnt", "-o", "store=http://h/"}, true},
+		{[]string{"modelstorefs", "modelstorefs#http://h/s", "/mnt"}, true},
+		{[]string{"modelstorefs", "team=http://h/s,http://g/", "/mnt"}, true},
+		{[]string{"modelstorefs", "unmont", "/mnt"}, false}, // a typo of unmount, not a SOURCE
+		{[]string{"modelstorefs", "imprt", "s/m", "--jobs-dir", "/j"}, false},
 	}
 	for _, c := range cases {
 		if got := isHelperInvocation(c.args); got != c.want {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"github.com/urfave/cli/v2"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"golang.org/x/term"
 
 	"github.com/modelstorefs/modelstorefs/cache"
@@ -44,19 +46,22 @@ it at its next start, which marks every job that was running as aborted.
 
 A flag on the command line wins over the variables; with both variables
 set and no flag, DIGITS_URL is used. STORE is the store's directory name as
-the mount shows it.
+the mount shows it. --name names the job, as DIGITS lists it under
+Pretrained Models; the job's folder is always named by its id. Only
+warnings about the models named on the command line are shown.
 
 Examples:
    export DIGITS_MODEL_STORE_URL=http://127.0.0.1:8000
    modelstorefs import --digits http://digits:5000 127.0.0.1_8000/lenet 127.0.0.1_8000/inception-tf
    modelstorefs import --jobs-dir /var/lib/digits/jobs 127.0.0.1_8000/lenet`,
-		Flags: append(storeFlags(),
+		Flags: slices.Concat(storeFlags(), authFlags(), cacheFlags(), logFlags("warn"), []cli.Flag{
 			&cli.StringFlag{Name: "digits", EnvVars: []string{digitsURLEnv}, Usage: "upload to the running DIGITS at `URL` (no restart)"},
 			&cli.StringFlag{Name: "digits-user", EnvVars: []string{"USER"}, Usage: "DIGITS user `NAME` the new jobs belong to ('' for none)"},
-			&cli.DurationFlag{Name: "digits-timeout", Value: digitsupload.DefaultAnswerTimeout, Usage: "how long DIGITS may take to answer an upload (it answers once the job has finished)"},
+			&cli.DurationFlag{Name: "digits-timeout", Value: digitsupload.DefaultAnswerTimeout, DefaultText: shortDuration(digitsupload.DefaultAnswerTimeout),
+				Usage: "how long DIGITS may take to answer an upload (`DURATION`; it answers once the job has finished)"},
 			&cli.StringFlag{Name: "jobs-dir", EnvVars: []string{jobsDirEnv}, Usage: "write a job into the DIGITS jobs `DIR` (seen at DIGITS' next start)"},
-			&cli.StringFlag{Name: "name", Usage: "job `NAME` (default: the model's info.json name)"},
-		),
+			&cli.StringFlag{Name: "name", Usage: "the job's `NAME` as DIGITS lists it (default: the model's info.json name); not a folder name: the folder is the job id"},
+		}),
 		OnUsageError: onUsageError,
 		Action: func(c *cli.Context) error {
 			digitsURL, jobsDir, err := importTarget(c)
@@ -155,17 +160,23 @@ func parseStoreModel(arg string) (storeName, model string, err error) {
 	return storeName, model, nil
 }
 
-// commandConfig is the store configuration and logger of a command that
-// is not a daemon: it logs only problems unless told otherwise.
+// commandConfig is the store configuration and logger of import: its log
+// shows what concerns the STORE/MODEL arguments, not the other models of
+// their stores (the catalog resolves them all).
 func commandConfig(c *cli.Context) (storeConfig, *zap.Logger, error) {
 	cfg, err := storeConfigFrom(c)
 	if err != nil {
 		return cfg, nil, err
 	}
-	if !c.IsSet("log-level") {
-		cfg.LogLevel = "warn"
+	asked := map[logScope]bool{}
+	for _, arg := range c.Args().Slice() {
+		if store, model, err := parseStoreModel(arg); err == nil {
+			asked[logScope{store, model}] = true
+		}
 	}
-	log, err := newLogger(cfg.LogLevel, cfg.LogFormat)
+	log, err := newCLILogger(cfg.LogLevel, cfg.LogFormat, func(_ zapcore.Entry, s logScope) bool {
+		return s.model == "" || asked[s]
+	})
 	return cfg, log, err
 }
 

@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/modelstorefs/modelstorefs/cache"
 	"github.com/modelstorefs/modelstorefs/digits"
@@ -32,18 +34,16 @@ Examples:
    modelstorefs ls --store http://127.0.0.1:8000
    modelstorefs ls --filter mnist
    modelstorefs ls --json | jq '.[] | select(.framework == "caffe")'`,
-		Flags: append(storeFlags(),
+		Flags: slices.Concat(storeFlags(), authFlags(), cacheFlags(), logFlags("warn"), []cli.Flag{
 			&cli.StringFlag{Name: "filter", Aliases: []string{"f"}, Usage: "only models with `WORD` in any column (case-insensitive)"},
 			&cli.BoolFlag{Name: "json", Usage: "print a JSON array"},
 			&cli.BoolFlag{Name: "refresh", Usage: "ignore the cached list and fetch it again"},
-		),
+		}),
+		OnUsageError: onUsageError,
 		Action: func(c *cli.Context) error {
 			cfg, err := storeConfigFrom(c)
 			if err != nil {
 				return err
-			}
-			if !c.IsSet("log-level") {
-				cfg.LogLevel = "error"
 			}
 			rows, failed, err := listStores(c, cfg)
 			if err != nil {
@@ -71,7 +71,7 @@ Examples:
 // cache directory (by the mount or an earlier ls) when it is fresh. Stores
 // that fail are reported on stderr and counted.
 func listStores(c *cli.Context, cfg storeConfig) ([]cache.Summary, int, error) {
-	log, err := newLogger(cfg.LogLevel, cfg.LogFormat)
+	log, err := newCLILogger(cfg.LogLevel, cfg.LogFormat, lsShows)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -108,6 +108,10 @@ func listStores(c *cli.Context, cfg storeConfig) ([]cache.Summary, int, error) {
 	}
 	return rows, failed, nil
 }
+
+// lsShows keeps ls's log to what its output does not say: the table shows
+// every model, and ls reports a store it could not list itself.
+func lsShows(e zapcore.Entry, s logScope) bool { return s.model == "" && e.Level < zapcore.ErrorLevel }
 
 // keptRows reads the store's model list kept in the cache directory
 // (cache.KeptSummaries), without asking the store anything.

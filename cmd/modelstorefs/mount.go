@@ -70,7 +70,7 @@ func runMount(ctx context.Context, cfg mountConfig, stopSignals context.CancelFu
 		AllowOther: cfg.AllowOther, DirectIO: cfg.DirectIO, ReadOnly: cfg.ReadOnly, Debug: cfg.DebugFuse, Source: strings.Join(urls, ","),
 	})
 	if err != nil {
-		return mountFailed(err)
+		return mountFailed(err, cfg.AllowOther)
 	}
 	probeCtx, stopProbes := context.WithCancel(ctx)
 	probes := probeStores(probeCtx, cfg.storeConfig, stores, log)

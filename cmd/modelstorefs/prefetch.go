@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"syscall"
 	"time"
@@ -50,7 +51,7 @@ any file could not be cached.
 
 Examples:
    modelstorefs prefetch --cache-dir /var/cache/modelstorefs 127.0.0.1_8000/lenet 127.0.0.1_8000/inception-tf`,
-		Flags:        storeFlags(),
+		Flags:        slices.Concat(storeFlags(), authFlags(), cacheFlags(), downloadFlags(), logFlags("warn")),
 		OnUsageError: onUsageError,
 		Action: func(c *cli.Context) error {
 			if c.NArg() == 0 {
@@ -66,6 +67,12 @@ Examples:
 			return nil
 		},
 	}
+}
+
+// downloadFlags are the mount's tuning flags that bear on downloads (all
+// but --direct-io, which is about the mount's readers).
+func downloadFlags() []cli.Flag {
+	return slices.DeleteFunc(tuningFlags(), func(f cli.Flag) bool { return f.Names()[0] == "direct-io" })
 }
 
 // fileFetcher puts one store file into the cache.

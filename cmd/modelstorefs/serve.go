@@ -30,11 +30,10 @@ Examples:
    modelstorefs serve --addr 0.0.0.0:8080 /srv/models # the whole network
    export DIGITS_MODEL_STORE_URL=http://127.0.0.1:8000/
    modelstorefs check http://127.0.0.1:8000/          # what DIGITS will see`,
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "addr", Value: "127.0.0.1:8000", Usage: "listen on `HOST:PORT` (port 0: any free port)"},
-			logLevelFlag("info", "debug, info (one line per request), warn or error"),
-			logFormatFlag(),
-		},
+		}, logFlags("info")...),
+		OnUsageError: onUsageError,
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return fmt.Errorf("serve: expected one DIR, got %d arguments", c.NArg())

@@ -44,10 +44,10 @@ func (h *headerList) String() string     { return "" } // never show a value (he
 
 func authFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.GenericFlag{Name: "header", Value: &headerList{}, Usage: "send `'[STORE=]NAME: VALUE'` with every request to the store's own origin (repeatable; STORE=: that store only); other users can read it in ps: prefer --header-file or $" + headersEnv},
-		&cli.StringFlag{Name: "header-file", Usage: "read headers from `FILE`, one '[STORE=]NAME: VALUE' a line (# comments)"},
-		&cli.StringFlag{Name: "client-cert", Usage: "PEM `FILE` of a TLS client certificate, for stores (or their proxy) that ask for one"},
-		&cli.StringFlag{Name: "client-key", Usage: "PEM `FILE` of the client certificate's private key (default: in --client-cert)"},
+		&cli.GenericFlag{Name: "header", Category: catStores, Value: &headerList{}, Usage: "send `'[STORE=]NAME: VALUE'` with every request to the store's own origin (repeatable; STORE=: that store only); other users can read it in ps: prefer --header-file or $" + headersEnv},
+		&cli.StringFlag{Name: "header-file", Category: catStores, Usage: "read headers from `FILE`, one '[STORE=]NAME: VALUE' a line (# comments)"},
+		&cli.StringFlag{Name: "client-cert", Category: catStores, Usage: "PEM `FILE` of a TLS client certificate, for stores (or their proxy) that ask for one"},
+		&cli.StringFlag{Name: "client-key", Category: catStores, Usage: "PEM `FILE` of the client certificate's private key (default: in --client-cert)"},
 	}
 }
 

@@ -9,7 +9,6 @@ import (
 	"encoding/pem"
 	"math/big"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -112,13 +111,6 @@ func equalHeaders(a, b http.Header) bool {
 		}
 	}
 	return true
-}
-
-func writeTestFile(t *testing.T, path, data string) {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // writeTestCert writes a self-signed client certificate and its key as

@@ -22,6 +22,10 @@ type storeSpec struct {
 	URL  string
 }
 
+// errNoStore: no store configured. The fstab helper and check say it in
+// their own terms.
+var errNoStore = errors.New("no model store given: set DIGITS_MODEL_STORE_URL or pass --store URL")
+
 // parseStores turns --store values or DIGITS_MODEL_STORE_URL entries into
 // named stores. Each value may hold several comma-separated entries; spaces
 // are trimmed and empty entries ignored. An entry is URL or name=URL.
@@ -60,7 +64,7 @@ func parseStores(values []string) ([]storeSpec, error) {
 		}
 	}
 	if len(specs) == 0 {
-		return nil, errors.New("no model store given: set DIGITS_MODEL_STORE_URL or pass --store URL")
+		return nil, errNoStore
 	}
 	// Derived names come second, so an explicit name always wins.
 	for i := range specs {

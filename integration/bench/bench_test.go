@@ -29,6 +29,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	binenc "encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -114,6 +115,7 @@ func TestBench(t *testing.T) {
 	t.Run("latency1000", b.sectionLat) // (d), (f)
 	t.Run("capped", b.sectionCapped)   // (h)
 	t.Run("rss4GiB", b.sectionRSS)     // (e), (f)
+	t.Run("bounds", b.sectionBounds)   // (j), (k), (l), (m)
 	t.Logf("bench took %s", time.Since(b.start).Round(time.Second))
 }
 
@@ -1480,13 +1482,15 @@ func (b *benchState) sectionCapped(t *testing.T) {
 	if _, err := io.CopyBuffer(h, &benchGen{size: benchCappedSize}, make([]byte, 1<<20)); err != nil {
 		t.Fatal(err)
 	}
-	sum := hex.EncodeToString(h.Sum(nil))
+	raw := h.Sum(nil)
+	sum := hex.EncodeToString(raw)
 	files := http.FileServer(http.Dir(src))
 	modTime := time.Date(2017, 1, 24, 10, 0, 0, 0, time.UTC)
 	th := remotetest.Throttle{Rate: benchCappedRate, FirstByte: 20 * time.Millisecond}
 	srv := startBenchServerWith(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/"+benchCappedRel {
 			w.Header().Set("ETag", `"generated-128MiB-v1"`)
+			w.Header().Set("Repr-Digest", "sha-256=:"+base64.StdEncoding.EncodeToString(raw)+":")
 			w.Header().Set("Content-Type", "application/octet-stream")
 			http.ServeContent(w, r, "weights.caffemodel", modTime, &benchGen{size: benchCappedSize})
 			return
@@ -1494,7 +1498,7 @@ func (b *benchState) sectionCapped(t *testing.T) {
 		files.ServeHTTP(w, r)
 	}), 0, &th)
 
-	var ms, curl []float64
+	var ms, curl, noVerify []float64
 	var conns, errs []string
 	for range b.reps {
 		b.settle()
@@ -1517,7 +1521,22 @@ func (b *benchState) sectionCapped(t *testing.T) {
 			ms = append(ms, r.rate)
 			conns = append(conns, fmt.Sprintf("%d (at most %d in flight; %s)", r.conns, r.peak, r.reqs))
 		}
+		// The same read, not verified: what the hash costs on a long link.
+		cache = b.tempDir(t, "cache-")
+		r = b.readOnce(t, benchReadOpts{mount: b.msfsMount(cache, srv.URL, "--verify=false"), rel: filepath.Join(itest.StoreName(srv.URL), "capped", "model.caffemodel"),
+			sum: sum, size: benchCappedSize, timeout: time.Minute})
+		os.RemoveAll(cache)
+		if r.err == nil && r.sumOK {
+			noVerify = append(noVerify, r.rate)
+		}
 	}
+	defer func() {
+		on, off := benchMedian(ms), benchMedian(noVerify)
+		b.add(benchRow{what: "(j) capped store as (h), stating Repr-Digest: verified vs --verify=false",
+			msfs: benchRate(on), base: benchRate(off), ratio: benchRatio(on, off),
+			target: ">= 0.98x (at most 2% slower)", met: benchMet(off > 0, on >= 0.98*off),
+			note: fmt.Sprintf("medians of %d (verified %s; not %s)", b.reps, benchRates(ms), benchRates(noVerify))})
+	}()
 	for _, e := range errs {
 		t.Errorf("%s: %s", what, e)
 	}
