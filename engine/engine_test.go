@@ -64,9 +64,7 @@ func (g *gatedWriter) write(f *os.File, b []byte, off int64) (int, error) {
 func TestReaderNeverWaitsForTheDisk(t *testing.T) {
 	const size, chunk = 2 << 20, 128 << 10
 	data := blob(101, size)
-	srv := newServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
-	st := newTestStore(t, srv.URL)
-	s := newStream(t, StreamConfig{ChunkSize: chunk})
+	_, st, s := fixture(t, map[string][]byte{"m/f": data}, remotetest.Options{}, StreamConfig{ChunkSize: chunk})
 	g := newGatedWriter(true)
 	t.Cleanup(g.open)
 	s.writeAt = g.write
@@ -99,9 +97,7 @@ func TestReaderNeverWaitsForTheDisk(t *testing.T) {
 func TestBufferBudget(t *testing.T) {
 	const size, chunk = 4 << 20, 128 << 10
 	data := blob(102, size)
-	srv := newServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
-	st := newTestStore(t, srv.URL)
-	s := newStream(t, StreamConfig{ChunkSize: chunk, BufferBudget: 4 * chunk})
+	srv, st, s := fixture(t, map[string][]byte{"m/f": data}, remotetest.Options{}, StreamConfig{ChunkSize: chunk, BufferBudget: 4 * chunk})
 	g := newGatedWriter(true)
 	t.Cleanup(g.open)
 	s.writeAt = g.write
@@ -166,9 +162,7 @@ func TestCacheWriteFails(t *testing.T) {
 	data := blob(103, size)
 	for _, errno := range []syscall.Errno{syscall.ENOSPC, syscall.EIO} {
 		t.Run(errno.Error(), func(t *testing.T) {
-			srv := newServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
-			st := newTestStore(t, srv.URL)
-			s := newStream(t, StreamConfig{ChunkSize: chunk})
+			_, st, s := fixture(t, map[string][]byte{"m/f": data}, remotetest.Options{}, StreamConfig{ChunkSize: chunk})
 			g := newGatedWriter(false)
 			g.failAt, g.err = 3*chunk, errno
 			s.writeAt = g.write
@@ -213,9 +207,7 @@ func TestCacheWriteFails(t *testing.T) {
 func TestTwoReadersDifferentSpeeds(t *testing.T) {
 	const size, chunk = 2 << 20, 128 << 10
 	data := blob(104, size)
-	srv := newServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
-	st := newTestStore(t, srv.URL)
-	s := newStream(t, StreamConfig{ChunkSize: chunk})
+	srv, st, s := fixture(t, map[string][]byte{"m/f": data}, remotetest.Options{}, StreamConfig{ChunkSize: chunk})
 	ref := refFor(t, st, "m", "f")
 	ctx := testutil.Ctx(t)
 	var wg sync.WaitGroup
@@ -311,9 +303,7 @@ func TestStreamsGrowOnACappedStore(t *testing.T) {
 func TestDiskTurnsBusy(t *testing.T) {
 	const size, chunk = 2 << 20, 128 << 10
 	data := blob(106, size)
-	srv := newServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
-	st := newTestStore(t, srv.URL)
-	s := newStream(t, StreamConfig{ChunkSize: chunk})
+	_, st, s := fixture(t, map[string][]byte{"m/f": data}, remotetest.Options{}, StreamConfig{ChunkSize: chunk})
 	var asked atomic.Int32
 	s.disk.hook = func() bool { return asked.Add(1) > 4 } // busy from the fifth chunk on
 	g := newGatedWriter(false)
@@ -366,9 +356,7 @@ func TestPays(t *testing.T) {
 func TestZeroCopyReadKeepsItsBuffer(t *testing.T) {
 	const size, chunk = 1 << 20, 128 << 10
 	a, b := blob(107, size), blob(108, size)
-	srv := newServer(t, map[string][]byte{"m/a": a, "m/b": b}, remotetest.Options{})
-	st := newTestStore(t, srv.URL)
-	s := newStream(t, StreamConfig{ChunkSize: chunk})
+	_, st, s := fixture(t, map[string][]byte{"m/a": a, "m/b": b}, remotetest.Options{}, StreamConfig{ChunkSize: chunk})
 	s.disk.hook = func() bool { return true } // through memory
 	g := newGatedWriter(true)                 // and kept there until the writes are let through
 	t.Cleanup(g.open)

@@ -936,9 +936,7 @@ func TestStreamFullDisk(t *testing.T) {
 
 	for _, noRange := range []bool{false, true} {
 		t.Run(fmt.Sprintf("no room, NoRange %v", noRange), func(t *testing.T) {
-			srv := newServer(t, map[string][]byte{"m/f": data}, remotetest.Options{NoRange: noRange})
-			st := newTestStore(t, srv.URL)
-			s := newStream(t, StreamConfig{ChunkSize: chunk, MinFree: new(int64(1 << 20))})
+			_, st, s := fixture(t, map[string][]byte{"m/f": data}, remotetest.Options{NoRange: noRange}, StreamConfig{ChunkSize: chunk, MinFree: new(int64(1 << 20))})
 			var calls atomic.Int32
 			s.statfs = func(string) (int64, error) { calls.Add(1); return 1<<20 + size - 1, nil } // one byte short
 			ref := refFor(t, st, "m", "f")
@@ -968,9 +966,7 @@ func TestStreamFullDisk(t *testing.T) {
 	}
 
 	t.Run("statfs fails", func(t *testing.T) {
-		srv := newServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
-		st := newTestStore(t, srv.URL)
-		s := newStream(t, StreamConfig{ChunkSize: chunk})
+		_, st, s := fixture(t, map[string][]byte{"m/f": data}, remotetest.Options{}, StreamConfig{ChunkSize: chunk})
 		s.statfs = func(string) (int64, error) { return 0, syscall.EIO }
 		ref := refFor(t, st, "m", "f")
 		if !bytes.Equal(openRead(t, s, ref), data) {
@@ -980,9 +976,7 @@ func TestStreamFullDisk(t *testing.T) {
 
 	t.Run("evicts unused files for room, never open ones", func(t *testing.T) {
 		files := map[string][]byte{"m/a": blob(82, size), "m/b": data, "m/c": blob(83, size)}
-		srv := newServer(t, files, remotetest.Options{})
-		st := newTestStore(t, srv.URL)
-		s := newStream(t, StreamConfig{ChunkSize: chunk})
+		_, st, s := fixture(t, files, remotetest.Options{}, StreamConfig{ChunkSize: chunk})
 		// A disk with room for one and a half files.
 		dir := filepath.Dir(s.objects)
 		s.statfs = func(string) (int64, error) { return size*3/2 - duBytes(dir), nil }
@@ -1044,9 +1038,7 @@ func TestStreamLargerThanCache(t *testing.T) {
 	data := blob(91, size)
 	for _, noRange := range []bool{false, true} {
 		t.Run(fmt.Sprintf("NoRange %v", noRange), func(t *testing.T) {
-			srv := newServer(t, map[string][]byte{"m/f": data}, remotetest.Options{NoRange: noRange})
-			st := newTestStore(t, srv.URL)
-			s := newStream(t, StreamConfig{ChunkSize: 64 << 10, MaxBytes: 100 << 10})
+			_, st, s := fixture(t, map[string][]byte{"m/f": data}, remotetest.Options{NoRange: noRange}, StreamConfig{ChunkSize: 64 << 10, MaxBytes: 100 << 10})
 			ref := refFor(t, st, "m", "f")
 			h, err := s.Open(testutil.Ctx(t), ref)
 			if err != nil {
@@ -1079,9 +1071,7 @@ func TestStreamLargerThanCache(t *testing.T) {
 func TestStreamEvictionKeepsOpenFiles(t *testing.T) {
 	const size, maxBytes = 600 << 10, 1 << 20
 	files := map[string][]byte{"m/a": blob(101, size), "m/b": blob(102, size), "m/c": blob(103, size)}
-	srv := newServer(t, files, remotetest.Options{})
-	st := newTestStore(t, srv.URL)
-	s := newStream(t, StreamConfig{ChunkSize: 64 << 10, MaxBytes: maxBytes})
+	srv, st, s := fixture(t, files, remotetest.Options{}, StreamConfig{ChunkSize: 64 << 10, MaxBytes: maxBytes})
 	ref := map[string]cache.Ref{}
 	for _, n := range []string{"a", "b", "c"} {
 		ref[n] = refFor(t, st, "m", n)
@@ -1203,9 +1193,7 @@ func TestStreamEvictsOnlyWhenItMakesRoom(t *testing.T) {
 	}
 
 	t.Run("MaxBytes, another file open", func(t *testing.T) {
-		srv := newServer(t, files, remotetest.Options{})
-		st := newTestStore(t, srv.URL)
-		s := newStream(t, StreamConfig{ChunkSize: 64 << 10, MaxBytes: 10 * size})
+		_, st, s := fixture(t, files, remotetest.Options{}, StreamConfig{ChunkSize: 64 << 10, MaxBytes: 10 * size})
 		refA, refB, refC := refFor(t, st, "m", "a"), refFor(t, st, "m", "b"), refFor(t, st, "m", "c")
 		openRead(t, s, refB)
 		testutil.WaitFor(t, "b committed", func() bool { return committed(s, refB) })
@@ -1235,9 +1223,7 @@ func TestStreamEvictsOnlyWhenItMakesRoom(t *testing.T) {
 	})
 
 	t.Run("disk space", func(t *testing.T) {
-		srv := newServer(t, files, remotetest.Options{})
-		st := newTestStore(t, srv.URL)
-		s := newStream(t, StreamConfig{ChunkSize: 64 << 10})
+		_, st, s := fixture(t, files, remotetest.Options{}, StreamConfig{ChunkSize: 64 << 10})
 		dir := filepath.Dir(s.objects)
 		s.statfs = func(string) (int64, error) { return 10*size - duBytes(dir), nil } // a 1 MB disk
 		refA, refBig := refFor(t, st, "m", "a"), refFor(t, st, "m", "big")

@@ -250,9 +250,7 @@ func TestVerifyInMemory(t *testing.T) {
 // cached without a digest gets one recorded.
 func TestVerifyCache(t *testing.T) {
 	a, b := blob(75, 300<<10), blob(76, 200<<10)
-	srv := newServer(t, map[string][]byte{"m/a": a, "m/b": b}, remotetest.Options{})
-	st := newTestStore(t, srv.URL)
-	s := newStream(t, StreamConfig{ChunkSize: 64 << 10})
+	srv, st, s := fixture(t, map[string][]byte{"m/a": a, "m/b": b}, remotetest.Options{}, StreamConfig{ChunkSize: 64 << 10})
 	refA, refB := refFor(t, st, "m", "a"), refFor(t, st, "m", "b")
 	for _, ref := range []cache.Ref{refA, refB} {
 		openRead(t, s, ref)
