@@ -192,7 +192,7 @@ func (b *benchState) uncachedRows(t *testing.T, srv *benchServer, sent *benchSen
 		what: "(m) cat of the 1 GiB file with --cache-size 16MiB (read into memory): store bytes per byte read",
 		msfs: fmt.Sprintf("%.3fx", ratio), base: "-", ratio: "-",
 		target: "<= 1.1x", met: benchMet(err == nil, err == nil && ratio <= 1.1),
-		note: fmt.Sprintf("%s", benchRate(float64(benchBigSize)/1e6/d.Seconds())),
+		note: benchRate(float64(benchBigSize) / 1e6 / d.Seconds()),
 	})
 }
 
