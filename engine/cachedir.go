@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // createLocked creates a new lock file p-*.lock in dir and locks it.
@@ -115,4 +116,20 @@ func syncDir(dir string) {
 		_ = d.Sync()
 		d.Close()
 	}
+}
+
+// findObject looks in the objects directory for a complete file of key
+// (another process may have committed it); nil when there is none.
+func findObject(objects, key string) *entry {
+	matches, _ := filepath.Glob(filepath.Join(objects, key+"*"))
+	for _, p := range matches {
+		e := parseObjectName(filepath.Base(p))
+		info, err := os.Stat(p)
+		if e.key != key || err != nil || !info.Mode().IsRegular() {
+			continue
+		}
+		e.path, e.size, e.lastUse, e.complete = p, info.Size(), time.Now(), true
+		return e
+	}
+	return nil
 }

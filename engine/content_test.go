@@ -720,3 +720,26 @@ func TestContentEmptyFile(t *testing.T) {
 const memoryModeEnv = "MODELSTOREFS_TEST_ENGINE_MEMORY"
 
 func testMemoryMode() bool { return os.Getenv(memoryModeEnv) != "" }
+
+// TestContentAdoptsOtherProcessObjects: a file another process committed
+// into the shared cache directory after this one indexed it is used, not
+// downloaded again.
+func TestContentAdoptsOtherProcessObjects(t *testing.T) {
+	data := blob(9, 200<<10)
+	srv, st, _ := fixture(t, map[string][]byte{"m/f": data}, remotetest.Options{}, StreamConfig{})
+	dir := t.TempDir()
+	mount := newStream(t, StreamConfig{Dir: dir})
+	other := newStream(t, StreamConfig{Dir: dir})
+	ref := refFor(t, st, "m", "f")
+	if !bytes.Equal(openRead(t, other, ref), data) {
+		t.Fatal("content differs")
+	}
+	testutil.WaitFor(t, "commit", func() bool { return committed(other, ref) })
+	before := srv.Count(http.MethodGet, "m/f")
+	if !bytes.Equal(openRead(t, mount, ref), data) {
+		t.Fatal("content differs")
+	}
+	if n := srv.Count(http.MethodGet, "m/f"); n != before {
+		t.Errorf("%d more GETs: the file another process committed was downloaded again", n-before)
+	}
+}

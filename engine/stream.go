@@ -345,8 +345,15 @@ func (s *StreamContent) Open(ctx context.Context, ref cache.Ref) (cache.Handle, 
 		// meanwhile are taken off it below.
 		startedAt = s.started
 		s.mu.Unlock()
+		found := findObject(s.objects, key)
 		free, freeErr = s.statfs(s.partial)
 		s.mu.Lock()
+		if _, ok := s.entries[key]; !ok && found != nil {
+			// Committed by another process sharing the cache directory
+			// (an import, a prefetch) since this one indexed it.
+			s.entries[key] = found
+			s.total += found.size
+		}
 	}
 	if freeErr == nil {
 		free -= s.started - startedAt
