@@ -85,6 +85,7 @@ func checkSampleStore(t *testing.T, root, src string) {
 // TestPythonListing mounts a store without master.json served by python's
 // http.server: discovery from its HTML listing.
 func TestPythonListing(t *testing.T) {
+	t.Parallel() // its own servers and mounts; mostly waiting
 	src := itest.CopyStore(t)
 	if err := os.Remove(filepath.Join(src, "master.json")); err != nil {
 		t.Fatal(err)
@@ -100,6 +101,7 @@ func TestPythonListing(t *testing.T) {
 
 // TestGoStoreMasterJSON mounts a store with master.json below a base path.
 func TestGoStoreMasterJSON(t *testing.T) {
+	t.Parallel() // its own servers and mounts; mostly waiting
 	src := itest.CopyStore(t)
 	s := itest.StartGoStore(t, src, "/team/")
 	m := itest.StartMount(t, []string{s.Base})

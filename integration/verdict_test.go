@@ -53,6 +53,7 @@ var verdictCases = []verdictCase{
 // TestOneVerdict runs every case through a real mount and the built ls,
 // check and import binaries, and asserts the same answer everywhere.
 func TestOneVerdict(t *testing.T) {
+	t.Parallel() // its own servers and mounts; mostly waiting
 	src := t.TempDir()
 	var names []string
 	for _, c := range verdictCases {

@@ -18,6 +18,7 @@ import (
 // arrived must not stay in direct I/O (one READ per 2 bytes). Runs:
 // $MODELSTOREFS_WALKS (default 2; 20 of 20 passed with -race beside other work).
 func TestFSWalkFreshMounts(t *testing.T) {
+	t.Parallel() // its own servers and mounts; mostly waiting
 	walks := 2
 	if n, err := strconv.Atoi(os.Getenv("MODELSTOREFS_WALKS")); err == nil && n > 0 {
 		walks = n
