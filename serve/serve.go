@@ -40,6 +40,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/modelstorefs/modelstorefs/digits"
+	"github.com/modelstorefs/modelstorefs/remote"
 )
 
 // Msg is the "msg" of a generated master.json.
@@ -51,8 +52,9 @@ const ShutdownTimeout = 5 * time.Second
 
 // handler serves one store directory.
 type handler struct {
-	root string // absolute, symlinks resolved
-	log  *zap.Logger
+	root    string // absolute, symlinks resolved
+	log     *zap.Logger
+	digests *digests // nil: no Repr-Digest, no generated SHA256SUMS
 }
 
 // Handler returns the HTTP handler serving the store directory dir. dir
@@ -149,6 +151,10 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request) {
 			h.serveMaster(w, r)
 			return
 		}
+	}
+
+	if rel == remote.SumsFile && !trailing && h.serveGeneratedSums(w, r) {
+		return
 	}
 
 	real, realRel, fi, err := h.resolve(rel)
@@ -259,6 +265,7 @@ func (h *handler) serveFile(w http.ResponseWriter, r *http.Request, realRel, nam
 	}
 	w.Header().Set("ETag", FileETag(fi))
 	w.Header().Set("X-Content-Type-Options", "nosniff")
+	h.setReprDigest(w, fi, realRel)
 	http.ServeContent(w, r, name, fi.ModTime(), f)
 }
 
@@ -404,6 +411,9 @@ func (h *handler) serveListing(w http.ResponseWriter, r *http.Request, real stri
 		if _, err := os.Lstat(filepath.Join(h.root, digits.MasterFile)); errors.Is(err, fs.ErrNotExist) {
 			entries = append(entries, entry{name: digits.MasterFile})
 		}
+	}
+	if isRoot {
+		entries = h.withGeneratedSums(entries)
 	}
 	// python sorts case-insensitively.
 	sort.Slice(entries, func(i, j int) bool {
