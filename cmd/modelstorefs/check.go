@@ -47,16 +47,29 @@ warning: optional files named but absent or empty (labels, mean,
 deploy...), a license without license.txt, a missing logo, an aux.json that
 could not be read for now, model folders master.json leaves out.
 
+SHA256SUMS (sha256sum's format, paths relative to the store's root) lets
+the mount verify every byte it downloads. With --sums (the default for a
+DIR, opt-in for a URL since it downloads every file), each file it names is
+read and hashed: "MODEL: error: FILE: sha256 mismatch (SHA256SUMS says X,
+the bytes are Y)", a file it names that is missing is an error too, and
+malformed lines a warning. --write-sums DIR writes DIR/SHA256SUMS
+(atomically) listing every file of every model folder, the set 'modelstorefs
+serve' generates; the check then runs without re-hashing (unless --sums).
+
 Exit status: 0 when there is no error and no digits-error, 1 otherwise (or
 when a store cannot be read at all).
 
 Examples:
    modelstorefs check ./mystore
    modelstorefs check http://127.0.0.1:8000/
+   modelstorefs check --sums http://127.0.0.1:8000/   # also verify SHA256SUMS
+   modelstorefs check --write-sums /srv/models        # before serving with nginx
    modelstorefs check --store http://127.0.0.1:8000/ --store team=http://host2/team/
    DIGITS_MODEL_STORE_URL=http://127.0.0.1:8000/ modelstorefs check`,
 		Flags: slices.Concat(storeFlags(), logFlags("warn"), []cli.Flag{
-			&cli.IntFlag{Name: "jobs", Value: 8, Usage: "check `N` models at once"},
+			&cli.IntFlag{Name: "jobs", Value: 8, Usage: "check `N` models (or files, for --sums) at once"},
+			&cli.BoolFlag{Name: "sums", Usage: "verify the store's SHA256SUMS against the bytes of every file it names (default: on for a DIR, off for a URL: it downloads the whole store)"},
+			&cli.BoolFlag{Name: "write-sums", Usage: "first write DIR/SHA256SUMS (every file of every model folder), for stores nginx, Apache or python serve"},
 		}),
 		OnUsageError: onUsageError,
 		Action:       runCheck,
@@ -101,7 +114,12 @@ func runCheck(c *cli.Context) error {
 			return err
 		}
 	}
-	opts := []check.Option{check.WithRemoteOptions(ropts), check.WithLogger(log), check.WithParallel(c.Int("jobs"))}
+	opts := []check.Option{check.WithRemoteOptions(ropts), check.WithLogger(log), check.WithParallel(c.Int("jobs")), check.WithSums(verifySums(c))}
+	if c.Bool("write-sums") {
+		if err := writeSums(c); err != nil {
+			return err
+		}
+	}
 	if c.NArg() == 1 {
 		rep, err := checkStore(c.Context, c.Args().First(), log, opts)
 		if err != nil {
@@ -220,3 +238,26 @@ func checkTarget(target string) error {
 
 // hostPort matches "host:port" and "host:port/path".
 var hostPort = regexp.MustCompile(`^[A-Za-z0-9.\-\[\]:]+:[0-9]+(/.*)?$`)
+
+// verifySums says whether check verifies SHA256SUMS: --sums when given,
+// else for a directory (read locally) but not for a URL (every file
+// downloaded), nor right after --write-sums hashed the same bytes.
+func verifySums(c *cli.Context) bool {
+	if c.IsSet("sums") {
+		return c.Bool("sums")
+	}
+	return c.NArg() == 1 && !check.IsURL(c.Args().First()) && !c.Bool("write-sums")
+}
+
+// writeSums writes DIR/SHA256SUMS for --write-sums.
+func writeSums(c *cli.Context) error {
+	if c.NArg() != 1 || check.IsURL(c.Args().First()) {
+		return errors.New("check: --write-sums needs the store's DIR")
+	}
+	file, n, err := serve.WriteSums(c.Context, c.Args().First())
+	if err != nil {
+		return fmt.Errorf("check: --write-sums: %w", err)
+	}
+	fmt.Fprintf(c.App.Writer, "wrote %s (%d files)\n", file, n)
+	return nil
+}
