@@ -44,6 +44,7 @@ type serverConfig struct {
 	cacheFile string // "" with noCache: digests are not kept
 	noCache   bool
 	workers   int
+	gate      <-chan struct{} // tests: hashing waits until it is closed
 }
 
 // WithDigestCache keeps the digests in file instead of the default
@@ -117,18 +118,18 @@ type digests struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	hashed atomic.Int64 // files hashed: tests prove a restart hashes nothing
+	gate   <-chan struct{}
 
 	mu     sync.Mutex
 	known  map[string]sumEntry // by FileETag
 	queued map[string]bool     // by FileETag: waiting or being hashed
-	dirty  bool                // known changed since the last save
 	closed bool
 }
 
 func newDigests(h *handler, cfg serverConfig) *digests {
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &digests{h: h, file: cfg.cacheFile, jobs: make(chan hashJob, hashQueue), ctx: ctx, cancel: cancel,
-		known: map[string]sumEntry{}, queued: map[string]bool{}}
+		gate: cfg.gate, known: map[string]sumEntry{}, queued: map[string]bool{}}
 	if err := d.load(); err != nil {
 		h.log.Warn("saved digests not read: hashing the store again", zap.String("file", d.file), zap.Error(err))
 	}
@@ -198,6 +199,13 @@ func (d *digests) work() {
 		case <-d.ctx.Done():
 			return
 		case j := <-d.jobs:
+			if d.gate != nil {
+				select {
+				case <-d.gate:
+				case <-d.ctx.Done():
+					return
+				}
+			}
 			d.hash(j)
 		}
 	}
@@ -219,7 +227,6 @@ func (d *digests) hash(j hashJob) {
 		return
 	}
 	d.known[etag] = sumEntry{Sum: sum, Path: j.rel, At: time.Now()}
-	d.dirty = true
 	if len(d.queued) == 0 && !d.closed {
 		// Everything asked for is done: save now, a crash loses nothing.
 		if err := d.saveLocked(); err != nil {
@@ -283,9 +290,8 @@ func (d *digests) close() error {
 	d.wg.Wait()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if !d.dirty {
-		return nil
-	}
+	// Saved even when nothing was hashed: the versions gone since the
+	// start leave the file.
 	return d.saveLocked()
 }
 
@@ -374,7 +380,6 @@ func (d *digests) saveLocked() error {
 	if err := writeAtomic(d.file, b); err != nil {
 		return err
 	}
-	d.dirty = false
 	return nil
 }
 
