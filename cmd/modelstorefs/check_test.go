@@ -3,6 +3,7 @@ package main
 import (
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -81,5 +82,44 @@ func writeTestFile(t *testing.T, path, data string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestCheckSums: --write-sums writes a SHA256SUMS sha256sum accepts;
+// check then verifies it for a DIR by default, and for a URL with --sums.
+func TestCheckSums(t *testing.T) {
+	noStoreEnv(t)
+	t.Setenv("NETRC", filepath.Join(t.TempDir(), "none"))
+	dir := goodStore(t)
+	out, _, err := runStoreTools(storeToolsCtx(t), "check", "--write-sums", dir)
+	if err != nil || !strings.Contains(out, "wrote "+filepath.Join(dir, "SHA256SUMS")+" (6 files)") {
+		t.Fatalf("check --write-sums: %v\n%s", err, out)
+	}
+	cmd := exec.Command("sha256sum", "--check", "--strict", "SHA256SUMS")
+	cmd.Dir = dir
+	if b, err := cmd.CombinedOutput(); err != nil || strings.Contains(string(b), ".hidden") {
+		t.Fatalf("sha256sum --check: %v\n%s", err, b)
+	}
+
+	writeTestFile(t, filepath.Join(dir, "lenet", "w.caffemodel"), "corrupt")
+	url, _ := serveStore(t, dir)
+	mismatch := "lenet: error: w.caffemodel: sha256 mismatch (SHA256SUMS says "
+	tests := []struct {
+		name string
+		args []string
+		bad  bool
+	}{
+		{"a DIR is verified by default", []string{"check", dir}, true},
+		{"unless --sums=false", []string{"check", "--sums=false", dir}, false},
+		{"a URL is not by default", []string{"check", url}, false},
+		{"a URL with --sums", []string{"check", "--sums", url}, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out, _, err := runStoreTools(storeToolsCtx(t), tc.args...)
+			if got := strings.Contains(out, mismatch); got != tc.bad || (err != nil) != tc.bad {
+				t.Errorf("mismatch reported: %v, err %v; want %v\n%s", got, err, tc.bad, out)
+			}
+		})
 	}
 }

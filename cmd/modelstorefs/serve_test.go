@@ -121,6 +121,7 @@ func freeAddr(t *testing.T) string {
 // HTTP with the check command, then stops it as a signal would.
 func TestServeCommand(t *testing.T) {
 	noStoreEnv(t)
+	t.Setenv("XDG_CACHE_HOME", t.TempDir()) // the digests, not in ~/.cache
 	t.Setenv("NETRC", filepath.Join(t.TempDir(), "none"))
 	addr := freeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
