@@ -34,6 +34,14 @@ func (m *memFile) planLocked(first, last, end, ahead int64) {
 		}
 		m.startLocked(run, k-run, true)
 	}
+	m.planAheadLocked(end, ahead)
+}
+
+// planAheadLocked starts the read-ahead past end once less than half of
+// the window is there or on its way. It runs on every sequential read,
+// also one answered from memory: the next GET goes out while the reader
+// still has half a window to read.
+func (m *memFile) planAheadLocked(end, ahead int64) {
 	if ahead <= 0 || m.fetches >= m.s.cfg.Parallel || !m.s.policy.room(m.ref.Store) {
 		return
 	}

@@ -161,7 +161,13 @@ func (m *memFile) read(ctx context.Context, h *memHandle, p []byte, off int64, z
 				continue
 			}
 			pg.used = now
+			if h.seq >= 2 && to == base+m.pageLen(k) && (k+1)*memPageSize <= m.hash.at {
+				// Read to its end by a sequential reader, and hashed: the
+				// first to go.
+				pg.used = 0
+			}
 			if zeroCopy && first == last && !m.hash.endWaitsLocked(end) {
+				m.planAheadLocked(end, ahead)
 				return m.pinLocked(k, off, end), eof
 			}
 			copy(p[from-off:to-off], pg.buf[from-base:to-base])
@@ -172,6 +178,7 @@ func (m *memFile) read(ctx context.Context, h *memHandle, p []byte, off int64, z
 			return cache.ReadResult{Fd: -1}, m.err
 		}
 		if left == 0 && !m.hash.endWaitsLocked(end) {
+			m.planAheadLocked(end, ahead)
 			return cache.ReadResult{Data: p[:end-off], Fd: -1}, eof
 		}
 		if left == 0 { // the file's end, waiting for the hash (memverify.go)
