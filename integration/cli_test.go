@@ -44,6 +44,7 @@ func runExit(t *testing.T, env []string, args ...string) (string, int) {
 }
 
 func TestCLIMessages(t *testing.T) {
+	t.Parallel() // its own servers and mounts; mostly waiting
 	src := itest.CopyStore(t)
 	s := itest.StartGoStore(t, src, "/")
 	store := itest.StoreName(s.Base)
@@ -491,6 +492,7 @@ for i in $(seq 200); do [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || break; sl
 // offers ls's flags without hidden ones, import <TAB> offers STORE/MODEL
 // from the listing ls kept.
 func TestBashCompletion(t *testing.T) {
+	t.Parallel() // its own servers and mounts; mostly waiting
 	bash, err := exec.LookPath("bash")
 	if err != nil {
 		testutil.SkipOrFail(t, "bash is needed")

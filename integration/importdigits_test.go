@@ -54,6 +54,7 @@ func (p *countingProxy) requests() []string {
 // jobs directory (DIGITS_URL wins over DIGITS_JOBS_DIR); a refusal and a
 // DIGITS that is down give exit 1 and the reason.
 func TestImportDigitsCommand(t *testing.T) {
+	t.Parallel() // its own servers and mounts; mostly waiting
 	s := itest.StartGoStore(t, itest.CopyStore(t), "/")
 	store := itest.StoreName(s.Base)
 	d := digitstest.New(digitstest.Options{})
