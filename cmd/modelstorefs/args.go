@@ -62,7 +62,22 @@ func normalizeArgs(app *cli.App, args []string) (normalizedArgs, error) {
 		cmd = sub
 		out.args = append(out.args, args[i])
 	}
-	var flags, positional []string
+	flags, positional, err := commandArgs(app, cmd, args, i)
+	if err != nil {
+		return out, err
+	}
+	out.warnings = append(passwordWarnings(flags), headerWarnings(cmd.Name, flags)...)
+	out.args = append(out.args, flags...)
+	if len(positional) > 0 {
+		out.args = append(out.args, "--")
+		out.args = append(out.args, positional...)
+	}
+	return out, nil
+}
+
+// commandArgs sorts the arguments of cmd from args[i] on into its flags,
+// in canonical form ("--name", value), and its positional arguments.
+func commandArgs(app *cli.App, cmd *cli.Command, args []string, i int) (flags, positional []string, err error) {
 	for ; i < len(args); i++ {
 		a := args[i]
 		if a == "--" {
@@ -81,14 +96,14 @@ func normalizeArgs(app *cli.App, args []string) (normalizedArgs, error) {
 		if name == "o" && cmd.Name == "mount" { // fstab-style options, as the mount helper takes them
 			more, next, err := mountOptionArgs(args, i, value, hasValue)
 			if err != nil {
-				return out, err
+				return nil, nil, err
 			}
 			flags, i = append(flags, more...), next
 			continue
 		}
 		f := lookupFlag(cmd.Flags, name)
 		if f == nil {
-			return out, &usageError{fmt.Sprintf("%s: unknown flag %s%s; see 'modelstorefs %s --help'", cmd.Name, a, unknownFlagHint(app, cmd, name), cmd.Name)}
+			return nil, nil, &usageError{fmt.Sprintf("%s: unknown flag %s%s; see 'modelstorefs %s --help'", cmd.Name, a, unknownFlagHint(app, cmd, name), cmd.Name)}
 		}
 		canonical := "--" + f.Names()[0]
 		if _, isBool := f.(*cli.BoolFlag); isBool {
@@ -100,20 +115,14 @@ func normalizeArgs(app *cli.App, args []string) (normalizedArgs, error) {
 		}
 		if !hasValue {
 			if i+1 >= len(args) {
-				return out, &usageError{fmt.Sprintf("%s: flag %s needs a value; see 'modelstorefs %s --help'", cmd.Name, a, cmd.Name)}
+				return nil, nil, &usageError{fmt.Sprintf("%s: flag %s needs a value; see 'modelstorefs %s --help'", cmd.Name, a, cmd.Name)}
 			}
 			i++
 			value = args[i]
 		}
 		flags = append(flags, canonical, value)
 	}
-	out.warnings = append(passwordWarnings(flags), headerWarnings(cmd.Name, flags)...)
-	out.args = append(out.args, flags...)
-	if len(positional) > 0 {
-		out.args = append(out.args, "--")
-		out.args = append(out.args, positional...)
-	}
-	return out, nil
+	return flags, positional, nil
 }
 
 // mountOptionArgs expands mount's -o at args[i] ("-o OPTIONS" or

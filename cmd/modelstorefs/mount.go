@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hanwen/go-fuse/v2/fuse"
+
 	"github.com/moby/sys/mountinfo"
 	"go.uber.org/zap"
 
@@ -84,6 +86,13 @@ func runMount(ctx context.Context, cfg mountConfig, stopSignals context.CancelFu
 		log.Warn("systemd notification failed", zap.Error(err))
 	}
 
+	return serveUntilStopped(ctx, server, cfg.Mountpoint, stopSignals, log)
+}
+
+// serveUntilStopped serves the mount until it is unmounted from outside or
+// ctx ends (a signal); then it unmounts, lazily when files are still open,
+// serving them for lazyGrace more.
+func serveUntilStopped(ctx context.Context, server *fuse.Server, mountpoint string, stopSignals context.CancelFunc, log *zap.Logger) error {
 	served := make(chan struct{})
 	go func() {
 		server.Wait()
@@ -91,30 +100,30 @@ func runMount(ctx context.Context, cfg mountConfig, stopSignals context.CancelFu
 	}()
 	select {
 	case <-served:
-		log.Info("unmounted from outside", zap.String("mountpoint", cfg.Mountpoint))
+		log.Info("unmounted from outside", zap.String("mountpoint", mountpoint))
 		return nil
 	case <-ctx.Done():
 	}
 	stopSignals() // a second signal now kills the process
 	_ = sdNotify("STOPPING=1")
-	log.Info("signal received, unmounting", zap.String("mountpoint", cfg.Mountpoint))
-	lazy, err := fs.Unmount(server, cfg.Mountpoint)
+	log.Info("signal received, unmounting", zap.String("mountpoint", mountpoint))
+	lazy, err := fs.Unmount(server, mountpoint)
 	if err != nil {
 		return err
 	}
 	if lazy {
 		// Detached: open files keep working until closed, for a while.
-		log.Warn("files still open: unmounted lazily; serving them a little longer", zap.String("mountpoint", cfg.Mountpoint),
+		log.Warn("files still open: unmounted lazily; serving them a little longer", zap.String("mountpoint", mountpoint),
 			zap.Duration("grace", lazyGrace))
 		select {
 		case <-served:
 		case <-time.After(lazyGrace):
-			log.Warn("files still open after the grace period: they will get errors", zap.String("mountpoint", cfg.Mountpoint))
+			log.Warn("files still open after the grace period: they will get errors", zap.String("mountpoint", mountpoint))
 		}
 	} else {
 		<-served
 	}
-	log.Info("unmounted", zap.String("mountpoint", cfg.Mountpoint))
+	log.Info("unmounted", zap.String("mountpoint", mountpoint))
 	return nil
 }
 
