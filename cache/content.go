@@ -53,15 +53,18 @@ type Content interface {
 
 // ContentStats counts what the content cache did.
 type ContentStats struct {
-	Hits      int64 `json:"hits"`       // opens of a file complete in the cache
-	Joins     int64 `json:"joins"`      // opens that joined a running download
-	Misses    int64 `json:"misses"`     // opens that started a download
-	Direct    int64 `json:"direct"`     // opens served straight from the store (no room)
-	InFlight  int   `json:"in_flight"`  // downloads running now
-	InMemory  int   `json:"in_memory"`  // files read from the store into memory now (no room in the cache)
-	Files     int   `json:"files"`      // complete files in the cache
-	UsedBytes int64 `json:"used_bytes"` // complete plus reserved
-	MaxBytes  int64 `json:"max_bytes"`
+	Hits int64 `json:"hits"` // opens of a file complete in the cache
+	// SharedHits: opens answered by a cached file of another name or store
+	// with the same SHA-256 (among Hits too).
+	SharedHits int64 `json:"shared_hits"`
+	Joins      int64 `json:"joins"`      // opens that joined a running download
+	Misses     int64 `json:"misses"`     // opens that started a download
+	Direct     int64 `json:"direct"`     // opens served straight from the store (no room)
+	InFlight   int   `json:"in_flight"`  // downloads running now
+	InMemory   int   `json:"in_memory"`  // files read from the store into memory now (no room in the cache)
+	Files      int   `json:"files"`      // complete files in the cache
+	UsedBytes  int64 `json:"used_bytes"` // complete plus reserved
+	MaxBytes   int64 `json:"max_bytes"`
 	// Memory held for downloads' buffers and pages, and its bound.
 	BufferBytes int64 `json:"buffer_bytes"`
 	BufferMax   int64 `json:"buffer_max"`

@@ -13,7 +13,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sync"
 
 	"go.uber.org/zap"
 )
@@ -65,7 +64,7 @@ func (s *StreamContent) VerifyCache(ctx context.Context, progress func(n int64))
 		rep.Bytes += e.size
 		switch {
 		case e.sha256 == "":
-			if recordDigest(&s.mu, e, sum) {
+			if recordDigest(s, e, sum) {
 				rep.Recorded++
 			}
 		case e.sha256 != sum:
@@ -109,14 +108,15 @@ func (p progressWriter) Write(b []byte) (int, error) {
 }
 
 // recordDigest renames a file cached without a digest to the name that
-// records it (mu guards the entry).
-func recordDigest(mu *sync.Mutex, e *entry, sum string) bool {
+// records it.
+func recordDigest(s *StreamContent, e *entry, sum string) bool {
 	final := filepath.Join(filepath.Dir(e.path), objectName(e.key, sum, "computed"))
 	if err := os.Rename(e.path, final); err != nil {
 		return false
 	}
-	mu.Lock()
+	s.mu.Lock()
 	e.path, e.sha256, e.verified = final, sum, "computed"
-	mu.Unlock()
+	s.noteDigest(e)
+	s.mu.Unlock()
 	return true
 }

@@ -4,6 +4,7 @@ package engine
 // against the bound, eviction, and the start and end of downloads.
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -16,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/modelstorefs/modelstorefs/cache"
+	"github.com/modelstorefs/modelstorefs/remote"
 )
 
 // index is the cache's table of files, complete or downloading, and their
@@ -28,6 +30,10 @@ type index struct {
 	// released (unlockAndReap): an unlink of a large file waits for the
 	// disk, and every Open takes the lock.
 	doomed []*entry
+	// byDigest finds a complete file by its SHA-256 (hex): the same bytes
+	// asked under another name or from another store (a mirror) are read
+	// from it, not downloaded and stored again.
+	byDigest map[string]*entry
 	// Files removed to make room, and their bytes.
 	evictions, evictedBytes int64
 }
@@ -135,6 +141,7 @@ func (s *StreamContent) finish(e *entry, err error) {
 	if err == nil {
 		e.path, e.complete, e.dl = final, true, nil
 		e.sha256, e.verified = sha, verified
+		s.noteDigest(e)
 		s.evictLocked(0)
 		s.unlockAndReap()
 		return
@@ -206,6 +213,7 @@ func (x *index) evictable() []*entry {
 func (x *index) removeLocked(e *entry) {
 	x.total -= e.size
 	delete(x.entries, e.key)
+	x.dropDigest(e)
 	x.doomed = append(x.doomed, e)
 	x.evictions++
 	x.evictedBytes += e.size
@@ -227,10 +235,41 @@ func (s *StreamContent) unlockAndReap() {
 		s.mu.Lock()
 		if _, ok := s.entries[e.key]; !ok {
 			s.entries[e.key] = e
+			s.noteDigest(e)
 			s.total += e.size
 		}
 		s.evictions--
 		s.evictedBytes -= e.size
 		s.mu.Unlock()
 	}
+}
+
+// noteDigest records a complete file under its SHA-256.
+func (x *index) noteDigest(e *entry) {
+	if e.complete && e.sha256 != "" {
+		if x.byDigest == nil {
+			x.byDigest = map[string]*entry{}
+		}
+		x.byDigest[e.sha256] = e
+	}
+}
+
+// dropDigest forgets e under its SHA-256.
+func (x *index) dropDigest(e *entry) {
+	if x.byDigest[e.sha256] == e {
+		delete(x.byDigest, e.sha256)
+	}
+}
+
+// sameBytes returns a complete file whose bytes are those the store
+// states for ref (its SHA-256 and size), whatever its name; nil if none.
+func (x *index) sameBytes(ref cache.Ref) *entry {
+	d := ref.Meta.Digest
+	if d.Alg != remote.AlgSHA256 {
+		return nil
+	}
+	if e := x.byDigest[hex.EncodeToString([]byte(d.Sum))]; e != nil && e.complete && e.size == ref.Meta.Size {
+		return e
+	}
+	return nil
 }

@@ -267,6 +267,7 @@ func NewStreamContent(cfg StreamConfig) (*StreamContent, error) {
 		}
 		e.path, e.size, e.lastUse, e.complete = p, info.Size(), info.ModTime(), true
 		s.entries[e.key] = e
+		s.noteDigest(e)
 		s.total += info.Size()
 		return nil
 	})
@@ -334,6 +335,10 @@ func (s *StreamContent) Open(ctx context.Context, ref cache.Ref) (cache.Handle, 
 			s.total -= e.size
 			delete(s.entries, key)
 		}
+		if e := s.sameBytes(ref); e != nil {
+			s.stats.SharedHits++
+			return s.openComplete(ctx, ref, e) // unlocks
+		}
 		if s.closed {
 			s.mu.Unlock()
 			return nil, errors.New("cache closed")
@@ -352,6 +357,7 @@ func (s *StreamContent) Open(ctx context.Context, ref cache.Ref) (cache.Handle, 
 			// Committed by another process sharing the cache directory
 			// (an import, a prefetch) since this one indexed it.
 			s.entries[key] = found
+			s.noteDigest(found)
 			s.total += found.size
 		}
 	}
@@ -396,6 +402,7 @@ func (s *StreamContent) openComplete(ctx context.Context, ref cache.Ref, e *entr
 	if s.entries[e.key] == e {
 		s.total -= e.size
 		delete(s.entries, e.key)
+		s.dropDigest(e)
 	}
 	s.mu.Unlock()
 	return s.Open(ctx, ref)

@@ -124,7 +124,9 @@ func (s *StreamContent) fetchUnsized(ref cache.Ref) (int64, error) {
 	}
 	s.mu.Lock()
 	if _, ok := s.entries[key]; !ok {
-		s.entries[key] = &entry{key: key, path: final, size: n, lastUse: time.Now(), complete: true, sha256: shaHex, verified: verified}
+		e := &entry{key: key, path: final, size: n, lastUse: time.Now(), complete: true, sha256: shaHex, verified: verified}
+		s.entries[key] = e
+		s.noteDigest(e)
 		s.total += n - w.held // the reservation becomes the entry's size
 		w.held = 0
 		s.evictLocked(0)

@@ -324,3 +324,38 @@ func TestNoVerify(t *testing.T) {
 		t.Error("a complete file without a hash has no descriptor")
 	}
 }
+
+// TestOneCopyPerContent: the same bytes in two stores (a mirror) or under
+// two names, stated with the same SHA-256, are downloaded and kept once.
+func TestOneCopyPerContent(t *testing.T) {
+	data := blob(78, 300<<10)
+	_, stA, s := fixture(t, map[string][]byte{"m/f": data}, remotetest.Options{}, StreamConfig{ChunkSize: 64 << 10})
+	srvB := newServer(t, map[string][]byte{"mirror/g": data}, remotetest.Options{})
+	stB := newTestStore(t, srvB.URL)
+	refA, refB := refFor(t, stA, "m", "f"), refFor(t, stB, "mirror", "g")
+	refA.Meta.Digest, refB.Meta.Digest = sha256Digest(data), sha256Digest(data)
+	if !bytes.Equal(openRead(t, s, refA), data) {
+		t.Fatal("content differs")
+	}
+	testutil.WaitFor(t, "commit", func() bool { return committed(s, refA) })
+	if !bytes.Equal(openRead(t, s, refB), data) {
+		t.Fatal("mirror content differs")
+	}
+	if n := srvB.Count(http.MethodGet, "mirror/g"); n != 0 {
+		t.Errorf("the mirror was asked %d GETs for bytes already cached", n)
+	}
+	if n := len(objects(t, s)); n != 1 {
+		t.Errorf("%d cache objects for one content, want 1", n)
+	}
+	if st := s.Stats(); st.SharedHits != 1 {
+		t.Errorf("shared hits %d, want 1", st.SharedHits)
+	}
+	// Without a stated digest nothing is assumed: the other store is asked.
+	refC := refFor(t, stB, "mirror", "g")
+	if !bytes.Equal(openRead(t, s, refC), data) {
+		t.Fatal("content differs")
+	}
+	if n := srvB.Count(http.MethodGet, "mirror/g"); n == 0 {
+		t.Error("a file without a stated digest was taken from another name's copy")
+	}
+}
