@@ -33,7 +33,7 @@ import (
 func cacheCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "cache",
-		Usage: "show the on-disk cache's use per store (du), or clear it (clear [STORE])",
+		Usage: "show the on-disk cache's use per store (du), clear it (clear [STORE]), or check it (verify)",
 		Subcommands: []*cli.Command{
 			{
 				Name:  "du",
@@ -60,6 +60,7 @@ The kept model lists and metadata (CACHE_DIR/meta) stay.`,
 				OnUsageError: onUsageError,
 				Action:       runCacheClear,
 			},
+			cacheVerifyCommand(),
 		},
 	}
 }
