@@ -499,7 +499,12 @@ func TestStreamTwoReaders(t *testing.T) {
 			if err != nil && !errors.Is(err, io.EOF) {
 				return err
 			}
-			n := len(r.Data)
+			// In place (Done set), the bytes are in the engine's buffer,
+			// not in buf.
+			n := copy(buf, r.Data)
+			if r.Done != nil {
+				r.Done()
+			}
 			if r.Fd >= 0 {
 				if n, err = syscall.Pread(r.Fd, buf[:r.N], r.Off); err != nil {
 					return err
