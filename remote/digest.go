@@ -104,53 +104,20 @@ func digestOf(h http.Header) Digest {
 		}
 	}
 	// Repr-Digest: sha-256=:BASE64:, sha-512=:BASE64: (structured field).
-	for _, v := range h.Values("Repr-Digest") {
-		for _, item := range strings.Split(v, ",") {
-			k, val, ok := strings.Cut(strings.TrimSpace(item), "=")
-			val = strings.TrimSpace(val)
-			if !ok || len(val) < 2 || val[0] != ':' || val[len(val)-1] != ':' {
-				continue
-			}
-			switch strings.ToLower(k) {
-			case "sha-256":
-				take(AlgSHA256, val[1:len(val)-1])
-			case "sha-512":
-				take(AlgSHA512, val[1:len(val)-1])
-			}
+	eachItem(h, "Repr-Digest", func(k, val string) {
+		val = strings.TrimSpace(val)
+		if len(val) >= 2 && val[0] == ':' && val[len(val)-1] == ':' {
+			take(map[string]string{"sha-256": AlgSHA256, "sha-512": AlgSHA512}[k], val[1:len(val)-1])
 		}
-	}
+	})
 	// Digest (RFC 3230): SHA-256=BASE64, SHA-512=BASE64, MD5=BASE64.
-	for _, v := range h.Values("Digest") {
-		for _, item := range strings.Split(v, ",") {
-			k, val, ok := strings.Cut(strings.TrimSpace(item), "=")
-			if !ok {
-				continue
-			}
-			switch strings.ToLower(k) {
-			case "sha-256":
-				take(AlgSHA256, val)
-			case "sha-512":
-				take(AlgSHA512, val)
-			case "md5":
-				take(AlgMD5, val)
-			}
-		}
-	}
+	eachItem(h, "Digest", func(k, val string) {
+		take(map[string]string{"sha-256": AlgSHA256, "sha-512": AlgSHA512, "md5": AlgMD5}[k], val)
+	})
 	// x-goog-hash: crc32c=BASE64, md5=BASE64 (one header or several).
-	for _, v := range h.Values("X-Goog-Hash") {
-		for _, item := range strings.Split(v, ",") {
-			k, val, ok := strings.Cut(strings.TrimSpace(item), "=")
-			if !ok {
-				continue
-			}
-			switch strings.ToLower(k) {
-			case "crc32c":
-				take(AlgCRC32C, val)
-			case "md5":
-				take(AlgMD5, val)
-			}
-		}
-	}
+	eachItem(h, "X-Goog-Hash", func(k, val string) {
+		take(map[string]string{"crc32c": AlgCRC32C, "md5": AlgMD5}[k], val)
+	})
 	// S3 with x-amz-checksum-mode: ENABLED. A checksum of a multipart
 	// upload ("...-3") is a checksum of checksums: not the file's.
 	for alg, name := range map[string]string{AlgSHA256: "X-Amz-Checksum-Sha256", AlgCRC32C: "X-Amz-Checksum-Crc32c"} {
@@ -159,4 +126,16 @@ func digestOf(h http.Header) Digest {
 		}
 	}
 	return best
+}
+
+// eachItem calls fn with each "key=value" item (key in lower case) of the
+// comma-separated values of header name.
+func eachItem(h http.Header, name string, fn func(k, v string)) {
+	for _, v := range h.Values(name) {
+		for _, item := range strings.Split(v, ",") {
+			if k, val, ok := strings.Cut(strings.TrimSpace(item), "="); ok {
+				fn(strings.ToLower(k), val)
+			}
+		}
+	}
 }
