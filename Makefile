@@ -1,28 +1,63 @@
-# modelstorefs: build, test, demo.
+# modelstorefs: build, install, test, demo.
 export PATH := /usr/local/go/bin:$(PATH)
 GO      ?= go
-VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -X main.version=$(VERSION)
-BIN     := bin/modelstorefs
+# The version: git describe when built from a clone; without git, the
+# binary takes it from Go's build information (module version or commit).
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null)
+LDFLAGS := $(if $(VERSION),-X main.version=$(VERSION))
+BIN     ?= bin/modelstorefs
 
-.PHONY: all build install test unit integration bench demo vet lint fmt fmt-check clean fuzz
+# make install [PREFIX=/usr/local] [DESTDIR=staging root]
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+# mount(8) looks for mount.fuse.modelstorefs in /sbin only, whatever PREFIX.
+SBINDIR    ?= /sbin
+MANDIR     ?= $(PREFIX)/share/man
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR  ?= $(PREFIX)/share/zsh/site-functions
+FISHCOMPDIR ?= $(PREFIX)/share/fish/vendor_completions.d
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+
+.PHONY: all build install uninstall test unit integration bench demo vet lint fmt fmt-check clean fuzz
 
 all: build
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/modelstorefs
 
-install:
-	$(GO) install -trimpath -ldflags '$(LDFLAGS)' ./cmd/modelstorefs
+# The binary, the mount helper link (so mount -t fuse.modelstorefs and
+# fstab lines find it), the man page and shell completions written by the
+# binary itself, and the systemd unit pointing at BINDIR.
+install: build
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man1 \
+		$(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR) $(DESTDIR)$(FISHCOMPDIR) $(DESTDIR)$(UNITDIR)
+	install -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/modelstorefs
+	ln -sf $(BINDIR)/modelstorefs $(DESTDIR)$(SBINDIR)/mount.fuse.modelstorefs
+	$(BIN) man > $(DESTDIR)$(MANDIR)/man1/modelstorefs.1
+	$(BIN) completion bash > $(DESTDIR)$(BASHCOMPDIR)/modelstorefs
+	$(BIN) completion zsh > $(DESTDIR)$(ZSHCOMPDIR)/_modelstorefs
+	$(BIN) completion fish > $(DESTDIR)$(FISHCOMPDIR)/modelstorefs.fish
+	sed 's|/usr/local/bin/modelstorefs|$(BINDIR)/modelstorefs|g' contrib/modelstorefs.service \
+		> $(DESTDIR)$(UNITDIR)/modelstorefs.service
+	chmod 0644 $(DESTDIR)$(MANDIR)/man1/modelstorefs.1 $(DESTDIR)$(UNITDIR)/modelstorefs.service
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/modelstorefs $(DESTDIR)$(SBINDIR)/mount.fuse.modelstorefs \
+		$(DESTDIR)$(MANDIR)/man1/modelstorefs.1 $(DESTDIR)$(BASHCOMPDIR)/modelstorefs \
+		$(DESTDIR)$(ZSHCOMPDIR)/_modelstorefs $(DESTDIR)$(FISHCOMPDIR)/modelstorefs.fish \
+		$(DESTDIR)$(UNITDIR)/modelstorefs.service
 
 # The whole suite: vet, formatting, staticcheck, unit tests and real FUSE
-# mounts, with -race (and goleak in every package that starts goroutines),
-# then every fuzz target for a short, bounded time.
+# mounts, with -race (and goleak in every package that starts goroutines);
+# the fuzz targets' seed corpora run as plain tests. Timed fuzzing is
+# make fuzz (CI runs it after make test).
+# Without usable FUSE the integration packages fail; MODELSTOREFS_SKIP_FUSE=1
+# skips their mounted tests on purpose (never under CI), and this says so.
 test: vet fmt-check lint
-	$(GO) test -race -count=1 -timeout 20m ./...
+	@if [ "$$MODELSTOREFS_SKIP_FUSE" = 1 ]; then echo "make test: MODELSTOREFS_SKIP_FUSE=1: no integration test, fault matrix row or mount will run" >&2; fi
+	$(GO) test -race -count=1 -parallel 4 -timeout 20m ./...
 	# The byte engine again with every chunk through memory (a busy cache disk).
 	MODELSTOREFS_TEST_ENGINE_MEMORY=1 $(GO) test -race -count=1 ./engine/
-	$(MAKE) fuzz
 
 # Each fuzz target for FUZZTIME (seed corpora are checked in under testdata/fuzz).
 FUZZTIME ?= 5s
@@ -39,14 +74,14 @@ unit:
 integration:
 	$(GO) test -race -count=1 -timeout 20m ./integration/...
 
-# Issues 4 and 9's measurements against curl, a local cat, dd, rclone and
+# Measurements against curl, a local cat, dd, rclone and
 # httpdirfs on 127.0.0.1 (needs root and FUSE; ~20 min, medians of 5, sync and
 # settled writeback before every timed command). BENCH_OUT=FILE also writes
 # the table; BENCH_REPS, BENCH_BUDGET, BENCH_NO_TOOLS: see integration/bench/bench_test.go.
 bench:
 	MODELSTOREFS_BENCH=1 $(GO) test -count=1 -run '^TestBench$$' -v -timeout 40m ./integration/bench/
 
-# Issue 5's fault matrix only (also part of make test): real mounts against a
+# The fault matrix only (also part of make test): real mounts against a
 # fault-injecting store on 127.0.0.x, -race, about a minute; prints the table
 # (fault | reader saw | bytes verified | daemon alive | recovery). FAULTS_OUT=FILE
 # also writes it; FAULTS_PARALLEL=N rows at once (default 4).

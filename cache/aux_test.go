@@ -19,7 +19,9 @@ import (
 func TestAuxFailure(t *testing.T) {
 	srv := newServer(t, sampleFiles(t, true), remotetest.Options{})
 	srv.SetStatus("lenet/aux.json", http.StatusBadGateway)
-	const negTTL = 200 * time.Millisecond
+	// Long enough that a loaded machine answers the second Model call
+	// within it.
+	const negTTL = 2 * time.Second
 	e := newEnv(t, srv, Config{NegativeTTL: negTTL})
 	ctx := testutil.Ctx(t)
 

@@ -41,6 +41,10 @@ type Content interface {
 	Open(ctx context.Context, ref Ref) (Handle, error)
 	// Cached returns how many bytes of ref are in the cache now.
 	Cached(ref Ref) int64
+	// Digest returns the SHA-256 (hex) of ref's complete cache copy and
+	// how it was verified: "store" (it matched the digest the store
+	// states) or "computed" (the store states none); empty when unknown.
+	Digest(ref Ref) (sha256, verified string)
 	// Stats returns the cache's counters.
 	Stats() ContentStats
 	// Close stops all downloads and waits for them.
@@ -49,19 +53,24 @@ type Content interface {
 
 // ContentStats counts what the content cache did.
 type ContentStats struct {
-	Hits      int64 `json:"hits"`       // opens of a file complete in the cache
-	Joins     int64 `json:"joins"`      // opens that joined a running download
-	Misses    int64 `json:"misses"`     // opens that started a download
-	Direct    int64 `json:"direct"`     // opens served straight from the store (no room)
-	InFlight  int   `json:"in_flight"`  // downloads running now
-	InMemory  int   `json:"in_memory"`  // files read from the store into memory now (no room in the cache)
-	Files     int   `json:"files"`      // complete files in the cache
-	UsedBytes int64 `json:"used_bytes"` // complete plus reserved
-	MaxBytes  int64 `json:"max_bytes"`
+	Hits int64 `json:"hits"` // opens of a file complete in the cache
+	// SharedHits: opens answered by a cached file of another name or store
+	// with the same SHA-256 (among Hits too).
+	SharedHits int64 `json:"shared_hits"`
+	Joins      int64 `json:"joins"`      // opens that joined a running download
+	Misses     int64 `json:"misses"`     // opens that started a download
+	Direct     int64 `json:"direct"`     // opens served straight from the store (no room)
+	InFlight   int   `json:"in_flight"`  // downloads running now
+	InMemory   int   `json:"in_memory"`  // files read from the store into memory now (no room in the cache)
+	Files      int   `json:"files"`      // complete files in the cache
+	UsedBytes  int64 `json:"used_bytes"` // complete plus reserved
+	MaxBytes   int64 `json:"max_bytes"`
 	// Memory held for downloads' buffers and pages, and its bound.
 	BufferBytes int64 `json:"buffer_bytes"`
 	BufferMax   int64 `json:"buffer_max"`
 
+	// Files refused because their bytes did not match the store's digest.
+	DigestMismatches int64 `json:"digest_mismatches"`
 	// Files removed to make room, and their bytes.
 	Evictions    int64 `json:"evictions"`
 	EvictedBytes int64 `json:"evicted_bytes"`

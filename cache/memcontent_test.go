@@ -54,6 +54,8 @@ func (c *memContent) Open(ctx context.Context, ref Ref) (Handle, error) {
 	return &memHandle{data: buf.Bytes()}, nil
 }
 
+func (c *memContent) Digest(Ref) (string, string) { return "", "" }
+
 func (c *memContent) Cached(ref Ref) int64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()

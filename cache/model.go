@@ -231,6 +231,10 @@ type Summary struct {
 	// AuxUnknown: aux.json could not be read for now, so the dataset (and
 	// the license, unless info.json has one) are unknown, not empty.
 	AuxUnknown bool `json:"aux_unknown,omitempty"`
+	// Why says why DIGITS cannot import the model: the first of its
+	// blockers, as error.txt lists them first; empty when importable.
+	// Not a models.tsv column (Fields): ls shows it.
+	Why string `json:"why,omitempty"`
 }
 
 // Unknown is shown in a table for a value not known for now.
@@ -242,6 +246,9 @@ var TableHeader = []string{"store", "model", "name", "framework", "dataset", "li
 // Summary returns the model's table line, its text made harmless.
 func (m *Model) Summary() Summary {
 	s := Summary{Store: m.Store.Name, Model: m.Name, Importable: m.Importable, AuxUnknown: m.AuxUnknown}
+	if !m.Importable && len(m.Problems) > 0 {
+		s.Why = m.Problems[0] // the verdict lists blockers first
+	}
 	if m.Info != nil {
 		s.Name, s.Framework, s.Contributor, s.Note, s.License = m.Info.Name, m.Info.Framework, m.Info.Username, m.Info.Note, m.Info.License
 	}
@@ -256,7 +263,7 @@ func (m *Model) Summary() Summary {
 
 // Clean returns s with every text field made one harmless line (CleanLine).
 func (s Summary) Clean() Summary {
-	for _, f := range []*string{&s.Store, &s.Model, &s.Name, &s.Framework, &s.Dataset, &s.License, &s.Contributor, &s.Note} {
+	for _, f := range []*string{&s.Store, &s.Model, &s.Name, &s.Framework, &s.Dataset, &s.License, &s.Contributor, &s.Note, &s.Why} {
 		*f = digits.CleanLine(*f)
 	}
 	return s

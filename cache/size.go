@@ -109,17 +109,30 @@ func (c *Catalog) sizeModel(ctx context.Context, m *Model) (*Model, error) {
 // the listing is refused (and its model dropped) before any byte of it is
 // served. It returns the Ref opened, with the version it was opened as.
 func (c *Catalog) Open(ctx context.Context, ref Ref) (Handle, Ref, error) {
-	if ref.Meta.Hint || ref.Meta.Size < 0 {
-		meta, err := ref.Store.Remote.Stat(ctx, nil, ref.Model, ref.Name)
-		if err != nil {
-			return nil, ref, err
-		}
-		if ref.Meta.Size >= 0 && meta.Size != ref.Meta.Size {
-			c.fileChanged(ref)
-			return nil, ref, fmt.Errorf("%s: %w (the listing said %d bytes, the store now has %d)", ref.URL(), remote.ErrChanged, ref.Meta.Size, meta.Size)
-		}
-		ref.Meta = meta
+	ref, err := c.Confirm(ctx, ref)
+	if err != nil {
+		return nil, ref, err
 	}
 	h, err := c.content.Open(ctx, ref)
 	return h, ref, err
+}
+
+// Confirm returns ref with the version the store's validators name: as it
+// is when its Meta came from them, else asked with a HEAD. The content
+// cache keys a file by that version, so whatever looks a file up in it
+// (Open, prefetch, cache du) confirms it first.
+func (c *Catalog) Confirm(ctx context.Context, ref Ref) (Ref, error) {
+	if !ref.Meta.Hint && ref.Meta.Size >= 0 {
+		return ref, nil
+	}
+	meta, err := ref.Store.Remote.Stat(ctx, nil, ref.Model, ref.Name)
+	if err != nil {
+		return ref, err
+	}
+	if ref.Meta.Size >= 0 && meta.Size != ref.Meta.Size {
+		c.fileChanged(ref)
+		return ref, fmt.Errorf("%s: %w (the listing said %d bytes, the store now has %d)", ref.URL(), remote.ErrChanged, ref.Meta.Size, meta.Size)
+	}
+	ref.Meta = meta
+	return ref, nil
 }

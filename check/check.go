@@ -181,6 +181,7 @@ type config struct {
 	ropts    remote.Options
 	log      *zap.Logger
 	parallel int
+	sums     bool // verify SHA256SUMS
 }
 
 // WithRemoteOptions sets the HTTP client options (CA certificates,
@@ -335,6 +336,7 @@ func (c *checker) run(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
+	sums := c.checkSums(ctx)
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("check %s: %w", c.rep.Target, err)
 	}
@@ -344,13 +346,18 @@ func (c *checker) run(ctx context.Context) error {
 			c.store(p.Severity, "%s", p.Message)
 		}
 	}
+	for _, p := range sums.store {
+		c.store(p.Severity, "%s", p.Message)
+	}
 	for i, name := range listing.Models {
 		for _, p := range results[i].probs {
 			p.Message = c.clean(p.Message)
 			c.rep.Problems = append(c.rep.Problems, p)
 		}
-		c.rep.Models = append(c.rep.Models, ModelResult{Name: name, Importable: results[i].ok})
+		c.rep.Problems = append(c.rep.Problems, sums.models[name]...)
+		c.rep.Models = append(c.rep.Models, ModelResult{Name: name, Importable: results[i].ok && !sums.failed(name)})
 	}
+	c.rep.Problems = append(c.rep.Problems, sums.unlisted(listing.Models)...)
 	return nil
 }
 

@@ -181,59 +181,27 @@ func ParseInfo(data []byte) (*Info, error) {
 
 // parseInfo is ParseInfo, also returning "framework" as written.
 func parseInfo(data []byte) (_ *Info, rawFw string, _ error) {
-	const file = InfoFile
-	m, err := decodeObject(data, file)
+	m, err := decodeObject(data, InfoFile)
 	if err != nil {
-		return nil, "", Problems{{Severity: Blocker, Code: CodeInfoNotJSON, File: file, Msg: err.Error()}}
+		return nil, "", Problems{{Severity: Blocker, Code: CodeInfoNotJSON, File: InfoFile, Msg: err.Error()}}
 	}
+	p := &infoParser{m: m}
 	info := &Info{}
-	var problems Problems
-	add := func(key, msg string) {
-		problems = append(problems, &Problem{Severity: Blocker, File: file, Key: key, Msg: msg})
-	}
-	get := func(key string, required bool) string {
-		s, present, err := stringField(m, file, key)
-		switch {
-		case err != nil:
-			add(key, err.Error())
-		case required && !present:
-			add(key, fmt.Sprintf("%s has no %q", file, key))
-		case required && strings.TrimSpace(s) == "":
-			add(key, fmt.Sprintf("%s %q is empty", file, key))
-		}
-		return s
-	}
-
-	info.Name = get(KeyName, true)
-	rawFw = get(KeyFramework, true)
+	info.Name = p.get(KeyName, true)
+	rawFw = p.get(KeyFramework, true)
 	info.Framework = strings.ToLower(strings.TrimSpace(rawFw))
 	if info.Framework != "" && !KnownFramework(info.Framework) {
-		add(KeyFramework, fmt.Sprintf("%s %q is %q, want one of caffe, torch, tensorflow", file, KeyFramework, rawFw))
+		p.add(KeyFramework, fmt.Sprintf("%s %q is %q, want one of caffe, torch, tensorflow", InfoFile, KeyFramework, rawFw))
 	}
-	info.SnapshotFile = get(KeySnapshotFile, true)
-
-	info.ModelFile = modelFile(m, add)
-
-	info.LabelsFile = get(KeyLabelsFile, false)
-	info.PythonLayerFile = get(KeyPythonLayerFile, false)
-	info.Username = get(KeyUsername, false)
-	info.Note = get(KeyNote, false)
-	info.License = get(KeyLicense, false)
-	for _, key := range ExtraKeys {
-		s, present, err := stringField(m, file, key)
-		if err != nil {
-			add(key, err.Error())
-			continue
-		}
-		if present {
-			if info.Extra == nil {
-				info.Extra = make(map[string]string)
-			}
-			info.Extra[key] = s
-		}
-	}
-
-	if s, present, err := stringField(m, file, KeyCreationTime); err == nil && present {
+	info.SnapshotFile = p.get(KeySnapshotFile, true)
+	info.ModelFile = p.modelFile()
+	info.LabelsFile = p.get(KeyLabelsFile, false)
+	info.PythonLayerFile = p.get(KeyPythonLayerFile, false)
+	info.Username = p.get(KeyUsername, false)
+	info.Note = p.get(KeyNote, false)
+	info.License = p.get(KeyLicense, false)
+	info.Extra = p.extra()
+	if s, present, err := stringField(m, InfoFile, KeyCreationTime); err == nil && present {
 		if t, ok := ParseCreationTime(s); ok {
 			info.CreationTime = t
 		}
@@ -243,35 +211,77 @@ func parseInfo(data []byte) (_ *Info, rawFw string, _ error) {
 			info.ImageDims = dims
 		}
 	}
-	return info, rawFw, problems.err()
+	return info, rawFw, p.problems.err()
 }
 
-// modelFile reads info.json's model definition: "model file" wins when
+// infoParser reads info.json's keys, collecting what is wrong with them.
+type infoParser struct {
+	m        map[string]json.RawMessage
+	problems Problems
+}
+
+func (p *infoParser) add(key, msg string) {
+	p.problems = append(p.problems, &Problem{Severity: Blocker, File: InfoFile, Key: key, Msg: msg})
+}
+
+// get reads a string key; a required one must be there and not blank.
+func (p *infoParser) get(key string, required bool) string {
+	s, present, err := stringField(p.m, InfoFile, key)
+	switch {
+	case err != nil:
+		p.add(key, err.Error())
+	case required && !present:
+		p.add(key, fmt.Sprintf("%s has no %q", InfoFile, key))
+	case required && strings.TrimSpace(s) == "":
+		p.add(key, fmt.Sprintf("%s %q is empty", InfoFile, key))
+	}
+	return s
+}
+
+// modelFile reads the model definition's name: "model file" wins when
 // present (as in DIGITS); "network file" is the DIGITS 4.x name of the
-// same thing. add records a problem.
-func modelFile(m map[string]json.RawMessage, add func(key, msg string)) string {
-	const file = InfoFile
-	mf, mfPresent, mfErr := stringField(m, file, KeyModelFile)
-	nf, nfPresent, nfErr := stringField(m, file, KeyNetworkFile)
+// same thing.
+func (p *infoParser) modelFile() string {
+	mf, mfPresent, mfErr := stringField(p.m, InfoFile, KeyModelFile)
+	nf, nfPresent, nfErr := stringField(p.m, InfoFile, KeyNetworkFile)
 	switch {
 	case mfErr != nil:
-		add(KeyModelFile, mfErr.Error())
+		p.add(KeyModelFile, mfErr.Error())
 	case mfPresent:
 		if strings.TrimSpace(mf) == "" {
-			add(KeyModelFile, fmt.Sprintf("%s %q is empty", file, KeyModelFile))
+			p.add(KeyModelFile, fmt.Sprintf("%s %q is empty", InfoFile, KeyModelFile))
 		}
 		return mf
 	case nfErr != nil:
-		add(KeyNetworkFile, nfErr.Error())
+		p.add(KeyNetworkFile, nfErr.Error())
 	case nfPresent:
 		if strings.TrimSpace(nf) == "" {
-			add(KeyNetworkFile, fmt.Sprintf("%s %q is empty", file, KeyNetworkFile))
+			p.add(KeyNetworkFile, fmt.Sprintf("%s %q is empty", InfoFile, KeyNetworkFile))
 		}
 		return nf
 	default:
-		add(KeyModelFile, fmt.Sprintf("%s has no %q (nor %q)", file, KeyModelFile, KeyNetworkFile))
+		p.add(KeyModelFile, fmt.Sprintf("%s has no %q (nor %q)", InfoFile, KeyModelFile, KeyNetworkFile))
 	}
 	return ""
+}
+
+// extra reads the optional file keys DIGITS knows beyond the required ones.
+func (p *infoParser) extra() map[string]string {
+	var out map[string]string
+	for _, key := range ExtraKeys {
+		s, present, err := stringField(p.m, InfoFile, key)
+		if err != nil {
+			p.add(key, err.Error())
+			continue
+		}
+		if present {
+			if out == nil {
+				out = make(map[string]string)
+			}
+			out[key] = s
+		}
+	}
+	return out
 }
 
 // Aux is aux.json.

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/modelstorefs/modelstorefs/internal/testutil"
 )
 
 // stubDir holds stand-in modules digits.status, digits.job, digits.task,
@@ -107,22 +109,6 @@ for path in sys.argv[1:]:
 print(json.dumps(out))
 `
 
-// pythonInterpreter returns the first interpreter found, or "".
-func pythonInterpreter(candidates ...string) string {
-	for _, c := range candidates {
-		if filepath.IsAbs(c) {
-			if fi, err := os.Stat(c); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
-				return c
-			}
-			continue
-		}
-		if p, err := exec.LookPath(c); err == nil {
-			return p
-		}
-	}
-	return ""
-}
-
 // pyHist is one decoded status_history entry.
 type pyHist struct {
 	Val      string  `json:"val"`
@@ -205,13 +191,12 @@ func loadCases(t *testing.T) []loadCase {
 
 func TestPythonLoad(t *testing.T) {
 	interpreters := []struct {
-		name    string
+		version string
 		py2     bool
-		path    string
 		loaders []string
 	}{
-		{"python2.7", true, pythonInterpreter("/root/.pyenv/versions/2.7.18/bin/python", "python2.7", "python2"), []string{"pickle", "cPickle"}},
-		{"python3", false, pythonInterpreter("/root/.pyenv/versions/3.11.7/bin/python3", "python3"), []string{"pickle", "pickle._Unpickler"}},
+		{"2.7", true, []string{"pickle", "cPickle"}}, // the Python DIGITS runs on
+		{"3", false, []string{"pickle", "pickle._Unpickler"}},
 	}
 
 	stubs, err := filepath.Abs(stubDir)
@@ -244,11 +229,12 @@ func TestPythonLoad(t *testing.T) {
 	}
 
 	for _, py := range interpreters {
-		t.Run(py.name, func(t *testing.T) {
-			if py.path == "" {
-				t.Skipf("%s interpreter not found", py.name)
+		t.Run("python"+py.version, func(t *testing.T) {
+			path, err := testutil.Python(py.version)
+			if err != nil {
+				testutil.SkipOrFail(t, "%v", err)
 			}
-			cmd := exec.Command(py.path, args...)
+			cmd := exec.Command(path, args...)
 			cmd.Dir = dir
 			cmd.Env = append(os.Environ(), "PYTHONPATH="+stubs, "PYTHONDONTWRITEBYTECODE=1", "PYTHONIOENCODING=utf-8")
 			out, err := cmd.Output()
@@ -257,7 +243,7 @@ func TestPythonLoad(t *testing.T) {
 				if ee, ok := err.(*exec.ExitError); ok {
 					stderr = string(ee.Stderr)
 				}
-				t.Fatalf("%s: %v\n%s%s", py.path, err, out, stderr)
+				t.Fatalf("%s: %v\n%s%s", path, err, out, stderr)
 			}
 			var res map[string]json.RawMessage
 			if err := json.Unmarshal(out, &res); err != nil {
@@ -265,7 +251,7 @@ func TestPythonLoad(t *testing.T) {
 			}
 			var version string
 			_ = json.Unmarshal(res["python"], &version)
-			t.Logf("%s is Python %s", py.path, version)
+			t.Logf("%s is Python %s", path, version)
 
 			for i, c := range cases {
 				var perLoader map[string]json.RawMessage

@@ -50,7 +50,7 @@ func newStream(t *testing.T, cfg StreamConfig) *StreamContent {
 	// disk), or through memory with writes behind when the environment
 	// says so (make test runs the package both ways).
 	memory := testMemoryMode()
-	s.busyHook = func() bool { return memory }
+	s.disk.hook = func() bool { return memory }
 	t.Cleanup(func() { s.Close() })
 	return s
 }
@@ -90,7 +90,7 @@ func readersWaiting(s *StreamContent, ref cache.Ref) int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	n := 0
-	for _, c := range d.chunks {
+	for _, c := range d.t.c {
 		n += c.waiting
 	}
 	return n
@@ -228,9 +228,7 @@ func TestContentSharedDownload(t *testing.T) {
 
 func TestContentPartialReads(t *testing.T) {
 	data := blob(7, 200<<10)
-	srv := newServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
-	st := newTestStore(t, srv.URL)
-	s := newStream(t, StreamConfig{ChunkSize: 16 << 10})
+	srv, st, s := fixture(t, map[string][]byte{"m/f": data}, remotetest.Options{}, StreamConfig{ChunkSize: 16 << 10})
 	ref := refFor(t, st, "m", "f")
 	h, err := s.Open(testutil.Ctx(t), ref)
 	if err != nil {
@@ -262,9 +260,7 @@ func TestContentPartialReads(t *testing.T) {
 
 func TestContentRemovedObjectIsFetchedAgain(t *testing.T) {
 	data := blob(3, 5000)
-	srv := newServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
-	st := newTestStore(t, srv.URL)
-	s := newStream(t, StreamConfig{})
+	srv, st, s := fixture(t, map[string][]byte{"m/f": data}, remotetest.Options{}, StreamConfig{})
 	ref := refFor(t, st, "m", "f")
 	for i := range 2 {
 		if !bytes.Equal(openRead(t, s, ref), data) {
@@ -310,9 +306,7 @@ func TestContentRejectsBadDownloads(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := newServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
-			st := newTestStore(t, srv.URL)
-			s := newStream(t, StreamConfig{ChunkSize: tt.chunk})
+			srv, st, s := fixture(t, map[string][]byte{"m/f": data}, remotetest.Options{}, StreamConfig{ChunkSize: tt.chunk})
 			var mu sync.Mutex
 			var told []cache.Ref
 			s.OnChange(func(r cache.Ref) {
@@ -515,9 +509,7 @@ func TestContentEviction(t *testing.T) {
 
 func TestContentLargerThanCacheReadsDirect(t *testing.T) {
 	data := blob(8, 10000)
-	srv := newServer(t, map[string][]byte{"m/big": data}, remotetest.Options{})
-	st := newTestStore(t, srv.URL)
-	s := newStream(t, StreamConfig{MaxBytes: 4096})
+	_, st, s := fixture(t, map[string][]byte{"m/big": data}, remotetest.Options{}, StreamConfig{MaxBytes: 4096})
 	ref := refFor(t, st, "m", "big")
 	h, err := s.Open(testutil.Ctx(t), ref)
 	if err != nil {
@@ -539,9 +531,7 @@ func TestContentLargerThanCacheReadsDirect(t *testing.T) {
 
 func TestContentCancelledRead(t *testing.T) {
 	data := blob(5, 100<<10)
-	srv := newServer(t, map[string][]byte{"m/a": data, "m/b": data}, remotetest.Options{})
-	st := newTestStore(t, srv.URL)
-	s := newStream(t, StreamConfig{})
+	srv, st, s := fixture(t, map[string][]byte{"m/a": data, "m/b": data}, remotetest.Options{}, StreamConfig{})
 
 	t.Run("another reader still gets the file", func(t *testing.T) {
 		ref := refFor(t, st, "m", "a")
@@ -630,9 +620,7 @@ func TestContentCancelledRead(t *testing.T) {
 }
 
 func TestContentCloseWaitsForDownloads(t *testing.T) {
-	srv := newServer(t, map[string][]byte{"m/f": blob(6, 100<<10)}, remotetest.Options{})
-	st := newTestStore(t, srv.URL)
-	s := newStream(t, StreamConfig{})
+	srv, st, s := fixture(t, map[string][]byte{"m/f": blob(6, 100<<10)}, remotetest.Options{}, StreamConfig{})
 	ref := refFor(t, st, "m", "f")
 	gate := srv.Hold("m/f")
 	defer gate.Release()
@@ -682,9 +670,7 @@ func TestContentCloseWaitsForDownloads(t *testing.T) {
 // stream, and readers of any offset are served from it.
 func TestContentServerWithoutRange(t *testing.T) {
 	data := blob(9, 200<<10)
-	srv := newServer(t, map[string][]byte{"m/f": data}, remotetest.Options{NoRange: true})
-	st := newTestStore(t, srv.URL)
-	s := newStream(t, StreamConfig{ChunkSize: 16 << 10, Parallel: 4})
+	srv, st, s := fixture(t, map[string][]byte{"m/f": data}, remotetest.Options{NoRange: true}, StreamConfig{ChunkSize: 16 << 10, Parallel: 4})
 	ref := refFor(t, st, "m", "f")
 	h, err := s.Open(testutil.Ctx(t), ref)
 	if err != nil {
@@ -707,9 +693,7 @@ func TestContentServerWithoutRange(t *testing.T) {
 }
 
 func TestContentEmptyFile(t *testing.T) {
-	srv := newServer(t, map[string][]byte{"m/empty": {}}, remotetest.Options{})
-	st := newTestStore(t, srv.URL)
-	s := newStream(t, StreamConfig{})
+	srv, st, s := fixture(t, map[string][]byte{"m/empty": {}}, remotetest.Options{}, StreamConfig{})
 	ref := refFor(t, st, "m", "empty")
 	if ref.Meta.Size != 0 {
 		t.Fatalf("Stat size %d", ref.Meta.Size)
@@ -736,3 +720,26 @@ func TestContentEmptyFile(t *testing.T) {
 const memoryModeEnv = "MODELSTOREFS_TEST_ENGINE_MEMORY"
 
 func testMemoryMode() bool { return os.Getenv(memoryModeEnv) != "" }
+
+// TestContentAdoptsOtherProcessObjects: a file another process committed
+// into the shared cache directory after this one indexed it is used, not
+// downloaded again.
+func TestContentAdoptsOtherProcessObjects(t *testing.T) {
+	data := blob(9, 200<<10)
+	srv, st, _ := fixture(t, map[string][]byte{"m/f": data}, remotetest.Options{}, StreamConfig{})
+	dir := t.TempDir()
+	mount := newStream(t, StreamConfig{Dir: dir})
+	other := newStream(t, StreamConfig{Dir: dir})
+	ref := refFor(t, st, "m", "f")
+	if !bytes.Equal(openRead(t, other, ref), data) {
+		t.Fatal("content differs")
+	}
+	testutil.WaitFor(t, "commit", func() bool { return committed(other, ref) })
+	before := srv.Count(http.MethodGet, "m/f")
+	if !bytes.Equal(openRead(t, mount, ref), data) {
+		t.Fatal("content differs")
+	}
+	if n := srv.Count(http.MethodGet, "m/f"); n != before {
+		t.Errorf("%d more GETs: the file another process committed was downloaded again", n-before)
+	}
+}

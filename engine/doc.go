@@ -3,12 +3,36 @@
 // cache.Content (StreamContent); the catalog of stores and models, and the
 // Ref, Store and Handle types it is used through, are in package cache.
 //
-// Files: stream.go holds StreamContent (cache files on disk, their index,
-// eviction, handles); download.go one file's download into the cache
-// (chunk states, streams, readers); memfile.go files the cache has no room
-// for, read into memory; fetch.go the validated ranged GET and the retry
-// policy both use; engine.go what they share (the buffer budget, the
-// write-behind writer, the per-store connection policy).
+// The map: who owns what, and under which lock.
+//
+//	StreamContent (stream.go)   opens, stats; its mu guards:
+//	  index (index.go)          entries, bytes against the bound, eviction,
+//	                            the start and end (commit) of downloads
+//	  uncached, unsized         files read into memory (memfile.go), unsized
+//	                            downloads (unsized.go)
+//	download (download.go)      one file into the cache: its lifecycle, the
+//	                            cache copy, buffers; its mu guards:
+//	  chunkTable (chunks.go)    chunk states; where a stream starts (pure)
+//	  fetcher (streams.go)      workers, ranged and whole-file streams
+//	  readers (reader.go)       reads, demand, handles
+//	  verifier (verify.go)      the hash that gates the file's end
+//	memFile (memfile.go)        a file the cache has no room for, in pages;
+//	                            its mu guards its pages, fetches (memfetch.go)
+//	                            and memHash (memverify.go)
+//	leaves, each with a private lock or atomics:
+//	  bufferPool (pool.go)      the buffer budget
+//	  writeQueue (writeback.go) chunks waiting for the cache disk
+//	  storePolicy (policy.go)   streams per store
+//	  diskWatch (diskbusy.go)   whether the cache disk keeps up
+//	controller.go, fetch.go     how many streams; the validated GET, retries
+//	cachedir.go, handles.go     the cache directory; the Handles
+//
+// A read walks: fs -> streamHandle.Read -> readers.read (download.mu):
+// bytes in a buffer (pinned, answered in place), in the cache file (its
+// descriptor, spliced by the caller) or missing: readers.demand asks the
+// fetcher for a stream (chunkTable.pick), whose worker takes memory from
+// the bufferPool (or splices into the file), fills the chunk and wakes
+// the reader; a read of the file's end also waits for the verifier.
 //
 // A file is cut into chunks (ChunkSize, 8 MiB by default). A chunk is
 //
@@ -26,7 +50,7 @@
 //     from the file as soon as it has landed. Nothing waits for the disk
 //     here: the pages are in the page cache, and the path is left as soon
 //     as the system has so much dirty data that writes would be throttled
-//     (StreamContent.diskBusy).
+//     (diskWatch.busyNow).
 //   - Through memory, when the disk is busy: bytes arrive into a memory
 //     buffer of the chunk and readers are answered from it a 256 KiB piece
 //     at a time, in place (the FUSE reply is written from the buffer; a
@@ -83,8 +107,8 @@
 // server that ignores Range gets one whole-file stream.
 //
 // Lock order: StreamContent.mu, then download.mu or memFile.mu, then the
-// leaves (StreamContent.poolMu, StreamContent.wmu, StreamContent.polMu),
-// none of which is held while taking another lock. Reclaiming memory
+// leaves (bufferPool, writeQueue, storePolicy), none of which is held
+// while taking another lock. Reclaiming memory
 // takes StreamContent.mu only to list the files, then each file's lock on
 // its own: it runs with no lock held.
 //

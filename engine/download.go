@@ -4,6 +4,7 @@ package engine
 // and the lock order are in doc.go).
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -19,36 +20,12 @@ import (
 	"github.com/modelstorefs/modelstorefs/remote"
 )
 
-// Chunk states.
-const (
-	chunkMissing uint8 = iota
-	chunkFetching
-	chunkInMemory
-	chunkOnDisk
-)
-
 // readerIdle is how long readers must pause before a download going
 // through memory finishes its cache copy.
 const readerIdle = 500 * time.Millisecond
 
-// readerWindow is how many chunks past the latest read are fetched ahead
-// with a reader's priority.
-const readerWindow = 2
-
 // piece is how much is read from the network between wake-ups of readers.
 const piece = 256 << 10
-
-// chunkState is one chunk's state; buf holds its bytes while it is fetching or
-// in memory (filled of them valid).
-type chunkState struct {
-	state   uint8
-	buf     []byte
-	filled  int64
-	queued  bool    // in the write-behind queue
-	writing bool    // the writer is writing it: the buffer may not go
-	waiting int     // readers waiting for it
-	pin     *bufPin // replies in flight that point into buf
-}
 
 // bufPin counts the replies in flight that point into a chunk's buffer
 // (Read answers from memory without a copy): the buffer goes back to the
@@ -69,38 +46,22 @@ type download struct {
 	e     *entry // nil when the file is not cached at all
 	size  int64
 	chunk int64
-	n     int
 	log   *zap.Logger
 
 	mu sync.Mutex // protects the fields below
 	// f is the cache file, nil when not cached; run creates it before its
 	// first worker, and it does not change after that (workers and the
 	// writer use it without the lock).
-	f         *os.File
-	chunks    []chunkState
-	next      int           // first chunk after the latest read
-	changed   chan struct{} // closed and replaced on every change
-	err       error         // terminal failure
-	noCache   error         // why the cache copy was given up (nil: still caching)
-	complete  bool
-	finished  bool // run has returned
-	handles   int
-	whole     bool // the server ignores Range: one whole-file stream
-	streaming bool // the whole-file stream is running
-	ranged    bool // a 206 was seen: more streams may be added
-	// direct: bytes go from the socket straight into the cache file
-	// (spliced, no copy through this process), and readers splice them
-	// from there as each piece lands. Chosen per chunk while the cache
-	// disk keeps up (see diskBusy); otherwise chunks go through memory.
-	direct   bool
-	lastRead time.Time // the latest read, for readerIdle
-	workers  int
-	starting int // workers started that have not picked their work yet
-	stop     int // workers asked to stop at their next chunk boundary
-	retry    retrier
-	spawn    func() // starts a worker; only with workers > 0 or from run
-	ctl      controller
-	bytesIn  int64 // bytes received, for the controller
+	f        *os.File
+	t        chunkTable
+	changed  chan struct{} // closed and replaced on every change
+	err      error         // terminal failure
+	noCache  error         // why the cache copy was given up (nil: still caching)
+	complete bool
+	finished bool     // run has returned
+	fetch    fetcher  // its workers and streams (streams.go)
+	readers  readers  // its reader side (reader.go)
+	hash     verifier // the hash of the cache copy (verify.go)
 }
 
 // newDownload prepares the download of ref: into the cache file of e, or,
@@ -109,17 +70,17 @@ type download struct {
 // what is read so far), never only by what a server claims.
 func newDownload(s *StreamContent, ref cache.Ref, e *entry) *download {
 	chunk := s.cfg.ChunkSize
-	n := int((ref.Meta.Size + chunk - 1) / chunk)
 	d := &download{
-		s: s, ref: ref, e: e, size: ref.Meta.Size, chunk: chunk, n: n,
+		s: s, ref: ref, e: e, size: ref.Meta.Size, chunk: chunk,
 		log:     s.log.With(zap.String("url", ref.URL())),
-		chunks:  make([]chunkState, n),
+		t:       newChunkTable(ref.Meta.Size, chunk),
 		changed: make(chan struct{}),
 	}
+	d.fetch.d, d.readers.d, d.hash.d = d, d, d
 	if e == nil {
 		d.noCache = errNotCaching
 	}
-	d.direct = e != nil
+	d.fetch.direct = e != nil
 	return d
 }
 
@@ -131,92 +92,135 @@ func (d *download) broadcastLocked() {
 	d.changed = make(chan struct{})
 }
 
-func (d *download) chunkLen(k int) int64 { return min(d.chunk, d.size-int64(k)*d.chunk) }
-
-// run owns the download's workers. It starts one, then waits: whenever no
-// worker runs it decides whether the download is over (all on disk,
-// failed, or given up with nobody reading) or starts one for the work that
-// appeared (a reader's demand, budget freed for background fetches).
+// run owns the download: it creates the cache file, runs the workers
+// (supervise) and the hash (verify.go) until all bytes landed or the
+// download failed, then commits or removes the file (end).
 func (d *download) run(ctx context.Context) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	start := time.Now()
-	if d.e != nil {
-		// The cache file is created here, not under the cache's lock.
-		f, err := createFile(d.e.path, d.size)
-		if err == nil {
-			d.mu.Lock()
-			d.f = f
-			d.mu.Unlock()
-			if !d.s.skipReserve {
-				err = d.reserve()
-			}
-		}
-		if err != nil {
-			d.giveUpCache(err)
-		}
-	}
-	var wg sync.WaitGroup
-	d.mu.Lock()
-	d.retry = newRetrier(d.s.cfg.RetryWindow)
-	d.spawn = func() {
-		d.workers++
-		d.starting++
-		wg.Add(1)
+	d.prepareFile()
+	// The hash follows the bytes as they land (verify.go).
+	hctx, stopHash := context.WithCancel(ctx)
+	defer stopHash()
+	var hwg sync.WaitGroup
+	if !d.s.cfg.NoVerify {
+		hwg.Add(1)
 		go func() {
-			defer wg.Done()
-			d.worker(ctx, cancel)
-			d.mu.Lock()
-			d.workers--
-			if d.workers == 0 {
-				d.broadcastLocked() // run decides what next
-			}
-			d.mu.Unlock()
+			defer hwg.Done()
+			d.hash.loop(hctx)
 		}()
 	}
-	d.spawn()
-	for {
-		ch := d.changed
-		idle := d.workers == 0
-		d.mu.Unlock()
-		if idle {
-			wg.Wait()
-		}
-		select {
-		case <-ch:
-		case <-d.s.budgetFreed():
-		case <-time.After(readerIdle): // background work waits for readers to pause
-		case <-ctx.Done():
-		}
-		d.mu.Lock()
-		if d.workers > 0 {
-			continue
-		}
-		if ctx.Err() != nil && d.err == nil {
-			d.err = ctx.Err()
-		}
-		if d.err != nil || d.allOnDiskLocked() || (d.noCache != nil && d.handles == 0) {
-			break
-		}
-		if _, _, ok := d.pickLocked(); ok {
-			d.spawn()
-		}
+	err := d.supervise(ctx, cancel)
+	if err != nil {
+		stopHash()
 	}
-	err := d.err
-	noCache := d.noCache
-	if d.ranged {
-		d.ctl.end(d)
-	}
-	d.mu.Unlock()
-	wg.Wait()
-	if err == nil && noCache != nil {
-		err = noCache
+	hwg.Wait() // with every byte on disk, the hash ends
+	if err == nil {
+		err = d.hashResult()
 	}
 	if err == nil {
 		err = d.f.Sync()
 	}
 	d.end(err, start)
 	d.s.ended(d)
+}
+
+// prepareFile creates the cache file and reserves its blocks, here and
+// not under the cache's lock; on failure the cache copy is given up.
+func (d *download) prepareFile() {
+	if d.e == nil {
+		return
+	}
+	f, err := createFile(d.e.path, d.size)
+	if err == nil {
+		d.mu.Lock()
+		d.f = f
+		d.mu.Unlock()
+		if !d.s.skipReserve {
+			err = d.reserve()
+		}
+	}
+	if err != nil {
+		d.giveUpCache(err)
+	}
+}
+
+// supervise starts a worker, then waits: whenever no worker runs it
+// decides whether the download is over (all on disk, failed, or given up
+// with nobody reading) or starts one for the work that appeared. It
+// returns once every worker has ended, with the download's failure.
+func (d *download) supervise(ctx context.Context, cancel context.CancelFunc) error {
+	var wg sync.WaitGroup
+	d.mu.Lock()
+	d.fetch.retry = newRetrier(d.s.cfg.RetryWindow)
+	d.fetch.spawn = func() {
+		d.fetch.workers++
+		d.fetch.starting++
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d.fetch.worker(ctx, cancel)
+			d.mu.Lock()
+			d.fetch.workers--
+			if d.fetch.workers == 0 {
+				d.broadcastLocked() // supervise decides what next
+			}
+			d.mu.Unlock()
+		}()
+	}
+	d.fetch.spawn()
+	for {
+		ch := d.changed
+		idle := d.fetch.workers == 0
+		d.mu.Unlock()
+		if idle {
+			wg.Wait()
+		}
+		select {
+		case <-ch:
+		case <-d.s.pool.changed():
+		case <-time.After(readerIdle): // background work waits for readers to pause
+		case <-ctx.Done():
+		}
+		d.mu.Lock()
+		if d.fetch.workers > 0 {
+			continue
+		}
+		if ctx.Err() != nil && d.err == nil {
+			d.err = ctx.Err()
+		}
+		if d.err != nil || d.t.allOnDisk() || (d.noCache != nil && d.readers.handles == 0) {
+			break
+		}
+		if _, _, ok := d.pickLocked(); ok {
+			d.fetch.spawn()
+		}
+	}
+	err := cmp.Or(d.err, d.noCache)
+	if d.fetch.ranged {
+		d.fetch.ctl.end(d)
+	}
+	d.mu.Unlock()
+	wg.Wait()
+	return err
+}
+
+// hashResult is the hash's verdict on a download whose bytes all landed.
+func (d *download) hashResult() error {
+	if d.s.cfg.NoVerify {
+		return nil
+	}
+	d.mu.Lock()
+	err := d.hash.err
+	if err == nil && !d.hash.done {
+		err = fmt.Errorf("%s: the hash of the file did not end", d.ref.URL())
+	}
+	d.mu.Unlock()
+	if errors.Is(err, ErrDigestMismatch) {
+		d.s.countMismatch()
+	}
+	return err
 }
 
 // errNoSpace: the cache's disk is full; the cache copy is given up.
@@ -252,12 +256,12 @@ func (d *download) giveUpCacheLocked(why error) {
 		return
 	}
 	d.noCache = why
-	d.direct = false
+	d.fetch.direct = false
 	d.log.Warn("not caching this file: reading from the store into memory", zap.Error(why))
 	// Queued chunks stay in memory for the readers; the writer skips them.
 	// Chunks already on disk stay readable while the download lives.
-	for k := range d.chunks {
-		d.chunks[k].queued = false
+	for k := range d.t.c {
+		d.t.c[k].queued = false
 	}
 	d.broadcastLocked()
 }
@@ -278,11 +282,11 @@ func (d *download) end(err error, start time.Time) {
 		d.err = err
 	}
 	d.complete = err == nil
-	for k := range d.chunks {
+	for k := range d.t.c {
 		d.releaseLocked(k)
 	}
 	d.broadcastLocked()
-	closeNow := d.handles == 0 && d.f != nil
+	closeNow := d.readers.handles == 0 && d.f != nil
 	d.mu.Unlock()
 	if closeNow {
 		d.f.Close()
@@ -297,19 +301,10 @@ func (d *download) end(err error, start time.Time) {
 	}
 }
 
-func (d *download) allOnDiskLocked() bool {
-	for k := range d.chunks {
-		if d.chunks[k].state != chunkOnDisk {
-			return false
-		}
-	}
-	return true
-}
-
 // releaseLocked gives chunk k's buffer back, unless the writer holds it;
 // replies in flight that point into it keep it until they are done.
 func (d *download) releaseLocked(k int) {
-	c := &d.chunks[k]
+	c := &d.t.c[k]
 	if c.buf == nil || c.writing {
 		return
 	}
@@ -317,7 +312,7 @@ func (d *download) releaseLocked(k int) {
 		c.pin.orphan = true
 		c.pin = nil
 	} else {
-		d.s.freeBuf(c.buf)
+		d.s.pool.free(c.buf)
 	}
 	c.buf, c.filled, c.queued = nil, 0, false
 }
@@ -328,7 +323,7 @@ func (d *download) releaseLocked(k int) {
 func (d *download) pinLocked(off, end int64) (cache.ReadResult, bool) {
 	k := int(off / d.chunk)
 	base := int64(k) * d.chunk
-	c := &d.chunks[k]
+	c := &d.t.c[k]
 	if c.buf == nil || end > base+d.chunk || c.filled < end-base {
 		return cache.ReadResult{}, false
 	}
@@ -348,325 +343,28 @@ func (d *download) unpin(p *bufPin) {
 		return
 	}
 	if p.orphan {
-		d.s.freeBuf(p.buf)
-	} else if d.chunks[p.k].pin == p {
-		d.chunks[p.k].pin = nil
+		d.s.pool.free(p.buf)
+	} else if d.t.c[p.k].pin == p {
+		d.t.c[p.k].pin = nil
 	}
 }
 
-// pickLocked chooses where a new stream starts, and whether it is for a
-// reader (which always gets a buffer) or background work (only within the
-// budget): a chunk a reader waits for, else the reader's window, else the
-// largest missing run, or back half of one a stream is heading into
-// (splitLocked).
+// pickLocked chooses where a new stream starts (chunkTable.pick), and
+// whether it is for a reader.
 func (d *download) pickLocked() (start int, forReader, ok bool) {
-	if d.err != nil || d.streaming || d.finished {
+	if d.err != nil || d.fetch.streaming || d.finished {
 		return 0, false, false
 	}
-	for k := range d.chunks {
-		if c := &d.chunks[k]; c.waiting > 0 && c.state == chunkMissing && !d.streamNearLocked(k) {
-			return k, true, true
-		}
-	}
-	for k := d.next; k < min(d.next+readerWindow, d.n); k++ {
-		if d.chunks[k].state == chunkMissing && !d.streamNearLocked(k) {
-			return k, true, true
-		}
-	}
-	if d.noCache != nil {
-		return 0, false, false // nothing to keep: fetch only what readers need
-	}
-	// Through memory (a busy disk), the chunks behind the readers (those
-	// reclaimed before the writer reached them) are fetched again once the
-	// readers pause: they would compete with them for the network, the CPU
-	// and the buffers. Chunks ahead are read-ahead, and go on.
-	from := 0
-	if !d.direct && time.Since(d.lastRead) < readerIdle {
-		from = d.next
-	}
-	best, bestLen := -1, 0
-	for k := from; k < d.n; {
-		if d.chunks[k].state != chunkMissing {
-			k++
-			continue
-		}
-		end := k
-		for end < d.n && d.chunks[end].state == chunkMissing {
-			end++
-		}
-		at, length := d.splitLocked(k, end)
-		// Runs after the reader come first: that is where it goes next.
-		if length > bestLen || (length == bestLen && length > 0 && k >= d.next && best < d.next) {
-			best, bestLen = at, length
-		}
-		k = end
-	}
-	if bestLen == 0 {
-		return 0, false, false
-	}
-	return best, false, true
-}
-
-// streamNearLocked reports whether a stream will reach chunk k soon: one
-// is fetching a chunk just before it.
-func (d *download) streamNearLocked(k int) bool {
-	for j := max(0, k-readerWindow); j < k; j++ {
-		if d.chunks[j].state == chunkFetching {
-			return true
-		}
-	}
-	return false
-}
-
-// splitLocked says where a new stream would start in the missing run
-// [k, end), and how many of its chunks it would take off the stream
-// heading into the run (the chunk before it is being fetched), if any. The
-// new stream takes the back half; a single chunk is worth a new GET only
-// while the stream heading into it is less than half-way through its
-// current chunk.
-func (d *download) splitLocked(k, end int) (at, length int) {
-	n := end - k
-	if k == 0 || d.chunks[k-1].state != chunkFetching {
-		return k, n
-	}
-	if n == 1 {
-		if d.chunks[k-1].filled < d.chunkLen(k-1)/2 {
-			return k, 1
-		}
-		return k, 0
-	}
-	return k + n/2, n - n/2
-}
-
-// worker runs streams until there is nothing it should fetch.
-func (d *download) worker(ctx context.Context, cancel context.CancelFunc) {
-	backoff := 250 * time.Millisecond
-	for first := true; ; first = false {
-		d.mu.Lock()
-		if first {
-			d.starting--
-		}
-		if d.stop > 0 {
-			d.stop--
-			d.mu.Unlock()
-			return
-		}
-		k, forReader, ok := d.pickLocked()
-		if ok {
-			d.chunks[k].state = chunkFetching
-		}
-		d.mu.Unlock()
-		if !ok {
-			return
-		}
-		buf, ok := d.bufferFor(forReader)
-		if !ok {
-			d.mu.Lock()
-			d.chunks[k].state = chunkMissing
-			d.mu.Unlock()
-			return // run starts us again when the budget has room
-		}
-		release := d.s.storeSlot(d.ref.Store)
-		err := d.streamFrom(ctx, k, buf)
-		release()
-		if err == nil {
-			backoff = 250 * time.Millisecond
-			continue
-		}
-		if d.fail(ctx, err) {
-			cancel()
-			return
-		}
-		d.log.Warn("fetch failed, retrying", zap.Int("chunk", k), zap.Error(err))
-		select {
-		case <-ctx.Done():
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, 5*time.Second)
-	}
-}
-
-// fail records a failed fetch; it reports whether the whole download has
-// failed (see retrier.terminal).
-func (d *download) fail(ctx context.Context, err error) bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	terminal := d.retry.terminal(ctx, err)
-	if terminal && d.err == nil {
-		d.err = err
-		d.broadcastLocked()
-	}
-	return terminal
-}
-
-// streamFrom fetches chunk k (already marked fetching, with buf) and goes
-// on with the chunks after it in the same GET while they are missing.
-func (d *download) streamFrom(ctx context.Context, k int, buf []byte) error {
-	d.mu.Lock()
-	end := k + 1
-	for end < d.n && d.chunks[end].state == chunkMissing {
-		end++
-	}
-	if buf != nil {
-		d.chunks[k].buf = buf[:d.chunkLen(k)]
-	}
-	d.mu.Unlock()
-	off := int64(k) * d.chunk
-	body, err := getRange(ctx, d.ref, d.log, off, min(int64(end)*d.chunk, d.size)-off)
-	if err != nil {
-		d.abandon(k)
-		return err
-	}
-	defer body.Close()
-	if body.Whole {
-		return d.streamWhole(ctx, k, body)
-	}
-	d.mu.Lock()
-	if !d.ranged {
-		d.ranged = true
-		d.ctl.start(d)
-	}
-	d.mu.Unlock()
-	for j := k; j < end; j++ {
-		if j > k && !d.continueInto(j) {
-			return nil
-		}
-		last := j == end-1
-		if err := d.fill(ctx, j, body, last, j == k); err != nil {
-			d.abandon(j)
-			return err
-		}
-	}
-	return nil
-}
-
-// endsHere checks, after a stream's last chunk, that its body ends there:
-// a server that sends more lied about what it sent.
-func (d *download) endsHere(body *remote.Body, last bool) error {
-	if !last {
-		return nil
-	}
-	if m, err := body.Read(make([]byte, 1)); m > 0 || (err != nil && err != io.EOF) {
-		return fmt.Errorf("GET %s: %w (%v)", d.ref.URL(), errLongBody, err)
-	}
-	return nil
+	return d.t.pick(pickPolicy{
+		hashChunk:  d.hash.chunkLocked(),
+		endWaiters: d.readers.endWaiters > 0,
+		cacheless:  d.noCache != nil,
+		skipBehind: !d.fetch.direct && time.Since(d.readers.lastRead) < readerIdle,
+	})
 }
 
 // errLongBody: a body went on past the range it announced.
 var errLongBody = errors.New("more bytes than the range asked for")
-
-// continueInto claims chunk j for the stream that just filled j-1: only
-// if it is still missing, no worker was asked to stop, and a buffer is
-// there for it (for the reader, or within the budget).
-func (d *download) continueInto(j int) bool {
-	d.mu.Lock()
-	if d.chunks[j].state != chunkMissing || d.err != nil || d.stop > 0 {
-		d.mu.Unlock()
-		return false
-	}
-	forReader := d.chunks[j].waiting > 0 || j < d.next+readerWindow
-	if d.noCache != nil && !forReader {
-		d.mu.Unlock()
-		return false
-	}
-	d.chunks[j].state = chunkFetching
-	d.mu.Unlock()
-	buf, ok := d.bufferFor(forReader)
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if !ok {
-		d.chunks[j].state = chunkMissing
-		return false
-	}
-	if buf != nil {
-		d.chunks[j].buf = buf[:d.chunkLen(j)]
-	}
-	return true
-}
-
-// bufferFor returns the buffer for a chunk about to be fetched: none when
-// it goes straight into the cache file (the disk keeps up), else one from
-// the budget. ok is false when background work finds no room.
-func (d *download) bufferFor(forReader bool) (buf []byte, ok bool) {
-	d.mu.Lock()
-	if d.direct && d.s.diskBusy() {
-		d.direct = false
-		d.log.Info("cache disk busy: this file goes through memory, its cache copy written behind")
-	}
-	direct := d.direct
-	d.mu.Unlock()
-	if direct {
-		return nil, true
-	}
-	buf = d.s.allocBuf(d.chunk, forReader)
-	return buf, buf != nil
-}
-
-// fill reads chunk j from body into its buffer, a piece at a time, waking
-// readers after each piece; a full chunk goes to the write-behind queue.
-//
-// With last set the body must end with the chunk: a server that sends
-// more lied about what it sent, and the chunk is not kept (nor, so, the
-// file committed).
-func (d *download) fill(ctx context.Context, j int, body *remote.Body, last, first bool) error {
-	d.mu.Lock()
-	buf := d.chunks[j].buf
-	d.mu.Unlock()
-	if buf == nil {
-		return d.fillDirect(ctx, j, body, last, first)
-	}
-	var got int64
-	for got < int64(len(buf)) {
-		m, err := io.ReadFull(body, buf[got:min(got+piece, int64(len(buf)))])
-		got += int64(m)
-		d.mu.Lock()
-		d.pieceLandedLocked(j, got, int64(len(buf)), int64(m), last, first)
-		d.mu.Unlock()
-		if err != nil {
-			return fmt.Errorf("GET %s at %d: %w", d.ref.URL(), int64(j)*d.chunk+got, err)
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-	}
-	if err := d.endsHere(body, last); err != nil {
-		return err
-	}
-	d.mu.Lock()
-	c := &d.chunks[j]
-	c.state, c.filled = chunkInMemory, got
-	// Progress is a chunk completed: a server that sends the same first
-	// bytes again and again makes none, and meets the retry window.
-	d.retry.progressed()
-	queue := d.noCache == nil
-	c.queued = queue
-	d.dropBehindLocked()
-	d.broadcastLocked()
-	d.mu.Unlock()
-	if queue {
-		d.s.queueWrite(d, j)
-	} else {
-		d.s.mayReclaim() // reclaimIdle may take it once read
-	}
-	return nil
-}
-
-// pieceLandedLocked records step more bytes of chunk j received (got of
-// its n so far) by a stream, first if this is the stream's first chunk:
-// readers see them, except the last piece of a stream's last chunk, which
-// shows only once endsHere knows the body ends there; the controller
-// counts them, and a stream's first bytes end its connecting.
-func (d *download) pieceLandedLocked(j int, got, n, step int64, last, first bool) {
-	if !last || got < n {
-		d.chunks[j].filled = got
-	}
-	d.bytesIn += step
-	if first && got == step {
-		d.ctl.connected()
-	}
-	d.ctl.observe(d)
-	d.broadcastLocked()
-}
 
 // cacheDiskFailed tells a failure of the cache file (a full or failing
 // disk) from one of the network, in a splice that does both.
@@ -683,42 +381,6 @@ func cacheDiskFailed(err error) bool {
 // of readers.
 const directPiece = 1 << 20
 
-// fillDirect splices chunk j from body into the cache file, a piece at a
-// time, waking readers (who splice from the file) after each piece.
-func (d *download) fillDirect(ctx context.Context, j int, body *remote.Body, last, first bool) error {
-	n := d.chunkLen(j)
-	off := int64(j) * d.chunk
-	var got int64
-	for got < n {
-		step := min(directPiece, n-got)
-		if err := body.CopyTo(d.f, off+got, step); err != nil {
-			if cacheDiskFailed(err) {
-				// The disk, not the store: no cache copy, and the chunk is
-				// fetched again through memory for the readers.
-				d.giveUpCache(fmt.Errorf("cache write: %w", err))
-			}
-			return fmt.Errorf("GET %s at %d: %w", d.ref.URL(), off+got, err)
-		}
-		got += step
-		d.mu.Lock()
-		d.pieceLandedLocked(j, got, n, step, last, first)
-		d.mu.Unlock()
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-	}
-	if err := d.endsHere(body, last); err != nil {
-		return err
-	}
-	d.mu.Lock()
-	c := &d.chunks[j]
-	c.state, c.filled = chunkOnDisk, n
-	d.retry.progressed()
-	d.broadcastLocked()
-	d.mu.Unlock()
-	return nil
-}
-
 // dropBehindLocked frees, in a download that does not cache, the buffers
 // of chunks well behind the latest read (a reader seeking back far gets
 // them fetched again).
@@ -726,32 +388,17 @@ func (d *download) dropBehindLocked() {
 	if d.noCache == nil {
 		return
 	}
-	for k := range d.chunks {
-		c := &d.chunks[k]
-		if c.state == chunkInMemory && c.waiting == 0 && (k < d.next-2 || k >= d.next+readerWindow+2) {
-			d.releaseLocked(k)
-			c.state = chunkMissing
-		}
-	}
-}
-
-// abandon puts a chunk whose fetch failed back to missing.
-func (d *download) abandon(k int) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	c := &d.chunks[k]
-	if c.state == chunkFetching {
-		c.state, c.filled = chunkMissing, 0
+	for _, k := range d.t.behindWindow() {
 		d.releaseLocked(k)
+		d.t.c[k].state = chunkMissing
 	}
-	d.broadcastLocked()
 }
 
 // written is the writer's report on chunk k.
 func (d *download) written(k int, err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	c := &d.chunks[k]
+	c := &d.t.c[k]
 	c.writing = false
 	if err != nil {
 		if c.state == chunkInMemory {
@@ -771,7 +418,7 @@ func (d *download) written(k int, err error) {
 func (d *download) takeForWrite(k int) []byte {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	c := &d.chunks[k]
+	c := &d.t.c[k]
 	if c.state != chunkInMemory || !c.queued || d.noCache != nil || d.err != nil {
 		c.queued = false
 		return nil
@@ -786,151 +433,13 @@ func (d *download) takeForWrite(k int) []byte {
 func (d *download) reclaim(k int) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	c := &d.chunks[k]
-	if c.state != chunkInMemory || !c.queued || c.writing || c.waiting > 0 || (k >= d.next-1 && k < d.next+readerWindow) {
+	c := &d.t.c[k]
+	if c.state != chunkInMemory || !c.queued || c.writing || c.waiting > 0 || (k >= d.t.next-1 && k < d.t.next+readerWindow) || k == d.hash.chunkLocked() {
 		return false
 	}
 	d.releaseLocked(k)
 	c.state = chunkMissing
 	return true
-}
-
-// streamWhole reads a whole-file body (the server ignored Range) from
-// offset 0, filling chunks as they come. Only one whole stream runs.
-func (d *download) streamWhole(ctx context.Context, claimed int, body *remote.Body) error {
-	d.mu.Lock()
-	d.whole = true
-	if d.streaming {
-		d.mu.Unlock()
-		d.abandon(claimed)
-		return nil
-	}
-	d.streaming = true
-	if claimed != 0 {
-		// The buffer was taken for another chunk: the stream starts at 0.
-		d.chunks[claimed].state = chunkMissing
-		d.releaseLocked(claimed)
-	}
-	d.mu.Unlock()
-	defer func() {
-		d.mu.Lock()
-		d.streaming = false
-		d.broadcastLocked()
-		d.mu.Unlock()
-	}()
-	for k := 0; k < d.n; k++ {
-		n := d.chunkLen(k)
-		d.mu.Lock()
-		st := d.chunks[k].state
-		take := st == chunkMissing || (k == 0 && st == chunkFetching)
-		forReader := d.chunks[k].waiting > 0 || k < d.next+readerWindow
-		if take && d.noCache != nil && !forReader && k > d.next+readerWindow+2 {
-			take = false // nothing to keep it for: skip over it
-		}
-		if take {
-			d.chunks[k].state = chunkFetching
-		}
-		d.mu.Unlock()
-		if !take {
-			if _, err := io.CopyN(io.Discard, body, n); err != nil {
-				return fmt.Errorf("streaming %s at %d: %w", d.ref.URL(), int64(k)*d.chunk, err)
-			}
-			continue
-		}
-		d.mu.Lock()
-		buf := d.chunks[k].buf
-		d.mu.Unlock()
-		if buf == nil {
-			if buf, _ = d.bufferFor(true); buf == nil {
-				d.mu.Lock()
-				direct := d.direct
-				d.mu.Unlock()
-				if !direct {
-					// Within the budget, as every fetch: wait for room.
-					if buf = d.s.allocBufWait(ctx, d.chunk); buf == nil {
-						d.abandon(k)
-						return ctx.Err()
-					}
-				}
-			}
-			if buf != nil {
-				d.mu.Lock()
-				d.chunks[k].buf = buf[:n]
-				d.mu.Unlock()
-			}
-		}
-		if err := d.fill(ctx, k, body, false, false); err != nil {
-			d.abandon(k)
-			return fmt.Errorf("streaming: %w", err)
-		}
-	}
-	// Drain: the exact-length body reports a server that sent more.
-	_, err := io.Copy(io.Discard, body)
-	return err
-}
-
-// read answers a reader: p from off, waiting (at most until ctx ends) for
-// bytes still on their way. It returns the bytes, or, when they are all on
-// disk, the cache file's descriptor so the caller can splice.
-//
-// With zeroCopy, bytes in a buffer are returned in place (pinLocked), for
-// the caller to send before calling the result's Done.
-func (d *download) read(ctx context.Context, p []byte, off int64, zeroCopy bool) (cache.ReadResult, error) {
-	if off >= d.size {
-		return cache.ReadResult{Fd: -1}, io.EOF
-	}
-	end := min(off+int64(len(p)), d.size)
-	first, last := int(off/d.chunk), int((end-1)/d.chunk)
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.lastRead = time.Now()
-	if first >= d.next-1 || last+1 > d.next {
-		d.next = last + 1
-	}
-	for k := first; k <= last; k++ {
-		d.chunks[k].waiting++
-	}
-	defer func() {
-		for k := first; k <= last; k++ {
-			d.chunks[k].waiting--
-		}
-	}()
-	for {
-		if zeroCopy {
-			if r, ok := d.pinLocked(off, end); ok {
-				return r, eofIf(end < off+int64(len(p)))
-			}
-		}
-		if d.complete || d.inFileLocked(off, end) {
-			return cache.ReadResult{Fd: int(d.f.Fd()), Off: off, N: int(end - off)}, eofIf(end < off+int64(len(p)))
-		}
-		if disk, ok := d.copyLocked(p[:end-off], off); ok {
-			if len(disk) > 0 {
-				// Pieces on disk are read without the lock (the reader's
-				// handle keeps the file open; chunks on disk do not change).
-				d.mu.Unlock()
-				err := d.readPieces(p, off, disk)
-				d.mu.Lock()
-				if err != nil {
-					return cache.ReadResult{Fd: -1}, err
-				}
-			}
-			return cache.ReadResult{Data: p[:end-off], Fd: -1}, eofIf(end < off+int64(len(p)))
-		}
-		if d.err != nil {
-			return cache.ReadResult{Fd: -1}, d.err
-		}
-		d.demandLocked()
-		ch := d.changed
-		d.mu.Unlock()
-		select {
-		case <-ctx.Done():
-			d.mu.Lock()
-			return cache.ReadResult{Fd: -1}, ctx.Err()
-		case <-ch:
-		}
-		d.mu.Lock()
-	}
 }
 
 func eofIf(short bool) error {
@@ -940,96 +449,8 @@ func eofIf(short bool) error {
 	return nil
 }
 
-// copyLocked copies [off, off+len(p)) into p if every byte is there: from
-// buffers now, and it returns the pieces that are in the cache file, for
-// readPieces.
-func (d *download) copyLocked(p []byte, off int64) (disk [][2]int64, ok bool) {
-	end := off + int64(len(p))
-	for at := off; at < end; {
-		k := int(at / d.chunk)
-		c := &d.chunks[k]
-		stop := min(end, int64(k+1)*d.chunk)
-		switch {
-		case c.state == chunkOnDisk:
-		case (c.state == chunkFetching || c.state == chunkInMemory) && c.filled >= stop-int64(k)*d.chunk:
-			// In the buffer, or (direct) already in the file.
-		default:
-			return nil, false
-		}
-		at = stop
-	}
-	for at := off; at < end; {
-		k := int(at / d.chunk)
-		c := &d.chunks[k]
-		in := at - int64(k)*d.chunk
-		stop := min(end, int64(k+1)*d.chunk)
-		if c.buf != nil && c.filled >= stop-int64(k)*d.chunk {
-			copy(p[at-off:stop-off], c.buf[in:])
-		} else if d.f == nil {
-			return nil, false
-		} else {
-			disk = append(disk, [2]int64{at, stop})
-		}
-		at = stop
-	}
-	return disk, true
-}
-
-// readPieces reads the pieces [from, to) of the cache file into p (which
-// starts at off).
-func (d *download) readPieces(p []byte, off int64, pieces [][2]int64) error {
-	for _, pc := range pieces {
-		if _, err := d.f.ReadAt(p[pc[0]-off:pc[1]-off], pc[0]); err != nil {
-			return fmt.Errorf("reading the cache file of %s at %d: %w", d.ref.URL(), pc[0], err)
-		}
-	}
-	return nil
-}
-
-// demandLocked makes sure someone fetches what a waiting reader needs:
-// a new stream when no worker would reach it soon.
-func (d *download) demandLocked() {
-	_, forReader, ok := d.pickLocked()
-	if !ok || !forReader || d.starting > 0 {
-		return
-	}
-	switch {
-	case d.workers == 0:
-		d.broadcastLocked() // run starts one
-	case d.ranged && !d.whole && d.workers < 2*d.s.cfg.Parallel && d.s.storeRoom(d.ref.Store):
-		d.spawn() // a reader far from every stream gets its own, within the store's cap
-	}
-}
-
-// inFileLocked reports whether [off, end) is in the cache file: chunks on
-// disk, or the spliced part of chunks being fetched straight into it.
-func (d *download) inFileLocked(off, end int64) bool {
-	if d.f == nil {
-		return false
-	}
-	for at := off; at < end; {
-		k := int(at / d.chunk)
-		c := &d.chunks[k]
-		stop := min(end, int64(k+1)*d.chunk)
-		if c.state != chunkOnDisk && !(c.state == chunkFetching && c.buf == nil && c.filled >= stop-int64(k)*d.chunk) {
-			return false
-		}
-		at = stop
-	}
-	return true
-}
-
-func (d *download) rangeOnDiskLocked(first, last int) bool {
-	if d.f == nil {
-		return false
-	}
-	for k := first; k <= last; k++ {
-		if d.chunks[k].state != chunkOnDisk {
-			return false
-		}
-	}
-	return true
-}
+// inFileLocked reports whether [off, end) is in the cache file.
+func (d *download) inFileLocked(off, end int64) bool { return d.f != nil && d.t.inFile(off, end) }
 
 // failed reports whether the download has failed for good.
 func (d *download) failed() bool {
@@ -1042,13 +463,7 @@ func (d *download) failed() bool {
 func (d *download) present() int64 {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	var n int64
-	for k := range d.chunks {
-		if d.chunks[k].state == chunkOnDisk {
-			n += d.chunkLen(k)
-		}
-	}
-	return n
+	return d.t.onDiskBytes()
 }
 
 // readyFile returns the cache file once all the file's bytes are in it
@@ -1056,7 +471,8 @@ func (d *download) present() int64 {
 func (d *download) readyFile() *os.File {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.f == nil || d.noCache != nil || (d.err != nil && !d.complete) || !(d.complete || d.allOnDiskLocked()) {
+	if d.f == nil || d.noCache != nil || (d.err != nil && !d.complete) || !(d.complete || d.t.allOnDisk()) ||
+		(!d.hash.done && !d.s.cfg.NoVerify) || d.hash.err != nil {
 		return nil
 	}
 	return d.f
@@ -1072,35 +488,10 @@ func (d *download) reclaimIdle(need int64) int64 {
 		return 0
 	}
 	var freed int64
-	for k := range d.chunks {
-		c := &d.chunks[k]
-		if freed >= need {
-			break
-		}
-		if c.state == chunkInMemory && c.buf != nil && c.waiting == 0 && c.pin == nil && !c.writing {
-			freed += int64(cap(c.buf))
-			d.releaseLocked(k)
-			c.state = chunkMissing
-		}
+	for _, k := range d.t.idle(need) {
+		freed += int64(cap(d.t.c[k].buf))
+		d.releaseLocked(k)
+		d.t.c[k].state = chunkMissing
 	}
 	return freed
-}
-
-// addHandle and dropHandle count readers; the file is closed when the
-// download is over and nobody reads.
-func (d *download) addHandle() {
-	d.mu.Lock()
-	d.handles++
-	d.mu.Unlock()
-}
-
-func (d *download) dropHandle() {
-	d.mu.Lock()
-	d.handles--
-	closeNow := d.handles == 0 && d.finished && d.f != nil
-	d.broadcastLocked() // a download that does not cache ends with its last reader
-	d.mu.Unlock()
-	if closeNow {
-		d.f.Close()
-	}
 }

@@ -64,13 +64,11 @@ func (g *gatedWriter) write(f *os.File, b []byte, off int64) (int, error) {
 func TestReaderNeverWaitsForTheDisk(t *testing.T) {
 	const size, chunk = 2 << 20, 128 << 10
 	data := blob(101, size)
-	srv := newServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
-	st := newTestStore(t, srv.URL)
-	s := newStream(t, StreamConfig{ChunkSize: chunk})
+	_, st, s := fixture(t, map[string][]byte{"m/f": data}, remotetest.Options{}, StreamConfig{ChunkSize: chunk})
 	g := newGatedWriter(true)
 	t.Cleanup(g.open)
 	s.writeAt = g.write
-	s.busyHook = func() bool { return true } // a busy disk: through memory
+	s.disk.hook = func() bool { return true } // a busy disk: through memory
 	ref := refFor(t, st, "m", "f")
 	h, err := s.Open(testutil.Ctx(t), ref)
 	if err != nil {
@@ -99,13 +97,11 @@ func TestReaderNeverWaitsForTheDisk(t *testing.T) {
 func TestBufferBudget(t *testing.T) {
 	const size, chunk = 4 << 20, 128 << 10
 	data := blob(102, size)
-	srv := newServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
-	st := newTestStore(t, srv.URL)
-	s := newStream(t, StreamConfig{ChunkSize: chunk, BufferBudget: 4 * chunk})
+	srv, st, s := fixture(t, map[string][]byte{"m/f": data}, remotetest.Options{}, StreamConfig{ChunkSize: chunk, BufferBudget: 4 * chunk})
 	g := newGatedWriter(true)
 	t.Cleanup(g.open)
 	s.writeAt = g.write
-	s.busyHook = func() bool { return true }
+	s.disk.hook = func() bool { return true }
 	var peak atomic.Int64
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -113,7 +109,7 @@ func TestBufferBudget(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		for {
-			peak.Store(max(peak.Load(), s.bufferBytes()))
+			peak.Store(max(peak.Load(), s.pool.inUse()))
 			select {
 			case <-stop:
 				return
@@ -149,7 +145,7 @@ func TestBufferBudget(t *testing.T) {
 	g.open()
 	testutil.WaitFor(t, "commit once the disk catches up", func() bool { return committed(s, ref) })
 	checkObjects(t, s, data)
-	if used := s.bufferBytes(); used != 0 {
+	if used := s.pool.inUse(); used != 0 {
 		t.Errorf("%d bytes of buffers left after the download", used)
 	}
 	if n := srv.Count(http.MethodGet, "m/f"); n < 2 {
@@ -166,13 +162,11 @@ func TestCacheWriteFails(t *testing.T) {
 	data := blob(103, size)
 	for _, errno := range []syscall.Errno{syscall.ENOSPC, syscall.EIO} {
 		t.Run(errno.Error(), func(t *testing.T) {
-			srv := newServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
-			st := newTestStore(t, srv.URL)
-			s := newStream(t, StreamConfig{ChunkSize: chunk})
+			_, st, s := fixture(t, map[string][]byte{"m/f": data}, remotetest.Options{}, StreamConfig{ChunkSize: chunk})
 			g := newGatedWriter(false)
 			g.failAt, g.err = 3*chunk, errno
 			s.writeAt = g.write
-			s.busyHook = func() bool { return true }
+			s.disk.hook = func() bool { return true }
 			ref := refFor(t, st, "m", "f")
 			h, err := s.Open(testutil.Ctx(t), ref)
 			if err != nil {
@@ -213,9 +207,7 @@ func TestCacheWriteFails(t *testing.T) {
 func TestTwoReadersDifferentSpeeds(t *testing.T) {
 	const size, chunk = 2 << 20, 128 << 10
 	data := blob(104, size)
-	srv := newServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
-	st := newTestStore(t, srv.URL)
-	s := newStream(t, StreamConfig{ChunkSize: chunk})
+	srv, st, s := fixture(t, map[string][]byte{"m/f": data}, remotetest.Options{}, StreamConfig{ChunkSize: chunk})
 	ref := refFor(t, st, "m", "f")
 	ctx := testutil.Ctx(t)
 	var wg sync.WaitGroup
@@ -298,7 +290,7 @@ func TestStreamsGrowOnACappedStore(t *testing.T) {
 	if n := capped.Accepted(); n < 3 {
 		t.Errorf("%d connections to a store capped per connection: streams were not added", n)
 	}
-	if r := s.remembered(st); r < 2 {
+	if r := s.policy.remembered(st); r < 2 {
 		t.Errorf("remembered %d streams for the store, want more than one", r)
 	}
 	testutil.WaitFor(t, "commit", func() bool { return committed(s, ref) })
@@ -311,11 +303,9 @@ func TestStreamsGrowOnACappedStore(t *testing.T) {
 func TestDiskTurnsBusy(t *testing.T) {
 	const size, chunk = 2 << 20, 128 << 10
 	data := blob(106, size)
-	srv := newServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
-	st := newTestStore(t, srv.URL)
-	s := newStream(t, StreamConfig{ChunkSize: chunk})
+	_, st, s := fixture(t, map[string][]byte{"m/f": data}, remotetest.Options{}, StreamConfig{ChunkSize: chunk})
 	var asked atomic.Int32
-	s.busyHook = func() bool { return asked.Add(1) > 4 } // busy from the fifth chunk on
+	s.disk.hook = func() bool { return asked.Add(1) > 4 } // busy from the fifth chunk on
 	g := newGatedWriter(false)
 	s.writeAt = g.write
 	ref := refFor(t, st, "m", "f")
@@ -359,41 +349,6 @@ func TestPays(t *testing.T) {
 	}
 }
 
-// TestSplit: where a new stream starts in a run of missing chunks, and how
-// much it takes off the stream heading into the run.
-func TestSplit(t *testing.T) {
-	const chunk = 8
-	tests := []struct {
-		name       string
-		states     string // per chunk: . missing, f fetching (with filled), d on disk
-		filled     int64  // of the fetching chunk before the run
-		k, end     int
-		at, length int
-	}{
-		{name: "run at the start", states: "....", k: 0, end: 4, at: 0, length: 4},
-		{name: "run after a chunk on disk", states: "d...", k: 1, end: 4, at: 1, length: 3},
-		{name: "headed run of 4", states: "f....", filled: 2, k: 1, end: 5, at: 3, length: 2},
-		{name: "headed run of 3", states: "f...", filled: 2, k: 1, end: 4, at: 2, length: 2},
-		{name: "headed run of 2", states: "f..", filled: 7, k: 1, end: 3, at: 2, length: 1},
-		{name: "headed single chunk, head early", states: "f.", filled: 3, k: 1, end: 2, at: 1, length: 1},
-		{name: "headed single chunk, head past half", states: "f.", filled: 4, k: 1, end: 2, at: 1, length: 0},
-	}
-	for _, tt := range tests {
-		d := &download{chunk: chunk, size: int64(len(tt.states)) * chunk, n: len(tt.states), chunks: make([]chunkState, len(tt.states))}
-		for i, c := range tt.states {
-			switch c {
-			case 'f':
-				d.chunks[i].state, d.chunks[i].filled = chunkFetching, tt.filled
-			case 'd':
-				d.chunks[i].state = chunkOnDisk
-			}
-		}
-		if at, length := d.splitLocked(tt.k, tt.end); at != tt.at || length != tt.length {
-			t.Errorf("%s: splitLocked(%d, %d) = %d, %d; want %d, %d", tt.name, tt.k, tt.end, at, length, tt.at, tt.length)
-		}
-	}
-}
-
 // TestZeroCopyReadKeepsItsBuffer: Read answers from a chunk's buffer in
 // place; a buffer released while such an answer is in flight (here: the
 // download ends and frees every buffer, and a second file's download
@@ -401,11 +356,9 @@ func TestSplit(t *testing.T) {
 func TestZeroCopyReadKeepsItsBuffer(t *testing.T) {
 	const size, chunk = 1 << 20, 128 << 10
 	a, b := blob(107, size), blob(108, size)
-	srv := newServer(t, map[string][]byte{"m/a": a, "m/b": b}, remotetest.Options{})
-	st := newTestStore(t, srv.URL)
-	s := newStream(t, StreamConfig{ChunkSize: chunk})
-	s.busyHook = func() bool { return true } // through memory
-	g := newGatedWriter(true)                // and kept there until the writes are let through
+	_, st, s := fixture(t, map[string][]byte{"m/a": a, "m/b": b}, remotetest.Options{}, StreamConfig{ChunkSize: chunk})
+	s.disk.hook = func() bool { return true } // through memory
+	g := newGatedWriter(true)                 // and kept there until the writes are let through
 	t.Cleanup(g.open)
 	s.writeAt = g.write
 	refA := refFor(t, st, "m", "a")
@@ -436,9 +389,9 @@ func TestZeroCopyReadKeepsItsBuffer(t *testing.T) {
 	if !bytes.Equal(r.Data, a[5000:5000+4096]) {
 		t.Fatal("the buffer of an answer in flight was reused")
 	}
-	if n := s.bufferBytes(); n < chunk {
+	if n := s.pool.inUse(); n < chunk {
 		t.Fatalf("%d bytes of buffers held; the answer in flight holds a chunk", n)
 	}
 	r.Done()
-	testutil.WaitFor(t, "every buffer back", func() bool { return s.bufferBytes() == 0 })
+	testutil.WaitFor(t, "every buffer back", func() bool { return s.pool.inUse() == 0 })
 }

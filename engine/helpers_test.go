@@ -49,6 +49,14 @@ var fastRemote = remote.Options{
 	StallTimeout:   2 * time.Second,
 }
 
+// fixture is the engine tests' setup: a store serving files, its client,
+// and a content cache over it (closed when the test ends).
+func fixture(t *testing.T, files map[string][]byte, opt remotetest.Options, cfg StreamConfig) (*remotetest.Server, *cache.Store, *StreamContent) {
+	t.Helper()
+	srv := newServer(t, files, opt)
+	return srv, newTestStore(t, srv.URL), newStream(t, cfg)
+}
+
 func newTestStore(t *testing.T, url string) *cache.Store {
 	t.Helper()
 	rs, err := remote.NewStore(url, fastRemote)

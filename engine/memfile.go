@@ -11,8 +11,6 @@ package engine
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"io"
 	"sync"
 	"time"
@@ -20,7 +18,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/modelstorefs/modelstorefs/cache"
-	"github.com/modelstorefs/modelstorefs/remote"
 )
 
 const (
@@ -56,6 +53,7 @@ type memFile struct {
 	closed  bool // the last handle is gone: pages are freed as they come back
 	fetches int  // fetches running
 	retry   retrier
+	hash    memHash
 }
 
 // memPage is one page: being fetched, or holding filled bytes.
@@ -73,7 +71,7 @@ type memPage struct {
 
 func newMemFile(s *StreamContent, ref cache.Ref, key string) *memFile {
 	ctx, cancel := context.WithCancel(s.ctx)
-	return &memFile{
+	m := &memFile{
 		s: s, ref: ref, key: key, size: ref.Meta.Size,
 		pages: ref.Meta.Size/memPageSize + min(ref.Meta.Size%memPageSize, 1), // no overflow near MaxInt64
 		log:   s.log.With(zap.String("url", ref.URL())),
@@ -82,6 +80,8 @@ func newMemFile(s *StreamContent, ref cache.Ref, key string) *memFile {
 		changed: make(chan struct{}),
 		retry:   newRetrier(s.cfg.RetryWindow),
 	}
+	m.hash.m = m
+	return m
 }
 
 func (m *memFile) broadcastLocked() {
@@ -161,18 +161,38 @@ func (m *memFile) read(ctx context.Context, h *memHandle, p []byte, off int64, z
 				continue
 			}
 			pg.used = now
-			if zeroCopy && first == last {
+			if h.seq >= 2 && to == base+m.pageLen(k) && (k+1)*memPageSize <= m.hash.at {
+				// Read to its end by a sequential reader, and hashed: the
+				// first to go.
+				pg.used = 0
+			}
+			if zeroCopy && first == last && !m.hash.endWaitsLocked(end) {
+				m.planAheadLocked(end, ahead)
 				return m.pinLocked(k, off, end), eof
 			}
 			copy(p[from-off:to-off], pg.buf[from-base:to-base])
 			copied[k-first] = true
 			left--
 		}
-		if left == 0 {
-			return cache.ReadResult{Data: p[:end-off], Fd: -1}, eof
-		}
 		if m.err != nil {
 			return cache.ReadResult{Fd: -1}, m.err
+		}
+		if left == 0 && !m.hash.endWaitsLocked(end) {
+			m.planAheadLocked(end, ahead)
+			return cache.ReadResult{Data: p[:end-off], Fd: -1}, eof
+		}
+		if left == 0 { // the file's end, waiting for the hash (memverify.go)
+			ch := m.changed
+			m.mu.Unlock()
+			select {
+			case <-ctx.Done():
+			case <-ch:
+			}
+			m.mu.Lock()
+			if ctx.Err() != nil {
+				return cache.ReadResult{Fd: -1}, ctx.Err()
+			}
+			continue
 		}
 		wait := first
 		for copied[wait-first] {
@@ -228,136 +248,15 @@ func (m *memFile) pinLocked(k, off, end int64) cache.ReadResult {
 func (m *memFile) unpin(k int64, pg *memPage) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	defer m.s.mayReclaim() // poolMu is a leaf: taken under m.mu
+	defer m.s.pool.poke() // poolMu is a leaf: taken under m.mu
 	pg.pins--
 	switch {
 	case pg.pins > 0:
 	case pg.orphan:
-		m.s.freeBuf(pg.buf)
+		m.s.pool.free(pg.buf)
 		pg.buf = nil
 	case !pg.fetching:
 		m.freeIfClosedLocked(k)
-	}
-}
-
-// planLocked starts the fetches a reader of pages [first, last] needs:
-// the missing runs of those pages (always, but for the per-file cap), and
-// the read-ahead past end once less than half of the window is there or
-// on its way (so that read-ahead goes in large GETs, not one per read).
-func (m *memFile) planLocked(first, last, end, ahead int64) {
-	for k := first; k <= last; {
-		if !m.page[k].missing() {
-			k++
-			continue
-		}
-		run := k
-		for k <= last && m.page[k].missing() {
-			k++
-		}
-		if m.fetches > 0 && (m.fetches >= m.s.cfg.Parallel || !m.s.storeRoom(m.ref.Store)) {
-			return // a fetch ending wakes the reader, who plans again
-		}
-		m.startLocked(run, k-run, true)
-	}
-	if ahead <= 0 || m.fetches >= m.s.cfg.Parallel || !m.s.storeRoom(m.ref.Store) {
-		return
-	}
-	from := end / memPageSize
-	to := min(from+ahead/memPageSize+1, m.pages)
-	k := from
-	for k < to && !m.page[k].missing() {
-		k++
-	}
-	if k >= to || (k-from)*memPageSize >= ahead/2 {
-		return
-	}
-	run := k
-	for k < to && m.page[k].missing() {
-		k++
-	}
-	m.startLocked(run, k-run, false)
-}
-
-// startLocked marks pages [k, k+n) fetching and starts their fetch.
-func (m *memFile) startLocked(k, n int64, forReader bool) {
-	for j := k; j < k+n; j++ {
-		m.wantLocked(j).fetching = true
-	}
-	m.fetches++
-	m.s.wg.Add(1)
-	go func() {
-		defer m.s.wg.Done()
-		m.fetch(k, n, forReader)
-	}()
-}
-
-// fetch gets pages [k, k+n): memory first (all of it, waiting for the
-// budget, for a reader; what fits for read-ahead), then one ranged GET,
-// retried from the first page not yet filled until it succeeds or fails
-// for good.
-func (m *memFile) fetch(k, n int64, forReader bool) {
-	release := m.s.storeSlot(m.ref.Store)
-	defer release()
-	got := m.s.reserveMem(m.ctx, n*memPageSize, memPageSize, forReader) / memPageSize
-	m.mu.Lock()
-	m.unmarkLocked(k+got, k+n) // read-ahead that found no room
-	for j := k; j < k+got; j++ {
-		m.page[j].buf = m.s.pageBuf()[:m.pageLen(j)]
-	}
-	m.mu.Unlock()
-	done := k
-	for done < k+got {
-		var err error
-		done, err = m.fetchFrom(done, k+got)
-		if err == nil {
-			break
-		}
-		m.mu.Lock()
-		terminal := m.retry.terminal(m.ctx, err)
-		if terminal && m.err == nil && m.ctx.Err() == nil {
-			m.err = err
-			m.log.Error("reading from the store failed", zap.Error(err))
-		}
-		wait := m.retry.backoff()
-		m.mu.Unlock()
-		if terminal {
-			if errors.Is(err, remote.ErrChanged) && m.s.onChange != nil {
-				m.s.onChange(m.ref)
-			}
-			break
-		}
-		m.log.Warn("fetch failed, retrying", zap.Int64("offset", done*memPageSize), zap.Error(err))
-		select {
-		case <-m.ctx.Done():
-		case <-time.After(wait):
-		}
-	}
-	m.mu.Lock()
-	m.unmarkLocked(done, k+got)
-	for j := k; j < done; j++ {
-		m.page[j].fetching = false
-		m.freeIfClosedLocked(j)
-	}
-	m.fetches--
-	m.broadcastLocked()
-	m.mu.Unlock()
-	m.s.mayReclaim() // its pages may go now
-}
-
-// unmarkLocked puts pages [from, to) back to missing, freeing what they
-// hold (a buffer replies still point into is freed by the last of them).
-func (m *memFile) unmarkLocked(from, to int64) {
-	for j := from; j < to; j++ {
-		pg := m.page[j]
-		if pg.pins > 0 {
-			pg.orphan = true
-			pg = &memPage{}
-			m.page[j] = pg
-		} else if pg.buf != nil {
-			m.s.freeBuf(pg.buf)
-		}
-		pg.fetching, pg.filled, pg.buf = false, 0, nil
-		m.forgetIfUnusedLocked(j, pg)
 	}
 }
 
@@ -365,72 +264,10 @@ func (m *memFile) unmarkLocked(from, to int64) {
 func (m *memFile) freeIfClosedLocked(j int64) {
 	pg := m.page[j]
 	if m.closed && pg.pins == 0 && pg.buf != nil {
-		m.s.freeBuf(pg.buf)
+		m.s.pool.free(pg.buf)
 		pg.buf = nil
 		delete(m.page, j)
 	}
-}
-
-// fetchFrom GETs pages [k, end) (their buffers set; page k may be partly
-// filled by an earlier attempt) and fills them in order. It returns the
-// first page not completely filled.
-func (m *memFile) fetchFrom(k, end int64) (int64, error) {
-	m.mu.Lock()
-	off := k*memPageSize + m.page[k].filled
-	m.mu.Unlock()
-	n := min(end*memPageSize, m.size) - off
-	body, err := getRange(m.ctx, m.ref, m.log, off, n)
-	if err != nil {
-		return k, err
-	}
-	defer body.Close()
-	if body.Whole && off > 0 {
-		// The server ignores Range: its answer starts at 0.
-		if _, err := io.CopyN(io.Discard, body, off); err != nil {
-			return k, fmt.Errorf("GET %s: skipping to %d: %w", m.ref.URL(), off, err)
-		}
-	}
-	for ; k < end; k++ {
-		if err := m.fillPage(k, body, k == end-1 && !body.Whole); err != nil {
-			return k, err
-		}
-	}
-	return k, nil
-}
-
-// fillPage reads page k from body, from where an earlier attempt left it,
-// a step at a time, waking readers after each. With last set the body must
-// end with the page; its last step shows only once that is known (a server
-// that sends more lied about what it sent).
-func (m *memFile) fillPage(k int64, body *remote.Body, last bool) error {
-	m.mu.Lock()
-	buf, got := m.page[k].buf, m.page[k].filled
-	m.mu.Unlock()
-	n := int64(len(buf))
-	for got < n {
-		step, err := io.ReadFull(body, buf[got:min(got+memStep, n)])
-		got += int64(step)
-		if err != nil {
-			return fmt.Errorf("GET %s at %d: %w", m.ref.URL(), k*memPageSize+got, err)
-		}
-		if got == n && last {
-			if b, err := body.Read(make([]byte, 1)); b > 0 || (err != nil && err != io.EOF) {
-				return fmt.Errorf("GET %s: %w (%v)", m.ref.URL(), errLongBody, err)
-			}
-		}
-		m.mu.Lock()
-		m.page[k].filled = got
-		if got == n {
-			m.page[k].used = time.Now().UnixNano() // not the first to go
-			m.retry.progressed()
-		}
-		m.broadcastLocked()
-		m.mu.Unlock()
-		if m.ctx.Err() != nil {
-			return m.ctx.Err()
-		}
-	}
-	return nil
 }
 
 // reclaimable lists the pages nobody reads, fetches or points into now,
@@ -440,7 +277,7 @@ func (m *memFile) reclaimable(olderThan int64) []pageRef {
 	defer m.mu.Unlock()
 	var out []pageRef
 	for k, pg := range m.page {
-		if pg.buf != nil && !pg.fetching && pg.pins == 0 && pg.wanted == 0 && (olderThan == 0 || pg.used < olderThan) {
+		if pg.buf != nil && !pg.fetching && pg.pins == 0 && pg.wanted == 0 && k != m.hash.pageLocked() && (olderThan == 0 || pg.used < olderThan) {
 			out = append(out, pageRef{m, k, pg.used})
 		}
 	}
@@ -459,15 +296,16 @@ func (r pageRef) drop() int64 {
 	m := r.m
 	m.mu.Lock()
 	pg := m.page[r.k]
-	if pg == nil || pg.buf == nil || pg.fetching || pg.pins > 0 || pg.wanted > 0 {
+	if pg == nil || pg.buf == nil || pg.fetching || pg.pins > 0 || pg.wanted > 0 || r.k == m.hash.pageLocked() {
 		m.mu.Unlock()
 		return 0
 	}
 	buf := pg.buf
 	pg.buf, pg.filled = nil, 0
 	delete(m.page, r.k)
+	m.broadcastLocked() // a reader waiting for the hash looks again
 	m.mu.Unlock()
-	m.s.freeBuf(buf)
+	m.s.pool.free(buf)
 	return memPageSize
 }
 

@@ -55,7 +55,7 @@ func watchBuffers(t *testing.T, s *StreamContent) func() int64 {
 	go func() {
 		defer wg.Done()
 		for {
-			if b := s.bufferBytes(); b > peak.Load() {
+			if b := s.pool.inUse(); b > peak.Load() {
 				peak.Store(b)
 			}
 			select {
@@ -134,7 +134,7 @@ func TestMemFileRandomReaders(t *testing.T) {
 	if asked > 4*read.Load() {
 		t.Errorf("the store sent %d bytes for %d read (> 4x)", asked, read.Load())
 	}
-	testutil.WaitFor(t, "pages freed", func() bool { return s.bufferBytes() == 0 })
+	testutil.WaitFor(t, "pages freed", func() bool { return s.pool.inUse() == 0 })
 }
 
 // TestMemFileSequential: a sequential reader of a file larger than the
@@ -198,7 +198,7 @@ func TestClaimedSizeNotTrusted(t *testing.T) {
 			}
 		}
 		h.Close()
-		testutil.WaitFor(t, "memory freed", func() bool { return s.bufferBytes() == 0 })
+		testutil.WaitFor(t, "memory freed", func() bool { return s.pool.inUse() == 0 })
 	}
 }
 

@@ -24,9 +24,7 @@ func TestStreamENOSPCAtReserve(t *testing.T) {
 	t.Cleanup(func() { _ = syscall.Unmount(dir, syscall.MNT_DETACH) })
 
 	data := blob(5, 3<<20) // three times the disk
-	srv := newServer(t, map[string][]byte{"m/big": data}, remotetest.Options{Master: true})
-	st := newTestStore(t, srv.URL)
-	s := newStream(t, StreamConfig{Dir: dir, ChunkSize: 256 << 10})
+	_, st, s := fixture(t, map[string][]byte{"m/big": data}, remotetest.Options{Master: true}, StreamConfig{Dir: dir, ChunkSize: 256 << 10})
 	s.statfs = func(string) (int64, error) { return 1 << 40, nil } // the check is fooled
 	ref := refFor(t, st, "m", "big")
 	if got := openRead(t, s, ref); !bytes.Equal(got, data) {
@@ -55,12 +53,10 @@ func TestStreamENOSPCMidFile(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = syscall.Unmount(dir, syscall.MNT_DETACH) })
 	data := blob(7, 3<<20)
-	srv := newServer(t, map[string][]byte{"m/big": data}, remotetest.Options{})
-	st := newTestStore(t, srv.URL)
-	s := newStream(t, StreamConfig{Dir: dir, ChunkSize: 256 << 10})
+	_, st, s := fixture(t, map[string][]byte{"m/big": data}, remotetest.Options{}, StreamConfig{Dir: dir, ChunkSize: 256 << 10})
 	s.statfs = func(string) (int64, error) { return 1 << 40, nil } // the checks are fooled
 	s.skipReserve = true
-	s.busyHook = func() bool { return false } // straight into the file
+	s.disk.hook = func() bool { return false } // straight into the file
 	ref := refFor(t, st, "m", "big")
 	if got := openRead(t, s, ref); !bytes.Equal(got, data) {
 		t.Fatal("wrong bytes from a cache disk that filled mid-file")

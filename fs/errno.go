@@ -39,10 +39,15 @@ func (f *FS) toErrno(ctx context.Context, op string, err error, fields ...zap.Fi
 		errno = syscall.EIO
 	}
 	f.log.Warn(op+" failed", append(fields, zap.Error(err), zap.String("errno", errno.Error()))...)
+	f.countErrno(errno)
+	return errno
+}
+
+// countErrno counts an errno returned to a reader (.stats, metrics).
+func (f *FS) countErrno(errno syscall.Errno) {
 	f.errMu.Lock()
 	f.errs[errnoName(errno)]++
 	f.errMu.Unlock()
-	return errno
 }
 
 // passedThrough are the errnos a filesystem caller can act on; any other

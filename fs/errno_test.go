@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/hanwen/go-fuse/v2/fuse"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
@@ -135,5 +136,20 @@ func TestErrnoName(t *testing.T) {
 		if got := errnoName(tt.e); got != tt.want {
 			t.Errorf("errnoName(%d) = %q, want %q", tt.e, got, tt.want)
 		}
+	}
+}
+
+// TestPanickedLoggedAndCounted: a handler that panics answers EIO with one
+// log line and counts it with the other errnos.
+func TestPanickedLoggedAndCounted(t *testing.T) {
+	e := newEnv(t)
+	if st := e.fsys.panicked("boom"); st != fuse.EIO {
+		t.Errorf("panicked = %v, want EIO", st)
+	}
+	if n := e.logs.FilterMessage("BUG: FUSE handler panicked").Len(); n != 1 {
+		t.Errorf("%d log lines, want 1", n)
+	}
+	if got := e.fsys.Stats().Errors["EIO"]; got != 1 {
+		t.Errorf(".stats counts %d EIO, want 1", got)
 	}
 }

@@ -3,6 +3,7 @@ package fs
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"sync"
 	"syscall"
@@ -80,14 +81,45 @@ type remoteFile struct {
 	model string
 	file  *cache.File // in the model's files: remote name, version, mtime
 
-	refMu  sync.Mutex
+	mu     sync.Mutex // protects the fields below
 	opened *cache.Ref // once opened, the version it was opened as
 
-	// The kernel fails opens (EIO) that mix page-cache and passthrough
-	// mode on one inode, so the mode is chosen once per node: passthrough
-	// if the file is complete in the cache at its first open.
-	modeOnce    sync.Once
+	// The kernel fails an open with EIO, without a word to the daemon,
+	// when it would mix passthrough and page-cache opens of one inode
+	// (fs/fuse/iomode.c: "a server mistake"). So passthrough is chosen at
+	// the node's first open (if the file is complete in the cache then),
+	// and is not used while an open in page-cache mode is still open.
+	decided     bool // passthrough is chosen
 	passthrough bool
+	cacheOpens  int // open handles in the kernel's page-cache mode
+}
+
+// openMode decides how an open is served: passthrough (the kernel reads
+// the cache file itself), direct I/O (no page cache; no I/O mode for the
+// kernel) or else the page cache, whose handle the node counts until
+// cacheReleased.
+func (n *remoteFile) openMode(complete, coldDirect bool) (passthrough, direct bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !n.decided {
+		n.decided, n.passthrough = true, complete
+	}
+	switch {
+	case complete && n.passthrough && n.cacheOpens == 0:
+		return true, false
+	case !complete && coldDirect:
+		return false, true
+	}
+	n.cacheOpens++
+	return false, false
+}
+
+// cacheReleased ends a page-cache open (the kernel has dropped it from the
+// inode's I/O mode before it sends RELEASE).
+func (n *remoteFile) cacheReleased() {
+	n.mu.Lock()
+	n.cacheOpens--
+	n.mu.Unlock()
 }
 
 func (n *remoteFile) Getattr(_ context.Context, _ fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
@@ -99,8 +131,8 @@ func (n *remoteFile) Getattr(_ context.Context, _ fusefs.FileHandle, out *fuse.A
 // version is the file's version: as the model says, or once opened, as
 // the store confirmed it.
 func (n *remoteFile) version() cache.Ref {
-	n.refMu.Lock()
-	defer n.refMu.Unlock()
+	n.mu.Lock()
+	defer n.mu.Unlock()
 	if n.opened != nil {
 		return *n.opened
 	}
@@ -115,22 +147,23 @@ func (n *remoteFile) Open(ctx context.Context, flags uint32) (fusefs.FileHandle,
 	if err != nil {
 		return nil, 0, n.fsys.toErrno(ctx, "open", err, zap.String("url", ref.URL()))
 	}
-	n.refMu.Lock()
+	n.mu.Lock()
 	n.opened = &ref // later opens skip the confirmation
-	n.refMu.Unlock()
-	complete := h.Fd() >= 0
-	n.modeOnce.Do(func() { n.passthrough = complete })
-	c := &contentHandle{fsys: n.fsys, h: h, ref: ref, passthrough: n.passthrough && complete}
+	n.mu.Unlock()
+	passthrough, direct := n.openMode(h.Fd() >= 0, n.fsys.coldDirect.Load())
+	c := &contentHandle{fsys: n.fsys, h: h, ref: ref, passthrough: passthrough}
 	switch {
-	case c.passthrough:
+	case passthrough:
 		n.fsys.passthrough.Add(h.Size()) // the kernel reads it without us: assume all of it
-	case !complete && n.fsys.coldDirect.Load():
+	case direct:
 		// A cold file: the bytes go from the cache file straight into the
 		// reader's buffer, one copy instead of two (no page of the FUSE
 		// file is filled). Direct I/O opens do not hold the inode's I/O
 		// mode, so a later open, once the file is complete, may still be
 		// kept in the page cache.
 		return c, fuse.FOPEN_DIRECT_IO, 0
+	default:
+		c.node = n
 	}
 	return c, fuse.FOPEN_KEEP_CACHE, 0
 }
@@ -141,6 +174,7 @@ type contentHandle struct {
 	h           cache.Handle
 	ref         cache.Ref
 	passthrough bool
+	node        *remoteFile // set for a page-cache open, which it counts
 }
 
 // PassthroughFd lets the kernel read a file that is complete in the cache
@@ -167,7 +201,7 @@ func (c *contentHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.
 		// The bytes are in the cache file: splice them, no copy through
 		// this process. Short only at EOF.
 		c.fsys.served.Add(int64(r.N))
-		return fuse.ReadResultFd(uintptr(r.Fd), r.Off, r.N), 0
+		return &fdReply{c: c, fd: uintptr(r.Fd), off: r.Off, n: r.N}, 0
 	}
 	c.fsys.served.Add(int64(len(r.Data)))
 	if r.Done != nil {
@@ -190,7 +224,37 @@ func (r *bufferReply) Slices() ([][]byte, fuse.Status)    { return [][]byte{r.da
 func (r *bufferReply) Size() int                          { return len(r.data) }
 func (r *bufferReply) Done()                              { r.done() }
 
+// fdReply is a reply from a cache file, as fuse.ReadResultFd, except for
+// its fallback: go-fuse splices it (Seekable) and, when the splice fails
+// (which it logs), reads it (Bytes). A failed read there becomes the
+// reply's errno with no word in the log; here it goes through toErrno,
+// logged once with its cause, and is answered with EIO.
+type fdReply struct {
+	c   *contentHandle
+	fd  uintptr
+	off int64
+	n   int
+}
+
+func (r *fdReply) Seekable() (uintptr, int64, int) { return r.fd, r.off, r.n }
+func (r *fdReply) Size() int                       { return r.n }
+func (r *fdReply) Done()                           {}
+
+func (r *fdReply) Bytes(buf []byte) ([]byte, fuse.Status) {
+	n, err := syscall.Pread(int(r.fd), buf[:min(len(buf), r.n)], r.off)
+	if err != nil {
+		errno := r.c.fsys.toErrno(context.Background(), "read", fmt.Errorf("reading the cache file for the reply (its splice failed): %w", err),
+			zap.String("url", r.c.ref.URL()), zap.Int64("offset", r.off))
+		return nil, fuse.Status(errno)
+	}
+	return buf[:max(n, 0)], fuse.OK
+}
+
 func (c *contentHandle) Release(ctx context.Context) syscall.Errno {
+	if c.node != nil {
+		c.node.cacheReleased()
+		c.node = nil
+	}
 	if err := c.h.Close(); err != nil {
 		return c.fsys.toErrno(ctx, "release", err, zap.String("url", c.ref.URL()))
 	}

@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -335,5 +337,125 @@ func TestReadOnlyOpen(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestOpenModesNeverMix drives a node through sequences of opens and
+// releases against a model of the kernel's rule (fs/fuse/iomode.c): an
+// inode with a page-cache open refuses a passthrough open, and one with a
+// passthrough open a page-cache open, both with EIO and no word to the
+// daemon. Direct I/O opens take no mode. go-fuse itself gives every open
+// passthrough while a passthrough handle of the node is open, so the model
+// does too.
+func TestOpenModesNeverMix(t *testing.T) {
+	type step struct {
+		open     bool // else release the oldest open handle
+		complete bool // the file is complete in the cache at the open
+	}
+	open := func(complete bool) step { return step{open: true, complete: complete} }
+	release := step{}
+	cases := []struct {
+		name       string
+		coldDirect bool
+		steps      []step
+		wantPT     []bool // passthrough of each open, in order
+	}{
+		{"first open complete: passthrough", true, []step{open(true), open(true)}, []bool{true, true}},
+		{"first open cold: never passthrough", true, []step{open(false), release, open(true)}, []bool{false, false}},
+		// The file was evicted and is being fetched again while direct
+		// I/O is off: its page-cache open must hold off passthrough.
+		{"page-cache open holds off passthrough", false,
+			[]step{open(true), release, open(false), open(true), release, release, open(true)}, []bool{true, false, false, true}},
+		{"direct I/O opens take no mode", true,
+			[]step{open(true), release, open(false), open(true)}, []bool{true, false, true}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			n := &remoteFile{}
+			type handle struct{ pt, cached bool }
+			var handles []handle
+			var gotPT []bool
+			ptOpen := 0
+			for i, st := range c.steps {
+				if !st.open {
+					h := handles[0]
+					handles = handles[1:]
+					if h.pt {
+						ptOpen--
+					}
+					if h.cached { // the node counted it, whatever go-fuse made of it
+						n.cacheReleased()
+					}
+					continue
+				}
+				pt, direct := n.openMode(st.complete, c.coldDirect)
+				cached := !pt && !direct
+				if ptOpen > 0 {
+					pt = true // go-fuse reuses the live backing file
+				}
+				cacheOpen := 0
+				for _, h := range handles {
+					if h.cached && !h.pt {
+						cacheOpen++
+					}
+				}
+				if pt && cacheOpen > 0 || !pt && cached && ptOpen > 0 {
+					t.Fatalf("step %d: the kernel would refuse this open (passthrough %v, page-cache opens %d, passthrough opens %d)",
+						i, pt, cacheOpen, ptOpen)
+				}
+				if pt {
+					ptOpen++
+				}
+				handles = append(handles, handle{pt: pt, cached: cached})
+				gotPT = append(gotPT, pt)
+			}
+			if fmt.Sprint(gotPT) != fmt.Sprint(c.wantPT) {
+				t.Errorf("passthrough per open %v, want %v", gotPT, c.wantPT)
+			}
+		})
+	}
+}
+
+// TestFdReplyReadFailureLogged: when go-fuse falls back to reading a cache
+// file for a reply and the read fails, the reader gets EIO and the log
+// has one line with the cause (it used to be an errno without a word).
+func TestFdReplyReadFailureLogged(t *testing.T) {
+	e := newEnv(t)
+	md := e.modelNode(t, "lenet")
+	rf := lookupNode[*remoteFile](t, md, lenetJobWeights)
+	dir, err := os.Open(t.TempDir()) // pread of a directory fails: EISDIR
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dir.Close()
+	r := &fdReply{c: &contentHandle{fsys: e.fsys, ref: rf.version()}, fd: dir.Fd(), off: 4096, n: 512}
+	data, status := r.Bytes(make([]byte, 512))
+	if status != fuse.EIO || len(data) != 0 {
+		t.Errorf("Bytes = %d bytes, %v; want none, EIO", len(data), status)
+	}
+	logs := e.logs.FilterMessage("read failed").All()
+	if len(logs) != 1 {
+		t.Fatalf("%d 'read failed' log lines, want 1", len(logs))
+	}
+	ctx := logs[0].ContextMap()
+	if ctx["errno"] != syscall.EIO.Error() || !strings.Contains(fmt.Sprint(ctx["error"]), "is a directory") || ctx["url"] != rf.version().URL() {
+		t.Errorf("log line %v: want errno EIO, the cause and the URL", ctx)
+	}
+	if got := e.fsys.Stats().Errors["EIO"]; got != 1 {
+		t.Errorf(".stats counts %d EIO, want 1", got)
+	}
+
+	// A read that works returns the bytes.
+	f, err := os.CreateTemp(t.TempDir(), "cache")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt([]byte("0123456789"), 0); err != nil {
+		t.Fatal(err)
+	}
+	r = &fdReply{c: r.c, fd: f.Fd(), off: 2, n: 100}
+	if data, status := r.Bytes(make([]byte, 100)); status != fuse.OK || string(data) != "23456789" {
+		t.Errorf("Bytes = %q %v, want the file from offset 2", data, status)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
+	"os"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -40,17 +41,25 @@ type Options struct {
 	// OnRead, when set, is told how long each read of a store file took
 	// (metrics); it must be quick and safe for concurrent use.
 	OnRead func(d time.Duration)
+	// CacheDir and Version are shown in .stats, for modelstorefs status.
+	CacheDir, Version string
+	// UID and GID own every node; nil for the daemon's own.
+	UID, GID *uint32
+	// Umask clears permission bits of every node but symlinks (whose
+	// mode Linux ignores); 0 keeps the tree's modes (see dirMode).
+	Umask uint32
 }
 
 // FS is the mounted tree's shared state.
 type FS struct {
-	root    *rootDir
 	cat     *cache.Catalog
 	log     *zap.Logger
 	mounted time.Time
 	inval   *invalidator
 	uid     uint32
 	gid     uint32
+	umask   uint32
+	daemon  Daemon // shown in .stats
 
 	inoKey    []byte    // keys inode numbers (see inodeNumber)
 	inoHashes sync.Pool // HMACs keyed with inoKey
@@ -62,6 +71,8 @@ type FS struct {
 
 	onRead      func(time.Duration)
 	passthrough atomic.Int64 // estimated bytes the kernel read itself
+
+	root atomic.Pointer[rootDir] // the last Root given out: the mounted one
 
 	// coldDirect: opens of files not yet complete in the cache bypass the
 	// kernel's page cache (FOPEN_DIRECT_IO). Set by Mount when the kernel
@@ -85,24 +96,39 @@ func New(o Options) *FS {
 		inval:   newInvalidator(o.Logger, o.NotifyWait),
 		uid:     uint32(syscall.Getuid()),
 		gid:     uint32(syscall.Getgid()),
+		umask:   o.Umask & 0o777,
+		daemon:  Daemon{PID: os.Getpid(), CacheDir: o.CacheDir, Version: o.Version},
 		errs:    map[string]int64{},
 		inoKey:  o.Catalog.InodeKey(),
 		onRead:  o.OnRead,
 	}
+	if o.UID != nil {
+		f.uid = *o.UID
+	}
+	if o.GID != nil {
+		f.gid = *o.GID
+	}
 	f.inoHashes.New = func() any { return hmac.New(sha256.New, f.inoKey) }
-	f.root = &rootDir{fsys: f}
 	o.Catalog.OnModelChanged(f.modelChanged)
 	return f
 }
 
 // Root returns the root directory node.
-func (f *FS) Root() fusefs.InodeEmbedder { return f.root }
+func (f *FS) Root() fusefs.InodeEmbedder {
+	r := &rootDir{fsys: f}
+	f.root.Store(r)
+	return r
+}
 
 // modelChanged has the kernel forget the listing and entries of a model
 // folder that may show other names (see Catalog.OnModelChanged): it keeps
 // them for versionedTimeout otherwise, and the listing until told.
 func (f *FS) modelChanged(st *cache.Store, model string) {
-	sd := f.root.EmbeddedInode().GetChild(st.Name)
+	r := f.root.Load()
+	if r == nil {
+		return
+	}
+	sd := r.EmbeddedInode().GetChild(st.Name)
 	if sd == nil {
 		return
 	}
@@ -117,6 +143,9 @@ func (f *FS) Close() { f.inval.close() }
 // setAttr fills the attributes every node shares.
 func (f *FS) setAttr(a *fuse.Attr, mode uint32, size int64, mtime time.Time) {
 	a.Mode = mode
+	if mode&syscall.S_IFMT != syscall.S_IFLNK {
+		a.Mode &^= f.umask
+	}
 	a.Size = uint64(max(size, 0))
 	a.Blocks = (a.Size + 511) / 512
 	a.Blksize = 1 << 20

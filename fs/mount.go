@@ -22,6 +22,10 @@ type MountOptions struct {
 	// them to be mmapped (FUSE_DIRECT_IO_ALLOW_MMAP, Linux 6.6+).
 	DirectIO bool
 	Debug    bool // log every FUSE operation
+	// ReadOnly has the kernel itself keep the mount read-only (findmnt
+	// shows "ro"). The kernel then refuses touch .refresh with EROFS
+	// before the daemon sees it; FS.Refresh is the refresh instead.
+	ReadOnly bool
 	// Source is what mount tables (findmnt, /proc/mounts) show as the
 	// mount's SOURCE: the store URLs, without credentials. Default
 	// "modelstorefs".
@@ -35,9 +39,10 @@ var (
 	attrTimeout  = time.Second
 )
 
-// Mount mounts f on dir and returns the running server. The mount is not
-// marked "ro" for the kernel: read-only is enforced by the daemon, so that
-// touch .refresh reaches it.
+// Mount mounts f on dir and returns the running server. Unless
+// mo.ReadOnly, the mount is not marked "ro" for the kernel: read-only is
+// enforced by the daemon (every write path gives EROFS), so that touch
+// .refresh reaches it.
 func Mount(dir string, f *FS, mo MountOptions) (*fuse.Server, error) {
 	stdlog := zap.NewStdLog(f.log.Named("fuse"))
 	opts := &fusefs.Options{
@@ -67,6 +72,13 @@ func Mount(dir string, f *FS, mo MountOptions) (*fuse.Server, error) {
 	if mo.AllowOther {
 		// Let the kernel check the 0444/0555 modes for other users.
 		opts.MountOptions.Options = append(opts.MountOptions.Options, "default_permissions")
+	}
+	if mo.ReadOnly {
+		// MS_RDONLY marks both the mount and the superblock read-only
+		// (mount(2) as root; go-fuse's flags otherwise are these two);
+		// "ro" does it through fusermount3.
+		opts.MountOptions.DirectMountFlags = syscall.MS_NOSUID | syscall.MS_NODEV | syscall.MS_RDONLY
+		opts.MountOptions.Options = append(opts.MountOptions.Options, "ro")
 	}
 	server, err := fusefs.Mount(dir, f.Root(), opts)
 	if err != nil {
@@ -108,9 +120,11 @@ func fsName(source string) string {
 	return source
 }
 
-// panicked turns a bug in a handler into EIO and one log line.
+// panicked turns a bug in a handler into EIO and one log line, counted
+// with the other errnos (.stats, metrics).
 func (f *FS) panicked(v any) fuse.Status {
-	f.log.Error("BUG: FUSE handler panicked", zap.Any("panic", v), zap.Stack("stack"))
+	f.log.Error("BUG: FUSE handler panicked", zap.Any("panic", v), zap.String("errno", syscall.EIO.Error()), zap.Stack("stack"))
+	f.countErrno(syscall.EIO)
 	return fuse.EIO
 }
 

@@ -80,16 +80,30 @@ func (n *refreshFile) Setattr(_ context.Context, fh fusefs.FileHandle, in *fuse.
 	return 0
 }
 
-// refresh drops the scope's caches, then has the kernel forget the
-// scope's entries (from the notifier goroutine, waiting a bounded time).
-func (n *refreshFile) refresh() {
-	n.fsys.cat.Refresh(n.st)
-	dir := n.Root()
-	if n.st != nil {
-		dir = dir.GetChild(n.st.Name)
+func (n *refreshFile) refresh() { n.fsys.refresh(n.st, n.Root()) }
+
+// Refresh is the root's .refresh gesture, every store, for a mount the
+// kernel keeps read-only (MountOptions.ReadOnly), where touch .refresh
+// cannot reach the daemon: the daemon calls it on SIGHUP.
+func (f *FS) Refresh() {
+	var root *fusefs.Inode
+	if r := f.root.Load(); r != nil {
+		root = r.EmbeddedInode()
+	}
+	f.refresh(nil, root)
+}
+
+// refresh drops the caches of the scope (st, nil for every store), then has
+// the kernel forget the scope's entries below root (from the notifier
+// goroutine, waiting a bounded time).
+func (f *FS) refresh(st *cache.Store, root *fusefs.Inode) {
+	f.cat.Refresh(st)
+	dir := root
+	if dir != nil && st != nil {
+		dir = dir.GetChild(st.Name)
 	}
 	if dir != nil {
-		n.fsys.inval.forgetChildren(dir)
+		f.inval.forgetChildren(dir)
 	}
 }
 

@@ -306,6 +306,39 @@ func TestRefreshNotifiesKernel(t *testing.T) {
 	}
 }
 
+// TestFSRefresh: FS.Refresh (SIGHUP, for a mount the kernel keeps
+// read-only) is the root's .refresh: every store's listing dropped, the
+// kernel told to forget the root's entries.
+func TestFSRefresh(t *testing.T) {
+	e := newEnv(t, storeSpec{name: "a"}, storeSpec{name: "b"})
+	rootIno := e.root.EmbeddedInode()
+	for _, name := range []string{"a", "b"} {
+		var out fuse.EntryOut
+		ch, errno := e.root.Lookup(context.Background(), name, &out)
+		if errno != 0 {
+			t.Fatalf("Lookup(%q): %v", name, errno)
+		}
+		rootIno.AddChild(name, ch, true)
+	}
+	before := time.Now()
+	for _, st := range e.stores {
+		e.listed(t, st)
+	}
+	e.fsys.Refresh()
+	for _, st := range e.stores {
+		if !e.refreshed(st, before) {
+			t.Errorf("store %s not refreshed", st.Name)
+		}
+	}
+	if !e.cat.LastRefresh(nil).After(before) {
+		t.Error("LastRefresh(nil) did not move: not the root's refresh")
+	}
+	parents, names := e.notes.since(0)
+	if want := []string{"a", "b"}; !slices.Equal(names, want) || len(parents) != 1 || !parents[1] {
+		t.Errorf("invalidated %q below %v, want %q below the root (node 1)", names, parents, want)
+	}
+}
+
 // TestRefreshAfterClose: a refresh after Close neither blocks nor panics.
 func TestRefreshAfterClose(t *testing.T) {
 	e := newEnv(t)

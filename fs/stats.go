@@ -14,6 +14,7 @@ import (
 
 // Stats is what /.stats shows: JSON, built at open.
 type Stats struct {
+	Daemon
 	Mounted time.Time          `json:"mounted"`
 	Stores  []StoreStats       `json:"stores"`
 	Content cache.ContentStats `json:"content"`
@@ -29,6 +30,13 @@ type Stats struct {
 	BytesPassthrough int64 `json:"bytes_passthrough_estimate"`
 }
 
+// Daemon says which process serves the mount, and with which cache.
+type Daemon struct {
+	PID      int    `json:"pid"`
+	CacheDir string `json:"cache_dir,omitempty"`
+	Version  string `json:"version,omitempty"`
+}
+
 // StoreStats are one store's counters.
 type StoreStats struct {
 	Name          string    `json:"name"`
@@ -41,7 +49,7 @@ type StoreStats struct {
 
 // Stats collects the counters now.
 func (f *FS) Stats() Stats {
-	st := Stats{Mounted: f.mounted, Content: f.cat.Content().Stats(), BytesServed: f.served.Load(), ReadRequests: f.reads.Load(),
+	st := Stats{Daemon: f.daemon, Mounted: f.mounted, Content: f.cat.Content().Stats(), BytesServed: f.served.Load(), ReadRequests: f.reads.Load(),
 		Errors: map[string]int64{}, BytesPassthrough: f.passthrough.Load()}
 	for _, s := range f.cat.Stores() {
 		models := -1

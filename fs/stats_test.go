@@ -2,6 +2,7 @@ package fs
 
 import (
 	"encoding/json"
+	"os"
 	"syscall"
 	"testing"
 	"time"
@@ -29,7 +30,7 @@ func readStats(t *testing.T, e *env) Stats {
 	if err := json.Unmarshal(data, &raw); err != nil {
 		t.Fatal(err)
 	}
-	for _, key := range []string{"mounted", "stores", "content", "bytes_served", "errors"} {
+	for _, key := range []string{"pid", "mounted", "stores", "content", "bytes_served", "errors"} {
 		if _, ok := raw[key]; !ok {
 			t.Errorf(".stats has no %q: %s", key, data)
 		}
@@ -67,6 +68,9 @@ func TestStatsFile(t *testing.T) {
 		if s.Models != -1 || s.Requests != 0 {
 			t.Errorf("%s before any listing: models %d, requests %d; want -1, 0", s.Name, s.Models, s.Requests)
 		}
+	}
+	if st.PID != os.Getpid() {
+		t.Errorf("pid %d, want this process's %d", st.PID, os.Getpid())
 	}
 	if st.Mounted.IsZero() || time.Since(st.Mounted) > time.Minute {
 		t.Errorf("mounted %v", st.Mounted)

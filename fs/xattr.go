@@ -2,6 +2,8 @@ package fs
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"sort"
 	"strconv"
 	"strings"
@@ -17,7 +19,12 @@ const xattrPrefix = "user.modelstore."
 // and how much of it is cached.
 func (n *remoteFile) xattrs() map[string]string {
 	ref := n.version()
-	return refXattrs(ref, n.fsys.cat.Content().Cached(ref))
+	content := n.fsys.cat.Content()
+	a := refXattrs(ref, content.Cached(ref))
+	if sha, verified := content.Digest(ref); sha != "" {
+		a["sha256"], a["verified"] = sha, verified
+	}
+	return a
 }
 
 // refXattrs are the attributes of a file fetched from the store; cached
@@ -43,7 +50,11 @@ func (n *dataFile) xattrs() map[string]string {
 		return nil
 	}
 	ref := cache.Ref{Store: n.st, Model: n.model, Name: n.file.Remote, Meta: n.file.Meta}
-	return refXattrs(ref, n.file.Size())
+	data := n.file.Bytes()
+	a := refXattrs(ref, int64(len(data)))
+	sum := sha256.Sum256(data)
+	a["sha256"], a["verified"] = hex.EncodeToString(sum[:]), "computed"
+	return a
 }
 
 func (n *remoteFile) Getxattr(_ context.Context, attr string, dest []byte) (uint32, syscall.Errno) {

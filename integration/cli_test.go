@@ -16,7 +16,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moby/sys/mountinfo"
+
 	"github.com/modelstorefs/modelstorefs/integration/itest"
+	"github.com/modelstorefs/modelstorefs/internal/testutil"
 )
 
 // runExit runs the binary with args and env and returns its combined
@@ -41,6 +44,7 @@ func runExit(t *testing.T, env []string, args ...string) (string, int) {
 }
 
 func TestCLIMessages(t *testing.T) {
+	t.Parallel() // its own servers and mounts; mostly waiting
 	src := itest.CopyStore(t)
 	s := itest.StartGoStore(t, src, "/")
 	store := itest.StoreName(s.Base)
@@ -48,6 +52,9 @@ func TestCLIMessages(t *testing.T) {
 	closed := fmt.Sprintf("http://127.0.0.1:%d/", itest.FreePort(t))
 	nonEmpty := t.TempDir()
 	writeFile(t, filepath.Join(nonEmpty, "keep.txt"), "mine")
+	aFile := filepath.Join(t.TempDir(), "cache")
+	writeFile(t, aFile, "not a directory")
+	missing := filepath.Join(t.TempDir(), "models")
 	cases := []struct {
 		name    string
 		args    []string
@@ -58,9 +65,22 @@ func TestCLIMessages(t *testing.T) {
 		{"version command", []string{"version"}, 0, []string{"modelstorefs ", "go: go1.", "go-fuse: v2."}, false},
 		{"--version", []string{"--version"}, 0, []string{"modelstorefs ", "go: go1.", "go-fuse: v2."}, false},
 		{"unknown flag", []string{"mount", mnt, "--cache-sise", "1G"}, 1,
-			[]string{"modelstorefs: mount: unknown flag --cache-sise; see 'modelstorefs mount --help'"}, true},
+			[]string{"modelstorefs: mount: unknown flag --cache-sise (did you mean --cache-size?); see 'modelstorefs mount --help'"}, true},
+		{"a mount flag on ls", []string{"ls", "--store", s.Base, "--retry-window", "2s"}, 1,
+			[]string{"modelstorefs: ls: unknown flag --retry-window (a flag of mount, prefetch); see 'modelstorefs ls --help'"}, true},
+		{"unknown command, a typo", []string{"unmont", mnt}, 1, []string{`unknown command "unmont" (did you mean unmount?)`}, true},
+		{"--cache-dir is a file", []string{"mount", mnt, "--store", s.Base, "--cache-dir", aFile}, 1,
+			[]string{"--cache-dir " + aFile + " is a file, not a directory"}, true},
+		{"--cache-dir is a file, --daemon", []string{"mount", "--daemon", mnt, "--store", s.Base, "--cache-dir", aFile}, 1,
+			[]string{"--cache-dir " + aFile + " is a file, not a directory"}, true},
+		{"--cache-dir under a file", []string{"ls", "--store", s.Base, "--cache-dir", filepath.Join(aFile, "sub")}, 1,
+			[]string{"--cache-dir " + filepath.Join(aFile, "sub") + ": a parent of it is a file"}, true},
+		{"missing mountpoint", []string{"mount", missing, "--store", s.Base, "--cache-dir", cacheDir}, 1,
+			[]string{"mountpoint " + missing + " does not exist: create it first (mkdir -p " + missing + ")"}, true},
+		{"fstab line with none and no store", []string{"none", mnt, "-o", "allow_other,cache_dir=" + cacheDir}, 1,
+			[]string{"no model store given: write the store URLs in the SOURCE field", "store= or store_file="}, true},
 		{"unknown command", []string{"mnt"}, 1, []string{`modelstorefs: unknown command "mnt"; see 'modelstorefs --help'`}, true},
-		{"help COMMAND", []string{"help", "check"}, 0, []string{"modelstorefs check - validate a model store"}, false},
+		{"help COMMAND", []string{"help", "check"}, 0, []string{"modelstorefs check - validate model stores"}, false},
 		{"unknown global flag", []string{"--verbose", "ls"}, 1, []string{"unknown flag --verbose; see 'modelstorefs --help'"}, true},
 		{"--ttl without unit", []string{"mount", "--store", s.Base, "--ttl", "5", mnt}, 1,
 			[]string{`--ttl: "5" is not a duration`, "24h"}, true},
@@ -101,6 +121,12 @@ func TestCLIMessages(t *testing.T) {
 			}
 			if c.oneLine && strings.Count(strings.TrimSpace(out), "\n") != 0 {
 				t.Errorf("want one line, got:\n%s", out)
+			}
+			if strings.Contains(c.name, "--cache-dir") && strings.Contains(out, "--log-file") {
+				t.Errorf("a --cache-dir mistake reported as a --log-file one:\n%s", out)
+			}
+			if strings.Contains(c.name, "fstab") && strings.Contains(out, "--store") {
+				t.Errorf("the fstab helper points to --store, which an fstab line cannot give:\n%s", out)
 			}
 		})
 	}
@@ -250,6 +276,101 @@ func TestMountDaemonOptionsAndSource(t *testing.T) {
 	}
 }
 
+// TestUnmountOnlyOurs (issue 17): "modelstorefs unmount" detaches a
+// modelstorefs mount and refuses any other filesystem, naming its type,
+// unless --force; it used to detach anything, /proc included. The mount
+// shows as fuse.modelstorefs in mountinfo, which is what it goes by.
+func TestUnmountOnlyOurs(t *testing.T) {
+	if os.Geteuid() != 0 {
+		testutil.SkipOrFail(t, "mounting a tmpfs needs root")
+	}
+	s := itest.StartGoStore(t, itest.CopyStore(t), "/")
+	m := itest.StartMount(t, []string{s.Base})
+	if typ := mountType(t, m.Dir); typ != "fuse.modelstorefs" {
+		t.Fatalf("mountinfo shows the mount as %q, want fuse.modelstorefs", typ)
+	}
+	tmp := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", tmp).CombinedOutput(); err != nil {
+		testutil.SkipOrFail(t, "cannot mount a tmpfs: %v %s", err, out)
+	}
+	t.Cleanup(func() {
+		if mountType(t, tmp) == "tmpfs" {
+			_ = syscall.Unmount(tmp, syscall.MNT_DETACH)
+		}
+	})
+	// In a private mount namespace, so that a wrong verdict detaches
+	// /proc there only.
+	procInNS := func() (string, int) {
+		if _, err := exec.LookPath("unshare"); err != nil {
+			testutil.SkipOrFail(t, "unshare (util-linux) is needed: %v", err)
+		}
+		return runCmdExit(t, "unshare", "-m", "--propagation", "private", "sh", "-c",
+			`"$0" unmount /proc; code=$?; [ -r /proc/self/mountinfo ] || echo PROC-GONE; exit $code`, itest.Binary)
+	}
+	steps := []struct {
+		name     string
+		run      func() (string, int)
+		code     int
+		say      string
+		dir      string // mountpoint of the step
+		wantType string // what is mounted on dir after the step ("" = nothing)
+	}{
+		{"tmpfs refused", func() (string, int) { return runExit(t, nil, "unmount", tmp) }, 1,
+			tmp + " is not a modelstorefs mount (filesystem type tmpfs, source tmpfs): not unmounting it; --force unmounts it anyway", tmp, "tmpfs"},
+		{"/proc refused", procInNS, 1, "/proc is not a modelstorefs mount (filesystem type proc", "/proc", "proc"},
+		{"tmpfs with --force", func() (string, int) { return runExit(t, nil, "unmount", "--force", tmp) }, 0, "", tmp, ""},
+		{"modelstorefs mount", func() (string, int) { return runExit(t, nil, "unmount", m.Dir) }, 0, "", m.Dir, ""},
+	}
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			out, code := st.run()
+			if code != st.code || !strings.Contains(out, st.say) || strings.Contains(out, "PROC-GONE") {
+				t.Errorf("exit %d, want %d, saying %q:\n%s", code, st.code, st.say, out)
+			}
+			if typ := mountType(t, st.dir); typ != st.wantType {
+				t.Errorf("%s is mounted as %q afterwards, want %q", st.dir, typ, st.wantType)
+			}
+		})
+	}
+	select {
+	case <-m.Done: // "unmounted from outside": exit 0, which Stop checks
+	case <-time.After(15 * time.Second):
+		t.Errorf("the daemon still runs 15 s after its mount was unmounted")
+	}
+}
+
+// mountType is the type of the topmost mount on dir ("" when none), from
+// /proc/self/mountinfo.
+func mountType(t *testing.T, dir string) string {
+	t.Helper()
+	infos, err := mountinfo.GetMounts(mountinfo.SingleEntryFilter(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(infos) == 0 {
+		return ""
+	}
+	return infos[len(infos)-1].FSType
+}
+
+// runCmdExit runs a command, bounded, and returns its combined output and
+// exit status.
+func runCmdExit(t *testing.T, name string, args ...string) (string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return string(out), 0
+	case errors.As(err, &ee) && ee.Exited():
+		return string(out), ee.ExitCode()
+	}
+	t.Fatalf("%s %q: %v\n%s", name, args, err, out)
+	return "", -1
+}
+
 // processesWith returns the command lines (NULs as spaces) naming s.
 func processesWith(s string) []string {
 	var out []string
@@ -281,7 +402,7 @@ func asNobody(t *testing.T, setup, script string) string {
 	t.Helper()
 	for _, tool := range []string{"unshare", "setpriv", "mknod"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s (util-linux, coreutils) is needed: %v", tool, err)
+			testutil.SkipOrFail(t, "%s (util-linux, coreutils) is needed: %v", tool, err)
 		}
 	}
 	// A copy of the binary nobody may run.
@@ -317,7 +438,7 @@ const openFuse = `mkdir $W/dev && mount -t tmpfs -o mode=755 none $W/dev && mkno
 
 func TestNonRootMessages(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root to set up the namespace")
+		testutil.SkipOrFail(t, "needs root to set up the namespace")
 	}
 	s := itest.StartGoStore(t, itest.CopyStore(t), "/")
 	prep := `mkdir -m 777 $W/mnt $W/cache && chown 65534 $W/mnt $W/cache`
@@ -325,7 +446,7 @@ func TestNonRootMessages(t *testing.T) {
 
 	t.Run("no access to /dev/fuse", func(t *testing.T) {
 		out := asNobody(t, prep+` && touch $W/nofuse && chmod 600 $W/nofuse && mount --bind $W/nofuse /dev/fuse`, run)
-		for _, w := range []string{"cannot open /dev/fuse", "permission denied", "permissions", "fuse3 package", "user_allow_other", "exit=1"} {
+		for _, w := range []string{"cannot open /dev/fuse", "permission denied", "crw-rw-rw-", "fuse3 package", "or mount as root", "exit=1"} {
 			if !strings.Contains(out, w) {
 				t.Errorf("output does not say %q:\n%s", w, out)
 			}
@@ -334,7 +455,7 @@ func TestNonRootMessages(t *testing.T) {
 	t.Run("no fusermount", func(t *testing.T) {
 		hide := `touch $W/none && for f in /usr/bin/fusermount3 /usr/bin/fusermount /bin/fusermount3 /bin/fusermount; do [ -e $f ] && mount --bind $W/none $f; done; true`
 		out := asNobody(t, prep+` && `+openFuse+` && `+hide, run)
-		for _, w := range []string{"needs fusermount3: install the fuse3 package (apt-get install fuse3), or run as root", "exit=1"} {
+		for _, w := range []string{"needs fusermount3", "install the fuse3 package (apt-get install fuse3), or mount as root", "exit=1"} {
 			if !strings.Contains(out, w) {
 				t.Errorf("output does not say %q:\n%s", w, out)
 			}
@@ -342,7 +463,7 @@ func TestNonRootMessages(t *testing.T) {
 	})
 	t.Run("unmount of a healthy idle mount", func(t *testing.T) {
 		if _, err := exec.LookPath("fusermount3"); err != nil {
-			t.Skip("fusermount3 (package fuse3) is needed")
+			testutil.SkipOrFail(t, "fusermount3 (package fuse3) is needed")
 		}
 		// The daemon lives in the namespace; should the unmount fail, it is
 		// stopped by its pid (printed by mount --daemon).
@@ -371,9 +492,10 @@ for i in $(seq 200); do [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || break; sl
 // offers ls's flags without hidden ones, import <TAB> offers STORE/MODEL
 // from the listing ls kept.
 func TestBashCompletion(t *testing.T) {
+	t.Parallel() // its own servers and mounts; mostly waiting
 	bash, err := exec.LookPath("bash")
 	if err != nil {
-		t.Skip("bash is needed")
+		testutil.SkipOrFail(t, "bash is needed")
 	}
 	s := itest.StartGoStore(t, itest.CopyStore(t), "/")
 	cacheHome, work := t.TempDir(), t.TempDir()
@@ -440,4 +562,67 @@ func TestMountAllowNonEmpty(t *testing.T) {
 			t.Errorf("%q: the hidden file after unmount: %q, %v", flag, data, err)
 		}
 	}
+}
+
+// TestMountAsOtherUserMessage: a mount by a user other than root that
+// cannot go ahead (/dev/fuse closed to them, or fusermount3 refusing a
+// mountpoint they cannot write) says so in a short first line, then what
+// to check one thing a line, and speaks of --allow-other only when it was
+// given.
+func TestMountAsOtherUserMessage(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, to run the binary as nobody")
+	}
+	s := itest.StartGoStore(t, itest.CopyStore(t), "/")
+	// Everything nobody needs, outside the test's 0700 temporary directories.
+	root, err := os.MkdirTemp("", "modelstorefs-nobody-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(root) })
+	bin, mnt, cacheDir := filepath.Join(root, "modelstorefs"), filepath.Join(root, "mnt"), filepath.Join(root, "cache")
+	data, err := os.ReadFile(itest.Binary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, err := range []error{os.Chmod(root, 0o755), os.WriteFile(bin, data, 0o755), os.Mkdir(mnt, 0o755),
+		os.Mkdir(cacheDir, 0o700), os.Chown(cacheDir, 65534, 65534)} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, allowOther := range []bool{false, true} {
+		args := []string{"mount", mnt, "--store", s.Base, "--cache-dir", cacheDir}
+		if allowOther {
+			args = append(args, "--allow-other")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		cmd := exec.CommandContext(ctx, bin, args...)
+		cmd.Env = append(os.Environ(), "DIGITS_MODEL_STORE_URL=", "HOME="+cacheDir)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		out, err := cmd.CombinedOutput()
+		cancel()
+		if isMountpoint(mnt) {
+			_ = syscall.Unmount(mnt, syscall.MNT_DETACH)
+			t.Fatalf("nobody mounted on a directory owned by root:\n%s", out)
+		}
+		// fusermount3 may say its part first, on its own line.
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		first := slices.IndexFunc(lines, func(l string) bool { return strings.HasPrefix(l, "modelstorefs: ") })
+		if err == nil || first < 0 || first == len(lines)-1 || len(lines[first]) > 110 {
+			t.Errorf("--allow-other %v: %v; want a failure, a short first line and hints:\n%s", allowOther, err, out)
+		}
+		if !strings.Contains(string(out), "or mount as root") {
+			t.Errorf("--allow-other %v: no way out offered:\n%s", allowOther, out)
+		}
+		if got := strings.Contains(string(out), "allow-other") || strings.Contains(string(out), "user_allow_other"); got != allowOther {
+			t.Errorf("--allow-other %v: the message mentions it: %v:\n%s", allowOther, got, out)
+		}
+	}
+}
+
+// isMountpoint reports whether dir is in the mount table.
+func isMountpoint(dir string) bool {
+	infos, err := mountinfo.GetMounts(mountinfo.SingleEntryFilter(dir))
+	return err == nil && len(infos) > 0
 }

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/modelstorefs/modelstorefs/integration/itest"
+	"github.com/modelstorefs/modelstorefs/internal/testutil"
 )
 
 // Read-engine tests on real mounts: the persistent cache across remounts
@@ -369,10 +370,9 @@ func TestEngineKillDuringDownload(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if err := m1.Cmd.Process.Kill(); err != nil {
+	if err := m1.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	<-m1.Done
 	sent := srv.sent.Load()
 	if sent >= size {
 		t.Fatalf("the whole file (%d bytes) was sent before the kill: the test proves nothing", sent)
@@ -473,11 +473,11 @@ func TestEngineEvictionSmallCache(t *testing.T) {
 // fits is cached; neither breaks the other.
 func TestEngineFullDisk(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("mounting a tmpfs needs root")
+		testutil.SkipOrFail(t, "mounting a tmpfs needs root")
 	}
 	cacheDir := t.TempDir()
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", cacheDir).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount a tmpfs: %v %s", err, out)
+		testutil.SkipOrFail(t, "cannot mount a tmpfs: %v %s", err, out)
 	}
 	// Registered before the daemon's, so it runs after the daemon stopped.
 	t.Cleanup(func() {

@@ -20,11 +20,8 @@ import (
 	"time"
 
 	"github.com/modelstorefs/modelstorefs/integration/itest"
+	"github.com/modelstorefs/modelstorefs/internal/testutil"
 )
-
-// python2 is where the Python 2.7 of this machine lives; tests that use it
-// run only when it is there.
-const python2 = "/root/.pyenv/versions/2.7.18/bin/python"
 
 // importModel is one model of the sample store as a DIGITS job folder.
 type importModel struct {
@@ -322,19 +319,24 @@ func writableTempDir(t *testing.T) string {
 	return dir
 }
 
-// pythons are the interpreters to run load_jobs.py with: python3 (needed)
-// and Python 2.7 when installed.
+// pythons are the interpreters to run load_jobs.py with: python3, then
+// Python 2.7 (the one DIGITS runs on; testutil.Python finds it on PATH or
+// in pyenv). Without 2.7 the tests load with python3 only, except under
+// CI, where that fails.
 func pythons(t *testing.T) []string {
 	t.Helper()
-	py3, err := exec.LookPath("python3")
+	py3, err := testutil.Python("3")
 	if err != nil {
 		t.Fatal("python3 is needed for this test:", err)
 	}
 	list := []string{py3}
-	if fi, err := os.Stat(python2); err == nil && fi.Mode().IsRegular() {
-		list = append(list, python2)
-	} else {
-		t.Logf("no Python 2.7 at %s: loading with python3 only", python2)
+	switch py2, err := testutil.Python("2.7"); {
+	case err == nil:
+		list = append(list, py2)
+	case testutil.UnderCI():
+		t.Fatalf("Python 2.7 is required under CI: %v", err)
+	default:
+		t.Logf("loading with python3 only: %v", err)
 	}
 	return list
 }

@@ -34,6 +34,7 @@ func runBinary(t *testing.T, env []string, args ...string) (string, error) {
 // DIGITS names jobs, whose status.pickle carries that id, for every
 // framework; a model that cannot be imported fails with exit 1.
 func TestImportCommand(t *testing.T) {
+	t.Parallel() // its own servers and mounts; mostly waiting
 	src := itest.CopyStore(t)
 	s := itest.StartGoStore(t, src, "/")
 	jobs, cacheDir := t.TempDir(), t.TempDir()

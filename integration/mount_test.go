@@ -14,7 +14,10 @@ import (
 	"testing/fstest"
 	"time"
 
+	"github.com/moby/sys/mountinfo"
+
 	"github.com/modelstorefs/modelstorefs/integration/itest"
+	"github.com/modelstorefs/modelstorefs/internal/testutil"
 )
 
 // wantLenet is the lenet folder as DIGITS needs it, plus the remote-name
@@ -82,6 +85,7 @@ func checkSampleStore(t *testing.T, root, src string) {
 // TestPythonListing mounts a store without master.json served by python's
 // http.server: discovery from its HTML listing.
 func TestPythonListing(t *testing.T) {
+	t.Parallel() // its own servers and mounts; mostly waiting
 	src := itest.CopyStore(t)
 	if err := os.Remove(filepath.Join(src, "master.json")); err != nil {
 		t.Fatal(err)
@@ -97,6 +101,7 @@ func TestPythonListing(t *testing.T) {
 
 // TestGoStoreMasterJSON mounts a store with master.json below a base path.
 func TestGoStoreMasterJSON(t *testing.T) {
+	t.Parallel() // its own servers and mounts; mostly waiting
 	src := itest.CopyStore(t)
 	s := itest.StartGoStore(t, src, "/team/")
 	m := itest.StartMount(t, []string{s.Base})
@@ -253,38 +258,99 @@ func TestStoreDown(t *testing.T) {
 
 func itoa(n int) string { return strconv.Itoa(n) }
 
-// TestReadOnly: every write path gives EROFS.
+// TestReadOnly: every write path gives EROFS, in both modes (issue 17,
+// item 12). By default the daemon refuses writes and the kernel shows the
+// mount rw, so that touch .refresh reaches the daemon; with -o ro
+// (--read-only) the kernel shows and enforces ro, touch .refresh gets
+// EROFS, and SIGHUP is the refresh.
 func TestReadOnly(t *testing.T) {
-	src := itest.CopyStore(t)
-	s := itest.StartGoStore(t, src, "/")
-	m := itest.StartMount(t, []string{s.Base})
-	lenet := filepath.Join(m.Dir, itest.StoreName(s.Base), "lenet")
-	info := filepath.Join(lenet, "info.json")
-	itest.ListDir(t, lenet)
-	cases := map[string]func() error{
-		"create":     func() error { _, err := os.Create(filepath.Join(lenet, "new")); return err },
-		"open rw":    func() error { _, err := os.OpenFile(info, os.O_RDWR, 0); return err },
-		"open trunc": func() error { _, err := os.OpenFile(info, os.O_WRONLY|os.O_TRUNC, 0); return err },
-		"mkdir":      func() error { return os.Mkdir(filepath.Join(lenet, "d"), 0o755) },
-		"mkdir root": func() error { return os.Mkdir(filepath.Join(m.Dir, "d"), 0o755) },
-		"unlink":     func() error { return os.Remove(info) },
-		"rmdir":      func() error { return syscall.Rmdir(lenet) },
-		"rename":     func() error { return os.Rename(info, filepath.Join(lenet, "x.json")) },
-		"symlink":    func() error { return os.Symlink("info.json", filepath.Join(lenet, "l")) },
-		"link":       func() error { return os.Link(info, filepath.Join(lenet, "h")) },
-		"chmod":      func() error { return os.Chmod(info, 0o666) },
-		"truncate":   func() error { return os.Truncate(info, 0) },
-		"utimes":     func() error { return os.Chtimes(info, time.Now(), time.Now()) },
-		"setxattr":   func() error { return syscall.Setxattr(info, "user.x", []byte("1"), 0) },
+	modes := []struct {
+		name      string
+		flags     []string
+		wantOpts  string // first of the mount's options in mountinfo
+		touchErr  error  // of touch .refresh
+		refreshBy func(t *testing.T, m *itest.Mount, root string)
+	}{
+		{"daemon-enforced (default)", nil, "rw", nil, func(t *testing.T, m *itest.Mount, root string) {
+			if out, err := itest.RunCmd(t, "touch", filepath.Join(root, ".refresh")); err != nil {
+				t.Fatalf("touch .refresh: %v %s", err, out)
+			}
+		}},
+		{"-o ro", []string{"-o", "ro"}, "ro", syscall.EROFS, func(t *testing.T, m *itest.Mount, root string) {
+			if err := m.Cmd.Process.Signal(syscall.SIGHUP); err != nil {
+				t.Fatal(err)
+			}
+			testutil.WaitFor(t, "the SIGHUP refresh", func() bool {
+				return strings.Contains(m.Logs.String(), "SIGHUP: refreshing every store")
+			}, 10*time.Second)
+		}},
 	}
-	for name, fn := range cases {
-		err := itest.WithTimeout(t, 10*time.Second, name, fn)
-		if !errors.Is(err, syscall.EROFS) {
-			t.Errorf("%s: %v, want EROFS", name, err)
-		}
-	}
-	if got := itest.ReadFile(t, info); !bytes.Equal(got, itest.ReadFile(t, filepath.Join(src, "lenet", "info.json"))) {
-		t.Error("info.json changed")
+	for _, mode := range modes {
+		t.Run(mode.name, func(t *testing.T) {
+			src := itest.CopyStore(t)
+			s := itest.StartGoStore(t, src, "/")
+			m := itest.StartMount(t, []string{s.Base}, mode.flags...)
+			infos, err := mountinfo.GetMounts(mountinfo.SingleEntryFilter(m.Dir))
+			if err != nil || len(infos) != 1 {
+				t.Fatalf("mountinfo of %s: %v %v", m.Dir, infos, err)
+			}
+			// Options: the mount's own (findmnt's VFS-OPTIONS);
+			// VFSOptions: the superblock's (FS-OPTIONS).
+			mi := infos[0]
+			if first, _, _ := strings.Cut(mi.Options, ","); first != mode.wantOpts ||
+				!slices.Contains(strings.Split(mi.VFSOptions, ","), mode.wantOpts) {
+				t.Errorf("mountinfo: mount options %q, superblock options %q; want %s in both", mi.Options, mi.VFSOptions, mode.wantOpts)
+			}
+
+			root := filepath.Join(m.Dir, itest.StoreName(s.Base))
+			lenet := filepath.Join(root, "lenet")
+			info := filepath.Join(lenet, "info.json")
+			itest.ListDir(t, lenet)
+			cases := map[string]func() error{
+				"create":     func() error { _, err := os.Create(filepath.Join(lenet, "new")); return err },
+				"open rw":    func() error { _, err := os.OpenFile(info, os.O_RDWR, 0); return err },
+				"open trunc": func() error { _, err := os.OpenFile(info, os.O_WRONLY|os.O_TRUNC, 0); return err },
+				"mkdir":      func() error { return os.Mkdir(filepath.Join(lenet, "d"), 0o755) },
+				"mkdir root": func() error { return os.Mkdir(filepath.Join(m.Dir, "d"), 0o755) },
+				"unlink":     func() error { return os.Remove(info) },
+				"rmdir":      func() error { return syscall.Rmdir(lenet) },
+				"rename":     func() error { return os.Rename(info, filepath.Join(lenet, "x.json")) },
+				"symlink":    func() error { return os.Symlink("info.json", filepath.Join(lenet, "l")) },
+				"link":       func() error { return os.Link(info, filepath.Join(lenet, "h")) },
+				"chmod":      func() error { return os.Chmod(info, 0o666) },
+				"truncate":   func() error { return os.Truncate(info, 0) },
+				"utimes":     func() error { return os.Chtimes(info, time.Now(), time.Now()) },
+				"setxattr":   func() error { return syscall.Setxattr(info, "user.x", []byte("1"), 0) },
+				"mknod":      func() error { return syscall.Mknod(filepath.Join(lenet, "fifo"), syscall.S_IFIFO|0o644, 0) },
+			}
+			for name, fn := range cases {
+				err := itest.WithTimeout(t, 10*time.Second, name, fn)
+				if !errors.Is(err, syscall.EROFS) {
+					t.Errorf("%s: %v, want EROFS", name, err)
+				}
+			}
+			if got := itest.ReadFile(t, info); !bytes.Equal(got, itest.ReadFile(t, filepath.Join(src, "lenet", "info.json"))) {
+				t.Error("info.json changed")
+			}
+
+			// The refresh gesture: touch .refresh reaches the daemon only
+			// where the kernel lets writes through.
+			touchErr := itest.WithTimeout(t, 10*time.Second, "touch .refresh", func() error {
+				now := time.Now()
+				return os.Chtimes(filepath.Join(root, ".refresh"), now, now)
+			})
+			if !errors.Is(touchErr, mode.touchErr) || (mode.touchErr == nil) != (touchErr == nil) {
+				t.Errorf("touch .refresh: %v, want %v", touchErr, mode.touchErr)
+			}
+			if err := os.CopyFS(filepath.Join(src, "newnet"), os.DirFS(filepath.Join(src, "alexnet-torch"))); err != nil {
+				t.Fatal(err)
+			}
+			writeFile(t, filepath.Join(src, "master.json"), `{"msg": "v2", "children": ["lenet", "newnet"]}`)
+			mode.refreshBy(t, m, root)
+			if got, want := itest.ListDir(t, root), []string{".refresh", "lenet", "models.tsv", "newnet", "welcome.txt"}; !slices.Equal(got, want) {
+				t.Errorf("after the refresh: %q, want %q", got, want)
+			}
+		})
 	}
 }
 

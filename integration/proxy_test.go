@@ -198,6 +198,7 @@ func sha256File(path string) (string, error) {
 // Then the origin stops, and a fresh node (empty cache) still lists the
 // store and reads the model, from answers nginx serves stale.
 func TestReverseProxyManyNodes(t *testing.T) {
+	t.Parallel() // its own servers and mounts; mostly waiting
 	const size = 256 << 20
 	const nodes = 4
 	dir, sums := engStoreDir(t, map[string]int{"big": size})
@@ -464,6 +465,7 @@ func TestForwardProxy(t *testing.T) {
 // TestForwardProxyManyNodes: four nodes read the same 256 MiB model at
 // once through squid; the origin sends it about once.
 func TestForwardProxyManyNodes(t *testing.T) {
+	t.Parallel() // its own servers and mounts; mostly waiting
 	const size = 256 << 20
 	const host = "modelstore.test"
 	dir, sums := engStoreDir(t, map[string]int{"big": size})

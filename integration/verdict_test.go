@@ -53,6 +53,7 @@ var verdictCases = []verdictCase{
 // TestOneVerdict runs every case through a real mount and the built ls,
 // check and import binaries, and asserts the same answer everywhere.
 func TestOneVerdict(t *testing.T) {
+	t.Parallel() // its own servers and mounts; mostly waiting
 	src := t.TempDir()
 	var names []string
 	for _, c := range verdictCases {
@@ -131,19 +132,15 @@ func TestOneVerdict(t *testing.T) {
 
 	// The binaries, against the same store.
 	cacheDir := t.TempDir()
-	out, err := runBinary(t, env, "ls", "--cache-dir", cacheDir, "--retry-window", "2s", "--json")
+	out, err := runBinary(t, env, "ls", "--cache-dir", cacheDir, "--json")
 	if err != nil {
 		t.Fatalf("ls --json: %v\n%s", err, out)
 	}
-	var rows []struct {
-		Model, Dataset string
-		Importable     bool
-		AuxUnknown     bool `json:"aux_unknown"`
-	}
+	var rows []lsRow
 	if err := json.Unmarshal([]byte(out), &rows); err != nil {
 		t.Fatalf("ls --json: %v\n%s", err, out)
 	}
-	lsTable, err := runBinary(t, env, "ls", "--cache-dir", cacheDir, "--retry-window", "2s")
+	lsTable, err := runBinary(t, env, "ls", "--cache-dir", cacheDir)
 	if err != nil {
 		t.Fatalf("ls: %v\n%s", err, lsTable)
 	}
@@ -156,29 +153,36 @@ func TestOneVerdict(t *testing.T) {
 	jobs := t.TempDir()
 	for _, c := range verdictCases {
 		// ls
-		i := slices.IndexFunc(rows, func(r struct {
-			Model, Dataset string
-			Importable     bool
-			AuxUnknown     bool `json:"aux_unknown"`
-		}) bool {
-			return r.Model == c.model
-		})
+		i := slices.IndexFunc(rows, func(r lsRow) bool { return r.Model == c.model })
 		if i < 0 {
 			t.Errorf("ls --json has no %s:\n%s", c.model, out)
 		} else if rows[i].Importable != c.importable || rows[i].AuxUnknown != c.auxUnknown {
 			t.Errorf("ls --json: %s importable %v aux_unknown %v, want %v %v", c.model, rows[i].Importable, rows[i].AuxUnknown, c.importable, c.auxUnknown)
+		} else if (rows[i].Why != "") == c.importable {
+			t.Errorf("ls --json: %s why %q, importable %v", c.model, rows[i].Why, c.importable)
 		}
-		if line := lineWith(lsTable, " "+c.model+" "); !strings.HasSuffix(line, map[bool]string{true: " yes", false: " no"}[c.importable]) {
-			t.Errorf("ls: %s line %q does not end in its importable column", c.model, line)
+		if i >= 0 && !c.importable { // why is the first blocker error.txt lists
+			errTxt := string(itest.ReadFile(t, filepath.Join(root, c.model, "error.txt")))
+			if !strings.Contains(errTxt, "cannot be imported into DIGITS:\n- "+rows[i].Why+"\n") {
+				t.Errorf("ls --json: %s why %q; error.txt:\n%s", c.model, rows[i].Why, errTxt)
+			}
+		}
+		line := lineWith(lsTable, " "+c.model+" ")
+		want := map[bool]string{true: "yes", false: "no"}[c.importable]
+		if got := tableColumn(t, lsTable, line, "IMPORTABLE"); got != want {
+			t.Errorf("ls: %s importable column %q, want %q (line %q)", c.model, got, want, line)
 		} else if c.auxUnknown && !strings.Contains(line, " ? ") {
 			t.Errorf("ls: %s line %q does not show the dataset as unknown", c.model, line)
+		}
+		if why := tableColumn(t, lsTable, line, "WHY"); (why == "-") != c.importable || i >= 0 && !c.importable && why != rows[i].Why {
+			t.Errorf("ls: %s why column %q, want %q", c.model, why, map[bool]string{true: "-", false: "the --json why"}[c.importable])
 		}
 		// check: a model is importable when it has no error line.
 		if got := !strings.Contains(checkOut, "\n"+c.model+": error: ") && !strings.HasPrefix(checkOut, c.model+": error: "); got != c.importable {
 			t.Errorf("check: %s importable %v, want %v", c.model, got, c.importable)
 		}
 		// import
-		out, err := runBinary(t, env, "import", "--cache-dir", cacheDir, "--retry-window", "2s", "--jobs-dir", jobs, store+"/"+c.model)
+		out, err := runBinary(t, env, "import", "--cache-dir", cacheDir, "--jobs-dir", jobs, store+"/"+c.model)
 		if got := err == nil; got != c.importable {
 			t.Errorf("import %s: %v, want importable %v\n%s", c.model, err, c.importable, out)
 		}
@@ -231,6 +235,30 @@ func tableRows(t *testing.T, data []byte) map[string]map[string]string {
 		out[row["model"]] = row
 	}
 	return out
+}
+
+// lsRow is a line of ls --json.
+type lsRow struct {
+	Model, Dataset, Why string
+	Importable          bool
+	AuxUnknown          bool `json:"aux_unknown"`
+}
+
+// tableColumn returns the value of the column named col (its header)
+// in line of the aligned table out: from the header's offset to the next
+// column's (the last column takes the rest).
+func tableColumn(t *testing.T, out, line, col string) string {
+	t.Helper()
+	header := strings.SplitN(out, "\n", 2)[0]
+	start := strings.Index(header, col)
+	if start < 0 || len(line) < start {
+		t.Fatalf("no column %s in %q for line %q", col, header, line)
+	}
+	end := len(line)
+	if rest := strings.TrimLeft(header[start+len(col):], " "); rest != "" {
+		end = min(end, len(header)-len(rest))
+	}
+	return strings.TrimSpace(line[start:end])
 }
 
 // lineWith returns the first line of out containing s.

@@ -35,12 +35,16 @@ var (
 	descCacheMax   = desc("cache_limit_bytes", "The cache's bound (--cache-size).")
 	descFiles      = desc("cache_files", "Complete files in the cache.")
 	descInFlight   = desc("downloads_in_flight", "Downloads into the cache running now.")
+	descInMemory   = desc("files_in_memory", "Files read from the store into memory now (no room in the cache).")
+	descBuffers    = desc("buffer_bytes", "Memory held in download buffers and pages (bounded by --buffer-size).")
+	descMismatch   = desc("digest_mismatches_total", "Files refused because their bytes did not match the digest the store states.")
 	descErrors     = desc("errors_total", "Errors returned to readers, by errno.", "errno")
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRequests, descReceived, descUp, descLastOK, descModels, descStoreInfo,
-		descServed, descOpens, descEvictions, descEvicted, descCacheBytes, descCacheMax, descFiles, descInFlight, descErrors} {
+		descServed, descOpens, descEvictions, descEvicted, descCacheBytes, descCacheMax, descFiles, descInFlight,
+		descInMemory, descBuffers, descMismatch, descErrors} {
 		ch <- d
 	}
 }
@@ -87,6 +91,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descCacheMax, float64(cs.MaxBytes))
 	gauge(descFiles, float64(cs.Files))
 	gauge(descInFlight, float64(cs.InFlight))
+	gauge(descInMemory, float64(cs.InMemory))
+	gauge(descBuffers, float64(cs.BufferBytes))
+	counter(descMismatch, cs.DigestMismatches)
 	for errno, n := range st.Errors {
 		counter(descErrors, n, errno)
 	}

@@ -38,6 +38,13 @@ type Options struct {
 	// RootCAs, when set, replaces the system's CAs for TLS verification
 	// (a private CA). TLS is always verified.
 	RootCAs *x509.CertPool
+	// Header is sent with every request to the base URL's exact origin
+	// (e.g. Authorization: Bearer ...), never after a redirect to another
+	// one; keys in canonical form. It wins over the URL's userinfo.
+	Header http.Header
+	// Certificates are TLS client certificates, for a store (or its
+	// proxy) that asks for one.
+	Certificates []tls.Certificate
 }
 
 func (o Options) withDefaults() Options {
@@ -82,7 +89,7 @@ func NewTransport(o Options) *http.Transport {
 		MaxIdleConnsPerHost:   64,
 		IdleConnTimeout:       90 * time.Second,
 		ExpectContinueTimeout: time.Second,
-		TLSClientConfig:       &tls.Config{RootCAs: o.RootCAs, MinVersion: tls.VersionTLS12},
+		TLSClientConfig:       &tls.Config{RootCAs: o.RootCAs, Certificates: o.Certificates, MinVersion: tls.VersionTLS12},
 		// Content is stored byte-exact; a transparently gunzipped body would
 		// not match Content-Length.
 		DisableCompression: true,
@@ -99,9 +106,10 @@ type Store struct {
 	bytes    atomic.Int64 // body bytes received
 	ranges   atomic.Int32 // RangeUnknown, RangeYes or RangeNo
 	// auth holds the base URL's credentials, taken out of every URL (so
-	// they never reach a log line). They are added by originAuth, below
-	// the redirect logic, and only to requests for the base's exact origin.
-	auth *url.Userinfo
+	// they never reach a log line), and Options.Header. They are added
+	// below the redirect logic, and only to requests for the base's exact
+	// origin; nil when there are none.
+	auth *originAuth
 	// etagUnstable: the store sends a new ETag on every request for the
 	// same bytes; versions are then judged by size and date only.
 	etagUnstable atomic.Bool
@@ -179,6 +187,9 @@ type Meta struct {
 	Size         int64  // -1 when the server did not say
 	ETag         string // as sent, quotes included
 	LastModified string // as sent (HTTP date)
+	// Digest is the file's checksum as the store states it (headers of
+	// its answers, or its SHA256SUMS); zero when it states none.
+	Digest Digest
 	// Hint: Size comes from a listing that gives no validator (nginx's
 	// HTML listing): it tells the size to show, not which version to
 	// read; a HEAD must tell that first.
@@ -198,6 +209,9 @@ func (m Meta) ModTime() time.Time {
 // the strongest validator both carry.
 func (m Meta) SameVersion(o Meta) bool {
 	if m.Size >= 0 && o.Size >= 0 && m.Size != o.Size {
+		return false
+	}
+	if m.Digest.Alg != "" && m.Digest.Alg == o.Digest.Alg && m.Digest.Sum != o.Digest.Sum {
 		return false
 	}
 	if m.ETag != "" && o.ETag != "" {
@@ -223,11 +237,12 @@ func NewStore(base string, opt Options) (*Store, error) {
 	if rt == nil {
 		rt = NewTransport(opt)
 	}
-	auth := u.User
-	u.User = nil
-	if auth != nil {
-		rt = &originAuth{next: rt, origin: originOf(u), auth: auth}
+	var auth *originAuth
+	if u.User != nil || len(opt.Header) > 0 {
+		auth = &originAuth{next: rt, origin: originOf(u), auth: u.User, header: opt.Header}
+		rt = auth
 	}
+	u.User = nil
 	hc := &http.Client{Transport: rt, CheckRedirect: checkRedirect}
 	s := &Store{base: u, hc: hc, opt: opt, auth: auth, idle: make(chan *rawConn, maxIdleRaw),
 		rawIdleAge: maxRawIdleAge, oneSlots: make(chan struct{}, oneShotParallel)}
@@ -361,6 +376,8 @@ func (s *Store) once(ctx context.Context, r request) (*http.Response, error) {
 		req.Header[k] = v
 	}
 	req.Header.Set("User-Agent", s.opt.UserAgent)
+	// An S3 bucket behind the store states its checksums only when asked.
+	req.Header.Set("X-Amz-Checksum-Mode", "ENABLED")
 	s.requests.Add(1)
 	release := s.acquireConn(ctx)
 	resp, err := s.hc.Do(req)
@@ -449,6 +466,7 @@ func metaOf(resp *http.Response) Meta {
 		Size:         resp.ContentLength,
 		ETag:         resp.Header.Get("ETag"),
 		LastModified: resp.Header.Get("Last-Modified"),
+		Digest:       digestOf(resp.Header),
 	}
 }
 

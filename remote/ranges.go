@@ -112,7 +112,7 @@ func (s *Store) partialBody(resp *http.Response, u string, want Meta, off, n int
 	// The part must come from the version asked for: same ETag, or the
 	// same date when there is no ETag, and the same total size (a server
 	// may ignore If-Range).
-	if part := (Meta{Size: total, ETag: got.ETag, LastModified: got.LastModified}); !s.sameVersion(want, part) {
+	if part := (Meta{Size: total, ETag: got.ETag, LastModified: got.LastModified, Digest: got.Digest}); !s.sameVersion(want, part) {
 		return nil, fmt.Errorf("%w (got %s/%q/%q, want %s/%q/%q)", ErrChanged,
 			sizeString(total), got.ETag, got.LastModified, sizeString(want.Size), want.ETag, want.LastModified)
 	}

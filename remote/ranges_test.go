@@ -164,8 +164,8 @@ type rangeCase struct {
 	whole     bool
 	wantBody  []byte
 	wantRange int32 // RangeSupport afterwards
-	// bug, when set, explains a known engine bug: the case is skipped
-	// (not passed) when it fails.
+	// bug, when set, explains what a failure of the case would mean (a
+	// bug the engine once had); the case fails with it.
 	bug string
 }
 

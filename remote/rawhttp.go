@@ -153,22 +153,29 @@ func (s *Store) getRangeRaw(ctx context.Context, u string, h http.Header) (*http
 	}
 	req.Header.Set("User-Agent", s.opt.UserAgent)
 	if s.auth != nil { // this path only ever talks to the base's own origin
-		pw, _ := s.auth.Password()
-		req.SetBasicAuth(s.auth.Username(), pw)
+		s.auth.add(req)
 	}
 	release := s.acquireConn(ctx)
 	defer release()
-	// A connection from the pool may have been closed by the server just
-	// as the request went out (its keep-alive timeout). A request that got
-	// no byte of an answer there is sent again at once on a new connection
-	// (GET is idempotent), and is neither a failure nor an attempt: the
-	// server did not answer it. Anything else, and any failure on a new
-	// connection, is the caller's to retry, after a backoff.
-	fresh := false
-	for {
+	rc, resp, err := s.sendRaw(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return s.rawAnswer(ctx, u, rc, resp)
+}
+
+// sendRaw sends req on a raw connection and reads the answer's header.
+// A connection from the pool may have been closed by the server just as
+// the request went out (its keep-alive timeout). A request that got no
+// byte of an answer there is sent again at once on a new connection (GET
+// is idempotent), and is neither a failure nor an attempt: the server did
+// not answer it. Anything else, and any failure on a new connection, is
+// the caller's to retry, after a backoff.
+func (s *Store) sendRaw(ctx context.Context, req *http.Request) (*rawConn, *http.Response, error) {
+	for fresh := false; ; fresh = true {
 		rc, reused, err := s.getRaw(ctx, fresh)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		_ = rc.c.SetDeadline(time.Now().Add(s.opt.HeaderTimeout))
 		stop := context.AfterFunc(ctx, func() { _ = rc.c.SetDeadline(time.Unix(1, 0)) })
@@ -186,57 +193,61 @@ func (s *Store) getRangeRaw(ctx context.Context, u string, h http.Header) (*http
 		}
 		if err != nil && reused && !answered && staleConn(ctx, err) {
 			rc.c.Close()
-			fresh = true
 			continue
 		}
 		s.requests.Add(1)
 		s.noteOutcome(ctx, http.MethodGet, resp, err)
 		if err != nil {
 			rc.c.Close()
-			return nil, err
+			return nil, nil, err
 		}
-		// From here on every early return closes the connection before
-		// the body: net/http's Close drains a body it did not see the end
-		// of, which on a short or endless body waits for the deadline.
-		discard := func() {
-			rc.c.Close()
-			resp.Body.Close()
+		return rc, resp, nil
+	}
+}
+
+// rawAnswer checks an answer on the raw path and gives its body the
+// connection. From here on every early return closes the connection
+// before the body: net/http's Close drains a body it did not see the end
+// of, which on a short or endless body waits for the deadline.
+func (s *Store) rawAnswer(ctx context.Context, u string, rc *rawConn, resp *http.Response) (*http.Response, error) {
+	discard := func() {
+		rc.c.Close()
+		resp.Body.Close()
+	}
+	if se := (&StatusError{Method: http.MethodGet, URL: u, Code: resp.StatusCode}); resp.StatusCode >= 400 {
+		// Final ones (404, 403...) are final on any path. Temporary ones
+		// go to the net/http path for its retries, after the server's
+		// Retry-After if it gave one.
+		discard()
+		if !se.temporary() {
+			return nil, se
 		}
-		if se := (&StatusError{Method: http.MethodGet, URL: u, Code: resp.StatusCode}); resp.StatusCode >= 400 {
-			// Final ones (404, 403...) are final on any path. Temporary
-			// ones go to the net/http path for its retries, after the
-			// server's Retry-After if it gave one.
-			discard()
-			if !se.temporary() {
-				return nil, se
+		if after := parseRetryAfter(resp.Header.Get("Retry-After")); after > 0 {
+			t := time.NewTimer(min(after, s.opt.MaxBackoff))
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil, ctx.Err()
+			case <-t.C:
 			}
-			if after := parseRetryAfter(resp.Header.Get("Retry-After")); after > 0 {
-				t := time.NewTimer(min(after, s.opt.MaxBackoff))
-				select {
-				case <-ctx.Done():
-					t.Stop()
-					return nil, ctx.Err()
-				case <-t.C:
-				}
-			}
-			return nil, errNoFastPath
 		}
-		if resp.StatusCode != http.StatusPartialContent && resp.StatusCode != http.StatusOK {
-			discard() // redirects and the like: the net/http path knows them
-			return nil, errNoFastPath
-		}
-		s.noteKeepAlive(resp)
-		if len(resp.TransferEncoding) > 0 || resp.ContentLength < 0 {
-			// Chunked (or delimited by close): read through net/http's
-			// decoder, each read bounded by the stall timeout, and never
-			// reuse the connection. Fetching it again on the other path
-			// would cost a second GET of the same bytes.
-			resp.Body = &rawStream{s: s, rc: rc, body: resp.Body, ctx: ctx, url: u, stall: s.opt.StallTimeout}
-			return resp, nil
-		}
-		resp.Body = &rawBody{s: s, rc: rc, ctx: ctx, left: resp.ContentLength, url: u, stall: s.opt.StallTimeout, lastOnConn: resp.Close}
+		return nil, errNoFastPath
+	}
+	if resp.StatusCode != http.StatusPartialContent && resp.StatusCode != http.StatusOK {
+		discard() // redirects and the like: the net/http path knows them
+		return nil, errNoFastPath
+	}
+	s.noteKeepAlive(resp)
+	if len(resp.TransferEncoding) > 0 || resp.ContentLength < 0 {
+		// Chunked (or delimited by close): read through net/http's
+		// decoder, each read bounded by the stall timeout, and never reuse
+		// the connection. Fetching it again on the other path would cost a
+		// second GET of the same bytes.
+		resp.Body = &rawStream{s: s, rc: rc, body: resp.Body, ctx: ctx, url: u, stall: s.opt.StallTimeout}
 		return resp, nil
 	}
+	resp.Body = &rawBody{s: s, rc: rc, ctx: ctx, left: resp.ContentLength, url: u, stall: s.opt.StallTimeout, lastOnConn: resp.Close}
+	return resp, nil
 }
 
 // rawBody reads a response body of known length from a raw connection,

@@ -47,6 +47,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/modelstorefs/modelstorefs/digits"
+	"github.com/modelstorefs/modelstorefs/remote"
 )
 
 // Msg is the "msg" of a generated master.json.
@@ -58,9 +59,10 @@ const ShutdownTimeout = 5 * time.Second
 
 // handler serves one store directory.
 type handler struct {
-	root   string // absolute, symlinks resolved
-	log    *zap.Logger
-	master masterCache
+	root    string // absolute, symlinks resolved
+	log     *zap.Logger
+	digests *digests // nil: no Repr-Digest, no generated SHA256SUMS
+	master  masterCache
 }
 
 // Handler returns the HTTP handler serving the store directory dir. dir
@@ -157,6 +159,10 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request) {
 			h.serveMaster(w, r)
 			return
 		}
+	}
+
+	if rel == remote.SumsFile && !trailing && h.serveGeneratedSums(w, r) {
+		return
 	}
 
 	real, realRel, fi, err := h.resolve(rel)
@@ -267,6 +273,7 @@ func (h *handler) serveFile(w http.ResponseWriter, r *http.Request, realRel, nam
 	}
 	w.Header().Set("ETag", FileETag(fi))
 	w.Header().Set("X-Content-Type-Options", "nosniff")
+	h.setReprDigest(w, fi, realRel)
 	http.ServeContent(w, r, name, fi.ModTime(), f)
 }
 
@@ -584,6 +591,9 @@ func (h *handler) dirEntries(rel string, isRoot bool) ([]entry, error) {
 		if _, err := os.Lstat(filepath.Join(h.root, digits.MasterFile)); errors.Is(err, fs.ErrNotExist) {
 			entries = append(entries, entry{name: digits.MasterFile})
 		}
+	}
+	if isRoot {
+		entries = h.withGeneratedSums(entries)
 	}
 	// python sorts case-insensitively.
 	sort.Slice(entries, func(i, j int) bool {

@@ -8,9 +8,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/moby/sys/mountinfo"
 	"github.com/urfave/cli/v2"
 )
 
@@ -36,7 +38,7 @@ func runApp(t *testing.T, args ...string) (stdout, stderr string, err error) {
 // environment of the test run do not leak in.
 func noStoreEnv(t *testing.T) {
 	t.Helper()
-	for _, k := range []string{"DIGITS_MODEL_STORE_URL", "DIGITS_JOBS_DIR"} {
+	for _, k := range []string{"DIGITS_MODEL_STORE_URL", "DIGITS_JOBS_DIR", "DIGITS_URL"} {
 		t.Setenv(k, "")
 		os.Unsetenv(k)
 	}
@@ -340,6 +342,29 @@ func TestMountConfigFlagsAnywhere(t *testing.T) {
 	}
 }
 
+// TestMountConfigVerify: files are hashed and checked unless --verify=false
+// or -o no_verify says otherwise.
+func TestMountConfigVerify(t *testing.T) {
+	noStoreEnv(t)
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	for _, tt := range []struct {
+		args     []string
+		noVerify bool
+	}{
+		{nil, false},
+		{[]string{"--verify=false"}, true},
+		{[]string{"-o", "no_verify"}, true},
+	} {
+		cfg, err := configFrom(t, append([]string{t.TempDir(), "--store", "http://127.0.0.1:8001/"}, tt.args...)...)
+		if err != nil {
+			t.Fatalf("%q: %v", tt.args, err)
+		}
+		if cfg.NoVerify != tt.noVerify {
+			t.Errorf("%q: NoVerify %v, want %v", tt.args, cfg.NoVerify, tt.noVerify)
+		}
+	}
+}
+
 // TestMountConfigDirectIO: cold files bypass the kernel page cache unless
 // --direct-io=false or -o no_direct_io says otherwise.
 func TestMountConfigDirectIO(t *testing.T) {
@@ -362,5 +387,36 @@ func TestMountConfigDirectIO(t *testing.T) {
 		if cfg.DirectIO != tt.want {
 			t.Errorf("%q: DirectIO %v, want %v", tt.args, cfg.DirectIO, tt.want)
 		}
+	}
+}
+
+// TestUnmountAllowed: unmount touches a modelstorefs mount or a dead one;
+// anything else only with --force, and the refusal names what it found.
+func TestUnmountAllowed(t *testing.T) {
+	ours := &mountinfo.Info{FSType: "fuse.modelstorefs", Source: "http://127.0.0.1:8000"}
+	proc := &mountinfo.Info{FSType: "proc", Source: "proc"}
+	sshfs := &mountinfo.Info{FSType: "fuse.sshfs", Source: "me@host:"}
+	cases := []struct {
+		name  string
+		info  *mountinfo.Info
+		serr  error
+		force bool
+		err   string // "" = allowed
+	}{
+		{"modelstorefs", ours, nil, false, ""},
+		{"proc", proc, nil, false, "/m is not a modelstorefs mount (filesystem type proc, source proc): not unmounting it; --force unmounts it anyway"},
+		{"proc with --force", proc, nil, true, ""},
+		{"another FUSE filesystem", sshfs, nil, false, "filesystem type fuse.sshfs"},
+		{"dead mount", sshfs, &os.PathError{Op: "stat", Path: "/m", Err: syscall.ENOTCONN}, false, ""},
+		{"unreadable, not ours", sshfs, &os.PathError{Op: "stat", Path: "/m", Err: syscall.EACCES}, false, "filesystem type fuse.sshfs"},
+		{"no mount table entry", nil, &os.PathError{Op: "stat", Path: "/m", Err: syscall.ENOENT}, false, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			err := unmountAllowed("/m", c.info, c.serr, c.force)
+			if c.err == "" && err != nil || c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)) {
+				t.Errorf("unmountAllowed = %v, want %q", err, c.err)
+			}
+		})
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/urfave/cli/v2"
+	"github.com/xrash/smetrics"
 )
 
 // urfave/cli, like Go's flag package, stops at the first positional
@@ -37,7 +38,7 @@ func normalizeArgs(app *cli.App, args []string) (normalizedArgs, error) {
 	for ; i < len(args) && strings.HasPrefix(args[i], "-"); i++ {
 		name := flagName(args[i])
 		if lookupFlag(app.Flags, name) == nil && name != "help" && name != "h" && name != "version" && name != "v" {
-			return out, &usageError{fmt.Sprintf("unknown flag %s; see 'modelstorefs --help'", args[i])}
+			return out, &usageError{fmt.Sprintf("unknown flag %s%s; see 'modelstorefs --help'", args[i], unknownFlagHint(app, nil, name))}
 		}
 		out.args = append(out.args, args[i])
 	}
@@ -45,22 +46,38 @@ func normalizeArgs(app *cli.App, args []string) (normalizedArgs, error) {
 		return out, nil
 	}
 	if args[i] == "help" || args[i] == "h" { // urfave/cli's hidden help command finds no topic
-		if i+1 < len(args) {
-			if app.Command(args[i+1]) == nil {
-				return out, &usageError{fmt.Sprintf("unknown command %q; see 'modelstorefs --help'", args[i+1])}
-			}
-			out.args = append(out.args, args[i+1])
-		}
-		out.args = append(out.args, "--help")
-		return out, nil
+		return helpArgs(app, out, args[i+1:])
 	}
 	cmd := app.Command(args[i])
 	if cmd == nil {
-		return out, &usageError{fmt.Sprintf("unknown command %q; see 'modelstorefs --help'", args[i])}
+		return out, unknownCommand(app, args[i])
 	}
 	out.args = append(out.args, args[i])
 	i++
-	var flags, positional []string
+	for ; i < len(args) && len(cmd.Subcommands) > 0; i++ { // "cache du": the subcommand's flags
+		sub := subcommand(cmd, args[i])
+		if sub == nil {
+			break
+		}
+		cmd = sub
+		out.args = append(out.args, args[i])
+	}
+	flags, positional, err := commandArgs(app, cmd, args, i)
+	if err != nil {
+		return out, err
+	}
+	out.warnings = append(passwordWarnings(flags), headerWarnings(cmd.Name, flags)...)
+	out.args = append(out.args, flags...)
+	if len(positional) > 0 {
+		out.args = append(out.args, "--")
+		out.args = append(out.args, positional...)
+	}
+	return out, nil
+}
+
+// commandArgs sorts the arguments of cmd from args[i] on into its flags,
+// in canonical form ("--name", value), and its positional arguments.
+func commandArgs(app *cli.App, cmd *cli.Command, args []string, i int) (flags, positional []string, err error) {
 	for ; i < len(args); i++ {
 		a := args[i]
 		if a == "--" {
@@ -77,23 +94,16 @@ func normalizeArgs(app *cli.App, args []string) (normalizedArgs, error) {
 			continue
 		}
 		if name == "o" && cmd.Name == "mount" { // fstab-style options, as the mount helper takes them
-			if !hasValue {
-				if i+1 >= len(args) {
-					return out, &usageError{"mount: -o needs OPTIONS, e.g. -o allow_other,cache_size=20GiB"}
-				}
-				i++
-				value = args[i]
-			}
-			more, err := optionFlags(strings.Split(value, ","))
+			more, next, err := mountOptionArgs(args, i, value, hasValue)
 			if err != nil {
-				return out, &usageError{"mount: " + err.Error()}
+				return nil, nil, err
 			}
-			flags = append(flags, more...)
+			flags, i = append(flags, more...), next
 			continue
 		}
 		f := lookupFlag(cmd.Flags, name)
 		if f == nil {
-			return out, &usageError{fmt.Sprintf("%s: unknown flag %s; see 'modelstorefs %s --help'", cmd.Name, a, cmd.Name)}
+			return nil, nil, &usageError{fmt.Sprintf("%s: unknown flag %s%s; see 'modelstorefs %s --help'", cmd.Name, a, unknownFlagHint(app, cmd, name), cmd.Name)}
 		}
 		canonical := "--" + f.Names()[0]
 		if _, isBool := f.(*cli.BoolFlag); isBool {
@@ -105,26 +115,131 @@ func normalizeArgs(app *cli.App, args []string) (normalizedArgs, error) {
 		}
 		if !hasValue {
 			if i+1 >= len(args) {
-				return out, &usageError{fmt.Sprintf("%s: flag %s needs a value; see 'modelstorefs %s --help'", cmd.Name, a, cmd.Name)}
+				return nil, nil, &usageError{fmt.Sprintf("%s: flag %s needs a value; see 'modelstorefs %s --help'", cmd.Name, a, cmd.Name)}
 			}
 			i++
 			value = args[i]
 		}
 		flags = append(flags, canonical, value)
 	}
-	for j := 0; j+1 < len(flags); j++ {
-		if flags[j] == "--store" && hasPassword(flags[j+1]) { // from --store, -s or -o store=
-			out.warnings = append(out.warnings, "warning: the --store URL carries a password, which other users can read "+
-				"in ps; put it in ~/.netrc, or pass the stores with --store-file or DIGITS_MODEL_STORE_URL instead")
-			break
+	return flags, positional, nil
+}
+
+// mountOptionArgs expands mount's -o at args[i] ("-o OPTIONS" or
+// "-o=OPTIONS") into mount flags; next is the index of its last word.
+func mountOptionArgs(args []string, i int, value string, hasValue bool) (flags []string, next int, err error) {
+	if !hasValue {
+		if i+1 >= len(args) {
+			return nil, i, &usageError{"mount: -o needs OPTIONS, e.g. -o allow_other,cache_size=20GiB"}
+		}
+		i++
+		value = args[i]
+	}
+	flags, err = optionFlags(strings.Split(value, ","))
+	if err != nil {
+		return nil, i, &usageError{"mount: " + err.Error()}
+	}
+	return flags, i, nil
+}
+
+// helpArgs is "help [COMMAND]" as urfave/cli reads it: "[COMMAND] --help".
+func helpArgs(app *cli.App, out normalizedArgs, rest []string) (normalizedArgs, error) {
+	if len(rest) > 0 {
+		if app.Command(rest[0]) == nil {
+			return out, unknownCommand(app, rest[0])
+		}
+		out.args = append(out.args, rest[0])
+	}
+	out.args = append(out.args, "--help")
+	return out, nil
+}
+
+// subcommand returns cmd's subcommand called name (or an alias), or nil.
+func subcommand(cmd *cli.Command, name string) *cli.Command {
+	for _, sub := range cmd.Subcommands {
+		if sub.HasName(name) {
+			return sub
 		}
 	}
-	out.args = append(out.args, flags...)
-	if len(positional) > 0 {
-		out.args = append(out.args, "--")
-		out.args = append(out.args, positional...)
+	return nil
+}
+
+// passwordWarnings warns once when a --store value (from --store, -s or
+// -o store=) carries a password.
+func passwordWarnings(flags []string) []string {
+	for j := 0; j+1 < len(flags); j++ {
+		if flags[j] == "--store" && hasPassword(flags[j+1]) {
+			return []string{"warning: the --store URL carries a password, which other users can read " +
+				"in ps; put it in ~/.netrc, or pass the stores with --store-file or DIGITS_MODEL_STORE_URL instead"}
+		}
 	}
-	return out, nil
+	return nil
+}
+
+// unknownCommand says so, with the command meant if it is a typo.
+func unknownCommand(app *cli.App, name string) error {
+	var names []string
+	for _, c := range app.VisibleCommands() {
+		names = append(names, c.Names()...)
+	}
+	hint := ""
+	if s := closest(name, names); s != "" {
+		hint = fmt.Sprintf(" (did you mean %s?)", s)
+	}
+	return &usageError{fmt.Sprintf("unknown command %q%s; see 'modelstorefs --help'", name, hint)}
+}
+
+// unknownFlagHint names the commands that have the flag, or the flag a
+// mistyped one probably meant (cmd nil: a global flag): " (a flag of
+// mount)", " (did you mean --cache-size?)".
+func unknownFlagHint(app *cli.App, cmd *cli.Command, name string) string {
+	flags := app.VisibleFlags()
+	if cmd != nil {
+		flags = cmd.VisibleFlags()
+	}
+	var owners []string
+	for _, c := range app.VisibleCommands() {
+		if c != cmd && lookupFlag(c.VisibleFlags(), name) != nil {
+			owners = append(owners, c.Name)
+		}
+	}
+	if len(owners) > 0 {
+		return fmt.Sprintf(" (a flag of %s)", strings.Join(owners, ", "))
+	}
+	var names []string
+	for _, f := range flags {
+		names = append(names, f.Names()...)
+	}
+	if s := closest(name, names); s != "" {
+		return fmt.Sprintf(" (did you mean %s?)", dashed(s))
+	}
+	return ""
+}
+
+// closest is the candidate nearest to name, if it is near enough to be a
+// typo of it (Jaro-Winkler, as urfave/cli's own suggestions), else "".
+func closest(name string, candidates []string) string {
+	best, score := "", 0.0
+	for _, c := range candidates {
+		if len(c) < 2 {
+			continue // -s, -o: any short word is near them
+		}
+		if d := smetrics.JaroWinkler(name, c, 0.7, 4); d > score {
+			best, score = c, d
+		}
+	}
+	if score < 0.85 {
+		return ""
+	}
+	return best
+}
+
+// dashed writes a flag name as typed: -o, --store.
+func dashed(name string) string {
+	if len(name) == 1 {
+		return "-" + name
+	}
+	return "--" + name
 }
 
 // flagName is the name in "--name=value", "-name" or "--name".

@@ -130,7 +130,7 @@ func complete(app *cli.App, words []string) error {
 	switch cmd.Name {
 	case "completion":
 		printMatches(w, cur, []string{"bash", "zsh", "fish"})
-	case "import":
+	case "import", "prefetch":
 		printMatches(w, cur, keptModels(app, cmd, args))
 	}
 	return nil

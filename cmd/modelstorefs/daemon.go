@@ -32,7 +32,7 @@ func runDaemon(c *cli.Context, cfg mountConfig) error {
 	if len(args) < 2 {
 		return fmt.Errorf("mount --daemon: no command line to run")
 	}
-	childArgs, stores := daemonArgs(args[1:])
+	childArgs, stores, headers := daemonArgs(args[1:])
 	logFile := cfg.LogFile
 	if logFile == "" {
 		logFile = filepath.Join(cfg.CacheDir, "modelstorefs.log")
@@ -54,6 +54,12 @@ func runDaemon(c *cli.Context, cfg mountConfig) error {
 	cmd.Env = os.Environ()
 	if len(stores) > 0 {
 		cmd.Env = append(withoutEnv(cmd.Env, storeEnv), storeEnv+"="+strings.Join(stores, ","))
+	}
+	if len(headers) > 0 {
+		if env := os.Getenv(headersEnv); env != "" {
+			headers = append([]string{env}, headers...)
+		}
+		cmd.Env = append(withoutEnv(cmd.Env, headersEnv), headersEnv+"="+strings.Join(headers, "\n"))
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf                  // panics too
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // outlive mount(8) and the terminal
@@ -81,22 +87,26 @@ func runDaemon(c *cli.Context, cfg mountConfig) error {
 }
 
 // daemonArgs turns a normalized "mount --daemon ..." command line into the
-// daemon's: without --daemon, and with the --store values taken out (the
-// daemon gets them in DIGITS_MODEL_STORE_URL).
-func daemonArgs(args []string) (child, stores []string) {
+// daemon's: without --daemon, and with the --store and --header values
+// taken out (the daemon gets them in DIGITS_MODEL_STORE_URL and
+// MODELSTOREFS_HEADERS).
+func daemonArgs(args []string) (child, stores, headers []string) {
 	for i := 0; i < len(args); i++ {
 		switch a := args[i]; {
 		case a == "--":
-			return append(child, args[i:]...), stores
+			return append(child, args[i:]...), stores, headers
 		case a == "--daemon" || strings.HasPrefix(a, "--daemon="):
 		case a == "--store" && i+1 < len(args):
 			stores = append(stores, args[i+1])
+			i++
+		case a == "--header" && i+1 < len(args):
+			headers = append(headers, args[i+1])
 			i++
 		default:
 			child = append(child, a)
 		}
 	}
-	return child, stores
+	return child, stores, headers
 }
 
 func withoutEnv(env []string, key string) []string {

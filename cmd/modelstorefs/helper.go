@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -25,19 +26,22 @@ var valueOptions = map[string]string{
 	"ttl": "--ttl", "retry_window": "--retry-window", "jobs_dir": "--jobs-dir", "ca_cert": "--ca-cert",
 	"log_level": "--log-level", "log_format": "--log-format", "store": "--store", "store_file": "--store-file",
 	"log_file": "--log-file", "metrics_addr": "--metrics-addr",
+	"uid": "--uid", "gid": "--gid", "umask": "--umask",
+	"header_file": "--header-file", "client_cert": "--client-cert", "client_key": "--client-key",
 }
 
 // switchOptions maps fstab options without a value to mount flags
 // ("nonempty" is libfuse's name for the same thing).
 var switchOptions = map[string]string{
 	"allow_other": "--allow-other", "allow_non_empty": "--allow-non-empty", "nonempty": "--allow-non-empty",
-	"no_direct_io": "--direct-io=false",
+	"no_direct_io": "--direct-io=false", "no_verify": "--verify=false", "ro": "--read-only",
 }
 
-// ignoredOptions are generic mount options that mean nothing here (the
-// mount is read-only whatever ro/rw say; "foreground" is the helper's).
+// ignoredOptions are generic mount options that mean nothing here ("rw":
+// the daemon keeps the mount read-only anyway, see --read-only for "ro";
+// "foreground" is the helper's).
 var ignoredOptions = map[string]bool{
-	"ro": true, "rw": true, "defaults": true, "auto": true, "noauto": true, "user": true, "users": true,
+	"rw": true, "defaults": true, "auto": true, "noauto": true, "user": true, "users": true,
 	"nouser": true, "owner": true, "group": true, "_netdev": true, "nofail": true, "exec": true, "noexec": true,
 	"suid": true, "nosuid": true, "dev": true, "nodev": true, "atime": true, "noatime": true, "relatime": true,
 	"nodiratime": true, "sync": true, "async": true, "silent": true, "loud": true, "foreground": true,
@@ -70,7 +74,15 @@ func isHelperInvocation(args []string) bool {
 	if len(args) < 3 || strings.HasPrefix(args[1], "-") || args[len(args)-1] == "--"+completionFlag {
 		return false
 	}
-	return !isCommand(args[1])
+	return !isCommand(args[1]) && isSource(args[1])
+}
+
+// isSource reports whether s can be an fstab SOURCE: a store list, or
+// "none"/"modelstorefs". Anything else ("unmont /mnt") is a mistyped
+// command, which the command line answers with the one meant.
+func isSource(s string) bool {
+	s = strings.TrimPrefix(s, "modelstorefs#")
+	return s == "none" || s == "modelstorefs" || strings.Contains(s, "://")
 }
 
 // isCommand reports whether name is one of the app's commands (or an
@@ -155,5 +167,10 @@ func runHelper(args []string) error {
 		fmt.Fprintln(os.Stderr, "modelstorefs: warning: the mount source carries a password, which every user can read in "+
 			"/etc/fstab and in ps while mounting; put it in root's ~/.netrc, or in a store_file= only root can read")
 	}
-	return runMain(mountArgs, env)
+	err = runMain(mountArgs, env)
+	if errors.Is(err, errNoStore) { // mount(8)'s user writes an fstab line, not flags
+		return errors.New("no model store given: write the store URLs in the SOURCE field (the first column of the fstab line, " +
+			"comma-separated) instead of none, or give store= or store_file= in the options")
+	}
+	return err
 }

@@ -20,6 +20,11 @@ func TestIsHelperInvocation(t *testing.T) {
 		{[]string{"modelstorefs"}, false},
 		{[]string{"modelstorefs", "version"}, false},
 		{[]string{"modelstorefs", "ver", "--generate-bash-completion"}, false},
+		{[]string{"modelstorefs", "none", "/mnt", "-o", "store=http://h/"}, true},
+		{[]string{"modelstorefs", "modelstorefs#http://h/s", "/mnt"}, true},
+		{[]string{"modelstorefs", "team=http://h/s,http://g/", "/mnt"}, true},
+		{[]string{"modelstorefs", "unmont", "/mnt"}, false}, // a typo of unmount, not a SOURCE
+		{[]string{"modelstorefs", "imprt", "s/m", "--jobs-dir", "/j"}, false},
 	}
 	for _, c := range cases {
 		if got := isHelperInvocation(c.args); got != c.want {
@@ -40,7 +45,7 @@ func TestParseHelperArgs(t *testing.T) {
 		{
 			name: "fstab line as mount.fuse3 passes it",
 			args: []string{"modelstorefs", "http://a:8000,http://b/team", "/mnt/models", "-o", "ro,allow_other,cache_dir=/var/cache/m,ttl=1h,dev,suid"},
-			want: []string{"--allow-other", "--cache-dir", "/var/cache/m", "--ttl", "1h", "/mnt/models"}, stores: "http://a:8000,http://b/team",
+			want: []string{"--read-only", "--allow-other", "--cache-dir", "/var/cache/m", "--ttl", "1h", "/mnt/models"}, stores: "http://a:8000,http://b/team",
 		},
 		{
 			name: "modelstorefs#SOURCE and every option",
@@ -53,7 +58,7 @@ func TestParseHelperArgs(t *testing.T) {
 		},
 		{
 			name: "stores from the environment, -o glued, foreground",
-			args: []string{"modelstorefs", "modelstorefs", "/m", "-oro", "-f", "-n"},
+			args: []string{"modelstorefs", "modelstorefs", "/m", "-orw", "-f", "-n"},
 			want: []string{"/m"}, fg: true,
 		},
 		{name: "unknown option", args: []string{"modelstorefs", "none", "/m", "-o", "cache_sise=1G"}, err: "unknown mount option"},
@@ -84,11 +89,15 @@ func TestParseHelperArgs(t *testing.T) {
 }
 
 func TestDaemonArgs(t *testing.T) {
-	child, stores := daemonArgs([]string{"mount", "--daemon", "--store", "http://u:pw@a/", "--cache-dir", "/c", "--store", "b=http://b/", "--", "/mnt"})
+	child, stores, headers := daemonArgs([]string{"mount", "--daemon", "--store", "http://u:pw@a/", "--cache-dir", "/c", "--header", "b=Authorization: Bearer x",
+		"--store", "b=http://b/", "--header", "X-Key: k,v", "--", "/mnt"})
 	if want := []string{"mount", "--cache-dir", "/c", "--", "/mnt"}; !slices.Equal(child, want) {
 		t.Errorf("daemon argv %q, want %q", child, want)
 	}
 	if want := []string{"http://u:pw@a/", "b=http://b/"}; !slices.Equal(stores, want) {
 		t.Errorf("daemon stores %q, want %q", stores, want)
+	}
+	if want := []string{"b=Authorization: Bearer x", "X-Key: k,v"}; !slices.Equal(headers, want) {
+		t.Errorf("daemon headers %q, want %q", headers, want)
 	}
 }

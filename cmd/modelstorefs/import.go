@@ -5,39 +5,73 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/dustin/go-humanize"
 	"github.com/schollz/progressbar/v3"
 	"github.com/urfave/cli/v2"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"golang.org/x/term"
 
 	"github.com/modelstorefs/modelstorefs/cache"
+	"github.com/modelstorefs/modelstorefs/digitsupload"
 	"github.com/modelstorefs/modelstorefs/jobimport"
 )
 
 func importCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "import",
-		Usage:     "download a model straight into a new DIGITS job directory (no mount needed)",
-		ArgsUsage: "STORE/MODEL",
-		Description: `Writes the model as DIGITS' Import button does: a new job directory named like
-DIGITS names jobs (YYYYMMDD-HHMMSS-xxxx) holding the job-named files and a
-status.pickle with that id. The job is assembled in a temporary directory in
-the jobs directory and renamed at the end; Ctrl-C leaves nothing behind.
-STORE is the store's directory name as the mount shows it.
+		Usage:     "import models into a running DIGITS (--digits), or write them as new job directories (--jobs-dir)",
+		ArgsUsage: "STORE/MODEL...",
+		Description: `Two ways, side by side:
 
-Example:
+--digits URL (or DIGITS_URL) sends each model to a running DIGITS through
+its own door, POST /pretrained_models/upload_archive: no restart, and no
+running training aborted. The model's DIGITS files stream as a tar from the
+cache or the store, never as a temporary copy on disk; each model is
+reported with the job DIGITS made and its status as DIGITS lists it, or
+with DIGITS' reason. Several models go one after the other; the exit status
+is 0 only when all landed. --digits-user (default $USER) is the DIGITS user
+the jobs belong to; --ca-cert and the proxy variables apply as for stores.
+
+--jobs-dir DIR (or DIGITS_JOBS_DIR) writes one model as DIGITS' Import
+button does: a new job directory named like DIGITS names jobs
+(YYYYMMDD-HHMMSS-xxxx) holding the job-named files and a status.pickle with
+that id. The job is assembled in a temporary directory in the jobs
+directory and renamed at the end; Ctrl-C leaves nothing behind. DIGITS sees
+it at its next start, which marks every job that was running as aborted.
+
+A flag on the command line wins over the variables; with both variables
+set and no flag, DIGITS_URL is used. STORE is the store's directory name as
+the mount shows it. --name names the job, as DIGITS lists it under
+Pretrained Models; the job's folder is always named by its id. Only
+warnings about the models named on the command line are shown.
+
+Examples:
    export DIGITS_MODEL_STORE_URL=http://127.0.0.1:8000
+   modelstorefs import --digits http://digits:5000 127.0.0.1_8000/lenet 127.0.0.1_8000/inception-tf
    modelstorefs import --jobs-dir /var/lib/digits/jobs 127.0.0.1_8000/lenet`,
-		Flags: append(storeFlags(),
-			&cli.StringFlag{Name: "jobs-dir", EnvVars: []string{"DIGITS_JOBS_DIR"}, Usage: "the DIGITS jobs `DIR`"},
-			&cli.StringFlag{Name: "name", Usage: "job `NAME` (default: the model's info.json name)"},
-		),
+		Flags: slices.Concat(storeFlags(), authFlags(), cacheFlags(), logFlags("warn"), []cli.Flag{
+			&cli.StringFlag{Name: "digits", EnvVars: []string{digitsURLEnv}, Usage: "upload to the running DIGITS at `URL` (no restart)"},
+			&cli.StringFlag{Name: "digits-user", EnvVars: []string{"USER"}, Usage: "DIGITS user `NAME` the new jobs belong to ('' for none)"},
+			&cli.DurationFlag{Name: "digits-timeout", Value: digitsupload.DefaultAnswerTimeout, DefaultText: shortDuration(digitsupload.DefaultAnswerTimeout),
+				Usage: "how long DIGITS may take to answer an upload (`DURATION`; it answers once the job has finished)"},
+			&cli.StringFlag{Name: "jobs-dir", EnvVars: []string{jobsDirEnv}, Usage: "write a job into the DIGITS jobs `DIR` (seen at DIGITS' next start)"},
+			&cli.StringFlag{Name: "name", Usage: "the job's `NAME` as DIGITS lists it (default: the model's info.json name); not a folder name: the folder is the job id"},
+		}),
 		OnUsageError: onUsageError,
 		Action: func(c *cli.Context) error {
-			err := runImport(c)
+			digitsURL, jobsDir, err := importTarget(c)
+			if err != nil {
+				return fmt.Errorf("import: %w", err)
+			}
+			if digitsURL != "" {
+				return runDigitsImport(c, digitsURL)
+			}
+			err = runImport(c, jobsDir)
 			switch {
 			case err == nil:
 				return nil
@@ -51,27 +85,46 @@ Example:
 	}
 }
 
-// runImport is the import command; its errors get the "import:" prefix.
-func runImport(c *cli.Context) error {
+// The variables naming where import puts models.
+const (
+	digitsURLEnv = "DIGITS_URL"
+	jobsDirEnv   = "DIGITS_JOBS_DIR"
+)
+
+// importTarget says where import puts models: a running DIGITS (its URL)
+// or a jobs directory. A flag wins over the variables; of the variables,
+// DIGITS_URL, the way that needs no restart.
+func importTarget(c *cli.Context) (digitsURL, jobsDir string, err error) {
+	d, j := flagOnCommandLine(c, "digits", digitsURLEnv), flagOnCommandLine(c, "jobs-dir", jobsDirEnv)
+	switch {
+	case d && j:
+		return "", "", errors.New("give --digits or --jobs-dir, not both")
+	case d:
+		if c.String("digits") == "" {
+			return "", "", errors.New("--digits: the URL is empty")
+		}
+		return c.String("digits"), "", nil
+	case j || c.String("digits") == "" && c.String("jobs-dir") != "":
+		return "", c.String("jobs-dir"), nil
+	case c.String("digits") != "":
+		return c.String("digits"), "", nil
+	}
+	return "", "", errors.New("--digits URL (or DIGITS_URL) or --jobs-dir DIR (or DIGITS_JOBS_DIR) is required")
+}
+
+// runImport is the jobs-dir import; its errors get the "import:" prefix.
+func runImport(c *cli.Context, jobsDir string) error {
 	if c.NArg() != 1 {
-		return fmt.Errorf("expected one STORE/MODEL, got %d arguments", c.NArg())
+		return fmt.Errorf("--jobs-dir takes one STORE/MODEL, got %d arguments", c.NArg())
 	}
-	jobsDir := c.String("jobs-dir")
 	if jobsDir == "" {
-		return errors.New("--jobs-dir (or DIGITS_JOBS_DIR) is required")
+		return errors.New("--jobs-dir: the directory is empty")
 	}
-	storeName, model, ok := strings.Cut(strings.Trim(c.Args().First(), "/"), "/")
-	if !ok || model == "" || strings.Contains(model, "/") {
-		return fmt.Errorf("%q is not STORE/MODEL (list them with: modelstorefs ls)", c.Args().First())
-	}
-	cfg, err := storeConfigFrom(c)
+	storeName, model, err := parseStoreModel(c.Args().First())
 	if err != nil {
 		return err
 	}
-	if !c.IsSet("log-level") {
-		cfg.LogLevel = "warn" // a command, not a daemon: only problems
-	}
-	log, err := newLogger(cfg.LogLevel, cfg.LogFormat)
+	cfg, log, err := commandConfig(c)
 	if err != nil {
 		return err
 	}
@@ -96,6 +149,35 @@ func runImport(c *cli.Context) error {
 	fmt.Fprintf(c.App.Writer, "Imported %s/%s as job %s\n  %s\nRestart DIGITS to see it under Pretrained Models.\n",
 		storeName, model, res.ID, res.Dir)
 	return nil
+}
+
+// parseStoreModel splits a STORE/MODEL argument.
+func parseStoreModel(arg string) (storeName, model string, err error) {
+	storeName, model, ok := strings.Cut(strings.Trim(arg, "/"), "/")
+	if !ok || model == "" || strings.Contains(model, "/") {
+		return "", "", fmt.Errorf("%q is not STORE/MODEL (list them with: modelstorefs ls)", arg)
+	}
+	return storeName, model, nil
+}
+
+// commandConfig is the store configuration and logger of import: its log
+// shows what concerns the STORE/MODEL arguments, not the other models of
+// their stores (the catalog resolves them all).
+func commandConfig(c *cli.Context) (storeConfig, *zap.Logger, error) {
+	cfg, err := storeConfigFrom(c)
+	if err != nil {
+		return cfg, nil, err
+	}
+	asked := map[logScope]bool{}
+	for _, arg := range c.Args().Slice() {
+		if store, model, err := parseStoreModel(arg); err == nil {
+			asked[logScope{store, model}] = true
+		}
+	}
+	log, err := newCLILogger(cfg.LogLevel, cfg.LogFormat, func(_ zapcore.Entry, s logScope) bool {
+		return s.model == "" || asked[s]
+	})
+	return cfg, log, err
 }
 
 // findStore returns the configured store with that directory name.

@@ -74,6 +74,99 @@ func newLoggerTo(level, format, file string) (*zap.Logger, error) {
 	return zap.New(zapcore.NewCore(enc, zapcore.Lock(f), cfg.Level), zap.ErrorOutput(zapcore.Lock(os.Stderr))), nil
 }
 
+// newCLILogger is the logger of a command-line verb (ls, import, check),
+// read by a person at a terminal: in the console format a line is
+// "modelstorefs: warning: MESSAGE {fields}", without the time, source
+// position and logger name the daemon's log carries. Entries that shows
+// refuses (about models nobody asked about) appear only at debug level;
+// a nil shows keeps every entry.
+func newCLILogger(level, format string, shows func(zapcore.Entry, logScope) bool) (*zap.Logger, error) {
+	return newCLILoggerTo(zapcore.Lock(os.Stderr), level, format, shows)
+}
+
+func newCLILoggerTo(w zapcore.WriteSyncer, level, format string, shows func(zapcore.Entry, logScope) bool) (*zap.Logger, error) {
+	if err := checkLogFlags(level, format); err != nil {
+		return nil, err
+	}
+	lvl, _ := zapcore.ParseLevel(level)
+	var enc zapcore.Encoder
+	if format == "json" {
+		ec := zap.NewProductionEncoderConfig()
+		ec.EncodeTime = zapcore.ISO8601TimeEncoder
+		enc = zapcore.NewJSONEncoder(ec)
+	} else {
+		enc = zapcore.NewConsoleEncoder(zapcore.EncoderConfig{
+			LevelKey: "level", MessageKey: "msg", ConsoleSeparator: " ",
+			EncodeLevel: func(l zapcore.Level, pe zapcore.PrimitiveArrayEncoder) {
+				pe.AppendString("modelstorefs: " + cliLevelName(l) + ":")
+			},
+			EncodeDuration: zapcore.StringDurationEncoder,
+		})
+	}
+	var core zapcore.Core = zapcore.NewCore(enc, w, lvl)
+	if shows != nil {
+		core = &scopeCore{Core: core, shows: shows}
+	}
+	return zap.New(core, zap.ErrorOutput(zapcore.Lock(os.Stderr))), nil
+}
+
+// cliLevelName is a level as a command-line message says it.
+func cliLevelName(l zapcore.Level) string {
+	if l == zapcore.WarnLevel {
+		return "warning"
+	}
+	return l.String()
+}
+
+// logScope is what a log entry is about: the "store" and "model" fields
+// the catalog adds ("" when absent).
+type logScope struct{ store, model string }
+
+func (s logScope) with(fields []zapcore.Field) logScope {
+	for _, f := range fields {
+		if f.Type != zapcore.StringType {
+			continue
+		}
+		switch f.Key {
+		case "store":
+			s.store = f.String
+		case "model":
+			s.model = f.String
+		}
+	}
+	return s
+}
+
+// scopeCore passes on the entries shows accepts; the others go on at
+// debug level, so --log-level debug still shows everything.
+type scopeCore struct {
+	zapcore.Core
+	scope logScope // from With
+	shows func(zapcore.Entry, logScope) bool
+}
+
+func (c *scopeCore) With(fields []zapcore.Field) zapcore.Core {
+	return &scopeCore{Core: c.Core.With(fields), scope: c.scope.with(fields), shows: c.shows}
+}
+
+func (c *scopeCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
+	if c.Enabled(e.Level) {
+		return ce.AddCore(e, c)
+	}
+	return ce
+}
+
+func (c *scopeCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
+	if c.shows(e, c.scope.with(fields)) {
+		return c.Core.Write(e, fields)
+	}
+	if !c.Core.Enabled(zapcore.DebugLevel) {
+		return nil
+	}
+	e.Level = zapcore.DebugLevel
+	return c.Core.Write(e, fields)
+}
+
 // syncLogger flushes, ignoring the EINVAL/ENOTTY a console stderr gives.
 func syncLogger(l *zap.Logger) {
 	if err := l.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, syscall.ENOTTY) {

@@ -13,9 +13,6 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-// version is set by the Makefile (-ldflags -X main.version=...).
-var version = "dev"
-
 // storeEnv is the variable DIGITS itself reads the store list from.
 const storeEnv = "DIGITS_MODEL_STORE_URL"
 

@@ -7,12 +7,16 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/moby/sys/mountinfo"
 	"go.uber.org/zap"
 
 	"github.com/modelstorefs/modelstorefs/cache"
@@ -45,8 +49,12 @@ func runMount(ctx context.Context, cfg mountConfig, stopSignals context.CancelFu
 	defer closeCatalog()
 	stores := catalog.Stores()
 	mx := metrics.New()
-	fsys := fs.New(fs.Options{Catalog: catalog, Logger: log.Named("fs"), OnRead: mx.ObserveRead})
+	fsys := fs.New(fs.Options{Catalog: catalog, Logger: log.Named("fs"), OnRead: mx.ObserveRead,
+		UID: cfg.Owner.UID, GID: cfg.Owner.GID, Umask: cfg.Owner.Umask, CacheDir: cfg.CacheDir, Version: version})
+	warnOwner(cfg, log)
 	defer fsys.Close()
+	// Before the mount, so that a SIGHUP sent once it is up never kills.
+	defer refreshOnHangup(fsys, log)()
 	if cfg.MetricsAddr != "" {
 		ms, err := metrics.Serve(cfg.MetricsAddr, mx.Registry(fsys, stores), log.Named("metrics"))
 		if err != nil {
@@ -62,10 +70,10 @@ func runMount(ctx context.Context, cfg mountConfig, stopSignals context.CancelFu
 		names[i] = s.Name + "=" + urls[i]
 	}
 	server, err := fs.Mount(cfg.Mountpoint, fsys, fs.MountOptions{
-		AllowOther: cfg.AllowOther, DirectIO: cfg.DirectIO, Debug: cfg.DebugFuse, Source: strings.Join(urls, ","),
+		AllowOther: cfg.AllowOther, DirectIO: cfg.DirectIO, ReadOnly: cfg.ReadOnly, Debug: cfg.DebugFuse, Source: strings.Join(urls, ","),
 	})
 	if err != nil {
-		return mountFailed(err)
+		return mountFailed(err, cfg.AllowOther)
 	}
 	probeCtx, stopProbes := context.WithCancel(ctx)
 	probes := probeStores(probeCtx, cfg.storeConfig, stores, log)
@@ -74,11 +82,18 @@ func runMount(ctx context.Context, cfg mountConfig, stopSignals context.CancelFu
 		probes.Wait()
 	}()
 	log.Info("mounted", zap.String("mountpoint", cfg.Mountpoint), zap.Strings("stores", names),
-		zap.String("cache_dir", cfg.CacheDir), zap.String("version", version))
+		zap.String("cache_dir", cfg.CacheDir), zap.Bool("read_only", cfg.ReadOnly), zap.String("version", version))
 	if err := sdNotify("READY=1\nSTATUS=mounted on " + cfg.Mountpoint); err != nil {
 		log.Warn("systemd notification failed", zap.Error(err))
 	}
 
+	return serveUntilStopped(ctx, server, cfg.Mountpoint, stopSignals, log)
+}
+
+// serveUntilStopped serves the mount until it is unmounted from outside or
+// ctx ends (a signal); then it unmounts, lazily when files are still open,
+// serving them for lazyGrace more.
+func serveUntilStopped(ctx context.Context, server *fuse.Server, mountpoint string, stopSignals context.CancelFunc, log *zap.Logger) error {
 	served := make(chan struct{})
 	go func() {
 		server.Wait()
@@ -86,31 +101,55 @@ func runMount(ctx context.Context, cfg mountConfig, stopSignals context.CancelFu
 	}()
 	select {
 	case <-served:
-		log.Info("unmounted from outside", zap.String("mountpoint", cfg.Mountpoint))
+		log.Info("unmounted from outside", zap.String("mountpoint", mountpoint))
 		return nil
 	case <-ctx.Done():
 	}
 	stopSignals() // a second signal now kills the process
 	_ = sdNotify("STOPPING=1")
-	log.Info("signal received, unmounting", zap.String("mountpoint", cfg.Mountpoint))
-	lazy, err := fs.Unmount(server, cfg.Mountpoint)
+	log.Info("signal received, unmounting", zap.String("mountpoint", mountpoint))
+	lazy, err := fs.Unmount(server, mountpoint)
 	if err != nil {
 		return err
 	}
 	if lazy {
 		// Detached: open files keep working until closed, for a while.
-		log.Warn("files still open: unmounted lazily; serving them a little longer", zap.String("mountpoint", cfg.Mountpoint),
+		log.Warn("files still open: unmounted lazily; serving them a little longer", zap.String("mountpoint", mountpoint),
 			zap.Duration("grace", lazyGrace))
 		select {
 		case <-served:
 		case <-time.After(lazyGrace):
-			log.Warn("files still open after the grace period: they will get errors", zap.String("mountpoint", cfg.Mountpoint))
+			log.Warn("files still open after the grace period: they will get errors", zap.String("mountpoint", mountpoint))
 		}
 	} else {
 		<-served
 	}
-	log.Info("unmounted", zap.String("mountpoint", cfg.Mountpoint))
+	log.Info("unmounted", zap.String("mountpoint", mountpoint))
 	return nil
+}
+
+// refreshOnHangup makes SIGHUP the root's .refresh (every store), the
+// refresh of a --read-only mount, whose .refresh the kernel refuses to
+// touch (and systemctl reload's). The returned function stops it.
+func refreshOnHangup(fsys *fs.FS, log *zap.Logger) (stop func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-hup:
+				log.Info("SIGHUP: refreshing every store")
+				fsys.Refresh()
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(hup)
+		close(done)
+	}
 }
 
 // lazyGrace is how long a lazily unmounted filesystem keeps serving files
@@ -120,30 +159,13 @@ const lazyGrace = 5 * time.Second
 // openCatalog builds the stores' clients, the content cache and the
 // catalog; the returned function closes them in order.
 func openCatalog(cfg storeConfig, jobsDir string, log *zap.Logger) (*cache.Catalog, func(), error) {
-	// Per-request bounds follow the retry window, so that a stalled or
-	// silent request leaves room for retries within it.
-	ropts := remote.Options{
-		UserAgent:     "modelstorefs/" + version,
-		StallTimeout:  clamp(cfg.RetryWindow/3, 2*time.Second, 30*time.Second),
-		HeaderTimeout: clamp(cfg.RetryWindow/2, 5*time.Second, 30*time.Second),
-	}
-	if cfg.CACert != "" {
-		var err error
-		if ropts.RootCAs, err = loadCACert(cfg.CACert); err != nil {
-			return nil, nil, err
-		}
-	}
-	stores := make([]*cache.Store, len(cfg.Stores))
-	for i, s := range cfg.Stores {
-		rs, err := remote.NewStore(s.URL, ropts)
-		if err != nil {
-			return nil, nil, err
-		}
-		stores[i] = &cache.Store{Name: s.Name, Remote: rs}
+	stores, err := storeClients(cfg)
+	if err != nil {
+		return nil, nil, err
 	}
 	content, err := engine.NewStreamContent(engine.StreamConfig{
 		Dir: cfg.CacheDir, MaxBytes: cfg.CacheSize, MinFree: new(cfg.CacheMinFree), RetryWindow: cfg.RetryWindow,
-		ChunkSize: cfg.ChunkSize, Parallel: cfg.ReadParallel, BufferBudget: cfg.BufferSize, WriteBehind: cfg.WriteBehind, Logger: log.Named("content"),
+		ChunkSize: cfg.ChunkSize, Parallel: cfg.ReadParallel, BufferBudget: cfg.BufferSize, WriteBehind: cfg.WriteBehind, NoVerify: cfg.NoVerify, Logger: log.Named("content"),
 	})
 	if err != nil {
 		return nil, nil, err
@@ -168,16 +190,49 @@ func tuneGC() {
 	}
 }
 
+// storeClients builds the stores' HTTP clients.
+func storeClients(cfg storeConfig) ([]*cache.Store, error) {
+	// Per-request bounds follow the retry window, so that a stalled or
+	// silent request leaves room for retries within it.
+	ropts := remote.Options{
+		UserAgent:     "modelstorefs/" + version,
+		StallTimeout:  clamp(cfg.RetryWindow/3, 2*time.Second, 30*time.Second),
+		HeaderTimeout: clamp(cfg.RetryWindow/2, 5*time.Second, 30*time.Second),
+		Certificates:  cfg.Auth.certificates(),
+	}
+	if cfg.CACert != "" {
+		var err error
+		if ropts.RootCAs, err = loadCACert(cfg.CACert); err != nil {
+			return nil, err
+		}
+	}
+	stores := make([]*cache.Store, len(cfg.Stores))
+	for i, s := range cfg.Stores {
+		ropts.Header = cfg.Auth.headerFor(s.Name)
+		rs, err := remote.NewStore(s.URL, ropts)
+		if err != nil {
+			return nil, err
+		}
+		stores[i] = &cache.Store{Name: s.Name, Remote: rs}
+	}
+	return stores, nil
+}
+
 // runUnmount detaches the mount at dir: a clean unmount, or a lazy one when
-// it is busy or dead.
-func runUnmount(dir string, out io.Writer) error {
+// it is busy or dead. Only a modelstorefs mount or a dead one is touched
+// unless force: the lazy fallback would detach anything, /proc included.
+func runUnmount(dir string, force bool, out io.Writer) error {
 	dir, err := filepath.Abs(dir)
 	if err != nil {
-		return err
+		return fmt.Errorf("unmount: %w", err)
 	}
 	_, serr := os.Stat(dir)
-	if serr == nil && mountAt(dir) == nil {
+	info := mountAt(dir)
+	if serr == nil && info == nil {
 		return fmt.Errorf("%s is not a mountpoint", dir)
+	}
+	if err := unmountAllowed(dir, info, serr, force); err != nil {
+		return err
 	}
 	err = cleanUnmount(dir)
 	if err == nil {
@@ -195,6 +250,16 @@ func runUnmount(dir string, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "%s %s: detached lazily\n", dir, why)
 	return nil
+}
+
+// unmountAllowed refuses a mount that is neither modelstorefs's (info, the
+// topmost mount on dir) nor dead (serr, what stat of dir said), unless force.
+func unmountAllowed(dir string, info *mountinfo.Info, serr error, force bool) error {
+	if force || errors.Is(serr, syscall.ENOTCONN) || info == nil || isOurs(info) {
+		return nil
+	}
+	return fmt.Errorf("%s is not a modelstorefs mount (filesystem type %s, source %s): not unmounting it; "+
+		"--force unmounts it anyway", dir, info.FSType, info.Source)
 }
 
 // cleanUnmount unmounts dir if nothing uses it: umount2 as root, else

@@ -32,6 +32,9 @@ func checkMountpoint(dir string, allowNonEmpty bool, log *zap.Logger) error {
 		}
 		fi, err = os.Stat(dir)
 	}
+	if errors.Is(err, iofs.ErrNotExist) {
+		return fmt.Errorf("mountpoint %s does not exist: create it first (mkdir -p %s)", dir, dir)
+	}
 	if err != nil {
 		return fmt.Errorf("mountpoint: %w", err)
 	}
@@ -72,24 +75,40 @@ func isOurs(m *mountinfo.Info) bool { return m.FSType == "fuse.modelstorefs" }
 // go-fuse's "fusermount exited with code 256".
 func checkFUSEAccess(allowOther bool) error {
 	f, err := os.OpenFile("/dev/fuse", os.O_RDWR, 0)
-	switch {
-	case errors.Is(err, iofs.ErrNotExist):
-		return errors.New("/dev/fuse does not exist: load the fuse kernel module (modprobe fuse), or in a container pass the device (--device /dev/fuse)")
-	case err != nil:
-		return fmt.Errorf("cannot open /dev/fuse (%w): check its permissions (ls -l /dev/fuse should show crw-rw-rw-), "+
-			"that the fuse3 package is installed, and for --allow-other user_allow_other in /etc/fuse.conf; or mount as root", err)
+	if err != nil {
+		return fuseOpenError(err, allowOther)
 	}
 	f.Close()
 	if os.Geteuid() == 0 {
 		return nil // mount(2) directly
 	}
 	if _, err := fusermountBinary(); err != nil {
-		return errors.New("mounting as a user other than root needs fusermount3: install the fuse3 package (apt-get install fuse3), or run as root")
+		return errors.New("mounting as a user other than root needs fusermount3\n" +
+			"  install the fuse3 package (apt-get install fuse3), or mount as root")
 	}
 	if allowOther && !userAllowOther() {
-		return errors.New("--allow-other as a user other than root needs user_allow_other in /etc/fuse.conf (or run as root)")
+		return errors.New("--allow-other as a user other than root needs user_allow_other in /etc/fuse.conf\n" +
+			"  add that line to /etc/fuse.conf, leave out --allow-other, or mount as root")
 	}
 	return nil
+}
+
+// fuseOpenError says why /dev/fuse cannot be opened: one short line, then
+// what to check, one thing a line; --allow-other only when it was asked for.
+func fuseOpenError(err error, allowOther bool) error {
+	if errors.Is(err, iofs.ErrNotExist) {
+		return errors.New("/dev/fuse does not exist\n" +
+			"  load the fuse kernel module (modprobe fuse), or in a container pass the device (--device /dev/fuse)")
+	}
+	hints := []string{
+		"ls -l /dev/fuse should show crw-rw-rw- (read and write for every user)",
+		"the fuse3 package should be installed (apt-get install fuse3)",
+	}
+	if allowOther {
+		hints = append(hints, "--allow-other needs user_allow_other in /etc/fuse.conf")
+	}
+	hints = append(hints, "or mount as root")
+	return fmt.Errorf("cannot open /dev/fuse: %w\n  %s", err, strings.Join(hints, "\n  "))
 }
 
 // fusermountBinary finds fusermount3 or fusermount as go-fuse does (PATH,
@@ -122,10 +141,17 @@ func userAllowOther() bool {
 }
 
 // mountFailed adds what to check to a failed mount by fusermount.
-func mountFailed(err error) error {
-	if strings.Contains(err.Error(), "fusermount") {
-		return fmt.Errorf("%w\nfusermount3 refused the mount: check that you own the mountpoint, the permissions of /dev/fuse, "+
-			"the fuse3 package, and user_allow_other in /etc/fuse.conf for --allow-other; or mount as root", err)
+func mountFailed(err error, allowOther bool) error {
+	if !strings.Contains(err.Error(), "fusermount") {
+		return err
 	}
-	return err
+	hints := []string{
+		"you should own the mountpoint (or be able to write to it)",
+		"ls -l /dev/fuse should show crw-rw-rw-, and the fuse3 package be installed",
+	}
+	if allowOther {
+		hints = append(hints, "--allow-other needs user_allow_other in /etc/fuse.conf")
+	}
+	hints = append(hints, "or mount as root")
+	return fmt.Errorf("fusermount3 refused the mount: %w\n  %s", err, strings.Join(hints, "\n  "))
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/urfave/cli/v2"
@@ -25,16 +26,23 @@ DIR is served: ".." is refused, and so is any symlink leading outside DIR
 (symlinks inside it are fine); hidden files are not served. Every request
 is logged.
 
+Every file answer carries its SHA-256 in a Repr-Digest header (RFC 9530)
+once known: files are hashed in the background from the start (the header
+is left out until then, never delaying an answer), and the digests are kept
+under the user's cache directory ($XDG_CACHE_HOME/modelstorefs/serve/), so
+a restart does not hash unchanged files again. When DIR has no SHA256SUMS,
+one is generated listing the files hashed so far (all of them once the
+hashing is done); DIR's own is served when present.
+
 Examples:
    modelstorefs serve ./mystore                       # http://127.0.0.1:8000/
    modelstorefs serve --addr 0.0.0.0:8080 /srv/models # the whole network
    export DIGITS_MODEL_STORE_URL=http://127.0.0.1:8000/
    modelstorefs check http://127.0.0.1:8000/          # what DIGITS will see`,
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "addr", Value: "127.0.0.1:8000", Usage: "listen on `HOST:PORT` (port 0: any free port)"},
-			logLevelFlag("info", "debug, info (one line per request), warn or error"),
-			logFormatFlag(),
-		},
+		}, logFlags("info")...),
+		OnUsageError: onUsageError,
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return fmt.Errorf("serve: expected one DIR, got %d arguments", c.NArg())
@@ -45,12 +53,14 @@ Examples:
 			}
 			defer syncLogger(log)
 			dir := c.Args().First()
-			h, err := serve.Handler(dir, log)
+			h, err := serve.NewServer(dir, log)
 			if err != nil {
 				return err
 			}
 			log.Info("serving store directory", zap.String("dir", dir))
-			return serve.ListenAndServe(c.Context, c.String("addr"), h, log)
+			err = serve.ListenAndServe(c.Context, c.String("addr"), h, log)
+			// Stops the hashing and saves the digests.
+			return errors.Join(err, h.Close())
 		},
 	}
 }

@@ -79,7 +79,8 @@ func TestCheckCommand(t *testing.T) {
 			[]string{"broken: error: info.json is not valid JSON", "lenet: warning: solver.prototxt is not on the store", "4 models, 3 importable, 3 problems"},
 			[]string{"1 of 4 models cannot be imported"}},
 		{"good store", []string{"check", goodStore(t)}, false, []string{"1 model, 1 importable, 0 problems\n"}, nil},
-		{"no target", []string{"check"}, true, nil, []string{"DIR or URL", "0"}},
+		{"no target, no store", []string{"check"}, true, nil, []string{"DIR or URL", "--store", "DIGITS_MODEL_STORE_URL"}},
+		{"a target and --store", []string{"check", "--store", "http://127.0.0.1:1/", sampleStore}, true, nil, []string{"not both"}},
 		{"two targets", []string{"check", "a", "b"}, true, nil, []string{"DIR or URL", "2"}},
 		{"missing dir", []string{"check", filepath.Join(t.TempDir(), "nope")}, true, nil, []string{"nope"}},
 		{"unreachable URL", []string{"check", "http://127.0.0.1:1/"}, true, nil, []string{"127.0.0.1:1"}},
@@ -120,6 +121,7 @@ func freeAddr(t *testing.T) string {
 // HTTP with the check command, then stops it as a signal would.
 func TestServeCommand(t *testing.T) {
 	noStoreEnv(t)
+	t.Setenv("XDG_CACHE_HOME", t.TempDir()) // the digests, not in ~/.cache
 	t.Setenv("NETRC", filepath.Join(t.TempDir(), "none"))
 	addr := freeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -22,6 +22,10 @@ type storeSpec struct {
 	URL  string
 }
 
+// errNoStore: no store configured. The fstab helper and check say it in
+// their own terms.
+var errNoStore = errors.New("no model store given: set DIGITS_MODEL_STORE_URL or pass --store URL")
+
 // parseStores turns --store values or DIGITS_MODEL_STORE_URL entries into
 // named stores. Each value may hold several comma-separated entries; spaces
 // are trimmed and empty entries ignored. An entry is URL or name=URL.
@@ -60,7 +64,7 @@ func parseStores(values []string) ([]storeSpec, error) {
 		}
 	}
 	if len(specs) == 0 {
-		return nil, errors.New("no model store given: set DIGITS_MODEL_STORE_URL or pass --store URL")
+		return nil, errNoStore
 	}
 	// Derived names come second, so an explicit name always wins.
 	for i := range specs {
@@ -114,16 +118,20 @@ func storeValues(c *cli.Context) ([]string, error) {
 
 // storeFlagGiven reports whether --store is on the command line (not only
 // in the environment).
-func storeFlagGiven(c *cli.Context) bool {
+func storeFlagGiven(c *cli.Context) bool { return flagOnCommandLine(c, "store", storeEnv) }
+
+// flagOnCommandLine reports whether --name is on the command line, not
+// only in its environment variable env.
+func flagOnCommandLine(c *cli.Context, name, env string) bool {
 	args, ok := c.App.Metadata[argsKey].([]string)
 	if !ok {
-		return c.IsSet("store") && os.Getenv(storeEnv) == ""
+		return c.IsSet(name) && os.Getenv(env) == ""
 	}
 	for _, a := range args {
 		if a == "--" {
 			break
 		}
-		if a == "--store" {
+		if a == "--"+name {
 			return true
 		}
 	}

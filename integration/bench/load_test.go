@@ -17,8 +17,8 @@ import (
 )
 
 // ---------------------------------------------------------------------------
-// Issue 18: (j) what a cold mount costs the store per model, per kind of
-// server; (k) 10,000 models and (l) 100,000 models on modelstorefs serve.
+// Issue 18: (n) what a cold mount costs the store per model, per kind of
+// server; (o) 10,000 models and (p) 100,000 models on modelstorefs serve.
 
 const benchLoadModels = 200
 
@@ -61,7 +61,7 @@ var benchLoadKinds = []benchLoadKind{
 	}, 3, 0, true},
 }
 
-// sectionLoad is (j): a fresh mount of a 200-model store, then ls and grep
+// sectionLoad is (n): a fresh mount of a 200-model store, then ls and grep
 // over models.tsv; another fresh mount, then ls -lR; the requests the
 // server saw, per model, once the mount went quiet.
 func (b *benchState) sectionLoad(t *testing.T) {
@@ -88,7 +88,7 @@ func (b *benchState) sectionLoad(t *testing.T) {
 			{"cold ls -lR", `ls -lR "$1" >/dev/null`, k.lsLR},
 		}
 		for _, st := range steps {
-			what := fmt.Sprintf("(j) %d models on %s: requests per model, %s", benchLoadModels, k.name, st.what)
+			what := fmt.Sprintf("(n) %d models on %s: requests per model, %s", benchLoadModels, k.name, st.what)
 			total, storeLevel, counts, err := b.loadRun(t, srv, store, st.script)
 			if err != nil {
 				t.Errorf("%s: %v", what, err)
@@ -256,7 +256,7 @@ func (b *benchState) scaleRun(t *testing.T, srv *benchServer, src string, n int,
 	return r
 }
 
-// sectionScale is (k) and (l): 10,000 models, then 50,000 and 100,000, on
+// sectionScale is (o) and (p): 10,000 models, then 50,000 and 100,000, on
 // modelstorefs serve (its generated master.json).
 func (b *benchState) sectionScale(t *testing.T) {
 	src := t.TempDir()
@@ -272,24 +272,24 @@ func (b *benchState) sectionScale(t *testing.T) {
 	mib := func(n int64) string { return fmt.Sprintf("%.0f MiB", float64(n)/(1<<20)) }
 	note := fmt.Sprintf("fresh mount and cache, modelstorefs serve over the store directory, which had just made master.json "+
 		"(%s: it reuses one 2 s); from the mount up", benchDur(r.master))
-	b.add(benchRow{what: "(k) 10,000 models: ls of the store", msfs: benchDur(r.ls), base: "before: 0.87-0.91 s", ratio: "-",
+	b.add(benchRow{what: "(o) 10,000 models: ls of the store", msfs: benchDur(r.ls), base: "before: 0.87-0.91 s", ratio: "-",
 		target: "<= 0.5 s", met: benchYesNo(r.err == nil && r.ls <= 500*time.Millisecond), note: note})
-	b.add(benchRow{what: "(k) 10,000 models: first grep over models.tsv", msfs: benchDur(r.grep), base: "before: 10.7-14 s", ratio: "-",
+	b.add(benchRow{what: "(o) 10,000 models: first grep over models.tsv", msfs: benchDur(r.grep), base: "before: 10.7-14 s", ratio: "-",
 		target: "<= 2 s", met: benchYesNo(r.err == nil && r.grep <= 2*time.Second), note: "right after the ls"})
-	b.add(benchRow{what: "(k) 10,000 models: warm ls -lR", msfs: benchDur(r.lsLRWarm), base: "local ls -lR of the store directory: " + benchDur(r.local),
+	b.add(benchRow{what: "(o) 10,000 models: warm ls -lR", msfs: benchDur(r.lsLRWarm), base: "local ls -lR of the store directory: " + benchDur(r.local),
 		ratio: benchRatio(r.local.Seconds(), r.lsLRWarm.Seconds()), target: "<= 1.5x local",
 		met:  benchYesNo(r.err == nil && r.lsLRWarm.Seconds() <= 1.5*r.local.Seconds()),
 		note: fmt.Sprintf("the cold ls -lR before it took %s; before: 7.5-8.0 s against 1.3-1.9 s local", benchDur(r.lsLR))})
-	b.add(benchRow{what: "(k) 10,000 models: peak RSS (VmHWM) of the daemon", msfs: mib(r.hwm), base: "before: 245 MiB", ratio: "-",
+	b.add(benchRow{what: "(o) 10,000 models: peak RSS (VmHWM) of the daemon", msfs: mib(r.hwm), base: "before: 245 MiB", ratio: "-",
 		target: "<= 120 MiB", met: benchYesNo(r.err == nil && r.hwm <= 120<<20), note: "after ls, grep over models.tsv and two ls -lR"})
 	b.scaleLarge(t, src)
 }
 
-// scaleLarge is (l): the 10,000-model store grown to 50,000, then 100,000.
+// scaleLarge is (p): the 10,000-model store grown to 50,000, then 100,000.
 func (b *benchState) scaleLarge(t *testing.T, src string) {
 	var runs []benchScaleResult
 	for _, n := range []int{50_000, 100_000} {
-		what := fmt.Sprintf("(l) %d models: ls, then grep over models.tsv", n)
+		what := fmt.Sprintf("(p) %d models: ls, then grep over models.tsv", n)
 		if !b.fits(15 * time.Minute) {
 			b.skipRow(what, "-", "skipped: time budget")
 			return
@@ -315,6 +315,6 @@ func (b *benchState) scaleLarge(t *testing.T, src string) {
 	}
 	small, large := runs[0], runs[1]
 	ratio := (large.ls + large.grep).Seconds() / (small.ls + small.grep).Seconds()
-	b.add(benchRow{what: "(l) 100,000 against 50,000 models: time of ls + grep", msfs: fmt.Sprintf("%.2fx", ratio), base: "-", ratio: "-",
+	b.add(benchRow{what: "(p) 100,000 against 50,000 models: time of ls + grep", msfs: fmt.Sprintf("%.2fx", ratio), base: "-", ratio: "-",
 		target: "<= 2.2x", met: benchYesNo(small.err == nil && large.err == nil && ratio <= 2.2), note: "nothing quadratic"})
 }

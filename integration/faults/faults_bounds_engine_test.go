@@ -6,15 +6,20 @@ package faults
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -27,6 +32,7 @@ func fltBoundsEngineCases() []fltCase {
 		{"seq-uncached", "cat of a 64 MiB file larger than --cache-size 16MiB", false, fltRowSeqUncached},
 		{"claimed-size", "HEAD claims Content-Length 2^63-1 and 2^50", false, fltRowClaimedSize},
 		{"reopen-small-reads", "reopen right after the last byte, then 2-byte reads (20,000 bytes)", false, fltRowReopenSmallReads},
+		{"flipped-byte", "one byte flipped in transit in the weights (store states Repr-Digest), then an honest proxy", false, fltRowFlippedByte},
 	}
 }
 
@@ -213,4 +219,84 @@ func fltReadRequests(t *testing.T, m *itest.Mount) int64 {
 	}
 	n, _ := st["read_requests"].(float64)
 	return int64(n)
+}
+
+// fltFlipWriter flips the byte at file offset at in an answer whose body
+// starts at file offset start.
+type fltFlipWriter struct {
+	http.ResponseWriter
+	start, at, seen int64
+}
+
+func (w *fltFlipWriter) Write(p []byte) (int, error) {
+	if i := w.at - w.start - w.seen; i >= 0 && i < int64(len(p)) {
+		p = bytes.Clone(p)
+		p[i] ^= 0x01
+	}
+	w.seen += int64(len(p))
+	return w.ResponseWriter.Write(p)
+}
+
+func fltRowFlippedByte(t *testing.T, r *fltRow) {
+	var m *itest.Mount
+	defer func() { fltFinish(t, r, m) }()
+	const size = 16 << 20
+	srv, want := fltStdServer(t, size)
+	sum := sha256.Sum256(want)
+	var honest atomic.Bool
+	var flips atomic.Int32
+	const at = size - 3<<20 // in the back half: fetched by any stream
+	srv.handle(srv.base+fltWeights, func(w http.ResponseWriter, req *http.Request) {
+		w.Header().Set("Repr-Digest", "sha-256=:"+base64.StdEncoding.EncodeToString(sum[:])+":")
+		var start, end int64 = 0, size - 1
+		if rng := req.Header.Get("Range"); rng != "" {
+			if _, err := fmt.Sscanf(rng, "bytes=%d-%d", &start, &end); err != nil {
+				end = size - 1
+			}
+		}
+		if req.Method == http.MethodGet && !honest.Load() && start <= at && end >= at {
+			flips.Add(1)
+			w = &fltFlipWriter{ResponseWriter: w, start: start, at: at}
+		}
+		srv.answer(w, req, nil)
+	})
+	m = itest.StartMount(t, fltStores(srv), "--chunk-size", "1MiB")
+	model := filepath.Join(m.Dir, "s", "big")
+	dst := t.TempDir()
+	out, err := exec.Command("cp", "-r", model, filepath.Join(dst, "bad")).CombinedOutput()
+	if err == nil || flips.Load() == 0 {
+		fltBug(t, r, "cp -r of a model whose weights had a byte flipped in transit: %v (%d flips)\n%s", err, flips.Load(), out)
+	}
+	r.saw = fmt.Sprintf("cp -r exit %v (%d answers flipped)", exitCode(err), flips.Load())
+	if n := fltLogCount(m, "digest mismatch"); n == 0 {
+		t.Error("no log line names the digest mismatch")
+	}
+	if st, err := fltStats(m); err == nil {
+		c, _ := st["content"].(map[string]any)
+		r.recovery = fmt.Sprintf(".stats digest_mismatches %v; ", c["digest_mismatches"])
+	}
+	honest.Store(true)
+	out, err = exec.Command("cp", "-r", model, filepath.Join(dst, "good")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("cp -r once the proxy is honest: %v\n%s", err, out)
+	}
+	got, _ := os.ReadFile(filepath.Join(dst, "good", "model.caffemodel"))
+	r.bytes, _ = fltVerify(got, want)
+	v := make([]byte, 64)
+	n, err := syscall.Getxattr(fltWeightsPath(m), "user.modelstore.verified", v)
+	if err != nil || string(v[:n]) != "store" {
+		fltBug(t, r, "user.modelstore.verified after an honest copy: %q, %v", v[:max(n, 0)], err)
+	}
+	r.recovery += "honest proxy: cp -r ok, verified=" + string(v[:max(n, 0)])
+}
+
+func exitCode(err error) int {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		return -1
+	}
+	return 0
 }

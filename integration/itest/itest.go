@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,22 +25,27 @@ import (
 	"time"
 
 	"github.com/moby/sys/mountinfo"
+
+	"github.com/modelstorefs/modelstorefs/internal/testutil"
 )
 
 // Binary is the modelstorefs built for this test run (by Main).
 var Binary string
 
-// Main is the TestMain of an integration package: without FUSE it skips
-// everything (fails under CI), else it builds the Binary with -race and
-// runs the tests.
+// SkipFuseEnv, set to 1 on a machine without usable FUSE, lets the
+// integration packages pass without mounting anything, and Main says so.
+// Without it (and always under CI) no FUSE is a failure: a suite that
+// mounted nothing must not look like one that passed.
+const SkipFuseEnv = "MODELSTOREFS_SKIP_FUSE"
+
+// Main is the TestMain of an integration package: without FUSE it fails
+// (or skips everything, loudly, with SkipFuseEnv=1 outside CI), else it
+// builds the Binary with -race and runs the tests.
 func Main(m *testing.M) int {
 	if err := FuseAvailable(); err != nil {
-		if os.Getenv("CI") != "" {
-			fmt.Fprintln(os.Stderr, "integration: FUSE is required in CI:", err)
-			return 1
-		}
-		fmt.Fprintln(os.Stderr, "integration: skipping, FUSE not usable:", err)
-		return 0
+		code, msg := withoutFUSE(err, testutil.UnderCI(), os.Getenv(SkipFuseEnv) == "1")
+		fmt.Fprintln(os.Stderr, msg)
+		return code
 	}
 	dir, err := os.MkdirTemp("", "modelstorefs-bin-")
 	if err != nil {
@@ -55,6 +61,19 @@ func Main(m *testing.M) int {
 		return 1
 	}
 	return m.Run()
+}
+
+// withoutFUSE is Main's verdict when FUSE is not usable (err): its exit
+// status and what it says.
+func withoutFUSE(err error, ci, skip bool) (int, string) {
+	switch {
+	case ci:
+		return 1, fmt.Sprintf("integration: FUSE is required in CI: %v", err)
+	case skip:
+		return 0, fmt.Sprintf("integration: NOTHING TESTED: FUSE not usable (%v) and %s=1: every test of this package is skipped", err, SkipFuseEnv)
+	}
+	return 1, fmt.Sprintf("integration: FUSE not usable: %v\n"+
+		"(mounts need /dev/fuse and root or fusermount3; %s=1 skips these tests on purpose)", err, SkipFuseEnv)
 }
 
 // FuseAvailable checks for /dev/fuse and the right to mount (root, or a
@@ -104,12 +123,15 @@ type Mount struct {
 	Logs *SyncBuffer
 	Done chan struct{}
 	Err  error // exit status, valid after Done
+
+	killed atomic.Bool // by Kill: its exit status is the test's doing
 }
 
 // StartMount runs "modelstorefs mount" with the given stores on a fresh
 // mountpoint and cache dir (extra flags may override the cache dir) and
 // waits until the mount is up. Cleanup stops it (SIGTERM, then kill and a
-// lazy unmount as a last resort), also when the test fails.
+// lazy unmount as a last resort), also when the test fails, and fails the
+// test if the daemon did not exit 0 or logged a panic or a data race.
 func StartMount(t *testing.T, stores []string, extra ...string) *Mount {
 	t.Helper()
 	return MountWith(t, Binary, t.TempDir(), t.TempDir(), stores, extra...)
@@ -153,16 +175,31 @@ func MountWith(t *testing.T, bin, dir, cacheDir string, stores []string, extra .
 	}
 }
 
+// Kill ends the daemon with SIGKILL, as a crash would, and waits for it;
+// Stop then does not count its exit status against the test. The dead
+// mount stays (Stop detaches it).
+func (m *Mount) Kill() error {
+	m.killed.Store(true)
+	if err := m.Cmd.Process.Kill(); err != nil {
+		return fmt.Errorf("kill modelstorefs: %w", err)
+	}
+	<-m.Done
+	return nil
+}
+
 // Stop sends SIGTERM and waits; anything left is killed and lazily
-// unmounted. It reports the daemon's logs when the test failed.
+// unmounted. It fails the test when the daemon exited other than with
+// status 0 (unless Kill ended it) or logged a panic or a data race, and
+// reports the daemon's logs when the test failed.
 func (m *Mount) Stop(t *testing.T) {
+	failedBefore := t.Failed()
 	select {
 	case <-m.Done:
 	default:
 		// A failed test's daemon gets SIGQUIT: the Go runtime prints
 		// where every goroutine is (for the logs below) and exits.
 		sig, what := syscall.SIGTERM, "SIGTERM"
-		if t.Failed() {
+		if failedBefore {
 			sig, what = syscall.SIGQUIT, "SIGQUIT"
 		}
 		_ = m.Cmd.Process.Signal(sig)
@@ -170,6 +207,7 @@ func (m *Mount) Stop(t *testing.T) {
 		case <-m.Done:
 		case <-time.After(15 * time.Second):
 			t.Errorf("modelstorefs did not exit within 15s of %s", what)
+			m.killed.Store(true)
 			_ = m.Cmd.Process.Kill()
 			<-m.Done
 		}
@@ -178,9 +216,33 @@ func (m *Mount) Stop(t *testing.T) {
 		t.Errorf("%s still mounted after the daemon exited", m.Dir)
 		_ = syscall.Unmount(m.Dir, syscall.MNT_DETACH)
 	}
+	// SIGQUIT exits 2 on purpose; a killed daemon's status is the test's.
+	if !failedBefore && !m.killed.Load() && m.Err != nil {
+		t.Errorf("modelstorefs exited with %v, want status 0", m.Err)
+	}
+	if bad := DaemonTrouble(m.Logs.String()); bad != "" {
+		t.Errorf("the daemon's log shows %s", bad)
+	}
 	if t.Failed() {
 		t.Logf("modelstorefs logs:\n%s", m.Logs)
 	}
+}
+
+// DaemonTrouble names what in a daemon's log fails any test: a data race
+// reported by the -race build, a Go panic, a FUSE handler that panicked
+// (recovered as EIO, see fs.FS.panicked). "" when there is none.
+func DaemonTrouble(logs string) string {
+	for _, s := range []struct{ marker, what string }{
+		{"DATA RACE", "a data race"},
+		{"panic:", "a panic"},
+		{"FUSE handler panicked", "a FUSE handler that panicked"},
+		{"panic in FS handler", "a FUSE handler that panicked"},
+	} {
+		if strings.Contains(logs, s.marker) {
+			return s.what + " (" + strconv.Quote(s.marker) + ")"
+		}
+	}
+	return ""
 }
 
 // IsMounted reports whether dir is a mountpoint of a FUSE filesystem

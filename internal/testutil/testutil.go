@@ -4,9 +4,28 @@ package testutil
 
 import (
 	"context"
+	"os"
 	"testing"
 	"time"
 )
+
+// UnderCI reports whether the tests run under CI (CI set, as .ci/run and
+// most CI services do), where every prerequisite of a test is part of the
+// machine: a missing one is a failure there, never a skip.
+func UnderCI() bool { return os.Getenv("CI") != "" }
+
+// SkipOrFail skips a test whose prerequisite (root, a tool, an address,
+// an interpreter) this machine lacks, but fails it under CI: a suite that
+// skipped there would pass without having tested. reason says what is
+// missing and how to get it.
+func SkipOrFail(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if UnderCI() {
+		t.Fatalf("required under CI (CI is set): "+format, args...)
+		return
+	}
+	t.Skipf(format, args...)
+}
 
 // WaitFor polls cond until it holds, failing the test after within (3 s
 // when zero). It waits for an event the test cannot be told of directly;

@@ -1,0 +1,67 @@
+package testutil
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// outcome records what SkipOrFail asked of its test instead of ending it.
+type outcome struct {
+	testing.TB
+	fatal, skip string
+}
+
+func (o *outcome) Helper()                        {}
+func (o *outcome) Fatalf(format string, a ...any) { o.fatal = fmt.Sprintf(format, a...) }
+func (o *outcome) Skipf(format string, a ...any)  { o.skip = fmt.Sprintf(format, a...) }
+
+func TestSkipOrFail(t *testing.T) {
+	cases := []struct {
+		ci        string
+		wantFatal string
+		wantSkip  string
+	}{
+		{"", "", "nginx not installed"},
+		{"true", "required under CI (CI is set): nginx not installed", ""},
+		{"1", "required under CI (CI is set): nginx not installed", ""},
+	}
+	for _, c := range cases {
+		t.Run("CI="+c.ci, func(t *testing.T) {
+			t.Setenv("CI", c.ci)
+			o := &outcome{TB: t}
+			SkipOrFail(o, "%s not installed", "nginx")
+			if o.fatal != c.wantFatal || o.skip != c.wantSkip {
+				t.Errorf("fatal %q, skip %q; want fatal %q, skip %q", o.fatal, o.skip, c.wantFatal, c.wantSkip)
+			}
+		})
+	}
+}
+
+// TestPython finds real interpreters of the asked versions: what it
+// returns must run and say that version. Python 3 is needed by the suite
+// everywhere, Python 2.7 (DIGITS' own) under CI.
+func TestPython(t *testing.T) {
+	for _, version := range []string{"2.7", "3"} {
+		t.Run(version, func(t *testing.T) {
+			p, err := Python(version)
+			if err != nil {
+				if version == "3" {
+					t.Fatal(err)
+				}
+				SkipOrFail(t, "%v", err)
+			}
+			got, err := pythonVersion(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != version && !strings.HasPrefix(got, version+".") {
+				t.Errorf("Python(%q) = %s, which is Python %s", version, p, got)
+			}
+			t.Logf("Python %s: %s (%s)", version, p, got)
+		})
+	}
+	if p, err := Python("1.5"); err == nil {
+		t.Errorf("Python(1.5) = %s, want an error", p)
+	}
+}
