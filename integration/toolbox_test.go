@@ -131,6 +131,14 @@ func TestXattrNamespaces(t *testing.T) {
 	// ls -lR: with GNU ls, which stops asking a device that said ENOTSUP,
 	// the kernel forwards a couple of GETXATTRs for the whole tree, not one
 	// or two per entry (other ls implementations send none).
+	// The daemon's log comes through a pipe, behind its answers: the
+	// getxattrs above are counted as before only once their lines are in.
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(m.Logs.String(), `"user.other"`); {
+		if time.Now().After(deadline) {
+			t.Fatal(`the debug log has no GETXATTR "user.other" 10s after it was answered`)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	before := strings.Count(m.Logs.String(), ": GETXATTR ")
 	var out []byte
 	if err := itest.WithTimeout(t, 30*time.Second, "ls -lR", func() (err error) {
