@@ -145,24 +145,29 @@ func TestListingDistrusted(t *testing.T) {
 }
 
 // TestOpenConfirmsListedSize: a size known only from a listing (no
-// validator) is confirmed with a HEAD before any byte is read: the same
-// size opens the file by the validators the store sends; another size
-// is a file changed since the listing, refused, and its model dropped.
+// validator), or no size at all, is confirmed with a HEAD before any byte
+// is read: the same size opens the file by the validators the store
+// sends; another size is a file changed since the listing, refused, and
+// its model dropped. A version named by validators is opened as it is.
 func TestOpenConfirmsListedSize(t *testing.T) {
 	srv := newServer(t, sampleFiles(t, true), remotetest.Options{})
 	e := newEnv(t, srv, Config{})
 	ctx := testutil.Ctx(t)
 	const weights = "snapshot_iter_28140.caffemodel"
 	data, _ := srv.Data("lenet/" + weights)
+	size := int64(len(data))
 	var dropped []string
 	e.cat.OnModelChanged(func(_ *Store, model string) { dropped = append(dropped, model) })
 	tests := []struct {
-		name string
-		size int64
-		err  error
+		name  string
+		meta  remote.Meta
+		heads int
+		err   error
 	}{
-		{"same size", int64(len(data)), nil},
-		{"other size", int64(len(data)) + 1, remote.ErrChanged},
+		{"same size", remote.Meta{Size: size, Hint: true}, 1, nil},
+		{"no size", remote.Meta{Size: -1}, 1, nil},
+		{"validators", remote.Meta{Size: size, ETag: srv.ETag("lenet/" + weights)}, 0, nil},
+		{"other size", remote.Meta{Size: size + 1, Hint: true}, 1, remote.ErrChanged},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -170,10 +175,10 @@ func TestOpenConfirmsListedSize(t *testing.T) {
 				t.Fatal(err)
 			}
 			heads := srv.Count("HEAD", "lenet/"+weights)
-			ref := Ref{Store: e.st, Model: "lenet", Name: weights, Meta: remote.Meta{Size: tc.size, Hint: true}}
+			ref := Ref{Store: e.st, Model: "lenet", Name: weights, Meta: tc.meta}
 			h, opened, err := e.cat.Open(ctx, ref)
-			if srv.Count("HEAD", "lenet/"+weights) != heads+1 {
-				t.Error("no HEAD before the open")
+			if got := srv.Count("HEAD", "lenet/"+weights) - heads; got != tc.heads {
+				t.Errorf("%d HEADs before the open, want %d", got, tc.heads)
 			}
 			if !errors.Is(err, tc.err) {
 				t.Fatalf("Open: %v, want %v", err, tc.err)
@@ -185,7 +190,7 @@ func TestOpenConfirmsListedSize(t *testing.T) {
 				return
 			}
 			defer h.Close()
-			if opened.Meta.ETag != srv.ETag("lenet/"+weights) || opened.Meta.Hint {
+			if opened.Meta.ETag != srv.ETag("lenet/"+weights) || opened.Meta.Hint || opened.Meta.Size != size {
 				t.Errorf("opened as %+v, want the store's validators", opened.Meta)
 			}
 			if got := readAll(t, h); len(got) != len(data) {
