@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -179,15 +178,6 @@ func openCatalog(cfg storeConfig, jobsDir string, log *zap.Logger) (*cache.Catal
 		catalog.Close()
 		content.Close()
 	}, nil
-}
-
-// tuneGC has the garbage collector run when the heap grew by half, not
-// doubled (GOGC 50, unless GOGC is set): a catalog's memory is long-lived
-// (models of a large store), and a doubled heap is what the RSS shows.
-func tuneGC() {
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(50)
-	}
 }
 
 // storeClients builds the stores' HTTP clients.
