@@ -43,7 +43,11 @@ type StoreListing struct {
 	// Folders are what master.json says each model folder holds (nil when
 	// it says nothing).
 	Folders *remote.Folders
-	Fetched time.Time
+	// Sums are the store's SHA256SUMS (nil when it has none): the digest
+	// of a file whose answers state none.
+	Sums     *remote.Sums
+	sumsMeta remote.Meta // SHA256SUMS's validators, to ask again conditionally
+	Fetched  time.Time
 	// Stale is set when this is the last good listing served because a
 	// newer fetch failed.
 	Stale error

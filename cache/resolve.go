@@ -86,6 +86,7 @@ func (c *Catalog) layoutFiles(m *Model) []File {
 	r := m.res.resolution()
 	v := digits.Judge(r.in)
 	files := folderFiles(v, r.metas, r.infoFile, r.auxFile)
+	c.withSums(m.Store, m.Name, files)
 	if m.Importable {
 		files = append(files, c.pickleFile(m, v.Layout))
 	}
@@ -307,12 +308,18 @@ func (c *Catalog) smallFile(ctx context.Context, st *Store, model, name string, 
 		case prevFile != nil && sameValidated(ff.Meta, prevFile.Meta):
 			return prevFile, nil
 		case ff.Data != nil:
+			if err := c.checkSmall(st, model, name, ff.Data, ff.Meta); err != nil {
+				return nil, err
+			}
 			return &File{Name: name, Kind: KindData, Remote: name, Data: ff.Data, Meta: ff.Meta, ModTime: ff.Meta.ModTime()}, nil
 		}
 	}
 	data, meta, err := st.Remote.Fetch(ctx, prevMeta, digits.MaxSmallFile, model, name)
 	if errors.Is(err, remote.ErrNotModified) {
 		return prevFile, nil
+	}
+	if err == nil {
+		err = c.checkSmall(st, model, name, data, meta)
 	}
 	if err != nil {
 		return nil, err

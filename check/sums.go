@@ -17,9 +17,6 @@ import (
 	"github.com/modelstorefs/modelstorefs/remote"
 )
 
-// maxSumsFile bounds the SHA256SUMS read (about a million lines).
-const maxSumsFile = 128 << 20
-
 // WithSums verifies the store's SHA256SUMS, when it has one, against the
 // bytes of every file it names.
 func WithSums(on bool) Option { return func(c *config) { c.sums = on } }
@@ -43,7 +40,7 @@ func (c *checker) checkSums(ctx context.Context) sumsResult {
 	if !c.cfg.sums {
 		return res
 	}
-	data, _, err := c.st.Fetch(ctx, nil, maxSumsFile, remote.SumsFile)
+	data, _, err := c.st.Fetch(ctx, nil, remote.MaxSumsFile, remote.SumsFile)
 	switch {
 	case errors.Is(err, remote.ErrNotFound):
 		return res

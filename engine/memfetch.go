@@ -153,6 +153,14 @@ func (m *memFile) fetchFrom(k, end int64) (int64, error) {
 	m.mu.Unlock()
 	n := min(end*memPageSize, m.size) - off
 	body, err := getRange(m.ctx, m.ref, m.log, off, n)
+	if err == nil {
+		m.mu.Lock()
+		err = m.hash.stated.note(m.ref.URL(), body.Digest) // before any of its bytes is hashed
+		m.mu.Unlock()
+		if err != nil {
+			body.Close()
+		}
+	}
 	if err != nil {
 		return k, err
 	}

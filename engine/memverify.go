@@ -15,6 +15,10 @@ type memHash struct {
 	at   int64 // bytes hashed so far
 	done bool
 	off  bool // given up: the end was read before the rest
+	// stated is the digest the answers state (stated.go); check is the
+	// loop's, used by it alone.
+	stated stated
+	check  *digestCheck
 }
 
 // loop hashes the file's pages in order until the end, a failure, or
@@ -22,6 +26,7 @@ type memHash struct {
 func (h *memHash) loop() {
 	m := h.m
 	check := newDigestCheck(m.ref.URL(), m.ref.Meta.Digest)
+	h.check = check
 	for {
 		k, pg, data, ok := m.hash.next()
 		if !ok {
@@ -32,6 +37,7 @@ func (h *memHash) loop() {
 		m.mu.Lock()
 		h.at += int64(len(data))
 		if h.at == m.size {
+			check.learn(h.stated.d, h.at)
 			h.done = true
 			if _, _, err := check.result(); err != nil && m.err == nil {
 				m.err = err
@@ -61,6 +67,7 @@ func (h *memHash) next() (k int64, pg *memPage, data []byte, ok bool) {
 		k = h.at / memPageSize
 		base := k * memPageSize
 		if pg = m.page[k]; pg != nil && pg.buf != nil && pg.filled > h.at-base {
+			h.check.learn(h.stated.d, h.at) // before the bytes of its answer are hashed
 			pg.pins++
 			return k, pg, pg.buf[h.at-base : pg.filled], true
 		}

@@ -112,6 +112,14 @@ func (f *fetcher) streamFrom(ctx context.Context, k int, buf []byte) error {
 	d.mu.Unlock()
 	off := int64(k) * d.chunk
 	body, err := getRange(ctx, d.ref, d.log, off, min(int64(end)*d.chunk, d.size)-off)
+	if err == nil {
+		d.mu.Lock()
+		err = d.hash.stated.note(d.ref.URL(), body.Digest) // before any of its bytes is hashed
+		d.mu.Unlock()
+		if err != nil {
+			body.Close()
+		}
+	}
 	if err != nil {
 		f.abandon(k)
 		return err

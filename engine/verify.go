@@ -14,7 +14,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"hash"
 	"io"
@@ -25,8 +24,8 @@ import (
 )
 
 // ErrDigestMismatch: a file's bytes did not match the digest the store
-// states for it.
-var ErrDigestMismatch = errors.New("digest mismatch: the bytes received are not the file the store describes")
+// states for it (remote's, one error wherever it is found).
+var ErrDigestMismatch = remote.ErrDigestMismatch
 
 // hashStep is how much is hashed between looks at the download's state.
 const hashStep = 1 << 20
@@ -42,6 +41,10 @@ type verifier struct {
 	// when the store stated a digest and it matched, else "computed".
 	sha256, verified string
 	off              bool // the hash gave up (the cache copy was given up)
+	// stated is the digest the store's answers state, for a file listed
+	// without one (stated.go); check is the loop's, used by it alone.
+	stated stated
+	check  *digestCheck
 }
 
 // digestCheck hashes a file's bytes in order: SHA-256 always, and the
@@ -104,6 +107,7 @@ func (v *verifier) activeLocked() bool {
 func (v *verifier) loop(ctx context.Context) {
 	d := v.d
 	check := newDigestCheck(d.ref.URL(), d.ref.Meta.Digest)
+	v.check = check
 	buf := make([]byte, hashStep)
 	for {
 		p, done, ok := v.next(ctx, buf)
@@ -117,6 +121,7 @@ func (v *verifier) loop(ctx context.Context) {
 		d.mu.Lock()
 		v.at += int64(len(p))
 		if v.at == d.size {
+			check.learn(v.stated.d, v.at)
 			v.done = true
 			v.sha256, v.verified, v.err = check.result()
 			if v.err != nil {
@@ -164,6 +169,7 @@ func (v *verifier) next(ctx context.Context, buf []byte) (p []byte, done func(),
 			avail = c.filled
 		}
 		if n := min(avail-(at-base), hashStep); n > 0 {
+			v.check.learn(v.stated.d, at) // before the bytes of its answer are hashed
 			if r, ok := d.pinLocked(at, at+n); ok {
 				d.mu.Unlock()
 				return r.Data, r.Done, true

@@ -532,6 +532,11 @@ func (s *Store) fetchOnce(ctx context.Context, u string, prev *Meta, limit int64
 		return nil, Meta{}, fmt.Errorf("GET %s: %w: got %d bytes, Content-Length said %d", u, errBody, len(body), m.Size)
 	}
 	m.Size = int64(len(body))
+	if !m.Digest.Check(body) {
+		// Damaged in transit (or a bad upload): fetched again, a bounded
+		// number of times, as a body cut short is.
+		return nil, Meta{}, fmt.Errorf("GET %s: %w: %w (the answer states %s)", u, errBody, ErrDigestMismatch, m.Digest)
+	}
 	return body, m, nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"crypto/sha512"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"hash"
 	"hash/crc32"
@@ -31,6 +32,10 @@ var algStrength = map[string]int{AlgSHA512: 4, AlgSHA256: 3, AlgMD5: 2, AlgCRC32
 
 // algSize is each algorithm's digest length in bytes.
 var algSize = map[string]int{AlgSHA512: 64, AlgSHA256: 32, AlgMD5: 16, AlgCRC32C: 4}
+
+// ErrDigestMismatch: a file's bytes did not match the digest the store
+// states for it.
+var ErrDigestMismatch = errors.New("digest mismatch: the bytes received are not the file the store describes")
 
 // Digest is a file's checksum. The zero value is no digest.
 type Digest struct {
@@ -138,4 +143,15 @@ func eachItem(h http.Header, name string, fn func(k, v string)) {
 			}
 		}
 	}
+}
+
+// Check reports whether data is the file d describes (a zero d says
+// nothing: true).
+func (d Digest) Check(data []byte) bool {
+	h := d.New()
+	if h == nil {
+		return true
+	}
+	h.Write(data)
+	return string(h.Sum(nil)) == d.Sum
 }

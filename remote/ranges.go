@@ -32,7 +32,10 @@ type Body struct {
 	// Len is how many bytes the body holds; reading more or fewer is an
 	// error from Read.
 	Len int64
-	raw *rawBody // set on the zero-copy path
+	// Digest is the whole file's digest as the answer states it (zero
+	// when it states none): a file listed without one learns it here.
+	Digest Digest
+	raw    *rawBody // set on the zero-copy path
 }
 
 // GetRange GETs n bytes at off of the file version want (n <= 0: to the
@@ -128,7 +131,9 @@ func (s *Store) partialBody(resp *http.Response, u string, want Meta, off, n int
 		return nil, fmt.Errorf("Content-Length %d does not match Content-Range %d-%d", resp.ContentLength, start, end)
 	}
 	s.ranges.Store(RangeYes)
-	return newBody(resp.Body, length, u, off, false), nil
+	b := newBody(resp.Body, length, u, off, false)
+	b.Digest = got.Digest
+	return b, nil
 }
 
 // wholeBody validates a 200: the version asked for, of the length known.
@@ -148,12 +153,14 @@ func (s *Store) wholeBody(resp *http.Response, u string, want Meta, asked bool) 
 		length = got.Size
 	}
 	if length < 0 {
-		return &Body{ReadCloser: resp.Body, Whole: true, Len: -1}, nil
+		return &Body{ReadCloser: resp.Body, Whole: true, Len: -1, Digest: got.Digest}, nil
 	}
 	if resp.ContentLength >= 0 && resp.ContentLength != length {
 		return nil, fmt.Errorf("Content-Length %d, want %d", resp.ContentLength, length)
 	}
-	return newBody(resp.Body, length, u, 0, true), nil
+	b := newBody(resp.Body, length, u, 0, true)
+	b.Digest = got.Digest
+	return b, nil
 }
 
 func newBody(rc io.ReadCloser, length int64, u string, off int64, whole bool) *Body {

@@ -27,34 +27,59 @@ const maxSumLines = 1_000_000
 // malformed digest); a path named twice with two digests is refused.
 func ParseSums(data []byte) (sums map[string]Digest, bad int, err error) {
 	sums = map[string]Digest{}
+	bad, err = eachSum(data, func(name string, d Digest) error {
+		if old, dup := sums[name]; dup && old != d {
+			return fmt.Errorf("%s: %s is listed twice with two digests", SumsFile, name)
+		}
+		sums[name] = d
+		return nil
+	})
+	if err != nil {
+		return nil, bad, err
+	}
+	return sums, bad, nil
+}
+
+// eachSum calls fn with every well-formed line of a SHA256SUMS file and
+// counts the others in bad.
+func eachSum(data []byte, fn func(name string, d Digest) error) (bad int, err error) {
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 64<<10), 64<<10)
 	for n := 0; sc.Scan(); n++ {
 		if n >= maxSumLines {
-			return nil, bad, fmt.Errorf("%s: more than %d lines", SumsFile, maxSumLines)
+			return bad, fmt.Errorf("%s: more than %d lines", SumsFile, maxSumLines)
 		}
 		line := strings.TrimRight(sc.Text(), "\r")
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
-		sum, name, ok := strings.Cut(line, " ")
-		name = strings.TrimPrefix(name, " ")  // "<hex>  name" (text mode)
-		name = strings.TrimPrefix(name, "*")  // "<hex> *name" (binary mode)
-		name = strings.TrimPrefix(name, "./") // sha256sum run as "sha256sum ./..."
-		d, derr := ParseHexDigest(AlgSHA256, sum)
-		if !ok || derr != nil || name == "" || path.IsAbs(name) || path.Clean(name) != name || strings.HasPrefix(name, "../") || name == ".." {
+		name, d, ok := parseSumLine(line)
+		if !ok {
 			bad++
 			continue
 		}
-		if old, dup := sums[name]; dup && old != d {
-			return nil, bad, fmt.Errorf("%s: %s is listed twice with two digests", SumsFile, name)
+		if err := fn(name, d); err != nil {
+			return bad, err
 		}
-		sums[name] = d
 	}
 	if err := sc.Err(); err != nil {
-		return nil, bad, fmt.Errorf("%s: %w", SumsFile, err)
+		return bad, fmt.Errorf("%s: %w", SumsFile, err)
 	}
-	return sums, bad, nil
+	return bad, nil
+}
+
+// parseSumLine reads "<64 hex>  PATH" (or " *PATH"); ok is false unless
+// PATH is a clean path below the store's root.
+func parseSumLine(line string) (name string, d Digest, ok bool) {
+	sum, name, ok := strings.Cut(line, " ")
+	name = strings.TrimPrefix(name, " ")  // "<hex>  name" (text mode)
+	name = strings.TrimPrefix(name, "*")  // "<hex> *name" (binary mode)
+	name = strings.TrimPrefix(name, "./") // sha256sum run as "sha256sum ./..."
+	d, derr := ParseHexDigest(AlgSHA256, sum)
+	if !ok || derr != nil || name == "" || path.IsAbs(name) || path.Clean(name) != name || strings.HasPrefix(name, "../") || name == ".." {
+		return "", Digest{}, false
+	}
+	return name, d, true
 }
 
 // FormatSums writes digests as a SHA256SUMS file, sorted by path.
