@@ -195,14 +195,8 @@ func (c *Catalog) fetchListing(ctx context.Context, st *Store, hasLast bool) (*S
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.ListTimeout)
 	defer cancel()
 	start := time.Now()
-	sumsCtx, cancelSums := context.WithCancel(ctx)
-	sums := make(chan listedSums, 1)
-	go func() { sums <- c.fetchSums(sumsCtx, st) }() // beside master.json: no round trip added
+	c.startSums(st) // beside master.json: no round trip added, nothing waits for it
 	rl, err := st.Remote.ListModels(ctx)
-	if err != nil {
-		cancelSums()
-	}
-	got := awaitSums(sums, cancelSums)
 	if err != nil {
 		if hasLast {
 			c.log.Warn("listing failed, serving the last good one", zap.String("store", st.Name), zap.Error(err))
@@ -215,7 +209,7 @@ func (c *Catalog) fetchListing(ctx context.Context, st *Store, hasLast bool) (*S
 	for _, r := range c.cfg.Reserved {
 		reserved[r] = true
 	}
-	l := &StoreListing{Msg: rl.Msg, Fetched: time.Now(), Folders: rl.Folders, Sums: got.sums, sumsMeta: got.meta}
+	l := &StoreListing{Msg: rl.Msg, Fetched: time.Now(), Folders: rl.Folders}
 	l.Models = make([]string, 0, len(rl.Models))
 	for _, m := range rl.Models {
 		if reserved[m] {
@@ -245,8 +239,7 @@ func staleListing(last *StoreListing, err error) *StoreListing {
 	if s := last.stale.Load(); s != nil && s.Stale == err {
 		return s
 	}
-	s := &StoreListing{Msg: last.Msg, Models: last.Models, Folders: last.Folders, Sums: last.Sums, sumsMeta: last.sumsMeta,
-		Fetched: last.Fetched, Stale: err}
+	s := &StoreListing{Msg: last.Msg, Models: last.Models, Folders: last.Folders, Fetched: last.Fetched, Stale: err}
 	last.stale.Store(s)
 	return s
 }

@@ -212,6 +212,7 @@ func TestRefreshWithMasterFolders(t *testing.T) {
 	srv.ResetCounts()
 	e.cat.Refresh(e.st)
 	e.resolveAll(t)
+	e.cat.sumsOf(e.st, true) // asked in the background
 	var got []string
 	for _, r := range srv.Requests() {
 		got = append(got, r.Method+" "+r.Path)

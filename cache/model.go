@@ -20,6 +20,8 @@ type Store struct {
 	listings atomic.Int32
 	// pace bounds the store's background resolves (pace.go).
 	pace *pacer
+	// sums is the store's SHA256SUMS (sums.go).
+	sums storeSums
 }
 
 // URL is the store's base URL, never with credentials.
@@ -43,11 +45,7 @@ type StoreListing struct {
 	// Folders are what master.json says each model folder holds (nil when
 	// it says nothing).
 	Folders *remote.Folders
-	// Sums are the store's SHA256SUMS (nil when it has none): the digest
-	// of a file whose answers state none.
-	Sums     *remote.Sums
-	sumsMeta remote.Meta // SHA256SUMS's validators, to ask again conditionally
-	Fetched  time.Time
+	Fetched time.Time
 	// Stale is set when this is the last good listing served because a
 	// newer fetch failed.
 	Stale error

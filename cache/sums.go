@@ -1,15 +1,18 @@
 package cache
 
-// A store's SHA256SUMS is read with its listing, in parallel with
-// master.json, and asked again (conditionally) with every new listing. It
-// gives the digest of each file it names whose answers state none
-// (headers are stronger: they come with the bytes); a store without one
-// (404) is asked again only with the next listing.
+// A store's SHA256SUMS is asked for with every listing, beside
+// master.json (conditionally once it was read), in the background:
+// nothing waits for it but the layout of a model folder, for at most
+// sumsGrace, while it is on its way. It gives the digest of each file it
+// names whose answers state none (headers are stronger: they come with
+// the bytes), and checks info.json and aux.json. A store without one
+// (404) is asked again with the next listing.
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -17,38 +20,77 @@ import (
 	"github.com/modelstorefs/modelstorefs/remote"
 )
 
-// sumsGrace is how long a listing waits for SHA256SUMS once master.json
-// is in: a store slow to answer for its sums does not hold up its listing.
+// sumsGrace bounds how long a folder's layout waits for a SHA256SUMS on
+// its way.
 const sumsGrace = 5 * time.Second
 
-// awaitSums waits for fetchSums, at most sumsGrace; then cancel stops it.
-func awaitSums(sums <-chan listedSums, cancel context.CancelFunc) listedSums {
-	defer cancel()
+// storeSums is what a store's SHA256SUMS said, and its fetch, if one
+// runs.
+type storeSums struct {
+	mu       sync.Mutex // protects the fields below
+	cur      listedSums
+	inflight chan struct{} // closed when the running fetch is done; nil: none
+}
+
+// listedSums is what one fetch learned of the store's SHA256SUMS.
+type listedSums struct {
+	sums *remote.Sums // nil: none
+	meta remote.Meta  // its validators, to ask again conditionally
+}
+
+// startSums asks for the store's SHA256SUMS in the background, unless a
+// fetch already runs.
+func (c *Catalog) startSums(st *Store) {
+	s := &st.sums
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.inflight != nil || !c.track() {
+		return
+	}
+	done := make(chan struct{})
+	s.inflight = done
+	last := s.cur
+	go func() {
+		defer c.wg.Done()
+		ctx, cancel := context.WithTimeout(c.ctx, c.cfg.ListTimeout)
+		got := c.fetchSums(ctx, st, last)
+		cancel()
+		s.mu.Lock()
+		s.cur, s.inflight = got, nil
+		s.mu.Unlock()
+		close(done)
+	}()
+}
+
+// sumsOf returns the store's sums as known now; with wait set, after the
+// fetch on its way, if any, for at most sumsGrace.
+func (c *Catalog) sumsOf(st *Store, wait bool) *remote.Sums {
+	s := &st.sums
+	s.mu.Lock()
+	cur, inflight := s.cur, s.inflight
+	s.mu.Unlock()
+	if !wait || inflight == nil {
+		return cur.sums
+	}
 	t := time.NewTimer(sumsGrace)
 	defer t.Stop()
 	select {
-	case got := <-sums:
-		return got
+	case <-inflight:
 	case <-t.C:
-		cancel()
-		return <-sums
+	case <-c.ctx.Done():
 	}
-}
-
-// listedSums is what a listing learned of the store's SHA256SUMS.
-type listedSums struct {
-	sums *remote.Sums
-	meta remote.Meta
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cur.sums
 }
 
 // fetchSums asks for the store's SHA256SUMS. A failure keeps the last
 // good sums (a store that stops answering for its sums must not stop
 // files being checked); a 404 says the store has none.
-func (c *Catalog) fetchSums(ctx context.Context, st *Store) listedSums {
-	last := c.lastGoodListing(st)
+func (c *Catalog) fetchSums(ctx context.Context, st *Store, last listedSums) listedSums {
 	var prev *remote.Meta
-	if last != nil && last.Sums != nil {
-		prev = &last.sumsMeta
+	if last.sums != nil {
+		prev = &last.meta
 	}
 	sums, meta, err := st.Remote.FetchSums(ctx, prev)
 	switch {
@@ -63,23 +105,23 @@ func (c *Catalog) fetchSums(ctx context.Context, st *Store) listedSums {
 		c.log.Debug("SHA256SUMS read", zap.String("store", st.Name), zap.Int("files", sums.Len()))
 		return listedSums{sums, meta}
 	case errors.Is(err, remote.ErrNotModified):
-		return listedSums{last.Sums, last.sumsMeta}
+		return last
 	case errors.Is(err, remote.ErrNotFound):
 		return listedSums{}
-	case last != nil && last.Sums != nil:
+	case c.stopping():
+	case last.sums != nil:
 		c.log.Warn("SHA256SUMS failed, using the last good one", zap.String("store", st.Name), zap.Error(err))
-		return listedSums{last.Sums, last.sumsMeta}
 	default:
 		c.log.Warn("SHA256SUMS failed: files are checked against the digests their answers state", zap.String("store", st.Name), zap.Error(err))
-		return listedSums{}
 	}
+	return last
 }
 
 // withSums gives the remote files of a model's folder the digest the
 // store's SHA256SUMS names for them, where their answers stated none.
 func (c *Catalog) withSums(st *Store, model string, files []File) {
-	l := c.lastGoodListing(st)
-	if l == nil || l.Sums == nil {
+	sums := c.sumsOf(st, true)
+	if sums == nil {
 		return
 	}
 	for i := range files {
@@ -87,21 +129,20 @@ func (c *Catalog) withSums(st *Store, model string, files []File) {
 		if f.Kind != KindRemote || !f.Meta.Digest.IsZero() {
 			continue
 		}
-		if d, ok := l.Sums.Lookup(model + "/" + f.Remote); ok {
+		if d, ok := sums.Lookup(model + "/" + f.Remote); ok {
 			f.Meta.Digest = d
 		}
 	}
 }
 
 // checkSmall checks a small file read whole (info.json, aux.json)
-// against the store's SHA256SUMS, when its answer stated no digest (one
-// it states is checked by remote).
+// against the store's SHA256SUMS as known now, when its answer stated no
+// digest (one it states is checked by remote).
 func (c *Catalog) checkSmall(st *Store, model, name string, data []byte, meta remote.Meta) error {
-	l := c.lastGoodListing(st)
-	if !meta.Digest.IsZero() || l == nil {
+	if !meta.Digest.IsZero() {
 		return nil
 	}
-	if d, ok := l.Sums.Lookup(model + "/" + name); ok && !d.Check(data) {
+	if d, ok := c.sumsOf(st, false).Lookup(model + "/" + name); ok && !d.Check(data) {
 		return fmt.Errorf("%s/%s: %w (%s names %s)", model, name, remote.ErrDigestMismatch, remote.SumsFile, d)
 	}
 	return nil

@@ -61,6 +61,10 @@ func TestSums(t *testing.T) {
 			if _, err := e.cat.Listing(ctx, e.st); err != nil {
 				t.Fatal(err)
 			}
+			// info.json is checked against the sums known when it is read.
+			if tc.sums && e.cat.sumsOf(e.st, true) == nil {
+				t.Fatal("no sums after the listing")
+			}
 			m, err := e.cat.Model(ctx, e.st, "lenet")
 			if !errors.Is(err, tc.wantErr) {
 				t.Fatalf("Model: %v, want %v", err, tc.wantErr)
@@ -94,11 +98,12 @@ func TestSums(t *testing.T) {
 			if _, err := e.cat.Listing(ctx, e.st); err != nil {
 				t.Fatal(err)
 			}
+			e.cat.sumsOf(e.st, true)
 			if got := srv.Count("GET", remote.SumsFile); got != 2 {
 				t.Errorf("%d GETs of %s after two listings, want 2", got, remote.SumsFile)
 			}
-			if l, _ := e.cat.CachedListing(e.st); (l.Sums != nil) != tc.sums {
-				t.Errorf("after a second listing: sums %v, want %v", l.Sums != nil, tc.sums)
+			if got := e.cat.sumsOf(e.st, true) != nil; got != tc.sums {
+				t.Errorf("after a second listing: sums %v, want %v", got, tc.sums)
 			}
 		})
 	}
