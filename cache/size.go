@@ -134,7 +134,7 @@ func (c *Catalog) Confirm(ctx context.Context, ref Ref) (Ref, error) {
 		return ref, fmt.Errorf("%s: %w (the listing said %d bytes, the store now has %d)", ref.URL(), remote.ErrChanged, ref.Meta.Size, meta.Size)
 	}
 	if meta.Digest.IsZero() {
-		meta.Digest = ref.Meta.Digest // SHA256SUMS's, when the answer states none
+		meta.Digest, meta.DigestFrom = ref.Meta.Digest, ref.Meta.DigestFrom // SHA256SUMS's, when the answer states none
 	}
 	ref.Meta = meta
 	return ref, nil

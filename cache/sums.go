@@ -130,7 +130,7 @@ func (c *Catalog) withSums(st *Store, model string, files []File) {
 			continue
 		}
 		if d, ok := sums.Lookup(model + "/" + f.Remote); ok {
-			f.Meta.Digest = d
+			f.Meta.Digest, f.Meta.DigestFrom = d, remote.SumsFile
 		}
 	}
 }

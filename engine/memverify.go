@@ -25,7 +25,7 @@ type memHash struct {
 // the file's last handle is gone.
 func (h *memHash) loop() {
 	m := h.m
-	check := newDigestCheck(m.ref.URL(), m.ref.Meta.Digest)
+	check := newDigestCheck(m.ref)
 	h.check = check
 	for {
 		k, pg, data, ok := m.hash.next()

@@ -42,8 +42,8 @@ func (c *digestCheck) learn(d remote.Digest, hashed int64) {
 	}
 	switch {
 	case d.Alg == remote.AlgSHA256:
-		c.want = d
+		c.want, c.from = d, ""
 	case hashed == 0:
-		c.want, c.other = d, d.New()
+		c.want, c.other, c.from = d, d.New(), ""
 	}
 }

@@ -88,7 +88,7 @@ func (s *StreamContent) fetchUnsized(ref cache.Ref) (int64, error) {
 		return 0, fmt.Errorf("cache: %w", err)
 	}
 	defer os.Remove(tmp.Name()) // no-op after the rename
-	check := newDigestCheck(ref.URL(), ref.Meta.Digest)
+	check := newDigestCheck(ref)
 	w := &reservingWriter{s: s, f: tmp, hash: check}
 	defer w.release()
 	n, err := ref.Store.Remote.Download(s.ctx, w, ref.Meta, ref.Model, ref.Name)

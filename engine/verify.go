@@ -20,6 +20,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/modelstorefs/modelstorefs/cache"
 	"github.com/modelstorefs/modelstorefs/remote"
 )
 
@@ -52,12 +53,14 @@ type verifier struct {
 type digestCheck struct {
 	url   string
 	want  remote.Digest
+	from  string // where want came from, when not the answers (remote.SumsFile)
 	sha   hash.Hash
 	other hash.Hash
 }
 
-func newDigestCheck(url string, want remote.Digest) *digestCheck {
-	c := &digestCheck{url: url, want: want, sha: sha256.New()}
+func newDigestCheck(ref cache.Ref) *digestCheck {
+	want := ref.Meta.Digest
+	c := &digestCheck{url: ref.URL(), want: want, from: ref.Meta.DigestFrom, sha: sha256.New()}
 	if !want.IsZero() && want.Alg != remote.AlgSHA256 {
 		c.other = want.New()
 	}
@@ -85,7 +88,11 @@ func (c *digestCheck) result() (sha string, verified string, err error) {
 		got = remote.Digest{Alg: c.want.Alg, Sum: string(c.other.Sum(nil))}
 	}
 	if got != c.want {
-		return sha, "", fmt.Errorf("%s: %w (expected %s, got %s)", c.url, ErrDigestMismatch, c.want, got)
+		from := ""
+		if c.from != "" {
+			from = " as " + c.from + " names it"
+		}
+		return sha, "", fmt.Errorf("%s: %w (expected %s%s, got %s)", c.url, ErrDigestMismatch, c.want, from, got)
 	}
 	return sha, "store", nil
 }
@@ -106,7 +113,7 @@ func (v *verifier) activeLocked() bool {
 // goroutine group.
 func (v *verifier) loop(ctx context.Context) {
 	d := v.d
-	check := newDigestCheck(d.ref.URL(), d.ref.Meta.Digest)
+	check := newDigestCheck(d.ref)
 	v.check = check
 	buf := make([]byte, hashStep)
 	for {

@@ -190,6 +190,9 @@ type Meta struct {
 	// Digest is the file's checksum as the store states it (headers of
 	// its answers, or its SHA256SUMS); zero when it states none.
 	Digest Digest
+	// DigestFrom says where Digest came from when not from the answers'
+	// headers (remote.SumsFile), for messages.
+	DigestFrom string `json:",omitempty"`
 	// Hint: Size comes from a listing that gives no validator (nginx's
 	// HTML listing): it tells the size to show, not which version to
 	// read; a HEAD must tell that first.

@@ -139,7 +139,7 @@ func fltCases() []fltCase {
 		{"kill9", "kill -9 during a download, then mount on the same mountpoint", false, fltRowKill9},
 		{"unmount-dead", "modelstorefs unmount of a dead mount", false, fltRowUnmountDead},
 		{"sigterm", "SIGTERM", false, fltRowSigterm},
-	}, slices.Concat(fltHostileCases(), fltEngineCases(), fltBoundsCases(), fltBoundsEngineCases())...)
+	}, slices.Concat(fltHostileCases(), fltEngineCases(), fltBoundsCases(), fltBoundsEngineCases(), fltSumsCases())...)
 }
 
 // fltReport prints the table (and writes it to $FAULTS_OUT).

@@ -1,0 +1,81 @@
+package faults
+
+// Fault-matrix row for issue 19's SHA256SUMS: a store whose SHA256SUMS
+// names a wrong digest for one file.
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/modelstorefs/modelstorefs/integration/itest"
+)
+
+func fltSumsCases() []fltCase {
+	return []fltCase{
+		{"sums-wrong-line", "SHA256SUMS names a wrong digest for the weights (the answers state none)", false, fltRowSumsWrongLine},
+	}
+}
+
+// fltSumsFile is a SHA256SUMS of files, with the line of wrong naming the
+// digest of other bytes.
+func fltSumsFile(files map[string][]byte, wrong string) []byte {
+	var lines []string
+	for p, data := range files {
+		if p == "master.json" {
+			continue
+		}
+		sum := sha256.Sum256(data)
+		if p == wrong {
+			sum = sha256.Sum256(append([]byte("other "), data...))
+		}
+		lines = append(lines, fmt.Sprintf("%x  %s", sum, p))
+	}
+	sort.Strings(lines)
+	return []byte(strings.Join(lines, "\n") + "\n")
+}
+
+func fltRowSumsWrongLine(t *testing.T, r *fltRow) {
+	var m *itest.Mount
+	defer func() { fltFinish(t, r, m) }()
+	files := fltStoreFiles(t, 3<<20)
+	files["SHA256SUMS"] = fltSumsFile(files, fltWeights)
+	srv := fltNewServer(t, "127.0.0.1", "/store/", files)
+	m = itest.StartMount(t, fltStores(srv), "--chunk-size", "1MiB")
+	model := filepath.Join(m.Dir, "s", "big")
+	out, err := exec.Command("cp", "-r", model, filepath.Join(t.TempDir(), "big")).CombinedOutput()
+	if err == nil {
+		fltBug(t, r, "cp -r of a model whose weights do not match SHA256SUMS exited 0\n%s", out)
+	}
+	r.saw = fmt.Sprintf("cp -r exit %d", exitCode(err))
+	if n := fltLogCount(m, "digest mismatch", "SHA256SUMS"); n == 0 {
+		t.Errorf("no log line names the digest mismatch and SHA256SUMS:\n%s", m.Logs.String())
+	}
+	// The rest of the model, and the other model, are fine (files the
+	// folder shows under another name, DIGITS', are left out).
+	var ok, bad []string
+	for p, want := range files {
+		if p == fltWeights || !strings.Contains(p, "/") {
+			continue
+		}
+		got, err := os.ReadFile(filepath.Join(m.Dir, "s", p))
+		switch {
+		case os.IsNotExist(err):
+		case err != nil || !bytes.Equal(got, want):
+			bad = append(bad, fmt.Sprintf("%s (%v)", p, err))
+		default:
+			ok = append(ok, p)
+		}
+	}
+	if len(bad) > 0 || len(ok) < 8 {
+		fltBug(t, r, "files SHA256SUMS names rightly: %d read, refused: %q", len(ok), bad)
+	}
+	r.bytes = fmt.Sprintf("%d other files right", len(ok))
+	r.recovery = "weights refused (EIO), the rest read"
+}
