@@ -237,6 +237,9 @@ type Summary struct {
 	// blockers, as error.txt lists them first; empty when importable.
 	// Not a models.tsv column (Fields): ls shows it.
 	Why string `json:"why,omitempty"`
+	// Files are the model's store files with their digests: filled by
+	// ls --json alone (FileSummaries).
+	Files []FileSummary `json:"files,omitempty"`
 }
 
 // Unknown is shown in a table for a value not known for now.

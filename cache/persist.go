@@ -275,7 +275,9 @@ func KeptSummaries(metaDir string, st *Store) (rows []Summary, fetched time.Time
 		// Judged on presence alone (a listing without sizes): not the
 		// verdict check and import give.
 		complete = complete && !m.AuxUnknown && !keep(r).unsized()
-		rows = append(rows, m.Summary())
+		sum := m.Summary()
+		sum.Files = keep(r).fileSummaries(st, name, nil)
+		rows = append(rows, sum)
 	}
 	return rows, l.Fetched, complete
 }

@@ -62,6 +62,13 @@ func (c *Catalog) startSums(st *Store) {
 	}()
 }
 
+// known returns the sums as last read (nil: none).
+func (s *storeSums) known() *remote.Sums {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cur.sums
+}
+
 // sumsOf returns the store's sums as known now; with wait set, after the
 // fetch on its way, if any, for at most sumsGrace.
 func (c *Catalog) sumsOf(st *Store, wait bool) *remote.Sums {

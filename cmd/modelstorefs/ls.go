@@ -16,6 +16,7 @@ import (
 
 	"github.com/modelstorefs/modelstorefs/cache"
 	"github.com/modelstorefs/modelstorefs/digits"
+	"github.com/modelstorefs/modelstorefs/engine"
 	"github.com/modelstorefs/modelstorefs/remote"
 )
 
@@ -27,7 +28,11 @@ func lsCommand() *cli.Command {
 contributor, note, whether DIGITS can import it and, when not, why (the same
 verdict as the mount's status.pickle, error.txt, check and import; "?" marks
 a value unknown for now, when a model's aux.json could not be read; --json
-gives the reason as "why"). The list is kept in the cache directory for --ttl, so a
+gives the reason as "why", and each model's store files as "files": name,
+size, the digest the store states ("digest", "digest_from": its answers or
+its SHA256SUMS) and, when the file is in the cache, the SHA-256 of the
+cached copy and whether it was checked against the store's digest
+("sha256", "verified": store or computed)). The list is kept in the cache directory for --ttl, so a
 second ls is instant; --refresh fetches it again ("Update model list").
 
 Examples:
@@ -51,6 +56,7 @@ Examples:
 			}
 			rows = filterRows(rows, c.String("filter"))
 			if c.Bool("json") {
+				withCachedDigests(cfg.CacheDir, rows)
 				enc := json.NewEncoder(c.App.Writer)
 				enc.SetIndent("", "  ")
 				if rows == nil {
@@ -84,7 +90,7 @@ func listStores(c *cli.Context, cfg storeConfig) ([]cache.Summary, int, error) {
 	for _, spec := range cfg.Stores {
 		if !c.Bool("refresh") {
 			if kept, fetched, ok := keptRows(cfg, spec); ok && time.Since(fetched) <= cfg.TTL && time.Since(fetched) >= 0 {
-				rows = append(rows, kept...)
+				rows = append(rows, withStoreSums(c, cfg, spec, kept)...)
 				continue
 			}
 		}
@@ -102,9 +108,13 @@ func listStores(c *cli.Context, cfg storeConfig) ([]cache.Summary, int, error) {
 			failed++
 			continue
 		}
+		first := len(rows)
 		for _, m := range models {
-			rows = append(rows, m.Summary())
+			sum := m.Summary()
+			sum.Files = m.FileSummaries()
+			rows = append(rows, sum)
 		}
+		withStoreSums(c, cfg, spec, rows[first:])
 	}
 	return rows, failed, nil
 }
@@ -165,4 +175,45 @@ func writeTable(w io.Writer, rows []cache.Summary) {
 		fmt.Fprintln(tw, strings.Join(fields, "\t"))
 	}
 	tw.Flush()
+}
+
+// withStoreSums gives the files of one store's rows the digests its
+// SHA256SUMS names (ls --json alone: one request per store).
+func withStoreSums(c *cli.Context, cfg storeConfig, spec storeSpec, rows []cache.Summary) []cache.Summary {
+	if !c.Bool("json") || len(rows) == 0 {
+		return rows
+	}
+	stores, err := storeClients(storeConfig{Stores: []storeSpec{spec}, Auth: cfg.Auth, CACert: cfg.CACert, RetryWindow: cfg.RetryWindow})
+	if err != nil {
+		return rows
+	}
+	sums, _, err := stores[0].Remote.FetchSums(c.Context, nil)
+	if err != nil {
+		return rows // none (404), or unreadable: the digests the answers stated
+	}
+	for i := range rows {
+		rows[i].WithSums(sums)
+	}
+	return rows
+}
+
+// withCachedDigests gives the files of rows that are in the cache the
+// SHA-256 of their cached copy.
+func withCachedDigests(cacheDir string, rows []cache.Summary) {
+	objs, err := engine.ListObjects(cacheDir)
+	if err != nil || len(objs) == 0 {
+		return
+	}
+	byKey := make(map[string]engine.CacheObject, len(objs))
+	for _, o := range objs {
+		byKey[o.Key] = o
+	}
+	for i := range rows {
+		for j := range rows[i].Files {
+			f := &rows[i].Files[j]
+			if o, ok := byKey[f.Ref.Key()]; ok && o.SHA256 != "" {
+				f.SHA256, f.Verified = o.SHA256, o.Verified
+			}
+		}
+	}
 }
