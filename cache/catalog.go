@@ -150,6 +150,9 @@ func NewCatalog(stores []*Store, content Content, cfg Config) *Catalog {
 	if n, ok := content.(ChangeNotifier); ok {
 		n.OnChange(c.fileChanged)
 	}
+	if u, ok := content.(MirrorUser); ok {
+		u.UseMirrors(c.mirrors)
+	}
 	now := time.Now()
 	c.refreshed[-1] = now
 	for i, s := range stores {

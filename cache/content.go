@@ -83,6 +83,13 @@ type ChangeNotifier interface {
 	OnChange(func(Ref))
 }
 
+// MirrorUser is a Content that reads a file from another store when its
+// own fails for good, given the files of the same digest (the catalog
+// registers how to find them: Catalog.mirrors).
+type MirrorUser interface {
+	UseMirrors(func(Ref) []Ref)
+}
+
 // Handle reads one opened file.
 type Handle interface {
 	// Read answers a read of p at off in one call, waiting for bytes still

@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -153,4 +154,42 @@ func (c *Catalog) checkSmall(st *Store, model, name string, data []byte, meta re
 		return fmt.Errorf("%s/%s: %w (%s names %s)", model, name, remote.ErrDigestMismatch, remote.SumsFile, d)
 	}
 	return nil
+}
+
+// mirrors returns the files of the other stores with ref's digest (and
+// size): those their SHA256SUMS name, and the same file of the same model
+// where it is resolved with that digest. The byte engine reads from them
+// when ref's store fails.
+func (c *Catalog) mirrors(ref Ref) []Ref {
+	d := ref.Meta.Digest
+	if d.IsZero() {
+		return nil
+	}
+	var out []Ref
+	seen := map[string]bool{}
+	add := func(r Ref) {
+		if u := r.URL(); !seen[u] {
+			seen[u] = true
+			out = append(out, r)
+		}
+	}
+	for _, st := range c.stores {
+		if st == ref.Store {
+			continue
+		}
+		if m, ok := c.CachedModel(st, ref.Model); ok {
+			for _, f := range m.Files() {
+				if f.Kind == KindRemote && f.Remote == ref.Name && f.Meta.Digest == d && f.Meta.Size == ref.Meta.Size {
+					add(Ref{Store: st, Model: ref.Model, Name: f.Remote, Meta: f.Meta})
+				}
+			}
+		}
+		for _, p := range st.sums.known().Find(d) {
+			model, name, ok := strings.Cut(p, "/")
+			if ok && !strings.Contains(name, "/") {
+				add(Ref{Store: st, Model: model, Name: name, Meta: remote.Meta{Size: ref.Meta.Size, Digest: d, DigestFrom: remote.SumsFile}})
+			}
+		}
+	}
+	return out
 }

@@ -108,3 +108,44 @@ func TestSums(t *testing.T) {
 		})
 	}
 }
+
+// TestMirrors: the files of other stores with a file's digest are found
+// in their SHA256SUMS and in the same model resolved with that digest;
+// the file's own store and files of other digests are not.
+func TestMirrors(t *testing.T) {
+	const weights = "snapshot_iter_28140.caffemodel"
+	files := sampleFiles(t, true)
+	data := files["lenet/"+weights]
+	sum := sha256.Sum256(data)
+	d := remote.Digest{Alg: remote.AlgSHA256, Sum: string(sum[:])}
+	// Store b has the weights under another model's name, in its sums.
+	filesB := map[string][]byte{"master.json": []byte(`{"children": ["copy"]}`), "copy/w.caffemodel": data,
+		"copy/info.json": files["lenet/info.json"]}
+	filesB[remote.SumsFile] = sumsOf(filesB, "copy", nil)
+	a := newServer(t, files, remotetest.Options{})
+	b := newServer(t, filesB, remotetest.Options{})
+	stA, stB := newTestStore(t, a.URL), newTestStore(t, b.URL)
+	stB.Name = "b"
+	cat := NewCatalog([]*Store{stA, stB}, newMemContent(), Config{Reserved: reserved})
+	t.Cleanup(cat.Close)
+	ctx := testutil.Ctx(t)
+	for _, st := range []*Store{stA, stB} {
+		if _, err := cat.Listing(ctx, st); err != nil {
+			t.Fatal(err)
+		}
+		cat.sumsOf(st, true)
+	}
+	ref := Ref{Store: stA, Model: "lenet", Name: weights, Meta: remote.Meta{Size: int64(len(data)), Digest: d}}
+	got := cat.mirrors(ref)
+	if len(got) != 1 || got[0].Store != stB || got[0].Model != "copy" || got[0].Name != "w.caffemodel" || got[0].Meta.Size != ref.Meta.Size {
+		t.Fatalf("mirrors of lenet's weights: %+v, want b's copy/w.caffemodel", got)
+	}
+	other := ref
+	other.Meta.Digest = remote.Digest{Alg: remote.AlgSHA256, Sum: strings.Repeat("x", 32)}
+	if got := cat.mirrors(other); len(got) != 0 {
+		t.Errorf("mirrors of another digest: %+v, want none", got)
+	}
+	if got := cat.mirrors(Ref{Store: stA, Model: "lenet", Name: weights}); len(got) != 0 {
+		t.Errorf("mirrors of a file without a digest: %+v, want none", got)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -115,6 +116,7 @@ type StreamContent struct {
 	statfs      func(path string) (free int64, err error)
 	lock        *os.File                                           // held while this process uses its partial directory
 	onChange    func(cache.Ref)                                    // told when a file changed on the server
+	mirrors     atomic.Pointer[func(cache.Ref) []cache.Ref]        // other stores' copies of a file (mirror.go)
 	writeAt     func(f *os.File, b []byte, off int64) (int, error) // the writer's write (tests replace it)
 	commitHook  func()                                             // runs before a download's commit (tests)
 	skipReserve bool                                               // no fallocate: the disk fills mid-file (tests)

@@ -32,7 +32,8 @@ type fetcher struct {
 	starting int // workers started that have not picked their work yet
 	stop     int // workers asked to stop at their next chunk boundary
 	retry    retrier
-	spawn    func() // starts a worker; only with workers > 0 or from run
+	mirror   mirrors // other stores' copies (mirror.go)
+	spawn    func()  // starts a worker; only with workers > 0 or from run
 	ctl      controller
 	bytesIn  int64 // bytes received, for the controller
 }
@@ -55,6 +56,7 @@ func (f *fetcher) worker(ctx context.Context, cancel context.CancelFunc) {
 		if ok {
 			d.t.c[k].state = chunkFetching
 		}
+		src := f.sourceLocked()
 		d.mu.Unlock()
 		if !ok {
 			return
@@ -66,7 +68,7 @@ func (f *fetcher) worker(ctx context.Context, cancel context.CancelFunc) {
 			d.mu.Unlock()
 			return // run starts us again when the budget has room
 		}
-		release := d.s.policy.slot(d.ref.Store)
+		release := d.s.policy.slot(src.Store)
 		err := f.streamFrom(ctx, k, buf)
 		release()
 		if err == nil {
@@ -93,6 +95,9 @@ func (f *fetcher) fail(ctx context.Context, err error) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	terminal := f.retry.terminal(ctx, err)
+	if terminal && d.err == nil && mirrorable(ctx, err) && f.tryMirrorLocked(err) {
+		return false
+	}
 	if terminal && d.err == nil {
 		d.err = err
 		d.broadcastLocked()
@@ -109,9 +114,10 @@ func (f *fetcher) streamFrom(ctx context.Context, k int, buf []byte) error {
 	if buf != nil {
 		d.t.c[k].buf = buf[:d.t.chunkLen(k)]
 	}
+	src := f.sourceLocked()
 	d.mu.Unlock()
 	off := int64(k) * d.chunk
-	body, err := getRange(ctx, d.ref, d.log, off, min(int64(end)*d.chunk, d.size)-off)
+	body, err := getRange(ctx, src, d.log, off, min(int64(end)*d.chunk, d.size)-off)
 	if err == nil {
 		d.mu.Lock()
 		err = d.hash.stated.note(d.ref.URL(), body.Digest) // before any of its bytes is hashed
