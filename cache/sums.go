@@ -29,6 +29,7 @@ const sumsGrace = 5 * time.Second
 // runs.
 type storeSums struct {
 	mu       sync.Mutex // protects the fields below
+	asked    bool       // a fetch was started
 	cur      listedSums
 	inflight chan struct{} // closed when the running fetch is done; nil: none
 }
@@ -49,7 +50,7 @@ func (c *Catalog) startSums(st *Store) {
 		return
 	}
 	done := make(chan struct{})
-	s.inflight = done
+	s.inflight, s.asked = done, true
 	last := s.cur
 	go func() {
 		defer c.wg.Done()
@@ -61,6 +62,13 @@ func (c *Catalog) startSums(st *Store) {
 		s.mu.Unlock()
 		close(done)
 	}()
+}
+
+// wasAsked reports whether the sums were ever asked for.
+func (s *storeSums) wasAsked() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.asked
 }
 
 // known returns the sums as last read (nil: none).
@@ -177,6 +185,9 @@ func (c *Catalog) mirrors(ref Ref) []Ref {
 		if st == ref.Store {
 			continue
 		}
+		if !st.sums.wasAsked() {
+			c.startSums(st) // a store not listed yet: its sums are asked now
+		}
 		if m, ok := c.CachedModel(st, ref.Model); ok {
 			for _, f := range m.Files() {
 				if f.Kind == KindRemote && f.Remote == ref.Name && f.Meta.Digest == d && f.Meta.Size == ref.Meta.Size {
@@ -184,7 +195,7 @@ func (c *Catalog) mirrors(ref Ref) []Ref {
 				}
 			}
 		}
-		for _, p := range st.sums.known().Find(d) {
+		for _, p := range c.sumsOf(st, true).Find(d) {
 			model, name, ok := strings.Cut(p, "/")
 			if ok && !strings.Contains(name, "/") {
 				add(Ref{Store: st, Model: model, Name: name, Meta: remote.Meta{Size: ref.Meta.Size, Digest: d, DigestFrom: remote.SumsFile}})

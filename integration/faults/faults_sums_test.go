@@ -7,11 +7,13 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/modelstorefs/modelstorefs/integration/itest"
@@ -20,6 +22,7 @@ import (
 func fltSumsCases() []fltCase {
 	return []fltCase{
 		{"sums-wrong-line", "SHA256SUMS names a wrong digest for the weights (the answers state none)", false, fltRowSumsWrongLine},
+		{"mirror", "the weights' store fails every GET; another configured store lists the same digest in its SHA256SUMS", false, fltRowMirror},
 	}
 }
 
@@ -78,4 +81,42 @@ func fltRowSumsWrongLine(t *testing.T, r *fltRow) {
 	}
 	r.bytes = fmt.Sprintf("%d other files right", len(ok))
 	r.recovery = "weights refused (EIO), the rest read"
+}
+
+// fltRowMirror: two stores with the same model; the first fails every
+// GET of the weights. The copy reads them from the second, which lists
+// the same digest in its SHA256SUMS.
+func fltRowMirror(t *testing.T, r *fltRow) {
+	var m *itest.Mount
+	defer func() { fltFinish(t, r, m) }()
+	files := fltStoreFiles(t, 3<<20)
+	files["SHA256SUMS"] = fltSumsFile(files, "")
+	a := fltNewServer(t, "127.0.0.1", "/store/", files)
+	b := fltNewServer(t, "127.0.0.1", "/mirror/", files)
+	var failed atomic.Int32
+	a.handle(a.base+fltWeights, func(w http.ResponseWriter, req *http.Request) {
+		if req.Method == http.MethodGet {
+			failed.Add(1)
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		a.answer(w, req, nil)
+	})
+	m = itest.StartMount(t, []string{"s=" + a.url(), "t=" + b.url()}, "--retry-window", "2s")
+	dst := filepath.Join(t.TempDir(), "big")
+	out, err := exec.Command("cp", "-r", filepath.Join(m.Dir, "s", "big"), dst).CombinedOutput()
+	r.saw = fmt.Sprintf("cp -r exit %d (%d GETs refused by the first store)", exitCode(err), failed.Load())
+	if err != nil {
+		fltBug(t, r, "cp -r with the weights on a mirror: %v\n%s", err, out)
+	}
+	got, _ := os.ReadFile(filepath.Join(dst, "model.caffemodel"))
+	var ok bool
+	r.bytes, ok = fltVerify(got, files[fltWeights])
+	if !ok {
+		fltBug(t, r, "wrong bytes from the mirror")
+	}
+	if fltLogCount(m, "from another store") == 0 {
+		t.Error("no log line says the file was read from another store")
+	}
+	r.recovery = "read from the store with the same digest"
 }
