@@ -93,6 +93,7 @@ type Catalog struct {
 
 	onChange atomic.Value // func(*Store, string), see OnModelChanged
 	sizing   sync.Map     // modelKey -> true: sized ahead now
+	refused  refusals     // files whose bytes were refused (refused.go)
 
 	inodeKeyOnce sync.Once
 	inodeKey     []byte
@@ -152,6 +153,9 @@ func NewCatalog(stores []*Store, content Content, cfg Config) *Catalog {
 	}
 	if u, ok := content.(MirrorUser); ok {
 		u.UseMirrors(c.mirrors)
+	}
+	if n, ok := content.(RefusalNotifier); ok {
+		n.OnRefused(c.fileRefused)
 	}
 	now := time.Now()
 	c.refreshed[-1] = now

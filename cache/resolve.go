@@ -90,8 +90,8 @@ func (c *Catalog) layoutFiles(m *Model) []File {
 	if m.Importable {
 		files = append(files, c.pickleFile(m, v.Layout))
 	}
-	if len(m.shown) > 0 {
-		files = append(files, File{Name: digits.ErrorFile, Kind: KindData, Data: errorText(m.Name, m.shown), ModTime: m.t0})
+	if shown := append(slices.Clip(m.shown), c.refusedProblems(m.Store, m.Name)...); len(shown) > 0 {
+		files = append(files, File{Name: digits.ErrorFile, Kind: KindData, Data: errorText(m.Name, shown), ModTime: m.t0})
 	}
 	sort.Slice(files, func(i, j int) bool { return files[i].Name < files[j].Name })
 	return slices.Clip(files)

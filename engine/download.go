@@ -277,6 +277,12 @@ func (d *download) end(err error, start time.Time) {
 		d.s.finish(d.e, err)
 	}
 	d.mu.Lock()
+	verified := err == nil && d.hash.done && d.hash.err == nil
+	d.mu.Unlock()
+	if verified || errors.Is(err, ErrDigestMismatch) {
+		d.s.refused(d.ref, err) // error.txt names a refused file until it verifies
+	}
+	d.mu.Lock()
 	d.finished = true
 	if err != nil && d.err == nil {
 		d.err = err

@@ -43,6 +43,7 @@ func (h *memHash) loop() {
 				m.err = err
 				logMismatch(m.log, err)
 				defer m.s.countMismatch() // after m.mu: StreamContent.mu comes first
+				defer m.s.refused(m.ref, err)
 			}
 		}
 		over := h.done

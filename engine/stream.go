@@ -116,6 +116,7 @@ type StreamContent struct {
 	statfs      func(path string) (free int64, err error)
 	lock        *os.File                                           // held while this process uses its partial directory
 	onChange    func(cache.Ref)                                    // told when a file changed on the server
+	onRefused   func(cache.Ref, error)                             // told when a file's bytes were refused, or verified
 	mirrors     atomic.Pointer[func(cache.Ref) []cache.Ref]        // other stores' copies of a file (mirror.go)
 	writeAt     func(f *os.File, b []byte, off int64) (int, error) // the writer's write (tests replace it)
 	commitHook  func()                                             // runs before a download's commit (tests)
@@ -291,6 +292,17 @@ func NewStreamContent(cfg StreamConfig) (*StreamContent, error) {
 // OnChange registers a function told when a download finds that a file
 // changed on the server (the catalog then drops the stale metadata).
 func (s *StreamContent) OnChange(fn func(cache.Ref)) { s.onChange = fn }
+
+// OnRefused implements cache.RefusalNotifier.
+func (s *StreamContent) OnRefused(fn func(cache.Ref, error)) { s.onRefused = fn }
+
+// refused tells the catalog that ref's bytes were refused (err) or
+// verified (nil).
+func (s *StreamContent) refused(ref cache.Ref, err error) {
+	if s.onRefused != nil {
+		s.onRefused(ref, err)
+	}
+}
 
 // Close stops all downloads and waits for them.
 func (s *StreamContent) Close() error {

@@ -17,6 +17,7 @@ import (
 	"testing"
 
 	"github.com/modelstorefs/modelstorefs/integration/itest"
+	"github.com/modelstorefs/modelstorefs/internal/testutil"
 )
 
 func fltSumsCases() []fltCase {
@@ -60,6 +61,12 @@ func fltRowSumsWrongLine(t *testing.T, r *fltRow) {
 	if n := fltLogCount(m, "digest mismatch", "SHA256SUMS"); n == 0 {
 		t.Errorf("no log line names the digest mismatch and SHA256SUMS:\n%s", m.Logs.String())
 	}
+	// error.txt names the file and both digests.
+	var why []byte
+	testutil.WaitFor(t, "error.txt to name the refused weights", func() bool {
+		why, _ = os.ReadFile(filepath.Join(model, "error.txt"))
+		return bytes.Contains(why, []byte("weights.caffemodel: refused")) && bytes.Contains(why, []byte("SHA256SUMS"))
+	})
 	// The rest of the model, and the other model, are fine (files the
 	// folder shows under another name, DIGITS', are left out).
 	var ok, bad []string
@@ -80,7 +87,7 @@ func fltRowSumsWrongLine(t *testing.T, r *fltRow) {
 		fltBug(t, r, "files SHA256SUMS names rightly: %d read, refused: %q", len(ok), bad)
 	}
 	r.bytes = fmt.Sprintf("%d other files right", len(ok))
-	r.recovery = "weights refused (EIO), the rest read"
+	r.recovery = "weights refused (EIO), named in error.txt; the rest read"
 }
 
 // fltRowMirror: two stores with the same model; the first fails every
