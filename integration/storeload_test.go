@@ -32,7 +32,8 @@ import (
 const loadModels = 60
 
 // counter counts the requests that pass through it, by method, and
-// those for the store itself (its master.json and listing) apart.
+// those for the store itself (its master.json, listing and SHA256SUMS)
+// apart.
 type counter struct {
 	*httptest.Server
 	mu     sync.Mutex
@@ -46,7 +47,7 @@ func startCounter(t *testing.T, h http.Handler) *counter {
 	c.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c.mu.Lock()
 		c.counts[r.Method]++
-		if r.URL.Path == "/" || r.URL.Path == "/master.json" {
+		if r.URL.Path == "/" || r.URL.Path == "/master.json" || r.URL.Path == "/SHA256SUMS" { // once per listing
 			c.store++
 		}
 		c.mu.Unlock()

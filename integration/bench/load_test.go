@@ -102,14 +102,14 @@ func (b *benchState) sectionLoad(t *testing.T) {
 			}
 			b.add(benchRow{what: what, msfs: fmt.Sprintf("%.2f (%s)", per, counts), base: "DIGITS' store page: 2", ratio: "-",
 				target: target, met: met,
-				note: fmt.Sprintf("%d requests in all, %d of them for the store itself (master.json, its listing); per model: the others / %d", total, storeLevel, benchLoadModels)})
+				note: fmt.Sprintf("%d requests in all, %d of them for the store itself (master.json, its listing, SHA256SUMS); per model: the others / %d", total, storeLevel, benchLoadModels)})
 		}
 	}
 }
 
 // loadRun mounts the store (fresh cache), runs script on its directory and
 // counts the requests until the mount goes quiet: all of them, those for
-// the store's own master.json and listing, and per method.
+// the store's own master.json, listing and SHA256SUMS, and per method.
 func (b *benchState) loadRun(t *testing.T, srv *benchServer, store, script string) (total, storeLevel int, counts string, err error) {
 	mnt := b.tempDir(t, "mnt-")
 	before := srv.snapshot()
@@ -125,7 +125,8 @@ func (b *benchState) loadRun(t *testing.T, srv *benchServer, store, script strin
 	total, counts = benchCountDiff(before, after, "")
 	m, _ := benchCountDiff(before, after, "/master.json")
 	l, _ := benchCountDiff(before, after, "/")
-	return total, m + l, counts, nil
+	sums, _ := benchCountDiff(before, after, "/SHA256SUMS") // asked with the listing, once per store
+	return total, m + l + sums, counts, nil
 }
 
 // benchQuiet waits until the server saw no request for half a second (the
