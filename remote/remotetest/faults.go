@@ -131,7 +131,7 @@ func (s *Server) replace(path string, data []byte) *File {
 	if !ok {
 		return nil
 	}
-	s.files[path] = File{Data: data, ModTime: old.ModTime.Add(time.Hour)}
+	s.files[path] = withETag(File{Data: data, ModTime: old.ModTime.Add(time.Hour)})
 	return &old
 }
 
