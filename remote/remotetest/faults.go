@@ -169,11 +169,11 @@ func (s *Server) spoil(w *recorder, r *http.Request, path string, inStore bool, 
 		http.Error(w, fmt.Sprintf("remotetest: %v: %v", f.Kind, err), http.StatusInternalServerError)
 		return
 	}
-	if !s.track(conn) {
-		conn.Close() // down or closed: as if the connection had been cut
+	if !s.startSpoiling() {
+		conn.Close() // closed: as if the connection had been cut
 		return
 	}
-	defer s.untrack(conn)
+	defer s.spoiling.Done()
 	fmt.Fprintf(bufrw, "HTTP/1.1 %d %s\r\n", res.StatusCode, http.StatusText(res.StatusCode))
 	_ = hdr.Write(bufrw)
 	bufrw.WriteString("\r\n")
@@ -210,7 +210,7 @@ func spoiledHeader(h http.Header, kind FaultKind, size, part int) http.Header {
 func (s *Server) endSpoiled(conn net.Conn, kind FaultKind) {
 	switch kind {
 	case FaultReset:
-		if tc, ok := conn.(*net.TCPConn); ok {
+		if tc, ok := conn.(interface{ SetLinger(int) error }); ok {
 			_ = tc.SetLinger(0) // close sends RST
 		}
 	case FaultStall:
@@ -228,24 +228,17 @@ func (s *Server) endSpoiled(conn net.Conn, kind FaultKind) {
 	conn.Close()
 }
 
-// track registers a hijacked connection, so that SetDown and Close cut
-// it; it refuses one while the server is down or closed.
-func (s *Server) track(conn net.Conn) bool {
+// startSpoiling counts a spoiled answer in, for Close to wait for; it
+// refuses once the server is closed. (SetDown closes the connection of
+// one in progress, as the connections of every answer.)
+func (s *Server) startSpoiling() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.down || s.closed {
+	if s.closed {
 		return false
 	}
-	s.hijacked[conn] = true
 	s.spoiling.Add(1)
 	return true
-}
-
-func (s *Server) untrack(conn net.Conn) {
-	s.mu.Lock()
-	delete(s.hijacked, conn)
-	s.mu.Unlock()
-	s.spoiling.Done()
 }
 
 // pace writes p at w.rate bytes per second, in pieces, until the server

@@ -8,7 +8,10 @@ import (
 
 // switchListener is a Server's listener: it can stop listening, so that
 // clients get connection refused, and listen again on the same address, so
-// that a test can take a store down and bring it back under a mount.
+// that a test can take a store down and bring it back under a mount. It
+// keeps the connections it accepted, hijacked ones included, to close them
+// when it goes down: a connection accepted as it went down could otherwise
+// escape httptest's tracking and keep answering.
 type switchListener struct {
 	addr net.Addr
 
@@ -16,6 +19,7 @@ type switchListener struct {
 	ln     net.Listener  // nil while down
 	up     chan struct{} // closed when listening again or closed
 	closed bool
+	conns  map[*trackedConn]bool
 }
 
 func listen(host string) (*switchListener, error) {
@@ -23,7 +27,7 @@ func listen(host string) (*switchListener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("remotetest: listen on %s: %w", host, err)
 	}
-	return &switchListener{addr: ln.Addr(), ln: ln, up: make(chan struct{})}, nil
+	return &switchListener{addr: ln.Addr(), ln: ln, up: make(chan struct{}), conns: map[*trackedConn]bool{}}, nil
 }
 
 // Accept waits while the listener is down; it fails only once closed, or
@@ -41,12 +45,19 @@ func (l *switchListener) Accept() (net.Conn, error) {
 			continue
 		}
 		c, err := ln.Accept()
-		if err == nil {
-			return c, nil
-		}
 		l.mu.Lock()
 		current := l.ln == ln && !l.closed
+		if err == nil && current {
+			tc := &trackedConn{Conn: c, l: l}
+			l.conns[tc] = true
+			l.mu.Unlock()
+			return tc, nil
+		}
 		l.mu.Unlock()
+		if err == nil {
+			c.Close() // accepted as the listener went down
+			continue
+		}
 		if current {
 			return nil, err
 		}
@@ -82,6 +93,10 @@ func (l *switchListener) setDown(down bool) error {
 	case down:
 		err := l.ln.Close()
 		l.ln, l.up = nil, make(chan struct{})
+		for c := range l.conns {
+			c.Conn.Close()
+		}
+		clear(l.conns)
 		return err
 	}
 	ln, err := net.Listen("tcp", l.addr.String())
@@ -90,6 +105,27 @@ func (l *switchListener) setDown(down bool) error {
 	}
 	l.ln = ln
 	close(l.up)
+	return nil
+}
+
+// trackedConn is an accepted connection its listener can close.
+type trackedConn struct {
+	net.Conn
+	l *switchListener
+}
+
+func (c *trackedConn) Close() error {
+	c.l.mu.Lock()
+	delete(c.l.conns, c)
+	c.l.mu.Unlock()
+	return c.Conn.Close()
+}
+
+// SetLinger is the TCP connection's (a spoiled answer's reset uses it).
+func (c *trackedConn) SetLinger(sec int) error {
+	if tc, ok := c.Conn.(*net.TCPConn); ok {
+		return tc.SetLinger(sec)
+	}
 	return nil
 }
 

@@ -18,7 +18,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io/fs"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -88,21 +87,6 @@ func withETag(f File) File {
 	return f
 }
 
-// Request is one request the server answered.
-type Request struct {
-	Method          string
-	Path            string // below the prefix, unescaped ("" is the base); else the URL path
-	URLPath         string // the whole URL path, unescaped ("/team/m/f.bin")
-	URI             string // the request target as sent, still escaped
-	IfNoneMatch     string
-	IfModifiedSince string
-	Range           string
-	Auth            bool   // it carried an Authorization header
-	Fault           string // the injected fault that answered it (FaultKind), "" none
-	Status          int    // 0 while it is being answered (Arrivals only)
-	Arrived         time.Time
-}
-
 // Server is an in-memory model store. Its methods are safe for concurrent
 // use, also while requests are being served.
 type Server struct {
@@ -124,8 +108,6 @@ type Server struct {
 	gates    map[string]*Gate
 	icepts   map[string]Interceptor
 	faults   map[string][]*Fault
-	hijacked map[net.Conn]bool // spoiled answers' connections
-	down     bool
 	closed   bool
 	counts   map[string]map[string]int // path -> method -> requests
 	log      []*Request                // in order of arrival
@@ -150,7 +132,6 @@ func New(files map[string][]byte, opt Options) *Server {
 		gates:    map[string]*Gate{},
 		icepts:   map[string]Interceptor{},
 		faults:   map[string][]*Fault{},
-		hijacked: map[net.Conn]bool{},
 		counts:   map[string]map[string]int{},
 	}
 	now := time.Now()
@@ -226,7 +207,6 @@ func (s *Server) Close() {
 		g.Release()
 	}
 	close(s.quit)
-	s.cutHijacked()
 	s.ts.CloseClientConnections()
 	s.ts.Close()
 	s.spoiling.Wait()
@@ -239,26 +219,7 @@ func (s *Server) Done() <-chan struct{} { return s.quit }
 // SetDown stops answering (new connections refused, open ones closed) or,
 // with false, listens again on the same address.
 func (s *Server) SetDown(down bool) error {
-	s.mu.Lock()
-	s.down = down
-	s.mu.Unlock()
-	if err := s.ln.setDown(down); err != nil {
-		return err
-	}
-	if down {
-		s.cutHijacked()
-		s.ts.CloseClientConnections()
-	}
-	return nil
-}
-
-// cutHijacked closes the connections of spoiled answers.
-func (s *Server) cutHijacked() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for c := range s.hijacked {
-		c.Close()
-	}
+	return s.ln.setDown(down)
 }
 
 // Client returns an HTTP client for the server (trusting its certificate
@@ -450,81 +411,6 @@ func (s *Server) Intercept(path string, fn Interceptor) {
 	}
 }
 
-// Count returns how many requests with method ("" for any) were made for
-// path ("" is the base).
-func (s *Server) Count(method, path string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if method != "" {
-		return s.counts[path][method]
-	}
-	n := 0
-	for _, c := range s.counts[path] {
-		n += c
-	}
-	return n
-}
-
-// CountMethod returns how many requests of a method were made, for any
-// path.
-func (s *Server) CountMethod(method string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for _, c := range s.counts {
-		n += c[method]
-	}
-	return n
-}
-
-// Total returns how many requests were made, for any path.
-func (s *Server) Total() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for _, m := range s.counts {
-		for _, c := range m {
-			n += c
-		}
-	}
-	return n
-}
-
-// Requests returns the answered requests in the order they were answered
-// (the optional filter keeps those for one path).
-func (s *Server) Requests(path ...string) []Request {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return filterRequests(s.done, path)
-}
-
-// Arrivals returns every request in the order it arrived, those still
-// being answered (Status 0) included (the optional filter keeps those for
-// one path).
-func (s *Server) Arrivals(path ...string) []Request {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return filterRequests(s.log, path)
-}
-
-func filterRequests(log []*Request, path []string) []Request {
-	var out []Request
-	for _, r := range log {
-		if len(path) == 0 || r.Path == path[0] {
-			out = append(out, *r)
-		}
-	}
-	return out
-}
-
-// ResetCounts forgets the counters and the request log.
-func (s *Server) ResetCounts() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.counts = map[string]map[string]int{}
-	s.log, s.done = nil, nil
-}
-
 func etag(data []byte) string {
 	sum := sha256.Sum256(data)
 	return `"` + hex.EncodeToString(sum[:12]) + `"`
@@ -613,42 +499,6 @@ func (s *Server) serve(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.answer(w, r, path, inStore, nil)
-}
-
-// arrive counts and logs a request as it arrives (a client may have its
-// answer before the handler returns). The headers are logged as the
-// client sent them (NoRange and interceptors may drop them).
-func (s *Server) arrive(r *http.Request, path string) *Request {
-	req := &Request{
-		Method:          r.Method,
-		Path:            path,
-		URLPath:         r.URL.Path,
-		URI:             r.RequestURI,
-		IfNoneMatch:     r.Header.Get("If-None-Match"),
-		IfModifiedSince: r.Header.Get("If-Modified-Since"),
-		Range:           r.Header.Get("Range"),
-		Auth:            r.Header.Get("Authorization") != "",
-		Arrived:         time.Now(),
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.counts[path] == nil {
-		s.counts[path] = map[string]int{}
-	}
-	s.counts[path][r.Method]++
-	s.log = append(s.log, req)
-	return req
-}
-
-// answered logs the status a request was answered with.
-func (s *Server) answered(req *Request, w *recorder) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	req.Status = w.status
-	if req.Status == 0 {
-		req.Status = http.StatusOK
-	}
-	s.done = append(s.done, req)
 }
 
 // Answer answers r as the server does (files, listings, options, forced
