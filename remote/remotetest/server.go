@@ -400,7 +400,8 @@ func (s *Server) Hold(path string) *Gate {
 type Interceptor func(w http.ResponseWriter, r *http.Request, serve http.HandlerFunc)
 
 // Intercept routes every request for path through fn (nil removes it). It
-// runs after the path's gate; its requests are counted and logged as any.
+// runs after the path's gate and faults (a spoiled answer never reaches
+// it); its requests are counted and logged as any.
 func (s *Server) Intercept(path string, fn Interceptor) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
