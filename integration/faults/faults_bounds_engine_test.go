@@ -39,14 +39,14 @@ func fltBoundsEngineCases() []fltCase {
 // fltSentBytes sums the bytes the store's GETs of rel asked for (a GET
 // without a Range counts the whole file).
 func fltSentBytes(srv *fltServer, rel string, size int64) (sent int64, gets int) {
-	for _, q := range srv.requests() {
-		if q.path != srv.base+rel || q.method != http.MethodGet {
+	for _, q := range srv.Arrivals() {
+		if q.URLPath != srv.base+rel || q.Method != http.MethodGet {
 			continue
 		}
 		gets++
 		var a, b int64
-		if _, err := fmt.Sscanf(q.rng, "bytes=%d-%d", &a, &b); err != nil {
-			if _, err := fmt.Sscanf(q.rng, "bytes=%d-", &a); err == nil {
+		if _, err := fmt.Sscanf(q.Range, "bytes=%d-%d", &a, &b); err != nil {
+			if _, err := fmt.Sscanf(q.Range, "bytes=%d-", &a); err == nil {
 				sent += size - a
 			} else {
 				sent += size
@@ -159,7 +159,7 @@ func fltRowClaimedSize(t *testing.T, r *fltRow) {
 				w.WriteHeader(http.StatusOK)
 				return
 			}
-			srv.answer(w, req, nil)
+			srv.Answer(w, req, nil)
 		})
 	}
 	srv.put("master.json", []byte(`{"children": ["lenet", "big", "claimed0", "claimed1"]}`), fltModTime)
@@ -258,7 +258,7 @@ func fltRowFlippedByte(t *testing.T, r *fltRow) {
 			flips.Add(1)
 			w = &fltFlipWriter{ResponseWriter: w, start: start, at: at}
 		}
-		srv.answer(w, req, nil)
+		srv.Answer(w, req, nil)
 	})
 	m = itest.StartMount(t, fltStores(srv), "--chunk-size", "1MiB")
 	model := filepath.Join(m.Dir, "s", "big")

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/modelstorefs/modelstorefs/integration/itest"
+	"github.com/modelstorefs/modelstorefs/remote/remotetest"
 )
 
 func fltEngineCases() []fltCase {
@@ -122,14 +123,14 @@ func fltRowKill9Behind(t *testing.T, r *fltRow) {
 	var m2 *itest.Mount
 	defer func() { fltFinish(t, r, m2) }()
 	srv, want := fltStdServer(t, 24<<20)
-	srv.fault(fltWeights, fltFault{kind: fltThrottle, method: "GET", times: -1, rate: 4 << 20})
+	srv.AddFault(fltWeights, remotetest.Fault{Kind: remotetest.FaultThrottle, Method: "GET", Times: -1, Rate: 4 << 20})
 	dir, cache := t.TempDir(), t.TempDir()
 	m1 := fltMountAt(t, dir, cache, fltStores(srv), "--chunk-size", "1MiB", "--write-behind")
 	if _, err := fltLs(filepath.Join(dir, "s", "big"), 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	readerErr := fltKillMidDownload(t, srv, m1)
-	srv.clearFaults(fltWeights)
+	srv.ClearFaults(fltWeights)
 	m2 = fltMountAt(t, dir, cache, fltStores(srv), "--chunk-size", "1MiB", "--write-behind")
 	// Nothing partial was kept as complete: every kept object is whole.
 	objects, _ := filepath.Glob(filepath.Join(cache, "v2", "objects", "*", "*"))
@@ -152,7 +153,7 @@ func fltRowChangedStreams(t *testing.T, r *fltRow) {
 	var m *itest.Mount
 	defer func() { fltFinish(t, r, m) }()
 	srv, old := fltStdServer(t, 16<<20)
-	srv.fault(fltWeights, fltFault{kind: fltThrottle, method: "GET", times: -1, rate: 4 << 20})
+	srv.AddFault(fltWeights, remotetest.Fault{Kind: remotetest.FaultThrottle, Method: "GET", Times: -1, Rate: 4 << 20})
 	m = itest.StartMount(t, fltStores(srv), "--chunk-size", "1MiB", "--retry-window", "5s")
 	if _, err := fltLs(filepath.Join(m.Dir, "s", "big"), 30*time.Second); err != nil {
 		t.Fatal(err)
@@ -171,7 +172,7 @@ func fltRowChangedStreams(t *testing.T, r *fltRow) {
 	updated := bytes.Clone(old)
 	copy(updated[5<<20:], "the new version of the weights")
 	srv.put(fltWeights, updated, fltModTime.Add(time.Hour))
-	srv.clearFaults(fltWeights)
+	srv.ClearFaults(fltWeights)
 	wg.Wait()
 	check := func(what string, res fltResult, off int64) string {
 		switch {

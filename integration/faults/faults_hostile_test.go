@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/modelstorefs/modelstorefs/integration/itest"
+	"github.com/modelstorefs/modelstorefs/remote/remotetest"
 )
 
 func fltHostileCases() []fltCase {
@@ -143,7 +144,7 @@ func fltRawAnswer(srv *fltServer, w http.ResponseWriter, text string, hold bool)
 	if bufrw.Flush() != nil || !hold {
 		return
 	}
-	go func() { <-srv.quit; conn.Close() }()
+	go func() { <-srv.Done(); conn.Close() }()
 	_, _ = io.Copy(io.Discard, bufio.NewReader(conn))
 }
 
@@ -181,7 +182,7 @@ func fltRowHTTPSStall(t *testing.T, r *fltRow) {
 	defer func() { fltFinish(t, r, m) }()
 	files := fltStoreFiles(t, 4<<20)
 	srv, ca := fltNewTLSServer(t, "/store/", files)
-	srv.fault(fltWeights, fltFault{kind: fltStall, method: "GET", times: 1, cut: 0.5})
+	srv.AddFault(fltWeights, remotetest.Fault{Kind: remotetest.FaultStall, Method: "GET", Times: 1, Cut: 0.5})
 	m = itest.StartMount(t, fltStores(srv), "--ca-cert", ca, "--chunk-size", "1MiB", "--retry-window", "5s")
 	res := fltRead(fltWeightsPath(m), 60*time.Second)
 	fltExpectBytesOrEIO(t, r, res, files[fltWeights], 5*time.Second+20*time.Second)
@@ -202,16 +203,14 @@ func fltRowChunkedShort(t *testing.T, r *fltRow) {
 	short := func(w http.ResponseWriter, req *http.Request) {
 		var start, end int64
 		if _, err := fmt.Sscanf(req.Header.Get("Range"), "bytes=%d-%d", &start, &end); err != nil || req.Method != http.MethodGet {
-			srv.answer(w, req, nil)
+			srv.Answer(w, req, nil)
 			return
 		}
-		srv.mu.Lock()
-		f := srv.files[req.URL.Path]
-		srv.mu.Unlock()
-		part := f.data[start : end+1]
+		f := srv.file(req)
+		part := f.Data[start : end+1]
 		half := part[:len(part)/2]
 		fltRawAnswer(srv, w, fmt.Sprintf("HTTP/1.1 206 Partial Content\r\nTransfer-Encoding: chunked\r\nETag: %s\r\nLast-Modified: %s\r\nContent-Range: bytes %d-%d/%d\r\n\r\n%x\r\n%s",
-			f.etag, f.mod.UTC().Format(http.TimeFormat), start, end, len(f.data), len(half)+100, half), false)
+			f.ETag, f.ModTime.UTC().Format(http.TimeFormat), start, end, len(f.Data), len(half)+100, half), false)
 	}
 	srv.handle(srv.base+fltWeights, short)
 	m = itest.StartMount(t, fltStores(srv), "--chunk-size", "1MiB", "--retry-window", "5s")
@@ -258,14 +257,12 @@ func fltRowUnsizedNoRange(t *testing.T, r *fltRow) {
 	srv, _ := fltStdServer(t, 30<<20)
 	var bodies atomic.Int64
 	srv.handle(srv.base+fltWeights, func(w http.ResponseWriter, req *http.Request) {
-		srv.mu.Lock()
-		f := srv.files[req.URL.Path]
-		srv.mu.Unlock()
-		w.Header().Set("ETag", f.etag)
+		f := srv.file(req)
+		w.Header().Set("ETag", f.ETag)
 		cw := fltChunkedWriter{w}
 		cw.WriteHeader(http.StatusOK)
 		if req.Method == http.MethodGet {
-			n, _ := cw.Write(f.data)
+			n, _ := cw.Write(f.Data)
 			bodies.Add(int64(n))
 		}
 	})
@@ -296,7 +293,7 @@ func fltRowUnsizedRange(t *testing.T, r *fltRow) {
 			http.Error(w, "no HEAD here", http.StatusMethodNotAllowed)
 			return
 		}
-		srv.answer(fltChunkedWriter{w}, req, nil)
+		srv.Answer(fltChunkedWriter{w}, req, nil)
 	})
 	m = itest.StartMount(t, fltStores(srv), "--chunk-size", "1MiB")
 	var st syscall.Stat_t
@@ -316,21 +313,21 @@ func fltRowRedirectDowngrade(t *testing.T, r *fltRow) {
 	files := fltStoreFiles(t, 4<<20)
 	srv, ca := fltNewTLSServer(t, "/store/", files)
 	plain := fltNewServer(t, "127.0.0.1", "/store/", files)
-	srv.fault(fltWeights, fltFault{kind: fltRedirect, method: "GET", times: -1, location: plain.url() + fltWeights})
-	srv.fault("lenet/info.json", fltFault{kind: fltRedirect, times: -1, location: plain.url() + "lenet/info.json"})
+	srv.AddFault(fltWeights, remotetest.Fault{Kind: remotetest.FaultRedirect, Method: "GET", Times: -1, Location: plain.url() + fltWeights})
+	srv.AddFault("lenet/info.json", remotetest.Fault{Kind: remotetest.FaultRedirect, Times: -1, Location: plain.url() + "lenet/info.json"})
 	m = itest.StartMount(t, fltStores(srv, "alice:s3cret"), "--ca-cert", ca, "--chunk-size", "1MiB")
 	res := fltRead(fltWeightsPath(m), 60*time.Second)
 	info := fltRead(filepath.Join(m.Dir, "s", "lenet", "info.json"), 30*time.Second)
 	leaked, reached := 0, 0
-	for _, q := range plain.requests() {
+	for _, q := range plain.Arrivals() {
 		reached++
-		if q.auth {
+		if q.Auth {
 			leaked++
 		}
 	}
 	withAuth := 0
-	for _, q := range srv.requests() {
-		if q.auth {
+	for _, q := range srv.Arrivals() {
+		if q.Auth {
 			withAuth++
 		}
 	}
@@ -353,11 +350,9 @@ func fltRowUnstableETag(t *testing.T, r *fltRow) {
 	srv, want := fltStdServer(t, 4<<20)
 	var n atomic.Int64
 	srv.handle(srv.base+fltWeights, func(w http.ResponseWriter, req *http.Request) {
-		srv.mu.Lock()
-		f := *srv.files[req.URL.Path]
-		srv.mu.Unlock()
-		f.etag = fmt.Sprintf(`"dyn-%d"`, n.Add(1))
-		srv.answer(w, req, &f)
+		f := srv.file(req)
+		f.ETag = fmt.Sprintf(`"dyn-%d"`, n.Add(1))
+		srv.Answer(w, req, &f)
 	})
 	m = itest.StartMount(t, fltStores(srv), "--chunk-size", "1MiB", "--retry-window", "5s")
 	res := fltRead(fltWeightsPath(m), 60*time.Second)

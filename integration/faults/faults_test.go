@@ -34,6 +34,7 @@ import (
 
 	"github.com/modelstorefs/modelstorefs/integration/itest"
 	"github.com/modelstorefs/modelstorefs/internal/testutil"
+	"github.com/modelstorefs/modelstorefs/remote/remotetest"
 )
 
 // fltRow is one line of the fault table.
@@ -445,9 +446,9 @@ func fltTouch(t *testing.T, p string) {
 // named a ".." segment.
 func fltOutsideBase(srv *fltServer) []string {
 	var bad []string
-	for _, q := range srv.requests() {
-		if !strings.HasPrefix(q.path, srv.base) || slices.Contains(strings.Split(q.path, "/"), "..") {
-			bad = append(bad, q.method+" "+q.uri)
+	for _, q := range srv.Arrivals() {
+		if !strings.HasPrefix(q.URLPath, srv.base) || slices.Contains(strings.Split(q.URLPath, "/"), "..") {
+			bad = append(bad, q.Method+" "+q.URI)
 		}
 	}
 	return bad
@@ -553,10 +554,10 @@ func fltReadRow(t *testing.T, r *fltRow, setup func(srv *fltServer), extra ...st
 
 // fltFaulted counts the answers to path that were spoiled, and all GETs.
 func fltFaulted(srv *fltServer, rel string) (faulted, gets int) {
-	for _, q := range srv.requests() {
-		if q.path == srv.base+rel && q.method == http.MethodGet {
+	for _, q := range srv.Arrivals() {
+		if q.URLPath == srv.base+rel && q.Method == http.MethodGet {
 			gets++
-			if q.fault != "" {
+			if q.Fault != "" {
 				faulted++
 			}
 		}
@@ -568,8 +569,8 @@ func fltRowReset(t *testing.T, r *fltRow) {
 	var m *itest.Mount
 	defer func() { fltFinish(t, r, m) }()
 	srv, m, res := fltReadRow(t, r, func(srv *fltServer) {
-		srv.fault(fltWeights, fltFault{kind: fltReset, method: "GET", times: 2, cut: 0.5})
-		srv.fault("lenet/info.json", fltFault{kind: fltReset, method: "GET", times: 1, cut: 0.5})
+		srv.AddFault(fltWeights, remotetest.Fault{Kind: remotetest.FaultReset, Method: "GET", Times: 2, Cut: 0.5})
+		srv.AddFault("lenet/info.json", remotetest.Fault{Kind: remotetest.FaultReset, Method: "GET", Times: 1, Cut: 0.5})
 	})
 	f, n := fltFaulted(srv, fltWeights)
 	fi, ni := fltFaulted(srv, "lenet/info.json")
@@ -584,8 +585,8 @@ func fltRowTruncated(t *testing.T, r *fltRow) {
 	var m *itest.Mount
 	defer func() { fltFinish(t, r, m) }()
 	srv, m, _ := fltReadRow(t, r, func(srv *fltServer) {
-		srv.fault(fltWeights, fltFault{kind: fltTruncate, method: "GET", times: 2, cut: 0.5})
-		srv.fault("lenet/info.json", fltFault{kind: fltTruncate, method: "GET", times: 1, cut: 0.5})
+		srv.AddFault(fltWeights, remotetest.Fault{Kind: remotetest.FaultTruncate, Method: "GET", Times: 2, Cut: 0.5})
+		srv.AddFault("lenet/info.json", remotetest.Fault{Kind: remotetest.FaultTruncate, Method: "GET", Times: 1, Cut: 0.5})
 	})
 	f, n := fltFaulted(srv, fltWeights)
 	fi, _ := fltFaulted(srv, "lenet/info.json")
@@ -597,7 +598,7 @@ func fltRowLying(t *testing.T, r *fltRow) {
 	var m *itest.Mount
 	defer func() { fltFinish(t, r, m) }()
 	srv, m, _ := fltReadRow(t, r, func(srv *fltServer) {
-		srv.fault(fltWeights, fltFault{kind: fltLyingLength, method: "GET", times: 3, cut: 0.5})
+		srv.AddFault(fltWeights, remotetest.Fault{Kind: remotetest.FaultLyingLength, Method: "GET", Times: 3, Cut: 0.5})
 	})
 	f, n := fltFaulted(srv, fltWeights)
 	r.recovery = fmt.Sprintf("transparent: %d self-consistent short answers refused, %d GETs", f, n)
@@ -610,12 +611,12 @@ func fltRowBurst(t *testing.T, r *fltRow) {
 	var m *itest.Mount
 	defer func() { fltFinish(t, r, m) }()
 	srv, m, _ := fltReadRow(t, r, func(srv *fltServer) {
-		srv.fault("master.json", fltFault{kind: fltStatus, status: 502, times: 1})
-		srv.fault("master.json", fltFault{kind: fltStatus, status: 503, times: 1})
-		srv.fault("lenet/info.json", fltFault{kind: fltStatus, status: 500, times: 1})
+		srv.AddFault("master.json", remotetest.Fault{Kind: remotetest.FaultStatus, Status: 502, Times: 1})
+		srv.AddFault("master.json", remotetest.Fault{Kind: remotetest.FaultStatus, Status: 503, Times: 1})
+		srv.AddFault("lenet/info.json", remotetest.Fault{Kind: remotetest.FaultStatus, Status: 500, Times: 1})
 		for range 2 {
 			for _, code := range []int{500, 502, 503} {
-				srv.fault(fltWeights, fltFault{kind: fltStatus, status: code, method: "GET", times: 1})
+				srv.AddFault(fltWeights, remotetest.Fault{Kind: remotetest.FaultStatus, Status: code, Method: "GET", Times: 1})
 			}
 		}
 	})
@@ -632,20 +633,20 @@ func fltRowRetryAfter(t *testing.T, r *fltRow) {
 	var m *itest.Mount
 	defer func() { fltFinish(t, r, m) }()
 	srv, m, res := fltReadRow(t, r, func(srv *fltServer) {
-		srv.fault(fltWeights, fltFault{kind: fltStatus, status: 503, retryAfter: "2", method: "GET", times: 2})
+		srv.AddFault(fltWeights, remotetest.Fault{Kind: remotetest.FaultStatus, Status: 503, RetryAfter: "2", Method: "GET", Times: 2})
 	})
-	var gets []fltReq
-	for _, q := range srv.requests() {
-		if q.path == srv.base+fltWeights && q.method == http.MethodGet {
+	var gets []remotetest.Request
+	for _, q := range srv.Arrivals() {
+		if q.URLPath == srv.base+fltWeights && q.Method == http.MethodGet {
 			gets = append(gets, q)
 		}
 	}
 	var gaps, why []string
 	for i := 1; i < len(gets); i++ {
-		if gets[i-1].fault == "" {
+		if gets[i-1].Fault == "" {
 			continue
 		}
-		gap := gets[i].at.Sub(gets[i-1].at)
+		gap := gets[i].Arrived.Sub(gets[i-1].Arrived)
 		gaps = append(gaps, fmt.Sprintf("%.2fs", gap.Seconds()))
 		switch {
 		case gap < 500*time.Millisecond:
@@ -664,8 +665,8 @@ func fltRowSlowFirstByte(t *testing.T, r *fltRow) {
 	var m *itest.Mount
 	defer func() { fltFinish(t, r, m) }()
 	srv, m, res := fltReadRow(t, r, func(srv *fltServer) {
-		srv.fault("master.json", fltFault{kind: fltDelay, delay: 2 * time.Second, times: 1})
-		srv.fault(fltWeights, fltFault{kind: fltDelay, delay: 3 * time.Second, method: "GET", times: 1})
+		srv.AddFault("master.json", remotetest.Fault{Kind: remotetest.FaultDelay, Delay: 2 * time.Second, Times: 1})
+		srv.AddFault(fltWeights, remotetest.Fault{Kind: remotetest.FaultDelay, Delay: 3 * time.Second, Method: "GET", Times: 1})
 	})
 	_, n := fltFaulted(srv, fltWeights)
 	r.recovery = fmt.Sprintf("no retry needed (%d GETs); read waited %s", n, fltSecs(res.took))
@@ -678,7 +679,7 @@ func fltRowStall(t *testing.T, r *fltRow, window string) {
 	var m *itest.Mount
 	defer func() { fltFinish(t, r, m) }()
 	srv, want := fltStdServer(t, 4<<20)
-	srv.fault(fltWeights, fltFault{kind: fltStall, method: "GET", times: 1, cut: 0.25})
+	srv.AddFault(fltWeights, remotetest.Fault{Kind: remotetest.FaultStall, Method: "GET", Times: 1, Cut: 0.25})
 	extra := []string{"--chunk-size", "1MiB"}
 	win := 30 * time.Second
 	if window != "" {
@@ -750,14 +751,14 @@ func fltRowRedirectLoop(t *testing.T, r *fltRow) {
 	var m *itest.Mount
 	defer func() { fltFinish(t, r, m) }()
 	srv, want := fltStdServer(t, 4<<20)
-	srv.fault(fltWeights, fltFault{kind: fltRedirect, method: "GET", times: -1, location: srv.url() + fltWeights})
+	srv.AddFault(fltWeights, remotetest.Fault{Kind: remotetest.FaultRedirect, Method: "GET", Times: -1, Location: srv.url() + fltWeights})
 	m = itest.StartMount(t, fltStores(srv), "--chunk-size", "1MiB", "--retry-window", "5s")
 	res := fltEIOWithin(t, fltWeightsPath(m), 5*time.Second)
 	_, n := fltFaulted(srv, fltWeights)
 	r.saw = fmt.Sprintf("%s after %s (%d redirect answers; 'stopped after 5 redirects' logged: %v)",
 		fltErrno(res.err), fltSecs(res.took), n, fltLogCount(m, "stopped after 5 redirects") > 0)
 	r.bytes = "n/a (" + fltErrno(res.err) + ")"
-	srv.clearFaults(fltWeights)
+	srv.ClearFaults(fltWeights)
 	again := fltRead(fltWeightsPath(m), 60*time.Second)
 	if fltExpectBytes(t, r, again, want, "re-read") {
 		r.bytes = "n/a, then sha256 ok"
@@ -769,8 +770,8 @@ func fltRowRedirectScheme(t *testing.T, r *fltRow) {
 	var m *itest.Mount
 	defer func() { fltFinish(t, r, m) }()
 	srv, want := fltStdServer(t, 4<<20)
-	srv.fault(fltWeights, fltFault{kind: fltRedirect, method: "GET", times: -1, location: "file:///etc/passwd"})
-	srv.fault("big/net.prototxt", fltFault{kind: fltRedirect, method: "GET", times: -1, location: "gopher://" + srv.addr + "/1/x"})
+	srv.AddFault(fltWeights, remotetest.Fault{Kind: remotetest.FaultRedirect, Method: "GET", Times: -1, Location: "file:///etc/passwd"})
+	srv.AddFault("big/net.prototxt", remotetest.Fault{Kind: remotetest.FaultRedirect, Method: "GET", Times: -1, Location: "gopher://" + srv.addr + "/1/x"})
 	m = itest.StartMount(t, fltStores(srv), "--chunk-size", "1MiB", "--retry-window", "5s")
 	if _, err := fltLs(filepath.Join(m.Dir, "s", "big"), 30*time.Second); err != nil {
 		t.Fatal(err)
@@ -788,7 +789,7 @@ func fltRowRedirectScheme(t *testing.T, r *fltRow) {
 	r.saw = fmt.Sprintf("file://: %s after %s; gopher://: %s after %s; refusals logged: %d",
 		fltErrno(res.err), fltSecs(res.took), fltErrno(res2.err), fltSecs(res2.took), fltLogCount(m, "redirect refused"))
 	r.bytes = "n/a (EIO); never /etc/passwd"
-	srv.clearFaults(fltWeights)
+	srv.ClearFaults(fltWeights)
 	again := fltRead(fltWeightsPath(m), 60*time.Second)
 	if fltExpectBytes(t, r, again, want, "re-read") {
 		r.bytes = "n/a (EIO), never /etc/passwd; then sha256 ok"
@@ -802,18 +803,18 @@ func fltRowRedirectHost(t *testing.T, r *fltRow) {
 	files := fltStoreFiles(t, 4<<20)
 	srv := fltNewServer(t, "127.0.0.1", "/store/", files)
 	other := fltNewServer(t, "127.0.0.2", "/mirror/", files)
-	srv.fault(fltWeights, fltFault{kind: fltRedirect, method: "GET", times: -1, location: other.url() + fltWeights})
+	srv.AddFault(fltWeights, remotetest.Fault{Kind: remotetest.FaultRedirect, Method: "GET", Times: -1, Location: other.url() + fltWeights})
 	m = itest.StartMount(t, fltStores(srv, "user:s3cret"), "--chunk-size", "1MiB", "--retry-window", "10s")
 	res := fltRead(fltWeightsPath(m), 60*time.Second)
 	authHere, authThere, there := 0, 0, 0
-	for _, q := range srv.requests() {
-		if q.auth {
+	for _, q := range srv.Arrivals() {
+		if q.Auth {
 			authHere++
 		}
 	}
-	for _, q := range other.requests() {
+	for _, q := range other.Arrivals() {
 		there++
-		if q.auth {
+		if q.Auth {
 			authThere++
 		}
 	}
@@ -846,7 +847,7 @@ func fltRowReplaced(t *testing.T, r *fltRow) {
 	defer func() { fltFinish(t, r, m) }()
 	srv, old := fltStdServer(t, 4<<20)
 	newer := fltNoise(2, len(old))
-	srv.fault(fltWeights, fltFault{kind: fltReplace, method: "GET", times: 1, newData: newer})
+	srv.AddFault(fltWeights, remotetest.Fault{Kind: remotetest.FaultReplace, Method: "GET", Times: 1, NewData: newer})
 	m = itest.StartMount(t, fltStores(srv), "--chunk-size", "1MiB", "--retry-window", "10s")
 	res := fltRead(fltWeightsPath(m), 60*time.Second)
 	switch {
@@ -880,7 +881,7 @@ func fltRowNoRange(t *testing.T, r *fltRow) {
 	var m *itest.Mount
 	defer func() { fltFinish(t, r, m) }()
 	srv, m, _ := fltReadRow(t, r, func(srv *fltServer) {
-		srv.fault(fltWeights, fltFault{kind: fltNoRange, method: "GET", times: -1})
+		srv.AddFault(fltWeights, remotetest.Fault{Kind: remotetest.FaultNoRange, Method: "GET", Times: -1})
 	})
 	_, n := fltFaulted(srv, fltWeights)
 	r.recovery = fmt.Sprintf("n/a: one whole-body stream (%d GET for 4 chunks)", n)
@@ -1107,8 +1108,8 @@ func fltRowHugeListing(t *testing.T, r *fltRow) {
 	prefetched := 0
 	for deadline := time.Now().Add(45 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
 		prefetched = 0
-		for _, q := range srv.requests() {
-			if strings.HasSuffix(q.path, "/aux.json") {
+		for _, q := range srv.Arrivals() {
+			if strings.HasSuffix(q.URLPath, "/aux.json") {
 				prefetched++
 			}
 		}
@@ -1181,7 +1182,7 @@ func fltRowMalformed(t *testing.T, r *fltRow) {
 	files["lenet/aux.json"] = []byte(`{"license": "BSD", "logo": `)
 	files["badinfo/info.json"] = []byte(`{"name": "x", "framework": caffe, }`)
 	withListing := fltNewServer(t, "127.0.0.1", "/store/", files)
-	withListing.setListing(true)
+	withListing.SetListing(true)
 	bare := fltNewServer(t, "127.0.0.1", "/store/", map[string][]byte{"master.json": files["master.json"]})
 	m = itest.StartMount(t, []string{"s=" + withListing.url(), "bare=" + bare.url()})
 	s := filepath.Join(m.Dir, "s")
@@ -1241,7 +1242,7 @@ func fltRowWrongTypes(t *testing.T, r *fltRow) {
 	files := fltStoreFiles(t, 1<<20)
 	files["master.json"] = []byte(`{"children": "x"}`)
 	t1 := fltNewServer(t, "127.0.0.1", "/store/", files)
-	t1.setListing(true)
+	t1.SetListing(true)
 	files2 := fltStoreFiles(t, 1<<20)
 	files2["master.json"] = []byte(`{"msg": 5, "children": ["lenet", 7, null, {"a": 1}, ["x"], true, "wt", "arr", "num"]}`)
 	files2["lenet/aux.json"] = []byte(`{"license": 1, "logo": ["x"], "dataset": {}}`)
@@ -1394,9 +1395,9 @@ func fltRowHostileMaster(t *testing.T, r *fltRow) {
 		t.Errorf("requests outside the store: %q", outside)
 	}
 	var uris []string
-	for _, q := range srv.requests() {
-		if strings.HasSuffix(q.uri, "/info.json") && (strings.Contains(q.uri, "%25") || strings.Contains(q.uri, "%3F")) {
-			uris = append(uris, q.uri)
+	for _, q := range srv.Arrivals() {
+		if strings.HasSuffix(q.URI, "/info.json") && (strings.Contains(q.URI, "%25") || strings.Contains(q.URI, "%3F")) {
+			uris = append(uris, q.URI)
 		}
 	}
 	fltCheckTree(t, m.Dir)
@@ -1496,12 +1497,12 @@ func fltRowHostileInfo(t *testing.T, r *fltRow) {
 		t.Error(err)
 	}
 	outside := fltOutsideBase(srv)
-	reached := len(other.requests())
+	reached := len(other.Arrivals())
 	if len(outside) > 0 {
 		t.Errorf("requests outside the store: %q", outside)
 	}
 	if reached > 0 {
-		t.Errorf("%d requests reached the other host: %v", reached, other.requests())
+		t.Errorf("%d requests reached the other host: %v", reached, other.Arrivals())
 	}
 	r.saw = fmt.Sprintf("%d/5 models with a hostile required name not importable, error.txt says why; h-opt importable, %d optional names refused in error.txt; %d refusal log lines; requests outside /store/: %d, to 127.0.0.2: %d; cp -r of the store ok",
 		blocked, leftOut, logged, len(outside), reached)
@@ -1516,7 +1517,7 @@ func fltRowBlackHole(t *testing.T, r *fltRow) {
 	defer func() { fltFinish(t, r, m) }()
 	bh := fltNewBlackHole(t)
 	srv, _ := fltStdServer(t, 1<<20)
-	m = itest.StartMount(t, []string{"dead=http://" + bh.addr + "/", "s=" + srv.url()})
+	m = itest.StartMount(t, []string{"dead=http://" + bh.Addr + "/", "s=" + srv.url()})
 	type lsDone struct {
 		names []string
 		err   error
@@ -1528,10 +1529,10 @@ func fltRowBlackHole(t *testing.T, r *fltRow) {
 		names, err := fltLs(filepath.Join(m.Dir, "dead"), 60*time.Second)
 		deadCh <- lsDone{names, err, time.Now()}
 	}()
-	for bh.count() == 0 && time.Since(start) < 10*time.Second {
+	for bh.Accepted() == 0 && time.Since(start) < 10*time.Second {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if bh.count() == 0 {
+	if bh.Accepted() == 0 {
 		t.Fatal("the daemon never connected to the black hole")
 	}
 	runLs := func(p string) (string, error) {
@@ -1590,7 +1591,7 @@ func fltRowKill9(t *testing.T, r *fltRow) {
 	var m2 *itest.Mount
 	defer func() { fltFinish(t, r, m2) }()
 	srv, want := fltStdServer(t, 24<<20)
-	srv.fault(fltWeights, fltFault{kind: fltThrottle, method: "GET", times: -1, rate: 1 << 20})
+	srv.AddFault(fltWeights, remotetest.Fault{Kind: remotetest.FaultThrottle, Method: "GET", Times: -1, Rate: 1 << 20})
 	dir, cache := t.TempDir(), t.TempDir()
 	m1 := fltMountAt(t, dir, cache, fltStores(srv), "--chunk-size", "1MiB")
 	if _, err := fltLs(filepath.Join(dir, "s", "big"), 30*time.Second); err != nil {
@@ -1601,7 +1602,7 @@ func fltRowKill9(t *testing.T, r *fltRow) {
 	if !errors.Is(statErr, syscall.ENOTCONN) {
 		t.Errorf("after kill -9: stat of the mountpoint: %v, want ENOTCONN", statErr)
 	}
-	srv.clearFaults(fltWeights)
+	srv.ClearFaults(fltWeights)
 	start := time.Now()
 	m2 = fltMountAt(t, dir, cache, fltStores(srv), "--chunk-size", "1MiB")
 	mounted := time.Since(start)
@@ -1640,7 +1641,7 @@ func fltKillMidDownload(t *testing.T, srv *fltServer, m1 *itest.Mount) error {
 		t.Fatalf("the reader finished (%v) before the kill: the download was not in progress", err)
 	default:
 	}
-	if srv.count("GET", fltWeights) == 0 {
+	if srv.Count("GET", fltWeights) == 0 {
 		t.Fatal("no GET of the weights before the kill")
 	}
 	if err := m1.Kill(); err != nil {

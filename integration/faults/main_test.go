@@ -1,6 +1,6 @@
 // Package faults is the fault matrix (make faults): every row a real mount
-// of the built binary against the fault-injecting store of
-// faultserver_test.go.
+// of the built binary against remotetest's fault-injecting store (the one
+// the unit tests use), adapted in faultserver_test.go.
 package faults
 
 import (

@@ -2,13 +2,19 @@
 // httptest server serving a mutable map of files below a base path, with
 // strong ETags, Last-Modified, HEAD, Range and conditional requests, an
 // optional generated master.json or python http.server-like HTML listing,
-// failure injection, gates that hold requests, interceptors that answer
-// in the server's place, and per-path request counters.
+// failure injection (forced statuses, truncation, and the faults of
+// faults.go: resets, stalls, lying lengths, redirects, ...), gates that
+// hold requests, interceptors that answer in the server's place, a log of
+// every request and per-path counters. It listens on 127.0.0.x, over http
+// or https, and can go down and come back on the same port. It is the one
+// fault-injecting store of the unit tests and of the fault matrix
+// (integration/faults).
 package remotetest
 
 import (
 	"bytes"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"fmt"
 	"io/fs"
@@ -50,23 +56,35 @@ type Options struct {
 	// NoRange ignores Range and If-Range headers: every GET gets the
 	// whole file with 200.
 	NoRange bool
+	// Host is the address to listen on ("127.0.0.2"); default 127.0.0.1.
+	Host string
+	// TLS serves https, with a certificate of its own (Certificate).
+	TLS bool
+	// IdleTimeout closes idle keep-alive connections after that long, as
+	// nginx's keepalive_timeout does; 0: never.
+	IdleTimeout time.Duration
 }
 
 // File is one served file.
 type File struct {
 	Data    []byte
 	ModTime time.Time // Last-Modified; zero: the time it was set
+	ETag    string    // the ETag sent; "": a strong one from the data
 }
 
-// Request is one request the server answered.
-type Request struct {
-	Method          string
-	Path            string // below the prefix, unescaped ("" is the base)
-	IfNoneMatch     string
-	IfModifiedSince string
-	Range           string
-	Status          int
-	Arrived         time.Time
+// etag is the ETag the server sends for f.
+func (f File) etag() string {
+	if f.ETag != "" {
+		return f.ETag
+	}
+	return etag(f.Data)
+}
+
+// withETag fills in f's ETag, so that it is hashed once, not on every
+// request (a fault row reads 64 MiB in hundreds of ranges).
+func withETag(f File) File {
+	f.ETag = f.etag()
+	return f
 }
 
 // Server is an in-memory model store. Its methods are safe for concurrent
@@ -75,8 +93,11 @@ type Server struct {
 	// URL is the store's base URL, ending in "/".
 	URL string
 
-	ts     *httptest.Server
-	prefix string
+	ts       *httptest.Server
+	ln       *switchListener
+	prefix   string
+	quit     chan struct{}  // closed by Close: ends delays, stalls, paced bodies
+	spoiling sync.WaitGroup // answers being spoiled on hijacked connections
 
 	mu       sync.Mutex // protects the fields below
 	opt      Options
@@ -86,12 +107,16 @@ type Server struct {
 	truncate map[string]int64
 	gates    map[string]*Gate
 	icepts   map[string]Interceptor
+	faults   map[string][]*Fault
+	closed   bool
 	counts   map[string]map[string]int // path -> method -> requests
-	log      []Request
+	log      []*Request                // in order of arrival
+	done     []*Request                // answered, in order of answer
 }
 
 // New starts a store serving files (path below the prefix -> bytes, e.g.
-// "lenet/info.json"). The map is copied.
+// "lenet/info.json"). The map is copied. It panics if it cannot listen,
+// as httptest does.
 func New(files map[string][]byte, opt Options) *Server {
 	prefix := "/" + strings.Trim(opt.Prefix, "/") + "/"
 	if prefix == "//" {
@@ -99,19 +124,40 @@ func New(files map[string][]byte, opt Options) *Server {
 	}
 	s := &Server{
 		prefix:   prefix,
+		quit:     make(chan struct{}),
 		opt:      opt,
 		files:    map[string]File{},
 		status:   map[string]int{},
 		truncate: map[string]int64{},
 		gates:    map[string]*Gate{},
 		icepts:   map[string]Interceptor{},
+		faults:   map[string][]*Fault{},
 		counts:   map[string]map[string]int{},
 	}
 	now := time.Now()
 	for p, d := range files {
-		s.files[p] = File{Data: bytes.Clone(d), ModTime: now}
+		s.files[p] = withETag(File{Data: bytes.Clone(d), ModTime: now})
 	}
-	s.ts = httptest.NewServer(http.HandlerFunc(s.serve))
+	host := opt.Host
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	ln, err := listen(host)
+	if err != nil {
+		panic(err)
+	}
+	// httptest runs the server (connection tracking, TLS, Close waiting
+	// for handlers) on a listener that can go down and come back.
+	s.ln = ln
+	s.ts = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
+	s.ts.Listener.Close()
+	s.ts.Listener = ln
+	s.ts.Config.IdleTimeout = opt.IdleTimeout
+	if opt.TLS {
+		s.ts.StartTLS()
+	} else {
+		s.ts.Start()
+	}
 	s.URL = s.ts.URL + prefix
 	return s
 }
@@ -143,9 +189,15 @@ func MasterJSON(msg string, children ...string) []byte {
 	return digits.MasterJSON(msg, children)
 }
 
-// Close releases every gate, drops client connections and stops the server.
+// Close releases every gate, ends injected delays, stalls and throttled
+// bodies, drops client connections and stops the server.
 func (s *Server) Close() {
 	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
 	gates := make([]*Gate, 0, len(s.gates))
 	for _, g := range s.gates {
 		gates = append(gates, g)
@@ -154,12 +206,33 @@ func (s *Server) Close() {
 	for _, g := range gates {
 		g.Release()
 	}
+	close(s.quit)
 	s.ts.CloseClientConnections()
 	s.ts.Close()
+	s.spoiling.Wait()
 }
 
-// Client returns an HTTP client for the server.
+// Done is closed when Close begins: a test's own handler that holds a
+// connection lets it go then.
+func (s *Server) Done() <-chan struct{} { return s.quit }
+
+// SetDown stops answering (new connections refused, open ones closed) or,
+// with false, listens again on the same address.
+func (s *Server) SetDown(down bool) error {
+	return s.ln.setDown(down)
+}
+
+// Client returns an HTTP client for the server (trusting its certificate
+// with TLS).
 func (s *Server) Client() *http.Client { return s.ts.Client() }
+
+// Certificate returns the certificate of a TLS server (nil without TLS).
+func (s *Server) Certificate() *x509.Certificate {
+	if s.ts.TLS == nil {
+		return nil
+	}
+	return s.ts.Certificate()
+}
 
 // Set adds or replaces a file; its Last-Modified becomes now.
 func (s *Server) Set(path string, data []byte) {
@@ -174,7 +247,7 @@ func (s *Server) SetFile(path string, f File) {
 	f.Data = bytes.Clone(f.Data)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.files[path] = f
+	s.files[path] = withETag(f)
 }
 
 // Remove deletes a file and reports whether it was there.
@@ -201,6 +274,19 @@ func (s *Server) RemoveDir(dir string) int {
 	return n
 }
 
+// File returns a copy of a file, its ETag the one the server sends.
+func (s *Server) File(path string) (File, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f, ok := s.files[path]
+	if !ok {
+		return File{}, false
+	}
+	f.ETag = f.etag()
+	f.Data = bytes.Clone(f.Data)
+	return f, true
+}
+
 // Data returns a copy of a file's bytes.
 func (s *Server) Data(path string) ([]byte, bool) {
 	s.mu.Lock()
@@ -217,7 +303,7 @@ func (s *Server) ETag(path string) string {
 	if !ok {
 		return ""
 	}
-	return etag(f.Data)
+	return f.etag()
 }
 
 // SetHead allows or refuses (405) HEAD requests.
@@ -225,6 +311,14 @@ func (s *Server) SetHead(allowed bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.opt.NoHead = !allowed
+}
+
+// SetListing turns the HTML listings of directories (Options.Listing) on
+// or off.
+func (s *Server) SetListing(on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.opt.Listing = on
 }
 
 // SetStatus makes every request for path answer code (0 clears).
@@ -306,7 +400,8 @@ func (s *Server) Hold(path string) *Gate {
 type Interceptor func(w http.ResponseWriter, r *http.Request, serve http.HandlerFunc)
 
 // Intercept routes every request for path through fn (nil removes it). It
-// runs after the path's gate; its requests are counted and logged as any.
+// runs after the path's gate and faults (a spoiled answer never reaches
+// it); its requests are counted and logged as any.
 func (s *Server) Intercept(path string, fn Interceptor) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -317,80 +412,21 @@ func (s *Server) Intercept(path string, fn Interceptor) {
 	}
 }
 
-// Count returns how many requests with method ("" for any) were made for
-// path ("" is the base).
-func (s *Server) Count(method, path string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if method != "" {
-		return s.counts[path][method]
-	}
-	n := 0
-	for _, c := range s.counts[path] {
-		n += c
-	}
-	return n
-}
-
-// CountMethod returns how many requests of a method were made, for any
-// path.
-func (s *Server) CountMethod(method string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for _, c := range s.counts {
-		n += c[method]
-	}
-	return n
-}
-
-// Total returns how many requests were made, for any path.
-func (s *Server) Total() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for _, m := range s.counts {
-		for _, c := range m {
-			n += c
-		}
-	}
-	return n
-}
-
-// Requests returns the answered requests in order (the optional filter
-// keeps those for one path).
-func (s *Server) Requests(path ...string) []Request {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []Request
-	for _, r := range s.log {
-		if len(path) == 0 || r.Path == path[0] {
-			out = append(out, r)
-		}
-	}
-	return out
-}
-
-// ResetCounts forgets the counters and the request log.
-func (s *Server) ResetCounts() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.counts = map[string]map[string]int{}
-	s.log = nil
-}
-
 func etag(data []byte) string {
 	sum := sha256.Sum256(data)
 	return `"` + hex.EncodeToString(sum[:12]) + `"`
 }
 
-// recorder captures the status and applies truncation and chunking.
+// recorder captures the status and applies truncation, chunking and
+// pacing.
 type recorder struct {
 	http.ResponseWriter
 	status  int
 	chunked bool
 	limit   int64 // body bytes to send before aborting; -1: no limit
 	written int64
+	rate    int64         // body bytes per second (FaultThrottle); 0: no limit
+	quit    chan struct{} // ends pacing: the server is closing
 }
 
 func (w *recorder) WriteHeader(code int) {
@@ -423,7 +459,11 @@ func (w *recorder) Write(p []byte) (int, error) {
 		http.NewResponseController(w.ResponseWriter).Flush()
 		panic(http.ErrAbortHandler) // closes the connection mid-body
 	}
-	n, err := w.ResponseWriter.Write(p)
+	write := w.ResponseWriter.Write
+	if w.rate > 0 {
+		write = w.pace
+	}
+	n, err := write(p)
 	w.written += int64(n)
 	return n, err
 }
@@ -433,35 +473,9 @@ func (s *Server) serve(rw http.ResponseWriter, r *http.Request) {
 	if !inStore {
 		path = r.URL.Path // counted under the full path
 	}
-	w := &recorder{ResponseWriter: rw, limit: -1}
-	// Logged as the client sent them (NoRange and interceptors may drop them).
-	sentRange, sentIfNoneMatch, sentIfModifiedSince := r.Header.Get("Range"), r.Header.Get("If-None-Match"), r.Header.Get("If-Modified-Since")
-	// Counted on arrival (a client may have its answer before the handler
-	// returns); logged with the status when the handler is done.
-	s.mu.Lock()
-	if s.counts[path] == nil {
-		s.counts[path] = map[string]int{}
-	}
-	s.counts[path][r.Method]++
-	s.mu.Unlock()
-	arrived := time.Now()
-	defer func() {
-		status := w.status
-		if status == 0 {
-			status = http.StatusOK
-		}
-		s.mu.Lock()
-		s.log = append(s.log, Request{
-			Method:          r.Method,
-			Path:            path,
-			IfNoneMatch:     sentIfNoneMatch,
-			IfModifiedSince: sentIfModifiedSince,
-			Range:           sentRange,
-			Status:          status,
-			Arrived:         arrived,
-		})
-		s.mu.Unlock()
-	}()
+	w := &recorder{ResponseWriter: rw, limit: -1, quit: s.quit}
+	req := s.arrive(r, path)
+	defer s.answered(req, w)
 
 	s.mu.Lock()
 	gate := s.gates[path]
@@ -473,22 +487,39 @@ func (s *Server) serve(rw http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if f := s.takeFault(req); f != nil {
+		s.inject(w, r, path, inStore, f)
+		return
+	}
 
 	s.mu.Lock()
 	icept := s.icepts[path]
 	s.mu.Unlock()
 	if icept != nil {
-		icept(w, r, func(rw http.ResponseWriter, r *http.Request) { s.answer(rw, r, path, inStore) })
+		icept(w, r, func(rw http.ResponseWriter, r *http.Request) { s.answer(rw, r, path, inStore, nil) })
 		return
 	}
-	s.answer(w, r, path, inStore)
+	s.answer(w, r, path, inStore, nil)
 }
 
-// answer serves one request for path as the options and faults say.
-func (s *Server) answer(rw http.ResponseWriter, r *http.Request, path string, inStore bool) {
+// Answer answers r as the server does (files, listings, options, forced
+// statuses, truncation), from f instead of the file r names when f is not
+// nil: an Interceptor or a test's own handler serves the usual answer, or
+// a changed version of it, with it.
+func (s *Server) Answer(w http.ResponseWriter, r *http.Request, f *File) {
+	path, inStore := strings.CutPrefix(r.URL.Path, s.prefix)
+	if !inStore {
+		path = r.URL.Path
+	}
+	s.answer(w, r, path, inStore, f)
+}
+
+// answer serves one request for path as the options, forced statuses and
+// truncation say, from override instead of path's file if not nil.
+func (s *Server) answer(rw http.ResponseWriter, r *http.Request, path string, inStore bool, override *File) {
 	w, ok := rw.(*recorder)
 	if !ok {
-		w = &recorder{ResponseWriter: rw, limit: -1}
+		w = &recorder{ResponseWriter: rw, limit: -1, quit: s.quit}
 	}
 	s.mu.Lock()
 	opt := s.opt
@@ -499,6 +530,9 @@ func (s *Server) answer(rw http.ResponseWriter, r *http.Request, path string, in
 	f, isFile := s.files[path]
 	limit, truncated := s.truncate[path]
 	s.mu.Unlock()
+	if override != nil {
+		f, isFile = *override, true
+	}
 
 	switch {
 	case !inStore:
@@ -523,9 +557,9 @@ func (s *Server) answer(rw http.ResponseWriter, r *http.Request, path string, in
 
 	switch {
 	case isFile:
-		s.serveBytes(w, r, path, f.Data, f.ModTime, opt)
+		s.serveFile(w, r, path, f, opt)
 	case path == "master.json" && opt.Master:
-		s.serveBytes(w, r, path, s.masterJSON(opt), time.Time{}, opt)
+		s.serveFile(w, r, path, File{Data: s.masterJSON(opt)}, opt)
 	case opt.Listing && (path == "" || strings.HasSuffix(path, "/")) && s.isDir(path):
 		body := s.listing(path)
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
@@ -541,10 +575,11 @@ func (s *Server) answer(rw http.ResponseWriter, r *http.Request, path string, in
 	}
 }
 
-func (s *Server) serveBytes(w *recorder, r *http.Request, path string, data []byte, mod time.Time, opt Options) {
+func (s *Server) serveFile(w *recorder, r *http.Request, path string, f File, opt Options) {
 	if !opt.NoETag {
-		w.Header().Set("ETag", etag(data))
+		w.Header().Set("ETag", f.etag())
 	}
+	mod := f.ModTime
 	if opt.NoLastModified {
 		mod = time.Time{}
 	}
@@ -556,7 +591,7 @@ func (s *Server) serveBytes(w *recorder, r *http.Request, path string, data []by
 	}
 	// ServeContent answers Range, If-None-Match, If-Modified-Since, If-Range
 	// and HEAD.
-	http.ServeContent(w, r, path, mod, bytes.NewReader(data))
+	http.ServeContent(w, r, path, mod, bytes.NewReader(f.Data))
 }
 
 // masterJSON generates master.json: the top-level directories, and with
@@ -576,7 +611,7 @@ func (s *Server) masterJSON(opt Options) []byte {
 			if !ok || strings.Contains(name, "/") {
 				continue
 			}
-			e := digits.MasterEntry{Name: name, Size: int64(len(f.Data)), MTime: f.ModTime.Unix(), ETag: etag(f.Data)}
+			e := digits.MasterEntry{Name: name, Size: int64(len(f.Data)), MTime: f.ModTime.Unix(), ETag: f.etag()}
 			if name == digits.InfoFile || name == digits.AuxFile {
 				e.Data = f.Data
 			}
