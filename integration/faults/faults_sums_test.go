@@ -107,7 +107,7 @@ func fltRowMirror(t *testing.T, r *fltRow) {
 			http.Error(w, "down", http.StatusServiceUnavailable)
 			return
 		}
-		a.answer(w, req, nil)
+		a.Answer(w, req, nil)
 	})
 	m = itest.StartMount(t, []string{"s=" + a.url(), "t=" + b.url()}, "--retry-window", "2s")
 	dst := filepath.Join(t.TempDir(), "big")
