@@ -97,6 +97,10 @@ func (m *memFile) fetch(k, n int64, forReader bool) {
 		}
 		m.mu.Lock()
 		terminal := m.retry.terminal(m.ctx, err)
+		if terminal && m.err == nil && mirrorable(m.ctx, err) &&
+			m.mirror.switchLocked(m.s, &m.mu, m.ref, m.hash.stated.d, m.log, err) && m.err == nil {
+			m.retry, terminal = newRetrier(m.s.cfg.RetryWindow), false
+		}
 		if terminal && m.err == nil && m.ctx.Err() == nil {
 			m.err = err
 			m.log.Error("reading from the store failed", zap.Error(err))
@@ -150,9 +154,10 @@ func (m *memFile) unmarkLocked(from, to int64) {
 func (m *memFile) fetchFrom(k, end int64) (int64, error) {
 	m.mu.Lock()
 	off := k*memPageSize + m.page[k].filled
+	src := m.mirror.source(m.ref)
 	m.mu.Unlock()
 	n := min(end*memPageSize, m.size) - off
-	body, err := getRange(m.ctx, m.ref, m.log, off, n)
+	body, err := getRange(m.ctx, src, m.log, off, n)
 	if err == nil {
 		m.mu.Lock()
 		err = m.hash.stated.note(m.ref.URL(), body.Digest) // before any of its bytes is hashed

@@ -53,6 +53,7 @@ type memFile struct {
 	closed  bool // the last handle is gone: pages are freed as they come back
 	fetches int  // fetches running
 	retry   retrier
+	mirror  mirrors // other stores' copies (mirror.go)
 	hash    memHash
 }
 

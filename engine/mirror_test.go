@@ -23,17 +23,24 @@ func TestMirror(t *testing.T) {
 		fail       func(a *remotetest.Server)
 		mirrorData []byte // nil: no mirror
 		wantErr    bool
+		memory     bool
 	}{
-		{"store down, mirror", func(a *remotetest.Server) { a.SetStatusAll(http.StatusServiceUnavailable) }, data, false},
-		{"file gone, mirror", func(a *remotetest.Server) { a.SetStatus("m/f", http.StatusNotFound) }, data, false},
-		{"store down, no mirror", func(a *remotetest.Server) { a.SetStatusAll(http.StatusServiceUnavailable) }, nil, true},
-		{"store down, mirror with other bytes", func(a *remotetest.Server) { a.SetStatusAll(http.StatusServiceUnavailable) }, blob(77, size), true},
+		{"store down, mirror", func(a *remotetest.Server) { a.SetStatusAll(http.StatusServiceUnavailable) }, data, false, false},
+		{"file gone, mirror", func(a *remotetest.Server) { a.SetStatus("m/f", http.StatusNotFound) }, data, false, false},
+		{"store down, no mirror", func(a *remotetest.Server) { a.SetStatusAll(http.StatusServiceUnavailable) }, nil, true, false},
+		{"store down, mirror with other bytes", func(a *remotetest.Server) { a.SetStatusAll(http.StatusServiceUnavailable) }, blob(77, size), true, false},
+		{"in memory: store down, mirror", func(a *remotetest.Server) { a.SetStatusAll(http.StatusServiceUnavailable) }, data, false, true},
+		{"in memory: store down, no mirror", func(a *remotetest.Server) { a.SetStatusAll(http.StatusServiceUnavailable) }, nil, true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a := newServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
 			ref := refFor(t, newTestStore(t, a.URL), "m", "f")
 			ref.Meta.Digest = sha256Digest(data)
-			s := newStream(t, StreamConfig{ChunkSize: 64 << 10, Parallel: 2})
+			cfg := StreamConfig{ChunkSize: 64 << 10, Parallel: 2}
+			if tc.memory {
+				cfg.MaxBytes = 256 << 10 // read into memory (memFile)
+			}
+			s := newStream(t, cfg)
 			var b *remotetest.Server
 			if tc.mirrorData != nil {
 				b = newServer(t, map[string][]byte{"other/g": tc.mirrorData}, remotetest.Options{})
