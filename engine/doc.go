@@ -15,7 +15,9 @@
 //	  chunkTable (chunks.go)    chunk states; where a stream starts (pure)
 //	  fetcher (streams.go)      workers, ranged and whole-file streams
 //	  readers (reader.go)       reads, demand, handles
-//	  verifier (verify.go)      the hash that gates the file's end
+//	  verifier (verify.go)      the hash that gates the file's end; the
+//	                            digest answers state (stated.go)
+//	  mirrors (mirror.go)       other stores' copies, when the store fails
 //	memFile (memfile.go)        a file the cache has no room for, in pages;
 //	                            its mu guards its pages, fetches (memfetch.go)
 //	                            and memHash (memverify.go)
