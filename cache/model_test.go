@@ -14,6 +14,7 @@ import (
 
 	"github.com/modelstorefs/modelstorefs/digits"
 
+	"github.com/modelstorefs/modelstorefs/internal/storetest"
 	"github.com/modelstorefs/modelstorefs/internal/testutil"
 )
 
@@ -78,16 +79,16 @@ func TestModelLenet(t *testing.T) {
 		opt   remotetest.Options
 		etags bool
 	}{
-		{"master.json", func(t *testing.T) map[string][]byte { return sampleFiles(t, true) }, remotetest.Options{}, true},
-		{"html listing below a prefix", func(t *testing.T) map[string][]byte { return sampleFiles(t, false) },
+		{"master.json", func(t *testing.T) map[string][]byte { return storetest.SampleFiles(t) }, remotetest.Options{}, true},
+		{"html listing below a prefix", func(t *testing.T) map[string][]byte { return storetest.SampleFiles(t, storetest.WithoutMaster()) },
 			remotetest.Options{Listing: true, Prefix: "/team/"}, true},
-		{"no HEAD", func(t *testing.T) map[string][]byte { return sampleFiles(t, true) }, remotetest.Options{NoHead: true}, true},
-		{"Last-Modified only", func(t *testing.T) map[string][]byte { return sampleFiles(t, true) }, remotetest.Options{NoETag: true}, false},
-		{"no Content-Length", func(t *testing.T) map[string][]byte { return sampleFiles(t, true) }, remotetest.Options{Chunked: true}, true},
+		{"no HEAD", func(t *testing.T) map[string][]byte { return storetest.SampleFiles(t) }, remotetest.Options{NoHead: true}, true},
+		{"Last-Modified only", func(t *testing.T) map[string][]byte { return storetest.SampleFiles(t) }, remotetest.Options{NoETag: true}, false},
+		{"no Content-Length", func(t *testing.T) map[string][]byte { return storetest.SampleFiles(t) }, remotetest.Options{Chunked: true}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := newServer(t, tt.files(t), tt.opt)
+			srv := storetest.NewServer(t, tt.files(t), tt.opt)
 			e := newEnv(t, srv, Config{})
 			m, err := e.cat.Model(testutil.Ctx(t), e.st, "lenet")
 			if err != nil {
@@ -157,7 +158,7 @@ const (
 )
 
 func TestModelFolders(t *testing.T) {
-	files := sampleFiles(t, false)
+	files := storetest.SampleFiles(t, storetest.WithoutMaster())
 	for p, d := range map[string]string{
 		// No info.json at all.
 		"noinfo/aux.json":   `{"dataset": "x"}`,
@@ -184,7 +185,7 @@ func TestModelFolders(t *testing.T) {
 	} {
 		files[p] = []byte(d)
 	}
-	srv := newServer(t, files, remotetest.Options{Master: true})
+	srv := storetest.NewServer(t, files, remotetest.Options{Master: true})
 	// A file the store refuses is left out with a note, not a failure.
 	srv.SetStatus("forbidden/model.lua", http.StatusForbidden)
 	e := newEnv(t, srv, Config{})
@@ -214,7 +215,7 @@ func TestModelFolders(t *testing.T) {
 			[]string{"_Model.t7", "error.txt", "info.json", "snap.t7"},
 			[]string{"model.lua", "403"}},
 	}
-	if slices.Contains(sampleModels(t), "inception-tf") {
+	if slices.Contains(storetest.SampleModels(t), "inception-tf") {
 		tests = append(tests, struct {
 			model      string
 			importable bool
@@ -274,8 +275,8 @@ func TestModelFolders(t *testing.T) {
 }
 
 func TestModelFetchErrors(t *testing.T) {
-	files := sampleFiles(t, true)
-	srv := newServer(t, files, remotetest.Options{})
+	files := storetest.SampleFiles(t)
+	srv := storetest.NewServer(t, files, remotetest.Options{})
 	srv.SetStatus("lenet/mean.binaryproto", http.StatusInternalServerError)
 	srv.SetStatus("alexnet-torch/info.json", http.StatusBadGateway)
 	e := newEnv(t, srv, Config{NegativeTTL: time.Minute})
@@ -314,14 +315,14 @@ func TestModelFetchErrors(t *testing.T) {
 // TestModelStaleWhileError: once a model resolved, a later failure (after
 // Refresh or expiry) keeps serving the last good folder, like listings do.
 func TestModelStaleWhileError(t *testing.T) {
-	srv := newServer(t, sampleFiles(t, true), remotetest.Options{})
+	srv := storetest.NewServer(t, storetest.SampleFiles(t), remotetest.Options{})
 	e := newEnv(t, srv, Config{NegativeTTL: time.Minute})
 	ctx := testutil.Ctx(t)
 	good, err := e.cat.Model(ctx, e.st, "lenet")
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.waitPrefetched(t, sampleModels(t)...)
+	e.waitPrefetched(t, storetest.SampleModels(t)...)
 	e.cat.Refresh(e.st)
 	srv.SetStatus("lenet/info.json", http.StatusInternalServerError)
 	m, err := e.cat.Model(ctx, e.st, "lenet")
@@ -338,11 +339,11 @@ func TestModelStaleWhileError(t *testing.T) {
 }
 
 func TestRefreshRevalidates(t *testing.T) {
-	files := sampleFiles(t, false)
-	srv := newServer(t, files, remotetest.Options{Master: true})
+	files := storetest.SampleFiles(t, storetest.WithoutMaster())
+	srv := storetest.NewServer(t, files, remotetest.Options{Master: true})
 	e := newEnv(t, srv, Config{})
 	ctx := testutil.Ctx(t)
-	names := sampleModels(t)
+	names := storetest.SampleModels(t)
 	first, err := e.cat.Model(ctx, e.st, "lenet")
 	if err != nil {
 		t.Fatal(err)
@@ -356,7 +357,7 @@ func TestRefreshRevalidates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want, _ := srv.Data("lenet/" + w.Remote); !bytes.Equal(readAll(t, h), want) {
+	if want, _ := srv.Data("lenet/" + w.Remote); !bytes.Equal(storetest.ReadAll(t, h), want) {
 		t.Fatal("cached content differs")
 	}
 	h.Close()
@@ -499,7 +500,7 @@ func TestRefreshRevalidates(t *testing.T) {
 // TestModelCancelledCaller: a caller that gives up does not stop the shared
 // fetch; another caller still gets the model from that one fetch.
 func TestModelCancelledCaller(t *testing.T) {
-	srv := newServer(t, sampleFiles(t, true), remotetest.Options{})
+	srv := storetest.NewServer(t, storetest.SampleFiles(t), remotetest.Options{})
 	gate := srv.Hold("lenet/info.json")
 	e := newEnv(t, srv, Config{})
 	if _, err := e.cat.Listing(testutil.Ctx(t), e.st); err != nil {
@@ -512,7 +513,7 @@ func TestModelCancelledCaller(t *testing.T) {
 	}
 	// Only the stuck fetch of lenet is left waiting for.
 	var others []string
-	for _, n := range sampleModels(t) {
+	for _, n := range storetest.SampleModels(t) {
 		if n != "lenet" {
 			others = append(others, n)
 		}
@@ -549,14 +550,14 @@ func TestModelCancelledCaller(t *testing.T) {
 // server (without a refresh) makes the catalog forget the model's metadata,
 // so the next lookup sees the new version.
 func TestChangedFileDropsModel(t *testing.T) {
-	srv := newServer(t, sampleFiles(t, true), remotetest.Options{})
+	srv := storetest.NewServer(t, storetest.SampleFiles(t), remotetest.Options{})
 	e := newEnv(t, srv, Config{})
 	ctx := testutil.Ctx(t)
 	m, err := e.cat.Model(ctx, e.st, "lenet")
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.waitPrefetched(t, sampleModels(t)...)
+	e.waitPrefetched(t, storetest.SampleModels(t)...)
 	labels, _ := m.File("labels.txt")
 	newLabels := []byte("zero\none\ntwo\nthree\nfour\n")
 	srv.Set("lenet/labels.txt", newLabels)
@@ -586,7 +587,7 @@ func TestChangedFileDropsModel(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	if got := readAll(t, h); !bytes.Equal(got, newLabels) {
+	if got := storetest.ReadAll(t, h); !bytes.Equal(got, newLabels) {
 		t.Errorf("labels.txt reads %q", got)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/modelstorefs/modelstorefs/remote"
 	"github.com/modelstorefs/modelstorefs/remote/remotetest"
 
+	"github.com/modelstorefs/modelstorefs/internal/storetest"
 	"github.com/modelstorefs/modelstorefs/internal/testutil"
 )
 
@@ -107,7 +108,7 @@ func openRead(t *testing.T, s *StreamContent, ref cache.Ref) []byte {
 	if h.Size() != ref.Meta.Size {
 		t.Fatalf("Size %d, want %d", h.Size(), ref.Meta.Size)
 	}
-	return readAll(t, h)
+	return storetest.ReadAll(t, h)
 }
 
 func TestContentSharedDownload(t *testing.T) {
@@ -124,7 +125,7 @@ func TestContentSharedDownload(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			data := blob(1, size)
-			srv := newServer(t, map[string][]byte{"m/w.bin": data}, remotetest.Options{})
+			srv := storetest.NewServer(t, map[string][]byte{"m/w.bin": data}, remotetest.Options{})
 			st := newTestStore(t, srv.URL)
 			dir := t.TempDir()
 			s := newStream(t, StreamConfig{Dir: dir, ChunkSize: tt.chunk})
@@ -194,7 +195,7 @@ func TestContentSharedDownload(t *testing.T) {
 			if h.Fd() < 0 {
 				t.Error("complete file has no fd")
 			}
-			if !bytes.Equal(readAll(t, h), data) {
+			if !bytes.Equal(storetest.ReadAll(t, h), data) {
 				t.Error("cache hit read other bytes")
 			}
 			h.Close()
@@ -434,7 +435,7 @@ func TestContentEviction(t *testing.T) {
 	for i := range 6 {
 		files[fmt.Sprintf("m/f%d", i)] = blob(10+i, size)
 	}
-	srv := newServer(t, files, remotetest.Options{})
+	srv := storetest.NewServer(t, files, remotetest.Options{})
 	st := newTestStore(t, srv.URL)
 	dir := t.TempDir()
 	s := newStream(t, StreamConfig{Dir: dir, MaxBytes: maxBytes})
@@ -456,7 +457,7 @@ func TestContentEviction(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(readAll(t, h0), files["m/f0"]) {
+	if !bytes.Equal(storetest.ReadAll(t, h0), files["m/f0"]) {
 		t.Fatal("f0: other bytes")
 	}
 	testutil.WaitFor(t, "f0 committed", func() bool { return committed(s, ref0) })
@@ -477,7 +478,7 @@ func TestContentEviction(t *testing.T) {
 			t.Fatalf("after f%d: the open f0's file is gone: %v", i, err)
 		}
 	}
-	if !bytes.Equal(readAll(t, h0), files["m/f0"]) {
+	if !bytes.Equal(storetest.ReadAll(t, h0), files["m/f0"]) {
 		t.Error("open f0 reads other bytes")
 	}
 	h0.Close()
@@ -521,7 +522,7 @@ func TestContentLargerThanCacheReadsDirect(t *testing.T) {
 	if err != nil || n != 3000 || !bytes.Equal(buf, data[5000:8000]) {
 		t.Fatalf("direct read: %d bytes, %v", n, err)
 	}
-	if !bytes.Equal(readAll(t, h), data) {
+	if !bytes.Equal(storetest.ReadAll(t, h), data) {
 		t.Error("direct full read differs")
 	}
 	if o, p := objects(t, s), partials(t, s); len(o)+len(p) != 0 {
@@ -683,7 +684,7 @@ func TestContentServerWithoutRange(t *testing.T) {
 	if err != nil || n != 1000 || !bytes.Equal(buf, data[len(data)-1000:]) {
 		t.Fatalf("tail read: %d bytes, %v", n, err)
 	}
-	if !bytes.Equal(readAll(t, h), data) {
+	if !bytes.Equal(storetest.ReadAll(t, h), data) {
 		t.Fatal("full read differs")
 	}
 	testutil.WaitFor(t, "commit", func() bool { return committed(s, ref) })

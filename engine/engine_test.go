@@ -26,6 +26,7 @@ import (
 
 	"github.com/modelstorefs/modelstorefs/remote/remotetest"
 
+	"github.com/modelstorefs/modelstorefs/internal/storetest"
 	"github.com/modelstorefs/modelstorefs/internal/testutil"
 )
 
@@ -74,7 +75,7 @@ func TestReaderNeverWaitsForTheDisk(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := readAll(t, h)
+	got := storetest.ReadAll(t, h)
 	h.Close()
 	if !bytes.Equal(got, data) {
 		t.Fatal("read differs")
@@ -172,7 +173,7 @@ func TestCacheWriteFails(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := readAll(t, h); !bytes.Equal(got, data) {
+			if got := storetest.ReadAll(t, h); !bytes.Equal(got, data) {
 				t.Fatal("read differs")
 			}
 			// Back to the start, and a piece in the middle.
@@ -377,7 +378,7 @@ func TestZeroCopyReadKeepsItsBuffer(t *testing.T) {
 		t.Fatal("in-place answer differs")
 	}
 	// The rest of a, so that its download ends and frees its buffers.
-	if got := readAll(t, h); !bytes.Equal(got, a) {
+	if got := storetest.ReadAll(t, h); !bytes.Equal(got, a) {
 		t.Fatal("read of a differs")
 	}
 	h.Close()

@@ -25,6 +25,7 @@ import (
 	"github.com/modelstorefs/modelstorefs/remote"
 	"github.com/modelstorefs/modelstorefs/remote/remotetest"
 
+	"github.com/modelstorefs/modelstorefs/internal/storetest"
 	"github.com/modelstorefs/modelstorefs/internal/testutil"
 )
 
@@ -215,7 +216,7 @@ func TestStreamLyingServer(t *testing.T) {
 			}
 			t.Run(name, func(t *testing.T) {
 				t.Parallel() // each waits out its retries
-				srv := newServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
+				srv := storetest.NewServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
 				st := newTestStore(t, srv.URL)
 				cfg := StreamConfig{ChunkSize: chunk, Parallel: 4}
 				if times > 0 {
@@ -319,7 +320,7 @@ func TestStreamContentChanged(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := newServer(t, map[string][]byte{"m/f": old}, tt.opt)
+			srv := storetest.NewServer(t, map[string][]byte{"m/f": old}, tt.opt)
 			st := newTestStore(t, srv.URL)
 			s := newStream(t, StreamConfig{ChunkSize: chunk, Parallel: 4, RetryWindow: 5 * time.Second})
 			var told atomic.Int32
@@ -425,7 +426,7 @@ func TestStreamTwoReaders(t *testing.T) {
 	const size, chunk = 1 << 20, 64 << 10
 	const chunks = size / chunk
 	data := blob(41, size)
-	srv := newServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
+	srv := storetest.NewServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
 	srv.Intercept("m/f", func(w http.ResponseWriter, r *http.Request, serve http.HandlerFunc) {
 		// A slow link, so that the readers overlap the download.
 		serve(&slowWriter{ResponseWriter: w, piece: 16 << 10, pause: 3 * time.Millisecond}, r)
@@ -621,7 +622,7 @@ func (c *chunkHolder) intercept(w http.ResponseWriter, r *http.Request, serve ht
 // the test.
 func storeWithTimeouts(t *testing.T, url string) *cache.Store {
 	t.Helper()
-	opt := fastRemote
+	opt := storetest.FastRemote
 	opt.HeaderTimeout = 20 * time.Second
 	opt.StallTimeout = 20 * time.Second
 	rs, err := remote.NewStore(url, opt)
@@ -652,7 +653,7 @@ func TestStreamReaderFarAhead(t *testing.T) {
 	}
 
 	t.Run("waiting before the workers claim", func(t *testing.T) {
-		srv := newServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
+		srv := storetest.NewServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
 		hold := newChunkHolder(chunk, last)
 		t.Cleanup(hold.allowAll)
 		// A slow link: once let through, the stream from chunk 0 goes on
@@ -698,7 +699,7 @@ func TestStreamReaderFarAhead(t *testing.T) {
 			t.Fatal("the chunks before the reader were downloaded: the test proves nothing")
 		}
 		hold.allowAll()
-		if !bytes.Equal(readAll(t, h), data) {
+		if !bytes.Equal(storetest.ReadAll(t, h), data) {
 			t.Fatal("full read differs")
 		}
 		testutil.WaitFor(t, "commit", func() bool { return committed(s, ref) })
@@ -708,7 +709,7 @@ func TestStreamReaderFarAhead(t *testing.T) {
 	t.Run("every stream stalled", func(t *testing.T) {
 		// The first stream's body stops after its first chunk and waits;
 		// a reader of the tail must get a stream of its own.
-		srv := newServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
+		srv := storetest.NewServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
 		release := make(chan struct{})
 		var once sync.Once
 		t.Cleanup(func() { once.Do(func() { close(release) }) })
@@ -738,7 +739,7 @@ func TestStreamReaderFarAhead(t *testing.T) {
 			t.Fatalf("a reader far ahead of a stalled stream: %v", err)
 		}
 		once.Do(func() { close(release) })
-		if !bytes.Equal(readAll(t, h), data) {
+		if !bytes.Equal(storetest.ReadAll(t, h), data) {
 			t.Fatal("full read differs")
 		}
 		testutil.WaitFor(t, "commit", func() bool { return committed(s, ref) })
@@ -784,7 +785,7 @@ func TestStreamRangelessServer(t *testing.T) {
 			name = "first stream cut short"
 		}
 		t.Run(name, func(t *testing.T) {
-			srv := newServer(t, map[string][]byte{"m/f": data}, remotetest.Options{NoRange: true})
+			srv := storetest.NewServer(t, map[string][]byte{"m/f": data}, remotetest.Options{NoRange: true})
 			var gets atomic.Int32
 			srv.Intercept("m/f", func(w http.ResponseWriter, r *http.Request, serve http.HandlerFunc) {
 				if r.Method == http.MethodGet && gets.Add(1) == 1 && cut {
@@ -852,7 +853,7 @@ func TestStreamRangelessServer(t *testing.T) {
 func TestStreamInterruptedReader(t *testing.T) {
 	const size, chunk = 1 << 20, 64 << 10
 	data := blob(71, size)
-	srv := newServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
+	srv := storetest.NewServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
 	hold := newChunkHolder(chunk)
 	t.Cleanup(hold.allowAll)
 	srv.Intercept("m/f", hold.intercept)
@@ -1002,7 +1003,7 @@ func TestStreamFullDisk(t *testing.T) {
 		}
 		check(t, hB)
 		hB.Close()
-		if !committed(s, refA) || !bytes.Equal(readAll(t, hA), files["m/a"]) {
+		if !committed(s, refA) || !bytes.Equal(storetest.ReadAll(t, hA), files["m/a"]) {
 			t.Fatal("the open file a was evicted for disk space")
 		}
 		hA.Close()
@@ -1102,7 +1103,7 @@ func TestStreamEvictionKeepsOpenFiles(t *testing.T) {
 	}
 	read := func(name string, h cache.Handle) {
 		t.Helper()
-		if !bytes.Equal(readAll(t, h), files["m/"+name]) {
+		if !bytes.Equal(storetest.ReadAll(t, h), files["m/"+name]) {
 			t.Fatalf("%s: other bytes", name)
 		}
 	}
@@ -1207,14 +1208,14 @@ func TestStreamEvictsOnlyWhenItMakesRoom(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer hA.Close()
-		readAll(t, hA)
+		storetest.ReadAll(t, hA)
 		testutil.WaitFor(t, "a committed", func() bool { return committed(s, refA) })
 		// a (open, 6) + c (6) > 10 whatever is evicted: c is read directly.
 		hC, err := s.Open(testutil.Ctx(t), refC)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !bytes.Equal(readAll(t, hC), files["m/c"]) {
+		if !bytes.Equal(storetest.ReadAll(t, hC), files["m/c"]) {
 			t.Fatal("c differs")
 		}
 		direct := uncached(hC)
@@ -1238,7 +1239,7 @@ func TestStreamEvictsOnlyWhenItMakesRoom(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !bytes.Equal(readAll(t, h), files["m/big"]) {
+		if !bytes.Equal(storetest.ReadAll(t, h), files["m/big"]) {
 			t.Fatal("big differs")
 		}
 		direct := uncached(h)

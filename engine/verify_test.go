@@ -17,6 +17,7 @@ import (
 	"github.com/modelstorefs/modelstorefs/remote"
 	"github.com/modelstorefs/modelstorefs/remote/remotetest"
 
+	"github.com/modelstorefs/modelstorefs/internal/storetest"
 	"github.com/modelstorefs/modelstorefs/internal/testutil"
 )
 
@@ -61,7 +62,7 @@ func TestVerifyDigests(t *testing.T) {
 		{"md5 stated", remote.Digest{Alg: remote.AlgMD5, Sum: string(md[:])}, "store"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			srv := newServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
+			srv := storetest.NewServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
 			dir := t.TempDir()
 			s := newStream(t, StreamConfig{Dir: dir, ChunkSize: chunk})
 			ref := refFor(t, newTestStore(t, srv.URL), "m", "f")
@@ -90,7 +91,7 @@ func TestVerifyDigests(t *testing.T) {
 func TestVerifyMismatch(t *testing.T) {
 	const size, chunk = 2 << 20, 64 << 10
 	data := blob(72, size)
-	srv := newServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
+	srv := storetest.NewServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
 	var flipped atomic.Int32
 	var honest atomic.Bool
 	// The byte at 1.5 MiB is flipped in every answer that carries it,
@@ -161,7 +162,7 @@ func TestVerifyMismatch(t *testing.T) {
 // against its digest too.
 func TestVerifyUnsized(t *testing.T) {
 	data := blob(73, 100<<10)
-	srv := newServer(t, map[string][]byte{"m/f": data}, remotetest.Options{Chunked: true, NoRange: true})
+	srv := storetest.NewServer(t, map[string][]byte{"m/f": data}, remotetest.Options{Chunked: true, NoRange: true})
 	s := newStream(t, StreamConfig{})
 	st := newTestStore(t, srv.URL)
 	ref := cache.Ref{Store: st, Model: "m", Name: "f", Meta: refFor(t, st, "m", "f").Meta}
@@ -175,7 +176,7 @@ func TestVerifyUnsized(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	if !bytes.Equal(readAll(t, h), data) {
+	if !bytes.Equal(storetest.ReadAll(t, h), data) {
 		t.Fatal("content differs")
 	}
 	if sha, v := s.Digest(cache.Ref{Store: st, Model: "m", Name: "f", Meta: remote.Meta{Size: int64(len(data)), ETag: ref.Meta.ETag, LastModified: ref.Meta.LastModified}}); sha == "" || v != "store" {
@@ -189,7 +190,7 @@ func TestVerifyUnsized(t *testing.T) {
 func TestVerifyInMemory(t *testing.T) {
 	const size = 3<<20 + 77
 	data := blob(74, size)
-	srv := newServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
+	srv := storetest.NewServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
 	st := newTestStore(t, srv.URL)
 	readInOrder := func(h cache.Handle) error {
 		buf := make([]byte, 128<<10)
@@ -304,7 +305,7 @@ func TestVerifyCache(t *testing.T) {
 // wrong stated digest goes unnoticed, the end is not held back.
 func TestNoVerify(t *testing.T) {
 	data := blob(77, 300<<10)
-	srv := newServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
+	srv := storetest.NewServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
 	s := newStream(t, StreamConfig{ChunkSize: 64 << 10, NoVerify: true})
 	ref := refFor(t, newTestStore(t, srv.URL), "m", "f")
 	ref.Meta.Digest = sha256Digest(data[1:])
@@ -330,7 +331,7 @@ func TestNoVerify(t *testing.T) {
 func TestOneCopyPerContent(t *testing.T) {
 	data := blob(78, 300<<10)
 	_, stA, s := fixture(t, map[string][]byte{"m/f": data}, remotetest.Options{}, StreamConfig{ChunkSize: 64 << 10})
-	srvB := newServer(t, map[string][]byte{"mirror/g": data}, remotetest.Options{})
+	srvB := storetest.NewServer(t, map[string][]byte{"mirror/g": data}, remotetest.Options{})
 	stB := newTestStore(t, srvB.URL)
 	refA, refB := refFor(t, stA, "m", "f"), refFor(t, stB, "mirror", "g")
 	refA.Meta.Digest, refB.Meta.Digest = sha256Digest(data), sha256Digest(data)

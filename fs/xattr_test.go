@@ -8,8 +8,10 @@ import (
 	"testing"
 
 	fusefs "github.com/hanwen/go-fuse/v2/fs"
+
 	"github.com/modelstorefs/modelstorefs/remote/remotetest"
 
+	"github.com/modelstorefs/modelstorefs/internal/storetest"
 	"github.com/modelstorefs/modelstorefs/internal/testutil"
 )
 
@@ -34,7 +36,7 @@ func TestXattrs(t *testing.T) {
 	e := newEnv(t)
 	rf := lookupNode[*remoteFile](t, e.modelNode(t, "lenet"), lenetJobWeights)
 	path := "lenet/" + lenetWeights
-	size := len(sampleFiles(t)[path])
+	size := len(storetest.SampleFiles(t)[path])
 
 	// Listxattr: size query, then the sorted names.
 	n, errno := rf.Listxattr(testutil.Ctx(t), nil)
@@ -201,7 +203,7 @@ func TestXattrsSmallFiles(t *testing.T) {
 			t.Errorf("%s: url %q", name, url)
 		}
 		got, _ = n.Getxattr(testutil.Ctx(t), xattrPrefix+"cached", buf[:cap(buf)])
-		if want := strconv.Itoa(len(sampleFiles(t)["lenet/"+name])); string(buf[:got]) != want {
+		if want := strconv.Itoa(len(storetest.SampleFiles(t)["lenet/"+name])); string(buf[:got]) != want {
 			t.Errorf("%s: cached %q, want %s (held whole)", name, buf[:got], want)
 		}
 		if l, errno := n.Listxattr(testutil.Ctx(t), nil); errno != 0 || l == 0 {

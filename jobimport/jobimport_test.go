@@ -21,12 +21,9 @@ import (
 
 	"github.com/modelstorefs/modelstorefs/digits"
 
+	"github.com/modelstorefs/modelstorefs/internal/storetest"
 	"github.com/modelstorefs/modelstorefs/internal/testutil"
 )
-
-// sampleDir is the bundled sample store: lenet (caffe), alexnet-torch
-// (torch), inception-tf (tensorflow), broken (invalid info.json).
-const sampleDir = "../integration/testdata/store"
 
 // fixedNow is the clock of the tests: job ids start with 20240102-030405.
 var fixedNow = time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -43,23 +40,13 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	files, err := remotetest.LoadDir(sampleDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := remotetest.New(files, remotetest.Options{})
-	t.Cleanup(srv.Close)
-	rs, err := remote.NewStore(srv.URL, remote.Options{
-		Retries: -1, ConnectTimeout: time.Second, HeaderTimeout: 2 * time.Second, StallTimeout: 2 * time.Second,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	files := storetest.SampleFiles(t)
+	srv := storetest.NewServer(t, files, remotetest.Options{})
 	content, err := engine.NewStreamContent(engine.StreamConfig{Dir: t.TempDir(), MinFree: new(int64(0))})
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := &cache.Store{Name: "sample", Remote: rs}
+	st := &cache.Store{Name: "sample", Remote: storetest.Remote(t, srv.URL)}
 	cat := cache.NewCatalog([]*cache.Store{st}, content, cache.Config{JobsDir: "/var/lib/digits/jobs"})
 	e := &env{srv: srv, st: st, cat: cat, files: files}
 	t.Cleanup(func() {
