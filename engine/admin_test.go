@@ -17,10 +17,8 @@ import (
 // downloaded again).
 func TestAdminBesideAUser(t *testing.T) {
 	a, b := blob(11, 70<<10), blob(12, 30<<10)
-	srv := storetest.NewServer(t, map[string][]byte{"m/a": a, "m/b": b}, remotetest.Options{})
-	st := newTestStore(t, srv.URL)
 	dir := t.TempDir()
-	s := newStream(t, StreamConfig{Dir: dir})
+	srv, st, s := fixture(t, map[string][]byte{"m/a": a, "m/b": b}, remotetest.Options{}, StreamConfig{Dir: dir})
 	refA, refB := refFor(t, st, "m", "a"), refFor(t, st, "m", "b")
 	for _, ref := range []cache.Ref{refA, refB} {
 		openRead(t, s, ref)

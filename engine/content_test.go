@@ -125,10 +125,8 @@ func TestContentSharedDownload(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			data := blob(1, size)
-			srv := storetest.NewServer(t, map[string][]byte{"m/w.bin": data}, remotetest.Options{})
-			st := newTestStore(t, srv.URL)
 			dir := t.TempDir()
-			s := newStream(t, StreamConfig{Dir: dir, ChunkSize: tt.chunk})
+			srv, st, s := fixture(t, map[string][]byte{"m/w.bin": data}, remotetest.Options{}, StreamConfig{Dir: dir, ChunkSize: tt.chunk})
 			ref := refFor(t, st, "m", "w.bin")
 			ctx := testutil.Ctx(t)
 
@@ -435,10 +433,8 @@ func TestContentEviction(t *testing.T) {
 	for i := range 6 {
 		files[fmt.Sprintf("m/f%d", i)] = blob(10+i, size)
 	}
-	srv := storetest.NewServer(t, files, remotetest.Options{})
-	st := newTestStore(t, srv.URL)
 	dir := t.TempDir()
-	s := newStream(t, StreamConfig{Dir: dir, MaxBytes: maxBytes})
+	srv, st, s := fixture(t, files, remotetest.Options{}, StreamConfig{Dir: dir, MaxBytes: maxBytes})
 	ctx := testutil.Ctx(t)
 	ref := func(i int) cache.Ref { return refFor(t, st, "m", fmt.Sprintf("f%d", i)) }
 	check := func(when string) {

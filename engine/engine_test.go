@@ -250,8 +250,7 @@ func TestTwoReadersDifferentSpeeds(t *testing.T) {
 func TestStreamsGrowOnACappedStore(t *testing.T) {
 	const size, chunk = 8 << 20, 256 << 10
 	data := blob(105, size)
-	srv := remotetest.New(map[string][]byte{"m/f": data}, remotetest.Options{})
-	t.Cleanup(srv.Close)
+	srv := storetest.NewServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
 	// A second server on a capped listener, serving the same files.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

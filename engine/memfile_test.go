@@ -79,9 +79,8 @@ func TestMemFileRandomReaders(t *testing.T) {
 	// The test server hashes the file for its ETag on every GET: small.
 	const size, budget, readSize = 3 << 20, 1 << 20, 200 << 10
 	data := blob(61, size)
-	srv := storetest.NewServer(t, map[string][]byte{"m/big": data}, remotetest.Options{})
-	s := newStream(t, StreamConfig{MaxBytes: 1 << 20, ChunkSize: 64 << 10, BufferBudget: budget, RetryWindow: 5 * time.Second})
-	ref := refFor(t, newTestStore(t, srv.URL), "m", "big")
+	srv, st, s := fixture(t, map[string][]byte{"m/big": data}, remotetest.Options{}, StreamConfig{MaxBytes: 1 << 20, ChunkSize: 64 << 10, BufferBudget: budget, RetryWindow: 5 * time.Second})
+	ref := refFor(t, st, "m", "big")
 	peak := watchBuffers(t, s)
 	ctx := testutil.Ctx(t)
 	var (
@@ -144,9 +143,8 @@ func TestMemFileRandomReaders(t *testing.T) {
 func TestMemFileSequential(t *testing.T) {
 	const size = 8<<20 + 12345
 	data := blob(62, size)
-	srv := storetest.NewServer(t, map[string][]byte{"m/big": data}, remotetest.Options{})
-	s := newStream(t, StreamConfig{MaxBytes: 1 << 20, RetryWindow: 5 * time.Second})
-	ref := refFor(t, newTestStore(t, srv.URL), "m", "big")
+	srv, st, s := fixture(t, map[string][]byte{"m/big": data}, remotetest.Options{}, StreamConfig{MaxBytes: 1 << 20, RetryWindow: 5 * time.Second})
+	ref := refFor(t, st, "m", "big")
 	h, err := s.Open(testutil.Ctx(t), ref)
 	if err != nil {
 		t.Fatal(err)
@@ -208,14 +206,13 @@ func TestClaimedSizeNotTrusted(t *testing.T) {
 // moment before its commit.
 func TestReopenBeforeCommit(t *testing.T) {
 	data := blob(64, 300<<10)
-	srv := storetest.NewServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
-	s := newStream(t, StreamConfig{ChunkSize: 64 << 10})
+	_, st, s := fixture(t, map[string][]byte{"m/f": data}, remotetest.Options{}, StreamConfig{ChunkSize: 64 << 10})
 	release := make(chan struct{})
 	var once sync.Once
 	free := func() { once.Do(func() { close(release) }) }
 	t.Cleanup(free)
 	s.commitHook = func() { <-release }
-	ref := refFor(t, newTestStore(t, srv.URL), "m", "f")
+	ref := refFor(t, st, "m", "f")
 	if !bytes.Equal(openRead(t, s, ref), data) {
 		t.Fatal("first read differs")
 	}
@@ -297,10 +294,9 @@ func TestUnsizedOnce(t *testing.T) {
 // logged once.
 func TestNotCachingLoggedOnce(t *testing.T) {
 	data := blob(66, 100<<10)
-	srv := storetest.NewServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
 	core, logs := observer.New(zap.WarnLevel)
-	s := newStream(t, StreamConfig{MaxBytes: 10 << 10, Logger: zap.New(core)})
-	ref := refFor(t, newTestStore(t, srv.URL), "m", "f")
+	_, st, s := fixture(t, map[string][]byte{"m/f": data}, remotetest.Options{}, StreamConfig{MaxBytes: 10 << 10, Logger: zap.New(core)})
+	ref := refFor(t, st, "m", "f")
 	for range 10 {
 		if !bytes.Equal(openRead(t, s, ref), data) {
 			t.Fatal("content differs")

@@ -216,13 +216,11 @@ func TestStreamLyingServer(t *testing.T) {
 			}
 			t.Run(name, func(t *testing.T) {
 				t.Parallel() // each waits out its retries
-				srv := storetest.NewServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
-				st := newTestStore(t, srv.URL)
 				cfg := StreamConfig{ChunkSize: chunk, Parallel: 4}
 				if times > 0 {
 					cfg.RetryWindow = 10 * time.Second
 				}
-				s := newStream(t, cfg)
+				srv, st, s := fixture(t, map[string][]byte{"m/f": data}, remotetest.Options{}, cfg)
 				ref := refFor(t, st, "m", "f")
 				var lies atomic.Int32
 				srv.Intercept("m/f", func(w http.ResponseWriter, r *http.Request, serve http.HandlerFunc) {
@@ -320,9 +318,7 @@ func TestStreamContentChanged(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := storetest.NewServer(t, map[string][]byte{"m/f": old}, tt.opt)
-			st := newTestStore(t, srv.URL)
-			s := newStream(t, StreamConfig{ChunkSize: chunk, Parallel: 4, RetryWindow: 5 * time.Second})
+			srv, st, s := fixture(t, map[string][]byte{"m/f": old}, tt.opt, StreamConfig{ChunkSize: chunk, Parallel: 4, RetryWindow: 5 * time.Second})
 			var told atomic.Int32
 			var toldRef atomic.Value
 			s.OnChange(func(r cache.Ref) { told.Add(1); toldRef.Store(r) })
@@ -426,13 +422,11 @@ func TestStreamTwoReaders(t *testing.T) {
 	const size, chunk = 1 << 20, 64 << 10
 	const chunks = size / chunk
 	data := blob(41, size)
-	srv := storetest.NewServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
+	srv, st, s := fixture(t, map[string][]byte{"m/f": data}, remotetest.Options{}, StreamConfig{ChunkSize: chunk, Parallel: 4})
 	srv.Intercept("m/f", func(w http.ResponseWriter, r *http.Request, serve http.HandlerFunc) {
 		// A slow link, so that the readers overlap the download.
 		serve(&slowWriter{ResponseWriter: w, piece: 16 << 10, pause: 3 * time.Millisecond}, r)
 	})
-	st := newTestStore(t, srv.URL)
-	s := newStream(t, StreamConfig{ChunkSize: chunk, Parallel: 4})
 	ref := refFor(t, st, "m", "f")
 	ctx := testutil.Ctx(t)
 

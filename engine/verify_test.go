@@ -62,10 +62,9 @@ func TestVerifyDigests(t *testing.T) {
 		{"md5 stated", remote.Digest{Alg: remote.AlgMD5, Sum: string(md[:])}, "store"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			srv := storetest.NewServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
 			dir := t.TempDir()
-			s := newStream(t, StreamConfig{Dir: dir, ChunkSize: chunk})
-			ref := refFor(t, newTestStore(t, srv.URL), "m", "f")
+			_, st, s := fixture(t, map[string][]byte{"m/f": data}, remotetest.Options{}, StreamConfig{Dir: dir, ChunkSize: chunk})
+			ref := refFor(t, st, "m", "f")
 			ref.Meta.Digest = tc.digest
 			if !bytes.Equal(openRead(t, s, ref), data) {
 				t.Fatal("content differs")
@@ -162,9 +161,7 @@ func TestVerifyMismatch(t *testing.T) {
 // against its digest too.
 func TestVerifyUnsized(t *testing.T) {
 	data := blob(73, 100<<10)
-	srv := storetest.NewServer(t, map[string][]byte{"m/f": data}, remotetest.Options{Chunked: true, NoRange: true})
-	s := newStream(t, StreamConfig{})
-	st := newTestStore(t, srv.URL)
+	_, st, s := fixture(t, map[string][]byte{"m/f": data}, remotetest.Options{Chunked: true, NoRange: true}, StreamConfig{})
 	ref := cache.Ref{Store: st, Model: "m", Name: "f", Meta: refFor(t, st, "m", "f").Meta}
 	ref.Meta.Digest = sha256Digest(append([]byte("other"), data...))
 	if _, err := s.Open(testutil.Ctx(t), ref); !errors.Is(err, ErrDigestMismatch) {
@@ -305,9 +302,8 @@ func TestVerifyCache(t *testing.T) {
 // wrong stated digest goes unnoticed, the end is not held back.
 func TestNoVerify(t *testing.T) {
 	data := blob(77, 300<<10)
-	srv := storetest.NewServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
-	s := newStream(t, StreamConfig{ChunkSize: 64 << 10, NoVerify: true})
-	ref := refFor(t, newTestStore(t, srv.URL), "m", "f")
+	_, st, s := fixture(t, map[string][]byte{"m/f": data}, remotetest.Options{}, StreamConfig{ChunkSize: 64 << 10, NoVerify: true})
+	ref := refFor(t, st, "m", "f")
 	ref.Meta.Digest = sha256Digest(data[1:])
 	if !bytes.Equal(openRead(t, s, ref), data) {
 		t.Fatal("content differs")
