@@ -116,7 +116,7 @@ func TestGetRangeValidation(t *testing.T) {
 			openErr: true, openIs: ErrChanged},
 		{name: "206 with another Last-Modified", raw: rawAnswer("206 Partial Content", part, cr(10, 29, 100), cl(20), "Last-Modified: Tue, 03 Jan 2006 15:04:05 GMT"),
 			openErr: true, openIs: ErrChanged,
-			bug: "remote/ranges.go GetRange (206 branch) compares only the ETag, never Last-Modified: a server without ETags that ignores If-Range gets bytes of a new version mixed into the old one"},
+			bug: "regression: remote/ranges.go GetRange (206 branch) once compared only the ETag, never Last-Modified: a server without ETags that ignores If-Range got bytes of a new version mixed into the old one"},
 
 		// 200 to a ranged request: the whole body, from offset 0.
 		{name: "200 same version", raw: rawAnswer("200 OK", rangeData, cl(100), etag, lm),
@@ -164,8 +164,9 @@ type rangeCase struct {
 	whole     bool
 	wantBody  []byte
 	wantRange int32 // RangeSupport afterwards
-	// bug, when set, explains what a failure of the case would mean (a
-	// bug the engine once had); the case fails with it.
+	// bug, when set, names the bug the code once had that a failure of
+	// the case means is back; the failure is reported with it (the case
+	// runs and fails like any other, it is never skipped).
 	bug string
 }
 
@@ -405,13 +406,15 @@ func TestGetRangeChangedFile(t *testing.T) {
 		// ignoreIfRange strips If-Range: the server answers 206 from the
 		// new version.
 		ignoreIfRange bool
-		bug           string
+		// bug, when set, names the bug the code once had that a failure
+		// means is back; the failure is reported with it.
+		bug string
 	}{
 		{name: "ETag, If-Range honoured (200 new version)"},
 		{name: "ETag, If-Range ignored (206 new ETag)", ignoreIfRange: true},
 		{name: "Last-Modified only, If-Range honoured", opt: remotetest.Options{NoETag: true}},
 		{name: "Last-Modified only, If-Range ignored", opt: remotetest.Options{NoETag: true}, ignoreIfRange: true,
-			bug: "remote/ranges.go GetRange (206 branch) does not compare Last-Modified: a 206 of another version is accepted"},
+			bug: "regression: remote/ranges.go GetRange (206 branch) once did not compare Last-Modified: a 206 of another version was accepted"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
