@@ -151,61 +151,25 @@ func answer206(w http.ResponseWriter, etag, contentRange string, contentLength i
 	_, _ = w.Write(body)
 }
 
+// lyingSize and lyingChunk are TestStreamLyingServer's file and chunk.
+const lyingSize, lyingChunk = 256 << 10, 64 << 10
+
+// lyingCase is one lie of TestStreamLyingServer: lie answers a GET of
+// [start, end] of data, whose ETag is etag; is is the error a reader must
+// get when the server always lies (nil: any).
+type lyingCase struct {
+	name string
+	lie  func(w http.ResponseWriter, etag string, start, end int64)
+	is   error
+}
+
 // TestStreamLyingServer: ranged answers that lie about what they hold
 // (Content-Range, length) are never written as the asked bytes: readers get
 // the right bytes once the server answers right, or an error; nothing
 // wrong is committed.
 func TestStreamLyingServer(t *testing.T) {
-	const size, chunk = 256 << 10, 64 << 10
-	data := blob(21, size)
-	type lie func(w http.ResponseWriter, etag string, start, end int64)
-	tests := []struct {
-		name  string
-		lie   lie
-		times int // lying answers before honest ones; 0: always lies
-		is    error
-	}{
-		{name: "Content-Range shifted by one byte (consistent bytes)", lie: func(w http.ResponseWriter, etag string, start, end int64) {
-			s, e := start+1, min(end+1, size-1)
-			answer206(w, etag, fmt.Sprintf("bytes %d-%d/%d", s, e, size), int(e-s+1), data[s:e+1])
-		}},
-		{name: "Content-Range of another span", lie: func(w http.ResponseWriter, etag string, start, end int64) {
-			if start == 0 { // the span of the first bytes, one short
-				answer206(w, etag, fmt.Sprintf("bytes 0-%d/%d", end-1, size), int(end), data[:end])
-				return
-			}
-			answer206(w, etag, fmt.Sprintf("bytes 0-%d/%d", end-start, size), int(end-start+1), data[:end-start+1])
-		}},
-		{name: "Content-Range longer than asked", lie: func(w http.ResponseWriter, etag string, start, end int64) {
-			e := end + 100 // past the end of the file, when the asked span ends there
-			body := append(bytes.Clone(data[start:min(e+1, size)]), make([]byte, max(0, e+1-size))...)
-			answer206(w, etag, fmt.Sprintf("bytes %d-%d/%d", start, e, size), len(body), body)
-		}},
-		{name: "Content-Range of another total size", is: remote.ErrChanged, lie: func(w http.ResponseWriter, etag string, start, end int64) {
-			answer206(w, etag, fmt.Sprintf("bytes %d-%d/%d", start, end, size*2), int(end-start+1), data[start:end+1])
-		}},
-		{name: "Content-Length disagrees with Content-Range", lie: func(w http.ResponseWriter, etag string, start, end int64) {
-			body := append(bytes.Clone(data[start:end+1]), "ten bytes!"...)
-			answer206(w, etag, fmt.Sprintf("bytes %d-%d/%d", start, end, size), len(body), body)
-		}},
-		{name: "short body, connection dropped", lie: func(w http.ResponseWriter, etag string, start, end int64) {
-			answer206(w, etag, fmt.Sprintf("bytes %d-%d/%d", start, end, size), int(end-start+1), data[start:start+(end-start)/2])
-		}},
-		{name: "short body, chunked and cleanly ended", lie: func(w http.ResponseWriter, etag string, start, end int64) {
-			answer206(w, etag, fmt.Sprintf("bytes %d-%d/%d", start, end, size), -1, data[start:start+(end-start)/2])
-		}},
-		{name: "long body, chunked", lie: func(w http.ResponseWriter, etag string, start, end int64) {
-			answer206(w, etag, fmt.Sprintf("bytes %d-%d/%d", start, end, size), -1, append(bytes.Clone(data[start:end+1]), "trailing junk"...))
-		}},
-		{name: "whole file with 206", lie: func(w http.ResponseWriter, etag string, start, end int64) {
-			body := data
-			if start == 0 && end == size-1 { // the whole file was asked: then twice
-				body = append(bytes.Clone(data), data...)
-			}
-			answer206(w, etag, fmt.Sprintf("bytes %d-%d/%d", start, end, size), -1, body)
-		}},
-	}
-	for _, tt := range tests {
+	data := blob(21, lyingSize)
+	for _, tt := range lyingServerCases(data) {
 		for _, times := range []int{0, 2} {
 			if times > 0 && errors.Is(tt.is, remote.ErrChanged) {
 				continue // a changed file fails the download for good, by design
@@ -216,86 +180,148 @@ func TestStreamLyingServer(t *testing.T) {
 			}
 			t.Run(name, func(t *testing.T) {
 				t.Parallel() // each waits out its retries
-				cfg := StreamConfig{ChunkSize: chunk, Parallel: 4}
-				if times > 0 {
-					cfg.RetryWindow = 10 * time.Second
-				}
-				srv, st, s := fixture(t, map[string][]byte{"m/f": data}, remotetest.Options{}, cfg)
-				ref := refFor(t, st, "m", "f")
-				var lies atomic.Int32
-				srv.Intercept("m/f", func(w http.ResponseWriter, r *http.Request, serve http.HandlerFunc) {
-					start, end, ok := parseRange(r)
-					if !ok || r.Method != http.MethodGet || (times > 0 && lies.Load() >= int32(times)) {
-						serve(w, r)
-						return
-					}
-					lies.Add(1)
-					tt.lie(w, ref.Meta.ETag, start, end)
-				})
-
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				defer cancel()
-				h, err := s.Open(ctx, ref)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer h.Close()
-				// A whole read and, at once, a reader of pieces in random order.
-				var wg sync.WaitGroup
-				var randomErr error
-				var wrong atomic.Int32
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					rnd := rand.New(rand.NewPCG(1, 2))
-					for range 20 {
-						off := rnd.Int64N(size)
-						buf := make([]byte, 1+rnd.IntN(20000))
-						n, err := h.ReadAt(ctx, buf, off)
-						if !bytes.Equal(buf[:n], data[off:off+int64(n)]) {
-							wrong.Add(1)
-						}
-						if err != nil && err != io.EOF {
-							randomErr = err
-							return
-						}
-					}
-				}()
-				buf := make([]byte, size)
-				n, err := h.ReadAt(ctx, buf, 0)
-				wg.Wait()
-				if n > 0 && !bytes.Equal(buf[:n], data[:n]) {
-					t.Fatalf("the reader got wrong bytes (err %v)", err)
-				}
-				if wrong.Load() > 0 {
-					t.Fatalf("the random reader got wrong bytes %d times", wrong.Load())
-				}
-				if times > 0 {
-					if err != nil || n != size || randomErr != nil {
-						t.Fatalf("after %d lies the server told the truth, yet: %d bytes, %v; random reader %v", times, n, err, randomErr)
-					}
-					testutil.WaitFor(t, "commit", func() bool { return committed(s, ref) })
-				} else {
-					if err == nil {
-						t.Fatalf("read %d bytes from a server that always lies", n)
-					}
-					if tt.is != nil && !errors.Is(err, tt.is) {
-						t.Errorf("err %v, want %v", err, tt.is)
-					}
-				}
-				waitIdle(t, s)
-				checkObjects(t, s, data)
-				if times == 0 {
-					if o := objects(t, s); len(o) != 0 {
-						t.Errorf("committed from a lying server: %v", o)
-					}
-					if used := s.Stats().UsedBytes; used != 0 {
-						t.Errorf("Usage %d after a failed download", used)
-					}
-				}
+				runLyingServer(t, tt, times, data)
 			})
 		}
 	}
+}
+
+// lyingServerCases are the lies about data: Content-Range, lengths and
+// bodies that do not hold the asked bytes.
+func lyingServerCases(data []byte) []lyingCase {
+	return []lyingCase{
+		{name: "Content-Range shifted by one byte (consistent bytes)", lie: func(w http.ResponseWriter, etag string, start, end int64) {
+			s, e := start+1, min(end+1, lyingSize-1)
+			answer206(w, etag, fmt.Sprintf("bytes %d-%d/%d", s, e, lyingSize), int(e-s+1), data[s:e+1])
+		}},
+		{name: "Content-Range of another span", lie: func(w http.ResponseWriter, etag string, start, end int64) {
+			if start == 0 { // the span of the first bytes, one short
+				answer206(w, etag, fmt.Sprintf("bytes 0-%d/%d", end-1, lyingSize), int(end), data[:end])
+				return
+			}
+			answer206(w, etag, fmt.Sprintf("bytes 0-%d/%d", end-start, lyingSize), int(end-start+1), data[:end-start+1])
+		}},
+		{name: "Content-Range longer than asked", lie: func(w http.ResponseWriter, etag string, start, end int64) {
+			e := end + 100 // past the end of the file, when the asked span ends there
+			body := append(bytes.Clone(data[start:min(e+1, lyingSize)]), make([]byte, max(0, e+1-lyingSize))...)
+			answer206(w, etag, fmt.Sprintf("bytes %d-%d/%d", start, e, lyingSize), len(body), body)
+		}},
+		{name: "Content-Range of another total lyingSize", is: remote.ErrChanged, lie: func(w http.ResponseWriter, etag string, start, end int64) {
+			answer206(w, etag, fmt.Sprintf("bytes %d-%d/%d", start, end, lyingSize*2), int(end-start+1), data[start:end+1])
+		}},
+		{name: "Content-Length disagrees with Content-Range", lie: func(w http.ResponseWriter, etag string, start, end int64) {
+			body := append(bytes.Clone(data[start:end+1]), "ten bytes!"...)
+			answer206(w, etag, fmt.Sprintf("bytes %d-%d/%d", start, end, lyingSize), len(body), body)
+		}},
+		{name: "short body, connection dropped", lie: func(w http.ResponseWriter, etag string, start, end int64) {
+			answer206(w, etag, fmt.Sprintf("bytes %d-%d/%d", start, end, lyingSize), int(end-start+1), data[start:start+(end-start)/2])
+		}},
+		{name: "short body, chunked and cleanly ended", lie: func(w http.ResponseWriter, etag string, start, end int64) {
+			answer206(w, etag, fmt.Sprintf("bytes %d-%d/%d", start, end, lyingSize), -1, data[start:start+(end-start)/2])
+		}},
+		{name: "long body, chunked", lie: func(w http.ResponseWriter, etag string, start, end int64) {
+			answer206(w, etag, fmt.Sprintf("bytes %d-%d/%d", start, end, lyingSize), -1, append(bytes.Clone(data[start:end+1]), "trailing junk"...))
+		}},
+		{name: "whole file with 206", lie: func(w http.ResponseWriter, etag string, start, end int64) {
+			body := data
+			if start == 0 && end == lyingSize-1 { // the whole file was asked: then twice
+				body = append(bytes.Clone(data), data...)
+			}
+			answer206(w, etag, fmt.Sprintf("bytes %d-%d/%d", start, end, lyingSize), -1, body)
+		}},
+	}
+}
+
+// runLyingServer serves data through tt's lie, times times and then the
+// truth (0: always the lie), and reads it whole and in random pieces at
+// once: the bytes read are right, and only the truth is committed.
+func runLyingServer(t *testing.T, tt lyingCase, times int, data []byte) {
+	cfg := StreamConfig{ChunkSize: lyingChunk, Parallel: 4}
+	if times > 0 {
+		cfg.RetryWindow = 10 * time.Second
+	}
+	srv, st, s := fixture(t, map[string][]byte{"m/f": data}, remotetest.Options{}, cfg)
+	ref := refFor(t, st, "m", "f")
+	var lies atomic.Int32
+	srv.Intercept("m/f", func(w http.ResponseWriter, r *http.Request, serve http.HandlerFunc) {
+		start, end, ok := parseRange(r)
+		if !ok || r.Method != http.MethodGet || (times > 0 && lies.Load() >= int32(times)) {
+			serve(w, r)
+			return
+		}
+		lies.Add(1)
+		tt.lie(w, ref.Meta.ETag, start, end)
+	})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	h, err := s.Open(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	n, err, randomErr := readWholeAndRandom(t, ctx, h, data)
+	if times > 0 {
+		if err != nil || n != lyingSize || randomErr != nil {
+			t.Fatalf("after %d lies the server told the truth, yet: %d bytes, %v; random reader %v", times, n, err, randomErr)
+		}
+		testutil.WaitFor(t, "commit", func() bool { return committed(s, ref) })
+	} else {
+		if err == nil {
+			t.Fatalf("read %d bytes from a server that always lies", n)
+		}
+		if tt.is != nil && !errors.Is(err, tt.is) {
+			t.Errorf("err %v, want %v", err, tt.is)
+		}
+	}
+	waitIdle(t, s)
+	checkObjects(t, s, data)
+	if times == 0 {
+		if o := objects(t, s); len(o) != 0 {
+			t.Errorf("committed from a lying server: %v", o)
+		}
+		if used := s.Stats().UsedBytes; used != 0 {
+			t.Errorf("Usage %d after a failed download", used)
+		}
+	}
+}
+
+// readWholeAndRandom reads h whole from 0 and, at once, 20 pieces at
+// random offsets; it fails the test if either got bytes other than data's.
+// It returns the whole read's count and error and the random reader's
+// error.
+func readWholeAndRandom(t *testing.T, ctx context.Context, h cache.Handle, data []byte) (n int, err, randomErr error) {
+	t.Helper()
+	size := int64(len(data))
+	var wg sync.WaitGroup
+	var wrong atomic.Int32
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		rnd := rand.New(rand.NewPCG(1, 2))
+		for range 20 {
+			off := rnd.Int64N(size)
+			buf := make([]byte, 1+rnd.IntN(20000))
+			n, err := h.ReadAt(ctx, buf, off)
+			if !bytes.Equal(buf[:n], data[off:off+int64(n)]) {
+				wrong.Add(1)
+			}
+			if err != nil && err != io.EOF {
+				randomErr = err
+				return
+			}
+		}
+	}()
+	buf := make([]byte, size)
+	n, err = h.ReadAt(ctx, buf, 0)
+	wg.Wait()
+	if n > 0 && !bytes.Equal(buf[:n], data[:n]) {
+		t.Fatalf("the reader got wrong bytes (err %v)", err)
+	}
+	if wrong.Load() > 0 {
+		t.Fatalf("the random reader got wrong bytes %d times", wrong.Load())
+	}
+	return n, err, randomErr
 }
 
 // TestStreamContentChanged: the file is replaced on the server (same size)
