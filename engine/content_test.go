@@ -125,35 +125,14 @@ func TestContentSharedDownload(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			data := blob(1, size)
-			dir := t.TempDir()
-			srv, st, s := fixture(t, map[string][]byte{"m/w.bin": data}, remotetest.Options{}, StreamConfig{Dir: dir, ChunkSize: tt.chunk})
+			cfg := StreamConfig{Dir: t.TempDir(), ChunkSize: tt.chunk}
+			srv, st, s := fixture(t, map[string][]byte{"m/w.bin": data}, remotetest.Options{}, cfg)
 			ref := refFor(t, st, "m", "w.bin")
 			ctx := testutil.Ctx(t)
 
 			gate := srv.Hold("m/w.bin")
 			const openers = 20
-			var wg sync.WaitGroup
-			got := make([][]byte, openers)
-			errs := make([]error, openers)
-			for i := range openers {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					h, err := s.Open(ctx, ref)
-					if err != nil {
-						errs[i] = err
-						return
-					}
-					defer h.Close()
-					buf := make([]byte, h.Size())
-					n, err := h.ReadAt(ctx, buf, 0)
-					if err != nil || n != size {
-						errs[i] = fmt.Errorf("ReadAt: %d bytes, %v", n, err)
-						return
-					}
-					got[i] = buf
-				}()
-			}
+			wait := openAndReadAll(ctx, s, ref, openers)
 			select {
 			case <-gate.Arrived():
 			case <-ctx.Done():
@@ -164,7 +143,7 @@ func TestContentSharedDownload(t *testing.T) {
 				return st.Misses+st.Joins == openers
 			})
 			gate.Release()
-			wg.Wait()
+			got, errs := wait()
 			for i := range openers {
 				if errs[i] != nil {
 					t.Fatalf("opener %d: %v", i, errs[i])
@@ -183,45 +162,84 @@ func TestContentSharedDownload(t *testing.T) {
 			if o := objects(t, s); len(o) != 1 || sumSizes(o) != size {
 				t.Errorf("objects %v, want one of %d bytes", o, size)
 			}
+			checkCachedAfterDownload(t, srv, st, s, cfg, ref, data)
+		})
+	}
+}
 
-			// A second open is a cache hit, with the complete file's fd.
-			total := srv.Total()
+// openAndReadAll has n goroutines open ref and read it whole at once; the
+// function returned waits for them and gives each one's bytes or error.
+func openAndReadAll(ctx context.Context, s *StreamContent, ref cache.Ref, n int) (wait func() ([][]byte, []error)) {
+	var wg sync.WaitGroup
+	got := make([][]byte, n)
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
 			h, err := s.Open(ctx, ref)
 			if err != nil {
-				t.Fatal(err)
+				errs[i] = err
+				return
 			}
-			if h.Fd() < 0 {
-				t.Error("complete file has no fd")
+			defer h.Close()
+			buf := make([]byte, h.Size())
+			n, err := h.ReadAt(ctx, buf, 0)
+			if err != nil || int64(n) != h.Size() {
+				errs[i] = fmt.Errorf("ReadAt: %d bytes, %v", n, err)
+				return
 			}
-			if !bytes.Equal(storetest.ReadAll(t, h), data) {
-				t.Error("cache hit read other bytes")
-			}
-			h.Close()
-			if srv.Total() != total {
-				t.Errorf("cache hit made %d requests", srv.Total()-total)
-			}
+			got[i] = buf
+		}()
+	}
+	return func() ([][]byte, []error) {
+		wg.Wait()
+		return got, errs
+	}
+}
 
-			// The cache survives a restart.
-			s.Close()
-			s2 := newStream(t, StreamConfig{Dir: dir, ChunkSize: tt.chunk})
-			if !bytes.Equal(openRead(t, s2, ref), data) {
-				t.Error("persisted file read other bytes")
-			}
-			if srv.Total() != total {
-				t.Errorf("reopened cache made %d requests", srv.Total()-total)
-			}
+// checkCachedAfterDownload: once ref (data) is committed, a second open is
+// a cache hit with the file's fd; the cache survives a restart (s is
+// closed, a new StreamContent with s's config cfg opens its directory);
+// and another version of the same URL is another object.
+func checkCachedAfterDownload(t *testing.T, srv *remotetest.Server, st *cache.Store, s *StreamContent, cfg StreamConfig, ref cache.Ref, data []byte) {
+	t.Helper()
+	ctx := testutil.Ctx(t)
+	total := srv.Total()
+	h, err := s.Open(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Fd() < 0 {
+		t.Error("complete file has no fd")
+	}
+	if !bytes.Equal(storetest.ReadAll(t, h), data) {
+		t.Error("cache hit read other bytes")
+	}
+	h.Close()
+	if srv.Total() != total {
+		t.Errorf("cache hit made %d requests", srv.Total()-total)
+	}
 
-			// Another version of the same URL is another object.
-			srv.Set("m/w.bin", blob(2, 1000))
-			ref2 := refFor(t, st, "m", "w.bin")
-			if !bytes.Equal(openRead(t, s2, ref2), blob(2, 1000)) {
-				t.Error("new version read other bytes")
-			}
-			testutil.WaitFor(t, "commit", func() bool { return committed(s2, ref2) })
-			if n := len(objects(t, s2)); n != 2 {
-				t.Errorf("%d objects, want 2 versions", n)
-			}
-		})
+	// The cache survives a restart.
+	s.Close()
+	s2 := newStream(t, cfg)
+	if !bytes.Equal(openRead(t, s2, ref), data) {
+		t.Error("persisted file read other bytes")
+	}
+	if srv.Total() != total {
+		t.Errorf("reopened cache made %d requests", srv.Total()-total)
+	}
+
+	// Another version of the same URL is another object.
+	srv.Set("m/w.bin", blob(2, 1000))
+	ref2 := refFor(t, st, "m", "w.bin")
+	if !bytes.Equal(openRead(t, s2, ref2), blob(2, 1000)) {
+		t.Error("new version read other bytes")
+	}
+	testutil.WaitFor(t, "commit", func() bool { return committed(s2, ref2) })
+	if n := len(objects(t, s2)); n != 2 {
+		t.Errorf("%d objects, want 2 versions", n)
 	}
 }
 
@@ -277,104 +295,122 @@ func TestContentRemovedObjectIsFetchedAgain(t *testing.T) {
 	}
 }
 
+// badDownloadCase is a row of TestContentRejectsBadDownloads: a store
+// that serves a file other than its ref says (setup changes the store,
+// meta the ref), and how the failure must show.
+type badDownloadCase struct {
+	name    string
+	chunk   int64
+	setup   func(srv *remotetest.Server)
+	meta    func(m remote.Meta) remote.Meta
+	wantIs  error // nil: any error
+	changed bool  // OnChange is told
+	maxGETs int   // 0: any number (retried within RetryWindow)
+}
+
 func TestContentRejectsBadDownloads(t *testing.T) {
 	data := blob(4, 64<<10)
-	tests := []struct {
-		name     string
-		chunk    int64
-		setup    func(srv *remotetest.Server)
-		meta     func(m remote.Meta) remote.Meta
-		wantIs   error // nil: any error
-		changed  bool  // OnChange is told
-		maxGETs  int   // 0: any number (retried within RetryWindow)
-		wantGETs int   // exact, when maxGETs is 0 and this is set
-	}{
-		{"store serves fewer bytes than Meta.Size", 0, nil,
-			func(m remote.Meta) remote.Meta { m.Size += 10; return m }, remote.ErrChanged, true, 1, 0},
-		{"store serves more bytes than Meta.Size", 0, nil,
-			func(m remote.Meta) remote.Meta { m.Size -= 10; return m }, remote.ErrChanged, true, 1, 0},
-		{"ranged: total size differs from Meta.Size", 16 << 10, nil,
-			func(m remote.Meta) remote.Meta { m.Size -= 10; return m }, remote.ErrChanged, true, 0, 0},
-		{"other ETag", 0, nil,
-			func(m remote.Meta) remote.Meta { m.ETag = `"other"`; return m }, remote.ErrChanged, true, 1, 0},
-		{"body cut short of Content-Length", 0,
-			func(srv *remotetest.Server) { srv.Truncate("m/f", 1000) }, nil, nil, false, 0, 0},
-		{"file gone", 0, func(srv *remotetest.Server) { srv.Remove("m/f") }, nil, remote.ErrNotFound, false, 1, 0},
-		{"server error", 0, func(srv *remotetest.Server) { srv.SetStatus("m/f", http.StatusInternalServerError) },
-			nil, nil, false, 0, 0},
+	for _, tt := range badDownloadCases() {
+		t.Run(tt.name, func(t *testing.T) { runBadDownload(t, tt, data) })
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			srv, st, s := fixture(t, map[string][]byte{"m/f": data}, remotetest.Options{}, StreamConfig{ChunkSize: tt.chunk})
-			var mu sync.Mutex
-			var told []cache.Ref
-			s.OnChange(func(r cache.Ref) {
-				mu.Lock()
-				told = append(told, r)
-				mu.Unlock()
-			})
-			ref := refFor(t, st, "m", "f")
-			if tt.meta != nil {
-				ref.Meta = tt.meta(ref.Meta)
-			}
-			if tt.setup != nil {
-				tt.setup(srv)
-			}
-			start := time.Now()
-			h, err := s.Open(testutil.Ctx(t), ref)
-			if err == nil {
-				buf := make([]byte, h.Size())
-				_, err = h.ReadAt(testutil.Ctx(t), buf, 0)
-				h.Close()
-			}
-			if err == nil {
-				t.Fatal("read succeeded")
-			}
-			if d := time.Since(start); d > 3*time.Second {
-				t.Errorf("took %v to fail", d)
-			}
-			if tt.wantIs != nil && !errors.Is(err, tt.wantIs) {
-				t.Errorf("err = %v, want %v", err, tt.wantIs)
-			}
-			testutil.WaitFor(t, "the failed download to clean up", func() bool {
-				return len(partials(t, s)) == 0
-			})
-			if o := objects(t, s); len(o) != 0 {
-				t.Errorf("a bad download was kept: %v", o)
-			}
-			if used := s.Stats().UsedBytes; used != 0 {
-				t.Errorf("Usage %d bytes after a failed download", used)
-			}
-			n := srv.Count("GET", "m/f")
-			if tt.maxGETs > 0 && n > tt.maxGETs {
-				t.Errorf("%d GETs, want at most %d (the failure is final)", n, tt.maxGETs)
-			}
-			toldCount := func() int {
-				mu.Lock()
-				defer mu.Unlock()
-				return len(told)
-			}
-			if tt.changed {
-				// Told after the readers are woken: wait for it.
-				testutil.WaitFor(t, "OnChange", func() bool { return toldCount() > 0 })
-				mu.Lock()
-				if told[0].Name != "f" || told[0].Meta != ref.Meta {
-					t.Errorf("OnChange told %+v, want the ref read", told[0])
-				}
-				mu.Unlock()
-			} else if n := toldCount(); n != 0 {
-				t.Errorf("OnChange told %d times for a file that did not change", n)
-			}
+}
 
-			// Nothing is poisoned: once the store is right, the file opens.
-			srv.Truncate("m/f", -1)
-			srv.SetStatus("m/f", 0)
-			srv.Set("m/f", data)
-			good := refFor(t, st, "m", "f")
-			if !bytes.Equal(openRead(t, s, good), data) {
-				t.Error("other bytes")
-			}
-		})
+// badDownloadCases: sizes and ETags other than the ref's, a body cut
+// short, a file gone, a server error.
+func badDownloadCases() []badDownloadCase {
+	return []badDownloadCase{
+		{"store serves fewer bytes than Meta.Size", 0, nil,
+			func(m remote.Meta) remote.Meta { m.Size += 10; return m }, remote.ErrChanged, true, 1},
+		{"store serves more bytes than Meta.Size", 0, nil,
+			func(m remote.Meta) remote.Meta { m.Size -= 10; return m }, remote.ErrChanged, true, 1},
+		{"ranged: total size differs from Meta.Size", 16 << 10, nil,
+			func(m remote.Meta) remote.Meta { m.Size -= 10; return m }, remote.ErrChanged, true, 0},
+		{"other ETag", 0, nil,
+			func(m remote.Meta) remote.Meta { m.ETag = `"other"`; return m }, remote.ErrChanged, true, 1},
+		{"body cut short of Content-Length", 0,
+			func(srv *remotetest.Server) { srv.Truncate("m/f", 1000) }, nil, nil, false, 0},
+		{"file gone", 0, func(srv *remotetest.Server) { srv.Remove("m/f") }, nil, remote.ErrNotFound, false, 1},
+		{"server error", 0, func(srv *remotetest.Server) { srv.SetStatus("m/f", http.StatusInternalServerError) },
+			nil, nil, false, 0},
+	}
+}
+
+// runBadDownload reads data through tt's bad store: the read fails soon,
+// with tt's error; nothing is kept; OnChange is told when tt says; and once
+// the store is right again the file opens.
+func runBadDownload(t *testing.T, tt badDownloadCase, data []byte) {
+	srv, st, s := fixture(t, map[string][]byte{"m/f": data}, remotetest.Options{}, StreamConfig{ChunkSize: tt.chunk})
+	told := recordChanges(s)
+	ref := refFor(t, st, "m", "f")
+	if tt.meta != nil {
+		ref.Meta = tt.meta(ref.Meta)
+	}
+	if tt.setup != nil {
+		tt.setup(srv)
+	}
+	start := time.Now()
+	h, err := s.Open(testutil.Ctx(t), ref)
+	if err == nil {
+		buf := make([]byte, h.Size())
+		_, err = h.ReadAt(testutil.Ctx(t), buf, 0)
+		h.Close()
+	}
+	if err == nil {
+		t.Fatal("read succeeded")
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("took %v to fail", d)
+	}
+	if tt.wantIs != nil && !errors.Is(err, tt.wantIs) {
+		t.Errorf("err = %v, want %v", err, tt.wantIs)
+	}
+	testutil.WaitFor(t, "the failed download to clean up", func() bool {
+		return len(partials(t, s)) == 0
+	})
+	if o := objects(t, s); len(o) != 0 {
+		t.Errorf("a bad download was kept: %v", o)
+	}
+	if used := s.Stats().UsedBytes; used != 0 {
+		t.Errorf("Usage %d bytes after a failed download", used)
+	}
+	n := srv.Count("GET", "m/f")
+	if tt.maxGETs > 0 && n > tt.maxGETs {
+		t.Errorf("%d GETs, want at most %d (the failure is final)", n, tt.maxGETs)
+	}
+	if tt.changed {
+		// Told after the readers are woken: wait for it.
+		testutil.WaitFor(t, "OnChange", func() bool { return len(told()) > 0 })
+		if first := told()[0]; first.Name != "f" || first.Meta != ref.Meta {
+			t.Errorf("OnChange told %+v, want the ref read", first)
+		}
+	} else if n := len(told()); n != 0 {
+		t.Errorf("OnChange told %d times for a file that did not change", n)
+	}
+
+	// Nothing is poisoned: once the store is right, the file opens.
+	srv.Truncate("m/f", -1)
+	srv.SetStatus("m/f", 0)
+	srv.Set("m/f", data)
+	good := refFor(t, st, "m", "f")
+	if !bytes.Equal(openRead(t, s, good), data) {
+		t.Error("other bytes")
+	}
+}
+
+// recordChanges records what s tells OnChange; the function returned gives
+// the refs told so far.
+func recordChanges(s *StreamContent) func() []cache.Ref {
+	var mu sync.Mutex
+	var told []cache.Ref
+	s.OnChange(func(r cache.Ref) {
+		mu.Lock()
+		told = append(told, r)
+		mu.Unlock()
+	})
+	return func() []cache.Ref {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(told)
 	}
 }
 
