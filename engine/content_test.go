@@ -565,91 +565,78 @@ func TestContentLargerThanCacheReadsDirect(t *testing.T) {
 func TestContentCancelledRead(t *testing.T) {
 	data := blob(5, 100<<10)
 	srv, st, s := fixture(t, map[string][]byte{"m/a": data, "m/b": data}, remotetest.Options{}, StreamConfig{})
+	t.Run("another reader still gets the file", func(t *testing.T) { cancelBesidePatientReader(t, srv, st, s, data) })
+	t.Run("the download completes without readers", func(t *testing.T) { cancelOnlyReader(t, srv, st, s, data) })
+}
 
-	t.Run("another reader still gets the file", func(t *testing.T) {
-		ref := refFor(t, st, "m", "a")
-		gate := srv.Hold("m/a")
-		h, err := s.Open(testutil.Ctx(t), ref)
-		if err != nil {
-			t.Fatal(err)
+// cancelBesidePatientReader: of two readers waiting for m/a (data), one
+// gives up; it gets context.Canceled at once, the other the whole file,
+// from the one GET.
+func cancelBesidePatientReader(t *testing.T, srv *remotetest.Server, st *cache.Store, s *StreamContent, data []byte) {
+	ref := refFor(t, st, "m", "a")
+	gate := srv.Hold("m/a")
+	h, err := s.Open(testutil.Ctx(t), ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	buf := make([]byte, len(data))
+	patient := readAsync(testutil.Ctx(t), h, buf, 0)
+	waitArrived(t, gate)
+	h2, err := s.Open(testutil.Ctx(t), ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	impatient := readAsync(ctx, h2, make([]byte, 10), 0)
+	testutil.WaitFor(t, "both readers waiting", func() bool { return readersWaiting(s, ref) == 2 })
+	cancel()
+	select {
+	case err := <-impatient:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("cancelled read: %v, want context.Canceled", err)
 		}
-		defer h.Close()
-		patient := make(chan error, 1)
-		buf := make([]byte, len(data))
-		go func() {
-			_, err := h.ReadAt(testutil.Ctx(t), buf, 0)
-			patient <- err
-		}()
-		select {
-		case <-gate.Arrived():
-		case <-time.After(3 * time.Second):
-			t.Fatal("no download")
-		}
-		h2, err := s.Open(testutil.Ctx(t), ref)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		impatient := make(chan error, 1)
-		go func() {
-			_, err := h2.ReadAt(ctx, make([]byte, 10), 0)
-			impatient <- err
-		}()
-		testutil.WaitFor(t, "both readers waiting", func() bool { return readersWaiting(s, ref) == 2 })
-		cancel()
-		select {
-		case err := <-impatient:
-			if !errors.Is(err, context.Canceled) {
-				t.Errorf("cancelled read: %v, want context.Canceled", err)
-			}
-		case <-time.After(time.Second):
-			t.Fatal("cancelled read did not return")
-		}
-		h2.Close()
-		gate.Release()
-		if err := <-patient; err != nil {
-			t.Fatalf("patient read: %v", err)
-		}
-		if !bytes.Equal(buf, data) {
-			t.Error("other bytes")
-		}
-		if n := srv.Count("GET", "m/a"); n != 1 {
-			t.Errorf("%d GETs, want 1", n)
-		}
-	})
+	case <-time.After(time.Second):
+		t.Fatal("cancelled read did not return")
+	}
+	h2.Close()
+	gate.Release()
+	if err := <-patient; err != nil {
+		t.Fatalf("patient read: %v", err)
+	}
+	if !bytes.Equal(buf, data) {
+		t.Error("other bytes")
+	}
+	if n := srv.Count("GET", "m/a"); n != 1 {
+		t.Errorf("%d GETs, want 1", n)
+	}
+}
 
-	t.Run("the download completes without readers", func(t *testing.T) {
-		ref := refFor(t, st, "m", "b")
-		gate := srv.Hold("m/b")
-		h, err := s.Open(testutil.Ctx(t), ref)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		errc := make(chan error, 1)
-		go func() {
-			_, err := h.ReadAt(ctx, make([]byte, 10), 0)
-			errc <- err
-		}()
-		select {
-		case <-gate.Arrived():
-		case <-time.After(3 * time.Second):
-			t.Fatal("no download")
-		}
-		cancel()
-		if err := <-errc; !errors.Is(err, context.Canceled) {
-			t.Errorf("cancelled read: %v", err)
-		}
-		h.Close()
-		gate.Release()
-		testutil.WaitFor(t, "the download to land", func() bool { return committed(s, ref) })
-		if !bytes.Equal(openRead(t, s, ref), data) {
-			t.Error("other bytes")
-		}
-		if n := srv.Count("GET", "m/b"); n != 1 {
-			t.Errorf("%d GETs, want 1", n)
-		}
-	})
+// cancelOnlyReader: the only reader of m/b (data) gives up and closes; the
+// download goes on and commits, so the next open reads the cache copy.
+func cancelOnlyReader(t *testing.T, srv *remotetest.Server, st *cache.Store, s *StreamContent, data []byte) {
+	ref := refFor(t, st, "m", "b")
+	gate := srv.Hold("m/b")
+	h, err := s.Open(testutil.Ctx(t), ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := readAsync(ctx, h, make([]byte, 10), 0)
+	waitArrived(t, gate)
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled read: %v", err)
+	}
+	h.Close()
+	gate.Release()
+	testutil.WaitFor(t, "the download to land", func() bool { return committed(s, ref) })
+	if !bytes.Equal(openRead(t, s, ref), data) {
+		t.Error("other bytes")
+	}
+	if n := srv.Count("GET", "m/b"); n != 1 {
+		t.Errorf("%d GETs, want 1", n)
+	}
 }
 
 func TestContentCloseWaitsForDownloads(t *testing.T) {
@@ -662,16 +649,8 @@ func TestContentCloseWaitsForDownloads(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	errc := make(chan error, 1)
-	go func() {
-		_, err := h.ReadAt(context.Background(), make([]byte, 100), 0)
-		errc <- err
-	}()
-	select {
-	case <-gate.Arrived():
-	case <-time.After(3 * time.Second):
-		t.Fatal("no download")
-	}
+	errc := readAsync(context.Background(), h, make([]byte, 100), 0)
+	waitArrived(t, gate)
 	closed := make(chan struct{})
 	go func() {
 		s.Close()

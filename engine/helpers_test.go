@@ -1,10 +1,12 @@
 package engine
 
 import (
+	"context"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/modelstorefs/modelstorefs/cache"
 	"github.com/modelstorefs/modelstorefs/remote/remotetest"
@@ -61,4 +63,26 @@ func sumSizes(m map[string]int64) int64 {
 		n += s
 	}
 	return n
+}
+
+// readAsync reads buf at off of h in a goroutine; the channel gets the
+// read's error.
+func readAsync(ctx context.Context, h cache.Handle, buf []byte, off int64) <-chan error {
+	errc := make(chan error, 1)
+	go func() {
+		_, err := h.ReadAt(ctx, buf, off)
+		errc <- err
+	}()
+	return errc
+}
+
+// waitArrived waits until a request held by gate has arrived at the
+// server, failing the test after 3 s ("no download").
+func waitArrived(t *testing.T, gate *remotetest.Gate) {
+	t.Helper()
+	select {
+	case <-gate.Arrived():
+	case <-time.After(3 * time.Second):
+		t.Fatal("no download")
+	}
 }
