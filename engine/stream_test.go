@@ -925,52 +925,26 @@ func TestStreamInterruptedReader(t *testing.T) {
 	checkStreams(t, srv, "m/f", chunk, size/chunk)
 }
 
+// fullDiskSize and fullDiskChunk are TestStreamFullDisk's files and chunk.
+const fullDiskSize, fullDiskChunk = 300 << 10, 64 << 10
+
 // TestStreamFullDisk: when the cache's filesystem has no room (statfs
 // below the floor), Open still works and reads go straight to the store,
 // with the right bytes; with room made by evicting unused files, the file
 // is cached.
 func TestStreamFullDisk(t *testing.T) {
-	const size, chunk = 300 << 10, 64 << 10
-	data := blob(81, size)
-	check := func(t *testing.T, h cache.Handle) {
-		t.Helper()
-		if !uncached(h) {
-			t.Fatalf("handle %T, want a read from the store into memory, no cache file", h)
-		}
-		if h.Fd() >= 0 || h.Size() != size {
-			t.Errorf("Fd %d Size %d", h.Fd(), h.Size())
-		}
-		if r, err := h.Read(testutil.Ctx(t), make([]byte, 10), 0); r.Fd >= 0 || err != nil {
-			t.Errorf("Read: %+v, %v; want bytes, no descriptor", r, err)
-		}
-		for _, c := range []struct{ off, n int64 }{{size - 1000, 1000}, {0, 10}, {chunk - 3, 100}, {5, size - 5}, {0, size}} {
-			buf := make([]byte, c.n)
-			n, err := h.ReadAt(testutil.Ctx(t), buf, c.off)
-			if err != nil || int64(n) != c.n || !bytes.Equal(buf, data[c.off:c.off+c.n]) {
-				t.Errorf("ReadAt(%d, %d): %d bytes, %v", c.off, c.n, n, err)
-			}
-		}
-		buf := make([]byte, 100)
-		n, err := h.ReadAt(testutil.Ctx(t), buf, size-10)
-		if n != 10 || err != io.EOF || !bytes.Equal(buf[:10], data[size-10:]) {
-			t.Errorf("read over the end: %d, %v", n, err)
-		}
-		if n, err := h.ReadAt(testutil.Ctx(t), buf, size); n != 0 || err != io.EOF {
-			t.Errorf("read at the end: %d, %v", n, err)
-		}
-	}
-
+	data := blob(81, fullDiskSize)
 	for _, noRange := range []bool{false, true} {
 		t.Run(fmt.Sprintf("no room, NoRange %v", noRange), func(t *testing.T) {
-			_, st, s := fixture(t, map[string][]byte{"m/f": data}, remotetest.Options{NoRange: noRange}, StreamConfig{ChunkSize: chunk, MinFree: new(int64(1 << 20))})
+			_, st, s := fixture(t, map[string][]byte{"m/f": data}, remotetest.Options{NoRange: noRange}, StreamConfig{ChunkSize: fullDiskChunk, MinFree: new(int64(1 << 20))})
 			var calls atomic.Int32
-			s.statfs = func(string) (int64, error) { calls.Add(1); return 1<<20 + size - 1, nil } // one byte short
+			s.statfs = func(string) (int64, error) { calls.Add(1); return 1<<20 + fullDiskSize - 1, nil } // one byte short
 			ref := refFor(t, st, "m", "f")
 			h, err := s.Open(testutil.Ctx(t), ref)
 			if err != nil {
 				t.Fatal(err)
 			}
-			check(t, h)
+			checkUncached(t, h, data)
 			h.Close()
 			if calls.Load() == 0 {
 				t.Error("statfs hook never called")
@@ -982,7 +956,7 @@ func TestStreamFullDisk(t *testing.T) {
 				t.Errorf("Usage %d", used)
 			}
 			// Room again: the next open caches.
-			s.statfs = func(string) (int64, error) { return 1<<20 + size, nil }
+			s.statfs = func(string) (int64, error) { return 1<<20 + fullDiskSize, nil }
 			if !bytes.Equal(openRead(t, s, ref), data) {
 				t.Fatal("cached read differs")
 			}
@@ -992,7 +966,7 @@ func TestStreamFullDisk(t *testing.T) {
 	}
 
 	t.Run("statfs fails", func(t *testing.T) {
-		_, st, s := fixture(t, map[string][]byte{"m/f": data}, remotetest.Options{}, StreamConfig{ChunkSize: chunk})
+		_, st, s := fixture(t, map[string][]byte{"m/f": data}, remotetest.Options{}, StreamConfig{ChunkSize: fullDiskChunk})
 		s.statfs = func(string) (int64, error) { return 0, syscall.EIO }
 		ref := refFor(t, st, "m", "f")
 		if !bytes.Equal(openRead(t, s, ref), data) {
@@ -1000,47 +974,83 @@ func TestStreamFullDisk(t *testing.T) {
 		}
 	})
 
-	t.Run("evicts unused files for room, never open ones", func(t *testing.T) {
-		files := map[string][]byte{"m/a": blob(82, size), "m/b": data, "m/c": blob(83, size)}
-		_, st, s := fixture(t, files, remotetest.Options{}, StreamConfig{ChunkSize: chunk})
-		// A disk with room for one and a half files.
-		dir := filepath.Dir(s.objects)
-		s.statfs = func(string) (int64, error) { return size*3/2 - duBytes(dir), nil }
-		refA, refB, refC := refFor(t, st, "m", "a"), refFor(t, st, "m", "b"), refFor(t, st, "m", "c")
-		if !bytes.Equal(openRead(t, s, refA), files["m/a"]) {
-			t.Fatal("a differs")
-		}
-		testutil.WaitFor(t, "a committed", func() bool { return committed(s, refA) })
+	t.Run("evicts unused files for room, never open ones", func(t *testing.T) { fullDiskEviction(t, data) })
+}
 
-		// a is open: b cannot evict it and is read directly.
-		hA, err := s.Open(testutil.Ctx(t), refA)
-		if err != nil {
-			t.Fatal(err)
+// checkUncached checks that h reads data straight from the store into
+// memory, with no cache file, at any offset and over the end.
+func checkUncached(t *testing.T, h cache.Handle, data []byte) {
+	t.Helper()
+	if !uncached(h) {
+		t.Fatalf("handle %T, want a read from the store into memory, no cache file", h)
+	}
+	if h.Fd() >= 0 || h.Size() != fullDiskSize {
+		t.Errorf("Fd %d Size %d", h.Fd(), h.Size())
+	}
+	if r, err := h.Read(testutil.Ctx(t), make([]byte, 10), 0); r.Fd >= 0 || err != nil {
+		t.Errorf("Read: %+v, %v; want bytes, no descriptor", r, err)
+	}
+	for _, c := range []struct{ off, n int64 }{{fullDiskSize - 1000, 1000}, {0, 10}, {fullDiskChunk - 3, 100}, {5, fullDiskSize - 5}, {0, fullDiskSize}} {
+		buf := make([]byte, c.n)
+		n, err := h.ReadAt(testutil.Ctx(t), buf, c.off)
+		if err != nil || int64(n) != c.n || !bytes.Equal(buf, data[c.off:c.off+c.n]) {
+			t.Errorf("ReadAt(%d, %d): %d bytes, %v", c.off, c.n, n, err)
 		}
-		hB, err := s.Open(testutil.Ctx(t), refB)
-		if err != nil {
-			t.Fatal(err)
-		}
-		check(t, hB)
-		hB.Close()
-		if !committed(s, refA) || !bytes.Equal(storetest.ReadAll(t, hA), files["m/a"]) {
-			t.Fatal("the open file a was evicted for disk space")
-		}
-		hA.Close()
+	}
+	buf := make([]byte, 100)
+	n, err := h.ReadAt(testutil.Ctx(t), buf, fullDiskSize-10)
+	if n != 10 || err != io.EOF || !bytes.Equal(buf[:10], data[fullDiskSize-10:]) {
+		t.Errorf("read over the end: %d, %v", n, err)
+	}
+	if n, err := h.ReadAt(testutil.Ctx(t), buf, fullDiskSize); n != 0 || err != io.EOF {
+		t.Errorf("read at the end: %d, %v", n, err)
+	}
+}
 
-		// a is closed: c evicts it and is cached.
-		if !bytes.Equal(openRead(t, s, refC), files["m/c"]) {
-			t.Fatal("c differs")
-		}
-		testutil.WaitFor(t, "c committed", func() bool { return committed(s, refC) })
-		if committed(s, refA) {
-			t.Error("a was kept though c needed its room")
-		}
-		checkObjects(t, s, files["m/c"])
-		if n := duBytes(dir); n > size*3/2 {
-			t.Errorf("%d bytes on a disk of %d", n, size*3/2)
-		}
-	})
+// fullDiskEviction: on a disk with room for one and a half files, a file
+// read while another is open is read directly (the open one is not
+// evicted); once it is closed, the next file evicts it and is cached. data
+// is b's content.
+func fullDiskEviction(t *testing.T, data []byte) {
+	files := map[string][]byte{"m/a": blob(82, fullDiskSize), "m/b": data, "m/c": blob(83, fullDiskSize)}
+	_, st, s := fixture(t, files, remotetest.Options{}, StreamConfig{ChunkSize: fullDiskChunk})
+	// A disk with room for one and a half files.
+	dir := filepath.Dir(s.objects)
+	s.statfs = func(string) (int64, error) { return fullDiskSize*3/2 - duBytes(dir), nil }
+	refA, refB, refC := refFor(t, st, "m", "a"), refFor(t, st, "m", "b"), refFor(t, st, "m", "c")
+	if !bytes.Equal(openRead(t, s, refA), files["m/a"]) {
+		t.Fatal("a differs")
+	}
+	testutil.WaitFor(t, "a committed", func() bool { return committed(s, refA) })
+
+	// a is open: b cannot evict it and is read directly.
+	hA, err := s.Open(testutil.Ctx(t), refA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hB, err := s.Open(testutil.Ctx(t), refB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkUncached(t, hB, data)
+	hB.Close()
+	if !committed(s, refA) || !bytes.Equal(storetest.ReadAll(t, hA), files["m/a"]) {
+		t.Fatal("the open file a was evicted for disk space")
+	}
+	hA.Close()
+
+	// a is closed: c evicts it and is cached.
+	if !bytes.Equal(openRead(t, s, refC), files["m/c"]) {
+		t.Fatal("c differs")
+	}
+	testutil.WaitFor(t, "c committed", func() bool { return committed(s, refC) })
+	if committed(s, refA) {
+		t.Error("a was kept though c needed its room")
+	}
+	checkObjects(t, s, files["m/c"])
+	if n := duBytes(dir); n > fullDiskSize*3/2 {
+		t.Errorf("%d bytes on a disk of %d", n, fullDiskSize*3/2)
+	}
 }
 
 // duBytes is the bytes of the regular files below dir (the fake disk's use).
