@@ -324,120 +324,153 @@ func readWholeAndRandom(t *testing.T, ctx context.Context, h cache.Handle, data 
 	return n, err, randomErr
 }
 
+// changedSize and changedChunk are TestStreamContentChanged's file and
+// chunk.
+const changedSize, changedChunk = 1 << 20, 64 << 10
+
+// changedCase is a row of TestStreamContentChanged: a server, and whether
+// it ignores If-Range (then it answers ranges from the new version).
+type changedCase struct {
+	name          string
+	opt           remotetest.Options
+	ignoreIfRange bool
+	// bug, when set, names the bug the engine once had that a failure of
+	// the case means is back; the failure is reported with it.
+	bug string
+}
+
 // TestStreamContentChanged: the file is replaced on the server (same size)
 // right after the first chunk was served. The reader gets ErrChanged, the
 // catalog is told, and nothing mixing the two versions is committed.
 func TestStreamContentChanged(t *testing.T) {
-	const size, chunk = 1 << 20, 64 << 10
-	old, updated := blob(31, size), blob(32, size)
-	tests := []struct {
-		name          string
-		opt           remotetest.Options
-		ignoreIfRange bool // the server answers ranges from the new version
-		bug           string
-	}{
+	old, updated := blob(31, changedSize), blob(32, changedSize)
+	tests := []changedCase{
 		{name: "ETag, server honours If-Range"},
 		{name: "ETag, server ignores If-Range", ignoreIfRange: true},
 		{name: "Last-Modified only, server honours If-Range", opt: remotetest.Options{NoETag: true}},
 		{name: "Last-Modified only, server ignores If-Range", opt: remotetest.Options{NoETag: true}, ignoreIfRange: true,
-			bug: "remote/ranges.go GetRange accepts a 206 whose Last-Modified differs from the version asked (it compares ETags only), so chunks of two versions are committed as one file"},
+			bug: "regression: remote/ranges.go GetRange once accepted a 206 whose Last-Modified differed from the version asked (it compared ETags only), so chunks of two versions were committed as one file"},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			srv, st, s := fixture(t, map[string][]byte{"m/f": old}, tt.opt, StreamConfig{ChunkSize: chunk, Parallel: 4, RetryWindow: 5 * time.Second})
-			var told atomic.Int32
-			var toldRef atomic.Value
-			s.OnChange(func(r cache.Ref) { told.Add(1); toldRef.Store(r) })
-			ref := refFor(t, st, "m", "f")
-			oldMod := ref.Meta.ModTime()
-			var first atomic.Bool
-			var served atomic.Int32
-			srv.Intercept("m/f", func(w http.ResponseWriter, r *http.Request, serve http.HandlerFunc) {
-				if r.Method != http.MethodGet {
-					serve(w, r)
-					return
-				}
-				served.Add(1)
-				if first.CompareAndSwap(false, true) {
-					// The file changes now; this answer is still the old one.
-					srv.SetFile("m/f", remotetest.File{Data: updated, ModTime: oldMod.Add(time.Hour)})
-					// It is cut after one chunk: the rest must come from
-					// another GET, which meets the new version.
-					if ref.Meta.ETag != "" {
-						w.Header().Set("ETag", ref.Meta.ETag)
-					}
-					http.ServeContent(&cutWriter{ResponseWriter: w, left: chunk}, r, "", oldMod, bytes.NewReader(old))
-					return
-				}
-				if tt.ignoreIfRange {
-					r.Header.Del("If-Range")
-				}
-				serve(w, r)
-			})
-
-			h, err := s.Open(testutil.Ctx(t), ref)
-			if err != nil {
-				t.Fatal(err)
-			}
-			buf := make([]byte, size)
-			n, rerr := h.ReadAt(testutil.Ctx(t), buf, 0)
-			h.Close()
-			waitIdle(t, s)
-
-			var fails []string
-			if rerr == nil && !bytes.Equal(buf, old) {
-				fails = append(fails, fmt.Sprintf("read succeeded with bytes of neither version alone (old %v, new %v)", bytes.Equal(buf, old), bytes.Equal(buf, updated)))
-			}
-			if n > 0 && !bytes.Equal(buf[:n], old[:n]) {
-				fails = append(fails, "the reader got bytes of the new version in an old-version read")
-			}
-			if rerr != nil && !errors.Is(rerr, remote.ErrChanged) {
-				fails = append(fails, fmt.Sprintf("read error %v, want ErrChanged", rerr))
-			}
-			if rerr == nil {
-				fails = append(fails, "read of a file changed mid-download succeeded")
-			}
-			for p := range objects(t, s) {
-				got, _ := os.ReadFile(p)
-				if sha(got) != sha(old) && sha(got) != sha(updated) {
-					fails = append(fails, fmt.Sprintf("committed a mix of two versions: %s", filepath.Base(p)))
-				}
-			}
-			if committed(s, ref) {
-				fails = append(fails, "the old version was committed though the server changed it")
-			}
-			if rerr != nil {
-				testutil.WaitFor(t, "OnChange", func() bool { return told.Load() > 0 })
-				if r, _ := toldRef.Load().(cache.Ref); r.Meta != ref.Meta || r.Name != "f" {
-					fails = append(fails, fmt.Sprintf("OnChange told %+v", r))
-				}
-			}
-			if len(fails) > 0 {
-				if tt.bug != "" {
-					t.Errorf("%s:\n%s", tt.bug, strings.Join(fails, "\n"))
-				}
-				t.Fatal(strings.Join(fails, "\n"))
-			}
-			if used := s.Stats().UsedBytes; used != 0 {
-				t.Errorf("Usage %d after a failed download", used)
-			}
-			if n := served.Load(); n > int32(size/chunk)+4 {
-				t.Errorf("%d GETs: a changed file must fail the download, not be retried", n)
-			}
-
-			// The new version, asked for with its own metadata, is whole.
-			srv.Intercept("m/f", nil)
-			ref2 := refFor(t, st, "m", "f")
-			if ref2.Meta == ref.Meta {
-				t.Fatal("Stat does not show the change")
-			}
-			if !bytes.Equal(openRead(t, s, ref2), updated) {
-				t.Fatal("the new version reads other bytes")
-			}
-			testutil.WaitFor(t, "commit", func() bool { return committed(s, ref2) })
-			checkObjects(t, s, updated)
-		})
+		t.Run(tt.name, func(t *testing.T) { runContentChanged(t, tt, old, updated) })
 	}
+}
+
+// runContentChanged reads old while the server changes it to updated after
+// the first chunk; the read fails with ErrChanged and nothing is kept;
+// then the new version, asked for with its own metadata, is whole.
+func runContentChanged(t *testing.T, tt changedCase, old, updated []byte) {
+	srv, st, s := fixture(t, map[string][]byte{"m/f": old}, tt.opt, StreamConfig{ChunkSize: changedChunk, Parallel: 4, RetryWindow: 5 * time.Second})
+	var told atomic.Int32
+	var toldRef atomic.Value
+	s.OnChange(func(r cache.Ref) { told.Add(1); toldRef.Store(r) })
+	ref := refFor(t, st, "m", "f")
+	served := changeAfterFirstChunk(srv, ref, tt.ignoreIfRange, old, updated)
+
+	h, err := s.Open(testutil.Ctx(t), ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, changedSize)
+	n, rerr := h.ReadAt(testutil.Ctx(t), buf, 0)
+	h.Close()
+	waitIdle(t, s)
+
+	fails := changedReadFailures(t, s, ref, buf[:n], rerr, old, updated)
+	if rerr != nil {
+		testutil.WaitFor(t, "OnChange", func() bool { return told.Load() > 0 })
+		if r, _ := toldRef.Load().(cache.Ref); r.Meta != ref.Meta || r.Name != "f" {
+			fails = append(fails, fmt.Sprintf("OnChange told %+v", r))
+		}
+	}
+	if len(fails) > 0 {
+		if tt.bug != "" {
+			t.Errorf("%s:\n%s", tt.bug, strings.Join(fails, "\n"))
+		}
+		t.Fatal(strings.Join(fails, "\n"))
+	}
+	if used := s.Stats().UsedBytes; used != 0 {
+		t.Errorf("Usage %d after a failed download", used)
+	}
+	if n := served.Load(); n > int32(changedSize/changedChunk)+4 {
+		t.Errorf("%d GETs: a changed file must fail the download, not be retried", n)
+	}
+
+	// The new version, asked for with its own metadata, is whole.
+	srv.Intercept("m/f", nil)
+	ref2 := refFor(t, st, "m", "f")
+	if ref2.Meta == ref.Meta {
+		t.Fatal("Stat does not show the change")
+	}
+	if !bytes.Equal(openRead(t, s, ref2), updated) {
+		t.Fatal("the new version reads other bytes")
+	}
+	testutil.WaitFor(t, "commit", func() bool { return committed(s, ref2) })
+	checkObjects(t, s, updated)
+}
+
+// changeAfterFirstChunk makes srv answer the first GET of m/f (ref) with
+// old cut after one chunk, changing the file to updated (an hour newer)
+// meanwhile; later GETs meet the new version, with If-Range stripped when
+// ignoreIfRange. It returns the count of GETs served.
+func changeAfterFirstChunk(srv *remotetest.Server, ref cache.Ref, ignoreIfRange bool, old, updated []byte) *atomic.Int32 {
+	oldMod := ref.Meta.ModTime()
+	var first atomic.Bool
+	var served atomic.Int32
+	srv.Intercept("m/f", func(w http.ResponseWriter, r *http.Request, serve http.HandlerFunc) {
+		if r.Method != http.MethodGet {
+			serve(w, r)
+			return
+		}
+		served.Add(1)
+		if first.CompareAndSwap(false, true) {
+			// The file changes now; this answer is still the old one.
+			srv.SetFile("m/f", remotetest.File{Data: updated, ModTime: oldMod.Add(time.Hour)})
+			// It is cut after one chunk: the rest must come from
+			// another GET, which meets the new version.
+			if ref.Meta.ETag != "" {
+				w.Header().Set("ETag", ref.Meta.ETag)
+			}
+			http.ServeContent(&cutWriter{ResponseWriter: w, left: changedChunk}, r, "", oldMod, bytes.NewReader(old))
+			return
+		}
+		if ignoreIfRange {
+			r.Header.Del("If-Range")
+		}
+		serve(w, r)
+	})
+	return &served
+}
+
+// changedReadFailures says what is wrong after a read of old that got got
+// and rerr while the file changed to updated: the read must fail with
+// ErrChanged, having given only old's bytes, and no object may mix the
+// versions or be the old one under ref.
+func changedReadFailures(t *testing.T, s *StreamContent, ref cache.Ref, got []byte, rerr error, old, updated []byte) []string {
+	t.Helper()
+	var fails []string
+	if rerr == nil && !bytes.Equal(got, old) {
+		fails = append(fails, fmt.Sprintf("read succeeded with bytes of neither version alone (old %v, new %v)", bytes.Equal(got, old), bytes.Equal(got, updated)))
+	}
+	if len(got) > 0 && !bytes.Equal(got, old[:len(got)]) {
+		fails = append(fails, "the reader got bytes of the new version in an old-version read")
+	}
+	if rerr != nil && !errors.Is(rerr, remote.ErrChanged) {
+		fails = append(fails, fmt.Sprintf("read error %v, want ErrChanged", rerr))
+	}
+	if rerr == nil {
+		fails = append(fails, "read of a file changed mid-download succeeded")
+	}
+	for p := range objects(t, s) {
+		data, _ := os.ReadFile(p)
+		if sha(data) != sha(old) && sha(data) != sha(updated) {
+			fails = append(fails, fmt.Sprintf("committed a mix of two versions: %s", filepath.Base(p)))
+		}
+	}
+	if committed(s, ref) {
+		fails = append(fails, "the old version was committed though the server changed it")
+	}
+	return fails
 }
 
 // TestStreamTwoReaders: a sequential reader, a random reader and a splice
