@@ -685,119 +685,131 @@ func storeWithTimeouts(t *testing.T, url string) *cache.Store {
 	return &cache.Store{Name: "test", Remote: rs}
 }
 
+// farSize and farChunk are TestStreamReaderFarAhead's file and chunk;
+// farLast is its last chunk.
+const (
+	farSize, farChunk = 1 << 20, 64 << 10
+	farLast           = farSize/farChunk - 1
+)
+
 // TestStreamReaderFarAhead: a reader of the last chunk is answered while
 // the chunks between the download's front and it are still being held by
 // the server: its chunk is fetched first. (It stops one byte short of the
 // end: the file's last byte waits for the whole file's hash, verify.go.)
 func TestStreamReaderFarAhead(t *testing.T) {
-	const size, chunk = 1 << 20, 64 << 10
-	const last = size/chunk - 1
-	data := blob(51, size)
-	readTail := func(ctx context.Context, h cache.Handle) error {
-		buf := make([]byte, 1000)
-		n, err := h.ReadAt(ctx, buf, size-1001)
-		if err != nil {
-			return err
-		}
-		if n != 1000 || !bytes.Equal(buf, data[size-1001:size-1]) {
-			return errors.New("wrong tail bytes")
-		}
-		return nil
+	data := blob(51, farSize)
+	t.Run("waiting before the workers claim", func(t *testing.T) { farAheadOfHeldChunks(t, data) })
+	t.Run("every stream stalled", func(t *testing.T) { farAheadOfStalledStream(t, data) })
+}
+
+// readFarTail reads the 1000 bytes before data's last byte through h.
+func readFarTail(ctx context.Context, h cache.Handle, data []byte) error {
+	buf := make([]byte, 1000)
+	n, err := h.ReadAt(ctx, buf, farSize-1001)
+	if err != nil {
+		return err
 	}
+	if n != 1000 || !bytes.Equal(buf, data[farSize-1001:farSize-1]) {
+		return errors.New("wrong tail bytes")
+	}
+	return nil
+}
 
-	t.Run("waiting before the workers claim", func(t *testing.T) {
-		srv := storetest.NewServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
-		hold := newChunkHolder(chunk, last)
-		t.Cleanup(hold.allowAll)
-		// A slow link: once let through, the stream from chunk 0 goes on
-		// into the chunks after it in the same GET, and must not reach the
-		// tail's neighbours before the tail reader is answered.
-		srv.Intercept("m/f", func(w http.ResponseWriter, r *http.Request, serve http.HandlerFunc) {
-			hold.intercept(&slowWriter{ResponseWriter: w, piece: 16 << 10, pause: 20 * time.Millisecond}, r, serve)
-		})
-		st := storeWithTimeouts(t, srv.URL)
-		s := newStream(t, StreamConfig{ChunkSize: chunk, Parallel: 4})
-		ref := refFor(t, st, "m", "f")
-		h, err := s.Open(testutil.Ctx(t), ref)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer h.Close()
-		d := h.(*streamHandle).d
-		done := make(chan error, 1)
-		var answered atomic.Bool
-		go func() {
-			err := readTail(testutil.Ctx(t), h)
-			answered.Store(true)
-			done <- err
-		}()
-		testutil.WaitFor(t, "the reader to wait for the last chunk", func() bool {
-			d.mu.Lock()
-			defer d.mu.Unlock()
-			return d.t.c[last].waiting > 0 || answered.Load()
-		})
-		hold.allow(0) // the first GET shows that the server honours Range
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatal(err)
-			}
-		case <-time.After(5 * time.Second):
-			t.Fatal("the reader far ahead was not answered while the chunks before it were held")
-		}
+// farAheadOfHeldChunks: the server holds every chunk but the last; a
+// reader of the tail, waiting before the workers claim, is answered
+// without the chunks between.
+func farAheadOfHeldChunks(t *testing.T, data []byte) {
+	srv := storetest.NewServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
+	hold := newChunkHolder(farChunk, farLast)
+	t.Cleanup(hold.allowAll)
+	// A slow link: once let through, the stream from chunk 0 goes on
+	// into the chunks after it in the same GET, and must not reach the
+	// tail's neighbours before the tail reader is answered.
+	srv.Intercept("m/f", func(w http.ResponseWriter, r *http.Request, serve http.HandlerFunc) {
+		hold.intercept(&slowWriter{ResponseWriter: w, piece: 16 << 10, pause: 20 * time.Millisecond}, r, serve)
+	})
+	st := storeWithTimeouts(t, srv.URL)
+	s := newStream(t, StreamConfig{ChunkSize: farChunk, Parallel: 4})
+	ref := refFor(t, st, "m", "f")
+	h, err := s.Open(testutil.Ctx(t), ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	d := h.(*streamHandle).d
+	done := make(chan error, 1)
+	var answered atomic.Bool
+	go func() {
+		err := readFarTail(testutil.Ctx(t), h, data)
+		answered.Store(true)
+		done <- err
+	}()
+	testutil.WaitFor(t, "the reader to wait for the last chunk", func() bool {
 		d.mu.Lock()
-		between := d.t.rangeOnDisk(1, last-1)
-		d.mu.Unlock()
-		if between {
-			t.Fatal("the chunks before the reader were downloaded: the test proves nothing")
-		}
-		hold.allowAll()
-		if !bytes.Equal(storetest.ReadAll(t, h), data) {
-			t.Fatal("full read differs")
-		}
-		testutil.WaitFor(t, "commit", func() bool { return committed(s, ref) })
-		checkObjects(t, s, data)
+		defer d.mu.Unlock()
+		return d.t.c[farLast].waiting > 0 || answered.Load()
 	})
-
-	t.Run("every stream stalled", func(t *testing.T) {
-		// The first stream's body stops after its first chunk and waits;
-		// a reader of the tail must get a stream of its own.
-		srv := storetest.NewServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
-		release := make(chan struct{})
-		var once sync.Once
-		t.Cleanup(func() { once.Do(func() { close(release) }) })
-		var stalled atomic.Int32
-		srv.Intercept("m/f", func(w http.ResponseWriter, r *http.Request, serve http.HandlerFunc) {
-			if start, _, ok := parseRange(r); ok && start == 0 {
-				serve(&stallWriter{ResponseWriter: w, left: chunk, release: release, stalled: &stalled}, r)
-				return
-			}
-			serve(w, r)
-		})
-		st := storeWithTimeouts(t, srv.URL)
-		s := newStream(t, StreamConfig{ChunkSize: chunk, Parallel: 2})
-		ref := refFor(t, st, "m", "f")
-		h, err := s.Open(testutil.Ctx(t), ref)
+	hold.allow(0) // the first GET shows that the server honours Range
+	select {
+	case err := <-done:
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer h.Close()
-		if _, err := h.ReadAt(testutil.Ctx(t), make([]byte, 10), 0); err != nil {
-			t.Fatal(err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the reader far ahead was not answered while the chunks before it were held")
+	}
+	d.mu.Lock()
+	between := d.t.rangeOnDisk(1, farLast-1)
+	d.mu.Unlock()
+	if between {
+		t.Fatal("the chunks before the reader were downloaded: the test proves nothing")
+	}
+	hold.allowAll()
+	if !bytes.Equal(storetest.ReadAll(t, h), data) {
+		t.Fatal("full read differs")
+	}
+	testutil.WaitFor(t, "commit", func() bool { return committed(s, ref) })
+	checkObjects(t, s, data)
+}
+
+// farAheadOfStalledStream: the first stream's body stops after its first
+// chunk and waits; a reader of the tail must get a stream of its own.
+func farAheadOfStalledStream(t *testing.T, data []byte) {
+	srv := storetest.NewServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
+	release := make(chan struct{})
+	var once sync.Once
+	t.Cleanup(func() { once.Do(func() { close(release) }) })
+	var stalled atomic.Int32
+	srv.Intercept("m/f", func(w http.ResponseWriter, r *http.Request, serve http.HandlerFunc) {
+		if start, _, ok := parseRange(r); ok && start == 0 {
+			serve(&stallWriter{ResponseWriter: w, left: farChunk, release: release, stalled: &stalled}, r)
+			return
 		}
-		testutil.WaitFor(t, "the first stream to stall", func() bool { return stalled.Load() > 0 })
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancel()
-		if err := readTail(ctx, h); err != nil {
-			t.Fatalf("a reader far ahead of a stalled stream: %v", err)
-		}
-		once.Do(func() { close(release) })
-		if !bytes.Equal(storetest.ReadAll(t, h), data) {
-			t.Fatal("full read differs")
-		}
-		testutil.WaitFor(t, "commit", func() bool { return committed(s, ref) })
-		checkObjects(t, s, data)
+		serve(w, r)
 	})
+	st := storeWithTimeouts(t, srv.URL)
+	s := newStream(t, StreamConfig{ChunkSize: farChunk, Parallel: 2})
+	ref := refFor(t, st, "m", "f")
+	h, err := s.Open(testutil.Ctx(t), ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if _, err := h.ReadAt(testutil.Ctx(t), make([]byte, 10), 0); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, "the first stream to stall", func() bool { return stalled.Load() > 0 })
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := readFarTail(ctx, h, data); err != nil {
+		t.Fatalf("a reader far ahead of a stalled stream: %v", err)
+	}
+	once.Do(func() { close(release) })
+	if !bytes.Equal(storetest.ReadAll(t, h), data) {
+		t.Fatal("full read differs")
+	}
+	testutil.WaitFor(t, "commit", func() bool { return committed(s, ref) })
+	checkObjects(t, s, data)
 }
 
 // stallWriter sends left body bytes, then waits for release.
