@@ -473,15 +473,17 @@ func changedReadFailures(t *testing.T, s *StreamContent, ref cache.Ref, got []by
 	return fails
 }
 
+// twoReadersSize and twoReadersChunk are TestStreamTwoReaders' file and
+// chunk.
+const twoReadersSize, twoReadersChunk = 1 << 20, 64 << 10
+
 // TestStreamTwoReaders: a sequential reader, a random reader and a splice
 // reader (Read + pread on the fd) of one file share one download: streams
 // that each start at a chunk no other stream started at, never more GETs
 // than chunks, and all get the right bytes.
 func TestStreamTwoReaders(t *testing.T) {
-	const size, chunk = 1 << 20, 64 << 10
-	const chunks = size / chunk
-	data := blob(41, size)
-	srv, st, s := fixture(t, map[string][]byte{"m/f": data}, remotetest.Options{}, StreamConfig{ChunkSize: chunk, Parallel: 4})
+	data := blob(41, twoReadersSize)
+	srv, st, s := fixture(t, map[string][]byte{"m/f": data}, remotetest.Options{}, StreamConfig{ChunkSize: twoReadersChunk, Parallel: 4})
 	srv.Intercept("m/f", func(w http.ResponseWriter, r *http.Request, serve http.HandlerFunc) {
 		// A slow link, so that the readers overlap the download.
 		serve(&slowWriter{ResponseWriter: w, piece: 16 << 10, pause: 3 * time.Millisecond}, r)
@@ -491,7 +493,7 @@ func TestStreamTwoReaders(t *testing.T) {
 
 	var wg sync.WaitGroup
 	errs := make(chan error, 3)
-	reader := func(name string, read func(h cache.Handle) error) {
+	reader := func(name string, read func(ctx context.Context, h cache.Handle, data []byte) error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -501,78 +503,14 @@ func TestStreamTwoReaders(t *testing.T) {
 				return
 			}
 			defer h.Close()
-			if err := read(h); err != nil {
+			if err := read(ctx, h, data); err != nil {
 				errs <- fmt.Errorf("%s: %w", name, err)
 			}
 		}()
 	}
-	check := func(buf []byte, off int64) error {
-		if !bytes.Equal(buf, data[off:off+int64(len(buf))]) {
-			return fmt.Errorf("wrong bytes at %d+%d", off, len(buf))
-		}
-		return nil
-	}
-	reader("sequential", func(h cache.Handle) error {
-		buf := make([]byte, 16<<10)
-		for off := int64(0); off < size; off += int64(len(buf)) {
-			n, err := h.ReadAt(ctx, buf, off)
-			if err != nil && err != io.EOF {
-				return err
-			}
-			if err := check(buf[:n], off); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	reader("random", func(h cache.Handle) error {
-		rnd := rand.New(rand.NewPCG(4, 1))
-		for range 200 {
-			off := rnd.Int64N(size)
-			buf := make([]byte, 1+rnd.IntN(100<<10))
-			n, err := h.ReadAt(ctx, buf, off)
-			if err != nil && err != io.EOF {
-				return err
-			}
-			if off+int64(len(buf)) <= size && n != len(buf) {
-				return fmt.Errorf("short read at %d: %d of %d, %v", off, n, len(buf), err)
-			}
-			if err := check(buf[:n], off); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	reader("splice", func(h cache.Handle) error {
-		// What the FUSE side does: one Read, then either the bytes or a
-		// splice of the cache file's descriptor.
-		for _, k := range rand.New(rand.NewPCG(5, 1)).Perm(chunks) {
-			off := int64(k)*chunk + 100
-			buf := make([]byte, chunk)
-			r, err := h.Read(ctx, buf, off)
-			if err != nil && !errors.Is(err, io.EOF) {
-				return err
-			}
-			// In place (Done set), the bytes are in the engine's buffer,
-			// not in buf.
-			n := copy(buf, r.Data)
-			if r.Done != nil {
-				r.Done()
-			}
-			if r.Fd >= 0 {
-				if n, err = syscall.Pread(r.Fd, buf[:r.N], r.Off); err != nil {
-					return err
-				}
-			}
-			if off+int64(len(buf)) <= size && n != len(buf) {
-				return fmt.Errorf("pread at %d: %d bytes", off, n)
-			}
-			if err := check(buf[:n], off); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	reader("sequential", readSequentially)
+	reader("random", readRandomly)
+	reader("splice", readSpliced)
 	wg.Wait()
 	close(errs)
 	for err := range errs {
@@ -580,7 +518,86 @@ func TestStreamTwoReaders(t *testing.T) {
 	}
 	testutil.WaitFor(t, "commit", func() bool { return committed(s, ref) })
 	checkObjects(t, s, data)
-	checkStreams(t, srv, "m/f", chunk, chunks)
+	checkStreams(t, srv, "m/f", twoReadersChunk, twoReadersSize/twoReadersChunk)
+}
+
+// bytesAt says whether buf is data's bytes at off.
+func bytesAt(data, buf []byte, off int64) error {
+	if !bytes.Equal(buf, data[off:off+int64(len(buf))]) {
+		return fmt.Errorf("wrong bytes at %d+%d", off, len(buf))
+	}
+	return nil
+}
+
+// readSequentially reads h (data) from start to end in 16 KiB pieces.
+func readSequentially(ctx context.Context, h cache.Handle, data []byte) error {
+	size := int64(len(data))
+	buf := make([]byte, 16<<10)
+	for off := int64(0); off < size; off += int64(len(buf)) {
+		n, err := h.ReadAt(ctx, buf, off)
+		if err != nil && err != io.EOF {
+			return err
+		}
+		if err := bytesAt(data, buf[:n], off); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readRandomly reads h (data) in 200 pieces of random offset and length;
+// none short but at the end.
+func readRandomly(ctx context.Context, h cache.Handle, data []byte) error {
+	size := int64(len(data))
+	rnd := rand.New(rand.NewPCG(4, 1))
+	for range 200 {
+		off := rnd.Int64N(size)
+		buf := make([]byte, 1+rnd.IntN(100<<10))
+		n, err := h.ReadAt(ctx, buf, off)
+		if err != nil && err != io.EOF {
+			return err
+		}
+		if off+int64(len(buf)) <= size && n != len(buf) {
+			return fmt.Errorf("short read at %d: %d of %d, %v", off, n, len(buf), err)
+		}
+		if err := bytesAt(data, buf[:n], off); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readSpliced reads h (data) a chunk at a time in random order, as the
+// FUSE side does: one Read, then either the bytes or a pread of the cache
+// file's descriptor (what a splice would send).
+func readSpliced(ctx context.Context, h cache.Handle, data []byte) error {
+	size := int64(len(data))
+	for _, k := range rand.New(rand.NewPCG(5, 1)).Perm(int(size / twoReadersChunk)) {
+		off := int64(k)*twoReadersChunk + 100
+		buf := make([]byte, twoReadersChunk)
+		r, err := h.Read(ctx, buf, off)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return err
+		}
+		// In place (Done set), the bytes are in the engine's buffer,
+		// not in buf.
+		n := copy(buf, r.Data)
+		if r.Done != nil {
+			r.Done()
+		}
+		if r.Fd >= 0 {
+			if n, err = syscall.Pread(r.Fd, buf[:r.N], r.Off); err != nil {
+				return err
+			}
+		}
+		if off+int64(len(buf)) <= size && n != len(buf) {
+			return fmt.Errorf("pread at %d: %d bytes", off, n)
+		}
+		if err := bytesAt(data, buf[:n], off); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // checkStreams asserts the GETs of path were ranged streams, each starting
