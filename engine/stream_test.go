@@ -1163,118 +1163,145 @@ func TestStreamLargerThanCache(t *testing.T) {
 	}
 }
 
+// evictSize and evictMaxBytes are TestStreamEvictionKeepsOpenFiles' files
+// and cache: room for one file.
+const evictSize, evictMaxBytes = 600 << 10, 1 << 20
+
 // TestStreamEvictionKeepsOpenFiles: under a small MaxBytes, files in use
 // (open complete files, downloads in progress, handles kept across the
 // commit) are never evicted: a file with no room is read directly instead.
 func TestStreamEvictionKeepsOpenFiles(t *testing.T) {
-	const size, maxBytes = 600 << 10, 1 << 20
-	files := map[string][]byte{"m/a": blob(101, size), "m/b": blob(102, size), "m/c": blob(103, size)}
-	srv, st, s := fixture(t, files, remotetest.Options{}, StreamConfig{ChunkSize: 64 << 10, MaxBytes: maxBytes})
-	ref := map[string]cache.Ref{}
+	files := map[string][]byte{"m/a": blob(101, evictSize), "m/b": blob(102, evictSize), "m/c": blob(103, evictSize)}
+	srv, st, s := fixture(t, files, remotetest.Options{}, StreamConfig{ChunkSize: 64 << 10, MaxBytes: evictMaxBytes})
+	e := &evictionScenario{t: t, ctx: testutil.Ctx(t), s: s, files: files, ref: map[string]cache.Ref{}}
 	for _, n := range []string{"a", "b", "c"} {
-		ref[n] = refFor(t, st, "m", n)
+		e.ref[n] = refFor(t, st, "m", n)
 	}
-	ctx := testutil.Ctx(t)
-	bound := func(when string) {
-		t.Helper()
-		if used := s.Stats().UsedBytes; used > maxBytes {
-			t.Errorf("%s: Usage %d > %d", when, used, maxBytes)
-		}
-		if n := sumSizes(objects(t, s)) + sumSizes(partials(t, s)); n > maxBytes {
-			t.Errorf("%s: %d bytes on disk > %d", when, n, maxBytes)
-		}
-		checkObjects(t, s, files["m/a"], files["m/b"], files["m/c"])
-	}
-	open := func(name string) cache.Handle {
-		t.Helper()
-		h, err := s.Open(ctx, ref[name])
-		if err != nil {
-			t.Fatal(err)
-		}
-		return h
-	}
-	read := func(name string, h cache.Handle) {
-		t.Helper()
-		if !bytes.Equal(storetest.ReadAll(t, h), files["m/"+name]) {
-			t.Fatalf("%s: other bytes", name)
-		}
-	}
-	isDirect := uncached
 
 	// a complete and open; b has no room.
-	hA := open("a")
-	read("a", hA)
-	testutil.WaitFor(t, "a committed", func() bool { return committed(s, ref["a"]) })
-	hB := open("b")
-	if !isDirect(hB) {
+	hA := e.open("a")
+	e.read("a", hA)
+	testutil.WaitFor(t, "a committed", func() bool { return committed(s, e.ref["a"]) })
+	hB := e.open("b")
+	if !uncached(hB) {
 		t.Fatalf("b: %T, want a direct read (a is open and fills the cache)", hB)
 	}
-	read("b", hB)
+	e.read("b", hB)
 	hB.Close()
-	if !committed(s, ref["a"]) {
+	if !committed(s, e.ref["a"]) {
 		t.Fatal("the open a was evicted")
 	}
-	read("a", hA)
-	bound("a open")
-
-	// a closed: b evicts it. b's download is held: it is in use too, and c
-	// gets no room.
+	e.read("a", hA)
+	e.bound("a open")
 	hA.Close()
-	hold := newChunkHolder(64 << 10)
-	t.Cleanup(hold.allowAll)
-	srv.Intercept("m/b", hold.intercept)
-	hB = open("b")
-	if isDirect(hB) {
-		t.Fatal("b read directly though a is closed and could be evicted")
-	}
-	if committed(s, ref["a"]) {
-		t.Fatal("a kept though b needed its room")
-	}
-	hC := open("c")
-	if !isDirect(hC) {
-		t.Fatalf("c: %T, want direct while b downloads", hC)
-	}
-	read("c", hC)
-	hC.Close()
-	bound("b downloading")
-	hold.allowAll()
-	read("b", hB)
-	testutil.WaitFor(t, "b committed", func() bool { return committed(s, ref["b"]) })
 
-	// b committed but its handle, opened during the download, is still
-	// open: c must not evict it.
-	hC = open("c")
-	if !isDirect(hC) {
-		t.Fatalf("c: %T, want direct while b's handle is open", hC)
-	}
-	read("c", hC)
-	hC.Close()
-	if !committed(s, ref["b"]) {
-		t.Fatal("b evicted while its handle is open")
-	}
-	read("b", hB)
-	if hB.Fd() < 0 {
-		t.Error("b complete but its handle has no fd")
-	}
-	hB.Close()
-	bound("b open after commit")
+	hB = e.downloadInUse(srv)
+	e.handleAfterCommit(hB)
 
 	// Nothing open: c evicts b.
-	hC = open("c")
-	read("c", hC)
+	hC := e.open("c")
+	e.read("c", hC)
 	hC.Close()
-	testutil.WaitFor(t, "c committed", func() bool { return committed(s, ref["c"]) })
-	if committed(s, ref["b"]) {
+	testutil.WaitFor(t, "c committed", func() bool { return committed(s, e.ref["c"]) })
+	if committed(s, e.ref["b"]) {
 		t.Error("b kept though c needed its room")
 	}
-	bound("at the end")
+	e.bound("at the end")
 	names := []string{}
 	for p := range objects(t, s) {
 		names = append(names, parseObjectName(filepath.Base(p)).key)
 	}
-	if !slices.Equal(names, []string{ref["c"].Key()}) {
+	if !slices.Equal(names, []string{e.ref["c"].Key()}) {
 		t.Errorf("objects %v, want only c", names)
 	}
+}
+
+// evictionScenario is TestStreamEvictionKeepsOpenFiles' cache, its files
+// m/a, m/b and m/c and their refs (by short name).
+type evictionScenario struct {
+	t     *testing.T
+	ctx   context.Context
+	s     *StreamContent
+	files map[string][]byte
+	ref   map[string]cache.Ref
+}
+
+// bound checks the cache within evictMaxBytes, in its accounting and on
+// disk, and its objects whole.
+func (e *evictionScenario) bound(when string) {
+	e.t.Helper()
+	if used := e.s.Stats().UsedBytes; used > evictMaxBytes {
+		e.t.Errorf("%s: Usage %d > %d", when, used, evictMaxBytes)
+	}
+	if n := sumSizes(objects(e.t, e.s)) + sumSizes(partials(e.t, e.s)); n > evictMaxBytes {
+		e.t.Errorf("%s: %d bytes on disk > %d", when, n, evictMaxBytes)
+	}
+	checkObjects(e.t, e.s, e.files["m/a"], e.files["m/b"], e.files["m/c"])
+}
+
+func (e *evictionScenario) open(name string) cache.Handle {
+	e.t.Helper()
+	h, err := e.s.Open(e.ctx, e.ref[name])
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return h
+}
+
+// read reads h whole and checks it is name's file.
+func (e *evictionScenario) read(name string, h cache.Handle) {
+	e.t.Helper()
+	if !bytes.Equal(storetest.ReadAll(e.t, h), e.files["m/"+name]) {
+		e.t.Fatalf("%s: other bytes", name)
+	}
+}
+
+// downloadInUse: a closed, b evicts it. b's download is held: it is in use
+// too, and c gets no room. It returns b's handle, open, b committed.
+func (e *evictionScenario) downloadInUse(srv *remotetest.Server) cache.Handle {
+	t := e.t
+	hold := newChunkHolder(64 << 10)
+	t.Cleanup(hold.allowAll)
+	srv.Intercept("m/b", hold.intercept)
+	hB := e.open("b")
+	if uncached(hB) {
+		t.Fatal("b read directly though a is closed and could be evicted")
+	}
+	if committed(e.s, e.ref["a"]) {
+		t.Fatal("a kept though b needed its room")
+	}
+	hC := e.open("c")
+	if !uncached(hC) {
+		t.Fatalf("c: %T, want direct while b downloads", hC)
+	}
+	e.read("c", hC)
+	hC.Close()
+	e.bound("b downloading")
+	hold.allowAll()
+	e.read("b", hB)
+	testutil.WaitFor(t, "b committed", func() bool { return committed(e.s, e.ref["b"]) })
+	return hB
+}
+
+// handleAfterCommit: b committed but its handle hB, opened during the
+// download, is still open: c must not evict it. It closes hB.
+func (e *evictionScenario) handleAfterCommit(hB cache.Handle) {
+	t := e.t
+	hC := e.open("c")
+	if !uncached(hC) {
+		t.Fatalf("c: %T, want direct while b's handle is open", hC)
+	}
+	e.read("c", hC)
+	hC.Close()
+	if !committed(e.s, e.ref["b"]) {
+		t.Fatal("b evicted while its handle is open")
+	}
+	e.read("b", hB)
+	if hB.Fd() < 0 {
+		t.Error("b complete but its handle has no fd")
+	}
+	hB.Close()
+	e.bound("b open after commit")
 }
 
 // TestStreamEvictsOnlyWhenItMakesRoom: a file that will be read directly
