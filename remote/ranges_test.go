@@ -187,6 +187,27 @@ func runRangeCase(t *testing.T, tt rangeCase, netHTTP bool) {
 		}
 	}()
 
+	s, sent := rangeCaseStore(t, tt, netHTTP)
+	body, err := s.GetRange(testContext(t), rangeWant(), rangeOff, rangeN, "m", "f")
+	if gotRange, gotIfRange := sent(); gotRange != "bytes=10-29" || gotIfRange != rangeETag {
+		fail("sent Range %q If-Range %q, want bytes=10-29 and the ETag", gotRange, gotIfRange)
+	}
+	if tt.openErr {
+		checkRangeRefused(s, tt, body, err, fail)
+		return
+	}
+	if err != nil {
+		fail("GetRange: %v", err)
+		return
+	}
+	defer body.Close()
+	checkRangeBody(s, tt, body, fail)
+}
+
+// rangeCaseStore is a store whose m/f answers tt, on the zero-copy path or
+// (netHTTP) through net/http only; sent gives the Range and If-Range of
+// the last request.
+func rangeCaseStore(t *testing.T, tt rangeCase, netHTTP bool) (s *Store, sent func() (rng, ifRange string)) {
 	opt := fastOptions()
 	opt.Retries = -1
 	if netHTTP {
@@ -206,35 +227,36 @@ func runRangeCase(t *testing.T, tt rangeCase, netHTTP bool) {
 			rawResponse(t, w, tt.raw)
 		}
 	})
-	body, err := s.GetRange(testContext(t), rangeWant(), rangeOff, rangeN, "m", "f")
-	mu.Lock()
-	defer mu.Unlock()
-	if gotRange != "bytes=10-29" || gotIfRange != rangeETag {
-		fail("sent Range %q If-Range %q, want bytes=10-29 and the ETag", gotRange, gotIfRange)
+	return s, func() (string, string) {
+		mu.Lock()
+		defer mu.Unlock()
+		return gotRange, gotIfRange
 	}
-	if tt.openErr {
-		if err == nil {
-			data, rerr := io.ReadAll(body)
-			body.Close()
-			fail("GetRange accepted the answer: Off %d Whole %v, read %q, %v", body.Off, body.Whole, data, rerr)
-			return
-		}
-		if body != nil {
-			fail("GetRange returned a body with its error %v", err)
-		}
-		if tt.openIs != nil && !errors.Is(err, tt.openIs) {
-			fail("GetRange: %v, want %v", err, tt.openIs)
-		}
-		if got := s.RangeSupport(); got != RangeUnknown {
-			fail("RangeSupport %d after a refused answer, want unknown", got)
-		}
+}
+
+// checkRangeRefused: GetRange refused the answer (body, err): no body, the
+// error tt wants, and range support still unknown.
+func checkRangeRefused(s *Store, tt rangeCase, body *Body, err error, fail func(string, ...any)) {
+	if err == nil {
+		data, rerr := io.ReadAll(body)
+		body.Close()
+		fail("GetRange accepted the answer: Off %d Whole %v, read %q, %v", body.Off, body.Whole, data, rerr)
 		return
 	}
-	if err != nil {
-		fail("GetRange: %v", err)
-		return
+	if body != nil {
+		fail("GetRange returned a body with its error %v", err)
 	}
-	defer body.Close()
+	if tt.openIs != nil && !errors.Is(err, tt.openIs) {
+		fail("GetRange: %v, want %v", err, tt.openIs)
+	}
+	if got := s.RangeSupport(); got != RangeUnknown {
+		fail("RangeSupport %d after a refused answer, want unknown", got)
+	}
+}
+
+// checkRangeBody: GetRange accepted the answer; body is where tt says and
+// reads as tt says (its bytes, or an error for a body of the wrong length).
+func checkRangeBody(s *Store, tt rangeCase, body *Body, fail func(string, ...any)) {
 	wantOff := int64(rangeOff)
 	if tt.whole {
 		wantOff = 0
@@ -522,8 +544,7 @@ func TestBodyCopyTo(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ctx := testContext(t)
-			meta, err := s.Stat(ctx, nil, "m", "f")
+			meta, err := s.Stat(testContext(t), nil, "m", "f")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -535,60 +556,73 @@ func TestBodyCopyTo(t *testing.T) {
 			if err := f.Truncate(int64(len(data))); err != nil {
 				t.Fatal(err)
 			}
-			const off, n = 70001, 150 << 10
-			body, err := s.GetRange(ctx, meta, off, n, "m", "f")
-			if err != nil {
-				t.Fatal(err)
-			}
-			// In two steps, as a stream writes chunk after chunk.
-			if err := body.CopyTo(f, off, 1000); err != nil {
-				t.Fatal(err)
-			}
-			if err := body.CopyTo(f, off+1000, n-1000); err != nil {
-				t.Fatal(err)
-			}
-			if m, err := body.Read(make([]byte, 1)); m != 0 || err != io.EOF {
-				t.Errorf("read past the range: %d, %v; want io.EOF", m, err)
-			}
-			body.Close()
-			got := make([]byte, n)
-			if _, err := f.ReadAt(got, off); err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Equal(got, data[off:off+n]) {
-				t.Fatal("copied bytes differ")
-			}
-			// Nothing outside the range was touched.
-			if _, err := f.ReadAt(got[:off], 0); err != nil || !bytes.Equal(got[:off], make([]byte, off)) {
-				t.Fatalf("bytes before the range written: %v", err)
-			}
-
-			// A body cut short.
-			srv.Truncate("m/f", 5000)
-			body, err = s.GetRange(ctx, meta, off, n, "m", "f")
-			if err != nil {
-				t.Fatal(err)
-			}
-			err = body.CopyTo(f, off, n)
-			body.Close()
-			if err == nil {
-				t.Fatal("CopyTo of a body cut short succeeded")
-			}
-			if !errors.Is(err, io.ErrUnexpectedEOF) {
-				t.Logf("cut short: %v", err)
-			}
-			// Asking more than the body holds.
-			srv.Truncate("m/f", -1)
-			body, err = s.GetRange(ctx, meta, off, 100, "m", "f")
-			if err != nil {
-				t.Fatal(err)
-			}
-			err = body.CopyTo(f, off, 200)
-			body.Close()
-			if err == nil {
-				t.Fatal("CopyTo of more bytes than the body holds succeeded")
-			}
+			copyRangeInSteps(t, s, meta, f, data)
+			copyCutShort(t, srv, s, meta, f)
 		})
+	}
+}
+
+// copyOff and copyN are the range TestBodyCopyTo copies.
+const copyOff, copyN = 70001, 150 << 10
+
+// copyRangeInSteps copies the range of m/f (data) into f in two steps, as
+// a stream writes chunk after chunk: the bytes land at their offset, and
+// nothing outside the range is touched.
+func copyRangeInSteps(t *testing.T, s *Store, meta Meta, f *os.File, data []byte) {
+	body, err := s.GetRange(testContext(t), meta, copyOff, copyN, "m", "f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := body.CopyTo(f, copyOff, 1000); err != nil {
+		t.Fatal(err)
+	}
+	if err := body.CopyTo(f, copyOff+1000, copyN-1000); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := body.Read(make([]byte, 1)); m != 0 || err != io.EOF {
+		t.Errorf("read past the range: %d, %v; want io.EOF", m, err)
+	}
+	body.Close()
+	got := make([]byte, copyN)
+	if _, err := f.ReadAt(got, copyOff); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, data[copyOff:copyOff+copyN]) {
+		t.Fatal("copied bytes differ")
+	}
+	// Nothing outside the range was touched.
+	if _, err := f.ReadAt(got[:copyOff], 0); err != nil || !bytes.Equal(got[:copyOff], make([]byte, copyOff)) {
+		t.Fatalf("bytes before the range written: %v", err)
+	}
+}
+
+// copyCutShort: CopyTo fails for a body cut short and for more bytes than
+// the body holds.
+func copyCutShort(t *testing.T, srv *remotetest.Server, s *Store, meta Meta, f *os.File) {
+	ctx := testContext(t)
+	srv.Truncate("m/f", 5000)
+	body, err := s.GetRange(ctx, meta, copyOff, copyN, "m", "f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = body.CopyTo(f, copyOff, copyN)
+	body.Close()
+	if err == nil {
+		t.Fatal("CopyTo of a body cut short succeeded")
+	}
+	if !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Logf("cut short: %v", err)
+	}
+	// Asking more than the body holds.
+	srv.Truncate("m/f", -1)
+	body, err = s.GetRange(ctx, meta, copyOff, 100, "m", "f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = body.CopyTo(f, copyOff, 200)
+	body.Close()
+	if err == nil {
+		t.Fatal("CopyTo of more bytes than the body holds succeeded")
 	}
 }
 
