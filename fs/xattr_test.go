@@ -45,8 +45,8 @@ func TestXattrs(t *testing.T) {
 	fh, _ := openFile(t, rf, syscall.O_RDONLY)
 	readAllHandle(t, fh)
 	release(t, fh)
-	// Cached reads a download's entry without the cache lock (a race with
-	// the download's end, see the report): ask only once it has ended.
+	// Ask once the download has ended (committed), so that cached is the
+	// committed file's size, not a download's progress.
 	testutil.WaitFor(t, "download end", func() bool {
 		st := e.content.Stats()
 		return st.InFlight == 0 && st.Files == 1
