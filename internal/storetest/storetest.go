@@ -1,5 +1,5 @@
 // Package storetest holds the fixtures of the tests that talk to a store
-// (cache, engine, fs, jobimport, digitsupload): the bundled sample store, a
+// (cache, engine, fs, jobimport, digitsupload, cmd): the bundled sample store, a
 // remotetest server that closes with its test, and the fast-failing client
 // options. One copy, so the packages' tests cannot drift apart.
 //
