@@ -1,12 +1,14 @@
 // Package storetest holds the fixtures of the tests that talk to a store
-// (cache, engine, fs, jobimport, digitsupload, cmd): the bundled sample store, a
-// remotetest server that closes with its test, and the fast-failing client
-// options. One copy, so the packages' tests cannot drift apart.
+// (cache, engine, fs, jobimport, digitsupload, cmd): the bundled sample
+// store, a remotetest server that closes with its test, and the
+// fast-failing client options. One copy, so the packages' tests cannot
+// drift apart.
 //
-// It imports remote, remote/remotetest and internal/testutil only, never the packages whose
-// tests use it. It is apart from internal/testutil because remotetest
-// imports digits, whose tests use testutil: testutil importing remotetest
-// would be an import cycle.
+// It imports remote, remote/remotetest and internal/testutil only, never
+// the packages whose tests use it. It is apart from internal/testutil
+// because remotetest imports digits, whose tests use testutil: testutil
+// importing remotetest would be an import cycle. remote's own tests cannot
+// use it either (storetest imports remote).
 package storetest
 
 import (
