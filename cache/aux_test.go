@@ -9,6 +9,7 @@ import (
 
 	"github.com/modelstorefs/modelstorefs/digits"
 
+	"github.com/modelstorefs/modelstorefs/internal/storetest"
 	"github.com/modelstorefs/modelstorefs/internal/testutil"
 )
 
@@ -17,7 +18,7 @@ import (
 // NegativeTTL aux.json is asked for again. Once known, a later failure
 // keeps the last good aux.json.
 func TestAuxFailure(t *testing.T) {
-	srv := newServer(t, sampleFiles(t, true), remotetest.Options{})
+	srv := storetest.NewServer(t, storetest.SampleFiles(t), remotetest.Options{})
 	srv.SetStatus("lenet/aux.json", http.StatusBadGateway)
 	// Long enough that a loaded machine answers the second Model call
 	// within it.

@@ -14,11 +14,12 @@ import (
 
 	"github.com/modelstorefs/modelstorefs/digits"
 
+	"github.com/modelstorefs/modelstorefs/internal/storetest"
 	"github.com/modelstorefs/modelstorefs/internal/testutil"
 )
 
 func TestListingSharedFetch(t *testing.T) {
-	srv := newServer(t, sampleFiles(t, true), remotetest.Options{})
+	srv := storetest.NewServer(t, storetest.SampleFiles(t), remotetest.Options{})
 	e := newEnv(t, srv, Config{})
 	ctx := testutil.Ctx(t)
 
@@ -56,8 +57,8 @@ func TestListingSharedFetch(t *testing.T) {
 		t.Errorf("master.json fetched %d times by %d concurrent callers, want 1", n, callers)
 	}
 	l := results[0]
-	if !slices.Equal(l.Models, sampleModels(t)) {
-		t.Errorf("models %q, want %q", l.Models, sampleModels(t))
+	if !slices.Equal(l.Models, storetest.SampleModels(t)) {
+		t.Errorf("models %q, want %q", l.Models, storetest.SampleModels(t))
 	}
 	if l.Msg != "modelstorefs sample store" || l.Stale != nil || l.Fetched.IsZero() {
 		t.Errorf("listing %+v", l)
@@ -79,7 +80,7 @@ func TestListingSharedFetch(t *testing.T) {
 }
 
 func TestListingExpiresAfterTTL(t *testing.T) {
-	srv := newServer(t, sampleFiles(t, true), remotetest.Options{})
+	srv := storetest.NewServer(t, storetest.SampleFiles(t), remotetest.Options{})
 	e := newEnv(t, srv, Config{TTL: 150 * time.Millisecond})
 	ctx := testutil.Ctx(t)
 	if _, err := e.cat.Listing(ctx, e.st); err != nil {
@@ -132,7 +133,7 @@ func TestListingSortedAndReserved(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := newServer(t, tt.files, tt.opt)
+			srv := storetest.NewServer(t, tt.files, tt.opt)
 			e := newEnv(t, srv, Config{})
 			l, err := e.cat.Listing(testutil.Ctx(t), e.st)
 			if err != nil {
@@ -144,7 +145,7 @@ func TestListingSortedAndReserved(t *testing.T) {
 			if !slices.IsSorted(l.Models) {
 				t.Errorf("models not sorted: %q", l.Models)
 			}
-			for _, r := range reserved {
+			for _, r := range storetest.Reserved {
 				if l.Has(r) {
 					t.Errorf("reserved name %q listed", r)
 				}
@@ -166,7 +167,7 @@ func TestListingSortedAndReserved(t *testing.T) {
 
 func TestListingStoreDown(t *testing.T) {
 	t.Run("connection refused", func(t *testing.T) {
-		srv := remotetest.New(sampleFiles(t, true), remotetest.Options{})
+		srv := remotetest.New(storetest.SampleFiles(t), remotetest.Options{})
 		srv.Close()
 		e := newEnv(t, srv, Config{})
 		start := time.Now()
@@ -183,7 +184,7 @@ func TestListingStoreDown(t *testing.T) {
 	})
 
 	t.Run("no answer is bounded by ListTimeout", func(t *testing.T) {
-		srv := newServer(t, sampleFiles(t, true), remotetest.Options{})
+		srv := storetest.NewServer(t, storetest.SampleFiles(t), remotetest.Options{})
 		srv.Hold("master.json")
 		e := newEnv(t, srv, Config{ListTimeout: 200 * time.Millisecond})
 		start := time.Now()
@@ -197,7 +198,7 @@ func TestListingStoreDown(t *testing.T) {
 	})
 
 	t.Run("error is remembered for NegativeTTL", func(t *testing.T) {
-		srv := newServer(t, sampleFiles(t, true), remotetest.Options{})
+		srv := storetest.NewServer(t, storetest.SampleFiles(t), remotetest.Options{})
 		srv.SetStatusAll(http.StatusInternalServerError)
 		const negTTL = 300 * time.Millisecond
 		e := newEnv(t, srv, Config{NegativeTTL: negTTL})
@@ -230,7 +231,7 @@ func TestListingStoreDown(t *testing.T) {
 		if err != nil {
 			t.Fatalf("after NegativeTTL, with the store back: %v", err)
 		}
-		if !slices.Equal(l.Models, sampleModels(t)) {
+		if !slices.Equal(l.Models, storetest.SampleModels(t)) {
 			t.Errorf("models %q", l.Models)
 		}
 		if n := srv.Count("", "master.json"); n != 2 {
@@ -240,14 +241,14 @@ func TestListingStoreDown(t *testing.T) {
 }
 
 func TestListingStaleWhileError(t *testing.T) {
-	srv := newServer(t, sampleFiles(t, true), remotetest.Options{})
+	srv := storetest.NewServer(t, storetest.SampleFiles(t), remotetest.Options{})
 	e := newEnv(t, srv, Config{NegativeTTL: time.Minute})
 	ctx := testutil.Ctx(t)
 	good, err := e.cat.Listing(ctx, e.st)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.waitPrefetched(t, sampleModels(t)...)
+	e.waitPrefetched(t, storetest.SampleModels(t)...)
 
 	before := e.cat.LastRefresh(e.st)
 	time.Sleep(time.Millisecond)
@@ -291,15 +292,15 @@ func TestListingStaleWhileError(t *testing.T) {
 }
 
 func TestPrefetchAfterListing(t *testing.T) {
-	files := sampleFiles(t, true)
-	srv := newServer(t, files, remotetest.Options{})
+	files := storetest.SampleFiles(t)
+	srv := storetest.NewServer(t, files, remotetest.Options{})
 	e := newEnv(t, srv, Config{})
 	if _, err := e.cat.Listing(testutil.Ctx(t), e.st); err != nil {
 		t.Fatal(err)
 	}
 	// No Model call: the listing alone resolves every model.
-	e.waitPrefetched(t, sampleModels(t)...)
-	for _, m := range sampleModels(t) {
+	e.waitPrefetched(t, storetest.SampleModels(t)...)
+	for _, m := range storetest.SampleModels(t) {
 		for _, f := range []string{digits.InfoFile, digits.AuxFile} {
 			if n := srv.Count("GET", m+"/"+f); n != 1 {
 				t.Errorf("%s/%s fetched %d times, want 1", m, f, n)
@@ -313,7 +314,7 @@ func TestPrefetchAfterListing(t *testing.T) {
 	}
 	// Served from memory afterwards.
 	total := srv.Total()
-	for _, m := range sampleModels(t) {
+	for _, m := range storetest.SampleModels(t) {
 		if _, err := e.cat.Model(testutil.Ctx(t), e.st, m); err != nil {
 			t.Fatalf("Model(%s): %v", m, err)
 		}
@@ -330,7 +331,7 @@ func TestPrefetchIsBounded(t *testing.T) {
 	for i := range models {
 		files[fmt.Sprintf("m%02d/info.json", i)] = []byte(`{"name": "m"}`)
 	}
-	srv := newServer(t, files, remotetest.Options{Master: true})
+	srv := storetest.NewServer(t, files, remotetest.Options{Master: true})
 	for i := range models {
 		gates = append(gates, srv.Hold(fmt.Sprintf("m%02d/info.json", i)))
 	}
@@ -364,7 +365,7 @@ func TestPrefetchHonoursPushback(t *testing.T) {
 	for i := range 4 {
 		files[fmt.Sprintf("m%d/info.json", i)] = []byte(`{"name": "m"}`)
 	}
-	srv := newServer(t, files, remotetest.Options{Master: true})
+	srv := storetest.NewServer(t, files, remotetest.Options{Master: true})
 	var pushed time.Time
 	srv.Intercept("m0/info.json", func(w http.ResponseWriter, r *http.Request, serve http.HandlerFunc) {
 		if pushed.IsZero() {
@@ -396,10 +397,10 @@ func TestPrefetchHonoursPushback(t *testing.T) {
 }
 
 func TestModelsSorted(t *testing.T) {
-	files := sampleFiles(t, false)
+	files := storetest.SampleFiles(t, storetest.WithoutMaster())
 	files["zfail/info.json"] = []byte(`{}`)
 	files["0fail/info.json"] = []byte(`{}`)
-	srv := newServer(t, files, remotetest.Options{Master: true})
+	srv := storetest.NewServer(t, files, remotetest.Options{Master: true})
 	srv.SetStatus("zfail/info.json", http.StatusInternalServerError)
 	srv.SetStatus("0fail/info.json", http.StatusForbidden)
 	e := newEnv(t, srv, Config{})
@@ -415,8 +416,8 @@ func TestModelsSorted(t *testing.T) {
 		got = append(got, m.Name)
 	}
 	// The models whose metadata cannot be fetched are left out.
-	if !slices.Equal(got, sampleModels(t)) {
-		t.Errorf("Models = %q, want %q", got, sampleModels(t))
+	if !slices.Equal(got, storetest.SampleModels(t)) {
+		t.Errorf("Models = %q, want %q", got, storetest.SampleModels(t))
 	}
 
 	// A failing store fails Models.
@@ -435,7 +436,7 @@ func TestCloseDuringPrefetch(t *testing.T) {
 	for i := range 40 {
 		files[fmt.Sprintf("m%02d/info.json", i)] = []byte(`{}`)
 	}
-	srv := newServer(t, files, remotetest.Options{Master: true})
+	srv := storetest.NewServer(t, files, remotetest.Options{Master: true})
 	for round := range 60 {
 		st := newTestStore(t, srv.URL)
 		cat := NewCatalog([]*Store{st}, nil, Config{Prefetch: 40})
@@ -460,7 +461,7 @@ func TestCloseDuringPrefetch(t *testing.T) {
 }
 
 func TestCloseStopsStuckPrefetch(t *testing.T) {
-	srv := newServer(t, sampleFiles(t, true), remotetest.Options{})
+	srv := storetest.NewServer(t, storetest.SampleFiles(t), remotetest.Options{})
 	gate := srv.Hold("lenet/info.json")
 	st := newTestStore(t, srv.URL)
 	cat := NewCatalog([]*Store{st}, nil, Config{})

@@ -13,6 +13,7 @@ import (
 	"github.com/modelstorefs/modelstorefs/remote"
 	"github.com/modelstorefs/modelstorefs/remote/remotetest"
 
+	"github.com/modelstorefs/modelstorefs/internal/storetest"
 	"github.com/modelstorefs/modelstorefs/internal/testutil"
 )
 
@@ -36,7 +37,11 @@ func TestResolveRequests(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			srv := newServer(t, sampleFiles(t, tc.master), tc.opt)
+			var sample []storetest.SampleOption
+			if !tc.master {
+				sample = append(sample, storetest.WithoutMaster())
+			}
+			srv := storetest.NewServer(t, storetest.SampleFiles(t, sample...), tc.opt)
 			e := newEnv(t, srv, Config{Prefetch: 1})
 			ctx := testutil.Ctx(t)
 			e.resolveAll(t)
@@ -75,9 +80,9 @@ func TestResolveRequests(t *testing.T) {
 // is empty: the model shows importable until its sizes are asked for,
 // then not, and the filesystem is told its folder changed.
 func TestSizedSettlesVerdict(t *testing.T) {
-	files := sampleFiles(t, true)
+	files := storetest.SampleFiles(t)
 	files["lenet/snapshot_iter_28140.caffemodel"] = nil
-	srv := newServer(t, files, remotetest.Options{Listing: true})
+	srv := storetest.NewServer(t, files, remotetest.Options{Listing: true})
 	e := newEnv(t, srv, Config{})
 	var mu sync.Mutex
 	var changed []string
@@ -121,9 +126,9 @@ func TestSizedSettlesVerdict(t *testing.T) {
 // info.json the store has (an index page) is no listing: every file is
 // asked about, and the store is asked for no more listings.
 func TestListingDistrusted(t *testing.T) {
-	files := sampleFiles(t, true)
-	srv := newServer(t, files, remotetest.Options{})
-	for _, m := range sampleModels(t) {
+	files := storetest.SampleFiles(t)
+	srv := storetest.NewServer(t, files, remotetest.Options{})
+	for _, m := range storetest.SampleModels(t) {
 		srv.Intercept(m+"/", func(w http.ResponseWriter, r *http.Request, _ http.HandlerFunc) {
 			w.Header().Set("Content-Type", "text/html")
 			_, _ = w.Write([]byte(`<html><body><a href="index.html">welcome</a></body></html>`))
@@ -132,7 +137,7 @@ func TestListingDistrusted(t *testing.T) {
 	e := newEnv(t, srv, Config{Prefetch: 1})
 	e.resolveAll(t)
 	listings := 0
-	for _, m := range sampleModels(t) {
+	for _, m := range storetest.SampleModels(t) {
 		listings += srv.Count("GET", m+"/")
 	}
 	if listings != 1 {
@@ -150,7 +155,7 @@ func TestListingDistrusted(t *testing.T) {
 // sends; another size is a file changed since the listing, refused, and
 // its model dropped. A version named by validators is opened as it is.
 func TestOpenConfirmsListedSize(t *testing.T) {
-	srv := newServer(t, sampleFiles(t, true), remotetest.Options{})
+	srv := storetest.NewServer(t, storetest.SampleFiles(t), remotetest.Options{})
 	e := newEnv(t, srv, Config{})
 	ctx := testutil.Ctx(t)
 	const weights = "snapshot_iter_28140.caffemodel"
@@ -193,7 +198,7 @@ func TestOpenConfirmsListedSize(t *testing.T) {
 			if opened.Meta.ETag != srv.ETag("lenet/"+weights) || opened.Meta.Hint || opened.Meta.Size != size {
 				t.Errorf("opened as %+v, want the store's validators", opened.Meta)
 			}
-			if got := readAll(t, h); len(got) != len(data) {
+			if got := storetest.ReadAll(t, h); len(got) != len(data) {
 				t.Errorf("read %d bytes, want %d", len(got), len(data))
 			}
 		})
@@ -203,8 +208,8 @@ func TestOpenConfirmsListedSize(t *testing.T) {
 // TestRefreshWithMasterFolders: after a refresh, master.json's validators
 // say which info.json changed: only that one is fetched again.
 func TestRefreshWithMasterFolders(t *testing.T) {
-	files := sampleFiles(t, false)
-	srv := newServer(t, files, remotetest.Options{Master: true, Folders: true})
+	files := storetest.SampleFiles(t, storetest.WithoutMaster())
+	srv := storetest.NewServer(t, files, remotetest.Options{Master: true, Folders: true})
 	e := newEnv(t, srv, Config{})
 	e.resolveAll(t)
 	srv.SetFile("lenet/info.json", remotetest.File{Data: append(files["lenet/info.json"][:len(files["lenet/info.json"]):len(files["lenet/info.json"])], ' '),

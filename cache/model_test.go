@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/modelstorefs/modelstorefs/digits"
 
+	"github.com/modelstorefs/modelstorefs/internal/storetest"
 	"github.com/modelstorefs/modelstorefs/internal/testutil"
 )
 
@@ -78,16 +80,16 @@ func TestModelLenet(t *testing.T) {
 		opt   remotetest.Options
 		etags bool
 	}{
-		{"master.json", func(t *testing.T) map[string][]byte { return sampleFiles(t, true) }, remotetest.Options{}, true},
-		{"html listing below a prefix", func(t *testing.T) map[string][]byte { return sampleFiles(t, false) },
+		{"master.json", func(t *testing.T) map[string][]byte { return storetest.SampleFiles(t) }, remotetest.Options{}, true},
+		{"html listing below a prefix", func(t *testing.T) map[string][]byte { return storetest.SampleFiles(t, storetest.WithoutMaster()) },
 			remotetest.Options{Listing: true, Prefix: "/team/"}, true},
-		{"no HEAD", func(t *testing.T) map[string][]byte { return sampleFiles(t, true) }, remotetest.Options{NoHead: true}, true},
-		{"Last-Modified only", func(t *testing.T) map[string][]byte { return sampleFiles(t, true) }, remotetest.Options{NoETag: true}, false},
-		{"no Content-Length", func(t *testing.T) map[string][]byte { return sampleFiles(t, true) }, remotetest.Options{Chunked: true}, true},
+		{"no HEAD", func(t *testing.T) map[string][]byte { return storetest.SampleFiles(t) }, remotetest.Options{NoHead: true}, true},
+		{"Last-Modified only", func(t *testing.T) map[string][]byte { return storetest.SampleFiles(t) }, remotetest.Options{NoETag: true}, false},
+		{"no Content-Length", func(t *testing.T) map[string][]byte { return storetest.SampleFiles(t) }, remotetest.Options{Chunked: true}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := newServer(t, tt.files(t), tt.opt)
+			srv := storetest.NewServer(t, tt.files(t), tt.opt)
 			e := newEnv(t, srv, Config{})
 			m, err := e.cat.Model(testutil.Ctx(t), e.st, "lenet")
 			if err != nil {
@@ -156,8 +158,43 @@ const (
 	              "model file": "original.prototxt", "labels file": "labels.txt"}`
 )
 
+// modelFolderCase is a row of TestModelFolders: a model and the folder
+// the catalog must make of it.
+type modelFolderCase struct {
+	model      string
+	importable bool
+	files      []string // exact folder content
+	errorText  []string // substrings of error.txt; nil: no error.txt
+}
+
 func TestModelFolders(t *testing.T) {
-	files := sampleFiles(t, false)
+	files := storetest.SampleFiles(t, storetest.WithoutMaster())
+	maps.Copy(files, oddModelFiles())
+	srv := storetest.NewServer(t, files, remotetest.Options{Master: true})
+	// A file the store refuses is left out with a note, not a failure.
+	srv.SetStatus("forbidden/model.lua", http.StatusForbidden)
+	e := newEnv(t, srv, Config{})
+	for _, tt := range modelFolderCases(t) {
+		t.Run(tt.model, func(t *testing.T) { checkModelFolder(t, e, srv, tt) })
+	}
+
+	t.Run("not in the listing", func(t *testing.T) {
+		_, err := e.cat.Model(testutil.Ctx(t), e.st, "no-such-model")
+		if !errors.Is(err, ErrNotFound) {
+			t.Errorf("err = %v, want ErrNotFound", err)
+		}
+		// A file of a model that exists is not a model.
+		if _, err := e.cat.Model(testutil.Ctx(t), e.st, "lenet/info.json"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("err = %v, want ErrNotFound", err)
+		}
+	})
+}
+
+// oddModelFiles are the folders TestModelFolders adds to the sample store:
+// models missing a part, of an unknown framework, with a bad aux.json or a
+// file the store refuses.
+func oddModelFiles() map[string][]byte {
+	files := map[string][]byte{}
 	for p, d := range map[string]string{
 		// No info.json at all.
 		"noinfo/aux.json":   `{"dataset": "x"}`,
@@ -184,17 +221,13 @@ func TestModelFolders(t *testing.T) {
 	} {
 		files[p] = []byte(d)
 	}
-	srv := newServer(t, files, remotetest.Options{Master: true})
-	// A file the store refuses is left out with a note, not a failure.
-	srv.SetStatus("forbidden/model.lua", http.StatusForbidden)
-	e := newEnv(t, srv, Config{})
+	return files
+}
 
-	tests := []struct {
-		model      string
-		importable bool
-		files      []string // exact folder content
-		errorText  []string // substrings of error.txt; nil: no error.txt
-	}{
+// modelFolderCases are the sample's and oddModelFiles' models, and
+// inception-tf when the sample store has it.
+func modelFolderCases(t *testing.T) []modelFolderCase {
+	tests := []modelFolderCase{
 		{"alexnet-torch", true,
 			[]string{"_Model.t7", "aux.json", "info.json", "labels.txt", "model.lua", "original.lua", "snapshot_30_Model.t7", "status.pickle"},
 			nil},
@@ -214,68 +247,55 @@ func TestModelFolders(t *testing.T) {
 			[]string{"_Model.t7", "error.txt", "info.json", "snap.t7"},
 			[]string{"model.lua", "403"}},
 	}
-	if slices.Contains(sampleModels(t), "inception-tf") {
-		tests = append(tests, struct {
-			model      string
-			importable bool
-			files      []string
-			errorText  []string
-		}{"inception-tf", true, []string{
+	if slices.Contains(storetest.SampleModels(t), "inception-tf") {
+		tests = append(tests, modelFolderCase{"inception-tf", true, []string{
 			"aux.json", "info.json", "labels.txt", "license.txt", "network.py",
 			"snapshot.ckpt.data-00000-of-00001", "snapshot.ckpt.index", "snapshot.ckpt.meta",
 			"snapshot_5.ckpt.data-00000-of-00001", "snapshot_5.ckpt.index", "snapshot_5.ckpt.meta",
 			"status.pickle",
 		}, nil})
 	}
-	for _, tt := range tests {
-		t.Run(tt.model, func(t *testing.T) {
-			m, err := e.cat.Model(testutil.Ctx(t), e.st, tt.model)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := fileNames(m); !slices.Equal(got, tt.files) {
-				t.Errorf("files %q\nwant  %q\nproblems %q", got, tt.files, m.Problems)
-			}
-			if m.Importable != tt.importable {
-				t.Errorf("Importable = %v, problems %q", m.Importable, m.Problems)
-			}
-			_, hasPickle := m.File(digits.StatusFile)
-			if hasPickle != tt.importable {
-				t.Errorf("status.pickle present = %v, importable %v", hasPickle, tt.importable)
-			}
-			ef, hasErr := m.File(digits.ErrorFile)
-			if hasErr != (tt.errorText != nil) || hasErr != (len(m.Problems) > 0) {
-				t.Fatalf("error.txt present = %v, problems %q", hasErr, m.Problems)
-			}
-			if hasErr {
-				if ef.Kind != KindData || !strings.HasSuffix(string(ef.Data), "\n") {
-					t.Errorf("error.txt %+v", ef)
-				}
-				for _, want := range tt.errorText {
-					if !strings.Contains(string(ef.Data), want) {
-						t.Errorf("error.txt does not mention %q:\n%s", want, ef.Data)
-					}
-				}
-			}
-			checkServed(t, srv, m, true)
-		})
-	}
+	return tests
+}
 
-	t.Run("not in the listing", func(t *testing.T) {
-		_, err := e.cat.Model(testutil.Ctx(t), e.st, "no-such-model")
-		if !errors.Is(err, ErrNotFound) {
-			t.Errorf("err = %v, want ErrNotFound", err)
+// checkModelFolder resolves tt's model and checks its folder, error.txt
+// and what the store served.
+func checkModelFolder(t *testing.T, e *env, srv *remotetest.Server, tt modelFolderCase) {
+	t.Helper()
+	m, err := e.cat.Model(testutil.Ctx(t), e.st, tt.model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fileNames(m); !slices.Equal(got, tt.files) {
+		t.Errorf("files %q\nwant  %q\nproblems %q", got, tt.files, m.Problems)
+	}
+	if m.Importable != tt.importable {
+		t.Errorf("Importable = %v, problems %q", m.Importable, m.Problems)
+	}
+	_, hasPickle := m.File(digits.StatusFile)
+	if hasPickle != tt.importable {
+		t.Errorf("status.pickle present = %v, importable %v", hasPickle, tt.importable)
+	}
+	ef, hasErr := m.File(digits.ErrorFile)
+	if hasErr != (tt.errorText != nil) || hasErr != (len(m.Problems) > 0) {
+		t.Fatalf("error.txt present = %v, problems %q", hasErr, m.Problems)
+	}
+	if hasErr {
+		if ef.Kind != KindData || !strings.HasSuffix(string(ef.Data), "\n") {
+			t.Errorf("error.txt %+v", ef)
 		}
-		// A file of a model that exists is not a model.
-		if _, err := e.cat.Model(testutil.Ctx(t), e.st, "lenet/info.json"); !errors.Is(err, ErrNotFound) {
-			t.Errorf("err = %v, want ErrNotFound", err)
+		for _, want := range tt.errorText {
+			if !strings.Contains(string(ef.Data), want) {
+				t.Errorf("error.txt does not mention %q:\n%s", want, ef.Data)
+			}
 		}
-	})
+	}
+	checkServed(t, srv, m, true)
 }
 
 func TestModelFetchErrors(t *testing.T) {
-	files := sampleFiles(t, true)
-	srv := newServer(t, files, remotetest.Options{})
+	files := storetest.SampleFiles(t)
+	srv := storetest.NewServer(t, files, remotetest.Options{})
 	srv.SetStatus("lenet/mean.binaryproto", http.StatusInternalServerError)
 	srv.SetStatus("alexnet-torch/info.json", http.StatusBadGateway)
 	e := newEnv(t, srv, Config{NegativeTTL: time.Minute})
@@ -314,14 +334,14 @@ func TestModelFetchErrors(t *testing.T) {
 // TestModelStaleWhileError: once a model resolved, a later failure (after
 // Refresh or expiry) keeps serving the last good folder, like listings do.
 func TestModelStaleWhileError(t *testing.T) {
-	srv := newServer(t, sampleFiles(t, true), remotetest.Options{})
+	srv := storetest.NewServer(t, storetest.SampleFiles(t), remotetest.Options{})
 	e := newEnv(t, srv, Config{NegativeTTL: time.Minute})
 	ctx := testutil.Ctx(t)
 	good, err := e.cat.Model(ctx, e.st, "lenet")
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.waitPrefetched(t, sampleModels(t)...)
+	e.waitPrefetched(t, storetest.SampleModels(t)...)
 	e.cat.Refresh(e.st)
 	srv.SetStatus("lenet/info.json", http.StatusInternalServerError)
 	m, err := e.cat.Model(ctx, e.st, "lenet")
@@ -330,19 +350,38 @@ func TestModelStaleWhileError(t *testing.T) {
 	}
 	m, err = e.cat.Model(ctx, e.st, "lenet")
 	if err != nil || m != good {
-		t.Errorf("cache/catalog.go:284-286 (Catalog.Model): the failure remembered in modelErrs is returned "+
-			"without looking at lastModel, so stale-while-error lasts one call: the next call inside "+
-			"NegativeTTL fails with %v (the first one served the last good model). Fix: on a modelErrs hit, "+
-			"return lastModel[key] when there is one (as Listing does via staleListing).", err)
+		// The failure is remembered for NegativeTTL; serving it from that
+		// memory must not skip the last good model (a bug Catalog.Model
+		// once had: stale-while-error lasted one call).
+		t.Errorf("second call after the failure, within NegativeTTL: %v (same model %v), want the last good model again", err, m == good)
 	}
 }
 
+// revalidation is TestRefreshRevalidates' store after a first resolution
+// of every model, with lenet's weights (w) in the content cache.
+type revalidation struct {
+	e     *env
+	srv   *remotetest.Server
+	ctx   context.Context
+	files map[string][]byte
+	names []string // the sample's models
+	w     *File    // lenet's weights as first resolved
+}
+
 func TestRefreshRevalidates(t *testing.T) {
-	files := sampleFiles(t, false)
-	srv := newServer(t, files, remotetest.Options{Master: true})
+	r := newRevalidation(t)
+	t.Run("unchanged: conditional requests only", r.unchanged)
+	t.Run("changed info.json is picked up", r.changedInfo)
+	t.Run("added and removed models", r.addedAndRemoved)
+}
+
+// newRevalidation resolves every model and reads lenet's weights once.
+func newRevalidation(t *testing.T) *revalidation {
+	files := storetest.SampleFiles(t, storetest.WithoutMaster())
+	srv := storetest.NewServer(t, files, remotetest.Options{Master: true})
 	e := newEnv(t, srv, Config{})
 	ctx := testutil.Ctx(t)
-	names := sampleModels(t)
+	names := storetest.SampleModels(t)
 	first, err := e.cat.Model(ctx, e.st, "lenet")
 	if err != nil {
 		t.Fatal(err)
@@ -356,7 +395,7 @@ func TestRefreshRevalidates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want, _ := srv.Data("lenet/" + w.Remote); !bytes.Equal(readAll(t, h), want) {
+	if want, _ := srv.Data("lenet/" + w.Remote); !bytes.Equal(storetest.ReadAll(t, h), want) {
 		t.Fatal("cached content differs")
 	}
 	h.Close()
@@ -367,139 +406,145 @@ func TestRefreshRevalidates(t *testing.T) {
 			break
 		}
 	}
+	return &revalidation{e: e, srv: srv, ctx: ctx, files: files, names: names, w: w}
+}
 
-	t.Run("unchanged: conditional requests only", func(t *testing.T) {
-		srv.ResetCounts()
-		e.cat.Refresh(e.st)
-		if _, ok := e.cat.CachedModel(e.st, "lenet"); ok {
-			t.Fatal("Refresh left the model cached")
+// unchanged: after Refresh an unchanged model costs conditional requests
+// only, and its content stays cached under the same version.
+func (r *revalidation) unchanged(t *testing.T) {
+	r.srv.ResetCounts()
+	r.e.cat.Refresh(r.e.st)
+	if _, ok := r.e.cat.CachedModel(r.e.st, "lenet"); ok {
+		t.Fatal("Refresh left the model cached")
+	}
+	m, err := r.e.cat.Model(r.ctx, r.e.st, "lenet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.e.waitPrefetched(t, r.names...)
+	if !slices.Equal(fileNames(m), lenetFiles) || !m.Importable {
+		t.Errorf("after revalidation: files %q, importable %v", fileNames(m), m.Importable)
+	}
+	reqs := r.srv.Requests()
+	var lenetReqs int
+	for _, req := range reqs {
+		if !strings.HasPrefix(req.Path, "lenet/") {
+			continue
 		}
-		m, err := e.cat.Model(ctx, e.st, "lenet")
-		if err != nil {
-			t.Fatal(err)
+		lenetReqs++
+		if req.Status == http.StatusOK && req.Method == http.MethodGet {
+			t.Errorf("full GET of %s after Refresh of an unchanged model", req.Path)
 		}
-		e.waitPrefetched(t, names...)
-		if !slices.Equal(fileNames(m), lenetFiles) || !m.Importable {
-			t.Errorf("after revalidation: files %q, importable %v", fileNames(m), m.Importable)
+		if req.Status == http.StatusOK && req.IfNoneMatch == "" {
+			t.Errorf("%s %s without If-None-Match", req.Method, req.Path)
 		}
-		reqs := srv.Requests()
-		var lenetReqs int
-		for _, r := range reqs {
-			if !strings.HasPrefix(r.Path, "lenet/") {
-				continue
-			}
-			lenetReqs++
-			if r.Status == http.StatusOK && r.Method == http.MethodGet {
-				t.Errorf("full GET of %s after Refresh of an unchanged model", r.Path)
-			}
-			if r.Status == http.StatusOK && r.IfNoneMatch == "" {
-				t.Errorf("%s %s without If-None-Match", r.Method, r.Path)
-			}
+	}
+	info := r.srv.Requests("lenet/info.json")
+	if len(info) != 1 || info[0].Status != http.StatusNotModified || info[0].IfNoneMatch != r.srv.ETag("lenet/info.json") {
+		t.Errorf("lenet/info.json requests after Refresh: %+v, want one answered 304", info)
+	}
+	for _, f := range []string{"aux.json", "snapshot_iter_28140.caffemodel", "logo.png"} {
+		rs := r.srv.Requests("lenet/" + f)
+		if len(rs) != 1 || rs[0].Status != http.StatusNotModified {
+			t.Errorf("lenet/%s after Refresh: %+v, want one 304", f, rs)
 		}
-		info := srv.Requests("lenet/info.json")
-		if len(info) != 1 || info[0].Status != http.StatusNotModified || info[0].IfNoneMatch != srv.ETag("lenet/info.json") {
-			t.Errorf("lenet/info.json requests after Refresh: %+v, want one answered 304", info)
-		}
-		for _, f := range []string{"aux.json", "snapshot_iter_28140.caffemodel", "logo.png"} {
-			rs := srv.Requests("lenet/" + f)
-			if len(rs) != 1 || rs[0].Status != http.StatusNotModified {
-				t.Errorf("lenet/%s after Refresh: %+v, want one 304", f, rs)
-			}
-		}
-		if lenetReqs == 0 {
-			t.Fatal("no revalidation at all")
-		}
-		// The file content is still cached under the same version.
-		w2, _ := m.File("model.caffemodel")
-		if w2.Meta != w.Meta {
-			t.Errorf("revalidated Meta %+v, was %+v", w2.Meta, w.Meta)
-		}
-		before := srv.Count("GET", "lenet/"+w.Remote)
-		h, err := e.content.Open(ctx, Ref{Store: e.st, Model: "lenet", Name: w2.Remote, Meta: w2.Meta})
-		if err != nil {
-			t.Fatal(err)
-		}
-		h.Close()
-		if n := srv.Count("GET", "lenet/"+w.Remote); n != before {
-			t.Errorf("unchanged content fetched again after Refresh")
-		}
-	})
+	}
+	if lenetReqs == 0 {
+		t.Fatal("no revalidation at all")
+	}
+	// The file content is still cached under the same version.
+	w2, _ := m.File("model.caffemodel")
+	if w2.Meta != r.w.Meta {
+		t.Errorf("revalidated Meta %+v, was %+v", w2.Meta, r.w.Meta)
+	}
+	before := r.srv.Count("GET", "lenet/"+r.w.Remote)
+	h, err := r.e.content.Open(r.ctx, Ref{Store: r.e.st, Model: "lenet", Name: w2.Remote, Meta: w2.Meta})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Close()
+	if n := r.srv.Count("GET", "lenet/"+r.w.Remote); n != before {
+		t.Errorf("unchanged content fetched again after Refresh")
+	}
+}
 
-	t.Run("changed info.json is picked up", func(t *testing.T) {
-		newInfo := bytes.Replace(files["lenet/info.json"], []byte("tiny sample weights"), []byte("retrained"), 1)
-		if bytes.Equal(newInfo, files["lenet/info.json"]) {
-			t.Fatal("sample lenet note changed; update the test")
-		}
-		srv.Set("lenet/info.json", newInfo)
-		// Not before a refresh (within the TTL).
-		m, _ := e.cat.Model(ctx, e.st, "lenet")
-		if strings.Contains(m.Info.Note, "retrained") {
-			t.Error("changed info.json visible before Refresh")
-		}
-		e.cat.Refresh(e.st)
-		m, err := e.cat.Model(ctx, e.st, "lenet")
-		if err != nil {
-			t.Fatal(err)
-		}
-		e.waitPrefetched(t, names...)
-		f, _ := m.File(digits.InfoFile)
-		if !bytes.Equal(f.Data, newInfo) || !strings.Contains(m.Info.Note, "retrained") {
-			t.Errorf("info.json after Refresh: note %q", m.Info.Note)
-		}
-		if f.Meta.ETag != srv.ETag("lenet/info.json") || f.Size() != int64(len(newInfo)) {
-			t.Errorf("info.json meta %+v", f.Meta)
-		}
-	})
+// changedInfo: a changed info.json shows after Refresh, not before.
+func (r *revalidation) changedInfo(t *testing.T) {
+	newInfo := bytes.Replace(r.files["lenet/info.json"], []byte("tiny sample weights"), []byte("retrained"), 1)
+	if bytes.Equal(newInfo, r.files["lenet/info.json"]) {
+		t.Fatal("sample lenet note changed; update the test")
+	}
+	r.srv.Set("lenet/info.json", newInfo)
+	// Not before a refresh (within the TTL).
+	m, _ := r.e.cat.Model(r.ctx, r.e.st, "lenet")
+	if strings.Contains(m.Info.Note, "retrained") {
+		t.Error("changed info.json visible before Refresh")
+	}
+	r.e.cat.Refresh(r.e.st)
+	m, err := r.e.cat.Model(r.ctx, r.e.st, "lenet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.e.waitPrefetched(t, r.names...)
+	f, _ := m.File(digits.InfoFile)
+	if !bytes.Equal(f.Data, newInfo) || !strings.Contains(m.Info.Note, "retrained") {
+		t.Errorf("info.json after Refresh: note %q", m.Info.Note)
+	}
+	if f.Meta.ETag != r.srv.ETag("lenet/info.json") || f.Size() != int64(len(newInfo)) {
+		t.Errorf("info.json meta %+v", f.Meta)
+	}
+}
 
-	t.Run("added and removed models", func(t *testing.T) {
-		srv.Set("zz-new/info.json", []byte(torchInfo))
-		srv.Set("zz-new/snap.t7", []byte("w"))
-		srv.Set("zz-new/model.lua", []byte("m"))
-		if srv.RemoveDir("alexnet-torch") == 0 {
-			t.Fatal("sample has no alexnet-torch")
-		}
-		// Within the TTL nothing changes.
-		l, _ := e.cat.Listing(ctx, e.st)
-		if l.Has("zz-new") || !l.Has("alexnet-torch") {
-			t.Errorf("listing changed before Refresh: %q", l.Models)
-		}
-		if _, err := e.cat.Model(ctx, e.st, "zz-new"); !errors.Is(err, ErrNotFound) {
-			t.Errorf("new model before Refresh: %v, want ErrNotFound", err)
-		}
+// addedAndRemoved: models added to and removed from the store show after
+// Refresh, not before.
+func (r *revalidation) addedAndRemoved(t *testing.T) {
+	r.srv.Set("zz-new/info.json", []byte(torchInfo))
+	r.srv.Set("zz-new/snap.t7", []byte("w"))
+	r.srv.Set("zz-new/model.lua", []byte("m"))
+	if r.srv.RemoveDir("alexnet-torch") == 0 {
+		t.Fatal("sample has no alexnet-torch")
+	}
+	// Within the TTL nothing changes.
+	l, _ := r.e.cat.Listing(r.ctx, r.e.st)
+	if l.Has("zz-new") || !l.Has("alexnet-torch") {
+		t.Errorf("listing changed before Refresh: %q", l.Models)
+	}
+	if _, err := r.e.cat.Model(r.ctx, r.e.st, "zz-new"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("new model before Refresh: %v, want ErrNotFound", err)
+	}
 
-		e.cat.Refresh(nil)
-		l, err := e.cat.Listing(ctx, e.st)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !l.Has("zz-new") || l.Has("alexnet-torch") {
-			t.Errorf("listing after Refresh: %q", l.Models)
-		}
-		m, err := e.cat.Model(ctx, e.st, "zz-new")
-		if err != nil || !m.Importable {
-			t.Fatalf("new model: %v, %+v", err, m)
-		}
-		if _, err := e.cat.Model(ctx, e.st, "alexnet-torch"); !errors.Is(err, ErrNotFound) {
-			t.Errorf("removed model: %v, want ErrNotFound", err)
-		}
-		ms, err := e.cat.Models(ctx, e.st)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var got []string
-		for _, m := range ms {
-			got = append(got, m.Name)
-		}
-		if slices.Contains(got, "alexnet-torch") || !slices.Contains(got, "zz-new") || !slices.IsSorted(got) {
-			t.Errorf("Models after Refresh: %q", got)
-		}
-	})
+	r.e.cat.Refresh(nil)
+	l, err := r.e.cat.Listing(r.ctx, r.e.st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !l.Has("zz-new") || l.Has("alexnet-torch") {
+		t.Errorf("listing after Refresh: %q", l.Models)
+	}
+	m, err := r.e.cat.Model(r.ctx, r.e.st, "zz-new")
+	if err != nil || !m.Importable {
+		t.Fatalf("new model: %v, %+v", err, m)
+	}
+	if _, err := r.e.cat.Model(r.ctx, r.e.st, "alexnet-torch"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("removed model: %v, want ErrNotFound", err)
+	}
+	ms, err := r.e.cat.Models(r.ctx, r.e.st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, m := range ms {
+		got = append(got, m.Name)
+	}
+	if slices.Contains(got, "alexnet-torch") || !slices.Contains(got, "zz-new") || !slices.IsSorted(got) {
+		t.Errorf("Models after Refresh: %q", got)
+	}
 }
 
 // TestModelCancelledCaller: a caller that gives up does not stop the shared
 // fetch; another caller still gets the model from that one fetch.
 func TestModelCancelledCaller(t *testing.T) {
-	srv := newServer(t, sampleFiles(t, true), remotetest.Options{})
+	srv := storetest.NewServer(t, storetest.SampleFiles(t), remotetest.Options{})
 	gate := srv.Hold("lenet/info.json")
 	e := newEnv(t, srv, Config{})
 	if _, err := e.cat.Listing(testutil.Ctx(t), e.st); err != nil {
@@ -512,7 +557,7 @@ func TestModelCancelledCaller(t *testing.T) {
 	}
 	// Only the stuck fetch of lenet is left waiting for.
 	var others []string
-	for _, n := range sampleModels(t) {
+	for _, n := range storetest.SampleModels(t) {
 		if n != "lenet" {
 			others = append(others, n)
 		}
@@ -549,14 +594,14 @@ func TestModelCancelledCaller(t *testing.T) {
 // server (without a refresh) makes the catalog forget the model's metadata,
 // so the next lookup sees the new version.
 func TestChangedFileDropsModel(t *testing.T) {
-	srv := newServer(t, sampleFiles(t, true), remotetest.Options{})
+	srv := storetest.NewServer(t, storetest.SampleFiles(t), remotetest.Options{})
 	e := newEnv(t, srv, Config{})
 	ctx := testutil.Ctx(t)
 	m, err := e.cat.Model(ctx, e.st, "lenet")
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.waitPrefetched(t, sampleModels(t)...)
+	e.waitPrefetched(t, storetest.SampleModels(t)...)
 	labels, _ := m.File("labels.txt")
 	newLabels := []byte("zero\none\ntwo\nthree\nfour\n")
 	srv.Set("lenet/labels.txt", newLabels)
@@ -586,7 +631,7 @@ func TestChangedFileDropsModel(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	if got := readAll(t, h); !bytes.Equal(got, newLabels) {
+	if got := storetest.ReadAll(t, h); !bytes.Equal(got, newLabels) {
 		t.Errorf("labels.txt reads %q", got)
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/modelstorefs/modelstorefs/remote/remotetest"
 
+	"github.com/modelstorefs/modelstorefs/internal/storetest"
 	"github.com/modelstorefs/modelstorefs/internal/testutil"
 )
 
@@ -22,7 +23,7 @@ import (
 // serves the metadata a previous one kept on disk (stale), and one started
 // once the store is back revalidates it with conditional requests.
 func TestMetadataKeptAcrossRestart(t *testing.T) {
-	srv := newServer(t, sampleFiles(t, true), remotetest.Options{Master: true})
+	srv := storetest.NewServer(t, storetest.SampleFiles(t), remotetest.Options{Master: true})
 	meta := filepath.Join(t.TempDir(), "meta")
 
 	first := newEnv(t, srv, Config{MetaDir: meta})

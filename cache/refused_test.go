@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/modelstorefs/modelstorefs/digits"
+	"github.com/modelstorefs/modelstorefs/internal/storetest"
 	"github.com/modelstorefs/modelstorefs/internal/testutil"
 	"github.com/modelstorefs/modelstorefs/remote/remotetest"
 )
@@ -42,7 +43,7 @@ func TestRefusedNamesLogOnce(t *testing.T) {
 				"lenet/info.json": []byte("{}"),
 			}
 			core, logs := observer.New(zapcore.DebugLevel)
-			e := newEnv(t, newServer(t, files, remotetest.Options{}), Config{Logger: zap.New(core)})
+			e := newEnv(t, storetest.NewServer(t, files, remotetest.Options{}), Config{Logger: zap.New(core)})
 			l, err := e.cat.Listing(testutil.Ctx(t), e.st)
 			if err != nil {
 				t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -341,43 +342,18 @@ func TestSampleStore(t *testing.T) {
 	}
 }
 
+// storeLevelCase is a row of TestStoreLevel: a store directory, the source and
+// models check must find in it, and its store-level problems.
+type storeLevelCase struct {
+	name   string
+	files  map[string]string
+	source string
+	models []string
+	want   []want // store-level problems
+}
+
 func TestStoreLevel(t *testing.T) {
-	good := map[string]string{
-		"lenet/info.json": caffe(nil), "lenet/w.caffemodel": "w", "lenet/net.prototxt": "n",
-	}
-	with := func(extra map[string]string) map[string]string {
-		m := map[string]string{}
-		for k, v := range good {
-			m[k] = v
-		}
-		for k, v := range extra {
-			m[k] = v
-		}
-		return m
-	}
-	tests := []struct {
-		name   string
-		files  map[string]string
-		source string
-		models []string
-		want   []want // store-level problems
-	}{
-		{"fine", with(map[string]string{"master.json": `{"msg": "hi", "children": ["lenet"]}`}), "master.json", []string{"lenet"}, nil},
-		{"no master.json", good, "master.json", []string{"lenet"},
-			[]want{{Warning, "no master.json in the directory: `modelstorefs serve` generates one"}}},
-		{"invalid master.json", with(map[string]string{"master.json": `{"children": [`}), "listing", []string{"lenet"},
-			[]want{{DIGITSError, "master.json is not valid JSON: DIGITS cannot list this store (HTTP 500); modelstorefs falls back to the directory listing"}}},
-		{"no msg", with(map[string]string{"master.json": `{"children": ["lenet"]}`}), "master.json", []string{"lenet"},
-			[]want{{DIGITSError, `master.json has no "msg"`}}},
-		{"no children", with(map[string]string{"master.json": `{"msg": "x"}`}), "listing", []string{"lenet"},
-			[]want{{DIGITSError, `master.json has no "children"`}}},
-		{"folder not listed", with(map[string]string{"master.json": `{"msg": "x", "children": ["lenet"]}`, "other/info.json": caffe(nil)}), "master.json", []string{"lenet"},
-			[]want{{Warning, `folder "other" has an info.json but master.json does not list it`}}},
-		{"bad child name", with(map[string]string{"master.json": `{"msg": "x", "children": ["lenet", "a/b", ".."]}`}), "master.json", []string{"lenet"},
-			[]want{{Error, `model "a/b": contains a path separator is refused`}, {Error, `model "..": refers to a directory itself is refused`}}},
-		{"empty store", map[string]string{"master.json": `{"msg": "x", "children": []}`}, "master.json", nil,
-			[]want{{Error, "no models found (master.json)"}}},
-	}
+	tests := storeLevelCases()
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -421,6 +397,36 @@ func TestStoreLevel(t *testing.T) {
 				t.Errorf("Failed() = %v", rep.Failed())
 			}
 		})
+	}
+}
+
+// storeLevelCases are one good model (lenet) under master.json files good,
+// missing, broken and misleading, and an empty store.
+func storeLevelCases() []storeLevelCase {
+	good := map[string]string{
+		"lenet/info.json": caffe(nil), "lenet/w.caffemodel": "w", "lenet/net.prototxt": "n",
+	}
+	with := func(extra map[string]string) map[string]string {
+		m := maps.Clone(good)
+		maps.Copy(m, extra)
+		return m
+	}
+	return []storeLevelCase{
+		{"fine", with(map[string]string{"master.json": `{"msg": "hi", "children": ["lenet"]}`}), "master.json", []string{"lenet"}, nil},
+		{"no master.json", good, "master.json", []string{"lenet"},
+			[]want{{Warning, "no master.json in the directory: `modelstorefs serve` generates one"}}},
+		{"invalid master.json", with(map[string]string{"master.json": `{"children": [`}), "listing", []string{"lenet"},
+			[]want{{DIGITSError, "master.json is not valid JSON: DIGITS cannot list this store (HTTP 500); modelstorefs falls back to the directory listing"}}},
+		{"no msg", with(map[string]string{"master.json": `{"children": ["lenet"]}`}), "master.json", []string{"lenet"},
+			[]want{{DIGITSError, `master.json has no "msg"`}}},
+		{"no children", with(map[string]string{"master.json": `{"msg": "x"}`}), "listing", []string{"lenet"},
+			[]want{{DIGITSError, `master.json has no "children"`}}},
+		{"folder not listed", with(map[string]string{"master.json": `{"msg": "x", "children": ["lenet"]}`, "other/info.json": caffe(nil)}), "master.json", []string{"lenet"},
+			[]want{{Warning, `folder "other" has an info.json but master.json does not list it`}}},
+		{"bad child name", with(map[string]string{"master.json": `{"msg": "x", "children": ["lenet", "a/b", ".."]}`}), "master.json", []string{"lenet"},
+			[]want{{Error, `model "a/b": contains a path separator is refused`}, {Error, `model "..": refers to a directory itself is refused`}}},
+		{"empty store", map[string]string{"master.json": `{"msg": "x", "children": []}`}, "master.json", nil,
+			[]want{{Error, "no models found (master.json)"}}},
 	}
 }
 

@@ -46,110 +46,130 @@ var proto2Ops = map[byte]struct {
 // disasm splits b into opcodes; it fails on anything that is not protocol
 // 0-2, on truncation and on bytes after STOP.
 func disasm(b []byte) ([]pop, error) {
+	r := &opReader{b: b}
 	var ops []pop
-	i := 0
-	need := func(n int) error {
-		if i+n > len(b) {
-			return fmt.Errorf("truncated at %d", i)
-		}
-		return nil
-	}
-	readLine := func() (string, error) {
-		j := bytes.IndexByte(b[i:], '\n')
-		if j < 0 {
-			return "", fmt.Errorf("unterminated line at %d", i)
-		}
-		s := string(b[i : i+j])
-		i += j + 1
-		return s, nil
-	}
-	for i < len(b) {
-		pos, c := i, b[i]
+	for r.i < len(b) {
+		pos, c := r.i, b[r.i]
 		d, ok := proto2Ops[c]
 		if !ok {
 			return ops, fmt.Errorf("opcode %#x at %d is not a protocol 0-2 opcode", c, pos)
 		}
-		i++
-		op := pop{Pos: pos, Code: c, Name: d.name}
-		switch d.arg {
-		case "u8":
-			if err := need(1); err != nil {
-				return ops, err
-			}
-			op.Arg = int64(b[i])
-			i++
-		case "u16":
-			if err := need(2); err != nil {
-				return ops, err
-			}
-			op.Arg = int64(binary.LittleEndian.Uint16(b[i:]))
-			i += 2
-		case "i32":
-			if err := need(4); err != nil {
-				return ops, err
-			}
-			op.Arg = int64(int32(binary.LittleEndian.Uint32(b[i:])))
-			i += 4
-		case "f64be":
-			if err := need(8); err != nil {
-				return ops, err
-			}
-			op.Arg = math.Float64frombits(binary.BigEndian.Uint64(b[i:]))
-			i += 8
-		case "str1", "str4", "uni4", "long1", "long4":
-			var n int
-			if d.arg == "str1" || d.arg == "long1" {
-				if err := need(1); err != nil {
-					return ops, err
-				}
-				n = int(b[i])
-				i++
-			} else {
-				if err := need(4); err != nil {
-					return ops, err
-				}
-				n = int(binary.LittleEndian.Uint32(b[i:]))
-				i += 4
-			}
-			if n < 0 {
-				return ops, fmt.Errorf("negative length at %d", pos)
-			}
-			if err := need(n); err != nil {
-				return ops, err
-			}
-			raw := b[i : i+n]
-			i += n
-			if d.arg == "long1" || d.arg == "long4" {
-				op.Arg = decodeLong(raw)
-			} else {
-				op.Arg = string(raw)
-			}
-		case "line2":
-			m, err := readLine()
-			if err != nil {
-				return ops, err
-			}
-			n, err := readLine()
-			if err != nil {
-				return ops, err
-			}
-			op.Arg = m + "\n" + n
-		case "line":
-			s, err := readLine()
-			if err != nil {
-				return ops, err
-			}
-			op.Arg = s
+		r.i++
+		arg, err := r.arg(d.arg, pos)
+		if err != nil {
+			return ops, err
 		}
-		ops = append(ops, op)
+		ops = append(ops, pop{Pos: pos, Code: c, Name: d.name, Arg: arg})
 		if c == '.' {
-			if i != len(b) {
-				return ops, fmt.Errorf("%d bytes after STOP", len(b)-i)
+			if r.i != len(b) {
+				return ops, fmt.Errorf("%d bytes after STOP", len(b)-r.i)
 			}
 			return ops, nil
 		}
 	}
 	return ops, fmt.Errorf("no STOP")
+}
+
+// opReader reads the arguments of disasm's opcodes from b at i.
+type opReader struct {
+	b []byte
+	i int
+}
+
+// take returns the next n bytes, failing if b ends first.
+func (r *opReader) take(n int) ([]byte, error) {
+	if n < 0 || r.i+n > len(r.b) {
+		return nil, fmt.Errorf("truncated at %d", r.i)
+	}
+	p := r.b[r.i : r.i+n]
+	r.i += n
+	return p, nil
+}
+
+// line returns the text up to the next newline, which it skips.
+func (r *opReader) line() (string, error) {
+	j := bytes.IndexByte(r.b[r.i:], '\n')
+	if j < 0 {
+		return "", fmt.Errorf("unterminated line at %d", r.i)
+	}
+	s := string(r.b[r.i : r.i+j])
+	r.i += j + 1
+	return s, nil
+}
+
+// arg reads an argument of kind (proto2Ops' arg) for the opcode at pos.
+func (r *opReader) arg(kind string, pos int) (any, error) {
+	switch kind {
+	case "u8":
+		p, err := r.take(1)
+		if err != nil {
+			return nil, err
+		}
+		return int64(p[0]), nil
+	case "u16":
+		p, err := r.take(2)
+		if err != nil {
+			return nil, err
+		}
+		return int64(binary.LittleEndian.Uint16(p)), nil
+	case "i32":
+		p, err := r.take(4)
+		if err != nil {
+			return nil, err
+		}
+		return int64(int32(binary.LittleEndian.Uint32(p))), nil
+	case "f64be":
+		p, err := r.take(8)
+		if err != nil {
+			return nil, err
+		}
+		return math.Float64frombits(binary.BigEndian.Uint64(p)), nil
+	case "str1", "str4", "uni4", "long1", "long4":
+		return r.counted(kind, pos)
+	case "line2":
+		m, err := r.line()
+		if err != nil {
+			return nil, err
+		}
+		n, err := r.line()
+		if err != nil {
+			return nil, err
+		}
+		return m + "\n" + n, nil
+	case "line":
+		return r.line()
+	}
+	return nil, nil
+}
+
+// counted reads a length-prefixed argument: a one-byte length for str1 and
+// long1, else four bytes; longs are decoded, the others are strings.
+func (r *opReader) counted(kind string, pos int) (any, error) {
+	var n int
+	if kind == "str1" || kind == "long1" {
+		p, err := r.take(1)
+		if err != nil {
+			return nil, err
+		}
+		n = int(p[0])
+	} else {
+		p, err := r.take(4)
+		if err != nil {
+			return nil, err
+		}
+		n = int(binary.LittleEndian.Uint32(p))
+	}
+	if n < 0 {
+		return nil, fmt.Errorf("negative length at %d", pos)
+	}
+	raw, err := r.take(n)
+	if err != nil {
+		return nil, err
+	}
+	if kind == "long1" || kind == "long4" {
+		return decodeLong(raw), nil
+	}
+	return string(raw), nil
 }
 
 func decodeLong(raw []byte) any {
@@ -197,29 +217,7 @@ func unpickle(b []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	var stack []any
-	memo := map[int64]any{}
-	pop1 := func() (any, error) {
-		if len(stack) == 0 {
-			return nil, fmt.Errorf("stack underflow")
-		}
-		v := stack[len(stack)-1]
-		stack = stack[:len(stack)-1]
-		if _, isMark := v.(pyMark); isMark {
-			return nil, fmt.Errorf("unexpected MARK on stack")
-		}
-		return v, nil
-	}
-	popMark := func() ([]any, error) {
-		for k := len(stack) - 1; k >= 0; k-- {
-			if _, ok := stack[k].(pyMark); ok {
-				items := append([]any(nil), stack[k+1:]...)
-				stack = stack[:k]
-				return items, nil
-			}
-		}
-		return nil, fmt.Errorf("no MARK")
-	}
+	m := &unpickler{memo: map[int64]any{}}
 	for n, op := range ops {
 		if n == 0 && (op.Code != 0x80 || op.Arg != int64(2)) {
 			return nil, fmt.Errorf("first opcode %s %v, want PROTO 2", op.Name, op.Arg)
@@ -230,172 +228,256 @@ func unpickle(b []byte) (any, error) {
 				return nil, fmt.Errorf("PROTO not first")
 			}
 		case "STOP":
-			if len(stack) != 1 {
-				return nil, fmt.Errorf("STOP with %d items on stack", len(stack))
+			if len(m.stack) != 1 {
+				return nil, fmt.Errorf("STOP with %d items on stack", len(m.stack))
 			}
-			return pop1()
-		case "MARK":
-			stack = append(stack, pyMark{})
-		case "GLOBAL":
-			s := op.Arg.(string)
-			i := bytes.IndexByte([]byte(s), '\n')
-			stack = append(stack, pyGlobal{s[:i], s[i+1:]})
-		case "EMPTY_TUPLE":
-			stack = append(stack, pyTuple{})
-		case "EMPTY_DICT":
-			stack = append(stack, &pyDict{M: map[string]any{}})
-		case "EMPTY_LIST":
-			stack = append(stack, &pyList{})
-		case "NONE":
-			stack = append(stack, nil)
-		case "SHORT_BINSTRING", "BINSTRING":
-			stack = append(stack, pyStr{S: op.Arg.(string)})
-		case "BINUNICODE":
-			stack = append(stack, pyStr{S: op.Arg.(string), Unicode: true})
-		case "BININT1", "BININT2", "BININT", "LONG1", "LONG4", "BINFLOAT":
-			stack = append(stack, op.Arg)
-		case "NEWTRUE":
-			stack = append(stack, true)
-		case "NEWFALSE":
-			stack = append(stack, false)
-		case "BINPUT", "LONG_BINPUT":
-			if len(stack) == 0 {
-				return nil, fmt.Errorf("BINPUT on empty stack")
-			}
-			memo[op.Arg.(int64)] = stack[len(stack)-1]
-		case "BINGET", "LONG_BINGET":
-			v, ok := memo[op.Arg.(int64)]
-			if !ok {
-				return nil, fmt.Errorf("BINGET %v: not in memo", op.Arg)
-			}
-			stack = append(stack, v)
-		case "TUPLE1", "TUPLE2", "TUPLE3":
-			k := int(op.Code - 0x84)
-			t := make(pyTuple, k)
-			for x := k - 1; x >= 0; x-- {
-				v, err := pop1()
-				if err != nil {
-					return nil, err
-				}
-				t[x] = v
-			}
-			stack = append(stack, t)
-		case "TUPLE":
-			items, err := popMark()
-			if err != nil {
-				return nil, err
-			}
-			stack = append(stack, pyTuple(items))
-		case "SETITEMS", "SETITEM":
-			var items []any
-			if op.Name == "SETITEMS" {
-				if items, err = popMark(); err != nil {
-					return nil, err
-				}
-			} else {
-				v, err1 := pop1()
-				k, err2 := pop1()
-				if err1 != nil || err2 != nil {
-					return nil, fmt.Errorf("SETITEM underflow")
-				}
-				items = []any{k, v}
-			}
-			if len(items)%2 != 0 {
-				return nil, fmt.Errorf("odd SETITEMS")
-			}
-			top, err := pop1()
-			if err != nil {
-				return nil, err
-			}
-			d, ok := top.(*pyDict)
-			if !ok {
-				return nil, fmt.Errorf("SETITEMS on %T", top)
-			}
-			for x := 0; x < len(items); x += 2 {
-				k, ok := items[x].(pyStr)
-				if !ok {
-					return nil, fmt.Errorf("dict key %T", items[x])
-				}
-				if _, dup := d.M[k.S]; dup {
-					return nil, fmt.Errorf("duplicate key %q", k.S)
-				}
-				d.M[k.S] = items[x+1]
-			}
-			stack = append(stack, d)
-		case "APPENDS", "APPEND":
-			var items []any
-			if op.Name == "APPENDS" {
-				if items, err = popMark(); err != nil {
-					return nil, err
-				}
-			} else {
-				v, err := pop1()
-				if err != nil {
-					return nil, err
-				}
-				items = []any{v}
-			}
-			top, err := pop1()
-			if err != nil {
-				return nil, err
-			}
-			l, ok := top.(*pyList)
-			if !ok {
-				return nil, fmt.Errorf("APPENDS on %T", top)
-			}
-			l.Items = append(l.Items, items...)
-			stack = append(stack, l)
-		case "NEWOBJ":
-			args, err := pop1()
-			if err != nil {
-				return nil, err
-			}
-			cls, err := pop1()
-			if err != nil {
-				return nil, err
-			}
-			g, ok1 := cls.(pyGlobal)
-			t, ok2 := args.(pyTuple)
-			if !ok1 || !ok2 {
-				return nil, fmt.Errorf("NEWOBJ on %T %T", cls, args)
-			}
-			if g == (pyGlobal{"digits.status", "Status"}) {
-				return nil, fmt.Errorf("NEWOBJ at %d builds an old-style digits.status.Status", op.Pos)
-			}
-			stack = append(stack, &pyObj{Class: g, How: "NEWOBJ", NewArgs: t})
-		case "OBJ":
-			items, err := popMark()
-			if err != nil {
-				return nil, err
-			}
-			if len(items) == 0 {
-				return nil, fmt.Errorf("OBJ without class")
-			}
-			g, ok := items[0].(pyGlobal)
-			if !ok {
-				return nil, fmt.Errorf("OBJ on %T", items[0])
-			}
-			stack = append(stack, &pyObj{Class: g, How: "OBJ", NewArgs: pyTuple(items[1:])})
-		case "BUILD":
-			state, err := pop1()
-			if err != nil {
-				return nil, err
-			}
-			top, err := pop1()
-			if err != nil {
-				return nil, err
-			}
-			o, ok := top.(*pyObj)
-			if !ok || o.Built {
-				return nil, fmt.Errorf("BUILD on %T", top)
-			}
-			o.State, o.Built = state, true
-			stack = append(stack, o)
+			return m.pop1()
 		default:
-			return nil, fmt.Errorf("opcode %s not expected in status.pickle", op.Name)
+			if err := m.step(op); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return nil, fmt.Errorf("no STOP")
+}
+
+// unpickler is unpickle's machine: its stack (MARKs included) and memo.
+type unpickler struct {
+	stack []any
+	memo  map[int64]any
+}
+
+func (m *unpickler) push(v any) { m.stack = append(m.stack, v) }
+
+// pop1 pops one value, which must not be a MARK.
+func (m *unpickler) pop1() (any, error) {
+	if len(m.stack) == 0 {
+		return nil, fmt.Errorf("stack underflow")
+	}
+	v := m.stack[len(m.stack)-1]
+	m.stack = m.stack[:len(m.stack)-1]
+	if _, isMark := v.(pyMark); isMark {
+		return nil, fmt.Errorf("unexpected MARK on stack")
+	}
+	return v, nil
+}
+
+// popMark pops the values above the topmost MARK, and the MARK.
+func (m *unpickler) popMark() ([]any, error) {
+	for k := len(m.stack) - 1; k >= 0; k-- {
+		if _, ok := m.stack[k].(pyMark); ok {
+			items := append([]any(nil), m.stack[k+1:]...)
+			m.stack = m.stack[:k]
+			return items, nil
+		}
+	}
+	return nil, fmt.Errorf("no MARK")
+}
+
+// step evaluates one opcode other than PROTO and STOP.
+func (m *unpickler) step(op pop) error {
+	switch op.Name {
+	case "MARK":
+		m.push(pyMark{})
+	case "GLOBAL":
+		s := op.Arg.(string)
+		i := bytes.IndexByte([]byte(s), '\n')
+		m.push(pyGlobal{s[:i], s[i+1:]})
+	case "EMPTY_TUPLE":
+		m.push(pyTuple{})
+	case "EMPTY_DICT":
+		m.push(&pyDict{M: map[string]any{}})
+	case "EMPTY_LIST":
+		m.push(&pyList{})
+	case "NONE":
+		m.push(nil)
+	case "SHORT_BINSTRING", "BINSTRING":
+		m.push(pyStr{S: op.Arg.(string)})
+	case "BINUNICODE":
+		m.push(pyStr{S: op.Arg.(string), Unicode: true})
+	case "BININT1", "BININT2", "BININT", "LONG1", "LONG4", "BINFLOAT":
+		m.push(op.Arg)
+	case "NEWTRUE":
+		m.push(true)
+	case "NEWFALSE":
+		m.push(false)
+	case "BINPUT", "LONG_BINPUT":
+		if len(m.stack) == 0 {
+			return fmt.Errorf("BINPUT on empty stack")
+		}
+		m.memo[op.Arg.(int64)] = m.stack[len(m.stack)-1]
+	case "BINGET", "LONG_BINGET":
+		v, ok := m.memo[op.Arg.(int64)]
+		if !ok {
+			return fmt.Errorf("BINGET %v: not in memo", op.Arg)
+		}
+		m.push(v)
+	case "TUPLE1", "TUPLE2", "TUPLE3":
+		return m.smallTuple(int(op.Code - 0x84))
+	case "TUPLE":
+		items, err := m.popMark()
+		if err != nil {
+			return err
+		}
+		m.push(pyTuple(items))
+	case "SETITEMS", "SETITEM":
+		return m.setItems(op.Name == "SETITEMS")
+	case "APPENDS", "APPEND":
+		return m.appends(op.Name == "APPENDS")
+	case "NEWOBJ":
+		return m.newObj(op.Pos)
+	case "OBJ":
+		return m.obj()
+	case "BUILD":
+		return m.build()
+	default:
+		return fmt.Errorf("opcode %s not expected in status.pickle", op.Name)
+	}
+	return nil
+}
+
+// smallTuple is TUPLE1-3: a tuple of the top k values.
+func (m *unpickler) smallTuple(k int) error {
+	t := make(pyTuple, k)
+	for x := k - 1; x >= 0; x-- {
+		v, err := m.pop1()
+		if err != nil {
+			return err
+		}
+		t[x] = v
+	}
+	m.push(t)
+	return nil
+}
+
+// setItems is SETITEMS (marked, many) or SETITEM (one pair): the pairs go
+// into the dict below them; keys must be strings, each once.
+func (m *unpickler) setItems(marked bool) error {
+	var items []any
+	if marked {
+		var err error
+		if items, err = m.popMark(); err != nil {
+			return err
+		}
+	} else {
+		v, err1 := m.pop1()
+		k, err2 := m.pop1()
+		if err1 != nil || err2 != nil {
+			return fmt.Errorf("SETITEM underflow")
+		}
+		items = []any{k, v}
+	}
+	if len(items)%2 != 0 {
+		return fmt.Errorf("odd SETITEMS")
+	}
+	top, err := m.pop1()
+	if err != nil {
+		return err
+	}
+	d, ok := top.(*pyDict)
+	if !ok {
+		return fmt.Errorf("SETITEMS on %T", top)
+	}
+	for x := 0; x < len(items); x += 2 {
+		k, ok := items[x].(pyStr)
+		if !ok {
+			return fmt.Errorf("dict key %T", items[x])
+		}
+		if _, dup := d.M[k.S]; dup {
+			return fmt.Errorf("duplicate key %q", k.S)
+		}
+		d.M[k.S] = items[x+1]
+	}
+	m.push(d)
+	return nil
+}
+
+// appends is APPENDS (marked, many) or APPEND (one): the values go onto
+// the list below them.
+func (m *unpickler) appends(marked bool) error {
+	var items []any
+	if marked {
+		var err error
+		if items, err = m.popMark(); err != nil {
+			return err
+		}
+	} else {
+		v, err := m.pop1()
+		if err != nil {
+			return err
+		}
+		items = []any{v}
+	}
+	top, err := m.pop1()
+	if err != nil {
+		return err
+	}
+	l, ok := top.(*pyList)
+	if !ok {
+		return fmt.Errorf("APPENDS on %T", top)
+	}
+	l.Items = append(l.Items, items...)
+	m.push(l)
+	return nil
+}
+
+// newObj is NEWOBJ (class, args), refused for digits.status.Status, which
+// is an old-style class (reference section 6).
+func (m *unpickler) newObj(pos int) error {
+	args, err := m.pop1()
+	if err != nil {
+		return err
+	}
+	cls, err := m.pop1()
+	if err != nil {
+		return err
+	}
+	g, ok1 := cls.(pyGlobal)
+	t, ok2 := args.(pyTuple)
+	if !ok1 || !ok2 {
+		return fmt.Errorf("NEWOBJ on %T %T", cls, args)
+	}
+	if g == (pyGlobal{"digits.status", "Status"}) {
+		return fmt.Errorf("NEWOBJ at %d builds an old-style digits.status.Status", pos)
+	}
+	m.push(&pyObj{Class: g, How: "NEWOBJ", NewArgs: t})
+	return nil
+}
+
+// obj is OBJ: MARK, class, args.
+func (m *unpickler) obj() error {
+	items, err := m.popMark()
+	if err != nil {
+		return err
+	}
+	if len(items) == 0 {
+		return fmt.Errorf("OBJ without class")
+	}
+	g, ok := items[0].(pyGlobal)
+	if !ok {
+		return fmt.Errorf("OBJ on %T", items[0])
+	}
+	m.push(&pyObj{Class: g, How: "OBJ", NewArgs: pyTuple(items[1:])})
+	return nil
+}
+
+// build is BUILD: the state goes into the object below it, once.
+func (m *unpickler) build() error {
+	state, err := m.pop1()
+	if err != nil {
+		return err
+	}
+	top, err := m.pop1()
+	if err != nil {
+		return err
+	}
+	o, ok := top.(*pyObj)
+	if !ok || o.Built {
+		return fmt.Errorf("BUILD on %T", top)
+	}
+	o.State, o.Built = state, true
+	m.push(o)
+	return nil
 }
 
 // samePtr reports whether a and b are the same decoded object (memo identity).

@@ -3,6 +3,7 @@ package digits
 import (
 	"errors"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -29,18 +30,51 @@ func TestParseInfoLeNet(t *testing.T) {
 	}
 }
 
+// parseInfoCase is a row of TestParseInfo: an info.json and what ParseInfo
+// must make of it.
+type parseInfoCase struct {
+	name string
+	json string
+	// notImportable: err must wrap ErrNotImportable and mention every wantMsg.
+	notImportable bool
+	nilInfo       bool
+	wantMsg       []string
+	check         func(t *testing.T, info *Info)
+}
+
+// infoBase are the keys of a minimal importable info.json, without braces.
+const infoBase = `"name":"n","framework":"caffe","snapshot file":"s","model file":"m"`
+
 func TestParseInfo(t *testing.T) {
-	base := `"name":"n","framework":"caffe","snapshot file":"s","model file":"m"`
-	tests := []struct {
-		name string
-		json string
-		// notImportable: err must wrap ErrNotImportable and mention every wantMsg.
-		notImportable bool
-		nilInfo       bool
-		wantMsg       []string
-		check         func(t *testing.T, info *Info)
-	}{
-		{name: "minimal", json: `{` + base + `}`, check: func(t *testing.T, info *Info) {
+	tests := slices.Concat(parseInfoImportable(), parseInfoNotImportable(), parseInfoNotAnObject())
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			info, err := ParseInfo([]byte(tc.json))
+			switch {
+			case tc.notImportable && !errors.Is(err, ErrNotImportable):
+				t.Fatalf("err = %v, want ErrNotImportable", err)
+			case !tc.notImportable && err != nil:
+				t.Fatalf("err = %v", err)
+			}
+			for _, m := range tc.wantMsg {
+				if !strings.Contains(err.Error(), m) {
+					t.Errorf("error %q does not mention %q", err, m)
+				}
+			}
+			if (info == nil) != tc.nilInfo {
+				t.Fatalf("info = %+v, want nil: %v", info, tc.nilInfo)
+			}
+			if tc.check != nil && info != nil {
+				tc.check(t, info)
+			}
+		})
+	}
+}
+
+// parseInfoImportable are info.jsons ParseInfo accepts.
+func parseInfoImportable() []parseInfoCase {
+	return []parseInfoCase{
+		{name: "minimal", json: `{` + infoBase + `}`, check: func(t *testing.T, info *Info) {
 			if info.Name != "n" || info.Framework != "caffe" || info.SnapshotFile != "s" || info.ModelFile != "m" ||
 				info.LabelsFile != "" || info.PythonLayerFile != "" || info.Username != "" || info.Extra != nil ||
 				!info.CreationTime.IsZero() || info.ImageDims != nil {
@@ -77,20 +111,26 @@ func TestParseInfo(t *testing.T) {
 					t.Errorf("%+v", info)
 				}
 			}},
-		{name: "python layer and curator fields", json: `{` + base + `,"python layer file":"digits_python_layers.py","license":"BSD","note":"hi","username":"ü"}`,
+		{name: "python layer and curator fields", json: `{` + infoBase + `,"python layer file":"digits_python_layers.py","license":"BSD","note":"hi","username":"ü"}`,
 			check: func(t *testing.T, info *Info) {
 				if info.PythonLayerFile != "digits_python_layers.py" || info.License != "BSD" || info.Note != "hi" || info.Username != "ü" {
 					t.Errorf("%+v", info)
 				}
 			}},
-		{name: "nulls count as absent", json: `{` + base + `,"labels file":null,"username":null,"deploy file":null,"note":null}`,
+		{name: "nulls count as absent", json: `{` + infoBase + `,"labels file":null,"username":null,"deploy file":null,"note":null}`,
 			check: func(t *testing.T, info *Info) {
 				if info.LabelsFile != "" || info.Username != "" || info.Extra != nil {
 					t.Errorf("%+v", info)
 				}
 			}},
-		{name: "unknown keys ignored", json: `{` + base + `,"children":[1,{"a":[]}],"status":5,"caffe flavor":{}}`},
+		{name: "unknown keys ignored", json: `{` + infoBase + `,"children":[1,{"a":[]}],"status":5,"caffe flavor":{}}`},
+	}
+}
 
+// parseInfoNotImportable are JSON objects that are no importable
+// info.json: ParseInfo says why, and keeps what can be listed.
+func parseInfoNotImportable() []parseInfoCase {
+	return []parseInfoCase{
 		{name: "unknown framework", json: `{"name":"n","framework":"mxnet","snapshot file":"s","model file":"m","note":"x"}`,
 			notImportable: true, wantMsg: []string{`"framework"`, `"mxnet"`},
 			check: func(t *testing.T, info *Info) {
@@ -125,7 +165,7 @@ func TestParseInfo(t *testing.T) {
 			notImportable: true, wantMsg: []string{`"network file" is a number`}},
 		{name: "null required key", json: `{"name":null,"framework":"caffe","snapshot file":"s","model file":"m"}`,
 			notImportable: true, wantMsg: []string{`no "name"`}},
-		{name: "wrong optional types", json: `{` + base + `,"labels file":7,"python layer file":[],"username":1,"note":{},"license":false,"deploy file":["children"]}`,
+		{name: "wrong optional types", json: `{` + infoBase + `,"labels file":7,"python layer file":[],"username":1,"note":{},"license":false,"deploy file":["children"]}`,
 			notImportable: true,
 			wantMsg: []string{`"labels file" is a number`, `"python layer file" is a list`, `"username" is a number`,
 				`"note" is an object`, `"license" is a boolean`, `"deploy file" is a list`},
@@ -136,7 +176,12 @@ func TestParseInfo(t *testing.T) {
 			}},
 		{name: "children-like garbage", json: `{"msg":"store","children":["lenet","alexnet"]}`, notImportable: true,
 			wantMsg: []string{`no "name"`}},
+	}
+}
 
+// parseInfoNotAnObject are bodies that are not a JSON object: no Info.
+func parseInfoNotAnObject() []parseInfoCase {
+	return []parseInfoCase{
 		{name: "invalid JSON", json: `{"name": "n",`, notImportable: true, nilInfo: true, wantMsg: []string{"not valid JSON"}},
 		{name: "empty body", json: ``, notImportable: true, nilInfo: true},
 		{name: "HTML 404 page", json: `<html><body>404 Not Found</body></html>`, notImportable: true, nilInfo: true},
@@ -145,28 +190,6 @@ func TestParseInfo(t *testing.T) {
 		{name: "null", json: `null`, notImportable: true, nilInfo: true, wantMsg: []string{"null"}},
 		{name: "deep nesting", json: `{"x":` + strings.Repeat("[", 100000) + strings.Repeat("]", 100000) + `}`,
 			notImportable: true, nilInfo: true},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			info, err := ParseInfo([]byte(tc.json))
-			switch {
-			case tc.notImportable && !errors.Is(err, ErrNotImportable):
-				t.Fatalf("err = %v, want ErrNotImportable", err)
-			case !tc.notImportable && err != nil:
-				t.Fatalf("err = %v", err)
-			}
-			for _, m := range tc.wantMsg {
-				if !strings.Contains(err.Error(), m) {
-					t.Errorf("error %q does not mention %q", err, m)
-				}
-			}
-			if (info == nil) != tc.nilInfo {
-				t.Fatalf("info = %+v, want nil: %v", info, tc.nilInfo)
-			}
-			if tc.check != nil && info != nil {
-				tc.check(t, info)
-			}
-		})
 	}
 }
 

@@ -3,17 +3,48 @@ package digits
 import (
 	"errors"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
 
+// layoutCase is a row of TestLayout: an info.json and the job files its
+// Layout must give, and what it must drop (substrings, one per dropped
+// entry).
+type layoutCase struct {
+	name        string
+	info        Info
+	want        []JobFile
+	wantDropped []string
+}
+
 func TestLayout(t *testing.T) {
-	tests := []struct {
-		name        string
-		info        Info
-		want        []JobFile
-		wantDropped []string // substrings, one per dropped entry
-	}{
+	tests := slices.Concat(layoutFrameworkCases(), layoutTensorflowSuffixCases(), layoutOddNameCases())
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			info := tc.info
+			files, dropped, err := Layout(&info)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(files, tc.want) {
+				t.Errorf("files =\n%v\nwant\n%v", files, tc.want)
+			}
+			if len(dropped) != len(tc.wantDropped) {
+				t.Fatalf("dropped = %q, want %d entries", dropped, len(tc.wantDropped))
+			}
+			for i, d := range tc.wantDropped {
+				if !strings.Contains(dropped[i].Msg, d) {
+					t.Errorf("dropped[%d] = %q, want it to contain %q", i, dropped[i], d)
+				}
+			}
+		})
+	}
+}
+
+// layoutFrameworkCases are each framework's layouts, full and minimal.
+func layoutFrameworkCases() []layoutCase {
+	return []layoutCase{
 		{
 			name: "caffe lenet",
 			info: Info{Framework: Caffe, SnapshotFile: "snapshot_iter_28140.caffemodel", ModelFile: "original.prototxt",
@@ -76,13 +107,14 @@ func TestLayout(t *testing.T) {
 			},
 		},
 	}
+}
+
+// layoutTensorflowSuffixCases: a TensorFlow snapshot named by one of its
+// files (TensorflowSuffixes) is the checkpoint's prefix.
+func layoutTensorflowSuffixCases() []layoutCase {
+	var tests []layoutCase
 	for _, suffix := range TensorflowSuffixes {
-		tests = append(tests, struct {
-			name        string
-			info        Info
-			want        []JobFile
-			wantDropped []string
-		}{
+		tests = append(tests, layoutCase{
 			name: "tensorflow strips " + suffix,
 			info: Info{Framework: Tensorflow, SnapshotFile: "snap_7.ckpt" + suffix, ModelFile: "net.py"},
 			want: []JobFile{
@@ -93,12 +125,13 @@ func TestLayout(t *testing.T) {
 			},
 		})
 	}
-	tests = append(tests, []struct {
-		name        string
-		info        Info
-		want        []JobFile
-		wantDropped []string
-	}{
+	return tests
+}
+
+// layoutOddNameCases: extras whose names collide with job or remote names
+// or with each other, and unsafe optional names.
+func layoutOddNameCases() []layoutCase {
+	return []layoutCase{
 		{
 			name: "extras colliding with job and remote names",
 			info: Info{Framework: Caffe, SnapshotFile: "snap.caffemodel", ModelFile: "train_val.prototxt", LabelsFile: "labels.txt",
@@ -129,27 +162,6 @@ func TestLayout(t *testing.T) {
 			want:        []JobFile{{"model.caffemodel", "s", true}, {"original.prototxt", "m", true}},
 			wantDropped: []string{`"labels file"`, `"python layer file"`, `"deploy file"`, `"mean file"`, `"solver file"`},
 		},
-	}...)
-
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			info := tc.info
-			files, dropped, err := Layout(&info)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !reflect.DeepEqual(files, tc.want) {
-				t.Errorf("files =\n%v\nwant\n%v", files, tc.want)
-			}
-			if len(dropped) != len(tc.wantDropped) {
-				t.Fatalf("dropped = %q, want %d entries", dropped, len(tc.wantDropped))
-			}
-			for i, d := range tc.wantDropped {
-				if !strings.Contains(dropped[i].Msg, d) {
-					t.Errorf("dropped[%d] = %q, want it to contain %q", i, dropped[i], d)
-				}
-			}
-		})
 	}
 }
 

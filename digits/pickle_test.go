@@ -45,112 +45,140 @@ func mustPickle(t testing.TB, j Job) []byte {
 	return b
 }
 
+// pickleBuilder assembles a protocol-2 stream opcode by opcode.
+type pickleBuilder struct {
+	t testing.TB
+	bytes.Buffer
+}
+
+func (g *pickleBuilder) op(b ...byte) { g.Write(b) }
+
+// str is SHORT_BINSTRING.
+func (g *pickleBuilder) str(s string) {
+	g.op('U', byte(len(s)))
+	g.WriteString(s)
+}
+
+// uni is BINUNICODE.
+func (g *pickleBuilder) uni(s string) {
+	g.op('X')
+	_ = binary.Write(g, binary.LittleEndian, uint32(len(s)))
+	g.WriteString(s)
+}
+
+func (g *pickleBuilder) global(m, c string) { g.op('c'); g.WriteString(m + "\n" + c + "\n") }
+
+// float is BINFLOAT, a big-endian IEEE double given in hex.
+func (g *pickleBuilder) float(hexBE string) {
+	b, err := hex.DecodeString(hexBE)
+	if err != nil || len(b) != 8 {
+		g.t.Fatalf("bad float hex %q", hexBE)
+	}
+	g.op('G')
+	g.op(b...)
+}
+
+// status is a status_history entry: (Status v, time).
+func (g *pickleBuilder) status(v, tHex string) {
+	g.op('(') // MARK
+	g.global("digits.status", "Status")
+	g.op('o') // OBJ
+	g.str(v)
+	g.op('b') // BUILD
+	g.float(tHex)
+	g.op(0x86) // TUPLE2
+}
+
+// The golden stream's times: t0 = 2017-01-24 10:10:10.123456 UTC =
+// 1485252610.123456, as big-endian doubles in hex.
+const (
+	goldenT0     = "41d621ca0087e6b4"
+	goldenT0p1   = "41d621ca00c7e6b4" // +1
+	goldenT0p2   = "41d621ca0107e6b4" // +2
+	goldenT0p15  = "41d621ca00e7e6b4" // +1.5
+	goldenOneDot = "3ff0000000000000" // 1.0
+)
+
+// goldenLeNet is lenetJob's status.pickle, assembled from reference
+// section 6: the job, then its one task.
+func goldenLeNet(t testing.TB) []byte {
+	g := &pickleBuilder{t: t}
+	g.op(0x80, 2) // PROTO 2
+	g.global("digits.pretrained_model.job", "PretrainedModelJob")
+	g.op(')', 0x81) // EMPTY_TUPLE NEWOBJ
+	g.op('}', '(')  // EMPTY_DICT MARK
+	g.str("_id")
+	g.str("lenet")
+	g.str("_name")
+	g.uni("LeNet (MNIST)")
+	g.str("username")
+	g.str("luke")
+	g.str("framework")
+	g.str("caffe")
+	g.str("image_info")
+	g.op('}', 'q', 0, '(') // EMPTY_DICT BINPUT 0 MARK
+	g.str("image_type")
+	g.str("3")
+	g.str("resize_mode")
+	g.str("Squash")
+	g.str("width")
+	g.op('K', 224)
+	g.str("height")
+	g.op('K', 224)
+	g.op('u') // SETITEMS
+	g.str("status_history")
+	g.op(']', '(') // EMPTY_LIST MARK
+	g.status("I", goldenT0)
+	g.status("R", goldenT0p1)
+	g.status("D", goldenT0p2)
+	g.op('e') // APPENDS
+	g.str("tasks")
+	g.op(']', '(')
+	goldenLeNetTask(g)
+	g.op('e')      // APPENDS (tasks)
+	g.op('u', 'b') // SETITEMS BUILD (job)
+	g.op('.')      // STOP
+	return g.Bytes()
+}
+
+// goldenLeNetTask is the task of goldenLeNet: a CaffeUploadTask whose
+// image_info is the job's (BINGET 0).
+func goldenLeNetTask(g *pickleBuilder) {
+	g.global("digits.pretrained_model.tasks.caffe_upload", "CaffeUploadTask")
+	g.op(')', 0x81, '}', '(')
+	g.str("job_id")
+	g.str("lenet")
+	g.str("job_dir")
+	g.uni("/jobs/lenet")
+	g.str("pickver_task")
+	g.op('K', 1)
+	g.str("progress")
+	g.float(goldenOneDot)
+	g.str("status_history")
+	g.op(']', '(')
+	g.status("I", goldenT0)
+	g.status("D", goldenT0p15)
+	g.op('e')
+	g.str("weights_path")
+	g.uni("/jobs/lenet/model.caffemodel")
+	g.str("model_def_path")
+	g.uni("/jobs/lenet/original.prototxt")
+	g.str("labels_path")
+	g.uni("/jobs/lenet/labels.txt")
+	g.str("image_info")
+	g.op('h', 0) // BINGET 0
+	for _, k := range []string{"parents", "exception", "traceback", "framework", "gpu", "current_resources"} {
+		g.str(k)
+		g.op('N')
+	}
+	g.op('u', 'b') // SETITEMS BUILD (task)
+}
+
 // TestStatusPickleGoldenLeNet compares the writer's output with a stream
 // assembled here opcode by opcode from reference section 6.
 func TestStatusPickleGoldenLeNet(t *testing.T) {
-	var g bytes.Buffer
-	op := func(b ...byte) { g.Write(b) }
-	str := func(s string) { // SHORT_BINSTRING
-		op('U', byte(len(s)))
-		g.WriteString(s)
-	}
-	uni := func(s string) { // BINUNICODE
-		op('X')
-		_ = binary.Write(&g, binary.LittleEndian, uint32(len(s)))
-		g.WriteString(s)
-	}
-	global := func(m, c string) { op('c'); g.WriteString(m + "\n" + c + "\n") }
-	float := func(hexBE string) { // BINFLOAT, big-endian IEEE double given in hex
-		b, err := hex.DecodeString(hexBE)
-		if err != nil || len(b) != 8 {
-			t.Fatalf("bad float hex %q", hexBE)
-		}
-		op('G')
-		op(b...)
-	}
-	status := func(v, tHex string) {
-		op('(') // MARK
-		global("digits.status", "Status")
-		op('o') // OBJ
-		str(v)
-		op('b') // BUILD
-		float(tHex)
-		op(0x86) // TUPLE2
-	}
-	// t0 = 2017-01-24 10:10:10.123456 UTC = 1485252610.123456
-	const (
-		t0     = "41d621ca0087e6b4"
-		t0p1   = "41d621ca00c7e6b4" // +1
-		t0p2   = "41d621ca0107e6b4" // +2
-		t0p15  = "41d621ca00e7e6b4" // +1.5
-		oneDot = "3ff0000000000000" // 1.0
-	)
-
-	op(0x80, 2) // PROTO 2
-	global("digits.pretrained_model.job", "PretrainedModelJob")
-	op(')', 0x81) // EMPTY_TUPLE NEWOBJ
-	op('}', '(')  // EMPTY_DICT MARK
-	str("_id")
-	str("lenet")
-	str("_name")
-	uni("LeNet (MNIST)")
-	str("username")
-	str("luke")
-	str("framework")
-	str("caffe")
-	str("image_info")
-	op('}', 'q', 0, '(') // EMPTY_DICT BINPUT 0 MARK
-	str("image_type")
-	str("3")
-	str("resize_mode")
-	str("Squash")
-	str("width")
-	op('K', 224)
-	str("height")
-	op('K', 224)
-	op('u') // SETITEMS
-	str("status_history")
-	op(']', '(') // EMPTY_LIST MARK
-	status("I", t0)
-	status("R", t0p1)
-	status("D", t0p2)
-	op('e') // APPENDS
-	str("tasks")
-	op(']', '(')
-	global("digits.pretrained_model.tasks.caffe_upload", "CaffeUploadTask")
-	op(')', 0x81, '}', '(')
-	str("job_id")
-	str("lenet")
-	str("job_dir")
-	uni("/jobs/lenet")
-	str("pickver_task")
-	op('K', 1)
-	str("progress")
-	float(oneDot)
-	str("status_history")
-	op(']', '(')
-	status("I", t0)
-	status("D", t0p15)
-	op('e')
-	str("weights_path")
-	uni("/jobs/lenet/model.caffemodel")
-	str("model_def_path")
-	uni("/jobs/lenet/original.prototxt")
-	str("labels_path")
-	uni("/jobs/lenet/labels.txt")
-	str("image_info")
-	op('h', 0) // BINGET 0
-	for _, k := range []string{"parents", "exception", "traceback", "framework", "gpu", "current_resources"} {
-		str(k)
-		op('N')
-	}
-	op('u', 'b') // SETITEMS BUILD (task)
-	op('e')      // APPENDS (tasks)
-	op('u', 'b') // SETITEMS BUILD (job)
-	op('.')      // STOP
-
 	got := mustPickle(t, lenetJob(t))
-	want := g.Bytes()
+	want := goldenLeNet(t)
 	if !bytes.Equal(got, want) {
 		n := 0
 		for n < len(got) && n < len(want) && got[n] == want[n] {
@@ -252,17 +280,25 @@ const (
 	taskKeys = "current_resources,exception,framework,gpu,image_info,job_dir,job_id,labels_path,model_def_path,parents,pickver_task,progress,status_history,traceback,weights_path"
 )
 
+// roundTripCase is a row of TestStatusPickleRoundTrip: a model, and what
+// its job's status.pickle must decode to.
+type roundTripCase struct {
+	name                  string
+	id, fw, title, user   string
+	labels                bool
+	taskModule, taskClass string
+	weights, modelDef     string
+	wantIDUnicode         bool
+	wantUser              any
+}
+
+// roundTripT0 is the jobs' creation time in the round trip, as a Python
+// timestamp: 2017-01-24 10:10:10.123456 UTC.
+const roundTripT0 = 1485252610.123456
+
 func TestStatusPickleRoundTrip(t *testing.T) {
 	t0 := time.Date(2017, 1, 24, 10, 10, 10, 123456000, time.UTC)
-	tests := []struct {
-		name                  string
-		id, fw, title, user   string
-		labels                bool
-		taskModule, taskClass string
-		weights, modelDef     string
-		wantIDUnicode         bool
-		wantUser              any
-	}{
+	tests := []roundTripCase{
 		{"caffe", "lenet", "caffe", "LeNet (MNIST)", "luke", true,
 			"digits.pretrained_model.tasks.caffe_upload", "CaffeUploadTask",
 			"/jobs/lenet/model.caffemodel", "/jobs/lenet/original.prototxt", false, pyStr{S: "luke"}},
@@ -297,82 +333,99 @@ func TestStatusPickleRoundTrip(t *testing.T) {
 			}
 			b := mustPickle(t, NewJobIn(id, "/jobs/"+tc.id, info, files, t0))
 			job, js, task, ts := decodeJob(t, b)
-
-			if job.How != "NEWOBJ" || job.Class != (pyGlobal{JobModule, JobClass}) || len(job.NewArgs) != 0 {
-				t.Errorf("job = %v %v %v", job.How, job.Class, job.NewArgs)
-			}
-			if got := sortedKeys(js); got != jobKeys {
-				t.Errorf("job keys %s, want %s", got, jobKeys)
-			}
-			if got := js["_id"]; got != (pyStr{S: id, Unicode: tc.wantIDUnicode}) {
-				t.Errorf("_id = %#v", got)
-			}
-			if got := js["_name"]; got != (pyStr{S: tc.title, Unicode: true}) {
-				t.Errorf("_name = %#v", got)
-			}
-			if got := js["username"]; got != tc.wantUser {
-				t.Errorf("username = %#v, want %#v", got, tc.wantUser)
-			}
-			if got := js["framework"]; got != (pyStr{S: tc.fw}) {
-				t.Errorf("framework = %#v", got)
-			}
-			ii, ok := js["image_info"].(*pyDict)
-			if !ok {
-				t.Fatalf("image_info %T", js["image_info"])
-			}
-			wantII := map[string]any{"image_type": pyStr{S: "3"}, "resize_mode": pyStr{S: "Squash"}, "width": int64(224), "height": int64(224)}
-			if len(ii.M) != len(wantII) {
-				t.Errorf("image_info %#v", ii.M)
-			}
-			for k, v := range wantII {
-				if ii.M[k] != v {
-					t.Errorf("image_info[%s] = %#v, want %#v", k, ii.M[k], v)
-				}
-			}
-			if !samePtr(js["image_info"], ts["image_info"]) {
-				t.Errorf("job and task image_info are not the same object")
-			}
-			vals, times := history(t, js["status_history"])
-			want0 := 1485252610.123456
-			if vals != "I,R,D" || times[0] != want0 || times[1] != want0+1 || times[2] != want0+2 {
-				t.Errorf("job history %s %v", vals, times)
-			}
-
-			if task.How != "NEWOBJ" || task.Class != (pyGlobal{tc.taskModule, tc.taskClass}) {
-				t.Errorf("task = %v %v", task.How, task.Class)
-			}
-			if got := sortedKeys(ts); got != taskKeys {
-				t.Errorf("task keys %s, want %s", got, taskKeys)
-			}
-			if ts["job_id"] != js["_id"] {
-				t.Errorf("job_id %#v != _id %#v", ts["job_id"], js["_id"])
-			}
-			if got := ts["job_dir"]; got != (pyStr{S: "/jobs/" + tc.id, Unicode: true}) {
-				t.Errorf("job_dir = %#v", got)
-			}
-			if ts["weights_path"] != (pyStr{S: tc.weights, Unicode: true}) || ts["model_def_path"] != (pyStr{S: tc.modelDef, Unicode: true}) {
-				t.Errorf("paths %#v %#v", ts["weights_path"], ts["model_def_path"])
-			}
-			wantLabels := any(nil)
-			if tc.labels {
-				wantLabels = pyStr{S: "/jobs/" + tc.id + "/labels.txt", Unicode: true}
-			}
-			if ts["labels_path"] != wantLabels {
-				t.Errorf("labels_path = %#v, want %#v", ts["labels_path"], wantLabels)
-			}
-			if ts["pickver_task"] != int64(1) || ts["progress"] != 1.0 {
-				t.Errorf("pickver_task %#v progress %#v", ts["pickver_task"], ts["progress"])
-			}
-			for _, k := range []string{"parents", "exception", "traceback", "framework", "gpu", "current_resources"} {
-				if ts[k] != nil {
-					t.Errorf("task %s = %#v, want None", k, ts[k])
-				}
-			}
-			vals, times = history(t, ts["status_history"])
-			if vals != "I,D" || times[0] != want0 || times[1] != want0+1.5 {
-				t.Errorf("task history %s %v", vals, times)
-			}
+			checkRoundTripJob(t, tc, id, job, js)
+			checkRoundTripTask(t, tc, js, task, ts)
 		})
+	}
+}
+
+// checkRoundTripJob checks the decoded job of tc (whose id is id) and its
+// state js.
+func checkRoundTripJob(t *testing.T, tc roundTripCase, id string, job *pyObj, js map[string]any) {
+	t.Helper()
+	if job.How != "NEWOBJ" || job.Class != (pyGlobal{JobModule, JobClass}) || len(job.NewArgs) != 0 {
+		t.Errorf("job = %v %v %v", job.How, job.Class, job.NewArgs)
+	}
+	if got := sortedKeys(js); got != jobKeys {
+		t.Errorf("job keys %s, want %s", got, jobKeys)
+	}
+	if got := js["_id"]; got != (pyStr{S: id, Unicode: tc.wantIDUnicode}) {
+		t.Errorf("_id = %#v", got)
+	}
+	if got := js["_name"]; got != (pyStr{S: tc.title, Unicode: true}) {
+		t.Errorf("_name = %#v", got)
+	}
+	if got := js["username"]; got != tc.wantUser {
+		t.Errorf("username = %#v, want %#v", got, tc.wantUser)
+	}
+	if got := js["framework"]; got != (pyStr{S: tc.fw}) {
+		t.Errorf("framework = %#v", got)
+	}
+	checkImageInfo(t, js["image_info"])
+	vals, times := history(t, js["status_history"])
+	if vals != "I,R,D" || times[0] != roundTripT0 || times[1] != roundTripT0+1 || times[2] != roundTripT0+2 {
+		t.Errorf("job history %s %v", vals, times)
+	}
+}
+
+// checkImageInfo checks a job's image_info dict (DIGITS' defaults).
+func checkImageInfo(t *testing.T, v any) {
+	t.Helper()
+	ii, ok := v.(*pyDict)
+	if !ok {
+		t.Fatalf("image_info %T", v)
+	}
+	wantII := map[string]any{"image_type": pyStr{S: "3"}, "resize_mode": pyStr{S: "Squash"}, "width": int64(224), "height": int64(224)}
+	if len(ii.M) != len(wantII) {
+		t.Errorf("image_info %#v", ii.M)
+	}
+	for k, want := range wantII {
+		if ii.M[k] != want {
+			t.Errorf("image_info[%s] = %#v, want %#v", k, ii.M[k], want)
+		}
+	}
+}
+
+// checkRoundTripTask checks the decoded task of tc and its state ts, which
+// shares the job state js's id and image_info.
+func checkRoundTripTask(t *testing.T, tc roundTripCase, js map[string]any, task *pyObj, ts map[string]any) {
+	t.Helper()
+	if !samePtr(js["image_info"], ts["image_info"]) {
+		t.Errorf("job and task image_info are not the same object")
+	}
+	if task.How != "NEWOBJ" || task.Class != (pyGlobal{tc.taskModule, tc.taskClass}) {
+		t.Errorf("task = %v %v", task.How, task.Class)
+	}
+	if got := sortedKeys(ts); got != taskKeys {
+		t.Errorf("task keys %s, want %s", got, taskKeys)
+	}
+	if ts["job_id"] != js["_id"] {
+		t.Errorf("job_id %#v != _id %#v", ts["job_id"], js["_id"])
+	}
+	if got := ts["job_dir"]; got != (pyStr{S: "/jobs/" + tc.id, Unicode: true}) {
+		t.Errorf("job_dir = %#v", got)
+	}
+	if ts["weights_path"] != (pyStr{S: tc.weights, Unicode: true}) || ts["model_def_path"] != (pyStr{S: tc.modelDef, Unicode: true}) {
+		t.Errorf("paths %#v %#v", ts["weights_path"], ts["model_def_path"])
+	}
+	wantLabels := any(nil)
+	if tc.labels {
+		wantLabels = pyStr{S: "/jobs/" + tc.id + "/labels.txt", Unicode: true}
+	}
+	if ts["labels_path"] != wantLabels {
+		t.Errorf("labels_path = %#v, want %#v", ts["labels_path"], wantLabels)
+	}
+	if ts["pickver_task"] != int64(1) || ts["progress"] != 1.0 {
+		t.Errorf("pickver_task %#v progress %#v", ts["pickver_task"], ts["progress"])
+	}
+	for _, k := range []string{"parents", "exception", "traceback", "framework", "gpu", "current_resources"} {
+		if ts[k] != nil {
+			t.Errorf("task %s = %#v, want None", k, ts[k])
+		}
+	}
+	vals, times := history(t, ts["status_history"])
+	if vals != "I,D" || times[0] != roundTripT0 || times[1] != roundTripT0+1.5 {
+		t.Errorf("task history %s %v", vals, times)
 	}
 }
 

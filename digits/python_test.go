@@ -207,26 +207,10 @@ func TestPythonLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	script := filepath.Join(dir, "load.py")
-	if err := os.WriteFile(script, []byte(loadScript), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	t0 := time.Date(2017, 1, 24, 10, 10, 10, 123456000, time.UTC)
 	want0 := 1485252610.123456
 	cases := loadCases(t)
-	args := []string{script}
-	for i, c := range cases {
-		files, _, err := Layout(c.info)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b := mustPickle(t, NewJob(c.id, c.info, files, "/jobs", t0))
-		p := filepath.Join(dir, "case"+string(rune('0'+i))+".pickle")
-		if err := os.WriteFile(p, b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		args = append(args, p)
-	}
+	args := writeLoadScript(t, dir, cases, t0)
 
 	for _, py := range interpreters {
 		t.Run("python"+py.version, func(t *testing.T) {
@@ -234,25 +218,7 @@ func TestPythonLoad(t *testing.T) {
 			if err != nil {
 				testutil.SkipOrFail(t, "%v", err)
 			}
-			cmd := exec.Command(path, args...)
-			cmd.Dir = dir
-			cmd.Env = append(os.Environ(), "PYTHONPATH="+stubs, "PYTHONDONTWRITEBYTECODE=1", "PYTHONIOENCODING=utf-8")
-			out, err := cmd.Output()
-			if err != nil {
-				stderr := ""
-				if ee, ok := err.(*exec.ExitError); ok {
-					stderr = string(ee.Stderr)
-				}
-				t.Fatalf("%s: %v\n%s%s", path, err, out, stderr)
-			}
-			var res map[string]json.RawMessage
-			if err := json.Unmarshal(out, &res); err != nil {
-				t.Fatalf("output: %v\n%s", err, out)
-			}
-			var version string
-			_ = json.Unmarshal(res["python"], &version)
-			t.Logf("%s is Python %s", path, version)
-
+			res := runLoadScript(t, path, dir, stubs, args)
 			for i, c := range cases {
 				var perLoader map[string]json.RawMessage
 				if err := json.Unmarshal(res[args[i+1]], &perLoader); err != nil {
@@ -277,57 +243,139 @@ func TestPythonLoad(t *testing.T) {
 	}
 }
 
+// writeLoadScript writes load.py and each case's status.pickle (created
+// at t0) into dir, and returns the script's arguments: the script, then
+// the pickles, in the order of cases.
+func writeLoadScript(t *testing.T, dir string, cases []loadCase, t0 time.Time) []string {
+	t.Helper()
+	script := filepath.Join(dir, "load.py")
+	if err := os.WriteFile(script, []byte(loadScript), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{script}
+	for i, c := range cases {
+		files, _, err := Layout(c.info)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := mustPickle(t, NewJob(c.id, c.info, files, "/jobs", t0))
+		p := filepath.Join(dir, "case"+string(rune('0'+i))+".pickle")
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, p)
+	}
+	return args
+}
+
+// runLoadScript runs the interpreter at path on args in dir, with the
+// DIGITS stubs on PYTHONPATH, and returns its JSON report: per pickle, per
+// loader, what was loaded.
+func runLoadScript(t *testing.T, path, dir, stubs string, args []string) map[string]json.RawMessage {
+	t.Helper()
+	cmd := exec.Command(path, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "PYTHONPATH="+stubs, "PYTHONDONTWRITEBYTECODE=1", "PYTHONIOENCODING=utf-8")
+	out, err := cmd.Output()
+	if err != nil {
+		stderr := ""
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = string(ee.Stderr)
+		}
+		t.Fatalf("%s: %v\n%s%s", path, err, out, stderr)
+	}
+	var res map[string]json.RawMessage
+	if err := json.Unmarshal(out, &res); err != nil {
+		t.Fatalf("output: %v\n%s", err, out)
+	}
+	var version string
+	_ = json.Unmarshal(res["python"], &version)
+	t.Logf("%s is Python %s", path, version)
+	return res
+}
+
 func checkLoaded(t *testing.T, what string, py2 bool, c loadCase, d pyDesc, want0 float64) {
 	t.Helper()
 	// Python 2 type names: ASCII SHORT_BINSTRING -> str, BINUNICODE -> unicode.
-	str, uni := "str", "str"
+	l := &loadedCheck{t: t, what: what, py2: py2, want0: want0, str: "str", uni: "str"}
 	if py2 {
-		uni = "unicode"
+		l.uni = "unicode"
 	}
-	textType := func(s string) string {
-		if len(s) < 256 && isASCII(s) {
-			return str
-		}
-		return uni
-	}
-	errorf := func(format string, args ...any) { t.Errorf(what+": "+format, args...) }
+	l.job(c, d)
+	l.histories(d)
+	l.task(c, d)
+}
 
+// loadedCheck checks what a Python loaded (pyDesc) against the case it
+// was written from; what names the case and loader in its errors.
+type loadedCheck struct {
+	t     *testing.T
+	what  string
+	py2   bool
+	want0 float64 // the jobs' creation time
+	// str and uni are the type names of SHORT_BINSTRING and BINUNICODE.
+	str, uni string
+}
+
+func (l *loadedCheck) errorf(format string, args ...any) {
+	l.t.Helper()
+	l.t.Errorf(l.what+": "+format, args...)
+}
+
+// textType is the type a string of the job loads as: ASCII and short is
+// written as a str.
+func (l *loadedCheck) textType(s string) string {
+	if len(s) < 256 && isASCII(s) {
+		return l.str
+	}
+	return l.uni
+}
+
+// job checks the job's class, state keys, status, id, name, username,
+// framework and image_info.
+func (l *loadedCheck) job(c loadCase, d pyDesc) {
+	l.t.Helper()
 	if d.JobClass != "digits.pretrained_model.job.PretrainedModelJob" {
-		errorf("job class %s", d.JobClass)
+		l.errorf("job class %s", d.JobClass)
 	}
 	wantJobKeys := strings.Split(jobKeys, ",")
 	if !reflect.DeepEqual(d.JobStateKeys, wantJobKeys) {
-		errorf("job state keys %v, want %v", d.JobStateKeys, wantJobKeys)
+		l.errorf("job state keys %v, want %v", d.JobStateKeys, wantJobKeys)
 	}
 	if d.JobStatus != "Done" || d.JobRunning || d.TaskStatus != "Done" || d.TaskRunning {
-		errorf("status job %s running=%v, task %s running=%v", d.JobStatus, d.JobRunning, d.TaskStatus, d.TaskRunning)
+		l.errorf("status job %s running=%v, task %s running=%v", d.JobStatus, d.JobRunning, d.TaskStatus, d.TaskRunning)
 	}
-	if d.ID != c.id || d.IDType != textType(c.id) || d.JobID != c.id || d.JobIDType != d.IDType {
-		errorf("_id %q (%s), job_id %q (%s)", d.ID, d.IDType, d.JobID, d.JobIDType)
+	if d.ID != c.id || d.IDType != l.textType(c.id) || d.JobID != c.id || d.JobIDType != d.IDType {
+		l.errorf("_id %q (%s), job_id %q (%s)", d.ID, d.IDType, d.JobID, d.JobIDType)
 	}
-	if d.Name != c.info.Name || d.NameType != uni {
-		errorf("_name %.40q (%s)", d.Name, d.NameType)
+	if d.Name != c.info.Name || d.NameType != l.uni {
+		l.errorf("_name %.40q (%s)", d.Name, d.NameType)
 	}
 	if c.info.Username == "" {
 		if d.Username != nil || d.UsernameType != "NoneType" {
-			errorf("username %v (%s), want None", d.Username, d.UsernameType)
+			l.errorf("username %v (%s), want None", d.Username, d.UsernameType)
 		}
-	} else if d.Username == nil || *d.Username != c.info.Username || d.UsernameType != textType(c.info.Username) {
-		errorf("username %v (%s)", d.Username, d.UsernameType)
+	} else if d.Username == nil || *d.Username != c.info.Username || d.UsernameType != l.textType(c.info.Username) {
+		l.errorf("username %v (%s)", d.Username, d.UsernameType)
 	}
-	if d.Framework != c.info.Framework || d.FrameworkType != str {
-		errorf("framework %q (%s)", d.Framework, d.FrameworkType)
+	if d.Framework != c.info.Framework || d.FrameworkType != l.str {
+		l.errorf("framework %q (%s)", d.Framework, d.FrameworkType)
 	}
 	wantII := map[string]any{"image_type": "3", "resize_mode": "Squash", "width": 224.0, "height": 224.0}
-	wantIIT := map[string]string{"image_type": str, "resize_mode": str, "width": "int", "height": "int"}
+	wantIIT := map[string]string{"image_type": l.str, "resize_mode": l.str, "width": "int", "height": "int"}
 	if !reflect.DeepEqual(d.ImageInfo, wantII) || !reflect.DeepEqual(d.ImageInfoTypes, wantIIT) {
-		errorf("image_info %v %v", d.ImageInfo, d.ImageInfoTypes)
+		l.errorf("image_info %v %v", d.ImageInfo, d.ImageInfoTypes)
 	}
 	if !d.ImageInfoSame {
-		errorf("job.image_info is not task.image_info")
+		l.errorf("job.image_info is not task.image_info")
 	}
+}
+
+// histories checks the job's and the task's status_history.
+func (l *loadedCheck) histories(d pyDesc) {
+	l.t.Helper()
 	statusType := "Status"
-	if py2 {
+	if l.py2 {
 		statusType = "instance" // old-style class instance
 	}
 	checkHist := func(name string, h []pyHist, vals string, offsets []float64) {
@@ -336,53 +384,59 @@ func checkLoaded(t *testing.T, what string, py2 bool, c loadCase, d pyDesc, want
 			got = append(got, e.Val)
 			wantName := map[string]string{"I": "Initialized", "R": "Running", "D": "Done"}[e.Val]
 			if e.Name != wantName || e.Class != "digits.status.Status" || e.Type != statusType || e.TimeType != "float" {
-				errorf("%s[%d] = %+v", name, i, e)
+				l.errorf("%s[%d] = %+v", name, i, e)
 			}
-			if i < len(offsets) && e.Time != want0+offsets[i] {
-				errorf("%s[%d] time %v, want %v", name, i, e.Time, want0+offsets[i])
+			if i < len(offsets) && e.Time != l.want0+offsets[i] {
+				l.errorf("%s[%d] time %v, want %v", name, i, e.Time, l.want0+offsets[i])
 			}
 		}
 		if strings.Join(got, ",") != vals {
-			errorf("%s %v, want %s", name, got, vals)
+			l.errorf("%s %v, want %s", name, got, vals)
 		}
 	}
 	checkHist("job history", d.JobHistory, "I,R,D", []float64{0, 1, 2})
 	checkHist("task history", d.TaskHistory, "I,D", []float64{0, 1.5})
+}
+
+// task checks the task: class, state keys, paths, labels, progress, the
+// None keys, the logger, and a re-save and reload.
+func (l *loadedCheck) task(c loadCase, d pyDesc) {
+	l.t.Helper()
 	if !d.Persistent || d.NTasks != 1 {
-		errorf("persistent %v ntasks %d", d.Persistent, d.NTasks)
+		l.errorf("persistent %v ntasks %d", d.Persistent, d.NTasks)
 	}
 	if d.TaskClass != c.taskPath {
-		errorf("task class %s, want %s", d.TaskClass, c.taskPath)
+		l.errorf("task class %s, want %s", d.TaskClass, c.taskPath)
 	}
 	wantTaskKeys := strings.Split(taskKeys, ",")
 	sort.Strings(wantTaskKeys)
 	if !reflect.DeepEqual(d.TaskStateKeys, wantTaskKeys) {
-		errorf("task state keys %v, want %v", d.TaskStateKeys, wantTaskKeys)
+		l.errorf("task state keys %v, want %v", d.TaskStateKeys, wantTaskKeys)
 	}
 	jobDir := "/jobs/" + c.id
-	if d.JobDir != jobDir || d.WeightsPath != jobDir+"/"+c.weights || d.ModelDefPath != jobDir+"/"+c.modelDef || d.PathType != uni {
-		errorf("paths %q %q %q (%s)", d.JobDir, d.WeightsPath, d.ModelDefPath, d.PathType)
+	if d.JobDir != jobDir || d.WeightsPath != jobDir+"/"+c.weights || d.ModelDefPath != jobDir+"/"+c.modelDef || d.PathType != l.uni {
+		l.errorf("paths %q %q %q (%s)", d.JobDir, d.WeightsPath, d.ModelDefPath, d.PathType)
 	}
 	if c.labels {
 		if d.LabelsPath == nil || *d.LabelsPath != jobDir+"/labels.txt" {
-			errorf("labels_path %v", d.LabelsPath)
+			l.errorf("labels_path %v", d.LabelsPath)
 		}
 	} else if d.LabelsPath != nil {
-		errorf("labels_path %q, want None", *d.LabelsPath)
+		l.errorf("labels_path %q, want None", *d.LabelsPath)
 	}
 	if d.Progress != 1.0 || d.ProgressType != "float" || d.PickverTask != 1 || d.TaskFramework != nil {
-		errorf("progress %v (%s) pickver %d framework %v", d.Progress, d.ProgressType, d.PickverTask, d.TaskFramework)
+		l.errorf("progress %v (%s) pickver %d framework %v", d.Progress, d.ProgressType, d.PickverTask, d.TaskFramework)
 	}
 	if len(d.TaskNones) != 6 {
-		errorf("None task keys %v, want 6", d.TaskNones)
+		l.errorf("None task keys %v, want 6", d.TaskNones)
 	}
 	if d.Logger != "job "+c.id {
-		errorf("logger %q", d.Logger)
+		l.errorf("logger %q", d.Logger)
 	}
 	wantResave := []any{c.id, "Done", "Done", strings.Split(jobKeys, ",")}
 	resave, _ := json.Marshal(d.Resave)
 	wantJSON, _ := json.Marshal(wantResave)
 	if string(resave) != string(wantJSON) {
-		errorf("re-save and reload gave %s, want %s", resave, wantJSON)
+		l.errorf("re-save and reload gave %s, want %s", resave, wantJSON)
 	}
 }

@@ -51,58 +51,20 @@ func verdictModel(change func(map[string]string)) fakeModel {
 	return fakeModel{files: files}
 }
 
+// judgeCase is a row of TestJudge: a model and the verdict judge must give:
+// importable or not, aux.json unknown, the problems' codes in order and,
+// when set, the entries the folder shows.
+type judgeCase struct {
+	name       string
+	model      fakeModel
+	importable bool
+	auxUnknown bool
+	codes      []Code // every problem's code, in order
+	shown      []string
+}
+
 func TestJudge(t *testing.T) {
-	transient := errors.New("HTTP 502 Bad Gateway")
-	tests := []struct {
-		name       string
-		model      fakeModel
-		importable bool
-		auxUnknown bool
-		codes      []Code // every problem's code, in order
-		shown      []string
-	}{
-		{name: "complete", model: verdictModel(nil), importable: true,
-			shown: []string{"aux.json", "deploy.prototxt", "info.json", "labels.txt", "license.txt", "logo.png", "model.caffemodel", "original.prototxt", "w.caffemodel", "net.prototxt"}},
-		{name: "empty weights", model: verdictModel(func(f map[string]string) { f["w.caffemodel"] = "" }),
-			importable: false, codes: []Code{CodeEmpty}},
-		{name: "empty model definition", model: verdictModel(func(f map[string]string) { f["net.prototxt"] = "" }),
-			importable: false, codes: []Code{CodeEmpty}},
-		{name: "empty labels", model: verdictModel(func(f map[string]string) { f["labels.txt"] = "" }),
-			importable: true, codes: []Code{CodeEmpty}},
-		{name: "no weights", model: verdictModel(func(f map[string]string) { delete(f, "w.caffemodel") }),
-			importable: false, codes: []Code{CodeMissing}},
-		{name: "no info.json", model: verdictModel(func(f map[string]string) { delete(f, "info.json") }),
-			importable: false, codes: []Code{CodeMissing}},
-		{name: "info.json not JSON", model: verdictModel(func(f map[string]string) { f["info.json"] = "{" }),
-			importable: false, codes: []Code{CodeInfoNotJSON}},
-		{name: "aux.json not JSON", model: verdictModel(func(f map[string]string) { f["aux.json"] = `{"license": "BSD",` }),
-			importable: true, codes: []Code{CodeAuxNotJSON},
-			shown: []string{"aux.json", "deploy.prototxt", "info.json", "labels.txt", "model.caffemodel", "original.prototxt", "w.caffemodel", "net.prototxt"}},
-		{name: "aux.json mistyped", model: verdictModel(func(f map[string]string) { f["aux.json"] = `{"license": 5}` }),
-			importable: true, codes: []Code{CodeOther}},
-		{name: "aux.json fails", model: func() fakeModel {
-			m := verdictModel(nil)
-			m.fail = map[string]error{"aux.json": transient}
-			return m
-		}(), importable: true, auxUnknown: true, codes: []Code{CodeAuxUnknown},
-			shown: []string{"deploy.prototxt", "info.json", "labels.txt", "model.caffemodel", "original.prototxt", "w.caffemodel", "net.prototxt"}},
-		{name: "logo missing", model: verdictModel(func(f map[string]string) { delete(f, "logo.png") }),
-			importable: true, codes: []Code{CodeMissing}},
-		{name: "logo takes a reserved name", model: verdictModel(func(f map[string]string) {
-			f["aux.json"] = `{"logo": "info.json"}`
-		}), importable: true, codes: []Code{CodeNameTaken}},
-		{name: "extra names a job file", model: verdictModel(func(f map[string]string) {
-			f["info.json"] = strings.Replace(verdictInfo, `"deploy.prototxt"`, `"model.caffemodel"`, 1)
-		}), importable: true, codes: []Code{CodeNameTaken}},
-		{name: "Caffe in capitals", model: verdictModel(func(f map[string]string) {
-			f["info.json"] = strings.Replace(verdictInfo, `"caffe"`, `"Caffe"`, 1)
-		}), importable: true, codes: []Code{CodeFramework}},
-		{name: "weights refused (403)", model: func() fakeModel {
-			m := verdictModel(nil)
-			m.fail = map[string]error{"w.caffemodel": errors.New("the store answered HTTP 403 Forbidden")}
-			return m
-		}(), importable: false, codes: []Code{CodeOther}},
-	}
+	tests := judgeCases()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			v := tt.model.judge()
@@ -148,6 +110,55 @@ func TestJudge(t *testing.T) {
 				t.Errorf("importable with layout %v", v.Layout)
 			}
 		})
+	}
+}
+
+// judgeCases are the sample Caffe model (verdictModel) whole and with one
+// thing wrong: empty, missing, unreadable, misnamed or refused files.
+func judgeCases() []judgeCase {
+	transient := errors.New("HTTP 502 Bad Gateway")
+	return []judgeCase{
+		{name: "complete", model: verdictModel(nil), importable: true,
+			shown: []string{"aux.json", "deploy.prototxt", "info.json", "labels.txt", "license.txt", "logo.png", "model.caffemodel", "original.prototxt", "w.caffemodel", "net.prototxt"}},
+		{name: "empty weights", model: verdictModel(func(f map[string]string) { f["w.caffemodel"] = "" }),
+			importable: false, codes: []Code{CodeEmpty}},
+		{name: "empty model definition", model: verdictModel(func(f map[string]string) { f["net.prototxt"] = "" }),
+			importable: false, codes: []Code{CodeEmpty}},
+		{name: "empty labels", model: verdictModel(func(f map[string]string) { f["labels.txt"] = "" }),
+			importable: true, codes: []Code{CodeEmpty}},
+		{name: "no weights", model: verdictModel(func(f map[string]string) { delete(f, "w.caffemodel") }),
+			importable: false, codes: []Code{CodeMissing}},
+		{name: "no info.json", model: verdictModel(func(f map[string]string) { delete(f, "info.json") }),
+			importable: false, codes: []Code{CodeMissing}},
+		{name: "info.json not JSON", model: verdictModel(func(f map[string]string) { f["info.json"] = "{" }),
+			importable: false, codes: []Code{CodeInfoNotJSON}},
+		{name: "aux.json not JSON", model: verdictModel(func(f map[string]string) { f["aux.json"] = `{"license": "BSD",` }),
+			importable: true, codes: []Code{CodeAuxNotJSON},
+			shown: []string{"aux.json", "deploy.prototxt", "info.json", "labels.txt", "model.caffemodel", "original.prototxt", "w.caffemodel", "net.prototxt"}},
+		{name: "aux.json mistyped", model: verdictModel(func(f map[string]string) { f["aux.json"] = `{"license": 5}` }),
+			importable: true, codes: []Code{CodeOther}},
+		{name: "aux.json fails", model: func() fakeModel {
+			m := verdictModel(nil)
+			m.fail = map[string]error{"aux.json": transient}
+			return m
+		}(), importable: true, auxUnknown: true, codes: []Code{CodeAuxUnknown},
+			shown: []string{"deploy.prototxt", "info.json", "labels.txt", "model.caffemodel", "original.prototxt", "w.caffemodel", "net.prototxt"}},
+		{name: "logo missing", model: verdictModel(func(f map[string]string) { delete(f, "logo.png") }),
+			importable: true, codes: []Code{CodeMissing}},
+		{name: "logo takes a reserved name", model: verdictModel(func(f map[string]string) {
+			f["aux.json"] = `{"logo": "info.json"}`
+		}), importable: true, codes: []Code{CodeNameTaken}},
+		{name: "extra names a job file", model: verdictModel(func(f map[string]string) {
+			f["info.json"] = strings.Replace(verdictInfo, `"deploy.prototxt"`, `"model.caffemodel"`, 1)
+		}), importable: true, codes: []Code{CodeNameTaken}},
+		{name: "Caffe in capitals", model: verdictModel(func(f map[string]string) {
+			f["info.json"] = strings.Replace(verdictInfo, `"caffe"`, `"Caffe"`, 1)
+		}), importable: true, codes: []Code{CodeFramework}},
+		{name: "weights refused (403)", model: func() fakeModel {
+			m := verdictModel(nil)
+			m.fail = map[string]error{"w.caffemodel": errors.New("the store answered HTTP 403 Forbidden")}
+			return m
+		}(), importable: false, codes: []Code{CodeOther}},
 	}
 }
 

@@ -20,14 +20,10 @@ import (
 	"github.com/modelstorefs/modelstorefs/cache"
 	"github.com/modelstorefs/modelstorefs/digitsupload/digitstest"
 	"github.com/modelstorefs/modelstorefs/engine"
+	"github.com/modelstorefs/modelstorefs/internal/storetest"
 	"github.com/modelstorefs/modelstorefs/internal/testutil"
-	"github.com/modelstorefs/modelstorefs/remote"
 	"github.com/modelstorefs/modelstorefs/remote/remotetest"
 )
-
-// sampleDir is the bundled sample store: lenet (caffe), alexnet-torch
-// (torch), inception-tf (tensorflow), broken (invalid info.json).
-const sampleDir = "../integration/testdata/store"
 
 // env is the sample store, plus a Caffe model with a python layer and one
 // whose framework is written "Caffe", behind a catalog with a disk cache.
@@ -43,11 +39,8 @@ func newEnv(t *testing.T) *env { return newEnvWith(t, nil) }
 // newEnvWith adds more files to the store.
 func newEnvWith(t *testing.T, more map[string][]byte) *env {
 	t.Helper()
-	files, err := remotetest.LoadDir(sampleDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	delete(files, "master.json") // generated: it lists the models added here
+	// master.json is generated: it lists the models added here.
+	files := storetest.SampleFiles(t, storetest.WithoutMaster())
 	maps.Copy(files, more)
 	files["pylayer/info.json"] = []byte(`{"name": "LeNet with a python layer", "framework": "caffe",
 		"snapshot file": "snap.caffemodel", "model file": "train_val.prototxt",
@@ -60,19 +53,12 @@ func newEnvWith(t *testing.T, more map[string][]byte) *env {
 		"network file": "net.prototxt"}`)
 	files["upper/w.caffemodel"] = []byte("weights")
 	files["upper/net.prototxt"] = []byte("net")
-	srv := remotetest.New(files, remotetest.Options{Master: true})
-	t.Cleanup(srv.Close)
-	rs, err := remote.NewStore(srv.URL, remote.Options{
-		Retries: -1, ConnectTimeout: time.Second, HeaderTimeout: 2 * time.Second, StallTimeout: 2 * time.Second,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := storetest.NewServer(t, files, remotetest.Options{Master: true})
 	content, err := engine.NewStreamContent(engine.StreamConfig{Dir: t.TempDir(), MinFree: new(int64(0)), RetryWindow: 500 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := &cache.Store{Name: "sample", Remote: rs}
+	st := &cache.Store{Name: "sample", Remote: storetest.Remote(t, srv.URL)}
 	cat := cache.NewCatalog([]*cache.Store{st}, content, cache.Config{JobsDir: "/var/lib/digits/jobs"})
 	t.Cleanup(func() {
 		cat.Close()

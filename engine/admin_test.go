@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/modelstorefs/modelstorefs/cache"
+	"github.com/modelstorefs/modelstorefs/internal/storetest"
 	"github.com/modelstorefs/modelstorefs/internal/testutil"
 	"github.com/modelstorefs/modelstorefs/remote/remotetest"
 )
@@ -16,10 +17,8 @@ import (
 // downloaded again).
 func TestAdminBesideAUser(t *testing.T) {
 	a, b := blob(11, 70<<10), blob(12, 30<<10)
-	srv := newServer(t, map[string][]byte{"m/a": a, "m/b": b}, remotetest.Options{})
-	st := newTestStore(t, srv.URL)
 	dir := t.TempDir()
-	s := newStream(t, StreamConfig{Dir: dir})
+	srv, st, s := fixture(t, map[string][]byte{"m/a": a, "m/b": b}, remotetest.Options{}, StreamConfig{Dir: dir})
 	refA, refB := refFor(t, st, "m", "a"), refFor(t, st, "m", "b")
 	for _, ref := range []cache.Ref{refA, refB} {
 		openRead(t, s, ref)
@@ -70,7 +69,7 @@ func TestAdminBesideAUser(t *testing.T) {
 	if len(removed) != 1 || removed[0].Key != refB.Key() || len(kept) != 1 || kept[0].Key != refA.Key() {
 		t.Fatalf("removed %+v, kept %+v: want b removed, a (open) kept", removed, kept)
 	}
-	if !bytes.Equal(readAll(t, h), a) {
+	if !bytes.Equal(storetest.ReadAll(t, h), a) {
 		t.Error("the open file's reader read other bytes")
 	}
 	h.Close()

@@ -9,6 +9,7 @@ import (
 	"github.com/modelstorefs/modelstorefs/cache"
 	"github.com/modelstorefs/modelstorefs/remote/remotetest"
 
+	"github.com/modelstorefs/modelstorefs/internal/storetest"
 	"github.com/modelstorefs/modelstorefs/internal/testutil"
 )
 
@@ -27,7 +28,7 @@ func newCatalog(t *testing.T, srv *remotetest.Server, cfg StreamConfig, ccfg cac
 		t.Fatal(err)
 	}
 	st := newTestStore(t, srv.URL)
-	ccfg.Reserved = reserved
+	ccfg.Reserved = storetest.Reserved
 	cat := cache.NewCatalog([]*cache.Store{st}, content, ccfg)
 	t.Cleanup(func() {
 		cat.Close()
@@ -53,7 +54,7 @@ func TestChunkedSizeThenRead(t *testing.T) {
 		{"no range", remotetest.Options{Chunked: true, NoRange: true}, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			srv := newServer(t, sampleFiles(t), tc.opt)
+			srv := storetest.NewServer(t, storetest.SampleFiles(t), tc.opt)
 			cat, st, content := newCatalog(t, srv, StreamConfig{}, cache.Config{})
 			ctx := testutil.Ctx(t)
 			m, err := cat.Model(ctx, st, "lenet")
@@ -85,7 +86,7 @@ func TestChunkedSizeThenRead(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer h.Close()
-			if got := readAll(t, h); !bytes.Equal(got, want) {
+			if got := storetest.ReadAll(t, h); !bytes.Equal(got, want) {
 				t.Fatal("content differs")
 			}
 			if n := srv.Count("GET", path); tc.opt.NoRange && n != before {
@@ -99,8 +100,8 @@ func TestChunkedSizeThenRead(t *testing.T) {
 // larger than the cache is never written past the cache's bound: its
 // model lists it as a problem, nothing is left in the cache.
 func TestUnsizedWithinBounds(t *testing.T) {
-	files := sampleFiles(t)
-	srv := newServer(t, files, remotetest.Options{Chunked: true, NoRange: true})
+	files := storetest.SampleFiles(t)
+	srv := storetest.NewServer(t, files, remotetest.Options{Chunked: true, NoRange: true})
 	cat, st, content := newCatalog(t, srv, StreamConfig{MaxBytes: 4 << 10}, cache.Config{Prefetch: 1})
 	m, err := cat.Model(testutil.Ctx(t), st, "lenet")
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/modelstorefs/modelstorefs/remote"
 	"github.com/modelstorefs/modelstorefs/remote/remotetest"
 
+	"github.com/modelstorefs/modelstorefs/internal/storetest"
 	"github.com/modelstorefs/modelstorefs/internal/testutil"
 )
 
@@ -107,7 +108,7 @@ func openRead(t *testing.T, s *StreamContent, ref cache.Ref) []byte {
 	if h.Size() != ref.Meta.Size {
 		t.Fatalf("Size %d, want %d", h.Size(), ref.Meta.Size)
 	}
-	return readAll(t, h)
+	return storetest.ReadAll(t, h)
 }
 
 func TestContentSharedDownload(t *testing.T) {
@@ -124,37 +125,14 @@ func TestContentSharedDownload(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			data := blob(1, size)
-			srv := newServer(t, map[string][]byte{"m/w.bin": data}, remotetest.Options{})
-			st := newTestStore(t, srv.URL)
-			dir := t.TempDir()
-			s := newStream(t, StreamConfig{Dir: dir, ChunkSize: tt.chunk})
+			cfg := StreamConfig{Dir: t.TempDir(), ChunkSize: tt.chunk}
+			srv, st, s := fixture(t, map[string][]byte{"m/w.bin": data}, remotetest.Options{}, cfg)
 			ref := refFor(t, st, "m", "w.bin")
 			ctx := testutil.Ctx(t)
 
 			gate := srv.Hold("m/w.bin")
 			const openers = 20
-			var wg sync.WaitGroup
-			got := make([][]byte, openers)
-			errs := make([]error, openers)
-			for i := range openers {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					h, err := s.Open(ctx, ref)
-					if err != nil {
-						errs[i] = err
-						return
-					}
-					defer h.Close()
-					buf := make([]byte, h.Size())
-					n, err := h.ReadAt(ctx, buf, 0)
-					if err != nil || n != size {
-						errs[i] = fmt.Errorf("ReadAt: %d bytes, %v", n, err)
-						return
-					}
-					got[i] = buf
-				}()
-			}
+			wait := openAndReadAll(ctx, s, ref, openers)
 			select {
 			case <-gate.Arrived():
 			case <-ctx.Done():
@@ -165,7 +143,7 @@ func TestContentSharedDownload(t *testing.T) {
 				return st.Misses+st.Joins == openers
 			})
 			gate.Release()
-			wg.Wait()
+			got, errs := wait()
 			for i := range openers {
 				if errs[i] != nil {
 					t.Fatalf("opener %d: %v", i, errs[i])
@@ -184,45 +162,84 @@ func TestContentSharedDownload(t *testing.T) {
 			if o := objects(t, s); len(o) != 1 || sumSizes(o) != size {
 				t.Errorf("objects %v, want one of %d bytes", o, size)
 			}
+			checkCachedAfterDownload(t, srv, st, s, cfg, ref, data)
+		})
+	}
+}
 
-			// A second open is a cache hit, with the complete file's fd.
-			total := srv.Total()
+// openAndReadAll has n goroutines open ref and read it whole at once; the
+// function returned waits for them and gives each one's bytes or error.
+func openAndReadAll(ctx context.Context, s *StreamContent, ref cache.Ref, n int) (wait func() ([][]byte, []error)) {
+	var wg sync.WaitGroup
+	got := make([][]byte, n)
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
 			h, err := s.Open(ctx, ref)
 			if err != nil {
-				t.Fatal(err)
+				errs[i] = err
+				return
 			}
-			if h.Fd() < 0 {
-				t.Error("complete file has no fd")
+			defer h.Close()
+			buf := make([]byte, h.Size())
+			n, err := h.ReadAt(ctx, buf, 0)
+			if err != nil || int64(n) != h.Size() {
+				errs[i] = fmt.Errorf("ReadAt: %d bytes, %v", n, err)
+				return
 			}
-			if !bytes.Equal(readAll(t, h), data) {
-				t.Error("cache hit read other bytes")
-			}
-			h.Close()
-			if srv.Total() != total {
-				t.Errorf("cache hit made %d requests", srv.Total()-total)
-			}
+			got[i] = buf
+		}()
+	}
+	return func() ([][]byte, []error) {
+		wg.Wait()
+		return got, errs
+	}
+}
 
-			// The cache survives a restart.
-			s.Close()
-			s2 := newStream(t, StreamConfig{Dir: dir, ChunkSize: tt.chunk})
-			if !bytes.Equal(openRead(t, s2, ref), data) {
-				t.Error("persisted file read other bytes")
-			}
-			if srv.Total() != total {
-				t.Errorf("reopened cache made %d requests", srv.Total()-total)
-			}
+// checkCachedAfterDownload: once ref (data) is committed, a second open is
+// a cache hit with the file's fd; the cache survives a restart (s is
+// closed, a new StreamContent with s's config cfg opens its directory);
+// and another version of the same URL is another object.
+func checkCachedAfterDownload(t *testing.T, srv *remotetest.Server, st *cache.Store, s *StreamContent, cfg StreamConfig, ref cache.Ref, data []byte) {
+	t.Helper()
+	ctx := testutil.Ctx(t)
+	total := srv.Total()
+	h, err := s.Open(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Fd() < 0 {
+		t.Error("complete file has no fd")
+	}
+	if !bytes.Equal(storetest.ReadAll(t, h), data) {
+		t.Error("cache hit read other bytes")
+	}
+	h.Close()
+	if srv.Total() != total {
+		t.Errorf("cache hit made %d requests", srv.Total()-total)
+	}
 
-			// Another version of the same URL is another object.
-			srv.Set("m/w.bin", blob(2, 1000))
-			ref2 := refFor(t, st, "m", "w.bin")
-			if !bytes.Equal(openRead(t, s2, ref2), blob(2, 1000)) {
-				t.Error("new version read other bytes")
-			}
-			testutil.WaitFor(t, "commit", func() bool { return committed(s2, ref2) })
-			if n := len(objects(t, s2)); n != 2 {
-				t.Errorf("%d objects, want 2 versions", n)
-			}
-		})
+	// The cache survives a restart.
+	s.Close()
+	s2 := newStream(t, cfg)
+	if !bytes.Equal(openRead(t, s2, ref), data) {
+		t.Error("persisted file read other bytes")
+	}
+	if srv.Total() != total {
+		t.Errorf("reopened cache made %d requests", srv.Total()-total)
+	}
+
+	// Another version of the same URL is another object.
+	srv.Set("m/w.bin", blob(2, 1000))
+	ref2 := refFor(t, st, "m", "w.bin")
+	if !bytes.Equal(openRead(t, s2, ref2), blob(2, 1000)) {
+		t.Error("new version read other bytes")
+	}
+	testutil.WaitFor(t, "commit", func() bool { return committed(s2, ref2) })
+	if n := len(objects(t, s2)); n != 2 {
+		t.Errorf("%d objects, want 2 versions", n)
 	}
 }
 
@@ -278,104 +295,122 @@ func TestContentRemovedObjectIsFetchedAgain(t *testing.T) {
 	}
 }
 
+// badDownloadCase is a row of TestContentRejectsBadDownloads: a store
+// that serves a file other than its ref says (setup changes the store,
+// meta the ref), and how the failure must show.
+type badDownloadCase struct {
+	name    string
+	chunk   int64
+	setup   func(srv *remotetest.Server)
+	meta    func(m remote.Meta) remote.Meta
+	wantIs  error // nil: any error
+	changed bool  // OnChange is told
+	maxGETs int   // 0: any number (retried within RetryWindow)
+}
+
 func TestContentRejectsBadDownloads(t *testing.T) {
 	data := blob(4, 64<<10)
-	tests := []struct {
-		name     string
-		chunk    int64
-		setup    func(srv *remotetest.Server)
-		meta     func(m remote.Meta) remote.Meta
-		wantIs   error // nil: any error
-		changed  bool  // OnChange is told
-		maxGETs  int   // 0: any number (retried within RetryWindow)
-		wantGETs int   // exact, when maxGETs is 0 and this is set
-	}{
-		{"store serves fewer bytes than Meta.Size", 0, nil,
-			func(m remote.Meta) remote.Meta { m.Size += 10; return m }, remote.ErrChanged, true, 1, 0},
-		{"store serves more bytes than Meta.Size", 0, nil,
-			func(m remote.Meta) remote.Meta { m.Size -= 10; return m }, remote.ErrChanged, true, 1, 0},
-		{"ranged: total size differs from Meta.Size", 16 << 10, nil,
-			func(m remote.Meta) remote.Meta { m.Size -= 10; return m }, remote.ErrChanged, true, 0, 0},
-		{"other ETag", 0, nil,
-			func(m remote.Meta) remote.Meta { m.ETag = `"other"`; return m }, remote.ErrChanged, true, 1, 0},
-		{"body cut short of Content-Length", 0,
-			func(srv *remotetest.Server) { srv.Truncate("m/f", 1000) }, nil, nil, false, 0, 0},
-		{"file gone", 0, func(srv *remotetest.Server) { srv.Remove("m/f") }, nil, remote.ErrNotFound, false, 1, 0},
-		{"server error", 0, func(srv *remotetest.Server) { srv.SetStatus("m/f", http.StatusInternalServerError) },
-			nil, nil, false, 0, 0},
+	for _, tt := range badDownloadCases() {
+		t.Run(tt.name, func(t *testing.T) { runBadDownload(t, tt, data) })
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			srv, st, s := fixture(t, map[string][]byte{"m/f": data}, remotetest.Options{}, StreamConfig{ChunkSize: tt.chunk})
-			var mu sync.Mutex
-			var told []cache.Ref
-			s.OnChange(func(r cache.Ref) {
-				mu.Lock()
-				told = append(told, r)
-				mu.Unlock()
-			})
-			ref := refFor(t, st, "m", "f")
-			if tt.meta != nil {
-				ref.Meta = tt.meta(ref.Meta)
-			}
-			if tt.setup != nil {
-				tt.setup(srv)
-			}
-			start := time.Now()
-			h, err := s.Open(testutil.Ctx(t), ref)
-			if err == nil {
-				buf := make([]byte, h.Size())
-				_, err = h.ReadAt(testutil.Ctx(t), buf, 0)
-				h.Close()
-			}
-			if err == nil {
-				t.Fatal("read succeeded")
-			}
-			if d := time.Since(start); d > 3*time.Second {
-				t.Errorf("took %v to fail", d)
-			}
-			if tt.wantIs != nil && !errors.Is(err, tt.wantIs) {
-				t.Errorf("err = %v, want %v", err, tt.wantIs)
-			}
-			testutil.WaitFor(t, "the failed download to clean up", func() bool {
-				return len(partials(t, s)) == 0
-			})
-			if o := objects(t, s); len(o) != 0 {
-				t.Errorf("a bad download was kept: %v", o)
-			}
-			if used := s.Stats().UsedBytes; used != 0 {
-				t.Errorf("Usage %d bytes after a failed download", used)
-			}
-			n := srv.Count("GET", "m/f")
-			if tt.maxGETs > 0 && n > tt.maxGETs {
-				t.Errorf("%d GETs, want at most %d (the failure is final)", n, tt.maxGETs)
-			}
-			toldCount := func() int {
-				mu.Lock()
-				defer mu.Unlock()
-				return len(told)
-			}
-			if tt.changed {
-				// Told after the readers are woken: wait for it.
-				testutil.WaitFor(t, "OnChange", func() bool { return toldCount() > 0 })
-				mu.Lock()
-				if told[0].Name != "f" || told[0].Meta != ref.Meta {
-					t.Errorf("OnChange told %+v, want the ref read", told[0])
-				}
-				mu.Unlock()
-			} else if n := toldCount(); n != 0 {
-				t.Errorf("OnChange told %d times for a file that did not change", n)
-			}
+}
 
-			// Nothing is poisoned: once the store is right, the file opens.
-			srv.Truncate("m/f", -1)
-			srv.SetStatus("m/f", 0)
-			srv.Set("m/f", data)
-			good := refFor(t, st, "m", "f")
-			if !bytes.Equal(openRead(t, s, good), data) {
-				t.Error("other bytes")
-			}
-		})
+// badDownloadCases: sizes and ETags other than the ref's, a body cut
+// short, a file gone, a server error.
+func badDownloadCases() []badDownloadCase {
+	return []badDownloadCase{
+		{"store serves fewer bytes than Meta.Size", 0, nil,
+			func(m remote.Meta) remote.Meta { m.Size += 10; return m }, remote.ErrChanged, true, 1},
+		{"store serves more bytes than Meta.Size", 0, nil,
+			func(m remote.Meta) remote.Meta { m.Size -= 10; return m }, remote.ErrChanged, true, 1},
+		{"ranged: total size differs from Meta.Size", 16 << 10, nil,
+			func(m remote.Meta) remote.Meta { m.Size -= 10; return m }, remote.ErrChanged, true, 0},
+		{"other ETag", 0, nil,
+			func(m remote.Meta) remote.Meta { m.ETag = `"other"`; return m }, remote.ErrChanged, true, 1},
+		{"body cut short of Content-Length", 0,
+			func(srv *remotetest.Server) { srv.Truncate("m/f", 1000) }, nil, nil, false, 0},
+		{"file gone", 0, func(srv *remotetest.Server) { srv.Remove("m/f") }, nil, remote.ErrNotFound, false, 1},
+		{"server error", 0, func(srv *remotetest.Server) { srv.SetStatus("m/f", http.StatusInternalServerError) },
+			nil, nil, false, 0},
+	}
+}
+
+// runBadDownload reads data through tt's bad store: the read fails soon,
+// with tt's error; nothing is kept; OnChange is told when tt says; and once
+// the store is right again the file opens.
+func runBadDownload(t *testing.T, tt badDownloadCase, data []byte) {
+	srv, st, s := fixture(t, map[string][]byte{"m/f": data}, remotetest.Options{}, StreamConfig{ChunkSize: tt.chunk})
+	told := recordChanges(s)
+	ref := refFor(t, st, "m", "f")
+	if tt.meta != nil {
+		ref.Meta = tt.meta(ref.Meta)
+	}
+	if tt.setup != nil {
+		tt.setup(srv)
+	}
+	start := time.Now()
+	h, err := s.Open(testutil.Ctx(t), ref)
+	if err == nil {
+		buf := make([]byte, h.Size())
+		_, err = h.ReadAt(testutil.Ctx(t), buf, 0)
+		h.Close()
+	}
+	if err == nil {
+		t.Fatal("read succeeded")
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("took %v to fail", d)
+	}
+	if tt.wantIs != nil && !errors.Is(err, tt.wantIs) {
+		t.Errorf("err = %v, want %v", err, tt.wantIs)
+	}
+	testutil.WaitFor(t, "the failed download to clean up", func() bool {
+		return len(partials(t, s)) == 0
+	})
+	if o := objects(t, s); len(o) != 0 {
+		t.Errorf("a bad download was kept: %v", o)
+	}
+	if used := s.Stats().UsedBytes; used != 0 {
+		t.Errorf("Usage %d bytes after a failed download", used)
+	}
+	n := srv.Count("GET", "m/f")
+	if tt.maxGETs > 0 && n > tt.maxGETs {
+		t.Errorf("%d GETs, want at most %d (the failure is final)", n, tt.maxGETs)
+	}
+	if tt.changed {
+		// Told after the readers are woken: wait for it.
+		testutil.WaitFor(t, "OnChange", func() bool { return len(told()) > 0 })
+		if first := told()[0]; first.Name != "f" || first.Meta != ref.Meta {
+			t.Errorf("OnChange told %+v, want the ref read", first)
+		}
+	} else if n := len(told()); n != 0 {
+		t.Errorf("OnChange told %d times for a file that did not change", n)
+	}
+
+	// Nothing is poisoned: once the store is right, the file opens.
+	srv.Truncate("m/f", -1)
+	srv.SetStatus("m/f", 0)
+	srv.Set("m/f", data)
+	good := refFor(t, st, "m", "f")
+	if !bytes.Equal(openRead(t, s, good), data) {
+		t.Error("other bytes")
+	}
+}
+
+// recordChanges records what s tells OnChange; the function returned gives
+// the refs told so far.
+func recordChanges(s *StreamContent) func() []cache.Ref {
+	var mu sync.Mutex
+	var told []cache.Ref
+	s.OnChange(func(r cache.Ref) {
+		mu.Lock()
+		told = append(told, r)
+		mu.Unlock()
+	})
+	return func() []cache.Ref {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(told)
 	}
 }
 
@@ -434,10 +469,8 @@ func TestContentEviction(t *testing.T) {
 	for i := range 6 {
 		files[fmt.Sprintf("m/f%d", i)] = blob(10+i, size)
 	}
-	srv := newServer(t, files, remotetest.Options{})
-	st := newTestStore(t, srv.URL)
 	dir := t.TempDir()
-	s := newStream(t, StreamConfig{Dir: dir, MaxBytes: maxBytes})
+	srv, st, s := fixture(t, files, remotetest.Options{}, StreamConfig{Dir: dir, MaxBytes: maxBytes})
 	ctx := testutil.Ctx(t)
 	ref := func(i int) cache.Ref { return refFor(t, st, "m", fmt.Sprintf("f%d", i)) }
 	check := func(when string) {
@@ -456,7 +489,7 @@ func TestContentEviction(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(readAll(t, h0), files["m/f0"]) {
+	if !bytes.Equal(storetest.ReadAll(t, h0), files["m/f0"]) {
 		t.Fatal("f0: other bytes")
 	}
 	testutil.WaitFor(t, "f0 committed", func() bool { return committed(s, ref0) })
@@ -477,7 +510,7 @@ func TestContentEviction(t *testing.T) {
 			t.Fatalf("after f%d: the open f0's file is gone: %v", i, err)
 		}
 	}
-	if !bytes.Equal(readAll(t, h0), files["m/f0"]) {
+	if !bytes.Equal(storetest.ReadAll(t, h0), files["m/f0"]) {
 		t.Error("open f0 reads other bytes")
 	}
 	h0.Close()
@@ -521,7 +554,7 @@ func TestContentLargerThanCacheReadsDirect(t *testing.T) {
 	if err != nil || n != 3000 || !bytes.Equal(buf, data[5000:8000]) {
 		t.Fatalf("direct read: %d bytes, %v", n, err)
 	}
-	if !bytes.Equal(readAll(t, h), data) {
+	if !bytes.Equal(storetest.ReadAll(t, h), data) {
 		t.Error("direct full read differs")
 	}
 	if o, p := objects(t, s), partials(t, s); len(o)+len(p) != 0 {
@@ -532,91 +565,78 @@ func TestContentLargerThanCacheReadsDirect(t *testing.T) {
 func TestContentCancelledRead(t *testing.T) {
 	data := blob(5, 100<<10)
 	srv, st, s := fixture(t, map[string][]byte{"m/a": data, "m/b": data}, remotetest.Options{}, StreamConfig{})
+	t.Run("another reader still gets the file", func(t *testing.T) { cancelBesidePatientReader(t, srv, st, s, data) })
+	t.Run("the download completes without readers", func(t *testing.T) { cancelOnlyReader(t, srv, st, s, data) })
+}
 
-	t.Run("another reader still gets the file", func(t *testing.T) {
-		ref := refFor(t, st, "m", "a")
-		gate := srv.Hold("m/a")
-		h, err := s.Open(testutil.Ctx(t), ref)
-		if err != nil {
-			t.Fatal(err)
+// cancelBesidePatientReader: of two readers waiting for m/a (data), one
+// gives up; it gets context.Canceled at once, the other the whole file,
+// from the one GET.
+func cancelBesidePatientReader(t *testing.T, srv *remotetest.Server, st *cache.Store, s *StreamContent, data []byte) {
+	ref := refFor(t, st, "m", "a")
+	gate := srv.Hold("m/a")
+	h, err := s.Open(testutil.Ctx(t), ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	buf := make([]byte, len(data))
+	patient := readAsync(testutil.Ctx(t), h, buf, 0)
+	waitArrived(t, gate)
+	h2, err := s.Open(testutil.Ctx(t), ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	impatient := readAsync(ctx, h2, make([]byte, 10), 0)
+	testutil.WaitFor(t, "both readers waiting", func() bool { return readersWaiting(s, ref) == 2 })
+	cancel()
+	select {
+	case err := <-impatient:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("cancelled read: %v, want context.Canceled", err)
 		}
-		defer h.Close()
-		patient := make(chan error, 1)
-		buf := make([]byte, len(data))
-		go func() {
-			_, err := h.ReadAt(testutil.Ctx(t), buf, 0)
-			patient <- err
-		}()
-		select {
-		case <-gate.Arrived():
-		case <-time.After(3 * time.Second):
-			t.Fatal("no download")
-		}
-		h2, err := s.Open(testutil.Ctx(t), ref)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		impatient := make(chan error, 1)
-		go func() {
-			_, err := h2.ReadAt(ctx, make([]byte, 10), 0)
-			impatient <- err
-		}()
-		testutil.WaitFor(t, "both readers waiting", func() bool { return readersWaiting(s, ref) == 2 })
-		cancel()
-		select {
-		case err := <-impatient:
-			if !errors.Is(err, context.Canceled) {
-				t.Errorf("cancelled read: %v, want context.Canceled", err)
-			}
-		case <-time.After(time.Second):
-			t.Fatal("cancelled read did not return")
-		}
-		h2.Close()
-		gate.Release()
-		if err := <-patient; err != nil {
-			t.Fatalf("patient read: %v", err)
-		}
-		if !bytes.Equal(buf, data) {
-			t.Error("other bytes")
-		}
-		if n := srv.Count("GET", "m/a"); n != 1 {
-			t.Errorf("%d GETs, want 1", n)
-		}
-	})
+	case <-time.After(time.Second):
+		t.Fatal("cancelled read did not return")
+	}
+	h2.Close()
+	gate.Release()
+	if err := <-patient; err != nil {
+		t.Fatalf("patient read: %v", err)
+	}
+	if !bytes.Equal(buf, data) {
+		t.Error("other bytes")
+	}
+	if n := srv.Count("GET", "m/a"); n != 1 {
+		t.Errorf("%d GETs, want 1", n)
+	}
+}
 
-	t.Run("the download completes without readers", func(t *testing.T) {
-		ref := refFor(t, st, "m", "b")
-		gate := srv.Hold("m/b")
-		h, err := s.Open(testutil.Ctx(t), ref)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		errc := make(chan error, 1)
-		go func() {
-			_, err := h.ReadAt(ctx, make([]byte, 10), 0)
-			errc <- err
-		}()
-		select {
-		case <-gate.Arrived():
-		case <-time.After(3 * time.Second):
-			t.Fatal("no download")
-		}
-		cancel()
-		if err := <-errc; !errors.Is(err, context.Canceled) {
-			t.Errorf("cancelled read: %v", err)
-		}
-		h.Close()
-		gate.Release()
-		testutil.WaitFor(t, "the download to land", func() bool { return committed(s, ref) })
-		if !bytes.Equal(openRead(t, s, ref), data) {
-			t.Error("other bytes")
-		}
-		if n := srv.Count("GET", "m/b"); n != 1 {
-			t.Errorf("%d GETs, want 1", n)
-		}
-	})
+// cancelOnlyReader: the only reader of m/b (data) gives up and closes; the
+// download goes on and commits, so the next open reads the cache copy.
+func cancelOnlyReader(t *testing.T, srv *remotetest.Server, st *cache.Store, s *StreamContent, data []byte) {
+	ref := refFor(t, st, "m", "b")
+	gate := srv.Hold("m/b")
+	h, err := s.Open(testutil.Ctx(t), ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := readAsync(ctx, h, make([]byte, 10), 0)
+	waitArrived(t, gate)
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled read: %v", err)
+	}
+	h.Close()
+	gate.Release()
+	testutil.WaitFor(t, "the download to land", func() bool { return committed(s, ref) })
+	if !bytes.Equal(openRead(t, s, ref), data) {
+		t.Error("other bytes")
+	}
+	if n := srv.Count("GET", "m/b"); n != 1 {
+		t.Errorf("%d GETs, want 1", n)
+	}
 }
 
 func TestContentCloseWaitsForDownloads(t *testing.T) {
@@ -629,16 +649,8 @@ func TestContentCloseWaitsForDownloads(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	errc := make(chan error, 1)
-	go func() {
-		_, err := h.ReadAt(context.Background(), make([]byte, 100), 0)
-		errc <- err
-	}()
-	select {
-	case <-gate.Arrived():
-	case <-time.After(3 * time.Second):
-		t.Fatal("no download")
-	}
+	errc := readAsync(context.Background(), h, make([]byte, 100), 0)
+	waitArrived(t, gate)
 	closed := make(chan struct{})
 	go func() {
 		s.Close()
@@ -683,7 +695,7 @@ func TestContentServerWithoutRange(t *testing.T) {
 	if err != nil || n != 1000 || !bytes.Equal(buf, data[len(data)-1000:]) {
 		t.Fatalf("tail read: %d bytes, %v", n, err)
 	}
-	if !bytes.Equal(readAll(t, h), data) {
+	if !bytes.Equal(storetest.ReadAll(t, h), data) {
 		t.Fatal("full read differs")
 	}
 	testutil.WaitFor(t, "commit", func() bool { return committed(s, ref) })

@@ -26,6 +26,7 @@ import (
 
 	"github.com/modelstorefs/modelstorefs/remote/remotetest"
 
+	"github.com/modelstorefs/modelstorefs/internal/storetest"
 	"github.com/modelstorefs/modelstorefs/internal/testutil"
 )
 
@@ -74,7 +75,7 @@ func TestReaderNeverWaitsForTheDisk(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := readAll(t, h)
+	got := storetest.ReadAll(t, h)
 	h.Close()
 	if !bytes.Equal(got, data) {
 		t.Fatal("read differs")
@@ -172,7 +173,7 @@ func TestCacheWriteFails(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := readAll(t, h); !bytes.Equal(got, data) {
+			if got := storetest.ReadAll(t, h); !bytes.Equal(got, data) {
 				t.Fatal("read differs")
 			}
 			// Back to the start, and a piece in the middle.
@@ -249,8 +250,7 @@ func TestTwoReadersDifferentSpeeds(t *testing.T) {
 func TestStreamsGrowOnACappedStore(t *testing.T) {
 	const size, chunk = 8 << 20, 256 << 10
 	data := blob(105, size)
-	srv := remotetest.New(map[string][]byte{"m/f": data}, remotetest.Options{})
-	t.Cleanup(srv.Close)
+	srv := storetest.NewServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
 	// A second server on a capped listener, serving the same files.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -377,7 +377,7 @@ func TestZeroCopyReadKeepsItsBuffer(t *testing.T) {
 		t.Fatal("in-place answer differs")
 	}
 	// The rest of a, so that its download ends and frees its buffers.
-	if got := readAll(t, h); !bytes.Equal(got, a) {
+	if got := storetest.ReadAll(t, h); !bytes.Equal(got, a) {
 		t.Fatal("read of a differs")
 	}
 	h.Close()

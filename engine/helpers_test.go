@@ -1,7 +1,7 @@
 package engine
 
 import (
-	"io"
+	"context"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -9,72 +9,22 @@ import (
 	"time"
 
 	"github.com/modelstorefs/modelstorefs/cache"
-	"github.com/modelstorefs/modelstorefs/remote"
 	"github.com/modelstorefs/modelstorefs/remote/remotetest"
 
-	"github.com/modelstorefs/modelstorefs/internal/testutil"
+	"github.com/modelstorefs/modelstorefs/internal/storetest"
 )
-
-// sampleDir is the bundled sample store (see cache's tests).
-const sampleDir = "../integration/testdata/store"
-
-// reserved are the names the fs package keeps for itself in a store folder.
-var reserved = []string{".refresh", "models.tsv", "welcome.txt", "error.txt"}
-
-// sampleFiles returns the sample store's files.
-func sampleFiles(t *testing.T) map[string][]byte {
-	t.Helper()
-	files, err := remotetest.LoadDir(sampleDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, ok := files["lenet/info.json"]; !ok {
-		t.Fatalf("sample store %s has no lenet/info.json", sampleDir)
-	}
-	return files
-}
-
-func newServer(t *testing.T, files map[string][]byte, opt remotetest.Options) *remotetest.Server {
-	t.Helper()
-	s := remotetest.New(files, opt)
-	t.Cleanup(s.Close)
-	return s
-}
-
-// fastRemote keeps failing tests fast: no retries, short timeouts.
-var fastRemote = remote.Options{
-	Retries:        -1,
-	ConnectTimeout: time.Second,
-	HeaderTimeout:  2 * time.Second,
-	StallTimeout:   2 * time.Second,
-}
 
 // fixture is the engine tests' setup: a store serving files, its client,
 // and a content cache over it (closed when the test ends).
 func fixture(t *testing.T, files map[string][]byte, opt remotetest.Options, cfg StreamConfig) (*remotetest.Server, *cache.Store, *StreamContent) {
 	t.Helper()
-	srv := newServer(t, files, opt)
+	srv := storetest.NewServer(t, files, opt)
 	return srv, newTestStore(t, srv.URL), newStream(t, cfg)
 }
 
 func newTestStore(t *testing.T, url string) *cache.Store {
 	t.Helper()
-	rs, err := remote.NewStore(url, fastRemote)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &cache.Store{Name: "test", Remote: rs}
-}
-
-// readAll reads a whole handle with one ReadAt (handles never read short).
-func readAll(t *testing.T, h cache.Handle) []byte {
-	t.Helper()
-	buf := make([]byte, h.Size())
-	n, err := h.ReadAt(testutil.Ctx(t), buf, 0)
-	if err != nil && err != io.EOF {
-		t.Fatalf("ReadAt: %v", err)
-	}
-	return buf[:n]
+	return &cache.Store{Name: "test", Remote: storetest.Remote(t, url)}
 }
 
 // dirFiles lists the regular files below dir with their sizes.
@@ -113,4 +63,26 @@ func sumSizes(m map[string]int64) int64 {
 		n += s
 	}
 	return n
+}
+
+// readAsync reads buf at off of h in a goroutine; the channel gets the
+// read's error.
+func readAsync(ctx context.Context, h cache.Handle, buf []byte, off int64) <-chan error {
+	errc := make(chan error, 1)
+	go func() {
+		_, err := h.ReadAt(ctx, buf, off)
+		errc <- err
+	}()
+	return errc
+}
+
+// waitArrived waits until a request held by gate has arrived at the
+// server, failing the test after 3 s ("no download").
+func waitArrived(t *testing.T, gate *remotetest.Gate) {
+	t.Helper()
+	select {
+	case <-gate.Arrived():
+	case <-time.After(3 * time.Second):
+		t.Fatal("no download")
+	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/modelstorefs/modelstorefs/cache"
 	"github.com/modelstorefs/modelstorefs/remote/remotetest"
 
+	"github.com/modelstorefs/modelstorefs/internal/storetest"
 	"github.com/modelstorefs/modelstorefs/internal/testutil"
 )
 
@@ -78,9 +79,8 @@ func TestMemFileRandomReaders(t *testing.T) {
 	// The test server hashes the file for its ETag on every GET: small.
 	const size, budget, readSize = 3 << 20, 1 << 20, 200 << 10
 	data := blob(61, size)
-	srv := newServer(t, map[string][]byte{"m/big": data}, remotetest.Options{})
-	s := newStream(t, StreamConfig{MaxBytes: 1 << 20, ChunkSize: 64 << 10, BufferBudget: budget, RetryWindow: 5 * time.Second})
-	ref := refFor(t, newTestStore(t, srv.URL), "m", "big")
+	srv, st, s := fixture(t, map[string][]byte{"m/big": data}, remotetest.Options{}, StreamConfig{MaxBytes: 1 << 20, ChunkSize: 64 << 10, BufferBudget: budget, RetryWindow: 5 * time.Second})
+	ref := refFor(t, st, "m", "big")
 	peak := watchBuffers(t, s)
 	ctx := testutil.Ctx(t)
 	var (
@@ -143,9 +143,8 @@ func TestMemFileRandomReaders(t *testing.T) {
 func TestMemFileSequential(t *testing.T) {
 	const size = 8<<20 + 12345
 	data := blob(62, size)
-	srv := newServer(t, map[string][]byte{"m/big": data}, remotetest.Options{})
-	s := newStream(t, StreamConfig{MaxBytes: 1 << 20, RetryWindow: 5 * time.Second})
-	ref := refFor(t, newTestStore(t, srv.URL), "m", "big")
+	srv, st, s := fixture(t, map[string][]byte{"m/big": data}, remotetest.Options{}, StreamConfig{MaxBytes: 1 << 20, RetryWindow: 5 * time.Second})
+	ref := refFor(t, st, "m", "big")
 	h, err := s.Open(testutil.Ctx(t), ref)
 	if err != nil {
 		t.Fatal(err)
@@ -182,7 +181,7 @@ func TestMemFileSequential(t *testing.T) {
 // GET's total size differs), nothing panics, nothing stays allocated.
 func TestClaimedSizeNotTrusted(t *testing.T) {
 	data := blob(63, 100<<10)
-	srv := newServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
+	srv := storetest.NewServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
 	st := newTestStore(t, srv.URL)
 	for _, claimed := range []int64{1 << 50, math.MaxInt64, math.MaxInt64 - 1} {
 		s := newStream(t, StreamConfig{})
@@ -207,14 +206,13 @@ func TestClaimedSizeNotTrusted(t *testing.T) {
 // moment before its commit.
 func TestReopenBeforeCommit(t *testing.T) {
 	data := blob(64, 300<<10)
-	srv := newServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
-	s := newStream(t, StreamConfig{ChunkSize: 64 << 10})
+	_, st, s := fixture(t, map[string][]byte{"m/f": data}, remotetest.Options{}, StreamConfig{ChunkSize: 64 << 10})
 	release := make(chan struct{})
 	var once sync.Once
 	free := func() { once.Do(func() { close(release) }) }
 	t.Cleanup(free)
 	s.commitHook = func() { <-release }
-	ref := refFor(t, newTestStore(t, srv.URL), "m", "f")
+	ref := refFor(t, st, "m", "f")
 	if !bytes.Equal(openRead(t, s, ref), data) {
 		t.Fatal("first read differs")
 	}
@@ -238,7 +236,7 @@ func TestReopenBeforeCommit(t *testing.T) {
 	}
 	free()
 	testutil.WaitFor(t, "commit", func() bool { return committed(s, ref) })
-	if !bytes.Equal(readAll(t, h), data) {
+	if !bytes.Equal(storetest.ReadAll(t, h), data) {
 		t.Error("reread differs")
 	}
 }
@@ -248,7 +246,7 @@ func TestReopenBeforeCommit(t *testing.T) {
 // caller does not abort it.
 func TestUnsizedOnce(t *testing.T) {
 	data := blob(65, 200<<10)
-	srv := newServer(t, map[string][]byte{"m/f": data}, remotetest.Options{Chunked: true, NoRange: true})
+	srv := storetest.NewServer(t, map[string][]byte{"m/f": data}, remotetest.Options{Chunked: true, NoRange: true})
 	s := newStream(t, StreamConfig{})
 	ref := cache.Ref{Store: newTestStore(t, srv.URL), Model: "m", Name: "f", Meta: refFor(t, newTestStore(t, srv.URL), "m", "f").Meta}
 	if ref.Meta.Size >= 0 {
@@ -279,7 +277,7 @@ func TestUnsizedOnce(t *testing.T) {
 				return
 			}
 			defer h.Close()
-			if !bytes.Equal(readAll(t, h), data) {
+			if !bytes.Equal(storetest.ReadAll(t, h), data) {
 				t.Error("content differs")
 			}
 		}()
@@ -296,10 +294,9 @@ func TestUnsizedOnce(t *testing.T) {
 // logged once.
 func TestNotCachingLoggedOnce(t *testing.T) {
 	data := blob(66, 100<<10)
-	srv := newServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
 	core, logs := observer.New(zap.WarnLevel)
-	s := newStream(t, StreamConfig{MaxBytes: 10 << 10, Logger: zap.New(core)})
-	ref := refFor(t, newTestStore(t, srv.URL), "m", "f")
+	_, st, s := fixture(t, map[string][]byte{"m/f": data}, remotetest.Options{}, StreamConfig{MaxBytes: 10 << 10, Logger: zap.New(core)})
+	ref := refFor(t, st, "m", "f")
 	for range 10 {
 		if !bytes.Equal(openRead(t, s, ref), data) {
 			t.Fatal("content differs")

@@ -17,6 +17,7 @@ import (
 	"github.com/modelstorefs/modelstorefs/remote"
 	"github.com/modelstorefs/modelstorefs/remote/remotetest"
 
+	"github.com/modelstorefs/modelstorefs/internal/storetest"
 	"github.com/modelstorefs/modelstorefs/internal/testutil"
 )
 
@@ -61,10 +62,9 @@ func TestVerifyDigests(t *testing.T) {
 		{"md5 stated", remote.Digest{Alg: remote.AlgMD5, Sum: string(md[:])}, "store"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			srv := newServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
 			dir := t.TempDir()
-			s := newStream(t, StreamConfig{Dir: dir, ChunkSize: chunk})
-			ref := refFor(t, newTestStore(t, srv.URL), "m", "f")
+			_, st, s := fixture(t, map[string][]byte{"m/f": data}, remotetest.Options{}, StreamConfig{Dir: dir, ChunkSize: chunk})
+			ref := refFor(t, st, "m", "f")
 			ref.Meta.Digest = tc.digest
 			if !bytes.Equal(openRead(t, s, ref), data) {
 				t.Fatal("content differs")
@@ -90,7 +90,7 @@ func TestVerifyDigests(t *testing.T) {
 func TestVerifyMismatch(t *testing.T) {
 	const size, chunk = 2 << 20, 64 << 10
 	data := blob(72, size)
-	srv := newServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
+	srv := storetest.NewServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
 	var flipped atomic.Int32
 	var honest atomic.Bool
 	// The byte at 1.5 MiB is flipped in every answer that carries it,
@@ -161,9 +161,7 @@ func TestVerifyMismatch(t *testing.T) {
 // against its digest too.
 func TestVerifyUnsized(t *testing.T) {
 	data := blob(73, 100<<10)
-	srv := newServer(t, map[string][]byte{"m/f": data}, remotetest.Options{Chunked: true, NoRange: true})
-	s := newStream(t, StreamConfig{})
-	st := newTestStore(t, srv.URL)
+	_, st, s := fixture(t, map[string][]byte{"m/f": data}, remotetest.Options{Chunked: true, NoRange: true}, StreamConfig{})
 	ref := cache.Ref{Store: st, Model: "m", Name: "f", Meta: refFor(t, st, "m", "f").Meta}
 	ref.Meta.Digest = sha256Digest(append([]byte("other"), data...))
 	if _, err := s.Open(testutil.Ctx(t), ref); !errors.Is(err, ErrDigestMismatch) {
@@ -175,7 +173,7 @@ func TestVerifyUnsized(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	if !bytes.Equal(readAll(t, h), data) {
+	if !bytes.Equal(storetest.ReadAll(t, h), data) {
 		t.Fatal("content differs")
 	}
 	if sha, v := s.Digest(cache.Ref{Store: st, Model: "m", Name: "f", Meta: remote.Meta{Size: int64(len(data)), ETag: ref.Meta.ETag, LastModified: ref.Meta.LastModified}}); sha == "" || v != "store" {
@@ -189,7 +187,7 @@ func TestVerifyUnsized(t *testing.T) {
 func TestVerifyInMemory(t *testing.T) {
 	const size = 3<<20 + 77
 	data := blob(74, size)
-	srv := newServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
+	srv := storetest.NewServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
 	st := newTestStore(t, srv.URL)
 	readInOrder := func(h cache.Handle) error {
 		buf := make([]byte, 128<<10)
@@ -304,9 +302,8 @@ func TestVerifyCache(t *testing.T) {
 // wrong stated digest goes unnoticed, the end is not held back.
 func TestNoVerify(t *testing.T) {
 	data := blob(77, 300<<10)
-	srv := newServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
-	s := newStream(t, StreamConfig{ChunkSize: 64 << 10, NoVerify: true})
-	ref := refFor(t, newTestStore(t, srv.URL), "m", "f")
+	_, st, s := fixture(t, map[string][]byte{"m/f": data}, remotetest.Options{}, StreamConfig{ChunkSize: 64 << 10, NoVerify: true})
+	ref := refFor(t, st, "m", "f")
 	ref.Meta.Digest = sha256Digest(data[1:])
 	if !bytes.Equal(openRead(t, s, ref), data) {
 		t.Fatal("content differs")
@@ -330,7 +327,7 @@ func TestNoVerify(t *testing.T) {
 func TestOneCopyPerContent(t *testing.T) {
 	data := blob(78, 300<<10)
 	_, stA, s := fixture(t, map[string][]byte{"m/f": data}, remotetest.Options{}, StreamConfig{ChunkSize: 64 << 10})
-	srvB := newServer(t, map[string][]byte{"mirror/g": data}, remotetest.Options{})
+	srvB := storetest.NewServer(t, map[string][]byte{"mirror/g": data}, remotetest.Options{})
 	stB := newTestStore(t, srvB.URL)
 	refA, refB := refFor(t, stA, "m", "f"), refFor(t, stB, "mirror", "g")
 	refA.Meta.Digest, refB.Meta.Digest = sha256Digest(data), sha256Digest(data)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/modelstorefs/modelstorefs/remote/remotetest"
 
+	"github.com/modelstorefs/modelstorefs/internal/storetest"
 	"github.com/modelstorefs/modelstorefs/internal/testutil"
 )
 
@@ -238,7 +239,7 @@ func TestModelDirLenet(t *testing.T) {
 	}
 	checkEntriesMatchLookup(t, md)
 
-	files := sampleFiles(t)
+	files := storetest.SampleFiles(t)
 	for _, de := range des {
 		f, ok := m.File(de.Name)
 		if !ok {

@@ -13,6 +13,7 @@ import (
 	fusefs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 
+	"github.com/modelstorefs/modelstorefs/internal/storetest"
 	"github.com/modelstorefs/modelstorefs/internal/testutil"
 )
 
@@ -20,7 +21,7 @@ func TestDataFileRead(t *testing.T) {
 	e := newEnv(t)
 	md := e.modelNode(t, "lenet")
 	info := lookupNode[*dataFile](t, md, "info.json")
-	want := sampleFiles(t)["lenet/info.json"]
+	want := storetest.SampleFiles(t)["lenet/info.json"]
 
 	fh, flags := openFile(t, info, syscall.O_RDONLY)
 	if fh != nil {
@@ -66,7 +67,7 @@ func TestRemoteFileRead(t *testing.T) {
 	e := newEnv(t)
 	md := e.modelNode(t, "lenet")
 	rf := lookupNode[*remoteFile](t, md, lenetJobWeights)
-	want := sampleFiles(t)["lenet/"+lenetWeights]
+	want := storetest.SampleFiles(t)["lenet/"+lenetWeights]
 	n := int64(len(want))
 
 	if a := getattr(t, rf); a.Size != uint64(n) || a.Mode != syscall.S_IFREG|0o444 || a.Blocks != uint64((n+511)/512) {
@@ -130,7 +131,7 @@ func TestRemoteFileOpenModes(t *testing.T) {
 			e.fsys.coldDirect.Store(coldDirect)
 			md := e.modelNode(t, "lenet")
 			rf := lookupNode[*remoteFile](t, md, lenetJobWeights)
-			want := sampleFiles(t)["lenet/"+lenetWeights]
+			want := storetest.SampleFiles(t)["lenet/"+lenetWeights]
 
 			fh, flags := openFile(t, rf, syscall.O_RDONLY)
 			wantCold := uint32(fuse.FOPEN_KEEP_CACHE)
@@ -217,7 +218,7 @@ func TestRemoteFileReadInterrupted(t *testing.T) {
 	}
 	// The shared download goes on: a later read gets the bytes.
 	gate.Release()
-	want := sampleFiles(t)["lenet/"+lenetWeights]
+	want := storetest.SampleFiles(t)["lenet/"+lenetWeights]
 	if got := readHandle(t, fh, 0, 100); !bytes.Equal(got, want[:100]) {
 		t.Errorf("read after the interruption differs")
 	}

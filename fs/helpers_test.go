@@ -16,16 +16,11 @@ import (
 
 	"github.com/modelstorefs/modelstorefs/cache"
 	"github.com/modelstorefs/modelstorefs/engine"
-	"github.com/modelstorefs/modelstorefs/remote"
 	"github.com/modelstorefs/modelstorefs/remote/remotetest"
 
+	"github.com/modelstorefs/modelstorefs/internal/storetest"
 	"github.com/modelstorefs/modelstorefs/internal/testutil"
 )
-
-// sampleDir is the bundled sample store: master.json ("modelstorefs sample
-// store"), lenet (caffe), alexnet-torch (torch), inception-tf (tensorflow)
-// and broken (invalid info.json).
-const sampleDir = "../integration/testdata/store"
 
 // sampleModels are the sample store's models, sorted.
 var sampleModels = []string{"alexnet-torch", "broken", "inception-tf", "lenet"}
@@ -45,26 +40,6 @@ const (
 	lenetWeights    = "snapshot_iter_28140.caffemodel"
 	lenetJobWeights = "model.caffemodel"
 )
-
-// fastRemote keeps failing tests fast: no retries, short timeouts.
-var fastRemote = remote.Options{
-	Retries:        -1,
-	ConnectTimeout: time.Second,
-	HeaderTimeout:  2 * time.Second,
-	StallTimeout:   2 * time.Second,
-}
-
-func sampleFiles(t *testing.T) map[string][]byte {
-	t.Helper()
-	files, err := remotetest.LoadDir(sampleDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, ok := files["lenet/info.json"]; !ok {
-		t.Fatalf("sample store %s has no lenet/info.json", sampleDir)
-	}
-	return files
-}
 
 // storeSpec is one store of a test filesystem.
 type storeSpec struct {
@@ -98,16 +73,11 @@ func newEnv(t *testing.T, specs ...storeSpec) *env {
 	for _, sp := range specs {
 		files := sp.files
 		if files == nil {
-			files = sampleFiles(t)
+			files = storetest.SampleFiles(t)
 		}
-		srv := remotetest.New(files, sp.opt)
-		t.Cleanup(srv.Close)
-		rs, err := remote.NewStore(srv.URL, fastRemote)
-		if err != nil {
-			t.Fatal(err)
-		}
+		srv := storetest.NewServer(t, files, sp.opt)
 		e.srvs = append(e.srvs, srv)
-		e.stores = append(e.stores, &cache.Store{Name: sp.name, Remote: rs})
+		e.stores = append(e.stores, &cache.Store{Name: sp.name, Remote: storetest.Remote(t, srv.URL)})
 	}
 	content, err := engine.NewStreamContent(engine.StreamConfig{Dir: t.TempDir(), MinFree: new(int64(0)), RetryWindow: 300 * time.Millisecond})
 	if err != nil {
@@ -368,4 +338,12 @@ func (e *env) storeNode(t *testing.T, name string) *storeDir {
 func (e *env) modelNode(t *testing.T, model string) *modelDir {
 	t.Helper()
 	return lookupNode[*modelDir](t, e.storeNode(t, e.st().Name), model)
+}
+
+// TestReservedShared: the reserved names the tests below fs configure
+// their catalogs with (storetest.Reserved) are the filesystem's own.
+func TestReservedShared(t *testing.T) {
+	if !slices.Equal(storetest.Reserved, ReservedStoreNames) {
+		t.Errorf("storetest.Reserved %q, fs.ReservedStoreNames %q", storetest.Reserved, ReservedStoreNames)
+	}
 }

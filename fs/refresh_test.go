@@ -147,14 +147,7 @@ func TestRefreshSetattr(t *testing.T) {
 	e.listed(t, e.st())
 	afterOpen := e.cat.LastRefresh(e.st())
 
-	tests := []struct {
-		name string
-		in   fuse.SetAttrIn
-	}{
-		{"touch (times now)", fuse.SetAttrIn{SetAttrInCommon: fuse.SetAttrInCommon{Valid: fuse.FATTR_ATIME | fuse.FATTR_MTIME | fuse.FATTR_ATIME_NOW | fuse.FATTR_MTIME_NOW | fuse.FATTR_FH}}},
-		{"touch -d (times)", fuse.SetAttrIn{SetAttrInCommon: fuse.SetAttrInCommon{Valid: fuse.FATTR_ATIME | fuse.FATTR_MTIME, Atime: 1, Mtime: 1}}},
-		{"truncate to 0", fuse.SetAttrIn{SetAttrInCommon: fuse.SetAttrInCommon{Valid: fuse.FATTR_SIZE | fuse.FATTR_FH}}},
-	}
+	tests := refreshSetattrCases()
 	for _, tt := range tests {
 		t.Run("with write handle/"+tt.name, func(t *testing.T) {
 			var out fuse.AttrOut
@@ -194,7 +187,28 @@ func TestRefreshSetattr(t *testing.T) {
 		})
 	}
 
-	// chmod, chown are refused and do not refresh.
+	checkRefreshSetattrRefused(t, e, rf)
+}
+
+// refreshSetattrCase is a SETATTR of the refresh gesture: touch, touch -d
+// or ": >".
+type refreshSetattrCase struct {
+	name string
+	in   fuse.SetAttrIn
+}
+
+func refreshSetattrCases() []refreshSetattrCase {
+	return []refreshSetattrCase{
+		{"touch (times now)", fuse.SetAttrIn{SetAttrInCommon: fuse.SetAttrInCommon{Valid: fuse.FATTR_ATIME | fuse.FATTR_MTIME | fuse.FATTR_ATIME_NOW | fuse.FATTR_MTIME_NOW | fuse.FATTR_FH}}},
+		{"touch -d (times)", fuse.SetAttrIn{SetAttrInCommon: fuse.SetAttrInCommon{Valid: fuse.FATTR_ATIME | fuse.FATTR_MTIME, Atime: 1, Mtime: 1}}},
+		{"truncate to 0", fuse.SetAttrIn{SetAttrInCommon: fuse.SetAttrInCommon{Valid: fuse.FATTR_SIZE | fuse.FATTR_FH}}},
+	}
+}
+
+// checkRefreshSetattrRefused: chmod, chown and truncating to another size
+// than 0 (a write, not the gesture) are refused and do not refresh.
+func checkRefreshSetattrRefused(t *testing.T, e *env, rf *refreshFile) {
+	t.Helper()
 	for _, valid := range []uint32{fuse.FATTR_MODE, fuse.FATTR_UID, fuse.FATTR_GID, fuse.FATTR_MODE | fuse.FATTR_MTIME} {
 		e.listed(t, e.st())
 		before := e.cat.LastRefresh(e.st())

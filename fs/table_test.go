@@ -1,7 +1,6 @@
 package fs
 
 import (
-	"github.com/modelstorefs/modelstorefs/cache"
 	"net/http"
 	"strings"
 	"syscall"
@@ -9,6 +8,7 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 
+	"github.com/modelstorefs/modelstorefs/cache"
 	"github.com/modelstorefs/modelstorefs/remote/remotetest"
 )
 

@@ -8,8 +8,10 @@ import (
 	"testing"
 
 	fusefs "github.com/hanwen/go-fuse/v2/fs"
+
 	"github.com/modelstorefs/modelstorefs/remote/remotetest"
 
+	"github.com/modelstorefs/modelstorefs/internal/storetest"
 	"github.com/modelstorefs/modelstorefs/internal/testutil"
 )
 
@@ -34,9 +36,30 @@ func TestXattrs(t *testing.T) {
 	e := newEnv(t)
 	rf := lookupNode[*remoteFile](t, e.modelNode(t, "lenet"), lenetJobWeights)
 	path := "lenet/" + lenetWeights
-	size := len(sampleFiles(t)[path])
+	size := len(storetest.SampleFiles(t)[path])
+	checkListxattr(t, rf)
+	checkXattrValues(t, rf, e.srv().URL+path, e.srv().ETag(path))
+	checkAbsentXattrs(t, rf)
 
-	// Listxattr: size query, then the sorted names.
+	// After a complete read, cached is the file's size.
+	fh, _ := openFile(t, rf, syscall.O_RDONLY)
+	readAllHandle(t, fh)
+	release(t, fh)
+	// Ask once the download has ended (committed), so that cached is the
+	// committed file's size, not a download's progress.
+	testutil.WaitFor(t, "download end", func() bool {
+		st := e.content.Stats()
+		return st.InFlight == 0 && st.Files == 1
+	})
+	if got, _ := getxattr(t, rf, xattrPrefix+"cached"); got != strconv.Itoa(size) {
+		t.Errorf("cached after a full read = %q, want %d", got, size)
+	}
+}
+
+// checkListxattr: Listxattr answers a size query, then the sorted names,
+// NUL-terminated; a short buffer is ERANGE.
+func checkListxattr(t *testing.T, rf *remoteFile) {
+	t.Helper()
 	n, errno := rf.Listxattr(testutil.Ctx(t), nil)
 	if errno != 0 || n == 0 {
 		t.Fatalf("Listxattr size query = %d, %v", n, errno)
@@ -58,13 +81,18 @@ func TestXattrs(t *testing.T) {
 	if _, errno := rf.Listxattr(testutil.Ctx(t), make([]byte, n-1)); errno != syscall.ERANGE {
 		t.Errorf("Listxattr with a short buffer = %v, want ERANGE", errno)
 	}
+}
 
+// checkXattrValues: the values of rf (whose URL and ETag are url and etag)
+// before it is read; a buffer too small is ERANGE, with the size.
+func checkXattrValues(t *testing.T, rf *remoteFile, url, etag string) {
+	t.Helper()
 	values := []struct {
 		name, want string
 	}{
-		{"url", e.srv().URL + path},
+		{"url", url},
 		{"store", "sample"},
-		{"etag", e.srv().ETag(path)},
+		{"etag", etag},
 		{"cached", "0"},
 	}
 	for _, v := range values {
@@ -77,13 +105,16 @@ func TestXattrs(t *testing.T) {
 	}
 
 	// ERANGE for a buffer too small for the value; the size is returned.
-	url := e.srv().URL + path
 	if got, errno := rf.Getxattr(testutil.Ctx(t), xattrPrefix+"url", make([]byte, 3)); errno != syscall.ERANGE || got != uint32(len(url)) {
 		t.Errorf("Getxattr(url, 3 bytes) = %d, %v; want %d, ERANGE", got, errno, len(url))
 	}
+}
 
-	// Unknown names in "user." are ENODATA; other namespaces are not
-	// supported at all (EOPNOTSUPP, so that ls -l stops asking; never ENOSYS).
+// checkAbsentXattrs: unknown names in "user." are ENODATA; other
+// namespaces are not supported at all (EOPNOTSUPP, so that ls -l stops
+// asking; never ENOSYS).
+func checkAbsentXattrs(t *testing.T, rf *remoteFile) {
+	t.Helper()
 	absent := []struct {
 		name  string
 		errno syscall.Errno
@@ -106,20 +137,6 @@ func TestXattrs(t *testing.T) {
 		if _, errno := rf.Getxattr(testutil.Ctx(t), a.name, nil); errno != a.errno {
 			t.Errorf("Getxattr(%q) size query = %v, want %v", a.name, errno, a.errno)
 		}
-	}
-
-	// After a complete read, cached is the file's size.
-	fh, _ := openFile(t, rf, syscall.O_RDONLY)
-	readAllHandle(t, fh)
-	release(t, fh)
-	// Cached reads a download's entry without the cache lock (a race with
-	// the download's end, see the report): ask only once it has ended.
-	testutil.WaitFor(t, "download end", func() bool {
-		st := e.content.Stats()
-		return st.InFlight == 0 && st.Files == 1
-	})
-	if got, _ := getxattr(t, rf, xattrPrefix+"cached"); got != strconv.Itoa(size) {
-		t.Errorf("cached after a full read = %q, want %d", got, size)
 	}
 }
 
@@ -201,7 +218,7 @@ func TestXattrsSmallFiles(t *testing.T) {
 			t.Errorf("%s: url %q", name, url)
 		}
 		got, _ = n.Getxattr(testutil.Ctx(t), xattrPrefix+"cached", buf[:cap(buf)])
-		if want := strconv.Itoa(len(sampleFiles(t)["lenet/"+name])); string(buf[:got]) != want {
+		if want := strconv.Itoa(len(storetest.SampleFiles(t)["lenet/"+name])); string(buf[:got]) != want {
 			t.Errorf("%s: cached %q, want %s (held whole)", name, buf[:got], want)
 		}
 		if l, errno := n.Listxattr(testutil.Ctx(t), nil); errno != 0 || l == 0 {

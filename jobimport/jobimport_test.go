@@ -21,12 +21,9 @@ import (
 
 	"github.com/modelstorefs/modelstorefs/digits"
 
+	"github.com/modelstorefs/modelstorefs/internal/storetest"
 	"github.com/modelstorefs/modelstorefs/internal/testutil"
 )
-
-// sampleDir is the bundled sample store: lenet (caffe), alexnet-torch
-// (torch), inception-tf (tensorflow), broken (invalid info.json).
-const sampleDir = "../integration/testdata/store"
 
 // fixedNow is the clock of the tests: job ids start with 20240102-030405.
 var fixedNow = time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -43,23 +40,13 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	files, err := remotetest.LoadDir(sampleDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := remotetest.New(files, remotetest.Options{})
-	t.Cleanup(srv.Close)
-	rs, err := remote.NewStore(srv.URL, remote.Options{
-		Retries: -1, ConnectTimeout: time.Second, HeaderTimeout: 2 * time.Second, StallTimeout: 2 * time.Second,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	files := storetest.SampleFiles(t)
+	srv := storetest.NewServer(t, files, remotetest.Options{})
 	content, err := engine.NewStreamContent(engine.StreamConfig{Dir: t.TempDir(), MinFree: new(int64(0))})
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := &cache.Store{Name: "sample", Remote: rs}
+	st := &cache.Store{Name: "sample", Remote: storetest.Remote(t, srv.URL)}
 	cat := cache.NewCatalog([]*cache.Store{st}, content, cache.Config{JobsDir: "/var/lib/digits/jobs"})
 	e := &env{srv: srv, st: st, cat: cat, files: files}
 	t.Cleanup(func() {
@@ -95,12 +82,16 @@ func pickleUnicode(s string) []byte {
 	return append(b, s...)
 }
 
+// importCase is a row of TestImport: a sample model imported under a name
+// (Options.Name), and the _name its status.pickle must hold.
+type importCase struct {
+	model    string
+	name     string // Options.Name
+	wantName string // _name in status.pickle
+}
+
 func TestImport(t *testing.T) {
-	tests := []struct {
-		model    string
-		name     string // Options.Name
-		wantName string // _name in status.pickle
-	}{
+	tests := []importCase{
 		{"lenet", "", "LeNet (MNIST)"},
 		{"lenet", "my lenet", "my lenet"},
 		{"alexnet-torch", "", "AlexNet (torch)"},
@@ -119,125 +110,160 @@ func TestImport(t *testing.T) {
 			if !m.Importable {
 				t.Fatalf("sample %s is not importable: %q", tt.model, m.Problems)
 			}
-			var mu sync.Mutex
-			var progress [][2]int64
-			res, err := Import(testutil.Ctx(t), e.cat, e.st, tt.model, Options{
-				JobsDir: jobs, Name: tt.name, Now: func() time.Time { return fixedNow },
-				Progress: func(done, total int64) {
-					mu.Lock()
-					progress = append(progress, [2]int64{done, total})
-					mu.Unlock()
-				},
-			})
-			if err != nil {
-				t.Fatalf("Import: %v", err)
-			}
-
-			if !jobIDPattern.MatchString(res.ID) || !strings.HasPrefix(res.ID, "20240102-030405-") {
-				t.Errorf("job id %q, want 20240102-030405-xxxx", res.ID)
-			}
-			if res.Dir != filepath.Join(jobs, res.ID) {
-				t.Errorf("Dir %q, want %q", res.Dir, filepath.Join(jobs, res.ID))
-			}
-			// Only the new job is in the jobs directory: no temporary left.
-			if got := dirNames(t, jobs); !slices.Equal(got, []string{res.ID}) {
-				t.Errorf("jobs dir holds %q, want only %q", got, res.ID)
-			}
-			if fi, err := os.Stat(res.Dir); err != nil || fi.Mode().Perm() != 0o755 {
-				t.Errorf("job dir: %v, mode %v; want 0755", err, fi.Mode())
-			}
-
-			// Every file of the folder, byte-exact; symlinks kept.
-			var want []string
-			var remoteBytes int64
-			for _, f := range m.Files() {
-				want = append(want, f.Name)
-				path := filepath.Join(res.Dir, f.Name)
-				fi, err := os.Lstat(path)
-				if err != nil {
-					t.Errorf("%s: %v", f.Name, err)
-					continue
-				}
-				switch {
-				case f.Name == digits.StatusFile:
-				case f.Kind == cache.KindSymlink:
-					target, err := os.Readlink(path)
-					if fi.Mode()&os.ModeSymlink == 0 || err != nil || target != f.Target {
-						t.Errorf("%s: mode %v, target %q (%v); want a symlink to %q", f.Name, fi.Mode(), target, err, f.Target)
-					}
-					if data, err := os.ReadFile(path); err != nil || !bytes.Equal(data, e.files[tt.model+"/"+f.Target]) && !bytes.Equal(data, e.files[tt.model+"/"+f.Name]) {
-						t.Errorf("%s: following the symlink: %v", f.Name, err)
-					}
-				case f.Kind == cache.KindData:
-					if data, err := os.ReadFile(path); err != nil || !bytes.Equal(data, f.Bytes()) {
-						t.Errorf("%s: %d bytes (%v), want the catalog's %d", f.Name, len(data), err, len(f.Bytes()))
-					}
-				default:
-					remoteBytes += f.Size()
-					src, ok := e.files[tt.model+"/"+f.Remote]
-					if !ok {
-						t.Fatalf("%s: the store has no %s", f.Name, f.Remote)
-					}
-					if data, err := os.ReadFile(path); err != nil || !bytes.Equal(data, src) {
-						t.Errorf("%s: %d bytes (%v), differ from the store's %s (%d bytes)", f.Name, len(data), err, f.Remote, len(src))
-					}
-					if fi.Mode().Perm() != 0o644 || !fi.Mode().IsRegular() {
-						t.Errorf("%s: mode %v, want a regular 0644 file", f.Name, fi.Mode())
-					}
-				}
-			}
-			if got := dirNames(t, res.Dir); !slices.Equal(got, want) {
-				t.Errorf("job files %q\nwant %q", got, want)
-			}
+			res, progress := importWithProgress(t, e, tt, jobs)
+			checkJobDir(t, jobs, res)
+			remoteBytes := checkJobFiles(t, e.files, tt.model, m, res)
 			if res.Bytes != remoteBytes {
 				t.Errorf("Bytes %d, remote files have %d", res.Bytes, remoteBytes)
 			}
-			mu.Lock()
-			if len(progress) == 0 || progress[len(progress)-1] != [2]int64{remoteBytes, remoteBytes} {
-				t.Errorf("last progress %v, want [%d %d]", progress, remoteBytes, remoteBytes)
-			}
-			for i := 1; i < len(progress); i++ {
-				if progress[i][0] < progress[i-1][0] || progress[i][1] != remoteBytes {
-					t.Errorf("progress goes %v then %v", progress[i-1], progress[i])
-				}
-			}
-			mu.Unlock()
-
-			// status.pickle names the new job, not the store's folder.
-			pickle, err := os.ReadFile(filepath.Join(res.Dir, digits.StatusFile))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.HasPrefix(pickle, []byte{0x80, 0x02}) || !bytes.HasSuffix(pickle, []byte(".")) {
-				t.Errorf("status.pickle is not a protocol-2 pickle: % x...", pickle[:min(8, len(pickle))])
-			}
-			if !bytes.Contains(pickle, pickleStr(res.ID)) {
-				t.Errorf("status.pickle does not hold the id %q", res.ID)
-			}
-			if bytes.Contains(pickle, pickleStr(tt.model)) {
-				t.Errorf("status.pickle holds the model folder name %q as an id", tt.model)
-			}
-			if !bytes.Contains(pickle, pickleUnicode(res.Dir)) {
-				t.Errorf("status.pickle does not hold the job dir %q", res.Dir)
-			}
-			if !bytes.Contains(pickle, pickleUnicode(tt.wantName)) {
-				t.Errorf("status.pickle does not hold the name %q", tt.wantName)
-			}
-			if tt.name != "" && bytes.Contains(pickle, pickleUnicode(m.Info.Name)) {
-				t.Errorf("status.pickle still holds info.json's name %q", m.Info.Name)
-			}
-			// The catalog's own pickle (for the mount) has the model's
-			// stable id, never the new job's: each import is a new job.
-			mountID := regexp.MustCompile(`^\d{8}-\d{6}-[0-9a-f]{4}$`)
-			f, _ := m.File(digits.StatusFile)
-			pk := f.Bytes()
-			if i := bytes.Index(pk, []byte("_id")); i < 0 || i+6 > len(pk) || pk[i+3] != 'U' ||
-				!mountID.Match(pk[i+5:i+5+int(pk[i+4])]) {
-				t.Errorf("the catalog's status.pickle has no DIGITS-shaped _id: the test's pickle encoding is off")
-			} else if id := pk[i+5 : i+5+int(pk[i+4])]; string(id) == res.ID {
-				t.Errorf("the import reused the mounted folder's id %s", id)
-			}
+			checkProgress(t, progress, remoteBytes)
+			checkJobPickle(t, tt, m, res)
 		})
+	}
+}
+
+// importWithProgress imports tt's model into jobs at fixedNow, and returns
+// the result and the progress reported, in order.
+func importWithProgress(t *testing.T, e *env, tt importCase, jobs string) (*Result, [][2]int64) {
+	t.Helper()
+	var mu sync.Mutex
+	var progress [][2]int64
+	res, err := Import(testutil.Ctx(t), e.cat, e.st, tt.model, Options{
+		JobsDir: jobs, Name: tt.name, Now: func() time.Time { return fixedNow },
+		Progress: func(done, total int64) {
+			mu.Lock()
+			progress = append(progress, [2]int64{done, total})
+			mu.Unlock()
+		},
+	})
+	if err != nil {
+		t.Fatalf("Import: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	return res, slices.Clone(progress)
+}
+
+// checkJobDir checks the new job's id and directory, alone in jobs.
+func checkJobDir(t *testing.T, jobs string, res *Result) {
+	t.Helper()
+	if !jobIDPattern.MatchString(res.ID) || !strings.HasPrefix(res.ID, "20240102-030405-") {
+		t.Errorf("job id %q, want 20240102-030405-xxxx", res.ID)
+	}
+	if res.Dir != filepath.Join(jobs, res.ID) {
+		t.Errorf("Dir %q, want %q", res.Dir, filepath.Join(jobs, res.ID))
+	}
+	// Only the new job is in the jobs directory: no temporary left.
+	if got := dirNames(t, jobs); !slices.Equal(got, []string{res.ID}) {
+		t.Errorf("jobs dir holds %q, want only %q", got, res.ID)
+	}
+	if fi, err := os.Stat(res.Dir); err != nil || fi.Mode().Perm() != 0o755 {
+		t.Errorf("job dir: %v, mode %v; want 0755", err, fi.Mode())
+	}
+}
+
+// checkJobFiles checks that the job holds every file of m's folder,
+// byte-exact (files is the store's content; symlinks kept), and returns
+// the bytes of the files that came from the store.
+func checkJobFiles(t *testing.T, files map[string][]byte, model string, m *cache.Model, res *Result) int64 {
+	t.Helper()
+	// Every file of the folder, byte-exact; symlinks kept.
+	var want []string
+	var remoteBytes int64
+	for _, f := range m.Files() {
+		want = append(want, f.Name)
+		path := filepath.Join(res.Dir, f.Name)
+		fi, err := os.Lstat(path)
+		if err != nil {
+			t.Errorf("%s: %v", f.Name, err)
+			continue
+		}
+		switch {
+		case f.Name == digits.StatusFile:
+		case f.Kind == cache.KindSymlink:
+			target, err := os.Readlink(path)
+			if fi.Mode()&os.ModeSymlink == 0 || err != nil || target != f.Target {
+				t.Errorf("%s: mode %v, target %q (%v); want a symlink to %q", f.Name, fi.Mode(), target, err, f.Target)
+			}
+			if data, err := os.ReadFile(path); err != nil || !bytes.Equal(data, files[model+"/"+f.Target]) && !bytes.Equal(data, files[model+"/"+f.Name]) {
+				t.Errorf("%s: following the symlink: %v", f.Name, err)
+			}
+		case f.Kind == cache.KindData:
+			if data, err := os.ReadFile(path); err != nil || !bytes.Equal(data, f.Bytes()) {
+				t.Errorf("%s: %d bytes (%v), want the catalog's %d", f.Name, len(data), err, len(f.Bytes()))
+			}
+		default:
+			remoteBytes += f.Size()
+			src, ok := files[model+"/"+f.Remote]
+			if !ok {
+				t.Fatalf("%s: the store has no %s", f.Name, f.Remote)
+			}
+			if data, err := os.ReadFile(path); err != nil || !bytes.Equal(data, src) {
+				t.Errorf("%s: %d bytes (%v), differ from the store's %s (%d bytes)", f.Name, len(data), err, f.Remote, len(src))
+			}
+			if fi.Mode().Perm() != 0o644 || !fi.Mode().IsRegular() {
+				t.Errorf("%s: mode %v, want a regular 0644 file", f.Name, fi.Mode())
+			}
+		}
+	}
+	if got := dirNames(t, res.Dir); !slices.Equal(got, want) {
+		t.Errorf("job files %q\nwant %q", got, want)
+	}
+	return remoteBytes
+}
+
+// checkProgress checks that progress only grows, against the total of
+// remoteBytes, and ends there.
+func checkProgress(t *testing.T, progress [][2]int64, remoteBytes int64) {
+	t.Helper()
+	if len(progress) == 0 || progress[len(progress)-1] != [2]int64{remoteBytes, remoteBytes} {
+		t.Errorf("last progress %v, want [%d %d]", progress, remoteBytes, remoteBytes)
+	}
+	for i := 1; i < len(progress); i++ {
+		if progress[i][0] < progress[i-1][0] || progress[i][1] != remoteBytes {
+			t.Errorf("progress goes %v then %v", progress[i-1], progress[i])
+		}
+	}
+}
+
+// checkJobPickle checks the job's status.pickle: it names the new job (id,
+// directory, tt's name), while the catalog's own pickle keeps the model's
+// stable id.
+func checkJobPickle(t *testing.T, tt importCase, m *cache.Model, res *Result) {
+	t.Helper()
+	// status.pickle names the new job, not the store's folder.
+	pickle, err := os.ReadFile(filepath.Join(res.Dir, digits.StatusFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(pickle, []byte{0x80, 0x02}) || !bytes.HasSuffix(pickle, []byte(".")) {
+		t.Errorf("status.pickle is not a protocol-2 pickle: % x...", pickle[:min(8, len(pickle))])
+	}
+	if !bytes.Contains(pickle, pickleStr(res.ID)) {
+		t.Errorf("status.pickle does not hold the id %q", res.ID)
+	}
+	if bytes.Contains(pickle, pickleStr(tt.model)) {
+		t.Errorf("status.pickle holds the model folder name %q as an id", tt.model)
+	}
+	if !bytes.Contains(pickle, pickleUnicode(res.Dir)) {
+		t.Errorf("status.pickle does not hold the job dir %q", res.Dir)
+	}
+	if !bytes.Contains(pickle, pickleUnicode(tt.wantName)) {
+		t.Errorf("status.pickle does not hold the name %q", tt.wantName)
+	}
+	if tt.name != "" && bytes.Contains(pickle, pickleUnicode(m.Info.Name)) {
+		t.Errorf("status.pickle still holds info.json's name %q", m.Info.Name)
+	}
+	// The catalog's own pickle (for the mount) has the model's
+	// stable id, never the new job's: each import is a new job.
+	mountID := regexp.MustCompile(`^\d{8}-\d{6}-[0-9a-f]{4}$`)
+	f, _ := m.File(digits.StatusFile)
+	pk := f.Bytes()
+	if i := bytes.Index(pk, []byte("_id")); i < 0 || i+6 > len(pk) || pk[i+3] != 'U' ||
+		!mountID.Match(pk[i+5:i+5+int(pk[i+4])]) {
+		t.Errorf("the catalog's status.pickle has no DIGITS-shaped _id: the test's pickle encoding is off")
+	} else if id := pk[i+5 : i+5+int(pk[i+4])]; string(id) == res.ID {
+		t.Errorf("the import reused the mounted folder's id %s", id)
 	}
 }
 

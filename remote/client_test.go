@@ -890,142 +890,176 @@ func TestConnectRefused(t *testing.T) {
 	}
 }
 
+// statLM and statBigSize are what TestStat's server says of its files:
+// their Last-Modified, and the length of the ones answered by a GET.
+const (
+	statLM      = "Wed, 21 Oct 2015 07:28:00 GMT"
+	statBigSize = 64 << 20
+)
+
 func TestStat(t *testing.T) {
-	const lm = "Wed, 21 Oct 2015 07:28:00 GMT"
-	const bigSize = 64 << 20
-	s, mux := newTestStore(t, fastOptions())
-
-	// Every request's "METHOD path", in order; seen drains it.
-	requests := make(chan string, 100)
-	record := func(r *http.Request) { requests <- r.Method + " " + r.URL.Path }
-	seen := func() []string {
-		var out []string
-		for {
-			select {
-			case m := <-requests:
-				out = append(out, m)
-			default:
-				return out
-			}
-		}
+	ss := newStatServer(t)
+	t.Run("HEAD", ss.head)
+	for _, path := range []string{"nohead405", "nohead501", "nolength"} {
+		t.Run(path, func(t *testing.T) { ss.fallback(t, path) })
 	}
+	t.Run("missing", ss.missing)
+}
 
+// statServer is TestStat's store: /team/head answers HEAD with a length;
+// /team/nohead405 and /team/nohead501 refuse HEAD; /team/nolength answers
+// HEAD without a length; those three answer GET with statBigSize bytes;
+// /team/missing is 404.
+type statServer struct {
+	s *Store
+	// requests gets every request's "METHOD path", in order; seen drains it.
+	requests chan string
+	// aborted gets how each big GET ended: "complete", "client gone" or
+	// "write error".
+	aborted chan string
+}
+
+func newStatServer(t *testing.T) *statServer {
+	s, mux := newTestStore(t, fastOptions())
+	ss := &statServer{s: s, requests: make(chan string, 100), aborted: make(chan string, 10)}
 	// HEAD works and gives a length.
 	mux.HandleFunc("/team/head", func(w http.ResponseWriter, r *http.Request) {
-		record(r)
+		ss.record(r)
 		w.Header().Set("Content-Length", "12345")
 		w.Header().Set("ETag", `"h"`)
-		w.Header().Set("Last-Modified", lm)
+		w.Header().Set("Last-Modified", statLM)
 		if r.Method != http.MethodHead {
 			t.Errorf("%s /team/head: Stat must not GET when HEAD works", r.Method)
 		}
 	})
 	// HEAD refused (405 or 501): the GET is aborted after the headers.
-	aborted := make(chan string, 10)
-	bigGET := func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Length", strconv.Itoa(bigSize))
-		w.Header().Set("ETag", `"big"`)
-		w.Header().Set("Last-Modified", lm)
-		chunk := make([]byte, 32<<10)
-		for sent := 0; sent < bigSize; sent += len(chunk) {
-			if _, err := w.Write(chunk); err != nil {
-				aborted <- "write error"
-				return
-			}
-			if r.Context().Err() != nil {
-				aborted <- "client gone"
-				return
-			}
-		}
-		aborted <- "complete"
-	}
 	for _, code := range []int{http.StatusMethodNotAllowed, http.StatusNotImplemented} {
 		mux.HandleFunc(fmt.Sprintf("/team/nohead%d", code), func(w http.ResponseWriter, r *http.Request) {
-			record(r)
+			ss.record(r)
 			if r.Method == http.MethodHead {
 				w.Header().Set("Allow", "GET")
 				w.WriteHeader(code)
 				return
 			}
-			bigGET(w, r)
+			ss.bigGET(w, r)
 		})
 	}
 	// HEAD without a length: GET fallback.
 	mux.HandleFunc("/team/nolength", func(w http.ResponseWriter, r *http.Request) {
-		record(r)
+		ss.record(r)
 		if r.Method == http.MethodHead {
 			w.Header().Set("ETag", `"big"`)
 			return // nothing written: net/http sends no Content-Length
 		}
-		bigGET(w, r)
+		ss.bigGET(w, r)
 	})
 	mux.HandleFunc("/team/missing", func(w http.ResponseWriter, r *http.Request) {
-		record(r)
+		ss.record(r)
 		http.NotFound(w, r)
 	})
+	return ss
+}
 
-	t.Run("HEAD", func(t *testing.T) {
-		seen()
-		m, err := s.Stat(testContext(t), nil, "head")
-		if err != nil {
-			t.Fatal(err)
+func (ss *statServer) record(r *http.Request) { ss.requests <- r.Method + " " + r.URL.Path }
+
+// seen drains the requests recorded so far.
+func (ss *statServer) seen() []string {
+	var out []string
+	for {
+		select {
+		case m := <-ss.requests:
+			out = append(out, m)
+		default:
+			return out
 		}
-		if want := (Meta{Size: 12345, ETag: `"h"`, LastModified: lm}); m != want {
-			t.Errorf("Stat = %+v, want %+v", m, want)
-		}
-		if got := seen(); len(got) != 1 || got[0] != "HEAD /team/head" {
-			t.Errorf("requests %q, want one HEAD", got)
-		}
-	})
-	for _, path := range []string{"nohead405", "nohead501", "nolength"} {
-		t.Run(path, func(t *testing.T) {
-			seen()
-			before := s.Requests()
-			start := time.Now()
-			m, err := s.Stat(testContext(t), nil, path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if want := (Meta{Size: bigSize, ETag: `"big"`, LastModified: lm}); m != want {
-				t.Errorf("Stat = %+v, want %+v", m, want)
-			}
-			select {
-			case how := <-aborted:
-				if how == "complete" {
-					t.Errorf("the fallback GET read the whole %d-byte body instead of aborting after the headers", bigSize)
-				}
-			case <-time.After(3 * time.Second):
-				t.Errorf("the fallback GET was not aborted: the handler is still sending")
-			}
-			if elapsed := time.Since(start); elapsed > 2*time.Second {
-				t.Errorf("Stat took %v", elapsed)
-			}
-			got := seen()
-			if n := s.Requests() - before; n != 2 {
-				if path == "nohead501" && n > 2 {
-					t.Errorf("a HEAD answered 501 Not Implemented is retried like a transient 5xx before the GET fallback (%d requests: %q); with the default backoff that is about 1.75s lost per file", n, got)
-				}
-				t.Errorf("Stat sent %d requests, want 2 (a refused HEAD is not retried)", n)
-			}
-			if len(got) != 2 || got[0] != "HEAD /team/"+path || got[1] != "GET /team/"+path {
-				t.Errorf("requests %q, want HEAD then GET", got)
-			}
-		})
 	}
-	t.Run("missing", func(t *testing.T) {
-		seen()
-		_, err := s.Stat(testContext(t), nil, "missing")
-		if !errors.Is(err, ErrNotFound) {
-			t.Errorf("Stat error %v, want ErrNotFound", err)
+}
+
+// bigGET answers a GET with statBigSize bytes, stopping when the client
+// goes, and reports how it ended on aborted.
+func (ss *statServer) bigGET(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Length", strconv.Itoa(statBigSize))
+	w.Header().Set("ETag", `"big"`)
+	w.Header().Set("Last-Modified", statLM)
+	chunk := make([]byte, 32<<10)
+	for sent := 0; sent < statBigSize; sent += len(chunk) {
+		if _, err := w.Write(chunk); err != nil {
+			ss.aborted <- "write error"
+			return
 		}
-		var se *StatusError
-		if !errors.As(err, &se) || se.Method != http.MethodHead || se.URL != s.URL("missing") {
-			t.Errorf("Stat error %#v, want a *StatusError for HEAD %s", err, s.URL("missing"))
+		if r.Context().Err() != nil {
+			ss.aborted <- "client gone"
+			return
 		}
-		if got := seen(); len(got) != 1 {
-			t.Errorf("requests %q, want one HEAD (no GET fallback on 404)", got)
+	}
+	ss.aborted <- "complete"
+}
+
+// head: a HEAD that gives a length is all Stat sends.
+func (ss *statServer) head(t *testing.T) {
+	ss.seen()
+	m, err := ss.s.Stat(testContext(t), nil, "head")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (Meta{Size: 12345, ETag: `"h"`, LastModified: statLM}); m != want {
+		t.Errorf("Stat = %+v, want %+v", m, want)
+	}
+	if got := ss.seen(); len(got) != 1 || got[0] != "HEAD /team/head" {
+		t.Errorf("requests %q, want one HEAD", got)
+	}
+}
+
+// fallback: a HEAD refused or without a length is followed by one GET,
+// aborted after its headers.
+func (ss *statServer) fallback(t *testing.T, path string) {
+	ss.seen()
+	before := ss.s.Requests()
+	start := time.Now()
+	m, err := ss.s.Stat(testContext(t), nil, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (Meta{Size: statBigSize, ETag: `"big"`, LastModified: statLM}); m != want {
+		t.Errorf("Stat = %+v, want %+v", m, want)
+	}
+	select {
+	case how := <-ss.aborted:
+		if how == "complete" {
+			t.Errorf("the fallback GET read the whole %d-byte body instead of aborting after the headers", statBigSize)
 		}
-	})
+	case <-time.After(3 * time.Second):
+		t.Errorf("the fallback GET was not aborted: the handler is still sending")
+	}
+	if elapsed := time.Since(start); elapsed > 2*time.Second {
+		t.Errorf("Stat took %v", elapsed)
+	}
+	got := ss.seen()
+	if n := ss.s.Requests() - before; n != 2 {
+		if path == "nohead501" && n > 2 {
+			t.Errorf("a HEAD answered 501 Not Implemented is retried like a transient 5xx before the GET fallback (%d requests: %q); with the default backoff that is about 1.75s lost per file", n, got)
+		}
+		t.Errorf("Stat sent %d requests, want 2 (a refused HEAD is not retried)", n)
+	}
+	if len(got) != 2 || got[0] != "HEAD /team/"+path || got[1] != "GET /team/"+path {
+		t.Errorf("requests %q, want HEAD then GET", got)
+	}
+}
+
+// missing: a 404 to the HEAD is ErrNotFound, without a GET.
+func (ss *statServer) missing(t *testing.T) {
+	ss.seen()
+	_, err := ss.s.Stat(testContext(t), nil, "missing")
+	if !errors.Is(err, ErrNotFound) {
+		t.Errorf("Stat error %v, want ErrNotFound", err)
+	}
+	var se *StatusError
+	if !errors.As(err, &se) || se.Method != http.MethodHead || se.URL != ss.s.URL("missing") {
+		t.Errorf("Stat error %#v, want a *StatusError for HEAD %s", err, ss.s.URL("missing"))
+	}
+	if got := ss.seen(); len(got) != 1 {
+		t.Errorf("requests %q, want one HEAD (no GET fallback on 404)", got)
+	}
 }
 
 func TestStatConditional(t *testing.T) {

@@ -67,15 +67,62 @@ func serveJSON(body string) http.HandlerFunc {
 	}
 }
 
+// masterJSONCase is a row of TestListModelsMasterJSON: a master.json body and
+// the listing ListModels must make of it.
+type masterJSONCase struct {
+	name     string
+	body     string
+	msg      string
+	models   []string
+	rejected []string // each Rejected entry must contain the matching string
+}
+
 func TestListModelsMasterJSON(t *testing.T) {
+	tests := masterJSONCases()
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s, listingHits := discoveryStore(t, serveJSON(tc.body))
+			l, err := s.ListModels(testContext(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if l.Source != "master.json" {
+				t.Errorf("Source %q, want master.json", l.Source)
+			}
+			if listingHits.Load() != 0 {
+				t.Errorf("the HTML listing was fetched although master.json is valid")
+			}
+			if l.Msg != tc.msg {
+				t.Errorf("Msg %q, want %q", l.Msg, tc.msg)
+			}
+			if !slices.Equal(l.Models, tc.models) {
+				t.Errorf("Models %q, want %q", l.Models, tc.models)
+			}
+			if len(l.Rejected) != len(tc.rejected) {
+				t.Fatalf("Rejected %q, want %d entries like %q", l.Rejected, len(tc.rejected), tc.rejected)
+			}
+			for i, r := range l.Rejected {
+				if !strings.Contains(r, tc.rejected[i]) || !strings.Contains(r, ": ") {
+					t.Errorf("Rejected[%d] = %q, want a \"name: reason\" mentioning %q", i, r, tc.rejected[i])
+				}
+			}
+			for _, m := range l.Models {
+				if err := digits.ValidName(m); err != nil {
+					t.Errorf("model %q is not a valid name: %v", m, err)
+				}
+			}
+			if s.Requests() != 1 {
+				t.Errorf("Requests() = %d, want 1", s.Requests())
+			}
+		})
+	}
+}
+
+// masterJSONCases are master.json bodies, plain and odd (duplicates, names
+// that are not strings or not safe, unknown fields, unicode).
+func masterJSONCases() []masterJSONCase {
 	long := strings.Repeat("x", 300)
-	tests := []struct {
-		name     string
-		body     string
-		msg      string
-		models   []string
-		rejected []string // each Rejected entry must contain the matching string
-	}{
+	return []masterJSONCase{
 		{
 			name:   "plain",
 			body:   `{"msg": "Welcome to the team store", "children": ["lenet", "alexnet"]}`,
@@ -135,43 +182,6 @@ func TestListModelsMasterJSON(t *testing.T) {
 			body:   `{"children": ["caffé", "模型", "100%pure"]}`,
 			models: []string{"caffé", "模型", "100%pure"},
 		},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			s, listingHits := discoveryStore(t, serveJSON(tc.body))
-			l, err := s.ListModels(testContext(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if l.Source != "master.json" {
-				t.Errorf("Source %q, want master.json", l.Source)
-			}
-			if listingHits.Load() != 0 {
-				t.Errorf("the HTML listing was fetched although master.json is valid")
-			}
-			if l.Msg != tc.msg {
-				t.Errorf("Msg %q, want %q", l.Msg, tc.msg)
-			}
-			if !slices.Equal(l.Models, tc.models) {
-				t.Errorf("Models %q, want %q", l.Models, tc.models)
-			}
-			if len(l.Rejected) != len(tc.rejected) {
-				t.Fatalf("Rejected %q, want %d entries like %q", l.Rejected, len(tc.rejected), tc.rejected)
-			}
-			for i, r := range l.Rejected {
-				if !strings.Contains(r, tc.rejected[i]) || !strings.Contains(r, ": ") {
-					t.Errorf("Rejected[%d] = %q, want a \"name: reason\" mentioning %q", i, r, tc.rejected[i])
-				}
-			}
-			for _, m := range l.Models {
-				if err := digits.ValidName(m); err != nil {
-					t.Errorf("model %q is not a valid name: %v", m, err)
-				}
-			}
-			if s.Requests() != 1 {
-				t.Errorf("Requests() = %d, want 1", s.Requests())
-			}
-		})
 	}
 }
 

@@ -116,7 +116,7 @@ func TestGetRangeValidation(t *testing.T) {
 			openErr: true, openIs: ErrChanged},
 		{name: "206 with another Last-Modified", raw: rawAnswer("206 Partial Content", part, cr(10, 29, 100), cl(20), "Last-Modified: Tue, 03 Jan 2006 15:04:05 GMT"),
 			openErr: true, openIs: ErrChanged,
-			bug: "remote/ranges.go GetRange (206 branch) compares only the ETag, never Last-Modified: a server without ETags that ignores If-Range gets bytes of a new version mixed into the old one"},
+			bug: "regression: remote/ranges.go GetRange (206 branch) once compared only the ETag, never Last-Modified: a server without ETags that ignores If-Range got bytes of a new version mixed into the old one"},
 
 		// 200 to a ranged request: the whole body, from offset 0.
 		{name: "200 same version", raw: rawAnswer("200 OK", rangeData, cl(100), etag, lm),
@@ -164,8 +164,9 @@ type rangeCase struct {
 	whole     bool
 	wantBody  []byte
 	wantRange int32 // RangeSupport afterwards
-	// bug, when set, explains what a failure of the case would mean (a
-	// bug the engine once had); the case fails with it.
+	// bug, when set, names the bug the code once had that a failure of
+	// the case means is back; the failure is reported with it (the case
+	// runs and fails like any other, it is never skipped).
 	bug string
 }
 
@@ -186,6 +187,27 @@ func runRangeCase(t *testing.T, tt rangeCase, netHTTP bool) {
 		}
 	}()
 
+	s, sent := rangeCaseStore(t, tt, netHTTP)
+	body, err := s.GetRange(testContext(t), rangeWant(), rangeOff, rangeN, "m", "f")
+	if gotRange, gotIfRange := sent(); gotRange != "bytes=10-29" || gotIfRange != rangeETag {
+		fail("sent Range %q If-Range %q, want bytes=10-29 and the ETag", gotRange, gotIfRange)
+	}
+	if tt.openErr {
+		checkRangeRefused(s, tt, body, err, fail)
+		return
+	}
+	if err != nil {
+		fail("GetRange: %v", err)
+		return
+	}
+	defer body.Close()
+	checkRangeBody(s, tt, body, fail)
+}
+
+// rangeCaseStore is a store whose m/f answers tt, on the zero-copy path or
+// (netHTTP) through net/http only; sent gives the Range and If-Range of
+// the last request.
+func rangeCaseStore(t *testing.T, tt rangeCase, netHTTP bool) (s *Store, sent func() (rng, ifRange string)) {
 	opt := fastOptions()
 	opt.Retries = -1
 	if netHTTP {
@@ -205,35 +227,36 @@ func runRangeCase(t *testing.T, tt rangeCase, netHTTP bool) {
 			rawResponse(t, w, tt.raw)
 		}
 	})
-	body, err := s.GetRange(testContext(t), rangeWant(), rangeOff, rangeN, "m", "f")
-	mu.Lock()
-	defer mu.Unlock()
-	if gotRange != "bytes=10-29" || gotIfRange != rangeETag {
-		fail("sent Range %q If-Range %q, want bytes=10-29 and the ETag", gotRange, gotIfRange)
+	return s, func() (string, string) {
+		mu.Lock()
+		defer mu.Unlock()
+		return gotRange, gotIfRange
 	}
-	if tt.openErr {
-		if err == nil {
-			data, rerr := io.ReadAll(body)
-			body.Close()
-			fail("GetRange accepted the answer: Off %d Whole %v, read %q, %v", body.Off, body.Whole, data, rerr)
-			return
-		}
-		if body != nil {
-			fail("GetRange returned a body with its error %v", err)
-		}
-		if tt.openIs != nil && !errors.Is(err, tt.openIs) {
-			fail("GetRange: %v, want %v", err, tt.openIs)
-		}
-		if got := s.RangeSupport(); got != RangeUnknown {
-			fail("RangeSupport %d after a refused answer, want unknown", got)
-		}
+}
+
+// checkRangeRefused: GetRange refused the answer (body, err): no body, the
+// error tt wants, and range support still unknown.
+func checkRangeRefused(s *Store, tt rangeCase, body *Body, err error, fail func(string, ...any)) {
+	if err == nil {
+		data, rerr := io.ReadAll(body)
+		body.Close()
+		fail("GetRange accepted the answer: Off %d Whole %v, read %q, %v", body.Off, body.Whole, data, rerr)
 		return
 	}
-	if err != nil {
-		fail("GetRange: %v", err)
-		return
+	if body != nil {
+		fail("GetRange returned a body with its error %v", err)
 	}
-	defer body.Close()
+	if tt.openIs != nil && !errors.Is(err, tt.openIs) {
+		fail("GetRange: %v, want %v", err, tt.openIs)
+	}
+	if got := s.RangeSupport(); got != RangeUnknown {
+		fail("RangeSupport %d after a refused answer, want unknown", got)
+	}
+}
+
+// checkRangeBody: GetRange accepted the answer; body is where tt says and
+// reads as tt says (its bytes, or an error for a body of the wrong length).
+func checkRangeBody(s *Store, tt rangeCase, body *Body, fail func(string, ...any)) {
 	wantOff := int64(rangeOff)
 	if tt.whole {
 		wantOff = 0
@@ -405,13 +428,15 @@ func TestGetRangeChangedFile(t *testing.T) {
 		// ignoreIfRange strips If-Range: the server answers 206 from the
 		// new version.
 		ignoreIfRange bool
-		bug           string
+		// bug, when set, names the bug the code once had that a failure
+		// means is back; the failure is reported with it.
+		bug string
 	}{
 		{name: "ETag, If-Range honoured (200 new version)"},
 		{name: "ETag, If-Range ignored (206 new ETag)", ignoreIfRange: true},
 		{name: "Last-Modified only, If-Range honoured", opt: remotetest.Options{NoETag: true}},
 		{name: "Last-Modified only, If-Range ignored", opt: remotetest.Options{NoETag: true}, ignoreIfRange: true,
-			bug: "remote/ranges.go GetRange (206 branch) does not compare Last-Modified: a 206 of another version is accepted"},
+			bug: "regression: remote/ranges.go GetRange (206 branch) once did not compare Last-Modified: a 206 of another version was accepted"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -519,8 +544,7 @@ func TestBodyCopyTo(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ctx := testContext(t)
-			meta, err := s.Stat(ctx, nil, "m", "f")
+			meta, err := s.Stat(testContext(t), nil, "m", "f")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -532,60 +556,73 @@ func TestBodyCopyTo(t *testing.T) {
 			if err := f.Truncate(int64(len(data))); err != nil {
 				t.Fatal(err)
 			}
-			const off, n = 70001, 150 << 10
-			body, err := s.GetRange(ctx, meta, off, n, "m", "f")
-			if err != nil {
-				t.Fatal(err)
-			}
-			// In two steps, as a stream writes chunk after chunk.
-			if err := body.CopyTo(f, off, 1000); err != nil {
-				t.Fatal(err)
-			}
-			if err := body.CopyTo(f, off+1000, n-1000); err != nil {
-				t.Fatal(err)
-			}
-			if m, err := body.Read(make([]byte, 1)); m != 0 || err != io.EOF {
-				t.Errorf("read past the range: %d, %v; want io.EOF", m, err)
-			}
-			body.Close()
-			got := make([]byte, n)
-			if _, err := f.ReadAt(got, off); err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Equal(got, data[off:off+n]) {
-				t.Fatal("copied bytes differ")
-			}
-			// Nothing outside the range was touched.
-			if _, err := f.ReadAt(got[:off], 0); err != nil || !bytes.Equal(got[:off], make([]byte, off)) {
-				t.Fatalf("bytes before the range written: %v", err)
-			}
-
-			// A body cut short.
-			srv.Truncate("m/f", 5000)
-			body, err = s.GetRange(ctx, meta, off, n, "m", "f")
-			if err != nil {
-				t.Fatal(err)
-			}
-			err = body.CopyTo(f, off, n)
-			body.Close()
-			if err == nil {
-				t.Fatal("CopyTo of a body cut short succeeded")
-			}
-			if !errors.Is(err, io.ErrUnexpectedEOF) {
-				t.Logf("cut short: %v", err)
-			}
-			// Asking more than the body holds.
-			srv.Truncate("m/f", -1)
-			body, err = s.GetRange(ctx, meta, off, 100, "m", "f")
-			if err != nil {
-				t.Fatal(err)
-			}
-			err = body.CopyTo(f, off, 200)
-			body.Close()
-			if err == nil {
-				t.Fatal("CopyTo of more bytes than the body holds succeeded")
-			}
+			copyRangeInSteps(t, s, meta, f, data)
+			copyCutShort(t, srv, s, meta, f)
 		})
+	}
+}
+
+// copyOff and copyN are the range TestBodyCopyTo copies.
+const copyOff, copyN = 70001, 150 << 10
+
+// copyRangeInSteps copies the range of m/f (data) into f in two steps, as
+// a stream writes chunk after chunk: the bytes land at their offset, and
+// nothing outside the range is touched.
+func copyRangeInSteps(t *testing.T, s *Store, meta Meta, f *os.File, data []byte) {
+	body, err := s.GetRange(testContext(t), meta, copyOff, copyN, "m", "f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := body.CopyTo(f, copyOff, 1000); err != nil {
+		t.Fatal(err)
+	}
+	if err := body.CopyTo(f, copyOff+1000, copyN-1000); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := body.Read(make([]byte, 1)); m != 0 || err != io.EOF {
+		t.Errorf("read past the range: %d, %v; want io.EOF", m, err)
+	}
+	body.Close()
+	got := make([]byte, copyN)
+	if _, err := f.ReadAt(got, copyOff); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, data[copyOff:copyOff+copyN]) {
+		t.Fatal("copied bytes differ")
+	}
+	// Nothing outside the range was touched.
+	if _, err := f.ReadAt(got[:copyOff], 0); err != nil || !bytes.Equal(got[:copyOff], make([]byte, copyOff)) {
+		t.Fatalf("bytes before the range written: %v", err)
+	}
+}
+
+// copyCutShort: CopyTo fails for a body cut short and for more bytes than
+// the body holds.
+func copyCutShort(t *testing.T, srv *remotetest.Server, s *Store, meta Meta, f *os.File) {
+	ctx := testContext(t)
+	srv.Truncate("m/f", 5000)
+	body, err := s.GetRange(ctx, meta, copyOff, copyN, "m", "f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = body.CopyTo(f, copyOff, copyN)
+	body.Close()
+	if err == nil {
+		t.Fatal("CopyTo of a body cut short succeeded")
+	}
+	if !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Logf("cut short: %v", err)
+	}
+	// Asking more than the body holds.
+	srv.Truncate("m/f", -1)
+	body, err = s.GetRange(ctx, meta, copyOff, 100, "m", "f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = body.CopyTo(f, copyOff, 200)
+	body.Close()
+	if err == nil {
+		t.Fatal("CopyTo of more bytes than the body holds succeeded")
 	}
 }
 

@@ -338,7 +338,33 @@ func TestMasterJSON(t *testing.T) {
 	if names, err := ModelFolders(f.dir); err != nil || !slices.Equal(names, got.Children) {
 		t.Errorf("ModelFolders() = %q, %v; served %q", names, err, got.Children)
 	}
-	// "folders" says what each holds, as a HEAD of each file would.
+	checkMasterFolders(t, f, body)
+	etag, lastMod := resp.Header.Get("ETag"), resp.Header.Get("Last-Modified")
+	if lastMod == "" {
+		t.Error("generated master.json has no Last-Modified")
+	}
+	resp, _ = f.do(t, "GET", "/master.json", map[string]string{"If-None-Match": etag})
+	if resp.StatusCode != 304 {
+		t.Errorf("If-None-Match on the generated master.json: %d", resp.StatusCode)
+	}
+	resp, _ = f.do(t, "GET", "/master.json", map[string]string{"If-Modified-Since": lastMod})
+	if resp.StatusCode != 304 {
+		t.Errorf("If-Modified-Since on the generated master.json: %d", resp.StatusCode)
+	}
+
+	// A new model shows up at once, with a new ETag.
+	write(t, filepath.Join(f.dir, "zeta", "info.json"), []byte(infoJSON))
+	resp, body = f.do(t, "GET", "/master.json", map[string]string{"If-None-Match": etag})
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"zeta"]`) {
+		t.Errorf("after adding zeta: %d %s", resp.StatusCode, body)
+	}
+	checkOwnMasterJSON(t, f)
+}
+
+// checkMasterFolders: the generated master.json's "folders" says what each
+// model holds, as a HEAD of each file would.
+func checkMasterFolders(t *testing.T, f *fixture, body []byte) {
+	t.Helper()
 	l, err := remote.ParseMaster(body)
 	if err != nil {
 		t.Fatal(err)
@@ -361,30 +387,16 @@ func TestMasterJSON(t *testing.T) {
 			t.Errorf("master.json folder %s holds %q, want %q (no hidden file)", model, names, files)
 		}
 	}
-	etag, lastMod := resp.Header.Get("ETag"), resp.Header.Get("Last-Modified")
-	if lastMod == "" {
-		t.Error("generated master.json has no Last-Modified")
-	}
-	resp, _ = f.do(t, "GET", "/master.json", map[string]string{"If-None-Match": etag})
-	if resp.StatusCode != 304 {
-		t.Errorf("If-None-Match on the generated master.json: %d", resp.StatusCode)
-	}
-	resp, _ = f.do(t, "GET", "/master.json", map[string]string{"If-Modified-Since": lastMod})
-	if resp.StatusCode != 304 {
-		t.Errorf("If-Modified-Since on the generated master.json: %d", resp.StatusCode)
-	}
+}
 
-	// A new model shows up at once, with a new ETag.
-	write(t, filepath.Join(f.dir, "zeta", "info.json"), []byte(infoJSON))
-	resp, body = f.do(t, "GET", "/master.json", map[string]string{"If-None-Match": etag})
-	if resp.StatusCode != 200 || !strings.Contains(string(body), `"zeta"]`) {
-		t.Errorf("after adding zeta: %d %s", resp.StatusCode, body)
-	}
-
+// checkOwnMasterJSON: the directory's own master.json wins, byte for byte,
+// unless it leads outside the store.
+func checkOwnMasterJSON(t *testing.T, f *fixture) {
+	t.Helper()
 	// The directory's own master.json wins, byte for byte.
 	own := []byte(`{"msg": "mine", "children": ["lenet"]}`)
 	write(t, filepath.Join(f.dir, "master.json"), own)
-	resp, body = f.do(t, "GET", "/master.json", nil)
+	resp, body := f.do(t, "GET", "/master.json", nil)
 	if resp.StatusCode != 200 || !bytes.Equal(body, own) {
 		t.Errorf("own master.json: %d %q", resp.StatusCode, body)
 	}
@@ -407,6 +419,25 @@ func TestMasterJSON(t *testing.T) {
 
 func TestListing(t *testing.T) {
 	f := newFixture(t)
+	checkRootListing(t, f)
+	checkJSONListing(t, f)
+	checkModelListing(t, f)
+	// Directories without the slash are redirected, as python does.
+	resp, _ := f.do(t, "GET", "/sp%20ace&%3Cb%3E?x=1", nil)
+	if resp.StatusCode != 301 || resp.Header.Get("Location") != "/sp%20ace%26%3Cb%3E/?x=1" {
+		t.Errorf("redirect: %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	// A file with a trailing slash is not found.
+	if resp, _ := f.do(t, "GET", "/lenet/info.json/", nil); resp.StatusCode != 404 {
+		t.Errorf("file with a slash: %d", resp.StatusCode)
+	}
+}
+
+// checkRootListing: the store's HTML listing shows its folders and files,
+// escaped, and never hidden ones or symlinks leading out; ParseListing
+// reads the folders back.
+func checkRootListing(t *testing.T, f *fixture) {
+	t.Helper()
 	resp, body := f.do(t, "GET", "/", nil)
 	if resp.StatusCode != 200 {
 		t.Fatalf("status %d", resp.StatusCode)
@@ -440,10 +471,14 @@ func TestListing(t *testing.T) {
 	if !slices.Equal(names, want) {
 		t.Errorf("ParseListing = %q, want %q", names, want)
 	}
+}
 
-	// To a client that asks for JSON first, nginx's JSON listing, with
-	// each file's size, Last-Modified and ETag as a HEAD tells them.
-	resp, body = f.do(t, "GET", "/lenet/", map[string]string{"Accept": "application/json, text/html;q=0.9"})
+// checkJSONListing: to a client that asks for JSON first, nginx's JSON
+// listing, with each file's size, Last-Modified and ETag as a HEAD tells
+// them; other clients get HTML.
+func checkJSONListing(t *testing.T, f *fixture) {
+	t.Helper()
+	resp, body := f.do(t, "GET", "/lenet/", map[string]string{"Accept": "application/json, text/html;q=0.9"})
 	if ct := resp.Header.Get("Content-Type"); ct != "application/json" || resp.Header.Get("Vary") != "Accept" {
 		t.Errorf("JSON listing: Content-Type %q, Vary %q", ct, resp.Header.Get("Vary"))
 	}
@@ -471,9 +506,14 @@ func TestListing(t *testing.T) {
 			t.Errorf("Accept %q: %s, want the HTML listing", accept, resp.Header.Get("Content-Type"))
 		}
 	}
+}
 
-	// A model folder's listing: its files, not the hidden one.
-	_, body = f.do(t, "GET", "/lenet/", nil)
+// checkModelListing: a model folder's listing shows its files, not the
+// hidden one.
+func checkModelListing(t *testing.T, f *fixture) {
+	t.Helper()
+	_, body := f.do(t, "GET", "/lenet/", nil)
+	sub, _ := url.Parse(f.ts.URL + "/lenet/")
 	if names, _ := remote.ParseListing(bytes.NewReader(body), sub); len(names) != 0 {
 		t.Errorf("lenet has no subdirectories, ParseListing = %q", names)
 	}
@@ -484,16 +524,6 @@ func TestListing(t *testing.T) {
 	}
 	if strings.Contains(string(body), ".secret") || strings.Contains(string(body), "master.json") {
 		t.Errorf("lenet listing:\n%s", body)
-	}
-
-	// Directories without the slash are redirected, as python does.
-	resp, _ = f.do(t, "GET", "/sp%20ace&%3Cb%3E?x=1", nil)
-	if resp.StatusCode != 301 || resp.Header.Get("Location") != "/sp%20ace%26%3Cb%3E/?x=1" {
-		t.Errorf("redirect: %d %q", resp.StatusCode, resp.Header.Get("Location"))
-	}
-	// A file with a trailing slash is not found.
-	if resp, _ := f.do(t, "GET", "/lenet/info.json/", nil); resp.StatusCode != 404 {
-		t.Errorf("file with a slash: %d", resp.StatusCode)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/modelstorefs/modelstorefs/internal/storetest"
 	"github.com/modelstorefs/modelstorefs/remote/remotetest"
 )
 
@@ -93,11 +94,7 @@ func TestCompletion(t *testing.T) {
 	t.Setenv("XDG_CACHE_HOME", cacheDir)
 	// The model list kept by an ls of the sample store (lenet importable,
 	// broken not), which is then stopped.
-	files, err := remotetest.LoadDir("../../integration/testdata/store")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := remotetest.New(files, remotetest.Options{})
+	srv := remotetest.New(storetest.SampleFiles(t), remotetest.Options{})
 	store := "s1=" + srv.URL
 	if _, stderr, err := runApp(t, "ls", "--store", store); err != nil {
 		t.Fatalf("ls: %v\n%s", err, stderr)

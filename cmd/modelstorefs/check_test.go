@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/modelstorefs/modelstorefs/internal/storetest"
 	"github.com/modelstorefs/modelstorefs/remote/remotetest"
 )
 
@@ -19,8 +20,7 @@ func serveStore(t *testing.T, dir string) (string, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := remotetest.New(files, remotetest.Options{})
-	t.Cleanup(s.Close)
+	s := storetest.NewServer(t, files, remotetest.Options{})
 	u, _ := url.Parse(s.URL)
 	return s.URL, storeDirName(u)
 }

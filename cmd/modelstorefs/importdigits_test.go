@@ -9,6 +9,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/modelstorefs/modelstorefs/digitsupload/digitstest"
+	"github.com/modelstorefs/modelstorefs/internal/storetest"
 	"github.com/modelstorefs/modelstorefs/remote/remotetest"
 )
 
@@ -62,12 +63,7 @@ func TestImportTarget(t *testing.T) {
 // command fails because not all landed.
 func TestImportDigits(t *testing.T) {
 	noStoreEnv(t)
-	files, err := remotetest.LoadDir("../../integration/testdata/store")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := remotetest.New(files, remotetest.Options{})
-	t.Cleanup(s.Close)
+	s := storetest.NewServer(t, storetest.SampleFiles(t), remotetest.Options{})
 	d := digitstest.New(digitstest.Options{})
 	t.Cleanup(d.Close)
 	u, _ := url.Parse(s.URL)

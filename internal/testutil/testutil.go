@@ -5,6 +5,7 @@ package testutil
 import (
 	"context"
 	"os"
+	"strings"
 	"testing"
 	"time"
 )
@@ -51,4 +52,17 @@ func Ctx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// Harmless reports whether text holds no control character (C0, DEL or
+// C1) other than those in allowed; when it does, r is the first. Tests of
+// what a terminal would show (models.tsv, welcome.txt, error.txt, the
+// output of ls) use it.
+func Harmless(text, allowed string) (r rune, ok bool) {
+	for _, r := range text {
+		if (r < 0x20 || (r >= 0x7f && r < 0xa0)) && !strings.ContainsRune(allowed, r) {
+			return r, false
+		}
+	}
+	return 0, true
 }

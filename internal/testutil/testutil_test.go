@@ -65,3 +65,26 @@ func TestPython(t *testing.T) {
 		t.Errorf("Python(1.5) = %s, want an error", p)
 	}
 }
+
+func TestHarmless(t *testing.T) {
+	cases := []struct {
+		text, allowed string
+		want          rune
+		ok            bool
+	}{
+		{"plain text, ünïcode 日本", "", 0, true},
+		{"a\tb\nc", "\t\n", 0, true},
+		{"a\tb", "\n", '\t', false},
+		{"title\x1b]0;x\x07", "\t\n", 0x1b, false},
+		{"nul\x00", "", 0, false},
+		{"del\x7f", "", 0x7f, false},
+		{"csi\u009b31m", "", 0x9b, false},
+		{"nbsp\u00a0 is printable", "", 0, true},
+	}
+	for _, c := range cases {
+		r, ok := Harmless(c.text, c.allowed)
+		if r != c.want || ok != c.ok {
+			t.Errorf("Harmless(%q, %q) = %U, %v; want %U, %v", c.text, c.allowed, r, ok, c.want, c.ok)
+		}
+	}
+}
