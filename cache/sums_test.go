@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/modelstorefs/modelstorefs/digits"
+	"github.com/modelstorefs/modelstorefs/internal/storetest"
 	"github.com/modelstorefs/modelstorefs/internal/testutil"
 	"github.com/modelstorefs/modelstorefs/remote"
 	"github.com/modelstorefs/modelstorefs/remote/remotetest"
@@ -51,11 +52,11 @@ func TestSums(t *testing.T) {
 		{"none", false, nil, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			files := sampleFiles(t, true)
+			files := storetest.SampleFiles(t)
 			if tc.sums {
 				files[remote.SumsFile] = sumsOf(files, "lenet", tc.wrong)
 			}
-			srv := newServer(t, files, remotetest.Options{})
+			srv := storetest.NewServer(t, files, remotetest.Options{})
 			e := newEnv(t, srv, Config{})
 			ctx := testutil.Ctx(t)
 			if _, err := e.cat.Listing(ctx, e.st); err != nil {
@@ -114,7 +115,7 @@ func TestSums(t *testing.T) {
 // the file's own store and files of other digests are not.
 func TestMirrors(t *testing.T) {
 	const weights = "snapshot_iter_28140.caffemodel"
-	files := sampleFiles(t, true)
+	files := storetest.SampleFiles(t)
 	data := files["lenet/"+weights]
 	sum := sha256.Sum256(data)
 	d := remote.Digest{Alg: remote.AlgSHA256, Sum: string(sum[:])}
@@ -122,11 +123,11 @@ func TestMirrors(t *testing.T) {
 	filesB := map[string][]byte{"master.json": []byte(`{"children": ["copy"]}`), "copy/w.caffemodel": data,
 		"copy/info.json": files["lenet/info.json"]}
 	filesB[remote.SumsFile] = sumsOf(filesB, "copy", nil)
-	a := newServer(t, files, remotetest.Options{})
-	b := newServer(t, filesB, remotetest.Options{})
+	a := storetest.NewServer(t, files, remotetest.Options{})
+	b := storetest.NewServer(t, filesB, remotetest.Options{})
 	stA, stB := newTestStore(t, a.URL), newTestStore(t, b.URL)
 	stB.Name = "b"
-	cat := NewCatalog([]*Store{stA, stB}, newMemContent(), Config{Reserved: reserved})
+	cat := NewCatalog([]*Store{stA, stB}, newMemContent(), Config{Reserved: storetest.Reserved})
 	t.Cleanup(cat.Close)
 	ctx := testutil.Ctx(t)
 	for _, st := range []*Store{stA, stB} {

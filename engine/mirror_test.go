@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/modelstorefs/modelstorefs/cache"
+	"github.com/modelstorefs/modelstorefs/internal/storetest"
 	"github.com/modelstorefs/modelstorefs/remote"
 	"github.com/modelstorefs/modelstorefs/remote/remotetest"
 )
@@ -33,7 +34,7 @@ func TestMirror(t *testing.T) {
 		{"in memory: store down, no mirror", func(a *remotetest.Server) { a.SetStatusAll(http.StatusServiceUnavailable) }, nil, true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			a := newServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
+			a := storetest.NewServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
 			ref := refFor(t, newTestStore(t, a.URL), "m", "f")
 			ref.Meta.Digest = sha256Digest(data)
 			cfg := StreamConfig{ChunkSize: 64 << 10, Parallel: 2}
@@ -43,7 +44,7 @@ func TestMirror(t *testing.T) {
 			s := newStream(t, cfg)
 			var b *remotetest.Server
 			if tc.mirrorData != nil {
-				b = newServer(t, map[string][]byte{"other/g": tc.mirrorData}, remotetest.Options{})
+				b = storetest.NewServer(t, map[string][]byte{"other/g": tc.mirrorData}, remotetest.Options{})
 				mirror := cache.Ref{Store: newTestStore(t, b.URL), Model: "other", Name: "g",
 					Meta: remote.Meta{Size: size, Digest: ref.Meta.Digest}}
 				s.UseMirrors(func(r cache.Ref) []cache.Ref {

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/modelstorefs/modelstorefs/cache"
+	"github.com/modelstorefs/modelstorefs/internal/storetest"
 	"github.com/modelstorefs/modelstorefs/internal/testutil"
 	"github.com/modelstorefs/modelstorefs/remote"
 	"github.com/modelstorefs/modelstorefs/remote/remotetest"
@@ -46,7 +47,7 @@ func TestVerifyStatedByAnswers(t *testing.T) {
 		{"wrong in memory", true, func(int32) string { return other }, ErrDigestMismatch, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			srv := newServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
+			srv := storetest.NewServer(t, map[string][]byte{"m/f": data}, remotetest.Options{})
 			var answers atomic.Int32
 			srv.Intercept("m/f", func(w http.ResponseWriter, r *http.Request, serve http.HandlerFunc) {
 				if r.Method != http.MethodGet {
