@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/modelstorefs/modelstorefs/integration/itest"
+	"github.com/modelstorefs/modelstorefs/internal/testutil"
 	"github.com/modelstorefs/modelstorefs/remote/remotetest"
 )
 
@@ -425,16 +426,6 @@ func fltRowInodeKeyed(t *testing.T, r *fltRow) {
 	r.recovery = "numbers are HMACs keyed per cache dir: stable across remounts, not computable by a store"
 }
 
-// fltHarmless returns the first control character of text outside allowed.
-func fltHarmless(text, allowed string) (rune, bool) {
-	for _, r := range text {
-		if (r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0)) && !strings.ContainsRune(allowed, r) {
-			return r, false
-		}
-	}
-	return 0, true
-}
-
 func fltRowControlChars(t *testing.T, r *fltRow) {
 	var m *itest.Mount
 	defer func() { fltFinish(t, r, m) }()
@@ -455,14 +446,14 @@ func fltRowControlChars(t *testing.T, r *fltRow) {
 			t.Errorf("%s: %v", c.name, res.err)
 			continue
 		}
-		if ch, ok := fltHarmless(string(res.data), c.allowed); !ok {
+		if ch, ok := testutil.Harmless(string(res.data), c.allowed); !ok {
 			bad = append(bad, fmt.Sprintf("%s holds %U", c.name, ch))
 		}
 	}
 	out, err := exec.Command(itest.Binary, "ls", "--cache-dir", fltCacheDir(m), "--store", srv.url()).CombinedOutput()
 	if err != nil {
 		t.Errorf("modelstorefs ls: %v\n%s", err, out)
-	} else if ch, ok := fltHarmless(string(out), "\t\n"); !ok {
+	} else if ch, ok := testutil.Harmless(string(out), "\t\n"); !ok {
 		bad = append(bad, fmt.Sprintf("modelstorefs ls holds %U", ch))
 	}
 	r.bytes = "-"
