@@ -210,6 +210,7 @@ func countWith(lines []string, subs ...string) int {
 // SOURCE; stat's atime is the file's mtime; a password on the command line
 // warns once.
 func TestMountDaemonOptionsAndSource(t *testing.T) {
+	t.Parallel() // its own store and mountpoints; looks only for processes naming them
 	s := itest.StartGoStore(t, itest.CopyStore(t), "/")
 	withPassword := strings.Replace(s.Base, "http://", "http://alice:s3cret-pw@", 1)
 	for _, via := range []string{"store-file", "argv", "fstab helper"} {
@@ -437,6 +438,7 @@ func asNobody(t *testing.T, setup, script string) string {
 const openFuse = `mkdir $W/dev && mount -t tmpfs -o mode=755 none $W/dev && mknod -m 666 $W/dev/fuse c 10 229 && mount --bind $W/dev/fuse /dev/fuse`
 
 func TestNonRootMessages(t *testing.T) {
+	t.Parallel() // in private mount namespaces, on its own store
 	if os.Geteuid() != 0 {
 		testutil.SkipOrFail(t, "needs root to set up the namespace")
 	}

@@ -341,6 +341,7 @@ func TestEngineCacheSurvivesRemount(t *testing.T) {
 // next mount, on the same (now dead) mountpoint and cache dir, recovers the
 // mountpoint, fetches the file again and serves the right bytes.
 func TestEngineKillDuringDownload(t *testing.T) {
+	t.Parallel() // its own store, counted and throttled by itself
 	const size = 64 << 20
 	dir, sums := engStoreDir(t, map[string]int{"lenet": size})
 	srv := engStartStore(t, dir)
