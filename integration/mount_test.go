@@ -134,6 +134,7 @@ func TestGoStoreMasterJSON(t *testing.T) {
 
 // TestCopyIsImport: cp -r of a model folder gives a complete job folder.
 func TestCopyIsImport(t *testing.T) {
+	t.Parallel() // its own servers, mounts and temp dirs; nothing shared
 	src := itest.CopyStore(t)
 	s := itest.StartGoStore(t, src, "/")
 	m := itest.StartMount(t, []string{s.Base})
@@ -231,6 +232,7 @@ func writeFile(t *testing.T, path, data string) {
 // TestStoreDown: one store is down; the other works, the dead one shows
 // only error.txt (and .refresh), and the root lists both.
 func TestStoreDown(t *testing.T) {
+	t.Parallel() // its own servers, mounts and temp dirs; nothing shared
 	src := itest.CopyStore(t)
 	up := itest.StartGoStore(t, src, "/")
 	down := "http://127.0.0.1:" + itoa(itest.FreePort(t)) + "/team"
@@ -264,6 +266,7 @@ func itoa(n int) string { return strconv.Itoa(n) }
 // (--read-only) the kernel shows and enforces ro, touch .refresh gets
 // EROFS, and SIGHUP is the refresh.
 func TestReadOnly(t *testing.T) {
+	t.Parallel() // its own servers, mounts and temp dirs; nothing shared
 	modes := []struct {
 		name      string
 		flags     []string
@@ -357,6 +360,7 @@ func TestReadOnly(t *testing.T) {
 // TestSignalUnmount: SIGTERM unmounts cleanly and exits 0, also with a
 // file open (lazy unmount).
 func TestSignalUnmount(t *testing.T) {
+	t.Parallel() // its own servers, mounts and temp dirs; nothing shared
 	src := itest.CopyStore(t)
 	s := itest.StartGoStore(t, src, "/")
 	for _, withOpenFile := range []bool{false, true} {

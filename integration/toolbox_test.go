@@ -27,6 +27,7 @@ import (
 // TestStatsAndXattrs: /.stats counts what was fetched and served, and every
 // remote file carries user.modelstore.* attributes.
 func TestStatsAndXattrs(t *testing.T) {
+	t.Parallel() // its own servers, mounts and temp dirs; nothing shared
 	src := itest.CopyStore(t)
 	s := itest.StartGoStore(t, src, "/")
 	m := itest.StartMount(t, []string{s.Base})
@@ -302,6 +303,7 @@ func TestPrivateCA(t *testing.T) {
 // downloaded (page-cache mode) and once complete (passthrough on a fresh
 // mount over the same cache).
 func TestMmap(t *testing.T) {
+	t.Parallel() // its own servers, mounts and temp dirs; nothing shared
 	src := itest.CopyStore(t)
 	s := itest.StartGoStore(t, src, "/")
 	cacheDir := t.TempDir()
