@@ -286,6 +286,12 @@ func TestReadOnly(t *testing.T) {
 			testutil.WaitFor(t, "the SIGHUP refresh", func() bool {
 				return strings.Contains(m.Logs.String(), "SIGHUP: refreshing every store")
 			}, 10*time.Second)
+			// The daemon logs that line as it starts the refresh (and
+			// the kernel's entries are dropped after it): wait for the
+			// new model, not for the line alone.
+			testutil.WaitFor(t, "newnet after the SIGHUP refresh", func() bool {
+				return slices.Contains(itest.ListDir(t, root), "newnet")
+			}, 10*time.Second)
 		}},
 	}
 	for _, mode := range modes {
