@@ -57,8 +57,10 @@ uninstall:
 # are named first, so that go test starts them (the longest, mostly waiting
 # on mounts and servers) before the unit packages; beside the tests run vet
 # and staticcheck (at a lower CPU priority), then the byte engine again
-# with every chunk through memory. Their output follows the tests'; any
-# of them failing fails make test.
+# with every chunk through memory. go test prints each package's result in
+# the order named, so the integration package's comes first, once it is
+# done (a few minutes); vet's, staticcheck's and the memory run's follow
+# the tests'. Any of them failing fails make test.
 TEST_PACKAGES := ./integration/ ./integration/faults/ ./...
 test: fmt-check
 	@if [ "$$MODELSTOREFS_SKIP_FUSE" = 1 ]; then echo "make test: MODELSTOREFS_SKIP_FUSE=1: no integration test, fault matrix row or mount will run" >&2; fi
