@@ -53,11 +53,27 @@ uninstall:
 # make fuzz (CI runs it after make test).
 # Without usable FUSE the integration packages fail; MODELSTOREFS_SKIP_FUSE=1
 # skips their mounted tests on purpose (never under CI), and this says so.
-test: vet fmt-check lint
+# What runs at once, for the wall time on 2 cores: the integration packages
+# are named first, so that go test starts them (the longest, mostly waiting
+# on mounts and servers) before the unit packages; beside the tests run vet
+# and staticcheck (at a lower CPU priority), then the byte engine again
+# with every chunk through memory. go test prints each package's result in
+# the order named, so the integration package's comes first, once it is
+# done (a few minutes); vet's, staticcheck's and the memory run's follow
+# the tests'. Any of them failing fails make test.
+TEST_PACKAGES := ./integration/ ./integration/faults/ ./...
+test: fmt-check
 	@if [ "$$MODELSTOREFS_SKIP_FUSE" = 1 ]; then echo "make test: MODELSTOREFS_SKIP_FUSE=1: no integration test, fault matrix row or mount will run" >&2; fi
-	$(GO) test -race -count=1 -parallel 4 -timeout 20m ./...
-	# The byte engine again with every chunk through memory (a busy cache disk).
-	MODELSTOREFS_TEST_ENGINE_MEMORY=1 $(GO) test -race -count=1 ./engine/
+	@logs=$$(mktemp -d) || exit 1; trap 'rm -rf "$$logs"' EXIT; \
+	{ nice -n 10 sh -c '$(GO) vet ./... && $(GO) tool staticcheck ./...' >"$$logs/lint" 2>&1; echo $$? >"$$logs/lint.exit"; \
+	  MODELSTOREFS_TEST_ENGINE_MEMORY=1 $(GO) test -race -count=1 ./engine/ >"$$logs/memory" 2>&1; echo $$? >"$$logs/memory.exit"; } & side=$$!; \
+	echo "$(GO) test -race -count=1 -parallel 4 -timeout 20m $(TEST_PACKAGES)"; \
+	$(GO) test -race -count=1 -parallel 4 -timeout 20m $(TEST_PACKAGES); tests=$$?; \
+	wait $$side; \
+	echo "$(GO) vet ./... && $(GO) tool staticcheck ./... (exit $$(cat "$$logs/lint.exit"))"; cat "$$logs/lint"; \
+	echo "MODELSTOREFS_TEST_ENGINE_MEMORY=1 $(GO) test -race -count=1 ./engine/ (every chunk through memory, a busy cache disk; exit $$(cat "$$logs/memory.exit"))"; \
+	cat "$$logs/memory"; \
+	[ $$tests = 0 ] && [ "$$(cat "$$logs/lint.exit" "$$logs/memory.exit")" = "$$(printf '0\n0')" ]
 
 # Each fuzz target for FUZZTIME (seed corpora are checked in under testdata/fuzz).
 FUZZTIME ?= 5s

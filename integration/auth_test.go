@@ -109,6 +109,7 @@ func TestHeaderThroughDaemon(t *testing.T) {
 // TestClientCertMount mounts a store behind a TLS server that requires a
 // client certificate, with --ca-cert, --client-cert and --client-key.
 func TestClientCertMount(t *testing.T) {
+	t.Parallel() // its own servers, mounts and temp dirs; nothing shared
 	src := itest.CopyStore(t)
 	ca, caKey := testCert(t, "test CA", nil, nil)
 	client, clientKey := testCert(t, "client", ca, caKey)

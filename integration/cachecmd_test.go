@@ -18,6 +18,7 @@ import (
 // removes that store's files but the one a reader has open (said so), then
 // it too once closed; the mount serves the removed files again.
 func TestCacheDuAndClear(t *testing.T) {
+	t.Parallel() // its own stores and cache dir (du counts the processes using that dir only)
 	srcA, srcB := itest.CopyStore(t), itest.CopyStore(t)
 	a, b := itest.StartGoStore(t, srcA, "/"), itest.StartGoStore(t, srcB, "/")
 	mnt, cacheDir := t.TempDir(), t.TempDir()

@@ -14,6 +14,7 @@ import (
 // by modelstorefs cache verify (exit 1), removed, and fetched again right
 // by the next mount.
 func TestCacheVerify(t *testing.T) {
+	t.Parallel() // its own store and cache dir
 	src := itest.CopyStore(t)
 	s := itest.StartGoStore(t, src, "/")
 	cacheDir := t.TempDir()

@@ -135,6 +135,7 @@ func TestCLIMessages(t *testing.T) {
 // TestMountRefusesStacking: a second mount on a modelstorefs mountpoint
 // is refused (it used to stack silently); the first keeps working.
 func TestMountRefusesStacking(t *testing.T) {
+	t.Parallel() // its own servers, mounts and temp dirs; nothing shared
 	s := itest.StartGoStore(t, itest.CopyStore(t), "/")
 	m := itest.StartMount(t, []string{s.Base})
 	out, code := runExit(t, nil, "mount", m.Dir, "--store", s.Base, "--cache-dir", t.TempDir())
@@ -150,6 +151,7 @@ func TestMountRefusesStacking(t *testing.T) {
 // time (wrong port; https to an http server) still mounts, and the log
 // says why, once per store, right away.
 func TestMountWarnsUnreachableStores(t *testing.T) {
+	t.Parallel() // its own servers, mounts and temp dirs; nothing shared
 	s := itest.StartGoStore(t, itest.CopyStore(t), "/")
 	closed := fmt.Sprintf("http://127.0.0.1:%d/", itest.FreePort(t))
 	tlsToPlain := "https://" + strings.TrimPrefix(s.Base, "http://")
@@ -210,6 +212,7 @@ func countWith(lines []string, subs ...string) int {
 // SOURCE; stat's atime is the file's mtime; a password on the command line
 // warns once.
 func TestMountDaemonOptionsAndSource(t *testing.T) {
+	t.Parallel() // its own store and mountpoints; looks only for processes naming them
 	s := itest.StartGoStore(t, itest.CopyStore(t), "/")
 	withPassword := strings.Replace(s.Base, "http://", "http://alice:s3cret-pw@", 1)
 	for _, via := range []string{"store-file", "argv", "fstab helper"} {
@@ -281,6 +284,7 @@ func TestMountDaemonOptionsAndSource(t *testing.T) {
 // unless --force; it used to detach anything, /proc included. The mount
 // shows as fuse.modelstorefs in mountinfo, which is what it goes by.
 func TestUnmountOnlyOurs(t *testing.T) {
+	t.Parallel() // its own tmpfs and mount; /proc only in a private namespace
 	if os.Geteuid() != 0 {
 		testutil.SkipOrFail(t, "mounting a tmpfs needs root")
 	}
@@ -437,6 +441,7 @@ func asNobody(t *testing.T, setup, script string) string {
 const openFuse = `mkdir $W/dev && mount -t tmpfs -o mode=755 none $W/dev && mknod -m 666 $W/dev/fuse c 10 229 && mount --bind $W/dev/fuse /dev/fuse`
 
 func TestNonRootMessages(t *testing.T) {
+	t.Parallel() // in private mount namespaces, on its own store
 	if os.Geteuid() != 0 {
 		testutil.SkipOrFail(t, "needs root to set up the namespace")
 	}
@@ -549,6 +554,7 @@ COMP_WORDS=("$BIN" "$@"); COMP_CWORD=$#; _modelstorefs; printf '%s\n' "${COMPREP
 // TestMountAllowNonEmpty: --allow-non-empty (-o nonempty) mounts over a
 // directory with files, which come back after the unmount.
 func TestMountAllowNonEmpty(t *testing.T) {
+	t.Parallel() // its own servers, mounts and temp dirs; nothing shared
 	s := itest.StartGoStore(t, itest.CopyStore(t), "/")
 	for _, flag := range [][]string{{"--allow-non-empty"}, {"-o", "nonempty"}} {
 		dir := t.TempDir()
@@ -570,6 +576,7 @@ func TestMountAllowNonEmpty(t *testing.T) {
 // to check one thing a line, and speaks of --allow-other only when it was
 // given.
 func TestMountAsOtherUserMessage(t *testing.T) {
+	t.Parallel() // its own store, mountpoint and copy of the binary
 	if os.Geteuid() != 0 {
 		t.Skip("needs root, to run the binary as nobody")
 	}

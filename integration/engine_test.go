@@ -341,6 +341,7 @@ func TestEngineCacheSurvivesRemount(t *testing.T) {
 // next mount, on the same (now dead) mountpoint and cache dir, recovers the
 // mountpoint, fetches the file again and serves the right bytes.
 func TestEngineKillDuringDownload(t *testing.T) {
+	t.Parallel() // its own store, counted and throttled by itself
 	const size = 64 << 20
 	dir, sums := engStoreDir(t, map[string]int{"lenet": size})
 	srv := engStartStore(t, dir)
@@ -472,6 +473,7 @@ func TestEngineEvictionSmallCache(t *testing.T) {
 // straight from the store, with the right bytes and no EIO; a file that
 // fits is cached; neither breaks the other.
 func TestEngineFullDisk(t *testing.T) {
+	t.Parallel() // its own tmpfs cache dir, store and mount
 	if os.Geteuid() != 0 {
 		testutil.SkipOrFail(t, "mounting a tmpfs needs root")
 	}
@@ -544,6 +546,7 @@ func TestEngineFullDisk(t *testing.T) {
 // the whole file). A 20 MiB file reads right through the mount, first at a
 // high offset, then whole, twice.
 func TestEnginePythonNoRange(t *testing.T) {
+	t.Parallel() // its own servers, mounts and temp dirs; nothing shared
 	const size = 20 << 20
 	dir, sums := engStoreDir(t, map[string]int{"lenet": size})
 	data, err := os.ReadFile(filepath.Join(dir, "lenet", engWeights))

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -102,6 +103,7 @@ var importModels = []importModel{
 // names, the remote names as symlinks, and a status.pickle that Python 2.7
 // and Python 3 load as Done Pretrained Model jobs.
 func TestImportAllFrameworks(t *testing.T) {
+	t.Parallel() // its own servers, mounts and temp dirs; nothing shared
 	src := itest.CopyStore(t)
 	s := itest.StartGoStore(t, src, "/")
 	m := itest.StartMount(t, []string{s.Base})
@@ -216,6 +218,7 @@ func checkJobFolder(t *testing.T, im importModel, job, src, mounted string) {
 // the broken model comes along with its error.txt and without a pickle,
 // and the copied store loads as a jobs directory (broken skipped).
 func TestCopyWholeStore(t *testing.T) {
+	t.Parallel() // its own servers, mounts and temp dirs; nothing shared
 	src := itest.CopyStore(t)
 	s := itest.StartGoStore(t, src, "/")
 	m := itest.StartMount(t, []string{s.Base})
@@ -325,20 +328,49 @@ func writableTempDir(t *testing.T) string {
 // CI, where that fails.
 func pythons(t *testing.T) []string {
 	t.Helper()
-	py3, err := testutil.Python("3")
-	if err != nil {
-		t.Fatal("python3 is needed for this test:", err)
+	found := foundPythons()
+	if found.err3 != nil {
+		t.Fatal("python3 is needed for this test:", found.err3)
 	}
-	list := []string{py3}
-	switch py2, err := testutil.Python("2.7"); {
-	case err == nil:
-		list = append(list, py2)
+	list := []string{found.py3}
+	switch {
+	case found.err2 == nil:
+		list = append(list, found.py2)
 	case testutil.UnderCI():
-		t.Fatalf("Python 2.7 is required under CI: %v", err)
+		t.Fatalf("Python 2.7 is required under CI: %v", found.err2)
 	default:
-		t.Logf("loading with python3 only: %v", err)
+		t.Logf("loading with python3 only: %v", found.err2)
 	}
 	return list
+}
+
+// foundPythons looks for the interpreters once per test binary: each look
+// runs pyenv and the candidates (a pyenv shim is a bash script that runs
+// pyenv again, seconds on a busy machine), and a test may ask several
+// times. Each is named by its own executable (sys.executable), so that the
+// tests' many python runs do not go through a shim either.
+var foundPythons = sync.OnceValue(func() (f struct {
+	py3, py2   string
+	err3, err2 error
+}) {
+	f.py3, f.err3 = realPython(testutil.Python("3"))
+	f.py2, f.err2 = realPython(testutil.Python("2.7"))
+	return f
+})
+
+// realPython is the executable behind python (a pyenv shim, say), or
+// python itself when it cannot say.
+func realPython(python string, err error) (string, error) {
+	if err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out, xerr := exec.CommandContext(ctx, python, "-c", "import sys; print(sys.executable)").Output()
+	if exe := strings.TrimSpace(string(out)); xerr == nil && filepath.IsAbs(exe) {
+		return exe, nil
+	}
+	return python, nil
 }
 
 // runLoader runs testdata/load_jobs.py over a jobs directory with the

@@ -196,6 +196,7 @@ func TestLsCommand(t *testing.T) {
 // mount.fuse.modelstorefs), the binary returns once the mount is up and
 // leaves the daemon running; modelstorefs unmount stops it.
 func TestMountHelper(t *testing.T) {
+	t.Parallel() // its own store and mountpoints
 	src := itest.CopyStore(t)
 	s := itest.StartGoStore(t, src, "/")
 	link := filepath.Join(t.TempDir(), "mount.fuse.modelstorefs")

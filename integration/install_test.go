@@ -20,6 +20,7 @@ import (
 // shell completions, and the systemd unit pointing at the installed
 // binary. Then `make uninstall` removes them all.
 func TestMakeInstall(t *testing.T) {
+	t.Parallel() // installs below its own DESTDIR
 	for _, tool := range []string{"make", "go"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			testutil.SkipOrFail(t, "%s is not installed: %v", tool, err)

@@ -80,6 +80,7 @@ func runStart(t *testing.T, python, jobs string, deleteIDs ...string) []string {
 // and the non-ASCII one can be deleted. The same model copied twice is one
 // job to DIGITS (same id): `modelstorefs import` is the way to get two.
 func TestJobIdentity(t *testing.T) {
+	t.Parallel() // its own servers, mounts and temp dirs; nothing shared
 	const uni = "réseau-ü"
 	srcA := itest.CopyStore(t)
 	if err := os.CopyFS(filepath.Join(srcA, uni), os.DirFS(filepath.Join(srcA, "lenet"))); err != nil {
@@ -193,6 +194,7 @@ func TestJobIdentity(t *testing.T) {
 // whose id is not ASCII, as DIGITS does (str() of the id), so the test
 // above would catch such an id.
 func TestDigitsStandInDelete(t *testing.T) {
+	t.Parallel() // its own servers, mounts and temp dirs; nothing shared
 	src := itest.CopyStore(t)
 	s := itest.StartGoStore(t, src, "/")
 	m := itest.StartMount(t, []string{s.Base})
@@ -228,6 +230,7 @@ job.save()
 // the mount; the one whose name sorts first keeps its first choice; DIGITS
 // lists both copies.
 func TestJobIDCollision(t *testing.T) {
+	t.Parallel() // its own servers, mounts and temp dirs; nothing shared
 	src := t.TempDir()
 	s := itest.StartGoStore(t, src, "/")
 	storeURL := strings.TrimSuffix(s.Base, "/")

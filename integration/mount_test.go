@@ -134,6 +134,7 @@ func TestGoStoreMasterJSON(t *testing.T) {
 
 // TestCopyIsImport: cp -r of a model folder gives a complete job folder.
 func TestCopyIsImport(t *testing.T) {
+	t.Parallel() // its own servers, mounts and temp dirs; nothing shared
 	src := itest.CopyStore(t)
 	s := itest.StartGoStore(t, src, "/")
 	m := itest.StartMount(t, []string{s.Base})
@@ -231,6 +232,7 @@ func writeFile(t *testing.T, path, data string) {
 // TestStoreDown: one store is down; the other works, the dead one shows
 // only error.txt (and .refresh), and the root lists both.
 func TestStoreDown(t *testing.T) {
+	t.Parallel() // its own servers, mounts and temp dirs; nothing shared
 	src := itest.CopyStore(t)
 	up := itest.StartGoStore(t, src, "/")
 	down := "http://127.0.0.1:" + itoa(itest.FreePort(t)) + "/team"
@@ -264,6 +266,7 @@ func itoa(n int) string { return strconv.Itoa(n) }
 // (--read-only) the kernel shows and enforces ro, touch .refresh gets
 // EROFS, and SIGHUP is the refresh.
 func TestReadOnly(t *testing.T) {
+	t.Parallel() // its own servers, mounts and temp dirs; nothing shared
 	modes := []struct {
 		name      string
 		flags     []string
@@ -282,6 +285,12 @@ func TestReadOnly(t *testing.T) {
 			}
 			testutil.WaitFor(t, "the SIGHUP refresh", func() bool {
 				return strings.Contains(m.Logs.String(), "SIGHUP: refreshing every store")
+			}, 10*time.Second)
+			// The daemon logs that line as it starts the refresh (and
+			// the kernel's entries are dropped after it): wait for the
+			// new model, not for the line alone.
+			testutil.WaitFor(t, "newnet after the SIGHUP refresh", func() bool {
+				return slices.Contains(itest.ListDir(t, root), "newnet")
 			}, 10*time.Second)
 		}},
 	}
@@ -357,6 +366,7 @@ func TestReadOnly(t *testing.T) {
 // TestSignalUnmount: SIGTERM unmounts cleanly and exits 0, also with a
 // file open (lazy unmount).
 func TestSignalUnmount(t *testing.T) {
+	t.Parallel() // its own servers, mounts and temp dirs; nothing shared
 	src := itest.CopyStore(t)
 	s := itest.StartGoStore(t, src, "/")
 	for _, withOpenFile := range []bool{false, true} {

@@ -14,6 +14,7 @@ import (
 // checks what stat shows, then what the kernel lets users do with it
 // (default_permissions): the owner reads, another user is refused.
 func TestOwnerAndUmask(t *testing.T) {
+	t.Parallel() // its own servers, mounts and temp dirs; nothing shared
 	if os.Geteuid() != 0 {
 		t.Skip("reading as other users needs root")
 	}

@@ -18,6 +18,7 @@ import (
 // (so the mount knows the files; it need not hash them), and a file the store will not serve
 // makes the exit status 1 while the model's other files are cached.
 func TestPrefetch(t *testing.T) {
+	t.Parallel() // its own store; the counts are of that store alone
 	src := itest.CopyStore(t)
 	var mu sync.Mutex
 	gets := map[string]int{}

@@ -27,6 +27,7 @@ import (
 // TestStatsAndXattrs: /.stats counts what was fetched and served, and every
 // remote file carries user.modelstore.* attributes.
 func TestStatsAndXattrs(t *testing.T) {
+	t.Parallel() // its own servers, mounts and temp dirs; nothing shared
 	src := itest.CopyStore(t)
 	s := itest.StartGoStore(t, src, "/")
 	m := itest.StartMount(t, []string{s.Base})
@@ -161,6 +162,7 @@ func TestXattrNamespaces(t *testing.T) {
 // refuses a symlink out of its directory; check exits 1 on the sample store
 // (one broken model) and 0 once the broken model is gone.
 func TestServeAndCheckCommands(t *testing.T) {
+	t.Parallel() // its own servers, mounts and temp dirs; nothing shared
 	src := itest.CopyStore(t)
 	outside := filepath.Join(t.TempDir(), "secret.txt")
 	if err := os.WriteFile(outside, []byte("secret"), 0o644); err != nil {
@@ -249,6 +251,7 @@ func TestServeAndCheckCommands(t *testing.T) {
 
 // TestCompletionScripts: the completion scripts are valid for their shell.
 func TestCompletionScripts(t *testing.T) {
+	t.Parallel() // the binary's output only
 	out, err := runBinary(t, nil, "completion", "bash")
 	if err != nil || !strings.Contains(out, "complete ") {
 		t.Fatalf("completion bash: %v\n%s", err, out)
@@ -273,6 +276,7 @@ func TestCompletionScripts(t *testing.T) {
 // TestPrivateCA: an https store signed by a private CA works with --ca-cert
 // and is refused (certificate error in error.txt) without it.
 func TestPrivateCA(t *testing.T) {
+	t.Parallel() // its own servers, mounts and temp dirs; nothing shared
 	src := itest.CopyStore(t)
 	srv := httptest.NewTLSServer(http.FileServer(http.Dir(src)))
 	t.Cleanup(srv.Close)
@@ -299,6 +303,7 @@ func TestPrivateCA(t *testing.T) {
 // downloaded (page-cache mode) and once complete (passthrough on a fresh
 // mount over the same cache).
 func TestMmap(t *testing.T) {
+	t.Parallel() // its own servers, mounts and temp dirs; nothing shared
 	src := itest.CopyStore(t)
 	s := itest.StartGoStore(t, src, "/")
 	cacheDir := t.TempDir()

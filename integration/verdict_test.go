@@ -307,6 +307,7 @@ func checkErrorTxt(t *testing.T, dir string, entries []string, importable bool) 
 // would call it binary), welcome.txt, error.txt or the output of `ls`
 // (escape sequences that move the cursor or set the terminal title).
 func TestStoreTextHarmless(t *testing.T) {
+	t.Parallel() // its own servers, mounts and temp dirs; nothing shared
 	src := t.TempDir()
 	if err := os.CopyFS(filepath.Join(src, "evil"), os.DirFS(filepath.Join("testdata", "store", "lenet"))); err != nil {
 		t.Fatal(err)

@@ -16,7 +16,8 @@ import (
 // fstest.TestFS (which reads some files 1-3 bytes at a time), over fresh
 // mounts again and again: a file opened right after its last byte
 // arrived must not stay in direct I/O (one READ per 2 bytes). Runs:
-// $MODELSTOREFS_WALKS (default 2; 20 of 20 passed with -race beside other work).
+// $MODELSTOREFS_WALKS (default 2; 20 of 20 passed with -race beside other work),
+// at the same time, each on its own mount.
 func TestFSWalkFreshMounts(t *testing.T) {
 	t.Parallel() // its own servers and mounts; mostly waiting
 	walks := 2
@@ -27,6 +28,7 @@ func TestFSWalkFreshMounts(t *testing.T) {
 	s := itest.StartGoStore(t, src, "/team/")
 	for i := range walks {
 		t.Run(fmt.Sprint(i), func(t *testing.T) {
+			t.Parallel() // each walk on a fresh mount of its own
 			m := itest.StartMount(t, []string{s.Base})
 			root := filepath.Join(m.Dir, itest.StoreName(s.Base))
 			start := time.Now()

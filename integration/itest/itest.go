@@ -293,7 +293,7 @@ func FreePort(t *testing.T) int {
 // returns its URL.
 func StartPython(t *testing.T, dir string) string {
 	t.Helper()
-	python, err := exec.LookPath("python3")
+	python, err := python3()
 	if err != nil {
 		t.Fatal("python3 is needed for this test:", err)
 	}
@@ -310,7 +310,7 @@ func StartPython(t *testing.T, dir string) string {
 		_ = cmd.Wait()
 	})
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
@@ -324,6 +324,23 @@ func StartPython(t *testing.T, dir string) string {
 	}
 	return "http://" + addr
 }
+
+// python3 is the interpreter StartPython runs: python3 from PATH, named by
+// its own executable, looked up once per test binary (a pyenv shim is a
+// bash script that runs pyenv at every start: seconds on a busy machine).
+var python3 = sync.OnceValues(func() (string, error) {
+	python, err := exec.LookPath("python3")
+	if err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, python, "-c", "import sys; print(sys.executable)").Output()
+	if exe := strings.TrimSpace(string(out)); err == nil && filepath.IsAbs(exe) {
+		return exe, nil
+	}
+	return python, nil
+})
 
 // GoStore is an httptest model store serving a directory below a base path,
 // counting requests per path.
