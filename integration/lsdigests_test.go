@@ -18,6 +18,7 @@ import (
 // (prefetch), the SHA-256 of the cached copy, verified against the
 // store's digest; a warm ls (from the kept list) gives them too.
 func TestLsJSONDigests(t *testing.T) {
+	t.Parallel() // its own store and cache directory
 	src := itest.CopyStore(t)
 	if _, n, err := serve.WriteSums(testutil.Ctx(t), src); err != nil || n == 0 {
 		t.Fatalf("WriteSums: %d files, %v", n, err)

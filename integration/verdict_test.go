@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/modelstorefs/modelstorefs/integration/itest"
+	"github.com/modelstorefs/modelstorefs/internal/testutil"
 )
 
 // verdictCase is one model of the verdict store.
@@ -327,11 +328,8 @@ func TestStoreTextHarmless(t *testing.T) {
 
 	harmless := func(what, text, allowed string) {
 		t.Helper()
-		for _, r := range text {
-			if (r < 0x20 || (r >= 0x7f && r < 0xa0)) && !strings.ContainsRune(allowed, r) {
-				t.Errorf("%s holds control character %U: %q", what, r, text)
-				return
-			}
+		if r, ok := testutil.Harmless(text, allowed); !ok {
+			t.Errorf("%s holds control character %U: %q", what, r, text)
 		}
 	}
 	tsv := string(itest.ReadFile(t, filepath.Join(root, "models.tsv")))
