@@ -1,11 +1,12 @@
 package fs
 
 import (
-	"github.com/modelstorefs/modelstorefs/cache"
 	"net/http"
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/modelstorefs/modelstorefs/cache"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 

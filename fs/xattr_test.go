@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	fusefs "github.com/hanwen/go-fuse/v2/fs"
+
 	"github.com/modelstorefs/modelstorefs/remote/remotetest"
 
 	"github.com/modelstorefs/modelstorefs/internal/testutil"
