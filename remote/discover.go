@@ -78,12 +78,8 @@ func (f *Folders) parse() {
 }
 
 // Limits on what discovery will read; larger bodies are refused.
-// master.json may describe every folder of the largest store a listing
-// may name (maxListingNames, 100,000 models; modelstorefs serve's
-// "folders", about 640 bytes a small model, info.json and aux.json
-// included): read whole, once per listing.
 const (
-	MaxMasterJSON = 128 << 20
+	MaxMasterJSON = 16 << 20
 	MaxListing    = 16 << 20
 )
 

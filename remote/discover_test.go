@@ -358,14 +358,12 @@ func TestListModelsMasterCap(t *testing.T) {
 	}
 }
 
-// TestParseMasterMemory: a master.json of 16 MiB of tiny entries (of the
-// MaxMasterJSON read) is refused without allocating for each of its 8
-// million entries.
+// TestParseMasterMemory: the largest master.json read (16 MiB) of tiny
+// entries is refused without allocating for each of its 8 million entries.
 func TestParseMasterMemory(t *testing.T) {
-	const size = 16 << 20
-	body := make([]byte, 0, size)
+	body := make([]byte, 0, MaxMasterJSON)
 	body = append(body, `{"children": [1`...)
-	for len(body) < size-4 {
+	for len(body) < MaxMasterJSON-4 {
 		body = append(body, ",1"...)
 	}
 	body = append(body, "]}"...)

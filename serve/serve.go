@@ -389,12 +389,9 @@ func ModelFolders(dir string) ([]string, error) {
 
 // maxMaster bounds a generated master.json: model folders are described
 // (digits.MasterFolders) while it stays below this, a margin under what
-// clients read (remote.MaxMasterJSON, 128 MiB); past it, clients list the
-// other folders themselves. A small model takes about 640 bytes, so every
-// folder of a store of 100,000 (the most a client lists) is described:
-// a client that had to list the rest one by one (3 requests each) would
-// take longer per model the larger the store.
-const maxMaster = 120 << 20
+// clients read (digits.MaxMasterJSON); past it, clients list the other
+// folders themselves.
+const maxMaster = 12 << 20
 
 // masterJSON generates master.json: the model folders ("children") and
 // what each holds ("folders": names, sizes, dates and ETags, as a GET of
