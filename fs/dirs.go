@@ -102,7 +102,7 @@ func (d *storeDir) modelEntry(name string, ino uint64) entry {
 	f, st := d.fsys, d.st
 	return entry{
 		name: name, mode: modelDirMode, ino: ino, versioned: true,
-		node: func() fusefs.InodeEmbedder { return &modelDir{fsys: f, st: st, name: name} },
+		node: func() fusefs.InodeEmbedder { return &modelDir{folder: folder{fsys: f, st: st, name: name}} },
 	}
 }
 
@@ -260,9 +260,7 @@ func mergeEntries(models []fuse.DirEntry, own []entry) []fuse.DirEntry {
 // shows only error.txt, saying why.
 type modelDir struct {
 	readOnly
-	fsys *FS
-	st   *cache.Store
-	name string
+	folder // its files' nodes point to it
 
 	mu    sync.Mutex   // protects the fields below
 	shown *cache.Model // the model inos are of
@@ -306,7 +304,7 @@ func (d *modelDir) fileEntries(m *cache.Model) []entry {
 }
 
 func (d *modelDir) fileEntry(file *cache.File, ino uint64) entry {
-	f, st, model := d.fsys, d.st, d.name
+	f, at := d.fsys, &d.folder
 	e := entry{name: file.Name, ino: ino, size: file.Size(), mtime: file.ModTime, versioned: true}
 	switch file.Kind {
 	case cache.KindSymlink:
@@ -314,10 +312,10 @@ func (d *modelDir) fileEntry(file *cache.File, ino uint64) entry {
 		e.node = func() fusefs.InodeEmbedder { return &symlink{fsys: f, file: file} }
 	case cache.KindRemote:
 		e.mode = fileMode
-		e.node = func() fusefs.InodeEmbedder { return &remoteFile{fsys: f, st: st, model: model, file: file} }
+		e.node = func() fusefs.InodeEmbedder { return &remoteFile{folder: at, file: file} }
 	default:
 		e.mode = fileMode
-		e.node = func() fusefs.InodeEmbedder { return &dataFile{fsys: f, file: file, st: st, model: model} }
+		e.node = func() fusefs.InodeEmbedder { return &dataFile{folder: at, file: file} }
 	}
 	return e
 }
