@@ -166,8 +166,9 @@ func (d *storeDir) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno
 	return fusefs.NewListDirStream(list), 0
 }
 
-// OpendirHandle opens the store directory for reading. Its READDIRPLUS
-// looks up the store's own entries only: plain ls of a store of a hundred
+// OpendirHandle opens the store directory for one READDIR(PLUS) (the
+// kernel itself opens directories: noOpendir). Its READDIRPLUS looks up
+// the store's own entries only: plain ls of a store of a hundred
 // thousand models makes no inode for each (an ls -l looks each up).
 func (d *storeDir) OpendirHandle(ctx context.Context, _ uint32) (fusefs.FileHandle, uint32, syscall.Errno) {
 	l, err := d.fsys.cat.Listing(ctx, d.st)
@@ -422,14 +423,16 @@ func (d *modelDir) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno
 	return dirStream(es), 0
 }
 
-// OpendirHandle opens the folder for reading. The kernel reads it with
-// READDIRPLUS, which looks up every entry: through the handle, entries
-// that need sizes are left for a LOOKUP of their own, so that listing a
-// folder (a shell glob, grep over */info.json) asks the store nothing.
-// The kernel keeps the listing (FOPEN_CACHE_DIR, KEEP_CACHE): a warm
-// ls -lR is then answered as from a local disk. It is dropped whenever the
-// folder may show other names: a refresh, a model found changed,
-// re-fetched or sized into another folder (FS.modelChanged).
+// OpendirHandle opens the folder for one READDIR(PLUS) (the kernel itself
+// opens directories: noOpendir). The kernel reads it with READDIRPLUS,
+// which looks up every entry: through the handle, entries that need
+// sizes are left for a LOOKUP of their own, so that listing a folder (a
+// shell glob, grep over */info.json) asks the store nothing. The kernel
+// keeps the listing: a warm ls -lR is then answered as from a local disk.
+// It is dropped whenever the folder may show other names: a refresh, a
+// model found changed, re-fetched or sized into another folder
+// (FS.modelChanged), and just after it is read while it shows a failure.
+// The flags matter only to a kernel that still sends OPENDIR.
 func (d *modelDir) OpendirHandle(ctx context.Context, _ uint32) (fusefs.FileHandle, uint32, syscall.Errno) {
 	es, resolved, errno := d.entries(ctx)
 	if errno != 0 {
