@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -266,6 +267,8 @@ type modelDir struct {
 	mu    sync.Mutex   // protects the fields below
 	shown *cache.Model // the model inos are of
 	inos  []uint64     // the inode numbers of its files, in order
+
+	asked atomic.Int64 // when Getattr last asked for the model (Unix ns)
 }
 
 // fileInos returns the inode numbers of a model's files, derived once per
@@ -329,15 +332,19 @@ func (d *modelDir) errorEntry(err error) entry {
 
 // Getattr: the kernel asks for it when the folder's attributes expired
 // (versionedTimeout) and it lists the folder again. Its listing is kept
-// (noOpendir): a model shown before is asked for here, as an open of the
-// folder did, so that one changed on the store is found (past its TTL)
-// and the kernel told (FS.modelChanged).
-func (d *modelDir) Getattr(ctx context.Context, _ fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+// (noOpendir): a model shown before and no longer fresh is asked for
+// here, in the background and at most once per versionedTimeout, as an
+// open of the folder did, so that one changed on the store is found and
+// the kernel told (FS.modelChanged). The answer never waits for it.
+func (d *modelDir) Getattr(_ context.Context, _ fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	d.mu.Lock()
 	shown := d.shown != nil
 	d.mu.Unlock()
-	if _, fresh := d.fsys.cat.CachedModel(d.st, d.name); shown && !fresh {
-		_, _ = d.fsys.cat.Model(ctx, d.st, d.name)
+	now := time.Now().UnixNano()
+	if last := d.asked.Load(); shown && now-last > int64(versionedTimeout) {
+		if _, fresh := d.fsys.cat.CachedModel(d.st, d.name); !fresh && d.asked.CompareAndSwap(last, now) {
+			go func() { _, _ = d.fsys.cat.Model(context.Background(), d.st, d.name) }()
+		}
 	}
 	d.fsys.setAttr(&out.Attr, modelDirMode, 0, d.fsys.mounted)
 	out.SetTimeout(versionedTimeout)
