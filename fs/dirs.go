@@ -7,7 +7,9 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	fusefs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -67,6 +69,14 @@ type storeDir struct {
 	shown *cache.StoreListing // the listing the fields below are of
 	own   []entry             // its special entries, sorted by name
 	inos  []uint64            // the inode numbers of its models, in order
+	list  []fuse.DirEntry     // own and models, sorted: what READDIR lists
+	// failed is the error listed instead (list is then of own), "" when
+	// the listing was shown.
+	failed string
+	// changed is the directory's mtime: when what it lists last changed
+	// (zero: the mount's time). The kernel keeps a listing until then.
+	changed    time.Time
+	listedOnce bool
 }
 
 // special returns the store's own entries for a listing result.
@@ -93,13 +103,38 @@ func (d *storeDir) modelEntry(name string, ino uint64) entry {
 	f, st := d.fsys, d.st
 	return entry{
 		name: name, mode: modelDirMode, ino: ino, versioned: true,
-		node: func() fusefs.InodeEmbedder { return &modelDir{fsys: f, st: st, name: name} },
+		node: func() fusefs.InodeEmbedder { return &modelDir{folder: folder{fsys: f, st: st, name: name}} },
 	}
 }
 
-func (d *storeDir) Getattr(_ context.Context, _ fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	d.fsys.setAttr(&out.Attr, dirMode, 0, d.fsys.mounted)
+// Getattr gives the store directory's mtime. Once it was listed, that is
+// when its listing last changed: the kernel keeps a listing until the
+// mtime changes (noOpendir), and asks for it when it lists the directory
+// after the attribute timeout, so asking here for the listing (fetched
+// again past its TTL) is what an open of the directory did.
+func (d *storeDir) Getattr(ctx context.Context, _ fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	d.mu.Lock()
+	listed := d.listedOnce
+	d.mu.Unlock()
+	if listed {
+		l, err := d.fsys.cat.Listing(ctx, d.st)
+		if ctx.Err() != nil {
+			return syscall.EINTR
+		}
+		d.listed(l, err)
+	}
+	d.fsys.setAttr(&out.Attr, dirMode, 0, d.mtime())
 	return 0
+}
+
+// mtime is when what the directory lists last changed, as last seen.
+func (d *storeDir) mtime() time.Time {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.changed.IsZero() {
+		return d.fsys.mounted
+	}
+	return d.changed
 }
 
 func (d *storeDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
@@ -110,7 +145,7 @@ func (d *storeDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 	if ctx.Err() != nil {
 		return nil, syscall.EINTR
 	}
-	own, inos := d.listed(l, err)
+	own, inos, _ := d.listed(l, err)
 	e, ok := searchEntry(own, name)
 	if !ok && err == nil {
 		if i := sort.SearchStrings(l.Models, name); i < len(l.Models) && l.Models[i] == name {
@@ -128,68 +163,112 @@ func (d *storeDir) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno
 	if ctx.Err() != nil {
 		return nil, syscall.EINTR
 	}
-	return dirStream(d.entries(l, err)), 0
+	_, _, list := d.listed(l, err)
+	return fusefs.NewListDirStream(list), 0
 }
 
-// OpendirHandle opens the store directory for reading. Its READDIRPLUS
-// looks up the store's own entries only: plain ls of a store of a hundred
+// OpendirHandle opens the store directory for one READDIR(PLUS) (the
+// kernel itself opens directories: noOpendir). Its READDIRPLUS looks up
+// the store's own entries only: plain ls of a store of a hundred
 // thousand models makes no inode for each (an ls -l looks each up).
 func (d *storeDir) OpendirHandle(ctx context.Context, _ uint32) (fusefs.FileHandle, uint32, syscall.Errno) {
 	l, err := d.fsys.cat.Listing(ctx, d.st)
 	if ctx.Err() != nil {
 		return nil, 0, syscall.EINTR
 	}
-	return &dirHandle{ds: dirStream(d.entries(l, err)), lookup: func(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
-		if own, _ := d.listed(l, err); !slices.ContainsFunc(own, func(e entry) bool { return e.name == name }) && name != RefreshName {
+	own, _, list := d.listed(l, err)
+	if err != nil || l.Stale != nil { // a failure shows until the store answers: not kept
+		d.fsys.inval.dropListingSoon(d.EmbeddedInode())
+	}
+	return &dirHandle{ds: fusefs.NewListDirStream(list), lookup: func(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
+		if !slices.ContainsFunc(own, func(e entry) bool { return e.name == name }) && name != RefreshName {
 			return nil, syscall.ENOENT // a model: left for a LOOKUP of its own
 		}
 		return d.Lookup(ctx, name, out)
 	}}, 0, 0
 }
 
-// entries are the store directory's entries for a listing result, sorted.
-func (d *storeDir) entries(l *cache.StoreListing, err error) []entry {
-	own, inos := d.listed(l, err)
-	es := slices.Clone(own)
-	if err == nil {
-		for i, m := range l.Models {
-			es = append(es, d.modelEntry(m, inos[i]))
-		}
-	}
-	return sortEntries(es)
-}
-
 // listed returns the store directory's own entries for a listing result,
-// sorted, and the inode numbers of its models: derived once per listing,
-// as a store may hold a hundred thousand models, each looked up after a
-// READDIRPLUS.
-func (d *storeDir) listed(l *cache.StoreListing, err error) (own []entry, inos []uint64) {
-	if err != nil {
-		return sortEntries(d.special(nil, err)), nil
-	}
+// sorted, the inode numbers of its models and all its entries as READDIR
+// lists them: derived once per listing, as a store may hold a hundred
+// thousand models, each looked up after a READDIRPLUS, and each READDIR
+// opens the directory anew (noOpendir).
+func (d *storeDir) listed(l *cache.StoreListing, err error) (own []entry, inos []uint64, list []fuse.DirEntry) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.shown != l {
+	switch {
+	case err != nil:
+		if d.shown == nil && d.failed == err.Error() && d.listedOnce {
+			return d.own, nil, d.list
+		}
+		d.shown, d.failed, d.inos = nil, err.Error(), nil
+		d.own = sortEntries(d.special(nil, err))
+		d.list = direntries(d.own)
+	case d.shown != l:
 		inos = make([]uint64, len(l.Models))
+		list = make([]fuse.DirEntry, 0, len(l.Models)+4)
 		for i, m := range l.Models {
 			inos[i] = d.fsys.inodeNumber("", d.st.Name, m)
+			list = append(list, fuse.DirEntry{Name: m, Mode: modelDirMode, Ino: inos[i]})
 		}
-		d.shown, d.own, d.inos = l, sortEntries(d.special(l, nil)), inos
+		d.shown, d.failed, d.inos = l, "", inos
+		d.own = sortEntries(d.special(l, nil))
+		d.list = mergeEntries(list, d.own)
+	default:
+		return d.own, d.inos, d.list
 	}
-	return d.own, d.inos
+	if d.listedOnce { // the first listing is what the mount's time stood for
+		d.changed = later(d.changed, d.fsys.mounted)
+	}
+	d.listedOnce = true
+	return d.own, d.inos, d.list
+}
+
+// later is a time after both prev and floor, and now if it is.
+func later(prev, floor time.Time) time.Time {
+	m := prev
+	if floor.After(m) {
+		m = floor
+	}
+	if t := time.Now(); t.After(m) {
+		return t
+	}
+	return m.Add(time.Nanosecond)
+}
+
+// direntries lists entries (sorted) as READDIR gives them.
+func direntries(es []entry) []fuse.DirEntry {
+	list := make([]fuse.DirEntry, len(es))
+	for i, e := range es {
+		list[i] = fuse.DirEntry{Name: e.name, Mode: e.mode, Ino: e.ino}
+	}
+	return list
+}
+
+// mergeEntries returns models (in name order, as a listing gives them)
+// and own merged in name order.
+func mergeEntries(models []fuse.DirEntry, own []entry) []fuse.DirEntry {
+	out := make([]fuse.DirEntry, 0, len(models)+len(own))
+	for _, e := range own {
+		i := sort.Search(len(models), func(i int) bool { return models[i].Name >= e.name })
+		out = append(out, models[:i]...)
+		out = append(out, fuse.DirEntry{Name: e.name, Mode: e.mode, Ino: e.ino})
+		models = models[i:]
+	}
+	return append(out, models...)
 }
 
 // modelDir is one model folder. A model whose metadata cannot be fetched
 // shows only error.txt, saying why.
 type modelDir struct {
 	readOnly
-	fsys *FS
-	st   *cache.Store
-	name string
+	folder // its files' nodes point to it
 
 	mu    sync.Mutex   // protects the fields below
 	shown *cache.Model // the model inos are of
 	inos  []uint64     // the inode numbers of its files, in order
+
+	asked atomic.Int64 // when Getattr last asked for the model (Unix ns)
 }
 
 // fileInos returns the inode numbers of a model's files, derived once per
@@ -229,7 +308,7 @@ func (d *modelDir) fileEntries(m *cache.Model) []entry {
 }
 
 func (d *modelDir) fileEntry(file *cache.File, ino uint64) entry {
-	f, st, model := d.fsys, d.st, d.name
+	f, at := d.fsys, &d.folder
 	e := entry{name: file.Name, ino: ino, size: file.Size(), mtime: file.ModTime, versioned: true}
 	switch file.Kind {
 	case cache.KindSymlink:
@@ -237,10 +316,10 @@ func (d *modelDir) fileEntry(file *cache.File, ino uint64) entry {
 		e.node = func() fusefs.InodeEmbedder { return &symlink{fsys: f, file: file} }
 	case cache.KindRemote:
 		e.mode = fileMode
-		e.node = func() fusefs.InodeEmbedder { return &remoteFile{fsys: f, st: st, model: model, file: file} }
+		e.node = func() fusefs.InodeEmbedder { return &remoteFile{folder: at, file: file} }
 	default:
 		e.mode = fileMode
-		e.node = func() fusefs.InodeEmbedder { return &dataFile{fsys: f, file: file, st: st, model: model} }
+		e.node = func() fusefs.InodeEmbedder { return &dataFile{folder: at, file: file} }
 	}
 	return e
 }
@@ -251,7 +330,22 @@ func (d *modelDir) errorEntry(err error) entry {
 	return d.fsys.dataEntry([]byte(cache.CleanText(msg)), d.fsys.mounted, d.st.Name, d.name, ErrorName)
 }
 
+// Getattr: the kernel asks for it when the folder's attributes expired
+// (versionedTimeout) and it lists the folder again. Its listing is kept
+// (noOpendir): a model shown before and no longer fresh is asked for
+// here, in the background and at most once per versionedTimeout, as an
+// open of the folder did, so that one changed on the store is found and
+// the kernel told (FS.modelChanged). The answer never waits for it.
 func (d *modelDir) Getattr(_ context.Context, _ fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	d.mu.Lock()
+	shown := d.shown != nil
+	d.mu.Unlock()
+	now := time.Now().UnixNano()
+	if last := d.asked.Load(); shown && now-last > int64(versionedTimeout) {
+		if _, fresh := d.fsys.cat.CachedModel(d.st, d.name); !fresh && d.asked.CompareAndSwap(last, now) {
+			go func() { _, _ = d.fsys.cat.Model(context.Background(), d.st, d.name) }()
+		}
+	}
 	d.fsys.setAttr(&out.Attr, modelDirMode, 0, d.fsys.mounted)
 	out.SetTimeout(versionedTimeout)
 	return 0
@@ -336,22 +430,26 @@ func (d *modelDir) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno
 	return dirStream(es), 0
 }
 
-// OpendirHandle opens the folder for reading. The kernel reads it with
-// READDIRPLUS, which looks up every entry: through the handle, entries
-// that need sizes are left for a LOOKUP of their own, so that listing a
-// folder (a shell glob, grep over */info.json) asks the store nothing.
-// The kernel keeps the listing (FOPEN_CACHE_DIR, KEEP_CACHE): a warm
-// ls -lR is then answered as from a local disk. It is dropped whenever the
-// folder may show other names: a refresh, a model found changed,
-// re-fetched or sized into another folder (FS.modelChanged).
+// OpendirHandle opens the folder for one READDIR(PLUS) (the kernel itself
+// opens directories: noOpendir). The kernel reads it with READDIRPLUS,
+// which looks up every entry: through the handle, entries that need
+// sizes are left for a LOOKUP of their own, so that listing a folder (a
+// shell glob, grep over */info.json) asks the store nothing. The kernel
+// keeps the listing: a warm ls -lR is then answered as from a local disk.
+// It is dropped whenever the folder may show other names: a refresh, a
+// model found changed, re-fetched or sized into another folder
+// (FS.modelChanged), and just after it is read while it shows a failure.
+// The flags matter only to a kernel that still sends OPENDIR.
 func (d *modelDir) OpendirHandle(ctx context.Context, _ uint32) (fusefs.FileHandle, uint32, syscall.Errno) {
 	es, resolved, errno := d.entries(ctx)
 	if errno != 0 {
 		return nil, 0, errno
 	}
 	var keep uint32
-	if resolved { // a failure shows until the model resolves: not kept
+	if resolved {
 		keep = fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE
+	} else { // a failure shows until the model resolves: not kept
+		d.fsys.inval.dropListingSoon(d.EmbeddedInode())
 	}
 	return &dirHandle{ds: dirStream(es), lookup: func(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
 		return d.lookup(ctx, name, out, false)

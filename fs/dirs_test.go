@@ -313,7 +313,7 @@ func TestModelDirBroken(t *testing.T) {
 // nothing, and its names are ENOENT.
 func TestModelDirGone(t *testing.T) {
 	e := newEnv(t)
-	md := &modelDir{fsys: e.fsys, st: e.st(), name: "not-a-model"}
+	md := &modelDir{folder: folder{fsys: e.fsys, st: e.st(), name: "not-a-model"}}
 	sd := e.storeNode(t, "sample")
 	sd.EmbeddedInode().NewInode(context.Background(), md, fusefs.StableAttr{Mode: syscall.S_IFDIR, Ino: 12345})
 	var out fuse.EntryOut

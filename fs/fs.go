@@ -237,7 +237,11 @@ func (f *FS) lookupEntry(ctx context.Context, parent *fusefs.Inode, e entry, out
 		out.SetEntryTimeout(versionedTimeout)
 		out.SetAttrTimeout(versionedTimeout)
 	}
-	return parent.NewInode(ctx, e.node(), fusefs.StableAttr{Mode: e.mode, Ino: e.ino})
+	child := parent.NewInode(ctx, e.node(), fusefs.StableAttr{Mode: e.mode, Ino: e.ino})
+	if sd, ok := child.Operations().(*storeDir); ok { // its mtime says which listing the kernel keeps
+		f.setAttr(&out.Attr, e.mode, e.size, sd.mtime())
+	}
+	return child
 }
 
 // dirStream lists entries (already sorted) for Readdir.

@@ -26,6 +26,8 @@ type invalidator struct {
 type invalJob struct {
 	dir  *fusefs.Inode
 	done chan struct{}
+	// listing: drop dir's own listing only (dropListingSoon)
+	listing bool
 }
 
 func newInvalidator(log *zap.Logger, wait time.Duration) *invalidator {
@@ -37,6 +39,10 @@ func newInvalidator(log *zap.Logger, wait time.Duration) *invalidator {
 func (iv *invalidator) run() {
 	defer close(iv.done)
 	for job := range iv.jobs {
+		if job.listing {
+			iv.checked("listing invalidation", "", job.dir.NotifyContent(0, 0))
+			continue
+		}
 		iv.dropListings(job.dir)
 		for name := range job.dir.Children() {
 			iv.checked("entry invalidation", name, job.dir.NotifyEntry(name))
@@ -45,14 +51,17 @@ func (iv *invalidator) run() {
 	}
 }
 
-// dropListings has the kernel drop the listings it keeps of model folders
-// (opened with FOPEN_CACHE_DIR): of dir itself when it is one, else of
-// those below it.
+// dropListings has the kernel drop the listings it keeps (of every
+// directory: noOpendir) of dir and of the store and model directories
+// below it.
 func (iv *invalidator) dropListings(dir *fusefs.Inode) {
 	switch n := dir.Operations().(type) {
 	case *modelDir:
 		iv.checked("listing invalidation", n.name, dir.NotifyContent(0, 0))
 	case *rootDir, *storeDir:
+		if n, ok := n.(*storeDir); ok {
+			iv.checked("listing invalidation", n.st.Name, dir.NotifyContent(0, 0))
+		}
 		for _, child := range dir.Children() {
 			if child.IsDir() {
 				iv.dropListings(child)
@@ -111,6 +120,26 @@ func (iv *invalidator) forgetChildrenLater(dir *fusefs.Inode) {
 	case iv.jobs <- invalJob{dir: dir, done: make(chan struct{})}:
 	default:
 		iv.log.Debug("kernel entry invalidation queue full")
+	}
+}
+
+// dropListingSoon has the kernel drop the listing of dir it is being
+// sent (a failure, shown until the store answers: the kernel keeps every
+// listing, see noOpendir), once it has stored it: shortly after, and
+// again a second later in case the reader had not run yet.
+func (iv *invalidator) dropListingSoon(dir *fusefs.Inode) {
+	for _, after := range []time.Duration{50 * time.Millisecond, time.Second} {
+		time.AfterFunc(after, func() {
+			iv.mu.Lock()
+			defer iv.mu.Unlock()
+			if iv.closed {
+				return
+			}
+			select {
+			case iv.jobs <- invalJob{dir: dir, listing: true}:
+			default: // a full queue: the next listing of dir drops it again
+			}
+		})
 	}
 }
 

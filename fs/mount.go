@@ -80,8 +80,12 @@ func Mount(dir string, f *FS, mo MountOptions) (*fuse.Server, error) {
 		opts.MountOptions.DirectMountFlags = syscall.MS_NOSUID | syscall.MS_NODEV | syscall.MS_RDONLY
 		opts.MountOptions.Options = append(opts.MountOptions.Options, "ro")
 	}
-	server, err := fusefs.Mount(dir, f.Root(), opts)
+	server, err := fuse.NewServer(noOpendir{fusefs.NewNodeFS(f.Root(), opts)}, dir, &opts.MountOptions)
 	if err != nil {
+		return nil, fmt.Errorf("mount %s: %w", dir, err)
+	}
+	go server.Serve()
+	if err := server.WaitMount(); err != nil {
 		return nil, fmt.Errorf("mount %s: %w", dir, err)
 	}
 	f.coldDirect.Store(mo.DirectIO && server.KernelSettings().Flags64()&fuse.CAP_DIRECT_IO_ALLOW_MMAP != 0)

@@ -6,6 +6,8 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/modelstorefs/modelstorefs/cache"
+
 	"github.com/hanwen/go-fuse/v2/fuse"
 
 	"github.com/modelstorefs/modelstorefs/cache"

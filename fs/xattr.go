@@ -49,7 +49,7 @@ func (n *dataFile) xattrs() map[string]string {
 	if n.file.Remote == "" {
 		return nil
 	}
-	ref := cache.Ref{Store: n.st, Model: n.model, Name: n.file.Remote, Meta: n.file.Meta}
+	ref := cache.Ref{Store: n.st, Model: n.name, Name: n.file.Remote, Meta: n.file.Meta}
 	data := n.file.Bytes()
 	a := refXattrs(ref, int64(len(data)))
 	sum := sha256.Sum256(data)

@@ -7,8 +7,8 @@ import (
 	"time"
 )
 
-// TestTuneGC: the tuner sets GOGC 50 once the live heap is large, and
-// back to 100 once it is small again.
+// TestTuneGC: the tuner sets GOGC 50 once the live heap is large, 35 once
+// it is huge, and back to 100 once it is small again.
 func TestTuneGC(t *testing.T) {
 	t.Setenv("GOGC", "") // the tuner leaves a GOGC the user set alone
 	tuneGC()
@@ -19,9 +19,10 @@ func TestTuneGC(t *testing.T) {
 		live int
 		want int64
 	}{
-		{"large heap", 2 * largeHeap, 50},
+		{"large heap", largeHeap + largeHeap/2, 50},
+		{"huge heap", 2 * hugeHeap, 35},
 		{"small heap", 0, 100},
-		{"large again", 2 * largeHeap, 50},
+		{"large again", largeHeap + largeHeap/2, 50},
 	} {
 		held = make([]byte, tc.live)
 		for i := range held {
