@@ -6,8 +6,6 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/modelstorefs/modelstorefs/cache"
-
 	"github.com/hanwen/go-fuse/v2/fuse"
 
 	"github.com/modelstorefs/modelstorefs/cache"

@@ -131,7 +131,7 @@ func TestFaultAnswers(t *testing.T) {
 
 	s.Set("f", data)
 	s.AddFault("f", Fault{Kind: FaultDelay, Times: 1, Delay: 200 * time.Millisecond})
-	s.AddFault("f", Fault{Kind: FaultThrottle, Times: 1, Rate: 512 << 10})
+	s.AddFault("f", Fault{Kind: FaultThrottle, Times: 1, Rate: 256 << 10}) // 128 KiB: 0.5 s, the first write's burst included
 	for _, want := range []time.Duration{200 * time.Millisecond, 200 * time.Millisecond} {
 		start := time.Now()
 		if _, body, err := get(t, c, s, "f", ""); err != nil || !bytes.Equal(body, data) {
