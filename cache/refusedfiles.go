@@ -2,7 +2,8 @@ package cache
 
 // Files the byte engine refused because their bytes did not match the
 // store's digest are named in their model's error.txt (with both
-// digests) until a later read verifies them.
+// digests); once a later read verifies one, the next layout of its folder
+// (a refresh, its TTL) leaves it out.
 
 import (
 	"errors"
@@ -27,8 +28,8 @@ type refusals struct {
 	m  map[modelKey]map[string]string // model -> store file -> why
 }
 
-// fileRefused records (err set) or clears (err nil) a refusal, and has
-// the model's folder laid out again when its error.txt changes.
+// fileRefused records (err set) or clears (err nil) a refusal; a new
+// refusal has the model's folder laid out again.
 func (c *Catalog) fileRefused(ref Ref, err error) {
 	if err != nil && !errors.Is(err, remote.ErrDigestMismatch) {
 		return
@@ -58,7 +59,11 @@ func (c *Catalog) fileRefused(ref Ref, err error) {
 	}
 	r.mu.Unlock()
 	if err == nil {
+		// The folder keeps its error.txt until it is laid out again (a
+		// refresh, its TTL): a file vanishing from a folder being copied
+		// would fail the copy.
 		c.log.Info("file verified: no longer refused", zap.String("store", ref.Store.Name), zap.String("model", ref.Model), zap.String("file", ref.Name))
+		return
 	}
 	// Resolved again (conditionally) and laid out with its error.txt: a
 	// folder's layout is fixed for as long as its Model is.
@@ -74,7 +79,7 @@ func (c *Catalog) refusedProblems(st *Store, model string) []*digits.Problem {
 	var out []*digits.Problem
 	for name, why := range r.m[modelKey{st.idx, model}] {
 		out = append(out, &digits.Problem{Severity: digits.Warning, File: name,
-			Msg: fmt.Sprintf("%s: refused when read, its bytes do not match the store's digest (%s); read again once the store serves the right bytes", name, why)})
+			Msg: fmt.Sprintf("%s: refused when read, its bytes do not match the store's digest (%s); read again, it is fetched afresh", name, why)})
 	}
 	return out
 }

@@ -13,8 +13,8 @@ import (
 )
 
 // TestRefusedFileInErrorText: a file whose bytes the engine refused is
-// named in its model's error.txt, with why, until it verifies; the
-// folder is told to the filesystem each time.
+// named in its model's error.txt, with why (the filesystem is told);
+// once it verifies, the next layout (a refresh) leaves it out.
 func TestRefusedFileInErrorText(t *testing.T) {
 	srv := storetest.NewServer(t, storetest.SampleFiles(t), remotetest.Options{})
 	e := newEnv(t, srv, Config{})
@@ -45,10 +45,16 @@ func TestRefusedFileInErrorText(t *testing.T) {
 	}
 	e.cat.fileRefused(ref, fmt.Errorf("another failure")) // not a refusal: nothing changes
 	e.cat.fileRefused(ref, nil)
-	if got := errorTxt(); got != before {
-		t.Errorf("error.txt once the file verified:\n%s\nwant as before:\n%s", got, before)
+	// Verified: the folder keeps its error.txt (it may be being copied)
+	// until it is laid out again.
+	if got := errorTxt(); !strings.Contains(got, weights+": refused") {
+		t.Errorf("error.txt right after the file verified:\n%s", got)
 	}
-	if told != 2 {
-		t.Errorf("the folder was told changed %d times, want 2", told)
+	e.cat.Refresh(e.st)
+	if got := errorTxt(); got != before {
+		t.Errorf("error.txt after a refresh:\n%s\nwant as before:\n%s", got, before)
+	}
+	if told < 1 {
+		t.Errorf("the folder was told changed %d times, want at least once", told)
 	}
 }
