@@ -47,7 +47,28 @@ func TestCLIMessages(t *testing.T) {
 	t.Parallel() // its own servers and mounts; mostly waiting
 	src := itest.CopyStore(t)
 	s := itest.StartGoStore(t, src, "/")
-	store := itest.StoreName(s.Base)
+	for _, c := range cliMessageCases(t, src, s.Base) {
+		t.Run(c.name, func(t *testing.T) {
+			checkCLIMessage(t, c)
+		})
+	}
+}
+
+// cliMessageCase is a command line, the exit status it wants and what its
+// output must say (in one line when oneLine).
+type cliMessageCase struct {
+	name    string
+	args    []string
+	code    int
+	want    []string
+	oneLine bool
+}
+
+// cliMessageCases is the table of TestCLIMessages, for the store folder
+// src served at base; it makes the folders and files the command lines
+// name.
+func cliMessageCases(t *testing.T, src, base string) []cliMessageCase {
+	store := itest.StoreName(base)
 	mnt, cacheDir, jobs := t.TempDir(), t.TempDir(), t.TempDir()
 	closed := fmt.Sprintf("http://127.0.0.1:%d/", itest.FreePort(t))
 	nonEmpty := t.TempDir()
@@ -55,80 +76,76 @@ func TestCLIMessages(t *testing.T) {
 	aFile := filepath.Join(t.TempDir(), "cache")
 	writeFile(t, aFile, "not a directory")
 	missing := filepath.Join(t.TempDir(), "models")
-	cases := []struct {
-		name    string
-		args    []string
-		code    int
-		want    []string
-		oneLine bool
-	}{
+	return []cliMessageCase{
 		{"version command", []string{"version"}, 0, []string{"modelstorefs ", "go: go1.", "go-fuse: v2."}, false},
 		{"--version", []string{"--version"}, 0, []string{"modelstorefs ", "go: go1.", "go-fuse: v2."}, false},
 		{"unknown flag", []string{"mount", mnt, "--cache-sise", "1G"}, 1,
 			[]string{"modelstorefs: mount: unknown flag --cache-sise (did you mean --cache-size?); see 'modelstorefs mount --help'"}, true},
-		{"a mount flag on ls", []string{"ls", "--store", s.Base, "--retry-window", "2s"}, 1,
+		{"a mount flag on ls", []string{"ls", "--store", base, "--retry-window", "2s"}, 1,
 			[]string{"modelstorefs: ls: unknown flag --retry-window (a flag of mount, prefetch); see 'modelstorefs ls --help'"}, true},
 		{"unknown command, a typo", []string{"unmont", mnt}, 1, []string{`unknown command "unmont" (did you mean unmount?)`}, true},
-		{"--cache-dir is a file", []string{"mount", mnt, "--store", s.Base, "--cache-dir", aFile}, 1,
+		{"--cache-dir is a file", []string{"mount", mnt, "--store", base, "--cache-dir", aFile}, 1,
 			[]string{"--cache-dir " + aFile + " is a file, not a directory"}, true},
-		{"--cache-dir is a file, --daemon", []string{"mount", "--daemon", mnt, "--store", s.Base, "--cache-dir", aFile}, 1,
+		{"--cache-dir is a file, --daemon", []string{"mount", "--daemon", mnt, "--store", base, "--cache-dir", aFile}, 1,
 			[]string{"--cache-dir " + aFile + " is a file, not a directory"}, true},
-		{"--cache-dir under a file", []string{"ls", "--store", s.Base, "--cache-dir", filepath.Join(aFile, "sub")}, 1,
+		{"--cache-dir under a file", []string{"ls", "--store", base, "--cache-dir", filepath.Join(aFile, "sub")}, 1,
 			[]string{"--cache-dir " + filepath.Join(aFile, "sub") + ": a parent of it is a file"}, true},
-		{"missing mountpoint", []string{"mount", missing, "--store", s.Base, "--cache-dir", cacheDir}, 1,
+		{"missing mountpoint", []string{"mount", missing, "--store", base, "--cache-dir", cacheDir}, 1,
 			[]string{"mountpoint " + missing + " does not exist: create it first (mkdir -p " + missing + ")"}, true},
 		{"fstab line with none and no store", []string{"none", mnt, "-o", "allow_other,cache_dir=" + cacheDir}, 1,
 			[]string{"no model store given: write the store URLs in the SOURCE field", "store= or store_file="}, true},
 		{"unknown command", []string{"mnt"}, 1, []string{`modelstorefs: unknown command "mnt"; see 'modelstorefs --help'`}, true},
 		{"help COMMAND", []string{"help", "check"}, 0, []string{"modelstorefs check - validate model stores"}, false},
 		{"unknown global flag", []string{"--verbose", "ls"}, 1, []string{"unknown flag --verbose; see 'modelstorefs --help'"}, true},
-		{"--ttl without unit", []string{"mount", "--store", s.Base, "--ttl", "5", mnt}, 1,
+		{"--ttl without unit", []string{"mount", "--store", base, "--ttl", "5", mnt}, 1,
 			[]string{`--ttl: "5" is not a duration`, "24h"}, true},
-		{"unknown log level", []string{"mount", mnt, "--store", s.Base, "--log-level", "verbose"}, 1,
+		{"unknown log level", []string{"mount", mnt, "--store", base, "--log-level", "verbose"}, 1,
 			[]string{`--log-level: "verbose" is not a level; use debug, info, warn or error`}, true},
 		{"store URL without scheme", []string{"mount", mnt, "--store", "127.0.0.1:18601"}, 1,
 			[]string{"a store URL needs http:// or https://, e.g. http://127.0.0.1:18601"}, true},
 		{"check host:port", []string{"check", "127.0.0.1:18601"}, 1,
 			[]string{"check: 127.0.0.1:18601 is not a directory; for a store on the network write the URL: http://127.0.0.1:18601"}, true},
 		{"check ftp URL", []string{"check", "ftp://x/"}, 1, []string{"only http:// and https:// stores can be checked, not ftp://"}, true},
-		{"mount over a non-empty dir", []string{"mount", nonEmpty, "--store", s.Base, "--cache-dir", cacheDir}, 1,
+		{"mount over a non-empty dir", []string{"mount", nonEmpty, "--store", base, "--cache-dir", cacheDir}, 1,
 			[]string{"is not empty", "--allow-non-empty"}, true},
-		{"import: no such store", []string{"import", "nostore/lenet", "--store", s.Base, "--cache-dir", cacheDir, "--jobs-dir", jobs}, 1,
+		{"import: no such store", []string{"import", "nostore/lenet", "--store", base, "--cache-dir", cacheDir, "--jobs-dir", jobs}, 1,
 			[]string{"modelstorefs: import: no store named \"nostore\""}, true},
-		{"import: no such model", []string{"import", store + "/nosuch", "--store", s.Base, "--cache-dir", cacheDir, "--jobs-dir", jobs}, 1,
+		{"import: no such model", []string{"import", store + "/nosuch", "--store", base, "--cache-dir", cacheDir, "--jobs-dir", jobs}, 1,
 			[]string{"modelstorefs: import: ", "no such model", "(list the models with: modelstorefs ls)"}, true},
-		{"import: not STORE/MODEL", []string{"import", "lenet", "--jobs-dir", jobs, "--store", s.Base}, 1,
+		{"import: not STORE/MODEL", []string{"import", "lenet", "--jobs-dir", jobs, "--store", base}, 1,
 			[]string{"modelstorefs: import: \"lenet\" is not STORE/MODEL"}, true},
 		// Flags after the positional argument, and --store mixed with -s.
-		{"flags anywhere, --store and -s", []string{"import", store + "/lenet", "--store", s.Base, "-s", "other=" + s.Base,
+		{"flags anywhere, --store and -s", []string{"import", store + "/lenet", "--store", base, "-s", "other=" + base,
 			"--cache-dir", cacheDir, "--jobs-dir", jobs}, 0, []string{"Imported " + store + "/lenet as job"}, false},
-		{"ls with flags after", []string{"ls", "--store", s.Base, "--cache-dir", cacheDir, "-s", "other=" + closed, "--filter", "lenet"}, 0,
+		{"ls with flags after", []string{"ls", "--store", base, "--cache-dir", cacheDir, "-s", "other=" + closed, "--filter", "lenet"}, 0,
 			[]string{store + "  lenet", "store other:"}, false},
 		{"check DIR with flags after", []string{"check", src, "--jobs", "2"}, 1, []string{"models,", "importable"}, false},
 		{"serve DIR with flags after", []string{"serve", src, "--addr", "127.0.0.1:0", "--log-level", "loud"}, 1,
 			[]string{`--log-level: "loud" is not a level`}, true},
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			out, code := runExit(t, nil, c.args...)
-			if code != c.code {
-				t.Errorf("exit status %d, want %d\n%s", code, c.code, out)
-			}
-			for _, w := range c.want {
-				if !strings.Contains(out, w) {
-					t.Errorf("output does not say %q:\n%s", w, out)
-				}
-			}
-			if c.oneLine && strings.Count(strings.TrimSpace(out), "\n") != 0 {
-				t.Errorf("want one line, got:\n%s", out)
-			}
-			if strings.Contains(c.name, "--cache-dir") && strings.Contains(out, "--log-file") {
-				t.Errorf("a --cache-dir mistake reported as a --log-file one:\n%s", out)
-			}
-			if strings.Contains(c.name, "fstab") && strings.Contains(out, "--store") {
-				t.Errorf("the fstab helper points to --store, which an fstab line cannot give:\n%s", out)
-			}
-		})
+}
+
+// checkCLIMessage runs c's command line and checks its exit status and
+// output.
+func checkCLIMessage(t *testing.T, c cliMessageCase) {
+	t.Helper()
+	out, code := runExit(t, nil, c.args...)
+	if code != c.code {
+		t.Errorf("exit status %d, want %d\n%s", code, c.code, out)
+	}
+	for _, w := range c.want {
+		if !strings.Contains(out, w) {
+			t.Errorf("output does not say %q:\n%s", w, out)
+		}
+	}
+	if c.oneLine && strings.Count(strings.TrimSpace(out), "\n") != 0 {
+		t.Errorf("want one line, got:\n%s", out)
+	}
+	if strings.Contains(c.name, "--cache-dir") && strings.Contains(out, "--log-file") {
+		t.Errorf("a --cache-dir mistake reported as a --log-file one:\n%s", out)
+	}
+	if strings.Contains(c.name, "fstab") && strings.Contains(out, "--store") {
+		t.Errorf("the fstab helper points to --store, which an fstab line cannot give:\n%s", out)
 	}
 }
 

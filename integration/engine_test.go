@@ -352,18 +352,7 @@ func TestEngineKillDuringDownload(t *testing.T) {
 
 	m1 := engMount(t, mnt, cacheDir, []string{srv.base})
 	path := filepath.Join(mnt, itest.StoreName(srv.base), "lenet", "model.caffemodel")
-	readDone := make(chan error, 1)
-	go func() {
-		// Ends with an error when the daemon dies.
-		f, err := os.Open(path)
-		if err != nil {
-			readDone <- err
-			return
-		}
-		defer f.Close()
-		_, err = io.Copy(io.Discard, f)
-		readDone <- err
-	}()
+	readDone := engReadInBackground(path)
 	deadline := time.Now().Add(15 * time.Second)
 	for srv.sent.Load() < 20<<20 {
 		if time.Now().After(deadline) {
@@ -386,18 +375,7 @@ func TestEngineKillDuringDownload(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Error("a reader of the killed mount still hangs")
 	}
-	// Nothing complete in the cache; the partial file is there.
-	for p, s := range engCacheFiles(t, cacheDir, "objects") {
-		if s != sums["lenet"] {
-			t.Errorf("the killed daemon left a wrong object %s", p)
-		}
-	}
-	if p := engCacheFiles(t, cacheDir, "partial"); len(p) == 0 {
-		t.Log("no partial file after the kill (the daemon may not fallocate up front)")
-	}
-	if _, err := os.Stat(mnt); !errors.Is(err, syscall.ENOTCONN) {
-		t.Logf("dead mountpoint: stat gives %v (expected ENOTCONN)", err)
-	}
+	engCheckAfterKill(t, cacheDir, mnt, sums["lenet"])
 
 	// A new daemon on the same mountpoint and cache dir, full speed.
 	srv.rate.Store(0)
@@ -419,6 +397,45 @@ func TestEngineKillDuringDownload(t *testing.T) {
 	m2.Stop(t)
 	if itest.IsMounted(mnt) {
 		t.Error("mountpoint still mounted after the second daemon stopped")
+	}
+}
+
+// engReadInBackground reads the file at path to its end on a goroutine
+// of its own, and sends on the channel returned how the read ended (with
+// an error when the daemon dies).
+func engReadInBackground(path string) <-chan error {
+	readDone := make(chan error, 1)
+	go func() {
+		// Ends with an error when the daemon dies.
+		f, err := os.Open(path)
+		if err != nil {
+			readDone <- err
+			return
+		}
+		defer f.Close()
+		_, err = io.Copy(io.Discard, f)
+		readDone <- err
+	}()
+	return readDone
+}
+
+// engCheckAfterKill checks what a daemon killed mid-download leaves: no
+// object in cacheDir but one of sum (nothing wrong committed), and logs
+// whether a partial file is left and what stat of the dead mountpoint mnt
+// gives.
+func engCheckAfterKill(t *testing.T, cacheDir, mnt, sum string) {
+	t.Helper()
+	// Nothing complete in the cache; the partial file is there.
+	for p, s := range engCacheFiles(t, cacheDir, "objects") {
+		if s != sum {
+			t.Errorf("the killed daemon left a wrong object %s", p)
+		}
+	}
+	if p := engCacheFiles(t, cacheDir, "partial"); len(p) == 0 {
+		t.Log("no partial file after the kill (the daemon may not fallocate up front)")
+	}
+	if _, err := os.Stat(mnt); !errors.Is(err, syscall.ENOTCONN) {
+		t.Logf("dead mountpoint: stat gives %v (expected ENOTCONN)", err)
 	}
 }
 

@@ -94,12 +94,35 @@ func TestJobIdentity(t *testing.T) {
 	rootA, rootB := filepath.Join(m.Dir, itest.StoreName(a.Base)), filepath.Join(m.Dir, itest.StoreName(b.Base))
 
 	// Which folder is copied where, and the id its mounted pickle carries.
-	copies := []struct{ from, to string }{
+	copies := []jobCopy{
 		{filepath.Join(rootA, "lenet"), "lenet"},
 		{filepath.Join(rootB, "lenet"), "lenet-2"},
 		{filepath.Join(rootA, "alexnet-torch"), "my-alexnet"},
 		{filepath.Join(rootA, uni), uni},
 	}
+	ids := mountedCopyIDs(t, copies)
+	// The id is stable: every model of store A, read again, and the
+	// folder's name never appears as the id.
+	if again := pickleID(t, itest.ReadFile(t, filepath.Join(rootA, "lenet", "status.pickle"))); again != ids["lenet"] {
+		t.Errorf("lenet's id changed between reads: %s, %s", ids["lenet"], again)
+	}
+
+	for _, py := range pythons(t) {
+		t.Run(filepath.Base(py), func(t *testing.T) {
+			checkJobIdentityInDigits(t, py, copies, ids, filepath.Join(rootA, "lenet"), uni)
+		})
+	}
+}
+
+// jobCopy is a mounted model folder and the name it is copied to in a
+// DIGITS jobs folder.
+type jobCopy struct{ from, to string }
+
+// mountedCopyIDs reads the id of every copy's mounted status.pickle and
+// checks each is an ASCII YYYYMMDD-HHMMSS-xxxx and no two are alike. It
+// returns copy name -> id.
+func mountedCopyIDs(t *testing.T, copies []jobCopy) map[string]string {
+	t.Helper()
 	ids := map[string]string{} // copy name -> id
 	seen := map[string]string{}
 	for _, c := range copies {
@@ -112,81 +135,84 @@ func TestJobIdentity(t *testing.T) {
 		}
 		seen[id], ids[c.to] = c.from, id
 	}
-	// The id is stable: every model of store A, read again, and the
-	// folder's name never appears as the id.
-	if again := pickleID(t, itest.ReadFile(t, filepath.Join(rootA, "lenet", "status.pickle"))); again != ids["lenet"] {
-		t.Errorf("lenet's id changed between reads: %s, %s", ids["lenet"], again)
+	return ids
+}
+
+// digitsJobLines returns the "JOB id name" part of the JOB lines of a
+// DIGITS start, failing the test on any FAILED line.
+func digitsJobLines(t *testing.T, lines []string) []string {
+	t.Helper()
+	var got []string
+	for _, l := range lines {
+		if strings.HasPrefix(l, "FAILED") {
+			t.Errorf("DIGITS failed to load a job: %s", l)
+		}
+		if f := strings.Fields(l); len(f) >= 3 && f[0] == "JOB" {
+			got = append(got, strings.Join(f[:3], " "))
+		}
+	}
+	return got
+}
+
+// checkJobIdentityInDigits copies the folders into a jobs folder and
+// checks, with DIGITS under python py, that each loads as a job keyed by
+// its mounted id, across restarts, a delete of the non-ASCII model uni,
+// and a second copy of lenet (mounted at lenetDir).
+func checkJobIdentityInDigits(t *testing.T, py string, copies []jobCopy, ids map[string]string, lenetDir, uni string) {
+	t.Helper()
+	jobs := writableTempDir(t)
+	for _, c := range copies {
+		if out, err := itest.RunCmd(t, "cp", "-r", c.from, filepath.Join(jobs, c.to)); err != nil {
+			t.Fatalf("cp -r %s %s: %v %s", c.from, c.to, err, out)
+		}
+	}
+	// load_jobs.py: every folder loads as a Done job, no two ids alike.
+	out := runLoader(t, py, jobs)
+	if n := strings.Count(out, "OK "); n != len(copies) {
+		t.Errorf("load_jobs.py: %d jobs OK, want %d", n, len(copies))
+	}
+	var want []string
+	for _, c := range copies {
+		want = append(want, "JOB "+ids[c.to]+" "+c.to)
+	}
+	slices.Sort(want)
+	// First start: all four listed, keyed by id, each from its folder.
+	if got := digitsJobLines(t, runStart(t, py, jobs)); !slices.Equal(got, want) {
+		t.Errorf("first start lists %q, want %q", got, want)
+	}
+	for _, c := range copies {
+		if bytes.Equal(itest.ReadFile(t, filepath.Join(jobs, c.to, "status.pickle")), itest.ReadFile(t, filepath.Join(c.from, "status.pickle"))) {
+			t.Errorf("%s: DIGITS did not rewrite status.pickle on load", c.to)
+		}
+	}
+	// Second start, on the pickles DIGITS rewrote.
+	if got := digitsJobLines(t, runStart(t, py, jobs)); !slices.Equal(got, want) {
+		t.Errorf("second start lists %q, want %q", got, want)
+	}
+	// Delete the non-ASCII model, as the web UI's Delete does.
+	lines := runStart(t, py, jobs, ids[uni])
+	if !slices.Contains(lines, "DELETED "+ids[uni]) {
+		t.Errorf("deleting %s (%s): %q", uni, ids[uni], lines)
+	}
+	if _, err := os.Stat(filepath.Join(jobs, uni)); !os.IsNotExist(err) {
+		t.Errorf("%s still exists after the delete: %v", uni, err)
+	}
+	if got := digitsJobLines(t, runStart(t, py, jobs)); len(got) != len(copies)-1 {
+		t.Errorf("after the delete DIGITS lists %q", got)
 	}
 
-	for _, py := range pythons(t) {
-		t.Run(filepath.Base(py), func(t *testing.T) {
-			jobs := writableTempDir(t)
-			for _, c := range copies {
-				if out, err := itest.RunCmd(t, "cp", "-r", c.from, filepath.Join(jobs, c.to)); err != nil {
-					t.Fatalf("cp -r %s %s: %v %s", c.from, c.to, err, out)
-				}
-			}
-			// load_jobs.py: every folder loads as a Done job, no two ids alike.
-			out := runLoader(t, py, jobs)
-			if n := strings.Count(out, "OK "); n != len(copies) {
-				t.Errorf("load_jobs.py: %d jobs OK, want %d", n, len(copies))
-			}
-			var want []string
-			for _, c := range copies {
-				want = append(want, "JOB "+ids[c.to]+" "+c.to)
-			}
-			slices.Sort(want)
-			jobLines := func(lines []string) []string {
-				var got []string
-				for _, l := range lines {
-					if strings.HasPrefix(l, "FAILED") {
-						t.Errorf("DIGITS failed to load a job: %s", l)
-					}
-					if f := strings.Fields(l); len(f) >= 3 && f[0] == "JOB" {
-						got = append(got, strings.Join(f[:3], " "))
-					}
-				}
-				return got
-			}
-			// First start: all four listed, keyed by id, each from its folder.
-			if got := jobLines(runStart(t, py, jobs)); !slices.Equal(got, want) {
-				t.Errorf("first start lists %q, want %q", got, want)
-			}
-			for _, c := range copies {
-				if bytes.Equal(itest.ReadFile(t, filepath.Join(jobs, c.to, "status.pickle")), itest.ReadFile(t, filepath.Join(c.from, "status.pickle"))) {
-					t.Errorf("%s: DIGITS did not rewrite status.pickle on load", c.to)
-				}
-			}
-			// Second start, on the pickles DIGITS rewrote.
-			if got := jobLines(runStart(t, py, jobs)); !slices.Equal(got, want) {
-				t.Errorf("second start lists %q, want %q", got, want)
-			}
-			// Delete the non-ASCII model, as the web UI's Delete does.
-			lines := runStart(t, py, jobs, ids[uni])
-			if !slices.Contains(lines, "DELETED "+ids[uni]) {
-				t.Errorf("deleting %s (%s): %q", uni, ids[uni], lines)
-			}
-			if _, err := os.Stat(filepath.Join(jobs, uni)); !os.IsNotExist(err) {
-				t.Errorf("%s still exists after the delete: %v", uni, err)
-			}
-			if got := jobLines(runStart(t, py, jobs)); len(got) != len(copies)-1 {
-				t.Errorf("after the delete DIGITS lists %q", got)
-			}
-
-			// The same model copied twice is one job to DIGITS: same id.
-			if out, err := itest.RunCmd(t, "cp", "-r", filepath.Join(rootA, "lenet"), filepath.Join(jobs, "lenet-again")); err != nil {
-				t.Fatalf("cp: %v %s", err, out)
-			}
-			n := 0
-			for _, l := range jobLines(runStart(t, py, jobs)) {
-				if strings.HasPrefix(l, "JOB "+ids["lenet"]+" ") {
-					n++
-				}
-			}
-			if n != 1 {
-				t.Errorf("lenet copied twice: DIGITS lists it %d times, want once (jobs are keyed by id)", n)
-			}
-		})
+	// The same model copied twice is one job to DIGITS: same id.
+	if out, err := itest.RunCmd(t, "cp", "-r", lenetDir, filepath.Join(jobs, "lenet-again")); err != nil {
+		t.Fatalf("cp: %v %s", err, out)
+	}
+	n := 0
+	for _, l := range digitsJobLines(t, runStart(t, py, jobs)) {
+		if strings.HasPrefix(l, "JOB "+ids["lenet"]+" ") {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("lenet copied twice: DIGITS lists it %d times, want once (jobs are keyed by id)", n)
 	}
 }
 

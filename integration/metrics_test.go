@@ -95,51 +95,104 @@ func TestMetrics(t *testing.T) {
 	itest.ReadFile(t, filepath.Join(root, weights)) // again: a cache hit (or the page cache)
 	itest.ListDir(t, filepath.Join(m.Dir, gone))
 
-	fams := scrape(t, addr)
-	at := func(name string, labels map[string]string) float64 {
-		t.Helper()
-		v, ok := metricValue(fams, name, labels)
-		if !ok {
-			t.Errorf("no %s%v in the scrape", name, labels)
-		}
-		return v
-	}
-	atLeast := func(name string, labels map[string]string, min float64) {
-		t.Helper()
-		if v := at(name, labels); v < min {
-			t.Errorf("%s%v = %v, want at least %v", name, labels, v, min)
-		}
-	}
-	atLeast("modelstorefs_http_requests_total", map[string]string{"store": live, "method": "GET", "status": "2xx"}, 2)
-	atLeast("modelstorefs_http_requests_total", map[string]string{"store": gone, "status": "error"}, 1)
-	atLeast("modelstorefs_http_received_bytes_total", map[string]string{"store": live}, size)
-	if v := at("modelstorefs_http_received_bytes_total", map[string]string{"store": gone}); v != 0 {
-		t.Errorf("bytes received from the dead store = %v", v)
-	}
-	if v := at("modelstorefs_store_up", map[string]string{"store": live}); v != 1 {
-		t.Errorf("live store_up = %v, want 1", v)
-	}
-	if v := at("modelstorefs_store_up", map[string]string{"store": gone}); v != 0 {
-		t.Errorf("dead store_up = %v, want 0", v)
-	}
-	atLeast("modelstorefs_store_models", map[string]string{"store": live}, 4)
-	atLeast("modelstorefs_store_info", map[string]string{"store": live, "url": s.Base}, 1)
-	atLeast("modelstorefs_cache_opens_total", map[string]string{"result": "miss"}, 1)
-	atLeast("modelstorefs_cache_files", nil, 1)
-	atLeast("modelstorefs_cache_bytes", nil, size)
-	atLeast("modelstorefs_cache_limit_bytes", nil, size)
-	at("modelstorefs_downloads_in_flight", nil)
-	at("modelstorefs_cache_evictions_total", nil)
-	at("modelstorefs_cache_evicted_bytes_total", nil)
-	atLeast("modelstorefs_read_duration_seconds", nil, 1)
-	daemon := at("modelstorefs_served_bytes_total", map[string]string{"path": "daemon"})
-	passthrough := at("modelstorefs_served_bytes_total", map[string]string{"path": "passthrough"})
-	if daemon+passthrough < size {
-		t.Errorf("served bytes: %v through the daemon + %v passthrough, want at least %d", daemon, passthrough, size)
-	}
+	sc := scraped{t: t, fams: scrape(t, addr)}
+	checkMetricsAfterReads(sc, s.Base, live, gone, size)
 
 	// Conventions: one namespace, counters end in _total, no
 	// hand-made units.
+	checkMetricNames(t, sc.fams)
+
+	// The store fails: a file not yet cached gives EIO within the retry
+	// window, counted by errno, and the store is down.
+	s.Down.Store(true)
+	err := itest.WithTimeout(t, 60*time.Second, "read while down", func() error {
+		_, err := os.ReadFile(filepath.Join(m.Dir, live, "inception-tf", "snapshot_5.ckpt.meta"))
+		return err
+	})
+	if !errors.Is(err, syscall.EIO) {
+		t.Fatalf("read while the store answers 503: %v, want EIO", err)
+	}
+	sc = scraped{t: t, fams: scrape(t, addr)}
+	sc.atLeast("modelstorefs_errors_total", map[string]string{"errno": "EIO"}, 1)
+	sc.atLeast("modelstorefs_http_requests_total", map[string]string{"store": live, "status": "5xx"}, 1)
+	if v := sc.at("modelstorefs_store_up", map[string]string{"store": live}); v != 0 {
+		t.Errorf("store_up of a store answering 503 = %v, want 0", v)
+	}
+
+	// The client library's linter (naming conventions, units, help).
+	lintMetrics(t, sc.fams)
+
+	// .stats stays, with the same counters.
+	if st := itest.ReadFile(t, filepath.Join(m.Dir, ".stats")); !strings.Contains(string(st), `"bytes_passthrough_estimate"`) || !strings.Contains(string(st), `"evictions"`) {
+		t.Errorf(".stats lacks the new counters:\n%s", st)
+	}
+}
+
+// scraped is one scrape of the metrics endpoint, with the checks
+// TestMetrics makes on it.
+type scraped struct {
+	t    *testing.T
+	fams map[string]*dto.MetricFamily
+}
+
+// at returns the value of the metric name with labels, failing the test
+// when the scrape has none.
+func (sc scraped) at(name string, labels map[string]string) float64 {
+	sc.t.Helper()
+	v, ok := metricValue(sc.fams, name, labels)
+	if !ok {
+		sc.t.Errorf("no %s%v in the scrape", name, labels)
+	}
+	return v
+}
+
+// atLeast fails the test when the metric name with labels is below min.
+func (sc scraped) atLeast(name string, labels map[string]string, min float64) {
+	sc.t.Helper()
+	if v := sc.at(name, labels); v < min {
+		sc.t.Errorf("%s%v = %v, want at least %v", name, labels, v, min)
+	}
+}
+
+// checkMetricsAfterReads checks the scrape taken after the weights (size
+// bytes) were read twice from the live store and the dead store's folder
+// was listed.
+func checkMetricsAfterReads(sc scraped, base, live, gone string, size float64) {
+	t := sc.t
+	t.Helper()
+	sc.atLeast("modelstorefs_http_requests_total", map[string]string{"store": live, "method": "GET", "status": "2xx"}, 2)
+	sc.atLeast("modelstorefs_http_requests_total", map[string]string{"store": gone, "status": "error"}, 1)
+	sc.atLeast("modelstorefs_http_received_bytes_total", map[string]string{"store": live}, size)
+	if v := sc.at("modelstorefs_http_received_bytes_total", map[string]string{"store": gone}); v != 0 {
+		t.Errorf("bytes received from the dead store = %v", v)
+	}
+	if v := sc.at("modelstorefs_store_up", map[string]string{"store": live}); v != 1 {
+		t.Errorf("live store_up = %v, want 1", v)
+	}
+	if v := sc.at("modelstorefs_store_up", map[string]string{"store": gone}); v != 0 {
+		t.Errorf("dead store_up = %v, want 0", v)
+	}
+	sc.atLeast("modelstorefs_store_models", map[string]string{"store": live}, 4)
+	sc.atLeast("modelstorefs_store_info", map[string]string{"store": live, "url": base}, 1)
+	sc.atLeast("modelstorefs_cache_opens_total", map[string]string{"result": "miss"}, 1)
+	sc.atLeast("modelstorefs_cache_files", nil, 1)
+	sc.atLeast("modelstorefs_cache_bytes", nil, size)
+	sc.atLeast("modelstorefs_cache_limit_bytes", nil, size)
+	sc.at("modelstorefs_downloads_in_flight", nil)
+	sc.at("modelstorefs_cache_evictions_total", nil)
+	sc.at("modelstorefs_cache_evicted_bytes_total", nil)
+	sc.atLeast("modelstorefs_read_duration_seconds", nil, 1)
+	daemon := sc.at("modelstorefs_served_bytes_total", map[string]string{"path": "daemon"})
+	passthrough := sc.at("modelstorefs_served_bytes_total", map[string]string{"path": "passthrough"})
+	if daemon+passthrough < size {
+		t.Errorf("served bytes: %v through the daemon + %v passthrough, want at least %d", daemon, passthrough, int(size))
+	}
+}
+
+// checkMetricNames checks the naming conventions: one namespace, counters
+// end in _total, no hand-made units.
+func checkMetricNames(t *testing.T, fams map[string]*dto.MetricFamily) {
+	t.Helper()
 	for name, f := range fams {
 		if !strings.HasPrefix(name, "modelstorefs_") && !strings.HasPrefix(name, "go_") && !strings.HasPrefix(name, "process_") && !strings.HasPrefix(name, "promhttp_") {
 			t.Errorf("metric %s outside the modelstorefs_ namespace", name)
@@ -153,25 +206,12 @@ func TestMetrics(t *testing.T) {
 			}
 		}
 	}
+}
 
-	// The store fails: a file not yet cached gives EIO within the retry
-	// window, counted by errno, and the store is down.
-	s.Down.Store(true)
-	err := itest.WithTimeout(t, 60*time.Second, "read while down", func() error {
-		_, err := os.ReadFile(filepath.Join(m.Dir, live, "inception-tf", "snapshot_5.ckpt.meta"))
-		return err
-	})
-	if !errors.Is(err, syscall.EIO) {
-		t.Fatalf("read while the store answers 503: %v, want EIO", err)
-	}
-	fams = scrape(t, addr)
-	atLeast("modelstorefs_errors_total", map[string]string{"errno": "EIO"}, 1)
-	atLeast("modelstorefs_http_requests_total", map[string]string{"store": live, "status": "5xx"}, 1)
-	if v := at("modelstorefs_store_up", map[string]string{"store": live}); v != 0 {
-		t.Errorf("store_up of a store answering 503 = %v, want 0", v)
-	}
-
-	// The client library's linter (naming conventions, units, help).
+// lintMetrics runs the client library's linter (naming conventions, units,
+// help) over the modelstorefs_ families.
+func lintMetrics(t *testing.T, fams map[string]*dto.MetricFamily) {
+	t.Helper()
 	mfs := make([]*dto.MetricFamily, 0, len(fams))
 	for name, f := range fams {
 		if strings.HasPrefix(name, "modelstorefs_") {
@@ -184,11 +224,6 @@ func TestMetrics(t *testing.T) {
 	}
 	for _, p := range problems {
 		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
-	}
-
-	// .stats stays, with the same counters.
-	if st := itest.ReadFile(t, filepath.Join(m.Dir, ".stats")); !strings.Contains(string(st), `"bytes_passthrough_estimate"`) || !strings.Contains(string(st), `"evictions"`) {
-		t.Errorf(".stats lacks the new counters:\n%s", st)
 	}
 }
 

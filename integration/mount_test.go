@@ -267,13 +267,27 @@ func itoa(n int) string { return strconv.Itoa(n) }
 // EROFS, and SIGHUP is the refresh.
 func TestReadOnly(t *testing.T) {
 	t.Parallel() // its own servers, mounts and temp dirs; nothing shared
-	modes := []struct {
-		name      string
-		flags     []string
-		wantOpts  string // first of the mount's options in mountinfo
-		touchErr  error  // of touch .refresh
-		refreshBy func(t *testing.T, m *itest.Mount, root string)
-	}{
+	for _, mode := range readOnlyModes() {
+		t.Run(mode.name, func(t *testing.T) {
+			checkReadOnlyMode(t, mode)
+		})
+	}
+}
+
+// readOnlyMode is one way of mounting read-only, and how a refresh is
+// asked for under it.
+type readOnlyMode struct {
+	name      string
+	flags     []string
+	wantOpts  string // first of the mount's options in mountinfo
+	touchErr  error  // of touch .refresh
+	refreshBy func(t *testing.T, m *itest.Mount, root string)
+}
+
+// readOnlyModes is the table of TestReadOnly: the daemon refusing writes
+// (the default), and the kernel refusing them (-o ro).
+func readOnlyModes() []readOnlyMode {
+	return []readOnlyMode{
 		{"daemon-enforced (default)", nil, "rw", nil, func(t *testing.T, m *itest.Mount, root string) {
 			if out, err := itest.RunCmd(t, "touch", filepath.Join(root, ".refresh")); err != nil {
 				t.Fatalf("touch .refresh: %v %s", err, out)
@@ -294,72 +308,80 @@ func TestReadOnly(t *testing.T) {
 			}, 10*time.Second)
 		}},
 	}
-	for _, mode := range modes {
-		t.Run(mode.name, func(t *testing.T) {
-			src := itest.CopyStore(t)
-			s := itest.StartGoStore(t, src, "/")
-			m := itest.StartMount(t, []string{s.Base}, mode.flags...)
-			infos, err := mountinfo.GetMounts(mountinfo.SingleEntryFilter(m.Dir))
-			if err != nil || len(infos) != 1 {
-				t.Fatalf("mountinfo of %s: %v %v", m.Dir, infos, err)
-			}
-			// Options: the mount's own (findmnt's VFS-OPTIONS);
-			// VFSOptions: the superblock's (FS-OPTIONS).
-			mi := infos[0]
-			if first, _, _ := strings.Cut(mi.Options, ","); first != mode.wantOpts ||
-				!slices.Contains(strings.Split(mi.VFSOptions, ","), mode.wantOpts) {
-				t.Errorf("mountinfo: mount options %q, superblock options %q; want %s in both", mi.Options, mi.VFSOptions, mode.wantOpts)
-			}
+}
 
-			root := filepath.Join(m.Dir, itest.StoreName(s.Base))
-			lenet := filepath.Join(root, "lenet")
-			info := filepath.Join(lenet, "info.json")
-			itest.ListDir(t, lenet)
-			cases := map[string]func() error{
-				"create":     func() error { _, err := os.Create(filepath.Join(lenet, "new")); return err },
-				"open rw":    func() error { _, err := os.OpenFile(info, os.O_RDWR, 0); return err },
-				"open trunc": func() error { _, err := os.OpenFile(info, os.O_WRONLY|os.O_TRUNC, 0); return err },
-				"mkdir":      func() error { return os.Mkdir(filepath.Join(lenet, "d"), 0o755) },
-				"mkdir root": func() error { return os.Mkdir(filepath.Join(m.Dir, "d"), 0o755) },
-				"unlink":     func() error { return os.Remove(info) },
-				"rmdir":      func() error { return syscall.Rmdir(lenet) },
-				"rename":     func() error { return os.Rename(info, filepath.Join(lenet, "x.json")) },
-				"symlink":    func() error { return os.Symlink("info.json", filepath.Join(lenet, "l")) },
-				"link":       func() error { return os.Link(info, filepath.Join(lenet, "h")) },
-				"chmod":      func() error { return os.Chmod(info, 0o666) },
-				"truncate":   func() error { return os.Truncate(info, 0) },
-				"utimes":     func() error { return os.Chtimes(info, time.Now(), time.Now()) },
-				"setxattr":   func() error { return syscall.Setxattr(info, "user.x", []byte("1"), 0) },
-				"mknod":      func() error { return syscall.Mknod(filepath.Join(lenet, "fifo"), syscall.S_IFIFO|0o644, 0) },
-			}
-			for name, fn := range cases {
-				err := itest.WithTimeout(t, 10*time.Second, name, fn)
-				if !errors.Is(err, syscall.EROFS) {
-					t.Errorf("%s: %v, want EROFS", name, err)
-				}
-			}
-			if got := itest.ReadFile(t, info); !bytes.Equal(got, itest.ReadFile(t, filepath.Join(src, "lenet", "info.json"))) {
-				t.Error("info.json changed")
-			}
+// checkReadOnlyMode mounts a copy of the store as mode says and checks
+// the mount options, that every write fails with EROFS, and that the
+// refresh gesture works as mode says.
+func checkReadOnlyMode(t *testing.T, mode readOnlyMode) {
+	src := itest.CopyStore(t)
+	s := itest.StartGoStore(t, src, "/")
+	m := itest.StartMount(t, []string{s.Base}, mode.flags...)
+	infos, err := mountinfo.GetMounts(mountinfo.SingleEntryFilter(m.Dir))
+	if err != nil || len(infos) != 1 {
+		t.Fatalf("mountinfo of %s: %v %v", m.Dir, infos, err)
+	}
+	// Options: the mount's own (findmnt's VFS-OPTIONS);
+	// VFSOptions: the superblock's (FS-OPTIONS).
+	mi := infos[0]
+	if first, _, _ := strings.Cut(mi.Options, ","); first != mode.wantOpts ||
+		!slices.Contains(strings.Split(mi.VFSOptions, ","), mode.wantOpts) {
+		t.Errorf("mountinfo: mount options %q, superblock options %q; want %s in both", mi.Options, mi.VFSOptions, mode.wantOpts)
+	}
 
-			// The refresh gesture: touch .refresh reaches the daemon only
-			// where the kernel lets writes through.
-			touchErr := itest.WithTimeout(t, 10*time.Second, "touch .refresh", func() error {
-				now := time.Now()
-				return os.Chtimes(filepath.Join(root, ".refresh"), now, now)
-			})
-			if !errors.Is(touchErr, mode.touchErr) || (mode.touchErr == nil) != (touchErr == nil) {
-				t.Errorf("touch .refresh: %v, want %v", touchErr, mode.touchErr)
-			}
-			if err := os.CopyFS(filepath.Join(src, "newnet"), os.DirFS(filepath.Join(src, "alexnet-torch"))); err != nil {
-				t.Fatal(err)
-			}
-			writeFile(t, filepath.Join(src, "master.json"), `{"msg": "v2", "children": ["lenet", "newnet"]}`)
-			mode.refreshBy(t, m, root)
-			if got, want := itest.ListDir(t, root), []string{".refresh", "lenet", "models.tsv", "newnet", "welcome.txt"}; !slices.Equal(got, want) {
-				t.Errorf("after the refresh: %q, want %q", got, want)
-			}
-		})
+	root := filepath.Join(m.Dir, itest.StoreName(s.Base))
+	lenet := filepath.Join(root, "lenet")
+	info := filepath.Join(lenet, "info.json")
+	itest.ListDir(t, lenet)
+	for name, fn := range readOnlyWrites(m.Dir, lenet, info) {
+		err := itest.WithTimeout(t, 10*time.Second, name, fn)
+		if !errors.Is(err, syscall.EROFS) {
+			t.Errorf("%s: %v, want EROFS", name, err)
+		}
+	}
+	if got := itest.ReadFile(t, info); !bytes.Equal(got, itest.ReadFile(t, filepath.Join(src, "lenet", "info.json"))) {
+		t.Error("info.json changed")
+	}
+
+	// The refresh gesture: touch .refresh reaches the daemon only
+	// where the kernel lets writes through.
+	touchErr := itest.WithTimeout(t, 10*time.Second, "touch .refresh", func() error {
+		now := time.Now()
+		return os.Chtimes(filepath.Join(root, ".refresh"), now, now)
+	})
+	if !errors.Is(touchErr, mode.touchErr) || (mode.touchErr == nil) != (touchErr == nil) {
+		t.Errorf("touch .refresh: %v, want %v", touchErr, mode.touchErr)
+	}
+	if err := os.CopyFS(filepath.Join(src, "newnet"), os.DirFS(filepath.Join(src, "alexnet-torch"))); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(src, "master.json"), `{"msg": "v2", "children": ["lenet", "newnet"]}`)
+	mode.refreshBy(t, m, root)
+	if got, want := itest.ListDir(t, root), []string{".refresh", "lenet", "models.tsv", "newnet", "welcome.txt"}; !slices.Equal(got, want) {
+		t.Errorf("after the refresh: %q, want %q", got, want)
+	}
+}
+
+// readOnlyWrites returns, by name, every kind of write to the mount at
+// dir: in the model folder lenet, to its info.json file info, and at the
+// mount's root.
+func readOnlyWrites(dir, lenet, info string) map[string]func() error {
+	return map[string]func() error{
+		"create":     func() error { _, err := os.Create(filepath.Join(lenet, "new")); return err },
+		"open rw":    func() error { _, err := os.OpenFile(info, os.O_RDWR, 0); return err },
+		"open trunc": func() error { _, err := os.OpenFile(info, os.O_WRONLY|os.O_TRUNC, 0); return err },
+		"mkdir":      func() error { return os.Mkdir(filepath.Join(lenet, "d"), 0o755) },
+		"mkdir root": func() error { return os.Mkdir(filepath.Join(dir, "d"), 0o755) },
+		"unlink":     func() error { return os.Remove(info) },
+		"rmdir":      func() error { return syscall.Rmdir(lenet) },
+		"rename":     func() error { return os.Rename(info, filepath.Join(lenet, "x.json")) },
+		"symlink":    func() error { return os.Symlink("info.json", filepath.Join(lenet, "l")) },
+		"link":       func() error { return os.Link(info, filepath.Join(lenet, "h")) },
+		"chmod":      func() error { return os.Chmod(info, 0o666) },
+		"truncate":   func() error { return os.Truncate(info, 0) },
+		"utimes":     func() error { return os.Chtimes(info, time.Now(), time.Now()) },
+		"setxattr":   func() error { return syscall.Setxattr(info, "user.x", []byte("1"), 0) },
+		"mknod":      func() error { return syscall.Mknod(filepath.Join(lenet, "fifo"), syscall.S_IFIFO|0o644, 0) },
 	}
 }
 

@@ -417,6 +417,35 @@ func TestForwardProxy(t *testing.T) {
 	}
 
 	seen := vs.requests()
+	checkStoreSawSquidOnce(t, seen, weights)
+	logData, err := os.ReadFile(proxy.accessLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(logData), "http://"+host+":"+port+"/"+weights) {
+		t.Errorf("squid's access log does not show the weights:\n%s", logData)
+	}
+	t.Logf("two nodes through squid: the store saw %d requests, all via squid, and sent the weights once", len(seen))
+
+	// The store goes away: a third node, with an empty cache, still
+	// gets the listing and the model from squid.
+	vs.CloseClientConnections()
+	vs.Close()
+	checkFreshNodeViaSquid(t, wrapper, storeURL, want)
+	if logData, err = os.ReadFile(proxy.accessLog); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("store down: a fresh node read the model through squid; squid's statuses over the test: %v", squidStatuses(logData))
+	if t.Failed() {
+		t.Logf("store's requests:\n%s\nsquid's access log:\n%s", strings.Join(seen, "\n"), logData)
+	}
+}
+
+// checkStoreSawSquidOnce checks the requests the store saw: some, every
+// one through squid, and the body of weights sent once (squid may
+// revalidate it, with a 304).
+func checkStoreSawSquidOnce(t *testing.T, seen []string, weights string) {
+	t.Helper()
 	if len(seen) == 0 {
 		t.Fatal("the store saw no request")
 	}
@@ -435,19 +464,13 @@ func TestForwardProxy(t *testing.T) {
 	if len(bodies) != 1 {
 		t.Errorf("two nodes: the store sent the weights %d times, want once (then squid's cache): %q", len(bodies), bodies)
 	}
-	logData, err := os.ReadFile(proxy.accessLog)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(string(logData), "http://"+host+":"+port+"/"+weights) {
-		t.Errorf("squid's access log does not show the weights:\n%s", logData)
-	}
-	t.Logf("two nodes through squid: the store saw %d requests, all via squid, and sent the weights once", len(seen))
+}
 
-	// The store goes away: a third node, with an empty cache, still
-	// gets the listing and the model from squid.
-	vs.CloseClientConnections()
-	vs.Close()
+// checkFreshNodeViaSquid mounts storeURL with a fresh cache through the
+// proxy wrapper and checks that it lists lenet and reads its weights
+// (want) from squid alone.
+func checkFreshNodeViaSquid(t *testing.T, wrapper, storeURL string, want []byte) {
+	t.Helper()
 	m := itest.MountWith(t, wrapper, t.TempDir(), t.TempDir(), []string{storeURL})
 	root := filepath.Join(m.Dir, itest.StoreName(storeURL))
 	if got := itest.ListDir(t, root); !slices.Contains(got, "lenet") || slices.Contains(got, "error.txt") {
@@ -455,19 +478,18 @@ func TestForwardProxy(t *testing.T) {
 	} else if got := itest.ReadFile(t, filepath.Join(root, "lenet", "model.caffemodel")); string(got) != string(want) {
 		t.Errorf("store down, fresh node through squid: weights differ (%d bytes, want %d)", len(got), len(want))
 	}
-	if logData, err = os.ReadFile(proxy.accessLog); err != nil {
-		t.Fatal(err)
-	}
+}
+
+// squidStatuses counts the lines of squid's access log by their status
+// (the fourth field, e.g. TCP_MISS/200).
+func squidStatuses(logData []byte) map[string]int {
 	statuses := map[string]int{}
 	for _, line := range strings.Split(string(logData), "\n") {
 		if f := strings.Fields(line); len(f) > 3 {
 			statuses[f[3]]++
 		}
 	}
-	t.Logf("store down: a fresh node read the model through squid; squid's statuses over the test: %v", statuses)
-	if t.Failed() {
-		t.Logf("store's requests:\n%s\nsquid's access log:\n%s", strings.Join(seen, "\n"), logData)
-	}
+	return statuses
 }
 
 // TestForwardProxyManyNodes: four nodes read the same model

@@ -171,6 +171,30 @@ func TestServeAndCheckCommands(t *testing.T) {
 	if err := os.Symlink(outside, filepath.Join(src, "lenet", "escape.txt")); err != nil {
 		t.Fatal(err)
 	}
+	base := startServeCommand(t, src)
+	checkServedStore(t, base, src)
+
+	// check, against the served URL and the directory.
+	for _, target := range []string{base, src} {
+		out, err := runBinary(t, nil, "check", target)
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(out, "broken: error") {
+			t.Errorf("check %s: %v\n%s", target, err, out)
+		}
+	}
+	if err := os.RemoveAll(filepath.Join(src, "broken")); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(src, "master.json"), `{"msg": "ok", "children": ["lenet", "alexnet-torch", "inception-tf"]}`)
+	if out, err := runBinary(t, nil, "check", src); err != nil {
+		t.Errorf("check of a good store: %v\n%s", err, out)
+	}
+}
+
+// startServeCommand starts `modelstorefs serve` of the folder src on a
+// free port, stopped by SIGTERM (which it must obey) when the test ends,
+// waits until it answers, and returns its base URL.
+func startServeCommand(t *testing.T, src string) string {
+	t.Helper()
 	addr := "127.0.0.1:" + strconv.Itoa(itest.FreePort(t))
 	cmd := exec.Command(itest.Binary, "serve", "--addr", addr, src)
 	logs := &itest.SyncBuffer{}
@@ -204,11 +228,18 @@ func TestServeAndCheckCommands(t *testing.T) {
 		t.Fatalf("serve not answering: %v\n%s", err, logs)
 	}
 	resp.Body.Close()
+	return base
+}
 
+// checkServedStore checks that the store src served at base answers
+// Range and If-None-Match requests, and does not follow lenet/escape.txt,
+// a symlink out of the store.
+func checkServedStore(t *testing.T, base, src string) {
+	t.Helper()
 	weights, _ := os.ReadFile(filepath.Join(src, "lenet", "snapshot_iter_28140.caffemodel"))
 	req, _ := http.NewRequest(http.MethodGet, base+"lenet/snapshot_iter_28140.caffemodel", nil)
 	req.Header.Set("Range", "bytes=100-199")
-	resp, err = http.DefaultClient.Do(req)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,21 +263,6 @@ func TestServeAndCheckCommands(t *testing.T) {
 		}
 	}
 	resp.Body.Close()
-
-	// check, against the served URL and the directory.
-	for _, target := range []string{base, src} {
-		out, err := runBinary(t, nil, "check", target)
-		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(out, "broken: error") {
-			t.Errorf("check %s: %v\n%s", target, err, out)
-		}
-	}
-	if err := os.RemoveAll(filepath.Join(src, "broken")); err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, filepath.Join(src, "master.json"), `{"msg": "ok", "children": ["lenet", "alexnet-torch", "inception-tf"]}`)
-	if out, err := runBinary(t, nil, "check", src); err != nil {
-		t.Errorf("check of a good store: %v\n%s", err, out)
-	}
 }
 
 // TestCompletionScripts: the completion scripts are valid for their shell.

@@ -55,6 +55,52 @@ var verdictCases = []verdictCase{
 // check and import binaries, and asserts the same answer everywhere.
 func TestOneVerdict(t *testing.T) {
 	t.Parallel() // its own servers and mounts; mostly waiting
+	var auxBack atomic.Bool
+	base := serveVerdictStore(t, &auxBack)
+	store := itest.StoreName(base)
+	env := []string{"DIGITS_MODEL_STORE_URL=" + base}
+
+	// The mount.
+	m := itest.StartMount(t, []string{base}, "--retry-window", "2s")
+	root := filepath.Join(m.Dir, store)
+	checkVerdictMount(t, m, root)
+
+	// The binaries, against the same store.
+	bins := runVerdictBinaries(t, env, base)
+	jobs := t.TempDir()
+	for _, c := range verdictCases {
+		checkVerdictLsAndCheck(t, c, bins, root)
+		// import
+		out, err := runBinary(t, env, "import", "--cache-dir", bins.cacheDir, "--jobs-dir", jobs, store+"/"+c.model)
+		if got := err == nil; got != c.importable {
+			t.Errorf("import %s: %v, want importable %v\n%s", c.model, err, c.importable, out)
+		}
+		if !c.importable && !strings.Contains(out, "cannot be imported") {
+			t.Errorf("import %s refused without saying why:\n%s", c.model, out)
+		}
+	}
+	if !strings.Contains(bins.checkOut, "model badaux: aux.json is not valid JSON") || !strings.Contains(bins.checkOut, "DIGITS' own store page fails") {
+		t.Errorf("check does not report badaux's aux.json as a store-level problem")
+	}
+	// Every imported job is one DIGITS loads (no empty weights among them).
+	for _, py := range pythons(t) {
+		if out := runLoader(t, py, jobs); strings.Count(out, "OK ") != 3 {
+			t.Errorf("%s: imported jobs:\n%s", py, out)
+		}
+	}
+
+	// aux.json comes back: the mount asks for it again on its own (it was
+	// never remembered as absent) and the dataset shows.
+	auxBack.Store(true)
+	waitFlakyAuxBack(t, root)
+}
+
+// serveVerdictStore writes one copy of lenet per verdict case (changed as
+// the case says) and a master.json naming them, and serves them over HTTP;
+// flakyaux/aux.json answers 502 until auxBack is set. It returns the
+// store's base URL.
+func serveVerdictStore(t *testing.T, auxBack *atomic.Bool) string {
+	t.Helper()
 	src := t.TempDir()
 	var names []string
 	for _, c := range verdictCases {
@@ -70,8 +116,6 @@ func TestOneVerdict(t *testing.T) {
 	master, _ := json.Marshal(map[string]any{"msg": "verdicts", "children": names})
 	writeFile(t, filepath.Join(src, "master.json"), string(master))
 
-	// flakyaux/aux.json answers 502 until auxBack is set.
-	var auxBack atomic.Bool
 	files := http.FileServer(http.Dir(src))
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/flakyaux/aux.json" && !auxBack.Load() {
@@ -81,13 +125,14 @@ func TestOneVerdict(t *testing.T) {
 		files.ServeHTTP(w, r)
 	}))
 	t.Cleanup(srv.Close)
-	base := srv.URL + "/"
-	store := itest.StoreName(base)
-	env := []string{"DIGITS_MODEL_STORE_URL=" + base}
+	return srv.URL + "/"
+}
 
-	// The mount.
-	m := itest.StartMount(t, []string{base}, "--retry-window", "2s")
-	root := filepath.Join(m.Dir, store)
+// checkVerdictMount checks every case's verdict as the mount shows it:
+// status.pickle, models.tsv, error.txt and the url xattrs; and that
+// flakyaux hides aux.json while it fails, and the failure is logged.
+func checkVerdictMount(t *testing.T, m *itest.Mount, root string) {
+	t.Helper()
 	// The store's folder listings (Go's file server) name files without
 	// sizes: a verdict an empty file decides is settled when its folder
 	// is opened (until then models.tsv shows it on presence alone).
@@ -112,17 +157,7 @@ func TestOneVerdict(t *testing.T) {
 			t.Errorf("models.tsv: %s dataset %q, want MNIST", c.model, row["dataset"])
 		}
 		checkErrorTxt(t, dir, entries, c.importable)
-		// info.json and aux.json carry the xattrs of every fetched file.
-		for _, f := range []string{"info.json", "aux.json"} {
-			if !slices.Contains(entries, f) {
-				continue
-			}
-			buf := make([]byte, 1024)
-			n, err := syscall.Getxattr(filepath.Join(dir, f), "user.modelstore.url", buf)
-			if err != nil || !strings.HasSuffix(string(buf[:max(n, 0)]), "/"+c.model+"/"+f) {
-				t.Errorf("%s/%s: user.modelstore.url = %q, %v", c.model, f, buf[:max(n, 0)], err)
-			}
-		}
+		checkURLXattrs(t, c.model, dir, entries)
 	}
 	if entries := itest.ListDir(t, filepath.Join(root, "flakyaux")); slices.Contains(entries, "aux.json") || slices.Contains(entries, "license.txt") {
 		t.Errorf("flakyaux shows %q while aux.json fails", entries)
@@ -130,80 +165,103 @@ func TestOneVerdict(t *testing.T) {
 	if !strings.Contains(m.Logs.String(), "aux.json failed") {
 		t.Errorf("the aux.json failure was not logged")
 	}
+}
 
-	// The binaries, against the same store.
-	cacheDir := t.TempDir()
-	out, err := runBinary(t, env, "ls", "--cache-dir", cacheDir, "--json")
+// checkURLXattrs checks that info.json and aux.json, where listed, carry
+// the user.modelstore.url xattr of every fetched file.
+func checkURLXattrs(t *testing.T, model, dir string, entries []string) {
+	t.Helper()
+	for _, f := range []string{"info.json", "aux.json"} {
+		if !slices.Contains(entries, f) {
+			continue
+		}
+		buf := make([]byte, 1024)
+		n, err := syscall.Getxattr(filepath.Join(dir, f), "user.modelstore.url", buf)
+		if err != nil || !strings.HasSuffix(string(buf[:max(n, 0)]), "/"+model+"/"+f) {
+			t.Errorf("%s/%s: user.modelstore.url = %q, %v", model, f, buf[:max(n, 0)], err)
+		}
+	}
+}
+
+// verdictBinaries is what `ls --json`, `ls` and `check` said about the
+// verdict store.
+type verdictBinaries struct {
+	cacheDir string
+	jsonOut  string  // ls --json
+	rows     []lsRow // jsonOut, parsed
+	lsTable  string  // ls
+	checkOut string  // check
+}
+
+// runVerdictBinaries runs `ls --json`, `ls` and `check` against the store,
+// and checks that check exits 1 (some models cannot be imported).
+func runVerdictBinaries(t *testing.T, env []string, base string) verdictBinaries {
+	t.Helper()
+	b := verdictBinaries{cacheDir: t.TempDir()}
+	out, err := runBinary(t, env, "ls", "--cache-dir", b.cacheDir, "--json")
 	if err != nil {
 		t.Fatalf("ls --json: %v\n%s", err, out)
 	}
-	var rows []lsRow
-	if err := json.Unmarshal([]byte(out), &rows); err != nil {
+	b.jsonOut = out
+	if err := json.Unmarshal([]byte(out), &b.rows); err != nil {
 		t.Fatalf("ls --json: %v\n%s", err, out)
 	}
-	lsTable, err := runBinary(t, env, "ls", "--cache-dir", cacheDir)
+	b.lsTable, err = runBinary(t, env, "ls", "--cache-dir", b.cacheDir)
 	if err != nil {
-		t.Fatalf("ls: %v\n%s", err, lsTable)
+		t.Fatalf("ls: %v\n%s", err, b.lsTable)
 	}
-	checkOut, checkErr := runBinary(t, nil, "check", base)
-	t.Logf("check %s:\n%s", base, checkOut)
+	var checkErr error
+	b.checkOut, checkErr = runBinary(t, nil, "check", base)
+	t.Logf("check %s:\n%s", base, b.checkOut)
 	var ee *exec.ExitError
 	if !errors.As(checkErr, &ee) || ee.ExitCode() != 1 {
 		t.Errorf("check exit: %v, want 1 (models that cannot be imported)", checkErr)
 	}
-	jobs := t.TempDir()
-	for _, c := range verdictCases {
-		// ls
-		i := slices.IndexFunc(rows, func(r lsRow) bool { return r.Model == c.model })
-		if i < 0 {
-			t.Errorf("ls --json has no %s:\n%s", c.model, out)
-		} else if rows[i].Importable != c.importable || rows[i].AuxUnknown != c.auxUnknown {
-			t.Errorf("ls --json: %s importable %v aux_unknown %v, want %v %v", c.model, rows[i].Importable, rows[i].AuxUnknown, c.importable, c.auxUnknown)
-		} else if (rows[i].Why != "") == c.importable {
-			t.Errorf("ls --json: %s why %q, importable %v", c.model, rows[i].Why, c.importable)
-		}
-		if i >= 0 && !c.importable { // why is the first blocker error.txt lists
-			errTxt := string(itest.ReadFile(t, filepath.Join(root, c.model, "error.txt")))
-			if !strings.Contains(errTxt, "cannot be imported into DIGITS:\n- "+rows[i].Why+"\n") {
-				t.Errorf("ls --json: %s why %q; error.txt:\n%s", c.model, rows[i].Why, errTxt)
-			}
-		}
-		line := lineWith(lsTable, " "+c.model+" ")
-		want := map[bool]string{true: "yes", false: "no"}[c.importable]
-		if got := tableColumn(t, lsTable, line, "IMPORTABLE"); got != want {
-			t.Errorf("ls: %s importable column %q, want %q (line %q)", c.model, got, want, line)
-		} else if c.auxUnknown && !strings.Contains(line, " ? ") {
-			t.Errorf("ls: %s line %q does not show the dataset as unknown", c.model, line)
-		}
-		if why := tableColumn(t, lsTable, line, "WHY"); (why == "-") != c.importable || i >= 0 && !c.importable && why != rows[i].Why {
-			t.Errorf("ls: %s why column %q, want %q", c.model, why, map[bool]string{true: "-", false: "the --json why"}[c.importable])
-		}
-		// check: a model is importable when it has no error line.
-		if got := !strings.Contains(checkOut, "\n"+c.model+": error: ") && !strings.HasPrefix(checkOut, c.model+": error: "); got != c.importable {
-			t.Errorf("check: %s importable %v, want %v", c.model, got, c.importable)
-		}
-		// import
-		out, err := runBinary(t, env, "import", "--cache-dir", cacheDir, "--jobs-dir", jobs, store+"/"+c.model)
-		if got := err == nil; got != c.importable {
-			t.Errorf("import %s: %v, want importable %v\n%s", c.model, err, c.importable, out)
-		}
-		if !c.importable && !strings.Contains(out, "cannot be imported") {
-			t.Errorf("import %s refused without saying why:\n%s", c.model, out)
-		}
-	}
-	if !strings.Contains(checkOut, "model badaux: aux.json is not valid JSON") || !strings.Contains(checkOut, "DIGITS' own store page fails") {
-		t.Errorf("check does not report badaux's aux.json as a store-level problem")
-	}
-	// Every imported job is one DIGITS loads (no empty weights among them).
-	for _, py := range pythons(t) {
-		if out := runLoader(t, py, jobs); strings.Count(out, "OK ") != 3 {
-			t.Errorf("%s: imported jobs:\n%s", py, out)
-		}
-	}
+	return b
+}
 
-	// aux.json comes back: the mount asks for it again on its own (it was
-	// never remembered as absent) and the dataset shows.
-	auxBack.Store(true)
+// checkVerdictLsAndCheck checks one case's verdict in the output of
+// `ls --json`, `ls` and `check`, and that ls's why is the first blocker
+// the mount's error.txt lists.
+func checkVerdictLsAndCheck(t *testing.T, c verdictCase, b verdictBinaries, root string) {
+	t.Helper()
+	rows := b.rows
+	i := slices.IndexFunc(rows, func(r lsRow) bool { return r.Model == c.model })
+	if i < 0 {
+		t.Errorf("ls --json has no %s:\n%s", c.model, b.jsonOut)
+	} else if rows[i].Importable != c.importable || rows[i].AuxUnknown != c.auxUnknown {
+		t.Errorf("ls --json: %s importable %v aux_unknown %v, want %v %v", c.model, rows[i].Importable, rows[i].AuxUnknown, c.importable, c.auxUnknown)
+	} else if (rows[i].Why != "") == c.importable {
+		t.Errorf("ls --json: %s why %q, importable %v", c.model, rows[i].Why, c.importable)
+	}
+	if i >= 0 && !c.importable { // why is the first blocker error.txt lists
+		errTxt := string(itest.ReadFile(t, filepath.Join(root, c.model, "error.txt")))
+		if !strings.Contains(errTxt, "cannot be imported into DIGITS:\n- "+rows[i].Why+"\n") {
+			t.Errorf("ls --json: %s why %q; error.txt:\n%s", c.model, rows[i].Why, errTxt)
+		}
+	}
+	lsTable := b.lsTable
+	line := lineWith(lsTable, " "+c.model+" ")
+	want := map[bool]string{true: "yes", false: "no"}[c.importable]
+	if got := tableColumn(t, lsTable, line, "IMPORTABLE"); got != want {
+		t.Errorf("ls: %s importable column %q, want %q (line %q)", c.model, got, want, line)
+	} else if c.auxUnknown && !strings.Contains(line, " ? ") {
+		t.Errorf("ls: %s line %q does not show the dataset as unknown", c.model, line)
+	}
+	if why := tableColumn(t, lsTable, line, "WHY"); (why == "-") != c.importable || i >= 0 && !c.importable && why != rows[i].Why {
+		t.Errorf("ls: %s why column %q, want %q", c.model, why, map[bool]string{true: "-", false: "the --json why"}[c.importable])
+	}
+	// check: a model is importable when it has no error line.
+	checkOut := b.checkOut
+	if got := !strings.Contains(checkOut, "\n"+c.model+": error: ") && !strings.HasPrefix(checkOut, c.model+": error: "); got != c.importable {
+		t.Errorf("check: %s importable %v, want %v", c.model, got, c.importable)
+	}
+}
+
+// waitFlakyAuxBack waits up to a minute for models.tsv to show flakyaux's
+// dataset and its folder to list aux.json.
+func waitFlakyAuxBack(t *testing.T, root string) {
+	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		row := tableRows(t, itest.ReadFile(t, filepath.Join(root, "models.tsv")))["flakyaux"]

@@ -733,6 +733,36 @@ func (b *benchState) sectionStore(t *testing.T) {
 	store := itest.StoreName(srv.URL)
 
 	// modelstorefs: reps runs, each on a fresh mount and cache; medians.
+	ms, msRuns, catOnly, catOnlyRuns := b.msfsStoreMedians(t, srv, store, wantSum)
+	var rc benchStoreResult
+	rcOK := false
+	if b.rclone != "" && b.fits(3*time.Minute) {
+		rc = b.storeRun(t, srv, b.rcloneMount(srv.URL, b.tempDir(t, "toolcache-"), false), "", wantSum, time.Minute, true)
+		rcOK = true
+	}
+	b.storePhaseRows(ms, msRuns, rc, rcOK)
+	what := "(c) 200 models, warm ls -lR, vs rclone mount warm ls -lR (same run)"
+	if rcOK {
+		b.add(benchRow{what: what, msfs: ms.warmLs.String(), base: "rclone: " + rc.warmLs.String(),
+			ratio: benchPhaseRatio(rc.warmLs, ms.warmLs), target: "no slower (>= 1x)",
+			met:  benchMet(benchPhaseOK(rc.warmLs), ms.warmLs.err == nil && ms.warmLs.d <= rc.warmLs.d),
+			note: fmt.Sprintf("modelstorefs median of %d (%s), rclone vfs off 1 run; getxattr outside user.* answers EOPNOTSUPP, so GNU ls stops asking after the first entry", b.reps, msRuns[2])})
+	} else {
+		b.skipRow(what, "no slower (>= 1x)", benchMissing("rclone"))
+	}
+	b.add(benchRow{what: "(c) 200 models, cold (fresh mount+cache): cat */*/info.json alone", msfs: catOnly.String(),
+		base: "-", ratio: "-", target: "-", met: "-", note: fmt.Sprintf("no ls before it; median of %d (%s)", b.reps, catOnlyRuns)})
+
+	// httpdirfs, bounded: the issue measured 81 s for its ls -lR.
+	b.httpdirfsStoreRow(t, srv, wantSum, ms)
+}
+
+// msfsStoreMedians runs the 200-model store through modelstorefs b.reps
+// times with ls and b.reps times without, each on a fresh mount and cache.
+// It returns the median of each phase of the runs with ls and their
+// durations (cold ls, cold cat, warm ls, warm cat), and the median cold cat
+// of the runs without ls and their durations.
+func (b *benchState) msfsStoreMedians(t *testing.T, srv *benchServer, store string, wantSum [32]byte) (ms benchStoreResult, msRuns [4]string, catOnly benchPhase, catOnlyRuns string) {
 	var runs, catRuns []benchStoreResult
 	for range b.reps {
 		runs = append(runs, b.storeRun(t, srv, b.msfsMount(b.tempDir(t, "cache-"), srv.URL), store, wantSum, 30*time.Second, true))
@@ -750,19 +780,40 @@ func (b *benchState) sectionStore(t *testing.T) {
 		}
 		return benchMedianPhase(ps), benchDurs(ps)
 	}
-	var ms benchStoreResult
-	var msRuns [4]string
 	ms.coldLs, msRuns[0] = pick(runs, func(r benchStoreResult) benchPhase { return r.coldLs })
 	ms.coldCat, msRuns[1] = pick(runs, func(r benchStoreResult) benchPhase { return r.coldCat })
 	ms.warmLs, msRuns[2] = pick(runs, func(r benchStoreResult) benchPhase { return r.warmLs })
 	ms.warmCat, msRuns[3] = pick(runs, func(r benchStoreResult) benchPhase { return r.warmCat })
-	catOnly, catOnlyRuns := pick(catRuns, func(r benchStoreResult) benchPhase { return r.coldCat })
-	var rc benchStoreResult
-	rcOK := false
-	if b.rclone != "" && b.fits(3*time.Minute) {
-		rc = b.storeRun(t, srv, b.rcloneMount(srv.URL, b.tempDir(t, "toolcache-"), false), "", wantSum, time.Minute, true)
-		rcOK = true
+	catOnly, catOnlyRuns = pick(catRuns, func(r benchStoreResult) benchPhase { return r.coldCat })
+	return ms, msRuns, catOnly, catOnlyRuns
+}
+
+// benchStorePhase is one row of the 200-model store section: a phase of a
+// store run, its target and whether a phase meets it (nil: no target).
+type benchStorePhase struct {
+	what, target string
+	runs         string
+	get          func(benchStoreResult) benchPhase
+	met          func(benchPhase) bool
+}
+
+// benchStorePhases is the table of the 200-model store's phases, msRuns
+// being the durations of modelstorefs' runs of each.
+func benchStorePhases(msRuns [4]string) []benchStorePhase {
+	return []benchStorePhase{
+		{"(c) 200 models, cold (fresh mount+cache): ls -lR", "<= 0.25 s", msRuns[0], func(r benchStoreResult) benchPhase { return r.coldLs },
+			func(p benchPhase) bool { return p.err == nil && p.d <= 250*time.Millisecond }},
+		{"(c) 200 models, cold, then cat */*/info.json", "-", msRuns[1], func(r benchStoreResult) benchPhase { return r.coldCat }, nil},
+		{"(c) 200 models, warm (2nd run): ls -lR", "0 requests", msRuns[2], func(r benchStoreResult) benchPhase { return r.warmLs },
+			func(p benchPhase) bool { return p.err == nil && p.total == 0 }},
+		{"(c) 200 models, warm (2nd run): cat */*/info.json", "0 requests", msRuns[3], func(r benchStoreResult) benchPhase { return r.warmCat },
+			func(p benchPhase) bool { return p.err == nil && p.total == 0 }},
 	}
+}
+
+// storePhaseRows adds a row per phase of the 200-model store: the
+// modelstorefs medians ms against rclone's run rc (when rcOK).
+func (b *benchState) storePhaseRows(ms benchStoreResult, msRuns [4]string, rc benchStoreResult, rcOK bool) {
 	base := func(f func(benchStoreResult) benchPhase, ms benchPhase) (string, string) {
 		if !rcOK {
 			if b.rclone == "" {
@@ -773,21 +824,7 @@ func (b *benchState) sectionStore(t *testing.T) {
 		p := f(rc)
 		return "rclone: " + p.String(), benchPhaseRatio(p, ms)
 	}
-	phases := []struct {
-		what, target string
-		runs         string
-		get          func(benchStoreResult) benchPhase
-		met          func(benchPhase) bool
-	}{
-		{"(c) 200 models, cold (fresh mount+cache): ls -lR", "<= 0.25 s", msRuns[0], func(r benchStoreResult) benchPhase { return r.coldLs },
-			func(p benchPhase) bool { return p.err == nil && p.d <= 250*time.Millisecond }},
-		{"(c) 200 models, cold, then cat */*/info.json", "-", msRuns[1], func(r benchStoreResult) benchPhase { return r.coldCat }, nil},
-		{"(c) 200 models, warm (2nd run): ls -lR", "0 requests", msRuns[2], func(r benchStoreResult) benchPhase { return r.warmLs },
-			func(p benchPhase) bool { return p.err == nil && p.total == 0 }},
-		{"(c) 200 models, warm (2nd run): cat */*/info.json", "0 requests", msRuns[3], func(r benchStoreResult) benchPhase { return r.warmCat },
-			func(p benchPhase) bool { return p.err == nil && p.total == 0 }},
-	}
-	for _, ph := range phases {
+	for _, ph := range benchStorePhases(msRuns) {
 		p := ph.get(ms)
 		baseS, ratio := base(ph.get, p)
 		met := "-"
@@ -797,20 +834,12 @@ func (b *benchState) sectionStore(t *testing.T) {
 		b.add(benchRow{what: ph.what, msfs: p.String(), base: baseS, ratio: ratio, target: ph.target, met: met,
 			note: fmt.Sprintf("modelstorefs: median of %d fresh mounts (%s); requests counted per step, the cold ls from daemon start; rclone mount without VFS cache, 1 run", b.reps, ph.runs)})
 	}
-	what := "(c) 200 models, warm ls -lR, vs rclone mount warm ls -lR (same run)"
-	if rcOK {
-		b.add(benchRow{what: what, msfs: ms.warmLs.String(), base: "rclone: " + rc.warmLs.String(),
-			ratio: benchPhaseRatio(rc.warmLs, ms.warmLs), target: "no slower (>= 1x)",
-			met:  benchMet(benchPhaseOK(rc.warmLs), ms.warmLs.err == nil && ms.warmLs.d <= rc.warmLs.d),
-			note: fmt.Sprintf("modelstorefs median of %d (%s), rclone vfs off 1 run; getxattr outside user.* answers EOPNOTSUPP, so GNU ls stops asking after the first entry", b.reps, msRuns[2])})
-	} else {
-		b.skipRow(what, "no slower (>= 1x)", benchMissing("rclone"))
-	}
-	b.add(benchRow{what: "(c) 200 models, cold (fresh mount+cache): cat */*/info.json alone", msfs: catOnly.String(),
-		base: "-", ratio: "-", target: "-", met: "-", note: fmt.Sprintf("no ls before it; median of %d (%s)", b.reps, catOnlyRuns)})
+}
 
-	// httpdirfs, bounded: the issue measured 81 s for its ls -lR.
-	what = "(f) 200 models, cold ls -lR, vs httpdirfs"
+// httpdirfsStoreRow adds the row of the 200-model store's cold ls -lR
+// through httpdirfs against modelstorefs' median ms, or skips it.
+func (b *benchState) httpdirfsStoreRow(t *testing.T, srv *benchServer, wantSum [32]byte, ms benchStoreResult) {
+	what := "(f) 200 models, cold ls -lR, vs httpdirfs"
 	switch {
 	case b.httpdirfs == "":
 		b.skipRow(what, "> 1x", benchMissing("tool"))
@@ -1217,10 +1246,38 @@ func (b *benchState) sectionDisk(t *testing.T) {
 
 func (b *benchState) copyRows(t *testing.T, srv *benchServer, sum string) {
 	url := srv.URL
-	fileURL := url + "/" + benchBigRel
 	jobs := b.tempDir(t, "jobs-") // same filesystem as the cache dirs
-	var cp, curl, imp []float64
-	var errs []string
+	cp, curl, imp, errs := b.copyRuns(t, url, jobs, sum)
+	for _, e := range errs {
+		t.Errorf("(g) copy into a jobs dir: %s", e)
+	}
+	cpMed, curlMed, impMed := benchMedian(cp), benchMedian(curl), benchMedian(imp)
+	note := fmt.Sprintf("time of the copy and its sync, 1 GiB over that; jobs dir and cache dirs on %s; medians of %d (cp -r %s; curl %s; import %s); sha256 of every copy checked after the timing",
+		benchTmpFS(), b.reps, benchRates(cp), benchRates(curl), benchRates(imp))
+	if b.diskMBs > 0 {
+		note += fmt.Sprintf("; at the (ref) disk rate (%s) a copy whose sync also writes the cache's 1 GiB copy (2 GiB to the disk, curl writes 1) is bounded near %s",
+			benchRate(b.diskMBs), benchRate(b.diskMBs/2))
+	}
+	if len(errs) > 0 {
+		note = "errors: " + strings.Join(errs, "; ") + "; " + note
+	}
+	b.add(benchRow{what: "(g) cp -r of a cold 1 GiB model folder into a jobs dir + sync, vs curl -o + sync",
+		msfs: benchRate(cpMed), base: benchRate(curlMed), ratio: benchRatio(cpMed, curlMed), target: ">= 0.95x",
+		met: benchMet(curlMed > 0, len(errs) == 0 && cpMed >= 0.95*curlMed), note: note})
+	b.add(benchRow{what: "(g) cp -r of the cold folder + sync, vs modelstorefs import (cold) + sync",
+		msfs: benchRate(cpMed), base: benchRate(impMed), ratio: benchRatio(cpMed, impMed), target: "-", met: "-",
+		note: "import fetches the store's list and the model's metadata inside its timing (cp -r has them from a stat before)"})
+
+	b.rcloneCopyRow(t, url, jobs, sum, cpMed)
+}
+
+// copyRuns copies the cold 1 GiB model of the store at url into jobs
+// b.reps times each way: curl -o, cp -r out of a fresh modelstorefs mount
+// and cache, and modelstorefs import with a fresh cache, each followed by
+// a sync and checked against sum. It returns the rates (MB/s) of each way
+// and the errors.
+func (b *benchState) copyRuns(t *testing.T, url, jobs, sum string) (cp, curl, imp []float64, errs []string) {
+	fileURL := url + "/" + benchBigRel
 	for i := range b.reps {
 		// curl -o into the jobs dir, then sync.
 		dst := filepath.Join(jobs, fmt.Sprintf("curl-%d", i))
@@ -1260,26 +1317,13 @@ func (b *benchState) copyRows(t *testing.T, srv *benchServer, sum string) {
 		}
 		os.RemoveAll(cache)
 	}
-	for _, e := range errs {
-		t.Errorf("(g) copy into a jobs dir: %s", e)
-	}
-	cpMed, curlMed, impMed := benchMedian(cp), benchMedian(curl), benchMedian(imp)
-	note := fmt.Sprintf("time of the copy and its sync, 1 GiB over that; jobs dir and cache dirs on %s; medians of %d (cp -r %s; curl %s; import %s); sha256 of every copy checked after the timing",
-		benchTmpFS(), b.reps, benchRates(cp), benchRates(curl), benchRates(imp))
-	if b.diskMBs > 0 {
-		note += fmt.Sprintf("; at the (ref) disk rate (%s) a copy whose sync also writes the cache's 1 GiB copy (2 GiB to the disk, curl writes 1) is bounded near %s",
-			benchRate(b.diskMBs), benchRate(b.diskMBs/2))
-	}
-	if len(errs) > 0 {
-		note = "errors: " + strings.Join(errs, "; ") + "; " + note
-	}
-	b.add(benchRow{what: "(g) cp -r of a cold 1 GiB model folder into a jobs dir + sync, vs curl -o + sync",
-		msfs: benchRate(cpMed), base: benchRate(curlMed), ratio: benchRatio(cpMed, curlMed), target: ">= 0.95x",
-		met: benchMet(curlMed > 0, len(errs) == 0 && cpMed >= 0.95*curlMed), note: note})
-	b.add(benchRow{what: "(g) cp -r of the cold folder + sync, vs modelstorefs import (cold) + sync",
-		msfs: benchRate(cpMed), base: benchRate(impMed), ratio: benchRatio(cpMed, impMed), target: "-", met: "-",
-		note: "import fetches the store's list and the model's metadata inside its timing (cp -r has them from a stat before)"})
+	return cp, curl, imp, errs
+}
 
+// rcloneCopyRow adds the row of cp -r out of modelstorefs (median rate
+// cpMed) against cp -r out of an rclone mount of url without its VFS
+// cache, or skips it.
+func (b *benchState) rcloneCopyRow(t *testing.T, url, jobs, sum string, cpMed float64) {
 	what := "(g) cp -r of the cold folder + sync, vs cp -r out of rclone mount (vfs off) + sync"
 	switch {
 	case b.rclone == "":

@@ -1415,6 +1415,34 @@ func fltRowHostileInfo(t *testing.T, r *fltRow) {
 	defer func() { fltFinish(t, r, m) }()
 	other := fltNewServer(t, "127.0.0.2", "/", map[string][]byte{"x": []byte("OTHER HOST"), "logo.png": []byte("OTHER LOGO")})
 	otherURL := "http://" + other.addr + "/"
+	srv := fltNewServer(t, "127.0.0.1", "/store/", fltHostileInfoFiles(otherURL))
+	srv.handle("/etc/passwd", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("root:x:0:0:SECRET\n")) })
+	m = itest.StartMount(t, fltStores(srv))
+	store := filepath.Join(m.Dir, "s")
+	if _, err := fltLs(store, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	blocked, leftOut, logged := fltCheckHostileRefusals(t, m, store)
+	// models.tsv and a cp -r of the whole store walk everything once more.
+	fltCheckHostileCopy(t, m, store)
+	outside := fltOutsideBase(srv)
+	reached := len(other.Arrivals())
+	if len(outside) > 0 {
+		t.Errorf("requests outside the store: %q", outside)
+	}
+	if reached > 0 {
+		t.Errorf("%d requests reached the other host: %v", reached, other.Arrivals())
+	}
+	r.saw = fmt.Sprintf("%d/5 models with a hostile required name not importable, error.txt says why; h-opt importable, %d optional names refused in error.txt; %d refusal log lines; requests outside /store/: %d, to 127.0.0.2: %d; cp -r of the store ok",
+		blocked, leftOut, logged, len(outside), reached)
+	r.bytes = "n/a"
+	r.recovery = "n/a"
+}
+
+// fltHostileInfoFiles returns the files of a store whose info.json and
+// aux.json name hostile files: paths out of the model's folder, absolute
+// paths, URLs of otherURL's host, file:// URLs, a name too long.
+func fltHostileInfoFiles(otherURL string) map[string][]byte {
 	info := func(snapshot string, extra map[string]string) []byte {
 		v := map[string]string{"name": "h", "framework": "caffe", "snapshot file": snapshot, "model file": "net.prototxt"}
 		for k, s := range extra {
@@ -1447,14 +1475,16 @@ func fltRowHostileInfo(t *testing.T, r *fltRow) {
 	files["h-logo/aux.json"] = []byte(`{"logo": "` + otherURL + `logo.png"}`)
 	slices.Sort(children)
 	files["master.json"], _ = json.Marshal(map[string]any{"children": children})
-	srv := fltNewServer(t, "127.0.0.1", "/store/", files)
-	srv.handle("/etc/passwd", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("root:x:0:0:SECRET\n")) })
-	m = itest.StartMount(t, fltStores(srv))
-	store := filepath.Join(m.Dir, "s")
-	if _, err := fltLs(store, 30*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	blocked := 0
+	return files
+}
+
+// fltCheckHostileRefusals checks that the models with a hostile required
+// name are not importable and their error.txt says why, that h-opt is
+// importable with its hostile optional names refused, that h-logo's
+// error.txt refuses the logo, and that the refusals are logged. It
+// returns the models blocked, h-opt's refusals and the refusal log lines.
+func fltCheckHostileRefusals(t *testing.T, m *itest.Mount, store string) (blocked, leftOut, logged int) {
+	t.Helper()
 	for _, name := range []string{"h-dotdot", "h-url", "h-abs", "h-file", "h-tf"} {
 		entries, _ := fltLs(filepath.Join(store, name), 30*time.Second)
 		msg := fltMustRead(t, filepath.Join(store, name, "error.txt"))
@@ -1466,7 +1496,7 @@ func fltRowHostileInfo(t *testing.T, r *fltRow) {
 	}
 	opt, _ := fltLs(filepath.Join(store, "h-opt"), 30*time.Second)
 	optMsg := fltMustRead(t, filepath.Join(store, "h-opt", "error.txt"))
-	leftOut := strings.Count(optMsg, "\n- ")
+	leftOut = strings.Count(optMsg, "\n- ")
 	if !slices.Contains(opt, "status.pickle") || leftOut < 7 {
 		t.Errorf("h-opt: %q, %d refusals in error.txt:\n%s", opt, leftOut, optMsg)
 	}
@@ -1474,11 +1504,18 @@ func fltRowHostileInfo(t *testing.T, r *fltRow) {
 	if !strings.Contains(logoMsg, "logo") || !strings.Contains(logoMsg, "absolute URL") {
 		t.Errorf("h-logo/error.txt = %q", logoMsg)
 	}
-	logged := fltLogCount(m, "model cannot be imported") + fltLogCount(m, "model file left out")
+	logged = fltLogCount(m, "model cannot be imported") + fltLogCount(m, "model file left out")
 	if logged < 5+8 {
 		t.Errorf("%d refusal log lines, want at least 13", logged)
 	}
-	// models.tsv and a cp -r of the whole store walk everything once more.
+	return blocked, leftOut, logged
+}
+
+// fltCheckHostileCopy reads models.tsv and copies the whole store with
+// cp -r, then checks the mount's tree and cache folder, and that no copied
+// symlink points out of its folder.
+func fltCheckHostileCopy(t *testing.T, m *itest.Mount, store string) {
+	t.Helper()
 	_ = fltRead(filepath.Join(store, "models.tsv"), 30*time.Second)
 	jobs := t.TempDir()
 	if out, err := itest.RunCmd(t, "cp", "-r", store, jobs); err != nil {
@@ -1496,18 +1533,6 @@ func fltRowHostileInfo(t *testing.T, r *fltRow) {
 	}); err != nil {
 		t.Error(err)
 	}
-	outside := fltOutsideBase(srv)
-	reached := len(other.Arrivals())
-	if len(outside) > 0 {
-		t.Errorf("requests outside the store: %q", outside)
-	}
-	if reached > 0 {
-		t.Errorf("%d requests reached the other host: %v", reached, other.Arrivals())
-	}
-	r.saw = fmt.Sprintf("%d/5 models with a hostile required name not importable, error.txt says why; h-opt importable, %d optional names refused in error.txt; %d refusal log lines; requests outside /store/: %d, to 127.0.0.2: %d; cp -r of the store ok",
-		blocked, leftOut, logged, len(outside), reached)
-	r.bytes = "n/a"
-	r.recovery = "n/a"
 }
 
 // ---- rows: stores that hang, daemons that die ----

@@ -53,24 +53,7 @@ func TestServerBasics(t *testing.T) {
 		t.Errorf("ETag %q is not strong", etag)
 	}
 
-	tests := []struct {
-		name       string
-		method     string
-		hdr        map[string]string
-		wantStatus int
-		wantBody   string
-		wantLen    int64
-	}{
-		{"head", "HEAD", nil, 200, "", int64(len(data))},
-		{"range", "GET", map[string]string{"Range": "bytes=2-5"}, 206, "2345", 4},
-		{"open range", "GET", map[string]string{"Range": "bytes=10-"}, 206, "abcdef", 6},
-		{"bad range", "GET", map[string]string{"Range": "bytes=100-"}, 416, "", -2},
-		{"if-none-match", "GET", map[string]string{"If-None-Match": etag}, 304, "", -2},
-		{"if-none-match head", "HEAD", map[string]string{"If-None-Match": etag}, 304, "", -2},
-		{"if-none-match other", "GET", map[string]string{"If-None-Match": `"x"`}, 200, string(data), int64(len(data))},
-		{"post", "POST", nil, 405, "", -2},
-	}
-	for _, tt := range tests {
+	for _, tt := range serverBasicsCases(data, etag) {
 		t.Run(tt.name, func(t *testing.T) {
 			resp, body := do(t, s, tt.method, "m/f.bin", tt.hdr)
 			if resp.StatusCode != tt.wantStatus {
@@ -86,16 +69,7 @@ func TestServerBasics(t *testing.T) {
 	}
 
 	// If-Modified-Since when there is no ETag.
-	s2 := New(map[string][]byte{"f": data}, Options{NoETag: true})
-	defer s2.Close()
-	resp, _ = do(t, s2, "GET", "f", nil)
-	if resp.Header.Get("ETag") != "" {
-		t.Fatal("NoETag sent an ETag")
-	}
-	resp, _ = do(t, s2, "GET", "f", map[string]string{"If-Modified-Since": resp.Header.Get("Last-Modified")})
-	if resp.StatusCode != 304 {
-		t.Fatalf("If-Modified-Since: status %d, want 304", resp.StatusCode)
-	}
+	checkIfModifiedSince(t, data)
 
 	// Outside the prefix and missing files are 404.
 	if resp, _ := do(t, s, "GET", "../other", nil); resp.StatusCode != 404 {
@@ -105,6 +79,56 @@ func TestServerBasics(t *testing.T) {
 		t.Errorf("missing: %d", resp.StatusCode)
 	}
 
+	checkServerCounts(t, s, etag)
+}
+
+// serverBasicsCase is one request for m/f.bin and the answer it wants
+// (wantBody "": any body; wantLen -2: any Content-Length).
+type serverBasicsCase struct {
+	name       string
+	method     string
+	hdr        map[string]string
+	wantStatus int
+	wantBody   string
+	wantLen    int64
+}
+
+// serverBasicsCases is the table of TestServerBasics' requests for a file
+// holding data whose ETag is etag.
+func serverBasicsCases(data []byte, etag string) []serverBasicsCase {
+	return []serverBasicsCase{
+		{"head", "HEAD", nil, 200, "", int64(len(data))},
+		{"range", "GET", map[string]string{"Range": "bytes=2-5"}, 206, "2345", 4},
+		{"open range", "GET", map[string]string{"Range": "bytes=10-"}, 206, "abcdef", 6},
+		{"bad range", "GET", map[string]string{"Range": "bytes=100-"}, 416, "", -2},
+		{"if-none-match", "GET", map[string]string{"If-None-Match": etag}, 304, "", -2},
+		{"if-none-match head", "HEAD", map[string]string{"If-None-Match": etag}, 304, "", -2},
+		{"if-none-match other", "GET", map[string]string{"If-None-Match": `"x"`}, 200, string(data), int64(len(data))},
+		{"post", "POST", nil, 405, "", -2},
+	}
+}
+
+// checkIfModifiedSince checks that a server with NoETag sends no ETag and
+// answers If-Modified-Since with 304.
+func checkIfModifiedSince(t *testing.T, data []byte) {
+	t.Helper()
+	s2 := New(map[string][]byte{"f": data}, Options{NoETag: true})
+	defer s2.Close()
+	resp, _ := do(t, s2, "GET", "f", nil)
+	if resp.Header.Get("ETag") != "" {
+		t.Fatal("NoETag sent an ETag")
+	}
+	resp, _ = do(t, s2, "GET", "f", map[string]string{"If-Modified-Since": resp.Header.Get("Last-Modified")})
+	if resp.StatusCode != 304 {
+		t.Fatalf("If-Modified-Since: status %d, want 304", resp.StatusCode)
+	}
+}
+
+// checkServerCounts checks the counts and request log of TestServerBasics'
+// requests for m/f.bin (whose ETag is etag), and that ResetCounts clears
+// them.
+func checkServerCounts(t *testing.T, s *Server, etag string) {
+	t.Helper()
 	if got := s.Count("GET", "m/f.bin"); got != 6 {
 		t.Errorf("GET count %d, want 6", got)
 	}
