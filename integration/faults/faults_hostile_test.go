@@ -297,8 +297,8 @@ func fltRowUnsizedRange(t *testing.T, r *fltRow) {
 		srv.Answer(fltChunkedWriter{w}, req, nil)
 	})
 	m = itest.StartMount(t, fltStores(srv), "--chunk-size", "1MiB")
-	var st syscall.Stat_t
-	if err := syscall.Stat(fltWeightsPath(m), &st); err != nil || st.Size != int64(len(want)) {
+	st, err := fltStat(fltWeightsPath(m))
+	if err != nil || st.Size != int64(len(want)) {
 		t.Errorf("stat: size %d (%v), want %d", st.Size, err, len(want))
 	}
 	res := fltRead(fltWeightsPath(m), 60*time.Second)
@@ -401,8 +401,8 @@ func fltRowInodeKeyed(t *testing.T, r *fltRow) {
 	defer func() { fltFinish(t, r, m) }()
 	srv, _ := fltStdServer(t, 1<<20)
 	ino := func(mt *itest.Mount) uint64 {
-		var st syscall.Stat_t
-		if err := syscall.Stat(fltWeightsPath(mt), &st); err != nil {
+		st, err := fltStat(fltWeightsPath(mt))
+		if err != nil {
 			t.Fatalf("stat: %v", err)
 		}
 		return st.Ino
@@ -518,4 +518,17 @@ func fltRowPasswordArgv(t *testing.T, r *fltRow) {
 	}
 	r.saw = fmt.Sprintf("never in argv, logs or mountinfo; %d warning for the command line", warned)
 	r.recovery = "README: ~/.netrc, --store-file or DIGITS_MODEL_STORE_URL"
+}
+
+// fltStat is syscall.Stat retried on EINTR, as os.Stat is: the Go
+// runtime's preemption signal can interrupt the test's own stat, and the
+// daemon rightly answers an interrupted request EINTR.
+func fltStat(path string) (syscall.Stat_t, error) {
+	var st syscall.Stat_t
+	for {
+		err := syscall.Stat(path, &st)
+		if err != syscall.EINTR {
+			return st, err
+		}
+	}
 }
