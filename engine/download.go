@@ -280,7 +280,7 @@ func (d *download) end(err error, start time.Time) {
 	verified := err == nil && d.hash.done && d.hash.err == nil
 	d.mu.Unlock()
 	if verified || errors.Is(err, ErrDigestMismatch) {
-		d.s.refused(d.ref, err) // error.txt names a refused file until it verifies
+		d.s.refused(d.ref, err) // the catalog names a refused file in error.txt
 	}
 	d.mu.Lock()
 	d.finished = true
