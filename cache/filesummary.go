@@ -1,7 +1,6 @@
 package cache
 
 import (
-	"encoding/hex"
 	"sort"
 
 	"github.com/modelstorefs/modelstorefs/digits"
@@ -39,12 +38,10 @@ func (s *Summary) WithSums(sums *remote.Sums) {
 			continue
 		}
 		if d, ok := sums.Lookup(s.Model + "/" + f.Name); ok {
-			f.Digest, f.DigestFrom = digestString(d), remote.SumsFile
+			f.Digest, f.DigestFrom = d.String(), remote.SumsFile
 		}
 	}
 }
-
-func digestString(d remote.Digest) string { return d.Alg + ":" + hex.EncodeToString([]byte(d.Sum)) }
 
 func (a *answers) fileSummaries(st *Store, model string, sums *remote.Sums) []FileSummary {
 	var out []FileSummary
@@ -56,7 +53,7 @@ func (a *answers) fileSummaries(st *Store, model string, sums *remote.Sums) []Fi
 		}
 		fs := FileSummary{Name: name, Size: meta.Size, Ref: Ref{Store: st, Model: model, Name: name, Meta: meta}}
 		if !meta.Digest.IsZero() {
-			fs.Digest, fs.DigestFrom = digestString(meta.Digest), meta.DigestFrom
+			fs.Digest, fs.DigestFrom = meta.Digest.String(), meta.DigestFrom
 			if fs.DigestFrom == "" {
 				fs.DigestFrom = "answer"
 			}

@@ -159,12 +159,7 @@ func (m *memFile) fetchFrom(k, end int64) (int64, error) {
 	n := min(end*memPageSize, m.size) - off
 	body, err := getRange(m.ctx, src, m.log, off, n)
 	if err == nil {
-		m.mu.Lock()
-		err = m.hash.stated.note(m.ref.URL(), body.Digest) // before any of its bytes is hashed
-		m.mu.Unlock()
-		if err != nil {
-			body.Close()
-		}
+		err = m.hash.stated.noteBody(&m.mu, m.ref.URL(), body)
 	}
 	if err != nil {
 		return k, err

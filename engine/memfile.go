@@ -57,6 +57,19 @@ type memFile struct {
 	hash    memHash
 }
 
+// waitLocked waits, with m.mu released, for the next change or for ctx
+// to end (its error).
+func (m *memFile) waitLocked(ctx context.Context) error {
+	ch := m.changed
+	m.mu.Unlock()
+	select {
+	case <-ctx.Done():
+	case <-ch:
+	}
+	m.mu.Lock()
+	return ctx.Err()
+}
+
 // memPage is one page: being fetched, or holding filled bytes.
 type memPage struct {
 	buf      []byte
@@ -183,15 +196,8 @@ func (m *memFile) read(ctx context.Context, h *memHandle, p []byte, off int64, z
 			return cache.ReadResult{Data: p[:end-off], Fd: -1}, eof
 		}
 		if left == 0 { // the file's end, waiting for the hash (memverify.go)
-			ch := m.changed
-			m.mu.Unlock()
-			select {
-			case <-ctx.Done():
-			case <-ch:
-			}
-			m.mu.Lock()
-			if ctx.Err() != nil {
-				return cache.ReadResult{Fd: -1}, ctx.Err()
+			if err := m.waitLocked(ctx); err != nil {
+				return cache.ReadResult{Fd: -1}, err
 			}
 			continue
 		}
@@ -202,17 +208,11 @@ func (m *memFile) read(ctx context.Context, h *memHandle, p []byte, off int64, z
 		m.planLocked(wait, last, end, ahead)
 		pg := m.wantLocked(wait)
 		pg.wanted++
-		ch := m.changed
-		m.mu.Unlock()
-		select {
-		case <-ctx.Done():
-		case <-ch:
-		}
-		m.mu.Lock()
+		err := m.waitLocked(ctx)
 		pg.wanted--
 		m.forgetIfUnusedLocked(wait, pg)
-		if ctx.Err() != nil {
-			return cache.ReadResult{Fd: -1}, ctx.Err()
+		if err != nil {
+			return cache.ReadResult{Fd: -1}, err
 		}
 	}
 }

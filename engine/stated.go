@@ -8,6 +8,7 @@ package engine
 
 import (
 	"fmt"
+	"sync"
 
 	"github.com/modelstorefs/modelstorefs/remote"
 )
@@ -31,6 +32,18 @@ func (s *stated) note(url string, got remote.Digest) error {
 		s.d = got
 	}
 	return nil
+}
+
+// noteBody is note for a GET's body, under its owner's lock mu, before
+// any of its bytes is hashed; on a conflict the body is closed.
+func (s *stated) noteBody(mu *sync.Mutex, url string, body *remote.Body) error {
+	mu.Lock()
+	err := s.note(url, body.Digest)
+	mu.Unlock()
+	if err != nil {
+		body.Close()
+	}
+	return err
 }
 
 // learn takes d as the digest to check when the file was listed without

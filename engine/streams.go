@@ -119,12 +119,7 @@ func (f *fetcher) streamFrom(ctx context.Context, k int, buf []byte) error {
 	off := int64(k) * d.chunk
 	body, err := getRange(ctx, src, d.log, off, min(int64(end)*d.chunk, d.size)-off)
 	if err == nil {
-		d.mu.Lock()
-		err = d.hash.stated.note(d.ref.URL(), body.Digest) // before any of its bytes is hashed
-		d.mu.Unlock()
-		if err != nil {
-			body.Close()
-		}
+		err = d.hash.stated.noteBody(&d.mu, d.ref.URL(), body)
 	}
 	if err != nil {
 		f.abandon(k)

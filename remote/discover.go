@@ -42,20 +42,13 @@ type Folders struct {
 
 // Folder returns what master.json says the folder of model holds; ok is
 // false when it says nothing of it.
-func (f *Folders) Folder(model string) (folder Folder, ok bool) {
-	if f == nil {
-		return nil, false
-	}
-	f.parse()
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	folder, ok = f.m[model]
-	return folder, ok
-}
+func (f *Folders) Folder(model string) (folder Folder, ok bool) { return f.find(model, false) }
 
 // Take is Folder, forgetting what it returns: a catalog that keeps what
 // it learned holds no second copy (asking again later, it asks the store).
-func (f *Folders) Take(model string) (folder Folder, ok bool) {
+func (f *Folders) Take(model string) (folder Folder, ok bool) { return f.find(model, true) }
+
+func (f *Folders) find(model string, take bool) (folder Folder, ok bool) {
 	if f == nil {
 		return nil, false
 	}
@@ -63,7 +56,9 @@ func (f *Folders) Take(model string) (folder Folder, ok bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	folder, ok = f.m[model]
-	delete(f.m, model)
+	if take {
+		delete(f.m, model)
+	}
 	return folder, ok
 }
 

@@ -100,16 +100,6 @@ func (s *Sums) Find(d Digest) []string {
 	return out
 }
 
-// Bytes writes the sums back in SHA256SUMS format (kept on disk beside a
-// listing).
-func (s *Sums) Bytes() []byte {
-	var b strings.Builder
-	for i := range s.Len() {
-		fmt.Fprintf(&b, "%x  %s\n", s.digest(i).Sum, s.name(i))
-	}
-	return []byte(b.String())
-}
-
 // MaxSumsFile bounds a SHA256SUMS read (about a million lines).
 const MaxSumsFile = 128 << 20
 
