@@ -2,21 +2,18 @@ package remote
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"io"
 	"log"
-	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/modelstorefs/modelstorefs/internal/testutil"
 )
 
 // TestHeaderStaysWithItsOrigin: Options.Header reaches the store on every
@@ -87,8 +84,8 @@ func TestHeaderStaysWithItsOrigin(t *testing.T) {
 // TestClientCertificate: a store behind a TLS server that requires client
 // certificates answers with Options.Certificates, and refuses without.
 func TestClientCertificate(t *testing.T) {
-	ca, caKey := newTestCert(t, "test CA", nil, nil)
-	client, clientKey := newTestCert(t, "modelstorefs client", ca, caKey)
+	ca, caKey := testutil.ClientCert(t, "test CA", nil, nil)
+	client, clientKey := testutil.ClientCert(t, "modelstorefs client", ca, caKey)
 	pool := x509.NewCertPool()
 	pool.AddCert(ca)
 
@@ -126,36 +123,4 @@ func TestClientCertificate(t *testing.T) {
 			}
 		})
 	}
-}
-
-// newTestCert makes a certificate for name signed by parent (self-signed,
-// a CA, when parent is nil).
-func newTestCert(t *testing.T, name string, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (*x509.Certificate, *ecdsa.PrivateKey) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: name},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-	}
-	if parent == nil {
-		tmpl.IsCA, tmpl.BasicConstraintsValid = true, true
-		tmpl.KeyUsage |= x509.KeyUsageCertSign
-		parent, parentKey = tmpl, key
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert, key
 }
