@@ -274,6 +274,23 @@ func (m *unpickler) popMark() ([]any, error) {
 	return nil, fmt.Errorf("no MARK")
 }
 
+// popItems pops the operands of a marked opcode (the values above the
+// MARK) or of its one-item form (n values), in stack order.
+func (m *unpickler) popItems(marked bool, n int) ([]any, error) {
+	if marked {
+		return m.popMark()
+	}
+	items := make([]any, n)
+	for x := n - 1; x >= 0; x-- {
+		v, err := m.pop1()
+		if err != nil {
+			return nil, err
+		}
+		items[x] = v
+	}
+	return items, nil
+}
+
 // step evaluates one opcode other than PROTO and STOP.
 func (m *unpickler) step(op pop) error {
 	switch op.Name {
@@ -353,19 +370,9 @@ func (m *unpickler) smallTuple(k int) error {
 // setItems is SETITEMS (marked, many) or SETITEM (one pair): the pairs go
 // into the dict below them; keys must be strings, each once.
 func (m *unpickler) setItems(marked bool) error {
-	var items []any
-	if marked {
-		var err error
-		if items, err = m.popMark(); err != nil {
-			return err
-		}
-	} else {
-		v, err1 := m.pop1()
-		k, err2 := m.pop1()
-		if err1 != nil || err2 != nil {
-			return fmt.Errorf("SETITEM underflow")
-		}
-		items = []any{k, v}
+	items, err := m.popItems(marked, 2)
+	if err != nil {
+		return err
 	}
 	if len(items)%2 != 0 {
 		return fmt.Errorf("odd SETITEMS")
@@ -395,18 +402,9 @@ func (m *unpickler) setItems(marked bool) error {
 // appends is APPENDS (marked, many) or APPEND (one): the values go onto
 // the list below them.
 func (m *unpickler) appends(marked bool) error {
-	var items []any
-	if marked {
-		var err error
-		if items, err = m.popMark(); err != nil {
-			return err
-		}
-	} else {
-		v, err := m.pop1()
-		if err != nil {
-			return err
-		}
-		items = []any{v}
+	items, err := m.popItems(marked, 1)
+	if err != nil {
+		return err
 	}
 	top, err := m.pop1()
 	if err != nil {
