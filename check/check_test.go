@@ -7,13 +7,13 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/modelstorefs/modelstorefs/internal/testutil"
 	"github.com/modelstorefs/modelstorefs/remote"
 	"github.com/modelstorefs/modelstorefs/remote/remotetest"
 	"github.com/modelstorefs/modelstorefs/serve"
@@ -27,20 +27,6 @@ func ctx(t *testing.T) context.Context {
 	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	return c
-}
-
-// writeTree writes files (slash paths -> content) below dir.
-func writeTree(t *testing.T, dir string, files map[string]string) {
-	t.Helper()
-	for p, data := range files {
-		full := filepath.Join(dir, filepath.FromSlash(p))
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(full, []byte(data), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
 }
 
 func infoJSON(kv map[string]any) string {
@@ -156,9 +142,9 @@ func defectStore(t *testing.T) string {
 		for p, data := range d.files {
 			files[d.model+"/"+p] = data
 		}
-		writeTree(t, dir, files)
+		testutil.WriteTree(t, dir, files)
 	}
-	writeTree(t, dir, map[string]string{"master.json": string(remotetest.MasterJSON("defects", names...))})
+	testutil.WriteTree(t, dir, map[string]string{"master.json": string(remotetest.MasterJSON("defects", names...))})
 	return dir
 }
 
@@ -357,7 +343,7 @@ func TestStoreLevel(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			writeTree(t, dir, tc.files)
+			testutil.WriteTree(t, dir, tc.files)
 			rep, err := checkDir(t, dir)
 			if err != nil {
 				t.Fatal(err)
@@ -465,7 +451,7 @@ func TestListingStore(t *testing.T) {
 func TestStoreErrors(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "f")
-	writeTree(t, dir, map[string]string{"f": "x"})
+	testutil.WriteTree(t, dir, map[string]string{"f": "x"})
 	for _, target := range []string{filepath.Join(dir, "missing"), file, "ftp://host/store", "http://127.0.0.1:1/"} {
 		if _, err := Store(ctx(t), target, fast); err == nil {
 			t.Errorf("Store(%q) succeeded", target)

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/modelstorefs/modelstorefs/internal/testutil"
 	"github.com/modelstorefs/modelstorefs/serve"
 )
 
@@ -22,15 +23,7 @@ func sumsStore(t *testing.T, sums string) string {
 		"lenet/w.caffemodel": "weights",
 		"lenet/net.prototxt": "net",
 	}
-	for p, data := range files {
-		full := filepath.Join(dir, p)
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(full, []byte(data), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	testutil.WriteTree(t, dir, files)
 	if sums != "" {
 		var lines []string
 		for _, l := range strings.Split(sums, "\n") {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/modelstorefs/modelstorefs/internal/testutil"
 	"github.com/modelstorefs/modelstorefs/serve"
 )
 
@@ -51,15 +52,7 @@ func goodStore(t *testing.T) string {
 		"lenet/logo.png":     "PNG",
 		"lenet/.hidden":      "x",
 	}
-	for p, data := range files {
-		full := filepath.Join(dir, p)
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(full, []byte(data), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	testutil.WriteTree(t, dir, files)
 	return dir
 }
 

@@ -5,6 +5,7 @@ package testutil
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -65,4 +66,18 @@ func Harmless(text, allowed string) (r rune, ok bool) {
 		}
 	}
 	return 0, true
+}
+
+// WriteTree writes files (slash paths -> content) below dir.
+func WriteTree(t testing.TB, dir string, files map[string]string) {
+	t.Helper()
+	for p, data := range files {
+		full := filepath.Join(dir, filepath.FromSlash(p))
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
