@@ -141,6 +141,16 @@ type Model struct {
 	files  atomic.Pointer[[]File]
 }
 
+// ProblemLines are the model's problems, each made one harmless line
+// (as the refusals of import and upload quote them).
+func (m *Model) ProblemLines() []string {
+	why := make([]string, len(m.Problems))
+	for i, p := range m.Problems {
+		why[i] = digits.CleanLine(p)
+	}
+	return why
+}
+
 // Files returns the folder's entries, sorted by name. They are laid out
 // when first asked for (listing a store and models.tsv need none of them:
 // a store may have a hundred thousand models), then kept.

@@ -129,11 +129,7 @@ func (u *Uploader) Upload(ctx context.Context, cat *cache.Catalog, st *cache.Sto
 		return nil, err
 	}
 	if !m.Importable {
-		why := make([]string, len(m.Problems))
-		for i, p := range m.Problems {
-			why[i] = digits.CleanLine(p)
-		}
-		return nil, fmt.Errorf("%w (not sent): %s", ErrNotImportable, strings.Join(why, "; "))
+		return nil, fmt.Errorf("%w (not sent): %s", ErrNotImportable, strings.Join(m.ProblemLines(), "; "))
 	}
 	a, err := planArchive(m, opt.Name)
 	if err != nil {

@@ -63,11 +63,7 @@ func Import(ctx context.Context, cat *cache.Catalog, st *cache.Store, model stri
 	}
 	if !m.Importable {
 		// The same verdict as the mount's (no status.pickle) and ls's.
-		why := make([]string, len(m.Problems))
-		for i, p := range m.Problems {
-			why[i] = digits.CleanLine(p)
-		}
-		return nil, fmt.Errorf("%s/%s: %w:\n  %s", st.Name, model, ErrNotImportable, strings.Join(why, "\n  "))
+		return nil, fmt.Errorf("%s/%s: %w:\n  %s", st.Name, model, ErrNotImportable, strings.Join(m.ProblemLines(), "\n  "))
 	}
 	clearStaleImports(opt.JobsDir)
 	tmp, err := os.MkdirTemp(opt.JobsDir, tmpPrefix)
