@@ -100,15 +100,19 @@ func fuseOpenError(err error, allowOther bool) error {
 		return errors.New("/dev/fuse does not exist\n" +
 			"  load the fuse kernel module (modprobe fuse), or in a container pass the device (--device /dev/fuse)")
 	}
-	hints := []string{
+	return withFuseHints("cannot open /dev/fuse", err, allowOther,
 		"ls -l /dev/fuse should show crw-rw-rw- (read and write for every user)",
-		"the fuse3 package should be installed (apt-get install fuse3)",
-	}
+		"the fuse3 package should be installed (apt-get install fuse3)")
+}
+
+// withFuseHints is err after what, with hints of what to check, one a
+// line, and the ones every FUSE failure shares.
+func withFuseHints(what string, err error, allowOther bool, hints ...string) error {
 	if allowOther {
 		hints = append(hints, "--allow-other needs user_allow_other in /etc/fuse.conf")
 	}
 	hints = append(hints, "or mount as root")
-	return fmt.Errorf("cannot open /dev/fuse: %w\n  %s", err, strings.Join(hints, "\n  "))
+	return fmt.Errorf("%s: %w\n  %s", what, err, strings.Join(hints, "\n  "))
 }
 
 // fusermountBinary finds fusermount3 or fusermount as go-fuse does (PATH,
@@ -145,13 +149,7 @@ func mountFailed(err error, allowOther bool) error {
 	if !strings.Contains(err.Error(), "fusermount") {
 		return err
 	}
-	hints := []string{
+	return withFuseHints("fusermount3 refused the mount", err, allowOther,
 		"you should own the mountpoint (or be able to write to it)",
-		"ls -l /dev/fuse should show crw-rw-rw-, and the fuse3 package be installed",
-	}
-	if allowOther {
-		hints = append(hints, "--allow-other needs user_allow_other in /etc/fuse.conf")
-	}
-	hints = append(hints, "or mount as root")
-	return fmt.Errorf("fusermount3 refused the mount: %w\n  %s", err, strings.Join(hints, "\n  "))
+		"ls -l /dev/fuse should show crw-rw-rw-, and the fuse3 package be installed")
 }
