@@ -127,8 +127,12 @@ func TestMirrors(t *testing.T) {
 	b := storetest.NewServer(t, filesB, remotetest.Options{})
 	stA, stB := newTestStore(t, a.URL), newTestStore(t, b.URL)
 	stB.Name = "b"
-	cat := NewCatalog([]*Store{stA, stB}, newMemContent(), Config{Reserved: storetest.Reserved})
-	t.Cleanup(cat.Close)
+	content := newMemContent()
+	cat := NewCatalog([]*Store{stA, stB}, content, Config{Reserved: storetest.Reserved})
+	t.Cleanup(func() {
+		cat.Close()
+		content.Close()
+	})
 	ctx := testutil.Ctx(t)
 	for _, st := range []*Store{stA, stB} {
 		if _, err := cat.Listing(ctx, st); err != nil {
