@@ -295,6 +295,18 @@ func errorText(model string, problems []*digits.Problem) []byte {
 // it says is absent is not asked for, one whose validators are those of
 // prev's copy is that copy, and one it carries whole is that.
 func (c *Catalog) smallFile(ctx context.Context, st *Store, model, name string, prev *Model, known remote.Folder) (*File, error) {
+	f, err := c.smallFileAnswer(ctx, st, model, name, prev, known)
+	if err == nil {
+		err = c.checkSmall(st, model, name, f.Data, f.Meta) // also a kept one: the sums may be newer
+	}
+	if err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// smallFileAnswer is smallFile before the SHA256SUMS check.
+func (c *Catalog) smallFileAnswer(ctx context.Context, st *Store, model, name string, prev *Model, known remote.Folder) (*File, error) {
 	var prevFile *File
 	var prevMeta *remote.Meta
 	if f, ok := prev.smallFile(name); ok {
@@ -308,18 +320,12 @@ func (c *Catalog) smallFile(ctx context.Context, st *Store, model, name string, 
 		case prevFile != nil && sameValidated(ff.Meta, prevFile.Meta):
 			return prevFile, nil
 		case ff.Data != nil:
-			if err := c.checkSmall(st, model, name, ff.Data, ff.Meta); err != nil {
-				return nil, err
-			}
 			return &File{Name: name, Kind: KindData, Remote: name, Data: ff.Data, Meta: ff.Meta, ModTime: ff.Meta.ModTime()}, nil
 		}
 	}
 	data, meta, err := st.Remote.Fetch(ctx, prevMeta, digits.MaxSmallFile, model, name)
 	if errors.Is(err, remote.ErrNotModified) {
 		return prevFile, nil
-	}
-	if err == nil {
-		err = c.checkSmall(st, model, name, data, meta)
 	}
 	if err != nil {
 		return nil, err

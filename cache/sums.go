@@ -18,6 +18,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/modelstorefs/modelstorefs/digits"
 	"github.com/modelstorefs/modelstorefs/remote"
 )
 
@@ -58,10 +59,47 @@ func (c *Catalog) startSums(st *Store) {
 		got := c.fetchSums(ctx, st, last)
 		cancel()
 		s.mu.Lock()
-		s.cur, s.inflight = got, nil
+		s.cur = got
+		s.mu.Unlock()
+		if got.sums != nil && got.sums != last.sums {
+			c.recheckSmall(st, got.sums) // before its waiters go on
+		}
+		s.mu.Lock()
+		s.inflight = nil
 		s.mu.Unlock()
 		close(done)
 	}()
+}
+
+// recheckSmall checks the info.json and aux.json of the store's models
+// resolved before its SHA256SUMS came in (the background resolves do not
+// wait for it) against it: a model whose file does not match is resolved
+// again, and fails then.
+func (c *Catalog) recheckSmall(st *Store, sums *remote.Sums) {
+	l := c.lastGoodListing(st)
+	if l == nil {
+		return
+	}
+	for _, name := range l.Models {
+		m, ok := c.CachedModel(st, name)
+		if !ok || m.res == nil {
+			continue
+		}
+		for _, f := range []struct {
+			file string
+			ans  digits.Answer
+			meta remote.Meta
+		}{{digits.InfoFile, m.res.info, m.res.infoMeta}, {digits.AuxFile, m.res.aux, m.res.auxMeta}} {
+			d, listed := sums.Lookup(name + "/" + f.file)
+			if f.ans.Found && f.meta.Digest.IsZero() && listed && !d.Check(f.ans.Data) {
+				c.log.Warn("SHA256SUMS does not match a resolved model's file: resolving it again",
+					zap.String("store", st.Name), zap.String("model", name), zap.String("file", f.file))
+				c.models.Forget(modelKey{st.idx, name})
+				c.changed(st, name)
+				break
+			}
+		}
+	}
 }
 
 // wasAsked reports whether the sums were ever asked for.
