@@ -332,7 +332,11 @@ func (c *Catalog) fetchModel(ctx context.Context, st *Store, name string, prev *
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.ModelTimeout)
 	defer cancel()
-	known, _ := l.Folders.Take(name)
+	known, _, err := l.Folders.Take(ctx, name)
+	if err != nil {
+		// Once per page: its folders are asked about one by one.
+		c.log.Warn("folder page failed, asking its folders one by one", zap.String("store", st.Name), zap.Error(err))
+	}
 	m, err := c.resolveModel(ctx, st, name, prev, known)
 	if err != nil {
 		if !c.stopping() {

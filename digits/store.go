@@ -104,23 +104,68 @@ type MasterEntry struct {
 	Data []byte
 }
 
+// MasterFolderPages is the key under which a master.json of modelstorefs
+// serve names the folders it had no room to describe itself: a list of
+// [first, last] pairs, each a range of "children" (in byte order, both
+// ends included) described by one folder page. A page is fetched at
+// FolderPageFile?from=first&to=last and is {"folders": {...}}, as in
+// MasterFolders; a folder it leaves out is asked about as if nothing had
+// been said of it.
+const MasterFolderPages = "folder_pages"
+
+// FolderPageFile is where modelstorefs serve answers folder pages: a
+// hidden name, which no file of a store it serves can have.
+const FolderPageFile = ".folders.json"
+
+// MaxFolderPages bounds the pages a master.json names; a client ignores
+// more.
+const MaxFolderPages = 1000
+
 // MasterJSONFolders renders a master.json with MasterFolders: folders[i]
-// is what children[i] holds (nil: not described). Folders are described
-// in order while the document stays within max bytes; the rest are left
-// out, for the client to ask their folders' listings.
-func MasterJSONFolders(msg string, children []string, folders [][]MasterEntry, max int) []byte {
+// is what children[i] holds (nil: not described); the children past
+// len(folders) are not described. Folders are described in order while
+// the document stays within max bytes. With per > 0 the children past the
+// last described are named in MasterFolderPages, per
+// children a page (more when that would make over MaxFolderPages); room
+// for that list is kept within max.
+func MasterJSONFolders(msg string, children []string, folders [][]MasterEntry, max, per int) []byte {
 	b := MasterJSON(msg, children)
 	b = bytes.TrimSuffix(b, []byte("}\n"))
-	b = append(b, `,"`+MasterFolders+`":{`...)
+	if per > 0 {
+		per = pageSize(len(children), per)
+		max -= pagesRoom(children, per)
+	}
+	b = append(b, `,"`+MasterFolders+`":`...)
+	b, n := appendFolders(b, children, folders, max-len("}\n"))
+	if per > 0 && n < len(children) {
+		b = appendPages(b, children[n:], per)
+	}
+	return append(b, "}\n"...)
+}
+
+// FolderPage renders a folder page (MasterFolderPages) of at most max
+// bytes: folders[i] is what names[i] holds, described in order while they
+// fit.
+func FolderPage(names []string, folders [][]MasterEntry, max int) []byte {
+	b := []byte(`{"` + MasterFolders + `":`)
+	b, _ = appendFolders(b, names, folders, max-len("}\n"))
+	return append(b, "}\n"...)
+}
+
+// appendFolders appends {"name":{...},...}: the folders that fit while b
+// stays within max bytes, in order. n is the index of the first name
+// left out for room (len(folders) when none is).
+func appendFolders(b []byte, names []string, folders [][]MasterEntry, max int) (_ []byte, n int) {
+	b = append(b, '{')
 	first := true
 	var one []byte
 	for i, files := range folders {
 		if files == nil {
 			continue
 		}
-		one = appendMasterFolder(one[:0], children[i], files)
-		if len(b)+len(one)+len("}}\n")+1 > max {
-			break
+		one = appendMasterFolder(one[:0], names[i], files)
+		if len(b)+len(one)+len("}")+1 > max {
+			return append(b, '}'), i
 		}
 		if !first {
 			b = append(b, ',')
@@ -128,7 +173,42 @@ func MasterJSONFolders(msg string, children []string, folders [][]MasterEntry, m
 		first = false
 		b = append(b, one...)
 	}
-	return append(b, "}}\n"...)
+	return append(b, '}'), len(folders)
+}
+
+// pageSize is how many children a folder page covers: per, or more when
+// per would make over MaxFolderPages pages of n children.
+func pageSize(n, per int) int {
+	return max(per, (n+MaxFolderPages-1)/MaxFolderPages)
+}
+
+// pagesRoom is the most bytes MasterFolderPages can take for any tail of
+// children, per a page.
+func pagesRoom(children []string, per int) int {
+	longest := 0
+	for _, c := range children {
+		longest = max(longest, len(c))
+	}
+	pages := (len(children) + per - 1) / per
+	// A name escaped by encoding/json takes at most 6 bytes a byte.
+	return len(`,"`+MasterFolderPages+`":[]`) + pages*(2*(6*longest+2)+len(`[,],`))
+}
+
+// appendPages appends ,"folder_pages":[["first","last"],...] for children,
+// per a page.
+func appendPages(b []byte, children []string, per int) []byte {
+	b = append(b, `,"`+MasterFolderPages+`":[`...)
+	for i := 0; i < len(children); i += per {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '[')
+		b = appendJSONString(b, children[i])
+		b = append(b, ',')
+		b = appendJSONString(b, children[min(i+per, len(children))-1])
+		b = append(b, ']')
+	}
+	return append(b, ']')
 }
 
 // appendMasterFolder appends "name":{"file":[size,mtime,"etag"],...}.

@@ -78,7 +78,7 @@ func TestMasterJSONFolders(t *testing.T) {
 	children := []string{"a", "b<&>", "c", "d"}
 	entry := []MasterEntry{{Name: "info.json", Size: 12, MTime: 1, ETag: `"x"`}}
 	folders := [][]MasterEntry{entry, entry, nil, entry}
-	full := MasterJSONFolders("m", children, folders, 1<<20)
+	full := MasterJSONFolders("m", children, folders, 1<<20, 0)
 	one := len(`"a":{"info.json":[12,1,"\"x\""]},`)
 	tests := []struct {
 		max  int
@@ -91,7 +91,7 @@ func TestMasterJSONFolders(t *testing.T) {
 		{10, nil},
 	}
 	for _, tc := range tests {
-		b := MasterJSONFolders("m", children, folders, tc.max)
+		b := MasterJSONFolders("m", children, folders, tc.max, 0)
 		var got struct {
 			Msg      string
 			Children []string
@@ -127,5 +127,71 @@ func TestAppendJSONString(t *testing.T) {
 		if got := appendJSONString([]byte("x"), s); string(got) != "x"+string(want) {
 			t.Errorf("appendJSONString(%q) = %s, want x%s", s, got, want)
 		}
+	}
+}
+
+// TestMasterJSONFolderPages: the children master.json has no room to
+// describe are named in pages of per children (fewer pages than
+// MaxFolderPages), the list fits within max, and a page describes its
+// folders within its own bound.
+func TestMasterJSONFolderPages(t *testing.T) {
+	entry := []MasterEntry{{Name: "info.json", Size: 12, MTime: 1, ETag: `"x"`}}
+	children := make([]string, 50)
+	folders := make([][]MasterEntry, len(children))
+	for i := range children {
+		children[i] = fmt.Sprintf("m%03d", i)
+		folders[i] = entry
+	}
+	tests := []struct {
+		name      string
+		described int // folders given described
+		max, per  int
+		pages     int // at least this many
+	}{
+		{"all fit: no pages", 50, 1 << 20, 10, 0},
+		{"half described", 25, 1 << 20, 10, 3},
+		{"room for some", 50, 1500, 10, 2},
+		{"a page each", 10, 1 << 20, 1, 40},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			b := MasterJSONFolders("m", children, folders[:tc.described], tc.max, tc.per)
+			if len(b) > tc.max {
+				t.Errorf("%d bytes, over %d", len(b), tc.max)
+			}
+			var got struct {
+				Children []string
+				Folders  map[string]any
+				Pages    [][]string `json:"folder_pages"`
+			}
+			if err := json.Unmarshal(b, &got); err != nil {
+				t.Fatalf("%s: %v", b, err)
+			}
+			// Every child is described or in exactly one page, in order.
+			next := 0
+			for next < len(children) && got.Folders[children[next]] != nil {
+				next++
+			}
+			if len(got.Pages) < tc.pages || len(got.Pages) > MaxFolderPages {
+				t.Errorf("%d pages, want at least %d", len(got.Pages), tc.pages)
+			}
+			for _, p := range got.Pages {
+				if len(p) != 2 || next >= len(children) || p[0] != children[next] {
+					t.Fatalf("page %q, want one from %q (pages %q)", p, children[min(next, len(children)-1)], got.Pages)
+				}
+				next = slices.Index(children, p[1]) + 1
+			}
+			if next != len(children) {
+				t.Errorf("described and paged up to %d of %d children", next, len(children))
+			}
+		})
+	}
+	if got := pageSize(100_000, 1); got != 100_000/MaxFolderPages {
+		t.Errorf("pageSize(100000, 1) = %d, want pages capped at %d", got, MaxFolderPages)
+	}
+	page := FolderPage(children[:3], folders[:3], 90)
+	var got struct{ Folders map[string]any }
+	if err := json.Unmarshal(page, &got); err != nil || len(page) > 90 || len(got.Folders) != 2 {
+		t.Errorf("page of 90 bytes: %s (%d bytes, %d folders) %v, want two folders", page, len(page), len(got.Folders), err)
 	}
 }

@@ -156,6 +156,15 @@ var loadServers = []loadServer{
 		}
 		return startCounter(t, h)
 	}, 0, 0}, // its master.json says all: want none
+	{"modelstorefs serve paged", func(t *testing.T, dir string) *counter {
+		// master.json of 4 KiB: most folders are told in folder pages,
+		// each page one request for several models.
+		h, err := serve.Handler(dir, nil, serve.WithMasterBytes(4<<10))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return startCounter(t, h)
+	}, 0.25, 0.25},
 	{"nginx autoindex html", func(t *testing.T, dir string) *counter {
 		return startCountingProxy(t, itest.StartNginxAutoindex(t, dir, "html"))
 	}, 3, 3},

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -32,40 +33,124 @@ type Listing struct {
 
 // Folders is what master.json says of the model folders, read when first
 // asked: a store's listing is shown before the folders of ten thousand
-// models are read.
+// models are read. What master.json had no room for is in folder pages
+// (digits.MasterFolderPages), each fetched when a folder of it is first
+// asked about.
 type Folders struct {
-	raw  []byte
-	once sync.Once
-	mu   sync.Mutex // protects m
-	m    masterFolders
+	raw   []byte
+	once  sync.Once
+	mu    sync.Mutex // protects m and pages' state
+	m     masterFolders
+	pages []*folderPage // sorted by first, not overlapping
+	store *Store        // where the pages are
 }
 
-// Folder returns what master.json says the folder of model holds; ok is
-// false when it says nothing of it.
-func (f *Folders) Folder(model string) (folder Folder, ok bool) { return f.find(model, false) }
+// folderPage is one range of folders described by a page, and whether it
+// was read.
+type folderPage struct {
+	first, last string
+	read        bool          // its folders are in m (or it failed)
+	reading     chan struct{} // closed when the running read ends
+}
+
+// Folder returns what master.json (or its page) says the folder of model
+// holds; ok is false when it says nothing of it. err is a page that could
+// not be read, given to the one caller that read it (the others are told
+// nothing of the page's folders).
+func (f *Folders) Folder(ctx context.Context, model string) (folder Folder, ok bool, err error) {
+	return f.find(ctx, model, false)
+}
 
 // Take is Folder, forgetting what it returns: a catalog that keeps what
 // it learned holds no second copy (asking again later, it asks the store).
-func (f *Folders) Take(model string) (folder Folder, ok bool) { return f.find(model, true) }
+func (f *Folders) Take(ctx context.Context, model string) (folder Folder, ok bool, err error) {
+	return f.find(ctx, model, true)
+}
 
-func (f *Folders) find(model string, take bool) (folder Folder, ok bool) {
+func (f *Folders) find(ctx context.Context, model string, take bool) (folder Folder, ok bool, err error) {
 	if f == nil {
-		return nil, false
+		return nil, false, nil
 	}
 	f.parse()
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if _, ok := f.m[model]; !ok {
+		err = f.readPageLocked(ctx, model)
+	}
 	folder, ok = f.m[model]
 	if take {
 		delete(f.m, model)
 	}
-	return folder, ok
+	return folder, ok, err
+}
+
+// readPageLocked reads the page that describes model, unless it was read
+// or there is none; one read at a time per page, the others waiting for
+// it. A read ended by ctx is tried again by the next caller.
+func (f *Folders) readPageLocked(ctx context.Context, model string) error {
+	i := sort.Search(len(f.pages), func(i int) bool { return f.pages[i].last >= model })
+	if i == len(f.pages) || f.pages[i].first > model || f.store == nil {
+		return nil
+	}
+	p := f.pages[i]
+	for !p.read {
+		if p.reading != nil {
+			reading := p.reading
+			f.mu.Unlock()
+			select {
+			case <-reading:
+			case <-ctx.Done():
+			}
+			f.mu.Lock()
+			if ctx.Err() != nil {
+				return nil
+			}
+			continue
+		}
+		p.reading = make(chan struct{})
+		f.mu.Unlock()
+		m, err := f.store.folderPage(ctx, p.first, p.last)
+		f.mu.Lock()
+		close(p.reading)
+		p.reading = nil
+		if err != nil && ctx.Err() != nil {
+			return nil
+		}
+		p.read = true
+		for name, folder := range m {
+			// A page tells only of its own range.
+			if _, ok := f.m[name]; !ok && p.first <= name && name <= p.last {
+				f.m[name] = folder
+			}
+		}
+		return err
+	}
+	return nil
+}
+
+// folderPage GETs the page of the folders named first to last.
+func (s *Store) folderPage(ctx context.Context, first, last string) (masterFolders, error) {
+	q := url.Values{"from": {first}, "to": {last}}
+	body, _, err := s.fetchURL(ctx, s.URL(digits.FolderPageFile)+"?"+q.Encode(), nil, MaxMasterJSON)
+	if err != nil {
+		return nil, fmt.Errorf("folder page %q to %q: %w", first, last, err)
+	}
+	var page struct {
+		Folders masterFolders `json:"folders"`
+	}
+	if err := json.Unmarshal(body, &page); err != nil {
+		return nil, fmt.Errorf("folder page %q to %q: %w", first, last, err)
+	}
+	return page.Folders, nil
 }
 
 func (f *Folders) parse() {
 	f.once.Do(func() {
 		var m masterFolders
 		_ = m.UnmarshalJSON(f.raw) // a malformed "folders" says nothing
+		if m == nil {
+			m = masterFolders{}
+		}
 		f.mu.Lock()
 		f.m, f.raw = m, nil
 		f.mu.Unlock()
@@ -89,6 +174,9 @@ func (s *Store) ListModels(ctx context.Context) (*Listing, error) {
 	case err == nil:
 		l, perr := parseMaster(body)
 		if perr == nil {
+			if l.Folders != nil {
+				l.Folders.store = s
+			}
 			return l, nil
 		}
 		if errors.Is(perr, ErrTooLarge) { // as a body over the byte limit
@@ -161,6 +249,7 @@ func parseMaster(body []byte) (*Listing, error) {
 		Msg      json.RawMessage `json:"msg"`
 		Children masterChildren  `json:"children"`
 		Folders  json.RawMessage `json:"folders"`
+		Pages    masterPages     `json:"folder_pages"`
 	}
 	if err := json.Unmarshal(body, &raw); err != nil {
 		return nil, fmt.Errorf("master.json: %w", err)
@@ -175,10 +264,33 @@ func parseMaster(body []byte) (*Listing, error) {
 		}
 	}
 	l.add(raw.Children.names)
-	if len(raw.Folders) > 0 {
-		l.Folders = &Folders{raw: raw.Folders}
+	if len(raw.Folders) > 0 || len(raw.Pages) > 0 {
+		l.Folders = &Folders{raw: raw.Folders, pages: raw.Pages}
 	}
 	return l, nil
+}
+
+// masterPages is master.json's "folder_pages" (digits.MasterFolderPages):
+// [["first", "last"], ...]. Pages out of order, overlapping, or more than
+// digits.MaxFolderPages are not ours: they are ignored whole, and so is a
+// malformed list.
+type masterPages []*folderPage
+
+func (p *masterPages) UnmarshalJSON(data []byte) error {
+	*p = nil
+	var ranges [][2]string
+	if json.Unmarshal(data, &ranges) != nil || len(ranges) > digits.MaxFolderPages {
+		return nil
+	}
+	pages := make(masterPages, 0, len(ranges))
+	for i, r := range ranges {
+		if r[0] > r[1] || (i > 0 && r[0] <= ranges[i-1][1]) {
+			return nil
+		}
+		pages = append(pages, &folderPage{first: r[0], last: r[1]})
+	}
+	*p = pages
+	return nil
 }
 
 // masterFolders is master.json's "folders", as modelstorefs serve writes

@@ -1,6 +1,7 @@
 package remote
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -423,7 +424,7 @@ func TestParseMasterFolders(t *testing.T) {
 			}
 			got := map[string]string{}
 			for _, m := range []string{"a", "b", "c", "d", "zz"} {
-				if f, ok := l.Folders.Folder(m); ok {
+				if f, ok, _ := l.Folders.Folder(context.Background(), m); ok {
 					got[m] = folderString(f)
 				}
 			}
@@ -434,13 +435,13 @@ func TestParseMasterFolders(t *testing.T) {
 	}
 	// digits.MasterJSONFolders writes what ParseMaster reads.
 	body := digits.MasterJSONFolders("m", []string{"a", "b"}, [][]digits.MasterEntry{
-		{{Name: "info.json", Size: 12, MTime: 1796518917, ETag: `"e1"`}}, nil}, 1<<20)
+		{{Name: "info.json", Size: 12, MTime: 1796518917, ETag: `"e1"`}}, nil}, 1<<20, 0)
 	l, err := ParseMaster(body)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, _ := l.Folders.Folder("a")
-	if _, b := l.Folders.Folder("b"); folderString(a) != `info.json=12/`+lm+`/"e1"` || b {
+	a, _, _ := l.Folders.Folder(context.Background(), "a")
+	if _, b, _ := l.Folders.Folder(context.Background(), "b"); folderString(a) != `info.json=12/`+lm+`/"e1"` || b {
 		t.Errorf("round trip: a %q, b described %v", folderString(a), b)
 	}
 }

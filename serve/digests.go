@@ -45,6 +45,17 @@ type serverConfig struct {
 	noCache   bool
 	workers   int
 	gate      <-chan struct{} // tests: hashing waits until it is closed
+	// masterBytes bounds master.json and folder pages (WithMasterBytes).
+	masterBytes int
+}
+
+// configOf is the configuration opts make of the defaults.
+func configOf(opts []Option) serverConfig {
+	cfg := serverConfig{workers: DefaultHashWorkers, masterBytes: DefaultMasterBytes}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	return cfg
 }
 
 // WithDigestCache keeps the digests in file instead of the default
@@ -78,13 +89,10 @@ type Server struct {
 // NewServer is Handler with digests: it starts hashing every file of the
 // store's model folders in the background.
 func NewServer(dir string, log *zap.Logger, opts ...Option) (*Server, error) {
-	h, err := newHandler(dir, log)
+	cfg := configOf(opts)
+	h, err := newHandler(dir, log, cfg)
 	if err != nil {
 		return nil, err
-	}
-	cfg := serverConfig{workers: DefaultHashWorkers}
-	for _, o := range opts {
-		o(&cfg)
 	}
 	if cfg.cacheFile == "" && !cfg.noCache {
 		if cfg.cacheFile, err = DigestCachePath(h.root); err != nil {

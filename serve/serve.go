@@ -39,8 +39,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -62,18 +60,22 @@ type handler struct {
 	root    string // absolute, symlinks resolved
 	log     *zap.Logger
 	digests *digests // nil: no Repr-Digest, no generated SHA256SUMS
-	master  masterCache
+	docs    docCache // master.json and folder pages, as generated
+	// masterBytes bounds master.json and each folder page.
+	masterBytes int
+	pages       chan struct{} // one token per folder page being described
 }
 
 // Handler returns the HTTP handler serving the store directory dir. dir
 // must exist and be a directory; it is resolved once (absolute path,
 // symlinks), and everything served must resolve to a path below it. A nil
-// log discards the request log.
-func Handler(dir string, log *zap.Logger) (http.Handler, error) {
-	return newHandler(dir, log)
+// log discards the request log. Of opts, only WithMasterBytes applies:
+// Handler states no digests (NewServer does).
+func Handler(dir string, log *zap.Logger, opts ...Option) (http.Handler, error) {
+	return newHandler(dir, log, configOf(opts))
 }
 
-func newHandler(dir string, log *zap.Logger) (*handler, error) {
+func newHandler(dir string, log *zap.Logger, cfg serverConfig) (*handler, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
@@ -92,7 +94,7 @@ func newHandler(dir string, log *zap.Logger) (*handler, error) {
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("serve %s: not a directory", dir)
 	}
-	return &handler{root: root, log: log}, nil
+	return &handler{root: root, log: log, masterBytes: cfg.masterBytes, pages: make(chan struct{}, pageGenerations)}, nil
 }
 
 // Refusals, mapped to HTTP statuses by fail.
@@ -132,6 +134,10 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request) {
 	p := r.URL.Path // percent-decoded: "%2e%2e" is ".." here
 	if !strings.HasPrefix(p, "/") || strings.ContainsRune(p, 0) {
 		http.Error(w, "400 bad request path", http.StatusBadRequest)
+		return
+	}
+	if p == "/"+digits.FolderPageFile { // hidden: no file of the store
+		h.serveFolderPage(w, r)
 		return
 	}
 	var segs []string
@@ -301,252 +307,6 @@ func serveBytes(w http.ResponseWriter, r *http.Request, ctype string, mod time.T
 	w.Header().Set("ETag", contentETag(b))
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	http.ServeContent(w, r, "", mod, bytes.NewReader(b))
-}
-
-// models returns the model folders of the store directory: the names of
-// its subdirectories (or symlinks to directories inside it) that hold an
-// info.json and are usable names, sorted. mod is the newest modification
-// time among the directory, its subdirectories and their info.json.
-func (h *handler) models() (names []string, mod time.Time, err error) {
-	fi, err := os.Stat(h.root)
-	if err != nil {
-		return nil, time.Time{}, err
-	}
-	mod = fi.ModTime()
-	entries, err := os.ReadDir(h.root)
-	if err != nil {
-		return nil, time.Time{}, err
-	}
-	names = []string{}
-	for _, e := range entries {
-		name := e.Name()
-		if strings.HasPrefix(name, ".") {
-			continue
-		}
-		dfi, ifi, ok := h.modelFolder(e)
-		if dfi != nil && dfi.ModTime().After(mod) {
-			// Every folder counts for the date: one that just lost its
-			// info.json changes master.json too.
-			mod = dfi.ModTime()
-		}
-		if !ok {
-			continue
-		}
-		if err := digits.ValidName(name); err != nil {
-			h.log.Warn("model folder left out of master.json", zap.String("folder", name), zap.Error(err))
-			continue
-		}
-		names = append(names, name)
-		if t := ifi.ModTime(); t.After(mod) {
-			mod = t
-		}
-	}
-	sort.Strings(names)
-	return names, mod, nil
-}
-
-// modelFolder looks at one entry of the store directory: the folder's
-// FileInfo (nil when it is no directory) and its info.json's, and whether
-// it is a model folder. A plain directory holding a plain info.json costs
-// two lstat calls, as a store may have a hundred thousand; symlinks are
-// resolved and must stay inside the store.
-func (h *handler) modelFolder(e os.DirEntry) (dfi, ifi os.FileInfo, ok bool) {
-	name := e.Name()
-	var err error
-	if e.IsDir() {
-		if dfi, err = e.Info(); err != nil {
-			return nil, nil, false
-		}
-		ifi, err = os.Lstat(filepath.Join(h.root, name, digits.InfoFile))
-		if err == nil && ifi.Mode().IsRegular() {
-			return dfi, ifi, true
-		}
-		if err != nil || ifi.Mode()&fs.ModeSymlink == 0 {
-			return dfi, nil, false
-		}
-	} else {
-		if _, _, dfi, err = h.resolve(name); err != nil || !dfi.IsDir() {
-			return nil, nil, false
-		}
-	}
-	_, _, ifi, err = h.resolve(filepath.Join(name, digits.InfoFile))
-	if err != nil || !ifi.Mode().IsRegular() {
-		return dfi, nil, false
-	}
-	return dfi, ifi, true
-}
-
-// ModelFolders returns the model folders of the store directory dir, as
-// the master.json that Handler generates for a dir without one lists them.
-func ModelFolders(dir string) ([]string, error) {
-	h, err := newHandler(dir, nil)
-	if err != nil {
-		return nil, err
-	}
-	names, _, err := h.models()
-	return names, err
-}
-
-// maxMaster bounds a generated master.json: model folders are described
-// (digits.MasterFolders) while it stays below this, a margin under what
-// clients read (digits.MaxMasterJSON); past it, clients list the other
-// folders themselves.
-const maxMaster = 12 << 20
-
-// masterJSON generates master.json: the model folders ("children") and
-// what each holds ("folders": names, sizes, dates and ETags, as a GET of
-// each file would tell them), so that a client needs no request per file
-// to learn a folder.
-func (h *handler) masterJSON() ([]byte, time.Time, error) {
-	names, mod, err := h.models()
-	if err != nil {
-		return nil, time.Time{}, err
-	}
-	folders := make([][]digits.MasterEntry, len(names))
-	mods := make([]time.Time, len(names))
-	// Folders are described by a few workers, in order, until the
-	// document would be full: mostly lstat, open and read calls.
-	var (
-		next, size atomic.Int64
-		wg         sync.WaitGroup
-	)
-	for range masterWorkers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := int(next.Add(1) - 1); i < len(names) && size.Load() <= maxMaster; i = int(next.Add(1) - 1) {
-				var n int
-				folders[i], mods[i], n = h.describeFolder(names[i])
-				size.Add(int64(n))
-			}
-		}()
-	}
-	wg.Wait()
-	for _, t := range mods {
-		if t.After(mod) {
-			mod = t // a file's change changes master.json
-		}
-	}
-	return digits.MasterJSONFolders(Msg, names, folders, maxMaster), mod, nil
-}
-
-// masterWorkers describe folders for master.json at once.
-const masterWorkers = 4
-
-// describeFolder is what master.json says a model folder holds: its files
-// (a small info.json and aux.json whole), the newest modification time
-// among them, and about how many bytes that takes; nil when it cannot be
-// read.
-func (h *handler) describeFolder(name string) ([]digits.MasterEntry, time.Time, int) {
-	entries, err := h.dirEntries(name, false)
-	if err != nil {
-		return nil, time.Time{}, 0
-	}
-	folder := []digits.MasterEntry{}
-	var mod time.Time
-	size := 0
-	for _, e := range entries {
-		if e.dir {
-			continue
-		}
-		me := digits.MasterEntry{Name: e.name, Size: e.fi.Size(), MTime: e.fi.ModTime().Unix(), ETag: FileETag(e.fi)}
-		if (e.name == digits.InfoFile || e.name == digits.AuxFile) && me.Size <= digits.MaxInline {
-			// Whole: a client then asks nothing per model.
-			me.Data = h.smallFile(name, e)
-			size += len(me.Data)
-		}
-		folder = append(folder, me)
-		size += len(e.name) + 64
-		if t := e.fi.ModTime(); t.After(mod) {
-			mod = t
-		}
-	}
-	return folder, mod, size
-}
-
-// masterReuse is how long a generated master.json is served again while
-// the store directory itself is unchanged: describing ten thousand folders
-// takes half a second of lstat calls, and the nodes of a cluster mount at
-// once. A file rewritten in place shows within it (a client reads no byte
-// of a file whose ETag changed: it is asked about again).
-const masterReuse = 2 * time.Second
-
-// masterCache is the last generated master.json, and the generation
-// running (one at a time, shared by the requests that wait for it).
-type masterCache struct {
-	mu      sync.Mutex // protects the fields below
-	body    []byte
-	mod     time.Time
-	rootMod time.Time // the store directory's mtime when it was made
-	made    time.Time
-	making  chan struct{} // closed when the running generation ends
-}
-
-// get returns a master.json made less than masterReuse ago for a store
-// directory of modification time rootMod, or one made by gen.
-func (c *masterCache) get(rootMod time.Time, gen func() ([]byte, time.Time, error)) ([]byte, time.Time, error) {
-	c.mu.Lock()
-	for {
-		if c.body != nil && c.rootMod.Equal(rootMod) && time.Since(c.made) < masterReuse {
-			defer c.mu.Unlock()
-			return c.body, c.mod, nil
-		}
-		if c.making == nil {
-			break
-		}
-		making := c.making
-		c.mu.Unlock()
-		<-making
-		c.mu.Lock()
-	}
-	c.making = make(chan struct{})
-	c.mu.Unlock()
-	start := time.Now()
-	body, mod, err := gen()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	close(c.making)
-	c.making = nil
-	if err == nil {
-		c.body, c.mod, c.rootMod, c.made = body, mod, rootMod, start
-	}
-	return body, mod, err
-}
-
-// smallFile reads a file of a model folder for master.json; nil when it
-// cannot, or when the file opened is not the one the folder's listing
-// described (same inode, date and size: its ETag), so nothing from
-// outside the store, nor a file that changed, is ever read here.
-func (h *handler) smallFile(folder string, e entry) []byte {
-	f, err := os.OpenFile(filepath.Join(h.root, folder, e.name), os.O_RDONLY|syscall.O_NOFOLLOW, 0)
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil || FileETag(fi) != FileETag(e.fi) {
-		return nil
-	}
-	data := make([]byte, fi.Size()+1)
-	n, err := io.ReadFull(f, data)
-	if err != io.ErrUnexpectedEOF || int64(n) != fi.Size() {
-		return nil
-	}
-	return data[:n]
-}
-
-func (h *handler) serveMaster(w http.ResponseWriter, r *http.Request) {
-	fi, err := os.Stat(h.root)
-	if err != nil {
-		h.fail(w, r, fsError(err))
-		return
-	}
-	b, mod, err := h.master.get(fi.ModTime(), h.masterJSON)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	serveBytes(w, r, "application/json", mod, b)
 }
 
 // entry is one line of a directory listing: a regular file or a

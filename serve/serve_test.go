@@ -375,7 +375,7 @@ func checkMasterFolders(t *testing.T, f *fixture, body []byte) {
 	}
 	for model, files := range map[string][]string{"lenet": {"info.json", "net.prototxt", "weights.bin"}, "torch": {"info.json"}, "inside": {"info.json", "net.prototxt", "weights.bin"}} {
 		var names []string
-		folder, _ := l.Folders.Folder(model)
+		folder, _, _ := l.Folders.Folder(context.Background(), model)
 		for _, ff := range folder {
 			names = append(names, ff.Name)
 			head, err := st.Stat(context.Background(), nil, model, ff.Name)
@@ -796,11 +796,13 @@ func TestListenAndServe(t *testing.T) {
 	}
 }
 
-// TestMasterCache: a generated master.json is made once for the requests
+// TestDocCache: a generated master.json is made once for the requests
 // that come while it is made, and served again for a moment while the
-// store directory is unchanged; a changed directory makes it again.
-func TestMasterCache(t *testing.T) {
-	var c masterCache
+// store directory is unchanged; a changed directory makes it again. Other
+// documents (folder pages) are made apart, and no more than maxKeptDocs
+// are kept.
+func TestDocCache(t *testing.T) {
+	var c docCache
 	var gens atomic.Int32
 	release := make(chan struct{})
 	gen := func() ([]byte, time.Time, error) {
@@ -817,7 +819,7 @@ func TestMasterCache(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			b, _, _ := c.get(t0, gen)
+			b, _, _ := c.get("m", t0, gen)
 			got[i] = string(b)
 		}()
 	}
@@ -832,10 +834,21 @@ func TestMasterCache(t *testing.T) {
 			t.Errorf("request %d got generation %q, want the shared first", i, g)
 		}
 	}
-	if b, _, _ := c.get(t0, gen); string(b) != "1" || gens.Load() != 1 {
+	if b, _, _ := c.get("m", t0, gen); string(b) != "1" || gens.Load() != 1 {
 		t.Errorf("right after: generation %q (%d made), want the first again", b, gens.Load())
 	}
-	if b, _, _ := c.get(t0.Add(time.Nanosecond), gen); string(b) != "2" {
+	if b, _, _ := c.get("m", t0.Add(time.Nanosecond), gen); string(b) != "2" {
 		t.Errorf("store directory changed: generation %q, want a new one", b)
+	}
+	for i := range 3 * maxKeptDocs {
+		c.get(fmt.Sprint("page", i), t0, gen)
+	}
+	if b, _, _ := c.get("page0", t0, gen); string(b) == "3" {
+		t.Error("the first page was kept past maxKeptDocs")
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.docs) > maxKeptDocs {
+		t.Errorf("%d documents kept, want at most %d", len(c.docs), maxKeptDocs)
 	}
 }

@@ -135,7 +135,7 @@ func (h *handler) withGeneratedSums(entries []entry) []entry {
 // files the SHA256SUMS NewServer generates lists, and returns that file's
 // contents and how many files it lists.
 func Sums(ctx context.Context, dir string) ([]byte, int, error) {
-	h, err := newHandler(dir, nil)
+	h, err := newHandler(dir, nil, configOf(nil))
 	if err != nil {
 		return nil, 0, err
 	}

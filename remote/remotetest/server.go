@@ -618,7 +618,7 @@ func (s *Server) masterJSON(opt Options) []byte {
 			folders[i] = append(folders[i], e)
 		}
 	}
-	return digits.MasterJSONFolders(opt.Msg, dirs, folders, 16<<20)
+	return digits.MasterJSONFolders(opt.Msg, dirs, folders, 16<<20, 0)
 }
 
 // isDir reports whether some file lies below dir ("" or "name/").
