@@ -276,7 +276,8 @@ func refusedExamples(rejected []string) []string {
 
 // startPrefetch resolves every model of a fresh listing in the background,
 // so that grep over all info.json files and models.tsv come from memory;
-// paced per store (pacer).
+// paced per store (pacer). The folder pages of master.json are read one
+// ahead of the resolves, which ask for the folders in their order.
 func (c *Catalog) startPrefetch(st *Store, l *StoreListing) {
 	if !c.track() {
 		return
@@ -284,8 +285,16 @@ func (c *Catalog) startPrefetch(st *Store, l *StoreListing) {
 	go func() {
 		defer c.wg.Done()
 		var wg sync.WaitGroup
+		ctx, stopReading := context.WithCancel(c.ctx)
+		reading := make(chan struct{})
+		go func() {
+			defer close(reading)
+			l.Folders.ReadAhead(ctx)
+		}()
 		defer func() {
 			wg.Wait()
+			stopReading() // every model resolved: no page is needed now
+			<-reading
 			c.meta.flush() // the models resolved, kept at once
 		}()
 		for _, name := range l.Models {

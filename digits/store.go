@@ -195,8 +195,10 @@ func pagesRoom(children []string, per int) int {
 }
 
 // appendPages appends ,"folder_pages":[["first","last"],...] for children,
-// per a page.
+// at most per a page, the pages made even.
 func appendPages(b []byte, children []string, per int) []byte {
+	pages := (len(children) + per - 1) / per
+	per = (len(children) + pages - 1) / pages
 	b = append(b, `,"`+MasterFolderPages+`":[`...)
 	for i := 0; i < len(children); i += per {
 		if i > 0 {

@@ -35,28 +35,34 @@ type Listing struct {
 // asked: a store's listing is shown before the folders of ten thousand
 // models are read. What master.json had no room for is in folder pages
 // (digits.MasterFolderPages), each fetched when a folder of it is first
-// asked about.
+// asked about, or just before (ReadAhead).
 type Folders struct {
 	raw   []byte
 	once  sync.Once
-	mu    sync.Mutex // protects m and pages' state
+	mu    sync.Mutex // protects m, pages' state and asked
 	m     masterFolders
 	pages []*folderPage // sorted by first, not overlapping
 	store *Store        // where the pages are
+	// asked is closed, and made anew, when a page is first asked about,
+	// or the first folder of master.json itself (askedMaster).
+	asked       chan struct{}
+	askedMaster bool
 }
 
 // folderPage is one range of folders described by a page, and whether it
 // was read.
 type folderPage struct {
 	first, last string
+	asked       bool          // a folder of it was asked about
 	read        bool          // its folders are in m (or it failed)
 	reading     chan struct{} // closed when the running read ends
+	err         error         // why it failed, until a caller is told
 }
 
 // Folder returns what master.json (or its page) says the folder of model
 // holds; ok is false when it says nothing of it. err is a page that could
-// not be read, given to the one caller that read it (the others are told
-// nothing of the page's folders).
+// not be read, told to one caller that asks for a folder of it (the others
+// are told nothing of the page's folders).
 func (f *Folders) Folder(ctx context.Context, model string) (folder Folder, ok bool, err error) {
 	return f.find(ctx, model, false)
 }
@@ -74,8 +80,15 @@ func (f *Folders) find(ctx context.Context, model string, take bool) (folder Fol
 	f.parse()
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if _, ok := f.m[model]; !ok {
-		err = f.readPageLocked(ctx, model)
+	p := f.pageOf(model)
+	if p == nil {
+		f.noteAsked(&f.askedMaster)
+	} else {
+		f.noteAsked(&p.asked)
+		if _, ok := f.m[model]; !ok {
+			f.readLocked(ctx, p)
+		}
+		err, p.err = p.err, nil
 	}
 	folder, ok = f.m[model]
 	if take {
@@ -84,15 +97,69 @@ func (f *Folders) find(ctx context.Context, model string, take bool) (folder Fol
 	return folder, ok, err
 }
 
-// readPageLocked reads the page that describes model, unless it was read
-// or there is none; one read at a time per page, the others waiting for
-// it. A read ended by ctx is tried again by the next caller.
-func (f *Folders) readPageLocked(ctx context.Context, model string) error {
+// noteAsked sets asked, telling ReadAhead when it was not set.
+func (f *Folders) noteAsked(asked *bool) {
+	if !*asked {
+		*asked = true
+		close(f.asked)
+		f.asked = make(chan struct{})
+	}
+}
+
+// pageOf is the page whose range holds model; nil when none does, or
+// when there is no store to read it from.
+func (f *Folders) pageOf(model string) *folderPage {
 	i := sort.Search(len(f.pages), func(i int) bool { return f.pages[i].last >= model })
 	if i == len(f.pages) || f.pages[i].first > model || f.store == nil {
 		return nil
 	}
-	p := f.pages[i]
+	return f.pages[i]
+}
+
+// ReadAhead reads the folder pages in order, each once a folder of the
+// page before it was asked about (the first once any folder was), so that
+// callers asking for the folders in order find the next page read while
+// they work on one. It returns when every page is read, or when ctx ends.
+func (f *Folders) ReadAhead(ctx context.Context) {
+	if f == nil || f.store == nil {
+		return
+	}
+	f.parse()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i, p := range f.pages {
+		for !f.wantedLocked(i) {
+			asked := f.asked
+			f.mu.Unlock()
+			select {
+			case <-asked:
+			case <-ctx.Done():
+			}
+			f.mu.Lock()
+			if ctx.Err() != nil {
+				return
+			}
+		}
+		f.readLocked(ctx, p)
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+// wantedLocked says whether page i will be asked for soon: a folder of
+// the page before it (of master.json itself, for the first) was.
+func (f *Folders) wantedLocked(i int) bool {
+	if i == 0 {
+		return f.askedMaster
+	}
+	return f.pages[i-1].asked
+}
+
+// readLocked reads page p, unless it was read; one read at a time per
+// page, the others waiting for it. A read ended by ctx is tried again by
+// the next caller; a failure is kept for the next caller to be told.
+func (f *Folders) readLocked(ctx context.Context, p *folderPage) {
 	for !p.read {
 		if p.reading != nil {
 			reading := p.reading
@@ -103,7 +170,7 @@ func (f *Folders) readPageLocked(ctx context.Context, model string) error {
 			}
 			f.mu.Lock()
 			if ctx.Err() != nil {
-				return nil
+				return
 			}
 			continue
 		}
@@ -114,18 +181,16 @@ func (f *Folders) readPageLocked(ctx context.Context, model string) error {
 		close(p.reading)
 		p.reading = nil
 		if err != nil && ctx.Err() != nil {
-			return nil
+			return
 		}
-		p.read = true
+		p.read, p.err = true, err
 		for name, folder := range m {
 			// A page tells only of its own range.
 			if _, ok := f.m[name]; !ok && p.first <= name && name <= p.last {
 				f.m[name] = folder
 			}
 		}
-		return err
 	}
-	return nil
 }
 
 // folderPage GETs the page of the folders named first to last.
@@ -152,7 +217,7 @@ func (f *Folders) parse() {
 			m = masterFolders{}
 		}
 		f.mu.Lock()
-		f.m, f.raw = m, nil
+		f.m, f.raw, f.asked = m, nil, make(chan struct{})
 		f.mu.Unlock()
 	})
 }

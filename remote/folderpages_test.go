@@ -150,3 +150,75 @@ func manyPages(n int) string {
 	}
 	return b.String() + "]"
 }
+
+// TestFolderPagesReadAhead: ReadAhead reads the first page once a folder
+// of master.json is asked about, and each next one once a folder of the
+// page before it is, so that callers in order find it read; it ends when
+// every page is read, or when its context does while it waits.
+func TestFolderPagesReadAhead(t *testing.T) {
+	s, mux := newTestStore(t, fastOptions())
+	var pageReqs atomic.Int64
+	mux.HandleFunc(basePath+"master.json", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, `{"children": ["0", "a", "b", "c"], "folders": {"0": {"info.json": [1, 0, ""]}}, "folder_pages": [["a", "a"], ["b", "b"], ["c", "c"]]}`)
+	})
+	mux.HandleFunc(basePath+digits.FolderPageFile, func(w http.ResponseWriter, r *http.Request) {
+		pageReqs.Add(1)
+		fmt.Fprintf(w, `{"folders": {%q: {"info.json": [1, 0, ""]}}}`, r.URL.Query().Get("from"))
+	})
+	list := func() *Listing {
+		l, err := s.ListModels(testContext(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	waitReqs := func(want int64) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); pageReqs.Load() < want && time.Now().Before(deadline); {
+			time.Sleep(time.Millisecond)
+		}
+		time.Sleep(30 * time.Millisecond) // and no more than that
+		if got := pageReqs.Load(); got != want {
+			t.Fatalf("%d page requests, want %d", got, want)
+		}
+	}
+
+	l := list()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		l.Folders.ReadAhead(testContext(t))
+	}()
+	waitReqs(0) // no page before any folder is asked about
+	for i, m := range []string{"0", "a", "b", "c"} {
+		if _, ok, err := l.Folders.Folder(testContext(t), m); !ok || err != nil {
+			t.Fatalf("%s: described %v, %v", m, ok, err)
+		}
+		waitReqs(int64(min(i+1, 3))) // the next page, read ahead
+	}
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("ReadAhead did not return once every page was read")
+	}
+
+	// Ended while it waits for a page to be asked about.
+	pageReqs.Store(0)
+	l = list()
+	ctx, cancel := context.WithCancel(context.Background())
+	done = make(chan struct{})
+	go func() {
+		defer close(done)
+		l.Folders.ReadAhead(ctx)
+	}()
+	if _, ok, _ := l.Folders.Folder(ctx, "0"); !ok {
+		t.Fatal("0 undescribed")
+	}
+	waitReqs(1)
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("ReadAhead did not return when its context ended")
+	}
+}
