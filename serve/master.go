@@ -202,11 +202,12 @@ func (h *handler) smallFile(folder string, e entry) []byte {
 // each file would tell them), so that a client needs no request per file
 // to learn a folder. The folders master.json has no room for are named in
 // pages, for a client to ask when it needs them.
-func (h *handler) masterJSON() ([]byte, time.Time, error) {
+func (h *handler) masterJSON(rootMod time.Time) ([]byte, time.Time, error) {
 	names, mod, err := h.models()
 	if err != nil {
 		return nil, time.Time{}, err
 	}
+	h.listed.Store(&listedModels{names: names, rootMod: rootMod})
 	folders, fmod, size := h.describeFolders(names)
 	if fmod.After(mod) {
 		mod = fmod // a file's change changes master.json
@@ -221,13 +222,30 @@ func (h *handler) masterJSON() ([]byte, time.Time, error) {
 	return digits.MasterJSONFolders(Msg, names, folders, h.masterBytes, per), mod, nil
 }
 
+// listedModels are the model folders the last master.json named, while
+// the store directory had modification time rootMod.
+type listedModels struct {
+	names   []string
+	rootMod time.Time
+}
+
 // folderPage generates the folder page of the model folders named first
-// to last (digits.MasterFolderPages).
-func (h *handler) folderPage(first, last string) ([]byte, time.Time, error) {
+// to last (digits.MasterFolderPages), for a store directory of
+// modification time rootMod: those the last master.json named, while the
+// directory is unchanged (a page of a store of 100,000 folders does not
+// list them all again); else those there now.
+func (h *handler) folderPage(first, last string, rootMod time.Time) ([]byte, time.Time, error) {
 	h.pages <- struct{}{}
 	defer func() { <-h.pages }()
-	names, mod, err := h.modelsIn(first, last)
-	if err != nil {
+	var (
+		names []string
+		mod   time.Time
+		err   error
+	)
+	if l := h.listed.Load(); l != nil && l.rootMod.Equal(rootMod) {
+		i, j := sort.SearchStrings(l.names, first), sort.Search(len(l.names), func(i int) bool { return l.names[i] > last })
+		names = l.names[i:max(i, j)]
+	} else if names, mod, err = h.modelsIn(first, last); err != nil {
 		return nil, time.Time{}, err
 	}
 	folders, fmod, _ := h.describeFolders(names)
@@ -284,7 +302,7 @@ func (h *handler) serveMaster(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, fsError(err))
 		return
 	}
-	b, mod, err := h.docs.get(digits.MasterFile, fi.ModTime(), h.masterJSON)
+	b, mod, err := h.docs.get(digits.MasterFile, fi.ModTime(), func() ([]byte, time.Time, error) { return h.masterJSON(fi.ModTime()) })
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -306,7 +324,7 @@ func (h *handler) serveFolderPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	key := digits.FolderPageFile + "\x00" + first + "\x00" + last
-	b, mod, err := h.docs.get(key, fi.ModTime(), func() ([]byte, time.Time, error) { return h.folderPage(first, last) })
+	b, mod, err := h.docs.get(key, fi.ModTime(), func() ([]byte, time.Time, error) { return h.folderPage(first, last, fi.ModTime()) })
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -366,14 +384,16 @@ func (c *docCache) get(key string, rootMod time.Time, gen func() ([]byte, time.T
 	}
 	d.making = make(chan struct{})
 	c.mu.Unlock()
-	start := time.Now()
 	body, mod, err := gen()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	close(d.making)
 	d.making = nil
 	if err == nil {
-		d.body, d.mod, d.rootMod, d.made = body, mod, rootMod, start
+		// From when it is done: one that takes longer than masterReuse
+		// to make (100,000 folders) is still shared by the mounts that
+		// come just after.
+		d.body, d.mod, d.rootMod, d.made = body, mod, rootMod, time.Now()
 	}
 	c.prune(key)
 	return body, mod, err

@@ -10,7 +10,9 @@
 //     directory's own master.json is served when present; the generated
 //     one also says what each folder holds ("folders": sizes, dates,
 //     ETags, small info.json and aux.json whole), so that a client needs
-//     no request per model, and is made once for concurrent requests;
+//     no request per model, and is made once for concurrent requests; the
+//     folders it has no room for are named in folder pages, described
+//     when a client asks for one (master.go);
 //   - directories get an HTML listing in python http.server's format
 //     (`<li><a href="name/">name/</a></li>`), which both DIGITS (link text)
 //     and modelstorefs (href) read, or nginx's JSON listing to a client
@@ -39,6 +41,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -64,6 +67,7 @@ type handler struct {
 	// masterBytes bounds master.json and each folder page.
 	masterBytes int
 	pages       chan struct{} // one token per folder page being described
+	listed      atomic.Pointer[listedModels]
 }
 
 // Handler returns the HTTP handler serving the store directory dir. dir

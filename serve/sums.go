@@ -50,7 +50,19 @@ func (h *handler) files() ([]storeFile, error) {
 
 func (h *handler) walk(rel string, depth int, seen map[string]bool, out *[]storeFile) {
 	real, realRel, fi, err := h.resolve(rel)
-	if err != nil || !fi.IsDir() || seen[realRel] || depth > maxWalkDepth {
+	if err != nil || !fi.IsDir() {
+		return
+	}
+	h.walkDir(rel, real, realRel, depth, seen, out)
+}
+
+// walkDir is walk of the resolved directory real (realRel below the
+// root). Plain files and directories in it are taken as they are: a
+// resolve (an lstat of every component of the path) of each of the
+// half million files of a large store took seconds; symlinks are
+// resolved and checked.
+func (h *handler) walkDir(rel, real, realRel string, depth int, seen map[string]bool, out *[]storeFile) {
+	if seen[realRel] || depth > maxWalkDepth {
 		return
 	}
 	seen[realRel] = true
@@ -59,17 +71,27 @@ func (h *handler) walk(rel string, depth int, seen map[string]bool, out *[]store
 		return
 	}
 	for _, de := range des {
-		if de.Name()[0] == '.' {
+		name := de.Name()
+		if name[0] == '.' {
 			continue
 		}
-		child := filepath.Join(rel, de.Name())
-		_, crr, cfi, err := h.resolve(child)
+		child := filepath.Join(rel, name)
 		switch {
-		case err != nil:
-		case cfi.IsDir():
-			h.walk(child, depth+1, seen, out)
-		case cfi.Mode().IsRegular():
-			*out = append(*out, storeFile{name: filepath.ToSlash(child), realRel: crr, fi: cfi})
+		case de.Type().IsRegular():
+			if cfi, err := de.Info(); err == nil && cfi.Mode().IsRegular() {
+				*out = append(*out, storeFile{name: filepath.ToSlash(child), realRel: filepath.Join(realRel, name), fi: cfi})
+			}
+		case de.IsDir():
+			h.walkDir(child, filepath.Join(real, name), filepath.Join(realRel, name), depth+1, seen, out)
+		default:
+			_, crr, cfi, err := h.resolve(child)
+			switch {
+			case err != nil:
+			case cfi.IsDir():
+				h.walk(child, depth+1, seen, out)
+			case cfi.Mode().IsRegular():
+				*out = append(*out, storeFile{name: filepath.ToSlash(child), realRel: crr, fi: cfi})
+			}
 		}
 	}
 }
@@ -87,7 +109,14 @@ func (h *handler) serveGeneratedSums(w http.ResponseWriter, r *http.Request) boo
 	if h.digests == nil || h.hasOwnSums() {
 		return false
 	}
-	b, mod, err := h.generatedSums()
+	fi, err := os.Stat(h.root)
+	if err != nil {
+		h.fail(w, r, fsError(err))
+		return true
+	}
+	// Made once for the mounts that list the store at once: it walks
+	// every file of the store.
+	b, mod, err := h.docs.get(remote.SumsFile, fi.ModTime(), h.generatedSums)
 	if err != nil {
 		h.fail(w, r, err)
 		return true
