@@ -25,6 +25,11 @@ type modelLog struct {
 	maxBytes int64
 	log      *zap.Logger
 
+	// wmu is held by the one writer of a batch, which encodes and writes
+	// it without mu: a batch of 65,536 models takes a second, and every
+	// resolve saves its model.
+	wmu sync.Mutex
+
 	mu      sync.Mutex // protects the fields below
 	f       *os.File   // read and appended to; nil until opened
 	index   map[string]logPos
@@ -34,6 +39,9 @@ type modelLog struct {
 	// pendingAt is where each name's last pending line is: a batch holds
 	// up to logBatch lines, and every save and load asks for one.
 	pendingAt map[string]int
+	// writing is the batch being written, found by load until indexed.
+	writing   []logLine
+	writingAt map[string]int
 	queued    int64     // bytes of the pending lines
 	oldest    time.Time // of the pending lines
 	failed    bool      // the file cannot be used: nothing more is kept
@@ -120,6 +128,10 @@ func (l *modelLog) load(name string) ([]byte, bool) {
 		data, err := l.pending[i].encode()
 		return data, err == nil
 	}
+	if i, ok := l.writingAt[name]; ok {
+		data, err := l.writing[i].encode()
+		return data, err == nil
+	}
 	if !l.openLocked() {
 		return nil, false
 	}
@@ -143,6 +155,16 @@ func lineJSON(line []byte) []byte {
 // Past the bound, a name not kept yet is refused (queued lines count an
 // estimate of their size until they are written).
 func (l *modelLog) save(name string, encode func() ([]byte, error)) {
+	if l.queue(name, encode) && l.wmu.TryLock() {
+		// A writer busy with the batch before writes this one next time.
+		defer l.wmu.Unlock()
+		l.writeBatch()
+	}
+}
+
+// queue adds a line to the pending batch, and reports whether the batch
+// is due.
+func (l *modelLog) queue(name string, encode func() ([]byte, error)) (due bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if !l.openLocked() {
@@ -153,7 +175,7 @@ func (l *modelLog) save(name string, encode func() ([]byte, error)) {
 			l.warned = true
 			l.log.Warn("kept metadata reached its bound: more models are not kept on disk", zap.String("path", l.path), zap.Int64("bytes", l.maxBytes))
 		}
-		return
+		return false
 	}
 	if len(l.pending) == 0 {
 		l.oldest = time.Now()
@@ -162,9 +184,7 @@ func (l *modelLog) save(name string, encode func() ([]byte, error)) {
 	l.pendingAt[name] = len(l.pending)
 	l.pending = append(l.pending, logLine{name: name, encode: encode})
 	l.queued += estimatedLine
-	if len(l.pending) >= logBatch || time.Since(l.oldest) >= logDelay {
-		l.writeLocked()
-	}
+	return len(l.pending) >= logBatch || time.Since(l.oldest) >= logDelay
 }
 
 // estimatedLine is the bytes a queued model is counted for, until encoded.
@@ -175,58 +195,102 @@ func (l *modelLog) keptLocked(name string) bool {
 	if _, ok := l.index[name]; ok {
 		return true
 	}
-	_, ok := l.pendingAt[name]
-	return ok
+	_, pending := l.pendingAt[name]
+	_, writing := l.writingAt[name]
+	return pending || writing
 }
 
 // flush writes the pending lines.
 func (l *modelLog) flush() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.writeLocked()
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	l.writeBatch()
 }
 
 // close writes the pending lines and closes the file.
 func (l *modelLog) close() {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	l.writeBatch()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.writeLocked()
 	if l.f != nil {
 		l.f.Close()
 		l.f = nil
 	}
 }
 
-// writeLocked encodes the pending lines and appends them in one write,
-// then compacts the file when most of it is superseded.
-func (l *modelLog) writeLocked() {
-	pending := l.pending
+// writeBatch encodes the pending lines and appends them, then compacts
+// the file when most of it is superseded. The caller holds wmu; mu is
+// held only to take the batch and to index it.
+func (l *modelLog) writeBatch() {
+	l.mu.Lock()
+	batch, at := l.pending, l.pendingAt
 	l.pending, l.pendingAt, l.queued = nil, nil, 0
-	if len(pending) == 0 || l.f == nil {
+	l.writing, l.writingAt = batch, at
+	f, off := l.f, l.size
+	l.mu.Unlock()
+	if len(batch) == 0 || f == nil {
+		l.doneWriting(nil, nil)
 		return
 	}
-	// Through a buffer, not one append of the batch: a batch of 65536
-	// models is tens of megabytes, and growing it was a tenth of the CPU
-	// of a 50,000-model mount. A torn last line is cut off when read.
-	w := bufio.NewWriterSize(l.f, 1<<20)
-	off := l.size
-	var err error
-	for _, p := range pending {
+	lines := make([]indexedLine, 0, len(batch))
+	// Through a buffer, not one append of the batch: a batch is tens of
+	// megabytes. A torn last line is cut off when read.
+	w := bufio.NewWriterSize(f, 1<<20)
+	var (
+		err   error
+		added int64 // bytes of names not kept before
+	)
+	for i, p := range batch {
+		if at[p.name] != i {
+			continue // a later line of the batch wins
+		}
 		line, encErr := encodeLine(p.name, p.encode)
 		if encErr != nil {
 			continue
 		}
-		if _, kept := l.index[p.name]; !kept && l.live+int64(len(line)) > l.maxBytes {
+		kept, fits := l.fits(p.name, added+int64(len(line)))
+		if !fits {
 			continue
+		}
+		if !kept {
+			added += int64(len(line))
 		}
 		if _, err = w.Write(line); err != nil {
 			break
 		}
-		l.indexLocked(p.name, logPos{off, int64(len(line))})
+		lines = append(lines, indexedLine{p.name, logPos{off, int64(len(line))}})
 		off += int64(len(line))
 	}
 	if err == nil {
 		err = w.Flush()
+	}
+	l.doneWriting(lines, err)
+}
+
+// indexedLine is where a written line of a name is.
+type indexedLine struct {
+	name string
+	pos  logPos
+}
+
+// fits says whether n more bytes for name stay within the bound: a name
+// kept already may always be replaced.
+func (l *modelLog) fits(name string, n int64) (kept, fits bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_, kept = l.index[name]
+	return kept, kept || l.live+n <= l.maxBytes
+}
+
+// doneWriting indexes the lines written, or gives the file up after err.
+func (l *modelLog) doneWriting(lines []indexedLine, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.writing, l.writingAt = nil, nil
+	if l.f == nil {
+		return
 	}
 	if err != nil {
 		l.f.Close()
@@ -234,7 +298,10 @@ func (l *modelLog) writeLocked() {
 		l.fail(err)
 		return
 	}
-	l.size = off
+	for _, x := range lines {
+		l.indexLocked(x.name, x.pos)
+		l.size = x.pos.off + x.pos.n
+	}
 	if l.size > 2*l.live && l.size > 1<<20 {
 		l.compactLocked()
 	}
