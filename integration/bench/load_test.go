@@ -358,7 +358,7 @@ func (b *benchState) scaleLarge(t *testing.T, src string) {
 		b.add(benchRow{what: what, msfs: fmt.Sprintf("ls %s, grep %s, VmHWM %.0f MiB", benchDur(med.ls), benchDur(med.grep), float64(med.hwm)/(1<<20)),
 			base: "-", ratio: "-", target: "listed and grep-able, <= 600 MiB",
 			met: benchYesNo(med.err == nil && med.hwm <= 600<<20),
-			note: fmt.Sprintf("fresh mounts and caches, medians of %d (ls + grep: %s; VmHWM, the largest: %.0f MiB); master.json (made in %s just before) describes every folder; load %s",
+			note: fmt.Sprintf("fresh mounts and caches, medians of %d (ls + grep: %s; VmHWM, the largest: %.0f MiB); master.json made in %s just before (it describes about 18,000 folders, the others are in folder pages made when the mount first asks); load %s",
 				len(runs), benchDursList(med.warm), float64(benchMaxHWM(runs))/(1<<20), benchDur(med.master), benchLoad())})
 	}
 	small, large := meds[0], meds[1]
