@@ -129,14 +129,7 @@ func (f *Folders) ReadAhead(ctx context.Context) {
 	defer f.mu.Unlock()
 	for i, p := range f.pages {
 		for !f.wantedLocked(i) {
-			asked := f.asked
-			f.mu.Unlock()
-			select {
-			case <-asked:
-			case <-ctx.Done():
-			}
-			f.mu.Lock()
-			if ctx.Err() != nil {
+			if !f.waitLocked(ctx, f.asked) {
 				return
 			}
 		}
@@ -144,6 +137,19 @@ func (f *Folders) ReadAhead(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
+	}
+}
+
+// waitLocked waits, without f.mu, until ch is closed or ctx ends; false
+// when ctx ended.
+func (f *Folders) waitLocked(ctx context.Context, ch <-chan struct{}) bool {
+	f.mu.Unlock()
+	defer f.mu.Lock()
+	select {
+	case <-ch:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }
 
@@ -162,14 +168,7 @@ func (f *Folders) wantedLocked(i int) bool {
 func (f *Folders) readLocked(ctx context.Context, p *folderPage) {
 	for !p.read {
 		if p.reading != nil {
-			reading := p.reading
-			f.mu.Unlock()
-			select {
-			case <-reading:
-			case <-ctx.Done():
-			}
-			f.mu.Lock()
-			if ctx.Err() != nil {
+			if !f.waitLocked(ctx, p.reading) {
 				return
 			}
 			continue
