@@ -9,6 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
 	"github.com/modelstorefs/modelstorefs/digits"
 	"github.com/modelstorefs/modelstorefs/remote"
 	"github.com/modelstorefs/modelstorefs/remote/remotetest"
@@ -32,6 +36,7 @@ func TestResolveRequests(t *testing.T) {
 		sized    bool // sizes known without Sized
 	}{
 		{"master.json with folders", remotetest.Options{Master: true, Folders: true}, false, 0, 0, true},
+		{"master.json with folder pages", remotetest.Options{Master: true, Folders: true, FolderPages: true}, false, 0, 0, true},
 		{"folder listing, names only", remotetest.Options{Listing: true}, true, 3, 0, false},
 		{"no folder listing (learned on the first model)", remotetest.Options{}, true, 2 + 9, 9, true},
 	}
@@ -73,6 +78,32 @@ func TestResolveRequests(t *testing.T) {
 			}
 			checkServed(t, srv, sized, true)
 		})
+	}
+}
+
+// TestFolderPageFails: a folder page the store cannot give is said once
+// in the log, and its folders are asked about one by one: every model is
+// still resolved, whole.
+func TestFolderPageFails(t *testing.T) {
+	srv := storetest.NewServer(t, storetest.SampleFiles(t, storetest.WithoutMaster()), remotetest.Options{Master: true, Folders: true, FolderPages: true})
+	srv.SetStatus(digits.FolderPageFile, http.StatusNotFound)
+	core, logs := observer.New(zapcore.WarnLevel)
+	e := newEnv(t, srv, Config{Prefetch: 1, Logger: zap.New(core)})
+	e.resolveAll(t)
+	for _, name := range storetest.SampleModels(t) {
+		m, err := e.cat.Model(testutil.Ctx(t), e.st, name)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if srv.Count(http.MethodHead, name+"/"+digits.InfoFile) == 0 && len(srv.Requests(name+"/"+digits.InfoFile)) == 0 {
+			t.Errorf("%s resolved without asking the store about its files", name)
+		}
+		if len(m.Files()) == 0 {
+			t.Errorf("%s: no files", name)
+		}
+	}
+	if got, pages := logs.FilterMessage("folder page failed, asking its folders one by one").Len(), len(srv.Requests(digits.FolderPageFile)); got == 0 || got > pages {
+		t.Errorf("%d warnings for %d failed page requests, want one per page", got, pages)
 	}
 }
 

@@ -44,6 +44,10 @@ type Options struct {
 	// Folders makes the generated master.json say what each folder holds
 	// (digits.MasterFolders), as modelstorefs serve's does.
 	Folders bool
+	// FolderPages, with Folders, describes no folder in master.json itself
+	// but names them all in folder pages (digits.MasterFolderPages, one
+	// folder a page), answered at digits.FolderPageFile.
+	FolderPages bool
 	// Listing serves a python http.server-like HTML listing for directory
 	// paths ("" and "name/") that are not files themselves.
 	Listing bool
@@ -560,6 +564,9 @@ func (s *Server) answer(rw http.ResponseWriter, r *http.Request, path string, in
 		s.serveFile(w, r, path, f, opt)
 	case path == "master.json" && opt.Master:
 		s.serveFile(w, r, path, File{Data: s.masterJSON(opt)}, opt)
+	case path == digits.FolderPageFile && opt.Master && opt.FolderPages:
+		q := r.URL.Query()
+		s.serveFile(w, r, path, File{Data: s.folderPage(q.Get("from"), q.Get("to"))}, opt)
 	case opt.Listing && (path == "" || strings.HasSuffix(path, "/")) && s.isDir(path):
 		body := s.listing(path)
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
@@ -595,12 +602,31 @@ func (s *Server) serveFile(w *recorder, r *http.Request, path string, f File, op
 }
 
 // masterJSON generates master.json: the top-level directories, and with
-// opt.Folders what each holds.
+// opt.Folders what each holds (with opt.FolderPages, in folder pages).
 func (s *Server) masterJSON(opt Options) []byte {
 	dirs := s.dirs("")
-	if !opt.Folders {
+	switch {
+	case !opt.Folders:
 		return MasterJSON(opt.Msg, dirs...)
+	case opt.FolderPages:
+		return digits.MasterJSONFolders(opt.Msg, dirs, nil, 16<<20, 1)
 	}
+	return digits.MasterJSONFolders(opt.Msg, dirs, s.folders(dirs), 16<<20, 0)
+}
+
+// folderPage generates the folder page of the directories first to last.
+func (s *Server) folderPage(first, last string) []byte {
+	var dirs []string
+	for _, d := range s.dirs("") {
+		if first <= d && d <= last {
+			dirs = append(dirs, d)
+		}
+	}
+	return digits.FolderPage(dirs, s.folders(dirs), 16<<20)
+}
+
+// folders is what each of dirs holds, as master.json describes it.
+func (s *Server) folders(dirs []string) [][]digits.MasterEntry {
 	folders := make([][]digits.MasterEntry, len(dirs))
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -618,7 +644,7 @@ func (s *Server) masterJSON(opt Options) []byte {
 			folders[i] = append(folders[i], e)
 		}
 	}
-	return digits.MasterJSONFolders(opt.Msg, dirs, folders, 16<<20, 0)
+	return folders
 }
 
 // isDir reports whether some file lies below dir ("" or "name/").
