@@ -239,9 +239,7 @@ func TestTwoReadersDifferentSpeeds(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	testutil.WaitFor(t, "commit", func() bool { return committed(s, ref) })
-	checkObjects(t, s, data)
-	checkStreams(t, srv, "m/f", chunk, size/chunk)
+	checkOneDownload(t, s, srv, ref, data, chunk, size/chunk)
 }
 
 // TestStreamsGrowOnACappedStore: when every connection is capped (a long

@@ -516,9 +516,7 @@ func TestStreamTwoReaders(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	testutil.WaitFor(t, "commit", func() bool { return committed(s, ref) })
-	checkObjects(t, s, data)
-	checkStreams(t, srv, "m/f", twoReadersChunk, twoReadersSize/twoReadersChunk)
+	checkOneDownload(t, s, srv, ref, data, twoReadersChunk, twoReadersSize/twoReadersChunk)
 }
 
 // bytesAt says whether buf is data's bytes at off.
@@ -598,6 +596,16 @@ func readSpliced(ctx context.Context, h cache.Handle, data []byte) error {
 		}
 	}
 	return nil
+}
+
+// checkOneDownload waits for ref's download to commit, then asserts the
+// cache holds data alone and the store was read by one download of m/f
+// (checkStreams).
+func checkOneDownload(t *testing.T, s *StreamContent, srv *remotetest.Server, ref cache.Ref, data []byte, chunk, chunks int64) {
+	t.Helper()
+	testutil.WaitFor(t, "commit", func() bool { return committed(s, ref) })
+	checkObjects(t, s, data)
+	checkStreams(t, srv, "m/f", chunk, chunks)
 }
 
 // checkStreams asserts the GETs of path were ranged streams, each starting
@@ -981,10 +989,8 @@ func TestStreamInterruptedReader(t *testing.T) {
 	if !bytes.Equal(openRead(t, s, ref), data) {
 		t.Fatal("reopened read differs")
 	}
-	testutil.WaitFor(t, "commit", func() bool { return committed(s, ref) })
-	checkObjects(t, s, data)
 	// One download in all: no chunk fetched twice.
-	checkStreams(t, srv, "m/f", chunk, size/chunk)
+	checkOneDownload(t, s, srv, ref, data, chunk, size/chunk)
 }
 
 // fullDiskSize and fullDiskChunk are TestStreamFullDisk's files and chunk.
